@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`.
+# Set-up is the same for both: a .venv with a CPU torch (pinned so pip takes the wheel that lies
+# on disk instead of a multi-GB CUDA build), then the project with its test extra.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench lint setup clean samples
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/pruneviz
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check visualizer tests
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check visualizer tests
+
+samples: $(STAMP)
+	$(BIN)/python sample_models/train_samples.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

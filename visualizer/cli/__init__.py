@@ -1,0 +1,63 @@
+"""Command line: ``pruneviz`` (no command) opens the GUI; ``pruneviz <command>`` works headless.
+
+Each command group lives in its own module with a ``register(subparsers)`` function; commands are
+thin clients of :mod:`visualizer.core`. Errors the user can fix print one line on stderr and exit
+with status 2; nothing prints a traceback unless ``PRUNEVIZ_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMAND_MODULES = [
+    "visualizer.cli.basic",
+    "visualizer.cli.training",
+    "visualizer.cli.curvature",
+    "visualizer.cli.structure",
+    "visualizer.cli.gui",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pruneviz",
+        description="Pruning Visualizer. Without a command, opens the desktop app.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command group not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from visualizer.cli.common import UserError, user_errors
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        from visualizer.cli.gui import launch_gui
+
+        return launch_gui([])
+    try:
+        return int(args.func(args) or 0)
+    except user_errors() as exc:
+        if os.environ.get("PRUNEVIZ_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"pruneviz {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pruneviz {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except UserError:  # pragma: no cover - covered by user_errors
+        raise

@@ -1,0 +1,99 @@
+"""Shared helpers of the CLI commands: output, errors, common options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'bad input', shown as one line rather than a traceback."""
+    from visualizer.core.data import DataError
+    from visualizer.core.masks import MaskError
+    from visualizer.core.models import ModelLoadError
+
+    errors: list[type[BaseException]] = [UserError, ModelLoadError, MaskError, DataError, ValueError, FileNotFoundError]
+    try:
+        from visualizer.core.tasks import Cancelled
+
+        errors.append(Cancelled)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert tensors, arrays, numpy scalars and dataclasses into JSON values (NaN -> null)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return to_jsonable(asdict(obj))
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    json.dump(to_jsonable(obj), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """MODEL positional plus --weights/--trust/--data, shared by every command on a model."""
+    p.add_argument("model", help="bundled name, torchvision:NAME, TorchScript file or file.py:factory")
+    p.add_argument("--weights", help="state dict for the model (.safetensors, .pt)")
+    p.add_argument("--trust", action="store_true", help="allow full unpickling of checkpoints (runs code)")
+    p.add_argument("--data", help="dataset (default: the model's own)")
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def load_model_and_data(args: argparse.Namespace):
+    """Load the model and its dataset from the shared options; raise UserError where unclear."""
+    from visualizer.core.data import load_dataset
+    from visualizer.core.models import load_model
+
+    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    name = getattr(args, "data", None) or loaded.dataset
+    if name is None:
+        raise UserError(f"{args.model}: no default dataset; pass --data NAME")
+    return loaded, load_dataset(name)
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(c: Any) -> str:
+    if isinstance(c, float):
+        return f"{c:.4g}"
+    return str(c)

@@ -1,0 +1,225 @@
+"""MaskSet: one bool tensor per prunable parameter.
+
+Pruning multiplies weights by a binary mask, w' = w ⊙ m (seed 002, "The Formalism of Network
+Pruning"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on the CPU as bool
+tensors keyed by parameter name; they are moved to a model's device when applied.
+
+Files: safetensors (uint8 per parameter name, metadata as strings), and the
+torch.nn.utils.prune state-dict layout (``<module>.weight_orig`` and ``<module>.weight_mask``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class MaskError(Exception):
+    """A mask that does not fit a model or cannot be read."""
+
+
+@dataclass(frozen=True)
+class LayerDensity:
+    name: str
+    kept: int
+    total: int
+
+    @property
+    def density(self) -> float:
+        return self.kept / self.total if self.total else 0.0
+
+
+@dataclass
+class MaskSet:
+    masks: dict[str, torch.Tensor]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def dense(cls, params: Mapping[str, torch.Tensor], **metadata: str) -> MaskSet:
+        """All-ones masks over ``params`` (density 1)."""
+        return cls({n: torch.ones(p.shape, dtype=torch.bool) for n, p in params.items()}, dict(metadata))
+
+    @classmethod
+    def for_model(cls, model: nn.Module) -> MaskSet:
+        from visualizer.core.models import prunable_parameters
+
+        return cls.dense(prunable_parameters(model))
+
+    @classmethod
+    def from_model_zeros(cls, model: nn.Module) -> MaskSet:
+        """The mask that a model's exact zeros imply (kept = nonzero), over its prunable weights."""
+        from visualizer.core.models import prunable_parameters
+
+        return cls({n: (p.detach() != 0).cpu() for n, p in prunable_parameters(model).items()})
+
+    def copy(self) -> MaskSet:
+        return MaskSet({n: m.clone() for n, m in self.masks.items()}, dict(self.metadata))
+
+    # --- statistics -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.masks)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.masks[name]
+
+    def kept(self) -> int:
+        return int(sum(int(m.sum()) for m in self.masks.values()))
+
+    def total(self) -> int:
+        return int(sum(m.numel() for m in self.masks.values()))
+
+    def density(self) -> float:
+        """Global density: kept / total over all masked parameters."""
+        total = self.total()
+        return self.kept() / total if total else 0.0
+
+    def layers(self) -> list[LayerDensity]:
+        return [LayerDensity(n, int(m.sum()), m.numel()) for n, m in self.masks.items()]
+
+    # --- model interaction ----------------------------------------------------------------
+    def check(self, model: nn.Module) -> None:
+        """Raise MaskError unless every mask names a parameter of the same shape."""
+        params = dict(model.named_parameters())
+        problems = []
+        for name, m in self.masks.items():
+            if name not in params:
+                problems.append(f"{name}: no such parameter")
+            elif tuple(params[name].shape) != tuple(m.shape):
+                problems.append(f"{name}: mask {tuple(m.shape)} vs weight {tuple(params[name].shape)}")
+        if problems:
+            raise MaskError("mask does not fit the model: " + "; ".join(problems[:3]))
+
+    def _pairs(self, model: nn.Module):
+        params = dict(model.named_parameters())
+        for name, m in self.masks.items():
+            yield params[name], m
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        """Zero the pruned weights in place: w <- w ⊙ m."""
+        for p, m in self._pairs(model):
+            p.mul_(m.to(p.device, p.dtype))
+
+    @torch.no_grad()
+    def mask_grads(self, model: nn.Module) -> None:
+        """g <- g ⊙ m: the projected gradient P_m ∇L (seed 002)."""
+        for p, m in self._pairs(model):
+            if p.grad is not None:
+                p.grad.mul_(m.to(p.grad.device, p.grad.dtype))
+
+    def masked_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """A copy of the model's state dict with theta = m ⊙ w for masked parameters."""
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for name, m in self.masks.items():
+            state[name].mul_(m.to(state[name].device, state[name].dtype))
+        return state
+
+    def flat(self) -> torch.Tensor:
+        """All masks concatenated in order: a bool vector over the prunable coordinates."""
+        return torch.cat([m.reshape(-1) for m in self.masks.values()]) if self.masks else torch.zeros(0, dtype=torch.bool)
+
+    # --- comparisons ----------------------------------------------------------------------
+    def compare(self, other: MaskSet) -> list[dict]:
+        """Per layer: kept in each, overlap |a ∧ b| and Jaccard |a ∧ b| / |a ∨ b|."""
+        rows = []
+        for name, a in self.masks.items():
+            if name not in other.masks:
+                continue
+            b = other.masks[name]
+            inter = int((a & b).sum())
+            union = int((a | b).sum())
+            rows.append(
+                {
+                    "name": name,
+                    "kept_a": int(a.sum()),
+                    "kept_b": int(b.sum()),
+                    "overlap": inter,
+                    "jaccard": inter / union if union else 1.0,
+                }
+            )
+        return rows
+
+    # --- files ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write as safetensors (uint8 per parameter + string metadata), atomically."""
+        from safetensors.torch import save_file
+
+        tensors = {n: m.to(torch.uint8).contiguous() for n, m in self.masks.items()}
+        meta = {str(k): str(v) for k, v in self.metadata.items()}
+        meta.setdefault("format", "pruneviz-mask/1")
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> MaskSet:
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.exists():
+            raise MaskError(f"mask file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                masks = {k: f.get_tensor(k).bool() for k in f.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise MaskError(f"{path.name}: not a readable mask file ({exc})") from exc
+        return cls(masks, meta)
+
+    def to_prune_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The state dict torch.nn.utils.prune would hold: ``X_orig`` and ``X_mask`` for masked X."""
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for name, m in self.masks.items():
+            orig = state.pop(name)
+            state[f"{name}_orig"] = orig
+            state[f"{name}_mask"] = m.to(orig.dtype)
+        return state
+
+    @classmethod
+    def from_prune_state_dict(cls, state: Mapping[str, torch.Tensor]) -> tuple[MaskSet, dict[str, torch.Tensor]]:
+        """Split a torch.nn.utils.prune state dict into a MaskSet and a plain state dict
+        (``X = X_orig``, the unmasked weights)."""
+        masks: dict[str, torch.Tensor] = {}
+        plain: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            if key.endswith("_mask"):
+                masks[key[: -len("_mask")]] = value.bool().cpu()
+            elif key.endswith("_orig"):
+                plain[key[: -len("_orig")]] = value
+            else:
+                plain[key] = value
+        if not masks:
+            raise MaskError("no '<param>_mask' entries: not a torch.nn.utils.prune state dict")
+        return cls(masks), plain
+
+    def attach_torch_prune(self, model: nn.Module) -> None:
+        """Install these masks as torch.nn.utils.prune forward pre-hooks (interop)."""
+        from torch.nn.utils import prune
+
+        modules = dict(model.named_modules())
+        for name, m in self.masks.items():
+            mod_name, _, pname = name.rpartition(".")
+            prune.custom_from_mask(modules[mod_name], pname, m.to(getattr(modules[mod_name], pname).device))
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

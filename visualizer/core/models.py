@@ -1,0 +1,302 @@
+"""Load a model from a reference string, safely, and describe its prunable parameters.
+
+References:
+- a bundled name (``lenet``; see :data:`visualizer.core.zoo.ZOO`), pretrained weights from
+  ``visualizer/sample_models/NAME.safetensors`` when present;
+- ``torchvision:NAME`` (needs torchvision; weights via ``--weights`` or none);
+- a TorchScript file (``model.pt``);
+- ``path/to/file.py:factory`` with ``weights=`` a state dict (.safetensors, .pt, .pth).
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a file that needs full unpickling
+(which can run arbitrary code) is refused unless ``trust=True``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from visualizer.core.zoo import DEFAULT_MODEL, ZOO
+
+
+class ModelLoadError(Exception):
+    """A model reference that cannot be loaded, with a one-line message for the user."""
+
+
+@dataclass
+class LoadedModel:
+    """A model plus what the app needs to know about it."""
+
+    model: nn.Module
+    ref: str
+    dataset: str | None = None  # the dataset it was trained on / expects, if known
+    pretrained: bool = False
+    accuracy: float | None = None  # manifest test accuracy for bundled models
+    notes: list[str] = field(default_factory=list)
+    weights: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ref
+
+
+def sample_models_dir() -> Path:
+    return Path(str(resources.files("visualizer") / "sample_models"))
+
+
+def read_manifest() -> dict:
+    path = sample_models_dir() / "manifest.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def load_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """Read a state dict from .safetensors or a torch checkpoint, safely.
+
+    Accepts a plain state dict or a dict holding one under ``state_dict``/``model_state_dict``/
+    ``model``. Raises :class:`ModelLoadError` with a readable reason otherwise.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"{path.name}: not a readable safetensors file ({exc})") from exc
+    obj = _torch_load(path, trust)
+    if isinstance(obj, nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return tensors
+    raise ModelLoadError(f"{path.name}: holds no state dict of tensors")
+
+
+def _torch_load(path: Path, trust: bool):
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if not trust:
+            raise ModelLoadError(
+                f"{path.name}: needs full unpickling, which can run arbitrary code; "
+                "refused. If you trust this file, pass --trust (GUI: 'Trust this file')."
+            ) from exc
+        raise ModelLoadError(f"{path.name}: corrupt checkpoint ({exc})") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path.name}: not a readable torch checkpoint ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly, turning mismatches into one readable error."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
+        if bad:
+            k = bad[0]
+            parts.append(f"shape mismatch at {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
+        raise ModelLoadError(f"{source} does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def load_zoo(name: str, pretrained: bool = True) -> LoadedModel:
+    entry = ZOO[name]
+    model = entry.build()
+    loaded = LoadedModel(model, name, dataset=entry.dataset)
+    if pretrained:
+        path = sample_models_dir() / f"{name}.safetensors"
+        if path.exists():
+            apply_weights(model, load_state_dict(path), path.name)
+            loaded.pretrained = True
+            loaded.weights = str(path)
+            loaded.accuracy = read_manifest().get(name, {}).get("accuracy")
+        else:
+            loaded.notes.append(f"no pretrained weights for {name}: random initialisation")
+    model.eval()
+    return loaded
+
+
+def load_torchvision(name: str) -> nn.Module:
+    try:
+        import torchvision.models as tvm
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"torchvision:{name} needs torchvision: pip install 'pruneviz[zoo]'"
+        ) from exc
+    try:
+        return tvm.get_model(name, weights=None)
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"torchvision has no model {name!r}") from exc
+
+
+def load_factory(spec: str) -> nn.Module:
+    """Build ``file.py:factory``: import the file as a module and call ``factory()``."""
+    file, _, func = spec.rpartition(":")
+    path = Path(file)
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    module_name = f"pruneviz_user_{path.stem}"
+    spec_ = importlib.util.spec_from_file_location(module_name, path)
+    if spec_ is None or spec_.loader is None:
+        raise ModelLoadError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec_)
+    try:
+        spec_.loader.exec_module(module)
+    except Exception as exc:  # user code: any error becomes a message
+        raise ModelLoadError(f"{path.name}: error while importing: {_first_line(exc)}") from exc
+    factory = getattr(module, func, None)
+    if factory is None:
+        raise ModelLoadError(f"{path.name} has no {func!r}")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ModelLoadError(f"{path.name}:{func}() failed: {_first_line(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{path.name}:{func}() returned {type(model).__name__}, not nn.Module")
+    return model
+
+
+def load_file_model(path: Path, trust: bool) -> nn.Module:
+    """A TorchScript archive, or (with ``trust``) a whole pickled nn.Module."""
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception:  # not TorchScript: look at it as a checkpoint below
+        pass
+    obj = _torch_load(path, trust)
+    if isinstance(obj, nn.Module):
+        return obj
+    raise ModelLoadError(
+        f"{path.name} is a checkpoint of tensors, not a model: give the architecture as "
+        f"file.py:factory together with --weights {path.name}"
+    )
+
+
+def load_model(
+    ref: str | None = None,
+    weights: str | Path | None = None,
+    trust: bool = False,
+    pretrained: bool = True,
+) -> LoadedModel:
+    """Load any model reference (see module docstring); raise ModelLoadError on any failure."""
+    ref = ref or DEFAULT_MODEL
+    if ref in ZOO:
+        loaded = load_zoo(ref, pretrained=pretrained and weights is None)
+    elif ref.startswith("torchvision:"):
+        loaded = LoadedModel(load_torchvision(ref.split(":", 1)[1]), ref, dataset=None)
+    elif ".py:" in ref:
+        loaded = LoadedModel(load_factory(ref), ref)
+    elif Path(ref).suffix in {".pt", ".pth", ".ts", ".jit"} or Path(ref).exists():
+        loaded = LoadedModel(load_file_model(Path(ref), trust), ref)
+    else:
+        raise ModelLoadError(
+            f"unknown model {ref!r}: use a bundled name ({', '.join(ZOO)}), "
+            "torchvision:NAME, a TorchScript file or file.py:factory"
+        )
+    if weights is not None:
+        apply_weights(loaded.model, load_state_dict(weights, trust), Path(weights).name)
+        loaded.weights = str(weights)
+        loaded.pretrained = True
+    loaded.model.eval()
+    return loaded
+
+
+# --- prunable parameters --------------------------------------------------------------------
+
+_PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Bilinear)
+
+
+def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The weights pruning acts on: matrices and kernels of linear, conv, recurrent and attention
+    layers. Biases, normalisation scales and positional embeddings are left dense (the usual
+    convention: they are few and pruning them hurts without saving compute)."""
+    out: dict[str, nn.Parameter] = {}
+    if isinstance(model, torch.jit.ScriptModule):
+        for name, p in model.named_parameters():
+            if p.ndim >= 2 and name.rsplit(".", 1)[-1].startswith("weight"):
+                out[name] = p
+        return out
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        if isinstance(module, _PRUNABLE_MODULES):
+            if module.weight is not None:
+                out[prefix + "weight"] = module.weight
+        elif isinstance(module, nn.RNNBase):
+            for pname, p in module.named_parameters(recurse=False):
+                if pname.startswith("weight_"):
+                    out[prefix + pname] = p
+        elif isinstance(module, nn.MultiheadAttention):
+            for pname in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                p = getattr(module, pname, None)
+                if p is not None:
+                    out[prefix + pname] = p
+    return out
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str  # parameter name
+    kind: str  # owning module type
+    shape: tuple[int, ...]
+    params: int
+    prunable: bool
+
+
+def layer_table(model: nn.Module) -> list[LayerInfo]:
+    """One row per parameter: name, owning module kind, shape, size, prunable."""
+    prunable = prunable_parameters(model)
+    modules = dict(model.named_modules())
+    rows = []
+    for name, p in model.named_parameters():
+        owner = modules.get(name.rpartition(".")[0], model)
+        rows.append(LayerInfo(name, type(owner).__name__, tuple(p.shape), p.numel(), name in prunable))
+    return rows
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """``auto``: cuda when present, then mps, else cpu; or the device the user names."""
+    if preference != "auto":
+        dev = torch.device(preference)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but no CUDA GPU is available")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,107 @@
+"""Long work as generators: progress records, cancellation, one small runner.
+
+A job is a generator that yields :class:`Step` records and returns its result. The CLI and tests
+drive it with :func:`run`; the GUI drives the same generator in a worker thread and cancels it by
+closing it (``gen.close()`` raises ``GeneratorExit`` at the paused ``yield``), so every job must
+keep its state consistent at each ``yield`` and put restoring code in ``try/finally``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+Job = Generator["Step", None, T]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One progress record of a job.
+
+    stage: short human text ("ranking", "epoch 3/10", "lanczos 40/80").
+    fraction: 0..1 of the whole job.
+    partial: an optional partial result a view can show at once (one sweep row, one IMP round).
+    """
+
+    stage: str
+    fraction: float
+    partial: Any = None
+
+
+class Cancelled(Exception):
+    """Raised by :func:`run` when ``should_stop`` asks the job to stop."""
+
+
+def run(
+    job: Generator[Step, None, T],
+    on_step: Callable[[Step], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> T:
+    """Drive a job to the end and return its result; ``on_step`` sees each Step.
+
+    If ``should_stop()`` turns true the generator is closed (its ``finally`` blocks run) and
+    :class:`Cancelled` is raised.
+    """
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if on_step is not None:
+            on_step(step)
+        if should_stop is not None and should_stop():
+            job.close()
+            raise Cancelled(step.stage)
+
+
+def sub(job: Generator[Step, None, T], start: float, end: float, prefix: str = ""):
+    """Re-map a sub-job's fractions into [start, end] of the parent job; ``yield from`` it."""
+    span = end - start
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        stage = f"{prefix}{step.stage}" if prefix else step.stage
+        yield Step(stage, start + span * min(max(step.fraction, 0.0), 1.0), step.partial)
+
+
+def completed(value: T, stage: str = "done") -> Generator[Step, None, T]:
+    """A job that is already finished: lets cheap work share the job interface."""
+    yield Step(stage, 1.0)
+    return value
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr for the CLI (silent when stderr is not a terminal)."""
+
+    def __init__(self, stream=None, min_interval: float = 0.1) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.min_interval = min_interval
+        self._last = 0.0
+
+    def __call__(self, step: Step) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < self.min_interval and step.fraction < 1.0:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * min(max(step.fraction, 0.0), 1.0))
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r[{bar}] {step.fraction:6.1%} {step.stage[:50]:<50}")
+        if step.fraction >= 1.0:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
