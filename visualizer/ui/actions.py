@@ -84,9 +84,3 @@ def rank_job(
     scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
     yield Step("done", 1.0)
     return rk, scores_np
-
-
-def mask_job(rk, density: float) -> Generator[Step, None, Any]:
-    """The mask at one density (for large models, where even a threshold pass takes a while)."""
-    yield Step(f"mask at {density:.2%}", 0.5)
-    return rk.mask_at(density)

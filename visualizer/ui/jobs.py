@@ -1,7 +1,9 @@
 """Run core jobs (generators of :class:`~visualizer.core.tasks.Step`) off the event loop.
 
 A job runs in a daemon Python thread; its progress, partial results and final result come back
-to the GUI thread through queued Qt signals. Rules the window relies on:
+to the GUI thread through a plain thread-safe queue that a GUI-thread timer drains every
+``POLL_MS`` (the worker never touches Qt: emitting Qt signals with Python payloads from a
+non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window relies on:
 
 - one job per *kind* ("load", "rank", "train", ...): a new request of a kind supersedes the
   running one (the old one is cancelled and whatever it still sends is dropped);
@@ -17,6 +19,7 @@ to the GUI thread through queued Qt signals. Rules the window relies on:
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 import traceback
@@ -24,11 +27,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from visualizer.core.tasks import Step
 
-PROGRESS_INTERVAL = 0.05  # seconds between progress signals of one job
+PROGRESS_INTERVAL = 0.05  # seconds between progress records of one job
+POLL_MS = 10  # how often the GUI thread drains the queue while jobs run
+DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never stalls on a burst
 
 JobFactory = Callable[[], Generator[Step, None, Any]]
 
@@ -78,20 +83,16 @@ class JobRunner(QObject):
     finished = Signal(int, str, str)
     failed = Signal(str, str)
 
-    # internal, emitted from worker threads, delivered queued to the GUI thread
-    _step = Signal(int, str, float)
-    _partial = Signal(int, object)
-    _done = Signal(int, str, object)
-
     def __init__(self, parent: QObject | None = None, synchronous: bool = False) -> None:
         super().__init__(parent)
         self.synchronous = synchronous
         self._ids = itertools.count(1)
         self._active: dict[str, Job] = {}  # kind -> running job
         self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread
-        self._step.connect(self._on_step, Qt.ConnectionType.QueuedConnection)
-        self._partial.connect(self._on_partial, Qt.ConnectionType.QueuedConnection)
-        self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self.drain)
 
     # --- public API -----------------------------------------------------------------------
     def submit(
@@ -117,6 +118,8 @@ class JobRunner(QObject):
             target=self._work, args=(job, factory), name=f"pruneviz-job-{kind}-{job.id}", daemon=True
         )
         job.thread.start()
+        if not self._timer.isActive():
+            self._timer.start()
         return job
 
     def cancel(self, kind: str | None = None) -> None:
@@ -183,19 +186,42 @@ class JobRunner(QObject):
         if synchronous:
             self._on_step(job.id, step.stage, float(step.fraction))
         else:
-            self._step.emit(job.id, step.stage, float(step.fraction))
+            self._queue.put(("step", job.id, (step.stage, float(step.fraction))))
 
     def _emit_partial(self, job: Job, partial: Any, synchronous: bool) -> None:
         if synchronous:
             self._on_partial(job.id, partial)
         else:
-            self._partial.emit(job.id, partial)
+            self._queue.put(("partial", job.id, partial))
 
     def _emit_done(self, job: Job, status: str, payload: Any, synchronous: bool) -> None:
         if synchronous:
             self._on_done(job.id, status, payload)
         else:
-            self._done.emit(job.id, status, payload)
+            self._queue.put(("done", job.id, (status, payload)))
+
+    def drain(self) -> None:
+        """Deliver what the workers queued (GUI thread). Progress records of one job are
+        coalesced to the latest; handling stops after DRAIN_BUDGET and resumes next tick."""
+        deadline = time.monotonic() + DRAIN_BUDGET
+        latest_step: dict[int, tuple[str, float]] = {}
+        while time.monotonic() < deadline:
+            try:
+                kind, job_id, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "step":
+                latest_step[job_id] = payload
+            elif kind == "partial":
+                self._on_partial(job_id, payload)
+            else:
+                if job_id in latest_step:
+                    self._on_step(job_id, *latest_step.pop(job_id))
+                self._on_done(job_id, *payload)
+        for job_id, (stage, fraction) in latest_step.items():
+            self._on_step(job_id, stage, fraction)
+        if not self._jobs and self._queue.empty():
+            self._timer.stop()
 
     # --- GUI side -------------------------------------------------------------------------
     def _current(self, job_id: int) -> Job | None:
@@ -204,20 +230,17 @@ class JobRunner(QObject):
             return None
         return job
 
-    @Slot(int, str, float)
     def _on_step(self, job_id: int, stage: str, fraction: float) -> None:
         job = self._current(job_id)
         if job is not None:
             job.stage, job.fraction = stage, fraction
             self.progress.emit(job_id, stage, fraction)
 
-    @Slot(int, object)
     def _on_partial(self, job_id: int, partial: Any) -> None:
         job = self._current(job_id)
         if job is not None and job.on_partial is not None:
             job.on_partial(partial)
 
-    @Slot(int, str, object)
     def _on_done(self, job_id: int, status: str, payload: Any) -> None:
         job = self._jobs.pop(job_id, None)
         if job is None:

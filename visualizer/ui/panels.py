@@ -158,7 +158,9 @@ class ModelPanel(QWidget):
         self.tree.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.tree.setAlternatingRowColors(False)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Interactive, sized once per model: ResizeToContents re-measures every row on each
+        # density change (1.6 ms per setText), far too slow for a slider.
+        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.tree.header().setStretchLastSection(False)
         self.tree.currentItemChanged.connect(self._item_changed)
         self._items: dict[str, QTreeWidgetItem] = {}
@@ -218,6 +220,9 @@ class ModelPanel(QWidget):
             self._items[r.name] = item
         self.tree.setSortingEnabled(True)
         self._update_densities()
+        for c in range(len(self.COLUMNS)):
+            self.tree.resizeColumnToContents(c)
+        self.tree.setColumnWidth(4, max(self.tree.columnWidth(4), 64))
         if s.selected:
             self._select(s.selected)
 
@@ -232,7 +237,10 @@ class ModelPanel(QWidget):
             if item is None:
                 continue
             d = ld.density
-            item.setText(4, f"{d:.3f}" if d >= 0.01 else f"{d:.2e}")
+            text = f"{d:.3f}" if d >= 0.01 else f"{d:.2e}"
+            if item.text(4) == text:
+                continue
+            item.setText(4, text)
             item.setData(4, Qt.ItemDataRole.UserRole, d)
             item.setToolTip(4, f"kept {ld.kept:,} of {ld.total:,}")
             item.setBackground(4, QBrush(density_colour(d)))

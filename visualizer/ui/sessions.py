@@ -30,7 +30,7 @@ def capture(window) -> Session:
         scope=s.scope,
         structure=s.structure,
         density=s.density,
-        masks=s.masks,
+        masks=None if s.masks is None else s.masks.copy(),  # may be a live view of the ranking
         snapshot=s.snapshot,
         model_state=state,
         results=list(s.results),

@@ -35,7 +35,7 @@ from visualizer.ui.views import available_views
 
 APP_NAME = "pruneviz"
 MAX_RECENT = 8
-SYNC_MASK_LIMIT = 4_000_000  # above this many prunable weights, masks are made in a job
+COPY_MASK_LIMIT = 2_000_000  # above this many prunable weights the slider shows live mask views
 MODEL_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".py"}
 
 
@@ -447,12 +447,10 @@ class MainWindow(QMainWindow):
         if rk is None:
             self.pruning_panel.update_label()
             return
-        if s.masks is not None and s.masks.total() > SYNC_MASK_LIMIT:
-            key = s.key
-            self.jobs.submit("mask", f"mask at {density:.2%}", lambda: actions.mask_job(rk, density),
-                             on_result=lambda m: s.set_masks(m) if s.key == key else None)
-            return
-        s.set_masks(rk.mask_at(density))
+        # The Ranking is owned by this (GUI) thread: moving its cut only flips the entries between
+        # the old and new cut. Large models get live views (no copy); consumers that keep a mask
+        # (snapshot, sessions, training jobs) copy it.
+        s.set_masks(rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT))
 
     # --- sessions (filled in by visualizer.core.session) -------------------------------------
     def open_session_dialog(self) -> None:

@@ -56,6 +56,7 @@ class HeatmapView(QWidget):
         self._scores: render.Encoded | None = None
         self._image: np.ndarray | None = None
         self._lut_mode: str | None = None
+        self._bar_key: tuple | None = None
 
         self.mode_box = QComboBox()
         for key, text in MODES.items():
@@ -248,6 +249,8 @@ class HeatmapView(QWidget):
             self._set_lut(lut_mode)
         self._image = img
         self.image.setImage(img, autoLevels=False, levels=(0, 255))
+        if self._bar_key != (lut_mode, id(self._weights), id(self._scores)):
+            self._update_bar(lut_mode)
         self.legend.setText(legend)
         self._update_title()
 
@@ -261,9 +264,9 @@ class HeatmapView(QWidget):
             self.image.setLookupTable(render.mask_lut())
         else:
             self.image.setLookupTable(render.compare_lut())
-        self._update_bar(lut_mode)
 
     def _update_bar(self, lut_mode: str) -> None:
+        self._bar_key = (lut_mode, id(self._weights), id(self._scores))
         enc = self._weights if lut_mode == "weights" else self._scores if lut_mode == "scores" else None
         self.bar.setVisible(enc is not None)
         if enc is not None:
@@ -279,8 +282,6 @@ class HeatmapView(QWidget):
         stride = self._layout.stride
         note = f" · shown every {stride[0]}×{stride[1]} (display only)" if stride != (1, 1) else ""
         self.title.setText(f"<b>{name}</b> [{shape}]{kept}{note}")
-        if self._lut_mode in ("weights", "scores"):
-            self._update_bar(self._lut_mode)
 
     def image_array(self) -> np.ndarray | None:
         """The uint8 image currently drawn (tests and benchmarks read it)."""
