@@ -14,13 +14,8 @@ def export_view(window, view_id: str, path: str, size: tuple[int, int] | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     widget = window.views[view_id]
     if out.suffix.lower() == ".svg":
-        item = _export_item(widget)
-        if item is not None:
-            from pyqtgraph.exporters import SVGExporter
-
-            SVGExporter(item).export(str(out))
-        else:
-            _svg_of_widget(widget, out)
+        # Qt's own SVG painter: pyqtgraph 0.14's SVGExporter cannot parse Qt 6.12's path data.
+        _svg_of_widget(_svg_widget(widget), out)
         return out
     if size is not None and widget.isWindow():
         widget.resize(*size)
@@ -30,16 +25,10 @@ def export_view(window, view_id: str, path: str, size: tuple[int, int] | None = 
     return out
 
 
-def _export_item(widget):
-    """The pyqtgraph item to export: the view's ``export_item()`` or a known attribute."""
-    fn = getattr(widget, "export_item", None)
-    if callable(fn):
-        return fn()
-    canvas = getattr(widget, "canvas", None)
-    if canvas is not None and hasattr(canvas, "ci"):
-        return canvas.ci  # heatmap: plot and colour bar together
-    plot = getattr(widget, "plot", None)
-    return plot
+def _svg_widget(widget):
+    """The part of a view to draw as SVG: its ``export_widget()``, else the whole view."""
+    fn = getattr(widget, "export_widget", None)
+    return fn() if callable(fn) else widget
 
 
 def _svg_of_widget(widget, out: Path) -> None:

@@ -343,7 +343,8 @@ class MainWindow(QMainWindow):
             if on_done is not None:
                 on_done()
 
-        self.jobs.submit("load", f"loading {ref}",
+        shown = Path(ref).name if Path(ref).suffix in MODEL_SUFFIXES else ref
+        self.jobs.submit("load", f"loading {shown}",
                          lambda: actions.load_job(ref, weights or None, trust, dataset or None),
                          on_result=done)
 

@@ -130,6 +130,9 @@ class CurvesView(QWidget):
             self.widget.setToolTip(text)
             self.info.setText(text.replace("\n", " · "))
 
+    def export_widget(self):
+        return self.widget
+
     def point_count(self) -> int:
         return sum(len(rows) for _, rows in self._series.values())
 

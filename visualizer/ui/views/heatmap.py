@@ -283,6 +283,10 @@ class HeatmapView(QWidget):
         note = f" · shown every {stride[0]}×{stride[1]} (display only)" if stride != (1, 1) else ""
         self.title.setText(f"<b>{name}</b> [{shape}]{kept}{note}")
 
+    def export_widget(self):
+        """What File > Export draws: the heatmap and its colour bar."""
+        return self.canvas
+
     def image_array(self) -> np.ndarray | None:
         """The uint8 image currently drawn (tests and benchmarks read it)."""
         return self._image
