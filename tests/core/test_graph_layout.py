@@ -103,3 +103,20 @@ def test_densenet_like_graph_is_fast_enough_to_run():
     g = nx.DiGraph([(i, j) for j in range(60) for i in range(j)])
     lay = layered_layout(g, sweeps=2)
     assert lay.positions[:, 0].max() == 59
+
+
+def test_edge_segments_straight_and_arcs():
+    from visualizer.core.graph_layout import edge_segments
+
+    g = nx.DiGraph([("a", "b"), ("b", "c"), ("a", "c")])
+    lay = layered_layout(g)
+    seg = edge_segments(lay.positions, lay.edges, bend=0.5, samples=4)
+    # 2 straight edges (2 points each) + one arc of 4 segments (8 points)
+    assert seg.shape == (2 * 2 + 4 * 2, 2)
+    arc = seg[4:]
+    np.testing.assert_allclose(arc[0], [0, 0])
+    np.testing.assert_allclose(arc[-1], [2, 0])
+    # the arc's middle point is the Bezier midpoint: y = 0.5 * ctrl_y = 0.5 * (-0.5 * 1)
+    np.testing.assert_allclose(arc[3], [1.0, -0.25])
+    empty = layered_layout(nx.DiGraph())
+    assert edge_segments(empty.positions, empty.edges).shape == (0, 2)

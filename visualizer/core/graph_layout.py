@@ -193,3 +193,38 @@ def _finish(graph, nodes, layers, crossings, initial) -> GraphLayout:
 def layered_layout(graph: nx.DiGraph, sweeps: int = 8) -> GraphLayout:
     """Run :func:`layout_job` to the end (CLI, tests, small graphs on the GUI thread)."""
     return run(layout_job(graph, sweeps))
+
+
+def edge_segments(
+    positions: np.ndarray, edges: np.ndarray, bend: float = 0.35, samples: int = 10
+) -> np.ndarray:
+    """Line segments drawing ``edges`` (rows into ``positions``), as a (2k, 2) array of pairs.
+
+    Edges between adjacent layers are straight. An edge spanning s > 1 layers is a quadratic
+    Bezier arc bulging by ``bend * (s - 1)`` slots towards negative y (drawn upwards with an
+    inverted y axis), so skip connections (residual adds, DenseNet concatenations) are not hidden
+    behind the chain of layers they jump over. ``samples`` is the number of segments per arc.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    if len(edges) == 0:
+        return np.zeros((0, 2))
+    a = positions[edges[:, 0]]
+    b = positions[edges[:, 1]]
+    span = np.abs(b[:, 0] - a[:, 0])
+    straight = span <= 1.0
+    parts = [np.stack([a[straight], b[straight]], axis=1).reshape(-1, 2)]
+    if (~straight).any():
+        a2, b2, s2 = a[~straight], b[~straight], span[~straight]
+        ctrl = (a2 + b2) / 2.0
+        ctrl[:, 1] = np.minimum(a2[:, 1], b2[:, 1]) - bend * (s2 - 1.0)
+        t = np.linspace(0.0, 1.0, samples + 1)[None, :, None]
+        curve = (
+            (1 - t) ** 2 * a2[:, None, :]
+            + 2 * (1 - t) * t * ctrl[:, None, :]
+            + t**2 * b2[:, None, :]
+        )  # (k, samples+1, 2)
+        pairs = np.stack([curve[:, :-1], curve[:, 1:]], axis=2)  # (k, samples, 2, 2)
+        parts.append(pairs.reshape(-1, 2))
+    return np.concatenate(parts, axis=0)
