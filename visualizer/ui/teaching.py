@@ -15,6 +15,7 @@ dock widgets), so it works with any QMainWindow and holds no numerics.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -137,7 +138,7 @@ class ThemeManager(QObject):
         self._app = app or QGuiApplication.instance()
         self._scheme = scheme
         self._teaching = False
-        self._views: list[QObject] = []
+        self._views: list[weakref.ref] = []
         hints = self._app.styleHints() if self._app is not None else None
         if hints is not None and hasattr(hints, "colorSchemeChanged"):
             hints.colorSchemeChanged.connect(lambda *_: self._emit())
@@ -167,20 +168,22 @@ class ThemeManager(QObject):
 
     def register(self, view: QObject) -> None:
         """Theme ``view`` now and on every change (forgotten when the view is destroyed)."""
-        self._views.append(view)
-        view.destroyed.connect(lambda *_, v=view: self._forget(v))
+        self._views.append(weakref.ref(view))
         view.apply_theme(self.theme())
-
-    def _forget(self, view: QObject) -> None:
-        self._views = [v for v in self._views if v is not view]
 
     def _emit(self) -> None:
         theme = self.theme()
-        for view in list(self._views):
+        alive = []
+        for ref in self._views:
+            view = ref()
+            if view is None:
+                continue
             try:
                 view.apply_theme(theme)
             except RuntimeError:  # the C++ object is already gone
-                self._forget(view)
+                continue
+            alive.append(ref)
+        self._views = alive
         self.changed.emit(theme)
 
 
