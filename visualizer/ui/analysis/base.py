@@ -6,7 +6,10 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from visualizer.ui.analysis.qtfix import pin_singletons
 from visualizer.ui.teaching import Theme, current_theme
+
+pin_singletons()  # see qtfix: PySide6 6.12 + Python 3.11 leak references of True/False/None
 
 
 class AnalysisView(QWidget):

@@ -24,6 +24,10 @@ from visualizer.ui.analysis.base import AnalysisView, density_colormap
 
 PICK_RADIUS_PX = 10.0
 LABEL_LIMIT = 80  # above this many nodes, names are shown on hover only
+# Node colours are density quantised to 5% steps and sizes to 2 px steps: pyqtgraph renders one
+# symbol image per (size, brush) pair and caches it, so a bounded set of pairs makes re-colouring
+# on every slider move a table lookup instead of hundreds of symbol renders.
+BRUSH_LEVELS = 20
 
 
 def node_params(attrs: Mapping) -> int:
@@ -72,6 +76,7 @@ class GraphView(AnalysisView):
         self.info.setObjectName("graphInfo")
         self.body.addWidget(self.info)
         self.colorbar_item: pg.ColorBarItem | None = None
+        self._brushes: tuple | None = None
         self._labels: list[pg.TextItem] = []
         self.graph: nx.DiGraph | None = None
         self.layout_result: GraphLayout | None = None
@@ -141,7 +146,7 @@ class GraphView(AnalysisView):
             value = densities.get(layer, densities.get(f"{layer}.weight"))
             if value is not None:
                 self.density[i] = float(value)
-        self._draw_nodes()
+        self._draw_nodes(geometry=False)
 
     def set_groups(self, groups: Iterable[Iterable[Hashable]]) -> None:
         """Coupled channel groups, each a collection of node keys or layer names.
@@ -201,24 +206,38 @@ class GraphView(AnalysisView):
         scale = self.theme.marker_scale
         top = float(self.params.max()) if self.params.size and self.params.max() > 0 else 1.0
         sizes = np.where(self.params > 0, 8.0 + 22.0 * np.sqrt(self.params / top), 6.0)
-        return sizes * scale
+        return 2.0 * np.rint(sizes * scale / 2.0)
+
+    def _brush_table(self) -> list:
+        """BRUSH_LEVELS+1 brushes: density quantised to 1/BRUSH_LEVELS, then the muted one.
+
+        Built once per theme: making a QBrush per node on every slider move is what would cost
+        the time (pg.mkBrush is slow), so re-colouring only indexes this table.
+        """
+        if self._brushes is None or self._brushes[0] is not self.theme:
+            colors = density_colormap().map(np.linspace(0, 1, BRUSH_LEVELS + 1), mode="qcolor")
+            table = [pg.mkBrush(c) for c in colors] + [pg.mkBrush(self.theme.muted)]
+            self._brushes = (self.theme, table)
+        return self._brushes[1]
 
     def node_brushes(self) -> list:
-        cmap = density_colormap()
-        colors = cmap.map(np.nan_to_num(self.density, nan=0.0), mode="qcolor")
-        muted = pg.mkColor(self.theme.muted)
-        return [
-            pg.mkBrush(muted) if np.isnan(d) else pg.mkBrush(c)
-            for d, c in zip(self.density, colors)
-        ]
+        table = self._brush_table()
+        idx = np.where(
+            np.isnan(self.density), BRUSH_LEVELS + 1,
+            np.rint(np.clip(np.nan_to_num(self.density), 0, 1) * BRUSH_LEVELS),
+        ).astype(np.int64)
+        return [table[i] for i in idx]
 
-    def _draw_nodes(self) -> None:
+    def _draw_nodes(self, geometry: bool = True) -> None:
         if not self.names:
             return
-        pen = pg.mkPen(self.theme.foreground, width=1.0)
-        self.nodes_item.setData(
-            pos=self.positions, size=self.node_sizes(), brush=self.node_brushes(), pen=pen,
-        )
+        if geometry:
+            pen = pg.mkPen(self.theme.foreground, width=1.0)
+            self.nodes_item.setData(
+                pos=self.positions, size=self.node_sizes(), brush=self.node_brushes(), pen=pen,
+            )
+        else:
+            self.nodes_item.setBrush(self.node_brushes())
         if self.selected is not None:
             self._draw_highlight()
 
