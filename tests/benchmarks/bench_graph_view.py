@@ -164,7 +164,7 @@ def main() -> None:
             naive.removeItem(item)
         for k in range(0, len(seg), 2):
             naive.addItem(pg.PlotCurveItem(seg[k:k + 2, 0], seg[k:k + 2, 1]))
-        for i, (x, y) in enumerate(layout.positions):
+        for x, y in layout.positions:
             naive.addItem(pg.ScatterPlotItem([x], [y], size=10, brush=cmap.map(rng.random(), "qcolor")))
         paint(naive)
 
