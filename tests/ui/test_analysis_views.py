@@ -202,3 +202,38 @@ def test_views_follow_dark_theme(qtbot):
     finally:
         manager.set_scheme("light")
     assert view.theme.name == "light"
+
+
+# --- presets -----------------------------------------------------------------------------------
+
+
+def test_snip_vs_magnitude_preset_runs_and_shows_its_result(qtbot):
+    from visualizer.ui.presets import PRESETS, FigureView, run_preset
+
+    steps = []
+    view, result = run_preset("snip-vs-magnitude", on_step=steps.append)
+    qtbot.addWidget(view)
+    view.resize(1000, 450)
+    assert isinstance(view, FigureView)
+    assert view.caption.isVisible() is False or view.caption.text() == PRESETS["snip-vs-magnitude"].caption
+    assert view.caption.text() == PRESETS["snip-vs-magnitude"].caption
+    # real masks: both keep 10% of all prunable weights globally, the layer is compared exactly
+    assert result["magnitude"].density == pytest.approx(0.1, abs=1e-3)
+    assert result["snip"].density == pytest.approx(0.1, abs=1e-3)
+    row = result["row"]
+    a = result["magnitude"].masks["fc1.weight"]
+    b = result["snip"].masks["fc1.weight"]
+    assert row["overlap"] == int((a & b).sum())
+    assert len(view._plots) == 3 and steps[-1].fraction == 1.0
+    assert not_blank(view)
+
+
+def test_presets_say_what_they_need():
+    from visualizer.ui.presets import PRESETS
+
+    assert set(PRESETS) == {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception",
+                            "density-law", "time-to-train"}
+    for preset in PRESETS.values():
+        ok, reason = preset.available()
+        assert ok or reason.startswith("needs ")
+        assert len(preset.caption) > 40
