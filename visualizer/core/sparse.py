@@ -434,3 +434,19 @@ def proximal_training(
     test = evaluate(work, data)
     yield Step(f"{config.method}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "accuracy": test.accuracy, "density": masks.density()})
     return ProxResult(work, masks, history, test, steps, zero_groups[0], len(groups))
+
+
+def group_lasso_train(
+    model: nn.Module,
+    data: Dataset,
+    lam: float = 0.02,
+    epochs: int = 2,
+    groups: Sequence[Group] | None = None,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> Generator[Step, None, ProxResult]:
+    """Convenience: group lasso (block soft thresholding, default groups = output channels) for
+    ``epochs`` of plain SGD; see :func:`proximal_training`."""
+    config = ProxConfig("group-lasso", lam=lam, groups=tuple(groups) if groups is not None else None,
+                        train=TrainConfig(epochs=epochs, optimizer="sgd", momentum=0.0, lr=lr, seed=seed))
+    return (yield from proximal_training(model, data, config))
