@@ -134,7 +134,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    for optimizer in args.optimizers.split(","):
+    for optimizer in [o for o in args.optimizers.split(",") if o]:
         for name in args.models.split(","):
             bench_steps(name, 0.1, args.rounds, args.steps, optimizer)
     bench_sweep("lenet", 3)

@@ -22,10 +22,19 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
 
 
 def _train_config(args: argparse.Namespace, **extra):
+    import torch
+
     from visualizer.core.training import TrainConfig
+
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
