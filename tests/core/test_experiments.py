@@ -108,7 +108,7 @@ def test_rows_round_trip_csv_and_json(tmp_path):
 def test_sweep_with_retraining(lenet, digits):
     init, _ = initial_state("lenet", lenet)
     tc = TrainConfig(epochs=1, lr=1e-3, max_steps=5, evaluate_each_epoch=False)
-    for retrain in ("finetune", "rewind"):
+    for retrain in ("finetune", "rewind", "init"):
         config = SweepConfig("lenet", ("magnitude",), (0.2,), retrain=retrain, train=tc)
         res = run(sweep(lenet, digits, config, init_state=init))
         (row,) = res.rows

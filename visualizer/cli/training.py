@@ -100,7 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--criteria", default="magnitude,snip,grasp,random")
     p.add_argument("--densities", default="1,0.5,0.2,0.1,0.05")
-    p.add_argument("--retrain", choices=["none", "finetune", "rewind"], default="none")
+    p.add_argument("--retrain", choices=["none", "finetune", "rewind", "init"], default="none",
+                   help="none; finetune the kept weights; rewind to the init (one-shot ticket); "
+                        "init: prune at initialisation (score w_0) and train from it")
     p.add_argument("--scope", choices=["global", "layer"], default="global")
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
     p.add_argument("--fresh", action="store_true", help="ignore rows already in --out (default: reuse them)")
@@ -245,7 +247,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if out.suffix not in (".csv", ".json"):
         raise UserError(f"--out must end in .csv or .json, got {out.name}")
     previous = [] if args.fresh else read_rows(out)
-    init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain == "rewind" else None
+    init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain in ("rewind", "init") else None
     done: list[dict] = []
 
     def merged() -> list[dict]:
