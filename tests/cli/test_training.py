@@ -64,6 +64,14 @@ def test_dst_json(capsys):
     assert out["updates"] and all(u["density"] == out["achieved_density"] for u in out["updates"])
 
 
+def test_prox_json(capsys, tmp_path):
+    out = run_json(capsys, "prox", "inception-mini", "--method", "group-lasso", "--lam", "5", "--epochs", "1",
+                   "--out", str(tmp_path / "m.safetensors"))
+    assert out["optimizer"] == "sgd" and out["zero_groups"] > 0 and out["density"] < 1.0
+    out = run_json(capsys, "prox", "mlp", "--method", "iht", "--density", "0.2", "--epochs", "1")
+    assert out["density"] == pytest.approx(0.2, abs=1e-4)
+
+
 def test_sweep_csv_columns_and_resume(capsys, tmp_path):
     path = tmp_path / "results.csv"
     args = ["sweep", "lenet", "--criteria", "magnitude,random", "--densities", "1,0.1", "--retrain", "none",

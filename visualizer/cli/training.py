@@ -96,6 +96,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_dst)
 
+    p = sub.add_parser("prox", help="sparse regularisation: L1 (ISTA), group lasso, IHT proximal training")
+    add_model_args(p)
+    p.add_argument("--method", choices=["l1", "group-lasso", "iht"], required=True)
+    p.add_argument("--lam", type=float, default=1e-3, help="penalty weight; threshold per step = lr * lam")
+    p.add_argument("--density", type=float, default=0.1, help="IHT: keep floor(density * d) weights")
+    p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors)")
+    _add_train_args(p, epochs=5, lr=0.05)
+    p.set_defaults(optimizer="sgd")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_prox)
+
     p = sub.add_parser("sweep", help="accuracy vs density: criteria x densities x retraining")
     add_model_args(p)
     p.add_argument("--criteria", default="magnitude,snip,grasp,random")
@@ -223,6 +234,35 @@ def cmd_dst(args: argparse.Namespace) -> int:
         print(table(rows, ["epoch", "train loss", "accuracy", "density"]))
         print(f"{args.method} at density {out['achieved_density']:.4f}: accuracy {res.test.accuracy:.4f} "
               f"({len(res.updates)} mask updates)")
+    return 0
+
+
+def cmd_prox(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from visualizer.core.sparse import ProxConfig, proximal_training
+
+    loaded, data = load_model_and_data(args)
+    # plain SGD (no momentum): each step is then exactly w <- prox_{lr lam}(w - lr grad)
+    tc = replace(_train_config(args), momentum=0.0)
+    config = ProxConfig(args.method, lam=args.lam, density=args.density, train=tc)
+    config.validate()
+    res = _run(proximal_training(loaded.model, data, config))
+    if args.out:
+        res.masks.save(args.out)
+    out = {
+        "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
+        "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,
+        "optimizer": tc.optimizer, "seed": args.seed, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "layers": [{"name": lay.name, "kept": lay.kept, "total": lay.total} for lay in res.masks.layers()],
+        "history": res.history, "out": args.out,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        print(table([[lay["name"], lay["kept"], lay["total"]] for lay in out["layers"]], ["layer", "nonzero", "total"]))
+        extra = f", {res.zero_groups}/{res.groups} groups zero" if args.method == "group-lasso" else ""
+        print(f"{args.method}: density {out['density']:.4f}{extra}, accuracy {res.test.accuracy:.4f}")
     return 0
 
 
