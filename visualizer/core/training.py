@@ -414,6 +414,8 @@ def train(
     if masks is not None:
         masks.check(model)
     work = prepare_copy(model, config, start_state)
+    if teacher is not None:  # a frozen copy: moving it to the device must not touch the caller's
+        teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
     projector = MaskProjector(work, masks) if masks is not None else None
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
@@ -436,10 +438,7 @@ def train_with_distillation(
     config = config or TrainConfig()
     if config.distill_weight == 0:
         config = replace(config, distill_weight=0.5)
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return (yield from train(model, data, masks, config, teacher=teacher, stage="distil"))
+    return (yield from train(model, data, masks, config, teacher=model, stage="distil"))
 
 
 # --- initialisations -----------------------------------------------------------------------------
