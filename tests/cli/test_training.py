@@ -55,6 +55,12 @@ def test_imp_json_rounds_and_files(capsys, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and {"model", "round", "density", "accuracy", "rate", "rewind"} <= set(rows[0])
     assert MaskSet.load(tmp_path / "mask_round2.safetensors").density() == 0.25
+    from safetensors.torch import load_file
+
+    trained = load_file(str(tmp_path / "trained_round2.safetensors"))
+    mask = MaskSet.load(tmp_path / "mask_round2.safetensors")
+    assert bool((trained["fc1.weight"][~mask["fc1.weight"]] == 0).all())
+    assert (tmp_path / "rewind_point.safetensors").exists()
 
 
 def test_dst_json(capsys):

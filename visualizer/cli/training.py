@@ -158,12 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     before = evaluate(model, data, masks=masks)
     res = _run(train(model, data, masks, config, teacher=teacher))
     if args.out:
-        from safetensors.torch import save_file
-
-        from visualizer.core.masks import atomic_write
-
-        state = {k: v.detach().cpu().contiguous() for k, v in res.model.state_dict().items()}
-        atomic_write(args.out, lambda tmp: save_file(state, tmp))
+        _save_state(res.model.state_dict(), Path(args.out))
     out = {
         "model": args.model, "mask": args.mask, "density": masks.density() if masks else 1.0,
         "epochs": config.epochs, "lr": config.lr, "optimizer": config.optimizer, "seed": config.seed,
@@ -200,13 +195,25 @@ def cmd_imp(args: argparse.Namespace) -> int:
     write_rows(rows, out / "rounds.json")
     for r, m in enumerate(res.masks):
         m.save(out / f"mask_round{r}.safetensors")
+    _save_state(res.w_tau, out / "rewind_point.safetensors")
+    _save_state(res.final.model.state_dict(), out / f"trained_round{len(res.rows) - 1}.safetensors")
     if args.json:
         print_json({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(out)})
     else:
         cols = list(res.rows[0])
         print(table([[r[c] for c in cols] for r in res.rows], cols))
-        print(f"wrote {out}/rounds.csv, rounds.json and mask_round*.safetensors")
+        print(f"wrote {out}/rounds.csv, rounds.json, mask_round*.safetensors, rewind_point.safetensors "
+              f"(w_tau) and trained_round{len(res.rows) - 1}.safetensors")
     return 0
+
+
+def _save_state(state: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from visualizer.core.masks import atomic_write
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
 def cmd_dst(args: argparse.Namespace) -> int:
