@@ -93,6 +93,14 @@ def test_sweep_resumes_after_cancel_without_recomputing(lenet, digits, tmp_path)
     assert again.computed == 0 and again.reused == 10
 
 
+def test_structured_criteria_prune_whole_channels(lenet, digits):
+    res = run(sweep(lenet, digits, SweepConfig("lenet", ("l1-norm", "magnitude"), (0.5,))))
+    by = {r["criterion"]: r for r in res.rows}
+    assert by["l1-norm"]["structure"] == "channel" and by["magnitude"]["structure"] == "unstructured"
+    channel = run(sweep(lenet, digits, SweepConfig("lenet", ("magnitude",), (0.5,), structure="channel")))
+    assert channel.rows[0]["structure"] == "channel"
+
+
 def test_rows_round_trip_csv_and_json(tmp_path):
     rows = [{"model": "m", "criterion": "snip", "density": 0.1, "scope": "global", "retrain": "none",
              "epochs": 0, "lr": 0.0, "seed": 0, "accuracy": 0.5, "loss": float("nan"), "kept": 1, "total": 10}]

@@ -115,6 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="none; finetune the kept weights; rewind to the init (one-shot ticket); "
                         "init: prune at initialisation (score w_0) and train from it")
     p.add_argument("--scope", choices=["global", "layer"], default="global")
+    p.add_argument("--structure", choices=["auto", "unstructured", "channel"], default="auto",
+                   help="auto: whole channels for the structured criteria (l1-norm, l2-norm, bn-scale)")
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
     p.add_argument("--fresh", action="store_true", help="ignore rows already in --out (default: reuse them)")
     _add_train_args(p, epochs=3)
@@ -288,7 +290,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     loaded, data = load_model_and_data(args)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     config = SweepConfig(args.model, criteria, tuple(_float_list(args.densities)), args.retrain,
-                         args.scope, _train_config(args))
+                         args.scope, args.structure, _train_config(args))
     config.validate()
     out = Path(args.out)
     if out.suffix not in (".csv", ".json"):
@@ -320,7 +322,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
     else:
-        cols = ["criterion", "density", "achieved_density", "retrain", "accuracy", "loss"]
+        cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
         print(table([[r[c] for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0

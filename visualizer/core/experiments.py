@@ -35,10 +35,11 @@ from visualizer.core.training import TrainConfig, evaluate, train
 
 RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 ROW_FIELDS = [
-    "model", "criterion", "density", "achieved_density", "scope", "retrain", "epochs", "lr",
+    "model", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs", "lr",
     "seed", "accuracy", "loss", "kept", "total", "seconds",
 ]
-KEY_FIELDS = ("model", "criterion", "density", "scope", "retrain", "epochs", "lr", "seed")
+KEY_FIELDS = ("model", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr", "seed")
+STRUCTURES = ("auto", "unstructured", "channel")
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,20 @@ class SweepConfig:
     densities: tuple[float, ...] = (1.0, 0.5, 0.2, 0.1, 0.05)
     retrain: str = "none"
     scope: str = "global"
+    structure: str = "auto"  # auto: whole channels for structured criteria (l1-norm, ...), else weights
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def structure_for(self, criterion: str) -> str:
+        if self.structure != "auto":
+            return self.structure
+        from visualizer.core.criteria import CRITERIA
+
+        info = CRITERIA.get(criterion)
+        return "channel" if info is not None and info.structured else "unstructured"
+
     def validate(self) -> None:
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {self.structure!r} (use {', '.join(STRUCTURES)})")
         if self.retrain not in RETRAIN_MODES:
             raise ValueError(f"unknown retrain mode {self.retrain!r} (use {', '.join(RETRAIN_MODES)})")
         if self.scope not in ("global", "layer"):
@@ -80,6 +92,7 @@ def row_key(row: dict) -> tuple:
         str(row["criterion"]),
         f"{float(row['density']):.6g}",
         str(row["scope"]),
+        str(row.get("structure") or "unstructured"),
         str(row["retrain"]),
         int(float(row["epochs"])),
         f"{float(row['lr']):.6g}",
@@ -94,6 +107,7 @@ def _settings_row(config: SweepConfig, criterion: str, density: float) -> dict:
         "criterion": criterion,
         "density": float(density),
         "scope": config.scope,
+        "structure": config.structure_for(criterion),
         "retrain": config.retrain,
         "epochs": config.train.epochs if retrain else 0,
         "lr": config.train.lr if retrain else 0.0,
@@ -195,7 +209,8 @@ def sweep(
                 criterion_scores(criterion, scored, data, config.train.seed), base, base, f"{criterion} scores: "
             )
             ranking = yield from sub(
-                build_ranking(scores, scope=config.scope), base, base, f"{criterion} ranking: "
+                build_ranking(scores, scope=config.scope, structure=config.structure_for(criterion)),
+                base, base, f"{criterion} ranking: "
             )
         for density in config.densities:
             settings = _settings_row(config, criterion, density)
