@@ -160,3 +160,30 @@ def test_dst_rejects_bad_settings(mlp, digits):
         run(dynamic_sparse_training(mlp, digits, DSTConfig("set", density=1.5)))
     masks = random_masks({"w": torch.zeros(10, 10)}, 0.0, torch.Generator())
     assert masks.kept() == 0 and isinstance(masks, MaskSet)
+
+
+def test_branch_and_connection_groups_from_structure():
+    from visualizer.core.sparse import (
+        _ranges,
+        branch_groups,
+        check_groups,
+        default_groups,
+    )
+
+    assert _ranges([5, 0, 1, 2]) == [(0, 3), (5, 6)]
+    inc = load_model("inception-mini").model
+    groups = branch_groups(inc)
+    check_groups(inc, groups)
+    assert [g.name for g in groups][:4] == ["inc1/branch0", "inc1/branch1", "inc1/branch2", "inc1/branch3"]
+    # block soft thresholding with lam above a branch's norm removes exactly that whole branch
+    params = dict(inc.named_parameters())
+    norms = [group_norm(params, g) for g in groups]
+    smallest = min(range(len(groups)), key=norms.__getitem__)
+    lam = (sorted(norms)[0] + sorted(norms)[1]) / 2
+    assert apply_block_soft_threshold(params, groups, lam) == 1
+    assert group_norm(params, groups[smallest]) == 0.0
+    dense = load_model("densenet-mini").model
+    kind, conns = default_groups(dense)
+    check_groups(dense, conns)
+    assert kind == "connections" and conns[0].name == "stem -> consumers"
+    assert all(s.dim == 1 for g in conns for s in g.slices if s.param.endswith("conv.weight"))

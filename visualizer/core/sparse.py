@@ -436,17 +436,88 @@ def proximal_training(
     return ProxResult(work, masks, history, test, steps, zero_groups[0], len(groups))
 
 
+def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted indices as maximal [start, stop) runs: (0,1,2,5) -> [(0, 3), (5, 6)]."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(set(int(i) for i in indices)):
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
+
+
+def branch_groups(model: nn.Module, example: torch.Tensor | None = None) -> list[Group]:
+    """One group per pathway of every Inception-style concatenation (seed 004, "Pruning for
+    Efficiency: The Case of Inception"): all weights, biases and norm scales of the branch's
+    layers, so block soft thresholding keeps or removes the whole branch."""
+    from visualizer.core.structure import branches
+
+    modules = dict(model.named_modules())
+    groups = []
+    for cat in branches(model, None, example):
+        if cat.kind != "inception":
+            continue
+        for b in cat.branches:
+            slices = []
+            for layer in b.layers:
+                for pname, p in modules[layer].named_parameters(recurse=False):
+                    slices.append(GroupSlice(f"{layer}.{pname}", 0, 0, p.shape[0]))
+            if slices:
+                groups.append(Group(f"{cat.name}/branch{b.index}", tuple(slices)))
+    return groups
+
+
+def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> list[Group]:
+    """One group per layer output: every weight that reads those channels in later layers (the
+    consumers' input slices, seed 004 "Untangling DenseNets"), so a zero group is a connection
+    the network no longer uses. Built from the coupled channel groups of core.structure."""
+    from visualizer.core.structure import find_groups
+
+    groups = []
+    for g in find_groups(model, example).groups:
+        slices = tuple(
+            GroupSlice(m.param, m.dim, a, b)
+            for m in g.consumers() if not m.buffer
+            for a, b in _ranges(m.indices)
+        )
+        if slices:
+            groups.append(Group(f"{g.root} -> consumers", slices))
+    return groups
+
+
+def default_groups(model: nn.Module) -> tuple[str, list[Group]]:
+    """Inception branches if the model has Inception modules, else DenseNet connections if it
+    concatenates features, else output channels. Returns (kind, groups)."""
+    from visualizer.core.structure import branches
+
+    cats = branches(model)
+    if any(c.kind == "inception" for c in cats):
+        return "branches", branch_groups(model)
+    if any(c.kind == "dense" for c in cats):
+        return "connections", connection_groups(model)
+    return "channels", output_channel_groups(model)
+
+
 def group_lasso_train(
     model: nn.Module,
     data: Dataset,
     lam: float = 0.02,
     epochs: int = 2,
-    groups: Sequence[Group] | None = None,
+    groups: Sequence[Group] | str | None = None,
     lr: float = 0.05,
     seed: int = 0,
 ) -> Generator[Step, None, ProxResult]:
-    """Convenience: group lasso (block soft thresholding, default groups = output channels) for
-    ``epochs`` of plain SGD; see :func:`proximal_training`."""
-    config = ProxConfig("group-lasso", lam=lam, groups=tuple(groups) if groups is not None else None,
+    """Convenience: group lasso (block soft thresholding) for ``epochs`` of plain SGD; see
+    :func:`proximal_training`. ``groups``: a list of groups, or "channels", "branches",
+    "connections", or None for :func:`default_groups` (what the model's structure suggests)."""
+    if groups is None:
+        groups = default_groups(model)[1]
+    elif isinstance(groups, str):
+        makers = {"channels": output_channel_groups, "branches": branch_groups, "connections": connection_groups}
+        if groups not in makers:
+            raise ValueError(f"unknown group kind {groups!r} (use {', '.join(makers)})")
+        groups = makers[groups](model)
+    config = ProxConfig("group-lasso", lam=lam, groups=tuple(groups),
                         train=TrainConfig(epochs=epochs, optimizer="sgd", momentum=0.0, lr=lr, seed=seed))
     return (yield from proximal_training(model, data, config))
