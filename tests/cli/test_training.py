@@ -74,6 +74,10 @@ def test_prox_json(capsys, tmp_path):
     out = run_json(capsys, "prox", "inception-mini", "--method", "group-lasso", "--lam", "5", "--epochs", "1",
                    "--out", str(tmp_path / "m.safetensors"))
     assert out["optimizer"] == "sgd" and out["zero_groups"] > 0 and out["density"] < 1.0
+    assert out["groups"] == 8  # the Inception branches
+    out = run_json(capsys, "prox", "inception-mini", "--method", "group-lasso", "--groups", "channels",
+                   "--lam", "0", "--epochs", "1")
+    assert out["groups"] > 8 and out["zero_groups"] == 0
     out = run_json(capsys, "prox", "mlp", "--method", "iht", "--density", "0.2", "--epochs", "1")
     assert out["density"] == pytest.approx(0.2, abs=1e-4)
 

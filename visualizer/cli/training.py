@@ -101,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=["l1", "group-lasso", "iht"], required=True)
     p.add_argument("--lam", type=float, default=1e-3, help="penalty weight; threshold per step = lr * lam")
     p.add_argument("--density", type=float, default=0.1, help="IHT: keep floor(density * d) weights")
+    p.add_argument("--groups", choices=["auto", "channels", "branches", "connections"], default="auto",
+                   help="group lasso groups (auto: Inception branches, DenseNet connections, else channels)")
     p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors)")
     _add_train_args(p, epochs=5, lr=0.05)
     p.set_defaults(optimizer="sgd")
@@ -254,7 +256,17 @@ def cmd_prox(args: argparse.Namespace) -> int:
     loaded, data = load_model_and_data(args)
     # plain SGD (no momentum): each step is then exactly w <- prox_{lr lam}(w - lr grad)
     tc = replace(_train_config(args), momentum=0.0)
-    config = ProxConfig(args.method, lam=args.lam, density=args.density, train=tc)
+    groups = None
+    if args.method == "group-lasso":
+        from visualizer.core import sparse
+
+        makers = {"channels": sparse.output_channel_groups, "branches": sparse.branch_groups,
+                  "connections": sparse.connection_groups}
+        groups = sparse.default_groups(loaded.model)[1] if args.groups == "auto" else makers[args.groups](loaded.model)
+        if not groups:
+            raise UserError(f"{args.model} has no {args.groups} groups")
+        groups = tuple(groups)
+    config = ProxConfig(args.method, lam=args.lam, density=args.density, groups=groups, train=tc)
     config.validate()
     res = _run(proximal_training(loaded.model, data, config))
     if args.out:
