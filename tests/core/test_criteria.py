@@ -289,3 +289,38 @@ def test_scores_have_param_shapes_and_float32():
         for n, p in m.named_parameters():
             if n in s:
                 assert s[n].shape == p.shape and s[n].dtype == torch.float32
+
+
+def _bundled(name):
+    from visualizer.core.data import load_dataset
+    from visualizer.core.models import load_model
+
+    loaded = load_model(name)
+    data = load_dataset(loaded.dataset)
+    return loaded.model, [(data.x_train[:8], data.y_train[:8])]
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet", "resnet-mini", "densenet-mini", "inception-mini", "se-cnn", "rnn", "transformer-mini"])
+def test_every_criterion_runs_on_every_bundled_model(name):
+    from visualizer.core.models import prunable_parameters
+
+    model, batch = _bundled(name)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    params = prunable_parameters(model)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    for criterion in CRITERIA:
+        if criterion == "bn-scale" and not has_bn:
+            with pytest.raises(ValueError, match="bn-scale needs BatchNorm"):
+                compute_scores(criterion, model, batch)
+            continue
+        s = compute_scores(criterion, model, batch, probes=1)
+        assert list(s) == list(params)
+        for n, p in params.items():
+            assert s[n].shape == p.shape
+            assert not torch.isnan(s[n]).any()
+            if criterion != "bn-scale":
+                assert torch.isfinite(s[n]).all()
+        if criterion == "bn-scale":
+            assert any(torch.isfinite(v).all() for v in s.values())  # some layer has a BN after it
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
