@@ -39,6 +39,7 @@ Conventions (documented once, used by every data criterion):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -270,8 +271,18 @@ def _device_of(params: dict[str, nn.Parameter]) -> torch.device:
 
 
 def _loss(model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+    """L = cross_entropy(model(x), y), mean over the batch."""
     x, y = batch
-    return nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+    with _rnn_differentiable(model, device):
+        return nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+
+
+def _rnn_differentiable(model: nn.Module, device: torch.device):
+    """cuDNN's RNN kernels refuse backward in eval mode and have no double backward: score
+    recurrent models on CUDA with cuDNN off (the native kernels are differentiable twice)."""
+    if device.type == "cuda" and any(isinstance(m, nn.RNNBase) for m in model.modules()):
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()
 
 
 def mean_gradient(
@@ -353,7 +364,10 @@ def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step,
 def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
     """GraSP (seed 002): s = -w ⊙ (H g), H g by a Hessian-vector product (double backward);
     the weights with the lowest s are pruned, so s is returned as is (higher = kept).
-    g and H are those of the loss averaged over the batches."""
+    g and H are those of the loss averaged over the batches.
+
+    Note: this follows the seed's convention. The GraSP authors' reference code removes the
+    weights with the *highest* -w ⊙ (Hg) instead; ranking ``-s`` reproduces that behaviour."""
     params = _params(model)
     data = _materialise(batches)
     with _Scoring(model, params):
