@@ -73,15 +73,17 @@ def check_density(density: float) -> float:
     return rho
 
 
-def _descending_keys(scores: np.ndarray) -> np.ndarray:
+def _descending_keys(scores: np.ndarray, normalized: bool = False) -> np.ndarray:
     """uint64 keys whose ascending order is scores descending, ties by ascending index.
 
     The float32 bits b (read as int32 i) become a uint32 that orders like the scores reversed:
     b ^ 0x7fffffff for i >= 0 and b for i < 0 (IEEE-754 sign-magnitude). It fills the high half of
     each key and the index the low half, so keys are unique and a plain sort is deterministic.
-    -0.0 and +0.0 are made equal first (-0.0 + 0.0 = +0.0).
+    -0.0 and +0.0 are made equal first (-0.0 + 0.0 = +0.0) unless the caller did (``normalized``).
     """
-    s = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1) + np.float32(0.0)
+    s = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
+    if not normalized:
+        s = s + np.float32(0.0)
     i = s.view(np.int32)
     flip = i >> 31  # -1 where negative, 0 elsewhere
     np.invert(flip, out=flip)
@@ -95,12 +97,12 @@ def _descending_keys(scores: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _sorted_positions(scores: np.ndarray) -> np.ndarray:
+def _sorted_positions(scores: np.ndarray, normalized: bool = False) -> np.ndarray:
     """uint32 indices of ``scores`` from highest to lowest, ties by ascending index (a view)."""
     n = int(scores.size)
     if n >= 2**32:
         raise ValueError(f"too many entries to rank in one scope ({n})")
-    keys = _descending_keys(scores)
+    keys = _descending_keys(scores, normalized)
     keys.sort()
     return keys.view(np.uint32).reshape(-1, 2)[:, 0 if sys.byteorder == "little" else 1]
 
@@ -211,7 +213,7 @@ class Ranking:
     def _rank_group(self, a: int, b: int, layers: list[int]) -> _Group:
         scores = self._flat_scores[a:b]
         if self.structure == "unstructured":
-            order = _sorted_positions(scores)
+            order = _sorted_positions(scores, normalized=True)  # _build made -0.0 into +0.0
             n_units, unit_cum = b - a, None
         else:
             unit_scores, unit_start, unit_len = self._channels(layers)
@@ -285,7 +287,14 @@ class Ranking:
         meta = dict(self.metadata, density=repr(self._density), scope=self.scope, structure=self.structure)
         if not copy:
             return MaskSet(dict(self._views), meta)
-        return MaskSet({n: v.clone() for n, v in self._views.items()}, meta)
+        # one numpy copy of the flat mask, then per-layer views of it: torch's clone of 54 tensors
+        # was 100x slower on the loaded 2-core machine (intra-op threads oversubscribed)
+        flat = self._keep.copy()
+        masks = {
+            n: torch.from_numpy(flat[self.offsets[i] : self.offsets[i + 1]]).view(self.shapes[i])
+            for i, n in enumerate(self.names)
+        }
+        return MaskSet(masks, meta)
 
     def _move(self, g: _Group, k_new: int) -> None:
         k_old = g.k
