@@ -324,3 +324,39 @@ def test_every_criterion_runs_on_every_bundled_model(name):
             assert any(torch.isfinite(v).all() for v in s.values())  # some layer has a BN after it
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it, module order must be used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 2)
+        self.bn = nn.BatchNorm2d(2)
+        self.head = nn.Linear(2 * 2 * 2, 2)
+        with torch.no_grad():
+            self.bn.weight.copy_(torch.tensor([-3.0, 0.25]))
+
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        if h.sum() > 0:
+            h = h * 2
+        return self.head(h.flatten(1))
+
+
+def test_bn_scale_falls_back_to_module_order():
+    m = Untraceable()
+    assert following_batchnorms(m) == {"conv.weight": "bn"}
+    s = compute_scores("bn-scale", m)
+    assert torch.equal(s["conv.weight"][:, 0, 0, 0], torch.tensor([3.0, 0.25]))
+    assert bool(torch.isinf(s["head.weight"]).all())
+
+
+def test_bn_scale_resnet_mini_pairs():
+    from visualizer.core.models import load_model
+
+    pairs = following_batchnorms(load_model("resnet-mini").model)
+    assert pairs["stem.0.weight"] == "stem.1"
+    assert pairs["layer1.conv1.weight"] == "layer1.bn1"
+    assert pairs["layer3.shortcut.0.weight"] == "layer3.shortcut.1"
+    assert "fc.weight" not in pairs
