@@ -51,14 +51,20 @@ FULL_PASS_RATIO = 64
 CHECKPOINTS = 1024
 
 
+# floor(rho * d + 1e-9) is what core/sparse.py and core/shrink.py use: agree with them for small d
+_ABS_TOLERANCE = Fraction(1, 10**9)
+
+
 def kept_count(density: float, total: int) -> int:
     """k = floor(rho * total) for 0 <= rho <= 1, computed exactly (rationals) and tolerant to the
-    binary rounding of rho: a product within 4 ulps below an integer counts as that integer, so
-    0.29 * 100 gives 29 and (1/49) * 49 gives 1, where float arithmetic gives 28 and 0."""
+    binary rounding of rho: a product less than max(1e-9, 4 ulps of total) below an integer counts
+    as that integer, so 0.29 * 100 gives 29 and (1/49) * 49 gives 1, where float arithmetic gives
+    28 and 0. (A plain +1e-9 is too small for d in the tens of millions: rho * d then carries
+    ~3e-9 of rounding error.)"""
     rho = check_density(density)
     exact = Fraction(rho) * total
     k = math.floor(exact)
-    if k < total and (k + 1) - exact <= Fraction(total, 2**50):
+    if k < total and (k + 1) - exact <= max(_ABS_TOLERANCE, Fraction(total, 2**50)):
         k += 1
     return k
 
