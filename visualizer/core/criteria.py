@@ -412,7 +412,12 @@ def obd_scores(
 ) -> Generator[Step, None, Scores]:
     """Optimal Brain Damage (seed 003): the loss change when weight i is removed (δw = -w_i e_i),
     ΔL_i ≈ -g_i w_i + 1/2 H_ii w_i^2, with diag(H) estimated by ``probes`` Hutchinson probes
-    E[z ⊙ Hz] (Rademacher z from ``seed``). Higher ΔL = more important = kept."""
+    E[z ⊙ Hz] (Rademacher z from ``seed``). Higher ΔL = more important = kept.
+
+    Caveat (measured): one probe's error on H_ii has variance sum_{j != i} H_ij^2, so with few
+    probes the estimate can be noise-dominated. On the bundled mlp at its trained weights, two
+    64-probe estimates of 1/2 H_ii w_i^2 from different seeds correlate at only 0.04 (fc1), and
+    OBD pruning to 50% density leaves ~14% test accuracy where magnitude keeps ~98%."""
     params = _params(model)
     data = _materialise(batches)
     with _Scoring(model, params):
