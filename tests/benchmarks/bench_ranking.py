@@ -12,6 +12,7 @@ and the ratios. Timings on a shared machine are noisy: compare the ratios, not t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     weights = {n: torch.randn(s, generator=g) * 0.05 for n, s in shapes}
     total = sum(w.numel() for w in weights.values())
     print(f"parameter set: ResNet-50 conv/fc weights, {len(weights)} tensors, {total:,} weights")
+    if hasattr(os, "getloadavg"):
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+              f"torch threads {torch.get_num_threads()}")
     scores = {n: w.abs() for n, w in weights.items()}
 
     holder: list[Ranking] = []
