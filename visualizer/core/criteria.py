@@ -23,6 +23,8 @@ Conventions (documented once, used by every data criterion):
 - Loss: ``L = cross_entropy(model(x), y)`` (mean over the batch). With several batches the loss
   is their average ``L = (1/B) sum_b L_b`` and ``g = (1/B) sum_b grad L_b`` (its exact gradient);
   the Hessian is likewise the average of the batch Hessians.
+- Variables: g and H are taken with respect to the prunable weights only (the tensors being
+  scored); biases and normalisation parameters are held fixed, so H is that block of the Hessian.
 - Mode: scores are computed with the model in ``eval()`` mode (BatchNorm uses its running
   statistics and does not update them, dropout is off), so the scored function is the one the
   app evaluates and prunes. The model's train/eval flag is restored afterwards.
@@ -34,7 +36,10 @@ Conventions (documented once, used by every data criterion):
   equals dL/dw), Taylor (seed 003) for trained weights with the gradient of the mean loss
   averaged over the given batches. The formula is the same; what differs is the intended input.
 - Structured scores (``l1-norm``, ``l2-norm``, ``bn-scale``) are per-element tensors constant over
-  each output channel (dim 0 of the weight), so any ranking can consume them.
+  each output channel (dim 0 of the weight), so any ranking can consume them. ``bn-scale``
+  gives +inf to layers with no BatchNorm right after them (pruned last) and raises ValueError
+  for a model without any.
+- NaN scores raise ValueError naming the parameter; a model without prunable weights too.
 """
 
 from __future__ import annotations
