@@ -360,3 +360,12 @@ def test_bn_scale_resnet_mini_pairs():
     assert pairs["layer1.conv1.weight"] == "layer1.bn1"
     assert pairs["layer3.shortcut.0.weight"] == "layer3.shortcut.1"
     assert "fc.weight" not in pairs
+
+
+def test_data_criteria_work_under_a_callers_no_grad():
+    """Grad mode is per thread and the caller may hold no_grad: the job enables it locally."""
+    w, g, h = closed_form_linear()
+    with torch.no_grad():
+        s = compute_scores("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
+        assert not torch.is_grad_enabled()
+    np.testing.assert_allclose(s, -w.reshape(-1) * (h @ g.reshape(-1)), rtol=1e-4, atol=1e-7)

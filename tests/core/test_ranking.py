@@ -234,3 +234,10 @@ def test_kept_count_exact_fractions_on_a_resnet50_sized_total():
     d = 25_502_912
     for k in [1, 3, 12_751_456, 25_502_911, 7_777_777]:
         assert kept_count(k / d, d) == k
+
+
+def test_numpy_and_float64_scores_are_accepted():
+    scores = {"a": np.array([[0.5, 2.0], [1.0, -3.0]]), "b": torch.tensor([[4.0, 0.0]], dtype=torch.float64)}
+    m = mask_from_scores(scores, 0.5)
+    assert m["a"].tolist() == [[False, True], [True, False]] and m["b"].tolist() == [[True, False]]
+    assert m["a"].dtype == torch.bool
