@@ -22,10 +22,19 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
 
 
 def _train_config(args: argparse.Namespace, **extra):
+    import torch
+
     from visualizer.core.training import TrainConfig
+
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
@@ -87,12 +96,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_dst)
 
+    p = sub.add_parser("prox", help="sparse regularisation: L1 (ISTA), group lasso, IHT proximal training")
+    add_model_args(p)
+    p.add_argument("--method", choices=["l1", "group-lasso", "iht"], required=True)
+    p.add_argument("--lam", type=float, default=1e-3, help="penalty weight; threshold per step = lr * lam")
+    p.add_argument("--density", type=float, default=0.1, help="IHT: keep floor(density * d) weights")
+    p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors)")
+    _add_train_args(p, epochs=5, lr=0.05)
+    p.set_defaults(optimizer="sgd")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_prox)
+
     p = sub.add_parser("sweep", help="accuracy vs density: criteria x densities x retraining")
     add_model_args(p)
     p.add_argument("--criteria", default="magnitude,snip,grasp,random")
     p.add_argument("--densities", default="1,0.5,0.2,0.1,0.05")
-    p.add_argument("--retrain", choices=["none", "finetune", "rewind"], default="none")
+    p.add_argument("--retrain", choices=["none", "finetune", "rewind", "init"], default="none",
+                   help="none; finetune the kept weights; rewind to the init (one-shot ticket); "
+                        "init: prune at initialisation (score w_0) and train from it")
     p.add_argument("--scope", choices=["global", "layer"], default="global")
+    p.add_argument("--structure", choices=["auto", "unstructured", "channel"], default="auto",
+                   help="auto: whole channels for the structured criteria (l1-norm, l2-norm, bn-scale)")
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
     p.add_argument("--fresh", action="store_true", help="ignore rows already in --out (default: reuse them)")
     _add_train_args(p, epochs=3)
@@ -136,12 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     before = evaluate(model, data, masks=masks)
     res = _run(train(model, data, masks, config, teacher=teacher))
     if args.out:
-        from safetensors.torch import save_file
-
-        from visualizer.core.masks import atomic_write
-
-        state = {k: v.detach().cpu().contiguous() for k, v in res.model.state_dict().items()}
-        atomic_write(args.out, lambda tmp: save_file(state, tmp))
+        _save_state(res.model.state_dict(), Path(args.out))
     out = {
         "model": args.model, "mask": args.mask, "density": masks.density() if masks else 1.0,
         "epochs": config.epochs, "lr": config.lr, "optimizer": config.optimizer, "seed": config.seed,
@@ -178,13 +197,25 @@ def cmd_imp(args: argparse.Namespace) -> int:
     write_rows(rows, out / "rounds.json")
     for r, m in enumerate(res.masks):
         m.save(out / f"mask_round{r}.safetensors")
+    _save_state(res.w_tau, out / "rewind_point.safetensors")
+    _save_state(res.final.model.state_dict(), out / f"trained_round{len(res.rows) - 1}.safetensors")
     if args.json:
         print_json({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(out)})
     else:
         cols = list(res.rows[0])
         print(table([[r[c] for c in cols] for r in res.rows], cols))
-        print(f"wrote {out}/rounds.csv, rounds.json and mask_round*.safetensors")
+        print(f"wrote {out}/rounds.csv, rounds.json, mask_round*.safetensors, rewind_point.safetensors "
+              f"(w_tau) and trained_round{len(res.rows) - 1}.safetensors")
     return 0
+
+
+def _save_state(state: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from visualizer.core.masks import atomic_write
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
 def cmd_dst(args: argparse.Namespace) -> int:
@@ -215,6 +246,35 @@ def cmd_dst(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prox(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from visualizer.core.sparse import ProxConfig, proximal_training
+
+    loaded, data = load_model_and_data(args)
+    # plain SGD (no momentum): each step is then exactly w <- prox_{lr lam}(w - lr grad)
+    tc = replace(_train_config(args), momentum=0.0)
+    config = ProxConfig(args.method, lam=args.lam, density=args.density, train=tc)
+    config.validate()
+    res = _run(proximal_training(loaded.model, data, config))
+    if args.out:
+        res.masks.save(args.out)
+    out = {
+        "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
+        "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,
+        "optimizer": tc.optimizer, "seed": args.seed, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "layers": [{"name": lay.name, "kept": lay.kept, "total": lay.total} for lay in res.masks.layers()],
+        "history": res.history, "out": args.out,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        print(table([[lay["name"], lay["kept"], lay["total"]] for lay in out["layers"]], ["layer", "nonzero", "total"]))
+        extra = f", {res.zero_groups}/{res.groups} groups zero" if args.method == "group-lasso" else ""
+        print(f"{args.method}: density {out['density']:.4f}{extra}, accuracy {res.test.accuracy:.4f}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from visualizer.core.experiments import (
         ROW_FIELDS,
@@ -230,13 +290,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     loaded, data = load_model_and_data(args)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     config = SweepConfig(args.model, criteria, tuple(_float_list(args.densities)), args.retrain,
-                         args.scope, _train_config(args))
+                         args.scope, args.structure, _train_config(args))
     config.validate()
     out = Path(args.out)
     if out.suffix not in (".csv", ".json"):
         raise UserError(f"--out must end in .csv or .json, got {out.name}")
     previous = [] if args.fresh else read_rows(out)
-    init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain == "rewind" else None
+    init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain in ("rewind", "init") else None
     done: list[dict] = []
 
     def merged() -> list[dict]:
@@ -262,7 +322,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
     else:
-        cols = ["criterion", "density", "achieved_density", "retrain", "accuracy", "loss"]
+        cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
         print(table([[r[c] for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0

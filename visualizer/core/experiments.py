@@ -9,7 +9,9 @@ is how a cancelled sweep resumes.
 
 Retraining modes: ``none`` evaluates m ⊙ w of the trained model; ``finetune`` trains the kept
 weights from their trained values (projected gradient); ``rewind`` trains m ⊙ w_0 from the
-initialisation (one-shot lottery ticket). Without retraining one ranking per criterion serves
+initialisation (one-shot lottery ticket); ``init`` is pruning at initialisation: the criterion
+scores w_0 itself (SNIP, GraSP, random, ... on the untrained network) and m ⊙ w_0 is trained.
+Without retraining one ranking per criterion serves
 every density (the ranking's threshold lookup), so scores are computed once per criterion.
 """
 
@@ -31,12 +33,13 @@ from visualizer.core.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training import TrainConfig, evaluate, train
 
-RETRAIN_MODES = ("none", "finetune", "rewind")
+RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 ROW_FIELDS = [
-    "model", "criterion", "density", "achieved_density", "scope", "retrain", "epochs", "lr",
+    "model", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs", "lr",
     "seed", "accuracy", "loss", "kept", "total", "seconds",
 ]
-KEY_FIELDS = ("model", "criterion", "density", "scope", "retrain", "epochs", "lr", "seed")
+KEY_FIELDS = ("model", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr", "seed")
+STRUCTURES = ("auto", "unstructured", "channel")
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,20 @@ class SweepConfig:
     densities: tuple[float, ...] = (1.0, 0.5, 0.2, 0.1, 0.05)
     retrain: str = "none"
     scope: str = "global"
+    structure: str = "auto"  # auto: whole channels for structured criteria (l1-norm, ...), else weights
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def structure_for(self, criterion: str) -> str:
+        if self.structure != "auto":
+            return self.structure
+        from visualizer.core.criteria import CRITERIA
+
+        info = CRITERIA.get(criterion)
+        return "channel" if info is not None and info.structured else "unstructured"
+
     def validate(self) -> None:
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {self.structure!r} (use {', '.join(STRUCTURES)})")
         if self.retrain not in RETRAIN_MODES:
             raise ValueError(f"unknown retrain mode {self.retrain!r} (use {', '.join(RETRAIN_MODES)})")
         if self.scope not in ("global", "layer"):
@@ -78,6 +92,7 @@ def row_key(row: dict) -> tuple:
         str(row["criterion"]),
         f"{float(row['density']):.6g}",
         str(row["scope"]),
+        str(row.get("structure") or "unstructured"),
         str(row["retrain"]),
         int(float(row["epochs"])),
         f"{float(row['lr']):.6g}",
@@ -92,6 +107,7 @@ def _settings_row(config: SweepConfig, criterion: str, density: float) -> dict:
         "criterion": criterion,
         "density": float(density),
         "scope": config.scope,
+        "structure": config.structure_for(criterion),
         "retrain": config.retrain,
         "epochs": config.train.epochs if retrain else 0,
         "lr": config.train.lr if retrain else 0.0,
@@ -176,8 +192,9 @@ def sweep(
     from visualizer.core.ranking import build_ranking
 
     config.validate()
-    if config.retrain == "rewind" and init_state is None:
-        raise ValueError("retrain 'rewind' needs the initialisation (init_state)")
+    if config.retrain in ("rewind", "init") and init_state is None:
+        raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
+    scored = _with_state(model, init_state) if config.retrain == "init" else model
     cache = {row_key(r): r for r in read_rows(previous)}
     grid = [(c, d) for c in config.criteria for d in config.densities]
     total = len(grid)
@@ -189,10 +206,11 @@ def sweep(
         if todo:
             base = ci / len(config.criteria)
             scores = yield from sub(
-                criterion_scores(criterion, model, data, config.train.seed), base, base, f"{criterion} scores: "
+                criterion_scores(criterion, scored, data, config.train.seed), base, base, f"{criterion} scores: "
             )
             ranking = yield from sub(
-                build_ranking(scores, scope=config.scope), base, base, f"{criterion} ranking: "
+                build_ranking(scores, scope=config.scope, structure=config.structure_for(criterion)),
+                base, base, f"{criterion} ranking: "
             )
         for density in config.densities:
             settings = _settings_row(config, criterion, density)
@@ -211,13 +229,21 @@ def sweep(
     return SweepResult(rows, computed, reused)
 
 
+def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(model).cpu()
+    clone.load_state_dict(state)
+    return clone
+
+
 def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state, rewind_state, i: int, total: int):
     """Accuracy/loss of one (criterion, density) cell under the retraining mode."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
     if config.retrain == "none":
         ev = evaluate(model, data, masks=masks)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
-    start = rewind_state(init_state, masks) if config.retrain == "rewind" else None
+    start = rewind_state(init_state, masks) if config.retrain in ("rewind", "init") else None
     res = yield from sub(
         train(model, data, masks, config.train, start_state=start, stage=config.retrain),
         i / total, (i + 1) / total,

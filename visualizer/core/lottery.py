@@ -40,6 +40,7 @@ from visualizer.core.tasks import Step, sub
 from visualizer.core.training import TrainConfig, TrainResult, reinitialize, total_steps, train
 
 CONTROLS = ("reinit", "random-mask")
+CONTROL_ALIASES = {"random": "random-mask", "re-init": "reinit"}
 SCOPES = ("global", "layer")
 
 
@@ -96,6 +97,10 @@ class IMPConfig:
     controls: tuple[str, ...] = ()
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        # accept the short spellings ("random") the GUI presets use
+        object.__setattr__(self, "controls", tuple(CONTROL_ALIASES.get(c, c) for c in self.controls))
+
     def validate(self) -> None:
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
@@ -123,6 +128,17 @@ class IMPResult:
     tickets: list[dict[str, torch.Tensor]]
     w_tau: dict[str, torch.Tensor]
     final: TrainResult
+
+    def curve_rows(self) -> list[dict]:
+        """Long format for plotting: one row per (kind, round) with kind ticket / reinit /
+        random-mask, and density, accuracy, loss (criterion magnitude, retrain rewind)."""
+        out = []
+        for r in self.rows:
+            for kind, prefix in (("ticket", ""), ("reinit", "reinit_"), ("random-mask", "random-mask_")):
+                if f"{prefix}accuracy" in r:
+                    out.append({"criterion": "magnitude", "retrain": "rewind", "kind": kind, "round": r["round"],
+                                "density": r["density"], "accuracy": r[f"{prefix}accuracy"], "loss": r[f"{prefix}loss"]})
+        return out
 
 
 def _row(r: int, masks: MaskSet, target: float, res: TrainResult) -> dict:

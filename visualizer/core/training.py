@@ -151,7 +151,18 @@ def masked_parameters(model: nn.Module, masks: MaskSet | None) -> dict[str, torc
     return out
 
 
-@torch.no_grad()
+class _MaskedView(nn.Module):
+    """Runs ``model`` with m ⊙ w through torch.func.functional_call, leaving its weights alone."""
+
+    def __init__(self, model: nn.Module, overrides: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.overrides = overrides
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.model, self.overrides, (x,), strict=False)
+
+
 def evaluate(
     model: nn.Module,
     data: Dataset,
@@ -159,34 +170,20 @@ def evaluate(
     masks: MaskSet | None = None,
     batch_size: int = 2048,
 ) -> EvalResult:
-    """Mean cross-entropy and accuracy of ``model`` (with ``m ⊙ w`` if ``masks``) on a split.
+    """Mean cross-entropy and accuracy of ``model`` (with ``m ⊙ w`` if ``masks``) on a split,
+    via :func:`visualizer.core.evaluate.evaluate`.
 
     The model is not changed: masked weights go in through ``torch.func.functional_call`` and the
     train/eval flag is restored afterwards. Runs on the model's device.
     """
+    from visualizer.core.evaluate import evaluate as evaluate_xy
+
     x, y = data.split(split)
-    if x.shape[0] == 0:
-        return EvalResult(float("nan"), float("nan"), 0)
     if masks is not None:
         masks.check(model)
-    device = _model_device(model)
-    overrides = masked_parameters(model, masks)
-    was_training = model.training
-    model.eval()
-    total_loss, correct = 0.0, 0
-    try:
-        for xb, yb in batches(x, y, batch_size):
-            xb, yb = xb.to(device), yb.to(device)
-            if overrides:
-                logits = torch.func.functional_call(model, overrides, (xb,), strict=False)
-            else:
-                logits = model(xb)
-            total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-            correct += int((logits.argmax(1) == yb).sum())
-    finally:
-        model.train(was_training)
-    n = int(x.shape[0])
-    return EvalResult(total_loss / n, correct / n, n)
+        model = _MaskedView(model, masked_parameters(model, masks))
+    loss, accuracy = evaluate_xy(model, x, y, batch_size=batch_size, device=_model_device(model))
+    return EvalResult(loss, accuracy, int(x.shape[0]))
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -417,6 +414,8 @@ def train(
     if masks is not None:
         masks.check(model)
     work = prepare_copy(model, config, start_state)
+    if teacher is not None:  # a frozen copy: moving it to the device must not touch the caller's
+        teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
     projector = MaskProjector(work, masks) if masks is not None else None
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
@@ -439,10 +438,7 @@ def train_with_distillation(
     config = config or TrainConfig()
     if config.distill_weight == 0:
         config = replace(config, distill_weight=0.5)
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return (yield from train(model, data, masks, config, teacher=teacher, stage="distil"))
+    return (yield from train(model, data, masks, config, teacher=model, stage="distil"))
 
 
 # --- initialisations -----------------------------------------------------------------------------

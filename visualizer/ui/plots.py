@@ -17,6 +17,8 @@ PALETTE = [
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 ]
 SYMBOLS = {"ticket": "o", "reinit": "t", "random-mask": "s", "random": "s"}
+# labelled density ticks (the default log axis labels every minor tick and they collide)
+DENSITY_TICKS = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
 
 
 def series_key(row: dict) -> str:
@@ -51,6 +53,7 @@ def style_plot(plot, title: str | None = None) -> None:
     plot.setLabel("left", "test accuracy")
     plot.showGrid(x=True, y=True, alpha=0.25)
     plot.getAxis("left").enableAutoSIPrefix(False)  # accuracies as 0.95, not 950 x 0.001
+    plot.getAxis("bottom").setTicks([[(math.log10(d), f"{d:g}") for d in DENSITY_TICKS], []])
     if title:
         plot.setTitle(title, color="k")
 

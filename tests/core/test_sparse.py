@@ -1,0 +1,162 @@
+"""Proximal operators against their closed forms; SET/RigL keep the target density."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from visualizer.core.data import load_dataset
+from visualizer.core.masks import MaskSet
+from visualizer.core.models import load_model
+from visualizer.core.sparse import (
+    DSTConfig,
+    Group,
+    GroupSlice,
+    ProxConfig,
+    apply_block_soft_threshold,
+    block_soft_threshold,
+    drop_and_grow,
+    dynamic_sparse_training,
+    group_norm,
+    hard_threshold,
+    hard_threshold_masks,
+    output_channel_groups,
+    proximal_training,
+    random_masks,
+    soft_threshold,
+    update_fraction,
+)
+from visualizer.core.tasks import run
+from visualizer.core.training import TrainConfig, reinitialize
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return load_model("mlp").model
+
+
+# --- proximal operators, hand-worked ------------------------------------------------------------
+
+
+def test_soft_threshold_closed_form():
+    # sign(w) max(|w| - 1, 0): 3 -> 2, -0.5 -> 0, 1 -> 0, -2 -> -1, 0 -> 0
+    w = torch.tensor([3.0, -0.5, 1.0, -2.0, 0.0])
+    assert torch.equal(soft_threshold(w, 1.0), torch.tensor([2.0, 0.0, 0.0, -1.0, 0.0]))
+    assert torch.equal(soft_threshold(w, 0.0), w)
+    with pytest.raises(ValueError):
+        soft_threshold(w, -1.0)
+
+
+def test_hard_threshold_keeps_top_k():
+    w = torch.tensor([0.1, -3.0, 2.0, 0.5])
+    assert torch.equal(hard_threshold(w, 2), torch.tensor([0.0, -3.0, 2.0, 0.0]))
+    assert torch.equal(hard_threshold(w, 0), torch.zeros(4))
+    assert torch.equal(hard_threshold(w, 10), w)
+    # global over several tensors, ties broken by position: exactly k kept
+    masks = hard_threshold_masks({"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([1.0, 5.0])}, 2)
+    assert masks["a"].tolist() == [True, False] and masks["b"].tolist() == [False, True]
+
+
+def test_block_soft_threshold_closed_form():
+    # ||(3, 4)|| = 5: lam = 1 scales by 1 - 1/5 = 0.8 -> (2.4, 3.2); lam >= 5 zeroes the group
+    w = torch.tensor([3.0, 4.0])
+    assert torch.allclose(block_soft_threshold(w, 1.0), torch.tensor([2.4, 3.2]))
+    assert torch.equal(block_soft_threshold(w, 5.0), torch.zeros(2))
+    assert torch.equal(block_soft_threshold(w, 7.0), torch.zeros(2))
+    assert torch.equal(block_soft_threshold(torch.zeros(3), 1.0), torch.zeros(3))
+
+
+def test_group_prox_on_layer_groups():
+    lin = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[3.0, 0.0], [0.6, 0.0]]))
+        lin.bias.copy_(torch.tensor([4.0, 0.8]))
+    groups = output_channel_groups(lin)
+    assert [g.name for g in groups] == ["weight[0]", "weight[1]"]
+    params = dict(lin.named_parameters())
+    # group 0 = (3, 0, 4): norm 5 -> scale 1 - 2/5 = 0.6; group 1 = (0.6, 0, 0.8): norm 1 -> 0
+    assert group_norm(params, groups[0]) == pytest.approx(5.0)
+    zeroed = apply_block_soft_threshold(params, groups, 2.0)
+    assert zeroed == 1
+    assert torch.allclose(lin.weight, torch.tensor([[1.8, 0.0], [0.0, 0.0]]))
+    assert torch.allclose(lin.bias, torch.tensor([2.4, 0.0]))
+    # an arbitrary group spec: a column block (an input "connection") across the weight
+    col = Group("in0", (GroupSlice("weight", 1, 0, 1),))
+    apply_block_soft_threshold(params, [col], 0.8)  # column (1.8, 0) -> (1.0, 0)
+    assert lin.weight[0, 0].item() == pytest.approx(1.0)
+
+
+def test_proximal_training_methods_sparsify(mlp, digits):
+    tc = TrainConfig(epochs=1, optimizer="sgd", momentum=0.0, lr=0.05)
+    iht = run(proximal_training(mlp, digits, ProxConfig("iht", density=0.1, train=tc)))
+    assert iht.masks.kept() == math.floor(0.1 * iht.masks.total())
+    l1 = run(proximal_training(mlp, digits, ProxConfig("l1", lam=0.5, train=tc)))
+    assert l1.masks.density() < 0.9  # soft thresholding produces exact zeros
+    gl = run(proximal_training(mlp, digits, ProxConfig("group-lasso", lam=2.0, train=tc)))
+    assert gl.zero_groups > 0 and gl.groups == 410
+    assert all(torch.equal(a, b) for a, b in zip(mlp.state_dict().values(), load_model("mlp").model.state_dict().values()))
+
+
+# --- dynamic sparse training -------------------------------------------------------------------
+
+
+def test_cosine_update_fraction():
+    assert update_fraction(0, 0.3, 100) == pytest.approx(0.3)
+    assert update_fraction(50, 0.3, 100) == pytest.approx(0.15)
+    assert update_fraction(100, 0.3, 100) == 0.0
+    assert update_fraction(25, 0.4, 100) == pytest.approx(0.2 * (1 + math.cos(math.pi / 4)))
+
+
+def test_drop_and_grow_hand_worked():
+    w = torch.tensor([0.5, -0.1, 2.0, 0.0, 0.0, 0.0])
+    m = torch.tensor([True, True, True, False, False, False])
+    g = torch.tensor([9.0, 9.0, 9.0, 0.1, -3.0, 1.0])
+    new = drop_and_grow(w, m, 1, "rigl", grad=g)
+    # drop the smallest active |w| (index 1), grow the largest inactive |grad| (index 4)
+    assert new.tolist() == [True, False, True, False, True, False]
+    gen = torch.Generator().manual_seed(0)
+    new = drop_and_grow(w, m, 2, "set", generator=gen)
+    assert int(new.sum()) == 3 and not new[1] and not new[0] and new[2]
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_dst_keeps_target_density_after_every_update(mlp, digits, method):
+    init = reinitialize(mlp, 0)
+    config = DSTConfig(method, density=0.1, zeta=0.5, update_every=5, train=TrainConfig(epochs=2, lr=3e-3))
+    res = run(dynamic_sparse_training(mlp, digits, config, start_state=init))
+    start = random_masks({n: m for n, m in res.masks.masks.items()}, 0.1, torch.Generator())
+    target = {n: int(m.sum()) for n, m in start.masks.items()}
+    assert len(res.updates) >= 3
+    for u in res.updates:
+        assert u["kept"] == target  # exactly the same count in every layer after every update
+    assert sum(sum(u["moved"].values()) for u in res.updates) > 0  # the mask did move
+    assert res.masks.kept() == sum(target.values())
+    params = dict(res.model.named_parameters())
+    for name, m in res.masks.masks.items():
+        assert bool((params[name].detach()[~m] == 0).all())
+    assert res.test.accuracy > 0.2  # learns (chance is 0.1) in 2 epochs from scratch at 10%
+
+
+def test_dst_rejects_bad_settings(mlp, digits):
+    with pytest.raises(ValueError, match="method"):
+        run(dynamic_sparse_training(mlp, digits, DSTConfig("magic")))
+    with pytest.raises(ValueError, match="density"):
+        run(dynamic_sparse_training(mlp, digits, DSTConfig("set", density=1.5)))
+    masks = random_masks({"w": torch.zeros(10, 10)}, 0.0, torch.Generator())
+    assert masks.kept() == 0 and isinstance(masks, MaskSet)
