@@ -434,6 +434,11 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
                 problems.append(problem)
         if any(m.role == "out" and m.param.rpartition(".")[0] in out_layers for m in members):
             problems.insert(0, "output layer")
+        # name the group after its first producer in module order (the expansion conv of an
+        # inverted residual, not Torch-Pruning's root which may be the depthwise conv)
+        producers = [m.param.rpartition(".")[0] for m in members if m.role == "out" and not m.buffer]
+        if producers:
+            root = min(producers, key=lambda n: order.get(n, 1 << 30))
         kind = "lstm-unit" if isinstance(root_mod, nn.RNNBase) else "channel"
         g = ChannelGroup(0, kind, root, size, members, not problems, "; ".join(dict.fromkeys(problems)))
         groups.append(g)
@@ -606,36 +611,46 @@ def group_scores(
     out: dict[int, torch.Tensor] = {}
     mods = dict(model.named_modules())
     for g in groups:
-        acc = torch.zeros(g.size, dtype=torch.float64)
         if scores is not None:
+            acc = torch.zeros(g.size, dtype=torch.float64)
             for m in g.members:
                 if m.param in scores and not m.buffer:
-                    for u, s in enumerate(unit_slices(g, m, scores[m.param].detach().cpu())):
-                        acc[u] += float(s.double().sum())
+                    acc += _per_unit(g, m, scores[m.param].detach().cpu().double(), "sum")
             out[g.id] = acc
             continue
+        criterion_g = criterion
         if criterion == "bn-scale":
             bn = [m for m in g.members if m.role == "norm" and m.param.endswith(".weight")
                   and isinstance(mods.get(m.param.rpartition(".")[0]), nn.modules.batchnorm._BatchNorm)]
             if bn:
-                for m in bn:
-                    for u, s in enumerate(unit_slices(g, m, _tensor(model, m.param).detach().cpu())):
-                        acc[u] += float(s.double().abs().mean())
+                acc = sum(_per_unit(g, m, _tensor(model, m.param).detach().cpu().double().abs(), "mean") for m in bn)
                 out[g.id] = acc / len(bn)
                 continue
             criterion_g = "l2-norm"
-        else:
-            criterion_g = criterion
         if criterion_g not in ("l1-norm", "l2-norm"):
             raise ValueError(f"unknown group criterion {criterion!r}: use l1-norm, l2-norm, bn-scale or give scores")
+        acc = torch.zeros(g.size, dtype=torch.float64)
         for m in g.members:
             if m.buffer:
                 continue
             t = _tensor(model, m.param).detach().cpu().double()
-            for u, s in enumerate(unit_slices(g, m, t)):
-                acc[u] += float(s.abs().sum()) if criterion_g == "l1-norm" else float((s * s).sum())
+            acc += _per_unit(g, m, t.abs() if criterion_g == "l1-norm" else t * t, "sum")
         out[g.id] = acc if criterion_g == "l1-norm" else acc.sqrt()
     return out
+
+
+def _per_unit(group: ChannelGroup, member: Member, t: torch.Tensor, reduce: str) -> torch.Tensor:
+    """Sum (or mean) of ``t`` over each unit's slice of a member, vectorised: reduce every index
+    along ``member.dim`` over the other dimensions, then add the indices of each unit together."""
+    moved = t.movedim(member.dim, 0).reshape(t.shape[member.dim], -1)
+    per_index = moved.sum(1) if reduce == "sum" else moved.mean(1)
+    idx = torch.tensor(member.indices, dtype=torch.long)
+    units = torch.tensor(member.units, dtype=torch.long)
+    acc = torch.zeros(group.size, dtype=torch.float64).index_add_(0, units, per_index[idx])
+    if reduce == "mean":
+        count = torch.zeros(group.size, dtype=torch.float64).index_add_(0, units, torch.ones(len(idx), dtype=torch.float64))
+        acc = acc / count.clamp(min=1)
+    return acc
 
 
 def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float = 0.0) -> int:
