@@ -1,0 +1,469 @@
+"""Saliency criteria: one score per prunable weight, higher = more important = kept.
+
+Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) that returns
+``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
+:func:`visualizer.core.models.prunable_parameters`. The formulas are the seeds':
+
+==========  ===================================  ===========================================
+id          score s_i                            seed
+==========  ===================================  ===========================================
+magnitude   |w_i|                                002 "Saliency Criteria", 003 "Elegance"
+random      u_i ~ U[0, 1) (seeded)               baseline (no seed formula)
+snip        |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  002 "SNIP"
+grasp       -w_i (H g)_i  (lowest pruned)        002 "GraSP"
+taylor      |ḡ_i w_i|, ḡ = mean over batches     003 "Is Magnitude Everything?" (first order)
+obd         -g_i w_i + 1/2 H_ii w_i^2            003 (second order), H_ii by Hutchinson
+l1-norm     sum_{j in G_c} |w_j|   (channel c)   002 "structured sparsity", 000 group norms
+l2-norm     ||w_{G_c}||_2          (channel c)   002 "optimal ... smallest group norms"
+bn-scale    |gamma_c| of the BN after the layer  channel gates (004), network slimming
+==========  ===================================  ===========================================
+
+Conventions (documented once, used by every data criterion):
+
+- Loss: ``L = cross_entropy(model(x), y)`` (mean over the batch). With several batches the loss
+  is their average ``L = (1/B) sum_b L_b`` and ``g = (1/B) sum_b grad L_b`` (its exact gradient);
+  the Hessian is likewise the average of the batch Hessians.
+- Mode: scores are computed with the model in ``eval()`` mode (BatchNorm uses its running
+  statistics and does not update them, dropout is off), so the scored function is the one the
+  app evaluates and prunes. The model's train/eval flag is restored afterwards.
+- No side effects: gradients come from ``torch.autograd.grad`` (which never writes ``.grad``),
+  parameters and buffers are not modified, and ``requires_grad`` flags are restored, also when
+  the job is cancelled at a ``yield``.
+- SNIP and Taylor share the expression ``|g ⊙ w|``: SNIP (seed 002) is meant for the weights at
+  initialisation on one batch (the gradient with respect to the effective weight m ⊙ w at m = 1
+  equals dL/dw), Taylor (seed 003) for trained weights with the gradient of the mean loss
+  averaged over the given batches. The formula is the same; what differs is the intended input.
+- Structured scores (``l1-norm``, ``l2-norm``, ``bn-scale``) are per-element tensors constant over
+  each output channel (dim 0 of the weight), so any ranking can consume them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from visualizer.core.models import prunable_parameters
+from visualizer.core.tasks import Step, run
+
+Scores = dict[str, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CriterionInfo:
+    id: str
+    title: str
+    formula: str
+    meaning: str
+    structured: bool = False
+    needs_data: bool = False
+
+
+CRITERIA: dict[str, CriterionInfo] = {
+    c.id: c
+    for c in [
+        CriterionInfo("magnitude", "Magnitude", "s = |w|",
+                      "keep the largest weights: the best k-term approximation of w (seed 002)"),
+        CriterionInfo("random", "Random", "s ~ U[0,1)",
+                      "a seeded random baseline that ignores the weights"),
+        CriterionInfo("snip", "SNIP", "s = |g ⊙ w|,  g = ∂L/∂(m ⊙ w) at m = 1",
+                      "connection sensitivity: how much the loss reacts to removing the weight", needs_data=True),
+        CriterionInfo("grasp", "GraSP", "s = -w ⊙ (H g)",
+                      "keep weights whose removal would shrink the gradient flow most", needs_data=True),
+        CriterionInfo("taylor", "Taylor (1st order)", "s = |ḡ ⊙ w|,  ḡ = mean_b ∇L_b",
+                      "first-order estimate of the loss change when the weight is removed", needs_data=True),
+        CriterionInfo("obd", "Optimal Brain Damage", "s = -g ⊙ w + ½ diag(H) ⊙ w²,  diag(H) ≈ E[z ⊙ Hz]",
+                      "second-order estimate of the loss change ΔL_i when the weight is removed", needs_data=True),
+        CriterionInfo("l1-norm", "L1 norm (channel)", "s_c = Σ_{j∈G_c} |w_j|",
+                      "output channels with small absolute weight sum matter least", structured=True),
+        CriterionInfo("l2-norm", "L2 norm (channel)", "s_c = ‖w_{G_c}‖₂",
+                      "output channels with small Euclidean norm matter least", structured=True),
+        CriterionInfo("bn-scale", "BN scale (channel)", "s_c = |γ_c| of the following BatchNorm",
+                      "a channel whose BatchNorm scale is near zero is switched off", structured=True),
+    ]
+}
+
+
+def criterion_ids() -> list[str]:
+    return list(CRITERIA)
+
+
+def _check_criterion(criterion: str) -> CriterionInfo:
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    return CRITERIA[criterion]
+
+
+def _params(model: nn.Module) -> dict[str, nn.Parameter]:
+    params = prunable_parameters(model)
+    if not params:
+        raise ValueError("the model has no prunable parameters (Linear/Conv/RNN/attention weights)")
+    return params
+
+
+def _as_scores(values: dict[str, torch.Tensor]) -> Scores:
+    """Detach to float32 CPU tensors and refuse NaN (a NaN score cannot be ranked)."""
+    out: Scores = {}
+    for name, v in values.items():
+        t = v.detach().to("cpu", torch.float32).clone()
+        if torch.isnan(t).any():
+            raise ValueError(
+                f"scores for {name} contain NaN ({int(torch.isnan(t).sum())} of {t.numel()}): "
+                "the loss or its derivatives are not finite at these weights or batches"
+            )
+        out[name] = t
+    return out
+
+
+# --- data-free criteria -------------------------------------------------------------------------
+
+
+def magnitude_scores(params: dict[str, torch.Tensor]) -> Scores:
+    """s_i = |w_i| (seed 002: magnitude pruning solves min ||u - w||^2 s.t. ||u||_0 <= k)."""
+    return _as_scores({n: p.detach().abs() for n, p in params.items()})
+
+
+def random_scores(params: dict[str, torch.Tensor], seed: int = 0) -> Scores:
+    """s_i ~ U[0, 1), drawn from ``torch.Generator().manual_seed(seed)`` in parameter order."""
+    g = torch.Generator().manual_seed(int(seed))
+    return _as_scores({n: torch.rand(p.shape, generator=g) for n, p in params.items()})
+
+
+def _per_channel(values: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Reduce over all dims but 0, then broadcast back: constant over each output channel."""
+    flat = values.detach().reshape(values.shape[0], -1) if values.ndim > 0 else values.reshape(1, 1)
+    per = reduce(flat)  # (C,)
+    return per.reshape((-1,) + (1,) * (values.ndim - 1)).expand(values.shape)
+
+
+def l1_norm_scores(params: dict[str, torch.Tensor]) -> Scores:
+    """s_c = sum_{j in G_c} |w_j| over the output channel c (dim 0), seed 002 group sparsity."""
+    return _as_scores({n: _per_channel(p, lambda f: f.abs().sum(1)) for n, p in params.items()})
+
+
+def l2_norm_scores(params: dict[str, torch.Tensor]) -> Scores:
+    """s_c = ||w_{G_c}||_2 over the output channel c (dim 0): seed 002 says the optimal structured
+    choice prunes the groups with the smallest group norms."""
+    return _as_scores({n: _per_channel(p, lambda f: f.pow(2).sum(1).sqrt()) for n, p in params.items()})
+
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def following_batchnorms(model: nn.Module) -> dict[str, str]:
+    """Map each prunable weight to the BatchNorm module that directly consumes its layer's output
+    (same number of features as the layer's output channels).
+
+    Uses a torch.fx trace (a conv whose output node is an input of a BatchNorm call); when the
+    model cannot be traced, falls back to module order (the first BatchNorm registered after the
+    layer and before the next prunable layer, with a matching feature count).
+    """
+    params = prunable_parameters(model)
+    modules = dict(model.named_modules())
+    layer_of = {n.rpartition(".")[0]: n for n in params}
+    out: dict[str, str] = {}
+    try:
+        from torch import fx
+
+        graph = fx.symbolic_trace(model).graph
+        for node in graph.nodes:
+            if node.op != "call_module" or node.target not in layer_of:
+                continue
+            layer = modules[node.target]
+            for user in node.users:
+                if user.op == "call_module" and isinstance(modules.get(user.target), _BN):
+                    bn = modules[user.target]
+                    if bn.num_features == _out_features(layer):
+                        out[layer_of[node.target]] = user.target
+                        break
+        return out
+    except Exception:  # not traceable (data-dependent control flow): use module order
+        pass
+    names = list(modules)
+    for i, name in enumerate(names):
+        if name not in layer_of:
+            continue
+        for later in names[i + 1 :]:
+            if later in layer_of:
+                break
+            mod = modules[later]
+            if isinstance(mod, _BN) and mod.num_features == _out_features(modules[name]):
+                out[layer_of[name]] = later
+                break
+    return out
+
+
+def _out_features(layer: nn.Module) -> int | None:
+    for attr in ("out_channels", "out_features"):
+        if hasattr(layer, attr):
+            return int(getattr(layer, attr))
+    return None
+
+
+def bn_scale_scores(model: nn.Module) -> Scores:
+    """s_c = |gamma_c| of the BatchNorm that follows the layer (channel c of its output).
+
+    Layers with no BatchNorm right after them (e.g. the classifier, or convs feeding a
+    concatenation) get +inf: this criterion has nothing to say about them, so they are ranked
+    above every BN-scaled channel (pruned last). A model without any conv/linear followed by a
+    BatchNorm raises ValueError.
+    """
+    params = _params(model)
+    pairs = following_batchnorms(model)
+    modules = dict(model.named_modules())
+    pairs = {p: bn for p, bn in pairs.items() if getattr(modules[bn], "weight", None) is not None}
+    if not pairs:
+        raise ValueError(
+            "bn-scale needs BatchNorm layers with a scale (affine) right after conv/linear layers; "
+            "this model has none: use l1-norm or l2-norm"
+        )
+    out = {}
+    for name, p in params.items():
+        if name in pairs:
+            gamma = modules[pairs[name]].weight.detach().abs()
+            out[name] = gamma.reshape((-1,) + (1,) * (p.ndim - 1)).expand(p.shape)
+        else:
+            out[name] = torch.full(p.shape, float("inf"))
+    return _as_scores(out)
+
+
+# --- data criteria ------------------------------------------------------------------------------
+
+
+class _Scoring:
+    """Context: eval mode and prunable params requiring grad; restores both on exit (also when the
+    job is closed at a yield). Grad mode is thread-local and the consumer runs between yields, so
+    it is switched on locally around each autograd call instead (``torch.enable_grad()``)."""
+
+    def __init__(self, model: nn.Module, params: dict[str, nn.Parameter]) -> None:
+        self.model = model
+        self.params = params
+
+    def __enter__(self) -> _Scoring:
+        self.was_training = self.model.training
+        self.flags = {n: p.requires_grad for n, p in self.params.items()}
+        self.model.eval()
+        for p in self.params.values():
+            p.requires_grad_(True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for n, p in self.params.items():
+            p.requires_grad_(self.flags[n])
+        self.model.train(self.was_training)
+
+
+def _materialise(batches: Iterable[Batch] | None) -> list[Batch]:
+    if batches is None:
+        raise ValueError("this criterion needs data: pass batches of (x, y)")
+    out = list(batches)
+    if not out:
+        raise ValueError("this criterion needs data: the batch list is empty")
+    return out
+
+
+def _device_of(params: dict[str, nn.Parameter]) -> torch.device:
+    return next(iter(params.values())).device
+
+
+def _loss(model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+    x, y = batch
+    return nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+
+
+def mean_gradient(
+    model: nn.Module, params: dict[str, nn.Parameter], batches: Sequence[Batch], stage: str = "gradient"
+) -> Generator[Step, None, list[torch.Tensor]]:
+    """g = (1/B) sum_b dL_b/dw: the gradient of the loss averaged over the batches (a job)."""
+    device = _device_of(params)
+    plist = list(params.values())
+    total = [torch.zeros_like(p) for p in plist]
+    for b, batch in enumerate(batches):
+        with torch.enable_grad():
+            grads = torch.autograd.grad(_loss(model, batch, device), plist, allow_unused=True)
+        for t, gr in zip(total, grads):
+            if gr is not None:
+                t.add_(gr.detach())
+        yield Step(f"{stage} {b + 1}/{len(batches)}", (b + 1) / len(batches))
+    return [t / len(batches) for t in total]
+
+
+def _twice_differentiable():
+    """Attention through the math kernel: the fused CPU/GPU attention kernels have no double
+    backward ("derivative for ..._flash_attention_..._backward is not implemented")."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def hessian_vector_product(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    batches: Sequence[Batch],
+    vector: Sequence[torch.Tensor],
+    stage: str = "Hv",
+) -> Generator[Step, None, list[torch.Tensor]]:
+    """Hv = (1/B) sum_b d/dw (grad L_b(w) · v) by double backward (Pearlmutter), as a job."""
+    device = _device_of(params)
+    plist = list(params.values())
+    total = [torch.zeros_like(p) for p in plist]
+    for b, batch in enumerate(batches):
+        with torch.enable_grad(), _twice_differentiable():
+            grads = torch.autograd.grad(_loss(model, batch, device), plist, create_graph=True, allow_unused=True)
+            dot = sum((gr * v).sum() for gr, v in zip(grads, vector) if gr is not None)
+            # a loss linear in these weights has no graph left: H v = 0 on this batch
+            hv = torch.autograd.grad(dot, plist, allow_unused=True) if isinstance(dot, torch.Tensor) and dot.requires_grad else []
+        for t, h in zip(total, hv):
+            if h is not None:
+                t.add_(h.detach())
+        yield Step(f"{stage} {b + 1}/{len(batches)}", (b + 1) / len(batches))
+    return [t / len(batches) for t in total]
+
+
+def _scaled(job: Generator[Step, None, object], start: float, end: float):
+    from visualizer.core.tasks import sub
+
+    return sub(job, start, end)
+
+
+def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """SNIP (seed 002): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
+    current weights; L averaged over the given batches."""
+    params = _params(model)
+    data = _materialise(batches)
+    with _Scoring(model, params):
+        g = yield from _scaled(mean_gradient(model, params, data, "snip gradient"), 0.0, 1.0)
+        return _as_scores({n: (gi * p.detach()).abs() for (n, p), gi in zip(params.items(), g)})
+
+
+def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """First-order Taylor (seed 003): ΔL_i ≈ -g_i w_i, scored as s = |ḡ ⊙ w| where
+    ḡ = (1/B) sum_b ∇L_b is the gradient of the mean loss over the given batches (meant for trained
+    weights). The absolute value of the averaged gradient product, not the average of absolute values."""
+    params = _params(model)
+    data = _materialise(batches)
+    with _Scoring(model, params):
+        g = yield from _scaled(mean_gradient(model, params, data, "taylor gradient"), 0.0, 1.0)
+        return _as_scores({n: (gi * p.detach()).abs() for (n, p), gi in zip(params.items(), g)})
+
+
+def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """GraSP (seed 002): s = -w ⊙ (H g), H g by a Hessian-vector product (double backward);
+    the weights with the lowest s are pruned, so s is returned as is (higher = kept).
+    g and H are those of the loss averaged over the batches."""
+    params = _params(model)
+    data = _materialise(batches)
+    with _Scoring(model, params):
+        g = yield from _scaled(mean_gradient(model, params, data, "grasp gradient"), 0.0, 0.5)
+        hg = yield from _scaled(hessian_vector_product(model, params, data, g, "grasp Hg"), 0.5, 1.0)
+        return _as_scores({n: -p.detach() * h for (n, p), h in zip(params.items(), hg)})
+
+
+def rademacher_like(params: Sequence[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """z with i.i.d. entries ±1 (probability 1/2 each), drawn on the CPU from ``generator``."""
+    return [
+        (torch.randint(0, 2, p.shape, generator=generator, dtype=torch.int8) * 2 - 1).to(p.device, p.dtype)
+        for p in params
+    ]
+
+
+def hutchinson_diagonal(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    batches: Sequence[Batch],
+    probes: int,
+    seed: int = 0,
+) -> Generator[Step, None, list[torch.Tensor]]:
+    """diag(H) ≈ (1/P) sum_p z_p ⊙ (H z_p) with Rademacher z_p (seeded): unbiased, since
+    E[z z^T] = I; exact for any single probe when H is diagonal (z_i^2 = 1)."""
+    if probes < 1:
+        raise ValueError(f"Hutchinson needs at least one probe, got {probes}")
+    gen = torch.Generator().manual_seed(int(seed))
+    plist = list(params.values())
+    total = [torch.zeros_like(p) for p in plist]
+    for k in range(probes):
+        z = rademacher_like(plist, gen)
+        hz = yield from _scaled(hessian_vector_product(model, params, batches, z, f"probe {k + 1}/{probes}"),
+                                k / probes, (k + 1) / probes)
+        for t, zi, hi in zip(total, z, hz):
+            t.add_(zi * hi)
+    return [t / probes for t in total]
+
+
+def obd_scores(
+    model: nn.Module, batches: Iterable[Batch], probes: int = 8, seed: int = 0
+) -> Generator[Step, None, Scores]:
+    """Optimal Brain Damage (seed 003): the loss change when weight i is removed (δw = -w_i e_i),
+    ΔL_i ≈ -g_i w_i + 1/2 H_ii w_i^2, with diag(H) estimated by ``probes`` Hutchinson probes
+    E[z ⊙ Hz] (Rademacher z from ``seed``). Higher ΔL = more important = kept."""
+    params = _params(model)
+    data = _materialise(batches)
+    with _Scoring(model, params):
+        g = yield from _scaled(mean_gradient(model, params, data, "obd gradient"), 0.0, 0.1)
+        diag = yield from _scaled(hutchinson_diagonal(model, params, data, probes, seed), 0.1, 1.0)
+        return _as_scores(
+            {n: -gi * p.detach() + 0.5 * hi * p.detach() ** 2 for (n, p), gi, hi in zip(params.items(), g, diag)}
+        )
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def score(
+    criterion: str,
+    model: nn.Module,
+    batches: Iterable[Batch] | None = None,
+    *,
+    seed: int = 0,
+    probes: int = 8,
+) -> Generator[Step, None, Scores]:
+    """Scores of ``criterion`` for every prunable parameter of ``model`` (a job).
+
+    batches: (x, y) pairs for the data criteria (snip, grasp, taylor, obd); ignored by the others.
+    seed: the random criterion's seed and the Hutchinson probes' seed (obd).
+    probes: number of Hutchinson probes for obd.
+    Returns dict name -> float32 CPU tensor of the parameter's shape (higher = kept).
+    """
+    info = _check_criterion(criterion)
+    params = _params(model)
+    if info.needs_data:
+        data = _materialise(batches)
+        if criterion == "snip":
+            return (yield from snip_scores(model, data))
+        if criterion == "taylor":
+            return (yield from taylor_scores(model, data))
+        if criterion == "grasp":
+            return (yield from grasp_scores(model, data))
+        if criterion == "obd":
+            return (yield from obd_scores(model, data, probes=probes, seed=seed))
+    yield Step(f"{criterion} scores", 0.0)
+    if criterion == "magnitude":
+        out = magnitude_scores(params)
+    elif criterion == "random":
+        out = random_scores(params, seed)
+    elif criterion == "l1-norm":
+        out = l1_norm_scores(params)
+    elif criterion == "l2-norm":
+        out = l2_norm_scores(params)
+    elif criterion == "bn-scale":
+        out = bn_scale_scores(model)
+    else:  # pragma: no cover - every id is handled above
+        raise ValueError(f"criterion {criterion!r} has no implementation")
+    yield Step(f"{criterion} scores", 1.0)
+    return out
+
+
+def compute_scores(
+    criterion: str,
+    model: nn.Module,
+    batches: Iterable[Batch] | None = None,
+    *,
+    seed: int = 0,
+    probes: int = 8,
+    on_step: Callable[[Step], None] | None = None,
+) -> Scores:
+    """Run :func:`score` to the end and return its scores."""
+    return run(score(criterion, model, batches, seed=seed, probes=probes), on_step)
