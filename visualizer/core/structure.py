@@ -47,9 +47,17 @@ from torch import nn
 
 
 def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) -> torch.Tensor:
-    """A random input the model accepts: from its dataset's shape when known, else guessed from
-    the first layer (Conv2d -> 3x224x224 style image, Linear -> vector, RNN -> 16 steps)."""
+    """A random input the model accepts: from its dataset's shape when known (given, or the
+    bundled model's own), else guessed from the first layer (Conv2d -> Cx224x224 image,
+    Linear -> vector, RNN -> 16 steps)."""
     shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
+    if dataset is None:  # a bundled architecture knows its dataset
+        from visualizer.core.zoo import ZOO
+
+        for entry in ZOO.values():
+            if isinstance(entry.factory, type) and type(model) is entry.factory:
+                dataset = entry.dataset
+                break
     if dataset in shapes:
         return torch.randn(batch, *shapes[dataset])
     if dataset is not None:
