@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from visualizer.core.shrink import (
+    InputSelect,
     PrunedMultiheadAttention,
     branch_plan,
     load_shrunk,
@@ -16,6 +17,7 @@ from visualizer.core.shrink import (
     save_shrunk,
     save_torchscript,
     select_units,
+    select_zero_connections,
     select_zero_units,
     shrink,
     structured_prune,
@@ -200,3 +202,29 @@ def test_load_rejects_other_files(tmp_path):
     torch.save({"a": torch.zeros(1)}, p)
     with pytest.raises(ValueError, match="not a pruneviz"):
         load_shrunk(p)
+
+
+def test_densenet_connection_pruning_after_group_lasso(tmp_path):
+    from visualizer.core.structure import connectivity
+
+    m, x = _randomised("densenet-mini")
+    groups = find_groups(m, x).groups
+    with torch.no_grad():  # group lasso on connections drove these two to zero
+        m.trans1.conv.weight[:, 16:24] = 0  # block1.0 -> trans1
+        m.block1[2].conv.weight[:, 0:16] = 0  # stem -> block1.2
+    plan = select_zero_connections(connectivity(m, groups))
+    roots = {g.id: g.root for g in groups}
+    assert sorted((roots[g], c) for g, c in plan.cut) == [("block1.0.conv", "trans1.conv"), ("stem", "block1.2.conv")]
+    # together with channel removal elsewhere
+    extra = select_units(groups, group_scores(m, groups), 0.5)
+    plan.removed = extra.removed
+    masks = plan_masks(m, groups, plan)
+    assert not masks["trans1.conv.weight"][:, 16:24].any()
+    small = shrink(m, groups, plan)
+    assert isinstance(small.model.trans1.conv, InputSelect)
+    assert max_output_diff(masked_copy(m, masks), small.model, x) <= 1e-5
+    path = tmp_path / "d.pt"
+    save_shrunk(path, small, "densenet-mini")
+    assert max_output_diff(load_shrunk(path), small.model, x) == 0.0
+    save_torchscript(small.model, tmp_path / "d.ts", x)
+    assert max_output_diff(torch.jit.load(str(tmp_path / "d.ts")), small.model, x) <= 1e-6

@@ -51,16 +51,20 @@ FORMAT = "pruneviz-shrunk"
 
 @dataclass
 class PrunePlan:
-    """Units removed from each group (group id -> sorted unit indices)."""
+    """Units removed from each group (group id -> sorted unit indices), and connections cut
+    (group id, consumer layer): the consumer stops reading that group's channels while other
+    consumers keep them (DenseNet connection pruning, seed 004)."""
 
     removed: dict[int, list[int]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    cut: list[tuple[int, str]] = field(default_factory=list)
 
     def units_removed(self) -> int:
         return sum(len(v) for v in self.removed.values())
 
     def to_json(self) -> dict:
-        return {"removed": {str(k): v for k, v in self.removed.items()}, "notices": self.notices}
+        return {"removed": {str(k): v for k, v in self.removed.items()}, "notices": self.notices,
+                "cut": [list(c) for c in self.cut]}
 
 
 def select_units(
@@ -121,6 +125,18 @@ def select_zero_units(groups: Iterable[ChannelGroup], scores: dict[int, torch.Te
     return plan
 
 
+def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | None = None) -> PrunePlan:
+    """Cut every connection whose strength ||W_consumer[:, S_producer]||_2 is <= tol (what group
+    lasso on connections leaves at zero; :func:`visualizer.core.structure.connectivity`)."""
+    plan = plan if plan is not None else PrunePlan()
+    for i, gid in enumerate(connectivity.groups):
+        for j, consumer in enumerate(connectivity.consumers):
+            v = connectivity.strength[i, j]
+            if v == v and v <= tol:  # NaN: no connection
+                plan.cut.append((gid, consumer))
+    return plan
+
+
 def branch_plan(groups: Iterable[ChannelGroup], branch_groups: Iterable[int]) -> PrunePlan:
     """Prune whole branches (Inception) or connections' producers (DenseNet): every unit but one
     of the given groups (see :func:`visualizer.core.structure.branches` for a branch's groups)."""
@@ -158,11 +174,45 @@ def _removals(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str
     return out
 
 
+def _cut_columns(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str, int], set[int]]:
+    """(consumer weight, dim) -> input indices (original numbering) no longer read."""
+    by_id = {g.id: g for g in groups}
+    out: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for gid, consumer in plan.cut:
+        g = by_id.get(gid)
+        if g is None:
+            raise ValueError(f"plan cuts group {gid}, which the model does not have")
+        if not g.prunable:
+            raise ValueError(f"group {gid} ({g.root}) is not prunable: {g.reason}")
+        readers = [m for m in g.consumers() if m.param.rpartition(".")[0] == consumer]
+        if not readers:
+            raise ValueError(f"{consumer} does not read group {gid} ({g.root})")
+        for m in readers:
+            out[(m.param, m.dim)].update(m.indices)
+    return out
+
+
+class InputSelect(nn.Module):
+    """Runs ``layer`` on the input channels ``keep`` only: a consumer whose connections to some
+    producers were cut, while other layers still read those channels."""
+
+    def __init__(self, keep: list[int], layer: nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.index_select(1, self.keep))
+
+
 def plan_masks(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan, **metadata: str) -> MaskSet:
     """The MaskSet of a structured pruning on the original model: dense everywhere except the
     removed units' slices of prunable weights."""
     masks = MaskSet.for_model(model)
-    for (name, dim), idx in _removals(groups, plan).items():
+    removals = _removals(groups, plan)
+    for (name, dim), idx in _cut_columns(groups, plan).items():
+        removals.setdefault((name, dim), set()).update(idx)
+    for (name, dim), idx in removals.items():
         if name in masks.masks and idx:
             masks.masks[name].index_fill_(dim, torch.tensor(sorted(idx), dtype=torch.long), False)
     masks.metadata.update({"structure": "channel", **metadata})
@@ -309,6 +359,7 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
     for owner_name in sorted(touched):
         mod = _get(small, owner_name)
         fix_module_attributes(mod, original.get(owner_name))
+    _apply_cuts(small, groups, plan, removals, spec)
     # attention modules that lost heads: nn.MultiheadAttention cannot hold inner width != embed_dim
     heads = {g.root: g for g in groups if g.kind == "head" and g.id in plan.removed}
     for name, g in heads.items():
@@ -328,6 +379,28 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
                                   "num_heads": kept_heads, "head_dim": mha.head_dim,
                                   "batch_first": mha.batch_first, "bias": mha.in_proj_bias is not None}
     return ShrunkModel(small, spec)
+
+
+def _apply_cuts(small: nn.Module, groups, plan: PrunePlan, removals, spec: dict) -> None:
+    """Consumers with cut connections: drop the cut weight columns and read only the kept
+    channels through :class:`InputSelect` (indices renumbered after the group removals)."""
+    for (wname, dim), cut in _cut_columns(groups, plan).items():
+        layer_name, _, attr = wname.rpartition(".")
+        layer = _get(small, layer_name)
+        if dim != 1 or attr != "weight" or not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) \
+                or getattr(layer, "groups", 1) != 1:
+            raise ValueError(f"cannot cut connections of {layer_name}: only plain conv/linear inputs")
+        gone = sorted(removals.get((wname, dim), set()))
+        original_width = layer.weight.shape[1] + len(gone)
+        survivors = [i for i in range(original_width) if i not in set(gone)]  # original numbering
+        keep_new = [k for k, i in enumerate(survivors) if i not in cut]
+        if not keep_new:
+            raise ValueError(f"{layer_name} would read no input channel")
+        w = layer.weight.detach().index_select(1, torch.tensor(keep_new, dtype=torch.long))
+        layer.weight = nn.Parameter(w.clone())
+        fix_module_attributes(layer)
+        _replace(small, layer_name, InputSelect(keep_new, layer))
+        spec["replaced"][layer_name] = {"type": "InputSelect", "keep": keep_new}
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -371,10 +444,13 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
 @torch.no_grad()
 def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.Module:
     for name, r in spec.get("replaced", {}).items():
-        if r["type"] != "PrunedMultiheadAttention":
+        if r["type"] == "PrunedMultiheadAttention":
+            _replace(model, name, PrunedMultiheadAttention(r["embed_dim"], r["num_heads"], r["head_dim"],
+                                                           r["batch_first"], r["bias"]))
+        elif r["type"] == "InputSelect":
+            _replace(model, name, InputSelect(r["keep"], _get(model, name)))
+        else:
             raise ValueError(f"unknown replaced module type {r['type']}")
-        _replace(model, name, PrunedMultiheadAttention(r["embed_dim"], r["num_heads"], r["head_dim"],
-                                                       r["batch_first"], r["bias"]))
     reference = {n: copy.copy(m) for n, m in model.named_modules()}
     touched = set()
     for key, value in state.items():
@@ -461,4 +537,5 @@ __all__ = [
     "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
     "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
     "rebuild", "save_torchscript", "structured_prune", "StructuredResult", "max_output_diff",
+    "InputSelect", "select_zero_connections",
 ]
