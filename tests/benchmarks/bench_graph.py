@@ -8,12 +8,16 @@ DenseNet-121-shaped model is built here (growth 32, blocks 6-12-24-16, bottlenec
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import torch
-from torch import nn
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))  # run from anywhere
 
-from visualizer.core.structure import build_graph, find_groups
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from visualizer.core.structure import build_graph, find_groups  # noqa: E402
 
 
 class _Layer(nn.Module):

@@ -9,12 +9,16 @@ magnitude mask). eta = achieved useful FLOP/s / dense FLOP/s (seed 001, relative
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-import torch
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))  # run from anywhere
 
-from visualizer.core.speed import compare_speed
-from visualizer.core.structure import example_input
-from visualizer.core.zoo import ZOO
+import torch  # noqa: E402
+
+from visualizer.core.speed import compare_speed  # noqa: E402
+from visualizer.core.structure import example_input  # noqa: E402
+from visualizer.core.zoo import ZOO  # noqa: E402
 
 
 def _model(name: str):

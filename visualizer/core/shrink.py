@@ -396,10 +396,11 @@ def _apply_cuts(small: nn.Module, groups, plan: PrunePlan, removals, spec: dict)
         keep_new = [k for k, i in enumerate(survivors) if i not in cut]
         if not keep_new:
             raise ValueError(f"{layer_name} would read no input channel")
-        w = layer.weight.detach().index_select(1, torch.tensor(keep_new, dtype=torch.long))
+        dev = layer.weight.device
+        w = layer.weight.detach().index_select(1, torch.tensor(keep_new, dtype=torch.long, device=dev))
         layer.weight = nn.Parameter(w.clone())
         fix_module_attributes(layer)
-        _replace(small, layer_name, InputSelect(keep_new, layer))
+        _replace(small, layer_name, InputSelect(keep_new, layer).to(dev))
         spec["replaced"][layer_name] = {"type": "InputSelect", "keep": keep_new}
 
 

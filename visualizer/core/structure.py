@@ -155,6 +155,8 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
             notices.append(str(exc))
     was_training = model.training
     model.eval()
+    if example is not None:
+        example = example.to(_device_of(model))
     try:
         if example is not None:
             try:
@@ -180,6 +182,11 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
         return ModelGraph(_hierarchy_graph(model), "hierarchy", notices, time.perf_counter() - t0)
     finally:
         model.train(was_training)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -378,6 +385,7 @@ def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> Struct
                                     "structured pruning is unavailable (unstructured masks still work)"])
     if example is None:
         example = example_input(model)
+    example = example.to(_device_of(model))
     was_training = model.training
     model.eval()
     try:
@@ -749,7 +757,7 @@ def branches(
 
     try:
         gm = symbolic_trace(model)
-        ShapeProp(gm).propagate(example if example is not None else example_input(model))
+        ShapeProp(gm).propagate((example if example is not None else example_input(model)).to(_device_of(model)))
     except Exception:  # untraceable: no branch summary (the graph view says why)
         return []
     groups = list(groups or [])
