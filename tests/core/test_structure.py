@@ -18,6 +18,7 @@ from visualizer.core.structure import (
     find_groups,
     group_scores,
     group_sparsity,
+    layer_groups,
 )
 from visualizer.core.zoo import ZOO
 
@@ -418,3 +419,14 @@ def test_torchvision_specific_couplings():
     m, x = _tv_model("vit")
     heads = [g for g in find_groups(m, x).groups if g.kind == "head"]
     assert len(heads) == 2 and all(g.size == 4 and g.prunable for g in heads)
+
+
+def test_layer_groups_for_colouring_the_graph():
+    m, x = _zoo("resnet-mini")
+    groups = find_groups(m, x).groups
+    lg = layer_groups(groups)
+    by_root = {g.root: g.id for g in groups}
+    # layer1.conv2 reads its block's inner channels and writes the residual stream
+    assert sorted(lg["layer1.conv2"]) == sorted([by_root["layer1.conv1"], by_root["stem.0"]])
+    g = build_graph(m, x)
+    assert set(lg) <= set(g.graph.nodes)  # every grouped layer is a node of the drawn graph

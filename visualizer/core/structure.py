@@ -23,12 +23,16 @@ gives a smaller model whose output equals the masked model's output exactly; gro
 model output, pass through a LayerNorm/GroupNorm over the channel dimension, or touch ops we cannot
 shrink are listed (the GUI draws them) with ``prunable=False`` and the reason.
 
-Torch-Pruning's known concatenation bugs (its issues #146 and #481: concat groups merged or with
-mismatched offsets) show up when the output layer is passed as ``ignored_layers`` during tracing:
-the concat feeding the classifier then loses its offsets and separate branch groups are merged.
-We therefore never ignore layers while tracing and drop the output layer's group afterwards; the
-hand-counted groups of resnet-mini, densenet-mini and inception-mini are checked in
-``tests/core/test_structure.py``.
+Torch-Pruning's concatenation problems (its issues #146 and #481: concat groups merged or with
+mismatched offsets) appeared here in two ways while building on it (torch-pruning 1.6): (1) passing
+the classifier as ``ignored_layers`` to ``build_dependency`` makes the concat that feeds it lose its
+offsets (``_ConcatOp(None)``): inception-mini's four inc2 branches then come back as ONE group of 4
+channels with wrong indices; (2) rooting groups at a BatchNorm that reads a concatenation merges
+all its producers (DenseNet block 2 became one 48-channel group). We therefore never ignore
+layers while tracing, root groups only at producers (conv, linear, LSTM), and mark the output
+layer's group unprunable afterwards. The hand-counted groups of resnet-mini, densenet-mini and
+inception-mini (every concat slice mapped back to its producer) are checked in
+``tests/core/test_structure.py``, and shrink equivalence on every model catches any wrong member.
 """
 
 from __future__ import annotations
@@ -676,6 +680,18 @@ def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float 
 
 
 # --- summaries for the GUI -----------------------------------------------------------------------
+
+
+def layer_groups(groups: Iterable[ChannelGroup]) -> dict[str, list[int]]:
+    """Module path -> ids of the groups that touch it (to colour graph nodes by group)."""
+    out: dict[str, list[int]] = {}
+    for g in groups:
+        for m in g.members:
+            layer = m.param.rpartition(".")[0]
+            ids = out.setdefault(layer, [])
+            if g.id not in ids:
+                ids.append(g.id)
+    return out
 
 
 @dataclass
