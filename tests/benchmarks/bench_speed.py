@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"batch {args.batch}, {args.repeats} interleaved repeats, {args.threads} thread(s); "
+    print(f"batch {args.batch} (torchvision models: 1x3x224x224), {args.repeats} interleaved repeats, {args.threads} thread(s); "
           "speed-up = t_dense / t_model; eta = (F_model/t_model) / (F_dense/t_dense)")
     print(f"{'model':16}{'density':>8}{'params':>10}{'masked/dense t':>16}{'shrunk/dense t':>16}"
           f"{'FLOPs ratio':>12}{'eta masked':>11}{'eta shrunk':>11}")
