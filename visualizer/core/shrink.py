@@ -58,13 +58,16 @@ class PrunePlan:
     removed: dict[int, list[int]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     cut: list[tuple[int, str]] = field(default_factory=list)
+    # whole Inception branches: (fx torch.cat node, input index); their groups lose every unit
+    branches: list[tuple[str, int]] = field(default_factory=list)
+    branch_groups: list[int] = field(default_factory=list)
 
     def units_removed(self) -> int:
         return sum(len(v) for v in self.removed.values())
 
     def to_json(self) -> dict:
         return {"removed": {str(k): v for k, v in self.removed.items()}, "notices": self.notices,
-                "cut": [list(c) for c in self.cut]}
+                "cut": [list(c) for c in self.cut], "branches": [list(b) for b in self.branches]}
 
 
 def select_units(
@@ -137,6 +140,33 @@ def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | N
     return plan
 
 
+def remove_branches(groups: Iterable[ChannelGroup], removals, plan: PrunePlan | None = None) -> PrunePlan:
+    """Remove whole branches of concatenations: ``removals`` is a list of (ConcatModule, branch
+    index) from :func:`visualizer.core.structure.branches`. Every group living only inside the
+    branch loses all its units, the concatenation drops that input (the model becomes a
+    ``torch.fx.GraphModule``), and the layers reading the concat lose the branch's columns.
+    This is what group lasso on branches (seed 004, "The Case of Inception") ends in."""
+    plan = plan if plan is not None else PrunePlan()
+    by_id = {g.id: g for g in groups}
+    for module, index in removals:
+        if not module.node:
+            raise ValueError(f"{module.name}: no fx node recorded; trace the model with fx first")
+        b = module.branches[index]
+        if not b.layers or not b.groups:
+            raise ValueError(f"branch {index} of {module.name} has no layers of its own to remove")
+        if sum(1 for other in module.branches if other.layers) - sum(1 for m, _ in removals if m is module) < 1:
+            raise ValueError(f"{module.name} would lose all its branches")
+        for gid in b.groups:
+            g = by_id[gid]
+            if not g.prunable:
+                raise ValueError(f"branch {index} of {module.name}: group {gid} is not prunable ({g.reason})")
+            plan.removed[gid] = list(range(g.size))
+            if gid not in plan.branch_groups:
+                plan.branch_groups.append(gid)
+        plan.branches.append((module.node, index))
+    return plan
+
+
 def branch_plan(groups: Iterable[ChannelGroup], branch_groups: Iterable[int]) -> PrunePlan:
     """Prune whole branches (Inception) or connections' producers (DenseNet): every unit but one
     of the given groups (see :func:`visualizer.core.structure.branches` for a branch's groups)."""
@@ -166,7 +196,7 @@ def _removals(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str
         bad = [u for u in units if not 0 <= u < g.size]
         if bad:
             raise ValueError(f"group {gid} has no unit {bad[0]}")
-        if len(set(units)) >= g.size:
+        if len(set(units)) >= g.size and gid not in plan.branch_groups:
             raise ValueError(f"group {gid} ({g.root}) would lose all {g.size} units")
         uset = set(units)
         for m in g.members:
@@ -378,7 +408,33 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
         spec["replaced"][name] = {"type": "PrunedMultiheadAttention", "embed_dim": mha.embed_dim,
                                   "num_heads": kept_heads, "head_dim": mha.head_dim,
                                   "batch_first": mha.batch_first, "bias": mha.in_proj_bias is not None}
+    if plan.branches:
+        small = drop_branches(small, plan.branches)
+        spec["branches"] = [list(b) for b in plan.branches]
     return ShrunkModel(small, spec)
+
+
+def drop_branches(model: nn.Module, branches: list) -> nn.Module:
+    """The model as an fx GraphModule whose concatenations no longer take the given inputs;
+    the layers only those inputs used are deleted."""
+    from visualizer.core.structure import fx_trace
+
+    gm = fx_trace(model)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    drop: dict[str, set[int]] = defaultdict(set)
+    for name, index in branches:
+        drop[name].add(int(index))
+    for name, idx in drop.items():
+        node = nodes.get(name)
+        if node is None or node.target is not torch.cat:
+            raise ValueError(f"no concatenation {name!r} in the traced model")
+        tensors = [t for i, t in enumerate(node.args[0]) if i not in idx]
+        node.args = (tensors, *node.args[1:])
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    gm.eval()
+    return gm
 
 
 def _apply_cuts(small: nn.Module, groups, plan: PrunePlan, removals, spec: dict) -> None:
@@ -452,6 +508,8 @@ def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.
             _replace(model, name, InputSelect(r["keep"], _get(model, name)))
         else:
             raise ValueError(f"unknown replaced module type {r['type']}")
+    if spec.get("branches"):
+        model = drop_branches(model, spec["branches"])
     reference = {n: copy.copy(m) for n, m in model.named_modules()}
     touched = set()
     for key, value in state.items():
@@ -542,5 +600,5 @@ __all__ = [
     "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
     "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
     "rebuild", "save_torchscript", "structured_prune", "StructuredResult", "max_output_diff",
-    "InputSelect", "select_zero_connections",
+    "InputSelect", "select_zero_connections", "remove_branches", "drop_branches",
 ]

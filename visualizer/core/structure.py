@@ -754,6 +754,7 @@ class ConcatModule:
     name: str
     kind: str  # "inception" (>= 2 branches with layers) or "dense" (identity + branch)
     branches: list[Branch]
+    node: str = ""  # the torch.cat node of the fx graph (what branch removal rewrites)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "branches": [
@@ -768,11 +769,10 @@ def branches(
     """Every ``torch.cat`` along channels in the fx graph with its branches: the layers between the
     point where the inputs fork and the concatenation, each branch's weight norm, and the groups
     that belong only to that branch (pruning all of them removes the branch's width)."""
-    from torch.fx import symbolic_trace
     from torch.fx.passes.shape_prop import ShapeProp
 
     try:
-        gm = symbolic_trace(model)
+        gm = fx_trace(model)
         ShapeProp(gm).propagate((example if example is not None else example_input(model)).to(_device_of(model)))
     except Exception:  # untraceable: no branch summary (the graph view says why)
         return []
@@ -805,8 +805,25 @@ def branches(
             start += width
         n_nonempty = sum(1 for b in brs if b.layers)
         owner = _common_owner([layer for b in brs for layer in b.layers])
-        result.append(ConcatModule(owner or node.name, "inception" if n_nonempty >= 2 else "dense", brs))
+        result.append(ConcatModule(owner or node.name, "inception" if n_nonempty >= 2 else "dense", brs, node.name))
     return result
+
+
+def fx_trace(model: nn.Module):
+    """torch.fx trace in which the modules shrinking introduces stay leaves, so that a shrunk
+    model's graph has the same node names as the original's (branch removal relies on it)."""
+    import torch.fx
+
+    class _Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            if type(m).__name__ in ("InputSelect", "PrunedMultiheadAttention") and \
+                    type(m).__module__ == "visualizer.core.shrink":
+                return True
+            return super().is_leaf_module(m, qualname)
+
+    root = model
+    graph = _Tracer().trace(root)
+    return torch.fx.GraphModule(root, graph, type(root).__name__)
 
 
 def _ancestors(node) -> set:
