@@ -232,17 +232,19 @@ class ModelPanel(QWidget):
             return
         sorting = self.tree.isSortingEnabled()
         self.tree.setSortingEnabled(False)  # no re-sort per item while the slider moves
-        for ld in masks.layers():
-            item = self._items.get(ld.name)
+        kept_by_layer, totals = self.state.layer_kept, self.state.layer_total
+        for name, kept in kept_by_layer.items():
+            item = self._items.get(name)
             if item is None:
                 continue
-            d = ld.density
+            total = totals[name]
+            d = kept / total if total else 0.0
             text = f"{d:.3f}" if d >= 0.01 else f"{d:.2e}"
             if item.text(4) == text:
                 continue
             item.setText(4, text)
             item.setData(4, Qt.ItemDataRole.UserRole, d)
-            item.setToolTip(4, f"kept {ld.kept:,} of {ld.total:,}")
+            item.setToolTip(4, f"kept {kept:,} of {total:,}")
             item.setBackground(4, QBrush(density_colour(d)))
         self.tree.setSortingEnabled(sorting)
 
@@ -428,7 +430,7 @@ class PruningPanel(QWidget):
         if masks is None:
             self.density_label.setText("<i>no model</i>")
             return
-        kept, total = masks.kept(), masks.total()
+        kept, total = self.state.kept(), self.state.total()
         d = kept / total if total else 0.0
         ranked = self.state.current_ranking() is not None
         note = "" if ranked or self.state.density >= 1.0 else " <span style='color:#b36b00'>(ranking…)</span>"

@@ -451,7 +451,8 @@ class MainWindow(QMainWindow):
         # The Ranking is owned by this (GUI) thread: moving its cut only flips the entries between
         # the old and new cut. Large models get live views (no copy); consumers that keep a mask
         # (snapshot, sessions, training jobs) copy it.
-        s.set_masks(rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT))
+        masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
+        s.set_masks(masks, counts=rk.layer_kept())
 
     # --- sessions (filled in by visualizer.core.session) -------------------------------------
     def open_session_dialog(self) -> None:
