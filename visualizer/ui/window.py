@@ -149,7 +149,8 @@ class MainWindow(QMainWindow):
                 self.tabifyDockWidget(first, dock)
         if first is not None:
             first.raise_()
-        self.resizeDocks([self.docks["model"], first], [430, 970], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["model"], first], [460, 940], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["model"], self.docks["pruning"]], [520, 360], Qt.Orientation.Vertical)
 
         self._build_status_bar()
         self._build_menus()

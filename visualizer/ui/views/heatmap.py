@@ -186,11 +186,27 @@ class HeatmapView(QWidget):
         self._scores_img = None
         self._scores_changed(redraw=False)
         h, wd = self._layout.image_shape
-        xlabel = "input · kernel" if w.ndim > 2 else "input"
-        if self.plot.getAxis("bottom").labelText != xlabel:
-            self.plot.setLabel("bottom", xlabel)
+        self._set_axes(w.shape)
         self.plot.getViewBox().setRange(QRectF(0, 0, wd, h), padding=0.02)
         self.redraw()
+
+    def _set_axes(self, shape: tuple[int, ...]) -> None:
+        """Axis titles, and channel-index ticks at kernel centres in the kernel grid."""
+        left, bottom = self.plot.getAxis("left"), self.plot.getAxis("bottom")
+        if self._layout.kind == "kernels":
+            o, i, kh, kw = shape
+            left.setTicks([_channel_ticks(o, kh)])
+            bottom.setTicks([_channel_ticks(i, kw)])
+            xlabel, ylabel = f"input channel (each tile a {kh}×{kw} kernel)", "output channel"
+        else:
+            left.setTicks(None)
+            bottom.setTicks(None)
+            xlabel = "input · kernel position (in·kh·kw)" if len(shape) > 2 else "input"
+            ylabel = "output" if len(shape) > 1 else ""
+        if bottom.labelText != xlabel:
+            self.plot.setLabel("bottom", xlabel)
+        if left.labelText != ylabel:
+            self.plot.setLabel("left", ylabel)
 
     def _grid(self, arr: np.ndarray, fill) -> np.ndarray:
         """A parameter-shaped array as the full-resolution 2-D image (a view for 'flat')."""
@@ -288,7 +304,8 @@ class HeatmapView(QWidget):
             if self._scores is None:
                 return (np.full(self._weights_img[sl].shape, render.PRUNED, np.uint8), "scores",
                         "<i>no scores yet: pick a criterion (ranking runs in the background)</i>")
-            return render.masked_codes(self._scores_img[sl], mask), "scores", _PRUNED_LEGEND
+            # every score (pruned ones too): the colour bar shows where the cut falls
+            return self._scores_img[sl], "scores", "scores of all weights (kept and pruned)"
         codes = self._weights_img[sl]
         if mode == "masked":
             return render.masked_codes(codes, mask), "weights", _PRUNED_LEGEND
@@ -413,6 +430,11 @@ class HeatmapView(QWidget):
                 t.setItem(i, j, item)
         t.setSortingEnabled(True)
         self.compare_rows = rows
+
+
+def _channel_ticks(n: int, k: int, most: int = 16) -> list[tuple[float, str]]:
+    step = max(1, -(-n // most))
+    return [(c * (k + 1) + k / 2, str(c)) for c in range(0, n, step)]
 
 
 class _NumItem(QTableWidgetItem):
