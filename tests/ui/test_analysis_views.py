@@ -1,0 +1,239 @@
+"""Analysis views render, follow the theme and react to the mouse (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+from visualizer.core.graph_layout import layered_layout
+from visualizer.core.zoo import ZOO
+from visualizer.ui.analysis.densenet_view import Connectivity, ConnectivityView
+from visualizer.ui.analysis.graph_view import GraphView
+from visualizer.ui.analysis.inception_view import BranchModule, BranchView
+from visualizer.ui.analysis.landscape_view import Curve1D, LandscapeView, Surface2D
+from visualizer.ui.analysis.spectrum_view import RewindSeries, SpectrumData, SpectrumView
+from visualizer.ui.analysis.speed_view import SpeedEntry, SpeedView
+
+
+def model_graph(name: str) -> nx.DiGraph:
+    """The traced graph of a bundled model (core.structure when present, else a plain fx trace)."""
+    model = ZOO[name].build()
+    try:
+        from visualizer.core.structure import build_graph
+    except ImportError:
+        build_graph = None
+    if build_graph is not None:
+        return build_graph(model).graph
+    gm = torch.fx.symbolic_trace(model)
+    mods = dict(model.named_modules())
+    g = nx.DiGraph()
+    for n in gm.graph.nodes:
+        own = n.op == "call_module"
+        params = sum(p.numel() for p in mods[n.target].parameters(recurse=False)) if own else 0
+        g.add_node(str(n.target) if own else n.name, params=params)
+        for a in n.all_input_nodes:
+            g.add_edge(str(a.target) if a.op == "call_module" else a.name,
+                       str(n.target) if own else n.name)
+    return g
+
+
+def not_blank(widget) -> bool:
+    """The grabbed image has more than a handful of distinct colours (something was drawn)."""
+    img = widget.grab().toImage()
+    w, h = img.width(), img.height()
+    colours = {img.pixel(x, y) for x in range(0, w, 7) for y in range(0, h, 7)}
+    return len(colours) > 8
+
+
+def view_point(view: GraphView, layer: str) -> QPoint:
+    """Widget coordinates (of the graphics view's viewport) of a node."""
+    scene = view.scene_pos_of(layer)
+    return view.canvas.mapFromScene(scene)
+
+
+# --- graph -----------------------------------------------------------------------------------
+
+
+TRACEABLE = ["mlp", "lenet", "resnet-mini", "densenet-mini", "inception-mini", "se-cnn"]
+
+
+@pytest.mark.parametrize("name", TRACEABLE)
+def test_graph_view_renders_each_bundled_model(qtbot, name):
+    g = model_graph(name)
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(900, 500)
+    view.show()
+    view.set_graph(g, layered_layout(g))
+    layers = [layer for layer, p in zip(view.layers, view.params) if p > 0]
+    view.set_densities({f"{layers[0]}.weight": 0.1})
+    assert view.density[view.index_of(layers[0])] == pytest.approx(0.1)
+    assert view.nodes_item.data.size == g.number_of_nodes()
+    assert not_blank(view)
+
+
+def test_graph_click_emits_layer_and_hover_highlights_group(qtbot):
+    g = model_graph("resnet-mini")
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(1000, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_graph(g, layered_layout(g))
+    # couple the two convs of the first residual block with the stem (one channel group)
+    group = ["stem.0", "layer1.conv2", "layer2.conv2"]
+    view.set_groups([[f"{m}.weight" for m in group]])
+    target = "layer1.conv2"
+    pos = view_point(view, target)
+    qtbot.mouseMove(view.canvas.viewport(), pos)
+    qtbot.waitUntil(lambda: view.hovered is not None)
+    assert view.layers[view.hovered] == target
+    highlighted = {view.layers[i] for i in view.group_members(view.hovered)}
+    assert highlighted == set(group)
+    assert len(view.group_item.data) == len(group)
+    with qtbot.waitSignal(view.layerSelected, timeout=2000) as blocker:
+        qtbot.mouseClick(view.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert blocker.args == [target]
+    assert "layer1.conv2" in view.info.text()
+    # a click on empty space selects nothing
+    with qtbot.assertNotEmitted(view.layerSelected):
+        qtbot.mouseClick(view.canvas.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(3, 3))
+
+
+def test_graph_node_at_scene_misses_far_points(qtbot):
+    g = nx.DiGraph([("a", "b")])
+    nx.set_node_attributes(g, {"a": 10, "b": 0}, "params")
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    view.set_graph(g, layered_layout(g))
+    assert view.node_at_scene(view.scene_pos_of("a")) == 0
+    assert view.node_at_scene(view.scene_pos_of("a") + QPointF(200, 200)) is None
+    assert np.isnan(view.density[1]) and view.density[0] == 1.0  # ops have no density
+
+
+# --- spectrum, landscape, speed ------------------------------------------------------------------
+
+
+def test_spectrum_view_draws_dense_and_masked(qtbot):
+    view = SpectrumView()
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    grid = np.linspace(-1, 5, 50)
+    dense = np.exp(-grid**2)
+    view.set_spectra([
+        SpectrumData("dense", [4.0, 3.0], [-0.5], grid, dense, 12.0, 0.5, 40),
+        SpectrumData("masked", [2.0, 1.0], [0.1], grid, dense * 0.5, 5.0, 0.2, 30),
+    ])
+    view.set_rewind(RewindSeries([0, 1, 2], [4.0, 3.0, 2.5], [80.0, 40.0, 30.0]))
+    assert len(view.density_plot.listDataItems()) == 2
+    assert view.density_plot.getAxis("left").logMode
+    assert len(view.kappa_box.addedItems) == 1
+    assert not_blank(view)
+    with pytest.raises(ValueError, match="same length"):
+        view.set_rewind(RewindSeries([0, 1], [1.0], [1.0, 2.0]))
+
+
+def test_landscape_view_marks_barrier_and_points(qtbot):
+    view = LandscapeView()
+    qtbot.addWidget(view)
+    view.resize(900, 450)
+    a = np.linspace(0, 1, 11)
+    view.set_curves([Curve1D(a, 1 + np.sin(np.pi * a), "init -> trained", barrier=1.0, barrier_alpha=0.5)])
+    al, be = np.linspace(-1, 1, 9), np.linspace(-1, 1, 7)
+    loss = 0.1 + np.add.outer(al**2, be**2)
+    view.set_surface(Surface2D(al, be, loss, points={"trained": (0, 0), "pruned": (0.5, 0.5)},
+                               trajectory=np.array([[-1, -1], [-0.5, -0.4], [0, 0]])))
+    texts = [i for i in view.curve_plot.items if hasattr(i, "textItem")]
+    assert any("barrier 1" in t.textItem.toPlainText() for t in texts)
+    assert view.image.image.shape == (9, 7)
+    names = [item.name() for item in view.surface_plot.listDataItems()]
+    assert {"trained", "pruned", "trajectory"} <= set(names)
+    assert not_blank(view)
+    with pytest.raises(ValueError, match="shape"):
+        view.set_surface(Surface2D(al, be, loss.T))
+
+
+def test_speed_view_shows_three_variants(qtbot):
+    view = SpeedView()
+    qtbot.addWidget(view)
+    view.resize(900, 400)
+    view.set_entries([
+        SpeedEntry("dense", 1.0, 1e6, 0.6), SpeedEntry("masked", 1.1, 1e5, 0.05),
+        SpeedEntry("shrunk", 0.3, 2e5, 0.5),
+    ])
+    assert [t for _, t in view.latency_plot.getAxis("bottom")._tickLevels[0]] == ["dense", "masked", "shrunk"]
+    assert not view.train_plot.isVisible()
+    assert not_blank(view)
+
+
+def test_densenet_and_inception_views(qtbot):
+    view = ConnectivityView()
+    qtbot.addWidget(view)
+    view.resize(800, 400)
+    before = np.array([[1.0, np.nan], [0.5, 2.0]])
+    after = np.array([[1.0, np.nan], [0.0, 2.0]])
+    view.set_connectivity(Connectivity(["b", "c"], ["a", "b"], before), Connectivity(["b", "c"], ["a", "b"], after))
+    assert "before: 3" in view.summary.text() and "1 removed" in view.summary.text()
+    assert not_blank(view)
+    branches = BranchView()
+    qtbot.addWidget(branches)
+    branches.set_modules([BranchModule("inc1", ["1x1", "3x3"], [1.0, 0.0], [False, True])])
+    assert "1/2 branches kept" in branches._plots[0].titleLabel.text
+    with pytest.raises(ValueError):
+        BranchModule("x", ["a"], [1.0, 2.0])
+
+
+def test_views_follow_dark_theme(qtbot):
+    from visualizer.ui.teaching import DARK, theme_manager
+
+    view = SpeedView()
+    qtbot.addWidget(view)
+    view.set_entries([SpeedEntry("dense", 1.0, 1e6, 0.6)])
+    manager = theme_manager()
+    manager.set_scheme("dark")
+    try:
+        assert view.theme.background == DARK.background
+        assert view.canvas.backgroundBrush().color().name() == DARK.background
+    finally:
+        manager.set_scheme("light")
+    assert view.theme.name == "light"
+
+
+# --- presets -----------------------------------------------------------------------------------
+
+
+def test_snip_vs_magnitude_preset_runs_and_shows_its_result(qtbot):
+    from visualizer.ui.presets import PRESETS, FigureView, run_preset
+
+    steps = []
+    view, result = run_preset("snip-vs-magnitude", on_step=steps.append)
+    qtbot.addWidget(view)
+    view.resize(1000, 450)
+    assert isinstance(view, FigureView)
+    assert view.caption.isVisible() is False or view.caption.text() == PRESETS["snip-vs-magnitude"].caption
+    assert view.caption.text() == PRESETS["snip-vs-magnitude"].caption
+    # real masks: both keep 10% of all prunable weights globally, the layer is compared exactly
+    assert result["magnitude"].density == pytest.approx(0.1, abs=1e-3)
+    assert result["snip"].density == pytest.approx(0.1, abs=1e-3)
+    row = result["row"]
+    a = result["magnitude"].masks["fc1.weight"]
+    b = result["snip"].masks["fc1.weight"]
+    assert row["overlap"] == int((a & b).sum())
+    assert len(view._plots) == 3 and steps[-1].fraction == 1.0
+    assert not_blank(view)
+
+
+def test_presets_say_what_they_need():
+    from visualizer.ui.presets import PRESETS
+
+    assert set(PRESETS) == {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception",
+                            "density-law", "time-to-train"}
+    for preset in PRESETS.values():
+        ok, reason = preset.available()
+        assert ok or reason.startswith("needs ")
+        assert len(preset.caption) > 40

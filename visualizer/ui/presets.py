@@ -1,0 +1,435 @@
+"""One-click presets reproducing the seeds' figures, each with a short on-screen caption.
+
+A :class:`Preset` is three plain pieces: a job (a generator of core Steps calling core functions
+on a bundled model, run in a worker by the window or to the end by tests and screenshots), the
+view that shows its result, and a caption saying what to look at. Presets whose core module is
+not available raise :class:`PresetUnavailable` with the module's name, so the menu can grey them.
+
+Presets: the LTH curve on the bundled MLP (ticket vs re-init vs random); SNIP vs magnitude masks
+on the same layer; masked vs dense Hessian spectrum; DenseNet connections after group lasso;
+Inception branches removed; the density law (1-alpha)^S over IMP rounds; time-to-train of dense,
+unstructured and structured models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+from visualizer.core.tasks import Step, run, sub
+from visualizer.ui.analysis.base import AnalysisView, set_title
+
+
+class PresetUnavailable(RuntimeError):
+    """A preset needs a core module (or function) that this build does not have."""
+
+
+def _core(module: str, *names: str):
+    """Import ``visualizer.core.<module>`` and return the named attributes, or explain."""
+    try:
+        mod = importlib.import_module(f"visualizer.core.{module}")
+    except ModuleNotFoundError as exc:
+        raise PresetUnavailable(f"needs visualizer.core.{module}, which is not available") from exc
+    missing = [n for n in names if not hasattr(mod, n)]
+    if missing:
+        raise PresetUnavailable(f"needs {', '.join(missing)} in visualizer.core.{module}")
+    return [getattr(mod, n) for n in names]
+
+
+# --------------------------------------------------------------------------------------------
+# A small figure view for presets that are curves or mask pictures
+
+
+@dataclass
+class Line:
+    """One curve of a FigureView: y against x, with optional markers and dashes."""
+
+    x: Any
+    y: Any
+    label: str
+    dashed: bool = False
+    markers: bool = True
+
+
+@dataclass
+class Figure:
+    """Curves (``lines``) or mask images (``images``: title -> 2D array), with axis labels."""
+
+    title: str = ""
+    lines: list[Line] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    x_label: str = ""
+    y_label: str = ""
+    log_x: bool = False
+    note: str = ""
+
+
+class FigureView(AnalysisView):
+    """Line plots or side-by-side mask images; what the LTH, density-law and SNIP presets show."""
+
+    title = "Preset"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.canvas = self.add_layout_widget()
+        self.figure: Figure | None = None
+        self.ready()
+
+    def set_figure(self, figure: Figure) -> None:
+        self.figure = figure
+        self.redraw()
+
+    def redraw(self) -> None:
+        self.canvas.clear()
+        self._plots = []
+        fig = self.figure
+        if fig is None:
+            return
+        theme = self.theme
+        if fig.images:
+            for col, (title, image) in enumerate(fig.images.items()):
+                plot = self.add_plot(self.canvas, 0, col)
+                plot.getViewBox().invertY(True)
+                plot.getViewBox().setAspectLocked(True)
+                img = np.asarray(image)
+                if img.ndim == 2:
+                    # kept = dark, pruned = light, like ink on paper
+                    item = pg.ImageItem(img.T.astype(np.float32), levels=(0, 1))
+                    item.setColorMap(pg.ColorMap([0.0, 1.0], [(255, 255, 255), (30, 30, 30)]))
+                else:  # RGB(A) rows x cols x channels
+                    item = pg.ImageItem(np.ascontiguousarray(img.transpose(1, 0, 2)))
+                plot.addItem(item)
+                plot.setLabel("bottom", fig.x_label)
+                plot.setLabel("left", fig.y_label)
+                set_title(plot, title, theme)
+        else:
+            plot = self.add_plot(self.canvas, 0, 0)
+            plot.addLegend(offset=(-10, 10))
+            plot.setLogMode(x=fig.log_x, y=False)
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            for i, line in enumerate(fig.lines):
+                pen = self.pen(i, style=pg.QtCore.Qt.PenStyle.DashLine) if line.dashed else self.pen(i)
+                kw = {}
+                if line.markers:
+                    kw = dict(symbol="o", symbolSize=9 * theme.marker_scale,
+                              symbolBrush=theme.color(i), symbolPen=None)
+                plot.plot(np.asarray(line.x, float), np.asarray(line.y, float), pen=pen,
+                          name=line.label, **kw)
+            plot.setLabel("bottom", fig.x_label)
+            plot.setLabel("left", fig.y_label)
+            set_title(plot, fig.title, theme)
+        for plot in self._plots:
+            from visualizer.ui.analysis.base import style_plot
+
+            style_plot(plot, theme)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    title: str
+    caption: str
+    view: Callable[[], AnalysisView]
+    job: Callable[..., Generator[Step, None, Any]]
+    show: Callable[[AnalysisView, Any], None]
+    needs: tuple[str, ...] = ()  # core modules it calls
+
+    def available(self) -> tuple[bool, str]:
+        """(True, '') when every core module it needs imports, else (False, reason)."""
+        for module in self.needs:
+            try:
+                _core(module)
+            except PresetUnavailable as exc:
+                return False, str(exc)
+        return True, ""
+
+
+def _load(name: str):
+    from visualizer.core.data import load_dataset
+    from visualizer.core.models import load_model
+
+    loaded = load_model(name)
+    return loaded, load_dataset(loaded.dataset)
+
+
+def _fixed_batches(data, n: int = 4, size: int = 128):
+    from visualizer.core.data import batches
+
+    return [b for _, b in zip(range(n), batches(data.x_train, data.y_train, size))]
+
+
+# --- SNIP vs magnitude ------------------------------------------------------------------------
+
+
+def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1):
+    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared."""
+    score, = _core("criteria", "score")
+    mask_from_scores, = _core("ranking", "mask_from_scores")
+    yield Step("loading", 0.0)
+    loaded, data = _load(model)
+    net = loaded.model
+    mag = yield from sub(score("magnitude", net), 0.05, 0.2, "magnitude: ")
+    snip = yield from sub(score("snip", net, _fixed_batches(data)), 0.2, 0.9, "snip: ")
+    a = mask_from_scores(mag, density, criterion="magnitude")
+    b = mask_from_scores(snip, density, criterion="snip")
+    if layer not in a.masks:
+        raise ValueError(f"no prunable layer {layer!r} in {model}")
+    row = next(r for r in a.compare(b) if r["name"] == layer)
+    yield Step("done", 1.0)
+    return {"layer": layer, "density": density, "magnitude": a, "snip": b, "row": row,
+            "all": a.compare(b)}
+
+
+def _mask_image(mask) -> np.ndarray:
+    m = mask.detach().cpu().numpy().astype(bool)
+    return m.reshape(m.shape[0], -1)
+
+
+def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
+    a = _mask_image(r["magnitude"].masks[r["layer"]])
+    b = _mask_image(r["snip"].masks[r["layer"]])
+    # agreement picture: both kept (dark), only magnitude (blue), only SNIP (orange), neither (white)
+    rgb = np.full(a.shape + (3,), 255, dtype=np.uint8)
+    rgb[a & b] = (40, 40, 40)
+    rgb[a & ~b] = (0, 114, 178)
+    rgb[~a & b] = (213, 94, 0)
+    row = r["row"]
+    view.set_figure(Figure(
+        images={"magnitude |w|": a, "SNIP |g * w|": b,
+                f"both (dark) / only |w| (blue) / only SNIP (orange); Jaccard {row['jaccard']:.2f}": rgb},
+        x_label="input (fan-in)", y_label="output unit",
+    ))
+
+
+# --- masked vs dense spectrum -----------------------------------------------------------------
+
+
+def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4):
+    """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask)."""
+    dense_vs_masked, eval_batches, SpectrumOptions = _core(
+        "curvature", "dense_vs_masked", "eval_batches", "SpectrumOptions")
+    score, = _core("criteria", "score")
+    mask_from_scores, = _core("ranking", "mask_from_scores")
+    yield Step("loading", 0.0)
+    loaded, data = _load(model)
+    mags = yield from sub(score("magnitude", loaded.model), 0.02, 0.05)
+    mask = mask_from_scores(mags, density, criterion="magnitude")
+    evalset = eval_batches(data, n_batches=1, batch_size=128)
+    options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
+    result = yield from sub(dense_vs_masked(loaded.model, evalset, mask, options), 0.05, 1.0)
+    return result
+
+
+def show_spectrum(view, result) -> None:
+    from visualizer.ui.analysis.adapters import spectrum_data
+
+    view.set_spectra([spectrum_data(result.dense, "dense"), spectrum_data(result.masked, "masked")])
+
+
+# --- LTH curve and the density law -----------------------------------------------------------
+
+
+def lth_job(model: str = "mlp", rounds: int = 4, rate: float = 0.5, epochs: int = 2):
+    """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
+    iterative_magnitude_pruning, IMPConfig, initial_state = _core(
+        "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state")
+    TrainConfig, = _core("training", "TrainConfig")
+    yield Step("loading", 0.0)
+    loaded, data = _load(model)
+    init, _ = initial_state(model, loaded.model)
+    config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random"),
+                       train=TrainConfig(epochs=epochs))
+    result = yield from sub(
+        iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
+    return result
+
+
+def _rows_by(rows: list[dict], kind: str) -> tuple[list[float], list[float]]:
+    picked = [r for r in rows if r.get("kind", r.get("mode", "ticket")) == kind]
+    picked.sort(key=lambda r: -r["density"])
+    return [r["density"] for r in picked], [r.get("accuracy", r.get("test_accuracy")) for r in picked]
+
+
+def show_lth(view: FigureView, result) -> None:
+    rows = list(result.rows)
+    lines = []
+    for kind, label in (("ticket", "winning ticket (rewind to init)"), ("reinit", "same mask, re-initialised"),
+                        ("random", "random mask")):
+        x, y = _rows_by(rows, kind)
+        if x:
+            lines.append(Line(x, y, label, dashed=kind != "ticket"))
+    view.set_figure(Figure("Lottery ticket: accuracy vs density", lines, x_label="density (log)",
+                           y_label="test accuracy", log_x=True))
+
+
+def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epochs: int = 1):
+    """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
+    iterative_magnitude_pruning, IMPConfig, initial_state, imp_density = _core(
+        "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state", "imp_density")
+    TrainConfig, = _core("training", "TrainConfig")
+    yield Step("loading", 0.0)
+    loaded, data = _load(model)
+    init, _ = initial_state(model, loaded.model)
+    config = IMPConfig(rounds=rounds, rate=rate, train=TrainConfig(epochs=epochs))
+    result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
+    measured = [m.density for m in result.masks]
+    law = [imp_density(rate, s) for s in range(len(measured))]
+    return {"rate": rate, "measured": measured, "law": law}
+
+
+def show_density_law(view: FigureView, r: dict) -> None:
+    s = list(range(len(r["measured"])))
+    view.set_figure(Figure(
+        f"IMP density per round, alpha = {r['rate']:g}",
+        [Line(s, r["law"], "(1 - alpha)^S", dashed=True, markers=False),
+         Line(s, r["measured"], "measured density of the mask")],
+        x_label="IMP round S", y_label="density",
+    ))
+
+
+# --- DenseNet and Inception after group lasso --------------------------------------------------
+
+
+def _group_lasso(model: str, lam: float, epochs: int):
+    """Train with a group-lasso penalty (core.sparse) and return (before, after) models."""
+    import copy
+
+    group_lasso_train, = _core("sparse", "group_lasso_train")
+    loaded, data = _load(model)
+    before = copy.deepcopy(loaded.model)
+    after = yield from group_lasso_train(loaded.model, data, lam=lam, epochs=epochs)
+    return before, getattr(after, "model", loaded.model)
+
+
+def densenet_job(lam: float = 0.02, epochs: int = 2):
+    find_groups, connectivity = _core("structure", "find_groups", "connectivity")
+    yield Step("group lasso", 0.0)
+    before, after = yield from sub(_group_lasso("densenet-mini", lam, epochs), 0.0, 0.9)
+    groups = find_groups(before).groups
+    return connectivity(before, groups), connectivity(after, groups)
+
+
+def show_densenet(view, r) -> None:
+    from visualizer.ui.analysis.adapters import connectivity_input
+
+    view.set_connectivity(connectivity_input(r[0]), connectivity_input(r[1]))
+
+
+def inception_job(lam: float = 0.05, epochs: int = 2):
+    find_groups, branches = _core("structure", "find_groups", "branches")
+    yield Step("group lasso", 0.0)
+    _, after = yield from sub(_group_lasso("inception-mini", lam, epochs), 0.0, 0.9)
+    return branches(after, find_groups(after).groups)
+
+
+def show_inception(view, modules) -> None:
+    from visualizer.ui.analysis.adapters import branch_modules
+
+    view.set_modules(branch_modules(modules))
+
+
+# --- time to train ----------------------------------------------------------------------------
+
+
+def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
+                      steps_sparse: int | None = None):
+    """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
+    and time to train = steps x time per step (seed 001's paradox)."""
+    measure_speed, = _core("speed", "measure_speed")
+    yield Step("loading", 0.0)
+    loaded, _ = _load(model)
+    report = yield from sub(measure_speed(loaded.model, density=density), 0.02, 1.0)
+    return {"report": report, "steps": {"dense": steps_dense},
+            "steps_sparse": steps_sparse or steps_dense}
+
+
+def show_time_to_train(view, r) -> None:
+    from visualizer.ui.analysis.adapters import speed_entries
+
+    entries = speed_entries(r["report"])
+    for e in entries:
+        steps = r["steps"].get(e.label, r["steps_sparse"])
+        # time per training step ~ 3x a forward pass (forward + backward); shown as bars only
+        e.train_time_s = steps * 3 * e.latency_ms / 1e3
+    view.set_entries(entries)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _spectrum_view():
+    from visualizer.ui.analysis.spectrum_view import SpectrumView
+
+    return SpectrumView()
+
+
+def _speed_view():
+    from visualizer.ui.analysis.speed_view import SpeedView
+
+    return SpeedView()
+
+
+def _densenet_view():
+    from visualizer.ui.analysis.densenet_view import ConnectivityView
+
+    return ConnectivityView()
+
+
+def _branch_view():
+    from visualizer.ui.analysis.inception_view import BranchView
+
+    return BranchView()
+
+
+PRESETS: dict[str, Preset] = {p.id: p for p in [
+    Preset("lth", "Lottery ticket on the MLP",
+           "Winning ticket vs re-initialised vs random mask. Look at the gap: the same sparse "
+           "structure trained from its original initialisation keeps its accuracy to low density; "
+           "re-initialised or random masks fall off earlier.",
+           FigureView, lth_job, show_lth, ("lottery", "training")),
+    Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
+           "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
+           "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
+           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude, ("criteria", "ranking")),
+    Preset("spectrum", "Masked vs dense Hessian spectrum",
+           "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
+           "By interlacing, the masked lambda_max is never above the dense one; a smaller "
+           "lambda_max allows a larger stable learning rate.",
+           _spectrum_view, spectrum_job, show_spectrum, ("curvature", "criteria", "ranking")),
+    Preset("densenet", "DenseNet connections after group lasso",
+           "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
+           "whole connections to zero; what is left is the circuit the network really uses.",
+           _densenet_view, densenet_job, show_densenet, ("structure", "sparse")),
+    Preset("inception", "Inception branches removed",
+           "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
+           "per branch: grey bars are branches driven to zero and removed.",
+           _branch_view, inception_job, show_inception, ("structure", "sparse")),
+    Preset("density-law", "The density law (1 - alpha)^S",
+           "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
+           "S rounds: the measured mask density sits on the geometric law.",
+           FigureView, density_law_job, show_density_law, ("lottery", "training")),
+    Preset("time-to-train", "Time to train: dense vs unstructured vs structured",
+           "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
+           "efficiency eta, while a structurally shrunk model stays dense and fast.",
+           _speed_view, time_to_train_job, show_time_to_train, ("speed",)),
+]}
+
+
+def run_preset(preset_id: str, view: AnalysisView | None = None, on_step=None, **options):
+    """Run a preset to the end (tests, screenshots) and show it; returns (view, result)."""
+    preset = PRESETS[preset_id]
+    result = run(preset.job(**options), on_step)
+    view = view or preset.view()
+    preset.show(view, result)
+    view.set_caption(preset.caption)
+    return view, result
