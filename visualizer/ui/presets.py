@@ -282,7 +282,7 @@ def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epoc
     init, _ = initial_state(model, loaded.model)
     config = IMPConfig(rounds=rounds, rate=rate, train=TrainConfig(epochs=epochs))
     result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
-    measured = [m.density for m in result.masks]
+    measured = [m.density() for m in result.masks]
     law = [imp_density(rate, s) for s in range(len(measured))]
     return {"rate": rate, "measured": measured, "law": law}
 
