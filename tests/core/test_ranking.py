@@ -126,6 +126,7 @@ def test_incremental_paths_both_used_on_a_larger_vector():
         m = r.mask_at(rho)
         assert torch.equal(m.flat(), reference_mask(scores, kept_count(rho, 2300)))
         assert r.kept() == kept_count(rho, 2300)
+        assert r.layer_kept() == {n: int(v.sum()) for n, v in m.masks.items()}
 
 
 def test_density_zero_and_one():
@@ -203,3 +204,20 @@ def test_copies_are_independent_and_live_views_follow():
     assert r.cut_score() == 2.0
     with pytest.raises(ValueError):
         r.scores_view("a")[0, 0] = 1.0
+
+
+def test_position_buckets_on_a_vector_larger_than_65536():
+    """Above 2^16 weights the full-pass path compares uint16 buckets and fixes k's own bucket."""
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 5000, 300_001).astype(np.float32)  # many ties
+    scores = {"a": torch.from_numpy(values[:200_000].reshape(400, 500)), "b": torch.from_numpy(values[200_000:])}
+    r = Ranking.from_scores(scores)
+    assert r._shift == 3
+    order = np.lexsort((np.arange(values.size), -values.astype(np.float64)))
+    for rho in [0.7, 0.1, 0.10001, 0.9, 0.33333, 1.0, 0.0, 0.5]:
+        k = kept_count(rho, values.size)
+        ref = np.zeros(values.size, dtype=bool)
+        ref[order[:k]] = True
+        m = r.mask_at(rho, copy=False)
+        assert np.array_equal(m.flat().numpy(), ref)
+        assert r.layer_kept() == {"a": int(ref[:200_000].sum()), "b": int(ref[200_000:].sum())}

@@ -1,17 +1,56 @@
-"""GUI entry points: the window (no command)."""
+"""GUI entry points: the window (no command, or ``gui``) and offscreen ``screenshot``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gui", help="open the desktop app (same as no command)")
-    p.add_argument("model", nargs="?", help="model to open (default: the bundled default)")
+    p.add_argument("model", nargs="?", help="model or .pviz session to open (default: the bundled default)")
     p.set_defaults(func=lambda a: launch_gui([a.model] if a.model else []))
+
+    s = sub.add_parser(
+        "screenshot",
+        help="render one view offscreen to a PNG",
+        description="Render a view of the app offscreen at a given state (README images, tests).",
+    )
+    s.add_argument("--view", default="heatmap",
+                   help="view id: heatmap, curves (and the analysis views when present), or 'window'")
+    s.add_argument("--out", required=True, help="PNG (or .svg for plot views) file to write")
+    s.add_argument("--model", default=None, help="model reference (default: the bundled default)")
+    s.add_argument("--data", default=None, help="dataset (default: the model's own)")
+    s.add_argument("--criterion", default="magnitude")
+    s.add_argument("--scope", default="global", choices=["global", "layer"])
+    s.add_argument("--structure", default="unstructured", choices=["unstructured", "channel"])
+    s.add_argument("--density", type=float, default=0.1, help="kept fraction in (0, 1]")
+    s.add_argument("--layer", default=None, help="layer (parameter name) to show in the heatmap")
+    s.add_argument("--mode", dest="heatmap_mode", default=None,
+                   choices=["masked", "weights", "scores", "mask", "compare"], help="heatmap mode")
+    s.add_argument("--kernels", action="store_true", help="heatmap: conv weights as a grid of kernels")
+    s.add_argument("--size", default="1200x800", help="WIDTHxHEIGHT of the window")
+    s.set_defaults(func=screenshot_command)
 
 
 def launch_gui(argv: list[str]) -> int:
     from visualizer.ui.app import main as gui_main
 
     return gui_main(argv)
+
+
+def screenshot_command(args: argparse.Namespace) -> int:
+    from visualizer.cli.common import UserError
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if not 0.0 < args.density <= 1.0:
+        raise UserError(f"--density must be in (0, 1], got {args.density}")
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError as exc:
+        raise UserError(f"--size must look like 1200x800, got {args.size!r}") from exc
+    from visualizer.ui.screenshot import render_screenshot
+
+    path = render_screenshot(args, (width, height))
+    print(path)
+    return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -190,7 +191,9 @@ def load_file_model(path: Path, trust: bool) -> nn.Module:
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; files still load
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception:  # not TorchScript: look at it as a checkpoint below
         pass
     obj = _torch_load(path, trust)

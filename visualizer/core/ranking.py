@@ -16,17 +16,19 @@ that a density change only flips the entries between the old and the new cut.
 - floor(rho * d) is computed exactly and forgives the binary rounding of rho (see
   :func:`kept_count`): floor(0.29 * 100) is 29 and floor((1/49) * 49) is 1, not 28 and 0.
 
-How it is fast (25.5M weights: sorting ~1 s once, a density change a few ms): the sort is one
-``np.sort`` of unique uint64 keys (float32 score bits made order-preserving in the high half, the
-index in the low half), far faster than an argsort; the masks of all layers are views into one flat
-bool array; a density change from k_old to k_new sets ``keep[order[k_new:k_old]]`` and updates the
-per-layer kept counts from the layer ids of that slice (a bincount), or, when the slice is a large
-part of the scope, rewrites the scope in one vectorised pass ``keep = rank < k``.
+How it is fast (see tests/benchmarks/bench_ranking.py): the sort is one ``np.sort`` of unique
+uint64 keys (float32 score bits made order-preserving in the high half, the index in the low
+half), several times faster than an argsort of the floats; the masks of all layers are views into
+one flat bool array; a density change from k_old to k_new sets only ``keep[order[k_new:k_old]]``,
+or, when that slice is a large part of the scope, rewrites the scope in one sequential pass
+``keep = position < k`` over uint16 position buckets (2 bytes per weight); per-layer kept counts come from a checkpoint table (counts at every
+d/1024-th cut) plus a bincount of fewer than d/1024 layer ids, never from a pass over the mask.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,9 +42,13 @@ from visualizer.core.tasks import Step, run
 SCOPES = ("global", "layer")
 STRUCTURES = ("unstructured", "channel")
 
-# When more than 1/FULL_PASS_RATIO of a scope's entries change, one pass ``rank < k`` over the scope
-# beats scattering into random positions.
-FULL_PASS_RATIO = 8
+# When more than 1/FULL_PASS_RATIO of a scope's entries change, one sequential pass ``position < k``
+# over the scope beats scattering into random positions (measured here: a random write costs
+# ~50-70 ns, a sequential compare ~1 ns per entry).
+FULL_PASS_RATIO = 64
+# Per-layer kept counts are stored every CHECKPOINT_EVERY-th position of a multi-layer order, so
+# the counts at any cut are a table row plus a bincount of less than that many layer ids.
+CHECKPOINTS = 1024
 
 
 def kept_count(density: float, total: int) -> int:
@@ -70,26 +76,38 @@ def check_density(density: float) -> float:
 def _descending_keys(scores: np.ndarray) -> np.ndarray:
     """uint64 keys whose ascending order is scores descending, ties by ascending index.
 
-    float32 bits are mapped to uint32 in the same order as the floats (negative: flip all bits;
-    positive: set the sign bit), then inverted for descending order and put above the index.
+    The float32 bits b (read as int32 i) become a uint32 that orders like the scores reversed:
+    b ^ 0x7fffffff for i >= 0 and b for i < 0 (IEEE-754 sign-magnitude). It fills the high half of
+    each key and the index the low half, so keys are unique and a plain sort is deterministic.
+    -0.0 and +0.0 are made equal first (-0.0 + 0.0 = +0.0).
     """
-    s = np.ascontiguousarray(scores, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
-    bits = s.view(np.uint32)
-    negative = (bits >> np.uint32(31)).astype(bool)
-    ordered = np.where(negative, ~bits, bits | np.uint32(0x80000000))
-    keys = (~ordered).astype(np.uint64) << np.uint64(32)
-    keys |= np.arange(s.size, dtype=np.uint64)
+    s = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1) + np.float32(0.0)
+    i = s.view(np.int32)
+    flip = i >> 31  # -1 where negative, 0 elsewhere
+    np.invert(flip, out=flip)
+    flip &= 0x7FFFFFFF
+    flip ^= i
+    keys = np.empty(s.size, dtype=np.uint64)
+    halves = keys.view(np.uint32).reshape(-1, 2)
+    hi, lo = (1, 0) if sys.byteorder == "little" else (0, 1)
+    halves[:, hi] = flip.view(np.uint32)
+    halves[:, lo] = np.arange(s.size, dtype=np.uint32)
     return keys
+
+
+def _sorted_positions(scores: np.ndarray) -> np.ndarray:
+    """uint32 indices of ``scores`` from highest to lowest, ties by ascending index (a view)."""
+    n = int(scores.size)
+    if n >= 2**32:
+        raise ValueError(f"too many entries to rank in one scope ({n})")
+    keys = _descending_keys(scores)
+    keys.sort()
+    return keys.view(np.uint32).reshape(-1, 2)[:, 0 if sys.byteorder == "little" else 1]
 
 
 def sorted_order(scores: np.ndarray) -> np.ndarray:
     """Indices of ``scores`` from highest to lowest, ties by ascending index (int64)."""
-    n = int(scores.size)
-    if n >= 2**32:
-        raise ValueError(f"too many entries to rank in one scope ({n})")
-    keys = _descending_keys(scores.reshape(-1))
-    keys.sort()
-    return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return _sorted_positions(scores).astype(np.int64)
 
 
 @dataclass
@@ -102,6 +120,8 @@ class _Group:
     n_units: int  # weights (unstructured) or channels (channel)
     unit_cum: np.ndarray | None  # channel: kept elements after the first j channels, len n_units+1
     k: int = 0  # kept elements now
+    step: int = 1  # multi-layer groups: checkpoint spacing in sorted positions
+    checkpoints: np.ndarray | None = None  # (n+1, layers): per-layer counts in the first c*step
 
     @property
     def size(self) -> int:
@@ -158,9 +178,13 @@ class Ranking:
         n_layers = len(self.names)
         layer_dtype = np.uint16 if n_layers < 2**16 else np.int32
         self._order = np.empty(d, dtype=np.int32 if d < 2**31 else np.int64)
-        self._rank = np.empty(d, dtype=self._order.dtype)
+        # bucket[i] = (position of i in its scope's order) >> shift, as uint16: the full-pass path
+        # reads 2 bytes per weight instead of a 4-byte rank (memory bandwidth is the floor here)
+        self._shift = max(0, (d - 1).bit_length() - 16) if d else 0
+        self._bucket = np.empty(d, dtype=np.uint16)
         self._layer_sorted: np.ndarray | None = None
         self._keep = np.zeros(d, dtype=bool)
+        np.add(flat, np.float32(0.0), out=flat)  # -0.0 -> +0.0: equal scores tie by index
         self._layer_kept = np.zeros(n_layers, dtype=np.int64)
         spans = [(0, d, list(range(n_layers)))] if scope == "global" else [
             (int(self.offsets[i]), int(self.offsets[i + 1]), [i]) for i in range(n_layers)
@@ -174,6 +198,8 @@ class Ranking:
             yield Step("ranking: indexing layers", 0.9)
             layer_id = np.repeat(np.arange(n_layers, dtype=layer_dtype), self.sizes)
             self._layer_sorted = layer_id[self._order]
+            del layer_id
+            self._checkpoint(self._groups[0])
         self._views = {
             n: torch.from_numpy(self._keep[self.offsets[i] : self.offsets[i + 1]]).view(self.shapes[i])
             for i, n in enumerate(self.names)
@@ -185,7 +211,7 @@ class Ranking:
     def _rank_group(self, a: int, b: int, layers: list[int]) -> _Group:
         scores = self._flat_scores[a:b]
         if self.structure == "unstructured":
-            order = sorted_order(scores)
+            order = _sorted_positions(scores)
             n_units, unit_cum = b - a, None
         else:
             unit_scores, unit_start, unit_len = self._channels(layers)
@@ -196,9 +222,33 @@ class Ranking:
             # expand channels (contiguous blocks of the flat weights) into element order
             order = np.arange(b - a, dtype=np.int64) - np.repeat(unit_cum[:-1], lens) + np.repeat(starts, lens)
             n_units = int(unit_scores.size)
-        self._order[a:b] = order + a
-        self._rank[a + order] = np.arange(b - a, dtype=self._rank.dtype)
+        mine = self._order[a:b]
+        mine[:] = order
+        del order
+        mine += a
+        positions = np.arange(b - a, dtype=np.uint32)
+        positions >>= self._shift
+        self._bucket[mine] = positions
         return _Group(a, b, layers, n_units, unit_cum)
+
+    def _checkpoint(self, g: _Group) -> None:
+        """Per-layer kept counts at every ``step``-th cut of a multi-layer group."""
+        assert self._layer_sorted is not None
+        n_layers = len(self.names)
+        g.step = max(1, -(-g.size // CHECKPOINTS))
+        n = -(-g.size // g.step)
+        table = np.zeros((n + 1, n_layers), dtype=np.int64)
+        ids = self._layer_sorted[g.start : g.stop]
+        for c in range(n):
+            table[c + 1] = table[c] + np.bincount(ids[c * g.step : (c + 1) * g.step], minlength=n_layers)
+        g.checkpoints = table
+
+    def _counts_at(self, g: _Group, k: int) -> np.ndarray:
+        """Per-layer kept counts of a multi-layer group at cut k (a table row plus < step ids)."""
+        assert g.checkpoints is not None and self._layer_sorted is not None
+        c = k // g.step
+        rest = self._layer_sorted[g.start + c * g.step : g.start + k]
+        return g.checkpoints[c] + np.bincount(rest, minlength=len(self.names))
 
     def _channels(self, layers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per output channel (dim 0) of each layer: mean score, flat start, element count."""
@@ -244,22 +294,18 @@ class Ranking:
         lo, hi = sorted((k_old, k_new))
         growing = k_new > k_old
         if (hi - lo) * FULL_PASS_RATIO > g.size:
-            np.less(self._rank[g.start : g.stop], k_new, out=self._keep[g.start : g.stop])
-            for i in g.layers:
-                self._layer_kept[i] = np.count_nonzero(self._keep[self.offsets[i] : self.offsets[i + 1]])
+            # keep = (position < k): whole buckets below k in one pass, then the < 2^shift
+            # positions of k's own bucket through the order
+            kb = k_new >> self._shift
+            np.less(self._bucket[g.start : g.stop], kb, out=self._keep[g.start : g.stop])
+            self._keep[self._order[g.start + (kb << self._shift) : g.start + k_new]] = True
         else:
-            idx = self._order[g.start + lo : g.start + hi]
-            self._keep[idx] = growing
-            if len(g.layers) == 1:
-                counts = hi - lo
-                self._layer_kept[g.layers[0]] += counts if growing else -counts
-            else:
-                assert self._layer_sorted is not None
-                counts = np.bincount(self._layer_sorted[g.start + lo : g.start + hi], minlength=len(self.names))
-                if growing:
-                    self._layer_kept += counts
-                else:
-                    self._layer_kept -= counts
+            self._keep[self._order[g.start + lo : g.start + hi]] = growing
+        if g.checkpoints is not None:
+            self._layer_kept[:] = self._counts_at(g, k_new)
+        else:  # one layer (or none) in the group: its count is the cut itself
+            for i in g.layers:
+                self._layer_kept[i] = k_new
         g.k = k_new
 
     # --- cheap read-outs for views -------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""PySide6 + pyqtgraph user interface (draws results of visualizer.core; no numerics)."""
+"""The desktop app (PySide6 + pyqtgraph). Draws and drives jobs; all compute is in visualizer.core."""

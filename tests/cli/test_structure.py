@@ -1,0 +1,71 @@
+"""pruneviz graph / shrink / speed through the dispatcher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from visualizer.cli import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_graph_json_has_nodes_edges_groups(capsys, tmp_path):
+    out = _json(capsys, ["graph", "resnet-mini", "--json", "--out", str(tmp_path / "g.graphml")])
+    assert out["method"] == "fx" and out["nodes"] and out["edges"]
+    assert len(out["groups"]) == 6
+    member = out["groups"][0][0]
+    assert {"param", "dim", "indices"} <= set(member)
+    assert out["group_info"][0]["root"] == "stem.0"
+    assert (tmp_path / "g.graphml").exists()
+
+
+def test_graph_table(capsys):
+    assert main(["graph", "densenet-mini"]) == 0
+    text = capsys.readouterr().out
+    assert "traced with fx" in text and "block1.0.conv" in text
+
+
+def test_shrink_json_and_file(capsys, tmp_path):
+    path = tmp_path / "small.pt"
+    out = _json(capsys, ["shrink", "inception-mini", "--criterion", "l1-norm", "--density", "0.5",
+                         "--out", str(path), "--json"])
+    for key in ("params_before", "params_after", "flops_before", "flops_after", "max_output_diff"):
+        assert key in out
+    assert out["params_after"] < out["params_before"] and out["flops_after"] < out["flops_before"]
+    assert out["max_output_diff"] <= 1e-5
+    from visualizer.core.shrink import load_shrunk
+
+    small = load_shrunk(path)
+    assert sum(p.numel() for p in small.parameters()) == out["params_after"]
+
+
+def test_shrink_table_bn_scale(capsys):
+    assert main(["shrink", "se-cnn", "--criterion", "bn-scale", "--density", "0.25"]) == 0
+    assert "max |shrunk(x) - masked(x)|" in capsys.readouterr().out
+
+
+def test_speed_json(capsys):
+    out = _json(capsys, ["speed", "lenet", "--density", "0.5", "--repeats", "2", "--batch", "4", "--json"])
+    names = [m["name"] for m in out["models"]]
+    assert names == ["dense", "masked", "shrunk"] and out["models"][0]["eta"] == 1.0
+
+
+def test_bad_input_is_one_line_exit_2(capsys):
+    assert main(["shrink", "lenet", "--density", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "density" in err and len(err.strip().splitlines()) == 1
+    assert main(["graph", "no-such-model"]) == 2

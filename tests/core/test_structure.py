@@ -1,0 +1,352 @@
+"""Traced graphs, fallbacks, and coupled groups counted by hand from visualizer/core/zoo/convnets.py."""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from visualizer.core.structure import (
+    branches,
+    build_graph,
+    connectivity,
+    example_input,
+    find_groups,
+    group_scores,
+    group_sparsity,
+)
+from visualizer.core.zoo import ZOO
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The machine's cores are shared: one torch thread avoids spin-wait contention (50x here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _zoo(name):
+    m = ZOO[name].build().eval()
+    return m, example_input(m, ZOO[name].dataset)
+
+
+def _summary(groups):
+    """{root: (size, prunable, {(param, dim): sorted indices})} without running stats."""
+    out = {}
+    for g in groups:
+        out[g.root] = (g.size, g.prunable, {(m.param, m.dim): sorted(m.indices) for m in g.members if not m.buffer})
+    return out
+
+
+def _r(a, b):
+    return list(range(a, b))
+
+
+# --- hand-counted groups -------------------------------------------------------------------------
+
+
+def test_resnet_mini_groups_by_hand():
+    m, x = _zoo("resnet-mini")
+    s = _summary(find_groups(m, x).groups)
+    # the residual stream through stem, layer1, layer2 (16 channels), each block's inner channels,
+    # layer3's projected stream (32) reaching fc, and fc's outputs (not prunable: model output)
+    assert set(s) == {"stem.0", "layer1.conv1", "layer2.conv1", "layer3.conv1", "layer3.shortcut.0", "fc"}
+    size, prunable, mem = s["stem.0"]
+    assert size == 16 and prunable
+    assert set(mem) == {
+        ("stem.0.weight", 0), ("stem.1.weight", 0), ("stem.1.bias", 0),
+        ("layer1.conv1.weight", 1), ("layer1.conv2.weight", 0), ("layer1.bn2.weight", 0), ("layer1.bn2.bias", 0),
+        ("layer2.conv1.weight", 1), ("layer2.conv2.weight", 0), ("layer2.bn2.weight", 0), ("layer2.bn2.bias", 0),
+        ("layer3.conv1.weight", 1), ("layer3.shortcut.0.weight", 1),
+    }
+    assert all(v == _r(0, 16) for v in mem.values())
+    assert s["layer1.conv1"][0] == 16 and set(s["layer1.conv1"][2]) == {
+        ("layer1.conv1.weight", 0), ("layer1.bn1.weight", 0), ("layer1.bn1.bias", 0), ("layer1.conv2.weight", 1)}
+    size, prunable, mem = s["layer3.shortcut.0"]
+    assert size == 32 and prunable
+    assert set(mem) == {
+        ("layer3.shortcut.0.weight", 0), ("layer3.shortcut.1.weight", 0), ("layer3.shortcut.1.bias", 0),
+        ("layer3.conv2.weight", 0), ("layer3.bn2.weight", 0), ("layer3.bn2.bias", 0), ("fc.weight", 1)}
+    assert s["layer3.conv1"][0] == 32
+    assert s["fc"][:2] == (10, False)
+
+
+def test_densenet_mini_concat_groups_map_back_to_producers():
+    m, x = _zoo("densenet-mini")
+    s = _summary(find_groups(m, x).groups)
+    # block1: stem (16) + three layers of growth 8 concatenated -> 40 channels read by trans1
+    # block2: trans1 (24) + three layers of 8 -> 48 channels read by bn and fc
+    assert list(s) == ["stem", "block1.0.conv", "block1.1.conv", "block1.2.conv",
+                       "trans1.conv", "block2.0.conv", "block2.1.conv", "block2.2.conv", "fc"]
+    assert [v[0] for v in s.values()] == [16, 8, 8, 8, 24, 8, 8, 8, 10]
+    # the stem's 16 channels are channels 0..15 of every later concat in block 1
+    mem = s["stem"][2]
+    for reader in ["block1.0.conv", "block1.1.conv", "block1.2.conv", "trans1.conv"]:
+        assert mem[(f"{reader}.weight", 1)] == _r(0, 16)
+    # block1.0's 8 new channels are channels 16..23 of the inputs of block1.1, block1.2, trans1
+    mem = s["block1.0.conv"][2]
+    assert mem[("block1.0.conv.weight", 0)] == _r(0, 8)
+    for reader in ["block1.1.conv", "block1.2.conv", "trans1.conv"]:
+        assert mem[(f"{reader}.weight", 1)] == _r(16, 24)
+        bn = reader.replace("conv", "bn")
+        assert mem[(f"{bn}.weight", 0)] == _r(16, 24)
+    assert ("block1.0.conv.weight", 1) not in mem  # a layer does not read its own output
+    assert s["block1.1.conv"][2][("trans1.conv.weight", 1)] == _r(24, 32)
+    assert s["block1.2.conv"][2][("trans1.conv.weight", 1)] == _r(32, 40)
+    # block 2 ends in bn + fc: block2.2's channels are 40..47 of fc's input
+    mem = s["block2.2.conv"][2]
+    assert mem[("fc.weight", 1)] == _r(40, 48) and mem[("bn.weight", 0)] == _r(40, 48)
+    assert s["trans1.conv"][2][("fc.weight", 1)] == _r(0, 24)
+    assert s["block2.0.conv"][2][("block2.2.conv.weight", 1)] == _r(24, 32)
+
+
+def test_inception_mini_branch_groups_by_hand():
+    m, x = _zoo("inception-mini")
+    groups = find_groups(m, x).groups
+    s = _summary(groups)
+    # stem (16); per module: 4 branch outputs + 2 reductions (3x3, 5x5) = 6; fc outputs
+    assert len(s) == 1 + 6 + 6 + 1
+    assert sum(g.prunable for g in groups) == 13
+    sizes = {k: v[0] for k, v in s.items()}
+    assert sizes == {
+        "stem.0": 16,
+        "inc1.branch1.0": 8, "inc1.branch2.0.0": 8, "inc1.branch2.1.0": 12,
+        "inc1.branch3.0.0": 4, "inc1.branch3.1.0": 4, "inc1.branch4.1.0": 4,
+        "inc2.branch1.0": 12, "inc2.branch2.0.0": 8, "inc2.branch2.1.0": 16,
+        "inc2.branch3.0.0": 4, "inc2.branch3.1.0": 8, "inc2.branch4.1.0": 4,
+        "fc": 10,
+    }
+    # inc1's concat is [b1 8 | b2 12 | b3 4 | b4 4] = 28 channels read by all four inc2 branches
+    offsets = {"inc1.branch1.0": (0, 8), "inc1.branch2.1.0": (8, 20), "inc1.branch3.1.0": (20, 24), "inc1.branch4.1.0": (24, 28)}
+    readers = ["inc2.branch1.0", "inc2.branch2.0.0", "inc2.branch3.0.0", "inc2.branch4.1.0"]
+    for root, (a, b) in offsets.items():
+        mem = s[root][2]
+        for r in readers:
+            assert mem[(f"{r}.weight", 1)] == _r(a, b), (root, r)
+    # inc2's concat [12 | 16 | 8 | 4] feeds fc
+    fc_off = {"inc2.branch1.0": (0, 12), "inc2.branch2.1.0": (12, 28), "inc2.branch3.1.0": (28, 36), "inc2.branch4.1.0": (36, 40)}
+    for root, (a, b) in fc_off.items():
+        assert s[root][2][("fc.weight", 1)] == _r(a, b)
+    # a reduction stays inside its branch
+    assert set(s["inc1.branch2.0.0"][2]) == {("inc1.branch2.0.0.weight", 0), ("inc1.branch2.0.1.weight", 0),
+                                             ("inc1.branch2.0.1.bias", 0), ("inc1.branch2.1.0.weight", 1)}
+
+
+def test_lenet_flatten_into_linear_maps_each_channel_to_four_columns():
+    m, x = _zoo("lenet")
+    g = next(g for g in find_groups(m, x).groups if g.root == "conv2")
+    fc = next(mm for mm in g.members if mm.param == "fc1.weight")
+    assert fc.dim == 1 and len(fc.indices) == 64
+    for u in range(16):
+        assert sorted(i for i, uu in zip(fc.indices, fc.units) if uu == u) == _r(4 * u, 4 * u + 4)
+
+
+def test_se_gate_couples_conv_channels_with_excitation_output():
+    m, x = _zoo("se-cnn")
+    s = _summary(find_groups(m, x).groups)
+    mem = s["se1.fc2"][2]
+    assert {("conv1.0.weight", 0), ("conv1.1.weight", 0), ("se1.fc1.weight", 1), ("se1.fc2.weight", 0),
+            ("se1.fc2.bias", 0), ("conv2.0.weight", 1)} <= set(mem)
+    assert s["se1.fc1"][0] == 4 and s["se2.fc1"][0] == 8
+
+
+def test_lstm_hidden_units_span_four_gates_and_next_layer():
+    m, x = _zoo("rnn")
+    g = next(g for g in find_groups(m, x).groups if g.kind == "lstm-unit")
+    assert g.prunable and g.size == 48
+    ih = next(mm for mm in g.members if mm.param == "lstm.weight_ih_l0")
+    assert sorted(i for i, u in zip(ih.indices, ih.units) if u == 5) == [5, 53, 101, 149]
+    assert {(mm.param, mm.dim) for mm in g.members} == {
+        ("lstm.weight_ih_l0", 0), ("lstm.weight_hh_l0", 0), ("lstm.bias_ih_l0", 0), ("lstm.bias_hh_l0", 0),
+        ("lstm.weight_hh_l0", 1), ("fc.weight", 1)}
+
+
+def test_transformer_heads_prunable_residual_stream_not():
+    m, x = _zoo("transformer-mini")
+    groups = find_groups(m, x).groups
+    heads = [g for g in groups if g.kind == "head"]
+    assert [(g.root, g.size) for g in heads] == [("blocks.0.attn", 4), ("blocks.1.attn", 4)]
+    w = next(mm for mm in heads[0].members if mm.param.endswith("in_proj_weight"))
+    # head 1 of 4 (head_dim 8): q rows 8..15, k rows 40..47, v rows 72..79
+    assert sorted(i for i, u in zip(w.indices, w.units) if u == 1) == _r(8, 16) + _r(40, 48) + _r(72, 80)
+    stream = [g for g in groups if any(mm.param == "norm.weight" for mm in g.members)]
+    assert len(stream) == 1 and not stream[0].prunable and "LayerNorm" in stream[0].reason
+    assert sum(g.prunable for g in groups) == 4  # 2 MLP hidden + 2 attention
+
+
+def test_every_bundled_model_has_groups_and_an_unprunable_output_layer():
+    for name in ZOO:
+        m, x = _zoo(name)
+        r = find_groups(m, x)
+        assert r.prunable(), name
+        assert r.output_layers, name
+        for g in r.groups:
+            for mm in g.members:
+                assert len(mm.indices) == len(mm.units)
+                assert set(mm.units) <= set(range(g.size))
+
+
+# --- scores ------------------------------------------------------------------------------------
+
+
+def test_group_scores_by_hand_on_a_tiny_mlp():
+    m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, -4.0]]))
+        m[0].bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
+        m[2].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+    groups = [g for g in find_groups(m, torch.randn(2, 2)).groups if g.prunable]
+    assert len(groups) == 1 and groups[0].size == 3
+    l2 = group_scores(m, groups, "l2-norm")[groups[0].id]
+    # unit 0: row (1, 2), bias 2, next-layer column 1 -> sqrt(1+4+4+1) = sqrt(10)
+    assert torch.allclose(l2, torch.tensor([math.sqrt(10), 0.0, 5.0], dtype=torch.float64))
+    l1 = group_scores(m, groups, "l1-norm")[groups[0].id]
+    assert torch.allclose(l1, torch.tensor([6.0, 0.0, 7.0], dtype=torch.float64))
+    # s_grp counts units with a nonzero group norm (seed 002)
+    assert group_sparsity(m, groups) == 2
+    taylor = {"0.weight": torch.ones(3, 2)}
+    assert group_scores(m, groups, scores=taylor)[groups[0].id].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_bn_scale_scores_read_gamma():
+    m, x = _zoo("resnet-mini")
+    groups = find_groups(m, x).groups
+    g = next(g for g in groups if g.root == "layer1.conv1")
+    with torch.no_grad():
+        m.layer1.bn1.weight.copy_(torch.arange(16.0) - 8)
+    assert torch.allclose(group_scores(m, [g], "bn-scale")[g.id], (torch.arange(16.0) - 8).abs().double())
+
+
+# --- summaries ----------------------------------------------------------------------------------
+
+
+def test_densenet_connectivity_matrix():
+    m, x = _zoo("densenet-mini")
+    groups = find_groups(m, x).groups
+    c = connectivity(m, groups)
+    assert c.producers[:4] == ["stem", "block1.0.conv", "block1.1.conv", "block1.2.conv"]
+    i, j = c.producers.index("block1.0.conv"), c.consumers.index("trans1.conv")
+    expected = float(m.trans1.conv.weight.detach()[:, 16:24].double().norm())
+    assert c.strength[i, j] == pytest.approx(expected)
+    # block1.2 does not read block1.2's own output, nor does anything in block 1 read block 2
+    assert np.isnan(c.strength[c.producers.index("block1.2.conv"), c.consumers.index("block1.2.conv")])
+    assert np.isnan(c.strength[c.producers.index("block2.0.conv"), c.consumers.index("trans1.conv")])
+    # zeroing a connection (what group lasso does) reads 0
+    with torch.no_grad():
+        m.trans1.conv.weight[:, 16:24] = 0
+    assert connectivity(m, groups).strength[i, j] == 0.0
+
+
+def test_inception_branches_and_norms():
+    m, x = _zoo("inception-mini")
+    groups = find_groups(m, x).groups
+    mods = [c for c in branches(m, groups, x) if c.kind == "inception"]
+    assert [c.name for c in mods] == ["inc1", "inc2"]
+    b = mods[0].branches
+    assert [br.channels for br in b] == [(0, 8), (8, 20), (20, 24), (24, 28)]
+    assert b[1].layers == ["inc1.branch2.0.0", "inc1.branch2.0.1", "inc1.branch2.0.2",
+                           "inc1.branch2.1.0", "inc1.branch2.1.1", "inc1.branch2.1.2"]
+    expected = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in m.inc1.branch2.parameters()))
+    assert b[1].norm == pytest.approx(expected)
+    roots = {g.id: g.root for g in groups}
+    assert sorted(roots[i] for i in b[1].groups) == ["inc1.branch2.0.0", "inc1.branch2.1.0"]
+    dm, dx = _zoo("densenet-mini")
+    dense = [c for c in branches(dm, None, dx) if c.kind == "dense"]
+    assert len(dense) == 6 and dense[0].branches[0].layers == []  # identity + new features
+
+
+# --- the traced graph and its fallbacks --------------------------------------------------------------
+
+
+def test_fx_graph_has_shapes_and_parameter_counts():
+    m, x = _zoo("resnet-mini")
+    g = build_graph(m, x)
+    assert g.method == "fx" and not g.notices
+    assert g.graph.nodes["layer1.conv1"]["params"] == 16 * 16 * 9
+    assert g.graph.nodes["layer1.conv1"]["module_type"] == "Conv2d"
+    # the residual add reads both the block's bn2 output and the block input
+    add = next(n for n, a in g.graph.nodes(data=True) if a["label"] == "add" and "layer1" in str(list(g.graph.predecessors(n))))
+    assert g.graph.in_degree(add) == 2
+    assert g.graph.edges["layer1.bn2", add]["shape"] == [2, 16, 8, 8]
+    assert nx.is_directed_acyclic_graph(g.graph)
+    total = sum(a["params"] for _, a in g.graph.nodes(data=True))
+    assert total == sum(p.numel() for p in m.parameters())
+
+
+def test_every_bundled_model_traces_with_fx():
+    for name in ZOO:
+        m, x = _zoo(name)
+        g = build_graph(m, x)
+        assert g.method == "fx", (name, g.notices)
+        json = g.to_json()
+        assert json["nodes"] and json["edges"]
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.a(x)
+        if h.sum() > 0:  # data-dependent Python control flow: fx cannot trace it
+            h = torch.relu(h)
+        return self.b(h)
+
+
+def test_data_dependent_model_falls_back_with_a_notice():
+    m = DataDependent().eval()
+    g = build_graph(m, torch.randn(2, 4))
+    assert g.method in ("export", "hooks")
+    assert any("torch.fx could not trace" in n for n in g.notices)
+    assert g.graph.number_of_nodes() >= 3
+    # Torch-Pruning runs the model (autograd tracing), so groups still exist
+    r = find_groups(m, torch.randn(2, 4))
+    assert [g.root for g in r.prunable()] == ["a"]
+
+
+def test_hook_fallback_when_export_also_fails(monkeypatch):
+    import visualizer.core.structure as S
+
+    def boom(*a, **k):
+        raise RuntimeError("no export here")
+
+    monkeypatch.setattr(S, "_export_graph", boom)
+    g = build_graph(DataDependent().eval(), torch.randn(2, 4))
+    assert g.method == "hooks"
+    assert any("execution order" in n for n in g.notices)
+    assert list(g.graph.successors("input")) == ["a"]
+    assert g.graph.edges["a", "b"]["shape"] == [2, 8]
+
+
+def test_torchscript_module_gets_hierarchy_and_no_groups():
+    ts = torch.jit.script(ZOO["lenet"].build().eval())
+    g = build_graph(ts)
+    assert g.method == "hierarchy" and "TorchScript" in g.notices[0]
+    assert g.graph.nodes["conv1"]["params"] == 6 * 9 + 6
+    r = find_groups(ts)
+    assert r.groups == [] and "TorchScript" in r.notices[0]
+
+
+def test_model_that_cannot_run_still_returns_a_graph():
+    m = nn.Sequential(nn.Linear(3, 4))
+    g = build_graph(m, torch.randn(2, 5))  # wrong input width
+    assert g.method == "hierarchy" and g.notices
+    assert find_groups(m, torch.randn(2, 5)).groups == [] or True  # never raises
+
+
+def test_graphml_roundtrip(tmp_path):
+    m, x = _zoo("densenet-mini")
+    g = build_graph(m, x)
+    p = tmp_path / "g.graphml"
+    g.write_graphml(p)
+    back = nx.read_graphml(p)
+    assert back.number_of_nodes() == g.graph.number_of_nodes()
+    assert back.nodes["stem"]["shape"] == "2x16x8x8"

@@ -1,0 +1,36 @@
+"""Shared fixtures of the GUI tests: a window on the default model, settings and recovery in tmp."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEVIZ_SETTINGS_ORG", "pruneviz-tests")
+    monkeypatch.setenv("PRUNEVIZ_RECOVERY", str(tmp_path / "recovery.pviz"))
+    from PySide6.QtCore import QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    yield
+
+
+def wait_idle(qtbot, window, timeout=20000):
+    """Wait until no job runs (and deliver queued results)."""
+    qtbot.waitUntil(lambda: not window.jobs.is_running(), timeout=timeout)
+
+
+@pytest.fixture
+def window(qtbot):
+    from visualizer.ui.window import MainWindow
+
+    w = MainWindow(restore_layout=False)
+    w.ask_discard = lambda: "discard"
+    qtbot.addWidget(w)
+    w.show()
+    w.request_load("lenet")
+    wait_idle(qtbot, w)
+    assert w.state.loaded is not None and w.state.loaded.ref == "lenet"
+    yield w
+    w.jobs.shutdown(1.0)

@@ -1,0 +1,213 @@
+"""Basic commands: ``models``, ``info MODEL``, ``prune MODEL``.
+
+JSON shapes (scripts depend on them):
+- ``models --json``: a list of ``{"name", "params", "accuracy"}``.
+- ``info MODEL --json``: ``{"model", "params", "prunable", "layers": [{"name", "kind", "shape",
+  "params", "prunable"}]}``.
+- ``prune MODEL --json``: ``{"density", "kept", "total", "layers": [{"name", "density", "kept",
+  "total"}]}`` (achieved densities over the prunable weights), plus ``"accuracy"`` (test accuracy
+  of the pruned model) with ``--eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the bundled models with parameter counts and test accuracy")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("info", help="per-layer table of a model: name, kind, shape, parameters, prunable")
+    add_model_args(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_info)
+
+    from visualizer.core.criteria import CRITERIA
+    from visualizer.core.ranking import SCOPES, STRUCTURES
+
+    p = sub.add_parser("prune", help="prune a model to a density and report the achieved densities")
+    add_model_args(p)
+    p.add_argument("--criterion", "-c", default="magnitude", help=f"one of: {', '.join(CRITERIA)} (default magnitude)")
+    p.add_argument("--density", "-d", type=float, required=True, help="fraction of weights kept, 0..1")
+    p.add_argument("--scope", default="global", help=f"{' or '.join(SCOPES)} (default global)")
+    p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
+    p.add_argument("--out", "-o", help="write the mask to this .safetensors file")
+    p.add_argument("--eval", action="store_true", help="report the pruned model's test accuracy")
+    p.add_argument("--batches", type=int, default=1, help="training batches for data criteria (default 1)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size for data criteria (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random scores, batch choice and probes")
+    p.add_argument("--probes", type=int, default=8, help="Hutchinson probes for obd (default 8)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_prune)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def model_rows() -> list[dict]:
+    from visualizer.core.models import count_parameters, read_manifest
+    from visualizer.core.zoo import ZOO
+
+    manifest = read_manifest()
+    rows = []
+    for name, entry in ZOO.items():
+        info = manifest.get(name, {})
+        params = info.get("params")
+        if params is None:
+            params = count_parameters(entry.build())
+        rows.append(
+            {
+                "name": name,
+                "params": int(params),
+                "accuracy": info.get("accuracy"),
+                "dataset": entry.dataset,
+                "description": entry.description,
+            }
+        )
+    return rows
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = model_rows()
+    if args.json:
+        print_json([{k: r[k] for k in ("name", "params", "accuracy")} for r in rows])
+        return 0
+    print(
+        table(
+            [[r["name"], r["params"], _pct(r["accuracy"]), r["dataset"], r["description"]] for r in rows],
+            ["name", "params", "accuracy", "dataset", "description"],
+        )
+    )
+    return 0
+
+
+# --- info ---------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from visualizer.core.models import layer_table, load_model
+
+    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    rows = layer_table(loaded.model)
+    total = sum(r.params for r in rows)
+    prunable = sum(r.params for r in rows if r.prunable)
+    if args.json:
+        print_json(
+            {
+                "model": loaded.ref,
+                "params": total,
+                "prunable": prunable,
+                "layers": [
+                    {"name": r.name, "kind": r.kind, "shape": list(r.shape), "params": r.params, "prunable": r.prunable}
+                    for r in rows
+                ],
+            }
+        )
+        return 0
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        table(
+            [[r.name, r.kind, "x".join(map(str, r.shape)) or "scalar", r.params, "yes" if r.prunable else "-"] for r in rows],
+            ["name", "kind", "shape", "params", "prunable"],
+        )
+    )
+    print(f"\n{loaded.ref}: {total:,} parameters, {prunable:,} prunable")
+    return 0
+
+
+# --- prune --------------------------------------------------------------------------------------
+
+
+def score_batches(dataset, batches: int, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``batches`` mini-batches of a seeded shuffle of the training split."""
+    from visualizer.core.data import batches as make_batches
+
+    if batches < 1:
+        raise UserError(f"--batches must be at least 1, got {batches}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for b in make_batches(dataset.x_train, dataset.y_train, batch_size, shuffle=True, generator=gen):
+        out.append(b)
+        if len(out) == batches:
+            break
+    return out
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from visualizer.cli.common import load_model_and_data
+    from visualizer.core.criteria import CRITERIA, score
+    from visualizer.core.evaluate import evaluate
+    from visualizer.core.models import load_model
+    from visualizer.core.ranking import SCOPES, STRUCTURES, build_ranking, check_density
+    from visualizer.core.tasks import TerminalProgress, run
+
+    # check every option before any slow work
+    if args.criterion not in CRITERIA:
+        raise UserError(f"unknown criterion {args.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    if args.scope not in SCOPES:
+        raise UserError(f"unknown scope {args.scope!r}; choose one of: {', '.join(SCOPES)}")
+    if args.structure not in STRUCTURES:
+        raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}")
+    density = check_density(args.density)
+    info = CRITERIA[args.criterion]
+
+    dataset = None
+    if info.needs_data or args.eval:
+        loaded, dataset = load_model_and_data(args)
+    else:
+        loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    model = loaded.model
+    batches = score_batches(dataset, args.batches, args.batch_size, args.seed) if info.needs_data else None
+
+    progress = TerminalProgress()
+    scores = run(score(args.criterion, model, batches, seed=args.seed, probes=args.probes), progress)
+    ranking = run(
+        build_ranking(scores, args.scope, args.structure, criterion=args.criterion, model=loaded.ref),
+        progress,
+    )
+    masks = ranking.mask_at(density)
+    result: dict = {
+        "density": masks.density(),
+        "kept": masks.kept(),
+        "total": masks.total(),
+        "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
+    }
+    if args.eval:
+        assert dataset is not None
+        masks.apply(model)
+        _, acc = evaluate(model, dataset.x_test, dataset.y_test)
+        result["accuracy"] = acc
+    if args.out:
+        masks.save(args.out)
+    if args.json:
+        print_json(result)
+        return 0
+    print(
+        table(
+            [[ld["name"], ld["kept"], ld["total"], _pct(ld["density"])] for ld in result["layers"]],
+            ["layer", "kept", "total", "density"],
+        )
+    )
+    print(
+        f"\n{loaded.ref} pruned by {args.criterion} ({args.scope}, {args.structure}) to "
+        f"{_pct(density)} requested: kept {result['kept']:,} of {result['total']:,} = {_pct(result['density'])}"
+    )
+    if args.eval:
+        print(f"test accuracy of the pruned model: {_pct(result['accuracy'])}")
+    if args.out:
+        print(f"mask written to {args.out}")
+    return 0
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * float(value):.2f}%"

@@ -1,0 +1,196 @@
+"""``pruneviz graph | shrink | speed``: a model's structure, structured pruning that shrinks, speed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
+
+GROUP_CRITERIA = ("l1-norm", "l2-norm", "bn-scale")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("graph", help="traced layer graph and coupled channel groups")
+    add_model_args(p)
+    add_json_arg(p)
+    p.add_argument("--out", help="write the graph as GraphML (e.g. graph.graphml)")
+    p.add_argument("--batch", type=int, default=2, help="batch size of the example input (default 2)")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("shrink", help="structured pruning that removes channels and builds a smaller model")
+    add_model_args(p)
+    add_json_arg(p)
+    _add_prune_args(p)
+    p.add_argument("--out", help="write the smaller model (state dict + rebuild spec, loads with weights_only)")
+    p.add_argument("--torchscript", help="also write the smaller model as TorchScript")
+    p.add_argument("--masks", help="also write the equivalent masks of the original model (.safetensors)")
+    p.set_defaults(func=cmd_shrink)
+
+    p = sub.add_parser("speed", help="latency of dense vs unstructured-masked vs shrunk models")
+    add_model_args(p)
+    add_json_arg(p)
+    _add_prune_args(p)
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--repeats", type=int, default=20, help="timed forward passes per model (default 20)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    p.add_argument("--peak-flops", type=float, help="the device's peak FLOP/s, for the absolute eta")
+    p.set_defaults(func=cmd_speed)
+
+
+def _add_prune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--criterion", default="l1-norm",
+                   help="group score: l1-norm, l2-norm (= group-lasso norm), bn-scale, or any criterion "
+                        "of `pruneviz criteria` (elementwise scores summed over each group)")
+    p.add_argument("--density", type=float, required=True, help="fraction of each group's units kept (0..1)")
+    p.add_argument("--scope", choices=("layer", "global"), default="layer",
+                   help="layer: every group keeps floor(D*size) (at least 1); global: one ranking")
+
+
+def _load(args):
+    from visualizer.core.models import load_model
+    from visualizer.core.structure import example_input
+
+    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    dataset = getattr(args, "data", None) or loaded.dataset
+    try:
+        x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))
+    except ValueError as exc:
+        raise UserError(f"{args.model}: {exc}; pass --data NAME") from exc
+    return loaded, dataset, x
+
+
+def _scores(args, model, groups, dataset):
+    from visualizer.core.structure import group_scores
+
+    if args.criterion in GROUP_CRITERIA:
+        return group_scores(model, groups, args.criterion)
+    try:
+        from visualizer.core.criteria import CRITERIA, compute_scores
+    except ImportError as exc:
+        raise UserError(f"criterion {args.criterion!r} needs visualizer.core.criteria; use {', '.join(GROUP_CRITERIA)}") from exc
+    if args.criterion not in CRITERIA:
+        raise UserError(f"unknown criterion {args.criterion!r}: use {', '.join(GROUP_CRITERIA)} or one of {', '.join(CRITERIA)}")
+    batches = None
+    if CRITERIA[args.criterion].needs_data:
+        from visualizer.core.data import batches as make_batches
+        from visualizer.core.data import load_dataset
+
+        if dataset is None:
+            raise UserError(f"criterion {args.criterion} needs data: pass --data NAME")
+        d = load_dataset(dataset)
+        batches = list(make_batches(d.x_train, d.y_train, 64, shuffle=False))[:4]
+    elem = compute_scores(args.criterion, model, batches)
+    return group_scores(model, groups, scores=elem)
+
+
+def _prune(args):
+    from visualizer.core.shrink import structured_prune
+    from visualizer.core.structure import find_groups
+
+    if not 0.0 <= args.density <= 1.0:
+        raise UserError(f"--density must be in [0, 1], got {args.density}")
+    loaded, dataset, x = _load(args)
+    model = loaded.model.eval()
+    res = find_groups(model, x)
+    if not res.prunable():
+        why = "; ".join(res.notices) or "no coupled group can be removed without changing the output"
+        raise UserError(f"{args.model} has no structurally prunable group: {why}")
+    scores = _scores(args, model, res.groups, dataset)
+    result = structured_prune(model, res.groups, scores, args.density, x, scope=args.scope,
+                              criterion=args.criterion, model_ref=args.model)
+    return loaded, x, res, result
+
+
+def cmd_graph(args) -> int:
+    from visualizer.core.structure import branches, build_graph, connectivity, find_groups
+
+    loaded, _, x = _load(args)
+    model = loaded.model
+    g = build_graph(model, x)
+    res = find_groups(model, x)
+    if args.out:
+        g.write_graphml(args.out)
+    if args.json:
+        out = g.to_json()
+        out["model"] = args.model
+        out["notices"] = out["notices"] + res.notices
+        out["groups"] = [[m.to_json() for m in grp.members] for grp in res.groups]
+        out["group_info"] = [{k: v for k, v in grp.to_json().items() if k != "members"} for grp in res.groups]
+        out["output_layers"] = res.output_layers
+        if res.groups:
+            out["connectivity"] = connectivity(model, res.groups).to_json()
+            out["branches"] = [c.to_json() for c in branches(model, res.groups, x)]
+        out["seconds"] = g.seconds
+        print_json(out)
+        return 0
+    print(f"{args.model}: traced with {g.method}: {g.graph.number_of_nodes()} nodes, "
+          f"{g.graph.number_of_edges()} edges ({g.seconds:.2f} s)")
+    for n in g.notices + res.notices:
+        print(f"  note: {n}")
+    rows = [[grp.id, grp.kind, grp.root, grp.size, "yes" if grp.prunable else "no",
+             len([m for m in grp.members if not m.buffer]), grp.reason] for grp in res.groups]
+    print(table(rows, ["group", "kind", "root", "units", "prunable", "members", "why not"]))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_shrink(args) -> int:
+    from visualizer.core.shrink import save_shrunk, save_torchscript
+    from visualizer.core.speed import count_flops
+
+    loaded, x, res, r = _prune(args)
+    flops_before = count_flops(loaded.model, x)[0]
+    flops_after = count_flops(r.shrunk.model, x)[0]
+    if args.out:
+        save_shrunk(args.out, r.shrunk, args.model, criterion=args.criterion, density=args.density)
+    if args.torchscript:
+        save_torchscript(r.shrunk.model, args.torchscript, x)
+    if args.masks:
+        r.masks.save(args.masks)
+    out = {
+        "model": args.model, "criterion": args.criterion, "density": args.density, "scope": args.scope,
+        "params_before": r.params_before, "params_after": r.params_after,
+        "flops_before": flops_before, "flops_after": flops_after,
+        "max_output_diff": r.max_output_diff,
+        "groups": r.groups_total, "groups_prunable": r.groups_prunable,
+        "units_removed": r.plan.units_removed(), "mask_density": r.masks.density(),
+        "notices": res.notices + r.plan.notices, "out": args.out,
+    }
+    if args.json:
+        print_json(out)
+        return 0
+    rows = [["parameters", r.params_before, r.params_after, r.params_after / r.params_before],
+            ["FLOPs", flops_before, flops_after, flops_after / flops_before if flops_before else float("nan")]]
+    print(table(rows, ["", "before", "after", "ratio"]))
+    print(f"removed {r.plan.units_removed()} units from {len(r.plan.removed)} of {r.groups_prunable} prunable groups; "
+          f"mask density {r.masks.density():.4f}")
+    print(f"max |shrunk(x) - masked(x)| = {r.max_output_diff:.3g}")
+    for n in out["notices"]:
+        print(f"note: {n}", file=sys.stderr)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_speed(args) -> int:
+    from visualizer.core.models import select_device
+    from visualizer.core.speed import measure_speed
+
+    loaded, x, res, r = _prune(args)
+    device = select_device(args.device)
+    rep = measure_speed(loaded.model, r.shrunk.model, x, repeats=args.repeats, device=device,
+                        peak_flops=args.peak_flops)
+    if args.json:
+        out = rep.to_json()
+        out.update(model=args.model, density=args.density, criterion=args.criterion)
+        print_json(out)
+        return 0
+    sp = rep.speedups()
+    rows = [[e.name, e.params, e.flops, e.executed_flops, e.latency_s * 1e3, sp[e.name], e.flops_per_s / 1e9, e.eta]
+            for e in rep.entries]
+    print(f"{args.model} on {rep.device}, batch {rep.batch}, {rep.repeats} interleaved repeats, {rep.threads} threads")
+    print(table(rows, ["model", "params", "useful FLOPs", "executed FLOPs", "latency ms", "speed-up", "GFLOP/s", "eta"]))
+    print("eta = achieved useful FLOP/s / dense FLOP/s (seed 001's hardware-efficiency factor, relative to dense)")
+    return 0

@@ -1,0 +1,298 @@
+"""Training commands: train, imp, dst, sweep, lth-report (thin clients of visualizer.core)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visualizer.cli.common import (
+    UserError,
+    add_json_arg,
+    add_model_args,
+    load_model_and_data,
+    print_json,
+    table,
+)
+
+
+def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -> None:
+    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default {lr:g})")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+
+
+def _train_config(args: argparse.Namespace, **extra):
+    from visualizer.core.training import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
+        seed=args.seed, device=args.device, **extra,
+    )
+
+
+def _run(job):
+    from visualizer.core.tasks import TerminalProgress, run
+
+    progress = TerminalProgress()
+    try:
+        return run(job, progress)
+    finally:
+        progress.close()
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise UserError(f"not a comma-separated list of numbers: {text!r}") from exc
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="(masked) training / fine-tuning of a model")
+    add_model_args(p)
+    p.add_argument("--mask", help="masks.safetensors: train only the kept weights (projected gradient)")
+    _add_train_args(p, epochs=5)
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="eps: targets (1-eps) onehot + eps/K")
+    p.add_argument("--distill", action="store_true", help="distil from the dense model (teacher)")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature T")
+    p.add_argument("--distill-weight", type=float, default=0.5, help="a in (1-a) CE + a T^2 KL")
+    p.add_argument("--out", help="write the trained weights here (.safetensors)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("imp", help="Lottery Ticket iterative magnitude pruning with rewinding")
+    add_model_args(p)
+    p.add_argument("--rounds", type=int, required=True, help="S pruning rounds")
+    p.add_argument("--rate", type=float, required=True, help="alpha: fraction of remaining weights pruned per round")
+    p.add_argument("--rewind", type=int, default=0, help="tau: rewind to the weights after tau steps (0 = init)")
+    p.add_argument("--control", action="append", choices=["reinit", "random-mask"], default=[],
+                   help="also train this control each round (repeatable)")
+    p.add_argument("--scope", choices=["global", "layer"], default="global")
+    p.add_argument("--out", required=True, help="output folder: rounds.csv/json, masks per round")
+    _add_train_args(p, epochs=10)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_imp)
+
+    p = sub.add_parser("dst", help="dynamic sparse training (SET, RigL) at a constant density")
+    add_model_args(p)
+    p.add_argument("--method", choices=["set", "rigl"], required=True)
+    p.add_argument("--density", type=float, required=True)
+    p.add_argument("--zeta", type=float, default=0.3, help="initial update fraction (cosine decayed)")
+    p.add_argument("--update-every", type=int, default=20, help="steps between mask updates")
+    p.add_argument("--out", help="write the final mask here (.safetensors)")
+    _add_train_args(p, epochs=10, lr=3e-3)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_dst)
+
+    p = sub.add_parser("sweep", help="accuracy vs density: criteria x densities x retraining")
+    add_model_args(p)
+    p.add_argument("--criteria", default="magnitude,snip,grasp,random")
+    p.add_argument("--densities", default="1,0.5,0.2,0.1,0.05")
+    p.add_argument("--retrain", choices=["none", "finetune", "rewind"], default="none")
+    p.add_argument("--scope", choices=["global", "layer"], default="global")
+    p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
+    p.add_argument("--fresh", action="store_true", help="ignore rows already in --out (default: reuse them)")
+    _add_train_args(p, epochs=3)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("lth-report", help="LTH picture: tickets vs re-inits vs random masks")
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="output folder: lth.csv, lth.json, lth.png")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--rate", type=float, default=0.4)
+    p.add_argument("--rewind", type=int, default=0)
+    p.add_argument("--scope", choices=["global", "layer"], default="global")
+    _add_train_args(p, epochs=15)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_lth_report)
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from visualizer.core.masks import MaskSet
+    from visualizer.core.training import evaluate, train
+
+    loaded, data = load_model_and_data(args)
+    model = loaded.model
+    masks = MaskSet.load(args.mask) if args.mask else None
+    if masks is not None:
+        masks.check(model)
+    config = _train_config(
+        args, label_smoothing=args.label_smoothing,
+        distill_weight=args.distill_weight if args.distill else 0.0, temperature=args.temperature,
+    )
+    config.validate()
+    teacher = None
+    if args.distill:
+        import copy
+
+        teacher = copy.deepcopy(model).eval()
+    before = evaluate(model, data, masks=masks)
+    res = _run(train(model, data, masks, config, teacher=teacher))
+    if args.out:
+        from safetensors.torch import save_file
+
+        from visualizer.core.masks import atomic_write
+
+        state = {k: v.detach().cpu().contiguous() for k, v in res.model.state_dict().items()}
+        atomic_write(args.out, lambda tmp: save_file(state, tmp))
+    out = {
+        "model": args.model, "mask": args.mask, "density": masks.density() if masks else 1.0,
+        "epochs": config.epochs, "lr": config.lr, "optimizer": config.optimizer, "seed": config.seed,
+        "label_smoothing": config.label_smoothing, "distill": bool(args.distill),
+        "temperature": config.temperature, "distill_weight": config.distill_weight,
+        "before": {"accuracy": before.accuracy, "loss": before.loss},
+        "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps,
+        "history": res.history, "out": args.out,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        rows = [[h["epoch"], h["train_loss"], h["test_loss"], h["accuracy"]] for h in res.history]
+        print(table(rows, ["epoch", "train loss", "test loss", "accuracy"]))
+        print(f"density {out['density']:.4f}: accuracy {before.accuracy:.4f} -> {res.test.accuracy:.4f}")
+    return 0
+
+
+def cmd_imp(args: argparse.Namespace) -> int:
+    from visualizer.core.experiments import write_rows
+    from visualizer.core.lottery import IMPConfig, initial_state, iterative_magnitude_pruning
+
+    loaded, data = load_model_and_data(args)
+    init, source = initial_state(args.model, loaded.model, args.seed)
+    config = IMPConfig(args.rounds, args.rate, args.rewind, args.scope, tuple(dict.fromkeys(args.control)), _train_config(args))
+    config.validate()
+    res = _run(iterative_magnitude_pruning(loaded.model, data, init, config))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
+                "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "init": source}
+    rows = [{**settings, **r} for r in res.rows]
+    write_rows(rows, out / "rounds.csv", fields=list(settings) + list(res.rows[0]))
+    write_rows(rows, out / "rounds.json")
+    for r, m in enumerate(res.masks):
+        m.save(out / f"mask_round{r}.safetensors")
+    if args.json:
+        print_json({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(out)})
+    else:
+        cols = list(res.rows[0])
+        print(table([[r[c] for c in cols] for r in res.rows], cols))
+        print(f"wrote {out}/rounds.csv, rounds.json and mask_round*.safetensors")
+    return 0
+
+
+def cmd_dst(args: argparse.Namespace) -> int:
+    from visualizer.core.lottery import initial_state
+    from visualizer.core.sparse import DSTConfig, dynamic_sparse_training
+
+    loaded, data = load_model_and_data(args)
+    init, source = initial_state(args.model, loaded.model, args.seed)
+    config = DSTConfig(args.method, args.density, args.zeta, args.update_every, train=_train_config(args))
+    config.validate()
+    res = _run(dynamic_sparse_training(loaded.model, data, config, start_state=init))
+    if args.out:
+        res.masks.save(args.out)
+    out = {
+        "model": args.model, "method": args.method, "density": args.density,
+        "achieved_density": res.masks.density(), "epochs": args.epochs, "lr": args.lr,
+        "seed": args.seed, "init": source, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "updates": [{k: u[k] for k in ("step", "zeta", "density")} | {"moved": sum(u["moved"].values())} for u in res.updates],
+        "history": res.history, "out": args.out,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        rows = [[h["epoch"], h["train_loss"], h["accuracy"], h["density"]] for h in res.history]
+        print(table(rows, ["epoch", "train loss", "accuracy", "density"]))
+        print(f"{args.method} at density {out['achieved_density']:.4f}: accuracy {res.test.accuracy:.4f} "
+              f"({len(res.updates)} mask updates)")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from visualizer.core.experiments import (
+        ROW_FIELDS,
+        SweepConfig,
+        read_rows,
+        row_key,
+        sweep,
+        write_rows,
+    )
+    from visualizer.core.lottery import initial_state
+    from visualizer.core.tasks import Step, TerminalProgress, run
+
+    loaded, data = load_model_and_data(args)
+    criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
+    config = SweepConfig(args.model, criteria, tuple(_float_list(args.densities)), args.retrain,
+                         args.scope, _train_config(args))
+    config.validate()
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".json"):
+        raise UserError(f"--out must end in .csv or .json, got {out.name}")
+    previous = [] if args.fresh else read_rows(out)
+    init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain == "rewind" else None
+    done: list[dict] = []
+
+    def merged() -> list[dict]:
+        # this sweep's rows first, then rows of other settings that were already in the file
+        mine = {row_key(r) for r in done}
+        return done + [r for r in previous if row_key(r) not in mine]
+
+    def on_step(step: Step) -> None:
+        progress(step)
+        # every finished row goes to disk at once: an interrupted sweep resumes from the file
+        if isinstance(step.partial, dict) and "accuracy" in step.partial:
+            done.append(step.partial)
+            write_rows(merged(), out, ROW_FIELDS)
+
+    progress = TerminalProgress()
+    try:
+        res = run(sweep(loaded.model, data, config, init_state=init, previous=previous), on_step)
+    finally:
+        progress.close()
+    rows = merged()
+    write_rows(rows, out, ROW_FIELDS)
+    write_rows(rows, out.with_suffix(".json" if out.suffix == ".csv" else ".csv"), ROW_FIELDS)
+    if args.json:
+        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
+    else:
+        cols = ["criterion", "density", "achieved_density", "retrain", "accuracy", "loss"]
+        print(table([[r[c] for c in cols] for r in res.rows], cols))
+        print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
+    return 0
+
+
+def cmd_lth_report(args: argparse.Namespace) -> int:
+    from visualizer.core.experiments import LTH_FIELDS, lth_report, write_rows
+    from visualizer.core.lottery import initial_state
+
+    loaded, data = load_model_and_data(args)
+    init, source = initial_state(args.model, loaded.model, args.seed)
+    rows = _run(lth_report(loaded.model, args.model, data, init, args.rounds, args.rate, args.rewind,
+                           args.scope, _train_config(args)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(rows, out / "lth.csv", LTH_FIELDS)
+    write_rows(rows, out / "lth.json")
+    from visualizer.ui.plots import render_curves_png
+
+    png = render_curves_png(
+        rows, out / "lth.png",
+        title=f"{args.model}: IMP tickets (rewind {args.rewind}) vs re-init vs random mask",
+    )
+    if args.json:
+        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png)})
+    else:
+        by_round: dict[int, dict] = {}
+        for r in rows:
+            by_round.setdefault(r["round"], {"round": r["round"], "density": r["density"]})[r["kind"]] = r["accuracy"]
+        cols = ["round", "density", "ticket", "reinit", "random-mask"]
+        print(table([[b.get(c) for c in cols] for b in by_round.values()], cols))
+        print(f"wrote {out}/lth.csv, lth.json, lth.png")
+    return 0

@@ -1,0 +1,46 @@
+"""Evaluate a classifier: mean cross-entropy loss and accuracy over a dataset split.
+
+Kept small and separate so the CLI, the GUI and the training module can share it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on (x, y), in eval mode and without grad.
+
+    The model's train/eval flag is restored afterwards; its parameters are not touched.
+    Raises ValueError on an empty split or a non-positive batch size.
+    """
+    n = int(x.shape[0])
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    if device is None:
+        p = next(iter(model.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    total_loss = 0.0
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                xb = x[start : start + batch_size].to(device)
+                yb = y[start : start + batch_size].to(device)
+                out = model(xb)
+                total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
+                correct += int((out.argmax(1) == yb).sum())
+    finally:
+        model.train(was_training)
+    return total_loss / n, correct / n

@@ -1,0 +1,289 @@
+"""The Lottery Ticket Hypothesis: iterative magnitude pruning with rewinding, its controls,
+one-shot pruning + fine-tuning, and pruning at initialisation.
+
+IMP (seed 003, "From a Single Strike to Iterative Refinement"; seed 002, "The Lottery Ticket
+Hypothesis"): start from the initialisation w_0, train, then for rounds r = 1..S prune a
+fraction alpha of the weights that remain (smallest |w| of the trained weights, global or per
+layer), rewind the survivors to w_tau and train again. The density after S rounds is
+
+    rho_S = (1 - alpha)^S                                                       (seed 003)
+
+and here round r keeps exactly k_r = floor((1 - alpha)^r * d) weights (per layer with the layer
+scope, over all prunable weights with the global scope), so the achieved density is (1-alpha)^S up
+to one weight of rounding per layer (per model for the global scope); the closed form is used
+rather than repeated flooring so that rounding never accumulates over rounds.
+
+Rewinding: tau = 0 rewinds to the original initialisation (bundled models ship it as
+``sample_models/NAME.init.safetensors``); tau > 0 (late rewinding, seed 002 "weight rewinding")
+keeps the weights after tau optimiser steps of the dense run. The ticket of round r starts from
+exactly m_r ⊙ w_tau (all other tensors -- biases, norms, buffers -- from w_tau).
+
+Controls (seed 002: "re-initializing the winning ticket's structure with new random weights
+typically fails"): ``reinit`` trains the same mask from a fresh random initialisation;
+``random-mask`` trains a random mask with the same kept count per layer from w_tau.
+Every training here runs on copies (see visualizer.core.training), so a cancelled job leaves the
+caller's model and masks untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from visualizer.core.data import Dataset, batches
+from visualizer.core.masks import MaskSet
+from visualizer.core.models import prunable_parameters
+from visualizer.core.tasks import Step, sub
+from visualizer.core.training import TrainConfig, TrainResult, reinitialize, total_steps, train
+
+CONTROLS = ("reinit", "random-mask")
+SCOPES = ("global", "layer")
+
+
+def imp_density(rate: float, rounds: int) -> float:
+    """rho_S = (1 - alpha)^S (seed 003)."""
+    return (1.0 - rate) ** rounds
+
+
+def prune_remaining(
+    weights: dict[str, torch.Tensor], masks: MaskSet, density: float, scope: str = "global"
+) -> MaskSet:
+    """Magnitude-prune among the weights still kept by ``masks`` down to ``density`` of the total.
+
+    Scores are |w| on kept weights and -1 on pruned ones, so a pruned weight is never revived
+    (k_r <= k_{r-1}); the mask comes from the shared ranking (exactly floor(rho * d) kept,
+    deterministic ties)."""
+    from visualizer.core.ranking import mask_from_scores
+
+    scores = {}
+    for name, m in masks.masks.items():
+        w = weights[name].detach().abs().float().cpu()
+        scores[name] = torch.where(m, w, torch.full_like(w, -1.0))
+    out = mask_from_scores(scores, density, scope=scope)
+    out.metadata.update({"criterion": "magnitude", "density": f"{density:g}", "scope": scope})
+    return out
+
+
+def rewind_state(w_tau: dict[str, torch.Tensor], masks: MaskSet) -> dict[str, torch.Tensor]:
+    """The rewound ticket: m ⊙ w_tau for masked parameters, w_tau for everything else."""
+    state = {k: v.detach().clone() for k, v in w_tau.items()}
+    for name, m in masks.masks.items():
+        state[name] = state[name] * m.to(state[name].dtype)
+    return state
+
+
+def random_mask_like(masks: MaskSet, seed: int) -> MaskSet:
+    """A uniformly random mask with the same kept count in every layer as ``masks``."""
+    g = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for name, m in masks.masks.items():
+        n, k = m.numel(), int(m.sum())
+        flat = torch.zeros(n, dtype=torch.bool)
+        flat[torch.randperm(n, generator=g)[:k]] = True
+        out[name] = flat.reshape(m.shape)
+    return MaskSet(out, {"criterion": "random", "density": f"{masks.density():g}", "scope": "layer"})
+
+
+@dataclass(frozen=True)
+class IMPConfig:
+    rounds: int = 5
+    rate: float = 0.2  # alpha: fraction of the remaining weights pruned per round
+    rewind: int = 0  # tau in optimiser steps; 0 = the original initialisation
+    scope: str = "global"
+    controls: tuple[str, ...] = ()
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        if not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"rate must be in [0, 1), got {self.rate}")
+        if self.rewind < 0:
+            raise ValueError(f"rewind iteration must be >= 0, got {self.rewind}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r} (use {', '.join(SCOPES)})")
+        for c in self.controls:
+            if c not in CONTROLS:
+                raise ValueError(f"unknown control {c!r} (use {', '.join(CONTROLS)})")
+        self.train.validate()
+
+
+@dataclass
+class IMPResult:
+    """rows: one per round (round 0 = dense), {round, density, target_density, kept, total,
+    accuracy, loss, [<control>_accuracy, <control>_loss]}. masks[r]: the mask of round r
+    (masks[0] dense). tickets[r]: the exact starting weights of round r's training (m_r ⊙ w_tau).
+    w_tau: the rewind point; final: the last round's training result."""
+
+    rows: list[dict]
+    masks: list[MaskSet]
+    tickets: list[dict[str, torch.Tensor]]
+    w_tau: dict[str, torch.Tensor]
+    final: TrainResult
+
+
+def _row(r: int, masks: MaskSet, target: float, res: TrainResult) -> dict:
+    return {
+        "round": r,
+        "density": masks.density(),
+        "target_density": target,
+        "kept": masks.kept(),
+        "total": masks.total(),
+        "accuracy": res.test.accuracy,
+        "loss": res.test.loss,
+    }
+
+
+def iterative_magnitude_pruning(
+    model: nn.Module,
+    data: Dataset,
+    init_state: dict[str, torch.Tensor],
+    config: IMPConfig | None = None,
+) -> Generator[Step, None, IMPResult]:
+    """IMP with rewinding: train -> prune alpha of the remainder -> rewind to m ⊙ w_tau -> train.
+
+    ``model`` supplies the architecture (its weights are not used or changed); ``init_state`` is
+    w_0. Yields each finished round as ``Step.partial`` (round 0 = the dense network trained from
+    w_0 with the same settings)."""
+    config = config or IMPConfig()
+    config.validate()
+    tc = config.train
+    n_steps = total_steps(data, tc)
+    if config.rewind > n_steps:
+        raise ValueError(f"rewind iteration {config.rewind} is beyond the {n_steps} training steps")
+    trainings = (1 + len(config.controls)) * config.rounds + 1
+    done = 0
+
+    def span() -> tuple[float, float]:
+        return done / trainings, (done + 1) / trainings
+
+    dense_masks = MaskSet.for_model(model)
+    res = yield from sub(
+        train(model, data, None, tc, start_state=init_state, capture_steps=[0, config.rewind], stage="dense"),
+        *span(), prefix="round 0: ",
+    )
+    done += 1
+    w_tau = res.snapshots[config.rewind]
+    row = _row(0, dense_masks, 1.0, res)
+    for c in config.controls:
+        row[f"{c}_accuracy"], row[f"{c}_loss"] = res.test.accuracy, res.test.loss
+    rows, all_masks, tickets = [row], [dense_masks], [res.snapshots[0]]
+    yield Step("round 0 (dense)", done / trainings, dict(row))
+    masks = dense_masks
+    for r in range(1, config.rounds + 1):
+        target = imp_density(config.rate, r)
+        masks = prune_remaining(prunable_parameters(res.model), masks, target, config.scope)
+        ticket = rewind_state(w_tau, masks)
+        res = yield from sub(
+            train(model, data, masks, tc, start_state=ticket, capture_steps=[0], stage=f"ticket {r}"),
+            *span(), prefix=f"round {r}: ",
+        )
+        done += 1
+        row = _row(r, masks, target, res)
+        for c in config.controls:
+            control_masks = masks if c == "reinit" else random_mask_like(masks, tc.seed + 1000 + r)
+            start = reinitialize(model, tc.seed + 1000 + r) if c == "reinit" else w_tau
+            cres = yield from sub(
+                train(model, data, control_masks, tc, start_state=rewind_state(start, control_masks), stage=c),
+                *span(), prefix=f"round {r} {c}: ",
+            )
+            done += 1
+            row[f"{c}_accuracy"], row[f"{c}_loss"] = cres.test.accuracy, cres.test.loss
+        rows.append(row)
+        all_masks.append(masks)
+        tickets.append(res.snapshots[0])
+        yield Step(f"round {r}: density {row['density']:.3f}", done / trainings, dict(row))
+    return IMPResult(rows, all_masks, tickets, w_tau, res)
+
+
+# --- one-shot and at-initialisation pruning --------------------------------------------------------
+
+
+def score_batches(data: Dataset, n_batches: int = 4, batch_size: int = 128, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed, seeded handful of training batches for data-driven criteria (SNIP, GraSP, ...)."""
+    g = torch.Generator().manual_seed(int(seed))
+    out = []
+    for i, b in enumerate(batches(data.x_train, data.y_train, batch_size, shuffle=True, generator=g)):
+        if i >= n_batches:
+            break
+        out.append(b)
+    return out
+
+
+def criterion_scores(
+    criterion: str, model: nn.Module, data: Dataset, seed: int = 0, n_batches: int = 4
+) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """Scores of ``criterion`` on ``model`` (engine API), with a few seeded batches of data."""
+    from visualizer.core.criteria import CRITERIA, score
+
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
+    needs = getattr(CRITERIA[criterion], "needs_data", True)
+    data_batches = score_batches(data, n_batches, seed=seed) if needs else None
+    return (yield from score(criterion, model, data_batches, seed=seed))
+
+
+def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(model).cpu()
+    clone.load_state_dict(state)
+    return clone
+
+
+def oneshot_finetune(
+    model: nn.Module,
+    data: Dataset,
+    density: float,
+    criterion: str = "magnitude",
+    scope: str = "global",
+    config: TrainConfig | None = None,
+) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
+    """Prune the trained ``model`` once to ``density`` by ``criterion``, then fine-tune the kept
+    weights (projected gradient) from their trained values."""
+    from visualizer.core.ranking import mask_from_scores
+
+    config = config or TrainConfig()
+    scores = yield from sub(criterion_scores(criterion, model, data, config.seed), 0.0, 0.1, "scores: ")
+    masks = mask_from_scores(scores, density, scope=scope)
+    res = yield from sub(train(model, data, masks, config, stage="fine-tune"), 0.1, 1.0)
+    return masks, res
+
+
+def prune_at_init(
+    model: nn.Module,
+    data: Dataset,
+    init_state: dict[str, torch.Tensor],
+    density: float,
+    criterion: str = "snip",
+    scope: str = "global",
+    config: TrainConfig | None = None,
+) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
+    """Pruning at initialisation (SNIP, GraSP, random, ...): score w_0, keep the top
+    floor(rho d), train m ⊙ w_0 with the mask fixed."""
+    from visualizer.core.ranking import mask_from_scores
+
+    config = config or TrainConfig()
+    at_init = _load(model, init_state)
+    scores = yield from sub(criterion_scores(criterion, at_init, data, config.seed), 0.0, 0.1, "scores: ")
+    masks = mask_from_scores(scores, density, scope=scope)
+    res = yield from sub(train(model, data, masks, config, start_state=rewind_state(init_state, masks), stage=criterion), 0.1, 1.0)
+    return masks, res
+
+
+def initial_state(model_ref: str, model: nn.Module, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
+    """w_0 for a model: a bundled model's shipped initialisation, else a fresh seeded one.
+    Returns (state, where it came from)."""
+    from visualizer.core.models import load_state_dict, sample_models_dir
+
+    path = sample_models_dir() / f"{model_ref}.init.safetensors"
+    if path.exists():
+        state = load_state_dict(path)
+        own = model.state_dict()
+        if set(state) == set(own) and all(tuple(state[k].shape) == tuple(own[k].shape) for k in own):
+            return state, path.name
+    return reinitialize(model, seed), f"fresh initialisation (seed {seed})"
+

@@ -1,0 +1,464 @@
+"""Structured pruning that physically shrinks a model, and the MaskSet it is equivalent to.
+
+Given the coupled groups of :func:`visualizer.core.structure.find_groups` and a score per unit
+(:func:`visualizer.core.structure.group_scores`: channel L1/L2 norm, BN scale, Taylor, or the
+group-lasso norm ||w_{G_k}||_2 of seed 002), a :class:`PrunePlan` lists the units removed from each
+group. From one plan come
+
+* :func:`plan_masks` — the MaskSet over the original model's prunable weights (what the app
+  shows): every member weight slice of a removed unit is False. Masks are constant over each group
+  (seed 002: "masks that are constant over each group");
+* :func:`shrink` — a new, smaller ``nn.Module``: every member tensor loses the removed indices
+  (``index_select`` along the member's dimension), layer attributes follow the new shapes, and
+  attention modules that lose heads become :class:`PrunedMultiheadAttention`.
+
+The shrunk model's output equals the masked original's output (eval mode): each removed unit's
+consumers read it through weights that the mask zeroes, so what the unit carries (a BN bias, a
+constant gate) cannot reach the output — this is why groups that reach a LayerNorm or the output
+are not prunable. Tests check allclose(atol=1e-5) on every bundled model.
+
+A group always keeps at least one unit: PyTorch cannot run a convolution with zero output channels,
+so removing a whole Inception branch shrinks it to one channel (documented limitation).
+
+Files: :func:`save_shrunk` writes ``torch.save({"format", "spec" (JSON), "state_dict"})`` that
+loads with ``weights_only=True``; :func:`load_shrunk` rebuilds the original architecture from its
+model reference, resizes it to the saved shapes and loads the weights. :func:`save_torchscript`
+writes a TorchScript archive.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visualizer.core.masks import MaskSet, atomic_write
+from visualizer.core.structure import ChannelGroup, Member
+
+FORMAT = "pruneviz-shrunk"
+
+
+# --- plans -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PrunePlan:
+    """Units removed from each group (group id -> sorted unit indices)."""
+
+    removed: dict[int, list[int]] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+    def units_removed(self) -> int:
+        return sum(len(v) for v in self.removed.values())
+
+    def to_json(self) -> dict:
+        return {"removed": {str(k): v for k, v in self.removed.items()}, "notices": self.notices}
+
+
+def select_units(
+    groups: Iterable[ChannelGroup],
+    scores: dict[int, torch.Tensor],
+    density: float,
+    scope: str = "layer",
+) -> PrunePlan:
+    """Keep the highest-scoring units.
+
+    ``scope='layer'``: every prunable group keeps k = max(1, floor(density * size)) units.
+    ``scope='global'``: k = floor(density * N) over all N prunable units are kept by one ranking
+    of the raw scores (ties broken by lower group id, then unit), each group keeping at least one.
+    """
+    if not 0.0 <= density <= 1.0 or math.isnan(density):
+        raise ValueError(f"density must be in [0, 1], got {density}")
+    groups = [g for g in groups if g.prunable and g.size > 0]
+    plan = PrunePlan()
+    if scope == "layer":
+        for g in groups:
+            keep = max(1, math.floor(density * g.size + 1e-9))
+            order = sorted(range(g.size), key=lambda u: (-float(scores[g.id][u]), u))
+            removed = sorted(order[keep:])
+            if removed:
+                plan.removed[g.id] = removed
+        return plan
+    if scope != "global":
+        raise ValueError(f"unknown scope {scope!r}: use layer or global")
+    units = [(float(scores[g.id][u]), g.id, u) for g in groups for u in range(g.size)]
+    k = math.floor(density * len(units) + 1e-9)
+    ranked = sorted(units, key=lambda t: (-t[0], t[1], t[2]))
+    kept = {(gid, u) for _, gid, u in ranked[:k]}
+    for g in groups:
+        if not any((g.id, u) for u in range(g.size) if (g.id, u) in kept):
+            best = max(range(g.size), key=lambda u: (float(scores[g.id][u]), -u))
+            kept.add((g.id, best))
+            plan.notices.append(f"group {g.id} ({g.root}) keeps one unit: a layer cannot be empty")
+        removed = [u for u in range(g.size) if (g.id, u) not in kept]
+        if removed:
+            plan.removed[g.id] = removed
+    return plan
+
+
+def select_zero_units(groups: Iterable[ChannelGroup], scores: dict[int, torch.Tensor], tol: float = 1e-8) -> PrunePlan:
+    """Remove the units whose group norm is <= tol: after group-lasso training (block soft
+    thresholding, seed 000/004) these are exactly zero, so removing them changes nothing."""
+    plan = PrunePlan()
+    for g in groups:
+        if not g.prunable:
+            continue
+        zero = [u for u in range(g.size) if float(scores[g.id][u]) <= tol]
+        if len(zero) == g.size:
+            best = max(range(g.size), key=lambda u: (float(scores[g.id][u]), -u))
+            zero.remove(best)
+            plan.notices.append(f"group {g.id} ({g.root}) is entirely zero; one unit is kept")
+        if zero:
+            plan.removed[g.id] = zero
+    return plan
+
+
+def branch_plan(groups: Iterable[ChannelGroup], branch_groups: Iterable[int]) -> PrunePlan:
+    """Prune whole branches (Inception) or connections' producers (DenseNet): every unit but one
+    of the given groups (see :func:`visualizer.core.structure.branches` for a branch's groups)."""
+    by_id = {g.id: g for g in groups}
+    plan = PrunePlan()
+    for gid in branch_groups:
+        g = by_id[gid]
+        if g.prunable and g.size > 1:
+            plan.removed[gid] = list(range(1, g.size))
+    plan.notices.append("each pruned branch keeps one channel: a layer cannot have zero channels")
+    return plan
+
+
+# --- removals per tensor -----------------------------------------------------------------------------
+
+
+def _removals(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str, int], set[int]]:
+    """(tensor name, dim) -> indices to remove, the union over all groups of the plan."""
+    out: dict[tuple[str, int], set[int]] = defaultdict(set)
+    by_id = {g.id: g for g in groups}
+    for gid, units in plan.removed.items():
+        g = by_id.get(gid)
+        if g is None:
+            raise ValueError(f"plan names group {gid}, which the model does not have")
+        if not g.prunable:
+            raise ValueError(f"group {gid} ({g.root}) is not prunable: {g.reason}")
+        bad = [u for u in units if not 0 <= u < g.size]
+        if bad:
+            raise ValueError(f"group {gid} has no unit {bad[0]}")
+        if len(set(units)) >= g.size:
+            raise ValueError(f"group {gid} ({g.root}) would lose all {g.size} units")
+        uset = set(units)
+        for m in g.members:
+            out[(m.param, m.dim)].update(i for i, u in zip(m.indices, m.units) if u in uset)
+    return out
+
+
+def plan_masks(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan, **metadata: str) -> MaskSet:
+    """The MaskSet of a structured pruning on the original model: dense everywhere except the
+    removed units' slices of prunable weights."""
+    masks = MaskSet.for_model(model)
+    for (name, dim), idx in _removals(groups, plan).items():
+        if name in masks.masks and idx:
+            masks.masks[name].index_fill_(dim, torch.tensor(sorted(idx), dtype=torch.long), False)
+    masks.metadata.update({"structure": "channel", **metadata})
+    return masks
+
+
+def masked_copy(model: nn.Module, masks: MaskSet) -> nn.Module:
+    m = copy.deepcopy(model)
+    masks.apply(m)
+    return m
+
+
+# --- physical shrinking -----------------------------------------------------------------------------
+
+
+class PrunedMultiheadAttention(nn.Module):
+    """Multi-head attention whose inner width (heads x head_dim) may be smaller than embed_dim:
+    what ``nn.MultiheadAttention`` becomes after head pruning. Same call as the original
+    (query, key, value, ...) -> (output, None); dropout is not applied (inference)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, batch_first: bool, bias: bool = True) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.batch_first = batch_first
+        inner = num_heads * head_dim
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * inner, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * inner)) if bias else None
+        self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        inner = self.num_heads * self.head_dim
+        w = self.in_proj_weight
+        b = self.in_proj_bias
+        q = F.linear(query, w[:inner], None if b is None else b[:inner])
+        k = F.linear(key, w[inner: 2 * inner], None if b is None else b[inner: 2 * inner])
+        v = F.linear(value, w[2 * inner:], None if b is None else b[2 * inner:])
+        n, lq, lk = q.shape[0], q.shape[1], k.shape[1]
+        q = q.view(n, lq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(n, lk, self.num_heads, self.head_dim).transpose(1, 2)
+        v = v.view(n, lk, self.num_heads, self.head_dim).transpose(1, 2)
+        mask = attn_mask
+        if key_padding_mask is not None:
+            pad = key_padding_mask.view(n, 1, 1, lk)
+            pad = ~pad if pad.dtype == torch.bool else pad
+            mask = pad if mask is None else (mask.logical_and(pad) if mask.dtype == torch.bool else mask + pad)
+        if mask is not None and mask.dtype == torch.bool and attn_mask is not None:
+            mask = ~mask if key_padding_mask is None else mask  # torch's bool masks mark disallowed positions
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        out = out.transpose(1, 2).reshape(n, lq, inner)
+        out = self.out_proj(out)
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, None
+
+
+@dataclass
+class ShrunkModel:
+    model: nn.Module
+    spec: dict  # what load_shrunk needs besides the state dict
+
+
+def _get(root: nn.Module, path: str):
+    obj = root
+    for part in path.split(".") if path else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set_tensor(module: nn.Module, attr: str, value: torch.Tensor) -> None:
+    old = getattr(module, attr)
+    if isinstance(old, nn.Parameter):
+        setattr(module, attr, nn.Parameter(value, requires_grad=old.requires_grad))
+    else:
+        module._buffers[attr] = value
+
+
+def fix_module_attributes(module: nn.Module, reference: nn.Module | None = None) -> None:
+    """Make a module's size attributes agree with its (shrunk) tensors. ``reference`` is the
+    module before shrinking (decides whether a grouped conv was depthwise)."""
+    ref = reference if reference is not None else module
+    if isinstance(module, nn.modules.conv._ConvNd):
+        w = module.weight
+        depthwise = ref.groups > 1 and ref.groups == ref.in_channels
+        if module.transposed:
+            module.in_channels = w.shape[0]
+            module.out_channels = w.shape[1] * module.groups
+        else:
+            module.out_channels = w.shape[0]
+            if depthwise:
+                module.groups = w.shape[0] // max(1, ref.out_channels // ref.in_channels)
+            module.in_channels = w.shape[1] * module.groups
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        t = module.weight if module.weight is not None else module.running_mean
+        module.num_features = t.shape[0]
+    elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+        module.normalized_shape = (module.weight.shape[0],)
+    elif isinstance(module, nn.LSTM):
+        module.hidden_size = module.weight_hh_l0.shape[1]
+        module.input_size = module.weight_ih_l0.shape[1]
+        module._init_flat_weights()
+    elif isinstance(module, nn.PReLU):
+        module.num_parameters = module.weight.shape[0]
+
+
+@torch.no_grad()
+def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) -> ShrunkModel:
+    """A smaller copy of ``model`` without the plan's units (the original is not touched)."""
+    groups = list(groups)
+    removals = _removals(groups, plan)
+    small = copy.deepcopy(model)
+    small.eval()
+    original = dict(model.named_modules())
+    per_tensor: dict[str, list[tuple[int, set[int]]]] = defaultdict(list)
+    for (name, dim), idx in removals.items():
+        if idx:
+            per_tensor[name].append((dim, idx))
+    touched: set[str] = set()
+    for name, cuts in per_tensor.items():
+        owner_name, _, attr = name.rpartition(".")
+        owner = _get(small, owner_name)
+        t = getattr(owner, attr).detach()
+        for dim, idx in cuts:
+            keep = [i for i in range(t.shape[dim]) if i not in idx]
+            t = t.index_select(dim, torch.tensor(keep, dtype=torch.long, device=t.device))
+        _set_tensor(owner, attr, t.clone())
+        touched.add(owner_name)
+    spec: dict = {"replaced": {}}
+    for owner_name in sorted(touched):
+        mod = _get(small, owner_name)
+        fix_module_attributes(mod, original.get(owner_name))
+    # attention modules that lost heads: nn.MultiheadAttention cannot hold inner width != embed_dim
+    heads = {g.root: g for g in groups if g.kind == "head" and g.id in plan.removed}
+    for name, g in heads.items():
+        mha = _get(small, name)
+        kept_heads = g.size - len(plan.removed[g.id])
+        new = PrunedMultiheadAttention(mha.embed_dim, kept_heads, mha.head_dim, mha.batch_first,
+                                       bias=mha.in_proj_bias is not None)
+        new.in_proj_weight = nn.Parameter(mha.in_proj_weight.detach().clone())
+        if mha.in_proj_bias is not None:
+            new.in_proj_bias = nn.Parameter(mha.in_proj_bias.detach().clone())
+        new.out_proj.weight = nn.Parameter(mha.out_proj.weight.detach().clone())
+        new.out_proj.in_features = new.out_proj.weight.shape[1]
+        if mha.out_proj.bias is not None:
+            new.out_proj.bias = nn.Parameter(mha.out_proj.bias.detach().clone())
+        _replace(small, name, new)
+        spec["replaced"][name] = {"type": "PrunedMultiheadAttention", "embed_dim": mha.embed_dim,
+                                  "num_heads": kept_heads, "head_dim": mha.head_dim,
+                                  "batch_first": mha.batch_first, "bias": mha.in_proj_bias is not None}
+    return ShrunkModel(small, spec)
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(_get(root, parent_name), attr, new)
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+
+def save_shrunk(path: str | Path, shrunk: ShrunkModel, ref: str, **info) -> None:
+    """Write the shrunk weights + the spec that rebuilds the architecture from ``ref`` (a model
+    reference load_model understands). Loadable with ``torch.load(weights_only=True)``."""
+    spec = {**shrunk.spec, "ref": ref, **info}
+    state = {k: v.detach().cpu().clone() for k, v in shrunk.model.state_dict().items()}
+    payload = {"format": FORMAT, "version": 1, "spec": json.dumps(spec), "state_dict": state}
+    atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """Rebuild a model written by :func:`save_shrunk`: build the original architecture (``factory``
+    or the saved model reference, without pretrained weights), resize every tensor to its saved
+    shape, fix layer attributes, swap in pruned attention modules, load the weights."""
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{Path(path).name}: not a readable shrunk model ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{Path(path).name}: not a pruneviz shrunk model")
+    spec = json.loads(payload["spec"])
+    state: dict[str, torch.Tensor] = payload["state_dict"]
+    if factory is None:
+        from visualizer.core.models import load_model
+
+        model = load_model(spec["ref"], pretrained=False).model
+    else:
+        model = factory()
+    return rebuild(model, spec, state)
+
+
+@torch.no_grad()
+def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.Module:
+    for name, r in spec.get("replaced", {}).items():
+        if r["type"] != "PrunedMultiheadAttention":
+            raise ValueError(f"unknown replaced module type {r['type']}")
+        _replace(model, name, PrunedMultiheadAttention(r["embed_dim"], r["num_heads"], r["head_dim"],
+                                                       r["batch_first"], r["bias"]))
+    reference = {n: copy.copy(m) for n, m in model.named_modules()}
+    touched = set()
+    for key, value in state.items():
+        owner_name, _, attr = key.rpartition(".")
+        owner = _get(model, owner_name)
+        cur = getattr(owner, attr, None)
+        if isinstance(cur, torch.Tensor) and tuple(cur.shape) != tuple(value.shape):
+            _set_tensor(owner, attr, torch.zeros(value.shape, dtype=value.dtype))
+            touched.add(owner_name)
+    for owner_name in touched:
+        fix_module_attributes(_get(model, owner_name), reference.get(owner_name))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model
+
+
+def save_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
+    """TorchScript archive of ``model``: scripted when possible, else traced on ``example``."""
+    model = model.eval()
+    try:
+        ts = torch.jit.script(model)
+    except Exception:
+        with torch.no_grad():
+            ts = torch.jit.trace(model, example, check_trace=False)
+    atomic_write(path, lambda p: torch.jit.save(ts, str(p)))
+
+
+# --- one call ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StructuredResult:
+    """What ``pruneviz shrink`` reports."""
+
+    plan: PrunePlan
+    masks: MaskSet
+    shrunk: ShrunkModel
+    params_before: int
+    params_after: int
+    max_output_diff: float
+    groups_total: int
+    groups_prunable: int
+
+
+@torch.no_grad()
+def max_output_diff(a: nn.Module, b: nn.Module, example: torch.Tensor, trials: int = 3, seed: int = 0) -> float:
+    """max |a(x) - b(x)| over ``trials`` random inputs shaped like ``example`` (eval mode)."""
+    a.eval()
+    b.eval()
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for _ in range(trials):
+        x = torch.randn(example.shape, generator=gen, dtype=example.dtype)
+        ya, yb = a(x), b(x)
+        ya = ya[0] if isinstance(ya, (tuple, list)) else ya
+        yb = yb[0] if isinstance(yb, (tuple, list)) else yb
+        worst = max(worst, float((ya - yb).abs().max()))
+    return worst
+
+
+def structured_prune(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    scores: dict[int, torch.Tensor],
+    density: float,
+    example: torch.Tensor,
+    scope: str = "layer",
+    **metadata: str,
+) -> StructuredResult:
+    """Select units, build the masks and the shrunk model, and measure their output difference."""
+    plan = select_units(groups, scores, density, scope)
+    masks = plan_masks(model, groups, plan, density=str(density), **metadata)
+    shrunk = shrink(model, groups, plan)
+    diff = max_output_diff(masked_copy(model, masks), shrunk.model, example)
+    return StructuredResult(
+        plan, masks, shrunk,
+        sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in shrunk.model.parameters()),
+        diff, len(groups), sum(1 for g in groups if g.prunable),
+    )
+
+
+__all__ = [
+    "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
+    "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
+    "rebuild", "save_torchscript", "structured_prune", "StructuredResult", "max_output_diff",
+]

@@ -1,0 +1,785 @@
+"""A model's prunable structure: the traced graph the app draws, and coupled channel groups.
+
+Two views of one model:
+
+* :func:`build_graph` — a ``networkx.DiGraph`` of layers and operations, traced with
+  ``torch.fx`` (``torch.export`` where fx fails), tensor shapes on the edges (fx ``ShapeProp`` on an
+  example input) and parameter counts on the nodes. A model that cannot be traced (TorchScript,
+  data-dependent Python control flow, ...) falls back to forward hooks on its leaf modules (edges
+  follow execution order, not data flow) or, for TorchScript, to the module hierarchy; the
+  result's ``notices`` say what is missing. It never raises on a model that runs.
+* :func:`find_groups` — coupled channel groups (seed 002, "structured sparsity": parameters are
+  partitioned into groups G_k that are removed together, s_grp(w) = sum_k ||w_{G_k}||_2^0). The
+  channel dependencies come from Torch-Pruning's ``DependencyGraph`` (residual adds, concatenations,
+  batch norms, depthwise convs, flatten into linear, SE gates); this module converts them into
+  explicit members (parameter name, dimension, indices, and the unit each index belongs to) and
+  adds what Torch-Pruning lacks: LSTM hidden units (the 4 gate rows of ``weight_ih``/``weight_hh``,
+  the recurrent column of ``weight_hh`` and the next layer's input column) and attention heads of
+  ``nn.MultiheadAttention`` (q/k/v rows of ``in_proj`` and the ``out_proj`` columns of one head).
+
+A group has ``size`` units (channels, hidden units or heads); removing unit u removes, from every
+member, the indices whose ``units`` entry is u. A group is ``prunable`` only when removing a unit
+gives a smaller model whose output equals the masked model's output exactly; groups that reach the
+model output, pass through a LayerNorm/GroupNorm over the channel dimension, or touch ops we cannot
+shrink are listed (the GUI draws them) with ``prunable=False`` and the reason.
+
+Torch-Pruning's known concatenation bugs (its issues #146 and #481: concat groups merged or with
+mismatched offsets) show up when the output layer is passed as ``ignored_layers`` during tracing:
+the concat feeding the classifier then loses its offsets and separate branch groups are merged.
+We therefore never ignore layers while tracing and drop the output layer's group afterwards; the
+hand-counted groups of resnet-mini, densenet-mini and inception-mini are checked in
+``tests/core/test_structure.py``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import nn
+
+# --- example inputs ---------------------------------------------------------------------------
+
+
+def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) -> torch.Tensor:
+    """A random input the model accepts: from its dataset's shape when known, else guessed from
+    the first layer (Conv2d -> 3x224x224 style image, Linear -> vector, RNN -> 16 steps)."""
+    shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
+    if dataset in shapes:
+        return torch.randn(batch, *shapes[dataset])
+    if dataset is not None:
+        try:
+            from visualizer.core.data import load_dataset
+
+            return torch.randn(batch, *load_dataset(dataset).input_shape)
+        except Exception:  # unknown or unavailable dataset: guess from the layers below
+            pass
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return torch.randn(batch, m.in_channels, 224, 224)
+        if isinstance(m, nn.Conv1d):
+            return torch.randn(batch, m.in_channels, 128)
+        if isinstance(m, nn.RNNBase):
+            return torch.randn(batch, 16, m.input_size) if m.batch_first else torch.randn(16, batch, m.input_size)
+        if isinstance(m, nn.Linear):
+            return torch.randn(batch, m.in_features)
+    raise ValueError("cannot guess an input shape for this model: give an example input")
+
+
+# --- the traced graph ---------------------------------------------------------------------------
+
+
+@dataclass
+class ModelGraph:
+    """The drawn graph. Nodes: ``kind`` (input, layer, function, method, attr, output, module),
+    ``label``, ``module_type``, ``params`` (own parameter count), ``shape`` (output shape or None).
+    Edges: ``shape`` (the tensor passed, a list of ints, or None)."""
+
+    graph: nx.DiGraph
+    method: str  # "fx", "export", "hooks" or "hierarchy"
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        nodes = [{"id": n, **_jsonable_attrs(a)} for n, a in self.graph.nodes(data=True)]
+        edges = [{"source": u, "target": v, **_jsonable_attrs(a)} for u, v, a in self.graph.edges(data=True)]
+        return {"method": self.method, "notices": list(self.notices), "nodes": nodes, "edges": edges}
+
+    def write_graphml(self, path) -> None:
+        """GraphML holds only scalars: shapes are written as strings like ``2x16x8x8``."""
+        g = nx.DiGraph()
+        for n, a in self.graph.nodes(data=True):
+            g.add_node(n, **{k: _scalar(v) for k, v in a.items() if v is not None})
+        for u, v, a in self.graph.edges(data=True):
+            g.add_edge(u, v, **{k: _scalar(x) for k, x in a.items() if x is not None})
+        g.graph["method"] = self.method
+        g.graph["notices"] = " | ".join(self.notices)
+        nx.write_graphml(g, str(path))
+
+
+def _scalar(v):
+    if isinstance(v, (list, tuple)):
+        return "x".join(str(int(s)) for s in v)
+    return v
+
+
+def _jsonable_attrs(a: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in a.items()}
+
+
+def _own_param_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _shape_of(meta) -> list[int] | None:
+    if meta is None:
+        return None
+    shape = getattr(meta, "shape", None)
+    if shape is None:
+        return None
+    try:
+        return [int(s) for s in shape]
+    except (TypeError, ValueError):  # symbolic sizes
+        return None
+
+
+def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelGraph:
+    """Trace ``model`` into a :class:`ModelGraph`: fx first, then torch.export, then forward hooks
+    on leaf modules, then the bare module hierarchy. Never raises for a model object."""
+    t0 = time.perf_counter()
+    notices: list[str] = []
+    if isinstance(model, torch.jit.ScriptModule):
+        notices.append(
+            "TorchScript module: Python-level tracing is impossible; showing the module hierarchy "
+            "with parameter counts only (no data-flow edges, no shapes)"
+        )
+        g = _hierarchy_graph(model)
+        return ModelGraph(g, "hierarchy", notices, time.perf_counter() - t0)
+    if example is None:
+        try:
+            example = example_input(model)
+        except ValueError as exc:
+            notices.append(str(exc))
+    was_training = model.training
+    model.eval()
+    try:
+        if example is not None:
+            try:
+                return ModelGraph(_fx_graph(model, example), "fx", notices, time.perf_counter() - t0)
+            except Exception as exc:  # untraceable by fx: data-dependent control flow, ...
+                notices.append(f"torch.fx could not trace the model ({_first_line(exc)})")
+            try:
+                g = _export_graph(model, example)
+                notices.append("traced with torch.export: nodes are ATen operations grouped by module")
+                return ModelGraph(g, "export", notices, time.perf_counter() - t0)
+            except Exception as exc:
+                notices.append(f"torch.export failed too ({_first_line(exc)})")
+            try:
+                g = _hook_graph(model, example)
+                notices.append(
+                    "fallback: leaf modules recorded with forward hooks; edges follow execution "
+                    "order, not data flow, so residual/concat connections and functional ops are missing"
+                )
+                return ModelGraph(g, "hooks", notices, time.perf_counter() - t0)
+            except Exception as exc:
+                notices.append(f"running the model on the example input failed ({_first_line(exc)})")
+        notices.append("showing the module hierarchy only (no data flow, no shapes)")
+        return ModelGraph(_hierarchy_graph(model), "hierarchy", notices, time.perf_counter() - t0)
+    finally:
+        model.train(was_training)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _fx_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
+    from torch.fx import symbolic_trace
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    gm = symbolic_trace(model)
+    with torch.no_grad():
+        ShapeProp(gm).propagate(example)
+    modules = dict(gm.named_modules())
+    g = nx.DiGraph()
+    ids: dict = {}  # layers are named by module path (what the GUI links to), ops by fx name
+    for node in gm.graph.nodes:
+        nid = str(node.target) if node.op in ("call_module", "get_attr") and str(node.target) not in g else node.name
+        ids[node] = nid
+        meta = node.meta.get("tensor_meta")
+        attrs = {"kind": "", "label": node.name, "module_type": "", "params": 0, "shape": _shape_of(meta), "target": str(node.target)}
+        if node.op == "placeholder":
+            attrs.update(kind="input", label=str(node.target))
+        elif node.op == "output":
+            attrs.update(kind="output", label="output")
+        elif node.op == "call_module":
+            mod = modules[node.target]
+            attrs.update(kind="layer", label=str(node.target), module_type=type(mod).__name__, params=_own_param_count(mod))
+        elif node.op == "get_attr":
+            val = _getattr_path(gm, str(node.target))
+            n = val.numel() if isinstance(val, torch.Tensor) else 0
+            attrs.update(kind="attr", label=str(node.target), params=n, shape=_shape_of(val))
+        elif node.op == "call_function":
+            attrs.update(kind="function", label=getattr(node.target, "__name__", str(node.target)))
+        else:  # call_method
+            attrs.update(kind="method", label=str(node.target))
+        g.add_node(nid, **attrs)
+        for inp in node.all_input_nodes:
+            src = ids[inp]
+            g.add_edge(src, nid, shape=_shape_of(inp.meta.get("tensor_meta")) or g.nodes[src].get("shape"))
+    return g
+
+
+def _getattr_path(root: nn.Module, path: str):
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _export_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
+    """ATen-level graph from torch.export (non-strict); parameters become attributes of the ops
+    that read them, and each op is labelled with the module it runs in."""
+    ep = torch.export.export(model, (example,), strict=False)
+    sig = ep.graph_signature
+    param_of_input = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+    state = ep.state_dict
+    g = nx.DiGraph()
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in param_of_input:
+            continue
+        val = node.meta.get("val")
+        stack = node.meta.get("nn_module_stack") or {}
+        owner = list(stack.values())[-1][0] if stack else ""
+        params = 0
+        for inp in node.all_input_nodes:
+            pname = param_of_input.get(inp.name)
+            if pname is not None and pname in state and pname in sig.inputs_to_parameters.values():
+                params += state[pname].numel()
+        kind = {"placeholder": "input", "output": "output"}.get(node.op, "function")
+        label = getattr(node.target, "__name__", str(node.target))
+        g.add_node(node.name, kind=kind, label=f"{owner}:{label}" if owner else label, module_type=owner,
+                   params=params, shape=_shape_of(val), target=str(node.target))
+        for inp in node.all_input_nodes:
+            if inp.name in param_of_input:
+                continue
+            g.add_edge(inp.name, node.name, shape=_shape_of(inp.meta.get("val")))
+    return g
+
+
+def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+
+
+def _hook_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
+    calls: list[tuple[str, nn.Module, list[int] | None, list[int] | None]] = []
+    handles = []
+
+    def make_hook(name):
+        def hook(mod, inputs, output):
+            inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            out = output[0] if isinstance(output, tuple) else output
+            calls.append((name, mod, _shape_of(inp), _shape_of(out) if isinstance(out, torch.Tensor) else None))
+
+        return hook
+
+    for name, mod in _leaf_modules(model):
+        handles.append(mod.register_forward_hook(make_hook(name)))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    g = nx.DiGraph()
+    g.add_node("input", kind="input", label="input", module_type="", params=0, shape=_shape_of(example), target="")
+    prev = "input"
+    for i, (name, mod, in_shape, out_shape) in enumerate(calls):
+        node = name if name not in g else f"{name}#{i}"  # a module called twice appears twice
+        g.add_node(node, kind="layer", label=name, module_type=type(mod).__name__,
+                   params=_own_param_count(mod) if node == name else 0, shape=out_shape, target=name)
+        g.add_edge(prev, node, shape=in_shape)
+        prev = node
+    return g
+
+
+def _hierarchy_graph(model: nn.Module) -> nx.DiGraph:
+    g = nx.DiGraph()
+    for name, mod in model.named_modules():
+        node = name or "model"
+        own = sum(p.numel() for p in mod.parameters(recurse=False))
+        g.add_node(node, kind="module", label=node, module_type=getattr(mod, "original_name", type(mod).__name__),
+                   params=own, shape=None, target=name)
+        if name:
+            parent = name.rpartition(".")[0] or "model"
+            g.add_edge(parent, node, shape=None, relation="contains")
+    return g
+
+
+# --- coupled groups ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """A slice of one tensor that belongs to a group: ``indices`` along ``dim`` of ``param``;
+    ``units[i]`` is the group unit (channel, hidden unit, head) that ``indices[i]`` belongs to.
+    ``buffer`` marks running statistics (they shrink with the group but are never masked)."""
+
+    param: str
+    dim: int
+    indices: tuple[int, ...]
+    units: tuple[int, ...]
+    role: str  # "out" (produces the units), "in" (reads them), "norm", "gate", "param"
+    buffer: bool = False
+
+    def to_json(self) -> dict:
+        return {"param": self.param, "dim": self.dim, "indices": list(self.indices),
+                "units": list(self.units), "role": self.role, "buffer": self.buffer}
+
+
+@dataclass
+class ChannelGroup:
+    """Units that must be removed together across all members (seed 002: the group G_k)."""
+
+    id: int
+    kind: str  # "channel", "lstm-unit", "head"
+    root: str  # the module that produces the units
+    size: int  # number of units
+    members: list[Member]
+    prunable: bool = True
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.root} ({self.kind}s: {self.size})"
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "root": self.root, "size": self.size,
+                "prunable": self.prunable, "reason": self.reason,
+                "members": [m.to_json() for m in self.members]}
+
+    def producers(self) -> list[Member]:
+        return [m for m in self.members if m.role == "out" and not m.buffer]
+
+    def consumers(self) -> list[Member]:
+        return [m for m in self.members if m.role == "in"]
+
+
+@dataclass
+class StructureResult:
+    groups: list[ChannelGroup]
+    notices: list[str] = field(default_factory=list)
+    output_layers: list[str] = field(default_factory=list)
+
+    def prunable(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.prunable]
+
+
+def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> StructureResult:
+    """Coupled groups of ``model`` (see module docstring). Never raises for a model that runs:
+    a model Torch-Pruning cannot trace gets no groups and a notice."""
+    notices: list[str] = []
+    if isinstance(model, torch.jit.ScriptModule):
+        return StructureResult([], ["TorchScript module: no channel dependencies can be traced; "
+                                    "structured pruning is unavailable (unstructured masks still work)"])
+    if example is None:
+        example = example_input(model)
+    was_training = model.training
+    model.eval()
+    try:
+        groups, outputs = _tp_groups(model, example, notices)
+    except Exception as exc:
+        notices.append(f"Torch-Pruning could not trace the model ({_first_line(exc)}): no channel groups")
+        groups, outputs = [], []
+    finally:
+        model.train(was_training)
+    groups += _head_groups(model, len(groups))
+    for i, g in enumerate(groups):
+        g.id = i
+    return StructureResult(groups, notices, outputs)
+
+
+def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
+    import torch_pruning as tp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
+        raw = list(dg.get_all_groups(root_module_types=roots))
+    names = {m: n for n, m in model.named_modules()}
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    out_layers = _output_layers(dg)
+    groups = []
+    for tg in raw:
+        root_mod = tg[0].dep.target.module
+        root = names.get(root_mod, "?")
+        size = len(tg[0].idxs)
+        members: list[Member] = []
+        problems: list[str] = []
+        seen: set[tuple] = set()
+        for item in tg:
+            dep, idxs = item.dep, list(item.idxs)
+            roots_ = list(getattr(item, "root_idxs", idxs))
+            target = dep.target
+            is_out = dg.is_out_channel_pruning_fn(dep.handler)
+            if target.type == tp.ops.OPTYPE.OUTPUT or type(target.module).__name__ == "_OutputOp":
+                problems.append("its channels reach the model output")
+                continue
+            mod = target.module
+            if isinstance(mod, nn.Parameter):
+                pname = dg._param_to_name.get(mod, "?")
+                dim = _last_nonsingleton_dim(mod)
+                key = (pname, dim)
+                if key not in seen:
+                    seen.add(key)
+                    members.append(Member(pname, dim, tuple(idxs), tuple(roots_), "param"))
+                problems.append(f"free parameter {pname} cannot be shrunk safely")
+                continue
+            if not isinstance(mod, nn.Module) or mod not in names:
+                continue  # an operation (add, cat, relu, reshape): no tensors of its own
+            new, problem = _module_members(names[mod], mod, is_out, idxs, roots_)
+            for m in new:
+                key = (m.param, m.dim)
+                if key not in seen:
+                    seen.add(key)
+                    members.append(m)
+            if problem:
+                problems.append(problem)
+        if any(m.role == "out" and m.param.rpartition(".")[0] in out_layers for m in members):
+            problems.insert(0, "output layer")
+        kind = "lstm-unit" if isinstance(root_mod, nn.RNNBase) else "channel"
+        g = ChannelGroup(0, kind, root, size, members, not problems, "; ".join(dict.fromkeys(problems)))
+        groups.append(g)
+    groups.sort(key=lambda g: order.get(g.root, 0))
+    return groups, sorted(out_layers)
+
+
+def _output_layers(dg) -> set[str]:
+    """Weight layers whose output channels reach the model output without passing another
+    weight layer (a path through norms, activations, pooling and reshapes only)."""
+    stop = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
+    found = set()
+    for mod, node in dg.module2node.items():
+        if not isinstance(mod, stop) or mod not in dg._module2name:
+            continue
+        stack, seen = list(node.outputs), set()
+        reaches_output = not node.outputs
+        while stack and not reaches_output:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n.module, stop):
+                continue  # a consumer: the channels end here
+            if not n.outputs:
+                reaches_output = True
+            stack.extend(n.outputs)
+        if reaches_output:
+            found.add(dg._module2name[mod])
+    return found
+
+
+def _last_nonsingleton_dim(p: torch.Tensor) -> int:
+    for d in range(p.ndim - 1, -1, -1):
+        if p.shape[d] > 1:
+            return d
+    return p.ndim - 1
+
+
+def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], units: list[int]):
+    """Members for one Torch-Pruning dependency on a module; returns (members, problem or '')."""
+    pre = f"{name}." if name else ""
+    idxs_t, units_t = tuple(int(i) for i in idxs), tuple(int(u) for u in units)
+    out: list[Member] = []
+    if isinstance(mod, nn.modules.conv._ConvNd):
+        transposed = mod.transposed
+        depthwise = mod.groups > 1 and mod.groups == mod.in_channels
+        if mod.groups > 1 and not depthwise:
+            return [], f"grouped convolution {name} (groups={mod.groups})"
+        if is_out or depthwise:
+            wdim = 1 if transposed else 0
+            out.append(Member(pre + "weight", wdim, idxs_t, units_t, "out"))
+            if mod.bias is not None:
+                out.append(Member(pre + "bias", 0, idxs_t, units_t, "out"))
+        else:
+            out.append(Member(pre + "weight", 0 if transposed else 1, idxs_t, units_t, "in"))
+        return out, ""
+    if isinstance(mod, nn.Linear):
+        if is_out:
+            out.append(Member(pre + "weight", 0, idxs_t, units_t, "out"))
+            if mod.bias is not None:
+                out.append(Member(pre + "bias", 0, idxs_t, units_t, "out"))
+        else:
+            out.append(Member(pre + "weight", 1, idxs_t, units_t, "in"))
+        return out, ""
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        if mod.affine:
+            out += [Member(pre + "weight", 0, idxs_t, units_t, "norm"), Member(pre + "bias", 0, idxs_t, units_t, "norm")]
+        if mod.track_running_stats and mod.running_mean is not None:
+            out += [Member(pre + "running_mean", 0, idxs_t, units_t, "norm", True),
+                    Member(pre + "running_var", 0, idxs_t, units_t, "norm", True)]
+        return out, ""
+    if isinstance(mod, (nn.LayerNorm, nn.GroupNorm)):
+        if getattr(mod, "weight", None) is not None:
+            out.append(Member(pre + "weight", 0, idxs_t, units_t, "norm"))
+        if getattr(mod, "bias", None) is not None:
+            out.append(Member(pre + "bias", 0, idxs_t, units_t, "norm"))
+        return out, f"{type(mod).__name__} {name} normalises over these channels (removing one changes the statistics)"
+    if isinstance(mod, nn.LSTM) and not mod.bidirectional and mod.num_layers == 1 and mod.proj_size == 0:
+        h = mod.hidden_size
+        if is_out:
+            gate_idx = tuple(k * h + i for k in range(4) for i in idxs_t)
+            gate_units = units_t * 4
+            for pname in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                if getattr(mod, pname, None) is not None:
+                    out.append(Member(pre + pname, 0, gate_idx, gate_units, "out"))
+            out.append(Member(pre + "weight_hh_l0", 1, idxs_t, units_t, "in"))
+        else:
+            out.append(Member(pre + "weight_ih_l0", 1, idxs_t, units_t, "in"))
+        return out, ""
+    if isinstance(mod, nn.RNNBase):
+        return [], f"{type(mod).__name__} {name}: only one-layer unidirectional LSTMs are supported"
+    if isinstance(mod, nn.MultiheadAttention):
+        e = mod.embed_dim
+        if mod.in_proj_weight is not None:
+            rows = tuple(k * e + i for k in range(3) for i in idxs_t)
+            out.append(Member(pre + "in_proj_weight", 0 if is_out else 1, rows if is_out else idxs_t,
+                              units_t * 3 if is_out else units_t, "out" if is_out else "in"))
+        return out, f"attention {name}: its embedding dimension is tied to the head dimension"
+    if isinstance(mod, nn.PReLU) and mod.num_parameters > 1:
+        return [Member(pre + "weight", 0, idxs_t, units_t, "gate")], ""
+    if isinstance(mod, nn.Embedding):
+        return [Member(pre + "weight", 1, idxs_t, units_t, "out")], f"embedding {name}"
+    if list(mod.parameters(recurse=False)):
+        return [], f"unsupported layer {name} ({type(mod).__name__})"
+    return [], ""
+
+
+def _head_groups(model: nn.Module, start: int) -> list[ChannelGroup]:
+    """One group per nn.MultiheadAttention: unit h = head h = q/k/v rows [h*d, (h+1)*d) of
+    ``in_proj_weight``/``in_proj_bias`` and the same columns of ``out_proj.weight``."""
+    groups = []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.MultiheadAttention) or not mod._qkv_same_embed_dim:
+            continue
+        e, nh = mod.embed_dim, mod.num_heads
+        d = e // nh
+        pre = f"{name}." if name else ""
+        rows, units = [], []
+        for k in range(3):
+            for h in range(nh):
+                rows += list(range(k * e + h * d, k * e + (h + 1) * d))
+                units += [h] * d
+        cols = tuple(range(e))
+        col_units = tuple(h for h in range(nh) for _ in range(d))
+        members = [Member(pre + "in_proj_weight", 0, tuple(rows), tuple(units), "out")]
+        if mod.in_proj_bias is not None:
+            members.append(Member(pre + "in_proj_bias", 0, tuple(rows), tuple(units), "out"))
+        members.append(Member(pre + "out_proj.weight", 1, cols, col_units, "in"))
+        problem = "" if (mod.bias_k is None and not mod.add_zero_attn) else "bias_k/add_zero_attn not supported"
+        groups.append(ChannelGroup(start + len(groups), "head", name, nh, members, not problem, problem))
+    return groups
+
+
+# --- group scores ----------------------------------------------------------------------------------
+
+
+def _tensor(model: nn.Module, name: str) -> torch.Tensor:
+    return _getattr_path(model, name)
+
+
+def unit_slices(group: ChannelGroup, member: Member, t: torch.Tensor) -> list[torch.Tensor]:
+    """The slice of tensor ``t`` (the member's tensor or a score of its shape) for every unit."""
+    idx = torch.tensor(member.indices, dtype=torch.long)
+    units = torch.tensor(member.units, dtype=torch.long)
+    out = []
+    for u in range(group.size):
+        sel = idx[units == u]
+        out.append(t.index_select(member.dim, sel.to(t.device)))
+    return out
+
+
+@torch.no_grad()
+def group_scores(
+    model: nn.Module,
+    groups: Iterable[ChannelGroup],
+    criterion: str = "l2-norm",
+    scores: dict[str, torch.Tensor] | None = None,
+) -> dict[int, torch.Tensor]:
+    """Score of every unit of every group (higher = more important = kept).
+
+    * ``l2-norm`` (= the group-lasso norm of seed 002): ||w_{G_k}||_2 = sqrt(sum over all member
+      weight slices of w^2) — weights, biases and norm scales of the unit, never running stats;
+    * ``l1-norm``: sum of |w| over the same slices;
+    * ``bn-scale``: mean |gamma| over the unit's batch-norm scales (Network Slimming); groups
+      without batch norm fall back to the l2 norm;
+    * ``scores`` given (any elementwise criterion, e.g. Taylor |g*w| from core.criteria): the sum
+      of the elementwise scores over the unit's slices of the scored parameters.
+    """
+    out: dict[int, torch.Tensor] = {}
+    mods = dict(model.named_modules())
+    for g in groups:
+        acc = torch.zeros(g.size, dtype=torch.float64)
+        if scores is not None:
+            for m in g.members:
+                if m.param in scores and not m.buffer:
+                    for u, s in enumerate(unit_slices(g, m, scores[m.param].detach().cpu())):
+                        acc[u] += float(s.double().sum())
+            out[g.id] = acc
+            continue
+        if criterion == "bn-scale":
+            bn = [m for m in g.members if m.role == "norm" and m.param.endswith(".weight")
+                  and isinstance(mods.get(m.param.rpartition(".")[0]), nn.modules.batchnorm._BatchNorm)]
+            if bn:
+                for m in bn:
+                    for u, s in enumerate(unit_slices(g, m, _tensor(model, m.param).detach().cpu())):
+                        acc[u] += float(s.double().abs().mean())
+                out[g.id] = acc / len(bn)
+                continue
+            criterion_g = "l2-norm"
+        else:
+            criterion_g = criterion
+        if criterion_g not in ("l1-norm", "l2-norm"):
+            raise ValueError(f"unknown group criterion {criterion!r}: use l1-norm, l2-norm, bn-scale or give scores")
+        for m in g.members:
+            if m.buffer:
+                continue
+            t = _tensor(model, m.param).detach().cpu().double()
+            for u, s in enumerate(unit_slices(g, m, t)):
+                acc[u] += float(s.abs().sum()) if criterion_g == "l1-norm" else float((s * s).sum())
+        out[g.id] = acc if criterion_g == "l1-norm" else acc.sqrt()
+    return out
+
+
+def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float = 0.0) -> int:
+    """s_grp(w) = sum_k ||w_{G_k}||_2^0 (seed 002): the number of units whose group norm > tol."""
+    norms = group_scores(model, groups, "l2-norm")
+    return int(sum(int((n > tol).sum()) for n in norms.values()))
+
+
+# --- summaries for the GUI -----------------------------------------------------------------------
+
+
+@dataclass
+class Connectivity:
+    """Layer-to-layer connections through coupled channels: ``strength[i, j]`` = the group norm
+    ||W_j[:, S_i]||_2 of the weights of consumer layer j that read producer i's channels S_i
+    (NaN where j does not read i). For a DenseNet this is the dense connectivity pattern
+    (seed 004, "Untangling DenseNets"); connections that group lasso drove to zero read 0."""
+
+    producers: list[str]
+    consumers: list[str]
+    strength: np.ndarray
+    groups: list[int]  # the group of each producer row
+
+    def to_json(self) -> dict:
+        return {"producers": self.producers, "consumers": self.consumers, "groups": self.groups,
+                "strength": [[None if np.isnan(v) else float(v) for v in row] for row in self.strength]}
+
+
+@torch.no_grad()
+def connectivity(model: nn.Module, groups: Iterable[ChannelGroup]) -> Connectivity:
+    rows: list[tuple[str, int, dict[str, float]]] = []
+    consumers: list[str] = []
+    for g in groups:
+        if g.kind != "channel":
+            continue
+        prods = [m for m in g.producers() if m.param.endswith("weight")]
+        if not prods:
+            continue
+        reads: dict[str, float] = {}
+        for m in g.consumers():
+            w = _tensor(model, m.param).detach()
+            sl = w.index_select(m.dim, torch.tensor(m.indices, dtype=torch.long, device=w.device))
+            layer = m.param.rpartition(".")[0]
+            reads[layer] = float(sl.double().norm())
+            if layer not in consumers:
+                consumers.append(layer)
+        rows.append((prods[0].param.rpartition(".")[0], g.id, reads))
+    strength = np.full((len(rows), len(consumers)), np.nan)
+    for i, (_, _, reads) in enumerate(rows):
+        for layer, v in reads.items():
+            strength[i, consumers.index(layer)] = v
+    return Connectivity([r[0] for r in rows], consumers, strength, [r[1] for r in rows])
+
+
+@dataclass
+class Branch:
+    index: int
+    channels: tuple[int, int]  # [start, stop) of its slice of the concatenation
+    layers: list[str]  # modules on the branch, input side first
+    norm: float  # ||w_branch||_2 over all weights of the branch's layers (the group-lasso group of seed 004)
+    groups: list[int]  # channel groups that live entirely inside the branch
+
+
+@dataclass
+class ConcatModule:
+    """A concatenation of parallel branches (an Inception module; a DenseNet layer is a concat of
+    the identity and one branch)."""
+
+    name: str
+    kind: str  # "inception" (>= 2 branches with layers) or "dense" (identity + branch)
+    branches: list[Branch]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "branches": [
+            {"index": b.index, "channels": list(b.channels), "layers": b.layers, "norm": b.norm, "groups": b.groups}
+            for b in self.branches]}
+
+
+@torch.no_grad()
+def branches(
+    model: nn.Module, groups: Iterable[ChannelGroup] | None = None, example: torch.Tensor | None = None
+) -> list[ConcatModule]:
+    """Every ``torch.cat`` along channels in the fx graph with its branches: the layers between the
+    point where the inputs fork and the concatenation, each branch's weight norm, and the groups
+    that belong only to that branch (pruning all of them removes the branch's width)."""
+    from torch.fx import symbolic_trace
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    try:
+        gm = symbolic_trace(model)
+        ShapeProp(gm).propagate(example if example is not None else example_input(model))
+    except Exception:  # untraceable: no branch summary (the graph view says why)
+        return []
+    groups = list(groups or [])
+    modules = dict(model.named_modules())
+    result = []
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.cat:
+            continue
+        tensors = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim not in (1, -3) or not isinstance(tensors, (list, tuple)):
+            continue
+        ancestor_sets = [_ancestors(t) | {t} for t in tensors]
+        common = set.intersection(*ancestor_sets)
+        brs = []
+        start = 0
+        for i, t in enumerate(tensors):
+            width = int(t.meta["tensor_meta"].shape[1])
+            own = [n for n in gm.graph.nodes if n in ancestor_sets[i] and n not in common and n.op == "call_module"]
+            layers = [str(n.target) for n in own]
+            sq = 0.0
+            for layer in layers:
+                for p in modules[layer].parameters():
+                    sq += float(p.double().pow(2).sum())
+            layer_set = set(layers)
+            gids = [g.id for g in groups if g.members and all(
+                m.param.rpartition(".")[0] in layer_set for m in g.members if m.role != "in")]
+            brs.append(Branch(i, (start, start + width), layers, sq ** 0.5, gids))
+            start += width
+        n_nonempty = sum(1 for b in brs if b.layers)
+        owner = _common_owner([layer for b in brs for layer in b.layers])
+        result.append(ConcatModule(owner or node.name, "inception" if n_nonempty >= 2 else "dense", brs))
+    return result
+
+
+def _ancestors(node) -> set:
+    seen, stack = set(), list(node.all_input_nodes)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(n.all_input_nodes)
+    return seen
+
+
+def _common_owner(layers: list[str]) -> str:
+    if not layers:
+        return ""
+    parts = [layer.split(".") for layer in layers]
+    common = []
+    for items in zip(*parts):
+        if len(set(items)) != 1:
+            break
+        common.append(items[0])
+    return ".".join(common)

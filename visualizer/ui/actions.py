@@ -1,0 +1,86 @@
+"""The jobs the window runs: thin generators that call visualizer.core and package the result.
+
+Each function here is a job factory's body: it runs in a worker thread, yields Steps and
+returns what the GUI thread then installs. Heavy conversions (tensor -> numpy copies) happen
+here so the event loop only swaps references. No numerics of its own: it calls core.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import torch
+
+from visualizer.core.tasks import Step, sub
+from visualizer.ui.state import LayerRow
+
+
+def load_job(
+    ref: str, weights: str | None = None, trust: bool = False, dataset: str | None = None
+) -> Generator[Step, None, tuple[Any, Any, dict]]:
+    """Load a model (and its dataset) and prepare what the panels show."""
+    from visualizer.core.data import load_dataset
+    from visualizer.core.masks import MaskSet
+    from visualizer.core.models import load_model, prunable_parameters
+
+    yield Step(f"loading {ref}", 0.05)
+    loaded = load_model(ref, weights=weights, trust=trust)
+    yield Step("loading data", 0.5)
+    name = dataset or loaded.dataset
+    data = load_dataset(name) if name else None
+    yield Step("reading layers", 0.8)
+    info = model_info(loaded.model)
+    info["masks"] = MaskSet.dense(prunable_parameters(loaded.model))
+    return loaded, data, info
+
+
+def model_info(model) -> dict:
+    from visualizer.core.models import layer_table, prunable_parameters
+
+    prunable = prunable_parameters(model)
+    layers = [LayerRow(r.name, r.kind, r.shape, r.params, r.prunable) for r in layer_table(model)]
+    params = {n: p.detach().cpu().numpy().copy() for n, p in prunable.items()}
+    return {"layers": layers, "prunable": list(prunable), "params": params}
+
+
+def dataset_job(name: str) -> Generator[Step, None, Any]:
+    from visualizer.core.data import load_dataset
+
+    yield Step(f"loading {name}", 0.1)
+    return load_dataset(name)
+
+
+def score_batches(dataset, batch_size: int = 128, limit: int = 4):
+    """The batches a data-dependent criterion sees: the first ``limit`` training batches."""
+    from visualizer.core.data import batches
+
+    if dataset is None:
+        return None
+    out = []
+    for i, b in enumerate(batches(dataset.x_train, dataset.y_train, batch_size, shuffle=False)):
+        if i >= limit:
+            break
+        out.append(b)
+    return out
+
+
+def rank_job(
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0
+) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
+    """Scores of ``criterion`` on a copy of the model, then the ranking for (scope, structure)."""
+    from visualizer.core import criteria, ranking
+
+    work = copy.deepcopy(model)  # criteria may write .grad: never touch the shown model
+    info = criteria.CRITERIA[criterion]
+    batches = score_batches(dataset) if info.needs_data else None
+    if info.needs_data and batches is None:
+        raise ValueError(f"{info.title} needs data: choose a dataset first")
+    with torch.enable_grad():
+        scores = yield from sub(criteria.score(criterion, work, batches, seed=seed), 0.0, 0.7, "scores: ")
+    rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
+    scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
+    yield Step("done", 1.0)
+    return rk, scores_np

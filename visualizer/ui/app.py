@@ -1,0 +1,63 @@
+"""`pruneviz` (no command): open the window on the embedded default model.
+
+``main(argv)``: argv may name a model reference or a ``.pviz`` session to open instead of the
+default. ``PRUNEVIZ_STARTUP_REPORT=1`` prints the seconds from process start until the default
+model is shown and quits (the startup benchmark uses it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_T0 = time.monotonic()
+
+
+def seconds_since_process_start() -> float:
+    """Wall seconds since this process started (Linux /proc; else since this module's import)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _T0
+
+
+def make_app(argv: list[str] | None = None):
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "pruneviz", *(argv or [])])
+    app.setApplicationName("pruneviz")
+    app.setOrganizationName(os.environ.get("PRUNEVIZ_SETTINGS_ORG", "pruneviz"))
+    app.setApplicationDisplayName("Pruning Visualizer")
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    app = make_app()
+    from visualizer.core.zoo import DEFAULT_MODEL
+    from visualizer.ui.window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    target = argv[0] if argv else DEFAULT_MODEL
+    report = os.environ.get("PRUNEVIZ_STARTUP_REPORT")
+
+    def shown() -> None:
+        if report:
+            print(f"startup: window with {window.state.loaded.ref} shown "
+                  f"{seconds_since_process_start():.2f} s after process start", flush=True)
+            window.state.set_dirty(False)
+            window.close()
+
+    if target.endswith(".pviz"):
+        window.open_session(target)
+    else:
+        window.request_load(target, on_done=shown)
+    return int(app.exec())

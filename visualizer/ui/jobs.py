@@ -1,0 +1,268 @@
+"""Run core jobs (generators of :class:`~visualizer.core.tasks.Step`) off the event loop.
+
+A job runs in a daemon Python thread; its progress, partial results and final result come back
+to the GUI thread through a plain thread-safe queue that a GUI-thread timer drains every
+``POLL_MS`` (the worker never touches Qt: emitting Qt signals with Python payloads from a
+non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window relies on:
+
+- one job per *kind* ("load", "rank", "train", ...): a new request of a kind supersedes the
+  running one (the old one is cancelled and whatever it still sends is dropped);
+- cancel closes the generator at its next ``yield`` (its ``finally`` blocks run in the worker);
+  results are handed to ``on_result`` in the GUI thread only on success, so a cancelled or
+  failed job changes nothing;
+- progress signals are throttled (at most one per ``PROGRESS_INTERVAL`` seconds per job) so a
+  job yielding thousands of steps cannot flood the event loop;
+- the threads are daemons: closing the window cancels jobs and waits at most ``wait`` seconds,
+  after which the process may exit even if a job is inside a long computation between yields.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from visualizer.core.tasks import Step
+
+PROGRESS_INTERVAL = 0.05  # seconds between progress records of one job
+POLL_MS = 10  # how often the GUI thread drains the queue while jobs run
+DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never stalls on a burst
+
+JobFactory = Callable[[], Generator[Step, None, Any]]
+
+
+@dataclass
+class Job:
+    """One submitted job: its id, kind and callbacks (called in the GUI thread)."""
+
+    id: int
+    kind: str
+    title: str
+    on_result: Callable[[Any], None] | None = None
+    on_partial: Callable[[Any], None] | None = None
+    on_error: Callable[[str], None] | None = None
+    on_cancel: Callable[[], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    stage: str = ""
+    fraction: float = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stop.is_set()
+
+
+def user_message(exc: BaseException) -> str:
+    """One readable line for an exception raised by a job."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    known = ("ModelLoadError", "MaskError", "DataError", "ValueError", "FileNotFoundError", "SessionError")
+    name = type(exc).__name__
+    if name in known and first:
+        return first
+    return f"{name}: {first}" if first else name
+
+
+class JobRunner(QObject):
+    """Runs jobs in worker threads and reports back on the GUI thread.
+
+    Signals (GUI thread): ``started(job_id, kind, title)``, ``progress(job_id, stage, fraction)``,
+    ``finished(job_id, kind, status)`` with status ``ok|error|cancelled``, ``failed(kind, message)``.
+    With ``synchronous=True`` (screenshots, scripts) jobs run to the end inside :meth:`submit`.
+    """
+
+    started = Signal(int, str, str)
+    progress = Signal(int, str, float)
+    finished = Signal(int, str, str)
+    failed = Signal(str, str)
+
+    def __init__(self, parent: QObject | None = None, synchronous: bool = False) -> None:
+        super().__init__(parent)
+        self.synchronous = synchronous
+        self._ids = itertools.count(1)
+        self._active: dict[str, Job] = {}  # kind -> running job
+        self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self.drain)
+
+    # --- public API -----------------------------------------------------------------------
+    def submit(
+        self,
+        kind: str,
+        title: str,
+        factory: JobFactory,
+        on_result: Callable[[Any], None] | None = None,
+        on_partial: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> Job:
+        """Start ``factory()`` (called in the worker) as a job of ``kind``; supersede the old one."""
+        self.cancel(kind)
+        job = Job(next(self._ids), kind, title, on_result, on_partial, on_error, on_cancel)
+        self._jobs[job.id] = job
+        self._active[kind] = job
+        self.started.emit(job.id, kind, title)
+        if self.synchronous:
+            self._work(job, factory, synchronous=True)
+            return job
+        job.thread = threading.Thread(
+            target=self._work, args=(job, factory), name=f"pruneviz-job-{kind}-{job.id}", daemon=True
+        )
+        job.thread.start()
+        if not self._timer.isActive():
+            self._timer.start()
+        return job
+
+    def cancel(self, kind: str | None = None) -> None:
+        """Cancel the running job of ``kind`` (all jobs when None). Its result is discarded."""
+        kinds = list(self._active) if kind is None else [kind]
+        for k in kinds:
+            job = self._active.pop(k, None)
+            if job is not None:
+                job.stop.set()
+                self.finished.emit(job.id, job.kind, "cancelled")
+                if job.on_cancel is not None:
+                    job.on_cancel()
+
+    def is_running(self, kind: str | None = None) -> bool:
+        if kind is None:
+            return bool(self._active)
+        return kind in self._active
+
+    def running(self) -> list[Job]:
+        return list(self._active.values())
+
+    def threads(self) -> list[threading.Thread]:
+        """Worker threads still alive (cancelled ones included, until they reach a yield)."""
+        return [j.thread for j in self._jobs.values() if j.thread is not None and j.thread.is_alive()]
+
+    def shutdown(self, wait: float = 1.5) -> bool:
+        """Cancel everything and wait up to ``wait`` s in total; True when all threads ended."""
+        self.cancel()
+        deadline = time.monotonic() + wait
+        for t in self.threads():
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not self.threads()
+
+    # --- worker side ----------------------------------------------------------------------
+    def _work(self, job: Job, factory: JobFactory, synchronous: bool = False) -> None:
+        last = 0.0
+        gen = None
+        try:
+            gen = factory()
+            while True:
+                if job.cancelled:
+                    gen.close()  # GeneratorExit at the paused yield: finally blocks run here
+                    self._emit_done(job, "cancelled", None, synchronous)
+                    return
+                try:
+                    step = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                if step.partial is not None:
+                    self._emit_partial(job, step.partial, synchronous)
+                now = time.monotonic()
+                if now - last >= PROGRESS_INTERVAL or step.fraction >= 1.0:
+                    last = now
+                    self._emit_step(job, step, synchronous)
+            self._emit_done(job, "ok", result, synchronous)
+        except BaseException as exc:  # any failure of user code or data becomes a message
+            if gen is not None:
+                gen.close()
+            detail = traceback.format_exc(limit=-3)
+            self._emit_done(job, "error", (user_message(exc), detail), synchronous)
+
+    def _emit_step(self, job: Job, step: Step, synchronous: bool) -> None:
+        if synchronous:
+            self._on_step(job.id, step.stage, float(step.fraction))
+        else:
+            self._queue.put(("step", job.id, (step.stage, float(step.fraction))))
+
+    def _emit_partial(self, job: Job, partial: Any, synchronous: bool) -> None:
+        if synchronous:
+            self._on_partial(job.id, partial)
+        else:
+            self._queue.put(("partial", job.id, partial))
+
+    def _emit_done(self, job: Job, status: str, payload: Any, synchronous: bool) -> None:
+        if synchronous:
+            self._on_done(job.id, status, payload)
+        else:
+            self._queue.put(("done", job.id, (status, payload)))
+
+    def drain(self) -> None:
+        """Deliver what the workers queued (GUI thread). Progress records of one job are
+        coalesced to the latest; handling stops after DRAIN_BUDGET and resumes next tick."""
+        deadline = time.monotonic() + DRAIN_BUDGET
+        latest_step: dict[int, tuple[str, float]] = {}
+        while time.monotonic() < deadline:
+            try:
+                kind, job_id, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "step":
+                latest_step[job_id] = payload
+            elif kind == "partial":
+                self._on_partial(job_id, payload)
+            else:
+                if job_id in latest_step:
+                    self._on_step(job_id, *latest_step.pop(job_id))
+                self._on_done(job_id, *payload)
+        for job_id, (stage, fraction) in latest_step.items():
+            self._on_step(job_id, stage, fraction)
+        if not self._jobs and self._queue.empty():
+            self._timer.stop()
+
+    # --- GUI side -------------------------------------------------------------------------
+    def _current(self, job_id: int) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.cancelled or self._active.get(job.kind) is not job:
+            return None
+        return job
+
+    def _on_step(self, job_id: int, stage: str, fraction: float) -> None:
+        job = self._current(job_id)
+        if job is not None:
+            job.stage, job.fraction = stage, fraction
+            self.progress.emit(job_id, stage, fraction)
+
+    def _on_partial(self, job_id: int, partial: Any) -> None:
+        job = self._current(job_id)
+        if job is not None and job.on_partial is not None:
+            job.on_partial(partial)
+
+    def _on_done(self, job_id: int, status: str, payload: Any) -> None:
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            return
+        current = self._active.get(job.kind) is job and not job.cancelled
+        if not current:
+            return  # superseded or cancelled: cancel() already reported it
+        del self._active[job.kind]
+        if status == "ok":
+            try:
+                if job.on_result is not None:
+                    job.on_result(payload)
+            except Exception as exc:  # a bug applying the result must not kill the app
+                self.failed.emit(job.kind, f"{job.title}: {user_message(exc)}")
+                self.finished.emit(job_id, job.kind, "error")
+                return
+            self.finished.emit(job_id, job.kind, "ok")
+        elif status == "error":
+            message, _detail = payload
+            if job.on_error is not None:
+                job.on_error(message)
+            self.failed.emit(job.kind, f"{job.title}: {message}")
+            self.finished.emit(job_id, job.kind, "error")
+        else:
+            self.finished.emit(job_id, job.kind, "cancelled")

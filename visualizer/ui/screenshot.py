@@ -1,0 +1,65 @@
+"""Offscreen rendering of one view (or the whole window) at a given state, to PNG or SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visualizer.cli.common import UserError
+
+
+def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
+    """Build the window with synchronous jobs, bring it to the asked state and save the view."""
+    from visualizer.ui.app import make_app
+
+    app = make_app()
+    from visualizer.core.zoo import DEFAULT_MODEL
+    from visualizer.ui import export
+    from visualizer.ui.window import MainWindow
+
+    window = MainWindow(synchronous=True, restore_layout=False)
+    try:
+        view_id = options.view
+        if view_id != "window" and view_id not in window.views:
+            raise UserError(f"unknown view {view_id!r}; choose one of: window, {', '.join(window.views)}")
+        window.resize(*size)
+        window.show()
+        window.request_load(options.model or DEFAULT_MODEL, dataset=options.data or "")
+        _raise_if_failed(window)
+        window.pruning_panel.set_settings(options.criterion, options.scope, options.structure)
+        _raise_if_failed(window)
+        window.pruning_panel.set_density(options.density)
+        if options.layer:
+            if options.layer not in window.state.params:
+                raise UserError(f"no prunable layer {options.layer!r}; have: {', '.join(window.state.prunable)}")
+            window.state.select(options.layer)
+        if getattr(options, "kernels", False):
+            heat = window.views.get("heatmap")
+            if heat is not None:
+                heat.layout_box.setCurrentIndex(heat.layout_box.findData("kernels"))
+        if view_id != "window":
+            spec = window.view_specs[view_id]
+            window.docks[view_id].raise_()
+            if spec.prepare is not None:
+                spec.prepare(window, options)
+            _raise_if_failed(window)
+        for _ in range(3):
+            app.processEvents()
+        out = Path(options.out)
+        if view_id == "window":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if not window.grab().save(str(out)):
+                raise UserError(f"could not write {out}")
+        else:
+            export.export_view(window, view_id, str(out), size=(size[0], int(size[1] * 0.9)))
+        return out
+    finally:
+        window.state.set_dirty(False)
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+
+
+def _raise_if_failed(window) -> None:
+    msg = window.message()
+    if msg:
+        raise UserError(msg)

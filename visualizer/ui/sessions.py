@@ -1,0 +1,181 @@
+"""Window <-> .pviz session (the format itself is visualizer.core.session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visualizer.core.session import Session, load_session
+from visualizer.core.session import save_session as write_session
+from visualizer.core.tasks import Step, sub
+from visualizer.ui import actions
+
+
+def capture(window) -> Session:
+    """The window's state as a Session (references only: cheap on the GUI thread)."""
+    s = window.state
+    loaded = s.loaded
+    heat = window.views.get("heatmap")
+    view = {"selected": s.selected}
+    if heat is not None:
+        view.update(heatmap_mode=heat.mode, heatmap_layout=heat.layout_kind)
+    state = None
+    if s.weights_modified and loaded is not None:
+        state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
+    return Session(
+        model_ref=loaded.ref if loaded is not None else "",
+        dataset=s.dataset_name,
+        weights_path=None if loaded is None else loaded.weights if not _bundled(loaded) else None,
+        trust=window.model_panel.trust_box.isChecked(),
+        criterion=s.criterion,
+        scope=s.scope,
+        structure=s.structure,
+        density=s.density,
+        masks=None if s.masks is None else s.masks.copy(),  # may be a live view of the ranking
+        snapshot=s.snapshot,
+        model_state=state,
+        results=list(s.results),
+        baseline=s.baseline,
+        view=view,
+    )
+
+
+def _bundled(loaded) -> bool:
+    from visualizer.core.zoo import ZOO
+
+    return loaded.ref in ZOO and (loaded.weights is None or "sample_models" in str(loaded.weights))
+
+
+def save_session(window, path: Path, synchronous: bool | None = None) -> bool:
+    """Save now; in a job unless ``synchronous`` (closing the window saves synchronously)."""
+    if window.state.loaded is None:
+        window.show_error("nothing to save: no model loaded")
+        return False
+    session = capture(window)
+    path = Path(path)
+
+    def done(_result) -> None:
+        window.session_path = path
+        window.state.set_dirty(False)
+        window.add_recent(str(path))
+        window._update_title()
+        window.statusBar().showMessage(f"saved {path}", 4000)
+
+    if synchronous is None:
+        synchronous = window.jobs.synchronous
+    if synchronous:
+        try:
+            write_session(session, path)
+        except (OSError, ValueError) as exc:
+            window.show_error(f"could not save {path.name}: {exc}")
+            return False
+        done(None)
+        return True
+
+    def job():
+        yield Step(f"saving {path.name}", 0.1)
+        write_session(session, path)
+        return path
+
+    window.jobs.submit("save", f"saving {path.name}", job, on_result=done)
+    return True
+
+
+def autosave(window) -> None:
+    """Results (and the mask they belong to) to the recovery file, in the background."""
+    from visualizer.ui.window import recovery_path
+
+    if window.state.loaded is None or not window.state.results:
+        return
+    session = capture(window)
+    path = recovery_path()
+
+    def job():
+        yield Step("autosave", 0.5)
+        write_session(session, path)
+        return path
+
+    window.jobs.submit("autosave", "autosaving results", job)
+
+
+def open_job(path: str):
+    """Read the session and load its model and data (worker thread)."""
+    yield Step(f"reading {Path(path).name}", 0.05)
+    session = load_session(path)
+    loaded, data, info = yield from sub(
+        actions.load_job(session.model_ref, session.weights_path, session.trust, session.dataset),
+        0.1, 0.9)
+    if session.model_state is not None:
+        from visualizer.core.models import apply_weights
+
+        apply_weights(loaded.model, session.model_state, f"{Path(path).name}: weights")
+        info.update(actions.model_info(loaded.model))
+    for masks in (session.masks, session.snapshot):
+        if masks is not None:
+            masks.check(loaded.model)
+    yield Step("done", 1.0)
+    return session, (loaded, data, info)
+
+
+def open_session(window, path: str) -> None:
+    for kind in ("rank", "mask", "train", "eval", "load"):
+        window.jobs.cancel(kind)
+
+    def done(result) -> None:
+        session, (loaded, data, info) = result
+        apply_session(window, session, loaded, data, info)
+        window.session_path = Path(path) if not _is_recovery(path) else None
+        window.add_recent(str(path)) if not _is_recovery(path) else None
+        window._update_title()
+
+    window.jobs.submit("load", f"opening {Path(path).name}", lambda: open_job(path), on_result=done)
+
+
+def _is_recovery(path: str) -> bool:
+    from visualizer.ui.window import recovery_path
+
+    try:
+        return Path(path).resolve() == recovery_path().resolve()
+    except OSError:
+        return False
+
+
+def apply_session(window, session: Session, loaded, data, info) -> None:
+    s = window.state
+    if session.masks is not None:
+        info = dict(info, masks=session.masks)
+    s.set_model(loaded, data, info)
+    s.weights_modified = session.model_state is not None
+    panel = window.pruning_panel
+    panel._updating = True
+    try:
+        for box, val in ((panel.criterion_box, session.criterion), (panel.scope_box, session.scope),
+                         (panel.structure_box, session.structure)):
+            i = box.findData(val)
+            if i >= 0:
+                box.setCurrentIndex(i)
+    finally:
+        panel._updating = False
+    panel._explain()
+    s.criterion, s.scope, s.structure = session.criterion, session.scope, session.structure
+    s.density = session.density
+    panel._set_slider(session.density)
+    panel._set_spin(session.density * 100)
+    s.baseline = session.baseline if session.baseline is not None else s.baseline
+    s.set_snapshot(session.snapshot)
+    s.set_results(session.results)
+    view = session.view or {}
+    heat = window.views.get("heatmap")
+    if heat is not None:
+        if view.get("heatmap_layout") in ("flat", "kernels"):
+            heat.layout_box.setCurrentIndex(heat.layout_box.findData(view["heatmap_layout"]))
+        if view.get("heatmap_mode"):
+            try:
+                heat.set_mode(view["heatmap_mode"])
+            except ValueError:
+                pass
+    if view.get("selected") in s.params:
+        s.select(view["selected"])
+    s.masks_changed.emit()
+    s.set_dirty(False)
+    # scores for the heatmap and the slider: ranked in the background, keeping the saved mask
+    window.request_ranking(apply_mask=False)

@@ -1,0 +1,154 @@
+"""The window's state: what is loaded, the current mask, rankings and results.
+
+Views only listen to this object's signals and read its fields; panels change it through its
+methods. Objects held here are replaced, never mutated in place, so a job working on an older
+object in a worker thread is never disturbed (and a cancelled job changes nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+RankKey = tuple[str, str, str]  # (criterion, scope, structure)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: int
+    prunable: bool
+
+
+class AppState(QObject):
+    model_changed = Signal()
+    masks_changed = Signal()
+    scores_changed = Signal()
+    results_changed = Signal()
+    snapshot_changed = Signal()
+    selection_changed = Signal(str)
+    pruning_changed = Signal()  # criterion / scope / structure / density settings
+    dirty_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.loaded = None  # core.models.LoadedModel
+        self.dataset = None  # core.data.Dataset
+        self.dataset_name: str | None = None
+        self.layers: list[LayerRow] = []
+        self.prunable: list[str] = []
+        self.params: dict[str, Any] = {}  # prunable name -> CPU numpy weights (read-only views)
+        self.masks = None  # core.masks.MaskSet
+        self.snapshot = None  # MaskSet "A" to compare against
+        self.scores: dict[str, Any] | None = None  # name -> numpy scores for the current key
+        self.rankings: dict[RankKey, Any] = {}  # key -> (Ranking, scores-as-numpy)
+        self.criterion = "magnitude"
+        self.scope = "global"
+        self.structure = "unstructured"
+        self.density = 1.0
+        self.selected: str | None = None
+        self.results: list[dict] = []  # result rows (sweeps, evaluations, IMP rounds)
+        self.baseline: float | None = None  # dense test accuracy
+        self.view_settings: dict[str, Any] = {}
+        self.weights_modified = False  # model weights differ from the reference (training)
+        self._dirty = False
+
+    # --- model ----------------------------------------------------------------------------
+    @property
+    def model(self):
+        return None if self.loaded is None else self.loaded.model
+
+    @property
+    def key(self) -> RankKey:
+        return (self.criterion, self.scope, self.structure)
+
+    def set_model(self, loaded, dataset, info: dict) -> None:
+        """Install a freshly loaded model (``info`` prepared in the loading job)."""
+        self.loaded = loaded
+        self.dataset = dataset
+        self.dataset_name = None if dataset is None else dataset.name
+        self.layers = info["layers"]
+        self.prunable = info["prunable"]
+        self.params = info["params"]
+        self.masks = info["masks"]
+        self.snapshot = None
+        self.scores = None
+        self.rankings = {}
+        self.density = 1.0
+        self.results = []
+        self.baseline = getattr(loaded, "accuracy", None)
+        self.weights_modified = False
+        self.selected = self.prunable[0] if self.prunable else None
+        self.model_changed.emit()
+        self.masks_changed.emit()
+        self.scores_changed.emit()
+        self.results_changed.emit()
+        self.snapshot_changed.emit()
+        if self.selected:
+            self.selection_changed.emit(self.selected)
+        self.set_dirty(False)
+
+    def set_dataset(self, dataset) -> None:
+        self.dataset = dataset
+        self.dataset_name = dataset.name
+        self.rankings = {k: v for k, v in self.rankings.items() if not _needs_data(k[0])}
+        self.set_dirty(True)
+
+    def select(self, name: str) -> None:
+        if name != self.selected and name in self.params:
+            self.selected = name
+            self.selection_changed.emit(name)
+
+    # --- pruning --------------------------------------------------------------------------
+    def set_masks(self, masks, dirty: bool = True) -> None:
+        self.masks = masks
+        self.masks_changed.emit()
+        if dirty:
+            self.set_dirty(True)
+
+    def set_ranking(self, key: RankKey, ranking, scores_np: dict) -> None:
+        self.rankings[key] = (ranking, scores_np)
+        if key == self.key:
+            self.scores = scores_np
+            self.scores_changed.emit()
+
+    def current_ranking(self):
+        entry = self.rankings.get(self.key)
+        return None if entry is None else entry[0]
+
+    def set_snapshot(self, masks) -> None:
+        self.snapshot = masks
+        self.snapshot_changed.emit()
+
+    # --- results --------------------------------------------------------------------------
+    def add_result(self, row: dict) -> None:
+        self.results = [*self.results, dict(row)]
+        self.results_changed.emit()
+        self.set_dirty(True)
+
+    def set_results(self, rows: list[dict]) -> None:
+        self.results = [dict(r) for r in rows]
+        self.results_changed.emit()
+
+    # --- dirty ----------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def set_dirty(self, value: bool) -> None:
+        if value != self._dirty:
+            self._dirty = value
+            self.dirty_changed.emit(value)
+
+
+def _needs_data(criterion: str) -> bool:
+    try:
+        from visualizer.core.criteria import CRITERIA
+
+        return bool(CRITERIA[criterion].needs_data)
+    except (ImportError, KeyError):
+        return True

@@ -1,0 +1,7 @@
+"""Training, evaluation and sweep requests of the window (wired to visualizer.core.training)."""
+
+from __future__ import annotations
+
+
+def prepare_curves(window, options) -> None:
+    """Nothing to draw until the training engine is available."""

@@ -1,0 +1,576 @@
+"""The main window: panels and views as dock widgets, the job runner, menus, sessions.
+
+Everything long runs through :class:`visualizer.ui.jobs.JobRunner`; results are installed into
+:class:`visualizer.ui.state.AppState` on the GUI thread, and views redraw from the state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from visualizer.ui import actions
+from visualizer.ui.jobs import JobRunner
+from visualizer.ui.panels import ModelPanel, PruningPanel, TrainingPanel
+from visualizer.ui.state import AppState
+from visualizer.ui.views import available_views
+
+APP_NAME = "pruneviz"
+MAX_RECENT = 8
+COPY_MASK_LIMIT = 2_000_000  # above this many prunable weights the slider shows live mask views
+MODEL_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".py"}
+
+
+def settings() -> QSettings:
+    """The app's QSettings; tests set PRUNEVIZ_SETTINGS_ORG so they never touch a user's."""
+    return QSettings(os.environ.get("PRUNEVIZ_SETTINGS_ORG", "pruneviz"), APP_NAME)
+
+
+def recovery_path() -> Path:
+    """Where results are autosaved (a .pviz), so a crash loses nothing computed."""
+    env = os.environ.get("PRUNEVIZ_RECOVERY")
+    if env:
+        return Path(env)
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home() / ".pruneviz") / "recovery.pviz"
+
+
+def training_available() -> tuple[bool, str]:
+    try:
+        from visualizer.core import experiments, training  # noqa: F401
+    except ImportError:
+        return False, ("Retraining arrives with the training engine (visualizer.core.training); "
+                       "until then these controls are disabled.")
+    return True, ""
+
+
+class MessageBanner(QWidget):
+    """A non-modal error/info line at the top of the window (never blocks, tests can read it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 4, 4)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close)
+        self.setAutoFillBackground(True)
+        self.hide()
+
+    def show_message(self, text: str, error: bool = True) -> None:
+        colour = "#fde2e1" if error else "#e6f1fb"
+        border = "#d9534f" if error else "#4a90d9"
+        self.setStyleSheet(f"MessageBanner {{ background: {colour}; border-bottom: 2px solid {border}; }}")
+        self.label.setText(text)
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, synchronous: bool = False, restore_layout: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("Pruning Visualizer")
+        self.setObjectName("MainWindow")
+        self.resize(1400, 880)
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.state = AppState(self)
+        self.jobs = JobRunner(self, synchronous=synchronous)
+        self.session_path: Path | None = None
+        self.ask_discard = self._ask_discard  # tests replace this to answer the prompt
+        self.loaded_at: float | None = None  # monotonic time the first model was shown
+
+        # central: message banner over an empty area (the views are docks)
+        self.banner = MessageBanner()
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.banner)
+        central.setMaximumHeight(0)
+        self._central = central
+        self.setCentralWidget(central)
+
+        # panels
+        self.model_panel = ModelPanel(self.state)
+        self.pruning_panel = PruningPanel(self.state)
+        ok, note = training_available()
+        self.training_panel = TrainingPanel(self.state, ok, note)
+        self.model_panel.load_requested.connect(self.request_load)
+        self.model_panel.open_file_requested.connect(self.open_model_dialog)
+        self.model_panel.dataset_requested.connect(self.request_dataset)
+        self.pruning_panel.ranking_requested.connect(self.request_ranking)
+        self.pruning_panel.density_changed.connect(self.set_density)
+        self.training_panel.cancel_requested.connect(lambda: self.jobs.cancel("train"))
+        self.docks: dict[str, QDockWidget] = {}
+        left = Qt.DockWidgetArea.LeftDockWidgetArea
+        self._add_dock("model", "Model", self.model_panel, left)
+        self._add_dock("pruning", "Pruning", self.pruning_panel, left)
+        self._add_dock("training", "Training", self.training_panel, left)
+        self.tabifyDockWidget(self.docks["pruning"], self.docks["training"])
+        self.docks["pruning"].raise_()
+
+        # views
+        self.views: dict[str, QWidget] = {}
+        self.view_specs = available_views()
+        first = None
+        for vid, spec in self.view_specs.items():
+            widget = spec.factory(self)
+            self.views[vid] = widget
+            dock = self._add_dock(vid, spec.title, widget, Qt.DockWidgetArea.RightDockWidgetArea)
+            if first is None:
+                first = dock
+            else:
+                self.tabifyDockWidget(first, dock)
+        if first is not None:
+            first.raise_()
+        self.resizeDocks([self.docks["model"], first], [430, 970], Qt.Orientation.Horizontal)
+
+        self._build_status_bar()
+        self._build_menus()
+        self.jobs.started.connect(self._job_started)
+        self.jobs.progress.connect(self._job_progress)
+        self.jobs.finished.connect(self._job_finished)
+        self.jobs.failed.connect(lambda _k, msg: self.show_error(msg))
+        self.state.dirty_changed.connect(self._update_title)
+        self.state.results_changed.connect(self._schedule_autosave)
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(1000)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self._default_state = self.saveState()
+        if restore_layout:
+            self._restore_settings()
+        self._update_title()
+
+    # --- construction ----------------------------------------------------------------------
+    def _add_dock(self, key: str, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{key}")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(area, dock)
+        self.docks[key] = dock
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.stage_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the running job (Esc); nothing changes")
+        self.cancel_button.clicked.connect(self.cancel_jobs)
+        for w in (self.progress, self.cancel_button):
+            w.hide()
+        bar.addPermanentWidget(self.stage_label)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self._action(m, "Open &model…", self.open_model_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = m.addMenu("Open &recent")
+        self._fill_recent()
+        m.addSeparator()
+        self._action(m, "Open &session…", self.open_session_dialog, "Ctrl+Shift+O")
+        self._action(m, "&Save session", self.save_session, QKeySequence.StandardKey.Save)
+        self._action(m, "Save session &as…", self.save_session_as, QKeySequence.StandardKey.SaveAs)
+        self._action(m, "Recover &autosaved results", self.recover)
+        m.addSeparator()
+        ex = m.addMenu("&Export")
+        for vid, spec in self.view_specs.items():
+            self._action(ex, f"{spec.title} as PNG…", lambda v=vid: self.export_view_dialog(v, "png"))
+            self._action(ex, f"{spec.title} as SVG…", lambda v=vid: self.export_view_dialog(v, "svg"))
+        ex.addSeparator()
+        self._action(ex, "Results table as CSV…", self.export_results_dialog)
+        self._action(ex, "Compare table as CSV…", self.export_compare_dialog)
+        self._action(ex, "Mask as safetensors…", lambda: self.export_mask_dialog("safetensors"))
+        self._action(ex, "Mask as torch.nn.utils.prune state dict…", lambda: self.export_mask_dialog("prune"))
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        v = self.menuBar().addMenu("&View")
+        for dock in self.docks.values():
+            v.addAction(dock.toggleViewAction())
+        v.addSeparator()
+        self._action(v, "Reset layout", lambda: self.restoreState(self._default_state))
+        j = self.menuBar().addMenu("&Jobs")
+        self._action(j, "Cancel running jobs", self.cancel_jobs, "Esc")
+        h = self.menuBar().addMenu("&Help")
+        self._action(h, "About", self._about)
+
+    def _action(self, menu, text, slot, shortcut=None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(lambda _=False: slot())
+        menu.addAction(act)
+        return act
+
+    # --- settings / recent ------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        st = settings()
+        geo = st.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        layout = st.value("windowState")
+        if layout is not None:
+            self.restoreState(layout)
+
+    def save_settings(self) -> None:
+        st = settings()
+        st.setValue("geometry", self.saveGeometry())
+        st.setValue("windowState", self.saveState())
+        st.sync()
+
+    def recent_files(self) -> list[str]:
+        value = settings().value("recentFiles", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: str) -> None:
+        items = [path, *[p for p in self.recent_files() if p != path]][:MAX_RECENT]
+        st = settings()
+        st.setValue("recentFiles", items)
+        st.sync()
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = self.recent_files()
+        for p in items:
+            act = self.recent_menu.addAction(p)
+            act.triggered.connect(lambda _=False, p=p: self.open_path(p))
+        self.recent_menu.setEnabled(bool(items))
+
+    # --- messages and progress -------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        self._central.setMaximumHeight(16777215)
+        self.banner.show_message(text, error=True)
+        self.statusBar().showMessage(text, 8000)
+
+    def show_info(self, text: str) -> None:
+        self._central.setMaximumHeight(16777215)
+        self.banner.show_message(text, error=False)
+
+    def message(self) -> str:
+        return self.banner.text()
+
+    def _job_started(self, _id: int, _kind: str, title: str) -> None:
+        self.stage_label.setText(title)
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        if _kind == "train":
+            self.training_panel.set_running(True)
+
+    def _job_progress(self, _id: int, stage: str, fraction: float) -> None:
+        self.stage_label.setText(stage)
+        self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
+
+    def _job_finished(self, _id: int, kind: str, status: str) -> None:
+        if kind == "train":
+            self.training_panel.set_running(self.jobs.is_running("train"))
+        running = self.jobs.running()
+        if running:
+            job = running[-1]
+            self.stage_label.setText(job.stage or job.title)
+            self.progress.setValue(int(1000 * job.fraction))
+            return
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.stage_label.setText({"ok": "", "cancelled": "cancelled", "error": "failed"}.get(status, ""))
+
+    def cancel_jobs(self) -> None:
+        self.jobs.cancel()
+
+    def _update_title(self, *_args) -> None:
+        name = self.session_path.name if self.session_path else "untitled"
+        star = "*" if self.state.dirty else ""
+        model = f" — {self.state.loaded.ref}" if self.state.loaded is not None else ""
+        self.setWindowTitle(f"{name}{star}{model} — Pruning Visualizer")
+
+    # --- model -----------------------------------------------------------------------------
+    def request_load(self, ref: str, weights: str = "", trust: bool = False, dataset: str = "",
+                     on_done=None) -> None:
+        """Load a model in the background; the current one stays until the new one is ready."""
+        for kind in ("rank", "mask", "train", "eval"):
+            self.jobs.cancel(kind)
+
+        def done(result) -> None:
+            loaded, data, info = result
+            self.state.set_model(loaded, data, info)
+            self.session_path = None
+            self._update_title()
+            if self.loaded_at is None:
+                self.loaded_at = time.monotonic()
+            self.banner.hide()
+            if Path(ref).suffix in MODEL_SUFFIXES or ".py:" in ref:
+                self.add_recent(ref.split(".py:")[0] + ".py" if ".py:" in ref else ref)
+            self.request_ranking()
+            if on_done is not None:
+                on_done()
+
+        shown = Path(ref).name if Path(ref).suffix in MODEL_SUFFIXES else ref
+        self.jobs.submit("load", f"loading {shown}",
+                         lambda: actions.load_job(ref, weights or None, trust, dataset or None),
+                         on_result=done)
+
+    def request_dataset(self, name: str) -> None:
+        def done(data) -> None:
+            self.state.set_dataset(data)
+            self.model_panel._rebuild()
+            self.request_ranking()
+
+        self.jobs.submit("data", f"loading {name}", lambda: actions.dataset_job(name), on_result=done)
+
+    def open_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open model", "", "Models (*.pt *.pth *.ts *.jit *.py *.safetensors *.pviz);;All files (*)"
+        )
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> None:
+        """Open any file the user hands over (menu, recent list, drag and drop)."""
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if not p.exists():
+            self.show_error(f"{p.name}: file not found")
+            return
+        if suffix == ".pviz":
+            self.open_session(str(p))
+        elif suffix == ".py":
+            factory, ok = QInputDialog.getText(self, "Model factory", f"Function in {p.name} that builds the model:",
+                                               text="build_model")
+            if ok and factory:
+                self.request_load(f"{p}:{factory}", self.model_panel.weights_edit.text().strip())
+        elif suffix == ".safetensors":
+            self.request_weights(str(p))
+        else:
+            self.request_load(str(p), "", self.model_panel.trust_box.isChecked())
+
+    def request_weights(self, path: str) -> None:
+        """Weights for the current model (a .safetensors dropped on the window)."""
+        if self.state.loaded is None:
+            self.show_error(f"{Path(path).name}: load a model first, then its weights")
+            return
+        ref = self.state.loaded.ref
+        self.model_panel.weights_edit.setText(path)
+        self.request_load(ref, path, self.model_panel.trust_box.isChecked(), self.state.dataset_name or "")
+
+    # --- drag and drop ---------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.add_recent(url.toLocalFile())
+                self.open_path(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+    # --- pruning ---------------------------------------------------------------------------
+    def request_ranking(self, apply_mask: bool = True) -> None:
+        """Rank once per (criterion, scope, structure) in the background, then follow the slider.
+
+        ``apply_mask=False`` (opening a session) keeps the current mask until the slider moves."""
+        s = self.state
+        if s.loaded is None or not self.pruning_panel.criteria:
+            return
+        key = s.key
+        if key in s.rankings:
+            ranking, scores = s.rankings[key]
+            s.scores = scores
+            s.scores_changed.emit()
+            if apply_mask:
+                self.set_density(s.density)
+            return
+        s.scores = None
+        s.scores_changed.emit()
+        loaded, data = s.loaded, s.dataset
+
+        def done(result) -> None:
+            if s.loaded is not loaded:
+                return  # a different model arrived meanwhile
+            rk, scores_np = result
+            s.set_ranking(key, rk, scores_np)
+            if s.key == key and apply_mask:
+                self.set_density(s.density)
+            else:
+                self.pruning_panel.update_label()
+
+        crit, scope, structure = key
+        self.jobs.submit("rank", f"ranking by {crit} ({scope}, {structure})",
+                         lambda: actions.rank_job(loaded.model, data, crit, scope, structure),
+                         on_result=done)
+        self.pruning_panel.update_label()
+
+    def set_density(self, density: float) -> None:
+        """The slider path: a threshold lookup in the cached ranking, no re-ranking."""
+        s = self.state
+        s.density = float(density)
+        rk = s.current_ranking()
+        if rk is None:
+            self.pruning_panel.update_label()
+            return
+        # The Ranking is owned by this (GUI) thread: moving its cut only flips the entries between
+        # the old and new cut. Large models get live views (no copy); consumers that keep a mask
+        # (snapshot, sessions, training jobs) copy it.
+        s.set_masks(rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT))
+
+    # --- sessions (filled in by visualizer.core.session) -------------------------------------
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "Pruning sessions (*.pviz)")
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str) -> None:
+        from visualizer.ui import sessions
+
+        sessions.open_session(self, path)
+
+    def save_session(self, synchronous: bool | None = None) -> bool:
+        if self.session_path is None:
+            return self.save_session_as(synchronous)
+        from visualizer.ui import sessions
+
+        return sessions.save_session(self, self.session_path, synchronous)
+
+    def save_session_as(self, synchronous: bool | None = None) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.pviz", "Pruning sessions (*.pviz)")
+        if not path:
+            return False
+        if not path.endswith(".pviz"):
+            path += ".pviz"
+        from visualizer.ui import sessions
+
+        return sessions.save_session(self, Path(path), synchronous)
+
+    def _schedule_autosave(self) -> None:
+        if self.state.results:
+            self._autosave_timer.start()
+
+    def autosave(self) -> None:
+        from visualizer.ui import sessions
+
+        sessions.autosave(self)
+
+    def recover(self) -> None:
+        path = recovery_path()
+        if not path.exists():
+            self.show_info("no autosaved results to recover")
+            return
+        self.open_session(str(path))
+
+    # --- export ----------------------------------------------------------------------------
+    def export_view_dialog(self, view_id: str, fmt: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export view", f"{view_id}.{fmt}", f"*.{fmt}")
+        if path:
+            from visualizer.ui import export
+
+            self._safely(lambda: export.export_view(self, view_id, path), f"exported {path}")
+
+    def export_results_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", "results.csv", "CSV (*.csv)")
+        if path:
+            from visualizer.ui import export
+
+            self._safely(lambda: export.export_results(self, path), f"exported {path}")
+
+    def export_compare_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", "compare.csv", "CSV (*.csv)")
+        if path:
+            from visualizer.ui import export
+
+            self._safely(lambda: export.export_compare(self, path), f"exported {path}")
+
+    def export_mask_dialog(self, fmt: str) -> None:
+        name = "mask.safetensors" if fmt == "safetensors" else "mask_prune_state.pt"
+        path, _ = QFileDialog.getSaveFileName(self, "Export mask", name)
+        if path:
+            from visualizer.ui import export
+
+            self._safely(lambda: export.export_mask(self, path, fmt), f"exported {path}")
+
+    def _safely(self, fn, done_text: str = "") -> bool:
+        """Run a quick action; a failure becomes a message, never a crash."""
+        from visualizer.ui.jobs import user_message
+
+        try:
+            fn()
+        except Exception as exc:  # any failure is shown, the app keeps working
+            self.show_error(user_message(exc))
+            return False
+        if done_text:
+            self.statusBar().showMessage(done_text, 4000)
+        return True
+
+    # --- closing ---------------------------------------------------------------------------
+    def _ask_discard(self) -> str:
+        """'save', 'discard' or 'cancel' for unsaved work."""
+        box = QMessageBox(self)
+        box.setWindowTitle("Unsaved work")
+        box.setText("This session has unsaved masks or results.")
+        box.setInformativeText("Save it before closing? (Results are also autosaved for recovery.)")
+        box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                               | QMessageBox.StandardButton.Cancel)
+        answer = box.exec()
+        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
+            QMessageBox.StandardButton(answer), "cancel")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self.state.dirty:
+            answer = self.ask_discard()
+            if answer == "cancel" or (answer == "save" and not self.save_session(synchronous=True)):
+                event.ignore()
+                return
+        self.jobs.shutdown(wait=1.5)
+        self.save_settings()
+        event.accept()
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "Pruning Visualizer",
+                          "See what pruning does to a neural network: criteria, masks, retraining, "
+                          "lottery tickets.\nCompute: visualizer.core; this window only draws.")
+
+    # --- screenshots -----------------------------------------------------------------------
+    def prepare_curves_screenshot(self, options) -> None:
+        """Fill the curves view for a screenshot (a short sweep when training is available)."""
+        from visualizer.ui import training_ui
+
+        training_ui.prepare_curves(self, options)
