@@ -110,7 +110,7 @@ class FigureView(AnalysisView):
                 set_title(plot, title, theme)
         else:
             plot = self.add_plot(self.canvas, 0, 0)
-            plot.addLegend(offset=(-10, 10))
+            plot.addLegend(offset=(-10, -10))  # bottom right: curves start top right
             plot.setLogMode(x=fig.log_x, y=False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             for i, line in enumerate(fig.lines):
@@ -239,7 +239,7 @@ def show_spectrum(view, result) -> None:
 # --- LTH curve and the density law -----------------------------------------------------------
 
 
-def lth_job(model: str = "mlp", rounds: int = 4, rate: float = 0.5, epochs: int = 2):
+def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3):
     """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
     iterative_magnitude_pruning, IMPConfig, initial_state = _core(
         "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state")
@@ -247,29 +247,28 @@ def lth_job(model: str = "mlp", rounds: int = 4, rate: float = 0.5, epochs: int 
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
-    config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random"),
-                       train=TrainConfig(epochs=epochs))
+    config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random-mask"),
+                       train=TrainConfig(epochs=epochs, lr=lr, evaluate_each_epoch=False))
     result = yield from sub(
         iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
     return result
 
 
-def _rows_by(rows: list[dict], kind: str) -> tuple[list[float], list[float]]:
-    picked = [r for r in rows if r.get("kind", r.get("mode", "ticket")) == kind]
-    picked.sort(key=lambda r: -r["density"])
-    return [r["density"] for r in picked], [r.get("accuracy", r.get("test_accuracy")) for r in picked]
-
-
 def show_lth(view: FigureView, result) -> None:
-    rows = list(result.rows)
+    """IMP rows: ``accuracy`` (the ticket) and ``<control>_accuracy`` per round's density."""
+    rows = sorted(result.rows, key=lambda r: -r["density"])
+    x = [r["density"] for r in rows]
     lines = []
-    for kind, label in (("ticket", "winning ticket (rewind to init)"), ("reinit", "same mask, re-initialised"),
-                        ("random", "random mask")):
-        x, y = _rows_by(rows, kind)
-        if x:
-            lines.append(Line(x, y, label, dashed=kind != "ticket"))
-    view.set_figure(Figure("Lottery ticket: accuracy vs density", lines, x_label="density (log)",
-                           y_label="test accuracy", log_x=True))
+    for key, label in (("accuracy", "winning ticket (mask + original init)"),
+                       ("reinit_accuracy", "same mask, re-initialised"),
+                       ("random-mask_accuracy", "random mask, same density")):
+        if all(key in r for r in rows):
+            lines.append(Line(x, [r[key] for r in rows], label, dashed=key != "accuracy"))
+    dense = next((r["accuracy"] for r in result.rows if r["round"] == 0), None)
+    if dense is not None:
+        lines.append(Line([x[-1], x[0]], [dense, dense], "dense baseline", dashed=True, markers=False))
+    view.set_figure(Figure("Lottery ticket on the MLP: accuracy vs density", lines,
+                           x_label="density (log scale)", y_label="test accuracy", log_x=True))
 
 
 def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epochs: int = 1):
@@ -280,7 +279,8 @@ def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epoc
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
-    config = IMPConfig(rounds=rounds, rate=rate, train=TrainConfig(epochs=epochs))
+    config = IMPConfig(rounds=rounds, rate=rate,
+                       train=TrainConfig(epochs=epochs, evaluate_each_epoch=False))
     result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
     measured = [m.density() for m in result.masks]
     law = [imp_density(rate, s) for s in range(len(measured))]
