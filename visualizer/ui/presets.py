@@ -55,6 +55,8 @@ class Line:
     label: str
     dashed: bool = False
     markers: bool = True
+    line: bool = True
+    width: float = 1.0  # multiplies the theme's line width
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Figure:
     y_label: str = ""
     log_x: bool = False
     note: str = ""
+    legend: str = "bottom-right"  # or "top-right"
 
 
 class FigureView(AnalysisView):
@@ -110,11 +113,12 @@ class FigureView(AnalysisView):
                 set_title(plot, title, theme)
         else:
             plot = self.add_plot(self.canvas, 0, 0)
-            plot.addLegend(offset=(-10, -10))  # bottom right: curves start top right
+            plot.addLegend(offset=(-10, -10) if fig.legend == "bottom-right" else (-10, 10))
             plot.setLogMode(x=fig.log_x, y=False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             for i, line in enumerate(fig.lines):
-                pen = self.pen(i, style=pg.QtCore.Qt.PenStyle.DashLine) if line.dashed else self.pen(i)
+                style = pg.QtCore.Qt.PenStyle.DashLine if line.dashed else pg.QtCore.Qt.PenStyle.SolidLine
+                pen = self.pen(i, line.width, style=style) if line.line else None
                 kw = {}
                 if line.markers:
                     kw = dict(symbol="o", symbolSize=9 * theme.marker_scale,
@@ -271,7 +275,7 @@ def show_lth(view: FigureView, result) -> None:
                            x_label="density (log scale)", y_label="test accuracy", log_x=True))
 
 
-def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epochs: int = 1):
+def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10):
     """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
     iterative_magnitude_pruning, IMPConfig, initial_state, imp_density = _core(
         "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state", "imp_density")
@@ -279,8 +283,9 @@ def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epoc
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
+    # the law is about the masks: a few training steps per round are enough to show it
     config = IMPConfig(rounds=rounds, rate=rate,
-                       train=TrainConfig(epochs=epochs, evaluate_each_epoch=False))
+                       train=TrainConfig(epochs=1, max_steps=steps, evaluate_each_epoch=False))
     result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
     measured = [m.density() for m in result.masks]
     law = [imp_density(rate, s) for s in range(len(measured))]
@@ -291,9 +296,9 @@ def show_density_law(view: FigureView, r: dict) -> None:
     s = list(range(len(r["measured"])))
     view.set_figure(Figure(
         f"IMP density per round, alpha = {r['rate']:g}",
-        [Line(s, r["law"], "(1 - alpha)^S", dashed=True, markers=False),
-         Line(s, r["measured"], "measured density of the mask")],
-        x_label="IMP round S", y_label="density",
+        [Line(s, r["law"], "(1 - alpha)^S", markers=False, width=3.0),
+         Line(s, r["measured"], "measured density of the mask", line=False)],
+        x_label="IMP round S", y_label="density", legend="top-right",
     ))
 
 
