@@ -218,26 +218,46 @@ def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
 # --- masked vs dense spectrum -----------------------------------------------------------------
 
 
-def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4):
-    """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask)."""
-    dense_vs_masked, eval_batches, SpectrumOptions = _core(
-        "curvature", "dense_vs_masked", "eval_batches", "SpectrumOptions")
+def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4,
+                 taus: tuple[int, ...] = (0, 25, 50, 100, 200)):
+    """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
+    pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
+    run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
+    dense_vs_masked, spectrum_over_rewinds, eval_batches, SpectrumOptions = _core(
+        "curvature", "dense_vs_masked", "spectrum_over_rewinds", "eval_batches", "SpectrumOptions")
     score, = _core("criteria", "score")
     mask_from_scores, = _core("ranking", "mask_from_scores")
+    train, TrainConfig = _core("training", "train", "TrainConfig")
+    initial_state, = _core("lottery", "initial_state")
     yield Step("loading", 0.0)
     loaded, data = _load(model)
-    mags = yield from sub(score("magnitude", loaded.model), 0.02, 0.05)
+    net = loaded.model
+    mags = yield from sub(score("magnitude", net), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
     evalset = eval_batches(data, n_batches=1, batch_size=128)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
-    result = yield from sub(dense_vs_masked(loaded.model, evalset, mask, options), 0.05, 1.0)
-    return result
+    pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
+    init, _ = initial_state(model, net)
+    steps = max(taus)
+    run_ = yield from sub(
+        train(net, data, None, TrainConfig(epochs=100, max_steps=steps, evaluate_each_epoch=False),
+              start_state=init, capture_steps=list(taus)), 0.5, 0.6, "training: ")
+    final = yield from sub(score("magnitude", run_.model), 0.6, 0.61)
+    rewind_mask = mask_from_scores(final, density, criterion="magnitude")
+    snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
+    rewinds = yield from sub(
+        spectrum_over_rewinds(net, snapshots, rewind_mask, evalset,
+                              SpectrumOptions(top_k=2, bottom_k=2)), 0.61, 1.0, "rewinds: ")
+    return {"pair": pair, "taus": list(taus), "rewinds": [r.spectrum for r in rewinds],
+            "density": density}
 
 
-def show_spectrum(view, result) -> None:
-    from visualizer.ui.analysis.adapters import spectrum_data
+def show_spectrum(view, r) -> None:
+    from visualizer.ui.analysis.adapters import rewind_series, spectrum_data
 
-    view.set_spectra([spectrum_data(result.dense, "dense"), spectrum_data(result.masked, "masked")])
+    view.set_spectra([spectrum_data(r["pair"].dense, "dense"),
+                      spectrum_data(r["pair"].masked, f"masked ({r['density']:.0%})")])
+    view.set_rewind(rewind_series(r["taus"], r["rewinds"]))
 
 
 # --- LTH curve and the density law -----------------------------------------------------------
@@ -410,7 +430,8 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
-           _spectrum_view, spectrum_job, show_spectrum, ("curvature", "criteria", "ranking")),
+           _spectrum_view, spectrum_job, show_spectrum,
+           ("curvature", "criteria", "ranking", "training", "lottery")),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "whole connections to zero; what is left is the circuit the network really uses.",
