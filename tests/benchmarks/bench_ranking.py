@@ -12,6 +12,7 @@ and the ratios. Timings on a shared machine are noisy: compare the ratios, not t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     weights = {n: torch.randn(s, generator=g) * 0.05 for n, s in shapes}
     total = sum(w.numel() for w in weights.values())
     print(f"parameter set: ResNet-50 conv/fc weights, {len(weights)} tensors, {total:,} weights")
+    if hasattr(os, "getloadavg"):
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+              f"torch threads {torch.get_num_threads()}")
     scores = {n: w.abs() for n, w in weights.items()}
 
     holder: list[Ranking] = []
@@ -101,13 +105,26 @@ def main(argv: list[str] | None = None) -> None:
     print(f"density change, large moves (live masks):  median {med_large * 1e3:7.2f} ms  (max {max(large) * 1e3:.2f})")
     print(f"density change, with a copy of the masks:  median {med_copy * 1e3:7.2f} ms")
 
-    per_layer = Ranking.from_scores(scores, "layer", "unstructured")
+    per_layer_holder: list[Ranking] = []
+    t_build_layer = timed(lambda: per_layer_holder.append(Ranking.from_scores(scores, "layer", "unstructured")))
+    per_layer = per_layer_holder[0]
+    print(f"one-time ranking (layer scope): {t_build_layer:.2f} s")
     t_layer = []
     for i in range(args.changes):
         rho = 0.9 if i % 2 == 0 else 0.2 + 0.001 * i
         t_layer.append(timed(lambda rho=rho, r=per_layer: r.mask_at(rho, copy=False)))
     print(f"density change, scope layer (live masks):  median {statistics.median(t_layer) * 1e3:7.2f} ms")
-    del per_layer
+
+
+    channel_holder: list[Ranking] = []
+    t_build_channel = timed(lambda: channel_holder.append(Ranking.from_scores(scores, "global", "channel")))
+    channel = channel_holder[0]
+    t_channel = []
+    for i in range(args.changes):
+        rho = 0.8 if i % 2 == 0 else 0.3 + 0.001 * i
+        t_channel.append(timed(lambda rho=rho, r=channel: r.mask_at(rho, copy=False)))
+    print(f"one-time ranking (global, channel): {t_build_channel:.2f} s; density change median "
+          f"{statistics.median(t_channel) * 1e3:.2f} ms")
 
     if args.skip_torch:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,8 +134,9 @@ def test_errors_exit_nonzero_with_one_line(capsys, argv, needle):
 def test_subprocess_error_has_no_traceback(tmp_path):
     pickled = tmp_path / "whole.pt"
     torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), pickled)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "visualizer", "info", str(pickled)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "visualizer", "info", str(pickled)], cwd=ROOT, capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "refused" in proc.stderr

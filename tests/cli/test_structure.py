@@ -69,3 +69,14 @@ def test_bad_input_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err
     assert "density" in err and len(err.strip().splitlines()) == 1
     assert main(["graph", "no-such-model"]) == 2
+
+
+def test_torchscript_model_has_no_structure_but_graph_works(capsys, tmp_path):
+    from visualizer.core.zoo import ZOO
+
+    path = tmp_path / "lenet.pt"
+    torch.jit.save(torch.jit.script(ZOO["lenet"].build().eval()), str(path))
+    assert main(["graph", str(path), "--data", "digits"]) == 0
+    assert "hierarchy" in capsys.readouterr().out
+    assert main(["shrink", str(path), "--data", "digits", "--density", "0.5"]) == 2
+    assert "no structurally prunable group" in capsys.readouterr().err

@@ -289,3 +289,83 @@ def test_scores_have_param_shapes_and_float32():
         for n, p in m.named_parameters():
             if n in s:
                 assert s[n].shape == p.shape and s[n].dtype == torch.float32
+
+
+def _bundled(name):
+    from visualizer.core.data import load_dataset
+    from visualizer.core.models import load_model
+
+    loaded = load_model(name)
+    data = load_dataset(loaded.dataset)
+    return loaded.model, [(data.x_train[:8], data.y_train[:8])]
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet", "resnet-mini", "densenet-mini", "inception-mini", "se-cnn", "rnn", "transformer-mini"])
+def test_every_criterion_runs_on_every_bundled_model(name):
+    from visualizer.core.models import prunable_parameters
+
+    model, batch = _bundled(name)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    params = prunable_parameters(model)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    for criterion in CRITERIA:
+        if criterion == "bn-scale" and not has_bn:
+            with pytest.raises(ValueError, match="bn-scale needs BatchNorm"):
+                compute_scores(criterion, model, batch)
+            continue
+        s = compute_scores(criterion, model, batch, probes=1)
+        assert list(s) == list(params)
+        for n, p in params.items():
+            assert s[n].shape == p.shape
+            assert not torch.isnan(s[n]).any()
+            if criterion != "bn-scale":
+                assert torch.isfinite(s[n]).all()
+        if criterion == "bn-scale":
+            assert any(torch.isfinite(v).all() for v in s.values())  # some layer has a BN after it
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it, module order must be used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 2)
+        self.bn = nn.BatchNorm2d(2)
+        self.head = nn.Linear(2 * 2 * 2, 2)
+        with torch.no_grad():
+            self.bn.weight.copy_(torch.tensor([-3.0, 0.25]))
+
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        if h.sum() > 0:
+            h = h * 2
+        return self.head(h.flatten(1))
+
+
+def test_bn_scale_falls_back_to_module_order():
+    m = Untraceable()
+    assert following_batchnorms(m) == {"conv.weight": "bn"}
+    s = compute_scores("bn-scale", m)
+    assert torch.equal(s["conv.weight"][:, 0, 0, 0], torch.tensor([3.0, 0.25]))
+    assert bool(torch.isinf(s["head.weight"]).all())
+
+
+def test_bn_scale_resnet_mini_pairs():
+    from visualizer.core.models import load_model
+
+    pairs = following_batchnorms(load_model("resnet-mini").model)
+    assert pairs["stem.0.weight"] == "stem.1"
+    assert pairs["layer1.conv1.weight"] == "layer1.bn1"
+    assert pairs["layer3.shortcut.0.weight"] == "layer3.shortcut.1"
+    assert "fc.weight" not in pairs
+
+
+def test_data_criteria_work_under_a_callers_no_grad():
+    """Grad mode is per thread and the caller may hold no_grad: the job enables it locally."""
+    w, g, h = closed_form_linear()
+    with torch.no_grad():
+        s = compute_scores("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
+        assert not torch.is_grad_enabled()
+    np.testing.assert_allclose(s, -w.reshape(-1) * (h @ g.reshape(-1)), rtol=1e-4, atol=1e-7)

@@ -221,3 +221,23 @@ def test_position_buckets_on_a_vector_larger_than_65536():
         m = r.mask_at(rho, copy=False)
         assert np.array_equal(m.flat().numpy(), ref)
         assert r.layer_kept() == {"a": int(ref[:200_000].sum()), "b": int(ref[200_000:].sum())}
+
+
+@settings(max_examples=200, deadline=None)
+@given(rho=st.floats(0, 1), d=st.integers(0, 100_000))
+def test_kept_count_agrees_with_the_other_modules_floor(rho, d):
+    """core/sparse.py and core/shrink.py use floor(rho * d + 1e-9): same k for moderate d."""
+    assert kept_count(rho, d) == math.floor(rho * d + 1e-9)
+
+
+def test_kept_count_exact_fractions_on_a_resnet50_sized_total():
+    d = 25_502_912
+    for k in [1, 3, 12_751_456, 25_502_911, 7_777_777]:
+        assert kept_count(k / d, d) == k
+
+
+def test_numpy_and_float64_scores_are_accepted():
+    scores = {"a": np.array([[0.5, 2.0], [1.0, -3.0]]), "b": torch.tensor([[4.0, 0.0]], dtype=torch.float64)}
+    m = mask_from_scores(scores, 0.5)
+    assert m["a"].tolist() == [[False, True], [True, False]] and m["b"].tolist() == [[True, False]]
+    assert m["a"].dtype == torch.bool

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from visualizer.core.shrink import (
+    InputSelect,
     PrunedMultiheadAttention,
     branch_plan,
     load_shrunk,
@@ -16,6 +17,7 @@ from visualizer.core.shrink import (
     save_shrunk,
     save_torchscript,
     select_units,
+    select_zero_connections,
     select_zero_units,
     shrink,
     structured_prune,
@@ -200,3 +202,57 @@ def test_load_rejects_other_files(tmp_path):
     torch.save({"a": torch.zeros(1)}, p)
     with pytest.raises(ValueError, match="not a pruneviz"):
         load_shrunk(p)
+
+
+def test_densenet_connection_pruning_after_group_lasso(tmp_path):
+    from visualizer.core.structure import connectivity
+
+    m, x = _randomised("densenet-mini")
+    groups = find_groups(m, x).groups
+    with torch.no_grad():  # group lasso on connections drove these two to zero
+        m.trans1.conv.weight[:, 16:24] = 0  # block1.0 -> trans1
+        m.block1[2].conv.weight[:, 0:16] = 0  # stem -> block1.2
+    plan = select_zero_connections(connectivity(m, groups))
+    roots = {g.id: g.root for g in groups}
+    assert sorted((roots[g], c) for g, c in plan.cut) == [("block1.0.conv", "trans1.conv"), ("stem", "block1.2.conv")]
+    # together with channel removal elsewhere
+    extra = select_units(groups, group_scores(m, groups), 0.5)
+    plan.removed = extra.removed
+    masks = plan_masks(m, groups, plan)
+    assert not masks["trans1.conv.weight"][:, 16:24].any()
+    small = shrink(m, groups, plan)
+    assert isinstance(small.model.trans1.conv, InputSelect)
+    assert max_output_diff(masked_copy(m, masks), small.model, x) <= 1e-5
+    path = tmp_path / "d.pt"
+    save_shrunk(path, small, "densenet-mini")
+    assert max_output_diff(load_shrunk(path), small.model, x) == 0.0
+    save_torchscript(small.model, tmp_path / "d.ts", x)
+    assert max_output_diff(torch.jit.load(str(tmp_path / "d.ts")), small.model, x) <= 1e-6
+
+
+def test_inception_whole_branch_removal(tmp_path):
+    from visualizer.core.shrink import remove_branches
+
+    m, x = _randomised("inception-mini")
+    groups = find_groups(m, x).groups
+    mods = {c.name: c for c in branches(m, groups, x)}
+    # group lasso drove inc1's 1x1-5x5 branch and inc2's pool branch to zero: remove them
+    plan = remove_branches(groups, [(mods["inc1"], 2), (mods["inc2"], 3)])
+    masks = plan_masks(m, groups, plan)
+    assert not masks["inc1.branch3.1.0.weight"].any() and not masks["inc1.branch3.0.0.weight"].any()
+    assert not masks["inc2.branch1.0.weight"][:, 20:24].any()
+    small = shrink(m, groups, plan)
+    names = dict(small.model.named_modules())
+    assert "inc1.branch3.1.0" not in names and "inc2.branch4.1.0" not in names
+    assert names["inc2.branch1.0"].in_channels == 24 and names["fc"].in_features == 36
+    assert max_output_diff(masked_copy(m, masks), small.model, x) <= 1e-5
+    path = tmp_path / "b.pt"
+    save_shrunk(path, small, "inception-mini")
+    assert max_output_diff(load_shrunk(path), small.model, x) == 0.0
+    save_torchscript(small.model, tmp_path / "b.ts", x)
+    assert max_output_diff(torch.jit.load(str(tmp_path / "b.ts")), small.model, x) <= 1e-6
+    dm, dx = _randomised("densenet-mini")
+    dgroups = find_groups(dm, dx).groups
+    dense = next(c for c in branches(dm, dgroups, dx) if c.kind == "dense")
+    with pytest.raises(ValueError, match="no layers"):
+        remove_branches(dgroups, [(dense, 0)])  # the identity input of a DenseNet layer

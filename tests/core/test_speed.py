@@ -9,6 +9,7 @@ from torch import nn
 from visualizer.core.masks import MaskSet
 from visualizer.core.shrink import structured_prune
 from visualizer.core.speed import (
+    compare_speed,
     count_flops,
     magnitude_masks_like,
     measure_speed,
@@ -75,7 +76,7 @@ def test_speed_report_dense_masked_shrunk():
     x = example_input(m, "digits", batch=4)
     groups = find_groups(m, x).groups
     res = structured_prune(m, groups, group_scores(m, groups), 0.5, x)
-    rep = measure_speed(m, res.shrunk.model, x, repeats=3, warmup=1, peak_flops=1e12)
+    rep = compare_speed(m, 0.5, shrunk=res.shrunk.model, example=x, repeats=3, warmup=1, peak_flops=1e12)
     d, mk, s = rep.entry("dense"), rep.entry("masked"), rep.entry("shrunk")
     assert d.eta == 1.0 and d.flops == d.executed_flops
     assert mk.executed_flops == d.flops and mk.flops < d.flops  # zeros still run through dense kernels
@@ -92,3 +93,13 @@ def test_speed_report_dense_masked_shrunk():
         assert e.eta_abs == pytest.approx(e.flops_per_s / 1e12)
     js = rep.to_json()
     assert [r["name"] for r in js["models"]] == ["dense", "masked", "shrunk"]
+
+
+def test_measure_speed_job_shrinks_by_itself():
+    from visualizer.core.tasks import run
+
+    steps = []
+    rep = run(measure_speed(ZOO["lenet"].build().eval(), density=0.25, batch=8, repeats=2, warmup=1), steps.append)
+    assert steps and steps[-1].fraction == pytest.approx(1.0)
+    assert rep.entry("shrunk").params < rep.entry("dense").params
+    assert rep.batch == 8

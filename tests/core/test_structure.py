@@ -18,6 +18,7 @@ from visualizer.core.structure import (
     find_groups,
     group_scores,
     group_sparsity,
+    layer_groups,
 )
 from visualizer.core.zoo import ZOO
 
@@ -56,7 +57,7 @@ def test_resnet_mini_groups_by_hand():
     s = _summary(find_groups(m, x).groups)
     # the residual stream through stem, layer1, layer2 (16 channels), each block's inner channels,
     # layer3's projected stream (32) reaching fc, and fc's outputs (not prunable: model output)
-    assert set(s) == {"stem.0", "layer1.conv1", "layer2.conv1", "layer3.conv1", "layer3.shortcut.0", "fc"}
+    assert set(s) == {"stem.0", "layer1.conv1", "layer2.conv1", "layer3.conv1", "layer3.conv2", "fc"}
     size, prunable, mem = s["stem.0"]
     assert size == 16 and prunable
     assert set(mem) == {
@@ -68,7 +69,7 @@ def test_resnet_mini_groups_by_hand():
     assert all(v == _r(0, 16) for v in mem.values())
     assert s["layer1.conv1"][0] == 16 and set(s["layer1.conv1"][2]) == {
         ("layer1.conv1.weight", 0), ("layer1.bn1.weight", 0), ("layer1.bn1.bias", 0), ("layer1.conv2.weight", 1)}
-    size, prunable, mem = s["layer3.shortcut.0"]
+    size, prunable, mem = s["layer3.conv2"]
     assert size == 32 and prunable
     assert set(mem) == {
         ("layer3.shortcut.0.weight", 0), ("layer3.shortcut.1.weight", 0), ("layer3.shortcut.1.bias", 0),
@@ -150,7 +151,7 @@ def test_lenet_flatten_into_linear_maps_each_channel_to_four_columns():
 def test_se_gate_couples_conv_channels_with_excitation_output():
     m, x = _zoo("se-cnn")
     s = _summary(find_groups(m, x).groups)
-    mem = s["se1.fc2"][2]
+    mem = s["conv1.0"][2]
     assert {("conv1.0.weight", 0), ("conv1.1.weight", 0), ("se1.fc1.weight", 1), ("se1.fc2.weight", 0),
             ("se1.fc2.bias", 0), ("conv2.0.weight", 1)} <= set(mem)
     assert s["se1.fc1"][0] == 4 and s["se2.fc1"][0] == 8
@@ -350,3 +351,101 @@ def test_graphml_roundtrip(tmp_path):
     back = nx.read_graphml(p)
     assert back.number_of_nodes() == g.graph.number_of_nodes()
     assert back.nodes["stem"]["shape"] == "2x16x8x8"
+
+
+# --- torchvision architectures (run with torchvision installed; skipped otherwise) -------------------
+
+TORCHVISION = {
+    # name: (builder kwargs, input size) — inputs kept small so the CPU run stays short
+    "resnet18": ({}, 64),
+    "densenet121": ({}, 64),
+    "googlenet": ({"aux_logits": False, "init_weights": True}, 64),
+    "mobilenet_v2": ({}, 64),
+    "efficientnet_b0": ({}, 64),
+    "vgg11": ({}, 32),
+}
+
+
+def _tv_model(name):
+    tvm = pytest.importorskip("torchvision.models")
+    if name == "vit":
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        # the ViT-B/16 class at a small size: 4 heads of 16, 2 encoder layers, 32x32 images
+        m = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
+                              hidden_dim=64, mlp_dim=128, num_classes=10).eval()
+        with torch.no_grad():  # torchvision zero-initialises the head: give it weights
+            m.heads.head.weight.normal_()
+        x = torch.randn(2, 3, 32, 32)
+        _unit_output_scale(m, x)
+        return m, x
+    kwargs, size = TORCHVISION[name]
+    torch.manual_seed(0)
+    m = tvm.get_model(name, weights=None, **kwargs).eval()
+    with torch.no_grad():  # non-trivial BN statistics, so that a wrong group changes the output
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2)
+                mod.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, size, size)
+    _unit_output_scale(m, x)
+    return m, x
+
+
+def _unit_output_scale(m: nn.Module, x: torch.Tensor) -> None:
+    """Scale the classifier so that max |y| = 1: torchvision's init gives outputs ~1e-3, under
+    which an absolute 1e-5 tolerance would hide a wrong group."""
+    last = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
+    with torch.no_grad():
+        scale = float(m(x).abs().max())
+        if scale > 0:
+            last.weight.div_(scale)
+            if last.bias is not None:
+                last.bias.div_(scale)
+
+
+@pytest.mark.torchvision
+@pytest.mark.parametrize("name", [*TORCHVISION, "vit"])
+def test_torchvision_graph_groups_and_shrink(name):
+    from visualizer.core.shrink import structured_prune
+
+    m, x = _tv_model(name)
+    g = build_graph(m, x)
+    assert g.graph.number_of_nodes() > 10
+    r = find_groups(m, x)
+    assert r.prunable(), (name, r.notices)
+    res = structured_prune(m, r.groups, group_scores(m, r.groups, "l2-norm"), 0.5, x)
+    assert res.params_after < res.params_before
+    with torch.no_grad():
+        assert float(m(x).abs().max()) == pytest.approx(1.0, rel=1e-3)
+    assert res.max_output_diff <= 1e-5, (name, res.max_output_diff)
+
+
+@pytest.mark.torchvision
+def test_torchvision_specific_couplings():
+    m, x = _tv_model("mobilenet_v2")
+    r = find_groups(m, x)
+    # an inverted residual's expansion channels run through the depthwise conv: one group
+    g = next(g for g in r.groups if g.root == "features.2.conv.0.0")
+    params = {mm.param for mm in g.members}
+    assert "features.2.conv.1.0.weight" in params  # the depthwise conv (groups = channels)
+    assert "features.2.conv.2.weight" in params  # the projection reads them
+    m, x = _tv_model("efficientnet_b0")
+    r = find_groups(m, x)
+    g = next(g for g in r.groups if any(mm.param == "features.1.0.block.1.fc2.weight" and mm.dim == 0 for mm in g.members))
+    assert any(mm.param == "features.1.0.block.1.fc1.weight" and mm.dim == 1 for mm in g.members)  # SE squeeze
+    m, x = _tv_model("vit")
+    heads = [g for g in find_groups(m, x).groups if g.kind == "head"]
+    assert len(heads) == 2 and all(g.size == 4 and g.prunable for g in heads)
+
+
+def test_layer_groups_for_colouring_the_graph():
+    m, x = _zoo("resnet-mini")
+    groups = find_groups(m, x).groups
+    lg = layer_groups(groups)
+    by_root = {g.root: g.id for g in groups}
+    # layer1.conv2 reads its block's inner channels and writes the residual stream
+    assert sorted(lg["layer1.conv2"]) == sorted([by_root["layer1.conv1"], by_root["stem.0"]])
+    g = build_graph(m, x)
+    assert set(lg) <= set(g.graph.nodes)  # every grouped layer is a node of the drawn graph

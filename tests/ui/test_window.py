@@ -37,3 +37,24 @@ def test_keyboard_steps_the_slider(qtbot, window):
     assert panel.slider.value() == 2 * panel.slider.pageStep()
     assert window.state.masks.kept() < before
     assert abs(window.state.density - slider_to_density(200)) < 1e-12
+
+
+def test_layer_tree_click_selects_and_shows_density(qtbot, window):
+    from PySide6.QtCore import Qt as _Qt
+
+    panel = window.model_panel
+    window.pruning_panel.set_density(0.1)
+    item = panel._items["fc2.weight"]
+    rect = panel.tree.visualItemRect(item)
+    qtbot.mouseClick(panel.tree.viewport(), _Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.state.selected == "fc2.weight"
+    assert window.views["heatmap"].title.text().startswith("<b>fc2.weight</b>")
+    kept, total = window.state.layer_kept["fc2.weight"], window.state.layer_total["fc2.weight"]
+    assert kept == int(window.state.masks["fc2.weight"].sum())
+    assert panel.layer_density_text("fc2.weight") == f"{kept / total:.3f}"
+    fc = panel._groups["fc2"][0]  # module group row: aggregated over its prunable weights
+    assert fc.text(1) == f"{kept / total:.3f}"
+    # sort by density: the sparsest layer row first
+    panel.tree.sortByColumn(1, _Qt.SortOrder.AscendingOrder)
+    firsts = [panel.tree.topLevelItem(i).text(1) for i in range(panel.tree.topLevelItemCount())]
+    assert [float(x) for x in firsts] == sorted(float(x) for x in firsts)

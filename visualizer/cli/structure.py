@@ -176,12 +176,12 @@ def cmd_shrink(args) -> int:
 
 def cmd_speed(args) -> int:
     from visualizer.core.models import select_device
-    from visualizer.core.speed import measure_speed
+    from visualizer.core.speed import compare_speed
 
     loaded, x, res, r = _prune(args)
     device = select_device(args.device)
-    rep = measure_speed(loaded.model, r.shrunk.model, x, repeats=args.repeats, device=device,
-                        peak_flops=args.peak_flops)
+    rep = compare_speed(loaded.model, args.density, shrunk=r.shrunk.model, example=x, repeats=args.repeats,
+                        device=device, peak_flops=args.peak_flops)
     if args.json:
         out = rep.to_json()
         out.update(model=args.model, density=args.density, criterion=args.criterion)

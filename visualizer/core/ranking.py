@@ -21,8 +21,9 @@ uint64 keys (float32 score bits made order-preserving in the high half, the inde
 half), several times faster than an argsort of the floats; the masks of all layers are views into
 one flat bool array; a density change from k_old to k_new sets only ``keep[order[k_new:k_old]]``,
 or, when that slice is a large part of the scope, rewrites the scope in one sequential pass
-``keep = position < k`` over uint16 position buckets (2 bytes per weight); per-layer kept counts come from a checkpoint table (counts at every
-d/1024-th cut) plus a bincount of fewer than d/1024 layer ids, never from a pass over the mask.
+``keep = position < k`` over uint16 position buckets (2 bytes per weight); per-layer kept counts
+come from a checkpoint table (counts at every ~d/16384-th cut, built from the buckets) plus the
+layers of fewer than that many positions, never from a pass over the mask.
 """
 
 from __future__ import annotations
@@ -46,19 +47,30 @@ STRUCTURES = ("unstructured", "channel")
 # over the scope beats scattering into random positions (measured here: a random write costs
 # ~50-70 ns, a sequential compare ~1 ns per entry).
 FULL_PASS_RATIO = 64
-# Per-layer kept counts are stored every CHECKPOINT_EVERY-th position of a multi-layer order, so
-# the counts at any cut are a table row plus a bincount of less than that many layer ids.
-CHECKPOINTS = 1024
+# Per-layer kept counts are stored at ~CHECKPOINTS cuts of a multi-layer order, so the counts at
+# any cut are a table row plus the layers of fewer than d / CHECKPOINTS positions (a binary search
+# costs ~100 ns per position here: 25.5M weights -> 2048 positions, 0.1-0.2 ms; table 5 MB).
+CHECKPOINTS = 16384
+
+
+# floor(rho * d + 1e-9) is what core/sparse.py and core/shrink.py use: agree with them for small d
+_ABS_TOLERANCE = Fraction(1, 10**9)
 
 
 def kept_count(density: float, total: int) -> int:
     """k = floor(rho * total) for 0 <= rho <= 1, computed exactly (rationals) and tolerant to the
-    binary rounding of rho: a product within 4 ulps below an integer counts as that integer, so
-    0.29 * 100 gives 29 and (1/49) * 49 gives 1, where float arithmetic gives 28 and 0."""
+    binary rounding of rho: a product less than max(1e-9, 4 ulps of total) below an integer counts
+    as that integer, so 0.29 * 100 gives 29 and (1/49) * 49 gives 1, where float arithmetic gives
+    28 and 0. (A plain +1e-9 is too small for d in the tens of millions: rho * d then carries
+    ~3e-9 of rounding error.)"""
     rho = check_density(density)
+    x = rho * total
+    nearest = round(x)
+    if abs(x - nearest) > 1e-6 + total * 1e-15:  # far from an integer: float floor is exact
+        return math.floor(x)
     exact = Fraction(rho) * total
     k = math.floor(exact)
-    if k < total and (k + 1) - exact <= Fraction(total, 2**50):
+    if k < total and (k + 1) - exact <= max(_ABS_TOLERANCE, Fraction(total, 2**50)):
         k += 1
     return k
 
@@ -73,15 +85,17 @@ def check_density(density: float) -> float:
     return rho
 
 
-def _descending_keys(scores: np.ndarray) -> np.ndarray:
+def _descending_keys(scores: np.ndarray, normalized: bool = False) -> np.ndarray:
     """uint64 keys whose ascending order is scores descending, ties by ascending index.
 
     The float32 bits b (read as int32 i) become a uint32 that orders like the scores reversed:
     b ^ 0x7fffffff for i >= 0 and b for i < 0 (IEEE-754 sign-magnitude). It fills the high half of
     each key and the index the low half, so keys are unique and a plain sort is deterministic.
-    -0.0 and +0.0 are made equal first (-0.0 + 0.0 = +0.0).
+    -0.0 and +0.0 are made equal first (-0.0 + 0.0 = +0.0) unless the caller did (``normalized``).
     """
-    s = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1) + np.float32(0.0)
+    s = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
+    if not normalized:
+        s = s + np.float32(0.0)
     i = s.view(np.int32)
     flip = i >> 31  # -1 where negative, 0 elsewhere
     np.invert(flip, out=flip)
@@ -95,12 +109,12 @@ def _descending_keys(scores: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _sorted_positions(scores: np.ndarray) -> np.ndarray:
+def _sorted_positions(scores: np.ndarray, normalized: bool = False) -> np.ndarray:
     """uint32 indices of ``scores`` from highest to lowest, ties by ascending index (a view)."""
     n = int(scores.size)
     if n >= 2**32:
         raise ValueError(f"too many entries to rank in one scope ({n})")
-    keys = _descending_keys(scores)
+    keys = _descending_keys(scores, normalized)
     keys.sort()
     return keys.view(np.uint32).reshape(-1, 2)[:, 0 if sys.byteorder == "little" else 1]
 
@@ -120,7 +134,8 @@ class _Group:
     n_units: int  # weights (unstructured) or channels (channel)
     unit_cum: np.ndarray | None  # channel: kept elements after the first j channels, len n_units+1
     k: int = 0  # kept elements now
-    step: int = 1  # multi-layer groups: checkpoint spacing in sorted positions
+    step: int = 1  # multi-layer groups: checkpoint spacing in sorted positions (2**step_log)
+    step_log: int = 0
     checkpoints: np.ndarray | None = None  # (n+1, layers): per-layer counts in the first c*step
 
     @property
@@ -176,13 +191,11 @@ class Ranking:
             self._scores[n] = part.reshape(self.shapes[i])
         self._flat_scores = flat
         n_layers = len(self.names)
-        layer_dtype = np.uint16 if n_layers < 2**16 else np.int32
         self._order = np.empty(d, dtype=np.int32 if d < 2**31 else np.int64)
         # bucket[i] = (position of i in its scope's order) >> shift, as uint16: the full-pass path
         # reads 2 bytes per weight instead of a 4-byte rank (memory bandwidth is the floor here)
         self._shift = max(0, (d - 1).bit_length() - 16) if d else 0
         self._bucket = np.empty(d, dtype=np.uint16)
-        self._layer_sorted: np.ndarray | None = None
         self._keep = np.zeros(d, dtype=bool)
         np.add(flat, np.float32(0.0), out=flat)  # -0.0 -> +0.0: equal scores tie by index
         self._layer_kept = np.zeros(n_layers, dtype=np.int64)
@@ -195,10 +208,7 @@ class Ranking:
                        0.05 + 0.85 * gi / max(len(spans), 1))
             self._groups.append(self._rank_group(a, b, layers))
         if scope == "global" and n_layers > 1:
-            yield Step("ranking: indexing layers", 0.9)
-            layer_id = np.repeat(np.arange(n_layers, dtype=layer_dtype), self.sizes)
-            self._layer_sorted = layer_id[self._order]
-            del layer_id
+            yield Step("ranking: counting per layer", 0.9)
             self._checkpoint(self._groups[0])
         self._views = {
             n: torch.from_numpy(self._keep[self.offsets[i] : self.offsets[i + 1]]).view(self.shapes[i])
@@ -211,7 +221,7 @@ class Ranking:
     def _rank_group(self, a: int, b: int, layers: list[int]) -> _Group:
         scores = self._flat_scores[a:b]
         if self.structure == "unstructured":
-            order = _sorted_positions(scores)
+            order = _sorted_positions(scores, normalized=True)  # _build made -0.0 into +0.0
             n_units, unit_cum = b - a, None
         else:
             unit_scores, unit_start, unit_len = self._channels(layers)
@@ -232,23 +242,30 @@ class Ranking:
         return _Group(a, b, layers, n_units, unit_cum)
 
     def _checkpoint(self, g: _Group) -> None:
-        """Per-layer kept counts at every ``step``-th cut of a multi-layer group."""
-        assert self._layer_sorted is not None
+        """Per-layer kept counts at every ``step``-th cut of a multi-layer group.
+
+        step is a power of two and a multiple of the bucket size, so "position < c * step" is
+        "bucket >> (log2(step) - shift) < c": one sequential histogram per layer over its
+        buckets, no gather through the order."""
         n_layers = len(self.names)
-        g.step = max(1, -(-g.size // CHECKPOINTS))
+        g.step_log = max(self._shift, (max(1, -(-g.size // CHECKPOINTS)) - 1).bit_length())
+        g.step = 1 << g.step_log
         n = -(-g.size // g.step)
         table = np.zeros((n + 1, n_layers), dtype=np.int64)
-        ids = self._layer_sorted[g.start : g.stop]
-        for c in range(n):
-            table[c + 1] = table[c] + np.bincount(ids[c * g.step : (c + 1) * g.step], minlength=n_layers)
+        self._layer_ends = self.offsets[1:].astype(self._order.dtype)
+        for i in g.layers:
+            chunk = self._bucket[self.offsets[i] : self.offsets[i + 1]] >> np.uint16(g.step_log - self._shift)
+            table[1:, i] = np.cumsum(np.bincount(chunk, minlength=n)[:n])
         g.checkpoints = table
 
     def _counts_at(self, g: _Group, k: int) -> np.ndarray:
-        """Per-layer kept counts of a multi-layer group at cut k (a table row plus < step ids)."""
-        assert g.checkpoints is not None and self._layer_sorted is not None
-        c = k // g.step
-        rest = self._layer_sorted[g.start + c * g.step : g.start + k]
-        return g.checkpoints[c] + np.bincount(rest, minlength=len(self.names))
+        """Per-layer kept counts of a multi-layer group at cut k: a table row plus the layers of
+        fewer than ``step`` positions (found by a binary search in the layer offsets)."""
+        assert g.checkpoints is not None
+        c = k >> g.step_log
+        rest = self._order[g.start + (c << g.step_log) : g.start + k]
+        ids = np.searchsorted(self._layer_ends, rest, side="right")
+        return g.checkpoints[c] + np.bincount(ids, minlength=len(self.names))
 
     def _channels(self, layers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per output channel (dim 0) of each layer: mean score, flat start, element count."""
@@ -285,7 +302,14 @@ class Ranking:
         meta = dict(self.metadata, density=repr(self._density), scope=self.scope, structure=self.structure)
         if not copy:
             return MaskSet(dict(self._views), meta)
-        return MaskSet({n: v.clone() for n, v in self._views.items()}, meta)
+        # one numpy copy of the flat mask, then per-layer views of it: torch's clone of 54 tensors
+        # was 100x slower on the loaded 2-core machine (intra-op threads oversubscribed)
+        flat = self._keep.copy()
+        masks = {
+            n: torch.from_numpy(flat[self.offsets[i] : self.offsets[i + 1]]).view(self.shapes[i])
+            for i, n in enumerate(self.names)
+        }
+        return MaskSet(masks, meta)
 
     def _move(self, g: _Group, k_new: int) -> None:
         k_old = g.k

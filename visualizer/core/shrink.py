@@ -51,16 +51,23 @@ FORMAT = "pruneviz-shrunk"
 
 @dataclass
 class PrunePlan:
-    """Units removed from each group (group id -> sorted unit indices)."""
+    """Units removed from each group (group id -> sorted unit indices), and connections cut
+    (group id, consumer layer): the consumer stops reading that group's channels while other
+    consumers keep them (DenseNet connection pruning, seed 004)."""
 
     removed: dict[int, list[int]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    cut: list[tuple[int, str]] = field(default_factory=list)
+    # whole Inception branches: (fx torch.cat node, input index); their groups lose every unit
+    branches: list[tuple[str, int]] = field(default_factory=list)
+    branch_groups: list[int] = field(default_factory=list)
 
     def units_removed(self) -> int:
         return sum(len(v) for v in self.removed.values())
 
     def to_json(self) -> dict:
-        return {"removed": {str(k): v for k, v in self.removed.items()}, "notices": self.notices}
+        return {"removed": {str(k): v for k, v in self.removed.items()}, "notices": self.notices,
+                "cut": [list(c) for c in self.cut], "branches": [list(b) for b in self.branches]}
 
 
 def select_units(
@@ -121,6 +128,45 @@ def select_zero_units(groups: Iterable[ChannelGroup], scores: dict[int, torch.Te
     return plan
 
 
+def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | None = None) -> PrunePlan:
+    """Cut every connection whose strength ||W_consumer[:, S_producer]||_2 is <= tol (what group
+    lasso on connections leaves at zero; :func:`visualizer.core.structure.connectivity`)."""
+    plan = plan if plan is not None else PrunePlan()
+    for i, gid in enumerate(connectivity.groups):
+        for j, consumer in enumerate(connectivity.consumers):
+            v = connectivity.strength[i, j]
+            if v == v and v <= tol:  # NaN: no connection
+                plan.cut.append((gid, consumer))
+    return plan
+
+
+def remove_branches(groups: Iterable[ChannelGroup], removals, plan: PrunePlan | None = None) -> PrunePlan:
+    """Remove whole branches of concatenations: ``removals`` is a list of (ConcatModule, branch
+    index) from :func:`visualizer.core.structure.branches`. Every group living only inside the
+    branch loses all its units, the concatenation drops that input (the model becomes a
+    ``torch.fx.GraphModule``), and the layers reading the concat lose the branch's columns.
+    This is what group lasso on branches (seed 004, "The Case of Inception") ends in."""
+    plan = plan if plan is not None else PrunePlan()
+    by_id = {g.id: g for g in groups}
+    for module, index in removals:
+        if not module.node:
+            raise ValueError(f"{module.name}: no fx node recorded; trace the model with fx first")
+        b = module.branches[index]
+        if not b.layers or not b.groups:
+            raise ValueError(f"branch {index} of {module.name} has no layers of its own to remove")
+        if sum(1 for other in module.branches if other.layers) - sum(1 for m, _ in removals if m is module) < 1:
+            raise ValueError(f"{module.name} would lose all its branches")
+        for gid in b.groups:
+            g = by_id[gid]
+            if not g.prunable:
+                raise ValueError(f"branch {index} of {module.name}: group {gid} is not prunable ({g.reason})")
+            plan.removed[gid] = list(range(g.size))
+            if gid not in plan.branch_groups:
+                plan.branch_groups.append(gid)
+        plan.branches.append((module.node, index))
+    return plan
+
+
 def branch_plan(groups: Iterable[ChannelGroup], branch_groups: Iterable[int]) -> PrunePlan:
     """Prune whole branches (Inception) or connections' producers (DenseNet): every unit but one
     of the given groups (see :func:`visualizer.core.structure.branches` for a branch's groups)."""
@@ -150,7 +196,7 @@ def _removals(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str
         bad = [u for u in units if not 0 <= u < g.size]
         if bad:
             raise ValueError(f"group {gid} has no unit {bad[0]}")
-        if len(set(units)) >= g.size:
+        if len(set(units)) >= g.size and gid not in plan.branch_groups:
             raise ValueError(f"group {gid} ({g.root}) would lose all {g.size} units")
         uset = set(units)
         for m in g.members:
@@ -158,11 +204,45 @@ def _removals(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str
     return out
 
 
+def _cut_columns(groups: Iterable[ChannelGroup], plan: PrunePlan) -> dict[tuple[str, int], set[int]]:
+    """(consumer weight, dim) -> input indices (original numbering) no longer read."""
+    by_id = {g.id: g for g in groups}
+    out: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for gid, consumer in plan.cut:
+        g = by_id.get(gid)
+        if g is None:
+            raise ValueError(f"plan cuts group {gid}, which the model does not have")
+        if not g.prunable:
+            raise ValueError(f"group {gid} ({g.root}) is not prunable: {g.reason}")
+        readers = [m for m in g.consumers() if m.param.rpartition(".")[0] == consumer]
+        if not readers:
+            raise ValueError(f"{consumer} does not read group {gid} ({g.root})")
+        for m in readers:
+            out[(m.param, m.dim)].update(m.indices)
+    return out
+
+
+class InputSelect(nn.Module):
+    """Runs ``layer`` on the input channels ``keep`` only: a consumer whose connections to some
+    producers were cut, while other layers still read those channels."""
+
+    def __init__(self, keep: list[int], layer: nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.index_select(1, self.keep))
+
+
 def plan_masks(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan, **metadata: str) -> MaskSet:
     """The MaskSet of a structured pruning on the original model: dense everywhere except the
     removed units' slices of prunable weights."""
     masks = MaskSet.for_model(model)
-    for (name, dim), idx in _removals(groups, plan).items():
+    removals = _removals(groups, plan)
+    for (name, dim), idx in _cut_columns(groups, plan).items():
+        removals.setdefault((name, dim), set()).update(idx)
+    for (name, dim), idx in removals.items():
         if name in masks.masks and idx:
             masks.masks[name].index_fill_(dim, torch.tensor(sorted(idx), dtype=torch.long), False)
     masks.metadata.update({"structure": "channel", **metadata})
@@ -309,6 +389,7 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
     for owner_name in sorted(touched):
         mod = _get(small, owner_name)
         fix_module_attributes(mod, original.get(owner_name))
+    _apply_cuts(small, groups, plan, removals, spec)
     # attention modules that lost heads: nn.MultiheadAttention cannot hold inner width != embed_dim
     heads = {g.root: g for g in groups if g.kind == "head" and g.id in plan.removed}
     for name, g in heads.items():
@@ -327,7 +408,56 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
         spec["replaced"][name] = {"type": "PrunedMultiheadAttention", "embed_dim": mha.embed_dim,
                                   "num_heads": kept_heads, "head_dim": mha.head_dim,
                                   "batch_first": mha.batch_first, "bias": mha.in_proj_bias is not None}
+    if plan.branches:
+        small = drop_branches(small, plan.branches)
+        spec["branches"] = [list(b) for b in plan.branches]
     return ShrunkModel(small, spec)
+
+
+def drop_branches(model: nn.Module, branches: list) -> nn.Module:
+    """The model as an fx GraphModule whose concatenations no longer take the given inputs;
+    the layers only those inputs used are deleted."""
+    from visualizer.core.structure import fx_trace
+
+    gm = fx_trace(model)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    drop: dict[str, set[int]] = defaultdict(set)
+    for name, index in branches:
+        drop[name].add(int(index))
+    for name, idx in drop.items():
+        node = nodes.get(name)
+        if node is None or node.target is not torch.cat:
+            raise ValueError(f"no concatenation {name!r} in the traced model")
+        tensors = [t for i, t in enumerate(node.args[0]) if i not in idx]
+        node.args = (tensors, *node.args[1:])
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    gm.eval()
+    return gm
+
+
+def _apply_cuts(small: nn.Module, groups, plan: PrunePlan, removals, spec: dict) -> None:
+    """Consumers with cut connections: drop the cut weight columns and read only the kept
+    channels through :class:`InputSelect` (indices renumbered after the group removals)."""
+    for (wname, dim), cut in _cut_columns(groups, plan).items():
+        layer_name, _, attr = wname.rpartition(".")
+        layer = _get(small, layer_name)
+        if dim != 1 or attr != "weight" or not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) \
+                or getattr(layer, "groups", 1) != 1:
+            raise ValueError(f"cannot cut connections of {layer_name}: only plain conv/linear inputs")
+        gone = sorted(removals.get((wname, dim), set()))
+        original_width = layer.weight.shape[1] + len(gone)
+        survivors = [i for i in range(original_width) if i not in set(gone)]  # original numbering
+        keep_new = [k for k, i in enumerate(survivors) if i not in cut]
+        if not keep_new:
+            raise ValueError(f"{layer_name} would read no input channel")
+        dev = layer.weight.device
+        w = layer.weight.detach().index_select(1, torch.tensor(keep_new, dtype=torch.long, device=dev))
+        layer.weight = nn.Parameter(w.clone())
+        fix_module_attributes(layer)
+        _replace(small, layer_name, InputSelect(keep_new, layer).to(dev))
+        spec["replaced"][layer_name] = {"type": "InputSelect", "keep": keep_new}
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -371,10 +501,15 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
 @torch.no_grad()
 def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.Module:
     for name, r in spec.get("replaced", {}).items():
-        if r["type"] != "PrunedMultiheadAttention":
+        if r["type"] == "PrunedMultiheadAttention":
+            _replace(model, name, PrunedMultiheadAttention(r["embed_dim"], r["num_heads"], r["head_dim"],
+                                                           r["batch_first"], r["bias"]))
+        elif r["type"] == "InputSelect":
+            _replace(model, name, InputSelect(r["keep"], _get(model, name)))
+        else:
             raise ValueError(f"unknown replaced module type {r['type']}")
-        _replace(model, name, PrunedMultiheadAttention(r["embed_dim"], r["num_heads"], r["head_dim"],
-                                                       r["batch_first"], r["bias"]))
+    if spec.get("branches"):
+        model = drop_branches(model, spec["branches"])
     reference = {n: copy.copy(m) for n, m in model.named_modules()}
     touched = set()
     for key, value in state.items():
@@ -449,6 +584,10 @@ def structured_prune(
     masks = plan_masks(model, groups, plan, density=str(density), **metadata)
     shrunk = shrink(model, groups, plan)
     diff = max_output_diff(masked_copy(model, masks), shrunk.model, example)
+    if not diff <= 1e-4:  # also NaN
+        plan.notices.append(
+            f"the shrunk model differs from the masked model by {diff:.3g}: a channel coupling was "
+            "missed for this architecture; trust the masks, not the shrunk model")
     return StructuredResult(
         plan, masks, shrunk,
         sum(p.numel() for p in model.parameters()),
@@ -461,4 +600,5 @@ __all__ = [
     "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
     "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
     "rebuild", "save_torchscript", "structured_prune", "StructuredResult", "max_output_diff",
+    "InputSelect", "select_zero_connections", "remove_branches", "drop_branches",
 ]

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from visualizer.core.masks import MaskSet
-from visualizer.core.tasks import Step, run
+from visualizer.core.tasks import Step, run, sub
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
 
@@ -227,5 +227,40 @@ def speed_job(
     return SpeedReport(entries, str(device), int(example.shape[0]), repeats, torch.get_num_threads())
 
 
-def measure_speed(*args, **kwargs) -> SpeedReport:
-    return run(speed_job(*args, **kwargs))
+def measure_speed(
+    model: nn.Module,
+    density: float = 0.5,
+    *,
+    shrunk: nn.Module | None = None,
+    example: torch.Tensor | None = None,
+    dataset: str | None = None,
+    batch: int = 64,
+    criterion: str = "l2-norm",
+    scope: str = "layer",
+    masks: MaskSet | None = None,
+    repeats: int = 20,
+    warmup: int = 3,
+    device: str | torch.device = "cpu",
+    peak_flops: float | None = None,
+) -> Generator[Step, None, SpeedReport]:
+    """Job: shrink ``model`` to ``density`` (group ``criterion``, unless ``shrunk`` is given) and
+    measure dense vs unstructured-masked vs shrunk in one run (see :func:`speed_job`)."""
+    from visualizer.core.shrink import structured_prune
+    from visualizer.core.structure import example_input, find_groups, group_scores
+
+    if example is None:
+        example = example_input(model, dataset, batch=batch)
+    if shrunk is None:
+        yield Step("finding groups", 0.0)
+        groups = find_groups(model, example[:2]).groups
+        if not any(g.prunable for g in groups):
+            raise ValueError("the model has no structurally prunable group")
+        res = structured_prune(model, groups, group_scores(model, groups, criterion), density, example[:2], scope=scope)
+        shrunk = res.shrunk.model
+    report = yield from sub(speed_job(model, shrunk, example, masks, repeats, warmup, device, peak_flops), 0.1, 1.0)
+    return report
+
+
+def compare_speed(*args, **kwargs) -> SpeedReport:
+    """:func:`measure_speed` driven to the end (CLI, notebooks)."""
+    return run(measure_speed(*args, **kwargs))

@@ -23,12 +23,16 @@ gives a smaller model whose output equals the masked model's output exactly; gro
 model output, pass through a LayerNorm/GroupNorm over the channel dimension, or touch ops we cannot
 shrink are listed (the GUI draws them) with ``prunable=False`` and the reason.
 
-Torch-Pruning's known concatenation bugs (its issues #146 and #481: concat groups merged or with
-mismatched offsets) show up when the output layer is passed as ``ignored_layers`` during tracing:
-the concat feeding the classifier then loses its offsets and separate branch groups are merged.
-We therefore never ignore layers while tracing and drop the output layer's group afterwards; the
-hand-counted groups of resnet-mini, densenet-mini and inception-mini are checked in
-``tests/core/test_structure.py``.
+Torch-Pruning's concatenation problems (its issues #146 and #481: concat groups merged or with
+mismatched offsets) appeared here in two ways while building on it (torch-pruning 1.6): (1) passing
+the classifier as ``ignored_layers`` to ``build_dependency`` makes the concat that feeds it lose its
+offsets (``_ConcatOp(None)``): inception-mini's four inc2 branches then come back as ONE group of 4
+channels with wrong indices; (2) rooting groups at a BatchNorm that reads a concatenation merges
+all its producers (DenseNet block 2 became one 48-channel group). We therefore never ignore
+layers while tracing, root groups only at producers (conv, linear, LSTM), and mark the output
+layer's group unprunable afterwards. The hand-counted groups of resnet-mini, densenet-mini and
+inception-mini (every concat slice mapped back to its producer) are checked in
+``tests/core/test_structure.py``, and shrink equivalence on every model catches any wrong member.
 """
 
 from __future__ import annotations
@@ -47,9 +51,17 @@ from torch import nn
 
 
 def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) -> torch.Tensor:
-    """A random input the model accepts: from its dataset's shape when known, else guessed from
-    the first layer (Conv2d -> 3x224x224 style image, Linear -> vector, RNN -> 16 steps)."""
+    """A random input the model accepts: from its dataset's shape when known (given, or the
+    bundled model's own), else guessed from the first layer (Conv2d -> Cx224x224 image,
+    Linear -> vector, RNN -> 16 steps)."""
     shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
+    if dataset is None:  # a bundled architecture knows its dataset
+        from visualizer.core.zoo import ZOO
+
+        for entry in ZOO.values():
+            if isinstance(entry.factory, type) and type(model) is entry.factory:
+                dataset = entry.dataset
+                break
     if dataset in shapes:
         return torch.randn(batch, *shapes[dataset])
     if dataset is not None:
@@ -147,6 +159,8 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
             notices.append(str(exc))
     was_training = model.training
     model.eval()
+    if example is not None:
+        example = example.to(_device_of(model))
     try:
         if example is not None:
             try:
@@ -172,6 +186,11 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
         return ModelGraph(_hierarchy_graph(model), "hierarchy", notices, time.perf_counter() - t0)
     finally:
         model.train(was_training)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -370,6 +389,7 @@ def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> Struct
                                     "structured pruning is unavailable (unstructured masks still work)"])
     if example is None:
         example = example_input(model)
+    example = example.to(_device_of(model))
     was_training = model.training
     model.eval()
     try:
@@ -434,6 +454,11 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
                 problems.append(problem)
         if any(m.role == "out" and m.param.rpartition(".")[0] in out_layers for m in members):
             problems.insert(0, "output layer")
+        # name the group after its first producer in module order (the expansion conv of an
+        # inverted residual, not Torch-Pruning's root which may be the depthwise conv)
+        producers = [m.param.rpartition(".")[0] for m in members if m.role == "out" and not m.buffer]
+        if producers:
+            root = min(producers, key=lambda n: order.get(n, 1 << 30))
         kind = "lstm-unit" if isinstance(root_mod, nn.RNNBase) else "channel"
         g = ChannelGroup(0, kind, root, size, members, not problems, "; ".join(dict.fromkeys(problems)))
         groups.append(g)
@@ -606,36 +631,46 @@ def group_scores(
     out: dict[int, torch.Tensor] = {}
     mods = dict(model.named_modules())
     for g in groups:
-        acc = torch.zeros(g.size, dtype=torch.float64)
         if scores is not None:
+            acc = torch.zeros(g.size, dtype=torch.float64)
             for m in g.members:
                 if m.param in scores and not m.buffer:
-                    for u, s in enumerate(unit_slices(g, m, scores[m.param].detach().cpu())):
-                        acc[u] += float(s.double().sum())
+                    acc += _per_unit(g, m, scores[m.param].detach().cpu().double(), "sum")
             out[g.id] = acc
             continue
+        criterion_g = criterion
         if criterion == "bn-scale":
             bn = [m for m in g.members if m.role == "norm" and m.param.endswith(".weight")
                   and isinstance(mods.get(m.param.rpartition(".")[0]), nn.modules.batchnorm._BatchNorm)]
             if bn:
-                for m in bn:
-                    for u, s in enumerate(unit_slices(g, m, _tensor(model, m.param).detach().cpu())):
-                        acc[u] += float(s.double().abs().mean())
+                acc = sum(_per_unit(g, m, _tensor(model, m.param).detach().cpu().double().abs(), "mean") for m in bn)
                 out[g.id] = acc / len(bn)
                 continue
             criterion_g = "l2-norm"
-        else:
-            criterion_g = criterion
         if criterion_g not in ("l1-norm", "l2-norm"):
             raise ValueError(f"unknown group criterion {criterion!r}: use l1-norm, l2-norm, bn-scale or give scores")
+        acc = torch.zeros(g.size, dtype=torch.float64)
         for m in g.members:
             if m.buffer:
                 continue
             t = _tensor(model, m.param).detach().cpu().double()
-            for u, s in enumerate(unit_slices(g, m, t)):
-                acc[u] += float(s.abs().sum()) if criterion_g == "l1-norm" else float((s * s).sum())
+            acc += _per_unit(g, m, t.abs() if criterion_g == "l1-norm" else t * t, "sum")
         out[g.id] = acc if criterion_g == "l1-norm" else acc.sqrt()
     return out
+
+
+def _per_unit(group: ChannelGroup, member: Member, t: torch.Tensor, reduce: str) -> torch.Tensor:
+    """Sum (or mean) of ``t`` over each unit's slice of a member, vectorised: reduce every index
+    along ``member.dim`` over the other dimensions, then add the indices of each unit together."""
+    moved = t.movedim(member.dim, 0).reshape(t.shape[member.dim], -1)
+    per_index = moved.sum(1) if reduce == "sum" else moved.mean(1)
+    idx = torch.tensor(member.indices, dtype=torch.long)
+    units = torch.tensor(member.units, dtype=torch.long)
+    acc = torch.zeros(group.size, dtype=torch.float64).index_add_(0, units, per_index[idx])
+    if reduce == "mean":
+        count = torch.zeros(group.size, dtype=torch.float64).index_add_(0, units, torch.ones(len(idx), dtype=torch.float64))
+        acc = acc / count.clamp(min=1)
+    return acc
 
 
 def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float = 0.0) -> int:
@@ -645,6 +680,18 @@ def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float 
 
 
 # --- summaries for the GUI -----------------------------------------------------------------------
+
+
+def layer_groups(groups: Iterable[ChannelGroup]) -> dict[str, list[int]]:
+    """Module path -> ids of the groups that touch it (to colour graph nodes by group)."""
+    out: dict[str, list[int]] = {}
+    for g in groups:
+        for m in g.members:
+            layer = m.param.rpartition(".")[0]
+            ids = out.setdefault(layer, [])
+            if g.id not in ids:
+                ids.append(g.id)
+    return out
 
 
 @dataclass
@@ -707,6 +754,7 @@ class ConcatModule:
     name: str
     kind: str  # "inception" (>= 2 branches with layers) or "dense" (identity + branch)
     branches: list[Branch]
+    node: str = ""  # the torch.cat node of the fx graph (what branch removal rewrites)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "branches": [
@@ -721,12 +769,11 @@ def branches(
     """Every ``torch.cat`` along channels in the fx graph with its branches: the layers between the
     point where the inputs fork and the concatenation, each branch's weight norm, and the groups
     that belong only to that branch (pruning all of them removes the branch's width)."""
-    from torch.fx import symbolic_trace
     from torch.fx.passes.shape_prop import ShapeProp
 
     try:
-        gm = symbolic_trace(model)
-        ShapeProp(gm).propagate(example if example is not None else example_input(model))
+        gm = fx_trace(model)
+        ShapeProp(gm).propagate((example if example is not None else example_input(model)).to(_device_of(model)))
     except Exception:  # untraceable: no branch summary (the graph view says why)
         return []
     groups = list(groups or [])
@@ -758,8 +805,25 @@ def branches(
             start += width
         n_nonempty = sum(1 for b in brs if b.layers)
         owner = _common_owner([layer for b in brs for layer in b.layers])
-        result.append(ConcatModule(owner or node.name, "inception" if n_nonempty >= 2 else "dense", brs))
+        result.append(ConcatModule(owner or node.name, "inception" if n_nonempty >= 2 else "dense", brs, node.name))
     return result
+
+
+def fx_trace(model: nn.Module):
+    """torch.fx trace in which the modules shrinking introduces stay leaves, so that a shrunk
+    model's graph has the same node names as the original's (branch removal relies on it)."""
+    import torch.fx
+
+    class _Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            if type(m).__name__ in ("InputSelect", "PrunedMultiheadAttention") and \
+                    type(m).__module__ == "visualizer.core.shrink":
+                return True
+            return super().is_leaf_module(m, qualname)
+
+    root = model
+    graph = _Tracer().trace(root)
+    return torch.fx.GraphModule(root, graph, type(root).__name__)
 
 
 def _ancestors(node) -> set:

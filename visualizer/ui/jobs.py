@@ -90,6 +90,7 @@ class JobRunner(QObject):
         self._active: dict[str, Job] = {}  # kind -> running job
         self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.apply_times: list[tuple[str, float]] = []  # (kind, seconds) installing results: GUI-thread cost
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.drain)
@@ -252,7 +253,9 @@ class JobRunner(QObject):
         if status == "ok":
             try:
                 if job.on_result is not None:
+                    t0 = time.perf_counter()
                     job.on_result(payload)
+                    self.apply_times.append((job.kind, time.perf_counter() - t0))
             except Exception as exc:  # a bug applying the result must not kill the app
                 self.failed.emit(job.kind, f"{job.title}: {user_message(exc)}")
                 self.finished.emit(job_id, job.kind, "error")

@@ -81,6 +81,21 @@ class DensitySlider(QSlider):
         event.accept()
 
 
+C_DENSITY, C_PARAMS = 1, 2
+NAME_ROLE = Qt.ItemDataRole.UserRole + 1  # full parameter name of a layer row
+
+
+def _set_density(item: QTreeWidgetItem, kept: int, total: int) -> None:
+    d = kept / total if total else 0.0
+    text = f"{d:.3f}" if d >= 0.01 else f"{d:.2e}"
+    if item.text(C_DENSITY) == text:
+        return
+    item.setText(C_DENSITY, text)
+    item.setData(C_DENSITY, Qt.ItemDataRole.UserRole, d)
+    item.setToolTip(C_DENSITY, f"kept {kept:,} of {total:,}")
+    item.setBackground(C_DENSITY, QBrush(density_colour(d)))
+
+
 class _SortItem(QTreeWidgetItem):
     """Sorts numeric columns by value (stored in UserRole), text columns by text."""
 
@@ -104,7 +119,7 @@ class ModelPanel(QWidget):
     open_file_requested = Signal()
     dataset_requested = Signal(str)
 
-    COLUMNS = ["layer", "kind", "shape", "params", "density"]
+    COLUMNS = ["layer", "density", "params", "shape", "kind"]
 
     def __init__(self, state) -> None:
         super().__init__()
@@ -150,25 +165,30 @@ class ModelPanel(QWidget):
 
         self.summary = QLabel("no model loaded")
         self.summary.setWordWrap(True)
+        self.show_all_box = QCheckBox("show biases / norms (not pruned)")
+        self.show_all_box.toggled.connect(lambda _on: self._rebuild())
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(self.COLUMNS))
         self.tree.setHeaderLabels(self.COLUMNS)
-        self.tree.setRootIsDecorated(False)
+        self.tree.setRootIsDecorated(True)
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
-        self.tree.setAlternatingRowColors(False)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setToolTip("Prunable weights grouped by module; density = kept / total, coloured "
+                             "red (0.1%) to green (100%). Click a column to sort, a layer to show it.")
         # Interactive, sized once per model: ResizeToContents re-measures every row on each
         # density change (1.6 ms per setText), far too slow for a slider.
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setStretchLastSection(True)
         self.tree.currentItemChanged.connect(self._item_changed)
         self._items: dict[str, QTreeWidgetItem] = {}
+        self._groups: dict[str, tuple[QTreeWidgetItem, list[str]]] = {}
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.tree, 1)
+        layout.addWidget(self.show_all_box)
 
         state.model_changed.connect(self._rebuild)
         state.masks_changed.connect(self._update_densities)
@@ -204,51 +224,82 @@ class ModelPanel(QWidget):
         data = f" · data: {s.dataset_name}" if s.dataset_name else " · no dataset"
         notes = ("<br><i>" + "; ".join(loaded.notes) + "</i>") if loaded.notes else ""
         self.summary.setText(f"<b>{loaded.ref}</b>: {total:,} parameters, {pr:,} prunable{acc}{data}{notes}")
+        show_all = self.show_all_box.isChecked()
+        self._groups = {}
         for i, r in enumerate(s.layers):
-            item = _SortItem([r.name, r.kind, "×".join(map(str, r.shape)), f"{r.params:,}", "1.000" if r.prunable else "—"])
+            if not r.prunable and not show_all:
+                continue
+            group = r.name.split(".")[0] if "." in r.name else ""
+            parent = self.tree.invisibleRootItem()
+            if group:
+                if group not in self._groups:
+                    g = _SortItem([group, "", "", "", ""])
+                    g.setData(0, Qt.ItemDataRole.UserRole, i)
+                    g.setData(C_PARAMS, Qt.ItemDataRole.UserRole, 0)
+                    g.setData(C_DENSITY, Qt.ItemDataRole.UserRole, 1.0)
+                    g.setFlags(g.flags() & ~Qt.ItemFlag.ItemIsSelectable)
+                    g.setTextAlignment(C_PARAMS, Qt.AlignmentFlag.AlignRight)
+                    g.setTextAlignment(C_DENSITY, Qt.AlignmentFlag.AlignRight)
+                    f = g.font(0)
+                    f.setBold(True)
+                    g.setFont(0, f)
+                    self.tree.addTopLevelItem(g)
+                    self._groups[group] = (g, [])
+                g, members = self._groups[group]
+                parent = g
+                if r.prunable:
+                    members.append(r.name)
+                g.setData(C_PARAMS, Qt.ItemDataRole.UserRole, g.data(C_PARAMS, Qt.ItemDataRole.UserRole) + r.params)
+                g.setText(C_PARAMS, f"{g.data(C_PARAMS, Qt.ItemDataRole.UserRole):,}")
+            label = r.name[len(group) + 1:] if group else r.name
+            item = _SortItem([label, "1.000" if r.prunable else "—", f"{r.params:,}", "×".join(map(str, r.shape)), r.kind])
             item.setData(0, Qt.ItemDataRole.UserRole, i)  # model order when sorting by name column
-            item.setData(3, Qt.ItemDataRole.UserRole, r.params)
-            item.setData(4, Qt.ItemDataRole.UserRole, 1.0 if r.prunable else 2.0)
-            item.setTextAlignment(3, Qt.AlignmentFlag.AlignRight)
-            item.setTextAlignment(4, Qt.AlignmentFlag.AlignRight)
+            item.setData(0, NAME_ROLE, r.name)
+            item.setToolTip(0, r.name)
+            item.setData(C_PARAMS, Qt.ItemDataRole.UserRole, r.params)
+            item.setData(C_DENSITY, Qt.ItemDataRole.UserRole, 1.0 if r.prunable else 2.0)
+            item.setTextAlignment(C_PARAMS, Qt.AlignmentFlag.AlignRight)
+            item.setTextAlignment(C_DENSITY, Qt.AlignmentFlag.AlignRight)
             if not r.prunable:
                 for c in range(len(self.COLUMNS)):
                     item.setForeground(c, QBrush(QColor(150, 150, 150)))
-                item.setToolTip(0, "not pruned (bias / normalisation / embedding)")
+                item.setToolTip(0, f"{r.name}: not pruned (bias / normalisation / embedding)")
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
-            self.tree.addTopLevelItem(item)
-            self._items[r.name] = item
+            if parent is self.tree.invisibleRootItem():
+                self.tree.addTopLevelItem(item)
+            else:
+                parent.addChild(item)
+            if r.prunable:
+                self._items[r.name] = item
+        self.tree.expandAll()
         self.tree.setSortingEnabled(True)
         self._update_densities()
         for c in range(len(self.COLUMNS)):
             self.tree.resizeColumnToContents(c)
-        self.tree.setColumnWidth(4, max(self.tree.columnWidth(4), 64))
+        self.tree.setColumnWidth(C_DENSITY, max(self.tree.columnWidth(C_DENSITY), 64))
         if s.selected:
             self._select(s.selected)
 
     def _update_densities(self) -> None:
-        masks = self.state.masks
-        if masks is None:
+        if self.state.masks is None:
             return
         sorting = self.tree.isSortingEnabled()
         self.tree.setSortingEnabled(False)  # no re-sort per item while the slider moves
-        for ld in masks.layers():
-            item = self._items.get(ld.name)
-            if item is None:
-                continue
-            d = ld.density
-            text = f"{d:.3f}" if d >= 0.01 else f"{d:.2e}"
-            if item.text(4) == text:
-                continue
-            item.setText(4, text)
-            item.setData(4, Qt.ItemDataRole.UserRole, d)
-            item.setToolTip(4, f"kept {ld.kept:,} of {ld.total:,}")
-            item.setBackground(4, QBrush(density_colour(d)))
+        kept_by_layer, totals = self.state.layer_kept, self.state.layer_total
+        for name, kept in kept_by_layer.items():
+            item = self._items.get(name)
+            if item is not None:
+                _set_density(item, kept, totals[name])
+        for g, members in self._groups.values():
+            if members:
+                _set_density(g, sum(kept_by_layer.get(n, 0) for n in members),
+                             sum(totals.get(n, 0) for n in members))
         self.tree.setSortingEnabled(sorting)
 
     def _item_changed(self, current, _previous) -> None:
-        if current is not None:
-            self.state.select(current.text(0))
+        name = None if current is None else current.data(0, NAME_ROLE)
+        if name:
+            self.state.select(name)
 
     def _select(self, name: str) -> None:
         item = self._items.get(name)
@@ -257,7 +308,7 @@ class ModelPanel(QWidget):
 
     def layer_density_text(self, name: str) -> str:
         item = self._items.get(name)
-        return "" if item is None else item.text(4)
+        return "" if item is None else item.text(C_DENSITY)
 
 
 # --- pruning panel ----------------------------------------------------------------------------
@@ -428,7 +479,7 @@ class PruningPanel(QWidget):
         if masks is None:
             self.density_label.setText("<i>no model</i>")
             return
-        kept, total = masks.kept(), masks.total()
+        kept, total = self.state.kept(), self.state.total()
         d = kept / total if total else 0.0
         ranked = self.state.current_ranking() is not None
         note = "" if ranked or self.state.density >= 1.0 else " <span style='color:#b36b00'>(ranking…)</span>"

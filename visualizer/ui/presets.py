@@ -55,6 +55,8 @@ class Line:
     label: str
     dashed: bool = False
     markers: bool = True
+    line: bool = True
+    width: float = 1.0  # multiplies the theme's line width
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Figure:
     y_label: str = ""
     log_x: bool = False
     note: str = ""
+    legend: str = "bottom-right"  # or "top-right"
 
 
 class FigureView(AnalysisView):
@@ -110,11 +113,12 @@ class FigureView(AnalysisView):
                 set_title(plot, title, theme)
         else:
             plot = self.add_plot(self.canvas, 0, 0)
-            plot.addLegend(offset=(-10, 10))
+            plot.addLegend(offset=(-10, -10) if fig.legend == "bottom-right" else (-10, 10))
             plot.setLogMode(x=fig.log_x, y=False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             for i, line in enumerate(fig.lines):
-                pen = self.pen(i, style=pg.QtCore.Qt.PenStyle.DashLine) if line.dashed else self.pen(i)
+                style = pg.QtCore.Qt.PenStyle.DashLine if line.dashed else pg.QtCore.Qt.PenStyle.SolidLine
+                pen = self.pen(i, line.width, style=style) if line.line else None
                 kw = {}
                 if line.markers:
                     kw = dict(symbol="o", symbolSize=9 * theme.marker_scale,
@@ -214,32 +218,52 @@ def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
 # --- masked vs dense spectrum -----------------------------------------------------------------
 
 
-def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4):
-    """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask)."""
-    dense_vs_masked, eval_batches, SpectrumOptions = _core(
-        "curvature", "dense_vs_masked", "eval_batches", "SpectrumOptions")
+def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4,
+                 taus: tuple[int, ...] = (0, 25, 50, 100, 200)):
+    """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
+    pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
+    run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
+    dense_vs_masked, spectrum_over_rewinds, eval_batches, SpectrumOptions = _core(
+        "curvature", "dense_vs_masked", "spectrum_over_rewinds", "eval_batches", "SpectrumOptions")
     score, = _core("criteria", "score")
     mask_from_scores, = _core("ranking", "mask_from_scores")
+    train, TrainConfig = _core("training", "train", "TrainConfig")
+    initial_state, = _core("lottery", "initial_state")
     yield Step("loading", 0.0)
     loaded, data = _load(model)
-    mags = yield from sub(score("magnitude", loaded.model), 0.02, 0.05)
+    net = loaded.model
+    mags = yield from sub(score("magnitude", net), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
     evalset = eval_batches(data, n_batches=1, batch_size=128)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
-    result = yield from sub(dense_vs_masked(loaded.model, evalset, mask, options), 0.05, 1.0)
-    return result
+    pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
+    init, _ = initial_state(model, net)
+    steps = max(taus)
+    run_ = yield from sub(
+        train(net, data, None, TrainConfig(epochs=100, max_steps=steps, evaluate_each_epoch=False),
+              start_state=init, capture_steps=list(taus)), 0.5, 0.6, "training: ")
+    final = yield from sub(score("magnitude", run_.model), 0.6, 0.61)
+    rewind_mask = mask_from_scores(final, density, criterion="magnitude")
+    snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
+    rewinds = yield from sub(
+        spectrum_over_rewinds(net, snapshots, rewind_mask, evalset,
+                              SpectrumOptions(top_k=2, bottom_k=2)), 0.61, 1.0, "rewinds: ")
+    return {"pair": pair, "taus": list(taus), "rewinds": [r.spectrum for r in rewinds],
+            "density": density}
 
 
-def show_spectrum(view, result) -> None:
-    from visualizer.ui.analysis.adapters import spectrum_data
+def show_spectrum(view, r) -> None:
+    from visualizer.ui.analysis.adapters import rewind_series, spectrum_data
 
-    view.set_spectra([spectrum_data(result.dense, "dense"), spectrum_data(result.masked, "masked")])
+    view.set_spectra([spectrum_data(r["pair"].dense, "dense"),
+                      spectrum_data(r["pair"].masked, f"masked ({r['density']:.0%})")])
+    view.set_rewind(rewind_series(r["taus"], r["rewinds"]))
 
 
 # --- LTH curve and the density law -----------------------------------------------------------
 
 
-def lth_job(model: str = "mlp", rounds: int = 4, rate: float = 0.5, epochs: int = 2):
+def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3):
     """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
     iterative_magnitude_pruning, IMPConfig, initial_state = _core(
         "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state")
@@ -247,32 +271,31 @@ def lth_job(model: str = "mlp", rounds: int = 4, rate: float = 0.5, epochs: int 
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
-    config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random"),
-                       train=TrainConfig(epochs=epochs))
+    config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random-mask"),
+                       train=TrainConfig(epochs=epochs, lr=lr, evaluate_each_epoch=False))
     result = yield from sub(
         iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
     return result
 
 
-def _rows_by(rows: list[dict], kind: str) -> tuple[list[float], list[float]]:
-    picked = [r for r in rows if r.get("kind", r.get("mode", "ticket")) == kind]
-    picked.sort(key=lambda r: -r["density"])
-    return [r["density"] for r in picked], [r.get("accuracy", r.get("test_accuracy")) for r in picked]
-
-
 def show_lth(view: FigureView, result) -> None:
-    rows = list(result.rows)
+    """IMP rows: ``accuracy`` (the ticket) and ``<control>_accuracy`` per round's density."""
+    rows = sorted(result.rows, key=lambda r: -r["density"])
+    x = [r["density"] for r in rows]
     lines = []
-    for kind, label in (("ticket", "winning ticket (rewind to init)"), ("reinit", "same mask, re-initialised"),
-                        ("random", "random mask")):
-        x, y = _rows_by(rows, kind)
-        if x:
-            lines.append(Line(x, y, label, dashed=kind != "ticket"))
-    view.set_figure(Figure("Lottery ticket: accuracy vs density", lines, x_label="density (log)",
-                           y_label="test accuracy", log_x=True))
+    for key, label in (("accuracy", "winning ticket (mask + original init)"),
+                       ("reinit_accuracy", "same mask, re-initialised"),
+                       ("random-mask_accuracy", "random mask, same density")):
+        if all(key in r for r in rows):
+            lines.append(Line(x, [r[key] for r in rows], label, dashed=key != "accuracy"))
+    dense = next((r["accuracy"] for r in result.rows if r["round"] == 0), None)
+    if dense is not None:
+        lines.append(Line([x[-1], x[0]], [dense, dense], "dense baseline", dashed=True, markers=False))
+    view.set_figure(Figure("Lottery ticket on the MLP: accuracy vs density", lines,
+                           x_label="density (log scale)", y_label="test accuracy", log_x=True))
 
 
-def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epochs: int = 1):
+def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10):
     """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
     iterative_magnitude_pruning, IMPConfig, initial_state, imp_density = _core(
         "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state", "imp_density")
@@ -280,9 +303,11 @@ def density_law_job(model: str = "mlp", rounds: int = 6, rate: float = 0.3, epoc
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
-    config = IMPConfig(rounds=rounds, rate=rate, train=TrainConfig(epochs=epochs))
+    # the law is about the masks: a few training steps per round are enough to show it
+    config = IMPConfig(rounds=rounds, rate=rate,
+                       train=TrainConfig(epochs=1, max_steps=steps, evaluate_each_epoch=False))
     result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
-    measured = [m.density for m in result.masks]
+    measured = [m.density() for m in result.masks]
     law = [imp_density(rate, s) for s in range(len(measured))]
     return {"rate": rate, "measured": measured, "law": law}
 
@@ -291,9 +316,9 @@ def show_density_law(view: FigureView, r: dict) -> None:
     s = list(range(len(r["measured"])))
     view.set_figure(Figure(
         f"IMP density per round, alpha = {r['rate']:g}",
-        [Line(s, r["law"], "(1 - alpha)^S", dashed=True, markers=False),
-         Line(s, r["measured"], "measured density of the mask")],
-        x_label="IMP round S", y_label="density",
+        [Line(s, r["law"], "(1 - alpha)^S", markers=False, width=3.0),
+         Line(s, r["measured"], "measured density of the mask", line=False)],
+        x_label="IMP round S", y_label="density", legend="top-right",
     ))
 
 
@@ -405,7 +430,8 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
-           _spectrum_view, spectrum_job, show_spectrum, ("curvature", "criteria", "ranking")),
+           _spectrum_view, spectrum_job, show_spectrum,
+           ("curvature", "criteria", "ranking", "training", "lottery")),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "whole connections to zero; what is left is the circuit the network really uses.",

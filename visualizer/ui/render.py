@@ -19,7 +19,6 @@ import numpy as np
 
 GAP, PRUNED = 0, 1
 LO, HI = 2, 255  # value codes
-MAX_SIDE = 4096  # larger layers are shown with a stride (display only)
 
 BACKGROUND = (255, 255, 255, 255)  # gaps between kernels
 PRUNED_RGBA = (225, 225, 225, 255)  # pruned, in mask views
@@ -73,7 +72,6 @@ class Layout:
 
     shape: tuple[int, ...]
     kind: str  # flat | kernels
-    stride: tuple[int, int] = (1, 1)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -107,13 +105,11 @@ class Layout:
 
 def make_layout(shape: tuple[int, ...], kind: str = "flat") -> Layout:
     kind = kind if (kind == "kernels" and len(shape) == 4) else "flat"
-    lay = Layout(tuple(shape), kind)
-    h, w = lay.image_shape
-    return Layout(tuple(shape), kind, (max(1, -(-h // MAX_SIDE)), max(1, -(-w // MAX_SIDE))))
+    return Layout(tuple(shape), kind)
 
 
 def to_image(arr: np.ndarray, layout: Layout, fill=0) -> np.ndarray:
-    """Arrange a parameter-shaped array as the layout's 2-D image (display stride applied)."""
+    """Arrange a parameter-shaped array as the layout's 2-D image ('flat': a view, no copy)."""
     s = layout.shape
     if arr.ndim == 0:
         img = arr.reshape(1, 1)
@@ -127,10 +123,7 @@ def to_image(arr: np.ndarray, layout: Layout, fill=0) -> np.ndarray:
         img = img[:h, :w]
     else:
         img = arr.reshape(s[0], -1)
-    sr, sc = layout.stride
-    if sr > 1 or sc > 1:
-        img = img[::sr, ::sc]
-    return np.ascontiguousarray(img)
+    return img
 
 
 @dataclass(frozen=True)

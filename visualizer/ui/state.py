@@ -43,6 +43,8 @@ class AppState(QObject):
         self.prunable: list[str] = []
         self.params: dict[str, Any] = {}  # prunable name -> CPU numpy weights (read-only views)
         self.masks = None  # core.masks.MaskSet
+        self.layer_kept: dict[str, int] = {}  # kept per layer for self.masks (cheap read-outs)
+        self.layer_total: dict[str, int] = {}
         self.snapshot = None  # MaskSet "A" to compare against
         self.scores: dict[str, Any] | None = None  # name -> numpy scores for the current key
         self.rankings: dict[RankKey, Any] = {}  # key -> (Ranking, scores-as-numpy)
@@ -75,6 +77,8 @@ class AppState(QObject):
         self.prunable = info["prunable"]
         self.params = info["params"]
         self.masks = info["masks"]
+        self.layer_total = {n: m.numel() for n, m in self.masks.masks.items()}
+        self.layer_kept = {ld.name: ld.kept for ld in self.masks.layers()}
         self.snapshot = None
         self.scores = None
         self.rankings = {}
@@ -104,8 +108,15 @@ class AppState(QObject):
             self.selection_changed.emit(name)
 
     # --- pruning --------------------------------------------------------------------------
-    def set_masks(self, masks, dirty: bool = True) -> None:
+    def set_masks(self, masks, dirty: bool = True, counts: dict[str, int] | None = None) -> None:
+        """Install a mask. ``counts`` (kept per layer) comes from the ranking, which maintains it
+        incrementally; otherwise it is counted once here (core MaskSet.layers)."""
         self.masks = masks
+        if masks is None:
+            self.layer_kept, self.layer_total = {}, {}
+        else:
+            self.layer_total = {n: m.numel() for n, m in masks.masks.items()}
+            self.layer_kept = dict(counts) if counts is not None else {ld.name: ld.kept for ld in masks.layers()}
         self.masks_changed.emit()
         if dirty:
             self.set_dirty(True)
@@ -115,6 +126,12 @@ class AppState(QObject):
         if key == self.key:
             self.scores = scores_np
             self.scores_changed.emit()
+
+    def kept(self) -> int:
+        return sum(self.layer_kept.values())
+
+    def total(self) -> int:
+        return sum(self.layer_total.values())
 
     def current_ranking(self):
         entry = self.rankings.get(self.key)

@@ -233,17 +233,20 @@ SHORTCUTS: tuple[Shortcut, ...] = (
 class ShortcutsDialog(QDialog):
     """Help > Shortcuts: a two-column table of keys and what they do."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, actions: dict[str, QAction] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
         table = QTableWidget(len(SHORTCUTS), 2, self)
         table.setHorizontalHeaderLabels(["Keys", "Action"])
         table.verticalHeader().setVisible(False)
         table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        native = QKeySequence.SequenceFormat.NativeText
         for row, sc in enumerate(SHORTCUTS):
-            keys = ", ".join(
-                QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText) for k in sc.keys
-            )
+            if actions is not None and sc.action in actions:  # what is really bound
+                seqs = actions[sc.action].shortcuts()
+            else:
+                seqs = [QKeySequence(k) for k in sc.keys]
+            keys = ", ".join(seq.toString(native) for seq in seqs) or "(taken by the window)"
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(sc.text))
         table.resizeColumnsToContents()
@@ -266,7 +269,10 @@ class TeachingMode(QObject):
 
     Hooks (all optional, looked up on the window when not given):
     slider: the density slider (a QAbstractSlider; default: the window's child named
-        ``densitySlider``, else its first QAbstractSlider); stepped by its single step.
+        ``densitySlider``, else its first QAbstractSlider); stepped by its single step, a
+        larger value meaning a higher density.
+    step_density: callable(+1 denser / -1 sparser) used instead of the slider when given (for
+        sliders whose value runs the other way, like the workbench's log slider).
     step_round: callable(+1/-1) stepping the IMP round shown; default ``window.step_imp_round``.
     views: the switchable views, as a QTabWidget or a list of QDockWidgets (default: the
         window's dock widgets in creation order, plus the central QTabWidget's tabs if any).
@@ -285,6 +291,7 @@ class TeachingMode(QObject):
         manager: ThemeManager | None = None,
         *,
         slider: QAbstractSlider | None = None,
+        step_density: Callable[[int], None] | None = None,
         step_round: Callable[[int], None] | None = None,
         views: QTabWidget | list[QDockWidget] | None = None,
     ) -> None:
@@ -292,6 +299,7 @@ class TeachingMode(QObject):
         self.window = window
         self.manager = manager or theme_manager()
         self._slider = slider
+        self._step_density = step_density
         self._step_round = step_round
         self._views = views
         self._active = False
@@ -338,9 +346,16 @@ class TeachingMode(QObject):
         }
         for i in range(1, 10):
             handlers[f"view_{i}"] = lambda i=i: self.show_view(i - 1)
+        taken = {
+            seq.toString()
+            for a in self.window.findChildren(QAction)
+            for seq in a.shortcuts()
+        }
         for sc in SHORTCUTS:
             action = QAction(sc.text, self.window)
-            action.setShortcuts([QKeySequence(k) for k in sc.keys])
+            # a key the window already uses (e.g. Esc = cancel jobs) would make both ambiguous
+            keys = [QKeySequence(k) for k in sc.keys if QKeySequence(k).toString() not in taken]
+            action.setShortcuts(keys)
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             action.triggered.connect(handlers[sc.action])
             if sc.action == "teaching":
@@ -360,12 +375,15 @@ class TeachingMode(QObject):
         help_menu.addAction(self.actions["help"])
 
     def show_shortcuts(self) -> ShortcutsDialog:
-        dialog = ShortcutsDialog(self.window)
+        dialog = ShortcutsDialog(self.window, self.actions)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
 
     def step_slider(self, direction: int) -> None:
+        if self._step_density is not None:
+            self._step_density(direction)
+            return
         slider = self.slider()
         if slider is None:
             return

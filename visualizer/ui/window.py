@@ -149,7 +149,8 @@ class MainWindow(QMainWindow):
                 self.tabifyDockWidget(first, dock)
         if first is not None:
             first.raise_()
-        self.resizeDocks([self.docks["model"], first], [430, 970], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["model"], first], [460, 940], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["model"], self.docks["pruning"]], [520, 360], Qt.Orientation.Vertical)
 
         self._build_status_bar()
         self._build_menus()
@@ -451,7 +452,8 @@ class MainWindow(QMainWindow):
         # The Ranking is owned by this (GUI) thread: moving its cut only flips the entries between
         # the old and new cut. Large models get live views (no copy); consumers that keep a mask
         # (snapshot, sessions, training jobs) copy it.
-        s.set_masks(rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT))
+        masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
+        s.set_masks(masks, counts=rk.layer_kept())
 
     # --- sessions (filled in by visualizer.core.session) -------------------------------------
     def open_session_dialog(self) -> None:

@@ -80,7 +80,13 @@ def rewind_series(taus: Sequence[float], spectra: Sequence[Any]) -> RewindSeries
     A missing condition number (more non-positive eigenvalues than computed) is drawn as a gap.
     """
     kappa = [np.nan if s.condition_number is None else float(s.condition_number) for s in spectra]
-    return RewindSeries(list(taus), [float(s.lambda_max) for s in spectra], kappa)
+    missing = [s for s in spectra if s.condition_number is None]
+    note = ""
+    if missing:
+        why = str(getattr(missing[0], "condition_kind", "") or "no positive bottom eigenvalue")
+        note = (f"kappa undefined at {len(missing)}/{len(spectra)} points "
+                f"({why.removeprefix('unknown: ')})")
+    return RewindSeries(list(taus), [float(s.lambda_max) for s in spectra], kappa, note)
 
 
 def curve_1d(result: Any, label: str, quantity: str = "loss") -> Curve1D:

@@ -51,7 +51,8 @@ class RewindSeries:
 
     tau: Sequence[float]
     lambda_max: Sequence[float]
-    condition: Sequence[float]
+    condition: Sequence[float]  # NaN where undefined
+    note: str = ""  # why the condition number is missing, when it is
 
 
 class SpectrumView(AnalysisView):
@@ -166,7 +167,14 @@ class SpectrumView(AnalysisView):
     def _draw_rewind(self) -> None:
         theme = self.theme
         if self.rewind is None or len(self.rewind.tau) == 0:
+            hint = pg.TextItem("no rewind series yet: it needs snapshots of an IMP run\n"
+                               "(the 'Masked vs dense Hessian spectrum' preset computes one)",
+                               color=theme.muted, anchor=(0.5, 0.5))
+            hint.setPos(0.5, 0.5)
+            self.tau_plot.addItem(hint)
+            self.tau_plot.setRange(xRange=(0, 1), yRange=(0, 1))
             return
+        self.tau_plot.enableAutoRange()
         tau = np.asarray(self.rewind.tau, dtype=float)
         lam = np.asarray(self.rewind.lambda_max, dtype=float)
         kappa = np.asarray(self.rewind.condition, dtype=float)
@@ -175,6 +183,13 @@ class SpectrumView(AnalysisView):
             tau, lam, pen=self.pen(1), symbol="o", symbolSize=size,
             symbolBrush=theme.color(1), name="lambda_max",
         )
+        if self.rewind.note:
+            note = pg.TextItem(self.rewind.note, color=theme.muted, anchor=(1, 1))
+            note.setPos(float(tau.max()), float(np.nanmin(lam)))
+            self.tau_plot.addItem(note)
+        if not np.isfinite(kappa).any():
+            self._sync_kappa_box()
+            return
         curve = pg.PlotDataItem(
             tau, kappa, pen=self.pen(2, style=pg.QtCore.Qt.PenStyle.DashLine), symbol="s",
             symbolSize=size, symbolBrush=theme.color(2), name="kappa",
@@ -188,3 +203,12 @@ class SpectrumView(AnalysisView):
             pad = 0.1 * (hi - lo) or 0.5 * abs(hi) or 1.0
             self.kappa_box.setYRange(lo - pad, hi + pad)
         self._sync_kappa_box()
+
+
+def __getattr__(name: str):
+    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
+    if name == "VIEW":
+        from visualizer.ui.analysis import view_spec
+
+        return view_spec("spectrum")
+    raise AttributeError(name)

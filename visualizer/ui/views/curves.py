@@ -117,7 +117,7 @@ class CurvesView(QWidget):
             self._series[key] = (item, grows)
         base = self.state.baseline
         self.baseline.setVisible(base is not None)
-        if base is not None:
+        if base is not None and self.baseline.value() != float(base):
             self.baseline.setValue(float(base))
         self._move_cursor()
         if rows:

@@ -29,6 +29,8 @@ from visualizer.ui.views import ViewSpec
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
+MAX_DISPLAY = 1024  # image pixels per side drawn at most; more -> a display stride
+
 _PRUNED_LEGEND = "<span style='color:rgb(55,55,55)'>■</span> pruned"
 
 MODES = {
@@ -55,6 +57,11 @@ class HeatmapView(QWidget):
         self._weights: render.Encoded | None = None
         self._scores: render.Encoded | None = None
         self._image: np.ndarray | None = None
+        self._weights_img: np.ndarray | None = None
+        self._scores_img: np.ndarray | None = None
+        self._gaps: np.ndarray | None = None
+        self._region: tuple[int, int, int, int, int] | None = None
+        self._drawn_key: tuple | None = None
         self._lut_mode: str | None = None
         self._bar_key: tuple | None = None
 
@@ -94,7 +101,8 @@ class HeatmapView(QWidget):
         self.plot.setLabel("bottom", "input")
         self.plot.showGrid(False, False)
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setAutoDownsample(True)
+        # no pyqtgraph downsampling: it averages, which would mix codes; we stride instead
+        self.image.setAutoDownsample(False)
         self.plot.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(-1, 1), colorMap="CET-D1", interactive=False, width=16)
         self.bar.axis.enableAutoSIPrefix(False)
@@ -131,6 +139,12 @@ class HeatmapView(QWidget):
         outer.setContentsMargins(2, 2, 2, 2)
         outer.addWidget(split)
 
+        self._range_timer = QTimer(self)
+        self._range_timer.setSingleShot(True)
+        self._range_timer.setInterval(30)
+        self._range_timer.timeout.connect(self.redraw)
+        self.plot.getViewBox().sigRangeChanged.connect(self._range_changed)
+
         self._compare_timer = QTimer(self)
         self._compare_timer.setSingleShot(True)
         self._compare_timer.setInterval(80)
@@ -151,25 +165,76 @@ class HeatmapView(QWidget):
         if name is None or name not in self.state.params:
             self._layout = None
             self._weights = None
+            self._drawn_key = None
             self.image.clear()
             self.title.setText("<i>no layer selected</i>")
             return
         w = self.state.params[name]
+        key = (id(w), name, self.layout_kind)
+        if key == self._drawn_key:  # model_changed and selection_changed both arrive on a load
+            return
+        self._drawn_key = key
         self.layout_box.setEnabled(w.ndim == 4)
         self._layout = render.make_layout(tuple(w.shape), self.layout_kind)
         self._weights = render.encode_symmetric(w, "weight")
+        self._weights_img = self._grid(self._weights.codes, render.GAP)
+        self._gaps = None
+        if self._layout.kind == "kernels":
+            self._gaps = self._grid(np.zeros(w.shape, dtype=bool), True)
         self._scores = None
+        self._region = None
+        self._scores_img = None
         self._scores_changed(redraw=False)
         h, wd = self._layout.image_shape
-        self.image.setRect(QRectF(0, 0, wd, h))
-        self.plot.setLabel("bottom", "input · kernel" if w.ndim > 2 else "input")
+        self._set_axes(w.shape)
         self.plot.getViewBox().setRange(QRectF(0, 0, wd, h), padding=0.02)
         self.redraw()
+
+    def _set_axes(self, shape: tuple[int, ...]) -> None:
+        """Axis titles, and channel-index ticks at kernel centres in the kernel grid."""
+        left, bottom = self.plot.getAxis("left"), self.plot.getAxis("bottom")
+        if self._layout.kind == "kernels":
+            o, i, kh, kw = shape
+            left.setTicks([_channel_ticks(o, kh)])
+            bottom.setTicks([_channel_ticks(i, kw)])
+            xlabel, ylabel = f"input channel (each tile a {kh}×{kw} kernel)", "output channel"
+        else:
+            left.setTicks(None)
+            bottom.setTicks(None)
+            xlabel = "input · kernel position (in·kh·kw)" if len(shape) > 2 else "input"
+            ylabel = "output" if len(shape) > 1 else ""
+        if bottom.labelText != xlabel:
+            self.plot.setLabel("bottom", xlabel)
+        if left.labelText != ylabel:
+            self.plot.setLabel("left", ylabel)
+
+    def _grid(self, arr: np.ndarray, fill) -> np.ndarray:
+        """A parameter-shaped array as the full-resolution 2-D image (a view for 'flat')."""
+        return render.to_image(arr, self._layout, fill=fill)
+
+    def _range_changed(self, *_args) -> None:
+        if self._layout is not None and self._visible_region() != self._region:
+            self._range_timer.start()
+
+    def _visible_region(self) -> tuple[int, int, int, int, int]:
+        """(r0, r1, c0, c1, stride) of the image the view shows; stride keeps it under MAX_DISPLAY
+        pixels a side (display only: zooming in shows every weight)."""
+        h, w = self._layout.image_shape
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        c0, c1 = max(0, int(np.floor(x0))), min(w, int(np.ceil(x1)))
+        r0, r1 = max(0, int(np.floor(y0))), min(h, int(np.ceil(y1)))
+        if c1 <= c0 or r1 <= r0:
+            r0, r1, c0, c1 = 0, h, 0, w
+        vp = self.canvas.viewport().size()
+        limit = max(256, min(MAX_DISPLAY, max(vp.width(), vp.height())))  # ~ one image pixel per screen pixel
+        stride = max(1, -(-max(r1 - r0, c1 - c0) // limit))
+        return r0 - r0 % stride, r1, c0 - c0 % stride, c1, stride
 
     def _scores_changed(self, redraw: bool = True) -> None:
         name = self.state.selected
         sc = None if self.state.scores is None else self.state.scores.get(name)
         self._scores = None if sc is None else render.encode_scores(sc)
+        self._scores_img = None if self._scores is None else self._grid(self._scores.codes, render.GAP)
         if redraw:
             self.redraw()
 
@@ -212,30 +277,36 @@ class HeatmapView(QWidget):
             return None
         return masks.masks[name].numpy()
 
-    def layer_codes(self) -> tuple[np.ndarray, str, str]:
-        """(codes in parameter shape, lut mode, legend html) for the current mode."""
-        mask = self._current_mask()
+    def layer_codes(self, region: tuple[int, int, int, int, int]) -> tuple[np.ndarray, str, str]:
+        """(uint8 image of ``region``, lut mode, legend html) for the current mode."""
+        r0, r1, c0, c1, st = region
+        sl = (slice(r0, r1, st), slice(c0, c1, st))
+        mask_full = self._current_mask()
+        mask = None if mask_full is None else self._grid(mask_full, True)[sl]
         mode = self.mode
         if mode == "compare" and self.state.snapshot is not None and mask is not None:
             snap = self.state.snapshot.masks.get(self.state.selected)
-            if snap is not None and snap.shape == mask.shape:
+            if snap is not None and tuple(snap.shape) == mask_full.shape:
                 legend = " ".join(
                     f"<span style='color:rgb{c[:3]}'>■</span> {t}" for t, c in render.COMPARE_LEGEND.items()
                 )
-                return render.compare_codes(mask, snap.numpy()), "compare", legend
+                return render.compare_codes(mask, self._grid(snap.numpy(), True)[sl]), "compare", legend
             mode = "mask"
         if mode == "compare":
             mode = "mask"
         if mode == "mask":
+            legend = ("<span style='color:rgb(31,94,168)'>■</span> kept &nbsp; "
+                      "<span style='color:rgb(160,160,160)'>■</span> pruned")
             if mask is None:
-                return np.full(self._layout.shape, render.HI, np.uint8), "mask", ""
-            legend = "<span style='color:rgb(31,94,168)'>■</span> kept &nbsp; <span style='color:rgb(160,160,160)'>■</span> pruned"
+                return np.full(self._weights_img[sl].shape, render.HI, np.uint8), "mask", ""
             return render.mask_codes(mask), "mask", legend
         if mode == "scores":
             if self._scores is None:
-                return np.full(self._layout.shape, render.PRUNED, np.uint8), "scores", "<i>no scores yet: pick a criterion (ranking runs in the background)</i>"
-            return render.masked_codes(self._scores.codes, mask), "scores", _PRUNED_LEGEND
-        codes = self._weights.codes
+                return (np.full(self._weights_img[sl].shape, render.PRUNED, np.uint8), "scores",
+                        "<i>no scores yet: pick a criterion (ranking runs in the background)</i>")
+            # every score (pruned ones too): the colour bar shows where the cut falls
+            return self._scores_img[sl], "scores", "scores of all weights (kept and pruned)"
+        codes = self._weights_img[sl]
         if mode == "masked":
             return render.masked_codes(codes, mask), "weights", _PRUNED_LEGEND
         return codes, "weights", ""
@@ -243,12 +314,18 @@ class HeatmapView(QWidget):
     def redraw(self) -> None:
         if self._layout is None or self._weights is None:
             return
-        codes, lut_mode, legend = self.layer_codes()
-        img = render.to_image(codes, self._layout, fill=render.GAP)
+        region = self._visible_region()
+        self._region = region
+        img, lut_mode, legend = self.layer_codes(region)
+        r0, r1, c0, c1, st = region
+        if self._gaps is not None:
+            img = np.where(self._gaps[r0:r1:st, c0:c1:st], np.uint8(render.GAP), img)
+        img = np.ascontiguousarray(img)
         if lut_mode != self._lut_mode:
             self._set_lut(lut_mode)
         self._image = img
         self.image.setImage(img, autoLevels=False, levels=(0, 255))
+        self.image.setRect(QRectF(c0, r0, img.shape[1] * st, img.shape[0] * st))
         if self._bar_key != (lut_mode, id(self._weights), id(self._scores)):
             self._update_bar(lut_mode)
         self.legend.setText(legend)
@@ -277,10 +354,11 @@ class HeatmapView(QWidget):
     def _update_title(self) -> None:
         name = self.state.selected
         shape = "×".join(str(s) for s in self._layout.shape)
-        mask = self._current_mask()
-        kept = "" if mask is None else f" · kept {int(mask.sum()):,} / {mask.size:,} ({mask.mean():.2%})"
-        stride = self._layout.stride
-        note = f" · shown every {stride[0]}×{stride[1]} (display only)" if stride != (1, 1) else ""
+        kept_n = self.state.layer_kept.get(name)
+        total = self.state.layer_total.get(name, 0)
+        kept = "" if kept_n is None or not total else f" · kept {kept_n:,} / {total:,} ({kept_n / total:.2%})"
+        stride = self._region[4] if self._region else 1
+        note = f" · drawn every {stride}th row/column (zoom in for all)" if stride > 1 else ""
         self.title.setText(f"<b>{name}</b> [{shape}]{kept}{note}")
 
     def export_widget(self):
@@ -352,6 +430,11 @@ class HeatmapView(QWidget):
                 t.setItem(i, j, item)
         t.setSortingEnabled(True)
         self.compare_rows = rows
+
+
+def _channel_ticks(n: int, k: int, most: int = 16) -> list[tuple[float, str]]:
+    step = max(1, -(-n // most))
+    return [(c * (k + 1) + k / 2, str(c)) for c in range(0, n, step)]
 
 
 class _NumItem(QTableWidgetItem):

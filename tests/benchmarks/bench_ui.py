@@ -1,0 +1,171 @@
+"""GUI speed: heatmap redraw of a 2048 x 2048 layer, event-loop stalls during jobs, startup.
+
+Run: ``python tests/benchmarks/bench_ui.py`` (offscreen). Prints, with peers from the same run:
+- heatmap frames per second for a 2048 x 2048 layer: the app's path (uint8 codes through a
+  lookup table, fixed levels) next to pyqtgraph's float image with auto levels;
+- the whole slider step (ranking cut move + codes + draw) per second;
+- the worst event-loop gap seen by a 5 ms timer probe while jobs run (ranking; training and a
+  sweep when visualizer.core.training is present), and how many gaps exceeded 50 ms;
+- seconds from process start until the window shows the default model, next to the time a
+  bare ``import torch, PySide6.QtWidgets`` takes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PRUNEVIZ_SETTINGS_ORG", "pruneviz-bench")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+
+from tests.ui.probe import StallProbe  # noqa: E402
+from visualizer.ui.app import make_app  # noqa: E402
+
+
+def pump(ms: int = 10) -> None:
+    """Run the event loop for ``ms`` (QEventLoop: PySide6 6.12's processEvents leaks None refs)."""
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_jobs(window, timeout: float = 600.0) -> None:
+    t0 = time.monotonic()
+    while window.jobs.is_running() and time.monotonic() - t0 < timeout:
+        pump(10)
+
+
+def big_linear_window(n: int = 2048):
+    from visualizer.core.models import LoadedModel
+    from visualizer.ui import actions
+    from visualizer.ui.window import MainWindow
+
+    window = MainWindow(restore_layout=False)
+    window.resize(1400, 900)
+    window.show()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(n, n))
+    loaded = LoadedModel(model, f"linear-{n}")
+    info = actions.model_info(model)
+    from visualizer.core.masks import MaskSet
+
+    info["masks"] = MaskSet.for_model(model)
+    window.state.set_model(loaded, None, info)
+    window.request_ranking()
+    wait_jobs(window)
+    return window
+
+
+def bench_heatmap(window, frames: int = 60) -> None:
+    view = window.views["heatmap"]
+    window.docks["heatmap"].raise_()
+    pump(50)
+    image = view.image
+    densities = [0.5, 0.45]
+
+    # the app's draw: uint8 codes, LUT, fixed levels
+    codes = [view.image_array().copy(), np.roll(view.image_array(), 1, axis=0)]
+    t = time.perf_counter()
+    for i in range(frames):
+        image.setImage(codes[i % 2], autoLevels=False, levels=(0, 255))
+        view.canvas.viewport().repaint()
+    uint8_fps = frames / (time.perf_counter() - t)
+
+    # peer: float image, auto levels (what a naive heatmap does)
+    w = window.state.params[window.state.selected]
+    floats = [w, w[::-1]]
+    saved_lut = image.lut
+    image.setLookupTable(None)
+    t = time.perf_counter()
+    peer_frames = max(3, frames // 10)
+    for i in range(peer_frames):
+        image.setImage(floats[i % 2], autoLevels=True)
+        view.canvas.viewport().repaint()
+    float_fps = peer_frames / (time.perf_counter() - t)
+    image.setLookupTable(saved_lut)
+
+    # the whole slider step: move the ranking's cut, recode, draw
+    t = time.perf_counter()
+    for i in range(frames):
+        window.pruning_panel.set_density(densities[i % 2])
+        view.canvas.viewport().repaint()
+    slider_fps = frames / (time.perf_counter() - t)
+    print(f"heatmap 2048x2048 redraw: uint8+LUT {uint8_fps:7.1f} fps | float auto-levels {float_fps:6.1f} fps "
+          f"| ratio {uint8_fps / float_fps:5.1f}x")
+    print(f"slider step on 2048x2048 (cut move + codes + draw + layer list): {slider_fps:6.1f} per s "
+          f"({1000 / slider_fps:.1f} ms each)")
+
+
+def probe_job(window, start, label: str) -> None:
+    probe = StallProbe(interval_ms=5)
+    probe.start()
+    t = time.perf_counter()
+    start()
+    wait_jobs(window)
+    pump(30)
+    probe.stop()
+    print(f"event loop during {label} ({time.perf_counter() - t:.1f} s): {probe.report()}")
+
+
+def bench_stalls() -> None:
+    from visualizer.ui.window import MainWindow
+
+    window = MainWindow(restore_layout=False)
+    window.show()
+    probe_job(window, lambda: window.request_load("resnet-mini"), "loading resnet-mini")
+    probe_job(window, lambda: window.pruning_panel.set_settings(criterion="snip"), "SNIP ranking (resnet-mini)")
+    probe_job(window, lambda: window.pruning_panel.set_settings(criterion="obd"), "OBD ranking (resnet-mini)")
+    from visualizer.ui import training_ui
+
+    if training_ui.available():
+        probe_job(window, lambda: training_ui.run_training(window, {"retrain": "finetune", "epochs": 1, "lr": 1e-3}),
+                  "1 epoch fine-tune (resnet-mini)")
+        probe_job(window, lambda: training_ui.run_sweep(window, {"retrain": "none"}), "accuracy sweep (resnet-mini)")
+    else:
+        print("training/sweep stalls: skipped (visualizer.core.training not available)")
+    window.state.set_dirty(False)
+    window.close()
+
+
+def bench_startup(runs: int = 3) -> None:
+    env = dict(os.environ, PRUNEVIZ_STARTUP_REPORT="1", QT_QPA_PLATFORM="offscreen")
+    app_times, inner, peers = [], [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "visualizer"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        app_times.append(time.perf_counter() - t)
+        m = re.search(r"shown ([0-9.]+) s after process start", out.stdout)
+        if m:
+            inner.append(float(m.group(1)))
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, PySide6.QtWidgets, pyqtgraph"], env=env, timeout=120)
+        peers.append(time.perf_counter() - t)
+    print(f"startup to default model shown: median {np.median(inner):.2f} s (min {min(inner):.2f}) from process "
+          f"start; process wall incl. exit {np.median(app_times):.2f} s | peer: bare import torch+Qt+pyqtgraph "
+          f"{np.median(peers):.2f} s | ratio {np.median(inner) / np.median(peers):.2f}")
+
+
+def main() -> None:
+    app = make_app()
+    window = big_linear_window()
+    bench_heatmap(window)
+    window.state.set_dirty(False)
+    window.close()
+    bench_stalls()
+    bench_startup()
+    del app
+
+
+if __name__ == "__main__":
+    main()

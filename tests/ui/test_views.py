@@ -1,0 +1,89 @@
+"""The heatmap and curves views: hover text, layouts, comparison, streaming points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.ui.conftest import wait_idle
+from visualizer.ui import render
+
+
+def test_hover_describes_index_weight_score_kept(qtbot, window):
+    view = window.views["heatmap"]
+    s = window.state
+    window.pruning_panel.set_density(0.1)
+    s.select("fc1.weight")
+    w = s.params["fc1.weight"]
+    text = view.describe(3, 17)
+    assert text.startswith("fc1.weight[3, 17]")
+    assert f"weight {w[3, 17]:+.4g}" in text
+    assert f"score {abs(w[3, 17]):.4g}" in text  # magnitude: the score is |w|
+    assert ("kept" if bool(s.masks["fc1.weight"][3, 17]) else "pruned") in text
+    assert view.describe(-1, 0) == "" and view.describe(0, 10_000) == ""
+
+
+def test_conv_layouts_flat_and_kernel_grid(qtbot, window):
+    view = window.views["heatmap"]
+    s = window.state
+    s.select("conv2.weight")  # 16 x 6 x 3 x 3
+    assert view.image_array().shape == (16, 54)
+    view.layout_box.setCurrentIndex(view.layout_box.findData("kernels"))
+    img = view.image_array()
+    assert img.shape == (16 * 4 - 1, 6 * 4 - 1)
+    assert (img[3, :] == render.GAP).all() and (img[:, 3] == render.GAP).all()  # 1-pixel gaps
+    # pixel (row 5, col 6) is output 1, input 1, kernel (1, 2)
+    assert view.describe(5, 6).startswith("conv2.weight[1, 1, 1, 2]")
+    assert view.describe(3, 0) == ""  # a gap
+
+
+def test_modes_draw_what_they_say(qtbot, window):
+    view = window.views["heatmap"]
+    s = window.state
+    s.select("fc2.weight")
+    window.pruning_panel.set_density(0.2)
+    mask = s.masks["fc2.weight"].numpy()
+    view.set_mode("mask")
+    img = view.image_array()
+    assert ((img == render.HI) == mask).all() and ((img == render.PRUNED) == ~mask).all()
+    view.set_mode("weights")
+    assert (view.image_array() != render.PRUNED).all()  # pruned weights still shown
+    view.set_mode("scores")
+    assert (view.image_array() >= render.LO).all()  # every weight's score, pruned or not
+    # symmetric weight colours: the largest |w| sits at an end of the colour scale
+    view.set_mode("weights")
+    w = s.params["fc2.weight"]
+    i = np.unravel_index(np.abs(w).argmax(), w.shape)
+    assert view.image_array()[i] in (render.LO, render.HI)
+
+
+def test_compare_snapshot_with_other_criterion(qtbot, window):
+    view = window.views["heatmap"]
+    s = window.state
+    window.pruning_panel.set_density(0.1)
+    view.take_snapshot()
+    assert view.mode == "compare" and view.compare_table.isVisible()
+    rows = view.compare_rows
+    assert rows[-1]["jaccard"] == 1.0  # identical masks
+    window.pruning_panel.set_settings(criterion="random")
+    wait_idle(qtbot, window)
+    view._update_compare_table()
+    rows = {r["name"]: r for r in view.compare_rows}
+    expected = {r["name"]: r for r in s.masks.compare(s.snapshot)}
+    for name, r in expected.items():
+        assert rows[name]["overlap"] == r["overlap"] and rows[name]["jaccard"] == pytest.approx(r["jaccard"])
+    assert rows["(all layers)"]["jaccard"] < 0.5  # random vs magnitude at 10% barely agree
+    img = view.image_array()
+    assert set(np.unique(img)) <= {render.CMP_BOTH, render.CMP_CUR, render.CMP_A, render.CMP_NONE}
+
+
+def test_curves_gain_points_as_rows_stream(qtbot, window):
+    view = window.views["curves"]
+    assert view.point_count() == 0
+    for i, d in enumerate([1.0, 0.5, 0.1]):
+        window.state.add_result({"criterion": "magnitude", "density": d, "accuracy": 0.9 - 0.1 * i, "retrain": "none"})
+        assert view.point_count() == i + 1
+    window.state.add_result({"criterion": "random", "density": 0.1, "accuracy": 0.2, "retrain": "none"})
+    window.state.add_result({"criterion": "magnitude", "density": 0.0, "accuracy": 0.1})  # not on a log axis
+    assert view.point_count() == 4 and len(view._series) == 2
+    assert view.baseline.isVisible() and view.baseline.value() == pytest.approx(window.state.loaded.accuracy)

@@ -1,0 +1,219 @@
+"""Analysis views (graph, spectrum, landscape, speed, DenseNet connections, Inception branches),
+their integration into the main window, and offscreen rendering for screenshots.
+
+Integration points for the workbench:
+
+* :func:`view_spec` / each view module's ``VIEW`` attribute: ViewSpecs for the window's view
+  registry (list ``visualizer.ui.analysis.graph_view`` etc. in ``VIEW_MODULES``);
+* :func:`install_analysis` (call once after the window is built): themes for every analysis
+  view, teaching mode with its shortcuts (View > Teaching mode, Help > Shortcuts) and the
+  Presets menu;
+* :func:`render_view` for ``pruneviz screenshot --view graph|spectrum|landscape|speed|...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+VIEW_IDS = ("graph", "spectrum", "landscape", "speed", "densenet", "inception")
+
+_TITLES = {
+    "graph": ("Graph", "dependency graph: colour = density, size = parameters; click selects"),
+    "spectrum": ("Spectrum", "Hessian spectrum dense vs masked, SLQ density, trace"),
+    "landscape": ("Landscape", "loss along dense -> pruned and on the plane through both"),
+    "speed": ("Speed", "latency, FLOPs and eta of dense, masked and shrunk models"),
+    "densenet": ("DenseNet connections", "layer x layer connection strengths"),
+    "inception": ("Inception branches", "branch norms per Inception module"),
+}
+
+
+def _factory(view_id: str):
+    from visualizer.ui.analysis import panels
+
+    return {
+        "graph": panels.GraphPanel,
+        "spectrum": panels.SpectrumPanel,
+        "landscape": panels.LandscapePanel,
+        "speed": panels.SpeedPanel,
+        "densenet": panels.densenet_panel,
+        "inception": panels.inception_panel,
+    }[view_id]
+
+
+def _prepare(view_id: str):
+    """Screenshot hook: run the panel's compute synchronously (the window's jobs are sync then)."""
+
+    def prepare(window, options) -> None:
+        panel = window.views[view_id]
+        compute = getattr(panel, "compute", None) or getattr(panel, "refresh", None)
+        if compute is not None:
+            compute()
+
+    return prepare
+
+
+def view_spec(view_id: str):
+    """The workbench ViewSpec of one analysis view (needs visualizer.ui.views)."""
+    from visualizer.ui.views import ViewSpec
+
+    title, description = _TITLES[view_id]
+    return ViewSpec(view_id, title, _factory(view_id), prepare=_prepare(view_id),
+                    description=description)
+
+
+def install_analysis(window) -> Any:
+    """Add teaching mode, themes and presets to the main window; returns the TeachingMode.
+
+    Uses only public bits of the window: ``menuBar()``, its dock widgets, ``views`` (id ->
+    widget), ``pruning_panel.slider`` (a log slider where a larger value is a lower density),
+    ``jobs.submit`` and ``addDockWidget``.
+    """
+    from PySide6.QtWidgets import QAbstractSlider
+
+    from visualizer.ui.analysis.base import AnalysisView
+    from visualizer.ui.teaching import TeachingMode, theme_manager
+
+    manager = theme_manager()
+    for view in window.findChildren(AnalysisView):
+        manager.register(view)
+    slider = getattr(getattr(window, "pruning_panel", None), "slider", None)
+    step_density = None
+    if slider is not None:
+        def step_density(direction: int) -> None:
+            # the workbench's slider runs from 100% (left, value 0) to 0.1% (right)
+            slider.triggerAction(
+                QAbstractSlider.SliderAction.SliderSingleStepSub if direction > 0
+                else QAbstractSlider.SliderAction.SliderSingleStepAdd)
+    docks = getattr(window, "docks", {})
+    view_ids = list(getattr(window, "views", {}))
+    view_docks = [docks[v] for v in view_ids if v in docks] or None
+    mode = TeachingMode(window, manager, slider=slider, step_density=step_density,
+                        views=view_docks)
+    mode.install_menus()
+    _install_presets(window, mode)
+    window.teaching = mode
+    return mode
+
+
+def _install_presets(window, mode) -> None:
+    """Presets menu: each preset runs as a job and shows in a 'Preset' dock with its caption."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDockWidget
+
+    from visualizer.ui.presets import PRESETS
+
+    menu = window.menuBar().addMenu("&Presets")
+    state: dict[str, Any] = {"dock": None}
+
+    def show(preset, result) -> None:
+        view = preset.view()
+        preset.show(view, result)
+        view.set_caption(preset.caption)
+        dock = state["dock"]
+        if dock is None:
+            dock = QDockWidget("Preset", window)
+            dock.setObjectName("dock-preset")
+            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            state["dock"] = dock
+        old = dock.widget()
+        dock.setWidget(view)
+        dock.setWindowTitle(f"Preset: {preset.title}")
+        if old is not None:
+            old.deleteLater()
+        dock.show()
+        dock.raise_()
+
+    def launch(preset) -> None:
+        ok, reason = preset.available()
+        if not ok:
+            if hasattr(window, "show_error"):
+                window.show_error(f"{preset.title}: {reason}")
+            return
+        window.jobs.submit("preset", preset.title, preset.job,
+                           on_result=lambda r, p=preset: show(p, r))
+
+    for preset in PRESETS.values():
+        action = menu.addAction(preset.title)
+        action.setToolTip(preset.caption)
+        ok, reason = preset.available()
+        action.setEnabled(ok)
+        if not ok:
+            action.setText(f"{preset.title} ({reason})")
+        action.triggered.connect(lambda _=False, p=preset: launch(p))
+    window.presets_menu = menu
+
+
+def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, int] = (1200, 800),
+                density: float = 0.2, criterion: str = "magnitude", **opts: Any) -> Path:
+    """Compute one analysis view for a bundled model offscreen and save it as PNG (or SVG).
+
+    The mask is ``criterion`` at ``density`` (global); the view's job runs to the end in this
+    thread. Raises ValueError for an unknown view and CoreUnavailable when its core is missing.
+    """
+    from PySide6.QtWidgets import QApplication
+
+    from visualizer.core.criteria import compute_scores
+    from visualizer.core.data import load_dataset
+    from visualizer.core.models import load_model
+    from visualizer.core.ranking import mask_from_scores
+    from visualizer.core.tasks import run
+    from visualizer.ui.analysis import adapters, jobs
+
+    if view_name not in VIEW_IDS:
+        raise ValueError(f"unknown view {view_name!r}; choose one of: {', '.join(VIEW_IDS)}")
+    app = QApplication.instance() or QApplication([])
+    loaded = load_model(model)
+    data = load_dataset(loaded.dataset)
+    net = loaded.model
+    batches = [(data.x_train[:128], data.y_train[:128])]
+    masks = mask_from_scores(compute_scores(criterion, net, batches), density, criterion=criterion)
+    from visualizer.ui.analysis.densenet_view import ConnectivityView
+    from visualizer.ui.analysis.graph_view import GraphView
+    from visualizer.ui.analysis.inception_view import BranchView
+    from visualizer.ui.analysis.landscape_view import LandscapeView
+    from visualizer.ui.analysis.spectrum_view import SpectrumView
+    from visualizer.ui.analysis.speed_view import SpeedView
+
+    if view_name in ("graph", "densenet", "inception"):
+        r = run(jobs.graph_job(net))
+        if view_name == "graph":
+            view = GraphView()
+            view.set_graph(r.graph, r.layout)
+            view.set_groups(r.groups)
+            view.set_densities({ld.name: ld.density for ld in masks.layers()})
+        elif view_name == "densenet":
+            if r.connectivity is None or len(r.connectivity.producers) == 0:
+                raise ValueError(f"{model} has no concatenation connections to show")
+            view = ConnectivityView()
+            view.set_connectivity(adapters.connectivity_input(r.connectivity))
+        else:
+            modules = adapters.branch_modules(r.branches)
+            if not modules:
+                raise ValueError(f"{model} has no Inception modules")
+            view = BranchView()
+            view.set_modules(modules)
+    elif view_name == "spectrum":
+        r = run(jobs.spectrum_job(net, data, masks, **opts))
+        view = SpectrumView()
+        view.set_spectra([adapters.spectrum_data(r.dense, "dense"),
+                          adapters.spectrum_data(r.masked, f"masked ({density:.0%})")])
+    elif view_name == "landscape":
+        r = run(jobs.landscape_job(net, data, masks, **opts))
+        view = LandscapeView()
+        view.set_curves([adapters.curve_1d(r.curve, "dense -> pruned")])
+        view.set_surface(adapters.surface_2d(r.surface, r.points))
+    else:
+        r = run(jobs.speed_job(net, density, **opts))
+        view = SpeedView()
+        view.set_entries(adapters.speed_entries(r))
+    view.resize(*size)
+    view.show()
+    for _ in range(3):
+        app.processEvents()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not view.grab().save(str(out)):
+        raise ValueError(f"could not write {out}")
+    view.close()
+    return out

@@ -1,0 +1,148 @@
+"""The jobs behind the analysis views: thin generators chaining core functions (no numerics).
+
+Each is a generator of :class:`~visualizer.core.tasks.Step` returning a small result the view's
+``set_*`` methods take (after :mod:`adapters`). The window runs them in its JobRunner; presets,
+screenshots and tests run them to the end with :func:`visualizer.core.tasks.run`. They never
+change the model they are given (core functions work on copies or functional calls).
+Core modules are imported when a job starts, so a missing one is a clear one-line error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from visualizer.core.graph_layout import GraphLayout, layout_job
+from visualizer.core.tasks import Step, sub
+
+
+class CoreUnavailable(RuntimeError):
+    """A job needs a core module or function this build does not have."""
+
+
+def core(module: str, *names: str) -> list[Any]:
+    """``visualizer.core.<module>``'s attributes ``names``, or CoreUnavailable saying which."""
+    try:
+        mod = importlib.import_module(f"visualizer.core.{module}")
+    except ModuleNotFoundError as exc:
+        raise CoreUnavailable(f"needs visualizer.core.{module}, which is not available") from exc
+    missing = [n for n in names if not hasattr(mod, n)]
+    if missing:
+        raise CoreUnavailable(f"needs {', '.join(missing)} in visualizer.core.{module}")
+    return [getattr(mod, n) for n in names]
+
+
+# --- graph --------------------------------------------------------------------------------------
+
+
+@dataclass
+class GraphResult:
+    """What the graph, DenseNet and Inception views show for one model."""
+
+    graph: Any  # networkx.DiGraph
+    layout: GraphLayout
+    groups: list[list[str]]  # parameter names per coupled channel group
+    notices: list[str] = field(default_factory=list)
+    connectivity: Any = None  # core.structure.Connectivity (None when no concatenations)
+    branches: list = field(default_factory=list)  # core.structure.ConcatModule list
+
+
+def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
+    """Trace the model, find its coupled groups and summaries, then lay the graph out."""
+    build_graph, find_groups = core("structure", "build_graph", "find_groups")
+    yield Step("tracing the model", 0.0)
+    traced = build_graph(model, example)
+    yield Step("coupled channel groups", 0.3)
+    notices = list(getattr(traced, "notices", []))
+    try:
+        structure = find_groups(model, example)
+        groups_obj = structure.groups
+        notices += list(getattr(structure, "notices", []))
+    except Exception as exc:  # an untraceable model still gets its graph drawn
+        groups_obj = []
+        notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    groups = [[m.param for m in g.members] for g in groups_obj]
+    yield Step("connectivity and branches", 0.5)
+    conn, branches = None, []
+    try:
+        connectivity, branch_fn = core("structure", "connectivity", "branches")
+        conn = connectivity(model, groups_obj)
+        branches = branch_fn(model, groups_obj, example)
+    except CoreUnavailable:
+        pass
+    layout = yield from sub(layout_job(traced.graph), 0.6, 1.0, "layout: ")
+    return GraphResult(traced.graph, layout, groups, notices, conn, branches)
+
+
+# --- spectrum -------------------------------------------------------------------------------------
+
+
+def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
+                 trace_probes: int = 20, n_batches: int = 1):
+    """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature)."""
+    dense_vs_masked, eval_batches, options_cls = core(
+        "curvature", "dense_vs_masked", "eval_batches", "SpectrumOptions")
+    if masks is None:
+        raise ValueError("a masked spectrum needs a mask: prune first")
+    yield Step("evaluation batches", 0.0)
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=128)
+    options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
+    return (yield from sub(dense_vs_masked(model, evalset, masks, options), 0.02, 1.0))
+
+
+# --- landscape ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LandscapeResult:
+    curve: Any  # core.landscape.Landscape1D (dense -> pruned interpolation)
+    surface: Any  # core.landscape.Landscape2D
+    points: dict[str, tuple[float, float]]
+
+
+def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
+                  span: float = 1.5, n_batches: int = 1, seed: int = 0):
+    """1D: the straight path dense -> pruned (theta -> m * theta), with its barrier.
+    2D: the plane through the trained point spanned by the pruning displacement
+    delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
+    trained point sits at (0, 0) and the pruned point at (1, 0)."""
+    interpolate, slice_2d, random_directions = core(
+        "landscape", "interpolate", "slice_2d", "random_directions")
+    eval_batches, = core("curvature", "eval_batches")
+    if masks is None:
+        raise ValueError("the landscape between dense and pruned needs a mask: prune first")
+    yield Step("evaluation batches", 0.0)
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=128)
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pruned = masks.masked_state(model)
+    curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")
+    # the pruning displacement as a direction: zero on kept weights, -w on pruned ones
+    delta = {k: (pruned[k] - trained[k]) if trained[k].is_floating_point() else trained[k] * 0
+             for k in trained}
+    params = dict(model.named_parameters())
+    delta = {k: v for k, v in delta.items() if k in params}
+    other = random_directions(model, trained, 1, seed=seed)[0]
+    surface = yield from sub(
+        slice_2d(model, evalset, steps=steps_2d, span=span, state=trained,
+                 directions=(delta, other)), 0.3, 1.0, "2D: ")
+    return LandscapeResult(curve, surface, {"trained": (0.0, 0.0), "pruned": (1.0, 0.0)})
+
+
+# --- speed ----------------------------------------------------------------------------------------
+
+
+def speed_job(model, density: float = 0.5, repeats: int = 20, example=None):
+    """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models."""
+    find_groups, group_scores, example_input = core(
+        "structure", "find_groups", "group_scores", "example_input")
+    structured_prune, = core("shrink", "structured_prune")
+    measure, = core("speed", "speed_job")
+    yield Step("channel groups", 0.0)
+    x = example if example is not None else example_input(model)
+    groups = find_groups(model, x).groups
+    scores = group_scores(model, groups, "l2-norm")
+    yield Step("shrinking", 0.1)
+    result = structured_prune(model, groups, scores, density, x)
+    return (yield from sub(measure(model, result.shrunk.model, x, repeats=repeats), 0.2, 1.0))

@@ -1,0 +1,237 @@
+"""The analysis views inside the main window: each view plus a small toolbar, wired to the
+window's state (model, masks, selection) and job runner. Compute runs only through jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from visualizer.ui.analysis import adapters, jobs
+from visualizer.ui.analysis.base import AnalysisView
+from visualizer.ui.analysis.densenet_view import ConnectivityView
+from visualizer.ui.analysis.graph_view import GraphView
+from visualizer.ui.analysis.inception_view import BranchView
+from visualizer.ui.analysis.landscape_view import LandscapeView
+from visualizer.ui.analysis.spectrum_view import SpectrumView
+from visualizer.ui.analysis.speed_view import SpeedView
+
+
+def param_for_layer(state, layer: str) -> str | None:
+    """The prunable parameter a graph node stands for (``layer.weight`` first)."""
+    prunable = list(getattr(state, "prunable", []) or [])
+    for name in (f"{layer}.weight", layer):
+        if name in prunable:
+            return name
+    return next((p for p in prunable if p.startswith(layer + ".")), None)
+
+
+class AnalysisPanel(QWidget):
+    """A view with a toolbar row (buttons, spin boxes, a status line) above it."""
+
+    def __init__(self, window, view: AnalysisView) -> None:
+        super().__init__()
+        self.window = window
+        self.view = view
+        self.toolbar = QHBoxLayout()
+        self.status = QLabel("")
+        self.status.setObjectName("analysisStatus")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self.toolbar)
+        layout.addWidget(view, 1)
+        self._tail_added = False
+
+    def add_button(self, text: str, slot: Callable[[], None], tip: str = "") -> QPushButton:
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(lambda _=False: slot())
+        self.toolbar.addWidget(button)
+        return button
+
+    def finish_toolbar(self) -> None:
+        self.toolbar.addWidget(self.status, 1)
+
+    def state(self):
+        return self.window.state
+
+    def model(self):
+        loaded = getattr(self.window.state, "loaded", None)
+        return None if loaded is None else loaded.model
+
+    def submit(self, kind: str, title: str, factory, on_result) -> None:
+        def failed(message: str) -> None:
+            self.status.setText(message)
+
+        def done(result) -> None:
+            self.status.setText("")
+            on_result(result)
+
+        self.status.setText(f"{title}…")
+        self.window.jobs.submit(kind, title, factory, on_result=done, on_error=failed)
+
+
+class GraphPanel(AnalysisPanel):
+    """Dependency graph of the loaded model; follows masks and selection both ways."""
+
+    def __init__(self, window) -> None:
+        super().__init__(window, GraphView())
+        self.result: jobs.GraphResult | None = None
+        self.add_button("Re-layout", self.refresh, "trace the model and lay its graph out again")
+        self.finish_toolbar()
+        state = window.state
+        state.model_changed.connect(self.refresh)
+        state.masks_changed.connect(self.update_densities)
+        state.selection_changed.connect(self._selected_elsewhere)
+        self.view.layerSelected.connect(self._clicked)
+        self.listeners: list[Callable[[jobs.GraphResult], None]] = []
+        if self.model() is not None:
+            self.refresh()
+
+    def refresh(self) -> None:
+        model = self.model()
+        if model is None:
+            return
+        self.submit("analysis-graph", "tracing the graph", lambda: jobs.graph_job(model), self.show_result)
+
+    def show_result(self, result: jobs.GraphResult) -> None:
+        self.result = result
+        self.view.set_graph(result.graph, result.layout)
+        self.view.set_groups(result.groups)
+        self.update_densities()
+        self.status.setText("; ".join(result.notices))
+        for listener in self.listeners:
+            listener(result)
+
+    def update_densities(self) -> None:
+        masks = getattr(self.window.state, "masks", None)
+        if masks is None or self.result is None:
+            return
+        self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
+
+    def _clicked(self, layer: str) -> None:
+        name = param_for_layer(self.window.state, layer)
+        if name is not None:
+            self.window.state.select(name)
+
+    def _selected_elsewhere(self, name: str) -> None:
+        self.view.select_layer(name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name)
+
+
+class SpectrumPanel(AnalysisPanel):
+    def __init__(self, window) -> None:
+        super().__init__(window, SpectrumView())
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 50)
+        self.top_k.setValue(5)
+        self.top_k.setPrefix("top-k ")
+        self.probes = QSpinBox()
+        self.probes.setRange(0, 50)
+        self.probes.setValue(4)
+        self.probes.setPrefix("SLQ probes ")
+        self.add_button("Compute spectrum", self.compute,
+                        "Lanczos top/bottom eigenvalues, SLQ density and Hutchinson trace, "
+                        "dense and masked at theta = m * w")
+        self.toolbar.addWidget(self.top_k)
+        self.toolbar.addWidget(self.probes)
+        self.finish_toolbar()
+
+    def compute(self) -> None:
+        state = self.window.state
+        model, data, masks = self.model(), state.dataset, state.masks
+        if model is None:
+            return
+        k, probes = self.top_k.value(), self.probes.value()
+        self.submit("analysis-spectrum", "Hessian spectrum",
+                    lambda: jobs.spectrum_job(model, data, masks, top_k=k, density_probes=probes),
+                    self.show_result)
+
+    def show_result(self, result) -> None:
+        self.view.set_spectra([adapters.spectrum_data(result.dense, "dense"),
+                               adapters.spectrum_data(result.masked, "masked")])
+
+
+class LandscapePanel(AnalysisPanel):
+    def __init__(self, window) -> None:
+        super().__init__(window, LandscapeView())
+        self.steps = QSpinBox()
+        self.steps.setRange(5, 101)
+        self.steps.setValue(21)
+        self.steps.setPrefix("grid ")
+        self.add_button("Compute landscape", self.compute,
+                        "dense -> pruned interpolation and the 2D plane through both points")
+        self.toolbar.addWidget(self.steps)
+        self.finish_toolbar()
+
+    def compute(self) -> None:
+        state = self.window.state
+        model, data, masks, n = self.model(), state.dataset, state.masks, self.steps.value()
+        if model is None:
+            return
+        self.submit("analysis-landscape", "loss landscape",
+                    lambda: jobs.landscape_job(model, data, masks, steps_2d=n), self.show_result)
+
+    def show_result(self, r: jobs.LandscapeResult) -> None:
+        self.view.set_curves([adapters.curve_1d(r.curve, "dense -> pruned")])
+        self.view.set_surface(adapters.surface_2d(r.surface, r.points))
+
+
+class SpeedPanel(AnalysisPanel):
+    def __init__(self, window) -> None:
+        super().__init__(window, SpeedView())
+        self.density = QDoubleSpinBox()
+        self.density.setRange(0.05, 1.0)
+        self.density.setSingleStep(0.05)
+        self.density.setValue(0.5)
+        self.density.setPrefix("channel density ")
+        self.add_button("Measure speed", self.compute,
+                        "latency of dense, masked (same parameter count) and shrunk models")
+        self.toolbar.addWidget(self.density)
+        self.finish_toolbar()
+
+    def compute(self) -> None:
+        model, d = self.model(), self.density.value()
+        if model is None:
+            return
+        self.submit("analysis-speed", "measuring speed", lambda: jobs.speed_job(model, d), self.show_result)
+
+    def show_result(self, report) -> None:
+        self.view.set_entries(adapters.speed_entries(report))
+
+
+class StructurePanel(AnalysisPanel):
+    """DenseNet connectivity and Inception branches of the loaded model (from the graph job)."""
+
+    def __init__(self, window, view: AnalysisView) -> None:
+        super().__init__(window, view)
+        self.finish_toolbar()
+        graph = getattr(window, "views", {}).get("graph")
+        if isinstance(graph, GraphPanel):
+            graph.listeners.append(self.show_result)
+
+    def show_result(self, r: jobs.GraphResult) -> None:
+        if isinstance(self.view, ConnectivityView):
+            if r.connectivity is None or len(r.connectivity.producers) == 0:
+                self.status.setText("no concatenation connections in this model")
+                return
+            self.view.set_connectivity(adapters.connectivity_input(r.connectivity))
+        else:
+            modules = adapters.branch_modules(r.branches)
+            self.status.setText("" if modules else "no Inception modules in this model")
+            self.view.set_modules(modules)
+
+
+def densenet_panel(window) -> StructurePanel:
+    return StructurePanel(window, ConnectivityView())
+
+
+def inception_panel(window) -> StructurePanel:
+    return StructurePanel(window, BranchView())
