@@ -1,6 +1,8 @@
 """Training benchmarks, printed as ratios against peers run in the same process.
 
-1. Cost of one masked (projected-gradient) training step next to a dense step and next to
+1. Cost of one masked (projected-gradient) training step next to a dense step, next to dense
+   training of the same zero-filled weights without any masking ("zeros": isolates the masking
+   overhead from effects of the weights' values), and next to
    torch.nn.utils.prune's hook-based masking (weight = weight_orig * mask recomputed in a forward
    pre-hook), on the same batches, interleaved in rounds so load changes hit all three alike.
    Target: masked within 1.05x of dense, and faster than torch prune. Times are CPU time of
@@ -47,6 +49,8 @@ def make_runner(model, masks, mode: str, config: TrainConfig):
     """A closure doing one training step in ``mode``: dense, masked (ours) or torch-prune."""
     work = copy.deepcopy(model)
     projector = None
+    if mode in ("masked", "zeros"):
+        masks.apply(work)  # zeros: the same zero-filled weights trained densely, no projection
     if mode == "masked":
         projector = MaskProjector(work, masks)
     elif mode == "torch-prune":
@@ -69,14 +73,14 @@ def bench_steps(name: str, density: float, rounds: int, steps_per_round: int, op
     config = TrainConfig(lr=1e-3 if optimizer == "adam" else 0.05, optimizer=optimizer)
     g = torch.Generator().manual_seed(0)
     data_batches = list(batches(data.x_train, data.y_train, 64, shuffle=True, generator=g, drop_last=True))
-    modes = ["dense", "masked", "torch-prune"]
+    modes = ["dense", "zeros", "masked", "torch-prune"]
     runners = {m: make_runner(model, masks, m, config) for m in modes}
     for m in modes:  # warm up (first optimiser step imports lazily, allocations)
         for xb, yb in data_batches[:5]:
             runners[m](xb, yb)
     times: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(rounds):
-        order = modes[r % 3:] + modes[: r % 3]  # rotate the order each round
+        order = modes[r % len(modes):] + modes[: r % len(modes)]  # rotate the order each round
         for m in order:
             # CPU time of this process: on a shared, loaded machine waiting for a core is not
             # the step's cost (wall time is printed by the sweep benchmark below)
@@ -106,7 +110,8 @@ def bench_steps(name: str, density: float, rounds: int, steps_per_round: int, op
           f"{t_proj / best['dense']:.1%} of the best dense step")
     print(f"  masked / dense: best {best['masked'] / best['dense']:.3f}, median {med['masked'] / med['dense']:.3f} "
           f"(target <= 1.05); masked / torch-prune: best {best['masked'] / best['torch-prune']:.3f}, "
-          f"median {med['masked'] / med['torch-prune']:.3f} (target < 1)")
+          f"median {med['masked'] / med['torch-prune']:.3f} (target < 1); masked / zeros (the masking "
+          f"overhead alone): best {best['masked'] / best['zeros']:.3f}, median {med['masked'] / med['zeros']:.3f}")
 
 
 def bench_sweep(name: str, repeats: int) -> None:
