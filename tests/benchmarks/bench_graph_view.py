@@ -71,6 +71,7 @@ def densenet_like(blocks: tuple[int, ...] = (6, 12, 24, 16)) -> nx.DiGraph:
 def real_densenet121() -> nx.DiGraph | None:
     try:
         import torchvision
+
         from visualizer.core.structure import build_graph
     except ImportError:
         return None
