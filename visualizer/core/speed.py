@@ -75,14 +75,10 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str,
     leaves = {n for n, m in model.named_modules() if n and not list(m.children()) or isinstance(m, LAYER_TYPES)}
     per_layer = {}
     for name, ops in counts.items():
-        if name in leaves:
-            per_layer[name] = int(sum(ops.values()))
-    # FlopCounterMode names submodules with the root's class as prefix on some versions
-    if not per_layer:
-        for name, ops in counts.items():
-            short = name.split(".", 1)[1] if "." in name else name
-            if short in leaves:
-                per_layer[short] = int(sum(ops.values()))
+        # FlopCounterMode names submodules with the root's class as prefix on some versions
+        short = name.split(".", 1)[1] if name not in leaves and "." in name else name
+        if short in leaves:
+            per_layer[short] = per_layer.get(short, 0) + int(sum(ops.values()))
     return total, per_layer
 
 
