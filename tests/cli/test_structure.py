@@ -80,3 +80,10 @@ def test_torchscript_model_has_no_structure_but_graph_works(capsys, tmp_path):
     assert "hierarchy" in capsys.readouterr().out
     assert main(["shrink", str(path), "--data", "digits", "--density", "0.5"]) == 2
     assert "no structurally prunable group" in capsys.readouterr().err
+
+
+def test_shrink_zeros_needs_zeros(capsys):
+    assert main(["shrink", "lenet", "--zeros"]) == 2
+    assert "no group, connection or branch is zero" in capsys.readouterr().err
+    assert main(["shrink", "lenet"]) == 2
+    assert "--density" in capsys.readouterr().err

@@ -256,3 +256,31 @@ def test_inception_whole_branch_removal(tmp_path):
     dense = next(c for c in branches(dm, dgroups, dx) if c.kind == "dense")
     with pytest.raises(ValueError, match="no layers"):
         remove_branches(dgroups, [(dense, 0)])  # the identity input of a DenseNet layer
+
+
+def test_zero_plan_after_group_lasso_removes_units_connections_and_branches():
+    from visualizer.core.shrink import zero_plan
+
+    m, x = _randomised("inception-mini")
+    with torch.no_grad():  # block soft thresholding left these groups exactly zero
+        for p in m.inc1.branch3.parameters():
+            p.zero_()
+        m.inc2.branch2[0][0].weight[:2] = 0  # two channels of a reduction conv ...
+        m.inc2.branch2[0][1].weight[:2] = 0  # ... with their BN scale and shift
+        m.inc2.branch2[0][1].bias[:2] = 0
+        m.inc2.branch2[1][0].weight[:, :2] = 0  # ... and the columns that read them
+    groups = find_groups(m, x).groups
+    plan = zero_plan(m, groups, x)
+    assert plan.branches == [("cat", 2)]
+    roots = {g.id: g.root for g in groups}
+    assert plan.removed[next(g for g in roots if roots[g] == "inc2.branch2.0.0")] == [0, 1]
+    small = shrink(m, groups, plan).model
+    assert max_output_diff(m, small, x) <= 1e-5  # equal to the trained model itself
+    dm, dx = _randomised("densenet-mini")
+    with torch.no_grad():
+        dm.block2[2].conv.weight[:, 24:32] = 0  # connection block2.0 -> block2.2
+    dgroups = find_groups(dm, dx).groups
+    dplan = zero_plan(dm, dgroups, dx)
+    assert [(roots_d, c) for roots_d, c in [({g.id: g.root for g in dgroups}[gid], c) for gid, c in dplan.cut]] == [
+        ("block2.0.conv", "block2.2.conv")]
+    assert max_output_diff(dm, shrink(dm, dgroups, dplan).model, dx) <= 1e-5

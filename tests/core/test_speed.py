@@ -103,3 +103,14 @@ def test_measure_speed_job_shrinks_by_itself():
     assert steps and steps[-1].fraction == pytest.approx(1.0)
     assert rep.entry("shrunk").params < rep.entry("dense").params
     assert rep.batch == 8
+
+
+def test_lstm_flops_by_hand():
+    m = nn.LSTM(3, 5, batch_first=True)
+    total, _ = count_flops(m, torch.randn(2, 7, 3))
+    # 7 steps x 2 sequences x 4 gates x 5 units x (3 inputs + 5 state) MACs, 2 FLOPs each
+    assert total == 2 * 7 * 2 * 4 * 5 * (3 + 5)
+    rnn = ZOO["rnn"].build().eval()
+    total, per = count_flops(rnn, torch.randn(2, 16, 8))
+    assert per["lstm"] == 2 * 16 * 2 * 4 * 48 * (8 + 48)
+    assert total == per["lstm"] + per["fc"]

@@ -449,3 +449,31 @@ def test_layer_groups_for_colouring_the_graph():
     assert sorted(lg["layer1.conv2"]) == sorted([by_root["layer1.conv1"], by_root["stem.0"]])
     g = build_graph(m, x)
     assert set(lg) <= set(g.graph.nodes)  # every grouped layer is a node of the drawn graph
+
+
+@pytest.mark.torchvision
+def test_torchvision_googlenet_branch_removal_and_densenet_connection_cut():
+    from visualizer.core.shrink import (
+        PrunePlan,
+        masked_copy,
+        max_output_diff,
+        plan_masks,
+        remove_branches,
+        shrink,
+    )
+
+    m, x = _tv_model("googlenet")
+    groups = find_groups(m, x).groups
+    mods = {c.name: c for c in branches(m, groups, x) if c.kind == "inception"}
+    assert len(mods) == 9 and [len(c.branches) for c in mods.values()] == [4] * 9
+    plan = remove_branches(groups, [(mods["inception3a"], 2), (mods["inception4b"], 0)])
+    small = shrink(m, groups, plan).model
+    assert max_output_diff(masked_copy(m, plan_masks(m, groups, plan)), small, x) <= 1e-5
+    assert dict(small.named_modules())["inception3b.branch1.conv"].in_channels == 256 - 32
+    m, x = _tv_model("densenet121")
+    groups = find_groups(m, x).groups
+    conn = connectivity(m, groups)
+    gid = conn.groups[conn.producers.index("features.denseblock1.denselayer1.conv2")]
+    plan = PrunePlan(cut=[(gid, "features.denseblock1.denselayer3.conv1"), (gid, "features.transition1.conv")])
+    small = shrink(m, groups, plan).model
+    assert max_output_diff(masked_copy(m, plan_masks(m, groups, plan)), small, x) <= 1e-5

@@ -42,7 +42,10 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--criterion", default="l1-norm",
                    help="group score: l1-norm, l2-norm (= group-lasso norm), bn-scale, or any criterion "
                         "of `pruneviz criteria` (elementwise scores summed over each group)")
-    p.add_argument("--density", type=float, required=True, help="fraction of each group's units kept (0..1)")
+    p.add_argument("--density", type=float, help="fraction of each group's units kept (0..1)")
+    p.add_argument("--zeros", action="store_true",
+                   help="instead of a density: remove what group lasso drove to zero (units, DenseNet "
+                        "connections, whole Inception branches)")
     p.add_argument("--scope", choices=("layer", "global"), default="layer",
                    help="layer: every group keeps floor(D*size) (at least 1); global: one ranking")
 
@@ -88,7 +91,9 @@ def _prune(args):
     from visualizer.core.shrink import structured_prune
     from visualizer.core.structure import find_groups
 
-    if not 0.0 <= args.density <= 1.0:
+    if args.density is None and not args.zeros:
+        raise UserError("give --density D (fraction of units kept) or --zeros")
+    if args.density is not None and not 0.0 <= args.density <= 1.0:
         raise UserError(f"--density must be in [0, 1], got {args.density}")
     loaded, dataset, x = _load(args)
     model = loaded.model.eval()
@@ -96,9 +101,17 @@ def _prune(args):
     if not res.prunable():
         why = "; ".join(res.notices) or "no coupled group can be removed without changing the output"
         raise UserError(f"{args.model} has no structurally prunable group: {why}")
-    scores = _scores(args, model, res.groups, dataset)
-    result = structured_prune(model, res.groups, scores, args.density, x, scope=args.scope,
-                              criterion=args.criterion, model_ref=args.model)
+    if args.zeros:
+        from visualizer.core.shrink import zero_plan
+
+        plan = zero_plan(model, res.groups, x)
+        if not plan.removed and not plan.cut:
+            raise UserError(f"{args.model}: no group, connection or branch is zero (train with group lasso first)")
+        result = structured_prune(model, res.groups, {}, 1.0, x, plan=plan, criterion="zeros", model_ref=args.model)
+    else:
+        scores = _scores(args, model, res.groups, dataset)
+        result = structured_prune(model, res.groups, scores, args.density, x, scope=args.scope,
+                                  criterion=args.criterion, model_ref=args.model)
     return loaded, x, res, result
 
 

@@ -17,8 +17,12 @@ consumers read it through weights that the mask zeroes, so what the unit carries
 constant gate) cannot reach the output — this is why groups that reach a LayerNorm or the output
 are not prunable. Tests check allclose(atol=1e-5) on every bundled model.
 
-A group always keeps at least one unit: PyTorch cannot run a convolution with zero output channels,
-so removing a whole Inception branch shrinks it to one channel (documented limitation).
+A group keeps at least one unit (PyTorch cannot run a convolution with zero output channels),
+except for whole Inception branches: :func:`remove_branches` deletes the branch's layers and drops
+its input from the ``torch.cat`` of the fx graph (the shrunk model is then an fx GraphModule).
+DenseNet connections are cut with :func:`select_zero_connections`: the consumer stops reading a
+producer's channels (:class:`InputSelect`) while other layers keep them. :func:`zero_plan`
+collects everything group lasso drove to zero (units, connections, branches).
 
 Files: :func:`save_shrunk` writes ``torch.save({"format", "spec" (JSON), "state_dict"})`` that
 loads with ``weights_only=True``; :func:`load_shrunk` rebuilds the original architecture from its
@@ -164,6 +168,40 @@ def remove_branches(groups: Iterable[ChannelGroup], removals, plan: PrunePlan | 
             if gid not in plan.branch_groups:
                 plan.branch_groups.append(gid)
         plan.branches.append((module.node, index))
+    return plan
+
+
+def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tensor | None = None,
+              tol: float = 1e-8) -> PrunePlan:
+    """Everything group lasso drove to zero (norm <= tol): units of channel groups, DenseNet
+    connections (:func:`select_zero_connections`) and whole Inception branches (every weight of
+    the branch zero, :func:`remove_branches`). Removing them leaves the output unchanged."""
+    from visualizer.core.structure import branches, connectivity, group_scores
+
+    plan = select_zero_units(groups, group_scores(model, groups, "l2-norm"), tol)
+    select_zero_connections(connectivity(model, groups), tol, plan)
+    whole = []
+    for module in branches(model, groups, example):
+        if module.kind != "inception":
+            continue
+        zero = [i for i, b in enumerate(module.branches) if b.layers and b.groups and b.norm <= tol]
+        live = sum(1 for b in module.branches if b.layers) - len(zero)
+        for i in zero[: len(zero) - (1 if live < 1 else 0)]:
+            whole.append((module, i))
+    if whole:
+        remove_branches(groups, whole, plan)
+        gone_layers = {layer for module, i in whole for layer in module.branches[i].layers}
+        plan.cut = [(gid, c) for gid, c in plan.cut if c not in gone_layers]
+    # a consumer whose every input connection is zero keeps them (its whole weight is zero)
+    reads: dict[str, int] = defaultdict(int)
+    for g in groups:
+        for m in g.consumers():
+            reads[m.param.rpartition(".")[0]] += 1
+    cuts_per: dict[str, int] = defaultdict(int)
+    for _, c in plan.cut:
+        cuts_per[c] += 1
+    plan.cut = [(gid, c) for gid, c in plan.cut if cuts_per[c] < reads[c]]
+    plan.notices = [n for n in plan.notices if not any(n.startswith(f"group {g} (") for g in plan.branch_groups)]
     return plan
 
 
@@ -577,10 +615,11 @@ def structured_prune(
     density: float,
     example: torch.Tensor,
     scope: str = "layer",
+    plan: PrunePlan | None = None,
     **metadata: str,
 ) -> StructuredResult:
     """Select units, build the masks and the shrunk model, and measure their output difference."""
-    plan = select_units(groups, scores, density, scope)
+    plan = select_units(groups, scores, density, scope) if plan is None else plan
     masks = plan_masks(model, groups, plan, density=str(density), **metadata)
     shrunk = shrink(model, groups, plan)
     diff = max_output_diff(masked_copy(model, masks), shrunk.model, example)
@@ -600,5 +639,5 @@ __all__ = [
     "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
     "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
     "rebuild", "save_torchscript", "structured_prune", "StructuredResult", "max_output_diff",
-    "InputSelect", "select_zero_connections", "remove_branches", "drop_branches",
+    "InputSelect", "select_zero_connections", "remove_branches", "drop_branches", "zero_plan",
 ]

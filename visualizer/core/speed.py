@@ -59,22 +59,48 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str,
 
     model.eval()
     counter = FlopCounterMode(display=False)
-    with counter, torch.enable_grad():
-        model(example)
+    rnn_flops: dict[str, int] = {}
+    handles = [mod.register_forward_hook(_rnn_hook(name, rnn_flops))
+               for name, mod in model.named_modules() if isinstance(mod, nn.LSTM | nn.GRU | nn.RNN)]
+    try:
+        with counter, torch.enable_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
     counts = counter.get_flop_counts()
-    total = int(sum(counts.get("Global", {}).values()))
+    total = int(sum(counts.get("Global", {}).values())) + sum(rnn_flops.values())
+    for name, f in rnn_flops.items():  # FlopCounterMode has no formula for fused RNN kernels
+        counts[name] = {"rnn": f}
     leaves = {n for n, m in model.named_modules() if n and not list(m.children()) or isinstance(m, LAYER_TYPES)}
     per_layer = {}
     for name, ops in counts.items():
-        if name in leaves:
-            per_layer[name] = int(sum(ops.values()))
-    # FlopCounterMode names submodules with the root's class as prefix on some versions
-    if not per_layer:
-        for name, ops in counts.items():
-            short = name.split(".", 1)[1] if "." in name else name
-            if short in leaves:
-                per_layer[short] = int(sum(ops.values()))
+        # FlopCounterMode names submodules with the root's class as prefix on some versions
+        short = name.split(".", 1)[1] if name not in leaves and "." in name else name
+        if short in leaves:
+            per_layer[short] = per_layer.get(short, 0) + int(sum(ops.values()))
     return total, per_layer
+
+
+def _rnn_hook(name: str, out: dict[str, int]):
+    """FLOPs of a recurrent layer: per layer and direction, each of T steps multiplies the input
+    and the state by the gate matrices: 2 * T * N * G*H * (I_l + H), G = 4 (LSTM), 3 (GRU), 1."""
+
+    def hook(mod, inputs, output):
+        x = inputs[0]
+        if not isinstance(x, torch.Tensor) or x.ndim not in (2, 3):
+            return
+        steps, batch = (x.shape[1], x.shape[0]) if (mod.batch_first and x.ndim == 3) else (x.shape[0], x.shape[1] if x.ndim == 3 else 1)
+        gates = {"LSTM": 4, "GRU": 3}.get(type(mod).__name__, 1)
+        dirs = 2 if mod.bidirectional else 1
+        h = mod.hidden_size
+        f = 0
+        for layer in range(mod.num_layers):
+            inp = mod.input_size if layer == 0 else h * dirs
+            f += dirs * 2 * steps * batch * gates * h * (inp + h)
+        out[name] = out.get(name, 0) + int(f)
+
+    return hook
 
 
 def useful_flops(per_layer: dict[str, int], total: int, model: nn.Module, masks: MaskSet) -> int:

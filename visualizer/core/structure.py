@@ -460,7 +460,9 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
         if producers:
             root = min(producers, key=lambda n: order.get(n, 1 << 30))
         kind = "lstm-unit" if isinstance(root_mod, nn.RNNBase) else "channel"
-        g = ChannelGroup(0, kind, root, size, members, not problems, "; ".join(dict.fromkeys(problems)))
+        unique = list(dict.fromkeys(problems))
+        reason = unique[0] + (f" (+{len(unique) - 1} more)" if len(unique) > 1 else "") if unique else ""
+        g = ChannelGroup(0, kind, root, size, members, not problems, reason)
         groups.append(g)
     groups.sort(key=lambda g: order.get(g.root, 0))
     return groups, sorted(out_layers)
