@@ -186,6 +186,12 @@ class _Evaluator:
     def __call__(self, coefs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         with eval_mode(self.model), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if not self.moving:
+                # Zero directions (identical endpoints): every point is the base point.
+                loss, acc = self._eval_loop(coefs[:1])
+                self.method = self.method or "loop"
+                g = coefs.shape[0]
+                return loss.cpu().numpy().repeat(g), acc.cpu().numpy().repeat(g)
             if self.batched is not False:
                 try:
                     loss, acc = self._eval_batched(coefs)
