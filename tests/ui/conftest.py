@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from visualizer.ui.app import configure_threads
+
+configure_threads()  # as the app does: torch leaves a core to the GUI thread
+
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path, monkeypatch):

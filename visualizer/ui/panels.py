@@ -531,6 +531,21 @@ class TrainingPanel(QWidget):
         self.rounds.setRange(1, 30)
         self.rounds.setValue(3)
         self.rounds.setToolTip("IMP rounds; each prunes a fraction of the remaining weights")
+        self.rate = QDoubleSpinBox()
+        self.rate.setRange(0.05, 0.9)
+        self.rate.setSingleStep(0.05)
+        self.rate.setValue(0.4)
+        self.rate.setToolTip("IMP: fraction alpha of the remaining weights pruned each round; "
+                             "after S rounds the density is (1 - alpha)^S")
+        self.lam = QDoubleSpinBox()
+        self.lam.setDecimals(5)
+        self.lam.setRange(0.0, 1.0)
+        self.lam.setSingleStep(1e-3)
+        self.lam.setValue(1e-3)
+        self.lam.setToolTip("Group lasso penalty lambda (block soft threshold lr * lambda per step)")
+        self.keep_box = QCheckBox("keep the trained weights (fine-tune)")
+        self.keep_box.setToolTip("Replace the model's weights by the fine-tuned ones; otherwise the "
+                                 "run only adds a point to the curves")
         self.smoothing = QDoubleSpinBox()
         self.smoothing.setRange(0.0, 0.5)
         self.smoothing.setSingleStep(0.05)
@@ -539,7 +554,8 @@ class TrainingPanel(QWidget):
         self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
         self.run_button = QPushButton("Run")
         self.sweep_button = QPushButton("Sweep densities")
-        self.sweep_button.setToolTip("Accuracy at 8 densities from 100% to 1% for the current criterion")
+        self.sweep_button.setToolTip("Accuracy at 8 densities from 100% to 1% for the current criterion and "
+                                     "random (with fine-tuning when that mode is chosen); points stream in")
         self.eval_button = QPushButton("Evaluate mask")
         self.eval_button.setToolTip("Test accuracy of the model under the current mask: one point on the curve")
         self.cancel_button = QPushButton("Cancel")
@@ -554,10 +570,13 @@ class TrainingPanel(QWidget):
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", self.lr)
         form.addRow("IMP rounds", self.rounds)
+        form.addRow("Prune per round", self.rate)
         form.addRow("Rewind tau", self.rewind)
+        form.addRow("Group lasso λ", self.lam)
         form.addRow("Label smoothing", self.smoothing)
         form.addRow("", self.distill)
         form.addRow("Device", self.device_box)
+        form.addRow("", self.keep_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.eval_button)
         buttons.addWidget(self.run_button)
@@ -588,6 +607,9 @@ class TrainingPanel(QWidget):
         mode = self.mode_box.currentData()
         self.rewind.setEnabled(mode == "imp")
         self.rounds.setEnabled(mode == "imp")
+        self.rate.setEnabled(mode == "imp")
+        self.lam.setEnabled(mode == "group-lasso")
+        self.keep_box.setEnabled(mode == "finetune")
 
     def set_running(self, running: bool) -> None:
         self.cancel_button.setEnabled(running)
@@ -599,6 +621,9 @@ class TrainingPanel(QWidget):
             "lr": self.lr.value(),
             "rounds": self.rounds.value(),
             "rewind": self.rewind.value(),
+            "rate": self.rate.value(),
+            "lam": self.lam.value(),
+            "keep": self.keep_box.isChecked(),
             "label_smoothing": self.smoothing.value(),
             "distill": self.distill.isChecked(),
             "device": self.device_box.currentText(),

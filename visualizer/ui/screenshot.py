@@ -9,9 +9,10 @@ from visualizer.cli.common import UserError
 
 def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
     """Build the window with synchronous jobs, bring it to the asked state and save the view."""
-    from visualizer.ui.app import make_app
+    from visualizer.ui.app import configure_threads, make_app
 
     app = make_app()
+    configure_threads()
     from visualizer.core.zoo import DEFAULT_MODEL
     from visualizer.ui import export
     from visualizer.ui.window import MainWindow

@@ -1,13 +1,205 @@
-"""Training, evaluation and sweep requests of the window (wired to visualizer.core.training)."""
+"""Training, evaluation and sweep requests of the window, as jobs over visualizer.core.
+
+Every job trains a copy (core.training guarantees the caller's model and masks are untouched);
+its rows go to ``state.results`` (the accuracy-vs-density curves) as they stream. With "keep the
+trained weights" ticked, a finished fine-tune replaces the model's weights (the session then
+stores them).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
 
-def prepare_curves(window, options) -> None:
-    """Nothing to draw until the training engine is available."""
+from visualizer.core.tasks import Step, sub
+
+SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
 
 def available() -> bool:
     from visualizer.ui.window import training_available
 
     return training_available()[0]
+
+
+def train_config(settings: dict):
+    from visualizer.core.training import TrainConfig
+
+    return TrainConfig(
+        epochs=int(settings.get("epochs", 1)),
+        lr=float(settings.get("lr", 1e-3)),
+        label_smoothing=float(settings.get("label_smoothing", 0.0)),
+        distill_weight=0.5 if settings.get("distill") else 0.0,
+        device=str(settings.get("device", "auto")),
+        seed=int(settings.get("seed", 0)),
+        max_steps=settings.get("max_steps"),
+    )
+
+
+def _base_row(window, settings: dict) -> dict:
+    s = window.state
+    return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
+            "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
+            "lr": float(settings.get("lr", 0.0))}
+
+
+def _require(window) -> bool:
+    s = window.state
+    if s.loaded is None or s.dataset is None:
+        window.show_error("load a model with a dataset first")
+        return False
+    if not available():
+        window.show_error("training is not available in this build (visualizer.core.training missing)")
+        return False
+    return True
+
+
+# --- jobs (worker thread) --------------------------------------------------------------------------
+def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
+    from visualizer.core.training import evaluate
+
+    yield Step("evaluating the masked model", 0.1)
+    ev = evaluate(model, data, masks=masks)
+    return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
+            "accuracy": ev.accuracy, "loss": ev.loss}
+
+
+def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
+    from visualizer.core.training import train, train_with_distillation
+
+    job = train_with_distillation(model, data, masks, config) if distill else train(model, data, masks, config, stage="fine-tune")
+    res = yield from job
+    out = {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
+           "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps}
+    return out, res.model.cpu()
+
+
+def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, None, list[dict]]:
+    """IMP with rewinding plus its controls (re-initialised ticket, random mask): LTH rows."""
+    from visualizer.core.experiments import lth_report
+    from visualizer.core.lottery import initial_state
+
+    yield Step("initial weights", 0.0)
+    init, _source = initial_state(ref, model, int(settings.get("seed", 0)))
+    rows = yield from lth_report(model, ref, data, init, rounds=int(settings.get("rounds", 3)),
+                                 rate=float(settings.get("rate", 0.4)), rewind=int(settings.get("rewind", 0)),
+                                 scope=settings.get("scope", "global"), config=config)
+    return rows
+
+
+def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
+    from visualizer.core.lottery import initial_state
+    from visualizer.core.sparse import DSTConfig, dynamic_sparse_training
+
+    init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
+    res = yield from dynamic_sparse_training(model, data, DSTConfig(settings["retrain"], density, train=config),
+                                             start_state=init)
+    return {**row, "criterion": settings["retrain"], "density": res.masks.density(), "kept": res.masks.kept(),
+            "total": res.masks.total(), "accuracy": res.test.accuracy, "loss": res.test.loss,
+            "mask_updates": len(res.updates)}
+
+
+def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
+    from visualizer.core.sparse import ProxConfig, proximal_training
+
+    res = yield from proximal_training(model, data, ProxConfig("group-lasso", float(settings.get("lam", 1e-3)),
+                                                               density, train=config))
+    return {**row, "criterion": "group-lasso", "density": res.masks.density(), "kept": res.masks.kept(),
+            "total": res.masks.total(), "accuracy": res.test.accuracy, "loss": res.test.loss,
+            "zero_groups": res.zero_groups, "groups": res.groups}
+
+
+def sweep_job(model, data, sweep_config, previous: list[dict]):
+    from visualizer.core.experiments import sweep
+
+    return (yield from sub(sweep(model, data, sweep_config, previous=previous), 0.0, 1.0))
+
+
+# --- requests (GUI thread) -------------------------------------------------------------------------
+def evaluate_mask(window) -> None:
+    if not _require(window):
+        return
+    s = window.state
+    model, data, masks = s.loaded.model, s.dataset, s.masks.copy()
+    row = _base_row(window, {"retrain": "none"})
+    window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row),
+                       on_result=s.add_result)
+
+
+def run_training(window, settings: dict) -> None:
+    """Run the Training panel's retrain mode on the current model and mask."""
+    if not _require(window):
+        return
+    s = window.state
+    mode = settings.get("retrain", "none")
+    if mode == "none":
+        evaluate_mask(window)
+        return
+    loaded, data = s.loaded, s.dataset
+    model, ref, masks, density = loaded.model, loaded.ref, s.masks.copy(), s.density
+    config = train_config(settings)
+    row = _base_row(window, settings)
+    if mode == "finetune":
+        def done(result) -> None:
+            out, trained = result
+            s.add_result(out)
+            if settings.get("keep") and s.loaded is loaded:
+                window.install_trained_model(trained)
+
+        window.jobs.submit("train", f"fine-tuning {ref} at {masks.density():.2%}",
+                           lambda: finetune_job(model, data, masks, config, bool(settings.get("distill")), row),
+                           on_result=done)
+    elif mode == "imp":
+        settings = {**settings, "scope": s.scope}
+
+        def add_rows(rows) -> None:
+            for r in rows if isinstance(rows, list) else []:
+                s.add_result(r)
+
+        window.jobs.submit("train", f"IMP ({settings.get('rounds', 3)} rounds, rewind {settings.get('rewind', 0)})",
+                           lambda: imp_job(model, ref, data, settings, config),
+                           on_partial=add_rows, on_result=lambda _rows: None)
+    elif mode in ("set", "rigl"):
+        window.jobs.submit("train", f"{mode.upper()} at {density:.2%}",
+                           lambda: dst_job(model, ref, data, density, settings, config, row), on_result=s.add_result)
+    elif mode == "group-lasso":
+        window.jobs.submit("train", f"group lasso to {density:.2%}",
+                           lambda: lasso_job(model, data, density, settings, config, row), on_result=s.add_result)
+    else:
+        window.show_error(f"unknown retrain mode {mode!r}")
+
+
+def run_sweep(window, settings: dict, densities=SWEEP_DENSITIES) -> None:
+    """Accuracy at several densities for the current criterion (and random, as the baseline);
+    rows already computed with the same settings are reused, new ones stream into the curves."""
+    if not _require(window):
+        return
+    from visualizer.core.experiments import KEY_FIELDS, SweepConfig, row_key
+
+    s = window.state
+    mode = settings.get("retrain", "none")
+    retrain = mode if mode in ("none", "finetune") else "none"
+    criteria = tuple(dict.fromkeys([s.criterion, "random"]))
+    structure = "channel" if s.structure == "channel" else "auto"
+    config = SweepConfig(s.loaded.ref, criteria, tuple(densities), retrain=retrain, scope=s.scope,
+                         structure=structure, train=train_config(settings))
+    previous = [r for r in s.results if all(k in r for k in KEY_FIELDS)]
+    known = {row_key(r) for r in previous}
+    model, data = s.loaded.model, s.dataset
+
+    def add(row) -> None:
+        if isinstance(row, dict) and "accuracy" in row:
+            key = row_key(row)
+            if key not in known:
+                known.add(key)
+                s.add_result(row)
+
+    window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain})",
+                       lambda: sweep_job(model, data, config, previous), on_partial=add, on_result=lambda _r: None)
+
+
+def prepare_curves(window, options) -> None:
+    """Fill the curves view for a screenshot: a no-retraining sweep of the chosen criterion."""
+    if not available() or window.state.dataset is None:
+        return
+    run_sweep(window, {"retrain": "none"})

@@ -126,7 +126,10 @@ class MainWindow(QMainWindow):
         self.model_panel.dataset_requested.connect(self.request_dataset)
         self.pruning_panel.ranking_requested.connect(self.request_ranking)
         self.pruning_panel.density_changed.connect(self.set_density)
-        self.training_panel.cancel_requested.connect(lambda: self.jobs.cancel("train"))
+        self.training_panel.cancel_requested.connect(self._cancel_training)
+        self.training_panel.run_requested.connect(self._run_training)
+        self.training_panel.sweep_requested.connect(self._run_sweep)
+        self.training_panel.evaluate_requested.connect(self._evaluate)
         self.docks: dict[str, QDockWidget] = {}
         left = Qt.DockWidgetArea.LeftDockWidgetArea
         self._add_dock("model", "Model", self.model_panel, left)
@@ -294,7 +297,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
-        if _kind == "train":
+        if _kind in ("train", "sweep", "eval"):
             self.training_panel.set_running(True)
 
     def _job_progress(self, _id: int, stage: str, fraction: float) -> None:
@@ -302,8 +305,8 @@ class MainWindow(QMainWindow):
         self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
 
     def _job_finished(self, _id: int, kind: str, status: str) -> None:
-        if kind == "train":
-            self.training_panel.set_running(self.jobs.is_running("train"))
+        if kind in ("train", "sweep", "eval"):
+            self.training_panel.set_running(any(self.jobs.is_running(k) for k in ("train", "sweep", "eval")))
         running = self.jobs.running()
         if running:
             job = running[-1]
@@ -454,6 +457,38 @@ class MainWindow(QMainWindow):
         # (snapshot, sessions, training jobs) copy it.
         masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
         s.set_masks(masks, counts=rk.layer_kept())
+
+    # --- training (visualizer.ui.training_ui) --------------------------------------------------
+    def _run_training(self, settings: dict) -> None:
+        from visualizer.ui import training_ui
+
+        training_ui.run_training(self, settings)
+
+    def _run_sweep(self, settings: dict) -> None:
+        from visualizer.ui import training_ui
+
+        training_ui.run_sweep(self, settings)
+
+    def _evaluate(self) -> None:
+        from visualizer.ui import training_ui
+
+        training_ui.evaluate_mask(self)
+
+    def _cancel_training(self) -> None:
+        for kind in ("train", "sweep", "eval"):
+            self.jobs.cancel(kind)
+
+    def install_trained_model(self, model) -> None:
+        """Replace the model's weights by a trained copy's (keep the mask; re-rank lazily)."""
+        s = self.state
+        s.loaded.model.load_state_dict(model.state_dict())
+        info = actions.model_info(s.loaded.model)
+        s.params = info["params"]
+        s.rankings = {}
+        s.weights_modified = True
+        s.model_changed.emit()
+        s.set_dirty(True)
+        self.request_ranking(apply_mask=False)
 
     # --- sessions (filled in by visualizer.core.session) -------------------------------------
     def open_session_dialog(self) -> None:

@@ -1,0 +1,104 @@
+"""Retraining from the Training panel: a short fine-tune adds a point, a sweep streams points,
+cancel changes nothing, and the event loop keeps running meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from PySide6.QtCore import Qt
+
+from tests.ui.conftest import wait_idle
+from tests.ui.probe import StallProbe
+from visualizer.ui import training_ui
+
+pytestmark = pytest.mark.skipif(not training_ui.available(), reason="needs visualizer.core.training")
+
+
+def _choose(box, data) -> None:
+    box.setCurrentIndex(box.findData(data))
+
+
+def test_short_finetune_adds_a_point(qtbot, window):
+    panel = window.training_panel
+    assert panel.run_button.isEnabled()
+    window.pruning_panel.set_density(0.1)
+    weights_before = {k: v.clone() for k, v in window.state.loaded.model.state_dict().items()}
+    masks_before = window.state.masks
+    _choose(panel.mode_box, "finetune")
+    panel.epochs.setValue(1)
+    probe = StallProbe(5)
+    probe.start()
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert panel.cancel_button.isEnabled()
+    wait_idle(qtbot, window, timeout=60000)
+    probe.stop()
+    assert window.message() == ""
+    view = window.views["curves"]
+    assert view.point_count() == 1
+    row = window.state.results[0]
+    assert row["retrain"] == "finetune" and row["criterion"] == "magnitude"
+    assert row["density"] == pytest.approx(masks_before.density()) and 0.0 <= row["accuracy"] <= 1.0
+    # the run trained a copy: model and mask as before (keep box unticked)
+    after = window.state.loaded.model.state_dict()
+    assert all(torch.equal(weights_before[k], after[k]) for k in after)
+    assert window.state.masks is masks_before
+    assert probe.ticks > 3
+    print(f"\nevent-loop probe during a 1-epoch fine-tune: {probe.report()}")
+
+
+def test_keep_trained_weights(qtbot, window):
+    panel = window.training_panel
+    window.pruning_panel.set_density(0.2)
+    _choose(panel.mode_box, "finetune")
+    panel.epochs.setValue(1)
+    panel.keep_box.setChecked(True)
+    before = window.state.params["fc1.weight"].copy()
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    after = window.state.params["fc1.weight"]
+    mask = window.state.masks["fc1.weight"].numpy()
+    assert window.state.weights_modified
+    assert (after[~mask] == 0).all()  # the fine-tuned pruned network: pruned weights are exactly 0
+    assert not (after[mask] == before[mask]).all()  # kept weights were trained
+
+
+def test_sweep_streams_points_and_reuses_rows(qtbot, window):
+    panel = window.training_panel
+    view = window.views["curves"]
+    counts = []
+    window.state.results_changed.connect(lambda: counts.append(view.point_count()))
+    probe = StallProbe(5)
+    probe.start()
+    qtbot.mouseClick(panel.sweep_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    probe.stop()
+    n = 2 * len(training_ui.SWEEP_DENSITIES)  # magnitude and random
+    assert view.point_count() == n and counts[:3] == [1, 2, 3]  # streamed one by one
+    assert {r["criterion"] for r in window.state.results} == {"magnitude", "random"}
+    dense = [r for r in window.state.results if r["density"] == 1.0]
+    assert all(r["accuracy"] == pytest.approx(window.state.loaded.accuracy, abs=0.02) for r in dense)
+    qtbot.mouseClick(panel.sweep_button, Qt.MouseButton.LeftButton)  # same settings: all reused
+    wait_idle(qtbot, window, timeout=60000)
+    assert view.point_count() == n
+    print(f"\nevent-loop probe during a sweep: {probe.report()}")
+
+
+def test_cancel_training_changes_nothing(qtbot, window):
+    panel = window.training_panel
+    window.pruning_panel.set_density(0.3)
+    state = window.state
+    before = (state.masks, list(state.results), state.loaded.model)
+    weights = {k: v.clone() for k, v in state.loaded.model.state_dict().items()}
+    _choose(panel.mode_box, "imp")
+    panel.epochs.setValue(3)
+    panel.rounds.setValue(3)
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.wait(200)
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("pruneviz-job")],
+                    timeout=5000)
+    assert (state.masks, state.results, state.loaded.model) == before
+    assert all(torch.equal(weights[k], v) for k, v in state.loaded.model.state_dict().items())
+    assert not panel.cancel_button.isEnabled()
