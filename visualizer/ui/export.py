@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSize
+from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtGui import QPainter
 
 
@@ -39,8 +39,11 @@ def _svg_of_widget(widget, out: Path) -> None:
     gen.setSize(QSize(widget.width(), widget.height()))
     gen.setViewBox(QRect(0, 0, widget.width(), widget.height()))
     painter = QPainter(gen)
-    widget.render(painter)
-    painter.end()
+    try:
+        # the (painter, offset) overload: with the painter alone PySide6 may pick render(QPaintDevice)
+        widget.render(painter, QPoint(0, 0))
+    finally:
+        painter.end()
 
 
 def export_results(window, path: str) -> Path:

@@ -39,7 +39,14 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
                 heat.layout_box.setCurrentIndex(heat.layout_box.findData("kernels"))
         if view_id != "window":
             spec = window.view_specs[view_id]
-            window.docks[view_id].raise_()
+            # A view alone at the asked size: float its dock out of the tab group (a docked view
+            # gets only what the panels leave, which clips wide plots).
+            dock = window.docks[view_id]
+            dock.setFloating(True)
+            dock.resize(*size)
+            dock.show()
+            dock.raise_()
+            app.processEvents()
             if spec.prepare is not None:
                 spec.prepare(window, options)
             _raise_if_failed(window)
@@ -51,7 +58,7 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
             if not window.grab().save(str(out)):
                 raise UserError(f"could not write {out}")
         else:
-            export.export_view(window, view_id, str(out), size=(size[0], int(size[1] * 0.9)))
+            export.export_view(window, view_id, str(out))
         return out
     finally:
         window.state.set_dirty(False)

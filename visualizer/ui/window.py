@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
 
         self._build_status_bar()
         self._build_menus()
+        self._install_analysis()
         self.jobs.started.connect(self._job_started)
         self.jobs.progress.connect(self._job_progress)
         self.jobs.finished.connect(self._job_finished)
@@ -457,6 +458,15 @@ class MainWindow(QMainWindow):
         # (snapshot, sessions, training jobs) copy it.
         masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
         s.set_masks(masks, counts=rk.layer_kept())
+
+    def _install_analysis(self) -> None:
+        """Teaching mode, themes and the Presets menu (issue 6), when that package is present."""
+        try:
+            from visualizer.ui.analysis import install_analysis
+        except ModuleNotFoundError:
+            self.teaching = None
+            return
+        install_analysis(self)
 
     # --- training (visualizer.ui.training_ui) --------------------------------------------------
     def _run_training(self, settings: dict) -> None:

@@ -87,10 +87,10 @@ class ConnectivityView(AnalysisView):
         self.colorbar.setLevels((0.0, hi))
         for plot, conn in ((self.before_plot, self.before), (self.after_plot, self.after)):
             plot.clear()
-            plot.setVisible(conn is not None)
-            if conn is None:
+            s = None if conn is None else np.asarray(conn.strength, dtype=float)
+            plot.setVisible(s is not None and s.size > 0)
+            if s is None or s.size == 0:
                 continue
-            s = np.asarray(conn.strength, dtype=float)
             absent = ~np.isfinite(s) | (s <= 0)
             rgba = _cmap().map(np.clip(np.nan_to_num(s) / hi, 0, 1), mode="byte")
             bg = pg.mkColor(theme.background)
@@ -104,7 +104,8 @@ class ConnectivityView(AnalysisView):
                 plot.addItem(pg.PlotCurveItem([k, k], [0, len(conn.readers)], pen=pen))
             for k in range(len(conn.readers) + 1):
                 plot.addItem(pg.PlotCurveItem([0, len(conn.sources)], [k, k], pen=pen))
-            plot.getAxis("bottom").setTicks([[(j + 0.5, _short(n)) for j, n in enumerate(conn.sources)]])
+            # Columns by number (names would overlap at any useful size); the legend below names them.
+            plot.getAxis("bottom").setTicks([[(j + 0.5, str(j)) for j in range(len(conn.sources))]])
             left = [(i + 0.5, _short(n)) for i, n in enumerate(conn.readers)]
             plot.getAxis("left").setTicks([left])
             metrics = pg.QtGui.QFontMetrics(plot.getAxis("left").style["tickFont"] or self.font())
@@ -125,7 +126,8 @@ class ConnectivityView(AnalysisView):
         text = f"connections before: {count(self.before)}"
         if self.after is not None:
             text += f"   after: {count(self.after)} ({count(self.before) - count(self.after)} removed)"
-        return text
+        columns = "  ".join(f"{j} {n}" for j, n in enumerate(self.before.sources))
+        return f"{text}\nsource columns: {columns}"
 
 
 def _short(name: str, limit: int = 14) -> str:

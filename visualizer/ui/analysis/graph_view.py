@@ -129,10 +129,10 @@ class GraphView(AnalysisView):
         pts = np.concatenate([self.positions, edge_segments(self.positions, self.edges)])
         x0, x1 = pts[:, 0].min(), pts[:, 0].max()
         y0, y1 = pts[:, 1].min(), pts[:, 1].max()
-        # labels hang below the nodes; keep at least a few slots of height
-        height = max(y1 - y0, 3.0)
+        # Fill the view: a one-row chain sits a third of the way down, a branching graph spans
+        # its slots; below the lowest row stays room for the slanted labels.
         self.plot.getViewBox().setRange(
-            xRange=(x0 - 1, x1 + 1.5), yRange=(y0 - 0.5, y0 + height + 1.5), padding=0.02
+            xRange=(x0 - 1, x1 + 1.5), yRange=(y0 - 0.8, y1 + 1.6), padding=0.02
         )
 
     def set_densities(self, densities: Mapping[str, float]) -> None:
@@ -147,6 +147,7 @@ class GraphView(AnalysisView):
             if value is not None:
                 self.density[i] = float(value)
         self._draw_nodes(geometry=False)
+        self._show_info(self.hovered if self.hovered is not None else self.selected)
 
     def set_groups(self, groups: Iterable[Iterable[Hashable]]) -> None:
         """Coupled channel groups, each a collection of node keys or layer names.

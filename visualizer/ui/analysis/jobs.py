@@ -76,6 +76,39 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     return GraphResult(traced.graph, layout, groups, notices, conn, branches)
 
 
+@dataclass
+class GroupLassoResult:
+    """Connectivity and branches of a model before and after group-lasso training (a copy)."""
+
+    before_connectivity: Any
+    after_connectivity: Any
+    before_branches: list
+    after_branches: list
+    zero_groups: int
+    groups: int
+
+
+def group_lasso_job(model, dataset, lam: float = 0.02, epochs: int = 2,
+                    example=None) -> Generator[Step, None, GroupLassoResult]:
+    """Group lasso (block soft thresholding, seed 004) on a copy of ``model`` with the groups its
+    structure suggests (DenseNet connections, Inception branches, else channels), then the
+    connection strengths and branch norms before and after."""
+    import copy
+
+    find_groups, connectivity, branches = core("structure", "find_groups", "connectivity", "branches")
+    group_lasso_train, = core("sparse", "group_lasso_train")
+    yield Step("coupled groups", 0.0)
+    groups = find_groups(model, example).groups
+    before_c, before_b = connectivity(model, groups), branches(model, groups, example)
+    trained = copy.deepcopy(model)
+    res = yield from sub(group_lasso_train(trained, dataset, lam=lam, epochs=epochs), 0.05, 0.95,
+                         "group lasso: ")
+    after = getattr(res, "model", trained)
+    yield Step("connections after", 0.97)
+    return GroupLassoResult(before_c, connectivity(after, groups), before_b, branches(after, groups, example),
+                            int(getattr(res, "zero_groups", 0)), int(getattr(res, "groups", 0)))
+
+
 # --- spectrum -------------------------------------------------------------------------------------
 
 

@@ -212,17 +212,67 @@ class StructurePanel(AnalysisPanel):
 
     def __init__(self, window, view: AnalysisView) -> None:
         super().__init__(window, view)
+        self.lasso_button = self.add_button(
+            "Group lasso", self.group_lasso,
+            "Train a copy with the group-lasso penalty (block soft thresholding, seed 004) on this "
+            "model's DenseNet connections / Inception branches and show what it removed")
+        self.lam = QDoubleSpinBox()
+        self.lam.setDecimals(3)
+        self.lam.setRange(0.001, 1.0)
+        self.lam.setSingleStep(0.01)
+        self.lam.setValue(0.02 if isinstance(view, ConnectivityView) else 0.05)
+        self.lam.setPrefix("λ ")
+        self.lam.setToolTip("group-lasso penalty λ: larger removes more groups")
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 50)
+        self.epochs.setValue(2)
+        self.epochs.setSuffix(" epochs")
+        self.toolbar.addWidget(self.lam)
+        self.toolbar.addWidget(self.epochs)
         self.finish_toolbar()
         graph = getattr(window, "views", {}).get("graph")
         if isinstance(graph, GraphPanel):
             graph.listeners.append(self.show_result)
 
-    def show_result(self, r: jobs.GraphResult) -> None:
+    def compute(self) -> None:
+        """Screenshot hook: the before/after picture."""
+        self.group_lasso()
+
+    def group_lasso(self) -> None:
+        state = self.window.state
+        model, data = self.model(), getattr(state, "dataset", None)
+        if model is None or data is None:
+            self.status.setText("load a model with a dataset first")
+            return
+        lam, epochs = self.lam.value(), self.epochs.value()
+        kind = "analysis-densenet" if isinstance(self.view, ConnectivityView) else "analysis-inception"
+        self.submit(kind, f"group lasso (λ = {lam:g}, {epochs} epochs)",
+                    lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs), self.show_lasso)
+
+    def show_lasso(self, r: jobs.GroupLassoResult) -> None:
+        zeroed = f"group lasso zeroed {r.zero_groups} of {r.groups} groups"
         if isinstance(self.view, ConnectivityView):
-            if r.connectivity is None or len(r.connectivity.producers) == 0:
+            conn = None if r.before_connectivity is None else adapters.connectivity_input(r.before_connectivity)
+            if conn is None or not conn.sources or not conn.readers:
                 self.status.setText("no concatenation connections in this model")
                 return
-            self.view.set_connectivity(adapters.connectivity_input(r.connectivity))
+            self.view.set_connectivity(adapters.connectivity_input(r.before_connectivity),
+                                       adapters.connectivity_input(r.after_connectivity))
+        else:
+            modules = adapters.branch_modules(r.after_branches)
+            if not modules:
+                self.status.setText("no Inception modules in this model")
+                return
+            self.view.set_modules(modules)
+        self.status.setText(zeroed)
+
+    def show_result(self, r: jobs.GraphResult) -> None:
+        if isinstance(self.view, ConnectivityView):
+            conn = None if r.connectivity is None else adapters.connectivity_input(r.connectivity)
+            if conn is None or not conn.sources or not conn.readers:
+                self.status.setText("no concatenation connections in this model")
+                return
+            self.view.set_connectivity(conn)
         else:
             modules = adapters.branch_modules(r.branches)
             self.status.setText("" if modules else "no Inception modules in this model")

@@ -17,12 +17,9 @@ from typing import Any
 VIEW_MODULES = [
     "visualizer.ui.views.heatmap",
     "visualizer.ui.views.curves",
-    # issue 6 (analysis views) adds: graph, spectrum, landscape, speed
-    "visualizer.ui.views.graph",
-    "visualizer.ui.views.spectrum",
-    "visualizer.ui.views.landscape",
-    "visualizer.ui.views.speed",
 ]
+# The analysis views (issue 6) live in visualizer.ui.analysis and are listed by its VIEW_IDS.
+ANALYSIS_PACKAGE = "visualizer.ui.analysis"
 
 
 @dataclass(frozen=True)
@@ -46,4 +43,12 @@ def available_views() -> dict[str, ViewSpec]:
             raise
         spec = module.VIEW
         views[spec.id] = spec
+    try:
+        analysis = importlib.import_module(ANALYSIS_PACKAGE)
+    except ModuleNotFoundError as exc:
+        if exc.name != ANALYSIS_PACKAGE:
+            raise
+        return views
+    for view_id in analysis.VIEW_IDS:
+        views[view_id] = analysis.view_spec(view_id)
     return views
