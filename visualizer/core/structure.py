@@ -39,13 +39,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 import torch
 from torch import nn
+
+from visualizer.core.tasks import Step, run, sub
 
 # --- example inputs ---------------------------------------------------------------------------
 
@@ -141,8 +143,14 @@ def _shape_of(meta) -> list[int] | None:
 
 
 def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelGraph:
-    """Trace ``model`` into a :class:`ModelGraph`: fx first, then torch.export, then forward hooks
-    on leaf modules, then the bare module hierarchy. Never raises for a model object."""
+    """Trace ``model`` into a :class:`ModelGraph` (the convenience form of :func:`build_graph_job`)."""
+    return run(build_graph_job(model, example))
+
+
+def build_graph_job(model: nn.Module, example: torch.Tensor | None = None) -> Generator[Step, None, ModelGraph]:
+    """Job: trace ``model`` into a :class:`ModelGraph`: fx first, then torch.export, then forward
+    hooks on leaf modules, then the bare module hierarchy. Never raises for a model object.
+    Yields before each attempt; closing it at a yield restores the model's train/eval flag."""
     t0 = time.perf_counter()
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
@@ -150,6 +158,7 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
             "TorchScript module: Python-level tracing is impossible; showing the module hierarchy "
             "with parameter counts only (no data-flow edges, no shapes)"
         )
+        yield Step("module hierarchy", 0.5)
         g = _hierarchy_graph(model)
         return ModelGraph(g, "hierarchy", notices, time.perf_counter() - t0)
     if example is None:
@@ -163,16 +172,19 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
         example = example.to(_device_of(model))
     try:
         if example is not None:
+            yield Step("tracing with torch.fx", 0.0)
             try:
                 return ModelGraph(_fx_graph(model, example), "fx", notices, time.perf_counter() - t0)
             except Exception as exc:  # untraceable by fx: data-dependent control flow, ...
                 notices.append(f"torch.fx could not trace the model ({_first_line(exc)})")
+            yield Step("tracing with torch.export", 0.3)
             try:
                 g = _export_graph(model, example)
                 notices.append("traced with torch.export: nodes are ATen operations grouped by module")
                 return ModelGraph(g, "export", notices, time.perf_counter() - t0)
             except Exception as exc:
                 notices.append(f"torch.export failed too ({_first_line(exc)})")
+            yield Step("recording leaf modules with forward hooks", 0.7)
             try:
                 g = _hook_graph(model, example)
                 notices.append(
@@ -381,10 +393,21 @@ class StructureResult:
 
 
 def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> StructureResult:
-    """Coupled groups of ``model`` (see module docstring). Never raises for a model that runs:
-    a model Torch-Pruning cannot trace gets no groups and a notice."""
+    """Coupled groups of ``model`` (see module docstring), computed to the end: the convenience
+    form of :func:`find_groups_job` for callers that need no progress or cancellation."""
+    return run(find_groups_job(model, example))
+
+
+def find_groups_job(model: nn.Module, example: torch.Tensor | None = None) -> Generator[Step, None, StructureResult]:
+    """Job: coupled groups of ``model`` (see module docstring). Never raises for a model that runs:
+    a model Torch-Pruning cannot trace gets no groups and a notice.
+
+    Yields a :class:`Step` before the dependency trace (one Torch-Pruning call, not interruptible),
+    after it, and while its groups are converted; closing the job at any yield restores the
+    model's train/eval flag (the only state it touches: weights are only read)."""
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
+        yield Step("structure: TorchScript module", 1.0)
         return StructureResult([], ["TorchScript module: no channel dependencies can be traced; "
                                     "structured pruning is unavailable (unstructured masks still work)"])
     if example is None:
@@ -393,31 +416,40 @@ def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> Struct
     was_training = model.training
     model.eval()
     try:
-        groups, outputs = _tp_groups(model, example, notices)
-    except Exception as exc:
-        notices.append(f"Torch-Pruning could not trace the model ({_first_line(exc)}): no channel groups")
-        groups, outputs = [], []
+        yield Step("tracing channel dependencies", 0.0)
+        try:
+            groups, outputs = yield from sub(_tp_groups(model, example, notices), 0.0, 0.95)
+        except Exception as exc:
+            notices.append(f"Torch-Pruning could not trace the model ({_first_line(exc)}): no channel groups")
+            groups, outputs = [], []
     finally:
         model.train(was_training)
     groups += _head_groups(model, len(groups))
     for i, g in enumerate(groups):
         g.id = i
+    yield Step(f"{len(groups)} coupled groups", 1.0)
     return StructureResult(groups, notices, outputs)
 
 
 def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
+    """Job: Torch-Pruning's groups converted to :class:`ChannelGroup` (returns groups, output layers)."""
     import torch_pruning as tp
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    yield Step("grouping coupled channels", 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
         raw = list(dg.get_all_groups(root_module_types=roots))
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     out_layers = _output_layers(dg)
     groups = []
-    for tg in raw:
+    for gi, tg in enumerate(raw):
+        if gi % 16 == 0:
+            yield Step(f"group {gi + 1}/{len(raw)}", 0.6 + 0.4 * gi / len(raw))
         root_mod = tg[0].dep.target.module
         root = names.get(root_mod, "?")
         size = len(tg[0].idxs)
