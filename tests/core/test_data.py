@@ -86,6 +86,7 @@ def test_torchvision_datasets_without_torchvision_say_how_to_get_it(monkeypatch,
         load_dataset(name)
 
 
+@pytest.mark.torchvision
 def test_torchvision_dataset_missing_locally_is_a_data_error(tmp_path):
     pytest.importorskip("torchvision")
     with pytest.raises(DataError, match="not found under"):

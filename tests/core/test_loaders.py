@@ -96,6 +96,7 @@ def test_torchvision_reference_dispatches_to_get_model(monkeypatch):
     _one_line(exc)
 
 
+@pytest.mark.torchvision
 def test_real_torchvision_model_loads():
     pytest.importorskip("torchvision")
     loaded = load_model("torchvision:resnet18")

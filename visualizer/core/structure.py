@@ -15,7 +15,9 @@ Two views of one model:
   explicit members (parameter name, dimension, indices, and the unit each index belongs to) and
   adds what Torch-Pruning lacks: LSTM hidden units (the 4 gate rows of ``weight_ih``/``weight_hh``,
   the recurrent column of ``weight_hh`` and the next layer's input column) and attention heads of
-  ``nn.MultiheadAttention`` (q/k/v rows of ``in_proj`` and the ``out_proj`` columns of one head).
+  ``nn.MultiheadAttention`` (q/k/v rows of ``in_proj`` and the ``out_proj`` columns of one head),
+  and grouped convolutions (1 < groups < channels, e.g. ResNeXt, RegNet), whose unit is one channel
+  of every conv group so that the groups stay equal (see :func:`_regroup_grouped_convs`).
 
 A group has ``size`` units (channels, hidden units or heads); removing unit u removes, from every
 member, the indices whose ``units`` entry is u. A group is ``prunable`` only when removing a unit
@@ -444,6 +446,7 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
         roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
         raw = list(dg.get_all_groups(root_module_types=roots))
     names = {m: n for n, m in model.named_modules()}
+    modules = dict(model.named_modules())
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     out_layers = _output_layers(dg)
     groups = []
@@ -484,6 +487,9 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
                     members.append(m)
             if problem:
                 problems.append(problem)
+        members, size, problem = _regroup_grouped_convs(modules, members, size)
+        if problem:
+            problems.append(problem)
         if any(m.role == "out" and m.param.rpartition(".")[0] in out_layers for m in members):
             problems.insert(0, "output layer")
         # name the group after its first producer in module order (the expansion conv of an
@@ -498,6 +504,52 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
         groups.append(g)
     groups.sort(key=lambda g: order.get(g.root, 0))
     return groups, sorted(out_layers)
+
+
+def _grouped_conv(module) -> bool:
+    """A convolution with 1 < groups < in_channels (grouped, not depthwise)."""
+    return isinstance(module, nn.modules.conv._ConvNd) and 1 < module.groups != module.in_channels
+
+
+def _regroup_grouped_convs(modules: dict, members: list[Member], size: int) -> tuple[list[Member], int, str]:
+    """Units of a group that a grouped convolution produces or reads.
+
+    A conv with G groups holds n = C / G channels per group, and its weight's dim 1 (input side)
+    has only n columns: input channel g*n + j is column j of group g. Removing arbitrary channels
+    would leave the groups unequal, so the unit becomes j = "channel j of every conv group"
+    (channels {j, n + j, 2n + j, ...}): removing it removes one channel from each group, column j
+    of the reading conv, and rows g*n + j of the producing one. The group then has n units.
+    Supported when every grouped conv in the group sees the group's channels unpermuted (no
+    concatenation offset) and all of them have the same (channels, groups); otherwise the group
+    is returned unchanged with the reason it cannot be pruned. Returns (members, size, problem)."""
+    grouped = [m for m in members if not m.buffer and m.param.endswith("weight")
+               and _grouped_conv(modules.get(m.param.rpartition(".")[0]))]
+    if not grouped:
+        return members, size, ""
+    # unsupported layouts: the group stays as it is, without the grouped convs' input members (their
+    # channel indices do not index the n columns of the weight), and is marked unprunable
+    readers = {id(m) for m in grouped if m.role == "in"}
+    kept = [m for m in members if id(m) not in readers]
+    layouts = set()
+    for m in grouped:
+        name = m.param.rpartition(".")[0]
+        conv = modules[name]
+        channels = conv.out_channels if m.role == "out" else conv.in_channels
+        unpermuted = sorted(zip(m.indices, m.units)) == [(i, i) for i in range(channels)]
+        if not unpermuted or channels != size:
+            return kept, size, f"grouped convolution {name} (groups={conv.groups}) sees a slice of these channels"
+        layouts.add((channels, conv.groups))
+    if len(layouts) != 1:
+        return kept, size, "grouped convolutions with different group counts share these channels"
+    channels, groups = layouts.pop()
+    n = channels // groups
+    out = []
+    for m in members:
+        if id(m) in readers:
+            out.append(Member(m.param, m.dim, tuple(range(n)), tuple(range(n)), m.role, m.buffer))
+        else:
+            out.append(Member(m.param, m.dim, m.indices, tuple(u % n for u in m.units), m.role, m.buffer))
+    return out, n, ""
 
 
 def _output_layers(dg) -> set[str]:
@@ -540,8 +592,10 @@ def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], un
     if isinstance(mod, nn.modules.conv._ConvNd):
         transposed = mod.transposed
         depthwise = mod.groups > 1 and mod.groups == mod.in_channels
-        if mod.groups > 1 and not depthwise:
-            return [], f"grouped convolution {name} (groups={mod.groups})"
+        if mod.groups > 1 and not depthwise and transposed:
+            return [], f"grouped transposed convolution {name} (groups={mod.groups})"
+        # a grouped conv (1 < groups < channels) gets plain members here; _regroup_grouped_convs
+        # then makes each unit one channel of every conv group (or marks the group unprunable)
         if is_out or depthwise:
             wdim = 1 if transposed else 0
             out.append(Member(pre + "weight", wdim, idxs_t, units_t, "out"))
