@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.shrink import structured_prune
+from visualizer.core.shrink import load_shrunk, save_shrunk, structured_prune
 from visualizer.core.structure import find_groups, group_scores
 
 
@@ -91,7 +91,7 @@ def test_grouped_conv_units_take_one_channel_from_every_conv_group_by_hand():
 
 
 @pytest.mark.parametrize("groups", [2, 3, 4])
-def test_grouped_conv_shrinks_exactly(groups):
+def test_grouped_conv_shrinks_exactly_and_reloads(groups, tmp_path):
     m, x = _model(groups), torch.randn(2, 3, 8, 8)
     found = find_groups(m, x).groups
     assert all(g.prunable for g in found if g.root != "fc")
@@ -99,6 +99,10 @@ def test_grouped_conv_shrinks_exactly(groups):
         res = structured_prune(m, found, group_scores(m, found, "l2-norm"), density, x)
         assert res.params_after < res.params_before and res.max_output_diff <= 1e-5
         assert res.shrunk.model.gc.groups == groups
+    save_shrunk(tmp_path / "small.pt", res.shrunk, "block")
+    again = load_shrunk(tmp_path / "small.pt", factory=lambda: Block(groups))
+    with torch.no_grad():
+        assert torch.equal(again(x), res.shrunk.model(x))
 
 
 class Mixed(nn.Module):
