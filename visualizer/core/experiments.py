@@ -31,7 +31,7 @@ from torch import nn
 from visualizer.core.data import Dataset
 from visualizer.core.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training import TrainConfig, evaluate, train
+from visualizer.core.training import TrainConfig, evaluate_job, train
 
 RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 # the training settings recorded in a row (None when the row involved no training: retrain none)
@@ -263,7 +263,7 @@ def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state,
     """Accuracy/loss of one (criterion, density) cell under the retraining mode."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
     if config.retrain == "none":
-        ev = evaluate(model, data, masks=masks)
+        ev = yield from sub(evaluate_job(model, data, masks=masks), i / total, (i + 1) / total)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
     start = rewind_state(init_state, masks) if config.retrain in ("rewind", "init") else None
     res = yield from sub(
