@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff check visualizer tests
 
 samples: $(STAMP)
-	$(BIN)/python sample_models/train_samples.py
+	$(BIN)/python -m visualizer.core.zoo.train
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

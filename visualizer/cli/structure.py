@@ -50,6 +50,17 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
                    help="layer: every group keeps floor(D*size) (at least 1); global: one ranking")
 
 
+def _run(job):
+    """Drive a core job with a progress line on a terminal (silent otherwise)."""
+    from visualizer.core.tasks import TerminalProgress, run
+
+    progress = TerminalProgress()
+    try:
+        return run(job, progress)
+    finally:
+        progress.close()
+
+
 def _load(args):
     from visualizer.core.models import load_model
     from visualizer.core.structure import example_input
@@ -88,8 +99,8 @@ def _scores(args, model, groups, dataset):
 
 
 def _prune(args):
-    from visualizer.core.shrink import structured_prune
-    from visualizer.core.structure import find_groups
+    from visualizer.core.shrink import structured_prune_job
+    from visualizer.core.structure import find_groups_job
 
     if args.density is None and not args.zeros:
         raise UserError("give --density D (fraction of units kept) or --zeros")
@@ -97,7 +108,7 @@ def _prune(args):
         raise UserError(f"--density must be in [0, 1], got {args.density}")
     loaded, dataset, x = _load(args)
     model = loaded.model.eval()
-    res = find_groups(model, x)
+    res = _run(find_groups_job(model, x))
     if not res.prunable():
         why = "; ".join(res.notices) or "no coupled group can be removed without changing the output"
         raise UserError(f"{args.model} has no structurally prunable group: {why}")
@@ -107,21 +118,22 @@ def _prune(args):
         plan = zero_plan(model, res.groups, x)
         if not plan.removed and not plan.cut:
             raise UserError(f"{args.model}: no group, connection or branch is zero (train with group lasso first)")
-        result = structured_prune(model, res.groups, {}, 1.0, x, plan=plan, criterion="zeros", model_ref=args.model)
+        result = _run(structured_prune_job(model, res.groups, {}, 1.0, x, plan=plan, criterion="zeros",
+                                           model_ref=args.model))
     else:
         scores = _scores(args, model, res.groups, dataset)
-        result = structured_prune(model, res.groups, scores, args.density, x, scope=args.scope,
-                                  criterion=args.criterion, model_ref=args.model)
+        result = _run(structured_prune_job(model, res.groups, scores, args.density, x, scope=args.scope,
+                                           criterion=args.criterion, model_ref=args.model))
     return loaded, x, res, result
 
 
 def cmd_graph(args) -> int:
-    from visualizer.core.structure import branches, build_graph, connectivity, find_groups
+    from visualizer.core.structure import branches, build_graph_job, connectivity, find_groups_job
 
     loaded, _, x = _load(args)
     model = loaded.model
-    g = build_graph(model, x)
-    res = find_groups(model, x)
+    g = _run(build_graph_job(model, x))
+    res = _run(find_groups_job(model, x))
     if args.out:
         g.write_graphml(args.out)
     if args.json:

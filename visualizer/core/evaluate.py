@@ -5,8 +5,12 @@ Kept small and separate so the CLI, the GUI and the training module can share it
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import torch
 from torch import nn
+
+from visualizer.core.tasks import Step, run
 
 
 def evaluate(
@@ -16,11 +20,25 @@ def evaluate(
     batch_size: int = 512,
     device: torch.device | str | None = None,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on (x, y), in eval mode and without grad.
+    """(mean cross-entropy, accuracy) of ``model`` on (x, y), in eval mode and without grad
+    (:func:`evaluate_job` run to the end).
 
     The model's train/eval flag is restored afterwards; its parameters are not touched.
     Raises ValueError on an empty split or a non-positive batch size.
     """
+    return run(evaluate_job(model, x, y, batch_size, device))
+
+
+def evaluate_job(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+) -> Generator[Step, None, tuple[float, float]]:
+    """Job form of :func:`evaluate`: yields after every batch, so a large split (CIFAR-10 on a
+    big model) can be cancelled; closing it restores the model's train/eval flag. Grad mode is
+    switched off around each forward pass only (it is per thread, never held across a yield)."""
     n = int(x.shape[0])
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
@@ -34,13 +52,15 @@ def evaluate(
     total_loss = 0.0
     correct = 0
     try:
-        with torch.no_grad():
-            for start in range(0, n, batch_size):
-                xb = x[start : start + batch_size].to(device)
-                yb = y[start : start + batch_size].to(device)
+        for start in range(0, n, batch_size):
+            xb = x[start : start + batch_size].to(device)
+            yb = y[start : start + batch_size].to(device)
+            with torch.no_grad():
                 out = model(xb)
                 total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
                 correct += int((out.argmax(1) == yb).sum())
+            done = min(start + batch_size, n)
+            yield Step(f"evaluating {done}/{n}", done / n)
     finally:
         model.train(was_training)
     return total_loss / n, correct / n

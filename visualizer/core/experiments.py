@@ -31,14 +31,20 @@ from torch import nn
 from visualizer.core.data import Dataset
 from visualizer.core.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training import TrainConfig, evaluate, train
+from visualizer.core.training import TrainConfig, evaluate_job, train
 
 RETRAIN_MODES = ("none", "finetune", "rewind", "init")
+# the training settings recorded in a row (None when the row involved no training: retrain none)
+TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "distill_weight",
+                "temperature", "max_steps")
 ROW_FIELDS = [
-    "model", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs", "lr",
-    "seed", "accuracy", "loss", "kept", "total", "seconds",
+    "model", "dataset", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs",
+    "lr", *TRAIN_FIELDS, "seed", "score_batches", "accuracy", "loss", "kept", "total", "seconds",
 ]
-KEY_FIELDS = ("model", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr", "seed")
+# every setting that changes a row's result: a cached row is reused only when all of them agree
+KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
+              *TRAIN_FIELDS, "seed", "score_batches")
+SCORE_BATCHES = 4  # seeded training batches the data criteria (snip, grasp, taylor, obd) score on
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -86,32 +92,46 @@ class SweepResult:
 
 
 def row_key(row: dict) -> tuple:
-    """The settings that identify a row (floats rounded so CSV round trips match)."""
-    return (
-        str(row["model"]),
-        str(row["criterion"]),
-        f"{float(row['density']):.6g}",
-        str(row["scope"]),
-        str(row.get("structure") or "unstructured"),
-        str(row["retrain"]),
-        int(float(row["epochs"])),
-        f"{float(row['lr']):.6g}",
-        int(float(row["seed"])),
-    )
+    """The settings that identify a row (:data:`KEY_FIELDS`; numbers rounded to 6 significant
+    digits so CSV and JSON round trips match; a missing or empty setting reads as "")."""
+    return tuple(_key_value(f, row.get(f)) for f in KEY_FIELDS)
 
 
-def _settings_row(config: SweepConfig, criterion: str, density: float) -> dict:
+def _key_value(name: str, v) -> str:
+    if name == "structure" and v in (None, ""):
+        return "unstructured"  # rows written before the structure column existed
+    if v is None or v == "":
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, (int, float)):
+        return f"{float(v):.6g}"
+    try:  # numbers read back from CSV as text
+        return f"{float(v):.6g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "") -> dict:
+    """Every setting that produces the (criterion, density) row of this sweep."""
+    from visualizer.core.criteria import CRITERIA
+
     retrain = config.retrain != "none"
+    tc = config.train
+    info = CRITERIA.get(criterion)
     return {
         "model": config.model,
+        "dataset": dataset,
         "criterion": criterion,
         "density": float(density),
         "scope": config.scope,
         "structure": config.structure_for(criterion),
         "retrain": config.retrain,
-        "epochs": config.train.epochs if retrain else 0,
-        "lr": config.train.lr if retrain else 0.0,
-        "seed": config.train.seed,
+        "epochs": tc.epochs if retrain else 0,
+        "lr": tc.lr if retrain else 0.0,
+        **{f: (getattr(tc, f) if retrain else None) for f in TRAIN_FIELDS},
+        "seed": tc.seed,
+        "score_batches": SCORE_BATCHES if info is not None and info.needs_data else 0,
     }
 
 
@@ -139,7 +159,7 @@ def _parse_csv_row(r: dict) -> dict:
             out[k] = None
             continue
         try:
-            out[k] = int(v) if k in ("epochs", "seed", "kept", "total", "round") else float(v)
+            out[k] = int(v) if k in ("epochs", "seed", "kept", "total", "round", "batch_size", "score_batches", "max_steps") else float(v)
         except ValueError:
             out[k] = v
     return out
@@ -196,24 +216,26 @@ def sweep(
         raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
     scored = _with_state(model, init_state) if config.retrain == "init" else model
     cache = {row_key(r): r for r in read_rows(previous)}
+    dataset = getattr(data, "name", "") or ""
     grid = [(c, d) for c in config.criteria for d in config.densities]
     total = len(grid)
     rows: list[dict] = []
     computed = reused = 0
     for ci, criterion in enumerate(config.criteria):
-        todo = [d for d in config.densities if row_key(_settings_row(config, criterion, d)) not in cache]
+        todo = [d for d in config.densities if row_key(_settings_row(config, criterion, d, dataset)) not in cache]
         ranking = None
         if todo:
             base = ci / len(config.criteria)
             scores = yield from sub(
-                criterion_scores(criterion, scored, data, config.train.seed), base, base, f"{criterion} scores: "
+                criterion_scores(criterion, scored, data, config.train.seed, SCORE_BATCHES), base, base,
+                f"{criterion} scores: "
             )
             ranking = yield from sub(
                 build_ranking(scores, scope=config.scope, structure=config.structure_for(criterion)),
                 base, base, f"{criterion} ranking: "
             )
         for density in config.densities:
-            settings = _settings_row(config, criterion, density)
+            settings = _settings_row(config, criterion, density, dataset)
             key = row_key(settings)
             if key in cache:
                 row = dict(cache[key])
@@ -241,7 +263,7 @@ def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state,
     """Accuracy/loss of one (criterion, density) cell under the retraining mode."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
     if config.retrain == "none":
-        ev = evaluate(model, data, masks=masks)
+        ev = yield from sub(evaluate_job(model, data, masks=masks), i / total, (i + 1) / total)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
     start = rewind_state(init_state, masks) if config.retrain in ("rewind", "init") else None
     res = yield from sub(

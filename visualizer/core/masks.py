@@ -186,18 +186,25 @@ class MaskSet:
     @classmethod
     def from_prune_state_dict(cls, state: Mapping[str, torch.Tensor]) -> tuple[MaskSet, dict[str, torch.Tensor]]:
         """Split a torch.nn.utils.prune state dict into a MaskSet and a plain state dict
-        (``X = X_orig``, the unmasked weights)."""
+        (``X = X_orig``, the unmasked weights).
+
+        Only a ``X_mask`` that comes with its ``X_orig`` is a pruning mask: other keys ending in
+        ``_mask`` (an attention model's ``causal_mask`` buffer, say) stay in the plain state dict."""
+        pruned = {k[: -len("_mask")] for k in state if k.endswith("_mask") and k[: -len("_mask")] + "_orig" in state}
         masks: dict[str, torch.Tensor] = {}
         plain: dict[str, torch.Tensor] = {}
         for key, value in state.items():
-            if key.endswith("_mask"):
-                masks[key[: -len("_mask")]] = value.bool().cpu()
-            elif key.endswith("_orig"):
-                plain[key[: -len("_orig")]] = value
+            base = key.rpartition("_")[0]
+            if key.endswith("_mask") and base in pruned:
+                if not bool(((value == 0) | (value == 1)).all()):
+                    raise MaskError(f"{key} holds values other than 0 and 1: not a pruning mask")
+                masks[base] = value.bool().cpu()
+            elif key.endswith("_orig") and base in pruned:
+                plain[base] = value
             else:
                 plain[key] = value
         if not masks:
-            raise MaskError("no '<param>_mask' entries: not a torch.nn.utils.prune state dict")
+            raise MaskError("no '<param>_orig' / '<param>_mask' pairs: not a torch.nn.utils.prune state dict")
         return cls(masks), plain
 
     def attach_torch_prune(self, model: nn.Module) -> None:

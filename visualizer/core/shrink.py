@@ -36,7 +36,7 @@ import copy
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from torch import nn
 
 from visualizer.core.masks import MaskSet, atomic_write
 from visualizer.core.structure import ChannelGroup, Member
+from visualizer.core.tasks import Step, run
 
 FORMAT = "pruneviz-shrunk"
 
@@ -618,15 +619,36 @@ def structured_prune(
     plan: PrunePlan | None = None,
     **metadata: str,
 ) -> StructuredResult:
-    """Select units, build the masks and the shrunk model, and measure their output difference."""
+    """Select units, build the masks and the shrunk model, and measure their output difference
+    (the convenience form of :func:`structured_prune_job`)."""
+    return run(structured_prune_job(model, groups, scores, density, example, scope, plan, **metadata))
+
+
+def structured_prune_job(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    scores: dict[int, torch.Tensor],
+    density: float,
+    example: torch.Tensor,
+    scope: str = "layer",
+    plan: PrunePlan | None = None,
+    **metadata: str,
+) -> Generator[Step, None, StructuredResult]:
+    """Job: select units, build the masks and the shrunk model (a new module: ``model`` is only
+    read), and measure their output difference. Yields between the stages; a job closed at a
+    yield has changed nothing."""
+    yield Step("selecting units", 0.0)
     plan = select_units(groups, scores, density, scope) if plan is None else plan
     masks = plan_masks(model, groups, plan, density=str(density), **metadata)
+    yield Step("building the smaller model", 0.3)
     shrunk = shrink(model, groups, plan)
+    yield Step("comparing with the masked model", 0.7)
     diff = max_output_diff(masked_copy(model, masks), shrunk.model, example)
     if not diff <= 1e-4:  # also NaN
         plan.notices.append(
             f"the shrunk model differs from the masked model by {diff:.3g}: a channel coupling was "
             "missed for this architecture; trust the masks, not the shrunk model")
+    yield Step("shrunk", 1.0)
     return StructuredResult(
         plan, masks, shrunk,
         sum(p.numel() for p in model.parameters()),
@@ -638,6 +660,6 @@ def structured_prune(
 __all__ = [
     "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
     "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
-    "rebuild", "save_torchscript", "structured_prune", "StructuredResult", "max_output_diff",
+    "rebuild", "save_torchscript", "structured_prune", "structured_prune_job", "StructuredResult", "max_output_diff",
     "InputSelect", "select_zero_connections", "remove_branches", "drop_branches", "zero_plan",
 ]

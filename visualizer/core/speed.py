@@ -271,17 +271,18 @@ def measure_speed(
 ) -> Generator[Step, None, SpeedReport]:
     """Job: shrink ``model`` to ``density`` (group ``criterion``, unless ``shrunk`` is given) and
     measure dense vs unstructured-masked vs shrunk in one run (see :func:`speed_job`)."""
-    from visualizer.core.shrink import structured_prune
-    from visualizer.core.structure import example_input, find_groups, group_scores
+    from visualizer.core.shrink import structured_prune_job
+    from visualizer.core.structure import example_input, find_groups_job, group_scores
 
     if example is None:
         example = example_input(model, dataset, batch=batch)
     if shrunk is None:
         yield Step("finding groups", 0.0)
-        groups = find_groups(model, example[:2]).groups
+        groups = (yield from sub(find_groups_job(model, example[:2]), 0.0, 0.05, "structure: ")).groups
         if not any(g.prunable for g in groups):
             raise ValueError("the model has no structurally prunable group")
-        res = structured_prune(model, groups, group_scores(model, groups, criterion), density, example[:2], scope=scope)
+        res = yield from sub(structured_prune_job(model, groups, group_scores(model, groups, criterion), density,
+                                                  example[:2], scope=scope), 0.05, 0.1, "shrink: ")
         shrunk = res.shrunk.model
     report = yield from sub(speed_job(model, shrunk, example, masks, repeats, warmup, device, peak_flops), 0.1, 1.0)
     return report

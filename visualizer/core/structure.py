@@ -15,7 +15,9 @@ Two views of one model:
   explicit members (parameter name, dimension, indices, and the unit each index belongs to) and
   adds what Torch-Pruning lacks: LSTM hidden units (the 4 gate rows of ``weight_ih``/``weight_hh``,
   the recurrent column of ``weight_hh`` and the next layer's input column) and attention heads of
-  ``nn.MultiheadAttention`` (q/k/v rows of ``in_proj`` and the ``out_proj`` columns of one head).
+  ``nn.MultiheadAttention`` (q/k/v rows of ``in_proj`` and the ``out_proj`` columns of one head),
+  and grouped convolutions (1 < groups < channels, e.g. ResNeXt, RegNet), whose unit is one channel
+  of every conv group so that the groups stay equal (see :func:`_regroup_grouped_convs`).
 
 A group has ``size`` units (channels, hidden units or heads); removing unit u removes, from every
 member, the indices whose ``units`` entry is u. A group is ``prunable`` only when removing a unit
@@ -39,13 +41,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 import torch
 from torch import nn
+
+from visualizer.core.tasks import Step, run, sub
 
 # --- example inputs ---------------------------------------------------------------------------
 
@@ -141,8 +145,14 @@ def _shape_of(meta) -> list[int] | None:
 
 
 def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelGraph:
-    """Trace ``model`` into a :class:`ModelGraph`: fx first, then torch.export, then forward hooks
-    on leaf modules, then the bare module hierarchy. Never raises for a model object."""
+    """Trace ``model`` into a :class:`ModelGraph` (the convenience form of :func:`build_graph_job`)."""
+    return run(build_graph_job(model, example))
+
+
+def build_graph_job(model: nn.Module, example: torch.Tensor | None = None) -> Generator[Step, None, ModelGraph]:
+    """Job: trace ``model`` into a :class:`ModelGraph`: fx first, then torch.export, then forward
+    hooks on leaf modules, then the bare module hierarchy. Never raises for a model object.
+    Yields before each attempt; closing it at a yield restores the model's train/eval flag."""
     t0 = time.perf_counter()
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
@@ -150,6 +160,7 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
             "TorchScript module: Python-level tracing is impossible; showing the module hierarchy "
             "with parameter counts only (no data-flow edges, no shapes)"
         )
+        yield Step("module hierarchy", 0.5)
         g = _hierarchy_graph(model)
         return ModelGraph(g, "hierarchy", notices, time.perf_counter() - t0)
     if example is None:
@@ -163,16 +174,19 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
         example = example.to(_device_of(model))
     try:
         if example is not None:
+            yield Step("tracing with torch.fx", 0.0)
             try:
                 return ModelGraph(_fx_graph(model, example), "fx", notices, time.perf_counter() - t0)
             except Exception as exc:  # untraceable by fx: data-dependent control flow, ...
                 notices.append(f"torch.fx could not trace the model ({_first_line(exc)})")
+            yield Step("tracing with torch.export", 0.3)
             try:
                 g = _export_graph(model, example)
                 notices.append("traced with torch.export: nodes are ATen operations grouped by module")
                 return ModelGraph(g, "export", notices, time.perf_counter() - t0)
             except Exception as exc:
                 notices.append(f"torch.export failed too ({_first_line(exc)})")
+            yield Step("recording leaf modules with forward hooks", 0.7)
             try:
                 g = _hook_graph(model, example)
                 notices.append(
@@ -381,10 +395,21 @@ class StructureResult:
 
 
 def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> StructureResult:
-    """Coupled groups of ``model`` (see module docstring). Never raises for a model that runs:
-    a model Torch-Pruning cannot trace gets no groups and a notice."""
+    """Coupled groups of ``model`` (see module docstring), computed to the end: the convenience
+    form of :func:`find_groups_job` for callers that need no progress or cancellation."""
+    return run(find_groups_job(model, example))
+
+
+def find_groups_job(model: nn.Module, example: torch.Tensor | None = None) -> Generator[Step, None, StructureResult]:
+    """Job: coupled groups of ``model`` (see module docstring). Never raises for a model that runs:
+    a model Torch-Pruning cannot trace gets no groups and a notice.
+
+    Yields a :class:`Step` before the dependency trace (one Torch-Pruning call, not interruptible),
+    after it, and while its groups are converted; closing the job at any yield restores the
+    model's train/eval flag (the only state it touches: weights are only read)."""
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
+        yield Step("structure: TorchScript module", 1.0)
         return StructureResult([], ["TorchScript module: no channel dependencies can be traced; "
                                     "structured pruning is unavailable (unstructured masks still work)"])
     if example is None:
@@ -393,31 +418,41 @@ def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> Struct
     was_training = model.training
     model.eval()
     try:
-        groups, outputs = _tp_groups(model, example, notices)
-    except Exception as exc:
-        notices.append(f"Torch-Pruning could not trace the model ({_first_line(exc)}): no channel groups")
-        groups, outputs = [], []
+        yield Step("tracing channel dependencies", 0.0)
+        try:
+            groups, outputs = yield from sub(_tp_groups(model, example, notices), 0.0, 0.95)
+        except Exception as exc:
+            notices.append(f"Torch-Pruning could not trace the model ({_first_line(exc)}): no channel groups")
+            groups, outputs = [], []
     finally:
         model.train(was_training)
     groups += _head_groups(model, len(groups))
     for i, g in enumerate(groups):
         g.id = i
+    yield Step(f"{len(groups)} coupled groups", 1.0)
     return StructureResult(groups, notices, outputs)
 
 
 def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
+    """Job: Torch-Pruning's groups converted to :class:`ChannelGroup` (returns groups, output layers)."""
     import torch_pruning as tp
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    yield Step("grouping coupled channels", 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
         raw = list(dg.get_all_groups(root_module_types=roots))
     names = {m: n for n, m in model.named_modules()}
+    modules = dict(model.named_modules())
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     out_layers = _output_layers(dg)
     groups = []
-    for tg in raw:
+    for gi, tg in enumerate(raw):
+        if gi % 16 == 0:
+            yield Step(f"group {gi + 1}/{len(raw)}", 0.6 + 0.4 * gi / len(raw))
         root_mod = tg[0].dep.target.module
         root = names.get(root_mod, "?")
         size = len(tg[0].idxs)
@@ -452,6 +487,9 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
                     members.append(m)
             if problem:
                 problems.append(problem)
+        members, size, problem = _regroup_grouped_convs(modules, members, size)
+        if problem:
+            problems.append(problem)
         if any(m.role == "out" and m.param.rpartition(".")[0] in out_layers for m in members):
             problems.insert(0, "output layer")
         # name the group after its first producer in module order (the expansion conv of an
@@ -466,6 +504,52 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
         groups.append(g)
     groups.sort(key=lambda g: order.get(g.root, 0))
     return groups, sorted(out_layers)
+
+
+def _grouped_conv(module) -> bool:
+    """A convolution with 1 < groups < in_channels (grouped, not depthwise)."""
+    return isinstance(module, nn.modules.conv._ConvNd) and 1 < module.groups != module.in_channels
+
+
+def _regroup_grouped_convs(modules: dict, members: list[Member], size: int) -> tuple[list[Member], int, str]:
+    """Units of a group that a grouped convolution produces or reads.
+
+    A conv with G groups holds n = C / G channels per group, and its weight's dim 1 (input side)
+    has only n columns: input channel g*n + j is column j of group g. Removing arbitrary channels
+    would leave the groups unequal, so the unit becomes j = "channel j of every conv group"
+    (channels {j, n + j, 2n + j, ...}): removing it removes one channel from each group, column j
+    of the reading conv, and rows g*n + j of the producing one. The group then has n units.
+    Supported when every grouped conv in the group sees the group's channels unpermuted (no
+    concatenation offset) and all of them have the same (channels, groups); otherwise the group
+    is returned unchanged with the reason it cannot be pruned. Returns (members, size, problem)."""
+    grouped = [m for m in members if not m.buffer and m.param.endswith("weight")
+               and _grouped_conv(modules.get(m.param.rpartition(".")[0]))]
+    if not grouped:
+        return members, size, ""
+    # unsupported layouts: the group stays as it is, without the grouped convs' input members (their
+    # channel indices do not index the n columns of the weight), and is marked unprunable
+    readers = {id(m) for m in grouped if m.role == "in"}
+    kept = [m for m in members if id(m) not in readers]
+    layouts = set()
+    for m in grouped:
+        name = m.param.rpartition(".")[0]
+        conv = modules[name]
+        channels = conv.out_channels if m.role == "out" else conv.in_channels
+        unpermuted = sorted(zip(m.indices, m.units)) == [(i, i) for i in range(channels)]
+        if not unpermuted or channels != size:
+            return kept, size, f"grouped convolution {name} (groups={conv.groups}) sees a slice of these channels"
+        layouts.add((channels, conv.groups))
+    if len(layouts) != 1:
+        return kept, size, "grouped convolutions with different group counts share these channels"
+    channels, groups = layouts.pop()
+    n = channels // groups
+    out = []
+    for m in members:
+        if id(m) in readers:
+            out.append(Member(m.param, m.dim, tuple(range(n)), tuple(range(n)), m.role, m.buffer))
+        else:
+            out.append(Member(m.param, m.dim, m.indices, tuple(u % n for u in m.units), m.role, m.buffer))
+    return out, n, ""
 
 
 def _output_layers(dg) -> set[str]:
@@ -508,8 +592,10 @@ def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], un
     if isinstance(mod, nn.modules.conv._ConvNd):
         transposed = mod.transposed
         depthwise = mod.groups > 1 and mod.groups == mod.in_channels
-        if mod.groups > 1 and not depthwise:
-            return [], f"grouped convolution {name} (groups={mod.groups})"
+        if mod.groups > 1 and not depthwise and transposed:
+            return [], f"grouped transposed convolution {name} (groups={mod.groups})"
+        # a grouped conv (1 < groups < channels) gets plain members here; _regroup_grouped_convs
+        # then makes each unit one channel of every conv group (or marks the group unprunable)
         if is_out or depthwise:
             wdim = 1 if transposed else 0
             out.append(Member(pre + "weight", wdim, idxs_t, units_t, "out"))

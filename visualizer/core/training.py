@@ -38,7 +38,7 @@ from torch import nn
 from visualizer.core.data import Dataset, batches
 from visualizer.core.masks import MaskSet
 from visualizer.core.models import select_device
-from visualizer.core.tasks import Step
+from visualizer.core.tasks import Step, run
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -158,6 +158,9 @@ class _MaskedView(nn.Module):
         super().__init__()
         self.model = model
         self.overrides = overrides
+        # mirror the wrapped model's mode: evaluation restores *this* flag on exit, recursively,
+        # and a fresh Module is in training mode (which used to flip an eval model to train)
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.model, self.overrides, (x,), strict=False)
@@ -171,18 +174,29 @@ def evaluate(
     batch_size: int = 2048,
 ) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` (with ``m ⊙ w`` if ``masks``) on a split,
-    via :func:`visualizer.core.evaluate.evaluate`.
+    via :func:`visualizer.core.evaluate.evaluate` (:func:`evaluate_job` run to the end).
 
     The model is not changed: masked weights go in through ``torch.func.functional_call`` and the
     train/eval flag is restored afterwards. Runs on the model's device.
     """
-    from visualizer.core.evaluate import evaluate as evaluate_xy
+    return run(evaluate_job(model, data, split, masks, batch_size))
+
+
+def evaluate_job(
+    model: nn.Module,
+    data: Dataset,
+    split: str = "test",
+    masks: MaskSet | None = None,
+    batch_size: int = 2048,
+) -> Generator[Step, None, EvalResult]:
+    """Job form of :func:`evaluate` (a Step after every batch; cancellable)."""
+    from visualizer.core.evaluate import evaluate_job as evaluate_xy
 
     x, y = data.split(split)
     if masks is not None:
         masks.check(model)
         model = _MaskedView(model, masked_parameters(model, masks))
-    loss, accuracy = evaluate_xy(model, x, y, batch_size=batch_size, device=_model_device(model))
+    loss, accuracy = yield from evaluate_xy(model, x, y, batch_size=batch_size, device=_model_device(model))
     return EvalResult(loss, accuracy, int(x.shape[0]))
 
 

@@ -1,0 +1,93 @@
+"""Issue 2 (data): the bundled real data set works offline with a fixed split, the synthetic
+sequence task is hand-checkable and seeded, batching is reproducible, and data sets that need
+torchvision fail with a one-line DataError when it is missing."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from visualizer.core import data as data_mod
+from visualizer.core.data import (
+    DataError,
+    batches,
+    dataset_names,
+    load_dataset,
+    load_digits,
+    make_sequence_task,
+)
+
+
+def test_digits_is_the_uci_set_with_a_fixed_80_20_split():
+    d = load_digits()
+    assert d.x_train.shape == (1438, 1, 8, 8) and d.x_test.shape == (359, 1, 8, 8)
+    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    assert float(d.x_train.min()) == 0.0 and float(d.x_train.max()) == 1.0  # 0..16 scaled by 1/16
+    assert torch.all(d.x_train * 16 == torch.round(d.x_train * 16))  # integer grey levels
+    assert d.num_classes == 10 and set(d.y_test.tolist()) == set(range(10))
+    assert torch.cat([d.y_train, d.y_test]).bincount().sum() == 1797
+    # the split is a fixed permutation (seed 0): loading again gives the same tensors
+    again = load_digits()
+    assert torch.equal(again.x_train, d.x_train) and torch.equal(again.y_test, d.y_test)
+    # train and test partition the 1,797 images: same multiset of rows as the shipped file
+    images, target = data_mod._digits_arrays()
+    both = torch.cat([d.x_train, d.x_test]).reshape(-1, 64).numpy()
+    assert sorted(map(bytes, both)) == sorted(map(bytes, images.reshape(-1, 64)))
+    assert np.bincount(target).tolist() == torch.cat([d.y_train, d.y_test]).bincount().tolist()
+
+
+def test_digits_rows_are_the_same_images_row_by_row():
+    d, r = load_dataset("digits"), load_dataset("digits-rows")
+    assert r.x_train.shape == (1438, 8, 8)
+    assert torch.equal(r.x_train, d.x_train[:, 0]) and torch.equal(r.y_test, d.y_test)
+
+
+def test_sequence_label_is_the_most_frequent_symbol_ties_to_the_smallest():
+    s = make_sequence_task(n_train=200, n_test=50, length=6, symbols=4, seed=3)
+    assert s.x_train.shape == (200, 6, 4) and s.num_classes == 4
+    tokens = torch.cat([s.x_train, s.x_test]).argmax(-1)
+    labels = torch.cat([s.y_train, s.y_test])
+    for t, y in zip(tokens.tolist(), labels.tolist()):
+        counts = [t.count(k) for k in range(4)]
+        assert y == counts.index(max(counts))  # first maximum = smallest symbol among ties
+    assert any(sorted([t.count(k) for k in range(4)])[-2:] == [2, 2] for t in tokens.tolist())  # ties occur
+    again = make_sequence_task(n_train=200, n_test=50, length=6, symbols=4, seed=3)
+    other = make_sequence_task(n_train=200, n_test=50, length=6, symbols=4, seed=4)
+    assert torch.equal(again.x_train, s.x_train) and not torch.equal(other.x_train, s.x_train)
+
+
+def test_batches_cover_everything_once_and_seeded_shuffles_repeat():
+    x, y = torch.arange(10).float().unsqueeze(1), torch.arange(10)
+    plain = list(batches(x, y, 4))
+    assert [b[1].tolist() for b in plain] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [b[1].tolist() for b in batches(x, y, 4, drop_last=True)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    a = [b[1].tolist() for b in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(5))]
+    b = [b[1].tolist() for b in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(5))]
+    assert a == b and sorted(sum(a, [])) == list(range(10)) and sum(a, []) != list(range(10))
+    for xb, yb in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(1)):
+        assert torch.equal(xb[:, 0].long(), yb)  # x and y stay paired
+
+
+def test_unknown_dataset_and_bad_split_are_clear_errors():
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'.*digits"):
+        load_dataset("imagenet")
+    with pytest.raises(ValueError, match="unknown split"):
+        load_digits().split("validation")
+    assert {"digits", "digits-rows", "sequence", "mnist", "fashion-mnist", "cifar10"} <= set(dataset_names())
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
+def test_torchvision_datasets_without_torchvision_say_how_to_get_it(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision -> ImportError
+    with pytest.raises(DataError, match=r"needs torchvision: pip install 'pruneviz\[zoo\]'"):
+        load_dataset(name)
+
+
+@pytest.mark.torchvision
+def test_torchvision_dataset_missing_locally_is_a_data_error(tmp_path):
+    pytest.importorskip("torchvision")
+    with pytest.raises(DataError, match="not found under"):
+        load_dataset("mnist", root=tmp_path, download=False)
