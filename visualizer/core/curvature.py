@@ -640,9 +640,17 @@ def lanczos(
     )
 
 
-def power_iteration(op: Operator, *, max_iter: int = 1000, tol: float = 1e-3, seed: int = 0) -> tuple[float, int]:
+def power_iteration(
+    op: Operator,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-3,
+    seed: int = 0,
+    history: list[float] | None = None,
+) -> tuple[float, int]:
     """The peer for the benchmark: power iteration on H with the stopping rule PyHessian uses
-    (relative change of the Rayleigh quotient below ``tol``). Returns (estimate, HVPs).
+    (relative change of the Rayleigh quotient below ``tol``; ``tol < 0`` never stops early).
+    Returns (estimate, HVPs); ``history`` receives every Rayleigh quotient.
     Converges to the eigenvalue of largest modulus."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     v = torch.randn(op.dim, generator=gen, dtype=op.dtype).to(op.device)
@@ -651,6 +659,8 @@ def power_iteration(op: Operator, *, max_iter: int = 1000, tol: float = 1e-3, se
     for i in range(max_iter):
         hv = op.matvec(v)
         new = float(torch.dot(hv, v))
+        if history is not None:
+            history.append(new)
         v = hv / hv.norm()
         if est is not None and abs(new - est) / (abs(est) + 1e-6) < tol:
             return new, i + 1
