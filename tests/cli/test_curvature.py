@@ -129,6 +129,7 @@ def test_landscape_rnn_falls_back_to_a_loop(capsys, tmp_path):
         (["landscape", "mlp", "--dims", "1", "--steps", "3", "--from", "ticket", "--to", "trained"], "needs --mask"),
         (["landscape", "mlp", "--dims", "1", "--steps", "1"], "at least 2"),
         (["hessian", "mlp", "--top-k", "-1"], ">= 0"),
+        (["hessian", "mlp", "--threads", "-1"], "--threads must be >= 0"),
     ],
 )
 def test_bad_arguments_one_line(capsys, tmp_path, argv, message):
