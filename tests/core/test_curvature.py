@@ -555,3 +555,71 @@ def test_early_stopped_lanczos_and_estimators_match_exact(small, case):
     assert np.allclose(C.spectral_density(res, points=3000).values, values)
     assert np.trapezoid(grid * values, grid) * n == pytest.approx(res.trace(), rel=1e-6)
     assert s.hvps == s.lanczos_steps + 4 * 12 + 200
+
+
+# --- recurrent and attention models; ops without a second derivative -------------------------
+
+
+class TinyLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
+
+
+class TinyAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.attn(x, x, x, need_weights=False)[0].mean(1))
+
+
+@pytest.mark.parametrize("cls", [TinyLSTM, TinyAttention])
+def test_hvp_of_recurrent_and_attention_models_is_exact(cls):
+    torch.manual_seed(4)
+    model = cls().double()
+    x = torch.randn(6, 5, 3 if cls is TinyLSTM else 4, dtype=torch.float64)
+    ev = C.EvalSet([(x, torch.randint(0, 3, (6,)))])
+    op = C.hessian_operator(model, ev)
+    point = C.masked_point(model)
+    with C.second_order_compat():
+        H = exact_hessian(model, ev, point, op.coords.names)
+    assert torch.allclose(op.to_dense(), H, rtol=1e-8, atol=1e-10)
+
+
+class _OnceDifferentiable(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+class NoSecondOrder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return _OnceDifferentiable.apply(self.fc(x))
+
+
+@pytest.mark.parametrize("method", ["auto", "double-backward", "forward-over-reverse"])
+def test_op_without_second_derivative_is_a_one_line_error_not_a_zero_hvp(method):
+    model = NoSecondOrder()
+    ev = C.EvalSet([(torch.randn(5, 3), torch.randint(0, 2, (5,)))])
+    op = C.hessian_operator(model, ev, method=method)
+    with pytest.raises(ValueError, match="no second derivative") as info:
+        op.matvec(torch.randn(op.dim))
+    assert len(str(info.value).splitlines()) == 1

@@ -270,10 +270,22 @@ def second_order_compat():
 
 
 def _needs_compat(exc: BaseException) -> bool:
+    """An op refused a second (double-backward or forward-mode) derivative."""
     text = str(exc)
-    return isinstance(exc, (NotImplementedError, RuntimeError)) and (
-        "derivative" in text or "forward AD" in text or "not implemented" in text.lower()
-    )
+    return isinstance(exc, NoSecondDerivative) or (isinstance(exc, (NotImplementedError, RuntimeError)) and (
+        "derivative" in text
+        or "forward AD" in text
+        or "not implemented" in text.lower()
+        or "differentiate twice" in text
+        or "functorch transforms" in text  # an autograd.Function without setup_context (jvp/grad)
+    ))
+
+
+class NoSecondDerivative(RuntimeError):
+    """Double backward found no path from the gradient back to the weights: an op's backward is
+    not itself differentiable (e.g. an autograd.Function marked once_differentiable), so the HVP
+    would silently be 0. Raised as a RuntimeError so :meth:`HessianOperator._with_fallback` tries
+    the kernels with second derivatives first."""
 
 
 # --- the operator ---------------------------------------------------------------------------------
@@ -434,9 +446,16 @@ class HessianOperator:
             g = torch.autograd.grad(loss, [leaves[k] for k in names], create_graph=True)
             dot = sum((gi * tangent[k]).sum() for gi, k in zip(g, names))
             hv = torch.autograd.grad(dot, [leaves[k] for k in names], allow_unused=True)
+            # Every weight reaches the loss through the softmax, so the gradient of each depends
+            # on every weight: a missing path means a backward that is not differentiable.
+            dead = [k for k, h in zip(names, hv) if h is None]
+            if dead:
+                raise NoSecondDerivative(
+                    f"the gradient does not depend on {dead[0]} (an op whose backward is "
+                    "not differentiable, e.g. an autograd.Function marked once_differentiable)"
+                )
             for i, h in enumerate(hv):
-                if h is not None:
-                    total[i] += h.detach()
+                total[i] += h.detach()
         return dict(zip(names, total))
 
     def to_dense(self) -> torch.Tensor:
