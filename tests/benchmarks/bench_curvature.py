@@ -57,9 +57,10 @@ def magnitude_mask(model, density: float) -> MaskSet:
 
 
 def autograd_gradient(op: C.HessianOperator):
-    """The plainest gradient peer: one reverse pass by torch.autograd.grad (no torch.func)."""
+    """The plainest gradient peer: one reverse pass by torch.autograd.grad (no torch.func), on
+    the default (fastest, possibly fused) kernels unless called inside second_order_compat."""
     leaves = {k: v.detach().requires_grad_(True) for k, v in op.free.items()}
-    with C.eval_mode(op.model), torch.enable_grad(), op._context():
+    with C.eval_mode(op.model), torch.enable_grad():
         total = None
         for x, y in op.evalset.batches:
             g = torch.autograd.grad(op._batch_loss(leaves, x, y), list(leaves.values()))
@@ -120,9 +121,18 @@ def main() -> None:
         t_grad = min(t_func, t_auto)
         print(f"  gradient: torch.func.grad {t_func * 1e3:.2f} ms, torch.autograd.grad {t_auto * 1e3:.2f} ms"
               f"  (dim {op0.dim}; ratios below use the faster, {t_grad * 1e3:.2f} ms)")
+        t_db = 0.0
         for m, op in ops.items():
             t = timed(lambda op=op: op.matvec(v), args.repeats)
+            t_db = t if m == "double-backward" else t_db
             print(f"  HVP {m:22s}: {t * 1e3:.2f} ms  ratio HVP/gradient = {t / t_grad:.2f}")
+        # Fused kernels (oneDNN's LSTM) have no double backward: a graph with create_graph=True runs
+        # the model's unfused, differentiable kernels. The gradient on the kernels with second
+        # derivatives (core.curvature.second_order_compat) is the like-for-like peer there.
+        with C.second_order_compat():
+            t_same = timed(lambda: autograd_gradient(op0), args.repeats)
+        print(f"  gradient on the kernels with second derivatives (second_order_compat): {t_same * 1e3:.2f} ms;"
+              f" HVP double-backward / that = {t_db / t_same:.2f}")
         a = ops["double-backward"].matvec(v)
         b = ops["forward-over-reverse"].matvec(v)
         print(f"  agreement: max |Hv_db - Hv_for| / max|Hv| = {float((a - b).abs().max() / a.abs().max()):.2e}")

@@ -591,6 +591,7 @@ def test_hvp_of_recurrent_and_attention_models_is_exact(cls):
     with C.second_order_compat():
         H = exact_hessian(model, ev, point, op.coords.names)
     assert torch.allclose(op.to_dense(), H, rtol=1e-8, atol=1e-10)
+    assert op.compat == (cls is TinyLSTM)  # recurrent models start on the unfused kernels
 
 
 class _OnceDifferentiable(torch.autograd.Function):

@@ -259,13 +259,18 @@ def eval_mode(model: nn.Module):
 @contextlib.contextmanager
 def second_order_compat():
     """Kernels with full (double / forward-mode) derivatives: the math SDPA kernel instead of the
-    fused CPU flash attention, and no oneDNN (mkldnn) fused LSTM. Numerically equivalent; used
-    only when the fast kernels refuse a second derivative."""
+    fused flash/efficient attention, no oneDNN (mkldnn) fused LSTM and no cuDNN (whose RNN has
+    no double backward). Numerically equivalent; used when the fast kernels refuse a second
+    derivative, and from the start for recurrent models (:class:`HessianOperator`)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with sdpa_kernel([SDPBackend.MATH]), torch.backends.mkldnn.flags(enabled=False):
+        with (
+            sdpa_kernel([SDPBackend.MATH]),
+            torch.backends.mkldnn.flags(enabled=False),
+            torch.backends.cudnn.flags(enabled=False),
+        ):
             yield
 
 
@@ -362,7 +367,10 @@ class HessianOperator:
         self.fixed = {k: v for k, v in cast.items() if k not in free}
         self.method = DEFAULT_HVP_METHOD if method == "auto" else method
         self.auto = method == "auto"
-        self.compat = False
+        # Recurrent layers: the fused kernels have no double backward (cuDNN) or a slow one
+        # (oneDNN's LSTM on CPU: an rnn HVP took 30.9 ms with it, 23.8 ms without; /tmp profiling
+        # with tests/benchmarks/bench_curvature.py --model rnn), so start on the unfused kernels.
+        self.compat = any(isinstance(m, nn.RNNBase) for m in model.modules())
         self.hvps = 0
         self.grads = 0
 
