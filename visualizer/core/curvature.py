@@ -334,7 +334,10 @@ class HessianOperator:
     ``method``: 'forward-over-reverse' (torch.func.jvp of torch.func.grad) or 'double-backward'
     (autograd.grad of <∇L, t>); 'auto' takes :data:`DEFAULT_HVP_METHOD` and falls back to kernels
     with second derivatives (:func:`second_order_compat`), then to double backward, when an op
-    refuses. ``hvps`` and ``grads`` count the products and gradients computed.
+    refuses. ``hvps`` and ``grads`` count the products and gradients computed. Double backward
+    treats a weight that its gradient does not depend on as an op without a second derivative
+    (:class:`NoSecondDerivative`): true for cross entropy, whose softmax couples every logit to
+    every weight; a custom ``loss_fn`` that is linear in the logits would trip it.
     """
 
     def __init__(
