@@ -47,7 +47,7 @@ State = dict[str, torch.Tensor]
 # once; past a few thousand the activations leave the cache and the time per point grows. On lenet
 # over the full digits test split (one batch of 359) per-point cost, 2 threads:
 # chunk 8: 1.95 ms, 32: 2.16 ms, 64: 3.90 ms, 128: 4.53 ms; loop over points 2.22 ms
-# (/tmp profiling, confirmed by tests/benchmarks/bench_landscape.py --chunks). So by default
+# (ad-hoc profiling; bench_landscape.py compares the default with a fixed chunk of 128). By default
 # chunk = clamp(CHUNK_SAMPLES // largest batch, 1, DEFAULT_CHUNK): 22 points for 359 samples.
 DEFAULT_CHUNK = 128
 CHUNK_SAMPLES = 8192
