@@ -371,8 +371,8 @@ class HessianOperator:
         self.method = DEFAULT_HVP_METHOD if method == "auto" else method
         self.auto = method == "auto"
         # Recurrent layers: the fused kernels have no double backward (cuDNN) or a slow one
-        # (oneDNN's LSTM on CPU: an rnn HVP took 30.9 ms with it, 23.8 ms without; /tmp profiling
-        # with tests/benchmarks/bench_curvature.py --model rnn), so start on the unfused kernels.
+        # (oneDNN's LSTM on CPU: an rnn HVP took 30.9 ms with it, 23.8 ms without, ad-hoc profiling;
+        # bench_curvature.py --model rnn prints the cost), so start on the unfused kernels.
         self.compat = any(isinstance(m, nn.RNNBase) for m in model.modules())
         self.hvps = 0
         self.grads = 0
