@@ -189,3 +189,17 @@ def test_bad_inputs(setup):
         run(L.slice_2d(model, ev, steps=3, span=0.0))
     with pytest.raises(ValueError):
         run(L.interpolate(model, masked_point(model), {"conv.weight": torch.zeros(1)}, ev))
+
+
+def test_auto_chunk_bounds_samples_per_call_and_keeps_values(setup):
+    model, ev, mask = setup
+    assert L.auto_chunk(ev) == min(L.DEFAULT_CHUNK, L.CHUNK_SAMPLES // 16)
+    big = EvalSet([(torch.zeros(4000, 1, 4, 4), torch.zeros(4000, dtype=torch.long))])
+    assert L.auto_chunk(big) == L.CHUNK_SAMPLES // 4000
+    huge = EvalSet([(torch.zeros(10_000, 1), torch.zeros(10_000, dtype=torch.long))])
+    assert L.auto_chunk(huge) == 1
+    steps = []
+    auto = run(L.slice_2d(model, ev, steps=4, seed=2), on_step=steps.append)
+    fixed = run(L.slice_2d(model, ev, steps=4, seed=2, chunk=3))
+    assert np.allclose(auto.loss, fixed.loss, rtol=1e-6) and np.array_equal(auto.accuracy, fixed.accuracy)
+    assert len(steps) == 1  # 16 points fit one call of auto_chunk(ev) = 128 points

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--to", metavar="B", help="1D end: init|trained|pruned|ticket|reinit|FILE")
     ls.add_argument("--span", type=float, default=1.0, help="half-width of slices along directions")
     ls.add_argument("--seed", type=int, default=0, help="seed of the random directions / reinit")
-    ls.add_argument("--chunk", type=int, help="grid points per batched evaluation")
+    ls.add_argument("--chunk", type=int, help="grid points per batched evaluation (default: from the batch size)")
     _add_eval_args(ls, default_batches=0)
     ls.add_argument("--out", required=True, help="output .npz (loss, accuracy, alpha[, beta])")
     add_json_arg(ls)
@@ -87,6 +87,8 @@ def _add_eval_args(p: argparse.ArgumentParser, default_batches: int) -> None:
     )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
 
 
 def _setup(args: argparse.Namespace):
@@ -94,6 +96,10 @@ def _setup(args: argparse.Namespace):
     from visualizer.core.masks import MaskSet
     from visualizer.core.models import select_device
 
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     loaded, data = load_model_and_data(args)
     device = select_device(args.device)
     model = loaded.model.to(device)
@@ -227,7 +233,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     if args.from_ is not None and args.dims != 1:
         raise UserError("--from/--to define a 1D interpolation: use --dims 1")
     loaded, model, mask, ev = _setup(args)
-    chunk = args.chunk or L.DEFAULT_CHUNK
+    chunk = args.chunk or None  # None: core picks it from the batch size (landscape.auto_chunk)
     progress = TerminalProgress()
     t0 = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.linalg
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
@@ -47,8 +48,9 @@ from visualizer.core.masks import MaskSet
 from visualizer.core.tasks import Job, Step, sub
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
-# Measured in tests/benchmarks/bench_curvature.py on CPU (lenet, one batch of 128): one gradient
-# 13.6 ms, an HVP by double backward 29.3 ms (2.2x), by forward-over-reverse 54.6 ms (4.0x):
+# Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
+# batch of 128): one gradient by torch.autograd.grad 2.63 ms (torch.func.grad 3.42 ms), an HVP by
+# double backward 6.60 ms (2.51x the gradient), by forward-over-reverse 11.62 ms (4.42x):
 # double backward is the default.
 DEFAULT_HVP_METHOD = "double-backward"
 
@@ -257,21 +259,38 @@ def eval_mode(model: nn.Module):
 @contextlib.contextmanager
 def second_order_compat():
     """Kernels with full (double / forward-mode) derivatives: the math SDPA kernel instead of the
-    fused CPU flash attention, and no oneDNN (mkldnn) fused LSTM. Numerically equivalent; used
-    only when the fast kernels refuse a second derivative."""
+    fused flash/efficient attention, no oneDNN (mkldnn) fused LSTM and no cuDNN (whose RNN has
+    no double backward). Numerically equivalent; used when the fast kernels refuse a second
+    derivative, and from the start for recurrent models (:class:`HessianOperator`)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with sdpa_kernel([SDPBackend.MATH]), torch.backends.mkldnn.flags(enabled=False):
+        with (
+            sdpa_kernel([SDPBackend.MATH]),
+            torch.backends.mkldnn.flags(enabled=False),
+            torch.backends.cudnn.flags(enabled=False),
+        ):
             yield
 
 
 def _needs_compat(exc: BaseException) -> bool:
+    """An op refused a second (double-backward or forward-mode) derivative."""
     text = str(exc)
-    return isinstance(exc, (NotImplementedError, RuntimeError)) and (
-        "derivative" in text or "forward AD" in text or "not implemented" in text.lower()
-    )
+    return isinstance(exc, NoSecondDerivative) or (isinstance(exc, (NotImplementedError, RuntimeError)) and (
+        "derivative" in text
+        or "forward AD" in text
+        or "not implemented" in text.lower()
+        or "differentiate twice" in text
+        or "functorch transforms" in text  # an autograd.Function without setup_context (jvp/grad)
+    ))
+
+
+class NoSecondDerivative(RuntimeError):
+    """Double backward found no path from the gradient back to the weights: an op's backward is
+    not itself differentiable (e.g. an autograd.Function marked once_differentiable), so the HVP
+    would silently be 0. Raised as a RuntimeError so :meth:`HessianOperator._with_fallback` tries
+    the kernels with second derivatives first."""
 
 
 # --- the operator ---------------------------------------------------------------------------------
@@ -315,7 +334,10 @@ class HessianOperator:
     ``method``: 'forward-over-reverse' (torch.func.jvp of torch.func.grad) or 'double-backward'
     (autograd.grad of <∇L, t>); 'auto' takes :data:`DEFAULT_HVP_METHOD` and falls back to kernels
     with second derivatives (:func:`second_order_compat`), then to double backward, when an op
-    refuses. ``hvps`` and ``grads`` count the products and gradients computed.
+    refuses. ``hvps`` and ``grads`` count the products and gradients computed. Double backward
+    treats a weight that its gradient does not depend on as an op without a second derivative
+    (:class:`NoSecondDerivative`): true for cross entropy, whose softmax couples every logit to
+    every weight; a custom ``loss_fn`` that is linear in the logits would trip it.
     """
 
     def __init__(
@@ -348,7 +370,10 @@ class HessianOperator:
         self.fixed = {k: v for k, v in cast.items() if k not in free}
         self.method = DEFAULT_HVP_METHOD if method == "auto" else method
         self.auto = method == "auto"
-        self.compat = False
+        # Recurrent layers: the fused kernels have no double backward (cuDNN) or a slow one
+        # (oneDNN's LSTM on CPU: an rnn HVP took 30.9 ms with it, 23.8 ms without, ad-hoc profiling;
+        # bench_curvature.py --model rnn prints the cost), so start on the unfused kernels.
+        self.compat = any(isinstance(m, nn.RNNBase) for m in model.modules())
         self.hvps = 0
         self.grads = 0
 
@@ -432,9 +457,16 @@ class HessianOperator:
             g = torch.autograd.grad(loss, [leaves[k] for k in names], create_graph=True)
             dot = sum((gi * tangent[k]).sum() for gi, k in zip(g, names))
             hv = torch.autograd.grad(dot, [leaves[k] for k in names], allow_unused=True)
+            # Every weight reaches the loss through the softmax, so the gradient of each depends
+            # on every weight: a missing path means a backward that is not differentiable.
+            dead = [k for k, h in zip(names, hv) if h is None]
+            if dead:
+                raise NoSecondDerivative(
+                    f"the gradient does not depend on {dead[0]} (an op whose backward is "
+                    "not differentiable, e.g. an autograd.Function marked once_differentiable)"
+                )
             for i, h in enumerate(hv):
-                if h is not None:
-                    total[i] += h.detach()
+                total[i] += h.detach()
         return dict(zip(names, total))
 
     def to_dense(self) -> torch.Tensor:
@@ -500,6 +532,15 @@ class LanczosResult:
 
 def _tridiagonal(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
     return np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+
+
+def _eigh_tridiagonal(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the symmetric tridiagonal T (ascending), by LAPACK's tridiagonal solver.
+
+    Not np.linalg.eigh of the dense T: that goes through threaded OpenBLAS, which on the shared
+    2-core machine took 22-124 ms for a 90x90 T against 0.8 ms here (measured while torch's own
+    threads were busy), and Lanczos solves T after every step."""
+    return scipy.linalg.eigh_tridiagonal(np.ascontiguousarray(alphas), np.ascontiguousarray(betas))
 
 
 def _error_bounds(theta: np.ndarray, resid: np.ndarray, bound: str) -> np.ndarray:
@@ -584,7 +625,7 @@ def lanczos(
         if m % check_every == 0 or last or m == n:
             a = alphas[:m].double().cpu().numpy()
             b = betas[:m].double().cpu().numpy()
-            theta, S = np.linalg.eigh(_tridiagonal(a, b[:-1]))
+            theta, S = _eigh_tridiagonal(a, b[:-1])
             resid = np.abs(b[-1] * S[-1, :])
             errors = _error_bounds(theta, resid, bound)
             scale = max(float(np.max(np.abs(theta))), np.finfo(np.float64).tiny)
@@ -640,9 +681,17 @@ def lanczos(
     )
 
 
-def power_iteration(op: Operator, *, max_iter: int = 1000, tol: float = 1e-3, seed: int = 0) -> tuple[float, int]:
+def power_iteration(
+    op: Operator,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-3,
+    seed: int = 0,
+    history: list[float] | None = None,
+) -> tuple[float, int]:
     """The peer for the benchmark: power iteration on H with the stopping rule PyHessian uses
-    (relative change of the Rayleigh quotient below ``tol``). Returns (estimate, HVPs).
+    (relative change of the Rayleigh quotient below ``tol``; ``tol < 0`` never stops early).
+    Returns (estimate, HVPs); ``history`` receives every Rayleigh quotient.
     Converges to the eigenvalue of largest modulus."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     v = torch.randn(op.dim, generator=gen, dtype=op.dtype).to(op.device)
@@ -651,6 +700,8 @@ def power_iteration(op: Operator, *, max_iter: int = 1000, tol: float = 1e-3, se
     for i in range(max_iter):
         hv = op.matvec(v)
         new = float(torch.dot(hv, v))
+        if history is not None:
+            history.append(new)
         v = hv / hv.norm()
         if est is not None and abs(new - est) / (abs(est) + 1e-6) < tol:
             return new, i + 1
@@ -763,7 +814,7 @@ def slq(
         else:
             v = _rademacher(n, gen, op.dtype).to(op.device)
         a, b = _lanczos_fixed(op, v, steps)
-        theta, S = np.linalg.eigh(_tridiagonal(a, b))
+        theta, S = _eigh_tridiagonal(a, b)
         k = theta.size
         nodes[p, :k] = torch.from_numpy(theta)
         weights[p, :k] = torch.from_numpy(S[0, :] ** 2)

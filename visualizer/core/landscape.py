@@ -43,9 +43,20 @@ from visualizer.core.tasks import Job, Step
 
 State = dict[str, torch.Tensor]
 
-# Grid points evaluated per vmap call: on lenet (full digits test split, 359 samples) 121 points
-# per call took 1.1 s for 11x11 vs 2.8 s with 16 (tests/benchmarks/bench_landscape.py).
+# Grid points evaluated per vmap call. A call carries chunk x batch samples through the model at
+# once; past a few thousand the activations leave the cache and the time per point grows. On lenet
+# over the full digits test split (one batch of 359) per-point cost, 2 threads:
+# chunk 8: 1.95 ms, 32: 2.16 ms, 64: 3.90 ms, 128: 4.53 ms; loop over points 2.22 ms
+# (ad-hoc profiling; bench_landscape.py compares the default with a fixed chunk of 128). By default
+# chunk = clamp(CHUNK_SAMPLES // largest batch, 1, DEFAULT_CHUNK): 22 points for 359 samples.
 DEFAULT_CHUNK = 128
+CHUNK_SAMPLES = 8192
+
+
+def auto_chunk(evalset: EvalSet, limit: int = DEFAULT_CHUNK) -> int:
+    """Grid points per batched call so that points x batch samples stays near CHUNK_SAMPLES."""
+    largest = max((int(y.shape[0]) for _, y in evalset.batches), default=1)
+    return max(1, min(limit, CHUNK_SAMPLES // max(1, largest)))
 
 
 @dataclass
@@ -120,7 +131,7 @@ class _Evaluator:
         evalset: EvalSet,
         base: Mapping[str, torch.Tensor],
         directions: list[Mapping[str, torch.Tensor]],
-        chunk: int = DEFAULT_CHUNK,
+        chunk: int | None = None,
         batched: bool | None = None,
     ) -> None:
         self.model = model
@@ -134,7 +145,7 @@ class _Evaluator:
         self.moving = sorted(moving)
         self.dirs = [{k: d.get(k, torch.zeros_like(self.base[k])) for k in self.moving} for d in directions]
         self.fixed = {k: v for k, v in self.base.items() if k not in moving}
-        self.chunk = max(1, chunk)
+        self.chunk = auto_chunk(evalset) if chunk is None else max(1, chunk)
         self.batched = batched  # None: try vmap, fall back to a loop on failure
         self.method = ""
 
@@ -234,7 +245,7 @@ def interpolate(
     *,
     steps: int = 21,
     alphas: np.ndarray | None = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
 ) -> Job[Landscape1D]:
     """Loss and accuracy along θ(α) = (1-α) θ_A + α θ_B (state dicts of the model), with the
     error and loss barriers over the α in [0, 1] (module docstring)."""
@@ -282,7 +293,7 @@ def slice_1d(
     state: Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
     direction: Mapping[str, torch.Tensor] | None = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
 ) -> Job[Landscape1D]:
     """L(θ + α δ), α in [-span, span], δ filter-normalised (⊙ m when masked), θ = m ⊙ w."""
     if steps < 2:
@@ -305,7 +316,7 @@ def slice_2d(
     state: Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
     directions: tuple[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]] | None = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
     batched: bool | None = None,
 ) -> Job[Landscape2D]:
     """L(θ + α δ + β η) on a steps × steps grid over [-span, span]² (Li et al. 2018).
