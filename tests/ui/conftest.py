@@ -9,6 +9,15 @@ from visualizer.ui.app import configure_threads
 configure_threads()  # as the app does: torch leaves a core to the GUI thread
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gc_back_to_automatic_after_gui_tests():
+    """The window moves cyclic GC to the GUI thread; tests that follow get CPython's default."""
+    yield
+    from visualizer.ui.jobs import restore_automatic_gc
+
+    restore_automatic_gc()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEVIZ_SETTINGS_ORG", "pruneviz-tests")

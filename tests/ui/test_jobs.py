@@ -110,3 +110,37 @@ def test_event_loop_probe_during_ranking(qtbot, window):
     assert ("snip", "global", "unstructured") in window.state.rankings
     assert probe.ticks > 3, "the timer probe never ran: the event loop was blocked"
     print(f"\nevent-loop probe during SNIP ranking: {probe.report()}")
+
+
+def test_cyclic_garbage_is_collected_on_the_gui_thread_only(qtbot, window):
+    """Automatic GC is off while the window runs jobs (a worker collecting a dead window's cycle
+    ran Qt destructors off the GUI thread and deadlocked); the GUI thread's timer collects."""
+    import gc
+    import weakref
+
+    from PySide6.QtCore import QObject
+
+    assert not gc.isenabled()
+    collected_in: list[str] = []
+
+    class Cyclic(QObject):
+        def __del__(self):
+            collected_in.append(threading.current_thread().name)
+
+    obj = Cyclic()
+    obj.me = obj  # a reference cycle only the cyclic collector can free
+    ref = weakref.ref(obj)
+    del obj
+
+    def churn():  # allocations in a worker would have triggered an automatic collection
+        for _ in range(20):
+            _ = [[i] for i in range(10_000)]
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    worker.join()
+    assert ref() is not None, "collected in the worker thread"
+    keep = [[] for _ in range(2 * gc.get_threshold()[0])]  # generation 0 past its threshold
+    qtbot.waitUntil(lambda: ref() is None, timeout=5000)
+    del keep
+    assert collected_in == [threading.main_thread().name]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QGraphicsView
 
 
 def export_view(window, view_id: str, path: str, size: tuple[int, int] | None = None) -> Path:
@@ -41,7 +42,10 @@ def _svg_of_widget(widget, out: Path) -> None:
     painter = QPainter(gen)
     try:
         # the (painter, offset) overload: with the painter alone PySide6 may pick render(QPaintDevice)
-        widget.render(painter, QPoint(0, 0))
+        if isinstance(widget, QGraphicsView):
+            widget.render(painter)
+        else:
+            widget.render(painter, QPoint(0, 0))
     finally:
         painter.end()
 

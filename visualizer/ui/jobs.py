@@ -13,11 +13,24 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
 - progress signals are throttled (at most one per ``PROGRESS_INTERVAL`` seconds per job) so a
   job yielding thousands of steps cannot flood the event loop;
 - the threads are daemons: closing the window cancels jobs and waits at most ``wait`` seconds,
-  after which the process may exit even if a job is inside a long computation between yields.
+  after which the process may exit even if a job is inside a long computation between yields;
+- jobs take turns step by step: each advance of a generator (``next``/``close``) holds
+  :data:`STEP_LOCK`. Jobs share the loaded model, and several core steps change it for the
+  duration of one call: torch.fx symbolic tracing and torch.export patch ``nn.Module.__call__``
+  process-wide, Torch-Pruning hooks the model's modules, ``torch.func.functional_call`` swaps its
+  parameters. A forward pass in another thread during such a call was traced into the wrong graph
+  or failed (reproduced: ranking beside a graph trace). Steps are short (a batch), so concurrent
+  jobs still interleave and the GUI thread, which never takes the lock, stays responsive;
+- Python's cyclic garbage collector runs on the GUI thread only (:func:`collect_on_gui_thread`).
+  Left automatic, it runs in whichever thread happens to allocate, so a worker could collect a
+  dead window's cycle and run QWidget destructors off the GUI thread; with PySide6 6.12 that
+  deadlocked the process (worker in ``~QMenu`` waiting for the GIL, GUI thread holding it and
+  waiting for a QObject mutex: seen as a hung UI test run, stacks taken with py-spy).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import queue
 import threading
@@ -27,6 +40,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from visualizer.core.tasks import Step
@@ -36,6 +50,30 @@ POLL_MS = 10  # how often the GUI thread drains the queue while jobs run
 DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never stalls on a burst
 
 JobFactory = Callable[[], Generator[Step, None, Any]]
+STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
+GC_INTERVAL = 1.0  # seconds between the GUI thread's checks of the collector's thresholds
+
+_gui_gc: GarbageCollector | None = None
+
+
+def collect_on_gui_thread() -> None:
+    """Turn automatic cyclic GC off and collect from a timer on the calling (GUI) thread instead.
+
+    pyqtgraph's :class:`GarbageCollector` keeps CPython's generation thresholds, so memory
+    behaves as before; only the thread that collects changes. Idempotent; undo with
+    :func:`restore_automatic_gc`."""
+    global _gui_gc
+    if _gui_gc is None:
+        _gui_gc = GarbageCollector(interval=GC_INTERVAL)
+
+
+def restore_automatic_gc() -> None:
+    """Stop the GUI-thread collector and give collection back to CPython (tests, shutdown)."""
+    global _gui_gc
+    if _gui_gc is not None:
+        _gui_gc.timer.stop()
+        _gui_gc = None
+    gc.enable()
 
 
 @dataclass
@@ -86,6 +124,8 @@ class JobRunner(QObject):
     def __init__(self, parent: QObject | None = None, synchronous: bool = False) -> None:
         super().__init__(parent)
         self.synchronous = synchronous
+        if not synchronous:
+            collect_on_gui_thread()  # before any worker thread exists
         self._ids = itertools.count(1)
         self._active: dict[str, Job] = {}  # kind -> running job
         self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread
@@ -159,14 +199,17 @@ class JobRunner(QObject):
         last = 0.0
         gen = None
         try:
-            gen = factory()
+            with STEP_LOCK:
+                gen = factory()
             while True:
                 if job.cancelled:
-                    gen.close()  # GeneratorExit at the paused yield: finally blocks run here
+                    with STEP_LOCK:
+                        gen.close()  # GeneratorExit at the paused yield: finally blocks run here
                     self._emit_done(job, "cancelled", None, synchronous)
                     return
                 try:
-                    step = next(gen)
+                    with STEP_LOCK:
+                        step = next(gen)
                 except StopIteration as stop:
                     result = stop.value
                     break
@@ -179,7 +222,8 @@ class JobRunner(QObject):
             self._emit_done(job, "ok", result, synchronous)
         except BaseException as exc:  # any failure of user code or data becomes a message
             if gen is not None:
-                gen.close()
+                with STEP_LOCK:
+                    gen.close()
             detail = traceback.format_exc(limit=-3)
             self._emit_done(job, "error", (user_message(exc), detail), synchronous)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -71,6 +71,15 @@ class DensitySlider(QSlider):
         Qt.Key.Key_Home: QSlider.SliderAction.SliderToMinimum,
         Qt.Key.Key_End: QSlider.SliderAction.SliderToMaximum,
     }
+
+    def event(self, event) -> bool:
+        # With the slider focused its own keys win over window shortcuts bound to the same keys
+        # (teaching mode binds PgUp/PgDown to one density step for presentation clickers).
+        if (event.type() == QEvent.Type.ShortcutOverride and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                and Qt.Key(event.key()) in self.KEYS):
+            event.accept()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt API)
         action = self.KEYS.get(Qt.Key(event.key()))

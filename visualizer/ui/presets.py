@@ -149,12 +149,15 @@ class Preset:
     needs: tuple[str, ...] = ()  # core modules it calls
 
     def available(self) -> tuple[bool, str]:
-        """(True, '') when every core module it needs imports, else (False, reason)."""
+        """(True, '') when every core module it needs exists, else (False, reason).
+
+        Looks the modules up without importing them: the GUI thread never pays for importing
+        torch-heavy modules just to grey out a menu entry."""
+        import importlib.util
+
         for module in self.needs:
-            try:
-                _core(module)
-            except PresetUnavailable as exc:
-                return False, str(exc)
+            if importlib.util.find_spec(f"visualizer.core.{module}") is None:
+                return False, f"needs visualizer.core.{module}, which is not available"
         return True, ""
 
 

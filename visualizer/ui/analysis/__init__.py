@@ -133,15 +133,23 @@ def _install_presets(window, mode) -> None:
         window.jobs.submit("preset", preset.title, preset.job,
                            on_result=lambda r, p=preset: show(p, r))
 
-    for preset in PRESETS.values():
-        action = menu.addAction(preset.title)
-        action.setToolTip(preset.caption)
-        ok, reason = preset.available()
-        action.setEnabled(ok)
-        if not ok:
-            action.setText(f"{preset.title} ({reason})")
-        action.triggered.connect(lambda _=False, p=preset: launch(p))
+    def populate() -> None:
+        # Filled when first opened, not while the window is built: start-up stays short.
+        # Tests and shortcuts call ``window.populate_presets()`` directly.
+        if menu.actions():
+            return
+        for preset in PRESETS.values():
+            action = menu.addAction(preset.title)
+            action.setToolTip(preset.caption)
+            ok, reason = preset.available()
+            action.setEnabled(ok)
+            if not ok:
+                action.setText(f"{preset.title} ({reason})")
+            action.triggered.connect(lambda _=False, p=preset: launch(p))
+
+    menu.aboutToShow.connect(populate)
     window.presets_menu = menu
+    window.populate_presets = populate
 
 
 def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, int] = (1200, 800),
