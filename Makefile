@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint setup clean samples
+.PHONY: run test bench lint setup clean samples screenshots
 
 setup: $(STAMP)
 
@@ -33,6 +33,13 @@ lint: $(STAMP)
 
 samples: $(STAMP)
 	$(BIN)/python -m visualizer.core.zoo.train
+
+screenshots: $(STAMP)
+	$(BIN)/pruneviz screenshot --view window --out docs/img/window.png --model resnet-mini --criterion snip --density 0.1 --size 1400x900
+	$(BIN)/pruneviz screenshot --view spectrum --out docs/img/spectrum.png --model lenet --criterion magnitude --density 0.2
+	$(BIN)/pruneviz screenshot --view landscape --out docs/img/landscape.png --model lenet --criterion magnitude --density 0.2
+	$(BIN)/pruneviz screenshot --view densenet --out docs/img/densenet.png --model densenet-mini --criterion magnitude --density 0.2
+	$(BIN)/pruneviz screenshot --view graph --out docs/img/graph.png --model densenet-mini --criterion magnitude --density 0.2
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

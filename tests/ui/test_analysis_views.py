@@ -158,6 +158,41 @@ def test_landscape_view_marks_barrier_and_points(qtbot):
         view.set_surface(Surface2D(al, be, loss.T))
 
 
+def _pixel(widget, plot, x: float, y: float):
+    """Colour drawn at data point (x, y) of ``plot`` inside ``widget``."""
+    gv = plot.scene().views()[0]
+    at = gv.mapTo(widget, gv.mapFromScene(plot.getViewBox().mapViewToScene(QPointF(x, y))))
+    return widget.grab().toImage().pixelColor(at).getRgb()
+
+
+def test_images_are_drawn_the_right_way_round(qtbot):
+    """loss[i, j] lies at (alpha[i], beta[j]) and a connectivity row is a reader: a global pyqtgraph
+    axis-order option set by another view once transposed both pictures."""
+    import visualizer.ui.views.heatmap  # noqa: F401 (imported with the window; must not change these)
+
+    view = LandscapeView()
+    qtbot.addWidget(view)
+    view.resize(900, 450)
+    view.show()
+    grid = np.linspace(-1, 1, 5)
+    view.set_surface(Surface2D(grid, grid, np.exp(3 * np.add.outer(grid, 0 * grid))))  # varies with alpha only
+    qtbot.wait(50)
+    plot = view.surface_plot
+    assert _pixel(view, plot, -1, 0) != _pixel(view, plot, 1, 0)
+    assert _pixel(view, plot, 0, -1) == _pixel(view, plot, 0, 1)
+
+    conn = ConnectivityView()
+    qtbot.addWidget(conn)
+    conn.resize(800, 400)
+    conn.show()
+    # reader b reads only source a; reader c reads a and b
+    conn.set_connectivity(Connectivity(["b", "c"], ["a", "b"], np.array([[1.0, np.nan], [1.0, 1.0]])))
+    qtbot.wait(50)
+    plot = conn.before_plot
+    drawn, empty = _pixel(conn, plot, 0.5, 0.5), _pixel(conn, plot, 1.5, 0.5)
+    assert drawn != empty and _pixel(conn, plot, 1.5, 1.5) == drawn
+
+
 def test_speed_view_shows_three_variants(qtbot):
     view = SpeedView()
     qtbot.addWidget(view)

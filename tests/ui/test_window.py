@@ -58,3 +58,20 @@ def test_layer_tree_click_selects_and_shows_density(qtbot, window):
     panel.tree.sortByColumn(1, _Qt.SortOrder.AscendingOrder)
     firsts = [panel.tree.topLevelItem(i).text(1) for i in range(panel.tree.topLevelItemCount())]
     assert [float(x) for x in firsts] == sorted(float(x) for x in firsts)
+
+
+def test_no_stale_dock_tab_bar_is_drawn(qtbot, window):
+    """Every dock title shows in exactly one visible tab bar, also after floating a view and
+    docking it back (Qt 6.12 left a retired bar drawn over the status bar)."""
+    from PySide6.QtWidgets import QTabBar
+
+    def titles():
+        bars = [b for b in window.findChildren(QTabBar) if b.parent() is window and b.isVisible()]
+        return [b.tabText(i) for b in bars for i in range(b.count())]
+
+    qtbot.waitUntil(lambda: len(titles()) == len(set(titles())), timeout=2000)
+    assert "Mask heatmap" in titles()
+    dock = window.docks["curves"]
+    dock.setFloating(True)
+    dock.setFloating(False)
+    qtbot.waitUntil(lambda: len(titles()) == len(set(titles())), timeout=2000)

@@ -103,10 +103,10 @@ class FigureView(AnalysisView):
                 img = np.asarray(image)
                 if img.ndim == 2:
                     # kept = dark, pruned = light, like ink on paper
-                    item = pg.ImageItem(img.T.astype(np.float32), levels=(0, 1))
+                    item = pg.ImageItem(img.astype(np.float32), levels=(0, 1), axisOrder="row-major")
                     item.setColorMap(pg.ColorMap([0.0, 1.0], [(255, 255, 255), (30, 30, 30)]))
                 else:  # RGB(A) rows x cols x channels
-                    item = pg.ImageItem(np.ascontiguousarray(img.transpose(1, 0, 2)))
+                    item = pg.ImageItem(np.ascontiguousarray(img), axisOrder="row-major")
                 plot.addItem(item)
                 plot.setLabel("bottom", fig.x_label)
                 plot.setLabel("left", fig.y_label)

@@ -50,8 +50,7 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
             if spec.prepare is not None:
                 spec.prepare(window, options)
             _raise_if_failed(window)
-        for _ in range(3):
-            app.processEvents()
+        _settle(app)
         out = Path(options.out)
         if view_id == "window":
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +64,16 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
         window.close()
         window.deleteLater()
         app.processEvents()
+
+
+def _settle(app, ms: int = 300) -> None:
+    """Let layouts and deferred repaints finish: a grab right after a resize could still show a
+    dock tab bar at its old place."""
+    from PySide6.QtCore import QDeadlineTimer, QEventLoop
+
+    deadline = QDeadlineTimer(ms)
+    while not deadline.hasExpired():
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
 
 
 def _raise_if_failed(window) -> None:

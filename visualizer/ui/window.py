@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QTabBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -185,7 +186,35 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(area, dock)
         self.docks[key] = dock
+        dock.dockLocationChanged.connect(self._schedule_tab_bar_cleanup)
+        dock.topLevelChanged.connect(self._schedule_tab_bar_cleanup)
         return dock
+
+    def _schedule_tab_bar_cleanup(self, *_args) -> None:
+        QTimer.singleShot(0, self.hide_stale_tab_bars)
+
+    def hide_stale_tab_bars(self) -> int:
+        """Hide dock tab bars Qt left visible after regrouping; returns how many it hid.
+
+        Qt 6.12's main-window layout leaves a retired tab bar shown when a second tab group is
+        formed (reproduced with plain QDockWidgets: two tabified groups give three visible bars),
+        drawn over the status bar. A bar is stale when it is empty or every title it shows is
+        also in a bar with more tabs (the live group)."""
+        bars = [b for b in self.findChildren(QTabBar) if b.parent() is self and b.isVisible()]
+        titles = {b: {b.tabText(i) for i in range(b.count())} for b in bars}
+        hidden = 0
+        for bar in bars:
+            stale = not titles[bar] or any(
+                other is not bar and len(titles[other]) > len(titles[bar]) and titles[bar] <= titles[other]
+                for other in bars)
+            if stale:
+                bar.hide()
+                hidden += 1
+        return hidden
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        self._schedule_tab_bar_cleanup()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()

@@ -95,8 +95,8 @@ class ConnectivityView(AnalysisView):
             rgba = _cmap().map(np.clip(np.nan_to_num(s) / hi, 0, 1), mode="byte")
             bg = pg.mkColor(theme.background)
             rgba[absent] = (bg.red(), bg.green(), bg.blue(), 255)
-            # ImageItem is indexed [x, y] = [column, row]
-            image = pg.ImageItem(np.ascontiguousarray(rgba.transpose(1, 0, 2)))
+            # rows = readers (y), columns = sources (x)
+            image = pg.ImageItem(np.ascontiguousarray(rgba), axisOrder="row-major")
             plot.addItem(image)
             # grid lines between cells, so removed (background) cells still read as cells
             pen = pg.mkPen(theme.muted, width=1)

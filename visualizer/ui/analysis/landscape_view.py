@@ -76,7 +76,7 @@ class LandscapeView(AnalysisView):
                 plot.getAxis(axis).enableAutoSIPrefix(False)
         self.surface_plot.setLabel("bottom", "alpha (direction 1)")
         self.surface_plot.setLabel("left", "beta (direction 2)")
-        self.image = pg.ImageItem()
+        self.image = pg.ImageItem(axisOrder="col-major")  # loss[i, j]: i along alpha = x
         self.colorbar = pg.ColorBarItem(
             colorMap=LOSS_CMAP(), interactive=False, label="log10 loss", width=12
         )
@@ -170,7 +170,7 @@ class LandscapeView(AnalysisView):
         if min(z.shape) >= 2:
             for level in np.linspace(lo, hi, CONTOURS + 2)[1:-1]:
                 iso = pg.IsocurveItem(
-                    data=z, level=level, pen=pg.mkPen(theme.foreground, width=max(1.0, theme.line_width / 2))
+                    data=z, level=level, axisOrder="col-major", pen=pg.mkPen(theme.foreground, width=max(1.0, theme.line_width / 2))
                 )
                 # IsocurveItem draws in index space: map indices to (alpha, beta)
                 iso.setTransform(pg.QtGui.QTransform(da, 0, 0, db, alpha[0], beta[0]))

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 from visualizer.ui import render
 from visualizer.ui.views import ViewSpec
 
-pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+# No process-wide pg.setConfigOptions here: a global imageAxisOrder set on import silently
+# transposed the other views' images. Every ImageItem names its axis order.
 
 MAX_DISPLAY = 1024  # image pixels per side drawn at most; more -> a display stride
 
