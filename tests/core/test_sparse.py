@@ -187,3 +187,21 @@ def test_branch_and_connection_groups_from_structure():
     check_groups(dense, conns)
     assert kind == "connections" and conns[0].name == "stem -> consumers"
     assert all(s.dim == 1 for g in conns for s in g.slices if s.param.endswith("conv.weight"))
+
+
+def test_channel_cut_after_group_lasso_drops_zero_channels_first():
+    """Hand-worked: output channels with norms (0, 3, 1, 2) at density 0.5 keep channels 1 and 3
+    (k = floor(0.5 * 4) = 2 channels by ||w_c||_2), and the cut is evaluated under that mask."""
+    from visualizer.core.sparse import prune_channels_by_norm
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Linear(4, 10))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        for row, norm in ((1, 3.0), (2, 1.0), (3, 2.0)):
+            model[1].weight[row, 0] = norm
+    data = load_dataset("digits")
+    cut = run(prune_channels_by_norm(model, data, 0.5, scope="layer"))
+    kept_rows = cut.masks["1.weight"].all(dim=1).tolist()
+    assert kept_rows == [False, True, False, True]
+    assert int(cut.masks["1.weight"].sum()) == 2 * 64 and int(cut.masks["2.weight"].sum()) == 5 * 4
+    assert 0.0 <= cut.test.accuracy <= 1.0

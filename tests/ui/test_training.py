@@ -102,3 +102,31 @@ def test_cancel_training_changes_nothing(qtbot, window):
     assert (state.masks, state.results, state.loaded.model) == before
     assert all(torch.equal(weights[k], v) for k, v in state.loaded.model.state_dict().items())
     assert not panel.cancel_button.isEnabled()
+
+
+@pytest.mark.parametrize("mode", ["imp", "set", "rigl", "group-lasso"])
+def test_each_retrain_mode_runs_from_the_panel(qtbot, window, mode):
+    """Every mode of the Retrain box trains a copy in the background and adds its rows to the
+    curves; the model and mask on screen stay as they were."""
+    panel = window.training_panel
+    window.pruning_panel.set_density(0.2)
+    masks_before = window.state.masks
+    _choose(panel.mode_box, mode)
+    panel.epochs.setValue(1)
+    panel.rounds.setValue(2)
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=120000)
+    assert window.message() == ""
+    rows = window.state.results
+    assert rows and all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    if mode == "imp":  # per round: the rewound ticket, its re-initialisation and a random mask
+        assert len(rows) >= 2 * 3
+        assert min(r["density"] for r in rows) < 0.5
+    elif mode == "group-lasso":  # then the channel cut: k = floor(0.2 * channels) whole channels
+        assert rows[-1]["structure"] == "channel" and 0.05 < rows[-1]["density"] < 0.5
+        assert 0.0 <= rows[-1]["lasso_accuracy"] <= 1.0
+    else:
+        assert rows[-1]["retrain"] == mode
+        assert rows[-1]["density"] == pytest.approx(masks_before.density(), abs=0.02)
+    assert window.views["curves"].point_count() == len(rows)
+    assert window.state.masks is masks_before

@@ -436,6 +436,29 @@ def proximal_training(
     return ProxResult(work, masks, history, test, steps, zero_groups[0], len(groups))
 
 
+@dataclass
+class ChannelCut:
+    masks: MaskSet  # channel-structured, exactly the ranking's kept count at ``density``
+    test: EvalResult  # the lasso-trained weights under ``masks``
+
+
+def prune_channels_by_norm(
+    model: nn.Module, data: Dataset, density: float, scope: str = "global"
+) -> Generator[Step, None, ChannelCut]:
+    """Group lasso's second step (seed 004): after training with the block soft-threshold, keep
+    the output channels with the largest group norm s_c = ||w_{G_c}||_2 until ``density`` of the
+    prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
+    first, so the cut costs little once the penalty has done its work."""
+    from visualizer.core.criteria import score
+    from visualizer.core.ranking import build_ranking
+
+    scores = yield from score("l2-norm", model)
+    ranking = yield from build_ranking(scores, scope=scope, structure="channel", criterion="l2-norm")
+    masks = ranking.mask_at(density)
+    yield Step(f"evaluating {masks.density():.1%} of the weights", 0.9)
+    return ChannelCut(masks, evaluate(model, data, masks=masks))
+
+
 def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
     """Sorted indices as maximal [start, stop) runs: (0,1,2,5) -> [(0, 3), (5, 6)]."""
     out: list[tuple[int, int]] = []

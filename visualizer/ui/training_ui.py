@@ -100,13 +100,16 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
-    from visualizer.core.sparse import ProxConfig, proximal_training
+    """Group lasso training, then the channel cut to the slider's density (seed 004's two steps)."""
+    from visualizer.core.sparse import ProxConfig, proximal_training, prune_channels_by_norm
 
-    res = yield from proximal_training(model, data, ProxConfig("group-lasso", float(settings.get("lam", 1e-3)),
-                                                               density, train=config))
-    return {**row, "criterion": "group-lasso", "density": res.masks.density(), "kept": res.masks.kept(),
-            "total": res.masks.total(), "accuracy": res.test.accuracy, "loss": res.test.loss,
-            "zero_groups": res.zero_groups, "groups": res.groups}
+    res = yield from sub(proximal_training(model, data, ProxConfig("group-lasso", float(settings.get("lam", 1e-3)),
+                                                                   density, train=config)), 0.0, 0.9)
+    cut = yield from sub(prune_channels_by_norm(res.model, data, density, row.get("scope", "global")), 0.9, 1.0)
+    return {**row, "criterion": "group-lasso", "structure": "channel", "density": cut.masks.density(),
+            "kept": cut.masks.kept(), "total": cut.masks.total(), "accuracy": cut.test.accuracy,
+            "loss": cut.test.loss, "lasso_accuracy": res.test.accuracy, "zero_groups": res.zero_groups,
+            "groups": res.groups}
 
 
 def sweep_job(model, data, sweep_config, previous: list[dict]):
