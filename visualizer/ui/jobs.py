@@ -51,7 +51,7 @@ DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never s
 
 JobFactory = Callable[[], Generator[Step, None, Any]]
 STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
-GC_INTERVAL = 1.0  # seconds between the GUI thread's checks of the collector's thresholds
+GC_INTERVAL = 0.1  # seconds between GUI-thread checks: short, so each young-generation collection stays small
 
 _gui_gc: GarbageCollector | None = None
 
