@@ -205,3 +205,24 @@ def test_channel_cut_after_group_lasso_drops_zero_channels_first():
     assert kept_rows == [False, True, False, True]
     assert int(cut.masks["1.weight"].sum()) == 2 * 64 and int(cut.masks["2.weight"].sum()) == 5 * 4
     assert 0.0 <= cut.test.accuracy <= 1.0
+
+
+def test_group_lasso_then_finetune_keeps_zero_groups_zero():
+    """densenet-mini's connection groups (the readers' conv slices and norm scales): at lambda 0.3
+    for 20 epochs at least one group reaches exactly zero, the masked fine-tune keeps its conv
+    slices zero and recovers the accuracy (measured 1 of 8, 0.797 -> 0.992, dense 0.992)."""
+    from visualizer.core.sparse import connection_groups, group_lasso_then_finetune
+
+    model = load_model("densenet-mini").model
+    data = load_dataset("digits")
+    groups = connection_groups(model)
+    out = run(group_lasso_then_finetune(model, data, lam=0.3, epochs=20, groups=groups))
+    assert out.lasso.zero_groups >= 1
+    params = dict(out.model.named_parameters())
+    lasso_params = dict(out.lasso.model.named_parameters())
+    for g in groups:
+        if all(float(lasso_params[s.param].narrow(s.dim, s.start, s.stop - s.start).abs().sum()) == 0 for s in g.slices):
+            convs = [s for s in g.slices if s.param.endswith("conv.weight") or s.param == "fc.weight"]
+            assert convs and all(float(params[s.param].narrow(s.dim, s.start, s.stop - s.start).abs().sum()) == 0
+                                 for s in convs)
+    assert out.test.accuracy >= out.dense.accuracy - 0.02

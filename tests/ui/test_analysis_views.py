@@ -262,6 +262,22 @@ def test_snip_vs_magnitude_preset_runs_and_shows_its_result(qtbot):
     assert not_blank(view)
 
 
+def test_inception_preset_removes_branches_and_keeps_accuracy(qtbot):
+    """Seed 004's claim on the bundled inception-mini: the group penalty zeroes whole branches
+    (drawn grey) and a short masked fine-tune recovers the accuracy without them."""
+    from visualizer.ui.presets import run_preset
+
+    view, r = run_preset("inception")
+    qtbot.addWidget(view)
+    view.resize(1000, 450)
+    assert r.zero_groups >= 1
+    removed = [b for m in r.after_branches for b in m.branches if b.norm <= 1e-8]
+    assert len(removed) == r.zero_groups
+    assert r.accuracy_final >= r.accuracy_dense - 0.02
+    assert f"zeroed {r.zero_groups} of {r.groups}" in view.caption.text()
+    assert not_blank(view)
+
+
 def test_presets_say_what_they_need():
     from visualizer.ui.presets import PRESETS
 

@@ -328,42 +328,33 @@ def show_density_law(view: FigureView, r: dict) -> None:
 # --- DenseNet and Inception after group lasso --------------------------------------------------
 
 
-def _group_lasso(model: str, lam: float, epochs: int):
-    """Train with a group-lasso penalty (core.sparse) and return (before, after) models."""
-    import copy
+def _group_lasso(model: str, kind: str):
+    """Group lasso + masked fine-tune of a bundled model at the settings that show removal."""
+    from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
 
-    group_lasso_train, = _core("sparse", "group_lasso_train")
     loaded, data = _load(model)
-    before = copy.deepcopy(loaded.model)
-    after = yield from group_lasso_train(loaded.model, data, lam=lam, epochs=epochs)
-    return before, getattr(after, "model", loaded.model)
+    lam, epochs = LASSO_DEFAULTS[kind]
+    return (yield from group_lasso_job(loaded.model, data, lam=lam, epochs=epochs))
 
 
-def densenet_job(lam: float = 0.02, epochs: int = 2):
-    find_groups, connectivity = _core("structure", "find_groups", "connectivity")
-    yield Step("group lasso", 0.0)
-    before, after = yield from sub(_group_lasso("densenet-mini", lam, epochs), 0.0, 0.9)
-    groups = find_groups(before).groups
-    return connectivity(before, groups), connectivity(after, groups)
+def densenet_job():
+    return (yield from _group_lasso("densenet-mini", "densenet"))
 
 
 def show_densenet(view, r) -> None:
     from visualizer.ui.analysis.adapters import connectivity_input
 
-    view.set_connectivity(connectivity_input(r[0]), connectivity_input(r[1]))
+    view.set_connectivity(connectivity_input(r.before_connectivity), connectivity_input(r.after_connectivity))
 
 
-def inception_job(lam: float = 0.05, epochs: int = 2):
-    find_groups, branches = _core("structure", "find_groups", "branches")
-    yield Step("group lasso", 0.0)
-    _, after = yield from sub(_group_lasso("inception-mini", lam, epochs), 0.0, 0.9)
-    return branches(after, find_groups(after).groups)
+def inception_job():
+    return (yield from _group_lasso("inception-mini", "inception"))
 
 
-def show_inception(view, modules) -> None:
+def show_inception(view, r) -> None:
     from visualizer.ui.analysis.adapters import branch_modules
 
-    view.set_modules(branch_modules(modules))
+    view.set_modules(branch_modules(r.after_branches))
 
 
 # --- time to train ----------------------------------------------------------------------------
@@ -437,11 +428,13 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            ("curvature", "criteria", "ranking", "training", "lottery")),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
-           "whole connections to zero; what is left is the circuit the network really uses.",
+           "all outgoing connections of a layer to zero together (an empty column); a short masked "
+           "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
            _densenet_view, densenet_job, show_densenet, ("structure", "sparse")),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
-           "per branch: grey bars are branches driven to zero and removed.",
+           "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
+           "recovers the accuracy without them.",
            _branch_view, inception_job, show_inception, ("structure", "sparse")),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
@@ -460,5 +453,11 @@ def run_preset(preset_id: str, view: AnalysisView | None = None, on_step=None, *
     result = run(preset.job(**options), on_step)
     view = view or preset.view()
     preset.show(view, result)
-    view.set_caption(preset.caption)
+    view.set_caption(caption_of(preset, result))
     return view, result
+
+
+def caption_of(preset: Preset, result) -> str:
+    """The preset's fixed caption, and under it the run's measured summary when it has one."""
+    summary = getattr(result, "summary", None)
+    return f"{preset.caption}\n{summary()}" if callable(summary) else preset.caption

@@ -101,7 +101,7 @@ def _install_presets(window, mode) -> None:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QDockWidget
 
-    from visualizer.ui.presets import PRESETS
+    from visualizer.ui.presets import PRESETS, caption_of
 
     menu = window.menuBar().addMenu("&Presets")
     state: dict[str, Any] = {"dock": None}
@@ -109,7 +109,7 @@ def _install_presets(window, mode) -> None:
     def show(preset, result) -> None:
         view = preset.view()
         preset.show(view, result)
-        view.set_caption(preset.caption)
+        view.set_caption(caption_of(preset, result))
         dock = state["dock"]
         if dock is None:
             dock = QDockWidget("Preset", window)

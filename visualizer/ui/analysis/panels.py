@@ -220,12 +220,13 @@ class StructurePanel(AnalysisPanel):
         self.lam.setDecimals(3)
         self.lam.setRange(0.001, 1.0)
         self.lam.setSingleStep(0.01)
-        self.lam.setValue(0.02 if isinstance(view, ConnectivityView) else 0.05)
+        lam, epochs = jobs.LASSO_DEFAULTS["densenet" if isinstance(view, ConnectivityView) else "inception"]
+        self.lam.setValue(lam)
         self.lam.setPrefix("λ ")
         self.lam.setToolTip("group-lasso penalty λ: larger removes more groups")
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 50)
-        self.epochs.setValue(2)
+        self.epochs.setValue(epochs)
         self.epochs.setSuffix(" epochs")
         self.toolbar.addWidget(self.lam)
         self.toolbar.addWidget(self.epochs)
@@ -250,7 +251,7 @@ class StructurePanel(AnalysisPanel):
                     lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs), self.show_lasso)
 
     def show_lasso(self, r: jobs.GroupLassoResult) -> None:
-        zeroed = f"group lasso zeroed {r.zero_groups} of {r.groups} groups"
+        zeroed = r.summary()
         if isinstance(self.view, ConnectivityView):
             conn = None if r.before_connectivity is None else adapters.connectivity_input(r.before_connectivity)
             if conn is None or not conn.sources or not conn.readers:
