@@ -64,7 +64,8 @@ class CurvesView(QWidget):
         self.plot.setLabel("left", "test accuracy")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.getViewBox().invertX(True)  # pruning proceeds left to right: 100% -> 0.1%
-        self.legend = self.plot.addLegend(offset=(-10, -10), labelTextColor="k")
+        # bottom left: curves fall towards low density (right) and the dense line runs along the top
+        self.legend = self.plot.addLegend(offset=(10, -10), labelTextColor="k")
         self.baseline = pg.InfiniteLine(angle=0, pen=pg.mkPen((90, 90, 90), width=1.5, style=Qt.PenStyle.DashLine),
                                         label="dense {value:.1%}", labelOpts={"position": 0.1, "color": (60, 60, 60)})
         self.baseline.setVisible(False)
