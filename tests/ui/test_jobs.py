@@ -144,3 +144,22 @@ def test_cyclic_garbage_is_collected_on_the_gui_thread_only(qtbot, window):
     qtbot.waitUntil(lambda: ref() is None, timeout=5000)
     del keep
     assert collected_in == [threading.main_thread().name]
+
+
+def test_full_collections_wait_until_no_job_runs(qtbot, window, slow_ranking):
+    """A full collection (up to ~300 ms with torch and Qt loaded) never runs while a job does: it
+    waits until no job has run for QUIET_S."""
+    from visualizer.ui import gui_gc
+
+    collector = gui_gc._collector
+    assert collector is not None
+    done = collector.full_collections
+    window.pruning_panel.set_settings(criterion="random")  # the slow ranking job
+    assert slow_ranking.wait(5)
+    collector.full_pending = True
+    qtbot.wait(200)  # ten ticks while the job runs
+    assert collector.full_collections == done and collector.full_pending
+    window.jobs.cancel("rank")
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: collector.full_collections == done + 1, timeout=int(gui_gc.QUIET_S * 1000) + 3000)
+    assert not collector.full_pending

@@ -75,3 +75,14 @@ def test_no_stale_dock_tab_bar_is_drawn(qtbot, window):
     dock.setFloating(True)
     dock.setFloating(False)
     qtbot.waitUntil(lambda: len(titles()) == len(set(titles())), timeout=2000)
+
+
+def test_hidden_graph_tab_draws_when_first_shown(qtbot, window):
+    """The graph of a freshly loaded model is traced in the background but drawn only when its
+    tab comes to the front (drawing is GUI-thread work the heatmap user should not wait for)."""
+    panel = window.views["graph"]
+    qtbot.waitUntil(lambda: panel.result is not None and not window.jobs.is_running(), timeout=20000)
+    assert not panel.on_screen() and panel.view.graph is None
+    window.docks["graph"].raise_()
+    qtbot.waitUntil(lambda: panel.view.graph is not None, timeout=3000)
+    assert panel.view.graph.number_of_nodes() == panel.result.graph.number_of_nodes()

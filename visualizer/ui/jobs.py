@@ -21,16 +21,13 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
   parameters. A forward pass in another thread during such a call was traced into the wrong graph
   or failed (reproduced: ranking beside a graph trace). Steps are short (a batch), so concurrent
   jobs still interleave and the GUI thread, which never takes the lock, stays responsive;
-- Python's cyclic garbage collector runs on the GUI thread only (:func:`collect_on_gui_thread`).
-  Left automatic, it runs in whichever thread happens to allocate, so a worker could collect a
-  dead window's cycle and run QWidget destructors off the GUI thread; with PySide6 6.12 that
-  deadlocked the process (worker in ``~QMenu`` waiting for the GIL, GUI thread holding it and
-  waiting for a QObject mutex: seen as a hung UI test run, stacks taken with py-spy).
+- Python's cyclic garbage collector runs on the GUI thread only, in small steps
+  (:mod:`visualizer.ui.gui_gc`): left automatic, a worker could collect a dead window's cycle
+  and run QWidget destructors off the GUI thread, which deadlocked PySide6 6.12.
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
 import queue
 import threading
@@ -40,10 +37,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from visualizer.core.tasks import Step
+from visualizer.ui.gui_gc import collect_on_gui_thread
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress records of one job
 POLL_MS = 10  # how often the GUI thread drains the queue while jobs run
@@ -51,31 +48,6 @@ DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never s
 
 JobFactory = Callable[[], Generator[Step, None, Any]]
 STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
-GC_INTERVAL = 0.1  # seconds between GUI-thread checks: short, so each young-generation collection stays small
-
-_gui_gc: GarbageCollector | None = None
-
-
-def collect_on_gui_thread() -> None:
-    """Turn automatic cyclic GC off and collect from a timer on the calling (GUI) thread instead.
-
-    pyqtgraph's :class:`GarbageCollector` keeps CPython's generation thresholds, so memory
-    behaves as before; only the thread that collects changes. Idempotent; undo with
-    :func:`restore_automatic_gc`."""
-    global _gui_gc
-    if _gui_gc is None:
-        _gui_gc = GarbageCollector(interval=GC_INTERVAL)
-
-
-def restore_automatic_gc() -> None:
-    """Stop the GUI-thread collector and give collection back to CPython (tests, shutdown)."""
-    global _gui_gc
-    if _gui_gc is not None:
-        _gui_gc.timer.stop()
-        _gui_gc = None
-    gc.enable()
-
-
 @dataclass
 class Job:
     """One submitted job: its id, kind and callbacks (called in the GUI thread)."""
@@ -125,7 +97,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.synchronous = synchronous
         if not synchronous:
-            collect_on_gui_thread()  # before any worker thread exists
+            collect_on_gui_thread(self.is_running)  # before any worker thread exists
         self._ids = itertools.count(1)
         self._active: dict[str, Job] = {}  # kind -> running job
         self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread

@@ -186,6 +186,8 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(area, dock)
         self.docks[key] = dock
+        if hasattr(widget, "dock_visibility_changed"):  # analysis panels draw when first in front
+            dock.visibilityChanged.connect(widget.dock_visibility_changed)
         dock.dockLocationChanged.connect(self._schedule_tab_bar_cleanup)
         dock.topLevelChanged.connect(self._schedule_tab_bar_cleanup)
         return dock

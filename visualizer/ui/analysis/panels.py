@@ -49,6 +49,36 @@ class AnalysisPanel(QWidget):
         layout.addLayout(self.toolbar)
         layout.addWidget(view, 1)
         self._tail_added = False
+        self._pending: dict[str, Callable[[], None]] = {}
+
+    def when_visible(self, key: str, draw: Callable[[], None]) -> None:
+        """Draw now if the panel is on screen, else when it is first shown (the latest ``draw``
+        per ``key`` wins). Building a DenseNet graph's items takes 50-75 ms of GUI thread; a tab
+        behind the heatmap should not spend that while the user waits for the model."""
+        if self.on_screen():
+            self._pending.pop(key, None)
+            draw()
+        else:
+            self._pending[key] = draw
+
+    def on_screen(self) -> bool:
+        # a dock behind another tab stays isVisible() in Qt 6; its visible region is empty
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
+    def dock_visibility_changed(self, visible: bool) -> None:
+        """Connected by the window to the dock's visibilityChanged (a tab brought to front)."""
+        if visible:
+            self._flush()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if self.on_screen():
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for draw in pending.values():
+            draw()
 
     def add_button(self, text: str, slot: Callable[[], None], tip: str = "") -> QPushButton:
         button = QPushButton(text)
@@ -104,18 +134,25 @@ class GraphPanel(AnalysisPanel):
 
     def show_result(self, result: jobs.GraphResult) -> None:
         self.result = result
-        self.view.set_graph(result.graph, result.layout)
-        self.view.set_groups(result.groups)
-        self.update_densities()
         self.status.setText("; ".join(result.notices))
+
+        def draw() -> None:
+            self.view.set_graph(result.graph, result.layout)
+            self.view.set_groups(result.groups)
+            self._draw_densities()
+
+        self.when_visible("graph", draw)
         for listener in self.listeners:
             listener(result)
 
     def update_densities(self) -> None:
+        if self.result is not None:
+            self.when_visible("densities", self._draw_densities)
+
+    def _draw_densities(self) -> None:
         masks = getattr(self.window.state, "masks", None)
-        if masks is None or self.result is None:
-            return
-        self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
+        if masks is not None and self.result is not None:
+            self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
 
     def _clicked(self, layer: str) -> None:
         name = param_for_layer(self.window.state, layer)
@@ -273,11 +310,11 @@ class StructurePanel(AnalysisPanel):
             if conn is None or not conn.sources or not conn.readers:
                 self.status.setText("no concatenation connections in this model")
                 return
-            self.view.set_connectivity(conn)
+            self.when_visible("structure", lambda: self.view.set_connectivity(conn))
         else:
             modules = adapters.branch_modules(r.branches)
             self.status.setText("" if modules else "no Inception modules in this model")
-            self.view.set_modules(modules)
+            self.when_visible("structure", lambda: self.view.set_modules(modules))
 
 
 def densenet_panel(window) -> StructurePanel:
