@@ -477,3 +477,20 @@ def test_torchvision_googlenet_branch_removal_and_densenet_connection_cut():
     plan = PrunePlan(cut=[(gid, "features.denseblock1.denselayer3.conv1"), (gid, "features.transition1.conv")])
     small = shrink(m, groups, plan).model
     assert max_output_diff(masked_copy(m, plan_masks(m, groups, plan)), small, x) <= 1e-5
+
+
+def test_graph_shapes_without_symbolic_shape_machinery():
+    """ShapeRecorder gives the edges their shapes without importing sympy (fx's ShapeProp pulls in
+    ~530 modules on first use, which froze the window when the graph job ran in a worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from visualizer.core.models import load_model; "
+            "from visualizer.core.structure import build_graph; "
+            "g = build_graph(load_model('densenet-mini').model).graph; "
+            "shapes = [d.get('shape') for _, _, d in g.edges(data=True)]; "
+            "assert sum(s is not None for s in shapes) >= len(shapes) // 2, shapes; "
+            "print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -3,7 +3,7 @@
 Two views of one model:
 
 * :func:`build_graph` — a ``networkx.DiGraph`` of layers and operations, traced with
-  ``torch.fx`` (``torch.export`` where fx fails), tensor shapes on the edges (fx ``ShapeProp`` on an
+  ``torch.fx`` (``torch.export`` where fx fails), tensor shapes on the edges (:class:`ShapeRecorder` on an
   example input) and parameter counts on the nodes. A model that cannot be traced (TorchScript,
   data-dependent Python control flow, ...) falls back to forward hooks on its leaf modules (edges
   follow execution order, not data flow) or, for TorchScript, to the module hierarchy; the
@@ -144,6 +144,34 @@ def _shape_of(meta) -> list[int] | None:
         return None
 
 
+@dataclass(frozen=True)
+class TensorShape:
+    """What the graph keeps of a node's output: its shape and dtype (fx's ``tensor_meta`` key)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+class ShapeRecorder(torch.fx.Interpreter):
+    """Runs a traced module once and stores each tensor output's shape in ``node.meta
+    ["tensor_meta"]``, like ``torch.fx.passes.shape_prop.ShapeProp`` for concrete inputs.
+
+    Not ShapeProp itself: its ``run_node`` imports ``torch.fx.experimental.symbolic_shapes`` and
+    with it sympy (about 530 modules) on first use; done by the graph job in a worker thread that
+    import held the GIL long enough to freeze the window for over 100 ms. Shapes of concrete
+    tensors need none of it."""
+
+    def run_node(self, n: torch.fx.Node):
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta["tensor_meta"] = TensorShape(tuple(result.shape), result.dtype)
+        return result
+
+    def propagate(self, *args):
+        with torch.no_grad():
+            return self.run(*args)
+
+
 def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelGraph:
     """Trace ``model`` into a :class:`ModelGraph` (the convenience form of :func:`build_graph_job`)."""
     return run(build_graph_job(model, example))
@@ -214,11 +242,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _fx_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
     from torch.fx import symbolic_trace
-    from torch.fx.passes.shape_prop import ShapeProp
 
     gm = symbolic_trace(model)
-    with torch.no_grad():
-        ShapeProp(gm).propagate(example)
+    ShapeRecorder(gm).propagate(example)
     modules = dict(gm.named_modules())
     g = nx.DiGraph()
     ids: dict = {}  # layers are named by module path (what the GUI links to), ops by fx name
@@ -857,11 +883,9 @@ def branches(
     """Every ``torch.cat`` along channels in the fx graph with its branches: the layers between the
     point where the inputs fork and the concatenation, each branch's weight norm, and the groups
     that belong only to that branch (pruning all of them removes the branch's width)."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
     try:
         gm = fx_trace(model)
-        ShapeProp(gm).propagate((example if example is not None else example_input(model)).to(_device_of(model)))
+        ShapeRecorder(gm).propagate((example if example is not None else example_input(model)).to(_device_of(model)))
     except Exception:  # untraceable: no branch summary (the graph view says why)
         return []
     groups = list(groups or [])
