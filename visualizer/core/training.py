@@ -302,7 +302,14 @@ def _one_step(
     step: int,
 ) -> float:
     """One projected gradient step; returns the batch loss. Grad mode is set here, per call,
-    never held across a yield (grad mode is per thread)."""
+    never held across a yield (grad mode is per thread).
+
+    Only the gradient is projected per step. The weights and the optimiser state are projected
+    once when training starts (and by whoever changes the mask, as dynamic sparse training
+    does); after that SGD (momentum, dampening, Nesterov, weight decay) and Adam (L2 weight
+    decay) compute an update of exactly 0 at every coordinate whose gradient, state and weight
+    are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (it was
+    27 us of a 930 us mlp step; tested after every step in tests/core/test_training.py)."""
     optimizer.zero_grad(set_to_none=True)
     logits = work(xb)
     teacher_logits = None
@@ -316,8 +323,6 @@ def _one_step(
     if projector is not None:
         projector.project_grads()
     optimizer.step()
-    if projector is not None:
-        projector.project_weights()
     if hooks.after_step is not None:
         hooks.after_step(step, work, optimizer)
     return float(loss.detach())
