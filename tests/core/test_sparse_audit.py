@@ -55,8 +55,10 @@ def test_block_soft_threshold_satisfies_the_group_prox_optimality_conditions(v, 
     v64 = torch.tensor(v, dtype=torch.float64)
     w = block_soft_threshold(v64, lam)
     norm_v = float(v64.norm())
-    if norm_v <= lam:
+    if norm_v < lam * (1 - 1e-12):
         assert torch.equal(w, torch.zeros_like(v64))
+    elif norm_v <= lam:  # on the boundary two norm routines may differ in the last bit (found: 2e-16)
+        assert float(w.abs().max()) <= 1e-12 * max(1.0, norm_v)
     else:
         residual = w - v64 + lam * w / w.norm()
         assert float(residual.abs().max()) <= 1e-9 * max(1.0, norm_v)
