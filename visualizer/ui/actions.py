@@ -73,8 +73,11 @@ def rank_job(
     """Scores of ``criterion`` on a copy of the model, then the ranking for (scope, structure)."""
     from visualizer.core import criteria, ranking
 
-    work = copy.deepcopy(model)  # criteria may write .grad: never touch the shown model
     info = criteria.CRITERIA[criterion]
+    # The data criteria run backward passes (they write .grad): they get a copy, never the shown
+    # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
+    # GUI thread on every load (it was there in a 130 ms event-loop gap).
+    work = copy.deepcopy(model) if info.needs_data else model
     batches = score_batches(dataset) if info.needs_data else None
     if info.needs_data and batches is None:
         raise ValueError(f"{info.title} needs data: choose a dataset first")
