@@ -83,6 +83,18 @@ def test_hessian_lenet_masked_and_dense_only(capsys, masks):
     assert SPECTRUM_KEYS <= set(out["dense"])
 
 
+def test_hessian_at_rewind_points(capsys, masks):
+    """--rewinds: the masked spectrum at theta_tau = m * w_tau of a run from the shipped init;
+    tau = 0 is the initialisation itself, and each tau's masked lambda_max is reported."""
+    out = run_json(capsys, "hessian", "lenet", "--mask", str(masks["lenet"]), "--top-k", "1",
+                   "--bottom-k", "1", "--rewinds", "20,0", "--threads", "1")
+    assert [r["tau"] for r in out["rewinds"]] == [0, 20]
+    for r in out["rewinds"]:
+        assert SPECTRUM_KEYS <= set(r) and np.isfinite(r["top_eigenvalues"][0]) and r["hvps"] > 0
+    # the shipped initialisation is far flatter than the trained weights
+    assert out["rewinds"][0]["top_eigenvalues"][0] < out["masked"]["top_eigenvalues"][0]
+
+
 def test_hessian_rnn_has_second_derivatives(capsys):
     """The LSTM's fused kernel lacks double backward; the operator switches to kernels with one."""
     out = run_json(capsys, "hessian", "rnn", "--top-k", "1", "--batch-size", "8", "--max-steps", "3")
@@ -130,6 +142,8 @@ def test_landscape_rnn_falls_back_to_a_loop(capsys, tmp_path):
         (["landscape", "mlp", "--dims", "1", "--steps", "1"], "at least 2"),
         (["hessian", "mlp", "--top-k", "-1"], ">= 0"),
         (["hessian", "mlp", "--threads", "-1"], "--threads must be >= 0"),
+        (["hessian", "mlp", "--rewinds", "0,10"], "--rewinds needs --mask"),
+        (["hessian", "mlp", "--rewinds", "a,b"], "--rewinds takes steps"),
     ],
 )
 def test_bad_arguments_one_line(capsys, tmp_path, argv, message):

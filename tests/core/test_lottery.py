@@ -147,3 +147,21 @@ def test_oneshot_finetune(mlp, digits):
     assert masks.kept() == int(0.1 * masks.total())
     work = prepare_copy(mlp, FAST)
     assert res.test.accuracy > 0.5 and work is not mlp
+
+
+def test_rewind_points_keep_w_tau_from_the_shipped_init():
+    """rewind_points trains a copy from w_0 and keeps w_tau: tau = 0 is the shipped init exactly,
+    later points differ from it, and the caller's model is untouched."""
+    from visualizer.core.data import load_dataset
+    from visualizer.core.lottery import initial_state, rewind_points
+    from visualizer.core.models import load_model
+    from visualizer.core.tasks import run
+
+    model = load_model("mlp").model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = run(rewind_points(model, "mlp", load_dataset("digits"), [5, 0]))
+    assert sorted(out.snapshots) == [0, 5]
+    init, _ = initial_state("mlp", model)
+    assert all(torch.equal(out.snapshots[0][k], init[k]) for k in init)
+    assert any(not torch.equal(out.snapshots[5][k], init[k]) for k in init)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--hvp", default="auto", choices=["auto", "double-backward", "forward-over-reverse"])
     h.add_argument("--float64", action="store_true", help="compute in double precision")
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--rewinds", metavar="TAUS",
+                   help="with --mask: also the masked spectrum at rewind points theta_tau = m * w_tau of a "
+                        "training run from the model's initialisation, e.g. 0,50,100,200 (optimiser steps)")
     h.add_argument("--out", help="write the JSON result here too")
     add_json_arg(h)
     h.set_defaults(func=cmd_hessian)
@@ -108,7 +111,7 @@ def _setup(args: argparse.Namespace):
         mask = MaskSet.load(args.mask)
         mask.check(model)
     ev = eval_batches(data, args.batches, args.batch_size)
-    return loaded, model, mask, ev
+    return loaded, model, mask, ev, data
 
 
 def _check_positive(**values: int) -> None:
@@ -126,7 +129,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         raise UserError("--top-k must be at least 1")
     if args.max_steps < 1 or args.density_steps < 1:
         raise UserError("--max-steps and --density-steps must be at least 1")
-    loaded, model, mask, ev = _setup(args)
+    taus = _parse_taus(args.rewinds) if args.rewinds else None
+    if taus is not None and not args.mask:
+        raise UserError("--rewinds needs --mask (the mask m of theta_tau = m * w_tau)")
+    loaded, model, mask, ev, data = _setup(args)
     opts = C.SpectrumOptions(
         top_k=args.top_k, bottom_k=args.bottom_k, max_steps=args.max_steps, tol=args.tol,
         density_probes=args.density_probes, density_steps=args.density_steps, sigma=args.sigma,
@@ -143,6 +149,14 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         else:
             both = run(C.dense_vs_masked(model, ev, mask, opts, **kw), progress)
             dense, masked = both.dense, both.masked
+        rewinds = None
+        if taus is not None:
+            from visualizer.core.lottery import rewind_points
+
+            points = run(rewind_points(model, loaded.ref, data, taus, seed=args.seed), progress)
+            snaps = [(f"tau={t}", points.snapshots[t]) for t in taus]
+            rewinds = [(t, r.spectrum) for t, r in
+                       zip(taus, run(C.spectrum_over_rewinds(model, snaps, mask, ev, opts, **kw), progress))]
     finally:
         progress.close()
     result = {
@@ -156,6 +170,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     }
     if masked is not None:
         result["masked"] = masked.to_json()
+    if rewinds is not None:
+        result["rewinds"] = [{"tau": t, **s.to_json()} for t, s in rewinds]
     if args.out:
         from visualizer.core.masks import atomic_write
 
@@ -176,7 +192,21 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             if s is not None:
                 print(f"{label} top: " + ", ".join(f"{v:.4g}" for v in s.top_eigenvalues))
                 print(f"{label} bottom: " + ", ".join(f"{v:.4g}" for v in s.bottom_eigenvalues))
+        if rewinds is not None:
+            print(table([[t, s.lambda_max, "-" if s.condition_number is None else s.condition_number,
+                          s.negative_count, s.hvps] for t, s in rewinds],
+                        ["rewind tau", "lambda_max", "kappa", "negatives", "HVPs"]))
     return 0
+
+
+def _parse_taus(text: str) -> list[int]:
+    try:
+        taus = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise UserError(f"--rewinds takes steps like 0,50,100, got {text!r}") from None
+    if not taus or taus[0] < 0:
+        raise UserError(f"--rewinds takes steps >= 0, got {text!r}")
+    return taus
 
 
 # --- landscape -------------------------------------------------------------------------------------
@@ -232,7 +262,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         raise UserError("give both --from and --to (or neither)")
     if args.from_ is not None and args.dims != 1:
         raise UserError("--from/--to define a 1D interpolation: use --dims 1")
-    loaded, model, mask, ev = _setup(args)
+    loaded, model, mask, ev, _data = _setup(args)
     chunk = args.chunk or None  # None: core picks it from the batch size (landscape.auto_chunk)
     progress = TerminalProgress()
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ caller's model and masks untouched.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -303,3 +303,32 @@ def initial_state(model_ref: str, model: nn.Module, seed: int = 0) -> tuple[dict
             return state, path.name
     return reinitialize(model, seed), f"fresh initialisation (seed {seed})"
 
+
+
+@dataclass
+class RewindRun:
+    """A training run from w_0 with the weights kept at the rewind points."""
+
+    snapshots: dict[int, dict[str, torch.Tensor]]  # tau -> w_tau (tau = optimiser steps)
+    model: nn.Module  # the weights after max(taus) steps
+    source: str  # where w_0 came from
+
+
+def rewind_points(
+    model: nn.Module, model_ref: str, data: Dataset, taus: list[int] | tuple[int, ...],
+    config: TrainConfig | None = None, seed: int = 0,
+) -> Generator[Step, None, RewindRun]:
+    """Train a copy from the model's initialisation w_0 (:func:`initial_state`) for max(taus)
+    steps and keep w_tau at every tau: the points late rewinding returns to (seed 002). The
+    caller's model is unchanged."""
+    taus = sorted({int(t) for t in taus})
+    if not taus or taus[0] < 0:
+        raise ValueError(f"rewind points must be steps >= 0, got {list(taus)}")
+    init, source = initial_state(model_ref, model, seed)
+    base = config or TrainConfig()
+    # enough epochs that max_steps, not the epoch count, ends the run
+    config = replace(base, epochs=max(base.epochs, 1000), max_steps=max(taus), evaluate_each_epoch=False, seed=seed)
+    if max(taus) == 0:
+        return RewindRun({0: init}, model, source)
+    res = yield from train(model, data, None, config, start_state=init, capture_steps=taus)
+    return RewindRun({t: res.snapshots[t] for t in taus}, res.model, source)

@@ -230,8 +230,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
         "curvature", "dense_vs_masked", "spectrum_over_rewinds", "eval_batches", "SpectrumOptions")
     score, = _core("criteria", "score")
     mask_from_scores, = _core("ranking", "mask_from_scores")
-    train, TrainConfig = _core("training", "train", "TrainConfig")
-    initial_state, = _core("lottery", "initial_state")
+    rewind_points, = _core("lottery", "rewind_points")
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
@@ -240,11 +239,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     evalset = eval_batches(data, n_batches=1, batch_size=128)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
-    init, _ = initial_state(model, net)
-    steps = max(taus)
-    run_ = yield from sub(
-        train(net, data, None, TrainConfig(epochs=100, max_steps=steps, evaluate_each_epoch=False),
-              start_state=init, capture_steps=list(taus)), 0.5, 0.6, "training: ")
+    run_ = yield from sub(rewind_points(net, model, data, taus), 0.5, 0.6, "training: ")
     final = yield from sub(score("magnitude", run_.model), 0.6, 0.61)
     rewind_mask = mask_from_scores(final, density, criterion="magnitude")
     snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
