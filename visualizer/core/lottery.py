@@ -304,7 +304,6 @@ def initial_state(model_ref: str, model: nn.Module, seed: int = 0) -> tuple[dict
     return reinitialize(model, seed), f"fresh initialisation (seed {seed})"
 
 
-
 @dataclass
 class RewindRun:
     """A training run from w_0 with the weights kept at the rewind points."""
@@ -325,10 +324,10 @@ def rewind_points(
     if not taus or taus[0] < 0:
         raise ValueError(f"rewind points must be steps >= 0, got {list(taus)}")
     init, source = initial_state(model_ref, model, seed)
+    if max(taus) == 0:
+        return RewindRun({0: init}, model, source)
     base = config or TrainConfig()
     # enough epochs that max_steps, not the epoch count, ends the run
     config = replace(base, epochs=max(base.epochs, 1000), max_steps=max(taus), evaluate_each_epoch=False, seed=seed)
-    if max(taus) == 0:
-        return RewindRun({0: init}, model, source)
     res = yield from train(model, data, None, config, start_state=init, capture_steps=taus)
     return RewindRun({t: res.snapshots[t] for t in taus}, res.model, source)

@@ -42,6 +42,7 @@ from visualizer.core.training import (
     fit,
     prepare_copy,
     total_steps,
+    train,
 )
 
 DST_METHODS = ("set", "rigl")
@@ -450,11 +451,10 @@ def prune_channels_by_norm(
     prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
     first, so the cut costs little once the penalty has done its work."""
     from visualizer.core.criteria import score
-    from visualizer.core.ranking import build_ranking
+    from visualizer.core.ranking import mask_from_scores
 
     scores = yield from score("l2-norm", model)
-    ranking = yield from build_ranking(scores, scope=scope, structure="channel", criterion="l2-norm")
-    masks = ranking.mask_at(density)
+    masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm")
     yield Step(f"evaluating {masks.density():.1%} of the weights", 0.9)
     return ChannelCut(masks, evaluate(model, data, masks=masks))
 
@@ -510,7 +510,7 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
             if not m.buffer and m.param.rpartition(".")[0] != g.root
             for a, b in _ranges(m.indices)
         )
-        if any(m in g.consumers() for m in g.members if not m.buffer):
+        if any(not m.buffer for m in g.consumers()):
             groups.append(Group(f"{g.root} -> consumers", slices))
     return groups
 
@@ -579,8 +579,6 @@ def group_lasso_then_finetune(
     epochs: 2 of 8 branches zero, accuracy 0.267 right after the lasso, 0.994 after 3 epochs of
     fine-tuning; densenet-mini, lambda 0.3, 20 epochs: 1 of 8 connection groups zero, 0.797 ->
     0.992 (dense 0.992); lambda 0.4 zeroes 3 but ends at 0.847."""
-    from visualizer.core.training import train
-
     dense = evaluate(model, data)
     lasso = yield from sub(group_lasso_train(model, data, lam=lam, epochs=epochs, groups=groups, seed=seed),
                             0.0, 0.8 if finetune_epochs else 1.0)

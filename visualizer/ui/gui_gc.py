@@ -14,7 +14,7 @@ every few seconds. This collector instead
 - collects generations 0 and 1 on CPython's thresholds, checked every ``INTERVAL_MS`` so that each
   young collection stays small (a worker allocates ~1e5 objects a second while training);
 - freezes the start-up heap (``gc.freeze``: modules, classes, Qt wrappers; they live as long as the
-  process) once, so later full collections only scan what was made after it;
+  process) once, unscanned, so later full collections only scan what was made after it;
 - freezes, unscanned, a burst of allocations too large for one tick (imports, model builds);
 - defers full collections until the app is quiet (no job for ``QUIET_S``, no mouse button held),
   and freezes their survivors, so each full pass scans only what is new since the last one;
@@ -53,8 +53,10 @@ class GuiCollector(QObject):
         self.full_seconds: list[float] = []  # duration of each full pass (bench_ui prints them)
         self._last_busy = time.monotonic()
         gc.disable()
-        gc.collect()
-        gc.freeze()  # the start-up heap: out of every later full collection's way
+        # The start-up heap, frozen unscanned: out of every later full collection's way. Not
+        # collected first: that pass cost 180 ms of start-up; what garbage it holds is freed by
+        # the first complete pass.
+        gc.freeze()
         self.baseline = gc.get_freeze_count()
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
@@ -87,12 +89,13 @@ class GuiCollector(QObject):
         long-lived). When the frozen generation has grown by ``REBASE`` since the last complete
         pass, unfreeze and scan everything once, so cyclic garbage parked there is freed too."""
         start = time.perf_counter()
-        if gc.get_freeze_count() > REBASE * self.baseline:
+        complete = gc.get_freeze_count() > REBASE * self.baseline
+        if complete:
             gc.unfreeze()
         gc.collect()
         gc.freeze()
         self.full_seconds.append(time.perf_counter() - start)
-        if gc.get_freeze_count() < self.baseline or not self.baseline:
+        if complete:  # the next complete pass waits until the frozen heap doubles again
             self.baseline = gc.get_freeze_count()
         self.full_pending = False
         self.full_collections += 1

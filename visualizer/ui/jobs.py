@@ -52,6 +52,8 @@ DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never s
 JobFactory = Callable[[], Generator[Step, None, Any]]
 GIL_SWITCH_S = 0.001
 STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
+
+
 @dataclass
 class Job:
     """One submitted job: its id, kind and callbacks (called in the GUI thread)."""
