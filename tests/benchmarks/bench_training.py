@@ -6,10 +6,10 @@
    torch.nn.utils.prune's hook-based masking (weight = weight_orig * mask recomputed in a forward
    pre-hook), on the same batches, interleaved in rounds so load changes hit all three alike.
    Target: masked within 1.05x of dense, and faster than torch prune. Times are CPU time of
-   this process (a loaded shared machine makes wall time mostly waiting). Note for Adam: torch's
-   CPU sqrt is several times slower on exact zeros than on positive numbers, and a masked
-   network's exp_avg_sq is exactly 0 on every pruned coordinate, so Adam's own step gets slower
-   on any masked network (torch prune's too); the projection itself is printed separately.
+   this process (a loaded shared machine makes wall time mostly waiting). All modes use the
+   app's optimiser (core.training.make_optimizer: torch's fused SGD/Adam, whose cost does not
+   depend on how many state entries are exactly 0; foreach Adam's vectorised sqrt is ~6x slower
+   on exact zeros). The projection itself is printed separately.
 2. A 20-density x 4-criterion sweep without retraining on the bundled CNN (lenet).
    Target: under 10 s on the 2-core machine.
 

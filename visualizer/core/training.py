@@ -256,11 +256,35 @@ class MaskProjector:
         return MaskSet({n: m.detach().bool().cpu() for n, m in zip(self.names, self.masks)}, dict(metadata or {}))
 
 
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _fused_ok(params: list[torch.Tensor]) -> bool:
+    """torch's fused SGD/Adam kernels take floating-point parameters on one CPU or CUDA device."""
+    return (
+        bool(params)
+        and all(p.is_floating_point() for p in params)
+        and len({p.device for p in params}) == 1
+        and params[0].device.type in FUSED_DEVICES
+    )
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum) or Adam, on torch's fused kernels where they exist.
+
+    Fused, not foreach: one pass per parameter instead of one per arithmetic op, 1.3x (SGD) and
+    2.5x (Adam) faster on this CPU, and it does not go through the vectorised sqrt that is ~6x
+    slower on exact zeros (967 vs 147 us per 266k elements, measured) — which a masked network's
+    exp_avg_sq is on every pruned coordinate, so foreach Adam ran 1.8 ms on a 90%-zero state
+    against 0.57 ms on a dense one, and fused Adam 0.23 ms on both. Updates of zero coordinates
+    (zero gradient, state and weight) stay exactly 0 either way."""
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if _fused_ok(params) else {}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **fused
+        )
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
 
 
 # --- the loop ------------------------------------------------------------------------------------
