@@ -23,6 +23,43 @@ def test_hover_describes_index_weight_score_kept(qtbot, window):
     assert view.describe(-1, 0) == "" and view.describe(0, 10_000) == ""
 
 
+def test_a_new_layer_is_drawn_one_pass_later_and_signals_meanwhile_wait_for_it(qtbot, window):
+    """Selecting a layer draws it on the next event-loop pass (so a model change's work and this
+    view's repaint are two short stalls, not one long one); masks or scores arriving in between
+    are drawn with the new layer's layout, never the old one's."""
+    view = window.views["heatmap"]
+    s = window.state
+    view.set_mode("scores")
+    assert s.selected == "conv1.weight"  # 6 x 1 x 3 x 3: the image is 6 x 9
+    s.select("fc2.weight")  # 84 x 120
+    s.scores_changed.emit()  # before the pass: must not encode with the old layout
+    s.masks_changed.emit()
+    qtbot.waitUntil(lambda: view.title.text().startswith("<b>fc2.weight</b>"), timeout=2000)
+    assert view.image_array().shape == (84, 120)
+    assert (view.image_array() >= render.LO).all()
+
+
+def test_scores_arriving_with_the_first_model_before_its_layer_is_drawn(qtbot):
+    """The first model's scores may arrive before the heatmap has any layout (synchronous jobs
+    in `pruneviz screenshot` did): they wait for the layer instead of failing."""
+    from visualizer.core.tasks import run
+    from visualizer.ui import actions
+    from visualizer.ui.window import MainWindow
+
+    w = MainWindow(restore_layout=False)
+    qtbot.addWidget(w)
+    loaded, data, info = run(actions.load_job("lenet", None, False, None))
+    w.state.set_model(loaded, data, info)
+    w.state.scores = {n: np.abs(np.asarray(p)) for n, p in info["params"].items()}
+    w.state.scores_changed.emit()  # the layer is still waiting for its pass
+    view = w.views["heatmap"]
+    view.set_mode("scores")
+    assert view.image_array().shape == (6, 9)
+    assert (view.image_array() >= render.LO).all()
+    w.state.set_dirty(False)
+    w.jobs.shutdown(1.0)
+
+
 def test_conv_layouts_flat_and_kernel_grid(qtbot, window):
     view = window.views["heatmap"]
     s = window.state

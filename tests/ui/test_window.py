@@ -48,7 +48,8 @@ def test_layer_tree_click_selects_and_shows_density(qtbot, window):
     rect = panel.tree.visualItemRect(item)
     qtbot.mouseClick(panel.tree.viewport(), _Qt.MouseButton.LeftButton, pos=rect.center())
     assert window.state.selected == "fc2.weight"
-    assert window.views["heatmap"].title.text().startswith("<b>fc2.weight</b>")
+    # the heatmap draws the new layer on the next event-loop pass
+    qtbot.waitUntil(lambda: window.views["heatmap"].title.text().startswith("<b>fc2.weight</b>"), timeout=2000)
     kept, total = window.state.layer_kept["fc2.weight"], window.state.layer_total["fc2.weight"]
     assert kept == int(window.state.masks["fc2.weight"].sum())
     assert panel.layer_density_text("fc2.weight") == f"{kept / total:.3f}"
@@ -86,3 +87,44 @@ def test_hidden_graph_tab_draws_when_first_shown(qtbot, window):
     window.docks["graph"].raise_()
     qtbot.waitUntil(lambda: panel.view.graph is not None, timeout=3000)
     assert panel.view.graph.number_of_nodes() == panel.result.graph.number_of_nodes()
+
+
+def test_window_module_leaves_slow_optional_imports_to_the_jobs():
+    """Start-up imports only what the first window needs: networkx (~200 ms here) and scipy come
+    in with the first graph layout or spectrum, in a worker."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; import visualizer.ui.window; "
+            "print(sorted(m for m in ('networkx', 'scipy', 'sympy') if m in sys.modules))")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_analysis_views_are_built_when_their_tab_comes_to_the_front(qtbot, window):
+    """Tabs nobody opened cost neither start-up nor a graph trace per load; bringing one to the
+    front (a click on its tab) builds it, themed, and it computes for the loaded model."""
+    from visualizer.ui.analysis.panels import GraphPanel
+    from visualizer.ui.teaching import theme_manager
+
+    assert {"graph", "spectrum", "landscape"} <= window.views.pending
+    assert not window.findChildren(GraphPanel)
+    assert not window.jobs.is_running("analysis-graph")
+    window.docks["graph"].raise_()  # what clicking the tab does
+    qtbot.waitUntil(lambda: "graph" not in window.views.pending, timeout=3000)
+    panel = window.docks["graph"].widget()
+    assert isinstance(panel, GraphPanel) and window.views["graph"] is panel
+    assert panel.view.theme == theme_manager().theme()
+    wait_idle(qtbot, window)
+    assert panel.result is not None and panel.result.graph.number_of_nodes() > 0
+    assert "spectrum" in window.views.pending  # still behind its tab
+
+
+def test_asking_for_a_deferred_view_builds_it(qtbot, window):
+    panel = window.views.get("densenet")  # builds it, and the graph panel it listens to
+    assert panel is window.docks["densenet"].widget()
+    assert "densenet" not in window.views.pending and "graph" not in window.views.pending
+    assert "missing" not in window.views and window.views.get("missing") is None

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Generator, Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from visualizer.core.tasks import Step, run
+
+if TYPE_CHECKING:  # networkx costs ~200 ms to import: the window starts without it
+    import networkx as nx
 
 
 @dataclass
@@ -58,6 +61,8 @@ def acyclic_edges(graph: nx.DiGraph) -> list[tuple[Hashable, Hashable]]:
 
     Every cycle has at least one edge going backwards in any linear order, so the result is a DAG.
     """
+    import networkx as nx
+
     if nx.is_directed_acyclic_graph(graph):
         return list(graph.edges())
     order = {n: i for i, n in enumerate(nx.dfs_preorder_nodes(graph))}
@@ -66,6 +71,8 @@ def acyclic_edges(graph: nx.DiGraph) -> list[tuple[Hashable, Hashable]]:
 
 def layer_assignment(graph: nx.DiGraph) -> list[list[Hashable]]:
     """Topological generations of the graph (after breaking cycles), each in insertion order."""
+    import networkx as nx
+
     dag = nx.DiGraph()
     dag.add_nodes_from(graph.nodes())
     dag.add_edges_from(acyclic_edges(graph))

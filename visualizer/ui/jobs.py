@@ -21,6 +21,11 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
   parameters. A forward pass in another thread during such a call was traced into the wrong graph
   or failed (reproduced: ranking beside a graph trace). Steps are short (a batch), so concurrent
   jobs still interleave and the GUI thread, which never takes the lock, stays responsive;
+- the GUI thread can hold every job at its next step for a few tens of milliseconds
+  (:meth:`JobRunner.hold`): a model change rebuilds and repaints most of the window (30-45 ms of
+  GUI-thread Python and Qt calls, pyqtgraph's axes included), and the jobs it starts (ranking,
+  graph tracing: pure Python) would otherwise share the GIL with that repaint and stretch it
+  past 50 ms;
 - the GIL switch interval is 1 ms while jobs exist (:data:`GIL_SWITCH_S`), so the GUI thread
   gets the interpreter back quickly after each Qt call;
 - Python's cyclic garbage collector runs on the GUI thread only, in small steps
@@ -51,6 +56,9 @@ DRAIN_BUDGET = 0.02  # seconds of result handling per drain, so the loop never s
 
 JobFactory = Callable[[], Generator[Step, None, Any]]
 GIL_SWITCH_S = 0.001
+HOLD_MAX_MS = 300  # the longest JobRunner.hold keeps jobs waiting
+HOLD_POLL_MS = 2  # the hold's idle test: a pass of the event loop this quick means no repaint left
+HOLD_IDLE_PASSES = 3
 STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
 
 
@@ -117,6 +125,39 @@ class JobRunner(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.drain)
+        self._gate = threading.Event()  # set: jobs may step; cleared by hold()
+        self._gate.set()
+        self._release = QTimer(self)
+        self._release.setInterval(HOLD_POLL_MS)
+        self._release.timeout.connect(self._release_when_idle)
+        self._hold_until = 0.0
+        self._idle_passes = 0
+        self._last_pass = 0.0
+
+    def hold(self) -> None:
+        """Keep every job (running or submitted meanwhile) at its next step until the GUI thread
+        has finished the burst of work it is about to start (a model change rebuilds and repaints
+        the window) — until the event loop turns over freely again (three passes of its
+        ``HOLD_POLL_MS`` timer each within a few ms), at most ``HOLD_MAX_MS``. Pure-Python jobs
+        would otherwise share the GIL with that repaint and stretch it past 50 ms. Cancel and
+        shutdown still work: a held job checks for them when released."""
+        if self.synchronous:
+            return
+        self._gate.clear()
+        now = time.monotonic()
+        self._hold_until = now + HOLD_MAX_MS / 1000
+        self._idle_passes = 0
+        self._last_pass = now
+        self._release.start()
+
+    def _release_when_idle(self) -> None:
+        now = time.monotonic()
+        quick = now - self._last_pass < 4 * HOLD_POLL_MS / 1000
+        self._idle_passes = self._idle_passes + 1 if quick else 0
+        self._last_pass = now
+        if self._idle_passes >= HOLD_IDLE_PASSES or now >= self._hold_until:
+            self._release.stop()
+            self._gate.set()
 
     # --- public API -----------------------------------------------------------------------
     def submit(
@@ -172,6 +213,7 @@ class JobRunner(QObject):
     def shutdown(self, wait: float = 1.5) -> bool:
         """Cancel everything and wait up to ``wait`` s in total; True when all threads ended."""
         self.cancel()
+        self._gate.set()
         deadline = time.monotonic() + wait
         for t in self.threads():
             t.join(max(0.0, deadline - time.monotonic()))
@@ -182,9 +224,14 @@ class JobRunner(QObject):
         last = 0.0
         gen = None
         try:
+            self._wait_gate(synchronous)
+            if job.cancelled:
+                self._emit_done(job, "cancelled", None, synchronous)
+                return
             with STEP_LOCK:
                 gen = factory()
             while True:
+                self._wait_gate(synchronous)
                 if job.cancelled:
                     with STEP_LOCK:
                         gen.close()  # GeneratorExit at the paused yield: finally blocks run here
@@ -209,6 +256,11 @@ class JobRunner(QObject):
                     gen.close()
             detail = traceback.format_exc(limit=-3)
             self._emit_done(job, "error", (user_message(exc), detail), synchronous)
+
+    def _wait_gate(self, synchronous: bool) -> None:
+        # bounded: a GUI thread that stopped running its timers must not park jobs for ever
+        if not synchronous:
+            self._gate.wait(timeout=2 * HOLD_MAX_MS / 1000)
 
     def _emit_step(self, job: Job, step: Step, synchronous: bool) -> None:
         if synchronous:

@@ -93,6 +93,45 @@ class MessageBanner(QWidget):
         return self.label.text() if self.isVisible() else ""
 
 
+class ViewRegistry(dict):
+    """View id -> widget. Views registered with :meth:`defer` are built when first needed: when
+    their dock comes to the front, or when code asks for them (``views[id]``, ``views.get``,
+    ``values()``/``items()``). Iterating or ``in`` tests see every id without building.
+
+    Six analysis panels behind tabs cost ~0.35 s of start-up (thirteen pyqtgraph plots with their
+    axes and menus) and their jobs (the graph trace on every load) for views nobody looked at."""
+
+    def __init__(self, build) -> None:
+        super().__init__()
+        self._build = build  # (view id) -> widget, installs it in its dock
+        self.pending: set[str] = set()
+
+    def defer(self, vid: str, placeholder: QWidget) -> None:
+        super().__setitem__(vid, placeholder)
+        self.pending.add(vid)
+
+    def materialize(self, vid: str) -> QWidget:
+        if vid in self.pending:
+            self.pending.discard(vid)
+            super().__setitem__(vid, self._build(vid))
+        return super().__getitem__(vid)
+
+    def __getitem__(self, vid: str) -> QWidget:
+        return self.materialize(vid)
+
+    def get(self, vid: str, default=None):
+        return self.materialize(vid) if vid in self else default
+
+    def values(self):
+        return [self.materialize(v) for v in list(self)]
+
+    def items(self):
+        return [(v, self.materialize(v)) for v in list(self)]
+
+
+LAZY_VIEWS = ("graph", "spectrum", "landscape", "speed", "densenet", "inception")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, synchronous: bool = False, restore_layout: bool = True) -> None:
         super().__init__()
@@ -140,13 +179,20 @@ class MainWindow(QMainWindow):
         self.docks["pruning"].raise_()
 
         # views
-        self.views: dict[str, QWidget] = {}
+        self.views = ViewRegistry(self._build_view)
         self.view_specs = available_views()
         first = None
         for vid, spec in self.view_specs.items():
-            widget = spec.factory(self)
-            self.views[vid] = widget
+            if vid in LAZY_VIEWS:
+                widget = QWidget()
+                self.views.defer(vid, widget)
+            else:
+                widget = spec.factory(self)
+                self.views[vid] = widget
             dock = self._add_dock(vid, spec.title, widget, Qt.DockWidgetArea.RightDockWidgetArea)
+            if vid in LAZY_VIEWS:
+                dock.visibilityChanged.connect(
+                    lambda visible, v=vid: visible and QTimer.singleShot(0, lambda: self._build_if_shown(v)))
             if first is None:
                 first = dock
             else:
@@ -191,6 +237,30 @@ class MainWindow(QMainWindow):
         dock.dockLocationChanged.connect(self._schedule_tab_bar_cleanup)
         dock.topLevelChanged.connect(self._schedule_tab_bar_cleanup)
         return dock
+
+    def _build_if_shown(self, vid: str) -> None:
+        # visibilityChanged(True) also reaches docks behind a tab; their region is empty
+        placeholder = self.docks[vid].widget()
+        if vid in self.views.pending and placeholder.isVisible() and not placeholder.visibleRegion().isEmpty():
+            self.views.materialize(vid)
+
+    def _build_view(self, vid: str) -> QWidget:
+        """Build a deferred view (ViewRegistry) and put it in its dock, themed like the rest."""
+        widget = self.view_specs[vid].factory(self)
+        dock = self.docks[vid]
+        old = dock.widget()
+        dock.setWidget(widget)
+        if old is not None:
+            old.deleteLater()
+        if hasattr(widget, "dock_visibility_changed"):
+            dock.visibilityChanged.connect(widget.dock_visibility_changed)
+        if getattr(self, "teaching", None) is not None:
+            from visualizer.ui.analysis.base import AnalysisView
+
+            views = widget.findChildren(AnalysisView) + ([widget] if isinstance(widget, AnalysisView) else [])
+            for view in views:
+                self.teaching.manager.register(view)
+        return widget
 
     def _schedule_tab_bar_cleanup(self, *_args) -> None:
         QTimer.singleShot(0, self.hide_stale_tab_bars)
@@ -367,6 +437,8 @@ class MainWindow(QMainWindow):
 
         def done(result) -> None:
             loaded, data, info = result
+            # the jobs the new model starts (ranking, graph tracing) wait for the repaint
+            self.jobs.hold()
             self.state.set_model(loaded, data, info)
             self.session_path = None
             self._update_title()

@@ -12,8 +12,8 @@ pass the result to :meth:`GraphView.set_graph`); the view computes nothing but p
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
@@ -21,6 +21,9 @@ from PySide6.QtWidgets import QLabel, QWidget
 
 from visualizer.core.graph_layout import GraphLayout, edge_segments
 from visualizer.ui.analysis.base import AnalysisView, density_colormap
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PICK_RADIUS_PX = 10.0
 LABEL_LIMIT = 80  # above this many nodes, names are shown on hover only

@@ -151,6 +151,15 @@ class HeatmapView(QWidget):
         self._compare_timer.setInterval(80)
         self._compare_timer.timeout.connect(self._update_compare_table)
 
+        # A new layer (a model change, a click in the tree) is drawn one event-loop pass later:
+        # the model change itself rebuilds the layer tree and the panels (~10 ms) and this
+        # view's repaint regenerates three axes (~20 ms); back to back they were one 30-50 ms
+        # stall, in two passes neither reaches 25 ms. Coalesces model_changed + selection_changed.
+        self._layer_timer = QTimer(self)
+        self._layer_timer.setSingleShot(True)
+        self._layer_timer.setInterval(0)
+        self._layer_timer.timeout.connect(self._apply_layer)
+
         s = self.state
         s.model_changed.connect(self._layer_changed)
         s.selection_changed.connect(lambda _n: self._layer_changed())
@@ -158,10 +167,19 @@ class HeatmapView(QWidget):
         s.scores_changed.connect(self._scores_changed)
         s.snapshot_changed.connect(self._snapshot_changed)
         self._snapshot_changed()
-        self._layer_changed()
+        self._apply_layer()
 
     # --- state -> view ---------------------------------------------------------------------
     def _layer_changed(self) -> None:
+        self._layer_timer.start()
+
+    def flush(self) -> None:
+        """Apply a layer change still waiting for its event-loop pass (readers of the image)."""
+        if self._layer_timer.isActive():
+            self._apply_layer()
+
+    def _apply_layer(self) -> None:
+        self._layer_timer.stop()
         name = self.state.selected
         if name is None or name not in self.state.params:
             self._layout = None
@@ -172,7 +190,8 @@ class HeatmapView(QWidget):
             return
         w = self.state.params[name]
         key = (id(w), name, self.layout_kind)
-        if key == self._drawn_key:  # model_changed and selection_changed both arrive on a load
+        if key == self._drawn_key:  # same layer: masks or scores may have changed meanwhile
+            self.redraw()
             return
         self._drawn_key = key
         self.layout_box.setEnabled(w.ndim == 4)
@@ -232,6 +251,8 @@ class HeatmapView(QWidget):
         return r0 - r0 % stride, r1, c0 - c0 % stride, c1, stride
 
     def _scores_changed(self, redraw: bool = True) -> None:
+        if self._layer_timer.isActive() or self._layout is None:
+            return  # a pending layer change encodes the scores with its own layout
         name = self.state.selected
         sc = None if self.state.scores is None else self.state.scores.get(name)
         self._scores = None if sc is None else render.encode_scores(sc)
@@ -313,6 +334,8 @@ class HeatmapView(QWidget):
         return codes, "weights", ""
 
     def redraw(self) -> None:
+        if self._layer_timer.isActive():
+            return  # the pending layer change redraws (its shape may differ from the drawn one)
         if self._layout is None or self._weights is None:
             return
         region = self._visible_region()
@@ -368,11 +391,12 @@ class HeatmapView(QWidget):
 
     def image_array(self) -> np.ndarray | None:
         """The uint8 image currently drawn (tests and benchmarks read it)."""
+        self.flush()
         return self._image
 
     # --- hover -----------------------------------------------------------------------------
     def _mouse_moved(self, pos) -> None:
-        if self._layout is None or not self.plot.sceneBoundingRect().contains(pos):
+        if self._layout is None or self._layer_timer.isActive() or not self.plot.sceneBoundingRect().contains(pos):
             return
         p = self.plot.getViewBox().mapSceneToView(pos)
         text = self.describe(int(np.floor(p.y())), int(np.floor(p.x())))
@@ -382,6 +406,7 @@ class HeatmapView(QWidget):
 
     def describe(self, row: int, col: int) -> str:
         """Text for the image pixel (row, col): index, weight, score and kept."""
+        self.flush()
         if self._layout is None:
             return ""
         idx = self._layout.index_at(row, col)
