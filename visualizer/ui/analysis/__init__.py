@@ -219,6 +219,8 @@ def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, in
     view.show()
     for _ in range(3):
         app.processEvents()
+    while getattr(view, "labels_pending", lambda: False)():  # the graph adds its labels in batches
+        app.processEvents()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not view.grab().save(str(out)):
