@@ -5,6 +5,10 @@
 2. Lanczos (stopping on the Ritz residual) vs power iteration with PyHessian's stopping rule
    (relative change < 1e-3): HVPs to λ_max and the accuracy of each against a 300-step Lanczos
    reference. Target: Lanczos within 1e-3 using at most 1/3 of power iteration's HVPs.
+   Also the "Krylov floor": the fewest HVPs after which the best Rayleigh quotient over the
+   Krylov space K_m(H, v0) is within 1e-3 of the reference, an oracle stop that no method built
+   on the same HVPs from the same start vector (power iteration included) can beat; where the
+   floor is above a third of power iteration's count, the 1/3 target cannot be met by anyone.
 3. Memory of the SLQ Lanczos basis at 10% density: active-coordinate flat vectors vs full-size
    vectors over every prunable coordinate.
 
