@@ -129,9 +129,6 @@ class ViewRegistry(dict):
         return [(v, self.materialize(v)) for v in list(self)]
 
 
-LAZY_VIEWS = ("graph", "spectrum", "landscape", "speed", "densenet", "inception")
-
-
 class MainWindow(QMainWindow):
     def __init__(self, synchronous: bool = False, restore_layout: bool = True) -> None:
         super().__init__()
@@ -183,16 +180,15 @@ class MainWindow(QMainWindow):
         self.view_specs = available_views()
         first = None
         for vid, spec in self.view_specs.items():
-            if vid in LAZY_VIEWS:
-                widget = QWidget()
+            if spec.lazy:
+                widget = QWidget()  # placeholder until the dock first comes to the front
                 self.views.defer(vid, widget)
             else:
                 widget = spec.factory(self)
                 self.views[vid] = widget
             dock = self._add_dock(vid, spec.title, widget, Qt.DockWidgetArea.RightDockWidgetArea)
-            if vid in LAZY_VIEWS:
-                dock.visibilityChanged.connect(
-                    lambda visible, v=vid: visible and QTimer.singleShot(0, lambda: self._build_if_shown(v)))
+            if spec.lazy:
+                dock.visibilityChanged.connect(lambda visible, v=vid: self._lazy_dock_visible(v, visible))
             if first is None:
                 first = dock
             else:
@@ -232,11 +228,19 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(area, dock)
         self.docks[key] = dock
-        if hasattr(widget, "dock_visibility_changed"):  # analysis panels draw when first in front
-            dock.visibilityChanged.connect(widget.dock_visibility_changed)
+        self._connect_view(dock, widget)
         dock.dockLocationChanged.connect(self._schedule_tab_bar_cleanup)
         dock.topLevelChanged.connect(self._schedule_tab_bar_cleanup)
         return dock
+
+    @staticmethod
+    def _connect_view(dock: QDockWidget, widget: QWidget) -> None:
+        if hasattr(widget, "dock_visibility_changed"):  # analysis panels draw when first in front
+            dock.visibilityChanged.connect(widget.dock_visibility_changed)
+
+    def _lazy_dock_visible(self, vid: str, visible: bool) -> None:
+        if visible and vid in self.views.pending:
+            QTimer.singleShot(0, lambda: self._build_if_shown(vid))  # after the tab switch's layout
 
     def _build_if_shown(self, vid: str) -> None:
         # visibilityChanged(True) also reaches docks behind a tab; their region is empty
@@ -252,14 +256,11 @@ class MainWindow(QMainWindow):
         dock.setWidget(widget)
         if old is not None:
             old.deleteLater()
-        if hasattr(widget, "dock_visibility_changed"):
-            dock.visibilityChanged.connect(widget.dock_visibility_changed)
+        self._connect_view(dock, widget)
         if getattr(self, "teaching", None) is not None:
-            from visualizer.ui.analysis.base import AnalysisView
+            from visualizer.ui.analysis import register_themes
 
-            views = widget.findChildren(AnalysisView) + ([widget] if isinstance(widget, AnalysisView) else [])
-            for view in views:
-                self.teaching.manager.register(view)
+            register_themes(widget, self.teaching.manager)
         return widget
 
     def _schedule_tab_bar_cleanup(self, *_args) -> None:

@@ -59,7 +59,17 @@ def view_spec(view_id: str):
 
     title, description = _TITLES[view_id]
     return ViewSpec(view_id, title, _factory(view_id), prepare=_prepare(view_id),
-                    description=description)
+                    description=description, lazy=True)
+
+
+def register_themes(root, manager) -> None:
+    """Theme every analysis view in ``root`` (``root`` included) now and on every theme change;
+    the window calls it again for a view it builds later."""
+    from visualizer.ui.analysis.base import AnalysisView
+
+    views = root.findChildren(AnalysisView) + ([root] if isinstance(root, AnalysisView) else [])
+    for view in views:
+        manager.register(view)
 
 
 def install_analysis(window) -> Any:
@@ -71,12 +81,10 @@ def install_analysis(window) -> Any:
     """
     from PySide6.QtWidgets import QAbstractSlider
 
-    from visualizer.ui.analysis.base import AnalysisView
     from visualizer.ui.teaching import TeachingMode, theme_manager
 
     manager = theme_manager()
-    for view in window.findChildren(AnalysisView):
-        manager.register(view)
+    register_themes(window, manager)
     slider = getattr(getattr(window, "pruning_panel", None), "slider", None)
     step_density = None
     if slider is not None:

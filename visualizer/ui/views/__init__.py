@@ -29,6 +29,7 @@ class ViewSpec:
     factory: Callable[[Any], Any]  # (window) -> QWidget
     prepare: Callable[[Any, Any], None] | None = None  # (window, options) -> None
     description: str = ""
+    lazy: bool = False  # built when its dock first comes to the front (or is asked for)
 
 
 def available_views() -> dict[str, ViewSpec]:
