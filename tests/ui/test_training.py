@@ -104,6 +104,24 @@ def test_cancel_training_changes_nothing(qtbot, window):
     assert not panel.cancel_button.isEnabled()
 
 
+def test_cancel_after_rows_streamed_takes_them_back(qtbot, window):
+    """IMP streams each round's rows into the curves; cancelling after some arrived leaves the
+    results (and the unsaved-changes flag) as they were before the run."""
+    panel = window.training_panel
+    window.pruning_panel.set_density(0.3)
+    state = window.state
+    before, dirty = list(state.results), state.dirty
+    _choose(panel.mode_box, "imp")
+    panel.epochs.setValue(2)
+    panel.rounds.setValue(4)
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(state.results) > len(before), timeout=60000)
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("pruneviz-job")],
+                    timeout=5000)
+    assert state.results == before and state.dirty == dirty
+
+
 @pytest.mark.parametrize("mode", ["imp", "set", "rigl", "group-lasso"])
 def test_each_retrain_mode_runs_from_the_panel(qtbot, window, mode):
     """Every mode of the Retrain box trains a copy in the background and adds its rows to the

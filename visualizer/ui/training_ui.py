@@ -155,13 +155,25 @@ def run_training(window, settings: dict) -> None:
     elif mode == "imp":
         settings = {**settings, "scope": s.scope}
 
+        added: list[dict] = []  # the rows this run streamed, as stored in state.results
+        was_dirty = s.dirty
+
         def add_rows(rows) -> None:
             for r in rows if isinstance(rows, list) else []:
                 s.add_result(r)
+                added.append(s.results[-1])
+
+        def roll_back(*_args) -> None:
+            """A cancelled or failed run leaves the curves as they were before it."""
+            if added:
+                mine = {id(r) for r in added}
+                s.set_results([r for r in s.results if id(r) not in mine])
+                s.set_dirty(was_dirty)
 
         window.jobs.submit("train", f"IMP ({settings.get('rounds', 3)} rounds, rewind {settings.get('rewind', 0)})",
                            lambda: imp_job(model, ref, data, settings, config),
-                           on_partial=add_rows, on_result=lambda _rows: None)
+                           on_partial=add_rows, on_result=lambda _rows: None,
+                           on_cancel=roll_back, on_error=roll_back)
     elif mode in ("set", "rigl"):
         window.jobs.submit("train", f"{mode.upper()} at {density:.2%}",
                            lambda: dst_job(model, ref, data, density, settings, config, row), on_result=s.add_result)
