@@ -68,6 +68,10 @@ def test_dst_json(capsys):
                    "--update-every", "5", "--seed", "2")
     assert out["achieved_density"] == pytest.approx(0.2, abs=1e-3)
     assert out["updates"] and all(u["density"] == out["achieved_density"] for u in out["updates"])
+    assert out["distribution"] == "erk" and out["layer_density"]["fc3.weight"] > out["layer_density"]["fc1.weight"]
+    out = run_json(capsys, "dst", "mlp", "--method", "rigl", "--density", "0.2", "--epochs", "1",
+                   "--distribution", "uniform")
+    assert all(d == pytest.approx(0.2, abs=1e-3) for d in out["layer_density"].values())
 
 
 def test_prox_json(capsys, tmp_path):

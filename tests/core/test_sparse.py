@@ -20,9 +20,11 @@ from visualizer.core.sparse import (
     block_soft_threshold,
     drop_and_grow,
     dynamic_sparse_training,
+    erk_densities,
     group_norm,
     hard_threshold,
     hard_threshold_masks,
+    kept_counts,
     output_channel_groups,
     proximal_training,
     random_masks,
@@ -49,6 +51,11 @@ def digits():
 @pytest.fixture(scope="module")
 def mlp():
     return load_model("mlp").model
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return load_model("lenet").model
 
 
 # --- proximal operators, hand-worked ------------------------------------------------------------
@@ -140,8 +147,8 @@ def test_dst_keeps_target_density_after_every_update(mlp, digits, method):
     init = reinitialize(mlp, 0)
     config = DSTConfig(method, density=0.1, zeta=0.5, update_every=5, train=TrainConfig(epochs=2, lr=3e-3))
     res = run(dynamic_sparse_training(mlp, digits, config, start_state=init))
-    start = random_masks({n: m for n, m in res.masks.masks.items()}, 0.1, torch.Generator())
-    target = {n: int(m.sum()) for n, m in start.masks.items()}
+    target = kept_counts({n: m for n, m in res.masks.masks.items()}, 0.1, config.distribution)
+    assert config.distribution == "erk" and res.masks.metadata["distribution"] == "erk"
     assert len(res.updates) >= 3
     for u in res.updates:
         assert u["kept"] == target  # exactly the same count in every layer after every update
@@ -153,11 +160,56 @@ def test_dst_keeps_target_density_after_every_update(mlp, digits, method):
     assert res.test.accuracy > 0.2  # learns (chance is 0.1) in 2 epochs from scratch at 10%
 
 
+def test_erk_densities_hand_worked():
+    # A 10x10: r = 20/100 = 0.2; B 100x10: r = 110/1000 = 0.11. D = 0.2 keeps 220 of 1100:
+    # eps (0.2*100 + 0.11*1000) = 130 eps = 220, eps = 22/13, d_A = 4.4/13, d_B = 2.42/13
+    d = erk_densities({"A": (10, 10), "B": (100, 10)}, 0.2)
+    assert d["A"] == pytest.approx(4.4 / 13) and d["B"] == pytest.approx(2.42 / 13)
+    # a 2x2 layer has r = 1: at D = 0.5 (52 of 104) eps would be 52/24 > 1, so it is made dense
+    # (4 kept) and the other 48 go to the 10x10 layer: 20 eps = 48, d = 0.48
+    d = erk_densities({"small": (2, 2), "big": (10, 10)}, 0.5)
+    assert d == pytest.approx({"small": 1.0, "big": 0.48})
+    # conv kernels count their spatial dims: (6, 1, 3, 3) has r = 13/54
+    d = erk_densities({"conv": (6, 1, 3, 3), "fc": (10, 100)}, 0.1)
+    n_kept = d["conv"] * 54 + d["fc"] * 1000
+    assert n_kept == pytest.approx(0.1 * 1054) and d["conv"] / d["fc"] == pytest.approx((13 / 54) / (110 / 1000))
+    assert erk_densities({"A": (10, 10), "B": (3, 4)}, 1.0) == pytest.approx({"A": 1.0, "B": 1.0})
+    assert erk_densities({"A": (10, 10), "B": (3, 4)}, 0.0) == {"A": 0.0, "B": 0.0}
+
+
+def test_kept_counts_erk_total_is_exact_and_uniform_floors_per_layer():
+    params = {"A": torch.zeros(10, 10), "B": torch.zeros(100, 10)}
+    counts = kept_counts(params, 0.2, "erk")  # exact 33.85 and 186.15 -> 34 + 186
+    assert counts == {"A": 34, "B": 186} and sum(counts.values()) == 220
+    assert kept_counts(params, 0.25, "uniform") == {"A": 25, "B": 250}
+    assert kept_counts({"s": torch.zeros(2, 2), "b": torch.zeros(10, 10)}, 0.5, "erk") == {"s": 4, "b": 48}
+    masks = random_masks(params, 0.2, torch.Generator().manual_seed(0), "erk")
+    assert {n: int(m.sum()) for n, m in masks.masks.items()} == counts
+    with pytest.raises(ValueError, match="distribution"):
+        kept_counts(params, 0.2, "normal")
+
+
+def test_erk_start_lets_lenet_learn_where_uniform_stays_at_chance(lenet, digits):
+    """At 20% a uniform mask leaves LeNet's first conv ~2 of 9 weights per filter; from the
+    initialisation the network stays at chance, ERK keeps that layer dense and it learns."""
+    init = reinitialize(lenet, 0)
+    acc = {}
+    for dist in ("uniform", "erk"):
+        tc = TrainConfig(epochs=3, lr=3e-3, device="cpu", evaluate_each_epoch=False)
+        res = run(dynamic_sparse_training(lenet, digits, DSTConfig("set", density=0.2, train=tc, distribution=dist),
+                                          start_state=init))
+        assert res.masks.density() == pytest.approx(0.2, abs=1e-3)
+        acc[dist] = res.test.accuracy
+    assert acc["erk"] > acc["uniform"] + 0.15, acc
+
+
 def test_dst_rejects_bad_settings(mlp, digits):
     with pytest.raises(ValueError, match="method"):
         run(dynamic_sparse_training(mlp, digits, DSTConfig("magic")))
     with pytest.raises(ValueError, match="density"):
         run(dynamic_sparse_training(mlp, digits, DSTConfig("set", density=1.5)))
+    with pytest.raises(ValueError, match="distribution"):
+        run(dynamic_sparse_training(mlp, digits, DSTConfig("set", distribution="normal")))
     masks = random_masks({"w": torch.zeros(10, 10)}, 0.0, torch.Generator())
     assert masks.kept() == 0 and isinstance(masks, MaskSet)
 
@@ -218,8 +270,8 @@ def test_group_lasso_then_finetune_keeps_zero_groups_zero():
     groups = connection_groups(model)
     out = run(group_lasso_then_finetune(model, data, lam=0.3, epochs=20, groups=groups))
     assert out.lasso.zero_groups >= 1
-    params = dict(out.model.named_parameters())
-    lasso_params = dict(out.lasso.model.named_parameters())
+    params = {n: p.detach() for n, p in out.model.named_parameters()}
+    lasso_params = {n: p.detach() for n, p in out.lasso.model.named_parameters()}
     for g in groups:
         if all(float(lasso_params[s.param].narrow(s.dim, s.start, s.stop - s.start).abs().sum()) == 0 for s in g.slices):
             convs = [s for s in g.slices if s.param.endswith("conv.weight") or s.param == "fc.weight"]

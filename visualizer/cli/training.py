@@ -91,6 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--density", type=float, required=True)
     p.add_argument("--zeta", type=float, default=0.3, help="initial update fraction (cosine decayed)")
     p.add_argument("--update-every", type=int, default=20, help="steps between mask updates")
+    p.add_argument("--distribution", choices=["erk", "uniform"], default="erk",
+                   help="per-layer densities of the random starting mask: erk (Erdos-Renyi-Kernel, "
+                        "small layers denser; RigL's default) or uniform (default: erk)")
     p.add_argument("--out", help="write the final mask here (.safetensors)")
     _add_train_args(p, epochs=10, lr=3e-3)
     add_json_arg(p)
@@ -226,14 +229,16 @@ def cmd_dst(args: argparse.Namespace) -> int:
 
     loaded, data = load_model_and_data(args)
     init, source = initial_state(args.model, loaded.model, args.seed)
-    config = DSTConfig(args.method, args.density, args.zeta, args.update_every, train=_train_config(args))
+    config = DSTConfig(args.method, args.density, args.zeta, args.update_every, train=_train_config(args),
+                       distribution=args.distribution)
     config.validate()
     res = _run(dynamic_sparse_training(loaded.model, data, config, start_state=init))
     if args.out:
         res.masks.save(args.out)
     out = {
         "model": args.model, "method": args.method, "density": args.density,
-        "achieved_density": res.masks.density(), "epochs": args.epochs, "lr": args.lr,
+        "distribution": args.distribution, "achieved_density": res.masks.density(),
+        "layer_density": {n: float(m.float().mean()) if m.numel() else 0.0 for n, m in res.masks.masks.items()}, "epochs": args.epochs, "lr": args.lr,
         "seed": args.seed, "init": source, "accuracy": res.test.accuracy, "loss": res.test.loss,
         "updates": [{k: u[k] for k in ("step", "zeta", "density")} | {"moved": sum(u["moved"].values())} for u in res.updates],
         "history": res.history, "out": args.out,
