@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -51,6 +52,9 @@ from visualizer.core.training import (
     total_steps,
     train,
 )
+
+if TYPE_CHECKING:
+    from visualizer.core.structure import ConcatModule
 
 DST_METHODS = ("set", "rigl")
 DISTRIBUTIONS = ("erk", "uniform")
@@ -528,15 +532,18 @@ def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def branch_groups(model: nn.Module, example: torch.Tensor | None = None) -> list[Group]:
+def branch_groups(
+    model: nn.Module, example: torch.Tensor | None = None, cats: Sequence[ConcatModule] | None = None
+) -> list[Group]:
     """One group per pathway of every Inception-style concatenation (seed 004, "Pruning for
     Efficiency: The Case of Inception"): all weights, biases and norm scales of the branch's
-    layers, so block soft thresholding keeps or removes the whole branch."""
+    layers, so block soft thresholding keeps or removes the whole branch. ``cats``: the model's
+    concatenations if the caller has traced them already (:func:`core.structure.branches`)."""
     from visualizer.core.structure import branches
 
     modules = dict(model.named_modules())
     groups = []
-    for cat in branches(model, None, example):
+    for cat in cats if cats is not None else branches(model, None, example):
         if cat.kind != "inception":
             continue
         for b in cat.branches:
@@ -580,7 +587,7 @@ def default_groups(model: nn.Module) -> tuple[str, list[Group]]:
 
     cats = branches(model)
     if any(c.kind == "inception" for c in cats):
-        return "branches", branch_groups(model)
+        return "branches", branch_groups(model, cats=cats)
     if any(c.kind == "dense" for c in cats):
         return "connections", connection_groups(model)
     return "channels", output_channel_groups(model)
