@@ -128,3 +128,22 @@ def test_asking_for_a_deferred_view_builds_it(qtbot, window):
     assert panel is window.docks["densenet"].widget()
     assert "densenet" not in window.views.pending and "graph" not in window.views.pending
     assert "missing" not in window.views and window.views.get("missing") is None
+
+
+def test_graph_shows_the_selection_on_the_new_models_graph(qtbot, window, monkeypatch):
+    """After a model change the selection is marked on the new model's graph once it arrives,
+    never on a node of the old graph still on screen while the trace runs."""
+    window.docks["graph"].raise_()
+    panel = window.views["graph"]
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.graph is not None and panel.view.selected is not None, timeout=5000)
+    assert panel.view.layers[panel.view.selected] == window.state.selected.rsplit(".", 1)[0]
+    old_graph = panel.view.graph
+    marked = []
+    monkeypatch.setattr(panel.view, "select_layer", lambda layer: marked.append((panel.view.graph, layer)))
+    window.request_load("mlp")
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.graph is not old_graph, timeout=5000)
+    assert window.state.loaded.ref == "mlp" and marked
+    assert all(graph is not old_graph for graph, _ in marked)  # never on lenet's graph
+    assert marked[-1][1] == window.state.selected.rsplit(".", 1)[0]

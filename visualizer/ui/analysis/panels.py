@@ -115,6 +115,9 @@ class GraphPanel(AnalysisPanel):
     def __init__(self, window) -> None:
         super().__init__(window, GraphView())
         self.result: jobs.GraphResult | None = None
+        # the graph on screen is another model's while a new model's trace runs: selections
+        # then wait for the new graph instead of highlighting a node of the old one
+        self._traced_model = None
         self.add_button("Re-layout", self.refresh, "trace the model and lay its graph out again")
         self.finish_toolbar()
         state = window.state
@@ -140,6 +143,9 @@ class GraphPanel(AnalysisPanel):
             self.view.set_graph(result.graph, result.layout)
             self.view.set_groups(result.groups)
             self._draw_densities()
+            self._traced_model = self.model()
+            if self.window.state.selected:
+                self._selected_elsewhere(self.window.state.selected)
 
         self.when_visible("graph", draw)
         for listener in self.listeners:
@@ -160,6 +166,8 @@ class GraphPanel(AnalysisPanel):
             self.window.state.select(name)
 
     def _selected_elsewhere(self, name: str) -> None:
+        if self._traced_model is not self.model():
+            return  # drawn with the new graph (show_result)
         self.view.select_layer(name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name)
 
 
