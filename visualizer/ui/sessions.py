@@ -143,8 +143,7 @@ def apply_session(window, session: Session, loaded, data, info) -> None:
     s = window.state
     if session.masks is not None:
         info = dict(info, masks=session.masks)
-    window.jobs.hold()  # the jobs the new model starts wait for the repaint (JobRunner.hold)
-    s.set_model(loaded, data, info)
+    window.install_model(loaded, data, info)
     s.weights_modified = session.model_state is not None
     panel = window.pruning_panel
     panel._updating = True

@@ -437,10 +437,7 @@ class MainWindow(QMainWindow):
             self.jobs.cancel(kind)
 
         def done(result) -> None:
-            loaded, data, info = result
-            # the jobs the new model starts (ranking, graph tracing) wait for the repaint
-            self.jobs.hold()
-            self.state.set_model(loaded, data, info)
+            self.install_model(*result)
             self.session_path = None
             self._update_title()
             if self.loaded_at is None:
@@ -456,6 +453,12 @@ class MainWindow(QMainWindow):
         self.jobs.submit("load", f"loading {shown}",
                          lambda: actions.load_job(ref, weights or None, trust, dataset or None),
                          on_result=done)
+
+    def install_model(self, loaded, data, info: dict) -> None:
+        """Make a loaded model (from a file or a session) the current one. The jobs it starts
+        (ranking, graph tracing) wait until the window has repainted (JobRunner.hold)."""
+        self.jobs.hold()
+        self.state.set_model(loaded, data, info)
 
     def request_dataset(self, name: str) -> None:
         def done(data) -> None:
