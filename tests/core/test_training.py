@@ -224,3 +224,21 @@ def test_reinitialize_is_seeded_and_fresh(mlp):
     assert torch.equal(a["fc1.weight"], b["fc1.weight"])
     assert not torch.equal(a["fc1.weight"], c["fc1.weight"])
     assert not torch.equal(a["fc1.weight"], mlp.state_dict()["fc1.weight"])
+
+
+def test_projection_masks_every_gradient_and_skips_layers_without_one():
+    """g <- m ⊙ g on each layer with a gradient; a layer the loss does not reach (grad None)
+    is left alone instead of failing the step."""
+    model = nn.Sequential(nn.Linear(3, 2, bias=False), nn.Linear(2, 2, bias=False))
+    m0 = torch.tensor([[True, False, True], [False, True, False]])
+    m1 = torch.tensor([[True, True], [False, True]])
+    projector = MaskProjector(model, MaskSet({"0.weight": m0, "1.weight": m1}))
+    model[0].weight.grad = torch.arange(1.0, 7.0).reshape(2, 3)
+    model[1].weight.grad = torch.full((2, 2), 5.0)
+    projector.project_grads()
+    assert model[0].weight.grad.tolist() == [[1.0, 0.0, 3.0], [0.0, 5.0, 0.0]]
+    assert model[1].weight.grad.tolist() == [[5.0, 5.0], [0.0, 5.0]]
+    model[0].weight.grad = None
+    model[1].weight.grad = torch.full((2, 2), 7.0)
+    projector.project_grads()
+    assert model[0].weight.grad is None and model[1].weight.grad.tolist() == [[7.0, 7.0], [0.0, 7.0]]
