@@ -17,3 +17,17 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def torchvision_or_skip(module: str = "models"):
+    """``torchvision.<module>``, or skip: not installed, or installed but built for another torch
+    (that raises RuntimeError inside torchvision's import, which pytest.importorskip lets through)."""
+    from visualizer.core.optional import import_torchvision
+
+    class _Missing(Exception):
+        pass
+
+    try:
+        return import_torchvision(module, "this test", _Missing)
+    except _Missing as exc:
+        pytest.skip(str(exc))

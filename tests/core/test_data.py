@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import torchvision_or_skip
 from visualizer.core import data as data_mod
 from visualizer.core.data import (
     DataError,
@@ -88,6 +89,6 @@ def test_torchvision_datasets_without_torchvision_say_how_to_get_it(monkeypatch,
 
 @pytest.mark.torchvision
 def test_torchvision_dataset_missing_locally_is_a_data_error(tmp_path):
-    pytest.importorskip("torchvision")
+    torchvision_or_skip("")
     with pytest.raises(DataError, match="not found under"):
         load_dataset("mnist", root=tmp_path, download=False)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import torchvision_or_skip
 from visualizer.core.models import ModelLoadError, load_model, load_state_dict
 
 
@@ -72,6 +73,28 @@ def test_torchvision_reference_without_torchvision(monkeypatch):
     _one_line(exc)
 
 
+def test_torchvision_that_fails_to_import_is_one_line(monkeypatch):
+    """A torchvision built for another torch (the registry's CUDA wheel beside a CPU torch) fails
+    inside its own import with a RuntimeError, not an ImportError: still one readable line."""
+    import importlib
+
+    real = importlib.import_module
+
+    def broken(name, package=None):
+        if name.split(".")[0] == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModelLoadError, match=r"installed but does not import with torch .*torchvision::nms") as exc:
+        load_model("torchvision:resnet18")
+    _one_line(exc)
+    from visualizer.core.data import DataError, load_dataset
+
+    with pytest.raises(DataError, match="installed but does not import"):
+        load_dataset("mnist")
+
+
 def test_torchvision_reference_dispatches_to_get_model(monkeypatch):
     """The loader asks torchvision.models.get_model(NAME, weights=None) and turns its unknown-name
     error into a ModelLoadError (a stand-in package: torchvision is optional here)."""
@@ -98,6 +121,6 @@ def test_torchvision_reference_dispatches_to_get_model(monkeypatch):
 
 @pytest.mark.torchvision
 def test_real_torchvision_model_loads():
-    pytest.importorskip("torchvision")
+    torchvision_or_skip("")
     loaded = load_model("torchvision:resnet18")
     assert sum(p.numel() for p in loaded.model.parameters()) == 11_689_512

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import torchvision_or_skip
 from visualizer.core.structure import (
     branches,
     build_graph,
@@ -367,7 +368,7 @@ TORCHVISION = {
 
 
 def _tv_model(name):
-    tvm = pytest.importorskip("torchvision.models")
+    tvm = torchvision_or_skip("models")
     if name == "vit":
         from torchvision.models.vision_transformer import VisionTransformer
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import torchvision_or_skip
 from visualizer.core.shrink import load_shrunk, save_shrunk, structured_prune
 from visualizer.core.structure import find_groups, group_scores
 
@@ -130,7 +131,7 @@ def test_mixed_group_counts_are_listed_unprunable_with_the_reason():
 
 @pytest.mark.torchvision
 def test_torchvision_resnext_grouped_convs_shrink_exactly():
-    tvm = pytest.importorskip("torchvision.models")
+    tvm = torchvision_or_skip("models")
     torch.manual_seed(0)
     m = tvm.get_model("resnext50_32x4d", weights=None).eval()
     x = torch.randn(1, 3, 64, 64)

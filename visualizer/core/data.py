@@ -145,13 +145,9 @@ _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "C
 
 def load_torchvision(name: str, root: str | Path = "~/.cache/pruneviz/data", download: bool = False) -> Dataset:
     """MNIST, FashionMNIST or CIFAR-10 from ``root`` (downloaded there if ``download``)."""
-    try:
-        import torchvision  # noqa: F401
-        from torchvision import datasets
-    except ImportError as exc:
-        raise DataError(
-            f"dataset {name!r} needs torchvision: pip install 'pruneviz[zoo]'"
-        ) from exc
+    from visualizer.core.optional import import_torchvision
+
+    datasets = import_torchvision("datasets", f"dataset {name!r}", DataError)
     cls = getattr(datasets, _TORCHVISION[name])
     root = Path(root).expanduser()
     try:

@@ -147,12 +147,9 @@ def load_zoo(name: str, pretrained: bool = True) -> LoadedModel:
 
 
 def load_torchvision(name: str) -> nn.Module:
-    try:
-        import torchvision.models as tvm
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"torchvision:{name} needs torchvision: pip install 'pruneviz[zoo]'"
-        ) from exc
+    from visualizer.core.optional import import_torchvision
+
+    tvm = import_torchvision("models", f"torchvision:{name}", ModelLoadError)
     try:
         return tvm.get_model(name, weights=None)
     except (ValueError, KeyError) as exc:
