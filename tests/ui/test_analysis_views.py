@@ -223,6 +223,24 @@ def test_densenet_and_inception_views(qtbot):
         BranchModule("x", ["a"], [1.0, 2.0])
 
 
+def test_inception_view_wraps_many_modules_into_rows(qtbot):
+    """GoogLeNet has nine Inception modules: a 3 x 3 grid of charts, each wide enough to read
+    (in one row, all but three and a half were clipped off the window)."""
+    from visualizer.ui.analysis.inception_view import grid_shape
+
+    assert [grid_shape(n) for n in (0, 1, 2, 4, 5, 9, 12)] == [(0, 0), (1, 1), (1, 2), (1, 4), (2, 3), (3, 3), (3, 4)]
+    view = BranchView()
+    qtbot.addWidget(view)
+    view.resize(1000, 800)
+    view.show()
+    view.set_modules([BranchModule(f"inc{i}", ["b1", "b2", "b3", "b4"], [1.0, 2.0, 3.0, 4.0]) for i in range(9)])
+    qtbot.waitUntil(lambda: view._plots[-1].sceneBoundingRect().width() > 0, timeout=2000)
+    right = max(p.sceneBoundingRect().right() for p in view._plots)
+    assert right <= view.canvas.width() + 1  # nothing clipped on the right
+    assert all(p.sceneBoundingRect().width() > 200 for p in view._plots)
+    assert len({round(p.sceneBoundingRect().top()) for p in view._plots}) == 3  # three rows
+
+
 def test_views_follow_dark_theme(qtbot):
     from visualizer.ui.teaching import DARK, theme_manager
 

@@ -33,6 +33,18 @@ class BranchModule:
             raise ValueError(f"{self.name}: removed flags do not match the branches")
 
 
+MAX_PER_ROW = 4  # GoogLeNet's nine modules in one row clip all but three and a half
+
+
+def grid_shape(n: int, max_per_row: int = MAX_PER_ROW) -> tuple[int, int]:
+    """(rows, columns) for ``n`` charts: as few rows as ``max_per_row`` allows, and the charts
+    spread evenly over them (9 -> 3 x 3, not 4 + 4 + 1)."""
+    if n <= 0:
+        return 0, 0
+    rows = -(-n // max_per_row)
+    return rows, -(-n // rows)
+
+
 class BranchView(AnalysisView):
     title = "Inception branches"
 
@@ -43,7 +55,7 @@ class BranchView(AnalysisView):
         self.ready()
 
     def set_modules(self, modules: Sequence[BranchModule]) -> None:
-        """One bar chart per module, left to right."""
+        """One bar chart per module, left to right, in rows of at most ``MAX_PER_ROW``."""
         self.modules = list(modules)
         self.redraw()
 
@@ -51,8 +63,10 @@ class BranchView(AnalysisView):
         theme = self.theme
         self.canvas.clear()
         self._plots = []
-        for col, module in enumerate(self.modules):
-            plot = self.add_plot(self.canvas, 0, col)
+        _rows, cols = grid_shape(len(self.modules))
+        for i_module, module in enumerate(self.modules):
+            row, col = divmod(i_module, cols)
+            plot = self.add_plot(self.canvas, row, col)
             plot.getAxis("left").enableAutoSIPrefix(False)
             if col == 0:
                 plot.setLabel("left", "branch group norm")
