@@ -223,6 +223,27 @@ def test_densenet_and_inception_views(qtbot):
         BranchModule("x", ["a"], [1.0, 2.0])
 
 
+def test_densenet_view_of_a_large_model_keeps_its_size(qtbot):
+    """torchvision's densenet121: ~120 sources and readers. The caption naming every source on
+    one line made the window 33,455 px wide; ticks are thinned, the caption names the first
+    columns and its tooltip all of them."""
+    n = 120
+    strength = np.tril(np.ones((n, n)))
+    names = [f"features.denseblock{i // 30 + 1}.denselayer{i % 30 + 1}.conv1" for i in range(n)]
+    view = ConnectivityView()
+    qtbot.addWidget(view)
+    view.resize(1000, 700)
+    view.show()
+    view.set_connectivity(Connectivity(names, names, strength))
+    assert view.minimumSizeHint().width() < 1000 and view.summary.minimumSizeHint().width() < 1000
+    assert "… 104 more" in view.summary.text() and names[-1] in view.summary.toolTip()
+    bottom = view.before_plot.getAxis("bottom")._tickLevels[0]
+    left = view.before_plot.getAxis("left")._tickLevels[0]
+    assert len(bottom) <= 20 and len(left) <= 40
+    assert view.after_plot.maximumWidth() == 0  # no empty "after" column beside the matrix
+    assert not_blank(view)
+
+
 def test_inception_view_wraps_many_modules_into_rows(qtbot):
     """GoogLeNet has nine Inception modules: a 3 x 3 grid of charts, each wide enough to read
     (in one row, all but three and a half were clipped off the window)."""

@@ -40,6 +40,18 @@ class Connectivity:
             )
 
 
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum" for widget and layout item sizes
+MAX_TICKS = 40  # reader labels on the left axis; torchvision's densenet121 has ~120 readers
+MAX_COLUMN_TICKS = 20  # column numbers on the bottom axis (three digits each, side by side)
+MAX_GRID = 60  # cell grid lines only up to this many rows/columns (denser, they blacken the image)
+MAX_LISTED = 16  # source columns named in the caption; the tooltip names them all
+
+
+def tick_step(n: int, max_ticks: int = MAX_TICKS) -> int:
+    """Label every k-th row/column so at most ``max_ticks`` labels share an axis."""
+    return max(1, -(-n // max_ticks))
+
+
 def _cmap() -> pg.ColorMap:
     return pg.colormap.get("CET-L8")
 
@@ -65,6 +77,8 @@ class ConnectivityView(AnalysisView):
             plot.setLabel("bottom", "source layer (features read)")
             plot.setLabel("left", "reading layer")
         self.summary = QLabel(self)
+        # wrapped: one line naming ~120 sources made the label (and so the window) 33,000 px wide
+        self.summary.setWordWrap(True)
         self.body.addWidget(self.summary)
         self.before: Connectivity | None = None
         self.after: Connectivity | None = None
@@ -88,8 +102,11 @@ class ConnectivityView(AnalysisView):
         for plot, conn in ((self.before_plot, self.before), (self.after_plot, self.after)):
             plot.clear()
             s = None if conn is None else np.asarray(conn.strength, dtype=float)
-            plot.setVisible(s is not None and s.size > 0)
-            if s is None or s.size == 0:
+            shown = s is not None and s.size > 0
+            plot.setVisible(shown)
+            # a hidden plot keeps its grid column unless it may shrink to nothing
+            plot.setMaximumWidth(QWIDGETSIZE_MAX if shown else 0)
+            if not shown:
                 continue
             absent = ~np.isfinite(s) | (s <= 0)
             rgba = _cmap().map(np.clip(np.nan_to_num(s) / hi, 0, 1), mode="byte")
@@ -98,15 +115,19 @@ class ConnectivityView(AnalysisView):
             # rows = readers (y), columns = sources (x)
             image = pg.ImageItem(np.ascontiguousarray(rgba), axisOrder="row-major")
             plot.addItem(image)
-            # grid lines between cells, so removed (background) cells still read as cells
-            pen = pg.mkPen(theme.muted, width=1)
-            for k in range(len(conn.sources) + 1):
-                plot.addItem(pg.PlotCurveItem([k, k], [0, len(conn.readers)], pen=pen))
-            for k in range(len(conn.readers) + 1):
-                plot.addItem(pg.PlotCurveItem([0, len(conn.sources)], [k, k], pen=pen))
+            n_rows, n_cols = len(conn.readers), len(conn.sources)
+            if max(n_rows, n_cols) <= MAX_GRID:
+                # grid lines between cells, so removed (background) cells still read as cells;
+                # one item drawing segment pairs, not one item per line
+                vertical_x = np.repeat(np.arange(n_cols + 1.0), 2)  # (k, 0)-(k, n_rows)
+                horizontal_y = np.repeat(np.arange(n_rows + 1.0), 2)  # (0, k)-(n_cols, k)
+                xs = np.concatenate([vertical_x, np.tile([0.0, n_cols], n_rows + 1)])
+                ys = np.concatenate([np.tile([0.0, n_rows], n_cols + 1), horizontal_y])
+                plot.addItem(pg.PlotCurveItem(xs, ys, connect="pairs", pen=pg.mkPen(theme.muted, width=1)))
             # Columns by number (names would overlap at any useful size); the legend below names them.
-            plot.getAxis("bottom").setTicks([[(j + 0.5, str(j)) for j in range(len(conn.sources))]])
-            left = [(i + 0.5, _short(n)) for i, n in enumerate(conn.readers)]
+            step = tick_step(n_cols, MAX_COLUMN_TICKS)
+            plot.getAxis("bottom").setTicks([[(j + 0.5, str(j)) for j in range(0, n_cols, step)]])
+            left = [(i + 0.5, _short(n)) for i, n in enumerate(conn.readers)][:: tick_step(n_rows)]
             plot.getAxis("left").setTicks([left])
             metrics = pg.QtGui.QFontMetrics(plot.getAxis("left").style["tickFont"] or self.font())
             widest = max((metrics.horizontalAdvance(t) for _, t in left), default=20)
@@ -126,8 +147,10 @@ class ConnectivityView(AnalysisView):
         text = f"connections before: {count(self.before)}"
         if self.after is not None:
             text += f"   after: {count(self.after)} ({count(self.before) - count(self.after)} removed)"
-        columns = "  ".join(f"{j} {n}" for j, n in enumerate(self.before.sources))
-        return f"{text}\nsource columns: {columns}"
+        named = [f"{j} {n}" for j, n in enumerate(self.before.sources)]
+        self.summary.setToolTip("source columns:\n" + "\n".join(named))
+        more = f"  … {len(named) - MAX_LISTED} more (hover to list all)" if len(named) > MAX_LISTED else ""
+        return f"{text}\nsource columns: {'  '.join(named[:MAX_LISTED])}{more}"
 
 
 def _short(name: str, limit: int = 14) -> str:
