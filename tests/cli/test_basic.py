@@ -121,6 +121,8 @@ def test_prune_text_output(capsys):
         (["prune", "no-such-model", "-d", "0.5"], "unknown model"),
         (["info", "missing.pt"], "not found"),
         (["prune", "mlp", "-c", "snip", "-d", "0.5", "--batches", "0"], "--batches"),
+        (["prune", "lenet", "-c", "snip", "-d", "0.5", "--data", "sequence"], "lenet cannot read sequence"),
+        (["train", "rnn", "--data", "digits-rows", "--epochs", "1"], "rnn outputs 8 classes"),
     ],
 )
 def test_errors_exit_nonzero_with_one_line(capsys, argv, needle):

@@ -15,6 +15,7 @@ from visualizer.core import data as data_mod
 from visualizer.core.data import (
     DataError,
     batches,
+    check_model_reads,
     dataset_names,
     load_dataset,
     load_digits,
@@ -78,6 +79,25 @@ def test_unknown_dataset_and_bad_split_are_clear_errors():
     with pytest.raises(ValueError, match="unknown split"):
         load_digits().split("validation")
     assert {"digits", "digits-rows", "sequence", "mnist", "fashion-mnist", "cifar10"} <= set(dataset_names())
+
+
+def test_a_model_that_cannot_read_a_dataset_is_named_in_one_line():
+    """LeNet takes 1x8x8 images: given the 16x8 token sequences it fails inside conv1; the RNN
+    reads sequences but outputs 8 classes where digits-rows has 10. A model that fits passes,
+    and the probe leaves the model's mode and BatchNorm statistics as they were."""
+    from visualizer.core.models import load_model
+
+    lenet, rnn = load_model("lenet").model, load_model("rnn").model
+    with pytest.raises(DataError, match=r"^lenet cannot read sequence \(inputs \(16, 8\), float32\): .*channels"):
+        check_model_reads(lenet, load_dataset("sequence"), "lenet")
+    with pytest.raises(DataError, match=r"^rnn outputs 8 classes but digits-rows has 10$"):
+        check_model_reads(rnn, load_dataset("digits-rows"), "rnn")
+    resnet = load_model("resnet-mini").model.train()
+    stats = {k: v.clone() for k, v in resnet.state_dict().items()}
+    check_model_reads(resnet, load_dataset("digits"))
+    assert resnet.training and all(torch.equal(stats[k], v) for k, v in resnet.state_dict().items())
+    with pytest.raises(DataError, match=r"gives \(2, 10, 1\), not \(batch, classes\) logits"):
+        check_model_reads(torch.nn.Sequential(lenet, torch.nn.Unflatten(1, (10, 1))), load_dataset("digits"))
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])

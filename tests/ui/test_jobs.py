@@ -163,3 +163,20 @@ def test_full_collections_wait_until_no_job_runs(qtbot, window, slow_ranking):
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: collector.full_collections == done + 1, timeout=int(gui_gc.QUIET_S * 1000) + 3000)
     assert not collector.full_pending
+
+
+def test_choosing_a_dataset_the_model_cannot_read_keeps_the_old_one(qtbot, window):
+    """LeNet given the token sequences: one line in the window naming both, the digits stay."""
+    box = window.model_panel.data_box
+    index = box.findData("sequence")
+    assert index >= 0
+    box.setCurrentIndex(index)
+    box.activated.emit(index)  # what choosing the entry with mouse or keyboard emits
+    wait_idle(qtbot, window)
+    assert "lenet cannot read sequence" in window.message()
+    assert window.state.dataset.name == "digits"
+    assert box.currentData() == ""  # back on "(model's own)": a later Load would not fail again
+    box.setCurrentIndex(box.findData("digits"))
+    box.activated.emit(box.currentIndex())
+    wait_idle(qtbot, window)
+    assert window.state.dataset.name == "digits"

@@ -75,14 +75,16 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
 
 def load_model_and_data(args: argparse.Namespace):
     """Load the model and its dataset from the shared options; raise UserError where unclear."""
-    from visualizer.core.data import load_dataset
+    from visualizer.core.data import check_model_reads, load_dataset
     from visualizer.core.models import load_model
 
     loaded = load_model(args.model, weights=args.weights, trust=args.trust)
     name = getattr(args, "data", None) or loaded.dataset
     if name is None:
         raise UserError(f"{args.model}: no default dataset; pass --data NAME")
-    return loaded, load_dataset(name)
+    data = load_dataset(name)
+    check_model_reads(loaded.model, data, args.model)
+    return loaded, data
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:

@@ -180,6 +180,36 @@ BUNDLED = {
 _CACHE: dict[str, Dataset] = {}
 
 
+def check_model_reads(model: torch.nn.Module, data: Dataset, model_name: str = "the model") -> None:
+    """Raise DataError, in one line, unless ``model`` maps two of ``data``'s test inputs to
+    (2, C) logits with C >= data.num_classes. Run once when a model meets a dataset, so a
+    mismatch (LeNet given token sequences, ResNet-18 given one-channel 8x8 digits) is named
+    there instead of as a shape error deep inside a criterion or a training step. The model is
+    left as it was: evaluation mode and no_grad for the probe (BatchNorm statistics untouched)."""
+    x = data.x_test[:2]
+    try:
+        device = next(iter(model.parameters())).device
+    except StopIteration:
+        device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x.to(device))
+    except Exception as exc:  # noqa: BLE001 - any failure of the forward pass is the mismatch
+        text = str(exc).strip().splitlines()
+        why = text[0][:240] if text else type(exc).__name__
+        raise DataError(f"{model_name} cannot read {data.name} (inputs {tuple(x.shape[1:])}, "
+                        f"{str(x.dtype).removeprefix('torch.')}): {why}") from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DataError(f"{model_name} on {data.name} gives {shape}, not (batch, classes) logits")
+    if out.shape[1] < data.num_classes:
+        raise DataError(f"{model_name} outputs {out.shape[1]} classes but {data.name} has {data.num_classes}")
+
+
 def dataset_names() -> list[str]:
     return list(BUNDLED) + list(_TORCHVISION)
 

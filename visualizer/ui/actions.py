@@ -22,7 +22,7 @@ def load_job(
     ref: str, weights: str | None = None, trust: bool = False, dataset: str | None = None
 ) -> Generator[Step, None, tuple[Any, Any, dict]]:
     """Load a model (and its dataset) and prepare what the panels show."""
-    from visualizer.core.data import load_dataset
+    from visualizer.core.data import check_model_reads, load_dataset
     from visualizer.core.masks import MaskSet
     from visualizer.core.models import load_model, prunable_parameters
 
@@ -31,6 +31,8 @@ def load_job(
     yield Step("loading data", 0.5)
     name = dataset or loaded.dataset
     data = load_dataset(name) if name else None
+    if data is not None:
+        check_model_reads(loaded.model, data, ref)
     yield Step("reading layers", 0.8)
     info = model_info(loaded.model)
     info["masks"] = MaskSet.dense(prunable_parameters(loaded.model))
@@ -46,11 +48,17 @@ def model_info(model) -> dict:
     return {"layers": layers, "prunable": list(prunable), "params": params}
 
 
-def dataset_job(name: str) -> Generator[Step, None, Any]:
-    from visualizer.core.data import load_dataset
+def dataset_job(name: str, model=None, model_name: str = "the model") -> Generator[Step, None, Any]:
+    """Load a dataset for the current model; a dataset the model cannot read is refused (the
+    window keeps the one it had)."""
+    from visualizer.core.data import check_model_reads, load_dataset
 
     yield Step(f"loading {name}", 0.1)
-    return load_dataset(name)
+    data = load_dataset(name)
+    if model is not None:
+        yield Step(f"checking that {model_name} reads {name}", 0.8)
+        check_model_reads(model, data, model_name)
+    return data
 
 
 def score_batches(dataset, batch_size: int = 128, limit: int = 4):

@@ -214,6 +214,13 @@ class ModelPanel(QWidget):
         if name and self.state.loaded is not None:
             self.dataset_requested.emit(name)
 
+    def show_dataset(self) -> None:
+        """Point the Data box at the dataset in use ("(model's own)" when it is the model's)."""
+        loaded, data = self.state.loaded, self.state.dataset
+        name = "" if data is None or (loaded is not None and data.name == loaded.dataset) else data.name
+        index = self.data_box.findData(name)
+        self.data_box.setCurrentIndex(max(index, 0))
+
     def set_model_text(self, ref: str) -> None:
         self.model_box.setCurrentText(ref)
 

@@ -466,7 +466,10 @@ class MainWindow(QMainWindow):
             self.model_panel._rebuild()
             self.request_ranking()
 
-        self.jobs.submit("data", f"loading {name}", lambda: actions.dataset_job(name), on_result=done)
+        loaded = self.state.loaded
+        model, ref = (loaded.model, loaded.ref) if loaded is not None else (None, "the model")
+        self.jobs.submit("data", f"loading {name}", lambda: actions.dataset_job(name, model, ref), on_result=done,
+                         on_error=lambda _message: self.model_panel.show_dataset())
 
     def open_model_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
