@@ -14,6 +14,7 @@ from visualizer.core.shrink import (
     masked_copy,
     max_output_diff,
     plan_masks,
+    save_exported,
     save_shrunk,
     save_torchscript,
     select_units,
@@ -195,6 +196,10 @@ def test_save_load_weights_only_and_torchscript(tmp_path, name):
     save_torchscript(res.shrunk.model, ts_path, x)
     ts = torch.jit.load(str(ts_path))
     assert max_output_diff(ts, res.shrunk.model, x) <= 1e-6
+    save_exported(res.shrunk.model, tmp_path / "small.pt2", x)
+    exported = torch.export.load(str(tmp_path / "small.pt2")).module()  # no .eval(): exported in eval mode
+    with torch.no_grad():
+        assert float((exported(x) - res.shrunk.model.eval()(x)).abs().max()) <= 1e-6
 
 
 def test_load_rejects_other_files(tmp_path):

@@ -23,7 +23,9 @@ def register(sub) -> None:
     add_json_arg(p)
     _add_prune_args(p)
     p.add_argument("--out", help="write the smaller model (state dict + rebuild spec, loads with weights_only)")
-    p.add_argument("--torchscript", help="also write the smaller model as TorchScript")
+    p.add_argument("--export", help="also write the smaller model as a torch.export program (.pt2)")
+    p.add_argument("--torchscript", help="also write the smaller model as TorchScript (deprecated by torch; "
+                                         "prefer --export)")
     p.add_argument("--masks", help="also write the equivalent masks of the original model (.safetensors)")
     p.set_defaults(func=cmd_shrink)
 
@@ -162,7 +164,7 @@ def cmd_graph(args) -> int:
 
 
 def cmd_shrink(args) -> int:
-    from visualizer.core.shrink import save_shrunk, save_torchscript
+    from visualizer.core.shrink import save_exported, save_shrunk, save_torchscript
     from visualizer.core.speed import count_flops
 
     loaded, x, res, r = _prune(args)
@@ -170,6 +172,8 @@ def cmd_shrink(args) -> int:
     flops_after = count_flops(r.shrunk.model, x)[0]
     if args.out:
         save_shrunk(args.out, r.shrunk, args.model, criterion=args.criterion, density=args.density)
+    if args.export:
+        save_exported(r.shrunk.model, args.export, x)
     if args.torchscript:
         save_torchscript(r.shrunk.model, args.torchscript, x)
     if args.masks:
@@ -181,7 +185,7 @@ def cmd_shrink(args) -> int:
         "max_output_diff": r.max_output_diff,
         "groups": r.groups_total, "groups_prunable": r.groups_prunable,
         "units_removed": r.plan.units_removed(), "mask_density": r.masks.density(),
-        "notices": res.notices + r.plan.notices, "out": args.out,
+        "notices": res.notices + r.plan.notices, "out": args.out, "export": args.export,
     }
     if args.json:
         print_json(out)

@@ -221,7 +221,8 @@ def atomic_write(path: str | Path, write) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the real extension last: some writers check it (torch.export.save wants ".pt2")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -565,6 +565,15 @@ def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.
     return model
 
 
+def save_exported(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
+    """``torch.export`` archive (.pt2) of ``model`` on inputs shaped like ``example``: torch's
+    successor to TorchScript (``torch.jit`` is deprecated as of torch 2.13); load it with
+    ``torch.export.load(path).module()``."""
+    model = model.eval()
+    program = torch.export.export(model, (example,))
+    atomic_write(path, lambda p: torch.export.save(program, str(p)))
+
+
 def save_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
     """TorchScript archive of ``model``: scripted when possible, else traced on ``example``."""
     model = model.eval()
@@ -660,6 +669,6 @@ def structured_prune_job(
 __all__ = [
     "Member", "PrunePlan", "select_units", "select_zero_units", "branch_plan", "plan_masks",
     "masked_copy", "shrink", "ShrunkModel", "PrunedMultiheadAttention", "save_shrunk", "load_shrunk",
-    "rebuild", "save_torchscript", "structured_prune", "structured_prune_job", "StructuredResult", "max_output_diff",
+    "rebuild", "save_exported", "save_torchscript", "structured_prune", "structured_prune_job", "StructuredResult", "max_output_diff",
     "InputSelect", "select_zero_connections", "remove_branches", "drop_branches", "zero_plan",
 ]
