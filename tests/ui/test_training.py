@@ -122,6 +122,21 @@ def test_cancel_after_rows_streamed_takes_them_back(qtbot, window):
     assert state.results == before and state.dirty == dirty
 
 
+def test_layer_distribution_box_applies_to_dynamic_sparse_training_only(qtbot, window):
+    panel = window.training_panel
+    _choose(panel.mode_box, "finetune")
+    assert not panel.distribution_box.isEnabled()
+    _choose(panel.mode_box, "rigl")
+    assert panel.distribution_box.isEnabled()
+    _choose(panel.distribution_box, "uniform")
+    window.pruning_panel.set_density(0.3)
+    panel.epochs.setValue(1)
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=120000)
+    row = window.state.results[-1]
+    assert row["distribution"] == "uniform" and row["retrain"] == "rigl"
+
+
 @pytest.mark.parametrize("mode", ["imp", "set", "rigl", "group-lasso"])
 def test_each_retrain_mode_runs_from_the_panel(qtbot, window, mode):
     """Every mode of the Retrain box trains a copy in the background and adds its rows to the
@@ -144,7 +159,7 @@ def test_each_retrain_mode_runs_from_the_panel(qtbot, window, mode):
         assert rows[-1]["structure"] == "channel" and 0.05 < rows[-1]["density"] < 0.5
         assert 0.0 <= rows[-1]["lasso_accuracy"] <= 1.0
     else:
-        assert rows[-1]["retrain"] == mode
+        assert rows[-1]["retrain"] == mode and rows[-1]["distribution"] == "erk"  # the box's default
         assert rows[-1]["density"] == pytest.approx(masks_before.density(), abs=0.02)
     assert window.views["curves"].point_count() == len(rows)
     assert window.state.masks is masks_before

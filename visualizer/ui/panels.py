@@ -559,6 +559,13 @@ class TrainingPanel(QWidget):
         self.lam.setSingleStep(1e-3)
         self.lam.setValue(1e-3)
         self.lam.setToolTip("Group lasso penalty lambda (block soft threshold lr * lambda per step)")
+        self.distribution_box = QComboBox()
+        self.distribution_box.addItem("Erdős–Rényi-Kernel (small layers denser)", "erk")
+        self.distribution_box.addItem("uniform (every layer at the density)", "uniform")
+        self.distribution_box.setToolTip(
+            "SET/RigL: per-layer densities of the random starting mask. ERK (RigL's default) keeps "
+            "small layers such as a first conv dense or nearly so; uniform gives every layer the "
+            "slider's density")
         self.keep_box = QCheckBox("keep the trained weights (fine-tune)")
         self.keep_box.setToolTip("Replace the model's weights by the fine-tuned ones; otherwise the "
                                  "run only adds a point to the curves")
@@ -589,6 +596,7 @@ class TrainingPanel(QWidget):
         form.addRow("Prune per round", self.rate)
         form.addRow("Rewind tau", self.rewind)
         form.addRow("Group lasso λ", self.lam)
+        form.addRow("Layer densities", self.distribution_box)
         form.addRow("Label smoothing", self.smoothing)
         form.addRow("", self.distill)
         form.addRow("Device", self.device_box)
@@ -625,6 +633,7 @@ class TrainingPanel(QWidget):
         self.rounds.setEnabled(mode == "imp")
         self.rate.setEnabled(mode == "imp")
         self.lam.setEnabled(mode == "group-lasso")
+        self.distribution_box.setEnabled(mode in ("set", "rigl"))
         self.keep_box.setEnabled(mode == "finetune")
 
     def set_running(self, running: bool) -> None:
@@ -639,6 +648,7 @@ class TrainingPanel(QWidget):
             "rewind": self.rewind.value(),
             "rate": self.rate.value(),
             "lam": self.lam.value(),
+            "distribution": self.distribution_box.currentData(),
             "keep": self.keep_box.isChecked(),
             "label_smoothing": self.smoothing.value(),
             "distill": self.distill.isChecked(),

@@ -92,9 +92,10 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
     from visualizer.core.sparse import DSTConfig, dynamic_sparse_training
 
     init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
-    res = yield from dynamic_sparse_training(model, data, DSTConfig(settings["retrain"], density, train=config),
-                                             start_state=init)
-    return {**row, "criterion": settings["retrain"], "density": res.masks.density(), "kept": res.masks.kept(),
+    dst = DSTConfig(settings["retrain"], density, train=config, distribution=settings.get("distribution", "erk"))
+    res = yield from dynamic_sparse_training(model, data, dst, start_state=init)
+    return {**row, "criterion": settings["retrain"], "distribution": dst.distribution,
+            "density": res.masks.density(), "kept": res.masks.kept(),
             "total": res.masks.total(), "accuracy": res.test.accuracy, "loss": res.test.loss,
             "mask_updates": len(res.updates)}
 
