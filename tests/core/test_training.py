@@ -242,3 +242,35 @@ def test_projection_masks_every_gradient_and_skips_layers_without_one():
     model[1].weight.grad = torch.full((2, 2), 7.0)
     projector.project_grads()
     assert model[0].weight.grad is None and model[1].weight.grad.tolist() == [[7.0, 7.0], [0.0, 7.0]]
+
+
+def test_models_with_auxiliary_heads_train_on_their_main_logits():
+    """torchvision's GoogLeNet returns (logits, aux2, aux1) in training mode: training uses the
+    main head's logits (a named tuple's .logits, else the first element) and still learns."""
+    from collections import namedtuple
+
+    from visualizer.core.data import Dataset
+    from visualizer.core.training import main_logits
+
+    Outputs = namedtuple("Outputs", ["logits", "aux"])
+
+    class WithAux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(4, 3)
+            self.aux = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return Outputs(self.body(x), self.aux(x)) if self.training else self.body(x)
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = x[:, :3].argmax(1)
+    data = Dataset("toy", x, y, x, y, 3)
+    model = WithAux()
+    res = run(train(model, data, config=TrainConfig(epochs=30, lr=0.05, batch_size=16, device="cpu")))
+    assert res.test.accuracy > 0.8
+    t = torch.ones(2, 3)
+    assert main_logits(t) is t and main_logits((t, t * 2)) is t and main_logits(Outputs(t, None)) is t
+    with pytest.raises(TypeError, match="not logits"):
+        main_logits({"a": t})

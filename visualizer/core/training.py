@@ -120,6 +120,20 @@ def distillation_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (T * T)
 
 
+def main_logits(out) -> torch.Tensor:
+    """The main head's logits of a forward pass. torchvision's GoogLeNet and Inception v3 return
+    a named tuple in training mode, (logits, aux...); the auxiliary heads are not trained here
+    (the pruned network is judged by its main head alone)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"the model returned {type(out).__name__}, not logits")
+
+
 def training_loss(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -341,11 +355,11 @@ def _one_step(
     are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (it was
     27 us of a 930 us mlp step; tested after every step in tests/core/test_training.py)."""
     optimizer.zero_grad(set_to_none=True)
-    logits = work(xb)
+    logits = main_logits(work(xb))
     teacher_logits = None
     if teacher is not None and config.distill_weight > 0:
         with torch.no_grad():
-            teacher_logits = teacher(xb)
+            teacher_logits = main_logits(teacher(xb))
     loss = training_loss(logits, yb, config.label_smoothing, teacher_logits, config.distill_weight, config.temperature)
     loss.backward()
     if hooks.on_dense_grads is not None:
