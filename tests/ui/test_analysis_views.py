@@ -103,6 +103,34 @@ def test_graph_click_emits_layer_and_hover_highlights_group(qtbot):
         qtbot.mouseClick(view.canvas.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(3, 3))
 
 
+def test_graph_keyboard_zooms_pans_and_fits(qtbot):
+    """+/- zoom about the centre, arrows pan by a tenth of the view, Home shows the whole graph
+    again (the only way back from a zoom besides the mouse)."""
+    g = model_graph("densenet-mini")
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(1000, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_graph(g, layered_layout(g))
+    box = view.plot.getViewBox()
+    (x0, x1), (y0, y1) = whole = box.viewRange()
+    view.canvas.setFocus()
+    qtbot.keyClick(view.canvas, Qt.Key.Key_Plus)
+    (a0, a1), _ = box.viewRange()
+    assert a1 - a0 == pytest.approx((x1 - x0) / 1.25, rel=1e-3)
+    assert (a0 + a1) / 2 == pytest.approx((x0 + x1) / 2, abs=1e-6 * (x1 - x0))
+    qtbot.keyClick(view.canvas, Qt.Key.Key_Right)
+    (b0, b1), _ = box.viewRange()
+    assert b0 - a0 == pytest.approx(0.1 * (a1 - a0), rel=1e-3)
+    qtbot.keyClick(view.canvas, Qt.Key.Key_Down)
+    _, (c0, c1) = box.viewRange()
+    assert c0 > y0
+    qtbot.keyClick(view.canvas, Qt.Key.Key_Minus)
+    qtbot.keyClick(view.canvas, Qt.Key.Key_Home)
+    assert np.ravel(box.viewRange()) == pytest.approx(np.ravel(whole), rel=1e-6)
+
+
 def test_graph_node_at_scene_misses_far_points(qtbot):
     g = nx.DiGraph([("a", "b")])
     nx.set_node_attributes(g, {"a": 10, "b": 0}, "params")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QWidget
 
 from visualizer.core.graph_layout import GraphLayout, edge_segments
@@ -98,6 +98,11 @@ class GraphView(AnalysisView):
         self._group_of: dict[int, list[int]] = {}
         self.hovered: int | None = None
         self.selected: int | None = None
+        # keyboard: Home fits the graph, +/- zoom, arrows pan (a DenseNet-121 graph is read zoomed in)
+        self.canvas.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.canvas.setToolTip("wheel or +/- zoom · drag or arrow keys pan · Home: whole graph · "
+                               "click a node to select its layer")
+        self.canvas.installEventFilter(self)
         self.canvas.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.canvas.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.ready()
@@ -142,6 +147,35 @@ class GraphView(AnalysisView):
         self.plot.getViewBox().setRange(
             xRange=(x0 - 1, x1 + 1.5), yRange=(y0 - 0.8, y1 + 1.6), padding=0.02
         )
+
+    ZOOM_STEP = 1.25
+    PAN_STEP = 0.1  # of the visible range
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.canvas and event.type() == QEvent.Type.KeyPress and self.key_navigate(event.key()):
+            return True
+        return super().eventFilter(watched, event)
+
+    def key_navigate(self, key: int) -> bool:
+        """Home/0: the whole graph; +/=: zoom in; -: zoom out; arrows: pan. True if handled."""
+        box = self.plot.getViewBox()
+        (x0, x1), (y0, y1) = box.viewRange()
+        dx, dy = (x1 - x0) * self.PAN_STEP, (y1 - y0) * self.PAN_STEP
+        k = Qt.Key
+        if key in (k.Key_Home, k.Key_0):
+            self.reset_range()
+        elif key in (k.Key_Plus, k.Key_Equal):
+            box.scaleBy((1 / self.ZOOM_STEP, 1 / self.ZOOM_STEP))
+        elif key == k.Key_Minus:
+            box.scaleBy((self.ZOOM_STEP, self.ZOOM_STEP))
+        elif key in (k.Key_Left, k.Key_Right):
+            box.translateBy(x=-dx if key == k.Key_Left else dx)
+        elif key in (k.Key_Up, k.Key_Down):
+            # y is inverted (rows grow downwards): Up shows what is above
+            box.translateBy(y=-dy if key == k.Key_Up else dy)
+        else:
+            return False
+        return True
 
     def set_densities(self, densities: Mapping[str, float]) -> None:
         """Re-colour nodes by density; keys are layer names or parameter names (``x.weight``).
