@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
 from tests.ui.conftest import wait_idle
@@ -147,3 +148,29 @@ def test_graph_shows_the_selection_on_the_new_models_graph(qtbot, window, monkey
     assert window.state.loaded.ref == "mlp" and marked
     assert all(graph is not old_graph for graph, _ in marked)  # never on lenet's graph
     assert marked[-1][1] == window.state.selected.rsplit(".", 1)[0]
+
+
+def test_graph_nodes_follow_the_slider_and_a_new_model(qtbot, window):
+    """Node colours are the layers' densities: after a slider move, and after a model change
+    (drawn with the new graph, not first on the old one)."""
+    from visualizer.ui.panels import density_to_slider
+
+    window.docks["graph"].raise_()
+    panel = window.views["graph"]
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.graph is not None, timeout=5000)
+
+    def shown(layer: str) -> float:
+        return float(panel.view.density[panel.view.index_of(layer)])
+
+    window.pruning_panel.slider.setValue(density_to_slider(0.2))
+    wait_idle(qtbot, window)
+    masks = window.state.masks
+    expected = {ld.name: ld.density for ld in masks.layers()}["fc1.weight"]
+    qtbot.waitUntil(lambda: shown("fc1") == pytest.approx(expected), timeout=3000)
+    assert shown("fc1") < 1.0
+    old_graph = panel.view.graph
+    window.request_load("mlp")
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.graph is not old_graph, timeout=5000)
+    assert all(shown(layer) == 1.0 for layer in ("fc1", "fc2", "fc3"))  # the new model is dense

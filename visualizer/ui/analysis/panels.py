@@ -152,7 +152,9 @@ class GraphPanel(AnalysisPanel):
             listener(result)
 
     def update_densities(self) -> None:
-        if self.result is not None:
+        # a new model's masks on the old model's graph would only recolour nothing (3-8 ms of
+        # GUI thread during the load); the new graph is drawn with them
+        if self.result is not None and self._traced_model is self.model():
             self.when_visible("densities", self._draw_densities)
 
     def _draw_densities(self) -> None:
