@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
@@ -174,3 +175,21 @@ def test_graph_nodes_follow_the_slider_and_a_new_model(qtbot, window):
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: panel.view.graph is not old_graph, timeout=5000)
     assert all(shown(layer) == 1.0 for layer in ("fc1", "fc2", "fc3"))  # the new model is dense
+
+
+def test_layer_list_follows_a_drag_at_a_bounded_rate(qtbot, window, monkeypatch):
+    """A drag's many density changes refresh the layer list at once and then at most every
+    TREE_REFRESH_MS; it always ends on the last density (the heatmap follows every step)."""
+    from visualizer.ui import panels as panels_mod
+
+    panel = window.model_panel
+    calls = []
+    real = panel._update_densities
+    monkeypatch.setattr(panel, "_update_densities", lambda: (calls.append(1), real())[1])
+    qtbot.wait(2 * panels_mod.TREE_REFRESH_MS)  # no cool-down running
+    for d in np.geomspace(0.9, 0.05, 12):  # twelve steps within one cool-down
+        window.pruning_panel.set_density(float(d))
+    assert len(calls) == 1
+    kept, total = window.state.layer_kept["fc2.weight"], window.state.layer_total["fc2.weight"]
+    qtbot.waitUntil(lambda: panel._items["fc2.weight"].text(1) == f"{kept / total:.3f}", timeout=2000)
+    assert len(calls) == 2
