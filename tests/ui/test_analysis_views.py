@@ -75,14 +75,20 @@ def test_graph_view_renders_each_bundled_model(qtbot, name):
     assert not_blank(view)
 
 
-def test_graph_click_emits_layer_and_hover_highlights_group(qtbot):
-    g = model_graph("resnet-mini")
+def shown_graph_view(qtbot, model: str) -> GraphView:
+    """A 1000 x 500 graph view on screen, showing ``model``'s traced graph."""
+    g = model_graph(model)
     view = GraphView()
     qtbot.addWidget(view)
     view.resize(1000, 500)
     view.show()
     qtbot.waitExposed(view)
     view.set_graph(g, layered_layout(g))
+    return view
+
+
+def test_graph_click_emits_layer_and_hover_highlights_group(qtbot):
+    view = shown_graph_view(qtbot, "resnet-mini")
     # couple the two convs of the first residual block with the stem (one channel group)
     group = ["stem.0", "layer1.conv2", "layer2.conv2"]
     view.set_groups([[f"{m}.weight" for m in group]])
@@ -106,13 +112,7 @@ def test_graph_click_emits_layer_and_hover_highlights_group(qtbot):
 def test_graph_keyboard_zooms_pans_and_fits(qtbot):
     """+/- zoom about the centre, arrows pan by a tenth of the view, Home shows the whole graph
     again (the only way back from a zoom besides the mouse)."""
-    g = model_graph("densenet-mini")
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(1000, 500)
-    view.show()
-    qtbot.waitExposed(view)
-    view.set_graph(g, layered_layout(g))
+    view = shown_graph_view(qtbot, "densenet-mini")
     box = view.plot.getViewBox()
     (x0, x1), (y0, y1) = whole = box.viewRange()
     view.canvas.setFocus()
