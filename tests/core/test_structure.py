@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import networkx as nx
 import numpy as np
@@ -495,3 +496,23 @@ def test_graph_shapes_without_symbolic_shape_machinery():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_a_group_search_past_its_budget_is_stopped_with_a_notice(monkeypatch):
+    """Torch-Pruning spent minutes on one group of torchvision's Swin-T: past the budget the model
+    gets no groups and a notice saying so, instead of a job that cannot be stopped."""
+    import torch_pruning as tp
+
+    def endless(self, *args, **kwargs):
+        while True:
+            pass
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", endless)
+    from visualizer.core.models import load_model
+
+    model = load_model("lenet").model
+    t0 = time.monotonic()
+    result = find_groups(model, budget_s=0.3)
+    assert time.monotonic() - t0 < 5.0
+    assert result.groups == [] or all(g.kind != "channel" for g in result.groups)
+    assert any("did not finish in 0.3 s" in n for n in result.notices)

@@ -49,7 +49,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from visualizer.core.tasks import Step, run, sub
+from visualizer.core.tasks import Step, TimeBudgetExceeded, run, sub, time_budget
+
+# Torch-Pruning's dependency search is one uninterruptible call; on torchvision's Swin-T a single
+# channel group took minutes. Past this many seconds it is stopped and the model gets no groups
+# (the graph, unstructured masks and everything else still work).
+GROUP_SEARCH_BUDGET_S = 60.0
 
 # --- example inputs ---------------------------------------------------------------------------
 
@@ -420,13 +425,15 @@ class StructureResult:
         return [g for g in self.groups if g.prunable]
 
 
-def find_groups(model: nn.Module, example: torch.Tensor | None = None) -> StructureResult:
+def find_groups(model: nn.Module, example: torch.Tensor | None = None,
+                budget_s: float = GROUP_SEARCH_BUDGET_S) -> StructureResult:
     """Coupled groups of ``model`` (see module docstring), computed to the end: the convenience
     form of :func:`find_groups_job` for callers that need no progress or cancellation."""
-    return run(find_groups_job(model, example))
+    return run(find_groups_job(model, example, budget_s))
 
 
-def find_groups_job(model: nn.Module, example: torch.Tensor | None = None) -> Generator[Step, None, StructureResult]:
+def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
+                    budget_s: float = GROUP_SEARCH_BUDGET_S) -> Generator[Step, None, StructureResult]:
     """Job: coupled groups of ``model`` (see module docstring). Never raises for a model that runs:
     a model Torch-Pruning cannot trace gets no groups and a notice.
 
@@ -446,7 +453,11 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None) -> Ge
     try:
         yield Step("tracing channel dependencies", 0.0)
         try:
-            groups, outputs = yield from sub(_tp_groups(model, example, notices), 0.0, 0.95)
+            groups, outputs = yield from sub(_tp_groups(model, example, notices, budget_s), 0.0, 0.95)
+        except TimeBudgetExceeded:
+            notices.append(f"the channel-group search (Torch-Pruning) did not finish in {budget_s:g} s and was "
+                           "stopped: no channel groups, so no structured pruning for this model")
+            groups, outputs = [], []
         except Exception as exc:
             notices.append(f"Torch-Pruning could not trace the model ({_first_line(exc)}): no channel groups")
             groups, outputs = [], []
@@ -459,15 +470,17 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None) -> Ge
     return StructureResult(groups, notices, outputs)
 
 
-def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str]):
-    """Job: Torch-Pruning's groups converted to :class:`ChannelGroup` (returns groups, output layers)."""
+def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str], budget_s: float = GROUP_SEARCH_BUDGET_S):
+    """Job: Torch-Pruning's groups converted to :class:`ChannelGroup` (returns groups, output
+    layers). The two library calls together get ``budget_s`` seconds (TimeBudgetExceeded)."""
     import torch_pruning as tp
 
-    with warnings.catch_warnings():
+    start = time.monotonic()
+    with warnings.catch_warnings(), time_budget(budget_s):
         warnings.simplefilter("ignore")
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     yield Step("grouping coupled channels", 0.5)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), time_budget(max(0.0, budget_s - (time.monotonic() - start))):
         warnings.simplefilter("ignore")
         roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
         raw = list(dg.get_all_groups(root_module_types=roots))

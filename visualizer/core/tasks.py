@@ -8,9 +8,12 @@ keep its state consistent at each ``yield`` and put restoring code in ``try/fina
 
 from __future__ import annotations
 
+import ctypes
 import sys
+import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,6 +38,60 @@ class Step:
 
 class Cancelled(Exception):
     """Raised by :func:`run` when ``should_stop`` asks the job to stop."""
+
+
+class TimeBudgetExceeded(Exception):
+    """Raised inside a :func:`time_budget` block that ran past its budget."""
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    # None clears a pending exception (NULL to CPython)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
+
+
+@contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Stop the block with :class:`TimeBudgetExceeded` once it has run ``seconds``.
+
+    For one long call into pure-Python library code that offers no way to stop it: Torch-Pruning
+    spent minutes on a single channel group of torchvision's Swin-T, in one uninterruptible job
+    step. A timer thread raises the exception in this thread (``PyThreadState_SetAsyncExc``); it
+    arrives at the next bytecode, so C code (a torch kernel) finishes first, and is raised again
+    every 0.2 s until the block ends. Never after the block: a pending one is taken back under a
+    lock. Do not span a ``yield``."""
+    thread_id = threading.get_ident()
+    lock = threading.Lock()
+    ended = threading.Event()
+    state = {"done": False, "fired": False}
+
+    def watch() -> None:
+        if ended.wait(seconds):
+            return
+        # again every 0.2 s: library code may catch and drop the first one (a broad except)
+        while True:
+            with lock:
+                if state["done"]:
+                    return
+                state["fired"] = True
+                _set_async_exc(thread_id, TimeBudgetExceeded)
+            if ended.wait(0.2):
+                return
+
+    watcher = threading.Thread(target=watch, name="pruneviz-time-budget", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        while True:  # a shot may land here too: then clean up again (the watcher must stop)
+            try:
+                with lock:
+                    state["done"] = True
+                    if state["fired"]:
+                        _set_async_exc(thread_id, None)
+                ended.set()
+                break
+            except TimeBudgetExceeded:
+                continue
 
 
 def run(
