@@ -289,3 +289,26 @@ def test_zero_plan_after_group_lasso_removes_units_connections_and_branches():
     assert [(roots_d, c) for roots_d, c in [({g.id: g.root for g in dgroups}[gid], c) for gid, c in dplan.cut]] == [
         ("block2.0.conv", "block2.2.conv")]
     assert max_output_diff(dm, shrink(dm, dgroups, dplan).model, dx) <= 1e-5
+
+
+def test_shrink_mismatch_is_judged_relative_to_the_outputs():
+    """A randomly initialised torchvision Inception v3 outputs ~7e11: float32 rounding there
+    differs by ~1e6 and is no missed coupling; on outputs of order 1 the bar stays 1e-4."""
+    from visualizer.core.shrink import shrink_mismatch
+
+    assert not shrink_mismatch(6.5e5, 7.1e11)  # relative 1e-6: rounding
+    assert shrink_mismatch(0.75, 2.0) and shrink_mismatch(2e-4, 0.5)
+    assert not shrink_mismatch(5e-5, 0.5) and not shrink_mismatch(0.0, 0.0)
+    assert shrink_mismatch(float("nan"), 1.0)
+
+
+def test_a_huge_output_scale_gives_no_false_coupling_notice():
+    """The same lenet shrink with its classifier scaled by 1e9: the relative check stays quiet."""
+    m, x = _randomised("lenet")
+    with torch.no_grad():
+        m.fc3.weight.mul_(1e9)
+        m.fc3.bias.mul_(1e9)
+    groups = find_groups(m, x).groups
+    res = structured_prune(m, groups, group_scores(m, groups), 0.5, x)
+    assert res.output_scale > 1e6
+    assert not any("coupling was missed" in n for n in res.plan.notices), (res.max_output_diff, res.output_scale)

@@ -182,7 +182,7 @@ def cmd_shrink(args) -> int:
         "model": args.model, "criterion": args.criterion, "density": args.density, "scope": args.scope,
         "params_before": r.params_before, "params_after": r.params_after,
         "flops_before": flops_before, "flops_after": flops_after,
-        "max_output_diff": r.max_output_diff,
+        "max_output_diff": r.max_output_diff, "output_scale": r.output_scale,
         "groups": r.groups_total, "groups_prunable": r.groups_prunable,
         "units_removed": r.plan.units_removed(), "mask_density": r.masks.density(),
         "notices": res.notices + r.plan.notices, "out": args.out, "export": args.export,
@@ -195,7 +195,7 @@ def cmd_shrink(args) -> int:
     print(table(rows, ["", "before", "after", "ratio"]))
     print(f"removed {r.plan.units_removed()} units from {len(r.plan.removed)} of {r.groups_prunable} prunable groups; "
           f"mask density {r.masks.density():.4f}")
-    print(f"max |shrunk(x) - masked(x)| = {r.max_output_diff:.3g}")
+    print(f"max |shrunk(x) - masked(x)| = {r.max_output_diff:.3g} (outputs up to {r.output_scale:.3g})")
     for n in out["notices"]:
         print(f"note: {n}", file=sys.stderr)
     if args.out:
