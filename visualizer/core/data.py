@@ -197,10 +197,10 @@ def check_model_reads(model: torch.nn.Module, data: Dataset, model_name: str = "
         with torch.no_grad():
             out = model(x.to(device))
     except Exception as exc:  # noqa: BLE001 - any failure of the forward pass is the mismatch
-        text = str(exc).strip().splitlines()
-        why = text[0][:240] if text else type(exc).__name__
+        from visualizer.core.tasks import first_line
+
         raise DataError(f"{model_name} cannot read {data.name} (inputs {tuple(x.shape[1:])}, "
-                        f"{str(x.dtype).removeprefix('torch.')}): {why}") from exc
+                        f"{str(x.dtype).removeprefix('torch.')}): {first_line(exc, limit=240)}") from exc
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from visualizer.core.tasks import first_line
 from visualizer.core.zoo import DEFAULT_MODEL, ZOO
 
 
@@ -102,12 +103,7 @@ def _torch_load(path: Path, trust: bool):
             ) from exc
         raise ModelLoadError(f"{path.name}: corrupt checkpoint ({exc})") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path.name}: not a readable torch checkpoint ({_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise ModelLoadError(f"{path.name}: not a readable torch checkpoint ({first_line(exc)})") from exc
 
 
 def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -170,14 +166,14 @@ def load_factory(spec: str) -> nn.Module:
     try:
         spec_.loader.exec_module(module)
     except Exception as exc:  # user code: any error becomes a message
-        raise ModelLoadError(f"{path.name}: error while importing: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{path.name}: error while importing: {first_line(exc)}") from exc
     factory = getattr(module, func, None)
     if factory is None:
         raise ModelLoadError(f"{path.name} has no {func!r}")
     try:
         model = factory()
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}:{func}() failed: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{path.name}:{func}() failed: {first_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{path.name}:{func}() returned {type(model).__name__}, not nn.Module")
     return model

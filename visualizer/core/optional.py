@@ -21,9 +21,10 @@ def import_torchvision(module: str, purpose: str, error: type[Exception]) -> Mod
     except Exception as exc:  # noqa: BLE001 - any failure inside torchvision's own import
         import torch
 
-        text = str(exc).strip().splitlines()
-        why = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+        from visualizer.core.tasks import first_line
+
         raise error(
             f"{purpose} needs torchvision, which is installed but does not import with torch "
-            f"{torch.__version__} ({why}); install the torchvision release built for this torch"
+            f"{torch.__version__} ({first_line(exc, with_type=True, limit=200)}); install the "
+            "torchvision release built for this torch"
         ) from exc

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visualizer.core.tasks import Step, TimeBudgetExceeded, run, sub, time_budget
+from visualizer.core.tasks import Step, TimeBudgetExceeded, first_line, run, sub, time_budget
 
 # Torch-Pruning's dependency search is one uninterruptible call; on torchvision's Swin-T a single
 # channel group took minutes. Past this many seconds it is stopped and the model gets no groups
@@ -241,8 +241,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    return first_line(exc, with_type=True, limit=200)
 
 
 def _fx_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:

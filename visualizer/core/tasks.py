@@ -40,6 +40,16 @@ class Cancelled(Exception):
     """Raised by :func:`run` when ``should_stop`` asks the job to stop."""
 
 
+def first_line(exc: BaseException, with_type: bool = False, limit: int | None = None) -> str:
+    """The first line of an exception's message for a one-line error or notice (the type's name
+    when the message is empty); ``with_type`` prefixes "TypeName: ", ``limit`` cuts the line."""
+    text = str(exc).strip().splitlines()
+    if not text:
+        return type(exc).__name__
+    line = text[0][:limit] if limit else text[0]
+    return f"{type(exc).__name__}: {line}" if with_type else line
+
+
 class TimeBudgetExceeded(Exception):
     """Raised inside a :func:`time_budget` block that ran past its budget."""
 
