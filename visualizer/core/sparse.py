@@ -40,6 +40,7 @@ from torch import nn
 from visualizer.core.data import Dataset
 from visualizer.core.masks import MaskSet
 from visualizer.core.models import prunable_parameters
+from visualizer.core.ranking import check_density, kept_count
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training import (
     EvalResult,
@@ -216,8 +217,7 @@ def erk_densities(shapes: dict[str, Sequence[int]], density: float) -> dict[str,
 
     A layer whose eps * r_l would exceed 1 is made dense and eps is solved again over the others
     with what is left of the budget D * N (at most one pass per layer)."""
-    if not 0.0 <= density <= 1.0:
-        raise ValueError(f"density must be in [0, 1], got {density}")
+    density = check_density(density)
     sizes = {n: math.prod(s) for n, s in shapes.items()}
     raw = {n: sum(s) / sizes[n] for n, s in shapes.items() if sizes[n] > 0}
     dense: set[str] = set()
@@ -240,13 +240,13 @@ def kept_counts(params: dict[str, torch.Tensor], density: float, distribution: s
     round(D * N) handed to the layers with the largest fractional parts, so the total is exact."""
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"unknown layer distribution {distribution!r} (use {', '.join(DISTRIBUTIONS)})")
-    if not 0.0 <= density <= 1.0:
-        raise ValueError(f"density must be in [0, 1], got {density}")
+    density = check_density(density)
     sizes = {n: p.numel() for n, p in params.items()}
     if distribution == "uniform":
-        return {n: int(math.floor(density * k + 1e-9)) for n, k in sizes.items()}
-    exact = {n: d * sizes[n] for n, d in erk_densities({n: tuple(p.shape) for n, p in params.items()}, density).items()}
-    counts = {n: min(sizes[n], int(math.floor(c + 1e-9))) for n, c in exact.items()}
+        return {n: kept_count(density, k) for n, k in sizes.items()}
+    layer_density = erk_densities({n: tuple(p.shape) for n, p in params.items()}, density)
+    exact = {n: d * sizes[n] for n, d in layer_density.items()}
+    counts = {n: kept_count(min(1.0, d), sizes[n]) for n, d in layer_density.items()}
     short = int(round(density * sum(sizes.values()))) - sum(counts.values())
     open_layers = [n for n in exact if counts[n] < sizes[n]]
     for n in sorted(open_layers, key=lambda n: counts[n] - exact[n])[: max(short, 0)]:
