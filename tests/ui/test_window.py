@@ -193,3 +193,19 @@ def test_layer_list_follows_a_drag_at_a_bounded_rate(qtbot, window, monkeypatch)
     kept, total = window.state.layer_kept["fc2.weight"], window.state.layer_total["fc2.weight"]
     qtbot.waitUntil(lambda: panel._items["fc2.weight"].text(1) == f"{kept / total:.3f}", timeout=2000)
     assert len(calls) == 2
+
+
+def test_graph_panel_does_not_keep_a_replaced_model_alive(qtbot, window):
+    import gc
+    import weakref
+
+    window.docks["graph"].raise_()
+    panel = window.views["graph"]
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.graph is not None, timeout=5000)
+    old = weakref.ref(window.state.loaded.model)
+    window.docks["heatmap"].raise_()  # the Graph tab hidden: the new graph is not drawn yet
+    window.request_load("mlp")
+    wait_idle(qtbot, window)
+    gc.collect()
+    assert old() is None

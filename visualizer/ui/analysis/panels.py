@@ -3,6 +3,7 @@ window's state (model, masks, selection) and job runner. Compute runs only throu
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from PySide6.QtWidgets import (
@@ -116,8 +117,9 @@ class GraphPanel(AnalysisPanel):
         super().__init__(window, GraphView())
         self.result: jobs.GraphResult | None = None
         # the graph on screen is another model's while a new model's trace runs: selections
-        # then wait for the new graph instead of highlighting a node of the old one
-        self._traced_model = None
+        # then wait for the new graph instead of highlighting a node of the old one. Held
+        # weakly: a hidden Graph tab must not keep a replaced model (and its weights) alive.
+        self._traced = lambda: None
         self.add_button("Re-layout", self.refresh, "trace the model and lay its graph out again")
         self.finish_toolbar()
         state = window.state
@@ -143,7 +145,8 @@ class GraphPanel(AnalysisPanel):
             self.view.set_graph(result.graph, result.layout)
             self.view.set_groups(result.groups)
             self._draw_densities()
-            self._traced_model = self.model()
+            model = self.model()
+            self._traced = (lambda: None) if model is None else weakref.ref(model)
             if self.window.state.selected:
                 self._selected_elsewhere(self.window.state.selected)
 
@@ -154,7 +157,7 @@ class GraphPanel(AnalysisPanel):
     def update_densities(self) -> None:
         # a new model's masks on the old model's graph would only recolour nothing (3-8 ms of
         # GUI thread during the load); the new graph is drawn with them
-        if self.result is not None and self._traced_model is self.model():
+        if self.result is not None and self._shows_current_model():
             self.when_visible("densities", self._draw_densities)
 
     def _draw_densities(self) -> None:
@@ -162,13 +165,17 @@ class GraphPanel(AnalysisPanel):
         if masks is not None and self.result is not None:
             self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
 
+    def _shows_current_model(self) -> bool:
+        model = self.model()
+        return model is not None and self._traced() is model
+
     def _clicked(self, layer: str) -> None:
         name = param_for_layer(self.window.state, layer)
         if name is not None:
             self.window.state.select(name)
 
     def _selected_elsewhere(self, name: str) -> None:
-        if self._traced_model is not self.model():
+        if not self._shows_current_model():
             return  # drawn with the new graph (show_result)
         self.view.select_layer(name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name)
 
