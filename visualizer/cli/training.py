@@ -238,7 +238,8 @@ def cmd_dst(args: argparse.Namespace) -> int:
     out = {
         "model": args.model, "method": args.method, "density": args.density,
         "distribution": args.distribution, "achieved_density": res.masks.density(),
-        "layer_density": {n: float(m.float().mean()) if m.numel() else 0.0 for n, m in res.masks.masks.items()}, "epochs": args.epochs, "lr": args.lr,
+        "layer_density": {ld.name: ld.density for ld in res.masks.layers()},
+        "epochs": args.epochs, "lr": args.lr,
         "seed": args.seed, "init": source, "accuracy": res.test.accuracy, "loss": res.test.loss,
         "updates": [{k: u[k] for k in ("step", "zeta", "density")} | {"moved": sum(u["moved"].values())} for u in res.updates],
         "history": res.history, "out": args.out,

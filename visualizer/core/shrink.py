@@ -47,6 +47,7 @@ from torch import nn
 from visualizer.core.masks import MaskSet, atomic_write
 from visualizer.core.structure import ChannelGroup, Member
 from visualizer.core.tasks import Step, run
+from visualizer.core.training import main_logits
 
 FORMAT = "pruneviz-shrunk"
 
@@ -624,9 +625,7 @@ def output_difference(a: nn.Module, b: nn.Module, example: torch.Tensor, trials:
     worst = scale = 0.0
     for _ in range(trials):
         x = torch.randn(example.shape, generator=gen, dtype=example.dtype)
-        ya, yb = a(x), b(x)
-        ya = ya[0] if isinstance(ya, (tuple, list)) else ya
-        yb = yb[0] if isinstance(yb, (tuple, list)) else yb
+        ya, yb = main_logits(a(x)), main_logits(b(x))
         worst = max(worst, float((ya - yb).abs().max()))
         scale = max(scale, float(ya.abs().max()))
     return worst, scale
