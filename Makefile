@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff check visualizer tests
 
 samples: $(STAMP)
-	$(BIN)/python -m visualizer.core.zoo.train
+	$(BIN)/python sample_models/train.py
 
 screenshots: $(STAMP)
 	$(BIN)/pruneviz screenshot --view window --out docs/img/window.png --model resnet-mini --criterion snip --density 0.1 --size 1400x900

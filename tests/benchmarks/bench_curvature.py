@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from visualizer.core import curvature as C  # noqa: E402
-from visualizer.core.data import load_dataset  # noqa: E402
-from visualizer.core.masks import MaskSet  # noqa: E402
-from visualizer.core.models import load_model, prunable_parameters  # noqa: E402
+from visualizer.core.curvature import hessian as C  # noqa: E402
+from visualizer.core.data.sources import load_dataset  # noqa: E402
+from visualizer.core.models.loaders import load_model, prunable_parameters  # noqa: E402
+from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 
 

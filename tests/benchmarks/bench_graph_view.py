@@ -72,7 +72,7 @@ def real_densenet121() -> nx.DiGraph | None:
     try:
         import torchvision
 
-        from visualizer.core.structure import build_graph
+        from visualizer.core.structure.graph import build_graph
     except ImportError:
         return None
     return build_graph(torchvision.models.densenet121()).graph
@@ -98,7 +98,7 @@ def main() -> None:
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
-    from visualizer.core.graph_layout import edge_segments, layered_layout
+    from visualizer.core.structure.layout import edge_segments, layered_layout
     from visualizer.ui.analysis.graph_view import GraphView
 
     app = QApplication.instance() or QApplication([])

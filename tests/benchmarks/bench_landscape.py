@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from visualizer.core import landscape as L  # noqa: E402
-from visualizer.core.curvature import eval_batches  # noqa: E402
-from visualizer.core.data import load_dataset  # noqa: E402
-from visualizer.core.models import load_model  # noqa: E402
+from visualizer.core.curvature import landscape as L  # noqa: E402
+from visualizer.core.curvature.hessian import eval_batches  # noqa: E402
+from visualizer.core.data.sources import load_dataset  # noqa: E402
+from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 
 

@@ -24,7 +24,7 @@ from torch.nn.utils import prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's visualizer
 
-from visualizer.core.ranking import Ranking  # noqa: E402
+from visualizer.core.pruning.ranking import Ranking  # noqa: E402
 
 
 def resnet50_weight_shapes(num_classes: int = 1000) -> list[tuple[str, tuple[int, ...]]]:

@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))  # run f
 
 import torch  # noqa: E402
 
-from visualizer.core.speed import compare_speed  # noqa: E402
-from visualizer.core.structure import example_input  # noqa: E402
-from visualizer.core.zoo import ZOO  # noqa: E402
+from visualizer.core.models.zoo import ZOO  # noqa: E402
+from visualizer.core.structure.graph import example_input  # noqa: E402
+from visualizer.core.structure.speed import compare_speed  # noqa: E402
 
 
 def _model(name: str):

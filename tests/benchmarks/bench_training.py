@@ -32,13 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from visualizer.core.data import batches, load_dataset  # noqa: E402
-from visualizer.core.experiments import SweepConfig, sweep  # noqa: E402
-from visualizer.core.lottery import prune_remaining  # noqa: E402
-from visualizer.core.masks import MaskSet  # noqa: E402
-from visualizer.core.models import load_model, prunable_parameters  # noqa: E402
+from visualizer.core.data.sources import batches, load_dataset  # noqa: E402
+from visualizer.core.models.loaders import load_model, prunable_parameters  # noqa: E402
+from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
-from visualizer.core.training import (  # noqa: E402
+from visualizer.core.training.experiments import SweepConfig, sweep  # noqa: E402
+from visualizer.core.training.loop import (  # noqa: E402
     LoopHooks,
     MaskProjector,
     TrainConfig,
@@ -46,6 +45,7 @@ from visualizer.core.training import (  # noqa: E402
     evaluate,
     make_optimizer,
 )
+from visualizer.core.training.lottery import prune_remaining  # noqa: E402
 
 
 class Runner:

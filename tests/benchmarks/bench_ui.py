@@ -5,7 +5,7 @@ Run: ``python tests/benchmarks/bench_ui.py`` (offscreen). Prints, with peers fro
   lookup table, fixed levels) next to pyqtgraph's float image with auto levels;
 - the whole slider step (ranking cut move + codes + draw) per second;
 - the worst event-loop gap seen by a 5 ms timer probe while jobs run (ranking; training and a
-  sweep when visualizer.core.training is present), and how many gaps exceeded 50 ms;
+  sweep when visualizer.core.training.loop is present), and how many gaps exceeded 50 ms;
 - seconds from process start until the window shows the default model, next to the time a
   bare ``import torch, PySide6.QtWidgets`` takes.
 """
@@ -46,7 +46,7 @@ def wait_jobs(window, timeout: float = 600.0) -> None:
 
 
 def big_linear_window(n: int = 2048):
-    from visualizer.core.models import LoadedModel
+    from visualizer.core.models.loaders import LoadedModel
     from visualizer.ui import actions
     from visualizer.ui.window import MainWindow
 
@@ -57,7 +57,7 @@ def big_linear_window(n: int = 2048):
     model = torch.nn.Sequential(torch.nn.Linear(n, n))
     loaded = LoadedModel(model, f"linear-{n}")
     info = actions.model_info(model)
-    from visualizer.core.masks import MaskSet
+    from visualizer.core.pruning.masks import MaskSet
 
     info["masks"] = MaskSet.for_model(model)
     window.state.set_model(loaded, None, info)
@@ -152,7 +152,7 @@ def bench_stalls() -> None:
                   "1 epoch fine-tune (resnet-mini)")
         probe_job(window, lambda: training_ui.run_sweep(window, {"retrain": "none"}), "accuracy sweep (resnet-mini)")
     else:
-        print("training/sweep stalls: skipped (visualizer.core.training not available)")
+        print("training/sweep stalls: skipped (visualizer.core.training.loop not available)")
     from visualizer.ui import gui_gc
 
     pump(int(gui_gc.QUIET_S * 1000) + 500)  # let the deferred full collection run

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from visualizer.cli import main
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import read_manifest
-from visualizer.core.zoo import ZOO
+from visualizer.core.models.loaders import read_manifest
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.pruning.masks import MaskSet
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from visualizer.cli import main
-from visualizer.core.masks import MaskSet
+from visualizer.core.pruning.masks import MaskSet
 
 SPECTRUM_KEYS = {"top_eigenvalues", "bottom_eigenvalues", "trace", "hvps"}
 

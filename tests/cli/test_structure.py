@@ -47,7 +47,7 @@ def test_shrink_json_and_file(capsys, tmp_path):
         assert key in out
     assert out["params_after"] < out["params_before"] and out["flops_after"] < out["flops_before"]
     assert out["max_output_diff"] <= 1e-5
-    from visualizer.core.shrink import load_shrunk
+    from visualizer.core.structure.shrink import load_shrunk
 
     small = load_shrunk(path)
     assert sum(p.numel() for p in small.parameters()) == out["params_after"]
@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_exit_2(capsys):
 
 
 def test_torchscript_model_has_no_structure_but_graph_works(capsys, tmp_path):
-    from visualizer.core.zoo import ZOO
+    from visualizer.core.models.zoo import ZOO
 
     path = tmp_path / "lenet.pt"
     torch.jit.save(torch.jit.script(ZOO["lenet"].build().eval()), str(path))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from visualizer.cli import main
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import load_model
+from visualizer.core.models.loaders import load_model
+from visualizer.core.pruning.masks import MaskSet
 
 
 @pytest.fixture(scope="module", autouse=True)

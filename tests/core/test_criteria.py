@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.criteria import (
+from visualizer.core.pruning.criteria import (
     CRITERIA,
     compute_scores,
     following_batchnorms,
@@ -292,8 +292,8 @@ def test_scores_have_param_shapes_and_float32():
 
 
 def _bundled(name):
-    from visualizer.core.data import load_dataset
-    from visualizer.core.models import load_model
+    from visualizer.core.data.sources import load_dataset
+    from visualizer.core.models.loaders import load_model
 
     loaded = load_model(name)
     data = load_dataset(loaded.dataset)
@@ -302,7 +302,7 @@ def _bundled(name):
 
 @pytest.mark.parametrize("name", ["mlp", "lenet", "resnet-mini", "densenet-mini", "inception-mini", "se-cnn", "rnn", "transformer-mini"])
 def test_every_criterion_runs_on_every_bundled_model(name):
-    from visualizer.core.models import prunable_parameters
+    from visualizer.core.models.loaders import prunable_parameters
 
     model, batch = _bundled(name)
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -353,7 +353,7 @@ def test_bn_scale_falls_back_to_module_order():
 
 
 def test_bn_scale_resnet_mini_pairs():
-    from visualizer.core.models import load_model
+    from visualizer.core.models.loaders import load_model
 
     pairs = following_batchnorms(load_model("resnet-mini").model)
     assert pairs["stem.0.weight"] == "stem.1"

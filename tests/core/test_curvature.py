@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from visualizer.core import curvature as C
-from visualizer.core.masks import MaskError, MaskSet
+from visualizer.core.curvature import hessian as C
+from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.tasks import run
 
 RTOL = 1e-4

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import torchvision_or_skip
-from visualizer.core import data as data_mod
-from visualizer.core.data import (
+from visualizer.core.data import sources as data_mod
+from visualizer.core.data.sources import (
     DataError,
     batches,
     check_model_reads,
@@ -85,7 +85,7 @@ def test_a_model_that_cannot_read_a_dataset_is_named_in_one_line():
     """LeNet takes 1x8x8 images: given the 16x8 token sequences it fails inside conv1; the RNN
     reads sequences but outputs 8 classes where digits-rows has 10. A model that fits passes,
     and the probe leaves the model's mode and BatchNorm statistics as they were."""
-    from visualizer.core.models import load_model
+    from visualizer.core.models.loaders import load_model
 
     lenet, rnn = load_model("lenet").model, load_model("rnn").model
     with pytest.raises(DataError, match=r"^lenet cannot read sequence \(inputs \(16, 8\), float32\): .*channels"):

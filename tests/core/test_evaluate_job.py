@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visualizer.core.data import load_dataset
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import load_model
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import load_model
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Cancelled, run
-from visualizer.core.training import evaluate, evaluate_job
+from visualizer.core.training.loop import evaluate, evaluate_job
 
 
 @pytest.fixture(scope="module")

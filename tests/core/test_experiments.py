@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import visualizer.core.lottery as lottery
-from visualizer.core.data import load_dataset
-from visualizer.core.experiments import (
+import visualizer.core.training.lottery as lottery
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import load_model
+from visualizer.core.tasks import Cancelled, run
+from visualizer.core.training.experiments import (
     KEY_FIELDS,
     ROW_FIELDS,
     SweepConfig,
@@ -17,10 +19,8 @@ from visualizer.core.experiments import (
     sweep,
     write_rows,
 )
-from visualizer.core.lottery import initial_state
-from visualizer.core.models import load_model
-from visualizer.core.tasks import Cancelled, run
-from visualizer.core.training import TrainConfig
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.lottery import initial_state
 
 
 @pytest.fixture(scope="module", autouse=True)

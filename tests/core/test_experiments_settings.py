@@ -7,8 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from visualizer.core.data import load_dataset
-from visualizer.core.experiments import (
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import load_model
+from visualizer.core.tasks import run
+from visualizer.core.training.experiments import (
     KEY_FIELDS,
     ROW_FIELDS,
     TRAIN_FIELDS,
@@ -18,9 +20,7 @@ from visualizer.core.experiments import (
     sweep,
     write_rows,
 )
-from visualizer.core.models import load_model
-from visualizer.core.tasks import run
-from visualizer.core.training import TrainConfig
+from visualizer.core.training.loop import TrainConfig
 
 
 @pytest.fixture(scope="module")

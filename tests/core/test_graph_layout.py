@@ -6,7 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from visualizer.core.graph_layout import (
+from visualizer.core.structure.layout import (
     count_crossings,
     layer_assignment,
     layered_layout,
@@ -106,7 +106,7 @@ def test_densenet_like_graph_is_fast_enough_to_run():
 
 
 def test_edge_segments_straight_and_arcs():
-    from visualizer.core.graph_layout import edge_segments
+    from visualizer.core.structure.layout import edge_segments
 
     g = nx.DiGraph([("a", "b"), ("b", "c"), ("a", "c")])
     lay = layered_layout(g)

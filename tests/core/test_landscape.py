@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from visualizer.core import landscape as L
-from visualizer.core.curvature import EvalSet, masked_point
-from visualizer.core.masks import MaskSet
+from visualizer.core.curvature import landscape as L
+from visualizer.core.curvature.hessian import EvalSet, masked_point
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
 
 

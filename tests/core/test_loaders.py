@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.conftest import torchvision_or_skip
-from visualizer.core.models import ModelLoadError, load_model, load_state_dict
+from visualizer.core.models.loaders import ModelLoadError, load_model, load_state_dict
 
 
 class Settings:
@@ -89,7 +89,7 @@ def test_torchvision_that_fails_to_import_is_one_line(monkeypatch):
     with pytest.raises(ModelLoadError, match=r"installed but does not import with torch .*torchvision::nms") as exc:
         load_model("torchvision:resnet18")
     _one_line(exc)
-    from visualizer.core.data import DataError, load_dataset
+    from visualizer.core.data.sources import DataError, load_dataset
 
     with pytest.raises(DataError, match="installed but does not import"):
         load_dataset("mnist")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visualizer.core.data import load_dataset
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import load_model
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import load_model
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
-from visualizer.core.training import TrainConfig, prepare_copy, train
+from visualizer.core.training.loop import TrainConfig, prepare_copy, train
 
-from visualizer.core.lottery import (  # isort: skip
+from visualizer.core.training.lottery import (  # isort: skip
     IMPConfig,
     imp_density,
     initial_state,
@@ -152,10 +152,10 @@ def test_oneshot_finetune(mlp, digits):
 def test_rewind_points_keep_w_tau_from_the_shipped_init():
     """rewind_points trains a copy from w_0 and keeps w_tau: tau = 0 is the shipped init exactly,
     later points differ from it, and the caller's model is untouched."""
-    from visualizer.core.data import load_dataset
-    from visualizer.core.lottery import initial_state, rewind_points
-    from visualizer.core.models import load_model
+    from visualizer.core.data.sources import load_dataset
+    from visualizer.core.models.loaders import load_model
     from visualizer.core.tasks import run
+    from visualizer.core.training.lottery import initial_state, rewind_points
 
     model = load_model("mlp").model
     before = {k: v.clone() for k, v in model.state_dict().items()}

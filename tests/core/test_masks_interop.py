@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from visualizer.core.masks import MaskError, MaskSet
+from visualizer.core.pruning.masks import MaskError, MaskSet
 
 
 class WithBuffer(nn.Module):

@@ -9,10 +9,15 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from visualizer.core.data import load_dataset
-from visualizer.core.evaluate import evaluate
-from visualizer.core.models import ModelLoadError, load_model, prunable_parameters, read_manifest
-from visualizer.core.zoo import ZOO
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import (
+    ModelLoadError,
+    load_model,
+    prunable_parameters,
+    read_manifest,
+)
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.training.evaluate import evaluate
 
 # torch 2.13 marks TorchScript deprecated; loading such files is still a supported input here
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")

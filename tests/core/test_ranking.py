@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from visualizer.core.ranking import (
+from visualizer.core.pruning.ranking import (
     Ranking,
     build_ranking,
     kept_count,

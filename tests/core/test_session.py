@@ -8,8 +8,8 @@ import zipfile
 import pytest
 import torch
 
-from visualizer.core import session as S
-from visualizer.core.masks import MaskSet
+from visualizer.core.io import session as S
+from visualizer.core.pruning.masks import MaskSet
 
 
 def _masks(seed=0) -> MaskSet:

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.shrink import (
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.structure.graph import branches, example_input, find_groups, group_scores
+from visualizer.core.structure.shrink import (
     InputSelect,
     PrunedMultiheadAttention,
     branch_plan,
@@ -23,8 +25,6 @@ from visualizer.core.shrink import (
     shrink,
     structured_prune,
 )
-from visualizer.core.structure import branches, example_input, find_groups, group_scores
-from visualizer.core.zoo import ZOO
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -149,7 +149,7 @@ def test_head_pruning_replaces_attention():
     m, x = _randomised("transformer-mini")
     groups = find_groups(m, x).groups
     heads = [g for g in groups if g.kind == "head"]
-    from visualizer.core.shrink import PrunePlan
+    from visualizer.core.structure.shrink import PrunePlan
 
     plan = PrunePlan({heads[0].id: [1, 2], heads[1].id: [0]})
     small = shrink(m, groups, plan).model
@@ -171,7 +171,7 @@ def test_unprunable_group_is_refused():
     m, x = _randomised("lenet")
     groups = find_groups(m, x).groups
     out = next(g for g in groups if not g.prunable)
-    from visualizer.core.shrink import PrunePlan
+    from visualizer.core.structure.shrink import PrunePlan
 
     with pytest.raises(ValueError, match="not prunable"):
         shrink(m, groups, PrunePlan({out.id: [0]}))
@@ -210,7 +210,7 @@ def test_load_rejects_other_files(tmp_path):
 
 
 def test_densenet_connection_pruning_after_group_lasso(tmp_path):
-    from visualizer.core.structure import connectivity
+    from visualizer.core.structure.graph import connectivity
 
     m, x = _randomised("densenet-mini")
     groups = find_groups(m, x).groups
@@ -236,7 +236,7 @@ def test_densenet_connection_pruning_after_group_lasso(tmp_path):
 
 
 def test_inception_whole_branch_removal(tmp_path):
-    from visualizer.core.shrink import remove_branches
+    from visualizer.core.structure.shrink import remove_branches
 
     m, x = _randomised("inception-mini")
     groups = find_groups(m, x).groups
@@ -264,7 +264,7 @@ def test_inception_whole_branch_removal(tmp_path):
 
 
 def test_zero_plan_after_group_lasso_removes_units_connections_and_branches():
-    from visualizer.core.shrink import zero_plan
+    from visualizer.core.structure.shrink import zero_plan
 
     m, x = _randomised("inception-mini")
     with torch.no_grad():  # block soft thresholding left these groups exactly zero
@@ -294,7 +294,7 @@ def test_zero_plan_after_group_lasso_removes_units_connections_and_branches():
 def test_shrink_mismatch_is_judged_relative_to_the_outputs():
     """A randomly initialised torchvision Inception v3 outputs ~7e11: float32 rounding there
     differs by ~1e6 and is no missed coupling; on outputs of order 1 the bar stays 1e-4."""
-    from visualizer.core.shrink import shrink_mismatch
+    from visualizer.core.structure.shrink import shrink_mismatch
 
     assert not shrink_mismatch(6.5e5, 7.1e11)  # relative 1e-6: rounding
     assert shrink_mismatch(0.75, 2.0) and shrink_mismatch(2e-4, 0.5)

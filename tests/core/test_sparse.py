@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.data import load_dataset
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import load_model
-from visualizer.core.sparse import (
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import load_model
+from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.tasks import run
+from visualizer.core.training.loop import TrainConfig, reinitialize
+from visualizer.core.training.sparse import (
     DSTConfig,
     Group,
     GroupSlice,
@@ -31,8 +33,6 @@ from visualizer.core.sparse import (
     soft_threshold,
     update_fraction,
 )
-from visualizer.core.tasks import run
-from visualizer.core.training import TrainConfig, reinitialize
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -215,7 +215,7 @@ def test_dst_rejects_bad_settings(mlp, digits):
 
 
 def test_branch_and_connection_groups_from_structure():
-    from visualizer.core.sparse import (
+    from visualizer.core.training.sparse import (
         _ranges,
         branch_groups,
         check_groups,
@@ -244,7 +244,7 @@ def test_branch_and_connection_groups_from_structure():
 def test_channel_cut_after_group_lasso_drops_zero_channels_first():
     """Hand-worked: output channels with norms (0, 3, 1, 2) at density 0.5 keep channels 1 and 3
     (k = floor(0.5 * 4) = 2 channels by ||w_c||_2), and the cut is evaluated under that mask."""
-    from visualizer.core.sparse import prune_channels_by_norm
+    from visualizer.core.training.sparse import prune_channels_by_norm
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Linear(4, 10))
     with torch.no_grad():
@@ -263,7 +263,7 @@ def test_group_lasso_then_finetune_keeps_zero_groups_zero():
     """densenet-mini's connection groups (the readers' conv slices and norm scales): at lambda 0.3
     for 20 epochs at least one group reaches exactly zero, the masked fine-tune keeps its conv
     slices zero and recovers the accuracy (measured 1 of 8, 0.797 -> 0.992, dense 0.992)."""
-    from visualizer.core.sparse import connection_groups, group_lasso_then_finetune
+    from visualizer.core.training.sparse import connection_groups, group_lasso_then_finetune
 
     model = load_model("densenet-mini").model
     data = load_dataset("digits")

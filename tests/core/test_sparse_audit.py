@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import visualizer.core.sparse as sparse
-from visualizer.core.data import Dataset
-from visualizer.core.sparse import (
+import visualizer.core.training.sparse as sparse
+from visualizer.core.data.sources import Dataset
+from visualizer.core.tasks import run
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.sparse import (
     DSTConfig,
     ProxConfig,
     apply_block_soft_threshold,
@@ -25,8 +27,6 @@ from visualizer.core.sparse import (
     proximal_training,
     soft_threshold,
 )
-from visualizer.core.tasks import run
-from visualizer.core.training import TrainConfig
 
 floats = st.floats(-10, 10, allow_nan=False, width=32)
 vectors = st.lists(floats, min_size=1, max_size=12)

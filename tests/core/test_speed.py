@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.masks import MaskSet
-from visualizer.core.shrink import structured_prune
-from visualizer.core.speed import (
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.structure.graph import example_input, find_groups, group_scores
+from visualizer.core.structure.shrink import structured_prune
+from visualizer.core.structure.speed import (
     compare_speed,
     count_flops,
     magnitude_masks_like,
@@ -17,8 +19,6 @@ from visualizer.core.speed import (
     time_to_train,
     useful_flops,
 )
-from visualizer.core.structure import example_input, find_groups, group_scores
-from visualizer.core.zoo import ZOO
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -83,7 +83,7 @@ def test_speed_report_dense_masked_shrunk():
     assert s.flops == s.executed_flops < d.flops
     assert s.params == res.params_after
     # same prunable parameter count for masked and shrunk
-    from visualizer.core.models import prunable_parameters
+    from visualizer.core.models.loaders import prunable_parameters
 
     kept = sum(p.numel() for p in prunable_parameters(res.shrunk.model).values())
     assert mk.params - (d.params - sum(p.numel() for p in prunable_parameters(m).values())) == kept

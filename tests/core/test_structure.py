@@ -1,4 +1,4 @@
-"""Traced graphs, fallbacks, and coupled groups counted by hand from visualizer/core/zoo/convnets.py."""
+"""Traced graphs, fallbacks, and coupled groups counted by hand from visualizer/core/models/zoo/convnets.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from tests.conftest import torchvision_or_skip
-from visualizer.core.structure import (
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.structure.graph import (
     branches,
     build_graph,
     connectivity,
@@ -22,7 +23,6 @@ from visualizer.core.structure import (
     group_sparsity,
     layer_groups,
 )
-from visualizer.core.zoo import ZOO
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -316,7 +316,7 @@ def test_data_dependent_model_falls_back_with_a_notice():
 
 
 def test_hook_fallback_when_export_also_fails(monkeypatch):
-    import visualizer.core.structure as S
+    import visualizer.core.structure.graph as S
 
     def boom(*a, **k):
         raise RuntimeError("no export here")
@@ -410,7 +410,7 @@ def _unit_output_scale(m: nn.Module, x: torch.Tensor) -> None:
 @pytest.mark.torchvision
 @pytest.mark.parametrize("name", [*TORCHVISION, "vit"])
 def test_torchvision_graph_groups_and_shrink(name):
-    from visualizer.core.shrink import structured_prune
+    from visualizer.core.structure.shrink import structured_prune
 
     m, x = _tv_model(name)
     g = build_graph(m, x)
@@ -455,7 +455,7 @@ def test_layer_groups_for_colouring_the_graph():
 
 @pytest.mark.torchvision
 def test_torchvision_googlenet_branch_removal_and_densenet_connection_cut():
-    from visualizer.core.shrink import (
+    from visualizer.core.structure.shrink import (
         PrunePlan,
         masked_copy,
         max_output_diff,
@@ -487,8 +487,8 @@ def test_graph_shapes_without_symbolic_shape_machinery():
     import subprocess
     import sys
 
-    code = ("import sys; from visualizer.core.models import load_model; "
-            "from visualizer.core.structure import build_graph; "
+    code = ("import sys; from visualizer.core.models.loaders import load_model; "
+            "from visualizer.core.structure.graph import build_graph; "
             "g = build_graph(load_model('densenet-mini').model).graph; "
             "shapes = [d.get('shape') for _, _, d in g.edges(data=True)]; "
             "assert sum(s is not None for s in shapes) >= len(shapes) // 2, shapes; "
@@ -508,7 +508,7 @@ def test_a_group_search_past_its_budget_is_stopped_with_a_notice(monkeypatch):
             pass
 
     monkeypatch.setattr(tp.DependencyGraph, "build_dependency", endless)
-    from visualizer.core.models import load_model
+    from visualizer.core.models.loaders import load_model
 
     model = load_model("lenet").model
     t0 = time.monotonic()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visualizer.core.shrink import structured_prune, structured_prune_job
-from visualizer.core.structure import (
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.structure.graph import (
     build_graph,
     build_graph_job,
     example_input,
@@ -15,8 +15,8 @@ from visualizer.core.structure import (
     find_groups_job,
     group_scores,
 )
+from visualizer.core.structure.shrink import structured_prune, structured_prune_job
 from visualizer.core.tasks import Cancelled, Step, run
-from visualizer.core.zoo import ZOO
 
 
 def _zoo(name):

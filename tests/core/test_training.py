@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.data import load_dataset
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import load_model, prunable_parameters, select_device
-from visualizer.core.sparse import hard_threshold_masks
+from visualizer.core.data.sources import load_dataset
+from visualizer.core.models.loaders import load_model, prunable_parameters, select_device
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
-from visualizer.core.training import (
+from visualizer.core.training.loop import (
     LoopHooks,
     MaskProjector,
     TrainConfig,
@@ -28,6 +27,7 @@ from visualizer.core.training import (
     train_with_distillation,
     training_loss,
 )
+from visualizer.core.training.sparse import hard_threshold_masks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -249,8 +249,8 @@ def test_models_with_auxiliary_heads_train_on_their_main_logits():
     main head's logits (a named tuple's .logits, else the first element) and still learns."""
     from collections import namedtuple
 
-    from visualizer.core.data import Dataset
-    from visualizer.core.training import main_logits
+    from visualizer.core.data.sources import Dataset
+    from visualizer.core.training.loop import main_logits
 
     Outputs = namedtuple("Outputs", ["logits", "aux"])
 

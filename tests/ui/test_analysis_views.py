@@ -8,8 +8,8 @@ import pytest
 import torch
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from visualizer.core.graph_layout import layered_layout
-from visualizer.core.zoo import ZOO
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.structure.layout import layered_layout
 from visualizer.ui.analysis.densenet_view import Connectivity, ConnectivityView
 from visualizer.ui.analysis.graph_view import GraphView
 from visualizer.ui.analysis.inception_view import BranchModule, BranchView
@@ -22,7 +22,7 @@ def model_graph(name: str) -> nx.DiGraph:
     """The traced graph of a bundled model (core.structure when present, else a plain fx trace)."""
     model = ZOO[name].build()
     try:
-        from visualizer.core.structure import build_graph
+        from visualizer.core.structure.graph import build_graph
     except ImportError:
         build_graph = None
     if build_graph is not None:
@@ -361,7 +361,7 @@ def test_graph_labels_arrive_in_batches_without_holding_the_window(qtbot):
     a new graph replaces a half-labelled one cleanly."""
     import networkx as nx
 
-    from visualizer.core.graph_layout import layered_layout
+    from visualizer.core.structure.layout import layered_layout
     from visualizer.ui.analysis import graph_view
     from visualizer.ui.analysis.graph_view import GraphView
 

@@ -8,7 +8,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from tests.ui.conftest import wait_idle
-from visualizer.core.zoo import ZOO
+from visualizer.core.models.zoo import ZOO
 
 
 @pytest.mark.parametrize("name", [n for n in ZOO if n != "lenet"])
@@ -113,7 +113,7 @@ def test_unsaved_work_prompts_on_close(qtbot, window):
 
 
 def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
-    from visualizer.core.session import load_session
+    from visualizer.core.io.session import load_session
     from visualizer.ui.window import recovery_path
 
     window.state.add_result({"criterion": "magnitude", "density": 0.1, "accuracy": 0.8})
@@ -123,7 +123,7 @@ def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
 
 
 def test_exports(qtbot, window, tmp_path):
-    from visualizer.core.masks import MaskSet
+    from visualizer.core.pruning.masks import MaskSet
     from visualizer.ui import export
 
     window.pruning_panel.set_density(0.2)

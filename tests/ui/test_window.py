@@ -185,8 +185,9 @@ def test_layer_list_follows_a_drag_at_a_bounded_rate(qtbot, window, monkeypatch)
     panel = window.model_panel
     calls = []
     real = panel._update_densities
+    wait_idle(qtbot, window)
+    qtbot.wait(3 * panels_mod.TREE_REFRESH_MS)  # the load's refresh and its cool-down are over
     monkeypatch.setattr(panel, "_update_densities", lambda: (calls.append(1), real())[1])
-    qtbot.wait(2 * panels_mod.TREE_REFRESH_MS)  # no cool-down running
     for d in np.geomspace(0.9, 0.05, 12):  # twelve steps within one cool-down
         window.pruning_panel.set_density(float(d))
     assert len(calls) == 1

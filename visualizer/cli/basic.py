@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_info)
 
-    from visualizer.core.criteria import CRITERIA
-    from visualizer.core.ranking import SCOPES, STRUCTURES
+    from visualizer.core.pruning.criteria import CRITERIA
+    from visualizer.core.pruning.ranking import SCOPES, STRUCTURES
 
     p = sub.add_parser("prune", help="prune a model to a density and report the achieved densities")
     add_model_args(p)
@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def model_rows() -> list[dict]:
-    from visualizer.core.models import count_parameters, read_manifest
-    from visualizer.core.zoo import ZOO
+    from visualizer.core.models.loaders import count_parameters, read_manifest
+    from visualizer.core.models.zoo import ZOO
 
     manifest = read_manifest()
     rows = []
@@ -92,7 +92,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from visualizer.core.models import layer_table, load_model
+    from visualizer.core.models.loaders import layer_table, load_model
 
     loaded = load_model(args.model, weights=args.weights, trust=args.trust)
     rows = layer_table(loaded.model)
@@ -128,7 +128,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def score_batches(dataset, batches: int, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The first ``batches`` mini-batches of a seeded shuffle of the training split."""
-    from visualizer.core.data import batches as make_batches
+    from visualizer.core.data.sources import batches as make_batches
 
     if batches < 1:
         raise UserError(f"--batches must be at least 1, got {batches}")
@@ -145,11 +145,11 @@ def score_batches(dataset, batches: int, batch_size: int, seed: int) -> list[tup
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from visualizer.cli.common import load_model_and_data
-    from visualizer.core.criteria import CRITERIA, score
-    from visualizer.core.evaluate import evaluate
-    from visualizer.core.models import load_model
-    from visualizer.core.ranking import SCOPES, STRUCTURES, build_ranking, check_density
+    from visualizer.core.models.loaders import load_model
+    from visualizer.core.pruning.criteria import CRITERIA, score
+    from visualizer.core.pruning.ranking import SCOPES, STRUCTURES, build_ranking, check_density
     from visualizer.core.tasks import TerminalProgress, run
+    from visualizer.core.training.evaluate import evaluate
 
     # check every option before any slow work
     if args.criterion not in CRITERIA:

@@ -19,9 +19,9 @@ class UserError(Exception):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input', shown as one line rather than a traceback."""
-    from visualizer.core.data import DataError
-    from visualizer.core.masks import MaskError
-    from visualizer.core.models import ModelLoadError
+    from visualizer.core.data.sources import DataError
+    from visualizer.core.models.loaders import ModelLoadError
+    from visualizer.core.pruning.masks import MaskError
 
     errors: list[type[BaseException]] = [UserError, ModelLoadError, MaskError, DataError, ValueError, FileNotFoundError]
     try:
@@ -75,8 +75,8 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
 
 def load_model_and_data(args: argparse.Namespace):
     """Load the model and its dataset from the shared options; raise UserError where unclear."""
-    from visualizer.core.data import check_model_reads, load_dataset
-    from visualizer.core.models import load_model
+    from visualizer.core.data.sources import check_model_reads, load_dataset
+    from visualizer.core.models.loaders import load_model
 
     loaded = load_model(args.model, weights=args.weights, trust=args.trust)
     name = getattr(args, "data", None) or loaded.dataset

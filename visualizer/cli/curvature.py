@@ -95,9 +95,9 @@ def _add_eval_args(p: argparse.ArgumentParser, default_batches: int) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    from visualizer.core.curvature import eval_batches
-    from visualizer.core.masks import MaskSet
-    from visualizer.core.models import select_device
+    from visualizer.core.curvature.hessian import eval_batches
+    from visualizer.core.models.loaders import select_device
+    from visualizer.core.pruning.masks import MaskSet
 
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
@@ -121,7 +121,7 @@ def _check_positive(**values: int) -> None:
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
-    from visualizer.core import curvature as C
+    from visualizer.core.curvature import hessian as C
 
     _check_positive(top_k=args.top_k, bottom_k=args.bottom_k, density_probes=args.density_probes,
                     trace_probes=args.trace_probes, batches=args.batches)
@@ -151,7 +151,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             dense, masked = both.dense, both.masked
         rewinds = None
         if taus is not None:
-            from visualizer.core.lottery import rewind_points
+            from visualizer.core.training.lottery import rewind_points
 
             points = run(rewind_points(model, loaded.ref, data, taus, seed=args.seed), progress)
             snaps = [(f"tau={t}", points.snapshots[t]) for t in taus]
@@ -173,7 +173,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     if rewinds is not None:
         result["rewinds"] = [{"tau": t, **s.to_json()} for t, s in rewinds]
     if args.out:
-        from visualizer.core.masks import atomic_write
+        from visualizer.core.pruning.masks import atomic_write
 
         text = json.dumps(to_jsonable(result), indent=2)
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
@@ -213,9 +213,10 @@ def _parse_taus(text: str) -> list[int]:
 
 
 def _endpoint(spec: str, args: argparse.Namespace, model, mask, loaded) -> dict[str, torch.Tensor]:
-    from visualizer.core.curvature import masked_point
-    from visualizer.core.models import load_state_dict, sample_models_dir
-    from visualizer.core.zoo import ZOO
+    from visualizer.core.curvature.hessian import masked_point
+    from visualizer.core.models.loaders import load_state_dict
+    from visualizer.core.models.zoo import ZOO
+    from visualizer.core.resources import sample_models_dir
 
     def init_state() -> dict[str, torch.Tensor]:
         path = sample_models_dir() / f"{args.model}.init.safetensors"
@@ -251,7 +252,7 @@ def _endpoint(spec: str, args: argparse.Namespace, model, mask, loaded) -> dict[
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
-    from visualizer.core import landscape as L
+    from visualizer.core.curvature import landscape as L
 
     if args.steps < 2:
         raise UserError("--steps must be at least 2")
@@ -288,7 +289,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         progress.close()
     arrays.update(loss=res.loss, accuracy=res.accuracy, alpha=res.alpha)
     out = Path(args.out)
-    from visualizer.core.masks import atomic_write
+    from visualizer.core.pruning.masks import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:

@@ -64,8 +64,8 @@ def _run(job):
 
 
 def _load(args):
-    from visualizer.core.models import load_model
-    from visualizer.core.structure import example_input
+    from visualizer.core.models.loaders import load_model
+    from visualizer.core.structure.graph import example_input
 
     loaded = load_model(args.model, weights=args.weights, trust=args.trust)
     dataset = getattr(args, "data", None) or loaded.dataset
@@ -77,20 +77,20 @@ def _load(args):
 
 
 def _scores(args, model, groups, dataset):
-    from visualizer.core.structure import group_scores
+    from visualizer.core.structure.graph import group_scores
 
     if args.criterion in GROUP_CRITERIA:
         return group_scores(model, groups, args.criterion)
     try:
-        from visualizer.core.criteria import CRITERIA, compute_scores
+        from visualizer.core.pruning.criteria import CRITERIA, compute_scores
     except ImportError as exc:
-        raise UserError(f"criterion {args.criterion!r} needs visualizer.core.criteria; use {', '.join(GROUP_CRITERIA)}") from exc
+        raise UserError(f"criterion {args.criterion!r} needs visualizer.core.pruning.criteria; use {', '.join(GROUP_CRITERIA)}") from exc
     if args.criterion not in CRITERIA:
         raise UserError(f"unknown criterion {args.criterion!r}: use {', '.join(GROUP_CRITERIA)} or one of {', '.join(CRITERIA)}")
     batches = None
     if CRITERIA[args.criterion].needs_data:
-        from visualizer.core.data import batches as make_batches
-        from visualizer.core.data import load_dataset
+        from visualizer.core.data.sources import batches as make_batches
+        from visualizer.core.data.sources import load_dataset
 
         if dataset is None:
             raise UserError(f"criterion {args.criterion} needs data: pass --data NAME")
@@ -101,8 +101,8 @@ def _scores(args, model, groups, dataset):
 
 
 def _prune(args):
-    from visualizer.core.shrink import structured_prune_job
-    from visualizer.core.structure import find_groups_job
+    from visualizer.core.structure.graph import find_groups_job
+    from visualizer.core.structure.shrink import structured_prune_job
 
     if args.density is None and not args.zeros:
         raise UserError("give --density D (fraction of units kept) or --zeros")
@@ -115,7 +115,7 @@ def _prune(args):
         why = "; ".join(res.notices) or "no coupled group can be removed without changing the output"
         raise UserError(f"{args.model} has no structurally prunable group: {why}")
     if args.zeros:
-        from visualizer.core.shrink import zero_plan
+        from visualizer.core.structure.shrink import zero_plan
 
         plan = zero_plan(model, res.groups, x)
         if not plan.removed and not plan.cut:
@@ -130,7 +130,12 @@ def _prune(args):
 
 
 def cmd_graph(args) -> int:
-    from visualizer.core.structure import branches, build_graph_job, connectivity, find_groups_job
+    from visualizer.core.structure.graph import (
+        branches,
+        build_graph_job,
+        connectivity,
+        find_groups_job,
+    )
 
     loaded, _, x = _load(args)
     model = loaded.model
@@ -164,8 +169,8 @@ def cmd_graph(args) -> int:
 
 
 def cmd_shrink(args) -> int:
-    from visualizer.core.shrink import save_exported, save_shrunk, save_torchscript
-    from visualizer.core.speed import count_flops
+    from visualizer.core.structure.shrink import save_exported, save_shrunk, save_torchscript
+    from visualizer.core.structure.speed import count_flops
 
     loaded, x, res, r = _prune(args)
     flops_before = count_flops(loaded.model, x)[0]
@@ -204,8 +209,8 @@ def cmd_shrink(args) -> int:
 
 
 def cmd_speed(args) -> int:
-    from visualizer.core.models import select_device
-    from visualizer.core.speed import compare_speed
+    from visualizer.core.models.loaders import select_device
+    from visualizer.core.structure.speed import compare_speed
 
     loaded, x, res, r = _prune(args)
     device = select_device(args.device)

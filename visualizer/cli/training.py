@@ -29,7 +29,7 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
 def _train_config(args: argparse.Namespace, **extra):
     import torch
 
-    from visualizer.core.training import TrainConfig
+    from visualizer.core.training.loop import TrainConfig
 
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
@@ -144,8 +144,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from visualizer.core.masks import MaskSet
-    from visualizer.core.training import evaluate, train
+    from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.training.loop import evaluate, train
 
     loaded, data = load_model_and_data(args)
     model = loaded.model
@@ -185,8 +185,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_imp(args: argparse.Namespace) -> int:
-    from visualizer.core.experiments import write_rows
-    from visualizer.core.lottery import IMPConfig, initial_state, iterative_magnitude_pruning
+    from visualizer.core.training.experiments import write_rows
+    from visualizer.core.training.lottery import (
+        IMPConfig,
+        initial_state,
+        iterative_magnitude_pruning,
+    )
 
     loaded, data = load_model_and_data(args)
     init, source = initial_state(args.model, loaded.model, args.seed)
@@ -217,15 +221,15 @@ def cmd_imp(args: argparse.Namespace) -> int:
 def _save_state(state: dict, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from visualizer.core.masks import atomic_write
+    from visualizer.core.pruning.masks import atomic_write
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
 def cmd_dst(args: argparse.Namespace) -> int:
-    from visualizer.core.lottery import initial_state
-    from visualizer.core.sparse import DSTConfig, dynamic_sparse_training
+    from visualizer.core.training.lottery import initial_state
+    from visualizer.core.training.sparse import DSTConfig, dynamic_sparse_training
 
     loaded, data = load_model_and_data(args)
     init, source = initial_state(args.model, loaded.model, args.seed)
@@ -257,14 +261,14 @@ def cmd_dst(args: argparse.Namespace) -> int:
 def cmd_prox(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from visualizer.core.sparse import ProxConfig, proximal_training
+    from visualizer.core.training.sparse import ProxConfig, proximal_training
 
     loaded, data = load_model_and_data(args)
     # plain SGD (no momentum): each step is then exactly w <- prox_{lr lam}(w - lr grad)
     tc = replace(_train_config(args), momentum=0.0)
     groups = None
     if args.method == "group-lasso":
-        from visualizer.core import sparse
+        from visualizer.core.training import sparse
 
         makers = {"channels": sparse.output_channel_groups, "branches": sparse.branch_groups,
                   "connections": sparse.connection_groups}
@@ -294,7 +298,8 @@ def cmd_prox(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from visualizer.core.experiments import (
+    from visualizer.core.tasks import Step, TerminalProgress, run
+    from visualizer.core.training.experiments import (
         ROW_FIELDS,
         SweepConfig,
         read_rows,
@@ -302,8 +307,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep,
         write_rows,
     )
-    from visualizer.core.lottery import initial_state
-    from visualizer.core.tasks import Step, TerminalProgress, run
+    from visualizer.core.training.lottery import initial_state
 
     loaded, data = load_model_and_data(args)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
@@ -347,8 +351,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_lth_report(args: argparse.Namespace) -> int:
-    from visualizer.core.experiments import LTH_FIELDS, lth_report, write_rows
-    from visualizer.core.lottery import initial_state
+    from visualizer.core.training.experiments import LTH_FIELDS, lth_report, write_rows
+    from visualizer.core.training.lottery import initial_state
 
     loaded, data = load_model_and_data(args)
     init, source = initial_state(args.model, loaded.model, args.seed)

@@ -22,9 +22,9 @@ def load_job(
     ref: str, weights: str | None = None, trust: bool = False, dataset: str | None = None
 ) -> Generator[Step, None, tuple[Any, Any, dict]]:
     """Load a model (and its dataset) and prepare what the panels show."""
-    from visualizer.core.data import check_model_reads, load_dataset
-    from visualizer.core.masks import MaskSet
-    from visualizer.core.models import load_model, prunable_parameters
+    from visualizer.core.data.sources import check_model_reads, load_dataset
+    from visualizer.core.models.loaders import load_model, prunable_parameters
+    from visualizer.core.pruning.masks import MaskSet
 
     yield Step(f"loading {ref}", 0.05)
     loaded = load_model(ref, weights=weights, trust=trust)
@@ -40,7 +40,7 @@ def load_job(
 
 
 def model_info(model) -> dict:
-    from visualizer.core.models import layer_table, prunable_parameters
+    from visualizer.core.models.loaders import layer_table, prunable_parameters
 
     prunable = prunable_parameters(model)
     layers = [LayerRow(r.name, r.kind, r.shape, r.params, r.prunable) for r in layer_table(model)]
@@ -51,7 +51,7 @@ def model_info(model) -> dict:
 def dataset_job(name: str, model=None, model_name: str = "the model") -> Generator[Step, None, Any]:
     """Load a dataset for the current model; a dataset the model cannot read is refused (the
     window keeps the one it had)."""
-    from visualizer.core.data import check_model_reads, load_dataset
+    from visualizer.core.data.sources import check_model_reads, load_dataset
 
     yield Step(f"loading {name}", 0.1)
     data = load_dataset(name)
@@ -63,7 +63,7 @@ def dataset_job(name: str, model=None, model_name: str = "the model") -> Generat
 
 def score_batches(dataset, batch_size: int = 128, limit: int = 4):
     """The batches a data-dependent criterion sees: the first ``limit`` training batches."""
-    from visualizer.core.data import batches
+    from visualizer.core.data.sources import batches
 
     if dataset is None:
         return None
@@ -79,7 +79,7 @@ def rank_job(
     model, dataset, criterion: str, scope: str, structure: str, seed: int = 0
 ) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
     """Scores of ``criterion`` on a copy of the model, then the ranking for (scope, structure)."""
-    from visualizer.core import criteria, ranking
+    from visualizer.core.pruning import criteria, ranking
 
     info = criteria.CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown

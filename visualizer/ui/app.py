@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = [("main()", seconds_since_process_start())]
     app = make_app()
     configure_threads()
-    from visualizer.core.zoo import DEFAULT_MODEL
+    from visualizer.core.models.zoo import DEFAULT_MODEL
     from visualizer.ui.window import MainWindow
 
     stages.append(("imports", seconds_since_process_start()))

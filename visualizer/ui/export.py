@@ -51,13 +51,13 @@ def _svg_of_widget(widget, out: Path) -> None:
 
 
 def export_results(window, path: str) -> Path:
-    from visualizer.core.session import write_results_csv
+    from visualizer.core.io.session import write_results_csv
 
     return write_results_csv(window.state.results, path)
 
 
 def export_compare(window, path: str) -> Path:
-    from visualizer.core.session import write_results_csv
+    from visualizer.core.io.session import write_results_csv
 
     s = window.state
     if s.snapshot is None or s.masks is None:
@@ -75,6 +75,6 @@ def export_mask(window, path: str, fmt: str) -> Path:
                               density=f"{s.masks.density():.6g}", model=s.loaded.ref)
         masks.save(path)
         return Path(path)
-    from visualizer.core.session import write_prune_state_dict
+    from visualizer.core.io.session import write_prune_state_dict
 
     return write_prune_state_dict(s.masks, s.loaded.model, path)

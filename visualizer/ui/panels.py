@@ -134,8 +134,8 @@ class ModelPanel(QWidget):
     def __init__(self, state) -> None:
         super().__init__()
         self.state = state
-        from visualizer.core.data import dataset_names
-        from visualizer.core.zoo import ZOO
+        from visualizer.core.data.sources import dataset_names
+        from visualizer.core.models.zoo import ZOO
 
         self.model_box = QComboBox()
         self.model_box.setEditable(True)
@@ -424,7 +424,7 @@ class PruningPanel(QWidget):
 
     def _fill_criteria(self) -> None:
         try:
-            from visualizer.core.criteria import CRITERIA
+            from visualizer.core.pruning.criteria import CRITERIA
         except ImportError:  # engine not merged yet
             CRITERIA = {}
         self.criteria = CRITERIA

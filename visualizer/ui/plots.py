@@ -3,7 +3,7 @@
 ``add_curves(plot_item, rows)`` draws result rows (dicts with ``density`` and ``accuracy``; the
 curve a row belongs to is criterion · retrain · kind) on any pyqtgraph PlotItem, styled by
 ``style_plot``; ``render_curves_png(rows, path)`` draws the same thing offscreen into a PNG (used by
-``pruneviz lth-report``). No numerics here: rows come from visualizer.core.experiments.
+``pruneviz lth-report``). No numerics here: rows come from visualizer.core.training.experiments.
 """
 
 from __future__ import annotations

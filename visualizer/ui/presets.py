@@ -2,8 +2,7 @@
 
 A :class:`Preset` is three plain pieces: a job (a generator of core Steps calling core functions
 on a bundled model, run in a worker by the window or to the end by tests and screenshots), the
-view that shows its result, and a caption saying what to look at. Presets whose core module is
-not available raise :class:`PresetUnavailable` with the module's name, so the menu can grey them.
+view that shows its result, and a caption saying what to look at.
 
 Presets: the LTH curve on the bundled MLP (ticket vs re-init vs random); SNIP vs magnitude masks
 on the same layer; masked vs dense Hessian spectrum; DenseNet connections after group lasso;
@@ -13,7 +12,6 @@ unstructured and structured models.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,23 +22,6 @@ from PySide6.QtWidgets import QWidget
 
 from visualizer.core.tasks import Step, run, sub
 from visualizer.ui.analysis.base import AnalysisView, set_title
-
-
-class PresetUnavailable(RuntimeError):
-    """A preset needs a core module (or function) that this build does not have."""
-
-
-def _core(module: str, *names: str):
-    """Import ``visualizer.core.<module>`` and return the named attributes, or explain."""
-    try:
-        mod = importlib.import_module(f"visualizer.core.{module}")
-    except ModuleNotFoundError as exc:
-        raise PresetUnavailable(f"needs visualizer.core.{module}, which is not available") from exc
-    missing = [n for n in names if not hasattr(mod, n)]
-    if missing:
-        raise PresetUnavailable(f"needs {', '.join(missing)} in visualizer.core.{module}")
-    return [getattr(mod, n) for n in names]
-
 
 # --------------------------------------------------------------------------------------------
 # A small figure view for presets that are curves or mask pictures
@@ -162,15 +143,15 @@ class Preset:
 
 
 def _load(name: str):
-    from visualizer.core.data import load_dataset
-    from visualizer.core.models import load_model
+    from visualizer.core.data.sources import load_dataset
+    from visualizer.core.models.loaders import load_model
 
     loaded = load_model(name)
     return loaded, load_dataset(loaded.dataset)
 
 
 def _fixed_batches(data, n: int = 4, size: int = 128):
-    from visualizer.core.data import batches
+    from visualizer.core.data.sources import batches
 
     return [b for _, b in zip(range(n), batches(data.x_train, data.y_train, size))]
 
@@ -180,8 +161,8 @@ def _fixed_batches(data, n: int = 4, size: int = 128):
 
 def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1):
     """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared."""
-    score, = _core("criteria", "score")
-    mask_from_scores, = _core("ranking", "mask_from_scores")
+    from visualizer.core.pruning.criteria import score
+    from visualizer.core.pruning.ranking import mask_from_scores
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
@@ -226,11 +207,15 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
     pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
     run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
-    dense_vs_masked, spectrum_over_rewinds, eval_batches, SpectrumOptions = _core(
-        "curvature", "dense_vs_masked", "spectrum_over_rewinds", "eval_batches", "SpectrumOptions")
-    score, = _core("criteria", "score")
-    mask_from_scores, = _core("ranking", "mask_from_scores")
-    rewind_points, = _core("lottery", "rewind_points")
+    from visualizer.core.curvature.hessian import (
+        SpectrumOptions,
+        dense_vs_masked,
+        eval_batches,
+        spectrum_over_rewinds,
+    )
+    from visualizer.core.pruning.criteria import score
+    from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.training.lottery import rewind_points
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
@@ -263,9 +248,12 @@ def show_spectrum(view, r) -> None:
 
 def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3):
     """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
-    iterative_magnitude_pruning, IMPConfig, initial_state = _core(
-        "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state")
-    TrainConfig, = _core("training", "TrainConfig")
+    from visualizer.core.training.loop import TrainConfig
+    from visualizer.core.training.lottery import (
+        IMPConfig,
+        initial_state,
+        iterative_magnitude_pruning,
+    )
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
@@ -295,9 +283,13 @@ def show_lth(view: FigureView, result) -> None:
 
 def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10):
     """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
-    iterative_magnitude_pruning, IMPConfig, initial_state, imp_density = _core(
-        "lottery", "iterative_magnitude_pruning", "IMPConfig", "initial_state", "imp_density")
-    TrainConfig, = _core("training", "TrainConfig")
+    from visualizer.core.training.loop import TrainConfig
+    from visualizer.core.training.lottery import (
+        IMPConfig,
+        imp_density,
+        initial_state,
+        iterative_magnitude_pruning,
+    )
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
@@ -359,7 +351,7 @@ def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: 
                       steps_sparse: int | None = None):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
     and time to train = steps x time per step (seed 001's paradox)."""
-    measure_speed, = _core("speed", "measure_speed")
+    from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
     loaded, _ = _load(model)
     report = yield from sub(measure_speed(loaded.model, density=density), 0.02, 1.0)

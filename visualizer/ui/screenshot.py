@@ -13,7 +13,7 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
 
     app = make_app()
     configure_threads()
-    from visualizer.core.zoo import DEFAULT_MODEL
+    from visualizer.core.models.zoo import DEFAULT_MODEL
     from visualizer.ui import export
     from visualizer.ui.window import MainWindow
 

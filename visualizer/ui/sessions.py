@@ -1,11 +1,11 @@
-"""Window <-> .pviz session (the format itself is visualizer.core.session)."""
+"""Window <-> .pviz session (the format itself is visualizer.core.io.session)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from visualizer.core.session import Session, load_session
-from visualizer.core.session import save_session as write_session
+from visualizer.core.io.session import Session, load_session
+from visualizer.core.io.session import save_session as write_session
 from visualizer.core.tasks import Step, sub
 from visualizer.ui import actions
 
@@ -40,7 +40,7 @@ def capture(window) -> Session:
 
 
 def _bundled(loaded) -> bool:
-    from visualizer.core.zoo import ZOO
+    from visualizer.core.models.zoo import ZOO
 
     return loaded.ref in ZOO and (loaded.weights is None or "sample_models" in str(loaded.weights))
 
@@ -105,7 +105,7 @@ def open_job(path: str):
         actions.load_job(session.model_ref, session.weights_path, session.trust, session.dataset),
         0.1, 0.9)
     if session.model_state is not None:
-        from visualizer.core.models import apply_weights
+        from visualizer.core.models.loaders import apply_weights
 
         apply_weights(loaded.model, session.model_state, f"{Path(path).name}: weights")
         info.update(actions.model_info(loaded.model))

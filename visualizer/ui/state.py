@@ -164,7 +164,7 @@ class AppState(QObject):
 
 def _needs_data(criterion: str) -> bool:
     try:
-        from visualizer.core.criteria import CRITERIA
+        from visualizer.core.pruning.criteria import CRITERIA
 
         return bool(CRITERIA[criterion].needs_data)
     except (ImportError, KeyError):

@@ -23,7 +23,7 @@ def available() -> bool:
 
 
 def train_config(settings: dict):
-    from visualizer.core.training import TrainConfig
+    from visualizer.core.training.loop import TrainConfig
 
     return TrainConfig(
         epochs=int(settings.get("epochs", 1)),
@@ -49,14 +49,14 @@ def _require(window) -> bool:
         window.show_error("load a model with a dataset first")
         return False
     if not available():
-        window.show_error("training is not available in this build (visualizer.core.training missing)")
+        window.show_error("training is not available in this build (visualizer.core.training.loop missing)")
         return False
     return True
 
 
 # --- jobs (worker thread) --------------------------------------------------------------------------
 def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
-    from visualizer.core.training import evaluate
+    from visualizer.core.training.loop import evaluate
 
     yield Step("evaluating the masked model", 0.1)
     ev = evaluate(model, data, masks=masks)
@@ -65,7 +65,7 @@ def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
-    from visualizer.core.training import train, train_with_distillation
+    from visualizer.core.training.loop import train, train_with_distillation
 
     job = train_with_distillation(model, data, masks, config) if distill else train(model, data, masks, config, stage="fine-tune")
     res = yield from job
@@ -76,8 +76,8 @@ def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Genera
 
 def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, None, list[dict]]:
     """IMP with rewinding plus its controls (re-initialised ticket, random mask): LTH rows."""
-    from visualizer.core.experiments import lth_report
-    from visualizer.core.lottery import initial_state
+    from visualizer.core.training.experiments import lth_report
+    from visualizer.core.training.lottery import initial_state
 
     yield Step("initial weights", 0.0)
     init, _source = initial_state(ref, model, int(settings.get("seed", 0)))
@@ -88,8 +88,8 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
 
 
 def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
-    from visualizer.core.lottery import initial_state
-    from visualizer.core.sparse import DSTConfig, dynamic_sparse_training
+    from visualizer.core.training.lottery import initial_state
+    from visualizer.core.training.sparse import DSTConfig, dynamic_sparse_training
 
     init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
     dst = DSTConfig(settings["retrain"], density, train=config, distribution=settings.get("distribution", "erk"))
@@ -102,7 +102,11 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
     """Group lasso training, then the channel cut to the slider's density (seed 004's two steps)."""
-    from visualizer.core.sparse import ProxConfig, proximal_training, prune_channels_by_norm
+    from visualizer.core.training.sparse import (
+        ProxConfig,
+        proximal_training,
+        prune_channels_by_norm,
+    )
 
     res = yield from sub(proximal_training(model, data, ProxConfig("group-lasso", float(settings.get("lam", 1e-3)),
                                                                    density, train=config)), 0.0, 0.9)
@@ -114,7 +118,7 @@ def lasso_job(model, data, density: float, settings: dict, config, row: dict) ->
 
 
 def sweep_job(model, data, sweep_config, previous: list[dict]):
-    from visualizer.core.experiments import sweep
+    from visualizer.core.training.experiments import sweep
 
     return (yield from sub(sweep(model, data, sweep_config, previous=previous), 0.0, 1.0))
 
@@ -190,7 +194,7 @@ def run_sweep(window, settings: dict, densities=SWEEP_DENSITIES) -> None:
     rows already computed with the same settings are reused, new ones stream into the curves."""
     if not _require(window):
         return
-    from visualizer.core.experiments import KEY_FIELDS, SweepConfig, row_key
+    from visualizer.core.training.experiments import KEY_FIELDS, SweepConfig, row_key
 
     s = window.state
     mode = settings.get("retrain", "none")

@@ -56,9 +56,9 @@ def recovery_path() -> Path:
 
 def training_available() -> tuple[bool, str]:
     try:
-        from visualizer.core import experiments, training  # noqa: F401
+        from visualizer.core.training import experiments, loop  # noqa: F401
     except ImportError:
-        return False, ("Retraining arrives with the training engine (visualizer.core.training); "
+        return False, ("Retraining arrives with the training engine (visualizer.core.training.loop); "
                        "until then these controls are disabled.")
     return True, ""
 
@@ -610,7 +610,7 @@ class MainWindow(QMainWindow):
         s.set_dirty(True)
         self.request_ranking(apply_mask=False)
 
-    # --- sessions (filled in by visualizer.core.session) -------------------------------------
+    # --- sessions (filled in by visualizer.core.io.session) -------------------------------------
     def open_session_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "Pruning sessions (*.pviz)")
         if path:

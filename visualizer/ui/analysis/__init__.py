@@ -165,14 +165,14 @@ def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, in
     """Compute one analysis view for a bundled model offscreen and save it as PNG (or SVG).
 
     The mask is ``criterion`` at ``density`` (global); the view's job runs to the end in this
-    thread. Raises ValueError for an unknown view and CoreUnavailable when its core is missing.
+    thread. Raises ValueError for an unknown view.
     """
     from PySide6.QtWidgets import QApplication
 
-    from visualizer.core.criteria import compute_scores
-    from visualizer.core.data import load_dataset
-    from visualizer.core.models import load_model
-    from visualizer.core.ranking import mask_from_scores
+    from visualizer.core.data.sources import load_dataset
+    from visualizer.core.models.loaders import load_model
+    from visualizer.core.pruning.criteria import compute_scores
+    from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.tasks import run
     from visualizer.ui.analysis import adapters, jobs
 

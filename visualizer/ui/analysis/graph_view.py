@@ -5,7 +5,7 @@ DenseNet-121-sized graph (about 1000 nodes, a few thousand edges) redraws in mil
 changing densities only re-colours the scatter. Hovering a node highlights its coupled channel
 group (nodes and the edges among them); clicking a node emits ``layerSelected(name)``.
 
-Positions come from :mod:`visualizer.core.graph_layout` (run it in a worker for large graphs and
+Positions come from :mod:`visualizer.core.structure.layout` (run it in a worker for large graphs and
 pass the result to :meth:`GraphView.set_graph`); the view computes nothing but pixel distances.
 """
 
@@ -19,7 +19,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QWidget
 
-from visualizer.core.graph_layout import GraphLayout, edge_segments
+from visualizer.core.structure.layout import GraphLayout, edge_segments
 from visualizer.ui.analysis.base import AnalysisView, density_colormap
 
 if TYPE_CHECKING:

@@ -4,35 +4,16 @@ Each is a generator of :class:`~visualizer.core.tasks.Step` returning a small re
 ``set_*`` methods take (after :mod:`adapters`). The window runs them in its JobRunner; presets,
 screenshots and tests run them to the end with :func:`visualizer.core.tasks.run`. They never
 change the model they are given (core functions work on copies or functional calls).
-Core modules are imported when a job starts, so a missing one is a clear one-line error.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from visualizer.core.graph_layout import GraphLayout, layout_job
+from visualizer.core.structure.layout import GraphLayout, layout_job
 from visualizer.core.tasks import Step, sub
-
-
-class CoreUnavailable(RuntimeError):
-    """A job needs a core module or function this build does not have."""
-
-
-def core(module: str, *names: str) -> list[Any]:
-    """``visualizer.core.<module>``'s attributes ``names``, or CoreUnavailable saying which."""
-    try:
-        mod = importlib.import_module(f"visualizer.core.{module}")
-    except ModuleNotFoundError as exc:
-        raise CoreUnavailable(f"needs visualizer.core.{module}, which is not available") from exc
-    missing = [n for n in names if not hasattr(mod, n)]
-    if missing:
-        raise CoreUnavailable(f"needs {', '.join(missing)} in visualizer.core.{module}")
-    return [getattr(mod, n) for n in names]
-
 
 # --- graph --------------------------------------------------------------------------------------
 
@@ -51,7 +32,7 @@ class GraphResult:
 
 def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     """Trace the model, find its coupled groups and summaries, then lay the graph out."""
-    build_graph, find_groups = core("structure", "build_graph", "find_groups")
+    from visualizer.core.structure.graph import build_graph, find_groups
     yield Step("tracing the model", 0.0)
     traced = build_graph(model, example)
     yield Step("coupled channel groups", 0.3)
@@ -65,13 +46,11 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
         notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     groups = [[m.param for m in g.members] for g in groups_obj]
     yield Step("connectivity and branches", 0.5)
-    conn, branches = None, []
-    try:
-        connectivity, branch_fn = core("structure", "connectivity", "branches")
-        conn = connectivity(model, groups_obj)
-        branches = branch_fn(model, groups_obj, example)
-    except CoreUnavailable:
-        pass
+    from visualizer.core.structure.graph import branches as branch_fn
+    from visualizer.core.structure.graph import connectivity
+
+    conn = connectivity(model, groups_obj)
+    branches = branch_fn(model, groups_obj, example)
     layout = yield from sub(layout_job(traced.graph), 0.6, 1.0, "layout: ")
     return GraphResult(traced.graph, layout, groups, notices, conn, branches)
 
@@ -106,8 +85,8 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     """Group lasso (block soft thresholding, seed 004) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
-    find_groups, connectivity, branches = core("structure", "find_groups", "connectivity", "branches")
-    lasso_then_finetune, = core("sparse", "group_lasso_then_finetune")
+    from visualizer.core.structure.graph import branches, connectivity, find_groups
+    from visualizer.core.training.sparse import group_lasso_then_finetune as lasso_then_finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
@@ -126,8 +105,8 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
 def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
                  trace_probes: int = 20, n_batches: int = 1):
     """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature)."""
-    dense_vs_masked, eval_batches, options_cls = core(
-        "curvature", "dense_vs_masked", "eval_batches", "SpectrumOptions")
+    from visualizer.core.curvature.hessian import SpectrumOptions as options_cls
+    from visualizer.core.curvature.hessian import dense_vs_masked, eval_batches
     if masks is None:
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
@@ -152,9 +131,8 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
     2D: the plane through the trained point spanned by the pruning displacement
     delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
     trained point sits at (0, 0) and the pruned point at (1, 0)."""
-    interpolate, slice_2d, random_directions = core(
-        "landscape", "interpolate", "slice_2d", "random_directions")
-    eval_batches, = core("curvature", "eval_batches")
+    from visualizer.core.curvature.hessian import eval_batches
+    from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
     if masks is None:
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
@@ -179,10 +157,9 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
 
 def speed_job(model, density: float = 0.5, repeats: int = 20, example=None):
     """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models."""
-    find_groups, group_scores, example_input = core(
-        "structure", "find_groups", "group_scores", "example_input")
-    structured_prune, = core("shrink", "structured_prune")
-    measure, = core("speed", "speed_job")
+    from visualizer.core.structure.graph import example_input, find_groups, group_scores
+    from visualizer.core.structure.shrink import structured_prune
+    from visualizer.core.structure.speed import speed_job as measure
     yield Step("channel groups", 0.0)
     x = example if example is not None else example_input(model)
     groups = find_groups(model, x).groups

@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visualizer.core.data import Dataset
-from visualizer.core.masks import MaskSet, atomic_write
+from visualizer.core.data.sources import Dataset
+from visualizer.core.pruning.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training import TrainConfig, evaluate_job, train
+from visualizer.core.training.loop import TrainConfig, evaluate_job, train
 
 RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 # the training settings recorded in a row (None when the row involved no training: retrain none)
@@ -61,7 +61,7 @@ class SweepConfig:
     def structure_for(self, criterion: str) -> str:
         if self.structure != "auto":
             return self.structure
-        from visualizer.core.criteria import CRITERIA
+        from visualizer.core.pruning.criteria import CRITERIA
 
         info = CRITERIA.get(criterion)
         return "channel" if info is not None and info.structured else "unstructured"
@@ -114,7 +114,7 @@ def _key_value(name: str, v) -> str:
 
 def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "") -> dict:
     """Every setting that produces the (criterion, density) row of this sweep."""
-    from visualizer.core.criteria import CRITERIA
+    from visualizer.core.pruning.criteria import CRITERIA
 
     retrain = config.retrain != "none"
     tc = config.train
@@ -208,8 +208,8 @@ def sweep(
     ``model`` is the trained model (never changed); ``init_state`` (w_0) is needed for
     ``retrain='rewind'``; ``previous`` rows with matching settings are reused, not recomputed.
     Every row, reused or new, is yielded as ``Step.partial`` in grid order."""
-    from visualizer.core.lottery import criterion_scores, rewind_state
-    from visualizer.core.ranking import build_ranking
+    from visualizer.core.pruning.ranking import build_ranking
+    from visualizer.core.training.lottery import criterion_scores, rewind_state
 
     config.validate()
     if config.retrain in ("rewind", "init") and init_state is None:
@@ -292,7 +292,7 @@ def lth_report(
     """Accuracy vs density of IMP-rewind tickets, their random re-initialisations and random
     masks at the same densities (long format: one row per (kind, round)). Rows stream as
     ``Step.partial`` lists of the rows of each finished round."""
-    from visualizer.core.lottery import IMPConfig, iterative_magnitude_pruning
+    from visualizer.core.training.lottery import IMPConfig, iterative_magnitude_pruning
 
     config = config or TrainConfig()
     imp_config = IMPConfig(rounds, rate, rewind, scope, ("reinit", "random-mask"), config)

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from visualizer.core.data import Dataset
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import prunable_parameters
-from visualizer.core.ranking import check_density, kept_count
+from visualizer.core.data.sources import Dataset
+from visualizer.core.models.loaders import prunable_parameters
+from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.ranking import check_density, kept_count
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training import (
+from visualizer.core.training.loop import (
     EvalResult,
     LoopHooks,
     MaskProjector,
@@ -55,7 +55,7 @@ from visualizer.core.training import (
 )
 
 if TYPE_CHECKING:
-    from visualizer.core.structure import ConcatModule
+    from visualizer.core.structure.graph import ConcatModule
 
 DST_METHODS = ("set", "rigl")
 DISTRIBUTIONS = ("erk", "uniform")
@@ -512,8 +512,8 @@ def prune_channels_by_norm(
     the output channels with the largest group norm s_c = ||w_{G_c}||_2 until ``density`` of the
     prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
     first, so the cut costs little once the penalty has done its work."""
-    from visualizer.core.criteria import score
-    from visualizer.core.ranking import mask_from_scores
+    from visualizer.core.pruning.criteria import score
+    from visualizer.core.pruning.ranking import mask_from_scores
 
     scores = yield from score("l2-norm", model)
     masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm")
@@ -539,7 +539,7 @@ def branch_groups(
     Efficiency: The Case of Inception"): all weights, biases and norm scales of the branch's
     layers, so block soft thresholding keeps or removes the whole branch. ``cats``: the model's
     concatenations if the caller has traced them already (:func:`core.structure.branches`)."""
-    from visualizer.core.structure import branches
+    from visualizer.core.structure.graph import branches
 
     modules = dict(model.named_modules())
     groups = []
@@ -565,7 +565,7 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
     Without the norm scales the penalty is evaded: the optimiser shrinks the conv slice and grows
     gamma, since only their product matters (measured: no group of densenet-mini reached zero at
     any lambda before accuracy collapsed)."""
-    from visualizer.core.structure import find_groups
+    from visualizer.core.structure.graph import find_groups
 
     groups = []
     for g in find_groups(model, example).groups:
@@ -583,7 +583,7 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
 def default_groups(model: nn.Module) -> tuple[str, list[Group]]:
     """Inception branches if the model has Inception modules, else DenseNet connections if it
     concatenates features, else output channels. Returns (kind, groups)."""
-    from visualizer.core.structure import branches
+    from visualizer.core.structure.graph import branches
 
     cats = branches(model)
     if any(c.kind == "inception" for c in cats):

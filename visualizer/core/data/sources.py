@@ -2,7 +2,7 @@
 
 Bundled and offline:
 - ``digits``: the UCI optical-recognition digits (1,797 8x8 grey images, 10 classes; the copy
-  scikit-learn ships, stored in ``visualizer/resources/data/digits.npz``), as 1x8x8 images in [0, 1].
+  scikit-learn ships, stored in ``resources/data/digits.npz``), as 1x8x8 images in [0, 1].
 - ``digits-rows``: the same images read row by row, as sequences of 8 steps x 8 features.
 - ``sequence``: a synthetic sequence task: 16 one-hot symbols from an alphabet of 8; the label is
   the most frequent symbol (ties to the smallest). It needs memory over time, so it exercises
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from visualizer.core.resources import resource_path
 
 SPLIT_SEED = 0
 
@@ -90,8 +91,7 @@ def _split(n: int, test_fraction: float, seed: int = SPLIT_SEED) -> tuple[np.nda
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    path = resources.files("visualizer") / "resources" / "data" / "digits.npz"
-    with resources.as_file(path) as p, np.load(p) as z:
+    with np.load(resource_path("data", "digits.npz")) as z:
         return z["images"].astype(np.float32) / 16.0, z["target"].astype(np.int64)
 
 

@@ -21,7 +21,7 @@ exactly m_r ⊙ w_tau (all other tensors -- biases, norms, buffers -- from w_tau
 Controls (seed 002: "re-initializing the winning ticket's structure with new random weights
 typically fails"): ``reinit`` trains the same mask from a fresh random initialisation;
 ``random-mask`` trains a random mask with the same kept count per layer from w_tau.
-Every training here runs on copies (see visualizer.core.training), so a cancelled job leaves the
+Every training here runs on copies (see visualizer.core.training.loop), so a cancelled job leaves the
 caller's model and masks untouched.
 """
 
@@ -33,11 +33,11 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from visualizer.core.data import Dataset, batches
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import prunable_parameters
+from visualizer.core.data.sources import Dataset, batches
+from visualizer.core.models.loaders import prunable_parameters
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training import TrainConfig, TrainResult, reinitialize, total_steps, train
+from visualizer.core.training.loop import TrainConfig, TrainResult, reinitialize, total_steps, train
 
 CONTROLS = ("reinit", "random-mask")
 CONTROL_ALIASES = {"random": "random-mask", "re-init": "reinit"}
@@ -57,7 +57,7 @@ def prune_remaining(
     Scores are |w| on kept weights and -1 on pruned ones, so a pruned weight is never revived
     (k_r <= k_{r-1}); the mask comes from the shared ranking (exactly floor(rho * d) kept,
     deterministic ties)."""
-    from visualizer.core.ranking import mask_from_scores
+    from visualizer.core.pruning.ranking import mask_from_scores
 
     scores = {}
     for name, m in masks.masks.items():
@@ -233,7 +233,7 @@ def criterion_scores(
     criterion: str, model: nn.Module, data: Dataset, seed: int = 0, n_batches: int = 4
 ) -> Generator[Step, None, dict[str, torch.Tensor]]:
     """Scores of ``criterion`` on ``model`` (engine API), with a few seeded batches of data."""
-    from visualizer.core.criteria import CRITERIA, score
+    from visualizer.core.pruning.criteria import CRITERIA, score
 
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
@@ -260,7 +260,7 @@ def oneshot_finetune(
 ) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
     """Prune the trained ``model`` once to ``density`` by ``criterion``, then fine-tune the kept
     weights (projected gradient) from their trained values."""
-    from visualizer.core.ranking import mask_from_scores
+    from visualizer.core.pruning.ranking import mask_from_scores
 
     config = config or TrainConfig()
     scores = yield from sub(criterion_scores(criterion, model, data, config.seed), 0.0, 0.1, "scores: ")
@@ -280,7 +280,7 @@ def prune_at_init(
 ) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
     """Pruning at initialisation (SNIP, GraSP, random, ...): score w_0, keep the top
     floor(rho d), train m ⊙ w_0 with the mask fixed."""
-    from visualizer.core.ranking import mask_from_scores
+    from visualizer.core.pruning.ranking import mask_from_scores
 
     config = config or TrainConfig()
     at_init = _load(model, init_state)
@@ -293,7 +293,8 @@ def prune_at_init(
 def initial_state(model_ref: str, model: nn.Module, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
     """w_0 for a model: a bundled model's shipped initialisation, else a fresh seeded one.
     Returns (state, where it came from)."""
-    from visualizer.core.models import load_state_dict, sample_models_dir
+    from visualizer.core.models.loaders import load_state_dict
+    from visualizer.core.resources import sample_models_dir
 
     path = sample_models_dir() / f"{model_ref}.init.safetensors"
     if path.exists():

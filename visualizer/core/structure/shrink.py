@@ -1,7 +1,7 @@
 """Structured pruning that physically shrinks a model, and the MaskSet it is equivalent to.
 
-Given the coupled groups of :func:`visualizer.core.structure.find_groups` and a score per unit
-(:func:`visualizer.core.structure.group_scores`: channel L1/L2 norm, BN scale, Taylor, or the
+Given the coupled groups of :func:`visualizer.core.structure.graph.find_groups` and a score per unit
+(:func:`visualizer.core.structure.graph.group_scores`: channel L1/L2 norm, BN scale, Taylor, or the
 group-lasso norm ||w_{G_k}||_2 of seed 002), a :class:`PrunePlan` lists the units removed from each
 group. From one plan come
 
@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visualizer.core.masks import MaskSet, atomic_write
-from visualizer.core.structure import ChannelGroup, Member
+from visualizer.core.pruning.masks import MaskSet, atomic_write
+from visualizer.core.structure.graph import ChannelGroup, Member
 from visualizer.core.tasks import Step, run
-from visualizer.core.training import main_logits
+from visualizer.core.training.loop import main_logits
 
 FORMAT = "pruneviz-shrunk"
 
@@ -136,7 +136,7 @@ def select_zero_units(groups: Iterable[ChannelGroup], scores: dict[int, torch.Te
 
 def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | None = None) -> PrunePlan:
     """Cut every connection whose strength ||W_consumer[:, S_producer]||_2 is <= tol (what group
-    lasso on connections leaves at zero; :func:`visualizer.core.structure.connectivity`)."""
+    lasso on connections leaves at zero; :func:`visualizer.core.structure.graph.connectivity`)."""
     plan = plan if plan is not None else PrunePlan()
     for i, gid in enumerate(connectivity.groups):
         for j, consumer in enumerate(connectivity.consumers):
@@ -148,7 +148,7 @@ def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | N
 
 def remove_branches(groups: Iterable[ChannelGroup], removals, plan: PrunePlan | None = None) -> PrunePlan:
     """Remove whole branches of concatenations: ``removals`` is a list of (ConcatModule, branch
-    index) from :func:`visualizer.core.structure.branches`. Every group living only inside the
+    index) from :func:`visualizer.core.structure.graph.branches`. Every group living only inside the
     branch loses all its units, the concatenation drops that input (the model becomes a
     ``torch.fx.GraphModule``), and the layers reading the concat lose the branch's columns.
     This is what group lasso on branches (seed 004, "The Case of Inception") ends in."""
@@ -178,7 +178,7 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
     """Everything group lasso drove to zero (norm <= tol): units of channel groups, DenseNet
     connections (:func:`select_zero_connections`) and whole Inception branches (every weight of
     the branch zero, :func:`remove_branches`). Removing them leaves the output unchanged."""
-    from visualizer.core.structure import branches, connectivity, group_scores
+    from visualizer.core.structure.graph import branches, connectivity, group_scores
 
     plan = select_zero_units(groups, group_scores(model, groups, "l2-norm"), tol)
     select_zero_connections(connectivity(model, groups), tol, plan)
@@ -209,7 +209,7 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
 
 def branch_plan(groups: Iterable[ChannelGroup], branch_groups: Iterable[int]) -> PrunePlan:
     """Prune whole branches (Inception) or connections' producers (DenseNet): every unit but one
-    of the given groups (see :func:`visualizer.core.structure.branches` for a branch's groups)."""
+    of the given groups (see :func:`visualizer.core.structure.graph.branches` for a branch's groups)."""
     by_id = {g.id: g for g in groups}
     plan = PrunePlan()
     for gid in branch_groups:
@@ -457,7 +457,7 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
 def drop_branches(model: nn.Module, branches: list) -> nn.Module:
     """The model as an fx GraphModule whose concatenations no longer take the given inputs;
     the layers only those inputs used are deleted."""
-    from visualizer.core.structure import fx_trace
+    from visualizer.core.structure.graph import fx_trace
 
     gm = fx_trace(model)
     nodes = {n.name: n for n in gm.graph.nodes}
@@ -530,7 +530,7 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
     spec = json.loads(payload["spec"])
     state: dict[str, torch.Tensor] = payload["state_dict"]
     if factory is None:
-        from visualizer.core.models import load_model
+        from visualizer.core.models.loaders import load_model
 
         model = load_model(spec["ref"], pretrained=False).model
     else:

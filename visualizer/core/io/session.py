@@ -7,7 +7,7 @@ A session is a zip archive holding
   ``weights.safetensors`` (only when the model's weights were changed in the session, e.g. by
   fine-tuning), each a safetensors blob.
 
-It is written to a temporary file and renamed (:func:`visualizer.core.masks.atomic_write`), so a
+It is written to a temporary file and renamed (:func:`visualizer.core.pruning.masks.atomic_write`), so a
 crash never leaves half a session. Reading checks the schema: older schemas are upgraded by the
 functions in :data:`MIGRATIONS`; a newer schema, or a file that is not a session, is refused with
 a one-line :class:`SessionError`.
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from visualizer.core.masks import MaskSet, atomic_write
+from visualizer.core.pruning.masks import MaskSet, atomic_write
 
 FORMAT = "pruneviz-session"
 SCHEMA = 1

@@ -12,7 +12,7 @@ H over all coordinates of the same parameters, so by Cauchy interlacing
 κ = λ_max / λ_min (meaningful when λ_min > 0; see :func:`summarize`).
 
 Which parameters: by default the operator covers the prunable weights (those a MaskSet masks:
-:func:`visualizer.core.models.prunable_parameters`); with ``include_other=True`` it also covers
+:func:`visualizer.core.models.loaders.prunable_parameters`); with ``include_other=True`` it also covers
 every other parameter (biases, norm scales, embeddings) over all its coordinates, for the dense
 and the masked operator alike (so the masked one stays a principal submatrix of the dense one).
 Parameters outside the operator are held fixed at θ.
@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from visualizer.core.masks import MaskSet
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step, sub
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
@@ -164,7 +164,7 @@ def build_coordinates(
     a mask is given. ``include_other`` adds all other parameters densely. ``layer`` keeps one
     parameter; ``group`` is a list of (parameter name, flat indices) (intersected with the mask).
     """
-    from visualizer.core.models import prunable_parameters
+    from visualizer.core.models.loaders import prunable_parameters
 
     params = dict(model.named_parameters())
     prunable = prunable_parameters(model)

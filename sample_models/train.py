@@ -1,6 +1,6 @@
-"""Deterministic training of the bundled sample models: ``python -m visualizer.core.zoo.train``.
+"""Deterministic training of the bundled sample models: ``python sample_models/train.py``.
 
-Writes ``visualizer/sample_models/NAME.safetensors`` (the trained weights),
+Writes ``sample_models/NAME.safetensors`` (the trained weights),
 ``NAME.init.safetensors`` (the initialisation they were trained from, for Lottery Ticket
 rewinding to tau = 0) and ``manifest.json`` (test accuracy, parameters, settings).
 Everything is seeded and single-threaded, so a re-run reproduces the same files on one platform.
@@ -16,9 +16,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from visualizer.core.data import batches, load_dataset
-from visualizer.core.models import count_parameters, sample_models_dir
-from visualizer.core.zoo import ZOO
+from visualizer.core.data.sources import batches, load_dataset
+from visualizer.core.models.loaders import count_parameters
+from visualizer.core.models.zoo import ZOO
+from visualizer.core.resources import sample_models_dir
 
 SETTINGS = {
     # name: (epochs, lr, weight decay)

@@ -13,9 +13,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from visualizer.core.zoo.convnets import SECNN, DenseNetMini, InceptionMini, LeNet, ResNetMini
-from visualizer.core.zoo.mlp import MLP
-from visualizer.core.zoo.sequence import LSTMClassifier, TransformerMini
+from visualizer.core.models.zoo.convnets import (
+    SECNN,
+    DenseNetMini,
+    InceptionMini,
+    LeNet,
+    ResNetMini,
+)
+from visualizer.core.models.zoo.mlp import MLP
+from visualizer.core.models.zoo.sequence import LSTMClassifier, TransformerMini
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from visualizer.core.masks import MaskSet
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
 
 SCOPES = ("global", "layer")

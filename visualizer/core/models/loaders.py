@@ -1,7 +1,7 @@
 """Load a model from a reference string, safely, and describe its prunable parameters.
 
 References:
-- a bundled name (``lenet``; see :data:`visualizer.core.zoo.ZOO`), pretrained weights from
+- a bundled name (``lenet``; see :data:`visualizer.core.models.zoo.ZOO`), pretrained weights from
   ``visualizer/sample_models/NAME.safetensors`` when present;
 - ``torchvision:NAME`` (needs torchvision; weights via ``--weights`` or none);
 - a TorchScript file (``model.pt``);
@@ -19,14 +19,14 @@ import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
+from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import first_line
-from visualizer.core.zoo import DEFAULT_MODEL, ZOO
 
 
 class ModelLoadError(Exception):
@@ -50,8 +50,6 @@ class LoadedModel:
         return self.ref
 
 
-def sample_models_dir() -> Path:
-    return Path(str(resources.files("visualizer") / "sample_models"))
 
 
 def read_manifest() -> dict:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from visualizer.core.masks import MaskSet
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run, sub
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
@@ -204,7 +204,7 @@ def speed_job(
 ) -> Generator[Step, None, SpeedReport]:
     """Measure dense, unstructured-masked (``masks``, by default a global magnitude mask with the
     shrunk model's number of prunable weights) and shrunk models in one interleaved run."""
-    from visualizer.core.models import prunable_parameters
+    from visualizer.core.models.loaders import prunable_parameters
 
     device = torch.device(device)
     if masks is None:
@@ -271,8 +271,8 @@ def measure_speed(
 ) -> Generator[Step, None, SpeedReport]:
     """Job: shrink ``model`` to ``density`` (group ``criterion``, unless ``shrunk`` is given) and
     measure dense vs unstructured-masked vs shrunk in one run (see :func:`speed_job`)."""
-    from visualizer.core.shrink import structured_prune_job
-    from visualizer.core.structure import example_input, find_groups_job, group_scores
+    from visualizer.core.structure.graph import example_input, find_groups_job, group_scores
+    from visualizer.core.structure.shrink import structured_prune_job
 
     if example is None:
         example = example_input(model, dataset, batch=batch)

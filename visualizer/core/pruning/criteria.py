@@ -2,7 +2,7 @@
 
 Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) that returns
 ``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
-:func:`visualizer.core.models.prunable_parameters`. The formulas are the seeds':
+:func:`visualizer.core.models.loaders.prunable_parameters`. The formulas are the seeds':
 
 ==========  ===================================  ===========================================
 id          score s_i                            seed
@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visualizer.core.models import prunable_parameters
+from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.tasks import Step, run
 
 Scores = dict[str, torch.Tensor]

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visualizer.core.data import Dataset, batches
-from visualizer.core.masks import MaskSet
-from visualizer.core.models import select_device
+from visualizer.core.data.sources import Dataset, batches
+from visualizer.core.models.loaders import select_device
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
 
 OPTIMIZERS = ("adam", "sgd")
@@ -188,7 +188,7 @@ def evaluate(
     batch_size: int = 2048,
 ) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` (with ``m ⊙ w`` if ``masks``) on a split,
-    via :func:`visualizer.core.evaluate.evaluate` (:func:`evaluate_job` run to the end).
+    via :func:`visualizer.core.training.evaluate.evaluate` (:func:`evaluate_job` run to the end).
 
     The model is not changed: masked weights go in through ``torch.func.functional_call`` and the
     train/eval flag is restored afterwards. Runs on the model's device.
@@ -204,7 +204,7 @@ def evaluate_job(
     batch_size: int = 2048,
 ) -> Generator[Step, None, EvalResult]:
     """Job form of :func:`evaluate` (a Step after every batch; cancellable)."""
-    from visualizer.core.evaluate import evaluate_job as evaluate_xy
+    from visualizer.core.training.evaluate import evaluate_job as evaluate_xy
 
     x, y = data.split(split)
     if masks is not None:

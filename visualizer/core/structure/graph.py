@@ -65,7 +65,7 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
     Linear -> vector, RNN -> 16 steps)."""
     shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
     if dataset is None:  # a bundled architecture knows its dataset
-        from visualizer.core.zoo import ZOO
+        from visualizer.core.models.zoo import ZOO
 
         for entry in ZOO.values():
             if isinstance(entry.factory, type) and type(model) is entry.factory:
@@ -75,7 +75,7 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
         return torch.randn(batch, *shapes[dataset])
     if dataset is not None:
         try:
-            from visualizer.core.data import load_dataset
+            from visualizer.core.data.sources import load_dataset
 
             return torch.randn(batch, *load_dataset(dataset).input_shape)
         except Exception:  # unknown or unavailable dataset: guess from the layers below
@@ -941,7 +941,7 @@ def fx_trace(model: nn.Module):
     class _Tracer(torch.fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
             if type(m).__name__ in ("InputSelect", "PrunedMultiheadAttention") and \
-                    type(m).__module__ == "visualizer.core.shrink":
+                    type(m).__module__ == "visualizer.core.structure.shrink":
                 return True
             return super().is_leaf_module(m, qualname)
 

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from visualizer.core.curvature import EvalSet, eval_mode, masked_point
-from visualizer.core.masks import MaskSet
+from visualizer.core.curvature.hessian import EvalSet, eval_mode, masked_point
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
 
 State = dict[str, torch.Tensor]

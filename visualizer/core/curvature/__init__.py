@@ -1,0 +1,1 @@
+"""Curvature: the masked Hessian operator, Lanczos/SLQ/Hutchinson, loss landscapes."""

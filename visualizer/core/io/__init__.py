@@ -1,0 +1,1 @@
+"""Files: sessions, mask formats and safe, atomic writing."""

@@ -1,0 +1,1 @@
+"""Models: loading (bundled zoo, torchvision, files, factories) and the zoo architectures."""

@@ -1,0 +1,1 @@
+"""Pruning: masks, saliency criteria, and ranking scores into masks at any density."""

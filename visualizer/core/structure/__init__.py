@@ -1,0 +1,1 @@
+"""Structure: traced dependency graphs, coupled channel groups, shrinking, speed, layout."""

@@ -1,0 +1,1 @@
+"""Training: masked fine-tuning, evaluation, Lottery Ticket IMP, sparse training, experiments."""
