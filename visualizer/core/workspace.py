@@ -1,0 +1,112 @@
+"""The workspace: what a computation depends on, and the rules derived from it.
+
+A :class:`Workspace` holds the model, the data, the device and the seed. Every caller (CLI
+commands, window actions, presets, sweeps, IMP, cluster tasks) takes its batches from here, so
+the same settings give the same mask and the same accuracy everywhere:
+
+- :func:`criterion_batches`: the batches a data-driven criterion (SNIP, GraSP, Taylor, OBD)
+  scores on: the first ``n`` mini-batches of a seeded shuffle of the training split.
+- :func:`evaluation_batches`: the batches evaluation and curvature read: the first ``n``
+  mini-batches of a split in fixed order (all of them when ``n`` is None).
+- :func:`training_batches`: one epoch of seeded shuffled mini-batches of the training split.
+
+Each rule is one function; nothing else in the code base slices a dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from visualizer.core.data.sources import Dataset
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+# The defaults of the rules (the CLI's flags and the window's controls start from these).
+SCORE_BATCHES = 4  # mini-batches a data criterion scores on
+SCORE_BATCH_SIZE = 128
+EVAL_BATCH_SIZE = 512
+CURVATURE_BATCHES = 1  # mini-batches of the test split the Hessian and landscape read by default
+CURVATURE_BATCH_SIZE = 128
+
+
+def criterion_batches(data: Dataset, n: int = SCORE_BATCHES, batch_size: int = SCORE_BATCH_SIZE,
+                      seed: int = 0) -> list[Batch]:
+    """The first ``n`` mini-batches of a shuffle of the training split drawn from
+    ``torch.Generator().manual_seed(seed)``: what every data criterion scores on."""
+    if n < 1:
+        raise ValueError(f"a data criterion needs at least one batch, got {n}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    out = []
+    for b in training_batches(data, batch_size, seed):
+        out.append(b)
+        if len(out) == n:
+            break
+    return out
+
+
+def evaluation_batches(data: Dataset, n: int | None = None, batch_size: int = EVAL_BATCH_SIZE,
+                       split: str = "test") -> list[Batch]:
+    """The first ``n`` mini-batches of ``split`` in fixed order (``n`` None or 0: the whole split)."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if n is not None and n < 0:
+        raise ValueError(f"number of batches must be >= 0, got {n}")
+    x, y = data.split(split)
+    size = int(x.shape[0])
+    if size == 0:
+        raise ValueError(f"the {split} split of {data.name} is empty")
+    stop = size if not n else min(size, n * batch_size)
+    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)]
+
+
+def training_batches(data: Dataset, batch_size: int, seed: int | torch.Generator) -> Iterator[Batch]:
+    """One epoch of the training split in mini-batches, shuffled by a seeded generator (pass the
+    same ``torch.Generator`` on to get the next epoch's order)."""
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    x, y = data.x_train, data.y_train
+    order = torch.randperm(int(x.shape[0]), generator=gen)
+    for start in range(0, int(x.shape[0]), batch_size):
+        idx = order[start : start + batch_size].to(x.device)
+        yield x[idx], y[idx]
+
+
+def resolve_device(preference: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a device
+    that is not there raises ValueError in one line."""
+    from visualizer.core.models.loaders import select_device
+
+    return select_device(str(preference))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A model, its data, the device and the seed: the inputs every computation shares."""
+
+    model: nn.Module
+    data: Dataset | None
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    model_ref: str = ""
+    score_batches: int = SCORE_BATCHES
+    score_batch_size: int = SCORE_BATCH_SIZE
+
+    def needs_data(self, what: str = "this") -> Dataset:
+        if self.data is None:
+            raise ValueError(f"{what} needs a dataset: choose one (--data NAME, or Data in the window)")
+        return self.data
+
+    def criterion_batches(self) -> list[Batch]:
+        return criterion_batches(self.needs_data("a data criterion"), self.score_batches,
+                                 self.score_batch_size, self.seed)
+
+    def evaluation_batches(self, n: int | None = None, batch_size: int = EVAL_BATCH_SIZE,
+                           split: str = "test") -> list[Batch]:
+        return evaluation_batches(self.needs_data("evaluation"), n, batch_size, split)
+
+    def with_model(self, model: nn.Module) -> Workspace:
+        return replace(self, model=model)
