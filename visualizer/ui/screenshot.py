@@ -53,9 +53,10 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
         _settle(app)
         out = Path(options.out)
         if view_id == "window":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if not window.grab().save(str(out)):
-                raise UserError(f"could not write {out}")
+            try:
+                export.save_pixmap(window.grab(), out)
+            except OSError as exc:
+                raise UserError(str(exc)) from exc
         else:
             export.export_view(window, view_id, str(out))
         return out

@@ -231,7 +231,8 @@ def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, in
         app.processEvents()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not view.grab().save(str(out)):
-        raise ValueError(f"could not write {out}")
+    from visualizer.ui.export import save_pixmap
+
+    save_pixmap(view.grab(), out)
     view.close()
     return out
