@@ -56,7 +56,9 @@ def configure_threads() -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, trust: bool = False) -> int:
+    """``trust``: the person passed ``--trust``: a session or model file that needs full
+    unpickling (or a file.py:factory a session names) is opened without asking."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from visualizer.ui.preflight import preflight
 
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
 
     if target.endswith(".pviz"):
-        window.open_session(target)
+        from visualizer.ui import sessions
+
+        sessions.open_session(window, target, trust=trust)
     else:
-        window.request_load(target, on_done=shown)
+        window.request_load(target, trust=trust, on_done=shown)
     return int(app.exec())
