@@ -527,8 +527,10 @@ class PruningPanel(QWidget):
         d = kept / total if total else 0.0
         ranked = self.state.current_ranking() is not None
         note = "" if ranked or self.state.density >= 1.0 else " <span style='color:#b36b00'>(ranking…)</span>"
+        from visualizer.ui.files import mask_note
+
         self.density_label.setText(
-            f"density <b>{d:.2%}</b> · kept <b>{kept:,}</b> of {total:,} prunable weights{note}"
+            f"density <b>{d:.2%}</b> · kept <b>{kept:,}</b> of {total:,} prunable weights{note}{mask_note(self.state)}"
         )
 
     def density_text(self) -> str:

@@ -17,7 +17,8 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
     from visualizer.ui import export
     from visualizer.ui.window import MainWindow
 
-    window = MainWindow(synchronous=True, restore_layout=False)
+    # never the person's settings: no restored layout in, no layout or recent files out
+    window = MainWindow(synchronous=True, restore_layout=False, persist_settings=False)
     try:
         view_id = options.view
         if view_id != "window" and view_id not in window.views:

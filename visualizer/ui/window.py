@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -130,8 +129,12 @@ class ViewRegistry(dict):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, synchronous: bool = False, restore_layout: bool = True) -> None:
+    def __init__(self, synchronous: bool = False, restore_layout: bool = True,
+                 persist_settings: bool = True) -> None:
         super().__init__()
+        # headless runs (pruneviz screenshot) never write the person's layout or recent files
+        self.persist_settings = persist_settings
+        self._redock_pending = False
         self.setWindowTitle("Pruning Visualizer")
         self.setObjectName("MainWindow")
         self.resize(1400, 880)
@@ -288,6 +291,11 @@ class MainWindow(QMainWindow):
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
         self._schedule_tab_bar_cleanup()
+        if self._redock_pending:  # once shown, the restored floating docks have their real places
+            self._redock_pending = False
+            from visualizer.ui import files
+
+            QTimer.singleShot(0, lambda: files.redock_stray_docks(self))
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -312,6 +320,8 @@ class MainWindow(QMainWindow):
         self._fill_recent()
         m.addSeparator()
         self._action(m, "Open &session…", self.open_session_dialog, "Ctrl+Shift+O")
+        self._action(m, "Open mas&k…", self.open_mask_dialog)
+        self._action(m, "Open mask to &compare (A)…", lambda: self.open_mask_dialog(compare=True))
         self._action(m, "&Save session", self.save_session, QKeySequence.StandardKey.Save)
         self._action(m, "Save session &as…", self.save_session_as, QKeySequence.StandardKey.SaveAs)
         self._action(m, "Recover &autosaved results", self.recover)
@@ -354,8 +364,11 @@ class MainWindow(QMainWindow):
         layout = st.value("windowState")
         if layout is not None:
             self.restoreState(layout)
+            self._redock_pending = True
 
     def save_settings(self) -> None:
+        if not self.persist_settings:
+            return
         st = settings()
         st.setValue("geometry", self.saveGeometry())
         st.setValue("windowState", self.saveState())
@@ -368,6 +381,8 @@ class MainWindow(QMainWindow):
         return [str(v) for v in (value or [])]
 
     def add_recent(self, path: str) -> None:
+        if not self.persist_settings:
+            return
         items = [path, *[p for p in self.recent_files() if p != path]][:MAX_RECENT]
         st = settings()
         st.setValue("recentFiles", items)
@@ -445,7 +460,8 @@ class MainWindow(QMainWindow):
             self.banner.hide()
             if Path(ref).suffix in MODEL_SUFFIXES or ".py:" in ref:
                 self.add_recent(ref.split(".py:")[0] + ".py" if ".py:" in ref else ref)
-            self.request_ranking()
+            # a torch.nn.utils.prune checkpoint's mask stays until the slider moves
+            self.request_ranking(apply_mask=self.state.mask_source is None)
             if on_done is not None:
                 on_done()
 
@@ -479,26 +495,19 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def open_path(self, path: str) -> None:
-        """Open any file the user hands over (menu, recent list, drag and drop)."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if not p.exists():
-            self.show_error(f"{p.name}: file not found")
-            return
-        if suffix == ".pviz":
-            self.open_session(str(p))
-        elif suffix == ".py":
-            factory, ok = QInputDialog.getText(self, "Model factory", f"Function in {p.name} that builds the model:",
-                                               text="build_model")
-            if ok and factory:
-                self.request_load(f"{p}:{factory}", self.model_panel.weights_edit.text().strip())
-        elif suffix == ".safetensors":
-            self.request_weights(str(p))
-        else:
-            self.request_load(str(p), "", self.model_panel.trust_box.isChecked())
+        """Open any file the user hands over (menu, recent list, drag and drop), by content."""
+        from visualizer.ui import files
+
+        files.open_any(self, path)
+
+    def open_mask_dialog(self, compare: bool = False) -> None:
+        from visualizer.ui import files
+
+        files.open_mask_dialog(self, compare)
 
     def request_weights(self, path: str) -> None:
-        """Weights for the current model (a .safetensors dropped on the window)."""
+        """Weights for the current model (a weights file or a torch.nn.utils.prune checkpoint,
+        whose mask then shows at once, dropped on the window)."""
         if self.state.loaded is None:
             self.show_error(f"{Path(path).name}: load a model first, then its weights")
             return
@@ -616,10 +625,10 @@ class MainWindow(QMainWindow):
         if path:
             self.open_session(path)
 
-    def open_session(self, path: str) -> None:
+    def open_session(self, path: str, trust: bool = False) -> None:
         from visualizer.ui import sessions
 
-        sessions.open_session(self, path)
+        sessions.open_session(self, path, trust)
 
     def save_session(self, synchronous: bool | None = None) -> bool:
         if self.session_path is None:
