@@ -69,8 +69,8 @@ def autograd_gradient(op: operator.HessianOperator):
     leaves = {k: v.detach().requires_grad_(True) for k, v in op.free.items()}
     with operator.eval_mode(op.model), torch.enable_grad():
         total = None
-        for x, y in op.evalset.batches:
-            g = torch.autograd.grad(op._batch_loss(leaves, x, y), list(leaves.values()))
+        for x, y, scale in op._batches():
+            g = torch.autograd.grad(op._batch_loss(leaves, x, y, scale), list(leaves.values()))
             total = g if total is None else [a + b for a, b in zip(total, g)]
     return total
 

@@ -49,9 +49,9 @@ from visualizer.core.tasks import Job, Step
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
 # Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
-# batch of 128): one gradient by torch.autograd.grad 2.63 ms (torch.func.grad 3.42 ms), an HVP by
-# double backward 6.60 ms (2.51x the gradient), by forward-over-reverse 11.62 ms (4.42x):
-# double backward is the default.
+# batch of 128): one gradient by torch.autograd.grad 2.63 ms (what HessianOperator.gradient uses;
+# torch.func.grad 3.42 ms), an HVP by double backward 6.60 ms (2.51x the gradient), by
+# forward-over-reverse 11.62 ms (4.42x): double backward is the default.
 DEFAULT_HVP_METHOD = "double-backward"
 
 
@@ -260,8 +260,10 @@ def eval_mode(model: nn.Module):
 def second_order_compat():
     """Kernels with full (double / forward-mode) derivatives: the math SDPA kernel instead of the
     fused flash/efficient attention, no oneDNN (mkldnn) fused LSTM and no cuDNN (whose RNN has
-    no double backward). Numerically equivalent; used when the fast kernels refuse a second
-    derivative, and from the start for recurrent models (:class:`HessianOperator`)."""
+    no double backward and refuses backward in eval mode). Numerically equivalent; used when the
+    fast kernels refuse a second derivative, and from the start for recurrent models. The one
+    such switch: every gradient and HVP of :class:`HessianOperator` (curvature and criteria
+    alike) runs under it when needed."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with warnings.catch_warnings():
