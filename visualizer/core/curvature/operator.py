@@ -222,7 +222,7 @@ def masked_point(
     mask: MaskSet | None = None,
     state: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """θ = m ⊙ w as a dict of detached copies of every parameter and buffer (seed 002).
+    """θ = m ⊙ w as a dict of detached copies of every parameter and buffer (docs/theory.md).
 
     ``state``: a state dict to take w from instead of the model (a rewind snapshot).
     """

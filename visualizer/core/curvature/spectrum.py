@@ -38,7 +38,7 @@ from visualizer.core.tasks import Job, Step, sub
 class Spectrum:
     """What the views and the CLI show about one operator.
 
-    ``condition_number``: seed 002's κ = λ_max/λ_min when λ_min > zero_tol; otherwise κ₊ =
+    ``condition_number``: κ = λ_max/λ_min when λ_min > zero_tol; otherwise κ₊ =
     λ_max / (smallest positive eigenvalue), the condition number of the positive part, when that
     eigenvalue is known (all eigenvalues computed, or a computed bottom eigenvalue is positive —
     the bottom-k are the k smallest, so the smallest positive among them is the global one);
@@ -268,7 +268,7 @@ def spectrum_over_rewinds(
     options: SpectrumOptions | None = None,
     **kw: Any,
 ) -> Job[list[RewindSpectrum]]:
-    """Spectrum of the masked Hessian H^m_τ at each rewind point θ_τ = m ⊙ w_τ (seed 002:
+    """Spectrum of the masked Hessian H^m_τ at each rewind point θ_τ = m ⊙ w_τ (Frankle et al. 2020, docs/theory.md:
     rewinding to τ* may give a smaller λ_max and κ). ``snapshots``: plain state dicts (labels
     'snapshot i'), (label, state dict) pairs, or a dict label -> state dict, e.g. τ = 0, k1, k2.
     Each finished snapshot is yielded as a partial result."""

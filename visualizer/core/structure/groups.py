@@ -1,6 +1,6 @@
 """Coupled channel groups of a model: the units structured pruning removes together.
 
-:func:`find_groups` — coupled channel groups (seed 002, "structured sparsity": parameters are
+:func:`find_groups` — coupled channel groups (group lasso, Yuan & Lin 2006; Wen et al. 2016: parameters are
 partitioned into groups G_k that are removed together, s_grp(w) = sum_k ||w_{G_k}||_2^0). The
 channel dependencies come from Torch-Pruning's ``DependencyGraph`` (residual adds, concatenations,
 batch norms, depthwise convs, flatten into linear, SE gates); this module converts them into
@@ -77,7 +77,7 @@ class Member:
 
 @dataclass
 class ChannelGroup:
-    """Units that must be removed together across all members (seed 002: the group G_k)."""
+    """Units that must be removed together across all members (the group G_k of group lasso, Yuan & Lin 2006)."""
 
     id: int
     kind: str  # "channel", "lstm-unit", "head"
@@ -423,7 +423,7 @@ def group_scores(
 ) -> dict[int, torch.Tensor]:
     """Score of every unit of every group (higher = more important = kept).
 
-    * ``l2-norm`` (= the group-lasso norm of seed 002): ||w_{G_k}||_2 = sqrt(sum over all member
+    * ``l2-norm`` (= the group-lasso norm, Yuan & Lin 2006): ||w_{G_k}||_2 = sqrt(sum over all member
       weight slices of w^2) — weights, biases and norm scales of the unit, never running stats;
     * ``l1-norm``: sum of |w| over the same slices;
     * ``bn-scale``: mean |gamma| over the unit's batch-norm scales (Network Slimming); groups
@@ -477,7 +477,7 @@ def _per_unit(group: ChannelGroup, member: Member, t: torch.Tensor, reduce: str)
 
 
 def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float = 0.0) -> int:
-    """s_grp(w) = sum_k ||w_{G_k}||_2^0 (seed 002): the number of units whose group norm > tol."""
+    """s_grp(w) = sum_k ||w_{G_k}||_2^0 (group sparsity, Wen et al. 2016): the number of units whose group norm > tol."""
     norms = group_scores(model, groups, "l2-norm")
     return int(sum(int((n > tol).sum()) for n in norms.values()))
 
@@ -502,7 +502,7 @@ class Connectivity:
     """Layer-to-layer connections through coupled channels: ``strength[i, j]`` = the group norm
     ||W_j[:, S_i]||_2 of the weights of consumer layer j that read producer i's channels S_i
     (NaN where j does not read i). For a DenseNet this is the dense connectivity pattern
-    (seed 004, "Untangling DenseNets"); connections that group lasso drove to zero read 0."""
+    (Huang et al. 2017); connections that group lasso drove to zero read 0."""
 
     producers: list[str]
     consumers: list[str]
@@ -545,7 +545,7 @@ class Branch:
     index: int
     channels: tuple[int, int]  # [start, stop) of its slice of the concatenation
     layers: list[str]  # modules on the branch, input side first
-    norm: float  # ||w_branch||_2 over all weights of the branch's layers (the group-lasso group of seed 004)
+    norm: float  # ||w_branch||_2 over all weights of the branch's layers (its group-lasso group)
     groups: list[int]  # channel groups that live entirely inside the branch
 
 
