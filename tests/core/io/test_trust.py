@@ -69,7 +69,7 @@ def build():
 
 
 def test_load_shrunk_asks_before_building_a_factory_it_names(tmp_path):
-    from visualizer.core.structure.graph import find_groups, group_scores
+    from visualizer.core.structure.groups import find_groups, group_scores
     from visualizer.core.structure.shrink import load_shrunk, save_shrunk, structured_prune
 
     marker = tmp_path / "IMPORTED"
