@@ -335,6 +335,7 @@ class MainWindow(QMainWindow):
         self._action(ex, "Compare table as CSV…", self.export_compare_dialog)
         self._action(ex, "Mask as safetensors…", lambda: self.export_mask_dialog("safetensors"))
         self._action(ex, "Mask as torch.nn.utils.prune state dict…", lambda: self.export_mask_dialog("prune"))
+        self._action(ex, "Mask as NNI mask dict…", lambda: self.export_mask_dialog("nni"))
         m.addSeparator()
         self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         v = self.menuBar().addMenu("&View")
@@ -686,7 +687,7 @@ class MainWindow(QMainWindow):
             self._safely(lambda: export.export_compare(self, path), f"exported {path}")
 
     def export_mask_dialog(self, fmt: str) -> None:
-        name = "mask.safetensors" if fmt == "safetensors" else "mask_prune_state.pt"
+        name = {"safetensors": "mask.safetensors", "nni": "mask_nni.pt"}.get(fmt, "mask_prune_state.pt")
         path, _ = QFileDialog.getSaveFileName(self, "Export mask", name)
         if path:
             from visualizer.ui import export

@@ -167,3 +167,9 @@ def test_unknown_format_and_suffix_are_one_line_errors(tmp_path):
         write_mask(random_mask(model), tmp_path / "m.npz", model)
     with pytest.raises(MaskError, match="needs the model"):
         write_mask(random_mask(model), tmp_path / "m.pt")
+    # a name must not lie about the bytes: safetensors under .pt, a torch pickle under .safetensors
+    with pytest.raises(MaskError, match=r"named \.safetensors"):
+        write_mask(random_mask(model), tmp_path / "m.pt", model, "pruneviz")
+    for fmt in ("torch-prune", "nni"):
+        with pytest.raises(MaskError, match=r"named \.pt or \.pth"):
+            write_mask(random_mask(model), tmp_path / "m.safetensors", model, fmt)

@@ -207,11 +207,15 @@ def _is_session(path: Path) -> bool:
 # --- writers -------------------------------------------------------------------------------------
 def format_for(path: str | Path, fmt: str | None = None) -> str:
     """The writer for ``path``: ``fmt`` if given, else by suffix (.safetensors, .pt/.pth)."""
+    suffix = Path(path).suffix.lower()
     if fmt is not None:
         if fmt not in FORMATS:
             raise MaskError(f"unknown mask format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+        # a file's name must not lie about its bytes (safetensors under .pt, a pickle under .safetensors)
+        if (fmt == "pruneviz") != (suffix == ".safetensors") and (fmt == "pruneviz" or suffix == ".safetensors"):
+            want = ".safetensors" if fmt == "pruneviz" else ".pt or .pth"
+            raise MaskError(f"{Path(path).name}: a {fmt} mask file is named {want}")
         return fmt
-    suffix = Path(path).suffix.lower()
     if suffix == ".safetensors":
         return "pruneviz"
     if suffix in (".pt", ".pth"):
