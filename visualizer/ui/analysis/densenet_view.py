@@ -156,12 +156,3 @@ class ConnectivityView(AnalysisView):
 def _short(name: str, limit: int = 14) -> str:
     """Tick labels: keep the informative tail of long dotted names."""
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("densenet")
-    raise AttributeError(name)

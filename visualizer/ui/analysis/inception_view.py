@@ -95,12 +95,3 @@ class BranchView(AnalysisView):
             from visualizer.ui.analysis.base import style_plot
 
             style_plot(plot, theme)
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("inception")
-    raise AttributeError(name)

@@ -203,12 +203,3 @@ class SpectrumView(AnalysisView):
             pad = 0.1 * (hi - lo) or 0.5 * abs(hi) or 1.0
             self.kappa_box.setYRange(lo - pad, hi + pad)
         self._sync_kappa_box()
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("spectrum")
-    raise AttributeError(name)

@@ -108,12 +108,3 @@ class SpeedView(AnalysisView):
             plot.setXRange(-0.7, len(self.entries) - 0.3, padding=0)
             plot.setYRange(0, max(heights) * 1.2 or 1.0, padding=0)
         self.canvas.setToolTip(self.note)
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("speed")
-    raise AttributeError(name)
