@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 import visualizer.core.training.lottery as lottery
-from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import Cancelled, run
 from visualizer.core.training.experiments import (
@@ -21,25 +19,6 @@ from visualizer.core.training.experiments import (
 )
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import initial_state
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def lenet():
-    return load_model("lenet").model
-
 
 DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05)
 

@@ -7,8 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import run
 from visualizer.core.training.experiments import (
     KEY_FIELDS,
@@ -21,17 +19,6 @@ from visualizer.core.training.experiments import (
     write_rows,
 )
 from visualizer.core.training.loop import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return load_model("mlp").model
-
 
 TC = TrainConfig(epochs=1, lr=1e-3, optimizer="adam", batch_size=32, max_steps=2, evaluate_each_epoch=False)
 

@@ -127,19 +127,6 @@ class Preset:
     view: Callable[[], AnalysisView]
     job: Callable[..., Generator[Step, None, Any]]
     show: Callable[[AnalysisView, Any], None]
-    needs: tuple[str, ...] = ()  # core modules it calls
-
-    def available(self) -> tuple[bool, str]:
-        """(True, '') when every core module it needs exists, else (False, reason).
-
-        Looks the modules up without importing them: the GUI thread never pays for importing
-        torch-heavy modules just to grey out a menu entry."""
-        import importlib.util
-
-        for module in self.needs:
-            if importlib.util.find_spec(f"visualizer.core.{module}") is None:
-                return False, f"needs visualizer.core.{module}, which is not available"
-        return True, ""
 
 
 def _load(name: str):
@@ -315,17 +302,20 @@ def show_density_law(view: FigureView, r: dict) -> None:
 # --- DenseNet and Inception after group lasso --------------------------------------------------
 
 
-def _group_lasso(model: str, kind: str):
-    """Group lasso + masked fine-tune of a bundled model at the settings that show removal."""
+def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | None = None,
+                 finetune_epochs: int = 3):
+    """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
+    removal (LASSO_DEFAULTS)."""
     from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
 
     loaded, data = _load(model)
-    lam, epochs = LASSO_DEFAULTS[kind]
-    return (yield from group_lasso_job(loaded.model, data, lam=lam, epochs=epochs))
+    default_lam, default_epochs = LASSO_DEFAULTS[kind]
+    return (yield from group_lasso_job(loaded.model, data, lam=default_lam if lam is None else lam,
+                                       epochs=epochs or default_epochs, finetune_epochs=finetune_epochs))
 
 
-def densenet_job():
-    return (yield from _group_lasso("densenet-mini", "densenet"))
+def densenet_job(**options):
+    return (yield from _group_lasso("densenet-mini", "densenet", **options))
 
 
 def show_densenet(view, r) -> None:
@@ -334,8 +324,8 @@ def show_densenet(view, r) -> None:
     view.set_connectivity(connectivity_input(r.before_connectivity), connectivity_input(r.after_connectivity))
 
 
-def inception_job():
-    return (yield from _group_lasso("inception-mini", "inception"))
+def inception_job(**options):
+    return (yield from _group_lasso("inception-mini", "inception", **options))
 
 
 def show_inception(view, r) -> None:
@@ -402,35 +392,34 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "Winning ticket vs re-initialised vs random mask. Look at the gap: the same sparse "
            "structure trained from its original initialisation keeps its accuracy to low density; "
            "re-initialised or random masks fall off earlier.",
-           FigureView, lth_job, show_lth, ("lottery", "training")),
+           FigureView, lth_job, show_lth),
     Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
            "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
            "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
-           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude, ("criteria", "ranking")),
+           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude),
     Preset("spectrum", "Masked vs dense Hessian spectrum",
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
-           _spectrum_view, spectrum_job, show_spectrum,
-           ("curvature", "criteria", "ranking", "training", "lottery")),
+           _spectrum_view, spectrum_job, show_spectrum),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "all outgoing connections of a layer to zero together (an empty column); a short masked "
            "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
-           _densenet_view, densenet_job, show_densenet, ("structure", "sparse")),
+           _densenet_view, densenet_job, show_densenet),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
            "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
            "recovers the accuracy without them.",
-           _branch_view, inception_job, show_inception, ("structure", "sparse")),
+           _branch_view, inception_job, show_inception),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
            "S rounds: the measured mask density sits on the geometric law.",
-           FigureView, density_law_job, show_density_law, ("lottery", "training")),
+           FigureView, density_law_job, show_density_law),
     Preset("time-to-train", "Time to train: dense vs unstructured vs structured",
            "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
-           _speed_view, time_to_train_job, show_time_to_train, ("speed",)),
+           _speed_view, time_to_train_job, show_time_to_train),
 ]}
 
 

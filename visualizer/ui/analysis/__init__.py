@@ -131,11 +131,6 @@ def _install_presets(window, mode) -> None:
         dock.raise_()
 
     def launch(preset) -> None:
-        ok, reason = preset.available()
-        if not ok:
-            if hasattr(window, "show_error"):
-                window.show_error(f"{preset.title}: {reason}")
-            return
         window.jobs.submit("preset", preset.title, preset.job,
                            on_result=lambda r, p=preset: show(p, r))
 
@@ -147,10 +142,6 @@ def _install_presets(window, mode) -> None:
         for preset in PRESETS.values():
             action = menu.addAction(preset.title)
             action.setToolTip(preset.caption)
-            ok, reason = preset.available()
-            action.setEnabled(ok)
-            if not ok:
-                action.setText(f"{preset.title} ({reason})")
             action.triggered.connect(lambda _=False, p=preset: launch(p))
 
     menu.aboutToShow.connect(populate)
