@@ -21,26 +21,27 @@ def test_the_presets_are_exactly_these():
 
 def test_the_presets_menu_offers_every_preset_enabled(window):
     window.populate_presets()
-    actions = window.presets_menu.actions()
-    assert [a.text() for a in actions] == [p.title for p in PRESETS.values()]
+    actions = [a for a in window.presets_menu.actions() if not a.isSeparator()]
+    assert [a.text() for a in actions] == ["Present all (deck)", *(p.title for p in PRESETS.values())]
     assert all(a.isEnabled() for a in actions)
 
 
-def test_a_preset_from_the_menu_runs_into_the_preset_dock(qtbot, window):
+def test_a_preset_from_the_menu_runs_and_shows_as_a_slide(qtbot, window):
     window.populate_presets()
     action = next(a for a in window.presets_menu.actions() if a.text() == PRESETS["density-law"].title)
     action.trigger()
+    show = window.presentation
+    qtbot.addWidget(show)
     wait_idle(qtbot, window, timeout=60000)
-    assert window.message() == ""
-    from PySide6.QtWidgets import QDockWidget
-
-    dock = window.findChild(QDockWidget, "dock-preset")
-    assert dock is not None and dock.windowTitle() == f"Preset: {PRESETS['density-law'].title}"
-    view = dock.widget()
-    assert isinstance(view, FigureView)
+    slide = show.slides[show.index]
+    assert slide.id == "density-law" and slide.error == ""
+    view = slide.widget
+    assert isinstance(view, FigureView) and show.stack.currentWidget() is view
     law, measured = view.figure.lines
     assert len(measured.y) == 9  # rounds 0..8 at the preset's defaults
     np.testing.assert_allclose(measured.y, law.y, atol=0.01)
+    assert show.caption.text().startswith(PRESETS["density-law"].caption)
+    show.close()
 
 
 def _show(qtbot, view, size=(1000, 450)):
