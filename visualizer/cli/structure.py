@@ -81,10 +81,8 @@ def _scores(args, model, groups, dataset):
 
     if args.criterion in GROUP_CRITERIA:
         return group_scores(model, groups, args.criterion)
-    try:
-        from visualizer.core.pruning.criteria import CRITERIA, compute_scores
-    except ImportError as exc:
-        raise UserError(f"criterion {args.criterion!r} needs visualizer.core.pruning.criteria; use {', '.join(GROUP_CRITERIA)}") from exc
+    from visualizer.core.pruning.criteria import CRITERIA, compute_scores
+
     if args.criterion not in CRITERIA:
         raise UserError(f"unknown criterion {args.criterion!r}: use {', '.join(GROUP_CRITERIA)} or one of {', '.join(CRITERIA)}")
     batches = None
