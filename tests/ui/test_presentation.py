@@ -65,6 +65,7 @@ def test_nothing_is_clipped_at_projector_sizes(qtbot, window, size, scheme):
     qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
     assert show.stack.currentWidget() is show.slides[1].widget
     assert _clipped(show) == []
+    assert show.caption.font().pointSizeF() >= 13 * size[1] / 1080  # a new view kept the sizes
     show.close()
 
 
