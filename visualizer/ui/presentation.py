@@ -36,8 +36,8 @@ PLAY_INTERVAL_MS = 12000  # Play: seconds per slide
 SLIDER_STEPS = 300  # the density slider: log scale from 100% to 0.1%
 MIN_DENSITY = 1e-3
 # point sizes per screen height: a 720-line projector and a 1080-line one read alike from the back
-CAPTION_PT_PER_LINE = 20 / 1080
-STRIP_PT_PER_LINE = 15 / 1080
+CAPTION_PT_PER_LINE = 26 / 1080
+STRIP_PT_PER_LINE = 17 / 1080
 
 
 def density_of(value: int) -> float:
