@@ -26,7 +26,9 @@ def test_mask_probability_json_and_table(capsys):
 
 def test_phase_transition_json(capsys):
     out = run_json(capsys, "lab", "phase-transition", "--n", "20", "--trials", "2", "--solver", "iht")
-    assert out["solver"] == "iht" and len(out["cells"]) == 36
+    deltas = {c["delta"] for c in out["cells"]}
+    rhos = {c["rho"] for c in out["cells"]}
+    assert out["solver"] == "iht" and len(out["cells"]) == len(deltas) * len(rhos) >= 25
     assert all({"delta", "rho", "success"} <= set(c) for c in out["cells"])
     assert len(out["curve_delta"]) == len(out["curve_rho"])
 

@@ -349,7 +349,8 @@ def test_presets_say_what_they_need():
     from visualizer.ui.presets import PRESETS
 
     assert set(PRESETS) == {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception",
-                            "density-law", "time-to-train"}
+                            "density-law", "time-to-train", "mask-probability", "phase-transition",
+                            "a-optimal", "random-labels"}
     for preset in PRESETS.values():
         ok, reason = preset.available()
         assert ok or reason.startswith("needs ")

@@ -7,7 +7,8 @@ view that shows its result, and a caption saying what to look at.
 Presets: the LTH curve on the bundled MLP (ticket vs re-init vs random); SNIP vs magnitude masks
 on the same layer; masked vs dense Hessian spectrum; DenseNet connections after group lasso;
 Inception branches removed; the density law (1-alpha)^S over IMP rounds; time-to-train of dense,
-unstructured and structured models.
+unstructured and structured models; and the four theory labs of visualizer.core.labs (their
+views in visualizer.ui.analysis.lab_views).
 """
 
 from __future__ import annotations
@@ -397,6 +398,53 @@ def _branch_view():
     return BranchView()
 
 
+def _lab_preset(lab: str, title: str, caption: str) -> Preset:
+    """A theory lab as a preset: its core job with default settings, its view from lab_views."""
+    from visualizer.core.labs import lab_job
+
+    def view():
+        from visualizer.ui.analysis.lab_views import LAB_VIEWS
+
+        return LAB_VIEWS[lab][1]()
+
+    def show(v, result) -> None:
+        from visualizer.ui.analysis.lab_views import LAB_VIEWS
+
+        LAB_VIEWS[lab][2](v, result)
+
+    def job(**options):
+        return (yield from lab_job(lab)(**options))
+
+    return Preset(lab, title, caption, view, job, show, ("labs",))
+
+
+LAB_PRESETS = [
+    _lab_preset(
+        "mask-probability", "Lab: a winning mask by chance",
+        "Weights drawn w0 ~ N(0, sigma^2), a mask keeping |w0| >= t: the chance it is exactly the "
+        "true k-sparse support is [2(1 - Phi(t/sigma))]^k [2 Phi(t/sigma) - 1]^(n-k). The curve is "
+        "the formula, the points a Monte Carlo count with error bars; even at the best threshold "
+        "the chance is small (docs/theory.md)."),
+    _lab_preset(
+        "phase-transition", "Lab: sparse recovery phase transition",
+        "Recovering a k-sparse x from m random measurements (OMP; Tropp & Gilbert 2007): the "
+        "success rate over delta = m/n and rho = k/m drops sharply near the l1 weak threshold of "
+        "Donoho & Tanner (2009), drawn as the curve (computed by the formula of Donoho, Maleki & "
+        "Montanari 2009; docs/theory.md)."),
+    _lab_preset(
+        "a-optimal", "Lab: magnitude pruning vs A-optimal design",
+        "Keeping k of m sensor rows: the exhaustive A-optimal subset (min trace((A_S^T A_S)^-1); "
+        "Kiefer 1959) against keeping the k largest rows, as magnitude pruning does. Points on "
+        "y = x are trials where the heuristic is optimal; the bars show how many rows both "
+        "keep (docs/theory.md)."),
+    _lab_preset(
+        "random-labels", "Lab: no free lunch with random labels",
+        "The MLP trained dense and as an IMP ticket (Frankle & Carbin 2019) on true and on shuffled "
+        "digits labels: with labels that carry no information every learner stays inside the "
+        "binomial band around chance 1/K (Wolpert 1996; Zhang et al. 2017; docs/theory.md)."),
+]
+
+
 PRESETS: dict[str, Preset] = {p.id: p for p in [
     Preset("lth", "Lottery ticket on the MLP",
            "Winning ticket vs re-initialised vs random mask. Look at the gap: the same sparse "
@@ -431,6 +479,7 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
            _speed_view, time_to_train_job, show_time_to_train, ("speed",)),
+    *LAB_PRESETS,
 ]}
 
 

@@ -74,6 +74,8 @@ class MaskProbabilityResult:
     formula: list[float]
     monte_carlo: list[float]
     stderr: list[float]
+    curve_t_over_sigma: list[float]  # the formula on a fine grid, for drawing it as a curve
+    curve_formula: list[float]
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -122,10 +124,13 @@ def mask_probability(
         yield Step(f"Monte Carlo {done}/{trials}", done / trials)
     mc = hits / trials
     p = p_correct(ts / sigma, n, k)
+    curve = np.linspace(0.0, max(3.0, float(ts.max() / sigma)), 151)
     return MaskProbabilityResult(
         n=n, k=k, sigma=float(sigma), trials=trials, seed=seed,
         t_over_sigma=[float(t / sigma) for t in ts], thresholds=[float(t) for t in ts],
         formula=[float(v) for v in p],
         monte_carlo=[float(v) for v in mc],
         stderr=[float(v) for v in np.sqrt(p * (1 - p) / trials)],
+        curve_t_over_sigma=[float(v) for v in curve],
+        curve_formula=[float(v) for v in p_correct(curve, n, k)],
     )

@@ -37,8 +37,8 @@ from visualizer.core.tasks import Step
 
 SOLVERS = ("omp", "ista", "iht")
 SUCCESS_TOL = 1e-2  # relative l2 error below which a recovery counts as a success
-DEFAULT_DELTAS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85)
-DEFAULT_RHOS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85)
+DEFAULT_DELTAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULT_RHOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 # --- the theory curve ------------------------------------------------------------------------
