@@ -352,8 +352,9 @@ def test_presets_say_what_they_need():
                             "density-law", "time-to-train", "mask-probability", "phase-transition",
                             "a-optimal", "random-labels"}
     for preset in PRESETS.values():
-        ok, reason = preset.available()
-        assert ok or reason.startswith("needs ")
+        # every core module a preset names exists: a stale name (the modules moved into
+        # subpackages) greyed out the Presets menu and stopped `pruneviz deck`
+        assert preset.available() == (True, ""), preset.id
         assert len(preset.caption) > 40
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "visualizer.cli.curvature",
     "visualizer.cli.structure",
     "visualizer.cli.labs",
+    "visualizer.cli.presets",
     "visualizer.cli.gui",
 ]
 
