@@ -1,5 +1,5 @@
 """The layer rules, core <- ui <- cli: visualizer.core imports neither Qt nor ui nor cli (and works
-with Qt made unimportable); ui never imports cli; cli imports ui only in its GUI entry point.
+with Qt made unimportable); ui never imports cli; cli imports ui only in its GUI entry points.
 
 The source checks walk every import statement (module level or inside a function) with ast."""
 
@@ -11,8 +11,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "visualizer"
 QT = ("PySide6", "pyqtgraph", "shiboken6", "superqt", "PyQt5", "PyQt6")
-# the CLI's one door into the GUI: `gui`, the offscreen `screenshot` and lth-report's curves PNG
-CLI_MODULES_IMPORTING_UI = {"visualizer/cli/gui.py"}
+# the CLI's doors into the GUI, all rendering with Qt's offscreen platform (no display) except the
+# window itself: gui.py (`gui`, `screenshot`, lth-report's curves PNG) and presets.py (`preset`,
+# `deck`: a preset's figure as drawn by the app)
+CLI_MODULES_IMPORTING_UI = {"visualizer/cli/gui.py", "visualizer/cli/presets.py"}
 
 
 def _module_name(path: pathlib.Path, root: pathlib.Path) -> str:
@@ -74,7 +76,7 @@ def test_ui_never_imports_cli():
     assert _offenders("ui", _is_cli) == []
 
 
-def test_cli_imports_ui_only_in_its_gui_entry_point():
+def test_cli_imports_ui_only_in_its_gui_entry_points():
     assert _offenders("cli", _is_ui, allowed=CLI_MODULES_IMPORTING_UI) == []
     assert _offenders("cli", _is_qt, allowed=CLI_MODULES_IMPORTING_UI) == []
 

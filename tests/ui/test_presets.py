@@ -10,13 +10,17 @@ from tests.ui.conftest import wait_idle
 from tests.ui.test_analysis_views import not_blank
 from visualizer.ui.presets import PRESETS, FigureView, run_preset
 
-PRESET_IDS = {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception", "density-law", "time-to-train"}
+# the four theory-lab presets (mask-probability, phase-transition, a-optimal) run in
+# tests/ui/test_lab_views.py; random-labels runs here
+PRESET_IDS = {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception", "density-law", "time-to-train",
+              "mask-probability", "phase-transition", "a-optimal", "random-labels"}
 
 
 def test_the_presets_are_exactly_these():
     assert set(PRESETS) == PRESET_IDS
     for preset in PRESETS.values():
         assert len(preset.caption) > 40 and preset.title
+        assert "docs/theory.md" in preset.source, preset.id  # each cites its section
 
 
 def test_the_presets_menu_offers_every_preset_enabled(window):
@@ -138,3 +142,17 @@ def test_time_to_train_preset_shows_dense_masked_and_shrunk(qtbot):
     assert by["shrunk"].flops < by["masked"].flops < by["dense"].flops
     for e in view.entries:  # steps x 3 forward passes (forward + backward)
         assert e.train_time_s == pytest.approx(r["steps_sparse"] * 3 * e.latency_ms / 1e3)
+
+
+def test_random_labels_preset_stays_in_the_chance_band(qtbot):
+    """Labels that carry no information: dense and ticket stay inside the binomial band around
+    chance 1/K (Zhang et al. 2017), while true labels are learnt."""
+    import pyqtgraph as pg
+
+    view, r = run_preset("random-labels", rounds=1, epochs=1)
+    _show(qtbot, view)
+    assert r.classes == 10 and r.chance == pytest.approx(0.1)
+    assert r.band_low <= r.dense_random <= r.band_high and r.band_low <= r.ticket_random <= r.band_high
+    assert r.dense_true > r.band_high
+    bars = [it for it in view.plot.items if isinstance(it, pg.BarGraphItem)]
+    assert list(bars[0].opts["height"]) == [r.dense_true, r.dense_random, r.ticket_true, r.ticket_random]

@@ -1,8 +1,8 @@
-"""The CLI's only door into visualizer.ui: the window (no command, or ``gui``), the offscreen
-``screenshot`` and the offscreen curves PNG of ``lth-report``.
+"""GUI entry points: the window (no command, or ``gui``), the offscreen ``screenshot`` and the
+offscreen curves PNG of ``lth-report``.
 
-Every other CLI module is headless and imports visualizer.core only (tests/test_layers.py
-enforces it). The two offscreen renderers use Qt's ``offscreen`` platform, so they need no
+With presets.py (``preset``, ``deck``) the only CLI modules that import visualizer.ui; every
+other one is headless and imports visualizer.core only (tests/test_layers.py enforces it). The two offscreen renderers use Qt's ``offscreen`` platform, so they need no
 display: they draw with the same pyqtgraph code as the app, so a report's figure and the
 window's curves view look alike.
 """
