@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model
+from visualizer.core.models.loaders import load_model, prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.ranking import kept_count, mask_from_scores
 from visualizer.core.tasks import run
-from visualizer.core.training.loop import TrainConfig, prepare_copy, train
+from visualizer.core.training.loop import TrainConfig, train
 
 from visualizer.core.training.lottery import (  # isort: skip
     IMPConfig,
@@ -143,10 +144,17 @@ def test_prune_at_init_trains_from_masked_init(mlp, digits, init, criterion):
 
 
 def test_oneshot_finetune(mlp, digits):
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
     masks, res = run(oneshot_finetune(mlp, digits, 0.1, "magnitude", config=FAST))
-    assert masks.kept() == int(0.1 * masks.total())
-    work = prepare_copy(mlp, FAST)
-    assert res.test.accuracy > 0.5 and work is not mlp
+    assert masks.kept() == kept_count(0.1, masks.total())
+    expected = mask_from_scores({n: p.detach().abs() for n, p in prunable_parameters(mlp).items()}, 0.1)
+    assert all(torch.equal(masks[n], expected[n]) for n in expected.masks)  # the trained weights were scored
+    assert res.test.accuracy > 0.5
+    assert all(torch.equal(before[k], v) for k, v in mlp.state_dict().items())  # the caller's model is untouched
+    params = dict(res.model.named_parameters())
+    assert all(bool((params[n].detach()[~m] == 0).all()) for n, m in masks.masks.items())
+    assert res.model is not mlp and any(  # fine-tuned: the kept weights moved
+        not torch.equal(params[n].detach().cpu(), before[n]) for n in masks.masks)
 
 
 def test_rewind_points_keep_w_tau_from_the_shipped_init():
