@@ -173,3 +173,18 @@ def test_rewind_points_keep_w_tau_from_the_shipped_init():
     assert all(torch.equal(out.snapshots[0][k], init[k]) for k in init)
     assert any(not torch.equal(out.snapshots[5][k], init[k]) for k in init)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("retrain,criterion", [("finetune", "snip"), ("init", "grasp")])
+def test_oneshot_and_prune_at_init_are_the_sweeps_retrain_rows(mlp, digits, init, retrain, criterion):
+    """One-shot fine-tuning and pruning at initialisation are the sweep's ``finetune`` and ``init``
+    cells: same scores (the workspace's batches), same mask, same training, same accuracy."""
+    from visualizer.core.training.experiments import SweepConfig, sweep
+
+    if retrain == "finetune":
+        masks, res = run(oneshot_finetune(mlp, digits, 0.2, criterion, config=FAST))
+    else:
+        masks, res = run(prune_at_init(mlp, digits, init, 0.2, criterion, config=FAST))
+    (row,) = run(sweep(mlp, digits, SweepConfig("mlp", (criterion,), (0.2,), retrain=retrain, train=FAST),
+                       init_state=init)).rows
+    assert row["kept"] == masks.kept() and row["accuracy"] == res.test.accuracy and row["loss"] == res.test.loss

@@ -33,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("prune", help="prune a model to a density and report the achieved densities")
     add_model_args(p)
-    p.add_argument("--criterion", "-c", default="magnitude", help=f"one of: {', '.join(CRITERIA)} (default magnitude)")
+    p.add_argument("--criterion", "-c", default="magnitude",
+                   help=f"one of: {', '.join(CRITERIA)} (default magnitude); l1-norm, l2-norm and bn-scale "
+                        "score each OUTPUT CHANNEL of a layer by its own weights (shrink's group-l1, group-l2, "
+                        "group-bn score coupled groups)")
     p.add_argument("--density", "-d", type=float, required=True, help="fraction kept, 0..1: of the weights (of the output channels with --structure channel), k = floor(D * d)")
     p.add_argument("--scope", default="global", help=f"{' or '.join(SCOPES)} (default global)")
     p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
