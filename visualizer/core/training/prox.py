@@ -279,10 +279,10 @@ def prune_channels_by_norm(
     the output channels with the largest group norm s_c = ||w_{G_c}||_2 until ``density`` of the
     prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
     first, so the cut costs little once the penalty has done its work."""
-    from visualizer.core.pruning.criteria import score
     from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.workspace import Workspace
 
-    scores = yield from score("l2-norm", model)
+    scores = yield from Workspace(model, data).scores("l2-norm")
     masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm")
     yield Step(f"evaluating {masks.density():.1%} of the weights", 0.9)
     return ChannelCut(masks, evaluate(model, evaluation_batches(data), masks))
