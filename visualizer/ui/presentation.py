@@ -274,6 +274,7 @@ class Presentation(QWidget):
             view.set_caption("")  # the caption line below the slide says it, in large type
             slide.widget = view
             self.stack.addWidget(view)
+            self._size_fonts()  # a new view registering with the theme must not shrink the captions
             if self.slides[self.index] is slide:
                 self._show_ready(slide)
 
