@@ -461,17 +461,17 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
            _spectrum_view, spectrum_job, show_spectrum,
-           ("curvature.hessian", "pruning.criteria", "pruning.ranking", "training.lottery")),
+           ("curvature.operator", "curvature.spectrum", "pruning.ranking", "training.lottery", "workspace")),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "all outgoing connections of a layer to zero together (an empty column); a short masked "
            "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
-           _densenet_view, densenet_job, show_densenet, ("structure.graph", "training.sparse")),
+           _densenet_view, densenet_job, show_densenet, ("structure.groups", "training.prox")),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
            "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
            "recovers the accuracy without them.",
-           _branch_view, inception_job, show_inception, ("structure.graph", "training.sparse")),
+           _branch_view, inception_job, show_inception, ("structure.groups", "training.prox")),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
            "S rounds: the measured mask density sits on the geometric law.",
