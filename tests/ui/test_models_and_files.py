@@ -114,7 +114,7 @@ def test_unsaved_work_prompts_on_close(qtbot, window):
 
 def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
     from visualizer.core.io.session import load_session
-    from visualizer.ui.window import recovery_path
+    from visualizer.ui.settings import recovery_path
 
     window.state.add_result({"criterion": "magnitude", "density": 0.1, "accuracy": 0.8})
     qtbot.waitUntil(lambda: recovery_path().exists(), timeout=5000)
@@ -145,5 +145,5 @@ def test_exports(qtbot, window, tmp_path):
     nni = torch.load(tmp_path / "n.pt", weights_only=True)
     assert torch.equal(nni["fc1"]["weight"].bool(), window.state.masks["fc1.weight"])
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
-    assert not window._safely(lambda: export.export_compare(window, str(tmp_path / "c.csv")))
+    assert not window.safely(lambda: export.export_compare(window, str(tmp_path / "c.csv")))
     assert "snapshot" in window.message()

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QRect
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog
+from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from visualizer.ui import actions
+from visualizer.ui import actions, dialogs
 
 MASK_FILTER = "Masks (*.safetensors *.pt *.pth *.bin *.tar);;All files (*)"
 
@@ -52,9 +52,8 @@ def open_any(window, path: str) -> None:
     elif kind in ("weights", "prune-checkpoint"):
         window.request_weights(str(p))
     elif p.suffix.lower() == ".py":
-        factory, ok = QInputDialog.getText(window, "Model factory", f"Function in {p.name} that builds the model:",
-                                           text="build_model")
-        if ok and factory:
+        factory = dialogs.ask_factory(window, p.name)
+        if factory:
             window.request_load(f"{p}:{factory}", window.model_panel.weights_edit.text().strip())
     else:
         window.request_load(str(p), "", window.model_panel.trust_box.isChecked())
@@ -103,11 +102,6 @@ def install_mask(window, masks, source: str) -> None:
     panel._set_slider(s.density)
     panel._set_spin(s.density * 100)
     panel.update_label()
-
-
-def mask_note(state) -> str:
-    """The pruning panel's note when the mask came from a file."""
-    return f" · <b>mask from file</b> {state.mask_source}" if state.mask_source else ""
 
 
 # --- layout ---------------------------------------------------------------------------------------
