@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None, trust: bool = False) -> int:
     from visualizer.ui.window import MainWindow
 
     stages.append(("imports", seconds_since_process_start()))
-    window = MainWindow()
+    # the startup benchmark (PRUNEVIZ_STARTUP_REPORT) is a headless run: it leaves the settings alone
+    window = MainWindow(persist_settings=not os.environ.get("PRUNEVIZ_STARTUP_REPORT"))
     window.show()
     stages.append(("window built", seconds_since_process_start()))
     target = argv[0] if argv else DEFAULT_MODEL
