@@ -133,8 +133,15 @@ class MainWindow(QMainWindow):
                 self.tabifyDockWidget(first, dock)
         if first is not None:
             first.raise_()
-        self.resizeDocks([self.docks["model"], first], [460, 940], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["model"], self.docks["pruning"]], [520, 360], Qt.Orientation.Vertical)
+        # the panels at their natural width (no horizontal scrolling), the views take the rest
+        panels = max(w.sizeHint().width() for w in (self.model_panel, self.pruning_panel, self.training_panel))
+        left = panels + self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent) + 4
+        self.resizeDocks([self.docks["model"], first], [left, max(self.width() - left, 400)],
+                         Qt.Orientation.Horizontal)
+        # the pruning panel (criterion, density slider) whole; the model's layer list takes the rest
+        pruning = self.pruning_panel.sizeHint().height() + 24
+        self.resizeDocks([self.docks["model"], self.docks["pruning"]],
+                         [max(self.height() - pruning - 60, 200), pruning], Qt.Orientation.Vertical)
 
         self._build_status_bar()
         menus.build_menus(self)
