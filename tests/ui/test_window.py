@@ -225,3 +225,22 @@ def test_tests_never_touch_the_users_settings(tmp_path):
     from visualizer.ui.settings import settings
 
     assert settings().fileName().startswith(str(tmp_path)), settings().fileName()
+
+
+def test_dock_tabs_show_whole_titles_on_a_projector(qtbot, window):
+    """At 1280x720 Qt elided the nine view tabs to 'G…', 'S…', 'L…'; they scroll instead,
+    also for the tab group Qt makes anew after a view is floated and docked back."""
+    from PySide6.QtWidgets import QTabBar
+
+    window.resize(1216, 684)
+    dock = window.docks["speed"]
+    dock.setFloating(True)
+    dock.setFloating(False)
+    qtbot.wait(50)
+
+    def clipped() -> list[str]:
+        bars = [b for b in window.findChildren(QTabBar) if b.parent() is window and b.isVisible()]
+        return [b.tabText(i) for b in bars for i in range(b.count())
+                if b.tabRect(i).width() < b.fontMetrics().horizontalAdvance(b.tabText(i))]
+
+    qtbot.waitUntil(lambda: not clipped(), timeout=2000)

@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.docks["model"], self.docks["pruning"]],
                          [max(self.height() - pruning - 60, 200), pruning], Qt.Orientation.Vertical)
 
+        self.unelide_tab_bars()
         self._build_status_bar()
         menus.build_menus(self)
         install_analysis(self)  # teaching mode, themes and the Presets menu
@@ -208,6 +209,18 @@ class MainWindow(QMainWindow):
 
     def _schedule_tab_bar_cleanup(self, *_args) -> None:
         QTimer.singleShot(0, self.hide_stale_tab_bars)
+        QTimer.singleShot(0, self.unelide_tab_bars)
+
+    def unelide_tab_bars(self) -> None:
+        """Dock tabs show their whole titles and scroll when they do not fit.
+
+        Qt elides them by default: at 1280x720 the nine view tabs read 'G…', 'S…', 'L…', which
+        a lecturer cannot find a view by. Called again after every regrouping, since Qt makes a
+        new tab bar for each new tab group."""
+        for bar in self.findChildren(QTabBar):
+            if bar.parent() is self:
+                bar.setElideMode(Qt.TextElideMode.ElideNone)
+                bar.setUsesScrollButtons(True)
 
     def hide_stale_tab_bars(self) -> int:
         """Hide dock tab bars Qt left visible after regrouping; returns how many it hid.
