@@ -314,3 +314,22 @@ def test_graph_labels_arrive_in_batches_without_holding_the_window(qtbot):
     assert [lab.textItem.toPlainText() for lab in view._labels] == [f"layer{i}.weight" for i in range(30)]
     on_plot = [it for it in view.plot.items if isinstance(it, graph_view.pg.TextItem)]
     assert len(on_plot) == 30
+
+
+# --- fit on a 1280x720 projector ----------------------------------------------------------------
+
+
+def test_speed_and_spectrum_fit_the_view_dock_of_a_1280x720_window(qtbot):
+    """At 1280x720 the view dock is ~750x600: the speed charts ran 80 px past its right edge
+    (the eta title set the plot's minimum width) and the spectrum's rewind hint was cut off."""
+    speed = SpeedView()
+    spectrum = SpectrumView()
+    for view in (speed, spectrum):
+        qtbot.addWidget(view)
+        view.resize(750, 600)
+        view.show()
+    qtbot.waitExposed(speed)
+    qtbot.wait(20)
+    assert speed.canvas.ci.geometry().width() <= speed.canvas.width()
+    hint = next(i for i in spectrum.tau_plot.items if hasattr(i, "textItem"))
+    assert hint.textItem.boundingRect().width() <= spectrum.tau_plot.getViewBox().width()

@@ -100,6 +100,7 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
     title = plot.titleLabel
     if title.text:
         title.setText(title.text, color=theme.foreground, size=f"{theme.font_pt + 1}pt")
+        _free_title_width(plot)
     if plot.legend is not None:
         plot.legend.setLabelTextColor(theme.foreground)
         plot.legend.setLabelTextSize(f"{theme.font_pt}pt")
@@ -109,6 +110,26 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
 
 def set_title(plot: pg.PlotItem, text: str, theme: Theme) -> None:
     plot.setTitle(text, color=theme.foreground, size=f"{theme.font_pt + 1}pt")
+    _free_title_width(plot)
+
+
+def _free_title_width(plot: pg.PlotItem) -> None:
+    """A title no longer sets its plot's minimum width (pyqtgraph's LabelItem does, on every
+    setText): side by side, the speed charts' titles made the row 90 px wider than the view
+    dock of a 1280x720 window, and the last chart ran off its right edge. A title longer than
+    its plot now overhangs it, centred."""
+    label = plot.titleLabel
+    if getattr(label, "_width_freed", False):
+        return
+    measure = label.updateMin  # LabelItem calls it on every setText and resize
+
+    def update_min() -> None:
+        measure()
+        label.setMinimumWidth(0)
+
+    label.updateMin = update_min
+    label._width_freed = True
+    update_min()
 
 
 def density_colormap() -> pg.ColorMap:

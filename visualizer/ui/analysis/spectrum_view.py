@@ -167,8 +167,9 @@ class SpectrumView(AnalysisView):
     def _draw_rewind(self) -> None:
         theme = self.theme
         if self.rewind is None or len(self.rewind.tau) == 0:
-            hint = pg.TextItem("no rewind series yet: it needs snapshots of an IMP run\n"
-                               "(the 'Masked vs dense Hessian spectrum' preset computes one)",
+            # short lines: at 1280x720 this plot is a quarter of the view, ~300 px wide
+            hint = pg.TextItem("no rewind series yet:\nit needs snapshots of an IMP run\n"
+                               "(the preset 'Masked vs dense\nHessian spectrum' computes one)",
                                color=theme.muted, anchor=(0.5, 0.5))
             hint.setPos(0.5, 0.5)
             self.tau_plot.addItem(hint)

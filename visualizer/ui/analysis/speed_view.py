@@ -74,7 +74,7 @@ class SpeedView(AnalysisView):
         panels = [
             (self.latency_plot, "latency per forward pass", lambda e: e.latency_ms, "{:.3g} ms"),
             (self.flops_plot, "FLOPs per forward pass", lambda e: e.flops, "{:.3g}"),
-            (self.eta_plot, "eta = achieved / reference FLOP/s", lambda e: e.eta, "{:.2f}"),
+            (self.eta_plot, "hardware efficiency eta", lambda e: e.eta, "{:.2f}"),
             (self.train_plot, "time to train", lambda e: e.train_time_s, "{:.3g} s"),
         ]
         ticks = [(i, e.label) for i, e in enumerate(self.entries)]
