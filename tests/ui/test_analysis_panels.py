@@ -68,3 +68,20 @@ def test_speed_tab_measures_dense_masked_and_shrunk(qtbot, window):
     assert by["shrunk"].flops < by["dense"].flops and by["shrunk"].params < by["dense"].params
     assert all(e.latency_ms > 0 for e in by.values())
     assert _unchanged(window, weights)
+
+
+def test_structure_tabs_show_a_trace_made_before_they_were_opened(qtbot, window):
+    """Opened after the graph was traced, the Inception tab stayed blank and its Group lasso
+    trained a copy for half a minute before saying the model (lenet) has no Inception modules;
+    the DenseNet tab stayed blank instead of showing lenet's layer-to-layer connections."""
+    window.views["graph"]
+    wait_idle(qtbot, window)
+    inception = window.views["inception"]
+    assert inception.status.text() == "no Inception modules in this model"
+    inception.group_lasso()
+    assert not window.jobs.is_running()
+    assert "load densenet-mini or inception-mini" in inception.status.text()
+    window.docks["densenet"].raise_()
+    densenet = window.views["densenet"]
+    qtbot.waitUntil(lambda: densenet.view.before is not None, timeout=5000)
+    assert densenet.view.before.sources[0] == "conv1"

@@ -120,6 +120,7 @@ class GraphPanel(AnalysisPanel):
         # then wait for the new graph instead of highlighting a node of the old one. Held
         # weakly: a hidden Graph tab must not keep a replaced model (and its weights) alive.
         self._traced = lambda: None
+        self._result_model = lambda: None  # the model self.result was traced from (weakly)
         self.add_button("Re-layout", self.refresh, "trace the model and lay its graph out again")
         self.finish_toolbar()
         state = window.state
@@ -135,7 +136,18 @@ class GraphPanel(AnalysisPanel):
         model = self.model()
         if model is None:
             return
-        self.submit("analysis-graph", "tracing the graph", lambda: jobs.graph_job(model), self.show_result)
+        traced = weakref.ref(model)
+
+        def done(result: jobs.GraphResult) -> None:
+            self._result_model = traced
+            self.show_result(result)
+
+        self.submit("analysis-graph", "tracing the graph", lambda: jobs.graph_job(model), done)
+
+    def current_result(self) -> jobs.GraphResult | None:
+        """The last trace when it is of the loaded model (drawn or not), else None."""
+        model = self.model()
+        return self.result if model is not None and self._result_model() is model else None
 
     def show_result(self, result: jobs.GraphResult) -> None:
         self.result = result
@@ -286,8 +298,19 @@ class StructurePanel(AnalysisPanel):
         self.toolbar.addWidget(self.epochs)
         self.finish_toolbar()
         graph = getattr(window, "views", {}).get("graph")
-        if isinstance(graph, GraphPanel):
-            graph.listeners.append(self.show_result)
+        self.graph = graph if isinstance(graph, GraphPanel) else None
+        if self.graph is not None:
+            self.graph.listeners.append(self.show_result)
+            if self.graph.result is not None:  # traced before this tab was first opened
+                self.show_result(self.graph.result)
+
+    def _missing(self, r: jobs.GraphResult) -> str:
+        """Why this view has nothing to show for the traced model, or ''."""
+        if isinstance(self.view, ConnectivityView):
+            conn = None if r.connectivity is None else adapters.connectivity_input(r.connectivity)
+            return "" if conn is not None and conn.sources and conn.readers else \
+                "no concatenation connections in this model"
+        return "" if adapters.branch_modules(r.branches) else "no Inception modules in this model"
 
     def compute(self) -> None:
         """Screenshot hook: the before/after picture."""
@@ -299,6 +322,12 @@ class StructurePanel(AnalysisPanel):
         if model is None or data is None:
             self.status.setText("load a model with a dataset first")
             return
+        traced = None if self.graph is None else self.graph.current_result()
+        if traced is not None:
+            missing = self._missing(traced)
+            if missing:  # say so now, not after training a copy for half a minute
+                self.status.setText(f"{missing}: load densenet-mini or inception-mini")
+                return
         lam, epochs = self.lam.value(), self.epochs.value()
         kind = "analysis-densenet" if isinstance(self.view, ConnectivityView) else "analysis-inception"
         self.submit(kind, f"group lasso (λ = {lam:g}, {epochs} epochs)",
@@ -322,15 +351,15 @@ class StructurePanel(AnalysisPanel):
         self.status.setText(zeroed)
 
     def show_result(self, r: jobs.GraphResult) -> None:
+        missing = self._missing(r)
+        self.status.setText(missing)
         if isinstance(self.view, ConnectivityView):
-            conn = None if r.connectivity is None else adapters.connectivity_input(r.connectivity)
-            if conn is None or not conn.sources or not conn.readers:
-                self.status.setText("no concatenation connections in this model")
+            if missing:
                 return
+            conn = adapters.connectivity_input(r.connectivity)
             self.when_visible("structure", lambda: self.view.set_connectivity(conn))
         else:
             modules = adapters.branch_modules(r.branches)
-            self.status.setText("" if modules else "no Inception modules in this model")
             self.when_visible("structure", lambda: self.view.set_modules(modules))
 
 
