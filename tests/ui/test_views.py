@@ -114,6 +114,18 @@ def test_compare_snapshot_with_other_criterion(qtbot, window):
     assert set(np.unique(img)) <= {render.CMP_BOTH, render.CMP_CUR, render.CMP_A, render.CMP_NONE}
 
 
+def test_curves_density_axis_spans_the_slider_with_plain_ticks(qtbot, window):
+    """One evaluated mask at 0.35% auto-ranged the log axis to a sliver without tick labels,
+    and the SI prefix labelled it '(x0.001)' (seen under Xvfb after a 1-epoch fine-tune)."""
+    window.docks["curves"].raise_()
+    view = window.views["curves"]
+    window.state.add_result({"criterion": "magnitude", "density": 0.0035, "accuracy": 0.1, "retrain": "finetune"})
+    qtbot.wait(20)
+    low, high = view.plot.getViewBox().viewRange()[0]
+    assert low <= -3 and high >= 0
+    assert "x0.001" not in view.plot.getAxis("bottom").labelString()
+
+
 def test_curves_gain_points_as_rows_stream(qtbot, window):
     view = window.views["curves"]
     assert view.point_count() == 0

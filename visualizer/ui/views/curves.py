@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from visualizer.ui.panels.density import MIN_DENSITY
 from visualizer.ui.views import ViewSpec
 
 PALETTE = [
@@ -61,6 +62,8 @@ class CurvesView(QWidget):
         self.plot = self.widget.getPlotItem()
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "density (fraction of weights kept, log scale)")
+        # on a log axis pyqtgraph's SI prefix scaled the ticks: '10³ … 2 (x0.001)' for 0.1%-1%
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setLabel("left", "test accuracy")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.getViewBox().invertX(True)  # pruning proceeds left to right: 100% -> 0.1%
@@ -121,8 +124,16 @@ class CurvesView(QWidget):
         if base is not None and self.baseline.value() != float(base):
             self.baseline.setValue(float(base))
         self._move_cursor()
+        self._fit_density_axis([float(r["density"]) for r in rows])
         if rows:
             self.info.setText(f"{len(rows)} points in {len(groups)} curves · hover a point for its settings")
+
+    def _fit_density_axis(self, densities: list[float]) -> None:
+        """The slider's whole range, 100% .. 0.1%, and any point beyond it: a lone point (one
+        evaluated mask) auto-ranged to a sliver of a decade with no tick label on it."""
+        low = min([MIN_DENSITY, *densities])
+        high = max([1.0, *densities])
+        self.plot.setXRange(math.log10(low), math.log10(high), padding=0.03)
 
     def _hovered(self, item, points, ev) -> None:
         if len(points):
