@@ -127,3 +127,13 @@ def test_the_presets_menu_opens_a_slide(qtbot, window):
     qtbot.addWidget(show)
     assert show.slides[show.index].id == "density-law"
     show.close()
+
+
+def test_a_preset_slide_opens_at_the_screens_size(qtbot, window):
+    """Without a window manager to maximize it (a bare X server) the slide window opened at its
+    size hint, 1057x275, with the figure squeezed to a 40 px strip."""
+    show = window.open_presentation("density-law")
+    qtbot.addWidget(show)
+    room = window.screen().availableGeometry()
+    assert show.width() >= 0.9 * room.width() and show.height() >= 0.9 * room.height()
+    show.close()

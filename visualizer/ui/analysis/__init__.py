@@ -129,6 +129,14 @@ def _install_presets(window, mode) -> None:
         if full_screen:
             current.present()
         else:
+            if not current.isVisible():
+                # the screen's size first: where no window manager maximizes (a bare X server,
+                # some kiosk setups) the window opened at its size hint, 1057x275, the figure
+                # squeezed to a 40 px strip
+                handle = window.windowHandle()
+                screen = handle.screen() if handle is not None else None
+                if screen is not None:
+                    current.setGeometry(screen.availableGeometry())
             current.showMaximized()
             current.raise_()
         return current
