@@ -369,3 +369,12 @@ def test_data_criteria_work_under_a_callers_no_grad():
         s = compute_scores("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
         assert not torch.is_grad_enabled()
     np.testing.assert_allclose(s, -w.reshape(-1) * (h @ g.reshape(-1)), rtol=1e-4, atol=1e-7)
+
+
+def test_criterion_captions_cite_the_literature():
+    """The pruning panel shows each criterion's meaning under its name; a lecturer saw
+    'Magnitude … (seed 002)' there, a reference no reader can look up."""
+    from visualizer.core.pruning.criteria import CRITERIA
+
+    for info in CRITERIA.values():
+        assert "seed" not in f"{info.title} {info.formula} {info.meaning}".replace("seeded", ""), info.id

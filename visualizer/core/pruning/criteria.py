@@ -82,7 +82,7 @@ CRITERIA: dict[str, CriterionInfo] = {
     c.id: c
     for c in [
         CriterionInfo("magnitude", "Magnitude", "s = |w|",
-                      "keep the largest weights: the best k-term approximation of w (seed 002)"),
+                      "keep the largest weights: the best k-term approximation of w (Han et al. 2015)"),
         CriterionInfo("random", "Random", "s ~ U[0,1)",
                       "a seeded random baseline that ignores the weights"),
         CriterionInfo("snip", "SNIP", "s = |g ⊙ w|,  g = ∂L/∂(m ⊙ w) at m = 1",
