@@ -109,3 +109,17 @@ def test_theme_variants_and_scheme_choice(qapp):
     assert not manager.theme().dark
     with pytest.raises(ValueError, match="scheme"):
         manager.set_scheme("purple")
+
+
+def test_esc_leaves_teaching_mode_in_the_workbench(qtbot, window):
+    """In the real window Esc belongs to 'Cancel running jobs', so teaching mode's own Esc was
+    never bound: pressing it did nothing and Help > Shortcuts said '(taken by the window)'."""
+    window.teaching.set_active(True)
+    assert window.teaching.active
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not window.teaching.active
+    dialog = window.teaching.show_shortcuts()
+    qtbot.addWidget(dialog)
+    row = next(r for r, sc in enumerate(SHORTCUTS) if sc.action == "leave")
+    assert dialog.table.item(row, 0).text().startswith("Esc")
+    dialog.close()

@@ -246,7 +246,9 @@ class ShortcutsDialog(QDialog):
                 seqs = actions[sc.action].shortcuts()
             else:
                 seqs = [QKeySequence(k) for k in sc.keys]
-            keys = ", ".join(seq.toString(native) for seq in seqs) or "(taken by the window)"
+            keys = ", ".join(seq.toString(native) for seq in seqs) or (
+                # the window's own action holds the key (Esc cancels jobs, then leaves)
+                ", ".join(QKeySequence(k).toString(native) for k in sc.keys) + " (no job running)")
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(sc.text))
         table.resizeColumnsToContents()
@@ -446,6 +448,10 @@ class TeachingMode(QObject):
                 app.setFont(font)
             self._active = True
             self.manager.set_teaching(True)
+            self._saved["geometry"] = self.window.geometry()
+            screen = self.window.screen()
+            if screen is not None:  # full size even where no window manager obeys
+                self.window.setGeometry(screen.geometry())
             self.window.showFullScreen()
             self.show_view(self._current)
         else:
@@ -454,6 +460,8 @@ class TeachingMode(QObject):
             if app is not None and self._saved.get("font") is not None:
                 app.setFont(self._saved["font"])
             self.window.setWindowState(self._saved.get("window_state", Qt.WindowState.WindowNoState))
+            if "geometry" in self._saved and not self.window.windowState():
+                self.window.setGeometry(self._saved["geometry"])
             if "state" in self._saved:
                 self.window.restoreState(self._saved["state"])
         self.actions["teaching"].setChecked(on)

@@ -334,6 +334,13 @@ class MainWindow(QMainWindow):
         self.stage_label.setText({"ok": "", "cancelled": "cancelled", "error": "failed"}.get(status, ""))
 
     def cancel_jobs(self) -> None:
+        """Esc: cancel the running jobs; with none running, leave teaching mode. Both want Esc
+        and two actions on one key are ambiguous (Qt fires neither), so teaching mode's own
+        Esc was never bound and a lecturer could leave it only with F11."""
+        teaching = getattr(self, "teaching", None)
+        if not self.jobs.is_running() and teaching is not None and teaching.active:
+            teaching.set_active(False)
+            return
         self.jobs.cancel()
 
     def update_title(self, *_args) -> None:
