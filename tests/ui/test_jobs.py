@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from PySide6.QtWidgets import QToolButton
 
 from tests.ui.conftest import wait_idle
 from visualizer.core.tasks import Step
@@ -173,3 +174,25 @@ def test_choosing_a_dataset_the_model_cannot_read_keeps_the_old_one(qtbot, windo
     box.activated.emit(box.currentIndex())
     wait_idle(qtbot, window)
     assert window.state.dataset.name == "digits"
+
+
+def test_a_failed_file_job_names_the_file_once():
+    from visualizer.ui.jobs import failure_text
+
+    assert failure_text("reading a.pviz", "a.pviz: is a pruneviz session, not a mask") == \
+        "reading a.pviz: is a pruneviz session, not a mask"
+    assert failure_text("ranking", "scores contain NaN") == "ranking: scores contain NaN"
+
+
+def test_the_message_banner_spans_the_window(qtbot, window):
+    """In the central widget the banner sat in the gap between the panels and the views,
+    one word per line, and squeezed the panels (seen under Xvfb at 1280x720)."""
+    window.resize(1216, 684)
+    window.show_error("reading a.pviz: is a pruneviz session, not a mask (open it as a session)")
+    qtbot.waitUntil(lambda: window.banner.width() >= 0.9 * window.width(), timeout=2000)
+    assert window.message().startswith("reading a.pviz")
+    assert window.banner.height() < 3 * window.banner.fontMetrics().height() + 16  # one line
+    window.banner.findChild(QToolButton).click()
+    assert window.message() == "" and not window._banner_bar.isVisible()
+    window.show_info("shown again")
+    assert window.message() == "shown again"

@@ -83,6 +83,15 @@ class Job:
         return self.stop.is_set()
 
 
+def failure_text(title: str, message: str) -> str:
+    """'title: message', the file's name said once: 'reading a.pviz' failing with
+    'a.pviz: is a session' read 'reading a.pviz: a.pviz: is a session'."""
+    head, sep, rest = message.partition(": ")
+    if sep and head and title.endswith(head):
+        return f"{title}: {rest}"
+    return f"{title}: {message}"
+
+
 def user_message(exc: BaseException) -> str:
     """One readable line for an exception raised by a job."""
     text = str(exc).strip()
@@ -344,7 +353,7 @@ class JobRunner(QObject):
             message, _detail = payload
             if job.on_error is not None:
                 job.on_error(message)
-            self.failed.emit(job.kind, f"{job.title}: {message}")
+            self.failed.emit(job.kind, failure_text(job.title, message))
             self.finished.emit(job_id, job.kind, "error")
         else:
             self.finished.emit(job_id, job.kind, "cancelled")

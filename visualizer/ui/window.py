@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTabBar,
-    QVBoxLayout,
+    QToolBar,
     QWidget,
 )
 
@@ -80,14 +81,23 @@ class MainWindow(QMainWindow):
         self.ask_discard = lambda: dialogs.ask_discard(self)  # tests replace this to answer the prompt
         self.loaded_at: float | None = None  # monotonic time the first model was shown
 
-        # central: message banner over an empty area (the views are docks)
+        # the message banner on a top tool bar, across the whole window above the docks: in the
+        # central widget it sat in the gap between the panels and the views, a word per line
         self.banner = MessageBanner()
-        central = QWidget()
-        cl = QVBoxLayout(central)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.addWidget(self.banner)
+        self.banner.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.banner.closed.connect(self.hide_message)
+        bar = QToolBar("Messages", self)
+        bar.setObjectName("messages")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.toggleViewAction().setVisible(False)
+        # the banner hides itself when built, so its action starts hidden too: shown with the bar
+        self._banner_action = bar.addWidget(self.banner)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        bar.hide()
+        self._banner_bar = bar
+        central = QWidget()  # empty: the views are docks
         central.setMaximumHeight(0)
-        self._central = central
         self.setCentralWidget(central)
 
         # panels
@@ -273,10 +283,12 @@ class MainWindow(QMainWindow):
         layout = st.value("windowState")
         if layout is not None:
             self.restoreState(layout)
+            self._banner_bar.hide()  # a layout saved with a message up has no message now
             self._redock_pending = True
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state)
+        self._banner_bar.setVisible(not self.banner.isHidden())
 
     def save_settings(self) -> None:
         if not self.persist_settings:
@@ -297,13 +309,26 @@ class MainWindow(QMainWindow):
 
     # --- messages and progress -------------------------------------------------------------
     def show_error(self, text: str) -> None:
-        self._central.setMaximumHeight(16777215)
         self.banner.show_message(text, error=True)
+        self._fit_banner()
+        self._banner_bar.show()
         self.statusBar().showMessage(text, 8000)
 
     def show_info(self, text: str) -> None:
-        self._central.setMaximumHeight(16777215)
         self.banner.show_message(text, error=False)
+        self._fit_banner()
+        self._banner_bar.show()
+
+    def _fit_banner(self) -> None:
+        """The banner as tall as its text wrapped at the window's width: a tool bar gives a
+        widget its size hint, and a word-wrapped label's hint is three short lines."""
+        self._banner_action.setVisible(True)
+        width = max(self.width() - 24, 200)
+        self.banner.setFixedHeight(self.banner.layout().totalHeightForWidth(width))
+
+    def hide_message(self) -> None:
+        self.banner.hide()
+        self._banner_bar.hide()
 
     def message(self) -> str:
         return self.banner.text()
@@ -362,7 +387,7 @@ class MainWindow(QMainWindow):
             self.update_title()
             if self.loaded_at is None:
                 self.loaded_at = time.monotonic()
-            self.banner.hide()
+            self.hide_message()
             if Path(ref).suffix in MODEL_SUFFIXES or ".py:" in ref:
                 self.add_recent(ref.split(".py:")[0] + ".py" if ".py:" in ref else ref)
             # a torch.nn.utils.prune checkpoint's mask stays until the slider moves
