@@ -117,13 +117,22 @@ def test_compare_snapshot_with_other_criterion(qtbot, window):
 def test_curves_density_axis_spans_the_slider_with_plain_ticks(qtbot, window):
     """One evaluated mask at 0.35% auto-ranged the log axis to a sliver without tick labels,
     and the SI prefix labelled it '(x0.001)' (seen under Xvfb after a 1-epoch fine-tune)."""
+    from visualizer.ui.views.curves import density_ticks
+
     window.docks["curves"].raise_()
     view = window.views["curves"]
     window.state.add_result({"criterion": "magnitude", "density": 0.0035, "accuracy": 0.1, "retrain": "finetune"})
     qtbot.wait(20)
     low, high = view.plot.getViewBox().viewRange()[0]
     assert low <= -3 and high >= 0
-    assert "x0.001" not in view.plot.getAxis("bottom").labelString()
+    # a sweep: accuracies 0.09 .. 0.94 read 'test accuracy (x0.001)' with ticks 100 .. 900
+    for d, acc in [(1.0, 0.94), (0.5, 0.2), (0.1, 0.09), (0.01, 0.1)]:
+        window.state.add_result({"criterion": "random", "density": d, "accuracy": acc, "retrain": "none"})
+    qtbot.wait(20)
+    for side in ("bottom", "left"):
+        assert "(x" not in view.plot.getAxis(side).labelString(), side
+    labels = [label for _, label in density_ticks()]
+    assert labels[0] == "100%" and labels[-1] == "0.1%" and "1%" in labels
 
 
 def test_curves_gain_points_as_rows_stream(qtbot, window):

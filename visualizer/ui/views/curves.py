@@ -62,8 +62,11 @@ class CurvesView(QWidget):
         self.plot = self.widget.getPlotItem()
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "density (fraction of weights kept, log scale)")
-        # on a log axis pyqtgraph's SI prefix scaled the ticks: '10³ … 2 (x0.001)' for 0.1%-1%
-        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        # pyqtgraph's SI prefix scaled the ticks: 'test accuracy (x0.001)' from 100 to 900, and on
+        # the log axis every minor tick had a label, '0.1 0.09 0.08 …' printed over each other
+        for side in ("bottom", "left"):
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").setTicks([density_ticks()])
         self.plot.setLabel("left", "test accuracy")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.getViewBox().invertX(True)  # pruning proceeds left to right: 100% -> 0.1%
@@ -147,6 +150,13 @@ class CurvesView(QWidget):
 
     def point_count(self) -> int:
         return sum(len(rows) for _, rows in self._series.values())
+
+
+def density_ticks() -> list[tuple[float, str]]:
+    """Labelled densities 100%, 50%, 20%, 10% … 0.1% at their log10 positions (the log axis's
+    coordinates), as the density slider writes them."""
+    return [(math.log10(m * 10.0 ** -e), f"{m * 10.0 ** (2 - e):g}%")
+            for e in range(4) for m in (1, 0.5, 0.2) if m * 10.0 ** -e >= MIN_DENSITY]
 
 
 def _finite(v) -> bool:
