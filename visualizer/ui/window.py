@@ -145,7 +145,11 @@ class MainWindow(QMainWindow):
             first.raise_()
         # the panels at their natural width (no horizontal scrolling), the views take the rest
         panels = max(w.sizeHint().width() for w in (self.model_panel, self.pruning_panel, self.training_panel))
-        left = panels + self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent) + 4
+        # + the vertical scroll bar + the dock separator, which on xcb came out of the dock's
+        # width: the training panel scrolled sideways by 2 px at 1920x1080
+        metric = self.style().pixelMetric
+        pm = self.style().PixelMetric
+        left = panels + metric(pm.PM_ScrollBarExtent) + metric(pm.PM_DockWidgetSeparatorExtent) + 4
         self.resizeDocks([self.docks["model"], first], [left, max(self.width() - left, 400)],
                          Qt.Orientation.Horizontal)
         # the pruning panel (criterion, density slider) whole; the model's layer list takes the rest
