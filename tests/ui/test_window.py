@@ -244,3 +244,17 @@ def test_dock_tabs_show_whole_titles_on_a_projector(qtbot, window):
                 if b.tabRect(i).width() < b.fontMetrics().horizontalAdvance(b.tabText(i))]
 
     qtbot.waitUntil(lambda: not clipped(), timeout=2000)
+
+
+def test_a_wider_window_widens_the_views_not_a_blank_band(qtbot, window):
+    """The empty central widget took every pixel a resize added: maximized, or full screen in
+    teaching mode, a blank band ~500 px wide sat between the panels and the views (Xvfb
+    1920x1080, F11). The panel column keeps its width; the views take the rest."""
+    window.resize(1216, 684)
+    qtbot.wait(50)
+    column = window.docks["model"].width()
+    window.resize(1900, 1000)
+    model, views = window.docks["model"], window.docks["heatmap"]
+    qtbot.waitUntil(lambda: abs(model.width() - column) <= 1, timeout=2000)
+    assert views.x() - model.geometry().right() < 20
+    assert views.geometry().right() >= window.width() - 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -97,7 +97,9 @@ class MainWindow(QMainWindow):
         bar.hide()
         self._banner_bar = bar
         central = QWidget()  # empty: the views are docks
-        central.setMaximumHeight(0)
+        # no room at all: a central widget takes every pixel a resize adds, so a maximized or
+        # teaching-mode (full screen) window showed a blank band between panels and views
+        central.setMaximumSize(0, 0)
         self.setCentralWidget(central)
 
         # panels
@@ -150,6 +152,9 @@ class MainWindow(QMainWindow):
         metric = self.style().pixelMetric
         pm = self.style().PixelMetric
         left = panels + metric(pm.PM_ScrollBarExtent) + metric(pm.PM_DockWidgetSeparatorExtent) + 4
+        self._left_width = self._default_left = left  # the panel column; kept on resizes
+        self._window_width = self.width()
+        self.docks["model"].installEventFilter(self)
         self.resizeDocks([self.docks["model"], first], [left, max(self.width() - left, 400)],
                          Qt.Orientation.Horizontal)
         # the pruning panel (criterion, density slider) whole; the model's layer list takes the rest
@@ -255,8 +260,35 @@ class MainWindow(QMainWindow):
                 hidden += 1
         return hidden
 
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt API)
+        # the model dock resized with a mouse button down while the window kept its width:
+        # the person dragged the separator; that is the column width to keep
+        if event.type() == QEvent.Type.Resize and obj is self.docks.get("model") \
+                and QGuiApplication.mouseButtons() & Qt.MouseButton.LeftButton \
+                and self.width() == self._window_width and not obj.isFloating():
+            self._left_width = obj.width()
+        return super().eventFilter(obj, event)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Without a central widget to absorb it, QMainWindow shares a resize out between the
+        left and right dock areas; the panels keep their column and the views take the rest."""
+        super().resizeEvent(event)
+        self._window_width = self.width()
+        QTimer.singleShot(0, self._keep_left_width)
+
+    def _keep_left_width(self) -> None:
+        model = self.docks["model"]
+        if model.isVisible() and not model.isFloating() and model.width() != self._left_width:
+            # both sides named: QMainWindow ignores a one-sided resizeDocks here
+            views = next((d for vid, d in self.docks.items() if vid in self.views
+                          and d.isVisible() and not d.isFloating()), None)
+            if views is not None:
+                self.resizeDocks([model, views], [self._left_width, max(self.width() - self._left_width, 1)],
+                                 Qt.Orientation.Horizontal)
+
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
+        QTimer.singleShot(0, self._keep_left_width)
         self._schedule_tab_bar_cleanup()
         if self._redock_pending:  # once shown, the restored floating docks have their real places
             self._redock_pending = False
@@ -288,10 +320,15 @@ class MainWindow(QMainWindow):
         if layout is not None:
             self.restoreState(layout)
             self._banner_bar.hide()  # a layout saved with a message up has no message now
+            width = st.value("panelWidth")
+            if width is not None and int(width) > 0:
+                self._left_width = int(width)
             self._redock_pending = True
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state)
+        self._left_width = self._default_left
+        self._keep_left_width()
         self._banner_bar.setVisible(not self.banner.isHidden())
 
     def save_settings(self) -> None:
@@ -299,6 +336,7 @@ class MainWindow(QMainWindow):
             return
         st = settings()
         st.setValue("geometry", self.saveGeometry())
+        st.setValue("panelWidth", self._left_width)
         st.setValue("windowState", self.saveState())
         st.sync()
 
