@@ -258,3 +258,12 @@ def test_a_wider_window_widens_the_views_not_a_blank_band(qtbot, window):
     qtbot.waitUntil(lambda: abs(model.width() - column) <= 1, timeout=2000)
     assert views.x() - model.geometry().right() < 20
     assert views.geometry().right() >= window.width() - 5
+
+
+def test_a_model_just_loaded_is_not_an_unsaved_change(qtbot, window):
+    """The ranking applied after every load marked the session dirty: the title read
+    'untitled* — lenet' at start and quitting at once asked to save (Xvfb)."""
+    assert not window.state.dirty and "*" not in window.windowTitle()
+    window.pruning_panel.set_density(0.5)
+    wait_idle(qtbot, window)
+    assert window.state.dirty and "*" in window.windowTitle()

@@ -508,7 +508,7 @@ class MainWindow(QMainWindow):
             s.scores = scores
             s.scores_changed.emit()
             if apply_mask:
-                self.set_density(s.density)
+                self.set_density(s.density, dirty=s.dirty or s.density < 1.0)
             return
         s.scores = None
         s.scores_changed.emit()
@@ -520,7 +520,9 @@ class MainWindow(QMainWindow):
             rk, scores_np = result
             s.set_ranking(key, rk, scores_np)
             if s.key == key and apply_mask:
-                self.set_density(s.density)
+                # at 100% every ranking keeps everything: a model just loaded is not an unsaved
+                # change (quitting right after start asked to save an untitled session)
+                self.set_density(s.density, dirty=s.dirty or s.density < 1.0)
             else:
                 self.pruning_panel.update_label()
 
@@ -530,7 +532,7 @@ class MainWindow(QMainWindow):
                          on_result=done)
         self.pruning_panel.update_label()
 
-    def set_density(self, density: float) -> None:
+    def set_density(self, density: float, dirty: bool = True) -> None:
         """The slider path: a threshold lookup in the cached ranking, no re-ranking."""
         s = self.state
         s.density = float(density)
@@ -542,7 +544,7 @@ class MainWindow(QMainWindow):
         # the old and new cut. Large models get live views (no copy); consumers that keep a mask
         # (snapshot, sessions, training jobs) copy it.
         masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
-        s.set_masks(masks, counts=rk.layer_kept())
+        s.set_masks(masks, dirty=dirty, counts=rk.layer_kept())
 
     # --- training (visualizer.ui.training_ui) --------------------------------------------------
     def _cancel_training(self) -> None:
