@@ -267,3 +267,24 @@ def test_a_model_just_loaded_is_not_an_unsaved_change(qtbot, window):
     window.pruning_panel.set_density(0.5)
     wait_idle(qtbot, window)
     assert window.state.dirty and "*" in window.windowTitle()
+
+
+def test_a_restored_layout_shows_the_density_slider(qtbot, window):
+    """A layout saved on a large screen, restored in a 1280x720 window, left the pruning panel
+    a few rows tall: the density slider was scrolled out of sight (Xvfb)."""
+    from visualizer.ui.settings import settings
+    from visualizer.ui.window import MainWindow
+
+    window.resize(1216, 684)
+    qtbot.wait(50)
+    window.resizeDocks([window.docks["model"], window.docks["pruning"]], [520, 120], Qt.Orientation.Vertical)
+    qtbot.wait(50)
+    assert window.docks["pruning"].height() < window.pruning_panel.sizeHint().height()
+    settings().setValue("windowState", window.saveState())
+    settings().setValue("geometry", window.saveGeometry())
+    again = MainWindow(restore_layout=True)
+    qtbot.addWidget(again)
+    again.show()
+    want = again.pruning_panel.sizeHint().height()
+    qtbot.waitUntil(lambda: again.docks["pruning"].height() >= want, timeout=2000)
+    again.jobs.shutdown(1.0)

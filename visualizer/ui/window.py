@@ -276,6 +276,20 @@ class MainWindow(QMainWindow):
         self._window_width = self.width()
         QTimer.singleShot(0, self._keep_left_width)
 
+    def fit_pruning_panel(self) -> None:
+        """The pruning panel (criterion, density slider) whole, the layer list giving way: a
+        layout saved on a large screen and restored on a 1280x720 projector left the slider
+        scrolled out of sight under a tall layer list."""
+        model = self.docks["model"]
+        group = next((d for d in (self.docks["pruning"], self.docks["training"]) if d.isVisible()), None)
+        if group is None or not model.isVisible() or model.isFloating() or group.isFloating() \
+                or model.x() != group.x():
+            return
+        want = self.pruning_panel.sizeHint().height() + 24
+        total = model.height() + group.height()
+        if group.height() < want and total - want >= 200:
+            self.resizeDocks([model, group], [total - want, want], Qt.Orientation.Vertical)
+
     def _keep_left_width(self) -> None:
         model = self.docks["model"]
         if model.isVisible() and not model.isFloating() and model.width() != self._left_width:
@@ -289,6 +303,7 @@ class MainWindow(QMainWindow):
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
         QTimer.singleShot(0, self._keep_left_width)
+        QTimer.singleShot(0, self.fit_pruning_panel)
         self._schedule_tab_bar_cleanup()
         if self._redock_pending:  # once shown, the restored floating docks have their real places
             self._redock_pending = False
