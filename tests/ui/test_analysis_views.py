@@ -333,3 +333,18 @@ def test_speed_and_spectrum_fit_the_view_dock_of_a_1280x720_window(qtbot):
     assert speed.canvas.ci.geometry().width() <= speed.canvas.width()
     hint = next(i for i in spectrum.tau_plot.items if hasattr(i, "textItem"))
     assert hint.textItem.boundingRect().width() <= spectrum.tau_plot.getViewBox().width()
+
+
+def test_a_flat_landscape_curve_gets_a_readable_loss_axis(qtbot):
+    """At 100% density dense and pruned are the same point: the loss axis was 1e-16 tall and
+    its ticks read '0.1674394905567174' (Xvfb, Landscape tab on lenet)."""
+    view = LandscapeView()
+    qtbot.addWidget(view)
+    view.resize(750, 600)
+    view.show()
+    loss = 0.1674394905567174
+    view.set_curves([Curve1D(alpha=[0.0, 0.5, 1.0], values=[loss, loss + 2.8e-17, loss],
+                             label="dense -> pruned", barrier=2.8e-17, barrier_alpha=0.0)])
+    qtbot.wait(50)  # auto range is applied on the next paint
+    low, high = view.curve_plot.getViewBox().viewRange()[1]
+    assert high - low >= 1e-4 and low < loss < high

@@ -130,11 +130,31 @@ class LandscapeView(AnalysisView):
                     [c.barrier_alpha, c.barrier_alpha], [chord, top],
                     pen=pg.mkPen(theme.color(i), width=theme.line_width * 1.5),
                 )
+                # at an end point a centred label hung half outside the plot
+                where = (c.barrier_alpha - a[0]) / (a[-1] - a[0])
                 label = pg.TextItem(
-                    f"barrier {c.barrier:.3g}", color=theme.color(i), anchor=(0.5, 1.1)
+                    f"barrier {c.barrier:.3g}", color=theme.color(i),
+                    anchor=(0.0 if where < 0.15 else 1.0 if where > 0.85 else 0.5, 1.1),
                 )
                 label.setPos(c.barrier_alpha, top)
                 plot.addItem(label)
+        self._fit_curve_range()
+
+    def _fit_curve_range(self) -> None:
+        """Auto range, except for a flat curve: dense and pruned equal (100% density) gave a
+        loss axis 1e-16 tall, ticks printed with 16 digits ('0.1674394905567174')."""
+        values = np.concatenate([np.asarray(c.values, dtype=float) for c in self.curves] or [np.zeros(0)])
+        values = values[np.isfinite(values)]
+        plot = self.curve_plot
+        if values.size == 0:
+            return
+        low, high = float(values.min()), float(values.max())
+        floor = max(1e-3 * max(abs(low), abs(high)), 1e-6)
+        if high - low < floor:
+            middle = 0.5 * (low + high)
+            plot.setYRange(middle - floor, middle + floor, padding=0)
+        else:
+            plot.enableAutoRange(axis="y")
 
     def _draw_surface(self) -> None:
         theme = self.theme
