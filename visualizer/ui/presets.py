@@ -1,4 +1,4 @@
-"""One-click presets reproducing the seeds' figures, each with a short on-screen caption.
+"""One-click presets reproducing the classic pruning figures, each with a short on-screen caption.
 
 A :class:`Preset` is three plain pieces: a job (a generator of core Steps calling core functions
 on a bundled model, run in a worker by the window or to the end by tests and screenshots), the
@@ -350,7 +350,7 @@ def show_inception(view, r) -> None:
 def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
                       steps_sparse: int | None = None):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
-    and time to train = steps x time per step (seed 001's paradox)."""
+    and time to train = steps x time per step (the time-to-train paradox, docs/theory.md §16)."""
     from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
     loaded, _ = _load(model)

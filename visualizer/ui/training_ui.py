@@ -101,7 +101,7 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
-    """Group lasso training, then the channel cut to the slider's density (seed 004's two steps)."""
+    """Group lasso training, then the channel cut to the slider's density (docs/theory.md §13)."""
     from visualizer.core.training.sparse import (
         ProxConfig,
         proximal_training,

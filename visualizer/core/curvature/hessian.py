@@ -1,14 +1,14 @@
 """Curvature of the loss: Hessian-vector products, the masked-subspace operator, Lanczos,
 stochastic Lanczos quadrature (SLQ) and Hutchinson's trace.
 
-Theory (seed 002, "The Optimization Landscape of Pruned Networks"): the restricted landscape
+Theory (docs/theory.md §10, "Curvature of the restricted landscape"): the restricted landscape
 L_m(w) = L(w ⊙ m) has gradient P_m ∇L(θ) and Hessian P_m ∇²L(θ) P_m at θ = w ⊙ m, P_m = diag(m).
 On the pruned coordinates P_m H P_m is identically zero, so its spectrum there is a block of
 trivial zeros; we never form or report those. The operator here is the principal submatrix
 H[S, S] over the active (kept) coordinates S, vectors are flat tensors of length |S|, and the
 scatter into parameters goes through index tensors. With the same point θ the dense operator is
 H over all coordinates of the same parameters, so by Cauchy interlacing
-λ_max(H[S,S]) ≤ λ_max(H) and λ_min(H[S,S]) ≥ λ_min(H). The condition number of seed 002 is
+λ_max(H[S,S]) ≤ λ_max(H) and λ_min(H[S,S]) ≥ λ_min(H). The condition number (docs/theory.md §10) is
 κ = λ_max / λ_min (meaningful when λ_min > 0; see :func:`summarize`).
 
 Which parameters: by default the operator covers the prunable weights (those a MaskSet masks:
@@ -222,7 +222,7 @@ def masked_point(
     mask: MaskSet | None = None,
     state: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """θ = m ⊙ w as a dict of detached copies of every parameter and buffer (seed 002).
+    """θ = m ⊙ w as a dict of detached copies of every parameter and buffer (docs/theory.md §8).
 
     ``state``: a state dict to take w from instead of the model (a rewind snapshot).
     """
@@ -411,7 +411,7 @@ class HessianOperator:
         return float(total)
 
     def gradient(self) -> torch.Tensor:
-        """∇L on S (the projected gradient P_m ∇L(θ) of seed 002, active entries only)."""
+        """∇L on S (the projected gradient P_m ∇L(θ) of docs/theory.md §8, active entries only)."""
 
         def run():
             g = {k: torch.zeros_like(v) for k, v in self.free.items()}
@@ -882,7 +882,7 @@ def hutchinson(op: Operator, probes: int = 100, *, seed: int = 0) -> Job[TraceEs
 class Spectrum:
     """What the views and the CLI show about one operator.
 
-    ``condition_number``: seed 002's κ = λ_max/λ_min when λ_min > zero_tol; otherwise κ₊ =
+    ``condition_number``: the κ = λ_max/λ_min when λ_min > zero_tol; otherwise κ₊ =
     λ_max / (smallest positive eigenvalue), the condition number of the positive part, when that
     eigenvalue is known (all eigenvalues computed, or a computed bottom eigenvalue is positive —
     the bottom-k are the k smallest, so the smallest positive among them is the global one);
@@ -1112,7 +1112,7 @@ def spectrum_over_rewinds(
     options: SpectrumOptions | None = None,
     **kw: Any,
 ) -> Job[list[RewindSpectrum]]:
-    """Spectrum of the masked Hessian H^m_τ at each rewind point θ_τ = m ⊙ w_τ (seed 002:
+    """Spectrum of the masked Hessian H^m_τ at each rewind point θ_τ = m ⊙ w_τ (Frankle et al. 2020;
     rewinding to τ* may give a smaller λ_max and κ). ``snapshots``: plain state dicts (labels
     'snapshot i'), (label, state dict) pairs, or a dict label -> state dict, e.g. τ = 0, k1, k2.
     Each finished snapshot is yielded as a partial result."""

@@ -2,7 +2,7 @@
 
 References:
 - a bundled name (``lenet``; see :data:`visualizer.core.models.zoo.ZOO`), pretrained weights from
-  ``visualizer/sample_models/NAME.safetensors`` when present;
+  ``sample_models/NAME.safetensors`` (see :mod:`visualizer.core.resources`) when present;
 - ``torchvision:NAME`` (needs torchvision; weights via ``--weights`` or none);
 - a TorchScript file (``model.pt``);
 - ``path/to/file.py:factory`` with ``weights=`` a state dict (.safetensors, .pt, .pth).

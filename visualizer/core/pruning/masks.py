@@ -1,7 +1,7 @@
 """MaskSet: one bool tensor per prunable parameter.
 
-Pruning multiplies weights by a binary mask, w' = w ⊙ m (seed 002, "The Formalism of Network
-Pruning"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on the CPU as bool
+Pruning multiplies weights by a binary mask, w' = w ⊙ m (docs/theory.md §2, "Masks and
+density"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on the CPU as bool
 tensors keyed by parameter name; they are moved to a model's device when applied.
 
 Files: safetensors (uint8 per parameter name, metadata as strings), and the
@@ -112,7 +112,7 @@ class MaskSet:
 
     @torch.no_grad()
     def mask_grads(self, model: nn.Module) -> None:
-        """g <- g ⊙ m: the projected gradient P_m ∇L (seed 002)."""
+        """g <- g ⊙ m: the projected gradient P_m ∇L (docs/theory.md §8)."""
         for p, m in self._pairs(model):
             if p.grad is not None:
                 p.grad.mul_(m.to(p.grad.device, p.grad.dtype))

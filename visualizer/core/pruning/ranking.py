@@ -1,13 +1,13 @@
 """Scores -> masks at any density, fast enough for a slider.
 
-Pruning to density rho keeps exactly ``k = floor(rho * d)`` entries (seed 002: ||w'||_0 <= k with
+Pruning to density rho keeps exactly ``k = floor(rho * d)`` entries (docs/theory.md §3: ||w'||_0 <= k with
 k = floor(d * rho_target)), the ones with the highest scores. A :class:`Ranking` sorts once; after
 that a density change only flips the entries between the old and the new cut.
 
 - scope ``global``: one ranking over all d prunable weights; ``layer``: each layer keeps
   k_l = floor(rho * d_l) of its own d_l weights.
 - structure ``unstructured``: single weights; ``channel``: whole output channels (dim 0 of each
-  weight, seed 002's groups G_k), so masks are constant over each channel and k counts channels
+  weight, the groups G_k of docs/theory.md §6), so masks are constant over each channel and k counts channels
   (k = floor(rho * number of channels) in the scope). A channel's score is the mean of its
   element scores (for the structured criteria, which are constant per channel, that is the
   criterion's channel value itself).

@@ -8,7 +8,7 @@ Two views of one model:
   data-dependent Python control flow, ...) falls back to forward hooks on its leaf modules (edges
   follow execution order, not data flow) or, for TorchScript, to the module hierarchy; the
   result's ``notices`` say what is missing. It never raises on a model that runs.
-* :func:`find_groups` — coupled channel groups (seed 002, "structured sparsity": parameters are
+* :func:`find_groups` — coupled channel groups (Fang et al. 2023; docs/theory.md §6b: parameters are
   partitioned into groups G_k that are removed together, s_grp(w) = sum_k ||w_{G_k}||_2^0). The
   channel dependencies come from Torch-Pruning's ``DependencyGraph`` (residual adds, concatenations,
   batch norms, depthwise convs, flatten into linear, SE gates); this module converts them into
@@ -388,7 +388,7 @@ class Member:
 
 @dataclass
 class ChannelGroup:
-    """Units that must be removed together across all members (seed 002: the group G_k)."""
+    """Units that must be removed together across all members (docs/theory.md §6b: the group G_k)."""
 
     id: int
     kind: str  # "channel", "lstm-unit", "head"
@@ -746,7 +746,7 @@ def group_scores(
 ) -> dict[int, torch.Tensor]:
     """Score of every unit of every group (higher = more important = kept).
 
-    * ``l2-norm`` (= the group-lasso norm of seed 002): ||w_{G_k}||_2 = sqrt(sum over all member
+    * ``l2-norm`` (= the group-lasso norm, Yuan & Lin 2006): ||w_{G_k}||_2 = sqrt(sum over all member
       weight slices of w^2) — weights, biases and norm scales of the unit, never running stats;
     * ``l1-norm``: sum of |w| over the same slices;
     * ``bn-scale``: mean |gamma| over the unit's batch-norm scales (Network Slimming); groups
@@ -800,7 +800,7 @@ def _per_unit(group: ChannelGroup, member: Member, t: torch.Tensor, reduce: str)
 
 
 def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float = 0.0) -> int:
-    """s_grp(w) = sum_k ||w_{G_k}||_2^0 (seed 002): the number of units whose group norm > tol."""
+    """s_grp(w) = sum_k ||w_{G_k}||_2^0 (docs/theory.md §6b): the number of units whose group norm > tol."""
     norms = group_scores(model, groups, "l2-norm")
     return int(sum(int((n > tol).sum()) for n in norms.values()))
 
@@ -825,7 +825,7 @@ class Connectivity:
     """Layer-to-layer connections through coupled channels: ``strength[i, j]`` = the group norm
     ||W_j[:, S_i]||_2 of the weights of consumer layer j that read producer i's channels S_i
     (NaN where j does not read i). For a DenseNet this is the dense connectivity pattern
-    (seed 004, "Untangling DenseNets"); connections that group lasso drove to zero read 0."""
+    (group lasso on connections, docs/theory.md §13); connections that group lasso drove to zero read 0."""
 
     producers: list[str]
     consumers: list[str]
@@ -868,7 +868,7 @@ class Branch:
     index: int
     channels: tuple[int, int]  # [start, stop) of its slice of the concatenation
     layers: list[str]  # modules on the branch, input side first
-    norm: float  # ||w_branch||_2 over all weights of the branch's layers (the group-lasso group of seed 004)
+    norm: float  # ||w_branch||_2 over all weights of the branch's layers (its group-lasso group, Yuan & Lin 2006)
     groups: list[int]  # channel groups that live entirely inside the branch
 
 

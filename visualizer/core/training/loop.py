@@ -1,7 +1,7 @@
 """Masked training (projected gradient descent), evaluation, label smoothing and distillation.
 
 Training a pruned network is constrained optimisation over the subspace of surviving weights
-(seed 000, "The Mathematics of Pruning"; seed 002, "The Optimization Landscape"): with the
+(docs/theory.md §8, "Training under a mask: projected gradient descent"): with the
 projection P_m = diag(m),
 
     w_{t+1} = P_m (w_t - eta * P_m grad L(w_t)),
@@ -18,7 +18,7 @@ any yield (the GUI's cancel) just drops the copy, so the caller's model and mask
 as they were; the trained copy comes back in :class:`TrainResult.model` when the job finishes.
 A job yields after every optimiser step, so a cancel takes effect within one training step.
 
-Losses (seed 001, "The Gentle Art of Training" and "The Apprentice and the Master"):
+Losses (Szegedy et al. 2016; Hinton et al. 2015; docs/theory.md §15):
 - label smoothing with eps: targets q = (1 - eps) * onehot(y) + eps / K, loss = -sum q log p;
 - knowledge distillation from a teacher (the dense model) at temperature T with weight a:
   L = (1 - a) * CE(y, p) + a * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))  (Hinton et al.).
@@ -109,7 +109,7 @@ class TrainResult:
 
 
 def smoothed_targets(y: torch.Tensor, num_classes: int, eps: float) -> torch.Tensor:
-    """q = (1 - eps) * onehot(y) + eps / K (seed 001, label smoothing)."""
+    """q = (1 - eps) * onehot(y) + eps / K (label smoothing, Szegedy et al. 2016)."""
     return (1.0 - eps) * F.one_hot(y, num_classes).float() + eps / num_classes
 
 
@@ -252,7 +252,7 @@ class MaskProjector:
             torch._foreach_mul_(self.params, self.masks)
 
     def project_grads(self) -> None:
-        """g <- m ⊙ g: the projected gradient P_m ∇L (seed 002).
+        """g <- m ⊙ g: the projected gradient P_m ∇L (docs/theory.md §8).
 
         Runs every step, so it is kept to one foreach call: no ``no_grad`` wrapper (gradients
         from a plain backward do not require grad, so nothing is recorded; the context manager

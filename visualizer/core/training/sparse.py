@@ -1,6 +1,6 @@
 """Dynamic sparse training (SET, RigL) and sparse regularisation by proximal steps.
 
-Dynamic sparse training (seed 000, "The Engineering of Sparsity"): the mask is not fixed; every
+Dynamic sparse training (Mocanu et al. 2018; Evci et al. 2020): the mask is not fixed; every
 ``update_every`` steps each layer drops the n smallest-magnitude active weights and regrows n
 inactive ones -- at random (SET, Mocanu et al.) or where the dense gradient is largest (RigL,
 Evci et al.). Pruning exactly as many as are regrown is the constant-density relation: the kept
@@ -17,7 +17,7 @@ sum_l d_l n_l = D * sum_l n_l. Small layers (a 3x3 conv on one input channel) st
 so; at 20% uniform density LeNet's first conv keeps ~2 of each filter's 9 weights and a network
 trained from its initialisation does not leave chance accuracy in 5 epochs.
 
-Proximal operators (seed 000, "The Mathematics of Pruning"; seed 004, group lasso):
+Proximal operators (Daubechies et al. 2004; Blumensath & Davies 2009; Yuan & Lin 2006):
 - L1 / ISTA soft thresholding:   prox_lam(w) = sign(w) * max(|w| - lam, 0)
 - IHT hard thresholding:         keep the k largest |w|, zero the rest (best k-term approximation)
 - group lasso, block soft thresholding:  w_G <- max(1 - lam / ||w_G||_2, 0) * w_G
@@ -508,7 +508,7 @@ class ChannelCut:
 def prune_channels_by_norm(
     model: nn.Module, data: Dataset, density: float, scope: str = "global"
 ) -> Generator[Step, None, ChannelCut]:
-    """Group lasso's second step (seed 004): after training with the block soft-threshold, keep
+    """Group lasso's second step (docs/theory.md §13): after training with the block soft-threshold, keep
     the output channels with the largest group norm s_c = ||w_{G_c}||_2 until ``density`` of the
     prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
     first, so the cut costs little once the penalty has done its work."""
@@ -535,8 +535,8 @@ def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
 def branch_groups(
     model: nn.Module, example: torch.Tensor | None = None, cats: Sequence[ConcatModule] | None = None
 ) -> list[Group]:
-    """One group per pathway of every Inception-style concatenation (seed 004, "Pruning for
-    Efficiency: The Case of Inception"): all weights, biases and norm scales of the branch's
+    """One group per pathway of every Inception-style concatenation (group lasso on
+    branches, Yuan & Lin 2006; docs/theory.md §13): all weights, biases and norm scales of the branch's
     layers, so block soft thresholding keeps or removes the whole branch. ``cats``: the model's
     concatenations if the caller has traced them already (:func:`core.structure.branches`)."""
     from visualizer.core.structure.graph import branches
@@ -557,8 +557,8 @@ def branch_groups(
 
 
 def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> list[Group]:
-    """One group per layer output: everything that reads those channels in later layers (seed
-    004 "Untangling DenseNets": the outgoing connections of an early layer), so a zero group is
+    """One group per layer output: everything that reads those channels in later layers (group
+    lasso on DenseNet connections: the outgoing connections of an early layer), so a zero group is
     a connection the network no longer uses. Built from the coupled channel groups of
     core.structure: the consumers' input slices *and* the per-channel affine parameters of the
     readers' norms (a pre-activation DenseNet normalises each source's channels in every reader).
@@ -619,7 +619,7 @@ def group_lasso_train(
 
 @dataclass
 class LassoOutcome:
-    """Group lasso, then a masked fine-tune with the zeroed weights held at zero (seed 004's
+    """Group lasso, then a masked fine-tune with the zeroed weights held at zero (docs/theory.md §13:
     "remove the branches, keep the accuracy")."""
 
     dense: EvalResult  # the model before the penalty

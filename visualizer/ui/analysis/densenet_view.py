@@ -1,6 +1,6 @@
 """DenseNet connectivity view: layer x layer connection strengths, before vs after group lasso.
 
-Seed 004: in a DenseNet every layer reads every earlier layer's features through a concatenation;
+Group lasso (Yuan & Lin 2006): in a DenseNet every layer reads every earlier layer's features through a concatenation;
 a group penalty on the weights reading each source's channel slice drives whole connections to
 zero, leaving a sparse, interpretable circuit. Row i, column j is the strength (group norm) of
 layer i reading layer j's features; connections that do not exist or were removed are drawn in

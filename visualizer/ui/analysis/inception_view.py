@@ -1,6 +1,6 @@
 """Inception branch view: branch norms per module as bars, removed branches greyed.
 
-Seed 004: a group penalty on each parallel branch of an Inception module makes an all-or-nothing
+Group lasso (Yuan & Lin 2006): a penalty on each parallel branch of an Inception module makes an all-or-nothing
 decision per branch; branches whose group norm reaches zero are removed. One bar chart per
 module; removed branches are drawn in the muted colour with their norm printed above.
 """

@@ -1,6 +1,6 @@
 """Speed view: latency and FLOPs of dense, masked and shrunk models, and the efficiency eta.
 
-Seed 001's time-to-train paradox: a sparse model has fewer FLOPs per step, but unstructured
+The time-to-train paradox (docs/theory.md §16): a sparse model has fewer FLOPs per step, but unstructured
 sparsity runs at a low hardware efficiency eta (a fraction of peak speed), so it can take as long
 or longer per step; a structurally shrunk model keeps a dense, regular shape and a high eta.
 Three bar charts side by side (latency, FLOPs, eta) plus, when given, a fourth one with the
@@ -27,7 +27,7 @@ class SpeedEntry:
     latency_ms: measured time per forward pass in milliseconds (latency_err_ms: its spread).
     flops: FLOPs the variant needs per forward pass (for masked: the nonzero work).
     eta: hardware efficiency = achieved FLOP/s divided by a reference (core defines the
-        reference; seed 001), or None.
+        reference; docs/theory.md §16), or None.
     params: parameter count (nonzero for masked), or None.
     train_time_s: time to train (steps x time per step) when known, else None.
     """
