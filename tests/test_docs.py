@@ -21,7 +21,7 @@ OUTSIDE = re.compile(r"\.\./shared|\bseeds?\s*0\d\d\b|\bseeds?/", re.IGNORECASE)
 
 
 def user_facing_files() -> list[Path]:
-    files = [ROOT / "README.md"]
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     files += sorted(p for p in (ROOT / "visualizer").rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".txt", ".json"))
     return files
 

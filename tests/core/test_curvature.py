@@ -1,4 +1,4 @@
-"""Curvature numerics against the exact Hessian of a tiny float64 model (seed 002).
+"""Curvature numerics against the exact Hessian of a tiny float64 model (docs/theory.md §10).
 
 The reference is torch.autograd.functional.hessian of the mean cross entropy over the evaluation
 set, as a function of the flat vector of the operator's parameters, and torch.linalg.eigvalsh.

@@ -1,4 +1,4 @@
-"""FLOP counting, the seed's time-to-train formulas and the speed report (no timing asserted)."""
+"""FLOP counting, the time-to-train formulas (docs/theory.md §16) and the speed report (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _one_thread():
 
 
 def test_time_to_train_paradox_hand_worked():
-    # seed 001: dense eta = 0.60, sparse eta = 0.10 with a tenth of the FLOPs
+    # docs/theory.md §16: dense eta = 0.60, sparse eta = 0.10 with a tenth of the FLOPs
     peak, flops = 1e12, 6e9
     dense = step_time(flops, 0.60, peak)
     sparse = step_time(flops / 10, 0.10, peak)

@@ -211,7 +211,7 @@ def test_group_scores_by_hand_on_a_tiny_mlp():
     assert torch.allclose(l2, torch.tensor([math.sqrt(10), 0.0, 5.0], dtype=torch.float64))
     l1 = group_scores(m, groups, "l1-norm")[groups[0].id]
     assert torch.allclose(l1, torch.tensor([6.0, 0.0, 7.0], dtype=torch.float64))
-    # s_grp counts units with a nonzero group norm (seed 002)
+    # s_grp counts units with a nonzero group norm (docs/theory.md §6b)
     assert group_sparsity(m, groups) == 2
     taylor = {"0.weight": torch.ones(3, 2)}
     assert group_scores(m, groups, scores=taylor)[groups[0].id].tolist() == [2.0, 2.0, 2.0]

@@ -330,7 +330,7 @@ def test_snip_vs_magnitude_preset_runs_and_shows_its_result(qtbot):
 
 
 def test_inception_preset_removes_branches_and_keeps_accuracy(qtbot):
-    """Seed 004's claim on the bundled inception-mini: the group penalty zeroes whole branches
+    """Group lasso (Yuan & Lin 2006) on the bundled inception-mini: the group penalty zeroes whole branches
     (drawn grey) and a short masked fine-tune recovers the accuracy without them."""
     from visualizer.ui.presets import run_preset
 
