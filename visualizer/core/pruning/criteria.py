@@ -78,7 +78,7 @@ CRITERIA: dict[str, CriterionInfo] = {
         CriterionInfo("snip", "SNIP", "s = |g ⊙ w|,  g = ∂L/∂(m ⊙ w) at m = 1",
                       "connection sensitivity: how much the loss reacts to removing the weight", needs_data=True),
         CriterionInfo("grasp", "GraSP", "s = -w ⊙ (H g)",
-                      "keep weights whose removal would shrink the gradient flow most", needs_data=True),
+                      "keep weights whose removal would raise the gradient norm most (first order)", needs_data=True),
         CriterionInfo("taylor", "Taylor (1st order)", "s = |ḡ ⊙ w|,  ḡ = mean_b ∇L_b",
                       "first-order estimate of the loss change when the weight is removed", needs_data=True),
         CriterionInfo("obd", "Optimal Brain Damage", "s = -g ⊙ w + ½ diag(H) ⊙ w²,  diag(H) ≈ E[z ⊙ Hz]",
