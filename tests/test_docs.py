@@ -57,6 +57,20 @@ def test_theory_names_modules_that_exist():
     assert not missing, f"docs/theory.md names modules that do not exist: {missing}"
 
 
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_theory_contents_links_resolve_and_readme_points_to_it():
+    text = THEORY.read_text(encoding="utf-8")
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) >= 18
+    assert not [a for a in links if a not in anchors]
+    assert "docs/theory.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
 # --- §7, the worked example ------------------------------------------------------------------------
 
 W = [[0.01, 0.08], [-0.5, 0.30]]
@@ -114,6 +128,13 @@ def test_the_example_model_has_the_stated_gradient_and_hessian():
     assert loss.item() == pytest.approx(Q0, rel=1e-6)
     (g,) = torch.autograd.grad(loss, w)
     assert g.reshape(-1).tolist() == pytest.approx(G, abs=1e-5)
+
+    def loss_of(v: torch.Tensor) -> torch.Tensor:
+        out = torch.func.functional_call(model, {"fc.weight": v.reshape(2, 2)}, (x,))
+        return nn.functional.cross_entropy(out, y)
+
+    h = torch.autograd.functional.hessian(loss_of, w.detach().reshape(-1))
+    assert h.double().numpy() == pytest.approx(torch.tensor(H).double().numpy(), abs=1e-3)
 
 
 @pytest.mark.parametrize("criterion", list(TABLE))
