@@ -94,8 +94,9 @@ class Quadratic(nn.Module):
         self.register_buffer("h", torch.tensor(H).double())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.fc.weight.double().reshape(-1) - self.w0
-        q = Q0 + self.g @ d + 0.5 * d @ self.h @ d
+        # the curvature engine may hand buffers over in its own dtype: compute in float64 anyway
+        d = self.fc.weight.double().reshape(-1) - self.w0.double()
+        q = Q0 + self.g.double() @ d + 0.5 * d @ self.h.double() @ d
         other = torch.log(torch.expm1(q))
         row = torch.stack([torch.zeros_like(other), other]).float()
         return row.expand(x.shape[0], 2)
