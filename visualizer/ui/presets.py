@@ -96,6 +96,10 @@ class FigureView(AnalysisView):
             plot = self.add_plot(self.canvas, 0, 0)
             plot.addLegend(offset=(-10, -10) if fig.legend == "bottom-right" else (-10, 10))
             plot.setLogMode(x=fig.log_x, y=False)
+            if fig.log_x:  # pyqtgraph's minor labels run together at lecture font sizes
+                from visualizer.ui.plots import DENSITY_TICKS
+
+                plot.getAxis("bottom").setTicks([[(float(np.log10(d)), f"{d:g}") for d in DENSITY_TICKS], []])
             plot.showGrid(x=True, y=True, alpha=0.2)
             for i, line in enumerate(fig.lines):
                 style = pg.QtCore.Qt.PenStyle.DashLine if line.dashed else pg.QtCore.Qt.PenStyle.SolidLine
