@@ -50,6 +50,21 @@ def value_of(density: float) -> int:
     return round(SLIDER_STEPS * math.log10(density) / math.log10(MIN_DENSITY))
 
 
+def enlarge_axes(widget: QWidget, point_size: float) -> None:
+    """Tick labels, axis titles and colour-bar axes of every pyqtgraph plot inside ``widget`` in
+    ``point_size`` type (the heatmap is drawn for a desk, not a lecture hall)."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QFont
+
+    font = QFont()
+    font.setPointSizeF(point_size)
+    for view in widget.findChildren(pg.GraphicsView):
+        for item in view.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setStyle(tickFont=font, tickTextOffset=6)
+                item.label.setFont(font)
+
+
 @dataclass
 class Slide:
     id: str
@@ -193,6 +208,9 @@ class Presentation(QWidget):
             f" QLabel#slideCaption, QLabel#slideWaiting {{ font-size: {caption}pt; }}"
             f" QLabel#slideTitle {{ font-size: {round(caption * 1.15, 1)}pt; font-weight: bold; }}"
             f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}")
+        for slide in getattr(self, "slides", []):
+            if slide.id == LIVE and slide.widget is not None:
+                enlarge_axes(slide.widget, strip)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         """The deck keys also when the window is not the active one (a second screen)."""
@@ -248,6 +266,8 @@ class Presentation(QWidget):
 
             slide.widget = HeatmapView(self.main)
             self.stack.addWidget(slide.widget)
+            self._style_key = None  # size its axes with the rest
+            self._size_fonts()
         self.stack.setCurrentWidget(slide.widget)
         self._live_caption()
 
