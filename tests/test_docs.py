@@ -71,6 +71,19 @@ def test_theory_contents_links_resolve_and_readme_points_to_it():
     assert "docs/theory.md" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def test_section_references_exist():
+    """Every "docs/theory.md §N" in the code and README names a numbered section of the page."""
+    sections = set(re.findall(r"^## (\d+)\. ", THEORY.read_text(encoding="utf-8"), re.MULTILINE))
+    bad = []
+    for path in user_facing_files():
+        for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for ref in re.findall(r"theory\.md §(\d+)", line):
+                if ref not in sections:
+                    bad.append(f"{path.relative_to(ROOT)}:{no}: §{ref}")
+    assert len(sections) >= 18
+    assert not bad, "no such section in docs/theory.md:\n" + "\n".join(bad)
+
+
 # --- §7, the worked example ------------------------------------------------------------------------
 
 W = [[0.01, 0.08], [-0.5, 0.30]]

@@ -407,7 +407,7 @@ def _lab_preset(lab: str, title: str, caption: str) -> Preset:
     def job(**options):
         return (yield from lab_job(lab)(**options))
 
-    return Preset(lab, title, caption, view, job, show, f"docs/theory.md, Theory labs ({lab})")
+    return Preset(lab, title, caption, view, job, show, f"docs/theory.md §17, Theory labs ({lab})")
 
 
 LAB_PRESETS = [
@@ -443,40 +443,40 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "structure trained from its original initialisation keeps its accuracy to low density; "
            "re-initialised or random masks fall off earlier.",
            FigureView, lth_job, show_lth,
-           "Frankle & Carbin 2019; docs/theory.md, Lottery tickets"),
+           "Frankle & Carbin 2019; docs/theory.md §9, Lottery tickets"),
     Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
            "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
            "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
            FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude,
-           "Lee, Ajanthan & Torr 2019; docs/theory.md, Criteria"),
+           "Lee, Ajanthan & Torr 2019; docs/theory.md §5, Saliency criteria"),
     Preset("spectrum", "Masked vs dense Hessian spectrum",
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
            _spectrum_view, spectrum_job, show_spectrum,
-           "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md, The masked Hessian"),
+           "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md §10-11"),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "all outgoing connections of a layer to zero together (an empty column); a short masked "
            "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
            _densenet_view, densenet_job, show_densenet,
-           "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md, Group lasso"),
+           "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md §13, group lasso"),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
            "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
            "recovers the accuracy without them.",
            _branch_view, inception_job, show_inception,
-           "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md, Group lasso"),
+           "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md §13, group lasso"),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
            "S rounds: the measured mask density sits on the geometric law.",
            FigureView, density_law_job, show_density_law,
-           "Frankle & Carbin 2019; docs/theory.md, Iterative magnitude pruning"),
+           "Frankle & Carbin 2019; docs/theory.md §9, iterative magnitude pruning"),
     Preset("time-to-train", "Time to train: dense vs unstructured vs structured",
            "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
            _speed_view, time_to_train_job, show_time_to_train,
-           "docs/theory.md, The speed model"),
+           "docs/theory.md §16, the time-to-train paradox"),
     *LAB_PRESETS,
 ]}
 
