@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import visualizer.core.training.lottery as lottery
+import visualizer.core.workspace as workspace
 from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import Cancelled, run
@@ -46,13 +46,13 @@ DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05)
 
 def test_sweep_streams_rows_with_every_setting(lenet, digits, monkeypatch):
     calls = []
-    original = lottery.criterion_scores
+    original = workspace.score_job
 
-    def counting(criterion, *a, **k):
+    def counting(ws, criterion, *a, **k):
         calls.append(criterion)
-        return (yield from original(criterion, *a, **k))
+        return (yield from original(ws, criterion, *a, **k))
 
-    monkeypatch.setattr(lottery, "criterion_scores", counting)
+    monkeypatch.setattr(workspace, "score_job", counting)
     streamed = []
     config = SweepConfig("lenet", ("magnitude", "random"), DENSITIES)
     res = run(sweep(lenet, digits, config), lambda s: streamed.append(s.partial) if isinstance(s.partial, dict) else None)

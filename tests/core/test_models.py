@@ -18,6 +18,7 @@ from visualizer.core.models.loaders import (
 )
 from visualizer.core.models.zoo import ZOO
 from visualizer.core.training.evaluate import evaluate
+from visualizer.core.workspace import evaluation_batches
 
 # torch 2.13 marks TorchScript deprecated; loading such files is still a supported input here
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -28,7 +29,8 @@ def test_bundled_model_matches_manifest_accuracy(name):
     loaded = load_model(name)
     assert loaded.pretrained and loaded.accuracy is not None
     data = load_dataset(loaded.dataset)
-    loss, acc = evaluate(loaded.model, data.x_test, data.y_test)
+    ev = evaluate(loaded.model, evaluation_batches(data))
+    loss, acc = ev.loss, ev.accuracy
     # the manifest rounds to 4 decimals; allow one test sample of floating-point disagreement
     assert abs(acc - read_manifest()[name]["accuracy"]) <= 1 / len(data.y_test) + 5e-5
     assert loss < 1.0
@@ -42,13 +44,14 @@ def test_evaluate_restores_mode_and_checks_input():
     with torch.no_grad():
         model[0].weight.copy_(torch.eye(2))
         model[0].bias.zero_()
-    loss, acc = evaluate(model, x, torch.tensor([0, 0]), batch_size=1)
+    ev = evaluate(model, [(x[:1], torch.tensor([0])), (x[1:], torch.tensor([0]))])
+    loss, acc = ev.loss, ev.accuracy
     assert model.training
     assert acc == 0.5
     expected = nn.functional.cross_entropy(x, torch.tensor([0, 0])).item()
     assert abs(loss - expected) < 1e-6
     with pytest.raises(ValueError, match="empty"):
-        evaluate(model, x[:0], torch.tensor([], dtype=torch.long))
+        evaluate(model, [(x[:0], torch.tensor([], dtype=torch.long))])
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

@@ -143,24 +143,20 @@ def _load(name: str):
     return loaded, load_dataset(loaded.dataset)
 
 
-def _fixed_batches(data, n: int = 4, size: int = 128):
-    from visualizer.core.data.sources import batches
-
-    return [b for _, b in zip(range(n), batches(data.x_train, data.y_train, size))]
-
-
 # --- SNIP vs magnitude ------------------------------------------------------------------------
 
 
 def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1):
-    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared."""
-    from visualizer.core.pruning.criteria import score
+    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared.
+    SNIP scores on the workspace's criterion batches, so its mask is the window's and the CLI's."""
     from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
-    mag = yield from sub(score("magnitude", net), 0.05, 0.2, "magnitude: ")
-    snip = yield from sub(score("snip", net, _fixed_batches(data)), 0.2, 0.9, "snip: ")
+    workspace = Workspace(net, data, model_ref=model)
+    mag = yield from sub(workspace.scores("magnitude"), 0.05, 0.2, "magnitude: ")
+    snip = yield from sub(workspace.scores("snip"), 0.2, 0.9, "snip: ")
     a = mask_from_scores(mag, density, criterion="magnitude")
     b = mask_from_scores(snip, density, criterion="snip")
     if layer not in a.masks:
@@ -206,19 +202,20 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
         dense_vs_masked,
         spectrum_over_rewinds,
     )
-    from visualizer.core.pruning.criteria import score
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.training.lottery import rewind_points
+    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
-    mags = yield from sub(score("magnitude", net), 0.01, 0.02)
+    workspace = Workspace(net, data, model_ref=model)
+    mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
-    evalset = eval_batches(data, n_batches=1, batch_size=128)
+    evalset = eval_batches(data)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
     run_ = yield from sub(rewind_points(net, model, data, taus), 0.5, 0.6, "training: ")
-    final = yield from sub(score("magnitude", run_.model), 0.6, 0.61)
+    final = yield from sub(workspace.scores("magnitude", run_.model), 0.6, 0.61)
     rewind_mask = mask_from_scores(final, density, criterion="magnitude")
     snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
     rewinds = yield from sub(

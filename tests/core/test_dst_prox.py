@@ -11,27 +11,30 @@ from torch import nn
 from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.ranking import kept_count
 from visualizer.core.tasks import run
-from visualizer.core.training.loop import TrainConfig, reinitialize
-from visualizer.core.training.sparse import (
+from visualizer.core.training.dst import (
     DSTConfig,
+    drop_and_grow,
+    dynamic_sparse_training,
+    erk_densities,
+    kept_counts,
+    random_masks,
+    update_fraction,
+)
+from visualizer.core.training.loop import TrainConfig, reinitialize
+from visualizer.core.training.prox import (
     Group,
     GroupSlice,
     ProxConfig,
     apply_block_soft_threshold,
     block_soft_threshold,
-    drop_and_grow,
-    dynamic_sparse_training,
-    erk_densities,
     group_norm,
     hard_threshold,
     hard_threshold_masks,
-    kept_counts,
     output_channel_groups,
     proximal_training,
-    random_masks,
     soft_threshold,
-    update_fraction,
 )
 
 
@@ -112,7 +115,7 @@ def test_group_prox_on_layer_groups():
 def test_proximal_training_methods_sparsify(mlp, digits):
     tc = TrainConfig(epochs=1, optimizer="sgd", momentum=0.0, lr=0.05)
     iht = run(proximal_training(mlp, digits, ProxConfig("iht", density=0.1, train=tc)))
-    assert iht.masks.kept() == math.floor(0.1 * iht.masks.total())
+    assert iht.masks.kept() == kept_count(0.1, iht.masks.total())
     l1 = run(proximal_training(mlp, digits, ProxConfig("l1", lam=0.5, train=tc)))
     assert l1.masks.density() < 0.9  # soft thresholding produces exact zeros
     gl = run(proximal_training(mlp, digits, ProxConfig("group-lasso", lam=2.0, train=tc)))
@@ -215,7 +218,7 @@ def test_dst_rejects_bad_settings(mlp, digits):
 
 
 def test_branch_and_connection_groups_from_structure():
-    from visualizer.core.training.sparse import (
+    from visualizer.core.training.prox import (
         _ranges,
         branch_groups,
         check_groups,
@@ -244,7 +247,7 @@ def test_branch_and_connection_groups_from_structure():
 def test_channel_cut_after_group_lasso_drops_zero_channels_first():
     """Hand-worked: output channels with norms (0, 3, 1, 2) at density 0.5 keep channels 1 and 3
     (k = floor(0.5 * 4) = 2 channels by ||w_c||_2), and the cut is evaluated under that mask."""
-    from visualizer.core.training.sparse import prune_channels_by_norm
+    from visualizer.core.training.prox import prune_channels_by_norm
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Linear(4, 10))
     with torch.no_grad():
@@ -263,7 +266,7 @@ def test_group_lasso_then_finetune_keeps_zero_groups_zero():
     """densenet-mini's connection groups (the readers' conv slices and norm scales): at lambda 0.3
     for 20 epochs at least one group reaches exactly zero, the masked fine-tune keeps its conv
     slices zero and recovers the accuracy (measured 1 of 8, 0.797 -> 0.992, dense 0.992)."""
-    from visualizer.core.training.sparse import connection_groups, group_lasso_then_finetune
+    from visualizer.core.training.prox import connection_groups, group_lasso_then_finetune
 
     model = load_model("densenet-mini").model
     data = load_dataset("digits")
