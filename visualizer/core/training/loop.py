@@ -276,7 +276,7 @@ def _one_step(
     does); after that SGD (momentum, dampening, Nesterov, weight decay) and Adam (L2 weight
     decay) compute an update of exactly 0 at every coordinate whose gradient, state and weight
     are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (it was
-    27 us of a 930 us mlp step; tested after every step in tests/core/test_training.py)."""
+    27 us of a 930 us mlp step; tested after every step in tests/core/training/test_loop.py)."""
     optimizer.zero_grad(set_to_none=True)
     logits = main_logits(work(xb))
     teacher_logits = None

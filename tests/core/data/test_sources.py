@@ -1,4 +1,4 @@
-"""Issue 2 (data): the bundled real data set works offline with a fixed split, the synthetic
+"""The bundled real data set works offline with a fixed split, the synthetic
 sequence task is hand-checkable and seeded, batching is reproducible, and data sets that need
 torchvision fail with a one-line DataError when it is missing."""
 
