@@ -57,6 +57,8 @@ def test_theory_names_modules_that_exist():
     assert paths, "docs/theory.md names no modules"
     missing = sorted(p for p in paths if not (ROOT / "visualizer" / p).is_file())
     assert not missing, f"docs/theory.md names modules that do not exist: {missing}"
+    tests = set(re.findall(r"`(tests/[\w/]+\.py)`", text))
+    assert not sorted(p for p in tests if not (ROOT / p).is_file()), tests
 
 
 def github_anchor(heading: str) -> str:
