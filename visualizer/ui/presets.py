@@ -1,4 +1,4 @@
-"""One-click presets reproducing the classic pruning figures, each with a short on-screen caption.
+"""One-click presets reproducing figures of the pruning literature, each with a short on-screen caption.
 
 A :class:`Preset` is three plain pieces: a job (a generator of core Steps calling core functions
 on a bundled model, run in a worker by the window or to the end by tests and screenshots), the
@@ -305,17 +305,20 @@ def show_density_law(view: FigureView, r: dict) -> None:
 # --- DenseNet and Inception after group lasso --------------------------------------------------
 
 
-def _group_lasso(model: str, kind: str):
-    """Group lasso + masked fine-tune of a bundled model at the settings that show removal."""
+def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | None = None,
+                 finetune_epochs: int = 3):
+    """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
+    removal (LASSO_DEFAULTS)."""
     from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
 
     loaded, data = _load(model)
-    lam, epochs = LASSO_DEFAULTS[kind]
-    return (yield from group_lasso_job(loaded.model, data, lam=lam, epochs=epochs))
+    default_lam, default_epochs = LASSO_DEFAULTS[kind]
+    return (yield from group_lasso_job(loaded.model, data, lam=default_lam if lam is None else lam,
+                                       epochs=epochs or default_epochs, finetune_epochs=finetune_epochs))
 
 
-def densenet_job():
-    return (yield from _group_lasso("densenet-mini", "densenet"))
+def densenet_job(**options):
+    return (yield from _group_lasso("densenet-mini", "densenet", **options))
 
 
 def show_densenet(view, r) -> None:
@@ -324,8 +327,8 @@ def show_densenet(view, r) -> None:
     view.set_connectivity(connectivity_input(r.before_connectivity), connectivity_input(r.after_connectivity))
 
 
-def inception_job():
-    return (yield from _group_lasso("inception-mini", "inception"))
+def inception_job(**options):
+    return (yield from _group_lasso("inception-mini", "inception", **options))
 
 
 def show_inception(view, r) -> None:
@@ -340,7 +343,7 @@ def show_inception(view, r) -> None:
 def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
                       steps_sparse: int | None = None):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
-    and time to train = steps x time per step (the time-to-train paradox, docs/theory.md §16)."""
+    and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021)."""
     from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
     loaded, _ = _load(model)
@@ -404,7 +407,7 @@ def _lab_preset(lab: str, title: str, caption: str) -> Preset:
     def job(**options):
         return (yield from lab_job(lab)(**options))
 
-    return Preset(lab, title, caption, view, job, show, f"docs/theory.md §17, Theory labs ({lab})")
+    return Preset(lab, title, caption, view, job, show, f"docs/theory.md, Theory labs ({lab})")
 
 
 LAB_PRESETS = [
@@ -440,40 +443,40 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "structure trained from its original initialisation keeps its accuracy to low density; "
            "re-initialised or random masks fall off earlier.",
            FigureView, lth_job, show_lth,
-           "Frankle & Carbin 2019; docs/theory.md §9, Lottery tickets"),
+           "Frankle & Carbin 2019; docs/theory.md, Lottery tickets"),
     Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
            "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
            "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
            FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude,
-           "Lee, Ajanthan & Torr 2019; docs/theory.md §5, Saliency criteria"),
+           "Lee, Ajanthan & Torr 2019; docs/theory.md, Criteria"),
     Preset("spectrum", "Masked vs dense Hessian spectrum",
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
            _spectrum_view, spectrum_job, show_spectrum,
-           "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md §10-11"),
+           "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md, The masked Hessian"),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "all outgoing connections of a layer to zero together (an empty column); a short masked "
            "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
            _densenet_view, densenet_job, show_densenet,
-           "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md §13, group lasso"),
+           "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md, Group lasso"),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
            "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
            "recovers the accuracy without them.",
            _branch_view, inception_job, show_inception,
-           "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md §13, group lasso"),
+           "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md, Group lasso"),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
            "S rounds: the measured mask density sits on the geometric law.",
            FigureView, density_law_job, show_density_law,
-           "Frankle & Carbin 2019; docs/theory.md §9, iterative magnitude pruning"),
+           "Frankle & Carbin 2019; docs/theory.md, Iterative magnitude pruning"),
     Preset("time-to-train", "Time to train: dense vs unstructured vs structured",
            "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
            _speed_view, time_to_train_job, show_time_to_train,
-           "docs/theory.md §16, the time-to-train paradox"),
+           "docs/theory.md, The speed model"),
     *LAB_PRESETS,
 ]}
 

@@ -96,7 +96,7 @@ class SpectrumView(AnalysisView):
         self.redraw()
 
     def set_rewind(self, series: RewindSeries | None) -> None:
-        """lambda_max and kappa of H_tau^m against tau (the rewinding argument, docs/theory.md §10)."""
+        """lambda_max and kappa of H_tau^m against tau (the rewinding argument of Frankle et al. 2020)."""
         if series is not None and not (
             len(series.tau) == len(series.lambda_max) == len(series.condition)
         ):
@@ -203,12 +203,3 @@ class SpectrumView(AnalysisView):
             pad = 0.1 * (hi - lo) or 0.5 * abs(hi) or 1.0
             self.kappa_box.setYRange(lo - pad, hi + pad)
         self._sync_kappa_box()
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("spectrum")
-    raise AttributeError(name)
