@@ -210,3 +210,10 @@ def test_graph_panel_does_not_keep_a_replaced_model_alive(qtbot, window):
     wait_idle(qtbot, window)
     gc.collect()
     assert old() is None
+
+
+def test_the_window_fits_a_1280x720_projector(window):
+    """Stacked at full height the panels made the minimum 1029x770: taller than the screen."""
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 720 - 40, hint  # 40 px for a task bar
+    assert window.width() <= window.screen().availableGeometry().width()

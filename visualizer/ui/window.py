@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
+    QFrame,
     QLabel,
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTabBar,
     QVBoxLayout,
     QWidget,
@@ -40,12 +43,31 @@ MODEL_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".py"}
 TRAINING_KINDS = ("train", "sweep", "eval")
 
 
+def scrolled(panel: QWidget) -> QScrollArea:
+    """``panel`` in a frameless scroll area that scrolls only when the dock is too short."""
+    area = QScrollArea()
+    area.setObjectName(f"scroll-{panel.objectName() or type(panel).__name__}")
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
+
+
+def fit_to_screen(window: QWidget, wanted: QSize) -> QSize:
+    """``wanted``, shrunk to 95% of the available area of the screen the window opens on."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return wanted
+    room = screen.availableGeometry().size() * 0.95
+    return wanted.boundedTo(room)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, synchronous: bool = False, restore_layout: bool = True) -> None:
         super().__init__()
         self.setWindowTitle("Pruning Visualizer")
         self.setObjectName("MainWindow")
-        self.resize(1400, 880)
+        self.resize(fit_to_screen(self, QSize(1400, 880)))
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self.state = AppState(self)
@@ -79,9 +101,11 @@ class MainWindow(QMainWindow):
         self.training_panel.evaluate_requested.connect(lambda: training_ui.evaluate_mask(self))
         self.docks: dict[str, QDockWidget] = {}
         left = Qt.DockWidgetArea.LeftDockWidgetArea
-        self._add_dock("model", "Model", self.model_panel, left)
-        self._add_dock("pruning", "Pruning", self.pruning_panel, left)
-        self._add_dock("training", "Training", self.training_panel, left)
+        # in scroll areas: stacked at their full height the panels made the window's minimum
+        # height 770 px, taller than a 1280x720 projector
+        self._add_dock("model", "Model", scrolled(self.model_panel), left)
+        self._add_dock("pruning", "Pruning", scrolled(self.pruning_panel), left)
+        self._add_dock("training", "Training", scrolled(self.training_panel), left)
         self.tabifyDockWidget(self.docks["pruning"], self.docks["training"])
         self.docks["pruning"].raise_()
 
@@ -105,8 +129,15 @@ class MainWindow(QMainWindow):
                 self.tabifyDockWidget(first, dock)
         if first is not None:
             first.raise_()
-        self.resizeDocks([self.docks["model"], first], [460, 940], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["model"], self.docks["pruning"]], [520, 360], Qt.Orientation.Vertical)
+        # the panels at their natural width (no horizontal scrolling), the views take the rest
+        panels = max(w.sizeHint().width() for w in (self.model_panel, self.pruning_panel, self.training_panel))
+        left = panels + self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent) + 4
+        self.resizeDocks([self.docks["model"], first], [left, max(self.width() - left, 400)],
+                         Qt.Orientation.Horizontal)
+        # the pruning panel (criterion, density slider) whole; the model's layer list takes the rest
+        pruning = self.pruning_panel.sizeHint().height() + 24
+        self.resizeDocks([self.docks["model"], self.docks["pruning"]],
+                         [max(self.height() - pruning - 60, 200), pruning], Qt.Orientation.Vertical)
 
         self._build_status_bar()
         menus.build_menus(self)
