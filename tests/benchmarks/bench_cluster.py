@@ -96,8 +96,8 @@ def main() -> None:
         _, t_warm = timed(lambda: run(sweep_on_cluster(model, data, warm_config)))
         one, many = task_overhead(ray)
         cluster, t_cluster = timed(lambda: run(sweep_on_cluster(model, data, config)))
-    print(f"cluster local:{args.workers}: {t_cluster:7.1f} s (+ {t_init:.1f} s starting Ray, {t_warm:.1f} s for each "
-          f"worker's first cell)   ({load()})")
+    print(f"cluster local:{args.workers}: {t_cluster:7.1f} s (+ {t_init:.1f} s starting Ray, {t_warm:.1f} s for the "
+          f"workers' first cells)   ({load()})")
     worst = max(abs(a["accuracy"] - b["accuracy"]) for a, b in zip(serial.rows, cluster.rows))
     print(f"rows: {len(cluster.rows)}, largest accuracy difference to the serial rows {worst:.2g}")
     print(f"ratio serial / cluster, warm: {t_serial / t_cluster:.2f}x   target >= 1.5x")

@@ -603,6 +603,22 @@ class TrainingPanel(QWidget):
         self.distill = QCheckBox("distil from the dense model")
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
+        self.seeds_edit = QLineEdit()
+        self.seeds_edit.setPlaceholderText("0")
+        self.seeds_edit.setToolTip("Comma-separated seeds (e.g. 0, 1, 2): a sweep computes every point once per "
+                                   "seed, IMP runs once per seed; empty = seed 0")
+        self.run_on_box = QComboBox()
+        self.run_on_box.addItem("this machine", "here")
+        self.run_on_box.addItem("Ray cluster (address)", "ray")
+        self.run_on_box.setToolTip("Where sweeps and IMP seeds run: here, one after another, or as Ray tasks in "
+                                   "parallel (needs pip install 'pruneviz[cluster]')")
+        self.cluster_address = QLineEdit("local:2")
+        self.cluster_address.setPlaceholderText("local:N, ray://HOST:PORT or auto")
+        self.cluster_address.setToolTip("local:N starts N workers on this machine; ray://HOST:PORT connects to a "
+                                        "cluster's head; auto joins RAY_ADDRESS or the cluster running here")
+        self.run_on_box.currentIndexChanged.connect(
+            lambda: self.cluster_address.setEnabled(self.run_on_box.currentData() == "ray"))
+        self.cluster_address.setEnabled(False)
         self.run_button = QPushButton("Run")
         self.sweep_button = QPushButton("Sweep densities")
         self.sweep_button.setToolTip("Accuracy at 8 densities from 100% to 1% for the current criterion and "
@@ -628,6 +644,9 @@ class TrainingPanel(QWidget):
         form.addRow("Label smoothing", self.smoothing)
         form.addRow("", self.distill)
         form.addRow("Device", self.device_box)
+        form.addRow("Seeds", self.seeds_edit)
+        form.addRow("Run on", self.run_on_box)
+        form.addRow("Cluster", self.cluster_address)
         form.addRow("", self.keep_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.eval_button)
@@ -681,4 +700,6 @@ class TrainingPanel(QWidget):
             "label_smoothing": self.smoothing.value(),
             "distill": self.distill.isChecked(),
             "device": self.device_box.currentText(),
+            "seeds": self.seeds_edit.text().strip(),
+            "cluster": (self.cluster_address.text().strip() or "auto") if self.run_on_box.currentData() == "ray" else "",
         }
