@@ -22,6 +22,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def local_cluster():
+    """One local Ray session for the module: --cluster joins it (and leaves it running)."""
+    from visualizer.core.training.cluster import connect
+
+    with connect("local:2") as r:
+        yield r
+
+
 SWEEP = ["sweep", "mlp", "--criteria", "magnitude,random", "--densities", "0.5,0.1", "--seeds", "0,1",
          "--retrain", "none"]
 
@@ -31,7 +40,7 @@ def csv_rows(path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
-def test_sweep_on_a_local_cluster_writes_the_serial_csv(capsys, tmp_path):
+def test_sweep_on_a_local_cluster_writes_the_serial_csv(capsys, tmp_path, local_cluster):
     assert main([*SWEEP, "--out", str(tmp_path / "serial.csv")]) == 0
     capsys.readouterr()
     assert main([*SWEEP, "--cluster", "local:2", "--out", str(tmp_path / "ray.csv"), "--json"]) == 0
@@ -74,3 +83,27 @@ def test_imp_with_several_seeds_writes_one_folder_per_seed(capsys, tmp_path):
     for s in (0, 1):
         assert (tmp_path / f"seed{s}" / "mask_round1.safetensors").exists()
     assert sorted({r["seed"] for r in csv_rows(tmp_path / "rounds.csv")}) == ["0", "1"]
+
+
+def test_ctrl_c_cancels_the_tasks_and_keeps_the_finished_rows(capsys, tmp_path, monkeypatch, local_cluster):
+    from visualizer.core.training import experiments
+
+    add = experiments.RowFile.add
+    calls = []
+
+    def interrupted_after_two(self, row):
+        add(self, row)
+        calls.append(row)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl+C while rows stream in
+
+    monkeypatch.setattr(experiments.RowFile, "add", interrupted_after_two)
+    path = tmp_path / "rows.csv"
+    assert main([*SWEEP, "--cluster", "local:2", "--out", str(path)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "2 rows kept" in err
+    assert len(csv_rows(path)) == 2
+    monkeypatch.setattr(experiments.RowFile, "add", add)
+    assert main([*SWEEP, "--cluster", "local:2", "--out", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reused"] == 2 and out["computed"] == 6 and len(csv_rows(path)) == 8
