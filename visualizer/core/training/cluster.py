@@ -18,7 +18,8 @@ same holds for one IMP or LTH run per seed (its rounds stay sequential inside th
 
 Addresses (:func:`connect`): ``local`` or ``local:N`` starts Ray on this machine with N CPUs;
 ``ray://HOST:PORT`` connects a Ray client to a cluster's head (every node needs pruneviz and its
-dependencies installed, same version); ``auto`` joins the cluster named by ``RAY_ADDRESS`` or
+dependencies installed, same version; a cluster with token authentication needs its token, see
+Ray's security docs); ``auto`` joins the cluster named by ``RAY_ADDRESS`` or
 the one already running on this machine. Without Ray installed everything else works; asking for
 a cluster says in one line how to get it.
 """
@@ -29,6 +30,7 @@ import copy
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -143,7 +145,9 @@ def connect(spec: ClusterSpec | str) -> Iterator[Any]:
             ray.init(num_cpus=spec.workers, log_to_driver=False, **quiet,
                      runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}})
         elif spec.kind == "address":
-            ray.init(address=spec.address, logging_level=logging.WARNING)
+            with warnings.catch_warnings():  # an unreachable head: the ClusterError below says it in one line
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(address=spec.address, logging_level=logging.WARNING)
         else:
             ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
