@@ -8,18 +8,9 @@ import json
 import sys
 
 import pytest
-import torch
 
 from visualizer.cli import main
 from visualizer.core.training.cluster import INSTALL_HINT
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -142,7 +142,8 @@ def connect(spec: ClusterSpec | str) -> Iterator[Any]:
     try:
         if spec.kind == "local":
             paths = [_package_root(), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ray.init(num_cpus=spec.workers, log_to_driver=False, **quiet,
+            # address "local": a new instance even when a `ray start` cluster runs on this machine
+            ray.init(address="local", num_cpus=spec.workers, log_to_driver=False, **quiet,
                      runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}})
         elif spec.kind == "address":
             with warnings.catch_warnings():  # an unreachable head: the ClusterError below says it in one line

@@ -31,9 +31,11 @@ from torch import nn
 from visualizer.core.data.sources import Dataset
 from visualizer.core.pruning.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training.loop import TrainConfig, evaluate_job, train
+from visualizer.core.training.evaluate import evaluate_job
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.lottery import RETRAIN_MODES, retrain_job
+from visualizer.core.workspace import SCORE_BATCHES, Workspace, evaluation_batches
 
-RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 # the training settings recorded in a row (None when the row involved no training: retrain none)
 TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "distill_weight",
                 "temperature", "max_steps")
@@ -44,7 +46,6 @@ ROW_FIELDS = [
 # every setting that changes a row's result: a cached row is reused only when all of them agree
 KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
               *TRAIN_FIELDS, "seed", "score_batches")
-SCORE_BATCHES = 4  # seeded training batches the data criteria (snip, grasp, taylor, obd) score on
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -264,7 +265,6 @@ def cell_job(
     ranking is the one the cell would compute itself. The serial sweep and a Ray task
     (:mod:`visualizer.core.training.cluster`) both compute cells here."""
     from visualizer.core.pruning.ranking import build_ranking
-    from visualizer.core.training import lottery
 
     s = cell.settings
     start = time.perf_counter()
@@ -273,10 +273,8 @@ def cell_job(
     ranking = cache.get(key) if cache is not None else None
     if ranking is None:
         scored = _with_state(model, init_state) if s["retrain"] == "init" else model
-        scores = yield from sub(
-            lottery.criterion_scores(s["criterion"], scored, data, cell.train.seed, SCORE_BATCHES), 0.0, 0.0,
-            f"{s['criterion']} scores: ",
-        )
+        workspace = Workspace(model, data, seed=cell.train.seed, model_ref=s["model"])
+        scores = yield from sub(workspace.scores(s["criterion"], scored), 0.0, 0.0, f"{s['criterion']} scores: ")
         ranking = yield from sub(build_ranking(scores, scope=s["scope"], structure=s["structure"]), 0.0, 0.0,
                                  f"{s['criterion']} ranking: ")
         if cache is not None:
@@ -348,15 +346,14 @@ def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def _evaluate_cell(model, data, retrain: str, train_config: TrainConfig, masks: MaskSet, init_state):
-    """Accuracy/loss of one (criterion, density) cell under the retraining mode."""
-    from visualizer.core.training.lottery import rewind_state
-
+    """Accuracy/loss of one (criterion, density) cell under the retraining mode: the evaluation
+    of ``prune --eval`` for ``none``, :func:`~visualizer.core.training.lottery.retrain_job` (what
+    one-shot fine-tuning and pruning at initialisation run) otherwise."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
     if retrain == "none":
-        ev = yield from evaluate_job(model, data, masks=masks)
+        ev = yield from evaluate_job(model, evaluation_batches(data), masks)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
-    start = rewind_state(init_state, masks) if retrain in ("rewind", "init") else None
-    res = yield from train(model, data, masks, train_config, start_state=start, stage=retrain)
+    res = yield from retrain_job(model, data, masks, retrain, train_config, init_state)
     return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss}
 
 

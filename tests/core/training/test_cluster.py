@@ -16,8 +16,6 @@ try:
 except ImportError:  # in the test extra: a missing ray is a broken install, not a skip
     pytest.fail("ray is not installed; the cluster tests need it: pip install -e '.[test]'", pytrace=False)
 
-from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import run
 from visualizer.core.training.cluster import (
     ClusterError,
@@ -40,30 +38,13 @@ from visualizer.core.training.experiments import (
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import IMPConfig, initial_state
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the tasks run single-threaded; so does the serial reference (same float reductions)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the root conftest runs torch on one thread, as the tasks do (same float reductions)
 
 
 @pytest.fixture(scope="module")
 def local_cluster():
     with connect("local:2") as r:
         yield r
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return load_model("mlp").model
 
 
 # 2 criteria x 2 densities x 2 seeds, one short fine-tune each
