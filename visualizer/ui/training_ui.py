@@ -97,7 +97,7 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
         from visualizer.core.training.cluster import SeedRun, connect, seeds_on_cluster
 
         yield Step(f"connecting to {settings['cluster']}", 0.0)
-        with connect(settings["cluster"]):
+        with connect(settings["cluster"], keep=True):  # the next job reuses the workers
             job = seeds_on_cluster(model, data, [SeedRun(s, inits[s], make) for s in seeds], device=config.device)
             while True:
                 try:
@@ -163,7 +163,7 @@ def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = ""
     from visualizer.core.training.cluster import connect, sweep_on_cluster
 
     yield Step(f"connecting to {cluster}", 0.0)
-    with connect(cluster):
+    with connect(cluster, keep=True):  # the next job reuses the workers
         return (yield from sweep_on_cluster(model, data, sweep_config, previous=previous))
 
 

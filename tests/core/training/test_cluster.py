@@ -181,3 +181,46 @@ def test_cluster_addresses():
     assert parse_cluster("local:3").workers == 3
     assert parse_cluster("ray://head:10001").address == "ray://head:10001"
     assert parse_cluster("auto").kind == "auto"
+
+
+class FakeRay:
+    """Records what connect() asks of Ray (starting real sessions is the other tests' job)."""
+
+    def __init__(self) -> None:
+        self.up, self.calls = False, []
+
+    def is_initialized(self) -> bool:
+        return self.up
+
+    def init(self, address=None, **kw) -> None:
+        self.up = True
+        self.calls.append(("init", address, kw.get("num_cpus")))
+
+    def shutdown(self) -> None:
+        self.up = False
+        self.calls.append(("shutdown",))
+
+
+def test_a_kept_session_serves_the_next_job_and_gives_way_to_another_address(monkeypatch):
+    from visualizer.core.training import cluster
+
+    fake = FakeRay()
+    monkeypatch.setattr(cluster, "import_ray", lambda: fake)
+    monkeypatch.setitem(cluster._KEPT, "spec", None)
+    with connect("local:2"):
+        pass
+    assert fake.calls == [("init", "local", 2), ("shutdown",)]  # not kept: started and shut down
+    fake.calls.clear()
+    with connect("local:2", keep=True):
+        pass
+    with connect("local:2", keep=True):  # the window's next job: no second start
+        pass
+    assert fake.calls == [("init", "local", 2)] and fake.up
+    with connect("local:1", keep=True):  # another address: the kept session is replaced
+        pass
+    assert fake.calls == [("init", "local", 2), ("shutdown",), ("init", "local", 1)]
+    fake.calls.clear()
+    cluster._KEPT["spec"] = None  # a session someone else started (a notebook's ray.init) is only used
+    with connect("local:4", keep=True):
+        pass
+    assert fake.calls == []

@@ -125,19 +125,40 @@ def _package_root() -> str:
     return str(Path(visualizer.__file__).resolve().parent.parent)
 
 
+# the session connect(keep=True) started and left running (the window's: one start serves every job)
+_KEPT: dict[str, ClusterSpec | None] = {"spec": None}
+
+
 @contextmanager
-def connect(spec: ClusterSpec | str) -> Iterator[Any]:
+def connect(spec: ClusterSpec | str, keep: bool = False) -> Iterator[Any]:
     """Connect to (or start) the cluster for the block and yield the ``ray`` module.
 
-    A Ray session that is already initialised is used as it is and left running; one started
-    here is shut down at the end of the block. Local workers import pruneviz from the same place
-    as this process (its folder goes on their PYTHONPATH)."""
+    A Ray session that is already initialised is used as it is and left running, unless it is one
+    that ``keep`` left for another address (then it is replaced). A session started here is shut
+    down at the end of the block, or with ``keep`` left running for the next block (Ray shuts it
+    down when the process exits). Local workers import pruneviz from the same place as this
+    process (its folder goes on their PYTHONPATH)."""
     ray = import_ray()
     if isinstance(spec, str):
         spec = parse_cluster(spec)
     if ray.is_initialized():
+        if _KEPT["spec"] in (None, spec):
+            yield ray
+            return
+        ray.shutdown()
+    _KEPT["spec"] = None
+    _init(ray, spec)
+    if keep:
+        _KEPT["spec"] = spec
         yield ray
         return
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _init(ray, spec: ClusterSpec) -> None:
     quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "configure_logging": True}
     try:
         if spec.kind == "local":
@@ -153,10 +174,6 @@ def connect(spec: ClusterSpec | str) -> Iterator[Any]:
             ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot reach the Ray cluster {spec}: {first_line(exc)}") from exc
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -226,8 +243,8 @@ def map_tasks(
     refs = [ray.put(obj) for obj in shared]
     remote = ray.remote(_execute).options(max_retries=max_retries, retry_exceptions=False, **place.options)
     pending = {remote.remote(fn, item, refs, place.single_thread): i for i, item in enumerate(items)}
-    slots = max(1, int(float(ray.cluster_resources().get(place.resource, 1.0)) / place.options.get(
-        "num_gpus" if place.resource == "GPU" else "num_cpus", 1)))
+    per_task = place.options.get("num_gpus", place.options.get("num_cpus", 1))
+    slots = max(1, int(float(ray.cluster_resources().get(place.resource, 1.0)) // per_task))
     results: dict[int, Any] = {}
     total = len(items)
 
