@@ -95,6 +95,6 @@ def test_ctrl_c_cancels_the_tasks_and_keeps_the_finished_rows(capsys, tmp_path, 
     assert err.count("\n") == 0 and "2 rows kept" in err
     assert len(csv_rows(path)) == 2
     monkeypatch.setattr(experiments.RowFile, "add", add)
-    assert main([*SWEEP, "--cluster", "local:2", "--out", str(path), "--json"]) == 0
+    assert main([*SWEEP, "--cluster", "local:2", "--resume", "--out", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["reused"] == 2 and out["computed"] == 6 and len(csv_rows(path)) == 8

@@ -168,9 +168,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", choices=["auto", "unstructured", "channel"], default="auto",
                    help="auto: whole channels for the structured criteria (l1-norm, l2-norm, bn-scale)")
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
-    p.add_argument("--fresh", action="store_true",
-                   help="ignore rows already in --out (default: reuse rows with the same settings, so an "
-                        "interrupted sweep resumes)")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument("--resume", action="store_true",
+                       help="compute only the cells whose row (matched by every setting, not by position) is "
+                            "not yet in --out: how an interrupted sweep continues (the default)")
+    reuse.add_argument("--fresh", action="store_true", help="ignore rows already in --out")
     _add_train_args(p, epochs=3)
     _add_cluster_args(p, "the sweep's cells")
     add_json_arg(p)
