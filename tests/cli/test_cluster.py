@@ -66,14 +66,29 @@ def test_bad_cluster_or_seeds_is_one_line(capsys, tmp_path, flag, value):
     assert err.count("\n") == 0 and value in err
 
 
-def test_imp_with_several_seeds_writes_one_folder_per_seed(capsys, tmp_path):
-    assert main(["imp", "mlp", "--rounds", "1", "--rate", "0.5", "--epochs", "1", "--seeds", "0,1",
-                 "--out", str(tmp_path), "--json"]) == 0
+def test_imp_with_several_seeds_writes_one_folder_per_seed_and_the_cluster_the_same(capsys, tmp_path, local_cluster):
+    imp = ["imp", "mlp", "--rounds", "1", "--rate", "0.5", "--epochs", "1", "--seeds", "0,1", "--json"]
+    assert main([*imp, "--out", str(tmp_path / "serial")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["seed"] for r in out["runs"]] == [0, 1]
     for s in (0, 1):
-        assert (tmp_path / f"seed{s}" / "mask_round1.safetensors").exists()
-    assert sorted({r["seed"] for r in csv_rows(tmp_path / "rounds.csv")}) == ["0", "1"]
+        assert (tmp_path / "serial" / f"seed{s}" / "mask_round1.safetensors").exists()
+    serial = csv_rows(tmp_path / "serial" / "rounds.csv")
+    assert sorted({r["seed"] for r in serial}) == ["0", "1"]
+    assert main([*imp, "--cluster", "local:2", "--out", str(tmp_path / "ray")]) == 0
+    capsys.readouterr()
+    cluster = csv_rows(tmp_path / "ray" / "rounds.csv")
+    assert [(r["seed"], r["round"], r["kept"]) for r in cluster] == [(r["seed"], r["round"], r["kept"]) for r in serial]
+    for s, c in zip(serial, cluster):
+        assert float(c["accuracy"]) == pytest.approx(float(s["accuracy"]), abs=1e-6)
+
+
+def test_lth_report_seeds_on_the_cluster(capsys, tmp_path, local_cluster):
+    assert main(["lth-report", "mlp", "--rounds", "1", "--rate", "0.5", "--epochs", "1", "--seeds", "0,1",
+                 "--cluster", "local:2", "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {(r["seed"], r["kind"]) for r in out["rows"]} == {(s, k) for s in (0, 1) for k in ("ticket", "reinit", "random-mask")}
+    assert (tmp_path / "lth.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ctrl_c_cancels_the_tasks_and_keeps_the_finished_rows(capsys, tmp_path, monkeypatch, local_cluster):
