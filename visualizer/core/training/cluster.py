@@ -281,7 +281,9 @@ def _get(ray, ref, item) -> Any:
 def _describe(item) -> str:
     if isinstance(item, Cell):
         return f"cell {item.criterion} @ {item.density:g} (seed {item.train.seed})"
-    return f"task {item!r}"[:120]
+    if isinstance(getattr(item, "seed", None), int):  # a SeedRun: its repr would print w_0's tensors
+        return f"the run with seed {item.seed}"
+    return f"task {type(item).__name__}"
 
 
 def _cpu_model(model: nn.Module) -> nn.Module:
