@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model, prunable_parameters, select_device
+from visualizer.core.models.loaders import load_model, prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
 from visualizer.core.training.loop import (
@@ -28,6 +28,7 @@ from visualizer.core.training.loop import (
     training_loss,
 )
 from visualizer.core.training.sparse import hard_threshold_masks
+from visualizer.core.workspace import resolve_device
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -213,10 +214,10 @@ def test_bad_settings_and_devices():
         TrainConfig(lr=-1).validate()
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lbfgs").validate()
-    assert select_device("cpu").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
-            select_device("cuda")
+            resolve_device("cuda")
 
 
 def test_reinitialize_is_seeded_and_fresh(mlp):

@@ -4,7 +4,7 @@ JSON shapes (scripts depend on them):
 - ``models --json``: a list of ``{"name", "params", "accuracy"}``.
 - ``info MODEL --json``: ``{"model", "params", "prunable", "layers": [{"name", "kind", "shape",
   "params", "prunable"}]}``.
-- ``prune MODEL --json``: ``{"density", "kept", "total", "layers": [{"name", "density", "kept",
+- ``prune MODEL --json``: ``{"density", "kept", "total", "device", "layers": [{"name", "density", "kept",
   "total"}]}`` (achieved densities over the prunable weights), plus ``"accuracy"`` (test accuracy
   of the pruned model) with ``--eval``.
 """
@@ -16,7 +16,16 @@ import sys
 
 import torch
 
-from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
+from visualizer.cli.common import (
+    UserError,
+    add_device_arg,
+    add_json_arg,
+    add_model_args,
+    device_label,
+    print_json,
+    table,
+    to_args_device,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="batch size for data criteria (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of random scores, batch choice and probes")
     p.add_argument("--probes", type=int, default=8, help="Hutchinson probes for obd (default 8)")
+    add_device_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_prune)
 
@@ -166,7 +176,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         loaded, dataset = load_model_and_data(args)
     else:
         loaded = load_model(args.model, weights=args.weights, trust=args.trust)
-    model = loaded.model
+    model = to_args_device(loaded.model, args)
     batches = score_batches(dataset, args.batches, args.batch_size, args.seed) if info.needs_data else None
 
     progress = TerminalProgress()
@@ -180,6 +190,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "density": masks.density(),
         "kept": masks.kept(),
         "total": masks.total(),
+        "device": device_label(args.device),
         "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
     }
     if args.eval:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_model_args,
+    device_label,
     load_model_and_data,
     print_json,
     table,
@@ -21,7 +23,7 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    add_device_arg(p, amp=True)
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
 
@@ -38,7 +40,7 @@ def _train_config(args: argparse.Namespace, **extra):
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
-        seed=args.seed, device=args.device, **extra,
+        seed=args.seed, device=str(args.device), amp=bool(args.amp), **extra,
     )
 
 
@@ -173,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "temperature": config.temperature, "distill_weight": config.distill_weight,
         "before": {"accuracy": before.accuracy, "loss": before.loss},
         "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps,
-        "history": res.history, "out": args.out,
+        "history": res.history, "out": args.out, "device": device_label(args.device), "amp": bool(args.amp),
     }
     if args.json:
         print_json(out)
@@ -200,7 +202,8 @@ def cmd_imp(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
-                "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "init": source}
+                "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "init": source,
+                "device": device_label(args.device)}
     rows = [{**settings, **r} for r in res.rows]
     write_rows(rows, out / "rounds.csv", fields=list(settings) + list(res.rows[0]))
     write_rows(rows, out / "rounds.json")
@@ -245,6 +248,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
         "layer_density": {ld.name: ld.density for ld in res.masks.layers()},
         "epochs": args.epochs, "lr": args.lr,
         "seed": args.seed, "init": source, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "device": device_label(args.device),
         "updates": [{k: u[k] for k in ("step", "zeta", "density")} | {"moved": sum(u["moved"].values())} for u in res.updates],
         "history": res.history, "out": args.out,
     }
@@ -285,6 +289,7 @@ def cmd_prox(args: argparse.Namespace) -> int:
         "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
         "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,
         "optimizer": tc.optimizer, "seed": args.seed, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "device": device_label(args.device),
         "layers": [{"name": lay.name, "kept": lay.kept, "total": lay.total} for lay in res.masks.layers()],
         "history": res.history, "out": args.out,
     }
@@ -342,7 +347,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     write_rows(rows, out, ROW_FIELDS)
     write_rows(rows, out.with_suffix(".json" if out.suffix == ".csv" else ".csv"), ROW_FIELDS)
     if args.json:
-        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
+        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out),
+                    "device": device_label(args.device)})
     else:
         cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
         print(table([[r[c] for c in cols] for r in res.rows], cols))
@@ -369,7 +375,8 @@ def cmd_lth_report(args: argparse.Namespace) -> int:
         title=f"{args.model}: IMP tickets (rewind {args.rewind}) vs re-init vs random mask",
     )
     if args.json:
-        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png)})
+        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png),
+                    "device": device_label(args.device)})
     else:
         by_round: dict[int, dict] = {}
         for r in rows:

@@ -19,6 +19,7 @@ def evaluate(
     y: torch.Tensor,
     batch_size: int = 512,
     device: torch.device | str | None = None,
+    amp: bool = False,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` on (x, y), in eval mode and without grad
     (:func:`evaluate_job` run to the end).
@@ -26,7 +27,7 @@ def evaluate(
     The model's train/eval flag is restored afterwards; its parameters are not touched.
     Raises ValueError on an empty split or a non-positive batch size.
     """
-    return run(evaluate_job(model, x, y, batch_size, device))
+    return run(evaluate_job(model, x, y, batch_size, device, amp))
 
 
 def evaluate_job(
@@ -35,10 +36,13 @@ def evaluate_job(
     y: torch.Tensor,
     batch_size: int = 512,
     device: torch.device | str | None = None,
+    amp: bool = False,
 ) -> Generator[Step, None, tuple[float, float]]:
     """Job form of :func:`evaluate`: yields after every batch, so a large split (CIFAR-10 on a
     big model) can be cancelled; closing it restores the model's train/eval flag. Grad mode is
-    switched off around each forward pass only (it is per thread, never held across a yield)."""
+    switched off around each forward pass only (it is per thread, never held across a yield).
+    Loss and correct counts are summed on the device and read once at the end; ``amp`` runs the
+    forward passes under bf16 autocast on CUDA (:func:`visualizer.core.training.loop.autocast`)."""
     n = int(x.shape[0])
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
@@ -49,18 +53,22 @@ def evaluate_job(
         device = p.device if p is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
-    total_loss = 0.0
-    correct = 0
+    from visualizer.core.training.loop import autocast
+
+    device = torch.device(device)
+    # float64 sums where the device has it (MPS has no float64)
+    total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     try:
         for start in range(0, n, batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
-            with torch.no_grad():
-                out = model(xb)
-                total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
-                correct += int((out.argmax(1) == yb).sum())
+            with torch.no_grad(), autocast(amp, device):
+                out = model(xb).float()
+                total_loss += nn.functional.cross_entropy(out, yb, reduction="sum")
+                correct += (out.argmax(1) == yb).sum()
             done = min(start + batch_size, n)
             yield Step(f"evaluating {done}/{n}", done / n)
     finally:
         model.train(was_training)
-    return total_loss / n, correct / n
+    return float(total_loss) / n, int(correct) / n

@@ -17,6 +17,7 @@ every density (the ranking's threshold lookup), so scores are computed once per 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -32,6 +33,7 @@ from visualizer.core.data.sources import Dataset
 from visualizer.core.pruning.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.loop import TrainConfig, evaluate_job, train
+from visualizer.core.workspace import device_name, resolve_device
 
 RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 # the training settings recorded in a row (None when the row involved no training: retrain none)
@@ -39,11 +41,11 @@ TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_sm
                 "temperature", "max_steps")
 ROW_FIELDS = [
     "model", "dataset", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs",
-    "lr", *TRAIN_FIELDS, "seed", "score_batches", "accuracy", "loss", "kept", "total", "seconds",
+    "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", "accuracy", "loss", "kept", "total", "seconds",
 ]
 # every setting that changes a row's result: a cached row is reused only when all of them agree
 KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
-              *TRAIN_FIELDS, "seed", "score_batches")
+              *TRAIN_FIELDS, "seed", "score_batches", "device")
 SCORE_BATCHES = 4  # seeded training batches the data criteria (snip, grasp, taylor, obd) score on
 STRUCTURES = ("auto", "unstructured", "channel")
 
@@ -132,6 +134,8 @@ def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: 
         **{f: (getattr(tc, f) if retrain else None) for f in TRAIN_FIELDS},
         "seed": tc.seed,
         "score_batches": SCORE_BATCHES if info is not None and info.needs_data else 0,
+        # floating-point sums differ between devices: a row computed on one is not another's
+        "device": device_name(resolve_device(tc.device)),
     }
 
 
@@ -214,6 +218,9 @@ def sweep(
     config.validate()
     if config.retrain in ("rewind", "init") and init_state is None:
         raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
+    device = resolve_device(config.train.device)
+    if _device_of(model) != device:  # scoring and evaluation run on the sweep's device too
+        model = copy.deepcopy(model).to(device)
     scored = _with_state(model, init_state) if config.retrain == "init" else model
     cache = {row_key(r): r for r in read_rows(previous)}
     dataset = getattr(data, "name", "") or ""
@@ -252,11 +259,14 @@ def sweep(
 
 
 def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model).cpu()
+    clone = copy.deepcopy(model)
     clone.load_state_dict(state)
     return clone
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state, rewind_state, i: int, total: int):
@@ -275,7 +285,8 @@ def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state,
 
 # --- the lottery ticket report -------------------------------------------------------------------
 
-LTH_FIELDS = ["model", "criterion", "retrain", "kind", "round", "density", "accuracy", "loss", "rate", "rewind", "epochs", "lr", "seed", "scope"]
+LTH_FIELDS = ["model", "criterion", "retrain", "kind", "round", "density", "accuracy", "loss", "rate", "rewind", "epochs", "lr", "seed", "scope",
+              "device"]
 
 
 def lth_report(
@@ -299,7 +310,8 @@ def lth_report(
     job = iterative_magnitude_pruning(model, data, init_state, imp_config)
     rows: list[dict] = []
     settings = {"model": model_ref, "criterion": "magnitude", "retrain": "rewind", "rate": rate, "rewind": rewind, "epochs": config.epochs,
-                "lr": config.lr, "seed": config.seed, "scope": scope}
+                "lr": config.lr, "seed": config.seed, "scope": scope,
+                "device": device_name(resolve_device(config.device))}
     try:
         yield from _stream_lth(job, settings, rows)
     finally:

@@ -72,19 +72,33 @@ def soft_threshold(w: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.sign(w) * torch.clamp(w.abs() - lam, min=0.0)
 
 
+def first_k(values: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Bool mask of the k entries of a 1-D ``values`` that a *stable* sort (descending when
+    ``largest``) would put first: everything strictly beyond the k-th value, then the tied
+    entries in positional order. O(d) on the tensor's own device (``torch.kthvalue`` and a
+    cumulative sum), with no host round trip and no full sort."""
+    d = values.numel()
+    k = max(0, min(int(k), d))
+    if k == 0:
+        return torch.zeros(d, dtype=torch.bool, device=values.device)
+    if k == d:
+        return torch.ones(d, dtype=torch.bool, device=values.device)
+    kth = torch.kthvalue(values, d - k + 1 if largest else k).values
+    strict = values > kth if largest else values < kth
+    ties = values == kth
+    need = k - strict.sum()
+    return strict | (ties & (torch.cumsum(ties, 0) <= need))
+
+
 def hard_threshold_masks(tensors: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """Masks keeping the k entries of largest |w| over all tensors together (IHT's H_k).
 
     Ties at the threshold are broken by position (first in name order, then index), so exactly
-    k entries are kept."""
-    flat = torch.cat([t.detach().reshape(-1).abs().float().cpu() for t in tensors.values()]) if tensors else torch.zeros(0)
-    d = flat.numel()
-    k = max(0, min(int(k), d))
-    keep = torch.zeros(d, dtype=torch.bool)
-    if k:
-        # stable sort on -|w|: equal magnitudes keep their positional order
-        order = torch.sort(-flat, stable=True).indices
-        keep[order[:k]] = True
+    k entries are kept. The masks are on the tensors' device (the selection never leaves it)."""
+    if not tensors:
+        return {}
+    flat = torch.cat([t.detach().reshape(-1).abs().float() for t in tensors.values()])
+    keep = first_k(flat, k, largest=True)
     out, start = {}, 0
     for name, t in tensors.items():
         out[name] = keep[start : start + t.numel()].reshape(t.shape)
@@ -279,28 +293,31 @@ def drop_and_grow(
 ) -> torch.Tensor:
     """One layer's DST update: drop the n active weights of smallest |w|, regrow n of the weights
     that were inactive before this update (SET: uniformly at random; RigL: largest |grad|).
-    The kept count is unchanged. Returns the new bool mask (CPU)."""
-    mask = mask.detach().bool().cpu().reshape(-1)
-    active = mask.nonzero().squeeze(1)
-    inactive = (~mask).nonzero().squeeze(1)
-    n = int(min(n, active.numel(), inactive.numel()))
+    Ties go by position. The kept count is unchanged. Returns the new bool mask on the weight's
+    device (the selection runs there: :func:`first_k`; SET's permutation is drawn from the CPU
+    ``generator`` so a seed gives the same mask on every device)."""
+    dev = weight.device
+    flat = mask.detach().to(dev, torch.bool).reshape(-1)
+    active_n = int(flat.sum())
+    n = int(min(n, active_n, flat.numel() - active_n))
     if n <= 0:
-        return mask.reshape(weight.shape).clone()
-    w = weight.detach().abs().float().cpu().reshape(-1)
-    drop = active[torch.sort(w[active], stable=True).indices[:n]]
+        return flat.reshape(weight.shape).clone()
+    inf = torch.tensor(float("inf"), device=dev)
+    w = weight.detach().abs().float().reshape(-1)
+    drop = first_k(torch.where(flat, w, inf), n, largest=False)
     if method == "set":
-        grow = inactive[torch.randperm(inactive.numel(), generator=generator)[:n]]
+        inactive = (~flat).nonzero().squeeze(1)
+        pick = torch.randperm(inactive.numel(), generator=generator)[:n].to(dev)
+        grow = torch.zeros_like(flat)
+        grow[inactive[pick]] = True
     elif method == "rigl":
         if grad is None:
             raise ValueError("RigL needs the dense gradient")
-        gabs = grad.detach().abs().float().cpu().reshape(-1)
-        grow = inactive[torch.sort(-gabs[inactive], stable=True).indices[:n]]
+        g = grad.detach().abs().float().to(dev).reshape(-1)
+        grow = first_k(torch.where(flat, -inf, g), n, largest=True)
     else:
         raise ValueError(f"unknown DST method {method!r} (use {', '.join(DST_METHODS)})")
-    new = mask.clone()
-    new[drop] = False
-    new[grow] = True
-    return new.reshape(weight.shape)
+    return ((flat & ~drop) | grow).reshape(weight.shape)
 
 
 @dataclass(frozen=True)
@@ -358,7 +375,8 @@ def dynamic_sparse_training(
         masks = random_masks(params, config.density, generator, config.distribution)
     masks.check(work)
     projector = MaskProjector(work, masks)
-    current = {n: m.clone() for n, m in masks.masks.items()}
+    # the running masks live on the model's device: drop_and_grow selects there
+    current = {n: m.to(params[n].device, torch.bool).clone() for n, m in masks.masks.items()}
     n_total = total_steps(data, tc)
     t_end = int(config.end_fraction * n_total)
     dense_grads: dict[str, torch.Tensor] = {}
