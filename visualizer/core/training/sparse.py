@@ -29,6 +29,7 @@ spec (Inception branches, DenseNet connections from core/structure.py) can be pa
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -177,7 +178,25 @@ def group_norm(params: dict[str, torch.Tensor], group: Group) -> float:
 
 @torch.no_grad()
 def apply_block_soft_threshold(params: dict[str, torch.Tensor], groups: Sequence[Group], lam: float) -> int:
-    """In place, for every group: w_G <- max(1 - lam/||w_G||_2, 0) w_G. Returns groups now zero.
+    """In place, for every group: w_G <- max(1 - lam/||w_G||_2, 0) w_G. Returns groups now zero
+    (:func:`block_soft_threshold_` with the count read from the device)."""
+    return int(block_soft_threshold_(params, groups, lam))
+
+
+@functools.lru_cache(maxsize=64)
+def _group_index(starts: tuple[tuple[int, ...], ...], device: str) -> tuple[torch.Tensor, bool]:
+    """The (groups x slices) start indices on ``device``, and whether any two groups share an
+    entry. Cached: proximal training applies the same groups every step."""
+    idx = torch.tensor(starts, dtype=torch.long)
+    overlapping = any(idx[:, j].unique().numel() != len(starts) for j in range(idx.shape[1]))
+    return idx.to(device), overlapping
+
+
+@torch.no_grad()
+def block_soft_threshold_(params: dict[str, torch.Tensor], groups: Sequence[Group], lam: float) -> torch.Tensor:
+    """In place, for every group: w_G <- max(1 - lam/||w_G||_2, 0) w_G. Returns the number of
+    groups now zero as a tensor on the parameters' device: nothing here waits for the device,
+    so a proximal step on a GPU runs without a host round trip.
 
     Groups made of single entries along their dims (output channels, input connections) are done
     in one vectorised pass per layout; others one by one. Overlapping groups are processed in
@@ -191,27 +210,29 @@ def apply_block_soft_threshold(params: dict[str, torch.Tensor], groups: Sequence
             batched.setdefault(tuple((s.param, s.dim) for s in g.slices), []).append(g)
         else:
             one_by_one.append(g)
-    zeroed = 0
+    first = next(iter(params.values()), None)
+    zeroed = torch.zeros((), dtype=torch.long, device=first.device if first is not None else "cpu")
     for layout, gs in batched.items():
-        idx = torch.tensor([[s.start for s in g.slices] for g in gs], dtype=torch.long)
-        if any(idx[:, j].unique().numel() != len(gs) for j in range(idx.shape[1])):
+        views = [params[name].movedim(dim, 0) for name, dim in layout]
+        idx, overlapping = _group_index(tuple(tuple(s.start for s in g.slices) for g in gs), str(views[0].device))
+        if overlapping:
             one_by_one += gs  # overlapping entries: the sequential path keeps the order
             continue
-        views = [params[name].movedim(dim, 0) for name, dim in layout]
         sq = sum(v[idx[:, j].to(v.device)].reshape(len(gs), -1).pow(2).sum(1) for j, v in enumerate(views))
         norm = sq.sqrt()
         scale = torch.where(norm > 0, torch.clamp(1.0 - lam / norm.clamp_min(1e-30), min=0.0), torch.zeros_like(norm))
         for j, v in enumerate(views):
             i = idx[:, j].to(v.device)
             v[i] = v[i] * scale.to(v.dtype).view(-1, *([1] * (v.ndim - 1)))
-        zeroed += int((scale == 0).sum())
+        zeroed += (scale == 0).sum().to(zeroed.device)
     for g in one_by_one:
         views = _views(params, g)
-        norm = math.sqrt(sum(float(v.pow(2).sum()) for v in views))
-        scale = max(1.0 - lam / norm, 0.0) if norm > 0 else 0.0
+        acc = torch.float32 if zeroed.device.type == "mps" else torch.float64  # MPS has no float64
+        norm = torch.sqrt(sum(v.to(acc).pow(2).sum().to(zeroed.device) for v in views))
+        scale = torch.where(norm > 0, torch.clamp(1.0 - lam / norm.clamp_min(1e-30), min=0.0), torch.zeros_like(norm))
         for v in views:
-            v.mul_(scale)
-        zeroed += scale == 0.0
+            v.mul_(scale.to(v.device, v.dtype))
+        zeroed += (scale == 0).long()
     return zeroed
 
 
@@ -497,7 +518,7 @@ def proximal_training(
             for p in prunable.values():
                 p.copy_(soft_threshold(p, threshold))
         elif config.method == "group-lasso":
-            zero_groups[0] = apply_block_soft_threshold(all_params, groups, threshold)
+            zero_groups[0] = block_soft_threshold_(all_params, groups, threshold)  # read once, at the end
         else:
             keep = hard_threshold_masks(prunable, k)
             for name, p in prunable.items():
@@ -514,7 +535,7 @@ def proximal_training(
     masks.metadata.update({"criterion": config.method, "lambda": f"{config.lam:g}"})
     test = evaluate(work, data)
     yield Step(f"{config.method}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "accuracy": test.accuracy, "density": masks.density()})
-    return ProxResult(work, masks, history, test, steps, zero_groups[0], len(groups))
+    return ProxResult(work, masks, history, test, steps, int(zero_groups[0]), len(groups))
 
 
 @dataclass
