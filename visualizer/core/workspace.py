@@ -136,6 +136,19 @@ def device_memory(device: str | torch.device) -> str:
     return f"{used / 2**30:.1f}/{total / 2**30:.1f} GiB"
 
 
+def model_on(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` itself when its parameters are already on ``device``, else a copy there: a job
+    on another device never moves the caller's model (the window's stays on the host)."""
+    dev = torch.device(device)
+    p = next(iter(model.parameters()), None)
+    here = p.device if p is not None else torch.device("cpu")
+    if here.type == dev.type and (dev.index is None or here.index == dev.index):
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(dev)
+
+
 def device_name(device: torch.device) -> str:
     """What result rows record: ``cpu``, ``cuda:0``, ``mps`` (a bare ``cuda`` gets its index)."""
     if device.type == "cuda" and device.index is None:

@@ -76,16 +76,18 @@ def score_batches(dataset, batch_size: int = 128, limit: int = 4):
 
 
 def rank_job(
-    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
 ) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
-    """Scores of ``criterion`` on a copy of the model, then the ranking for (scope, structure)."""
+    """Scores of ``criterion`` on a copy of the model (on ``device`` for the data criteria, whose
+    forward and backward passes are the work), then the ranking for (scope, structure) on the
+    host (the scores come back once)."""
     from visualizer.core.pruning import criteria, ranking
 
     info = criteria.CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
-    work = copy.deepcopy(model) if info.needs_data else model
+    work = copy.deepcopy(model).to(device) if info.needs_data else model
     batches = score_batches(dataset) if info.needs_data else None
     if info.needs_data and batches is None:
         raise ValueError(f"{info.title} needs data: choose a dataset first")

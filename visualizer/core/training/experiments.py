@@ -33,7 +33,7 @@ from visualizer.core.data.sources import Dataset
 from visualizer.core.pruning.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.loop import TrainConfig, evaluate_job, train
-from visualizer.core.workspace import device_name, resolve_device
+from visualizer.core.workspace import device_name, model_on, resolve_device
 
 RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 # the training settings recorded in a row (None when the row involved no training: retrain none)
@@ -218,9 +218,7 @@ def sweep(
     config.validate()
     if config.retrain in ("rewind", "init") and init_state is None:
         raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
-    device = resolve_device(config.train.device)
-    if _device_of(model) != device:  # scoring and evaluation run on the sweep's device too
-        model = copy.deepcopy(model).to(device)
+    model = model_on(model, resolve_device(config.train.device))  # scoring and evaluation too
     scored = _with_state(model, init_state) if config.retrain == "init" else model
     cache = {row_key(r): r for r in read_rows(previous)}
     dataset = getattr(data, "name", "") or ""
@@ -262,11 +260,6 @@ def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     clone = copy.deepcopy(model)
     clone.load_state_dict(state)
     return clone
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state, rewind_state, i: int, total: int):

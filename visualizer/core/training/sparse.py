@@ -640,6 +640,7 @@ def group_lasso_train(
     groups: Sequence[Group] | str | None = None,
     lr: float = 0.05,
     seed: int = 0,
+    device: str = "auto",
 ) -> Generator[Step, None, ProxResult]:
     """Convenience: group lasso (block soft thresholding) for ``epochs`` of plain SGD; see
     :func:`proximal_training`. ``groups``: a list of groups, or "channels", "branches",
@@ -652,7 +653,8 @@ def group_lasso_train(
             raise ValueError(f"unknown group kind {groups!r} (use {', '.join(makers)})")
         groups = makers[groups](model)
     config = ProxConfig("group-lasso", lam=lam, groups=tuple(groups),
-                        train=TrainConfig(epochs=epochs, optimizer="sgd", momentum=0.0, lr=lr, seed=seed))
+                        train=TrainConfig(epochs=epochs, optimizer="sgd", momentum=0.0, lr=lr, seed=seed,
+                                          device=device))
     return (yield from proximal_training(model, data, config))
 
 
@@ -676,6 +678,7 @@ def group_lasso_then_finetune(
     finetune_epochs: int = 3,
     groups: Sequence[Group] | str | None = None,
     seed: int = 0,
+    device: str = "auto",
 ) -> Generator[Step, None, LassoOutcome]:
     """:func:`group_lasso_train`, then ``finetune_epochs`` of masked training (Adam, lr 1e-3) under
     the mask of the weights the penalty left non-zero; a zero group stays zero (the mask
@@ -684,11 +687,13 @@ def group_lasso_then_finetune(
     fine-tuning; densenet-mini, lambda 0.3, 20 epochs: 1 of 8 connection groups zero, 0.797 ->
     0.992 (dense 0.992); lambda 0.4 zeroes 3 but ends at 0.847."""
     dense = evaluate(model, data)
-    lasso = yield from sub(group_lasso_train(model, data, lam=lam, epochs=epochs, groups=groups, seed=seed),
+    lasso = yield from sub(group_lasso_train(model, data, lam=lam, epochs=epochs, groups=groups, seed=seed,
+                                             device=device),
                             0.0, 0.8 if finetune_epochs else 1.0)
     masks = MaskSet.from_model_zeros(lasso.model)
     if finetune_epochs <= 0:
         return LassoOutcome(dense, lasso, lasso.model, masks, lasso.test)
-    tuned = yield from sub(train(lasso.model, data, masks, TrainConfig(epochs=finetune_epochs, lr=1e-3, seed=seed),
+    tuned = yield from sub(train(lasso.model, data, masks, TrainConfig(epochs=finetune_epochs, lr=1e-3, seed=seed,
+                                                                       device=device),
                                   stage="fine-tune"), 0.8, 1.0)
     return LassoOutcome(dense, lasso, tuned.model, masks, tuned.test)
