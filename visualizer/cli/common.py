@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from visualizer.core.tasks import first_line
+
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
@@ -115,11 +117,6 @@ def oom_message(command: str, exc: BaseException) -> str:
     """One line for a CUDA out-of-memory error: where, and which flags to lower."""
     hint = OOM_HINTS.get(command, DEFAULT_OOM_HINT)
     return f"out of GPU memory ({first_line(exc)}); lower {hint}, or use --device cpu"
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
