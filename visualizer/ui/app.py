@@ -58,6 +58,12 @@ def configure_threads() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from visualizer.ui.preflight import preflight
+
+    problem = preflight()
+    if problem:  # one line, instead of Qt's plugin error and an abort
+        print(f"pruneviz: {problem}", file=sys.stderr)
+        return 2
     stages = [("main()", seconds_since_process_start())]
     app = make_app()
     configure_threads()

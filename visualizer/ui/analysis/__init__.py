@@ -105,59 +105,55 @@ def install_analysis(window) -> Any:
 
 
 def _install_presets(window, mode) -> None:
-    """Presets menu: each preset runs as a job and shows in a 'Preset' dock with its caption."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QDockWidget
+    """Presets menu: a preset opens as a slide of the presentation window (its figure fills the
+    window, its caption below in large type; see :mod:`visualizer.ui.presentation`), and
+    View > Presentation mode (F5) shows the whole deck full screen."""
+    from PySide6.QtGui import QAction, QKeySequence
 
-    from visualizer.ui.presets import PRESETS, caption_of
+    from visualizer.ui.presets import PRESETS
 
     menu = window.menuBar().addMenu("&Presets")
-    state: dict[str, Any] = {"dock": None}
 
-    def show(preset, result) -> None:
-        view = preset.view()
-        preset.show(view, result)
-        view.set_caption(caption_of(preset, result))
-        dock = state["dock"]
-        if dock is None:
-            dock = QDockWidget("Preset", window)
-            dock.setObjectName("dock-preset")
-            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-            state["dock"] = dock
-        old = dock.widget()
-        dock.setWidget(view)
-        dock.setWindowTitle(f"Preset: {preset.title}")
-        if old is not None:
-            old.deleteLater()
-        dock.show()
-        dock.raise_()
+    def open_presentation(preset_id: str | None = None, full_screen: bool = False):
+        from visualizer.ui.presentation import Presentation
 
-    def launch(preset) -> None:
-        ok, reason = preset.available()
-        if not ok:
-            if hasattr(window, "show_error"):
-                window.show_error(f"{preset.title}: {reason}")
-            return
-        window.jobs.submit("preset", preset.title, preset.job,
-                           on_result=lambda r, p=preset: show(p, r))
+        current = getattr(window, "presentation", None)
+        if current is None or not current.isVisible():
+            current = Presentation(window)
+            window.presentation = current
+        if preset_id is not None:
+            current.show_slide([s.id for s in current.slides].index(preset_id))
+        if full_screen:
+            current.present()
+        else:
+            current.showMaximized()
+            current.raise_()
+        return current
 
     def populate() -> None:
         # Filled when first opened, not while the window is built: start-up stays short.
         # Tests and shortcuts call ``window.populate_presets()`` directly.
         if menu.actions():
             return
+        deck = menu.addAction("Present all (deck)")
+        deck.triggered.connect(lambda _=False: open_presentation(None, full_screen=True))
+        menu.addSeparator()
         for preset in PRESETS.values():
             action = menu.addAction(preset.title)
             action.setToolTip(preset.caption)
-            ok, reason = preset.available()
-            action.setEnabled(ok)
-            if not ok:
-                action.setText(f"{preset.title} ({reason})")
-            action.triggered.connect(lambda _=False, p=preset: launch(p))
+            action.triggered.connect(lambda _=False, p=preset: open_presentation(p.id))
 
+    present = QAction("&Presentation mode", window)
+    present.setShortcut(QKeySequence("F5"))
+    present.triggered.connect(lambda _=False: open_presentation(None, full_screen=True))
+    view_menu = next((a.menu() for a in window.menuBar().actions()
+                      if a.menu() is not None and a.text().replace("&", "") == "View"), None)
+    (view_menu or menu).addAction(present)
+    window.addAction(present)
     menu.aboutToShow.connect(populate)
     window.presets_menu = menu
     window.populate_presets = populate
+    window.open_presentation = open_presentation
 
 
 def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, int] = (1200, 800),

@@ -1,0 +1,122 @@
+"""Presentation mode: nothing clipped at projector sizes, the deck steps with the keyboard, a
+finished slide comes back at once, and the control strip drives the workbench."""
+
+import pytest
+from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QWidget
+
+from tests.ui.conftest import wait_idle
+from visualizer.ui.presentation import LIVE, Presentation, density_of, value_of
+
+
+def _visible_children(root: QWidget) -> list[QWidget]:
+    return [w for w in root.findChildren(QWidget) if w.isVisibleTo(root) and QWidget.window(w) is root]
+
+
+def _clipped(root: QWidget) -> list[str]:
+    """Visible widgets that stick out of the window, and texts wider than their widget (after
+    the layout has settled: it runs on the event loop)."""
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(3):
+        QApplication.processEvents()
+    bad = []
+    frame = QRect(QPoint(0, 0), root.size())
+    for w in _visible_children(root):
+        rect = QRect(w.mapTo(root, QPoint(0, 0)), w.size())
+        if not frame.contains(rect):
+            bad.append(f"{type(w).__name__} {w.objectName()!r} at {rect} outside {frame}")
+        text = w.text() if isinstance(w, (QLabel, QAbstractButton)) else \
+            w.currentText() if isinstance(w, QComboBox) else ""
+        if not text or (isinstance(w, QLabel) and w.wordWrap()):
+            if isinstance(w, QLabel) and w.wordWrap() and text:
+                need = w.heightForWidth(w.width())
+                if need > w.height() + 2:
+                    bad.append(f"label {w.objectName()!r} needs {need} px, has {w.height()}")
+            continue
+        if isinstance(w, QAbstractButton):  # the style's own padding is in the size hint
+            if w.width() < w.sizeHint().width():
+                bad.append(f"button {text!r} is {w.width()} px wide, needs {w.sizeHint().width()}")
+            continue
+        width = QFontMetrics(w.font()).horizontalAdvance(text)
+        room = w.contentsRect().width() - (28 if isinstance(w, QComboBox) else 0)
+        if width > room + 1:
+            bad.append(f"{type(w).__name__} text {text!r} is {width} px in {room} px")
+    return bad
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_nothing_is_clipped_at_projector_sizes(qtbot, window, size, scheme):
+    show = Presentation(window, deck=["snip-vs-magnitude"], scheme=scheme)
+    qtbot.addWidget(show)
+    show.resize(*size)
+    show.show()
+    qtbot.waitExposed(show)
+    assert show.size().width() == size[0] and show.size().height() == size[1]
+    assert _clipped(show) == []
+    # the live slide's heatmap fills most of the screen; caption and strip are large type
+    assert show.stack.height() > 0.6 * size[1]
+    assert show.caption.font().pointSizeF() >= 13 * size[1] / 1080
+    show.next()  # the preset slide while it computes, then when it is shown
+    assert _clipped(show) == []
+    qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
+    assert show.stack.currentWidget() is show.slides[1].widget
+    assert _clipped(show) == []
+    show.close()
+
+
+def test_keys_step_the_deck_and_a_finished_slide_comes_back_at_once(qtbot, window):
+    show = Presentation(window, deck=["snip-vs-magnitude"])
+    qtbot.addWidget(show)
+    show.resize(1280, 720)
+    show.show()
+    qtbot.waitExposed(show)
+    assert show.slides[show.index].id == LIVE
+    qtbot.keyClick(show, Qt.Key.Key_Space)
+    assert show.slides[show.index].id == "snip-vs-magnitude"
+    qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
+    assert "SNIP" in show.caption.text() or "magnitude" in show.caption.text()
+    qtbot.keyClick(show, Qt.Key.Key_Left)
+    assert show.slides[show.index].id == LIVE and show.stack.currentWidget() is show.slides[0].widget
+    submitted = []
+    window.jobs.started.connect(lambda _id, kind, _t: submitted.append(kind))
+    qtbot.keyClick(show, Qt.Key.Key_Right)
+    assert show.stack.currentWidget() is show.slides[1].widget  # instant: no job ran again
+    assert submitted == []
+    qtbot.keyClick(show, Qt.Key.Key_Right)  # wraps around to the first slide
+    assert show.index == 0
+    show.close()
+
+
+def test_the_strip_drives_the_workbench(qtbot, window):
+    show = Presentation(window, deck=[])
+    qtbot.addWidget(show)
+    show.show()
+    wait_idle(qtbot, window)
+    show.slider.setValue(value_of(0.05))
+    assert window.state.density == pytest.approx(density_of(value_of(0.05)))
+    assert abs(window.state.density - 0.05) < 0.002
+    assert "5.0% kept" in show.density_label.text() or "4.9% kept" in show.density_label.text()
+    assert window.state.loaded.ref in show.caption.text()
+    index = show.criterion_box.findData("random")
+    show.criterion_box.setCurrentIndex(index)
+    show.criterion_box.activated.emit(index)
+    assert window.pruning_panel.criterion_box.currentData() == "random"
+    show.close()
+
+
+def test_an_unknown_preset_in_a_deck_is_refused(window):
+    with pytest.raises(ValueError, match="nope"):
+        Presentation(window, deck=["nope"])
+
+
+def test_the_presets_menu_opens_a_slide(qtbot, window):
+    window.populate_presets()
+    titles = [a.text() for a in window.presets_menu.actions()]
+    assert titles[0] == "Present all (deck)"
+    show = window.open_presentation("density-law")
+    qtbot.addWidget(show)
+    assert show.slides[show.index].id == "density-law"
+    show.close()

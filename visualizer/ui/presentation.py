@@ -1,0 +1,361 @@
+"""Presentation mode: the lecture hall's window, designed for a projector rather than scaled.
+
+One slide fills the screen: the live mask heatmap of the loaded model, or a preset's figure
+(see :mod:`visualizer.ui.presets`). Under it one caption line and a compact control strip:
+model, criterion, density slider, Back / Play / Next and the deck position. Space and Right
+step forward, Left back, Escape leaves. Presets run in the background with progress; a
+finished slide is kept, so stepping back is instant.
+
+Fonts, markers, lines and colour bars come from the teaching variant of a high-contrast light or
+dark theme (:func:`visualizer.ui.teaching.teaching_variant`), sized for the back of the room.
+The widget holds no numerics: it drives the main window through its public methods
+(``request_load``, ``pruning_panel.set_settings`` / ``set_density``, ``jobs.submit``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+LIVE = "live"  # the slide showing the loaded model's mask, driven by the control strip
+PLAY_INTERVAL_MS = 12000  # Play: seconds per slide
+SLIDER_STEPS = 300  # the density slider: log scale from 100% to 0.1%
+MIN_DENSITY = 1e-3
+# point sizes per screen height: a 720-line projector and a 1080-line one read alike from the back
+CAPTION_PT_PER_LINE = 20 / 1080
+STRIP_PT_PER_LINE = 15 / 1080
+
+
+def density_of(value: int) -> float:
+    """Slider position -> density: 0 is 100% kept, SLIDER_STEPS is 0.1% (log scale)."""
+    return float(10 ** (math.log10(MIN_DENSITY) * value / SLIDER_STEPS))
+
+
+def value_of(density: float) -> int:
+    density = min(max(float(density), MIN_DENSITY), 1.0)
+    return round(SLIDER_STEPS * math.log10(density) / math.log10(MIN_DENSITY))
+
+
+@dataclass
+class Slide:
+    id: str
+    title: str
+    widget: QWidget | None = None  # built once; kept so stepping back is instant
+    caption: str = ""
+    error: str = ""
+
+
+class Presentation(QWidget):
+    """A top-level presentation window over a main window (see the module docstring)."""
+
+    slide_changed = Signal(int)
+
+    def __init__(self, window, deck: list[str] | None = None, scheme: str = "dark") -> None:
+        super().__init__(None, Qt.WindowType.Window)
+        from visualizer.ui.presets import PRESETS
+
+        self.main = window  # the workbench (not QWidget.window(), which this must not shadow)
+        self.setObjectName("presentation")
+        self.setWindowTitle("Pruning Visualizer: presentation")
+        ids = [LIVE, *(deck if deck is not None else PRESETS)]
+        unknown = [i for i in ids if i != LIVE and i not in PRESETS]
+        if unknown:
+            raise ValueError(f"unknown presets in the deck: {', '.join(unknown)}")
+        self.slides = [Slide(i, "Live: mask of the loaded model" if i == LIVE else PRESETS[i].title) for i in ids]
+        self.index = -1
+        self._scheme = scheme
+
+        self.stack = QStackedWidget(self)
+        self.waiting = QLabel("", self)  # progress / error page of a slide still running
+        self.waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.waiting.setWordWrap(True)
+        self.stack.addWidget(self.waiting)
+        self.title = QLabel(self)
+        self.title.setObjectName("slideTitle")
+        self.caption = QLabel(self)
+        self.caption.setObjectName("slideCaption")
+        self.caption.setWordWrap(True)
+        self.strip = self._build_strip()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(6)
+        layout.addWidget(self.title)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.strip)
+
+        self._play = QTimer(self)
+        self._play.setInterval(PLAY_INTERVAL_MS)
+        self._play.timeout.connect(self.next)
+        for keys, slot in ((("Space", "Right", "PgDown"), self.next), (("Left", "PgUp", "Backspace"), self.back),
+                           (("Escape",), self.close), (("P",), self.toggle_play)):
+            for key in keys:
+                sc = QShortcut(QKeySequence(key), self)
+                sc.setContext(Qt.ShortcutContext.WindowShortcut)
+                sc.activated.connect(slot)
+        window.jobs.progress.connect(self._progress)
+        window.state.masks_changed.connect(self._live_caption)
+        window.state.model_changed.connect(self._model_changed)
+        self.apply_theme()
+        self.show_slide(0)
+
+    # --- layout --------------------------------------------------------------------------------
+    def _build_strip(self) -> QWidget:
+        from visualizer.core.models.zoo import ZOO
+        from visualizer.core.pruning.criteria import CRITERIA
+
+        strip = QWidget(self)
+        strip.setObjectName("controlStrip")
+        row = QHBoxLayout(strip)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.model_box = QComboBox(strip)
+        self.model_box.addItems(list(ZOO))
+        self.model_box.setToolTip("model")
+        self.criterion_box = QComboBox(strip)
+        for cid, info in CRITERIA.items():
+            self.criterion_box.addItem(info.title, cid)
+        self.criterion_box.setToolTip("pruning criterion")
+        self.slider = QSlider(Qt.Orientation.Horizontal, strip)
+        self.slider.setObjectName("presentationDensity")
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setToolTip("density: the fraction of weights kept (log scale)")
+        self.density_label = QLabel(strip)
+        self.back_button = QPushButton("◀ Back", strip)
+        self.play_button = QPushButton("▶ Play", strip)
+        self.play_button.setCheckable(True)
+        self.next_button = QPushButton("Next ▶", strip)
+        self.position = QLabel(strip)
+        self.progress = QProgressBar(strip)
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumWidth(160)
+        for w, stretch in ((self.model_box, 0), (self.criterion_box, 0), (self.slider, 3), (self.density_label, 0),
+                           (self.back_button, 0), (self.play_button, 0), (self.next_button, 0),
+                           (self.position, 0), (self.progress, 1)):
+            row.addWidget(w, stretch)
+        for w in (self.model_box, self.criterion_box, self.back_button, self.play_button, self.next_button):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space and the arrows always step the deck
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self._sync_strip()
+        self.model_box.activated.connect(lambda _i: self._choose_model())
+        self.criterion_box.activated.connect(lambda _i: self._choose_criterion())
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.back_button.clicked.connect(self.back)
+        self.next_button.clicked.connect(self.next)
+        self.play_button.toggled.connect(self._set_playing)
+        return strip
+
+    def apply_theme(self, scheme: str | None = None) -> None:
+        """High-contrast light or dark, with fonts sized to the window's height."""
+        from visualizer.ui.teaching import theme_manager
+
+        self._scheme = scheme or self._scheme
+        manager = theme_manager()
+        manager.set_scheme(self._scheme)
+        manager.set_teaching(True)
+        theme = manager.theme()
+        self.setStyleSheet(
+            f"QWidget#presentation, QStackedWidget {{ background: {theme.background}; }}"
+            f" QLabel {{ color: {theme.foreground}; }}")
+        self._size_fonts()
+
+    def _size_fonts(self) -> None:
+        lines = max(self.height(), 480)
+        caption = QFont(self.font())
+        caption.setPointSizeF(max(11.0, CAPTION_PT_PER_LINE * lines))
+        self.caption.setFont(caption)
+        title = QFont(caption)
+        title.setBold(True)
+        title.setPointSizeF(caption.pointSizeF() * 1.15)
+        self.title.setFont(title)
+        self.waiting.setFont(caption)
+        strip = QFont(self.font())
+        strip.setPointSizeF(max(10.0, STRIP_PT_PER_LINE * lines))
+        for w in self.strip.findChildren(QWidget):
+            w.setFont(strip)
+        self.strip.setFont(strip)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """The deck keys also when the window is not the active one (a second screen)."""
+        key = event.key()
+        if key in (Qt.Key.Key_Space, Qt.Key.Key_Right, Qt.Key.Key_PageDown):
+            self.next()
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_PageUp, Qt.Key.Key_Backspace):
+            self.back()
+        elif key == Qt.Key.Key_Escape:
+            self.close()
+        else:
+            super().keyPressEvent(event)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._size_fonts()
+
+    def present(self) -> None:
+        """Full screen on the screen the main window is on."""
+        handle = self.main.windowHandle()
+        if handle is not None and handle.screen() is not None:
+            self.setScreen(handle.screen())
+        self.showFullScreen()
+        self.activateWindow()
+
+    # --- the deck ------------------------------------------------------------------------------
+    def next(self) -> None:
+        self.show_slide(self.index + 1)
+
+    def back(self) -> None:
+        self.show_slide(self.index - 1)
+
+    def show_slide(self, index: int) -> None:
+        index %= len(self.slides)
+        self.index = index
+        slide = self.slides[index]
+        self.title.setText(slide.title)
+        self.position.setText(f"{index + 1} / {len(self.slides)}")
+        if slide.id == LIVE:
+            self._show_live(slide)
+        elif slide.widget is not None:
+            self._show_ready(slide)
+        else:
+            self._start(slide)
+        self.slide_changed.emit(index)
+
+    def _show_live(self, slide: Slide) -> None:
+        if slide.widget is None:
+            from visualizer.ui.views.heatmap import HeatmapView
+
+            slide.widget = HeatmapView(self.main)
+            self.stack.addWidget(slide.widget)
+        self.stack.setCurrentWidget(slide.widget)
+        self._live_caption()
+
+    def _show_ready(self, slide: Slide) -> None:
+        self.stack.setCurrentWidget(slide.widget)
+        self.caption.setText(slide.caption)
+        self.progress.setValue(1000)
+
+    def _start(self, slide: Slide) -> None:
+        """Run the preset's job in the background; the slide shows when it is done."""
+        from visualizer.ui.presets import PRESETS, caption_of
+
+        preset = PRESETS[slide.id]
+        self.stack.setCurrentWidget(self.waiting)
+        self.waiting.setText(slide.error or f"{preset.title}: computing…")
+        self.caption.setText(preset.caption)
+        if slide.error or self.main.jobs.is_running(self._kind(slide)):
+            return
+        self.progress.setValue(0)
+
+        def done(result, slide=slide, preset=preset) -> None:
+            view = preset.view()
+            preset.show(view, result)
+            slide.caption = caption_of(preset, result)
+            view.set_caption("")  # the caption line below the slide says it, in large type
+            slide.widget = view
+            self.stack.addWidget(view)
+            if self.slides[self.index] is slide:
+                self._show_ready(slide)
+
+        def failed(message: str, slide=slide) -> None:
+            slide.error = f"{slide.title}: {message}"
+            if self.slides[self.index] is slide:
+                self.waiting.setText(slide.error)
+
+        self.main.jobs.submit(self._kind(slide), preset.title, preset.job, on_result=done, on_error=failed)
+
+    @staticmethod
+    def _kind(slide: Slide) -> str:
+        return f"slide:{slide.id}"  # one kind per slide: stepping on never cancels a slide still running
+
+    def _progress(self, _job_id: int, stage: str, fraction: float) -> None:
+        slide = self.slides[self.index]
+        if slide.id != LIVE and slide.widget is None and not slide.error:
+            self.progress.setValue(int(1000 * fraction))
+            self.waiting.setText(f"{slide.title}: {stage}")
+
+    def toggle_play(self) -> None:
+        self.play_button.toggle()
+
+    def _set_playing(self, on: bool) -> None:
+        self.play_button.setText("❚❚ Pause" if on else "▶ Play")
+        self._play.start() if on else self._play.stop()
+
+    # --- the control strip ---------------------------------------------------------------------
+    def _sync_strip(self) -> None:
+        s = self.main.state
+        ref = s.loaded.ref if s.loaded is not None else ""
+        if ref and self.model_box.findText(ref) < 0:
+            self.model_box.addItem(ref)
+        self.model_box.setCurrentText(ref)
+        crit = self.main.pruning_panel.criterion_box.currentData()
+        idx = self.criterion_box.findData(crit)
+        if idx >= 0:
+            self.criterion_box.setCurrentIndex(idx)
+        self.slider.blockSignals(True)
+        self.slider.setValue(value_of(s.density))
+        self.slider.blockSignals(False)
+        self.density_label.setText(f"{100 * s.density:.1f}% kept")
+
+    def _choose_model(self) -> None:
+        ref = self.model_box.currentText()
+        if self.main.state.loaded is None or ref != self.main.state.loaded.ref:
+            self.main.request_load(ref)
+        self._go_live()
+
+    def _choose_criterion(self) -> None:
+        self.main.pruning_panel.set_settings(criterion=self.criterion_box.currentData())
+        self._go_live()
+
+    def _slider_moved(self, value: int) -> None:
+        self.main.pruning_panel.set_density(density_of(value))
+        self._go_live()
+
+    def _go_live(self) -> None:
+        if self.slides[self.index].id != LIVE and self.slides[0].id == LIVE:
+            self.show_slide(0)
+
+    def _model_changed(self) -> None:
+        self._sync_strip()
+        self._live_caption()
+
+    def _live_caption(self) -> None:
+        self._sync_strip()
+        if self.slides[self.index].id != LIVE:
+            return
+        s = self.main.state
+        if s.loaded is None:
+            self.caption.setText("no model loaded: choose one in the strip below")
+            return
+        criterion = self.criterion_box.currentText()
+        self.caption.setText(f"{s.loaded.ref} pruned by {criterion} to {100 * s.density:.1f}% of its weights "
+                             f"({self.main.pruning_panel.density_text()}). Dark cells are kept weights.")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        from visualizer.ui.teaching import theme_manager
+
+        self._play.stop()
+        for slide in self.slides:
+            self.main.jobs.cancel(self._kind(slide))
+        try:
+            self.main.jobs.progress.disconnect(self._progress)
+            self.main.state.masks_changed.disconnect(self._live_caption)
+            self.main.state.model_changed.disconnect(self._model_changed)
+        except (RuntimeError, TypeError):  # already gone with the window
+            pass
+        theme_manager().set_teaching(False)
+        super().closeEvent(event)
