@@ -245,7 +245,7 @@ def criterion_scores(
 def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     import copy
 
-    clone = copy.deepcopy(model).cpu()
+    clone = copy.deepcopy(model)  # on the model's device: scoring at init runs where training does
     clone.load_state_dict(state)
     return clone
 
