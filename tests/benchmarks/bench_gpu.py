@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from visualizer.core.curvature import hessian as C  # noqa: E402
+from visualizer.core.curvature import lanczos as L  # noqa: E402
+from visualizer.core.curvature import operator as O  # noqa: E402
 from visualizer.core.models.loaders import prunable_parameters  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
@@ -161,12 +162,12 @@ def bench_step(model: nn.Module, device: torch.device, batch: int, size: int, st
 
 
 def _operator(model: nn.Module, device: torch.device, batch: int, size: int, masks: MaskSet | None = None,
-              masked: bool = False) -> C.HessianOperator:
+              masked: bool = False) -> O.HessianOperator:
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 3, size, size, generator=gen)
     y = torch.randint(0, 10, (batch,), generator=gen)
     net = copy.deepcopy(model).to(device).eval()
-    return C.hessian_operator(net, C.EvalSet([(x, y)]), masks, masked=masked)
+    return O.hessian_operator(net, O.EvalSet([(x, y)]), masks, masked=masked)
 
 
 def bench_hvp(model: nn.Module, device: torch.device, batch: int, size: int) -> None:
@@ -215,7 +216,7 @@ def bench_lanczos(model: nn.Module, device: torch.device, batch: int, size: int,
         op = _operator(model, dev, batch, size)
         sync(dev)
         t0 = time.perf_counter()
-        res = run(C.lanczos(op, 1, max_steps=n, tol=0.0, want_vectors=False))
+        res = run(L.lanczos(op, 1, max_steps=n, tol=0.0, want_vectors=False))
         sync(dev)
         dt = time.perf_counter() - t0
         out[str(dev)] = (dt / max(res.hvps, 1), float(res.top[0]), res.hvps)
@@ -235,7 +236,7 @@ def bench_memory(model: nn.Module, device: torch.device, batch: int, size: int, 
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
-        res = run(C.slq(op, probes=1, steps=slq_steps))
+        res = run(L.slq(op, probes=1, steps=slq_steps))
         peak = torch.cuda.max_memory_allocated(device) - base if device.type == "cuda" else 0
         print(f"  {label:11s}: dim {op.dim:>11,}  basis {res.basis_bytes / 2**20:8.1f} MiB  "
               f"peak above the model {peak / 2**20:8.1f} MiB")

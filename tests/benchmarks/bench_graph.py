@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))  # run f
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from visualizer.core.structure.graph import build_graph, find_groups  # noqa: E402
+from visualizer.core.structure.graph import build_graph  # noqa: E402
+from visualizer.core.structure.groups import find_groups  # noqa: E402
 
 
 class _Layer(nn.Module):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from visualizer.core.curvature import landscape as L  # noqa: E402
-from visualizer.core.curvature.hessian import eval_batches  # noqa: E402
+from visualizer.core.curvature.operator import eval_batches  # noqa: E402
 from visualizer.core.data.sources import load_dataset  # noqa: E402
 from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402

@@ -59,6 +59,7 @@ def test_nothing_is_clipped_at_projector_sizes(qtbot, window, size, scheme):
     # the live slide's heatmap fills most of the screen; caption and strip are large type
     assert show.stack.height() > 0.6 * size[1]
     assert show.caption.font().pointSizeF() >= 13 * size[1] / 1080
+    assert show.slider.width() >= 200  # a density slider one can hit from the lectern
     show.next()  # the preset slide while it computes, then when it is shown
     assert _clipped(show) == []
     qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)

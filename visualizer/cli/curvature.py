@@ -97,7 +97,7 @@ def _add_eval_args(p: argparse.ArgumentParser, default_batches: int) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    from visualizer.core.curvature.hessian import eval_batches
+    from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.pruning.masks import MaskSet
 
     if args.threads < 0:
@@ -121,7 +121,7 @@ def _check_positive(**values: int) -> None:
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
-    from visualizer.core.curvature import hessian as C
+    from visualizer.core.curvature import spectrum
 
     _check_positive(top_k=args.top_k, bottom_k=args.bottom_k, density_probes=args.density_probes,
                     trace_probes=args.trace_probes, batches=args.batches)
@@ -133,7 +133,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     if taus is not None and not args.mask:
         raise UserError("--rewinds needs --mask (the mask m of theta_tau = m * w_tau)")
     loaded, model, mask, ev, data = _setup(args)
-    opts = C.SpectrumOptions(
+    opts = spectrum.SpectrumOptions(
         top_k=args.top_k, bottom_k=args.bottom_k, max_steps=args.max_steps, tol=args.tol,
         density_probes=args.density_probes, density_steps=args.density_steps, sigma=args.sigma,
         trace_probes=args.trace_probes if args.trace else 0, seed=args.seed,
@@ -144,10 +144,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         if mask is None:
-            dense = run(C.hessian_spectrum(model, ev, None, opts, masked=False, **kw), progress)
+            dense = run(spectrum.hessian_spectrum(model, ev, None, opts, masked=False, **kw), progress)
             masked = None
         else:
-            both = run(C.dense_vs_masked(model, ev, mask, opts, **kw), progress)
+            both = run(spectrum.dense_vs_masked(model, ev, mask, opts, **kw), progress)
             dense, masked = both.dense, both.masked
         rewinds = None
         if taus is not None:
@@ -159,7 +159,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             points = run(rewind_points(model, loaded.ref, data, taus, config=config, seed=args.seed), progress)
             snaps = [(f"tau={t}", points.snapshots[t]) for t in taus]
             rewinds = [(t, r.spectrum) for t, r in
-                       zip(taus, run(C.spectrum_over_rewinds(model, snaps, mask, ev, opts, **kw), progress))]
+                       zip(taus, run(spectrum.spectrum_over_rewinds(model, snaps, mask, ev, opts, **kw), progress))]
     finally:
         progress.close()
     result = {
@@ -217,7 +217,7 @@ def _parse_taus(text: str) -> list[int]:
 
 
 def _endpoint(spec: str, args: argparse.Namespace, model, mask, loaded) -> dict[str, torch.Tensor]:
-    from visualizer.core.curvature.hessian import masked_point
+    from visualizer.core.curvature.operator import masked_point
     from visualizer.core.models.loaders import load_state_dict
     from visualizer.core.models.zoo import ZOO
     from visualizer.core.resources import sample_models_dir

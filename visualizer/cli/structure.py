@@ -89,7 +89,7 @@ def _load(args):
 
 
 def _scores(args, model, groups, dataset):
-    from visualizer.core.structure.graph import group_scores
+    from visualizer.core.structure.groups import group_scores
 
     if args.criterion in GROUP_CRITERIA:
         return group_scores(model, groups, args.criterion)
@@ -113,7 +113,7 @@ def _scores(args, model, groups, dataset):
 
 
 def _prune(args):
-    from visualizer.core.structure.graph import find_groups_job
+    from visualizer.core.structure.groups import find_groups_job
     from visualizer.core.structure.shrink import structured_prune_job
 
     if args.density is None and not args.zeros:
@@ -142,12 +142,8 @@ def _prune(args):
 
 
 def cmd_graph(args) -> int:
-    from visualizer.core.structure.graph import (
-        branches,
-        build_graph_job,
-        connectivity,
-        find_groups_job,
-    )
+    from visualizer.core.structure.graph import build_graph_job
+    from visualizer.core.structure.groups import branches, connectivity, find_groups_job
 
     loaded, _, x = _load(args)
     model = loaded.model

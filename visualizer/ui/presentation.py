@@ -134,6 +134,7 @@ class Presentation(QWidget):
         self.slider.setObjectName("presentationDensity")
         self.slider.setRange(0, SLIDER_STEPS)
         self.slider.setToolTip("density: the fraction of weights kept (log scale)")
+        self.slider.setMinimumWidth(220)
         self.density_label = QLabel(strip)
         self.back_button = QPushButton("◀ Back", strip)
         self.play_button = QPushButton("▶ Play", strip)
@@ -144,9 +145,10 @@ class Presentation(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.progress.setMaximumWidth(160)
-        for w, stretch in ((self.model_box, 0), (self.criterion_box, 0), (self.slider, 3), (self.density_label, 0),
+        self.progress.hide()  # shown while a slide computes
+        for w, stretch in ((self.model_box, 0), (self.criterion_box, 0), (self.slider, 1), (self.density_label, 0),
                            (self.back_button, 0), (self.play_button, 0), (self.next_button, 0),
-                           (self.position, 0), (self.progress, 1)):
+                           (self.position, 0), (self.progress, 0)):
             row.addWidget(w, stretch)
         for w in (self.model_box, self.criterion_box, self.back_button, self.play_button, self.next_button):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space and the arrows always step the deck
@@ -209,8 +211,10 @@ class Presentation(QWidget):
     def present(self) -> None:
         """Full screen on the screen the main window is on."""
         handle = self.main.windowHandle()
-        if handle is not None and handle.screen() is not None:
-            self.setScreen(handle.screen())
+        screen = handle.screen() if handle is not None else None
+        if screen is not None:
+            self.setScreen(screen)
+            self.setGeometry(screen.geometry())  # full size even where no window manager obeys
         self.showFullScreen()
         self.activateWindow()
 
@@ -236,6 +240,7 @@ class Presentation(QWidget):
         self.slide_changed.emit(index)
 
     def _show_live(self, slide: Slide) -> None:
+        self.progress.hide()
         if slide.widget is None:
             from visualizer.ui.views.heatmap import HeatmapView
 
@@ -247,7 +252,7 @@ class Presentation(QWidget):
     def _show_ready(self, slide: Slide) -> None:
         self.stack.setCurrentWidget(slide.widget)
         self.caption.setText(slide.caption)
-        self.progress.setValue(1000)
+        self.progress.hide()
 
     def _start(self, slide: Slide) -> None:
         """Run the preset's job in the background; the slide shows when it is done."""
@@ -257,6 +262,7 @@ class Presentation(QWidget):
         self.stack.setCurrentWidget(self.waiting)
         self.waiting.setText(slide.error or f"{preset.title}: computing…")
         self.caption.setText(preset.caption)
+        self.progress.setVisible(not slide.error)
         if slide.error or self.main.jobs.is_running(self._kind(slide)):
             return
         self.progress.setValue(0)
@@ -342,8 +348,8 @@ class Presentation(QWidget):
             self.caption.setText("no model loaded: choose one in the strip below")
             return
         criterion = self.criterion_box.currentText()
-        self.caption.setText(f"{s.loaded.ref} pruned by {criterion} to {100 * s.density:.1f}% of its weights "
-                             f"({self.main.pruning_panel.density_text()}). Dark cells are kept weights.")
+        self.caption.setText(f"{s.loaded.ref} pruned by {criterion}: {self.main.pruning_panel.density_text()}. "
+                             "Drag the density slider below; Space steps to the next slide.")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         from visualizer.ui.teaching import theme_manager

@@ -207,10 +207,10 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
     pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
     run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
-    from visualizer.core.curvature.hessian import (
+    from visualizer.core.curvature.operator import eval_batches
+    from visualizer.core.curvature.spectrum import (
         SpectrumOptions,
         dense_vs_masked,
-        eval_batches,
         spectrum_over_rewinds,
     )
     from visualizer.core.pruning.criteria import score

@@ -1,1 +1,2 @@
-"""Curvature: the masked Hessian operator, Lanczos/SLQ/Hutchinson, loss landscapes."""
+"""Curvature: the Hessian-vector-product engine (operator), Lanczos/SLQ/Hutchinson (lanczos),
+spectra (spectrum) and loss landscapes (landscape)."""

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from visualizer.core.curvature.hessian import EvalSet, eval_mode, masked_point
+from visualizer.core.curvature.operator import EvalSet, eval_mode, masked_point
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
 
@@ -150,13 +150,14 @@ class _Evaluator:
         self.method = ""
 
     def _points(self, coefs: torch.Tensor) -> State:
-        """Stacked parameters for G points: base + Σ_k coefs[:, k] · d_k."""
+        """Stacked parameters for G points: base + Σ_k coefs[:, k] · d_k (``coefs`` on the
+        model's device, from :meth:`__call__`)."""
         out = {}
         for k in self.moving:
             b = self.base[k]
             acc = b.unsqueeze(0).expand(coefs.shape[0], *b.shape).clone()
             for j, d in enumerate(self.dirs):
-                c = coefs[:, j].to(b.dtype).view(-1, *([1] * b.ndim))
+                c = coefs[:, j].to(dtype=b.dtype).view(-1, *([1] * b.ndim))
                 acc = acc + c * d[k]
             out[k] = acc
         return out
@@ -195,6 +196,8 @@ class _Evaluator:
         return loss / self.n, correct / self.n
 
     def __call__(self, coefs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        # the coefficients multiply directions on the model's device: put them there once
+        coefs = torch.as_tensor(coefs, dtype=torch.float64, device=self.dev)
         with eval_mode(self.model), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if not self.moving:
@@ -258,10 +261,10 @@ def interpolate(
     b = _full_state(model, end, None)
     direction = {k: (b[k] - a[k]) if a[k].is_floating_point() else torch.zeros_like(a[k]) for k in a}
     ev = _Evaluator(model, evalset, a, [direction], chunk=chunk)
-    coefs = torch.as_tensor(alphas).view(-1, 1)
+    coefs = torch.as_tensor(alphas, device=ev.dev).view(-1, 1)
     loss, acc = yield from ev.run(coefs, "interpolation")
     # Barrier: needs the endpoint values themselves.
-    (l0, l1), (a0, a1) = ev(torch.tensor([[0.0], [1.0]]))
+    (l0, l1), (a0, a1) = ev(torch.tensor([[0.0], [1.0]], dtype=torch.float64, device=ev.dev))
     inside = (alphas >= 0) & (alphas <= 1)
     err = 1 - acc
     line_err = (1 - alphas) * (1 - a0) + alphas * (1 - a1)
@@ -302,7 +305,7 @@ def slice_1d(
     d = direction if direction is not None else random_directions(model, point, 1, seed=seed, mask=mask)[0]
     ev = _Evaluator(model, evalset, point, [d], chunk=chunk)
     alphas = np.linspace(-span, span, steps)
-    loss, acc = yield from ev.run(torch.as_tensor(alphas).view(-1, 1), "slice")
+    loss, acc = yield from ev.run(torch.as_tensor(alphas, device=ev.dev).view(-1, 1), "slice")
     return Landscape1D(alphas, loss, acc, "direction", method=ev.method)
 
 
@@ -333,7 +336,7 @@ def slice_2d(
     ev = _Evaluator(model, evalset, point, dirs, chunk=chunk, batched=batched)
     grid = np.linspace(-span, span, steps)
     aa, bb = np.meshgrid(grid, grid, indexing="ij")
-    coefs = torch.as_tensor(np.stack([aa.ravel(), bb.ravel()], 1))
+    coefs = torch.as_tensor(np.stack([aa.ravel(), bb.ravel()], 1), device=ev.dev)
     loss, acc = yield from ev.run(coefs, "slice")
     return Landscape2D(grid, grid.copy(), loss.reshape(steps, steps), acc.reshape(steps, steps), ev.method)
 
@@ -343,5 +346,5 @@ def evaluate(model: nn.Module, evalset: EvalSet, state: Mapping[str, torch.Tenso
     point = _full_state(model, state, None)
     ev = _Evaluator(model, evalset, point, [], batched=False)
     with contextlib.nullcontext():
-        lo, ac = ev(torch.zeros(1, 0, dtype=torch.float64))
+        lo, ac = ev(torch.zeros(1, 0, dtype=torch.float64, device=ev.dev))
     return float(lo[0]), float(ac[0])

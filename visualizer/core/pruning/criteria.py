@@ -28,9 +28,11 @@ Conventions (documented once, used by every data criterion):
 - Mode: scores are computed with the model in ``eval()`` mode (BatchNorm uses its running
   statistics and does not update them, dropout is off), so the scored function is the one the
   app evaluates and prunes. The model's train/eval flag is restored afterwards.
-- No side effects: gradients come from ``torch.autograd.grad`` (which never writes ``.grad``),
-  parameters and buffers are not modified, and ``requires_grad`` flags are restored, also when
-  the job is cancelled at a ``yield``.
+- No side effects: gradients and Hessian-vector products come from the curvature engine
+  (:func:`visualizer.core.curvature.operator.criterion_operator`), which differentiates detached
+  copies through ``torch.func.functional_call``: ``.grad`` is never written, parameters, buffers
+  and ``requires_grad`` flags are not modified, and the train/eval flag is restored, also when
+  the job is cancelled at a ``yield`` (each batch is one step).
 - SNIP and Taylor share the expression ``|g ⊙ w|``: SNIP (seed 002) is meant for the weights at
   initialisation on one batch (the gradient with respect to the effective weight m ⊙ w at m = 1
   equals dL/dw), Taylor (seed 003) for trained weights with the gradient of the mean loss
@@ -44,15 +46,20 @@ Conventions (documented once, used by every data criterion):
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from visualizer.core.curvature.operator import (
+    HessianOperator,
+    criterion_operator,
+    eval_mode,
+    rademacher,
+)
 from visualizer.core.models.loaders import prunable_parameters
-from visualizer.core.tasks import Step, run
+from visualizer.core.tasks import Step, run, sub
 
 Scores = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -237,29 +244,12 @@ def bn_scale_scores(model: nn.Module) -> Scores:
 
 
 # --- data criteria ------------------------------------------------------------------------------
-
-
-class _Scoring:
-    """Context: eval mode and prunable params requiring grad; restores both on exit (also when the
-    job is closed at a yield). Grad mode is thread-local and the consumer runs between yields, so
-    it is switched on locally around each autograd call instead (``torch.enable_grad()``)."""
-
-    def __init__(self, model: nn.Module, params: dict[str, nn.Parameter]) -> None:
-        self.model = model
-        self.params = params
-
-    def __enter__(self) -> _Scoring:
-        self.was_training = self.model.training
-        self.flags = {n: p.requires_grad for n, p in self.params.items()}
-        self.model.eval()
-        for p in self.params.values():
-            p.requires_grad_(True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for n, p in self.params.items():
-            p.requires_grad_(self.flags[n])
-        self.model.train(self.was_training)
+# Gradients and Hessian-vector products come from the one engine,
+# :class:`visualizer.core.curvature.operator.HessianOperator` (:func:`criterion_operator`: the
+# loss averaged over batches, variables = the prunable weights). It works on detached copies
+# through ``functional_call``: ``.grad`` and ``requires_grad`` are never touched, and each batch
+# runs in eval mode inside one call, so nothing is switched while a job waits at a yield except
+# the eval mode the scoring holds for its whole run (restored when it ends or is closed).
 
 
 def _materialise(batches: Iterable[Batch] | None) -> list[Batch]:
@@ -271,88 +261,22 @@ def _materialise(batches: Iterable[Batch] | None) -> list[Batch]:
     return out
 
 
-def _device_of(params: dict[str, nn.Parameter]) -> torch.device:
-    return next(iter(params.values())).device
-
-
-def _loss(model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
-    """L = cross_entropy(model(x), y), mean over the batch."""
-    x, y = batch
-    with _rnn_differentiable(model, device):
-        return nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-
-
-def _rnn_differentiable(model: nn.Module, device: torch.device):
-    """cuDNN's RNN kernels refuse backward in eval mode and have no double backward: score
-    recurrent models on CUDA with cuDNN off (the native kernels are differentiable twice)."""
-    if device.type == "cuda" and any(isinstance(m, nn.RNNBase) for m in model.modules()):
-        return torch.backends.cudnn.flags(enabled=False)
-    return contextlib.nullcontext()
-
-
-def mean_gradient(
-    model: nn.Module, params: dict[str, nn.Parameter], batches: Sequence[Batch], stage: str = "gradient"
-) -> Generator[Step, None, list[torch.Tensor]]:
-    """g = (1/B) sum_b dL_b/dw: the gradient of the loss averaged over the batches (a job)."""
-    device = _device_of(params)
-    plist = list(params.values())
-    total = [torch.zeros_like(p) for p in plist]
-    for b, batch in enumerate(batches):
-        with torch.enable_grad():
-            grads = torch.autograd.grad(_loss(model, batch, device), plist, allow_unused=True)
-        for t, gr in zip(total, grads):
-            if gr is not None:
-                t.add_(gr.detach())
-        yield Step(f"{stage} {b + 1}/{len(batches)}", (b + 1) / len(batches))
-    return [t / len(batches) for t in total]
-
-
-def _twice_differentiable():
-    """Attention through the math kernel: the fused CPU/GPU attention kernels have no double
-    backward ("derivative for ..._flash_attention_..._backward is not implemented")."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.MATH)
-
-
-def hessian_vector_product(
-    model: nn.Module,
-    params: dict[str, nn.Parameter],
-    batches: Sequence[Batch],
-    vector: Sequence[torch.Tensor],
-    stage: str = "Hv",
-) -> Generator[Step, None, list[torch.Tensor]]:
-    """Hv = (1/B) sum_b d/dw (grad L_b(w) · v) by double backward (Pearlmutter), as a job."""
-    device = _device_of(params)
-    plist = list(params.values())
-    total = [torch.zeros_like(p) for p in plist]
-    for b, batch in enumerate(batches):
-        with torch.enable_grad(), _twice_differentiable():
-            grads = torch.autograd.grad(_loss(model, batch, device), plist, create_graph=True, allow_unused=True)
-            dot = sum((gr * v).sum() for gr, v in zip(grads, vector) if gr is not None)
-            # a loss linear in these weights has no graph left: H v = 0 on this batch
-            hv = torch.autograd.grad(dot, plist, allow_unused=True) if isinstance(dot, torch.Tensor) and dot.requires_grad else []
-        for t, h in zip(total, hv):
-            if h is not None:
-                t.add_(h.detach())
-        yield Step(f"{stage} {b + 1}/{len(batches)}", (b + 1) / len(batches))
-    return [t / len(batches) for t in total]
-
-
 def _scaled(job: Generator[Step, None, object], start: float, end: float):
-    from visualizer.core.tasks import sub
-
     return sub(job, start, end)
+
+
+def _listed(values: dict[str, torch.Tensor], params: dict[str, nn.Parameter]) -> list[torch.Tensor]:
+    return [values[n] for n in params]
 
 
 def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
     """SNIP (seed 002): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
     current weights; L averaged over the given batches."""
     params = _params(model)
-    data = _materialise(batches)
-    with _Scoring(model, params):
-        g = yield from _scaled(mean_gradient(model, params, data, "snip gradient"), 0.0, 1.0)
-        return _as_scores({n: (gi * p.detach()).abs() for (n, p), gi in zip(params.items(), g)})
+    op = criterion_operator(model, params, _materialise(batches))
+    with eval_mode(model):
+        g = yield from _scaled(op.gradient_steps("snip gradient"), 0.0, 1.0)
+        return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
 
 
 def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
@@ -360,10 +284,10 @@ def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step,
     ḡ = (1/B) sum_b ∇L_b is the gradient of the mean loss over the given batches (meant for trained
     weights). The absolute value of the averaged gradient product, not the average of absolute values."""
     params = _params(model)
-    data = _materialise(batches)
-    with _Scoring(model, params):
-        g = yield from _scaled(mean_gradient(model, params, data, "taylor gradient"), 0.0, 1.0)
-        return _as_scores({n: (gi * p.detach()).abs() for (n, p), gi in zip(params.items(), g)})
+    op = criterion_operator(model, params, _materialise(batches))
+    with eval_mode(model):
+        g = yield from _scaled(op.gradient_steps("taylor gradient"), 0.0, 1.0)
+        return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
 
 
 def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
@@ -374,19 +298,25 @@ def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, 
     Note: this follows the seed's convention. The GraSP authors' reference code removes the
     weights with the *highest* -w ⊙ (Hg) instead; ranking ``-s`` reproduces that behaviour."""
     params = _params(model)
-    data = _materialise(batches)
-    with _Scoring(model, params):
-        g = yield from _scaled(mean_gradient(model, params, data, "grasp gradient"), 0.0, 0.5)
-        hg = yield from _scaled(hessian_vector_product(model, params, data, g, "grasp Hg"), 0.5, 1.0)
-        return _as_scores({n: -p.detach() * h for (n, p), h in zip(params.items(), hg)})
+    op = criterion_operator(model, params, _materialise(batches))
+    with eval_mode(model):
+        g = yield from _scaled(op.gradient_steps("grasp gradient"), 0.0, 0.5)
+        hg = yield from _scaled(op.hvp_steps(g, "grasp Hg"), 0.5, 1.0)
+        return _as_scores({n: -p.detach() * hg[n] for n, p in params.items()})
 
 
-def rademacher_like(params: Sequence[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-    """z with i.i.d. entries ±1 (probability 1/2 each), drawn on the CPU from ``generator``."""
-    return [
-        (torch.randint(0, 2, p.shape, generator=generator, dtype=torch.int8) * 2 - 1).to(p.device, p.dtype)
-        for p in params
-    ]
+def _diagonal_estimate(op: HessianOperator, probes: int, seed: int) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """diag(H) ≈ (1/P) Σ_p z_p ⊙ (H z_p) over the operator's parameters (see :func:`hutchinson_diagonal`)."""
+    if probes < 1:
+        raise ValueError(f"Hutchinson needs at least one probe, got {probes}")
+    gen = torch.Generator().manual_seed(int(seed))
+    total = torch.zeros(op.dim, dtype=op.dtype, device=op.device)
+    for k in range(probes):
+        z = rademacher(op.dim, gen, op.dtype, op.device)
+        hz = yield from _scaled(op.hvp_steps(op.coords.scatter(z), f"probe {k + 1}/{probes}"),
+                                k / probes, (k + 1) / probes)
+        total += z * op.coords.gather(hz)
+    return op.coords.scatter(total / probes)
 
 
 def hutchinson_diagonal(
@@ -396,20 +326,13 @@ def hutchinson_diagonal(
     probes: int,
     seed: int = 0,
 ) -> Generator[Step, None, list[torch.Tensor]]:
-    """diag(H) ≈ (1/P) sum_p z_p ⊙ (H z_p) with Rademacher z_p (seeded): unbiased, since
-    E[z z^T] = I; exact for any single probe when H is diagonal (z_i^2 = 1)."""
-    if probes < 1:
-        raise ValueError(f"Hutchinson needs at least one probe, got {probes}")
-    gen = torch.Generator().manual_seed(int(seed))
-    plist = list(params.values())
-    total = [torch.zeros_like(p) for p in plist]
-    for k in range(probes):
-        z = rademacher_like(plist, gen)
-        hz = yield from _scaled(hessian_vector_product(model, params, batches, z, f"probe {k + 1}/{probes}"),
-                                k / probes, (k + 1) / probes)
-        for t, zi, hi in zip(total, z, hz):
-            t.add_(zi * hi)
-    return [t / probes for t in total]
+    """diag(H) ≈ (1/P) sum_p z_p ⊙ (H z_p) with Rademacher z_p (seeded; Hutchinson 1989, Bekas,
+    Kokiopoulou & Saad 2007): unbiased, since E[z z^T] = I; exact for any single probe when H is
+    diagonal (z_i^2 = 1). H is the Hessian of the batch-averaged loss with respect to ``params``;
+    returns one tensor per parameter, in order."""
+    op = criterion_operator(model, params, _materialise(batches))
+    diag = yield from _diagonal_estimate(op, probes, seed)
+    return _listed(diag, params)
 
 
 def obd_scores(
@@ -424,12 +347,12 @@ def obd_scores(
     64-probe estimates of 1/2 H_ii w_i^2 from different seeds correlate at only 0.04 (fc1), and
     OBD pruning to 50% density leaves ~14% test accuracy where magnitude keeps ~98%."""
     params = _params(model)
-    data = _materialise(batches)
-    with _Scoring(model, params):
-        g = yield from _scaled(mean_gradient(model, params, data, "obd gradient"), 0.0, 0.1)
-        diag = yield from _scaled(hutchinson_diagonal(model, params, data, probes, seed), 0.1, 1.0)
+    op = criterion_operator(model, params, _materialise(batches))
+    with eval_mode(model):
+        g = yield from _scaled(op.gradient_steps("obd gradient"), 0.0, 0.1)
+        diag = yield from _scaled(_diagonal_estimate(op, probes, seed), 0.1, 1.0)
         return _as_scores(
-            {n: -gi * p.detach() + 0.5 * hi * p.detach() ** 2 for (n, p), gi, hi in zip(params.items(), g, diag)}
+            {n: -g[n] * p.detach() + 0.5 * diag[n] * p.detach() ** 2 for n, p in params.items()}
         )
 
 

@@ -1,7 +1,7 @@
 """Structured pruning that physically shrinks a model, and the MaskSet it is equivalent to.
 
-Given the coupled groups of :func:`visualizer.core.structure.graph.find_groups` and a score per unit
-(:func:`visualizer.core.structure.graph.group_scores`: channel L1/L2 norm, BN scale, Taylor, or the
+Given the coupled groups of :func:`visualizer.core.structure.groups.find_groups` and a score per unit
+(:func:`visualizer.core.structure.groups.group_scores`: channel L1/L2 norm, BN scale, Taylor, or the
 group-lasso norm ||w_{G_k}||_2 of seed 002), a :class:`PrunePlan` lists the units removed from each
 group. From one plan come
 
@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from visualizer.core.pruning.masks import MaskSet, atomic_write
-from visualizer.core.structure.graph import ChannelGroup, Member
+from visualizer.core.structure.graph import model_device
+from visualizer.core.structure.groups import ChannelGroup, Member
 from visualizer.core.tasks import Step, run
 from visualizer.core.training.loop import main_logits
 
@@ -136,7 +137,7 @@ def select_zero_units(groups: Iterable[ChannelGroup], scores: dict[int, torch.Te
 
 def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | None = None) -> PrunePlan:
     """Cut every connection whose strength ||W_consumer[:, S_producer]||_2 is <= tol (what group
-    lasso on connections leaves at zero; :func:`visualizer.core.structure.graph.connectivity`)."""
+    lasso on connections leaves at zero; :func:`visualizer.core.structure.groups.connectivity`)."""
     plan = plan if plan is not None else PrunePlan()
     for i, gid in enumerate(connectivity.groups):
         for j, consumer in enumerate(connectivity.consumers):
@@ -148,7 +149,7 @@ def select_zero_connections(connectivity, tol: float = 1e-8, plan: PrunePlan | N
 
 def remove_branches(groups: Iterable[ChannelGroup], removals, plan: PrunePlan | None = None) -> PrunePlan:
     """Remove whole branches of concatenations: ``removals`` is a list of (ConcatModule, branch
-    index) from :func:`visualizer.core.structure.graph.branches`. Every group living only inside the
+    index) from :func:`visualizer.core.structure.groups.branches`. Every group living only inside the
     branch loses all its units, the concatenation drops that input (the model becomes a
     ``torch.fx.GraphModule``), and the layers reading the concat lose the branch's columns.
     This is what group lasso on branches (seed 004, "The Case of Inception") ends in."""
@@ -178,7 +179,7 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
     """Everything group lasso drove to zero (norm <= tol): units of channel groups, DenseNet
     connections (:func:`select_zero_connections`) and whole Inception branches (every weight of
     the branch zero, :func:`remove_branches`). Removing them leaves the output unchanged."""
-    from visualizer.core.structure.graph import branches, connectivity, group_scores
+    from visualizer.core.structure.groups import branches, connectivity, group_scores
 
     plan = select_zero_units(groups, group_scores(model, groups, "l2-norm"), tol)
     select_zero_connections(connectivity(model, groups), tol, plan)
@@ -209,7 +210,7 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
 
 def branch_plan(groups: Iterable[ChannelGroup], branch_groups: Iterable[int]) -> PrunePlan:
     """Prune whole branches (Inception) or connections' producers (DenseNet): every unit but one
-    of the given groups (see :func:`visualizer.core.structure.graph.branches` for a branch's groups)."""
+    of the given groups (see :func:`visualizer.core.structure.groups.branches` for a branch's groups)."""
     by_id = {g.id: g for g in groups}
     plan = PrunePlan()
     for gid in branch_groups:
@@ -618,13 +619,14 @@ def shrink_mismatch(diff: float, scale: float, tol: float = SHRINK_TOLERANCE) ->
 def output_difference(a: nn.Module, b: nn.Module, example: torch.Tensor, trials: int = 3,
                       seed: int = 0) -> tuple[float, float]:
     """(max |a(x) - b(x)|, max |a(x)|) over ``trials`` random inputs shaped like ``example``
-    (eval mode)."""
+    (eval mode), drawn on the device of ``a``'s weights from a generator there (seeded)."""
     a.eval()
     b.eval()
-    gen = torch.Generator().manual_seed(seed)
+    device = model_device(a)
+    gen = torch.Generator(device=device).manual_seed(seed)
     worst = scale = 0.0
     for _ in range(trials):
-        x = torch.randn(example.shape, generator=gen, dtype=example.dtype)
+        x = torch.randn(example.shape, generator=gen, dtype=example.dtype, device=device)
         ya, yb = main_logits(a(x)), main_logits(b(x))
         worst = max(worst, float((ya - yb).abs().max()))
         scale = max(scale, float(ya.abs().max()))

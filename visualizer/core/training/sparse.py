@@ -56,7 +56,7 @@ from visualizer.core.training.loop import (
 )
 
 if TYPE_CHECKING:
-    from visualizer.core.structure.graph import ConcatModule
+    from visualizer.core.structure.groups import ConcatModule
 
 DST_METHODS = ("set", "rigl")
 DISTRIBUTIONS = ("erk", "uniform")
@@ -578,7 +578,7 @@ def branch_groups(
     Efficiency: The Case of Inception"): all weights, biases and norm scales of the branch's
     layers, so block soft thresholding keeps or removes the whole branch. ``cats``: the model's
     concatenations if the caller has traced them already (:func:`core.structure.branches`)."""
-    from visualizer.core.structure.graph import branches
+    from visualizer.core.structure.groups import branches
 
     modules = dict(model.named_modules())
     groups = []
@@ -604,7 +604,7 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
     Without the norm scales the penalty is evaded: the optimiser shrinks the conv slice and grows
     gamma, since only their product matters (measured: no group of densenet-mini reached zero at
     any lambda before accuracy collapsed)."""
-    from visualizer.core.structure.graph import find_groups
+    from visualizer.core.structure.groups import find_groups
 
     groups = []
     for g in find_groups(model, example).groups:
@@ -622,7 +622,7 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
 def default_groups(model: nn.Module) -> tuple[str, list[Group]]:
     """Inception branches if the model has Inception modules, else DenseNet connections if it
     concatenates features, else output channels. Returns (kind, groups)."""
-    from visualizer.core.structure.graph import branches
+    from visualizer.core.structure.groups import branches
 
     cats = branches(model)
     if any(c.kind == "inception" for c in cats):

@@ -32,7 +32,8 @@ class GraphResult:
 
 def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     """Trace the model, find its coupled groups and summaries, then lay the graph out."""
-    from visualizer.core.structure.graph import build_graph, find_groups
+    from visualizer.core.structure.graph import build_graph
+    from visualizer.core.structure.groups import find_groups
     yield Step("tracing the model", 0.0)
     traced = build_graph(model, example)
     yield Step("coupled channel groups", 0.3)
@@ -46,8 +47,8 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
         notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     groups = [[m.param for m in g.members] for g in groups_obj]
     yield Step("connectivity and branches", 0.5)
-    from visualizer.core.structure.graph import branches as branch_fn
-    from visualizer.core.structure.graph import connectivity
+    from visualizer.core.structure.groups import branches as branch_fn
+    from visualizer.core.structure.groups import connectivity
 
     conn = connectivity(model, groups_obj)
     branches = branch_fn(model, groups_obj, example)
@@ -85,7 +86,7 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     """Group lasso (block soft thresholding, seed 004) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
-    from visualizer.core.structure.graph import branches, connectivity, find_groups
+    from visualizer.core.structure.groups import branches, connectivity, find_groups
     from visualizer.core.training.sparse import group_lasso_then_finetune as lasso_then_finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
@@ -107,8 +108,9 @@ def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
                  trace_probes: int = 20, n_batches: int = 1, device: str = "cpu"):
     """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
     ``device`` (a copy of the model there; eigenvectors come back to the host)."""
-    from visualizer.core.curvature.hessian import SpectrumOptions as options_cls
-    from visualizer.core.curvature.hessian import dense_vs_masked, eval_batches
+    from visualizer.core.curvature.operator import eval_batches
+    from visualizer.core.curvature.spectrum import SpectrumOptions as options_cls
+    from visualizer.core.curvature.spectrum import dense_vs_masked
     from visualizer.core.workspace import model_on
     if masks is None:
         raise ValueError("a masked spectrum needs a mask: prune first")
@@ -139,8 +141,8 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
     2D: the plane through the trained point spanned by the pruning displacement
     delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
     trained point sits at (0, 0) and the pruned point at (1, 0)."""
-    from visualizer.core.curvature.hessian import eval_batches
     from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
+    from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.workspace import model_on
     if masks is None:
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
@@ -167,7 +169,8 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
 
 def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu"):
     """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models."""
-    from visualizer.core.structure.graph import example_input, find_groups, group_scores
+    from visualizer.core.structure.graph import example_input
+    from visualizer.core.structure.groups import find_groups, group_scores
     from visualizer.core.structure.shrink import structured_prune
     from visualizer.core.structure.speed import speed_job as measure
     yield Step("channel groups", 0.0)

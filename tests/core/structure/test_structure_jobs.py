@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.structure.graph import (
-    build_graph,
-    build_graph_job,
-    example_input,
-    find_groups,
-    find_groups_job,
-    group_scores,
-)
+from visualizer.core.structure.graph import build_graph, build_graph_job, example_input
+from visualizer.core.structure.groups import find_groups, find_groups_job, group_scores
 from visualizer.core.structure.shrink import structured_prune, structured_prune_job
 from visualizer.core.tasks import Cancelled, Step, run
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.structure.graph import branches, example_input, find_groups, group_scores
+from visualizer.core.structure.graph import example_input
+from visualizer.core.structure.groups import branches, find_groups, group_scores
 from visualizer.core.structure.shrink import (
     InputSelect,
     PrunedMultiheadAttention,
@@ -210,7 +211,7 @@ def test_load_rejects_other_files(tmp_path):
 
 
 def test_densenet_connection_pruning_after_group_lasso(tmp_path):
-    from visualizer.core.structure.graph import connectivity
+    from visualizer.core.structure.groups import connectivity
 
     m, x = _randomised("densenet-mini")
     groups = find_groups(m, x).groups

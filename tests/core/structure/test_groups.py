@@ -1,11 +1,11 @@
-"""Traced graphs, fallbacks, and coupled groups counted by hand from visualizer/core/models/zoo/convnets.py."""
+"""Coupled groups counted by hand from visualizer/core/models/zoo/convnets.py, group scores,
+connectivity, branches, and torchvision couplings."""
 
 from __future__ import annotations
 
 import math
 import time
 
-import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -13,25 +13,15 @@ from torch import nn
 
 from tests.conftest import torchvision_or_skip
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.structure.graph import (
+from visualizer.core.structure.graph import build_graph, example_input
+from visualizer.core.structure.groups import (
     branches,
-    build_graph,
     connectivity,
-    example_input,
     find_groups,
     group_scores,
     group_sparsity,
     layer_groups,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The machine's cores are shared: one torch thread avoids spin-wait contention (50x here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _zoo(name):
@@ -49,9 +39,6 @@ def _summary(groups):
 
 def _r(a, b):
     return list(range(a, b))
-
-
-# --- hand-counted groups -------------------------------------------------------------------------
 
 
 def test_resnet_mini_groups_by_hand():
@@ -195,9 +182,6 @@ def test_every_bundled_model_has_groups_and_an_unprunable_output_layer():
                 assert set(mm.units) <= set(range(g.size))
 
 
-# --- scores ------------------------------------------------------------------------------------
-
-
 def test_group_scores_by_hand_on_a_tiny_mlp():
     m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
     with torch.no_grad():
@@ -224,9 +208,6 @@ def test_bn_scale_scores_read_gamma():
     with torch.no_grad():
         m.layer1.bn1.weight.copy_(torch.arange(16.0) - 8)
     assert torch.allclose(group_scores(m, [g], "bn-scale")[g.id], (torch.arange(16.0) - 8).abs().double())
-
-
-# --- summaries ----------------------------------------------------------------------------------
 
 
 def test_densenet_connectivity_matrix():
@@ -263,99 +244,6 @@ def test_inception_branches_and_norms():
     dense = [c for c in branches(dm, None, dx) if c.kind == "dense"]
     assert len(dense) == 6 and dense[0].branches[0].layers == []  # identity + new features
 
-
-# --- the traced graph and its fallbacks --------------------------------------------------------------
-
-
-def test_fx_graph_has_shapes_and_parameter_counts():
-    m, x = _zoo("resnet-mini")
-    g = build_graph(m, x)
-    assert g.method == "fx" and not g.notices
-    assert g.graph.nodes["layer1.conv1"]["params"] == 16 * 16 * 9
-    assert g.graph.nodes["layer1.conv1"]["module_type"] == "Conv2d"
-    # the residual add reads both the block's bn2 output and the block input
-    add = next(n for n, a in g.graph.nodes(data=True) if a["label"] == "add" and "layer1" in str(list(g.graph.predecessors(n))))
-    assert g.graph.in_degree(add) == 2
-    assert g.graph.edges["layer1.bn2", add]["shape"] == [2, 16, 8, 8]
-    assert nx.is_directed_acyclic_graph(g.graph)
-    total = sum(a["params"] for _, a in g.graph.nodes(data=True))
-    assert total == sum(p.numel() for p in m.parameters())
-
-
-def test_every_bundled_model_traces_with_fx():
-    for name in ZOO:
-        m, x = _zoo(name)
-        g = build_graph(m, x)
-        assert g.method == "fx", (name, g.notices)
-        json = g.to_json()
-        assert json["nodes"] and json["edges"]
-
-
-class DataDependent(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(4, 8)
-        self.b = nn.Linear(8, 2)
-
-    def forward(self, x):
-        h = self.a(x)
-        if h.sum() > 0:  # data-dependent Python control flow: fx cannot trace it
-            h = torch.relu(h)
-        return self.b(h)
-
-
-def test_data_dependent_model_falls_back_with_a_notice():
-    m = DataDependent().eval()
-    g = build_graph(m, torch.randn(2, 4))
-    assert g.method in ("export", "hooks")
-    assert any("torch.fx could not trace" in n for n in g.notices)
-    assert g.graph.number_of_nodes() >= 3
-    # Torch-Pruning runs the model (autograd tracing), so groups still exist
-    r = find_groups(m, torch.randn(2, 4))
-    assert [g.root for g in r.prunable()] == ["a"]
-
-
-def test_hook_fallback_when_export_also_fails(monkeypatch):
-    import visualizer.core.structure.graph as S
-
-    def boom(*a, **k):
-        raise RuntimeError("no export here")
-
-    monkeypatch.setattr(S, "_export_graph", boom)
-    g = build_graph(DataDependent().eval(), torch.randn(2, 4))
-    assert g.method == "hooks"
-    assert any("execution order" in n for n in g.notices)
-    assert list(g.graph.successors("input")) == ["a"]
-    assert g.graph.edges["a", "b"]["shape"] == [2, 8]
-
-
-def test_torchscript_module_gets_hierarchy_and_no_groups():
-    ts = torch.jit.script(ZOO["lenet"].build().eval())
-    g = build_graph(ts)
-    assert g.method == "hierarchy" and "TorchScript" in g.notices[0]
-    assert g.graph.nodes["conv1"]["params"] == 6 * 9 + 6
-    r = find_groups(ts)
-    assert r.groups == [] and "TorchScript" in r.notices[0]
-
-
-def test_model_that_cannot_run_still_returns_a_graph():
-    m = nn.Sequential(nn.Linear(3, 4))
-    g = build_graph(m, torch.randn(2, 5))  # wrong input width
-    assert g.method == "hierarchy" and g.notices
-    assert find_groups(m, torch.randn(2, 5)).groups == [] or True  # never raises
-
-
-def test_graphml_roundtrip(tmp_path):
-    m, x = _zoo("densenet-mini")
-    g = build_graph(m, x)
-    p = tmp_path / "g.graphml"
-    g.write_graphml(p)
-    back = nx.read_graphml(p)
-    assert back.number_of_nodes() == g.graph.number_of_nodes()
-    assert back.nodes["stem"]["shape"] == "2x16x8x8"
-
-
-# --- torchvision architectures (run with torchvision installed; skipped otherwise) -------------------
 
 TORCHVISION = {
     # name: (builder kwargs, input size) — inputs kept small so the CPU run stays short
@@ -481,23 +369,6 @@ def test_torchvision_googlenet_branch_removal_and_densenet_connection_cut():
     assert max_output_diff(masked_copy(m, plan_masks(m, groups, plan)), small, x) <= 1e-5
 
 
-def test_graph_shapes_without_symbolic_shape_machinery():
-    """ShapeRecorder gives the edges their shapes without importing sympy (fx's ShapeProp pulls in
-    ~530 modules on first use, which froze the window when the graph job ran in a worker)."""
-    import subprocess
-    import sys
-
-    code = ("import sys; from visualizer.core.models.loaders import load_model; "
-            "from visualizer.core.structure.graph import build_graph; "
-            "g = build_graph(load_model('densenet-mini').model).graph; "
-            "shapes = [d.get('shape') for _, _, d in g.edges(data=True)]; "
-            "assert sum(s is not None for s in shapes) >= len(shapes) // 2, shapes; "
-            "print('sympy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "False"
-
-
 def test_a_group_search_past_its_budget_is_stopped_with_a_notice(monkeypatch):
     """Torch-Pruning spent minutes on one group of torchvision's Swin-T: past the budget the model
     gets no groups and a notice saying so, instead of a job that cannot be stopped."""
@@ -516,3 +387,10 @@ def test_a_group_search_past_its_budget_is_stopped_with_a_notice(monkeypatch):
     assert time.monotonic() - t0 < 5.0
     assert result.groups == [] or all(g.kind != "channel" for g in result.groups)
     assert any("did not finish in 0.3 s" in n for n in result.notices)
+
+
+def test_find_groups_on_a_model_that_cannot_run_says_why():
+    m = nn.Sequential(nn.Linear(3, 4))
+    r = find_groups(m, torch.randn(2, 5))  # wrong input width: never raises, no groups, a notice why
+    assert r.groups == []
+    assert len(r.notices) == 1 and "could not trace" in r.notices[0] and "mat1 and mat2" in r.notices[0]

@@ -8,7 +8,8 @@ from torch import nn
 
 from visualizer.core.models.zoo import ZOO
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.structure.graph import example_input, find_groups, group_scores
+from visualizer.core.structure.graph import example_input
+from visualizer.core.structure.groups import find_groups, group_scores
 from visualizer.core.structure.shrink import structured_prune
 from visualizer.core.structure.speed import (
     compare_speed,

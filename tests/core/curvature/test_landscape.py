@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from visualizer.core.curvature import landscape as L
-from visualizer.core.curvature.hessian import EvalSet, masked_point
+from visualizer.core.curvature.operator import EvalSet, masked_point
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tests.conftest import torchvision_or_skip
-from visualizer.core.structure.graph import find_groups, group_scores
+from visualizer.core.structure.groups import find_groups, group_scores
 from visualizer.core.structure.shrink import load_shrunk, save_shrunk, structured_prune
 
 
