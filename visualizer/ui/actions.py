@@ -87,7 +87,12 @@ def rank_job(
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
-    work = copy.deepcopy(model).to(device) if info.needs_data else model
+    if info.needs_data:
+        from visualizer.core.workspace import resolve_device
+
+        work = copy.deepcopy(model).to(resolve_device(device))
+    else:
+        work = model
     batches = score_batches(dataset) if info.needs_data else None
     if info.needs_data and batches is None:
         raise ValueError(f"{info.title} needs data: choose a dataset first")
