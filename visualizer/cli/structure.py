@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from visualizer.cli.common import (
     UserError,
     add_device_arg,
@@ -85,7 +87,8 @@ def _load(args):
         x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))
     except ValueError as exc:
         raise UserError(f"{args.model}: {exc}; pass --data NAME") from exc
-    return loaded, dataset, x
+    device = getattr(args, "device", None)
+    return loaded, dataset, (x.to(device) if isinstance(device, torch.device) else x)
 
 
 def _scores(args, model, groups, dataset):
@@ -184,6 +187,9 @@ def cmd_shrink(args) -> int:
     loaded, x, res, r = _prune(args)
     flops_before = count_flops(loaded.model, x)[0]
     flops_after = count_flops(r.shrunk.model, x)[0]
+    # files are written from the host: an exported program or state dict never names the GPU
+    r.shrunk.model.cpu()
+    x = x.cpu()
     if args.out:
         save_shrunk(args.out, r.shrunk, args.model, criterion=args.criterion, density=args.density)
     if args.export:

@@ -154,7 +154,7 @@ class MaskSet:
         """Write as safetensors (uint8 per parameter + string metadata), atomically."""
         from safetensors.torch import save_file
 
-        tensors = {n: m.to(torch.uint8).contiguous() for n, m in self.masks.items()}
+        tensors = {n: m.to("cpu", torch.uint8).contiguous() for n, m in self.masks.items()}
         meta = {str(k): str(v) for k, v in self.metadata.items()}
         meta.setdefault("format", "pruneviz-mask/1")
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
