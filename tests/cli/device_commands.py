@@ -10,7 +10,7 @@ from visualizer.cli import main
 
 # every command that computes on a model takes --device (the CLI's one rule)
 COMPUTING = ("prune", "train", "imp", "dst", "prox", "sweep", "lth-report", "hessian", "landscape",
-             "graph", "shrink", "speed")
+             "graph", "shrink", "speed", "lab random-labels")
 
 
 def quick_args(command: str, model: str, tmp: Path) -> list[str]:
@@ -29,6 +29,8 @@ def quick_args(command: str, model: str, tmp: Path) -> list[str]:
         "graph": ["graph", model],
         "shrink": ["shrink", model, "--density", "0.5"],
         "speed": ["speed", model, "--density", "0.5", "--repeats", "1", "--batch", "4"],
+        # the lab trains its own model (the bundled MLP)
+        "lab random-labels": ["lab", "random-labels", "--rounds", "1", "--epochs", "1"],
     }[command]
 
 
@@ -42,7 +44,9 @@ def run_json(capsys, argv: list[str]) -> tuple[int, dict, str]:
 def devices_recorded(command: str, result: dict) -> set[str]:
     """Every device a command's JSON result records (rows included)."""
     found = {result["device"]} if "device" in result else set()
-    for row in result.get("rows", []) + result.get("rounds", []):
-        if "device" in row:
-            found.add(row["device"])
+    for key in ("rows", "rounds"):  # lists of result rows (the lab's "rounds" is a count)
+        rows = result.get(key)
+        for row in rows if isinstance(rows, list) else []:
+            if "device" in row:
+                found.add(row["device"])
     return found

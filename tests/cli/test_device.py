@@ -12,14 +12,25 @@ from tests.cli.device_commands import COMPUTING, devices_recorded, quick_args, r
 from visualizer.cli import build_parser, main
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+def _commands(parser: argparse.ArgumentParser | None = None, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command, nested ones as "lab random-labels" (aliases once)."""
+    parser = parser or build_parser()
+    out: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        seen: set[int] = set()
+        for name, sub in action.choices.items():
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            nested = _commands(sub, f"{prefix}{name} ")
+            out.update(nested or {f"{prefix}{name}": sub})
+    return out
 
 
 def test_every_computing_command_has_the_device_option():
-    subs = _subcommands()
+    subs = _commands()
     with_device = {name for name, p in subs.items() if any("--device" in a.option_strings for a in p._actions)}
     assert with_device == set(COMPUTING)
     for name in COMPUTING:
@@ -53,7 +64,7 @@ def test_missing_device_is_one_line_exit_2(command, device, capsys, tmp_path):
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"pruneviz {command}: error: "), err
+    assert len(lines) == 1 and lines[0].startswith(f"pruneviz {command.split()[0]}: error: "), err
     assert "Traceback" not in err
     assert device.split(":")[0] in lines[0]
     # nothing was computed: the device is checked before the model loads
