@@ -26,6 +26,7 @@ Losses (seed 001, "The Gentle Art of Training" and "The Apprentice and the Maste
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Generator, Iterable
@@ -145,8 +146,6 @@ def amp_enabled(amp: bool, device: torch.device) -> bool:
 def autocast(amp: bool, device: torch.device):
     """``torch.autocast`` to bf16 when :func:`amp_enabled`, else a context that does nothing.
     Only forward passes and losses go under it; optimiser steps, HVPs and Lanczos never do."""
-    import contextlib
-
     if not amp_enabled(amp, device):
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
