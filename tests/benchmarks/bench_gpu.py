@@ -5,7 +5,7 @@
    synchronisation at the end, as core.training.loop.fit runs them (no host read per step).
 2. One Hessian-vector product vs one gradient on CUDA (same network and batch). Target: <= 3.
 3. Ranking 25.5M weights (ResNet-50's conv/fc shapes): one mask on the GPU (torch.kthvalue
-   threshold with positional ties, core.training.sparse.first_k) and a full sort on the GPU, vs
+   threshold with positional ties, core.pruning.ranking.first_k) and a full sort on the GPU, vs
    the CPU path the window uses (core.pruning.ranking.Ranking: one full ordering, then any
    density) and first_k on the CPU.
 4. Lanczos lambda_max of the ResNet-18-sized network: GPU vs CPU (fixed step count, so the two
@@ -39,6 +39,7 @@ from visualizer.core.curvature import lanczos as L  # noqa: E402
 from visualizer.core.curvature import operator as O  # noqa: E402
 from visualizer.core.models.loaders import prunable_parameters  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
+from visualizer.core.pruning.ranking import first_k  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 from visualizer.core.training.loop import (  # noqa: E402
     LoopHooks,
@@ -47,7 +48,6 @@ from visualizer.core.training.loop import (  # noqa: E402
     _one_step,
     make_optimizer,
 )
-from visualizer.core.training.sparse import first_k  # noqa: E402
 
 SECTIONS = ("step", "hvp", "rank", "lanczos", "memory")
 

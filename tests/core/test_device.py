@@ -9,10 +9,13 @@ import torch
 
 from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
+from visualizer.core.pruning.ranking import first_k
 from visualizer.core.tasks import run
 from visualizer.core.training import experiments
-from visualizer.core.training.loop import TrainConfig, amp_enabled, train
-from visualizer.core.training.sparse import drop_and_grow, first_k, hard_threshold_masks
+from visualizer.core.training.dst import drop_and_grow
+from visualizer.core.training.evaluate import amp_enabled
+from visualizer.core.training.loop import TrainConfig, train
+from visualizer.core.training.prox import hard_threshold_masks
 from visualizer.core.workspace import available_devices, device_memory, device_name, resolve_device
 
 

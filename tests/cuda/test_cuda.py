@@ -136,7 +136,9 @@ def _prunable(net):
 
 
 def test_dst_and_iht_selections_match_the_cpu():
-    from visualizer.core.training.sparse import drop_and_grow, first_k, hard_threshold_masks
+    from visualizer.core.pruning.ranking import first_k
+    from visualizer.core.training.dst import drop_and_grow
+    from visualizer.core.training.prox import hard_threshold_masks
 
     gen = torch.Generator().manual_seed(0)
     values = torch.randint(0, 7, (10_000,), generator=gen).float()
@@ -158,7 +160,7 @@ def test_dst_and_iht_selections_match_the_cpu():
 
 def test_group_lasso_on_cuda_matches_the_cpu():
     from visualizer.core.training.loop import TrainConfig
-    from visualizer.core.training.sparse import ProxConfig, proximal_training
+    from visualizer.core.training.prox import ProxConfig, proximal_training
 
     net, data = _loaded("lenet")
     results = {}

@@ -10,18 +10,21 @@ the same settings give the same mask and the same accuracy everywhere:
   mini-batches of a split in fixed order (all of them when ``n`` is None).
 - :func:`training_batches`: one epoch of seeded shuffled mini-batches of the training split.
 
-Each rule is one function; nothing else in the code base slices a dataset.
+Each rule is one function; nothing else in the code base slices a dataset. Scoring has one entry
+point too: :func:`score_job` (``Workspace.scores``) gives a criterion the workspace's criterion
+batches and seed, whether the window, a CLI command, a sweep, a preset or IMP asks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.tasks import Step
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -31,6 +34,7 @@ SCORE_BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 512
 CURVATURE_BATCHES = 1  # mini-batches of the test split the Hessian and landscape read by default
 CURVATURE_BATCH_SIZE = 128
+OBD_PROBES = 8  # Hutchinson probes of the obd criterion
 
 
 def criterion_batches(data: Dataset, n: int = SCORE_BATCHES, batch_size: int = SCORE_BATCH_SIZE,
@@ -59,7 +63,7 @@ def evaluation_batches(data: Dataset, n: int | None = None, batch_size: int = EV
     x, y = data.split(split)
     size = int(x.shape[0])
     if size == 0:
-        raise ValueError(f"the {split} split of {data.name} is empty")
+        raise ValueError(f"the {split} split of {getattr(data, 'name', 'the dataset')} is empty")
     stop = size if not n else min(size, n * batch_size)
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)]
 
@@ -183,3 +187,28 @@ class Workspace:
 
     def with_model(self, model: nn.Module) -> Workspace:
         return replace(self, model=model)
+
+    def scores(self, criterion: str, model: nn.Module | None = None,
+               probes: int = OBD_PROBES) -> Generator[Step, None, dict[str, torch.Tensor]]:
+        """:func:`score_job` on this workspace."""
+        return score_job(self, criterion, model, probes=probes)
+
+
+def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = None, *,
+              probes: int = OBD_PROBES) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """Scores of ``criterion`` on ``model`` (default: the workspace's): the one scoring entry
+    point. A data criterion (SNIP, GraSP, Taylor, OBD) reads :meth:`Workspace.criterion_batches`;
+    the workspace's seed also seeds the random criterion and the OBD probes. Raises ValueError for
+    an unknown criterion, or a data criterion without data."""
+    from visualizer.core.pruning.criteria import CRITERIA, score
+
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
+    info = CRITERIA[criterion]
+    batches = None
+    if info.needs_data:
+        if workspace.data is None:
+            raise ValueError(f"{info.title} needs data: choose a dataset first")
+        batches = workspace.criterion_batches()
+    target = workspace.model if model is None else model
+    return (yield from score(criterion, target, batches, seed=workspace.seed, probes=probes))

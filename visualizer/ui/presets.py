@@ -1,4 +1,4 @@
-"""One-click presets reproducing the seeds' figures, each with a short on-screen caption.
+"""One-click presets reproducing figures of the pruning literature, each with a short on-screen caption.
 
 A :class:`Preset` is three plain pieces: a job (a generator of core Steps calling core functions
 on a bundled model, run in a worker by the window or to the end by tests and screenshots), the
@@ -143,24 +143,20 @@ def _load(name: str):
     return loaded, load_dataset(loaded.dataset)
 
 
-def _fixed_batches(data, n: int = 4, size: int = 128):
-    from visualizer.core.data.sources import batches
-
-    return [b for _, b in zip(range(n), batches(data.x_train, data.y_train, size))]
-
-
 # --- SNIP vs magnitude ------------------------------------------------------------------------
 
 
 def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1):
-    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared."""
-    from visualizer.core.pruning.criteria import score
+    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared.
+    SNIP scores on the workspace's criterion batches, so its mask is the window's and the CLI's."""
     from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
-    mag = yield from sub(score("magnitude", net), 0.05, 0.2, "magnitude: ")
-    snip = yield from sub(score("snip", net, _fixed_batches(data)), 0.2, 0.9, "snip: ")
+    workspace = Workspace(net, data, model_ref=model)
+    mag = yield from sub(workspace.scores("magnitude"), 0.05, 0.2, "magnitude: ")
+    snip = yield from sub(workspace.scores("snip"), 0.2, 0.9, "snip: ")
     a = mask_from_scores(mag, density, criterion="magnitude")
     b = mask_from_scores(snip, density, criterion="snip")
     if layer not in a.masks:
@@ -206,19 +202,20 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
         dense_vs_masked,
         spectrum_over_rewinds,
     )
-    from visualizer.core.pruning.criteria import score
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.training.lottery import rewind_points
+    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
-    mags = yield from sub(score("magnitude", net), 0.01, 0.02)
+    workspace = Workspace(net, data, model_ref=model)
+    mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
-    evalset = eval_batches(data, n_batches=1, batch_size=128)
+    evalset = eval_batches(data)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
     run_ = yield from sub(rewind_points(net, model, data, taus), 0.5, 0.6, "training: ")
-    final = yield from sub(score("magnitude", run_.model), 0.6, 0.61)
+    final = yield from sub(workspace.scores("magnitude", run_.model), 0.6, 0.61)
     rewind_mask = mask_from_scores(final, density, criterion="magnitude")
     snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
     rewinds = yield from sub(
@@ -308,17 +305,20 @@ def show_density_law(view: FigureView, r: dict) -> None:
 # --- DenseNet and Inception after group lasso --------------------------------------------------
 
 
-def _group_lasso(model: str, kind: str):
-    """Group lasso + masked fine-tune of a bundled model at the settings that show removal."""
+def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | None = None,
+                 finetune_epochs: int = 3):
+    """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
+    removal (LASSO_DEFAULTS)."""
     from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
 
     loaded, data = _load(model)
-    lam, epochs = LASSO_DEFAULTS[kind]
-    return (yield from group_lasso_job(loaded.model, data, lam=lam, epochs=epochs))
+    default_lam, default_epochs = LASSO_DEFAULTS[kind]
+    return (yield from group_lasso_job(loaded.model, data, lam=default_lam if lam is None else lam,
+                                       epochs=epochs or default_epochs, finetune_epochs=finetune_epochs))
 
 
-def densenet_job():
-    return (yield from _group_lasso("densenet-mini", "densenet"))
+def densenet_job(**options):
+    return (yield from _group_lasso("densenet-mini", "densenet", **options))
 
 
 def show_densenet(view, r) -> None:
@@ -327,8 +327,8 @@ def show_densenet(view, r) -> None:
     view.set_connectivity(connectivity_input(r.before_connectivity), connectivity_input(r.after_connectivity))
 
 
-def inception_job():
-    return (yield from _group_lasso("inception-mini", "inception"))
+def inception_job(**options):
+    return (yield from _group_lasso("inception-mini", "inception", **options))
 
 
 def show_inception(view, r) -> None:
@@ -343,7 +343,7 @@ def show_inception(view, r) -> None:
 def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
                       steps_sparse: int | None = None):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
-    and time to train = steps x time per step (seed 001's paradox)."""
+    and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021)."""
     from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
     loaded, _ = _load(model)

@@ -3,13 +3,14 @@
 Every job trains a copy (core.training guarantees the caller's model and masks are untouched);
 its rows go to ``state.results`` (the accuracy-vs-density curves) as they stream. With "keep the
 trained weights" ticked, a finished fine-tune replaces the model's weights (the session then
-stores them).
+stores them). The requests take the window as a :class:`TrainingHost`, so this module never
+imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 from visualizer.core.tasks import Step, sub
 from visualizer.ui.device_ui import job_device
@@ -17,15 +18,19 @@ from visualizer.ui.device_ui import job_device
 SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
 
-def available() -> bool:
-    from visualizer.ui.window import training_available
+class TrainingHost(Protocol):
+    """What a training request needs of the main window."""
 
-    return training_available()[0]
+    state: object  # visualizer.ui.state.AppState: model, data, mask, results
+    jobs: object  # visualizer.ui.jobs.JobRunner
+
+    def show_error(self, text: str) -> None: ...
+    def install_trained_model(self, model) -> None: ...
 
 
 def train_config(settings: dict, device: str | None = None):
-    """The Training panel's settings as a TrainConfig, on ``device`` (the window's device chooser;
-    ``settings["device"]`` where no device is given)."""
+    """The Training panel's settings as a TrainConfig, on ``device`` (the window's one device
+    chooser, ui.device_ui; ``settings["device"]`` or auto where none is given)."""
     from visualizer.core.training.loop import TrainConfig
 
     return TrainConfig(
@@ -39,40 +44,40 @@ def train_config(settings: dict, device: str | None = None):
     )
 
 
-def _base_row(window, settings: dict, device: str) -> dict:
+def _base_row(window: TrainingHost, settings: dict, device: str) -> dict:
     s = window.state
     return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
             "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
             "lr": float(settings.get("lr", 0.0)), "device": device}
 
 
-def _require(window) -> bool:
+def _require(window: TrainingHost) -> bool:
     s = window.state
     if s.loaded is None or s.dataset is None:
         window.show_error("load a model with a dataset first")
-        return False
-    if not available():
-        window.show_error("training is not available in this build (visualizer.core.training.loop missing)")
         return False
     return True
 
 
 # --- jobs (worker thread) --------------------------------------------------------------------------
 def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generator[Step, None, dict]:
-    from visualizer.core.training.loop import evaluate
-    from visualizer.core.workspace import device_name, model_on, resolve_device
+    """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run,
+    on ``device`` (a copy of the model there)."""
+    from visualizer.core.training.evaluate import evaluate_job as evaluate
+    from visualizer.core.workspace import device_name, evaluation_batches, model_on, resolve_device
 
     dev = resolve_device(device)
     yield Step("evaluating the masked model", 0.1)
-    ev = evaluate(model_on(model, dev), data, masks=masks)
+    ev = yield from sub(evaluate(model_on(model, dev), evaluation_batches(data), masks), 0.1, 1.0)
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
             "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev)}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
-    from visualizer.core.training.loop import train, train_with_distillation
+    from visualizer.core.training.loop import train_with_distillation
+    from visualizer.core.training.lottery import retrain_job
 
-    job = train_with_distillation(model, data, masks, config) if distill else train(model, data, masks, config, stage="fine-tune")
+    job = train_with_distillation(model, data, masks, config) if distill else retrain_job(model, data, masks, "finetune", config)
     res = yield from job
     out = {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
            "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps}
@@ -93,8 +98,8 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
 
 
 def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
+    from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
     from visualizer.core.training.lottery import initial_state
-    from visualizer.core.training.sparse import DSTConfig, dynamic_sparse_training
 
     init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
     dst = DSTConfig(settings["retrain"], density, train=config, distribution=settings.get("distribution", "erk"))
@@ -106,8 +111,8 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
-    """Group lasso training, then the channel cut to the slider's density (seed 004's two steps)."""
-    from visualizer.core.training.sparse import (
+    """Group lasso training, then the channel cut to the slider's density (the two steps of structured sparsity learning; Wen et al. 2016)."""
+    from visualizer.core.training.prox import (
         ProxConfig,
         proximal_training,
         prune_channels_by_norm,
@@ -129,7 +134,7 @@ def sweep_job(model, data, sweep_config, previous: list[dict]):
 
 
 # --- requests (GUI thread) -------------------------------------------------------------------------
-def evaluate_mask(window) -> None:
+def evaluate_mask(window: TrainingHost) -> None:
     if not _require(window):
         return
     device = job_device(window)
@@ -142,7 +147,7 @@ def evaluate_mask(window) -> None:
                        on_result=s.add_result)
 
 
-def run_training(window, settings: dict) -> None:
+def run_training(window: TrainingHost, settings: dict) -> None:
     """Run the Training panel's retrain mode on the current model and mask."""
     if not _require(window):
         return
@@ -200,7 +205,7 @@ def run_training(window, settings: dict) -> None:
         window.show_error(f"unknown retrain mode {mode!r}")
 
 
-def run_sweep(window, settings: dict, densities=SWEEP_DENSITIES) -> None:
+def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -> None:
     """Accuracy at several densities for the current criterion (and random, as the baseline);
     rows already computed with the same settings are reused, new ones stream into the curves."""
     if not _require(window):
@@ -232,8 +237,8 @@ def run_sweep(window, settings: dict, densities=SWEEP_DENSITIES) -> None:
                        lambda: sweep_job(model, data, config, previous), on_partial=add, on_result=lambda _r: None)
 
 
-def prepare_curves(window, options) -> None:
+def prepare_curves(window: TrainingHost, options) -> None:
     """Fill the curves view for a screenshot: a no-retraining sweep of the chosen criterion."""
-    if not available() or window.state.dataset is None:
+    if window.state.dataset is None:
         return
     run_sweep(window, {"retrain": "none"})

@@ -53,8 +53,26 @@ FULL_PASS_RATIO = 64
 CHECKPOINTS = 16384
 
 
-# floor(rho * d + 1e-9) is what core/sparse.py and core/shrink.py use: agree with them for small d
+# the absolute part of kept_count's tolerance (the relative part covers large d)
 _ABS_TOLERANCE = Fraction(1, 10**9)
+
+
+def first_k(values: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Bool mask of the k entries of a 1-D ``values`` that a *stable* sort (descending when
+    ``largest``) would put first: everything strictly beyond the k-th value, then the tied
+    entries in positional order. O(d) on the tensor's own device (``torch.kthvalue`` and a
+    cumulative sum), with no host round trip and no full sort."""
+    d = values.numel()
+    k = max(0, min(int(k), d))
+    if k == 0:
+        return torch.zeros(d, dtype=torch.bool, device=values.device)
+    if k == d:
+        return torch.ones(d, dtype=torch.bool, device=values.device)
+    kth = torch.kthvalue(values, d - k + 1 if largest else k).values
+    strict = values > kth if largest else values < kth
+    ties = values == kth
+    need = k - strict.sum()
+    return strict | (ties & (torch.cumsum(ties, 0) <= need))
 
 
 def kept_count(density: float, total: int) -> int:
@@ -333,10 +351,6 @@ class Ranking:
         g.k = k_new
 
     # --- cheap read-outs for views -------------------------------------------------------------
-    @property
-    def density_requested(self) -> float | None:
-        return self._density
-
     def kept(self) -> int:
         return int(self._layer_kept.sum())
 

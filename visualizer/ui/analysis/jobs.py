@@ -77,17 +77,17 @@ class GroupLassoResult:
                 f"{self.accuracy_final:.3f} after a masked fine-tune")
 
 
-# what shows removal on the bundled models (core.sparse.group_lasso_then_finetune's measurements)
+# what shows removal on the bundled models (core.training.prox.group_lasso_then_finetune's measurements)
 LASSO_DEFAULTS = {"densenet": (0.3, 20), "inception": (0.3, 10)}
 
 
 def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune_epochs: int = 3,
                     example=None, device: str = "cpu") -> Generator[Step, None, GroupLassoResult]:
-    """Group lasso (block soft thresholding, seed 004) on a copy of ``model`` with the groups its
+    """Group lasso (block soft thresholding; Yuan & Lin 2006, Wen et al. 2016) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
     from visualizer.core.structure.groups import branches, connectivity, find_groups
-    from visualizer.core.training.sparse import group_lasso_then_finetune as lasso_then_finetune
+    from visualizer.core.training.prox import group_lasso_then_finetune as lasso_then_finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
@@ -116,7 +116,7 @@ def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     work = model_on(model, device)
-    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=128)
+    evalset = eval_batches(dataset, n_batches=n_batches)
     options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
     both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
     for spec in (both.dense, both.masked):
@@ -148,7 +148,7 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     model = model_on(model, device)  # a copy on the device; the grids come back as numpy
-    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=128)
+    evalset = eval_batches(dataset, n_batches=n_batches)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     pruned = masks.masked_state(model)
     curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")
@@ -176,7 +176,7 @@ def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, devi
     yield Step("channel groups", 0.0)
     x = example if example is not None else example_input(model)
     groups = find_groups(model, x).groups
-    scores = group_scores(model, groups, "l2-norm")
+    scores = group_scores(model, groups, "group-l2")
     yield Step("shrinking", 0.1)
     result = structured_prune(model, groups, scores, density, x)
     return (yield from sub(measure(model, result.shrunk.model, x, repeats=repeats, device=device), 0.2, 1.0))
