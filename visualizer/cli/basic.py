@@ -3,7 +3,9 @@
 JSON shapes (scripts depend on them):
 - ``models --json``: a list of ``{"name", "params", "accuracy"}``.
 - ``info MODEL --json``: ``{"model", "params", "prunable", "layers": [{"name", "kind", "shape",
-  "params", "prunable"}]}``.
+  "params", "prunable"}]}``; with ``--mask FILE`` (or ``--weights`` naming a torch.nn.utils.prune
+  checkpoint, which carries its mask) the ``prune --json`` shape instead, plus ``"model"`` and
+  ``"mask"``.
 - ``prune MODEL --json``: ``{"density", "kept", "total", "device", "layers": [{"name", "density", "kept",
   "total"}]}`` (achieved densities over the prunable weights), plus ``"accuracy"`` (test accuracy
   of the pruned model) with ``--eval``.
@@ -18,9 +20,11 @@ from visualizer.cli.common import (
     UserError,
     add_device_arg,
     add_json_arg,
+    add_mask_arg,
     add_model_args,
     device_label,
     print_json,
+    resolve_mask,
     table,
     to_args_device,
 )
@@ -31,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("info", help="per-layer table of a model: name, kind, shape, parameters, prunable")
+    p = sub.add_parser("info", help="per-layer table of a model: name, kind, shape, parameters, prunable; "
+                                    "with --mask: per-layer and global density of the mask")
     add_model_args(p)
+    add_mask_arg(p, "report this mask's per-layer and global density")
     add_json_arg(p)
     p.set_defaults(func=cmd_info)
 
@@ -49,7 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--density", "-d", type=float, required=True, help="fraction kept, 0..1: of the weights (of the output channels with --structure channel), k = floor(D * d)")
     p.add_argument("--scope", default="global", help=f"{' or '.join(SCOPES)} (default global)")
     p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
-    p.add_argument("--out", "-o", help="write the mask to this .safetensors file")
+    p.add_argument("--out", "-o", help="write the mask: .safetensors (pruneviz), .pt/.pth (a torch.nn.utils.prune "
+                                       "state dict: load it into a model prepared with prune.identity)")
+    p.add_argument("--format", choices=["pruneviz", "torch-prune", "nni"],
+                   help="mask file format (default: from the --out suffix); nni: {module: {'weight': mask}}")
     p.add_argument("--eval", action="store_true", help="report the pruned model's test accuracy")
     p.add_argument("--batches", type=int, default=SCORE_BATCHES,
                    help=f"mini-batches of a seeded shuffle of the training split that data criteria "
@@ -110,6 +119,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from visualizer.core.models.loaders import layer_table, load_model
 
     loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    masks = resolve_mask(args, loaded)
+    if masks is not None:
+        return _mask_info(args, loaded, masks)
     rows = layer_table(loaded.model)
     total = sum(r.params for r in rows)
     prunable = sum(r.params for r in rows if r.prunable)
@@ -138,6 +150,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def density_report(masks) -> dict:
+    """The ``prune --json`` shape: global and per-layer achieved density over the masked weights."""
+    return {
+        "density": masks.density(),
+        "kept": masks.kept(),
+        "total": masks.total(),
+        "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
+    }
+
+
+def _mask_info(args: argparse.Namespace, loaded, masks) -> int:
+    source = args.mask or f"{args.weights} (torch.nn.utils.prune)"
+    result = {"model": loaded.ref, "mask": source, **density_report(masks)}
+    if args.json:
+        print_json(result)
+        return 0
+    print(table([[ld["name"], ld["kept"], ld["total"], _pct(ld["density"])] for ld in result["layers"]],
+                ["layer", "kept", "total", "density"]))
+    print(f"\n{loaded.ref} with mask {source}: kept {result['kept']:,} of {result['total']:,} = "
+          f"{_pct(result['density'])}")
+    return 0
+
+
 # --- prune --------------------------------------------------------------------------------------
 
 
@@ -159,6 +194,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}")
     density = check_density(args.density)
     info = CRITERIA[args.criterion]
+    if args.out:
+        from visualizer.core.io.mask_formats import format_for
+
+        format_for(args.out, args.format)  # a bad --out/--format fails before any slow work
     if args.batches < 1:
         raise UserError(f"--batches must be at least 1, got {args.batches}")
     if args.batch_size < 1:
@@ -180,17 +219,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
         progress,
     )
     masks = ranking.mask_at(density)
-    result: dict = {
-        "density": masks.density(),
-        "kept": masks.kept(),
-        "total": masks.total(),
-        "device": device_label(args.device),
-        "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
-    }
+    result: dict = density_report(masks)
+    result["device"] = device_label(args.device)
+    if args.out:  # a torch.prune file carries the (unmasked) weights as X_orig
+        from visualizer.core.io.mask_formats import write_mask
+
+        masks = masks.copy()
+        masks.metadata.update(criterion=args.criterion, scope=args.scope, structure=args.structure,
+                              density=f"{masks.density():.6g}", model=loaded.ref)
+        write_mask(masks, args.out, model, args.format)
     if args.eval:
         result["accuracy"] = evaluate(model, workspace.evaluation_batches(), masks).accuracy
-    if args.out:
-        masks.save(args.out)
     if args.json:
         print_json(result)
         return 0

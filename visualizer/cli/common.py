@@ -22,11 +22,14 @@ class UserError(Exception):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input', shown as one line rather than a traceback."""
     from visualizer.core.data.sources import DataError
+    from visualizer.core.io.checks import FileFormatError
+    from visualizer.core.io.session import SessionError
     from visualizer.core.models.loaders import ModelLoadError
     from visualizer.core.pruning.masks import MaskError
     from visualizer.core.tasks import Cancelled
 
-    return (UserError, ModelLoadError, MaskError, DataError, ValueError, FileNotFoundError, Cancelled)
+    return (UserError, ModelLoadError, MaskError, FileFormatError, SessionError, DataError, ValueError,
+            FileNotFoundError, Cancelled)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -111,6 +114,24 @@ def oom_message(command: str, exc: BaseException) -> str:
     """One line for a CUDA out-of-memory error: where, and which flags to lower."""
     hint = OOM_HINTS.get(command, DEFAULT_OOM_HINT)
     return f"out of GPU memory ({first_line(exc)}); lower {hint}, or use --device cpu"
+
+
+def add_mask_arg(p: argparse.ArgumentParser, help_text: str = "mask file") -> None:
+    """``--mask FILE``: any format read_mask recognises (pruneviz safetensors, torch.nn.utils.prune
+    state dict or checkpoint, NNI dict, plain dict of 0/1 tensors)."""
+    p.add_argument("--mask", help=f"{help_text} (.safetensors from pruneviz, a torch.nn.utils.prune "
+                                  "checkpoint, an NNI mask dict or a dict of 0/1 tensors)")
+
+
+def resolve_mask(args: argparse.Namespace, loaded):
+    """The mask of ``--mask FILE`` checked against the model, else the mask a torch.nn.utils.prune
+    ``--weights`` checkpoint carried, else None."""
+    from visualizer.core.io.mask_formats import read_mask
+
+    path = getattr(args, "mask", None)
+    if path:
+        return read_mask(path, loaded.model)
+    return getattr(loaded, "masks", None)
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:

@@ -9,10 +9,12 @@ from visualizer.cli.common import (
     UserError,
     add_device_arg,
     add_json_arg,
+    add_mask_arg,
     add_model_args,
     device_label,
     load_model_and_data,
     print_json,
+    resolve_mask,
     table,
 )
 
@@ -64,7 +66,7 @@ def _float_list(text: str) -> list[float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="(masked) training / fine-tuning of a model")
     add_model_args(p)
-    p.add_argument("--mask", help="masks.safetensors: train only the kept weights (projected gradient)")
+    add_mask_arg(p, "train only the kept weights (projected gradient)")
     _add_train_args(p, epochs=5)
     p.add_argument("--label-smoothing", type=float, default=0.0, help="eps: targets (1-eps) onehot + eps/K")
     p.add_argument("--distill", action="store_true", help="distil from the dense model (teacher)")
@@ -96,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distribution", choices=["erk", "uniform"], default="erk",
                    help="per-layer densities of the random starting mask: erk (Erdos-Renyi-Kernel, "
                         "small layers denser; RigL's default) or uniform (default: erk)")
-    p.add_argument("--out", help="write the final mask here (.safetensors)")
+    p.add_argument("--out", help="write the final mask here (.safetensors, or .pt/.pth as a torch.nn.utils.prune state dict)")
     _add_train_args(p, epochs=10, lr=3e-3)
     add_json_arg(p)
     p.set_defaults(func=cmd_dst)
@@ -108,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--density", type=float, default=0.1, help="IHT: keep floor(density * d) weights")
     p.add_argument("--groups", choices=["auto", "channels", "branches", "connections"], default="auto",
                    help="group lasso groups (auto: Inception branches, DenseNet connections, else channels)")
-    p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors)")
+    p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors, or .pt/.pth as a torch.nn.utils.prune state dict)")
     _add_train_args(p, epochs=5, lr=0.05)
     p.set_defaults(optimizer="sgd")
     add_json_arg(p)
@@ -146,16 +148,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from visualizer.core.pruning.masks import MaskSet
     from visualizer.core.training.evaluate import evaluate
     from visualizer.core.training.loop import train
     from visualizer.core.workspace import evaluation_batches
 
     loaded, data = load_model_and_data(args)
     model = loaded.model
-    masks = MaskSet.load(args.mask) if args.mask else None
-    if masks is not None:
-        masks.check(model)
+    masks = resolve_mask(args, loaded)
     config = _train_config(
         args, label_smoothing=args.label_smoothing,
         distill_weight=args.distill_weight if args.distill else 0.0, temperature=args.temperature,
@@ -226,13 +225,14 @@ def cmd_imp(args: argparse.Namespace) -> int:
 def _save_state(state: dict, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from visualizer.core.pruning.masks import atomic_write
+    from visualizer.core.io.atomic import atomic_write
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
 def cmd_dst(args: argparse.Namespace) -> int:
+    from visualizer.core.io.mask_formats import write_mask
     from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
     from visualizer.core.training.lottery import initial_state
 
@@ -243,7 +243,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
     config.validate()
     res = _run(dynamic_sparse_training(loaded.model, data, config, start_state=init))
     if args.out:
-        res.masks.save(args.out)
+        write_mask(res.masks, args.out, res.model)
     out = {
         "model": args.model, "method": args.method, "density": args.density,
         "distribution": args.distribution, "achieved_density": res.masks.density(),
@@ -267,6 +267,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
 def cmd_prox(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from visualizer.core.io.mask_formats import write_mask
     from visualizer.core.training.prox import ProxConfig, proximal_training
 
     loaded, data = load_model_and_data(args)
@@ -286,7 +287,7 @@ def cmd_prox(args: argparse.Namespace) -> int:
     config.validate()
     res = _run(proximal_training(loaded.model, data, config))
     if args.out:
-        res.masks.save(args.out)
+        write_mask(res.masks, args.out, res.model)
     out = {
         "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
         "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,

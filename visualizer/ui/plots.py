@@ -109,7 +109,9 @@ def render_curves_png(rows: list[dict], path: str | Path, title: str | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     exporter = pg.exporters.ImageExporter(plot)
     exporter.parameters()["width"] = width
-    exporter.export(str(path))
+    from visualizer.core.io.atomic import atomic_write
+
+    atomic_write(path, lambda tmp: exporter.export(tmp))
     widget.close()
     widget.deleteLater()
     app.processEvents()

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
-from visualizer.core.pruning.masks import MaskSet, atomic_write
+from visualizer.core.io.atomic import atomic_write
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
