@@ -19,7 +19,9 @@ built-in ResNet-18 with the same block layout (He et al. 2016; 11.2M weights).
 Run: /work/main/.venv/bin/python tests/benchmarks/bench_gpu.py [--skip step hvp rank lanczos memory]
      [--batch 128] [--cpu-lanczos-steps 8]
 Without CUDA it says so and stops; ``--smoke`` runs every section on the CPU at toy sizes, to
-check that the script itself works (its numbers mean nothing).
+check that the script itself works (its numbers mean nothing). ``--cpu-selection`` times, on the
+CPU alone, the top-k selection IHT and RigL run every step/update: the stable full sort they used
+before vs first_k (torch.kthvalue + positional ties), with the masks compared.
 """
 
 from __future__ import annotations
@@ -243,6 +245,26 @@ def bench_memory(model: nn.Module, device: torch.device, batch: int, size: int, 
         del op
 
 
+def bench_cpu_selection(sizes: tuple[int, ...] = (50_000, 1_000_000, 11_000_000)) -> None:
+    print("\n[cpu] keep the top 10% of |w| with positional ties: stable sort vs first_k, 1 thread")
+    torch.set_num_threads(1)
+
+    def stable_sort(flat: torch.Tensor, k: int) -> torch.Tensor:
+        keep = torch.zeros(flat.numel(), dtype=torch.bool)
+        keep[torch.sort(-flat, stable=True).indices[:k]] = True
+        return keep
+
+    cpu = torch.device("cpu")
+    for d in sizes:
+        flat = torch.randn(d, generator=torch.Generator().manual_seed(0)).abs()
+        k = d // 10
+        t_sort = timed(lambda flat=flat, k=k: stable_sort(flat, k), cpu)
+        t_k = timed(lambda flat=flat, k=k: first_k(flat, k), cpu)
+        same = torch.equal(stable_sort(flat, k), first_k(flat, k))
+        print(f"  {d:>11,} weights: stable sort {t_sort * 1e3:8.2f} ms, first_k {t_k * 1e3:8.2f} ms "
+              f"({t_sort / t_k:.1f}x), same mask: {same}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
@@ -252,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lanczos-steps", type=int, default=30)
     ap.add_argument("--cpu-lanczos-steps", type=int, default=5)
     ap.add_argument("--smoke", action="store_true", help="CPU, toy sizes: checks the script, measures nothing")
+    ap.add_argument("--cpu-selection", action="store_true", help="only the CPU top-k selection timing")
     args = ap.parse_args(argv)
+    if args.cpu_selection:
+        bench_cpu_selection()
+        return 0
     if args.smoke:
         device, width, scale = torch.device("cpu"), 8, 0.01
         args.batch, args.size, args.steps, args.lanczos_steps, args.cpu_lanczos_steps = 4, 8, 2, 3, 3
