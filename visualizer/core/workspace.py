@@ -73,9 +73,11 @@ def training_batches(data: Dataset, batch_size: int, seed: int | torch.Generator
     same ``torch.Generator`` on to get the next epoch's order)."""
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     x, y = data.x_train, data.y_train
-    order = torch.randperm(int(x.shape[0]), generator=gen)
+    # the permutation goes to the data's device once per epoch: a copy per batch would make a
+    # GPU wait for the host at every training step
+    order = torch.randperm(int(x.shape[0]), generator=gen).to(x.device)
     for start in range(0, int(x.shape[0]), batch_size):
-        idx = order[start : start + batch_size].to(x.device)
+        idx = order[start : start + batch_size]
         yield x[idx], y[idx]
 
 
