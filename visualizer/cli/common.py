@@ -98,6 +98,7 @@ def resolve_args_device(args: argparse.Namespace) -> None:
         return
     from visualizer.core.workspace import resolve_device
 
+    args.device_requested = str(args.device)  # a Ray cluster places "auto" on its own GPUs
     args.device = resolve_device(args.device)
     if getattr(args, "amp", False) and args.device.type != "cuda":
         print(f"note: --amp is ignored on {args.device} (bf16 autocast runs on CUDA only)", file=sys.stderr)

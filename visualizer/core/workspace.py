@@ -142,6 +142,17 @@ def device_memory(device: str | torch.device) -> str:
     return f"{used / 2**30:.1f}/{total / 2**30:.1f} GiB"
 
 
+def device_key(device: str | torch.device) -> str:
+    """The device a result row records: resolved here when it can be (``auto`` -> ``cpu``,
+    ``cuda`` -> ``cuda:0``), else by its name (a Ray worker's GPU that this machine lacks:
+    ``cuda`` -> ``cuda:0``, the task's one visible GPU)."""
+    try:
+        return device_name(resolve_device(device))
+    except ValueError:
+        dev = torch.device(str(device))
+        return f"{dev.type}:{dev.index or 0}" if dev.type == "cuda" else str(dev)
+
+
 def model_on(model: nn.Module, device: str | torch.device) -> nn.Module:
     """``model`` itself when its parameters are already on ``device``, else a copy there: a job
     on another device never moves the caller's model (the window's stays on the host)."""
