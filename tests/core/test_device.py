@@ -153,3 +153,13 @@ def test_sweep_rows_record_the_device_and_are_keyed_by_it():
     other = run(experiments.sweep(model, data, config, previous=elsewhere))
     assert other.computed == 1 and other.reused == 0
     assert "device" in experiments.KEY_FIELDS and "device" in experiments.ROW_FIELDS
+
+
+def test_device_key_names_a_device_this_machine_lacks(monkeypatch):
+    from visualizer.core.workspace import device_key
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_key("cpu") == "cpu"
+    assert device_key("auto") in ("cpu", "mps")
+    # a Ray task's GPU: the row says which device trained it even where the driver has none
+    assert device_key("cuda") == "cuda:0" and device_key("cuda:2") == "cuda:2"
