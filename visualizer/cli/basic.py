@@ -92,9 +92,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from visualizer.core.models.loaders import layer_table, load_model
+    from visualizer.cli.common import load_model_from_args
+    from visualizer.core.models.loaders import layer_table
 
-    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    loaded = load_model_from_args(args)
     rows = layer_table(loaded.model)
     total = sum(r.params for r in rows)
     prunable = sum(r.params for r in rows if r.prunable)
@@ -102,6 +103,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print_json(
             {
                 "model": loaded.ref,
+                "weights": loaded.weights_line,
                 "params": total,
                 "prunable": prunable,
                 "layers": [
@@ -119,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             ["name", "kind", "shape", "params", "prunable"],
         )
     )
-    print(f"\n{loaded.ref}: {total:,} parameters, {prunable:,} prunable")
+    print(f"\n{loaded.ref}: {total:,} parameters, {prunable:,} prunable, {loaded.weights_line}")
     return 0
 
 
@@ -144,8 +146,7 @@ def score_batches(dataset, batches: int, batch_size: int, seed: int) -> list[tup
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from visualizer.cli.common import load_model_and_data
-    from visualizer.core.models.loaders import load_model
+    from visualizer.cli.common import load_model_and_data, load_model_from_args
     from visualizer.core.pruning.criteria import CRITERIA, score
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES, build_ranking, check_density
     from visualizer.core.tasks import TerminalProgress, run
@@ -165,7 +166,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if info.needs_data or args.eval:
         loaded, dataset = load_model_and_data(args)
     else:
-        loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+        loaded = load_model_from_args(args)
     model = loaded.model
     batches = score_batches(dataset, args.batches, args.batch_size, args.seed) if info.needs_data else None
 

@@ -64,10 +64,10 @@ def _run(job):
 
 
 def _load(args):
-    from visualizer.core.models.loaders import load_model
+    from visualizer.cli.common import load_model_from_args
     from visualizer.core.structure.graph import example_input
 
-    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    loaded = load_model_from_args(args)
     dataset = getattr(args, "data", None) or loaded.dataset
     try:
         x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))

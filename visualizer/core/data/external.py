@@ -32,7 +32,7 @@ class DataOptions:
     root: str | None = None
     download: bool = False
     image_size: int | None = None
-    normalize: str = "none"
+    normalize: str | None = None  # None: "none", unless a model's own transform applies
     channels: int | None = None
     transform: Callable | None = None
     seed: int = 0
@@ -41,7 +41,22 @@ class DataOptions:
     def preprocess(self, default_channels: int = 3):
         from visualizer.core.data.folder import Preprocess
 
-        return Preprocess(self.image_size, self.channels or default_channels, self.normalize)
+        return Preprocess(self.image_size, self.channels or default_channels, self.normalize or "none")
+
+
+def options_for_model(options: DataOptions, model: torch.nn.Module, transform: Callable | None = None) -> DataOptions:
+    """``options`` completed from the model: its pretrained weights' own preprocessing
+    (``transform``, e.g. torchvision's resize-256/crop-224/ImageNet statistics) unless an image
+    size or a normalisation was given, and the input channels its first convolution reads."""
+    from dataclasses import replace
+
+    from visualizer.core.data.folder import ConvertThen
+    from visualizer.core.data.sources import expected_channels
+
+    channels = options.channels or expected_channels(model)
+    if transform is not None and options.transform is None and options.image_size is None and options.normalize is None:
+        return replace(options, channels=channels, transform=ConvertThen("RGB", transform))
+    return replace(options, channels=channels)
 
 
 def load_torchvision_dataset(name: str, options: DataOptions) -> StreamSource:

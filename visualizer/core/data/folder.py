@@ -78,6 +78,18 @@ class Preprocess:
         return x
 
 
+@dataclass(frozen=True)
+class ConvertThen:
+    """Convert a Pillow image to ``mode`` ('RGB', 'L'), then apply ``transform`` (a pretrained
+    model's own preprocessing expects RGB even when the folder holds grey images)."""
+
+    mode: str
+    transform: Callable
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.transform(image.convert(self.mode))
+
+
 class ImageFiles(TorchDataset):
     """(path, label) pairs, decoded on access: ``transform(PIL image)`` and the label."""
 
