@@ -58,13 +58,19 @@ def test_nothing_is_clipped_at_projector_sizes(qtbot, window, size, scheme):
     assert _clipped(show) == []
     # the live slide's heatmap fills most of the screen; caption and strip are large type
     assert show.stack.height() > 0.6 * size[1]
-    assert show.caption.font().pointSizeF() >= 13 * size[1] / 1080
+    assert show.caption.font().pointSizeF() >= 17 * size[1] / 1080
     assert show.slider.width() >= 200  # a density slider one can hit from the lectern
+    import pyqtgraph as pg
+
+    axes = [i for v in show.slides[0].widget.findChildren(pg.GraphicsView) for i in v.scene().items()
+            if isinstance(i, pg.AxisItem)]
+    assert axes and all(a.style["tickFont"].pointSizeF() >= 10 * size[1] / 1080 for a in axes)
     show.next()  # the preset slide while it computes, then when it is shown
     assert _clipped(show) == []
     qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
     assert show.stack.currentWidget() is show.slides[1].widget
     assert _clipped(show) == []
+    assert show.caption.font().pointSizeF() >= 17 * size[1] / 1080  # a new view kept the sizes
     show.close()
 
 

@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "visualizer.cli.training",
     "visualizer.cli.curvature",
     "visualizer.cli.structure",
+    "visualizer.cli.labs",
+    "visualizer.cli.presets",
     "visualizer.cli.gui",
 ]
 

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -36,8 +36,8 @@ PLAY_INTERVAL_MS = 12000  # Play: seconds per slide
 SLIDER_STEPS = 300  # the density slider: log scale from 100% to 0.1%
 MIN_DENSITY = 1e-3
 # point sizes per screen height: a 720-line projector and a 1080-line one read alike from the back
-CAPTION_PT_PER_LINE = 20 / 1080
-STRIP_PT_PER_LINE = 15 / 1080
+CAPTION_PT_PER_LINE = 26 / 1080
+STRIP_PT_PER_LINE = 17 / 1080
 
 
 def density_of(value: int) -> float:
@@ -48,6 +48,21 @@ def density_of(value: int) -> float:
 def value_of(density: float) -> int:
     density = min(max(float(density), MIN_DENSITY), 1.0)
     return round(SLIDER_STEPS * math.log10(density) / math.log10(MIN_DENSITY))
+
+
+def enlarge_axes(widget: QWidget, point_size: float) -> None:
+    """Tick labels, axis titles and colour-bar axes of every pyqtgraph plot inside ``widget`` in
+    ``point_size`` type (the heatmap is drawn for a desk, not a lecture hall)."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QFont
+
+    font = QFont()
+    font.setPointSizeF(point_size)
+    for view in widget.findChildren(pg.GraphicsView):
+        for item in view.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setStyle(tickFont=font, tickTextOffset=6)
+                item.label.setFont(font)
 
 
 @dataclass
@@ -81,6 +96,7 @@ class Presentation(QWidget):
 
         self.stack = QStackedWidget(self)
         self.waiting = QLabel("", self)  # progress / error page of a slide still running
+        self.waiting.setObjectName("slideWaiting")
         self.waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.waiting.setWordWrap(True)
         self.stack.addWidget(self.waiting)
@@ -170,27 +186,31 @@ class Presentation(QWidget):
         manager = theme_manager()
         manager.set_scheme(self._scheme)
         manager.set_teaching(True)
-        theme = manager.theme()
-        self.setStyleSheet(
-            f"QWidget#presentation, QStackedWidget {{ background: {theme.background}; }}"
-            f" QLabel {{ color: {theme.foreground}; }}")
+        self._style_key = None
         self._size_fonts()
 
     def _size_fonts(self) -> None:
+        """Colours and font sizes in one style sheet: a style sheet re-polishes every child when
+        a slide's view is added, and would undo sizes given by setFont."""
+        from visualizer.ui.teaching import theme_manager
+
         lines = max(self.height(), 480)
-        caption = QFont(self.font())
-        caption.setPointSizeF(max(11.0, CAPTION_PT_PER_LINE * lines))
-        self.caption.setFont(caption)
-        title = QFont(caption)
-        title.setBold(True)
-        title.setPointSizeF(caption.pointSizeF() * 1.15)
-        self.title.setFont(title)
-        self.waiting.setFont(caption)
-        strip = QFont(self.font())
-        strip.setPointSizeF(max(10.0, STRIP_PT_PER_LINE * lines))
-        for w in self.strip.findChildren(QWidget):
-            w.setFont(strip)
-        self.strip.setFont(strip)
+        caption = round(max(11.0, CAPTION_PT_PER_LINE * lines), 1)
+        strip = round(max(10.0, STRIP_PT_PER_LINE * lines), 1)
+        theme = theme_manager().theme()
+        key = (caption, strip, theme.name)
+        if key == getattr(self, "_style_key", None):
+            return
+        self._style_key = key
+        self.setStyleSheet(
+            f"QWidget#presentation, QStackedWidget {{ background: {theme.background}; }}"
+            f" QLabel {{ color: {theme.foreground}; }}"
+            f" QLabel#slideCaption, QLabel#slideWaiting {{ font-size: {caption}pt; }}"
+            f" QLabel#slideTitle {{ font-size: {round(caption * 1.15, 1)}pt; font-weight: bold; }}"
+            f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}")
+        for slide in getattr(self, "slides", []):
+            if slide.id == LIVE and slide.widget is not None:
+                enlarge_axes(slide.widget, strip)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         """The deck keys also when the window is not the active one (a second screen)."""
@@ -246,6 +266,8 @@ class Presentation(QWidget):
 
             slide.widget = HeatmapView(self.main)
             self.stack.addWidget(slide.widget)
+            self._style_key = None  # size its axes with the rest
+            self._size_fonts()
         self.stack.setCurrentWidget(slide.widget)
         self._live_caption()
 

@@ -7,7 +7,8 @@ view that shows its result, and a caption saying what to look at.
 Presets: the LTH curve on the bundled MLP (ticket vs re-init vs random); SNIP vs magnitude masks
 on the same layer; masked vs dense Hessian spectrum; DenseNet connections after group lasso;
 Inception branches removed; the density law (1-alpha)^S over IMP rounds; time-to-train of dense,
-unstructured and structured models.
+unstructured and structured models; and the four theory labs of visualizer.core.labs (their
+views in visualizer.ui.analysis.lab_views).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ class FigureView(AnalysisView):
             plot = self.add_plot(self.canvas, 0, 0)
             plot.addLegend(offset=(-10, -10) if fig.legend == "bottom-right" else (-10, 10))
             plot.setLogMode(x=fig.log_x, y=False)
+            if fig.log_x:  # pyqtgraph's minor labels run together at lecture font sizes
+                from visualizer.ui.plots import DENSITY_TICKS
+
+                plot.getAxis("bottom").setTicks([[(float(np.log10(d)), f"{d:g}") for d in DENSITY_TICKS], []])
             plot.showGrid(x=True, y=True, alpha=0.2)
             for i, line in enumerate(fig.lines):
                 style = pg.QtCore.Qt.PenStyle.DashLine if line.dashed else pg.QtCore.Qt.PenStyle.SolidLine
@@ -397,40 +402,88 @@ def _branch_view():
     return BranchView()
 
 
+def _lab_preset(lab: str, title: str, caption: str) -> Preset:
+    """A theory lab as a preset: its core job with default settings, its view from lab_views."""
+    from visualizer.core.labs import lab_job
+
+    def view():
+        from visualizer.ui.analysis.lab_views import LAB_VIEWS
+
+        return LAB_VIEWS[lab][1]()
+
+    def show(v, result) -> None:
+        from visualizer.ui.analysis.lab_views import LAB_VIEWS
+
+        LAB_VIEWS[lab][2](v, result)
+
+    def job(**options):
+        return (yield from lab_job(lab)(**options))
+
+    return Preset(lab, title, caption, view, job, show, ("labs",))
+
+
+LAB_PRESETS = [
+    _lab_preset(
+        "mask-probability", "Lab: a winning mask by chance",
+        "Weights drawn w0 ~ N(0, sigma^2), a mask keeping |w0| >= t: the chance it is exactly the "
+        "true k-sparse support is [2(1 - Phi(t/sigma))]^k [2 Phi(t/sigma) - 1]^(n-k). The curve is "
+        "the formula, the points a Monte Carlo count with error bars; even at the best threshold "
+        "the chance is small (docs/theory.md)."),
+    _lab_preset(
+        "phase-transition", "Lab: sparse recovery phase transition",
+        "Recovering a k-sparse x from m random measurements (OMP; Tropp & Gilbert 2007): the "
+        "success rate over delta = m/n and rho = k/m drops sharply near the l1 weak threshold of "
+        "Donoho & Tanner (2009), drawn as the curve (computed by the formula of Donoho, Maleki & "
+        "Montanari 2009; docs/theory.md)."),
+    _lab_preset(
+        "a-optimal", "Lab: magnitude pruning vs A-optimal design",
+        "Keeping k of m sensor rows: the exhaustive A-optimal subset (min trace((A_S^T A_S)^-1); "
+        "Kiefer 1959) against keeping the k largest rows, as magnitude pruning does. Points on "
+        "y = x are trials where the heuristic is optimal; the bars show how many rows both "
+        "keep (docs/theory.md)."),
+    _lab_preset(
+        "random-labels", "Lab: no free lunch with random labels",
+        "The MLP trained dense and as an IMP ticket (Frankle & Carbin 2019) on true and on shuffled "
+        "digits labels: with labels that carry no information every learner stays inside the "
+        "binomial band around chance 1/K (Wolpert 1996; Zhang et al. 2017; docs/theory.md)."),
+]
+
+
 PRESETS: dict[str, Preset] = {p.id: p for p in [
     Preset("lth", "Lottery ticket on the MLP",
            "Winning ticket vs re-initialised vs random mask. Look at the gap: the same sparse "
            "structure trained from its original initialisation keeps its accuracy to low density; "
            "re-initialised or random masks fall off earlier.",
-           FigureView, lth_job, show_lth, ("lottery", "training")),
+           FigureView, lth_job, show_lth, ("training.lottery", "training.loop")),
     Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
            "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
            "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
-           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude, ("criteria", "ranking")),
+           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude, ("pruning.criteria", "pruning.ranking")),
     Preset("spectrum", "Masked vs dense Hessian spectrum",
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
            _spectrum_view, spectrum_job, show_spectrum,
-           ("curvature", "criteria", "ranking", "training", "lottery")),
+           ("curvature.hessian", "pruning.criteria", "pruning.ranking", "training.lottery")),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "all outgoing connections of a layer to zero together (an empty column); a short masked "
            "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
-           _densenet_view, densenet_job, show_densenet, ("structure", "sparse")),
+           _densenet_view, densenet_job, show_densenet, ("structure.graph", "training.sparse")),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
            "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
            "recovers the accuracy without them.",
-           _branch_view, inception_job, show_inception, ("structure", "sparse")),
+           _branch_view, inception_job, show_inception, ("structure.graph", "training.sparse")),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
            "S rounds: the measured mask density sits on the geometric law.",
-           FigureView, density_law_job, show_density_law, ("lottery", "training")),
+           FigureView, density_law_job, show_density_law, ("training.lottery", "training.loop")),
     Preset("time-to-train", "Time to train: dense vs unstructured vs structured",
            "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
-           _speed_view, time_to_train_job, show_time_to_train, ("speed",)),
+           _speed_view, time_to_train_job, show_time_to_train, ("structure.speed",)),
+    *LAB_PRESETS,
 ]}
 
 

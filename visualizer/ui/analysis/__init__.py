@@ -1,4 +1,5 @@
-"""Analysis views (graph, spectrum, landscape, speed, DenseNet connections, Inception branches),
+"""Analysis views (graph, spectrum, landscape, speed, DenseNet connections, Inception branches,
+the theory labs),
 their integration into the main window, and offscreen rendering for screenshots.
 
 Integration points for the workbench:
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-VIEW_IDS = ("graph", "spectrum", "landscape", "speed", "densenet", "inception")
+VIEW_IDS = ("graph", "spectrum", "landscape", "speed", "densenet", "inception", "labs")
 
 _TITLES = {
     "graph": ("Graph", "dependency graph: colour = density, size = parameters; click selects"),
@@ -25,12 +26,17 @@ _TITLES = {
     "speed": ("Speed", "latency, FLOPs and eta of dense, masked and shrunk models"),
     "densenet": ("DenseNet connections", "layer x layer connection strengths"),
     "inception": ("Inception branches", "branch norms per Inception module"),
+    "labs": ("Labs", "theory labs: a formula of the pruning theory against a measurement"),
 }
 
 
 def _factory(view_id: str):
     from visualizer.ui.analysis import panels
 
+    if view_id == "labs":  # needs no model: its own module, not an AnalysisPanel
+        from visualizer.ui.analysis.lab_views import LabsPanel
+
+        return LabsPanel
     return {
         "graph": panels.GraphPanel,
         "spectrum": panels.SpectrumPanel,

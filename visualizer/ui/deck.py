@@ -1,0 +1,123 @@
+"""Presets as slides: render one preset offscreen to an image, or all of them into a deck
+(one PNG per preset and an index.html with each title, caption and image).
+
+The rendering path is the screenshot's (:mod:`visualizer.ui.screenshot`): the application made
+by :func:`visualizer.ui.app.make_app`, the job run to the end in this thread, layouts settled,
+then the widget grabbed (PNG) or painted by Qt's SVG generator (SVG).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from visualizer.cli.common import UserError
+
+
+def _app():
+    from visualizer.ui.app import configure_threads, make_app
+
+    app = make_app()
+    configure_threads()
+    return app
+
+
+def check_preset(preset_id: str) -> None:
+    from visualizer.ui.presets import PRESETS
+
+    if preset_id not in PRESETS:
+        raise UserError(f"unknown preset {preset_id!r}; choose one of: {', '.join(PRESETS)}")
+    ok, reason = PRESETS[preset_id].available()
+    if not ok:
+        raise UserError(f"{preset_id}: {reason}")
+
+
+def render_preset(preset_id: str, out: str | Path, size: tuple[int, int] = (1200, 800),
+                  on_step: Callable | None = None) -> tuple[Path, str]:
+    """Run a preset to the end, draw it at ``size`` and save it; returns (path, caption)."""
+    from visualizer.ui import export
+    from visualizer.ui.presets import run_preset
+    from visualizer.ui.screenshot import _settle
+
+    check_preset(preset_id)
+    app = _app()
+    view, _ = run_preset(preset_id, on_step=on_step)
+    try:
+        view.resize(*size)
+        view.show()
+        _settle(app)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".svg":
+            export._svg_of_widget(export._svg_widget(view), out)
+        elif not view.grab().save(str(out)):
+            raise UserError(f"could not write {out}")
+        return out, view.caption.text()
+    finally:
+        view.close()
+        view.deleteLater()
+        app.processEvents()
+
+
+@dataclass
+class Slide:
+    id: str
+    title: str
+    caption: str
+    image: str  # file name inside the deck folder ("" when the preset failed)
+    seconds: float
+    error: str = ""
+
+
+def write_deck(out_dir: str | Path, preset_ids: Sequence[str] | None = None, size: tuple[int, int] = (1200, 800),
+               on_step: Callable | None = None, on_slide: Callable[[Slide], None] | None = None) -> list[Slide]:
+    """Render each preset to ``out_dir/<id>.png`` and write ``out_dir/index.html``. A preset
+    that fails is listed in the index with its one-line error; the others still render."""
+    from visualizer.core.tasks import first_line
+    from visualizer.ui.presets import PRESETS
+
+    ids = list(PRESETS) if preset_ids is None else list(preset_ids)
+    for pid in ids:
+        check_preset(pid)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    slides = []
+    for pid in ids:
+        start = time.perf_counter()
+        image, caption, error = f"{pid}.png", PRESETS[pid].caption, ""
+        try:
+            _, caption = render_preset(pid, out / image, size, on_step)
+        except Exception as exc:  # noqa: BLE001 - one failed slide must not lose the deck
+            image, error = "", first_line(exc, with_type=True)
+        slide = Slide(pid, PRESETS[pid].title, caption, image, time.perf_counter() - start, error)
+        slides.append(slide)
+        if on_slide is not None:
+            on_slide(slide)
+        (out / "index.html").write_text(deck_html(slides), encoding="utf-8")
+    return slides
+
+
+def deck_html(slides: Sequence[Slide], title: str = "Pruning Visualizer: presets") -> str:
+    """A plain, self-contained page: one section per slide with its title, caption and image."""
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1240px;margin:auto;padding:1em}"
+        "section{margin-bottom:3em}img{max-width:100%;border:1px solid #ccc}"
+        ".caption{white-space:pre-line;color:#333}.error{color:#b00}</style>",
+        "</head>", "<body>", f"<h1>{html.escape(title)}</h1>",
+    ]
+    for s in slides:
+        parts.append(f'<section id="{html.escape(s.id)}">')
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts.append(f'<p class="caption">{html.escape(s.caption)}</p>')
+        if s.image:
+            parts.append(f'<img src="{html.escape(s.image)}" alt="{html.escape(s.title)}">')
+        else:
+            parts.append(f'<p class="error">not rendered: {html.escape(s.error)}</p>')
+        parts.append("</section>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
