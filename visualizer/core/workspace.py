@@ -40,6 +40,11 @@ CURVATURE_BATCHES = 1  # mini-batches of the test split the Hessian and landscap
 CURVATURE_BATCH_SIZE = 128
 
 
+def streamed(data) -> bool:
+    """Whether ``data`` is read through DataLoaders (a StreamSource) rather than sliced."""
+    return not getattr(data, "in_memory", True)
+
+
 def criterion_batches(data: Source, n: int = SCORE_BATCHES, batch_size: int = SCORE_BATCH_SIZE,
                       seed: int = 0) -> list[Batch]:
     """The first ``n`` mini-batches of a shuffle of the training split drawn from
@@ -48,7 +53,7 @@ def criterion_batches(data: Source, n: int = SCORE_BATCHES, batch_size: int = SC
         raise ValueError(f"a data criterion needs at least one batch, got {n}")
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    if not data.in_memory:
+    if streamed(data):
         # the same indices as the in-memory path: the first n batches of randperm(seed)
         order = seeded_order(data.split_size("train"), seed)[: n * batch_size]
         return list(data.batches("train", order.tolist(), batch_size))
@@ -72,25 +77,28 @@ def evaluation_batches(data: Source, n: int | None = None, batch_size: int = EVA
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if n is not None and n < 0:
         raise ValueError(f"number of batches must be >= 0, got {n}")
-    size = data.split_size(split)
+    if streamed(data):
+        size = data.split_size(split)
+    else:
+        x, y = data.split(split)
+        size = int(x.shape[0])
     if size == 0:
-        raise ValueError(f"the {split} split of {data.name} is empty")
+        raise ValueError(f"the {split} split of {getattr(data, 'name', 'the dataset')} is empty")
     stop = size if not n else min(size, n * batch_size)
-    if not data.in_memory:
+    if streamed(data):
         stream = data.batches(split, range(stop), batch_size)
         return list(stream) if n else stream
-    x, y = data.split(split)
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)]
 
 
 def training_batches(data: Source, batch_size: int, seed: int | torch.Generator) -> Iterator[Batch]:
     """One epoch of the training split in mini-batches, shuffled by a seeded generator (pass the
     same ``torch.Generator`` on to get the next epoch's order)."""
-    order = seeded_order(data.split_size("train"), seed)
-    if not data.in_memory:
-        yield from data.batches("train", order.tolist(), batch_size)
+    if streamed(data):
+        yield from data.batches("train", seeded_order(data.split_size("train"), seed).tolist(), batch_size)
         return
     x, y = data.x_train, data.y_train
+    order = seeded_order(int(x.shape[0]), seed)
     for start in range(0, int(x.shape[0]), batch_size):
         idx = order[start : start + batch_size].to(x.device)
         yield x[idx], y[idx]

@@ -46,6 +46,7 @@ from torch.func import functional_call, grad, jvp
 
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
+from visualizer.core.workspace import CURVATURE_BATCH_SIZE, CURVATURE_BATCHES, evaluation_batches
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
 # Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
@@ -80,21 +81,13 @@ class EvalSet:
 
 def eval_batches(
     dataset: Any,
-    n_batches: int | None = 1,
-    batch_size: int = 128,
+    n_batches: int | None = CURVATURE_BATCHES,
+    batch_size: int = CURVATURE_BATCH_SIZE,
     split: str = "test",
 ) -> EvalSet:
-    """The first ``n_batches`` batches of ``split`` in fixed order (None or 0: the whole split)."""
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    if n_batches is not None and n_batches < 0:
-        raise ValueError(f"number of batches must be >= 0, got {n_batches}")
-    x, y = dataset.split(split)
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError(f"the {split} split is empty")
-    stop = n if not n_batches else min(n, n_batches * batch_size)
-    return EvalSet([(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)])
+    """:func:`visualizer.core.workspace.evaluation_batches` as an :class:`EvalSet`: the first
+    ``n_batches`` batches of ``split`` in fixed order (None or 0: the whole split)."""
+    return EvalSet(list(evaluation_batches(dataset, n_batches, batch_size, split)))
 
 
 # --- coordinates: which entries of which parameters span the operator -----------------------------
