@@ -18,7 +18,7 @@ def build():
 """
 
 
-def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_path):
+def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_path, monkeypatch):
     src = tmp_path / "tiny.py"
     src.write_text(TINY)
     window.request_load(f"{src}:build")
@@ -29,9 +29,15 @@ def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_pat
                   if b.text() == "Compute spectrum")
     assert not button.isEnabled() and NEEDS_DATA in button.toolTip() and panel.status.text() == NEEDS_DATA
 
+    assert "random init" in window.model_panel.summary.text()
     root = write_digit_folder(tmp_path / "digits", per_class=4, classes=3, size=8)
-    window.request_dataset(f"folder:{root}")
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(root))
+    window.model_panel.data.folder_button.click()  # Data > Open folder…
     wait_idle(qtbot, window)
+    assert window.model_panel.data_box.currentData() == f"folder:{root}"
+    assert window.model_panel.data_box.currentText() == "folder: digits"
     assert window.state.dataset is not None and not window.state.dataset.in_memory
     assert button.isEnabled() and panel.status.text() == ""
     assert panel.samples.value() == STREAMED_SAMPLES
@@ -51,6 +57,7 @@ def test_a_failed_analysis_job_is_one_line_in_the_status_bar(window, qtbot):
 
     panel.submit("analysis-landscape", "loss landscape", broken, lambda _r: None)
     wait_idle(qtbot, window)
-    assert window.statusBar().currentMessage() == "loss landscape: the loss landscape needs something it did not get"
+    assert window.message() == "loss landscape: the loss landscape needs something it did not get"
+    assert window.centralWidget().height() == 0  # no message box between the docks
     assert panel.status.text().startswith("loss landscape failed")
     assert panel.status.sizePolicy().horizontalPolicy().name == "Ignored"  # never widens the docks
