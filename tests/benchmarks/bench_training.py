@@ -32,20 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from visualizer.core.data.sources import batches, load_dataset  # noqa: E402
+from visualizer.core.data.sources import load_dataset  # noqa: E402
 from visualizer.core.models.loaders import load_model, prunable_parameters  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
+from visualizer.core.training.evaluate import evaluate  # noqa: E402
 from visualizer.core.training.experiments import SweepConfig, sweep  # noqa: E402
 from visualizer.core.training.loop import (  # noqa: E402
     LoopHooks,
     MaskProjector,
     TrainConfig,
     _one_step,
-    evaluate,
     make_optimizer,
 )
 from visualizer.core.training.lottery import prune_remaining  # noqa: E402
+from visualizer.core.workspace import evaluation_batches, training_batches  # noqa: E402
 
 
 class Runner:
@@ -97,7 +98,7 @@ def bench_steps(name: str, density: float, rounds: int, steps_per_round: int, op
     # max pooling over all-zero maps is cheaper, which flattered the dense peer by ~5%
     config = TrainConfig(lr=1e-3 if optimizer == "adam" else 0.01, optimizer=optimizer)
     g = torch.Generator().manual_seed(0)
-    data_batches = list(batches(data.x_train, data.y_train, 64, shuffle=True, generator=g, drop_last=True))
+    data_batches = [b for b in training_batches(data, 64, g) if len(b[1]) == 64]  # full batches only
     runners = {m: Runner(model, masks, m, config) for m in MODES}
     for m in MODES:  # first steps import lazily and allocate
         for xb, yb in data_batches[:5]:
@@ -122,7 +123,7 @@ def bench_steps(name: str, density: float, rounds: int, steps_per_round: int, op
           f"CPU time]")
     for m in MODES:
         q = statistics.quantiles(ratio[m], n=4) if len(ratio[m]) > 1 else [med[m]] * 3
-        acc = evaluate(runners[m].work, data).accuracy
+        acc = evaluate(runners[m].work, evaluation_batches(data)).accuracy
         print(f"  {m:12s} {statistics.median(per_step[m]) * 1e3:6.3f} ms/step   vs dense x{med[m]:.3f} "
               f"(quartiles {q[0]:.3f}-{q[2]:.3f})   last loss {statistics.fmean(runners[m].losses[-20:]):.3f}, "
               f"test accuracy {acc:.3f}")

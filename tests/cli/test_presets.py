@@ -12,7 +12,7 @@ def test_preset_list_json_and_table(capsys):
     rows = json.loads(capsys.readouterr().out)
     names = {r["name"] for r in rows}
     assert {"lth", "mask-probability", "phase-transition", "a-optimal", "random-labels"} <= names
-    assert all(r["title"] and len(r["caption"]) > 40 and r["available"] for r in rows)
+    assert all(r["title"] and len(r["caption"]) > 40 and "docs/theory.md" in r["source"] for r in rows)
     assert main(["preset", "--list"]) == 0
     assert "Lab: a winning mask by chance" in capsys.readouterr().out
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
 
 
@@ -31,19 +29,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from visualizer.core.pruning.criteria import CRITERIA
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES
+    from visualizer.core.workspace import OBD_PROBES, SCORE_BATCH_SIZE, SCORE_BATCHES
 
     p = sub.add_parser("prune", help="prune a model to a density and report the achieved densities")
     add_model_args(p)
-    p.add_argument("--criterion", "-c", default="magnitude", help=f"one of: {', '.join(CRITERIA)} (default magnitude)")
+    p.add_argument("--criterion", "-c", default="magnitude",
+                   help=f"one of: {', '.join(CRITERIA)} (default magnitude); l1-norm, l2-norm and bn-scale "
+                        "score each OUTPUT CHANNEL of a layer by its own weights (shrink's group-l1, group-l2, "
+                        "group-bn score coupled groups)")
     p.add_argument("--density", "-d", type=float, required=True, help="fraction kept, 0..1: of the weights (of the output channels with --structure channel), k = floor(D * d)")
     p.add_argument("--scope", default="global", help=f"{' or '.join(SCOPES)} (default global)")
     p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
     p.add_argument("--out", "-o", help="write the mask to this .safetensors file")
     p.add_argument("--eval", action="store_true", help="report the pruned model's test accuracy")
-    p.add_argument("--batches", type=int, default=1, help="training batches for data criteria (default 1)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size for data criteria (default 128)")
+    p.add_argument("--batches", type=int, default=SCORE_BATCHES,
+                   help=f"mini-batches of a seeded shuffle of the training split that data criteria "
+                        f"score on (default {SCORE_BATCHES}, as the window and sweep)")
+    p.add_argument("--batch-size", type=int, default=SCORE_BATCH_SIZE,
+                   help=f"batch size for data criteria (default {SCORE_BATCH_SIZE})")
     p.add_argument("--seed", type=int, default=0, help="seed of random scores, batch choice and probes")
-    p.add_argument("--probes", type=int, default=8, help="Hutchinson probes for obd (default 8)")
+    p.add_argument("--probes", type=int, default=OBD_PROBES, help=f"Hutchinson probes for obd (default {OBD_PROBES})")
     add_json_arg(p)
     p.set_defaults(func=cmd_prune)
 
@@ -128,29 +133,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 # --- prune --------------------------------------------------------------------------------------
 
 
-def score_batches(dataset, batches: int, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``batches`` mini-batches of a seeded shuffle of the training split."""
-    from visualizer.core.data.sources import batches as make_batches
-
-    if batches < 1:
-        raise UserError(f"--batches must be at least 1, got {batches}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for b in make_batches(dataset.x_train, dataset.y_train, batch_size, shuffle=True, generator=gen):
-        out.append(b)
-        if len(out) == batches:
-            break
-    return out
-
-
 def cmd_prune(args: argparse.Namespace) -> int:
     from visualizer.cli.common import load_model_and_data, load_model_from_args
-    from visualizer.core.pruning.criteria import CRITERIA, score
+    from visualizer.core.pruning.criteria import CRITERIA
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES, build_ranking, check_density
     from visualizer.core.tasks import TerminalProgress, run
     from visualizer.core.training.evaluate import evaluate
+    from visualizer.core.workspace import Workspace
 
     # check every option before any slow work
     if args.criterion not in CRITERIA:
@@ -161,6 +150,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}")
     density = check_density(args.density)
     info = CRITERIA[args.criterion]
+    if args.batches < 1:
+        raise UserError(f"--batches must be at least 1, got {args.batches}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
 
     dataset = None
     if info.needs_data or args.eval:
@@ -168,10 +161,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     else:
         loaded = load_model_from_args(args)
     model = loaded.model
-    batches = score_batches(dataset, args.batches, args.batch_size, args.seed) if info.needs_data else None
+    workspace = Workspace(model, dataset, seed=args.seed, model_ref=loaded.ref,
+                          score_batches=args.batches, score_batch_size=args.batch_size)
 
     progress = TerminalProgress()
-    scores = run(score(args.criterion, model, batches, seed=args.seed, probes=args.probes), progress)
+    scores = run(workspace.scores(args.criterion, probes=args.probes), progress)
     ranking = run(
         build_ranking(scores, args.scope, args.structure, criterion=args.criterion, model=loaded.ref),
         progress,
@@ -184,10 +178,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
     }
     if args.eval:
-        assert dataset is not None
-        masks.apply(model)
-        _, acc = evaluate(model, dataset.x_test, dataset.y_test)
-        result["accuracy"] = acc
+        result["accuracy"] = evaluate(model, workspace.evaluation_batches(), masks).accuracy
     if args.out:
         masks.save(args.out)
     if args.json:

@@ -60,10 +60,7 @@ def preset_rows() -> list[dict]:
 
     rows = []
     for p in PRESETS.values():
-        ok, reason = p.available()
-        rows.append({"name": p.id, "title": p.title, "caption": p.caption,
-                     "source": [f"visualizer.core.{m}" for m in p.needs],
-                     "available": ok, **({"reason": reason} if not ok else {})})
+        rows.append({"name": p.id, "title": p.title, "caption": p.caption, "source": p.source})
     return rows
 
 

@@ -7,8 +7,6 @@ import sys
 
 from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
 
-GROUP_CRITERIA = ("l1-norm", "l2-norm", "bn-scale")
-
 
 def register(sub) -> None:
     p = sub.add_parser("graph", help="traced layer graph and coupled channel groups")
@@ -41,9 +39,12 @@ def register(sub) -> None:
 
 
 def _add_prune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--criterion", default="l1-norm",
-                   help="group score: l1-norm, l2-norm (= group-lasso norm), bn-scale, or any criterion "
-                        "of `pruneviz criteria` (elementwise scores summed over each group)")
+    p.add_argument("--criterion", default="group-l1",
+                   help="score of a unit of a COUPLED group (all slices removed with it): group-l1, "
+                        "group-l2 (the group-lasso norm), group-bn (mean |gamma| of the group's batch "
+                        "norms), or any elementwise criterion of `pruneviz prune` (snip, taylor, ...) "
+                        "summed over the group; l1-norm, l2-norm, bn-scale are read as group-l1, "
+                        "group-l2, group-bn here (in `prune` they score one output channel)")
     p.add_argument("--density", type=float, help="fraction of each group's units kept (0..1)")
     p.add_argument("--zeros", action="store_true",
                    help="instead of a density: remove what group lasso drove to zero (units, DenseNet "
@@ -77,26 +78,24 @@ def _load(args):
 
 
 def _scores(args, model, groups, dataset):
+    from visualizer.core.pruning.criteria import CRITERIA
+    from visualizer.core.structure.group_criteria import GROUP_CRITERIA, group_criterion
     from visualizer.core.structure.groups import group_scores
+    from visualizer.core.tasks import run
+    from visualizer.core.workspace import Workspace
 
-    if args.criterion in GROUP_CRITERIA:
+    if group_criterion(args.criterion) is not None:
         return group_scores(model, groups, args.criterion)
-    try:
-        from visualizer.core.pruning.criteria import CRITERIA, compute_scores
-    except ImportError as exc:
-        raise UserError(f"criterion {args.criterion!r} needs visualizer.core.pruning.criteria; use {', '.join(GROUP_CRITERIA)}") from exc
     if args.criterion not in CRITERIA:
         raise UserError(f"unknown criterion {args.criterion!r}: use {', '.join(GROUP_CRITERIA)} or one of {', '.join(CRITERIA)}")
-    batches = None
+    data = None
     if CRITERIA[args.criterion].needs_data:
-        from visualizer.core.data.sources import batches as make_batches
         from visualizer.core.data.sources import load_dataset
 
         if dataset is None:
             raise UserError(f"criterion {args.criterion} needs data: pass --data NAME")
-        d = load_dataset(dataset)
-        batches = list(make_batches(d.x_train, d.y_train, 64, shuffle=False))[:4]
-    elem = compute_scores(args.criterion, model, batches)
+        data = load_dataset(dataset)
+    elem = run(Workspace(model, data).scores(args.criterion))
     return group_scores(model, groups, scores=elem)
 
 

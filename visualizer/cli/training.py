@@ -145,7 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from visualizer.core.pruning.masks import MaskSet
-    from visualizer.core.training.loop import evaluate, train
+    from visualizer.core.training.evaluate import evaluate
+    from visualizer.core.training.loop import train
+    from visualizer.core.workspace import evaluation_batches
 
     loaded, data = load_model_and_data(args)
     model = loaded.model
@@ -162,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import copy
 
         teacher = copy.deepcopy(model).eval()
-    before = evaluate(model, data, masks=masks)
+    before = evaluate(model, evaluation_batches(data), masks)
     res = _run(train(model, data, masks, config, teacher=teacher))
     if args.out:
         _save_state(res.model.state_dict(), Path(args.out))
@@ -228,8 +230,8 @@ def _save_state(state: dict, path: Path) -> None:
 
 
 def cmd_dst(args: argparse.Namespace) -> int:
+    from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
     from visualizer.core.training.lottery import initial_state
-    from visualizer.core.training.sparse import DSTConfig, dynamic_sparse_training
 
     loaded, data = load_model_and_data(args)
     init, source = initial_state(args.model, loaded.model, args.seed)
@@ -261,18 +263,18 @@ def cmd_dst(args: argparse.Namespace) -> int:
 def cmd_prox(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from visualizer.core.training.sparse import ProxConfig, proximal_training
+    from visualizer.core.training.prox import ProxConfig, proximal_training
 
     loaded, data = load_model_and_data(args)
     # plain SGD (no momentum): each step is then exactly w <- prox_{lr lam}(w - lr grad)
     tc = replace(_train_config(args), momentum=0.0)
     groups = None
     if args.method == "group-lasso":
-        from visualizer.core.training import sparse
+        from visualizer.core.training import prox
 
-        makers = {"channels": sparse.output_channel_groups, "branches": sparse.branch_groups,
-                  "connections": sparse.connection_groups}
-        groups = sparse.default_groups(loaded.model)[1] if args.groups == "auto" else makers[args.groups](loaded.model)
+        makers = {"channels": prox.output_channel_groups, "branches": prox.branch_groups,
+                  "connections": prox.connection_groups}
+        groups = prox.default_groups(loaded.model)[1] if args.groups == "auto" else makers[args.groups](loaded.model)
         if not groups:
             raise UserError(f"{args.model} has no {args.groups} groups")
         groups = tuple(groups)

@@ -138,12 +138,6 @@ def sub(job: Generator[Step, None, T], start: float, end: float, prefix: str = "
         yield Step(stage, start + span * min(max(step.fraction, 0.0), 1.0), step.partial)
 
 
-def completed(value: T, stage: str = "done") -> Generator[Step, None, T]:
-    """A job that is already finished: lets cheap work share the job interface."""
-    yield Step(stage, 1.0)
-    return value
-
-
 class TerminalProgress:
     """A one-line progress bar on stderr for the CLI (silent when stderr is not a terminal)."""
 

@@ -14,12 +14,14 @@ Each rule is one function; nothing else in the code base slices a dataset. The r
 kinds of source (:mod:`visualizer.core.data.sources`): an in-memory dataset is sliced as tensors;
 a streaming source (image folder, torchvision dataset, a user's factory) is decoded through
 DataLoaders (:mod:`visualizer.core.data.streaming`) at the same sample indices, so a seed picks
-the same samples from either.
+the same samples from either. Scoring has one entry point too: :func:`score_job`
+(``Workspace.scores``) gives a criterion the workspace's criterion batches and seed, whether the
+window, a CLI command, a sweep, a preset or IMP asks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -27,6 +29,7 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.data.streaming import StreamBatches, StreamSource, seeded_order
+from visualizer.core.tasks import Step
 
 Source = Dataset | StreamSource
 
@@ -38,6 +41,7 @@ SCORE_BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 512
 CURVATURE_BATCHES = 1  # mini-batches of the test split the Hessian and landscape read by default
 CURVATURE_BATCH_SIZE = 128
+OBD_PROBES = 8  # Hutchinson probes of the obd criterion
 
 
 def streamed(data) -> bool:
@@ -139,3 +143,28 @@ class Workspace:
 
     def with_model(self, model: nn.Module) -> Workspace:
         return replace(self, model=model)
+
+    def scores(self, criterion: str, model: nn.Module | None = None,
+               probes: int = OBD_PROBES) -> Generator[Step, None, dict[str, torch.Tensor]]:
+        """:func:`score_job` on this workspace."""
+        return score_job(self, criterion, model, probes=probes)
+
+
+def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = None, *,
+              probes: int = OBD_PROBES) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """Scores of ``criterion`` on ``model`` (default: the workspace's): the one scoring entry
+    point. A data criterion (SNIP, GraSP, Taylor, OBD) reads :meth:`Workspace.criterion_batches`;
+    the workspace's seed also seeds the random criterion and the OBD probes. Raises ValueError for
+    an unknown criterion, or a data criterion without data."""
+    from visualizer.core.pruning.criteria import CRITERIA, score
+
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
+    info = CRITERIA[criterion]
+    batches = None
+    if info.needs_data:
+        if workspace.data is None:
+            raise ValueError(f"{info.title} needs data: choose a dataset first")
+        batches = workspace.criterion_batches()
+    target = workspace.model if model is None else model
+    return (yield from score(criterion, target, batches, seed=workspace.seed, probes=probes))

@@ -69,36 +69,22 @@ def dataset_job(name: str, model=None, model_name: str = "the model", options=No
     return data
 
 
-def score_batches(dataset, batch_size: int = 128, limit: int = 4):
-    """The batches a data-dependent criterion sees: the first ``limit`` training batches."""
-    from visualizer.core.data.sources import batches
-
-    if dataset is None:
-        return None
-    out = []
-    for i, b in enumerate(batches(dataset.x_train, dataset.y_train, batch_size, shuffle=False)):
-        if i >= limit:
-            break
-        out.append(b)
-    return out
-
-
 def rank_job(
     model, dataset, criterion: str, scope: str, structure: str, seed: int = 0
 ) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
-    """Scores of ``criterion`` on a copy of the model, then the ranking for (scope, structure)."""
+    """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
+    ``seed``, as ``pruneviz prune`` and the sweep), then the ranking for (scope, structure)."""
     from visualizer.core.pruning import criteria, ranking
+    from visualizer.core.workspace import Workspace
 
     info = criteria.CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
     work = copy.deepcopy(model) if info.needs_data else model
-    batches = score_batches(dataset) if info.needs_data else None
-    if info.needs_data and batches is None:
-        raise ValueError(f"{info.title} needs data: choose a dataset first")
+    workspace = Workspace(model, dataset, seed=seed)
     with torch.enable_grad():
-        scores = yield from sub(criteria.score(criterion, work, batches, seed=seed), 0.0, 0.7, "scores: ")
+        scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
     rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
     scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
     yield Step("done", 1.0)

@@ -30,9 +30,6 @@ def check_preset(preset_id: str) -> None:
 
     if preset_id not in PRESETS:
         raise UserError(f"unknown preset {preset_id!r}; choose one of: {', '.join(PRESETS)}")
-    ok, reason = PRESETS[preset_id].available()
-    if not ok:
-        raise UserError(f"{preset_id}: {reason}")
 
 
 def render_preset(preset_id: str, out: str | Path, size: tuple[int, int] = (1200, 800),

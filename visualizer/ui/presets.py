@@ -132,19 +132,7 @@ class Preset:
     view: Callable[[], AnalysisView]
     job: Callable[..., Generator[Step, None, Any]]
     show: Callable[[AnalysisView, Any], None]
-    needs: tuple[str, ...] = ()  # core modules it calls
-
-    def available(self) -> tuple[bool, str]:
-        """(True, '') when every core module it needs exists, else (False, reason).
-
-        Looks the modules up without importing them: the GUI thread never pays for importing
-        torch-heavy modules just to grey out a menu entry."""
-        import importlib.util
-
-        for module in self.needs:
-            if importlib.util.find_spec(f"visualizer.core.{module}") is None:
-                return False, f"needs visualizer.core.{module}, which is not available"
-        return True, ""
+    source: str = ""  # the literature it reproduces, and its section of docs/theory.md
 
 
 def _load(name: str):
@@ -155,24 +143,20 @@ def _load(name: str):
     return loaded, load_dataset(loaded.dataset)
 
 
-def _fixed_batches(data, n: int = 4, size: int = 128):
-    from visualizer.core.data.sources import batches
-
-    return [b for _, b in zip(range(n), batches(data.x_train, data.y_train, size))]
-
-
 # --- SNIP vs magnitude ------------------------------------------------------------------------
 
 
 def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1):
-    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared."""
-    from visualizer.core.pruning.criteria import score
+    """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared.
+    SNIP scores on the workspace's criterion batches, so its mask is the window's and the CLI's."""
     from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
-    mag = yield from sub(score("magnitude", net), 0.05, 0.2, "magnitude: ")
-    snip = yield from sub(score("snip", net, _fixed_batches(data)), 0.2, 0.9, "snip: ")
+    workspace = Workspace(net, data, model_ref=model)
+    mag = yield from sub(workspace.scores("magnitude"), 0.05, 0.2, "magnitude: ")
+    snip = yield from sub(workspace.scores("snip"), 0.2, 0.9, "snip: ")
     a = mask_from_scores(mag, density, criterion="magnitude")
     b = mask_from_scores(snip, density, criterion="snip")
     if layer not in a.masks:
@@ -218,19 +202,20 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
         dense_vs_masked,
         spectrum_over_rewinds,
     )
-    from visualizer.core.pruning.criteria import score
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.training.lottery import rewind_points
+    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     net = loaded.model
-    mags = yield from sub(score("magnitude", net), 0.01, 0.02)
+    workspace = Workspace(net, data, model_ref=model)
+    mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
-    evalset = eval_batches(data, n_batches=1, batch_size=128)
+    evalset = eval_batches(data)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
     run_ = yield from sub(rewind_points(net, model, data, taus), 0.5, 0.6, "training: ")
-    final = yield from sub(score("magnitude", run_.model), 0.6, 0.61)
+    final = yield from sub(workspace.scores("magnitude", run_.model), 0.6, 0.61)
     rewind_mask = mask_from_scores(final, density, criterion="magnitude")
     snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
     rewinds = yield from sub(
@@ -419,7 +404,7 @@ def _lab_preset(lab: str, title: str, caption: str) -> Preset:
     def job(**options):
         return (yield from lab_job(lab)(**options))
 
-    return Preset(lab, title, caption, view, job, show, ("labs",))
+    return Preset(lab, title, caption, view, job, show, f"docs/theory.md, Theory labs ({lab})")
 
 
 LAB_PRESETS = [
@@ -454,35 +439,41 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "Winning ticket vs re-initialised vs random mask. Look at the gap: the same sparse "
            "structure trained from its original initialisation keeps its accuracy to low density; "
            "re-initialised or random masks fall off earlier.",
-           FigureView, lth_job, show_lth, ("training.lottery", "training.loop")),
+           FigureView, lth_job, show_lth,
+           "Frankle & Carbin 2019; docs/theory.md, Lottery tickets"),
     Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
            "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
            "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
-           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude, ("pruning.criteria", "pruning.ranking")),
+           FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude,
+           "Lee, Ajanthan & Torr 2019; docs/theory.md, Criteria"),
     Preset("spectrum", "Masked vs dense Hessian spectrum",
            "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
            "By interlacing, the masked lambda_max is never above the dense one; a smaller "
            "lambda_max allows a larger stable learning rate.",
            _spectrum_view, spectrum_job, show_spectrum,
-           ("curvature.hessian", "pruning.criteria", "pruning.ranking", "training.lottery")),
+           "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md, The masked Hessian"),
     Preset("densenet", "DenseNet connections after group lasso",
            "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
            "all outgoing connections of a layer to zero together (an empty column); a short masked "
            "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
-           _densenet_view, densenet_job, show_densenet, ("structure.graph", "training.sparse")),
+           _densenet_view, densenet_job, show_densenet,
+           "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md, Group lasso"),
     Preset("inception", "Inception branches removed",
            "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
            "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
            "recovers the accuracy without them.",
-           _branch_view, inception_job, show_inception, ("structure.graph", "training.sparse")),
+           _branch_view, inception_job, show_inception,
+           "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md, Group lasso"),
     Preset("density-law", "The density law (1 - alpha)^S",
            "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
            "S rounds: the measured mask density sits on the geometric law.",
-           FigureView, density_law_job, show_density_law, ("training.lottery", "training.loop")),
+           FigureView, density_law_job, show_density_law,
+           "Frankle & Carbin 2019; docs/theory.md, Iterative magnitude pruning"),
     Preset("time-to-train", "Time to train: dense vs unstructured vs structured",
            "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
-           _speed_view, time_to_train_job, show_time_to_train, ("structure.speed",)),
+           _speed_view, time_to_train_job, show_time_to_train,
+           "docs/theory.md, The speed model"),
     *LAB_PRESETS,
 ]}
 

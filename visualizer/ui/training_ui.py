@@ -56,18 +56,21 @@ def _require(window) -> bool:
 
 # --- jobs (worker thread) --------------------------------------------------------------------------
 def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
-    from visualizer.core.training.loop import evaluate
+    """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run."""
+    from visualizer.core.training.evaluate import evaluate_job as evaluate
+    from visualizer.core.workspace import evaluation_batches
 
     yield Step("evaluating the masked model", 0.1)
-    ev = evaluate(model, data, masks=masks)
+    ev = yield from sub(evaluate(model, evaluation_batches(data), masks), 0.1, 1.0)
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
             "accuracy": ev.accuracy, "loss": ev.loss}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
-    from visualizer.core.training.loop import train, train_with_distillation
+    from visualizer.core.training.loop import train_with_distillation
+    from visualizer.core.training.lottery import retrain_job
 
-    job = train_with_distillation(model, data, masks, config) if distill else train(model, data, masks, config, stage="fine-tune")
+    job = train_with_distillation(model, data, masks, config) if distill else retrain_job(model, data, masks, "finetune", config)
     res = yield from job
     out = {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
            "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps}
@@ -88,8 +91,8 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
 
 
 def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
+    from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
     from visualizer.core.training.lottery import initial_state
-    from visualizer.core.training.sparse import DSTConfig, dynamic_sparse_training
 
     init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
     dst = DSTConfig(settings["retrain"], density, train=config, distribution=settings.get("distribution", "erk"))
@@ -102,7 +105,7 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
     """Group lasso training, then the channel cut to the slider's density (seed 004's two steps)."""
-    from visualizer.core.training.sparse import (
+    from visualizer.core.training.prox import (
         ProxConfig,
         proximal_training,
         prune_channels_by_norm,

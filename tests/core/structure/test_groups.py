@@ -190,11 +190,21 @@ def test_group_scores_by_hand_on_a_tiny_mlp():
         m[2].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
     groups = [g for g in find_groups(m, torch.randn(2, 2)).groups if g.prunable]
     assert len(groups) == 1 and groups[0].size == 3
-    l2 = group_scores(m, groups, "l2-norm")[groups[0].id]
+    l2 = group_scores(m, groups, "group-l2")[groups[0].id]
     # unit 0: row (1, 2), bias 2, next-layer column 1 -> sqrt(1+4+4+1) = sqrt(10)
     assert torch.allclose(l2, torch.tensor([math.sqrt(10), 0.0, 5.0], dtype=torch.float64))
-    l1 = group_scores(m, groups, "l1-norm")[groups[0].id]
+    l1 = group_scores(m, groups, "group-l1")[groups[0].id]
     assert torch.allclose(l1, torch.tensor([6.0, 0.0, 7.0], dtype=torch.float64))
+    # the old spellings still mean the group scores here ...
+    assert torch.equal(group_scores(m, groups, "l2-norm")[groups[0].id], l2)
+    assert torch.equal(group_scores(m, groups, "l1-norm")[groups[0].id], l1)
+    # ... which are not the per-channel mask criterion of the same old name: that one scores the
+    # first layer's row alone, sqrt(1 + 4) = sqrt(5), without the bias and the consumer's column
+    from visualizer.core.pruning.criteria import compute_scores
+
+    assert compute_scores("l2-norm", m)["0.weight"][0, 0].item() == pytest.approx(math.sqrt(5))
+    with pytest.raises(ValueError, match="group-l2, group-l1, group-bn"):
+        group_scores(m, groups, "magnitude")
     # s_grp counts units with a nonzero group norm (seed 002)
     assert group_sparsity(m, groups) == 2
     taylor = {"0.weight": torch.ones(3, 2)}
@@ -207,7 +217,7 @@ def test_bn_scale_scores_read_gamma():
     g = next(g for g in groups if g.root == "layer1.conv1")
     with torch.no_grad():
         m.layer1.bn1.weight.copy_(torch.arange(16.0) - 8)
-    assert torch.allclose(group_scores(m, [g], "bn-scale")[g.id], (torch.arange(16.0) - 8).abs().double())
+    assert torch.allclose(group_scores(m, [g], "group-bn")[g.id], (torch.arange(16.0) - 8).abs().double())
 
 
 def test_densenet_connectivity_matrix():

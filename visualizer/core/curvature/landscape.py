@@ -26,7 +26,6 @@ filter-normalised directions, evaluated on a fixed evaluation set.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -339,12 +338,3 @@ def slice_2d(
     coefs = torch.as_tensor(np.stack([aa.ravel(), bb.ravel()], 1), device=ev.dev)
     loss, acc = yield from ev.run(coefs, "slice")
     return Landscape2D(grid, grid.copy(), loss.reshape(steps, steps), acc.reshape(steps, steps), ev.method)
-
-
-def evaluate(model: nn.Module, evalset: EvalSet, state: Mapping[str, torch.Tensor] | None = None) -> tuple[float, float]:
-    """(loss, accuracy) of one point (the model's own weights by default)."""
-    point = _full_state(model, state, None)
-    ev = _Evaluator(model, evalset, point, [], batched=False)
-    with contextlib.nullcontext():
-        lo, ac = ev(torch.zeros(1, 0, dtype=torch.float64, device=ev.dev))
-    return float(lo[0]), float(ac[0])

@@ -22,7 +22,6 @@ Streaming (see :func:`load_dataset`): ``folder:PATH`` (an ImageFolder tree, deco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,29 +83,6 @@ class Dataset:
             self.num_classes,
             self.description,
         )
-
-
-def batches(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (x, y) mini-batches; a seeded ``generator`` makes shuffling reproducible."""
-    n = x.shape[0]
-    if shuffle:
-        order = torch.randperm(n, generator=generator).to(x.device)
-    else:
-        order = None
-    stop = n - (n % batch_size) if drop_last else n
-    for start in range(0, stop, batch_size):
-        if order is None:
-            yield x[start : start + batch_size], y[start : start + batch_size]
-        else:
-            idx = order[start : start + batch_size]
-            yield x[idx], y[idx]
 
 
 def _split(n: int, test_fraction: float, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:

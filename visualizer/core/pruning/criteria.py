@@ -38,7 +38,10 @@ Conventions (documented once, used by every data criterion):
   equals dL/dw), Taylor (seed 003) for trained weights with the gradient of the mean loss
   averaged over the given batches. The formula is the same; what differs is the intended input.
 - Structured scores (``l1-norm``, ``l2-norm``, ``bn-scale``) are per-element tensors constant over
-  each output channel (dim 0 of the weight), so any ranking can consume them. ``bn-scale``
+  each OUTPUT CHANNEL of one layer (dim 0 of the weight: that layer's own weights only), so any
+  ranking can consume them. They are not the coupled-group scores ``group-l1``, ``group-l2``,
+  ``group-bn`` of :mod:`visualizer.core.structure.group_criteria` (``pruneviz shrink``), which
+  also count the slices of the consumers that are removed with the channel. ``bn-scale``
   gives +inf to layers with no BatchNorm right after them (pruned last) and raises ValueError
   for a model without any.
 - NaN scores raise ValueError naming the parameter; a model without prunable weights too.
@@ -91,17 +94,15 @@ CRITERIA: dict[str, CriterionInfo] = {
         CriterionInfo("obd", "Optimal Brain Damage", "s = -g ⊙ w + ½ diag(H) ⊙ w²,  diag(H) ≈ E[z ⊙ Hz]",
                       "second-order estimate of the loss change ΔL_i when the weight is removed", needs_data=True),
         CriterionInfo("l1-norm", "L1 norm (channel)", "s_c = Σ_{j∈G_c} |w_j|",
-                      "output channels with small absolute weight sum matter least", structured=True),
+                      "output channels of a layer with small absolute weight sum (that layer's weights only) matter least",
+                      structured=True),
         CriterionInfo("l2-norm", "L2 norm (channel)", "s_c = ‖w_{G_c}‖₂",
-                      "output channels with small Euclidean norm matter least", structured=True),
+                      "output channels of a layer with small Euclidean norm (that layer's weights only) matter least",
+                      structured=True),
         CriterionInfo("bn-scale", "BN scale (channel)", "s_c = |γ_c| of the following BatchNorm",
                       "a channel whose BatchNorm scale is near zero is switched off", structured=True),
     ]
 }
-
-
-def criterion_ids() -> list[str]:
-    return list(CRITERIA)
 
 
 def _check_criterion(criterion: str) -> CriterionInfo:

@@ -53,7 +53,7 @@ FULL_PASS_RATIO = 64
 CHECKPOINTS = 16384
 
 
-# floor(rho * d + 1e-9) is what core/sparse.py and core/shrink.py use: agree with them for small d
+# the absolute part of kept_count's tolerance (the relative part covers large d)
 _ABS_TOLERANCE = Fraction(1, 10**9)
 
 
@@ -333,10 +333,6 @@ class Ranking:
         g.k = k_new
 
     # --- cheap read-outs for views -------------------------------------------------------------
-    @property
-    def density_requested(self) -> float | None:
-        return self._density
-
     def kept(self) -> int:
         return int(self._layer_kept.sum())
 

@@ -47,6 +47,7 @@ from visualizer.core.structure.graph import (
     fx_trace,
     model_device,
 )
+from visualizer.core.structure.group_criteria import GROUP_CRITERIA, group_criterion
 from visualizer.core.tasks import Step, TimeBudgetExceeded, first_line, run, sub, time_budget
 
 # Torch-Pruning's dependency search is one uninterruptible call; on torchvision's Swin-T a single
@@ -418,16 +419,18 @@ def _tensor(model: nn.Module, name: str) -> torch.Tensor:
 def group_scores(
     model: nn.Module,
     groups: Iterable[ChannelGroup],
-    criterion: str = "l2-norm",
+    criterion: str = "group-l2",
     scores: dict[str, torch.Tensor] | None = None,
 ) -> dict[int, torch.Tensor]:
-    """Score of every unit of every group (higher = more important = kept).
+    """Score of every unit of every coupled group (higher = more important = kept); the group
+    criteria of :mod:`visualizer.core.structure.group_criteria`, not the per-channel mask
+    criteria of core.pruning.criteria (old spellings l2-norm, l1-norm, bn-scale accepted):
 
-    * ``l2-norm`` (= the group-lasso norm, Yuan & Lin 2006): ||w_{G_k}||_2 = sqrt(sum over all member
-      weight slices of w^2) — weights, biases and norm scales of the unit, never running stats;
-    * ``l1-norm``: sum of |w| over the same slices;
-    * ``bn-scale``: mean |gamma| over the unit's batch-norm scales (Network Slimming); groups
-      without batch norm fall back to the l2 norm;
+    * ``group-l2`` (the group-lasso norm, Yuan & Lin 2006): ||w_{G_k}||_2 = sqrt(sum over all
+      member weight slices of w^2) — weights, biases and norm scales of the unit, never running stats;
+    * ``group-l1``: sum of |w| over the same slices;
+    * ``group-bn``: mean |gamma| over the unit's batch-norm scales (Network Slimming, Liu et al.
+      2017); groups without batch norm fall back to the group L2 norm;
     * ``scores`` given (any elementwise criterion, e.g. Taylor |g*w| from core.criteria): the sum
       of the elementwise scores over the unit's slices of the scored parameters.
     """
@@ -441,24 +444,24 @@ def group_scores(
                     acc += _per_unit(g, m, scores[m.param].detach().cpu().double(), "sum")
             out[g.id] = acc
             continue
-        criterion_g = criterion
-        if criterion == "bn-scale":
+        criterion_g = group_criterion(criterion)
+        if criterion_g == "group-bn":
             bn = [m for m in g.members if m.role == "norm" and m.param.endswith(".weight")
                   and isinstance(mods.get(m.param.rpartition(".")[0]), nn.modules.batchnorm._BatchNorm)]
             if bn:
                 acc = sum(_per_unit(g, m, _tensor(model, m.param).detach().cpu().double().abs(), "mean") for m in bn)
                 out[g.id] = acc / len(bn)
                 continue
-            criterion_g = "l2-norm"
-        if criterion_g not in ("l1-norm", "l2-norm"):
-            raise ValueError(f"unknown group criterion {criterion!r}: use l1-norm, l2-norm, bn-scale or give scores")
+            criterion_g = "group-l2"
+        if criterion_g not in ("group-l1", "group-l2"):
+            raise ValueError(f"unknown group criterion {criterion!r}: use {', '.join(GROUP_CRITERIA)} or give scores")
         acc = torch.zeros(g.size, dtype=torch.float64)
         for m in g.members:
             if m.buffer:
                 continue
             t = _tensor(model, m.param).detach().cpu().double()
-            acc += _per_unit(g, m, t.abs() if criterion_g == "l1-norm" else t * t, "sum")
-        out[g.id] = acc if criterion_g == "l1-norm" else acc.sqrt()
+            acc += _per_unit(g, m, t.abs() if criterion_g == "group-l1" else t * t, "sum")
+        out[g.id] = acc if criterion_g == "group-l1" else acc.sqrt()
     return out
 
 
@@ -478,7 +481,7 @@ def _per_unit(group: ChannelGroup, member: Member, t: torch.Tensor, reduce: str)
 
 def group_sparsity(model: nn.Module, groups: Iterable[ChannelGroup], tol: float = 0.0) -> int:
     """s_grp(w) = sum_k ||w_{G_k}||_2^0 (group sparsity, Wen et al. 2016): the number of units whose group norm > tol."""
-    norms = group_scores(model, groups, "l2-norm")
+    norms = group_scores(model, groups, "group-l2")
     return int(sum(int((n > tol).sum()) for n in norms.values()))
 
 

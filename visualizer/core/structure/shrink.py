@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from visualizer.core.pruning.masks import MaskSet, atomic_write
+from visualizer.core.pruning.ranking import check_density, kept_count
 from visualizer.core.structure.graph import model_device
 from visualizer.core.structure.groups import ChannelGroup, Member
 from visualizer.core.tasks import Step, run
@@ -87,15 +87,15 @@ def select_units(
 
     ``scope='layer'``: every prunable group keeps k = max(1, floor(density * size)) units.
     ``scope='global'``: k = floor(density * N) over all N prunable units are kept by one ranking
+    (both floors by :func:`visualizer.core.pruning.ranking.kept_count`, the masks' exact rule)
     of the raw scores (ties broken by lower group id, then unit), each group keeping at least one.
     """
-    if not 0.0 <= density <= 1.0 or math.isnan(density):
-        raise ValueError(f"density must be in [0, 1], got {density}")
+    density = check_density(density)
     groups = [g for g in groups if g.prunable and g.size > 0]
     plan = PrunePlan()
     if scope == "layer":
         for g in groups:
-            keep = max(1, math.floor(density * g.size + 1e-9))
+            keep = max(1, kept_count(density, g.size))
             order = sorted(range(g.size), key=lambda u: (-float(scores[g.id][u]), u))
             removed = sorted(order[keep:])
             if removed:
@@ -104,7 +104,7 @@ def select_units(
     if scope != "global":
         raise ValueError(f"unknown scope {scope!r}: use layer or global")
     units = [(float(scores[g.id][u]), g.id, u) for g in groups for u in range(g.size)]
-    k = math.floor(density * len(units) + 1e-9)
+    k = kept_count(density, len(units))
     ranked = sorted(units, key=lambda t: (-t[0], t[1], t[2]))
     kept = {(gid, u) for _, gid, u in ranked[:k]}
     for g in groups:
@@ -181,7 +181,7 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
     the branch zero, :func:`remove_branches`). Removing them leaves the output unchanged."""
     from visualizer.core.structure.groups import branches, connectivity, group_scores
 
-    plan = select_zero_units(groups, group_scores(model, groups, "l2-norm"), tol)
+    plan = select_zero_units(groups, group_scores(model, groups, "group-l2"), tol)
     select_zero_connections(connectivity(model, groups), tol, plan)
     whole = []
     for module in branches(model, groups, example):

@@ -267,7 +267,7 @@ def measure_speed(
     example: torch.Tensor | None = None,
     dataset: str | None = None,
     batch: int = 64,
-    criterion: str = "l2-norm",
+    criterion: str = "group-l2",
     scope: str = "layer",
     masks: MaskSet | None = None,
     repeats: int = 20,

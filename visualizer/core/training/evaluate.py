@@ -1,66 +1,115 @@
-"""Evaluate a classifier: mean cross-entropy loss and accuracy over a dataset split.
+"""Evaluate a classifier: mean cross-entropy loss and accuracy over a list of batches.
 
-Kept small and separate so the CLI, the GUI and the training module can share it.
+The one evaluation of the code base: the CLI (``prune --eval``, ``train``), the window, sweeps,
+training epochs and sparse training all call :func:`evaluate_job` (or :func:`evaluate`, the same
+job run to the end) on batches from :func:`visualizer.core.workspace.evaluation_batches`, so a
+criterion at a density reports the same accuracy wherever it is asked for.
+
+With ``masks`` the model is read as m ⊙ w through ``torch.func.functional_call``: the weights
+themselves are never changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
 
+Batch = tuple[torch.Tensor, torch.Tensor]
 
-def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 512,
-    device: torch.device | str | None = None,
-) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on (x, y), in eval mode and without grad
-    (:func:`evaluate_job` run to the end).
 
-    The model's train/eval flag is restored afterwards; its parameters are not touched.
-    Raises ValueError on an empty split or a non-positive batch size.
-    """
-    return run(evaluate_job(model, x, y, batch_size, device))
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean cross-entropy ``loss`` and ``accuracy`` over ``n`` samples."""
+
+    loss: float
+    accuracy: float
+    n: int
+
+
+def masked_parameters(model: nn.Module, masks: MaskSet | None) -> dict[str, torch.Tensor]:
+    """{name: m ⊙ w} for the masked parameters (for torch.func.functional_call)."""
+    if masks is None:
+        return {}
+    params = dict(model.named_parameters())
+    out = {}
+    for name, m in masks.masks.items():
+        p = params[name]
+        out[name] = p.detach() * m.to(p.device, p.dtype)
+    return out
+
+
+class _MaskedView(nn.Module):
+    """Runs ``model`` with m ⊙ w through torch.func.functional_call, leaving its weights alone."""
+
+    def __init__(self, model: nn.Module, overrides: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.overrides = overrides
+        # mirror the wrapped model's mode: evaluation restores *this* flag on exit, recursively,
+        # and a fresh Module is in training mode (which used to flip an eval model to train)
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.model, self.overrides, (x,), strict=False)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def evaluate(model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None) -> EvalResult:
+    """:func:`evaluate_job` run to the end."""
+    return run(evaluate_job(model, batches, masks))
 
 
 def evaluate_job(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 512,
-    device: torch.device | str | None = None,
-) -> Generator[Step, None, tuple[float, float]]:
-    """Job form of :func:`evaluate`: yields after every batch, so a large split (CIFAR-10 on a
-    big model) can be cancelled; closing it restores the model's train/eval flag. Grad mode is
-    switched off around each forward pass only (it is per thread, never held across a yield)."""
-    n = int(x.shape[0])
+    model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None
+) -> Generator[Step, None, EvalResult]:
+    """(mean cross-entropy, accuracy) of ``model`` (m ⊙ w with ``masks``) over ``batches``, in
+    eval mode and without grad, on the model's device.
+
+    Yields after every batch, so a large split (CIFAR-10 on a big model) can be cancelled;
+    closing it restores the model's train/eval flag. Grad mode is switched off around each
+    forward pass only (it is per thread, never held across a yield). Raises ValueError when the
+    batches hold no sample. A lazy sequence of batches that knows its ``samples`` (a streamed
+    split, :class:`visualizer.core.data.streaming.StreamBatches`) is read once, batch by batch,
+    never held whole.
+    """
+    n = getattr(batches, "samples", None)
+    if n is None:
+        batches = list(batches)
+        n = sum(int(y.shape[0]) for _, y in batches)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
-    if device is None:
-        p = next(iter(model.parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
+    device = model_device(model)
+    if masks is not None:
+        masks.check(model)
+        model = _MaskedView(model, masked_parameters(model, masks))
     was_training = model.training
     model.eval()
     total_loss = 0.0
     correct = 0
+    done = 0
     try:
-        for start in range(0, n, batch_size):
-            xb = x[start : start + batch_size].to(device)
-            yb = y[start : start + batch_size].to(device)
+        for xb, yb in batches:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.no_grad():
                 out = model(xb)
                 total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
                 correct += int((out.argmax(1) == yb).sum())
-            done = min(start + batch_size, n)
+            done += int(yb.shape[0])
             yield Step(f"evaluating {done}/{n}", done / n)
     finally:
         model.train(was_training)
-    return total_loss / n, correct / n
+    return EvalResult(total_loss / n, correct / n, n)

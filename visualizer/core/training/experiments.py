@@ -31,9 +31,11 @@ from torch import nn
 from visualizer.core.data.sources import Dataset
 from visualizer.core.pruning.masks import MaskSet, atomic_write
 from visualizer.core.tasks import Step, sub
-from visualizer.core.training.loop import TrainConfig, evaluate_job, train
+from visualizer.core.training.evaluate import evaluate_job
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.lottery import RETRAIN_MODES, retrain_job
+from visualizer.core.workspace import SCORE_BATCHES, Workspace, evaluation_batches
 
-RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 # the training settings recorded in a row (None when the row involved no training: retrain none)
 TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "distill_weight",
                 "temperature", "max_steps")
@@ -44,7 +46,6 @@ ROW_FIELDS = [
 # every setting that changes a row's result: a cached row is reused only when all of them agree
 KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
               *TRAIN_FIELDS, "seed", "score_batches")
-SCORE_BATCHES = 4  # seeded training batches the data criteria (snip, grasp, taylor, obd) score on
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -209,12 +210,12 @@ def sweep(
     ``retrain='rewind'``; ``previous`` rows with matching settings are reused, not recomputed.
     Every row, reused or new, is yielded as ``Step.partial`` in grid order."""
     from visualizer.core.pruning.ranking import build_ranking
-    from visualizer.core.training.lottery import criterion_scores, rewind_state
 
     config.validate()
     if config.retrain in ("rewind", "init") and init_state is None:
         raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
     scored = _with_state(model, init_state) if config.retrain == "init" else model
+    workspace = Workspace(model, data, seed=config.train.seed, model_ref=config.model)
     cache = {row_key(r): r for r in read_rows(previous)}
     dataset = getattr(data, "name", "") or ""
     grid = [(c, d) for c in config.criteria for d in config.densities]
@@ -227,7 +228,7 @@ def sweep(
         if todo:
             base = ci / len(config.criteria)
             scores = yield from sub(
-                criterion_scores(criterion, scored, data, config.train.seed, SCORE_BATCHES), base, base,
+                workspace.scores(criterion, scored), base, base,
                 f"{criterion} scores: "
             )
             ranking = yield from sub(
@@ -243,7 +244,7 @@ def sweep(
             else:
                 start = time.perf_counter()
                 masks = ranking.mask_at(density)
-                row = yield from _evaluate_cell(model, data, config, masks, init_state, rewind_state, len(rows), total)
+                row = yield from _evaluate_cell(model, data, config, masks, init_state, len(rows), total)
                 row = {**settings, **row, "seconds": time.perf_counter() - start}
                 computed += 1
             rows.append(row)
@@ -259,17 +260,16 @@ def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return clone
 
 
-def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state, rewind_state, i: int, total: int):
-    """Accuracy/loss of one (criterion, density) cell under the retraining mode."""
+def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state, i: int, total: int):
+    """Accuracy/loss of one (criterion, density) cell under the retraining mode: the evaluation
+    of ``prune --eval`` for ``none``, :func:`~visualizer.core.training.lottery.retrain_job` (what
+    one-shot fine-tuning and pruning at initialisation run) otherwise."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
     if config.retrain == "none":
-        ev = yield from sub(evaluate_job(model, data, masks=masks), i / total, (i + 1) / total)
+        ev = yield from sub(evaluate_job(model, evaluation_batches(data), masks), i / total, (i + 1) / total)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
-    start = rewind_state(init_state, masks) if config.retrain in ("rewind", "init") else None
-    res = yield from sub(
-        train(model, data, masks, config.train, start_state=start, stage=config.retrain),
-        i / total, (i + 1) / total,
-    )
+    res = yield from sub(retrain_job(model, data, masks, config.retrain, config.train, init_state),
+                         i / total, (i + 1) / total)
     return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss}
 
 

@@ -1,4 +1,4 @@
-"""Masked training (projected gradient descent), evaluation, label smoothing and distillation.
+"""Masked training (projected gradient descent), label smoothing and distillation.
 
 Training a pruned network is constrained optimisation over the subspace of surviving weights
 (seed 000, "The Mathematics of Pruning"; seed 002, "The Optimization Landscape"): with the
@@ -35,10 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visualizer.core.data.sources import Dataset, batches
+from visualizer.core.data.sources import Dataset
 from visualizer.core.models.loaders import select_device
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.tasks import Step, run
+from visualizer.core.tasks import Step
+from visualizer.core.training.evaluate import EvalResult, evaluate, model_device
+from visualizer.core.workspace import evaluation_batches, training_batches
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -78,13 +80,6 @@ class TrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    loss: float
-    accuracy: float
-    n: int
 
 
 @dataclass
@@ -148,78 +143,6 @@ def training_loss(
         return ce
     kd = distillation_term(logits, teacher_logits, temperature)
     return (1.0 - distill_weight) * ce + distill_weight * kd
-
-
-# --- evaluation --------------------------------------------------------------------------------
-
-
-def masked_parameters(model: nn.Module, masks: MaskSet | None) -> dict[str, torch.Tensor]:
-    """{name: m ⊙ w} for the masked parameters (for torch.func.functional_call)."""
-    if masks is None:
-        return {}
-    params = dict(model.named_parameters())
-    out = {}
-    for name, m in masks.masks.items():
-        p = params[name]
-        out[name] = p.detach() * m.to(p.device, p.dtype)
-    return out
-
-
-class _MaskedView(nn.Module):
-    """Runs ``model`` with m ⊙ w through torch.func.functional_call, leaving its weights alone."""
-
-    def __init__(self, model: nn.Module, overrides: dict[str, torch.Tensor]) -> None:
-        super().__init__()
-        self.model = model
-        self.overrides = overrides
-        # mirror the wrapped model's mode: evaluation restores *this* flag on exit, recursively,
-        # and a fresh Module is in training mode (which used to flip an eval model to train)
-        self.train(model.training)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self.model, self.overrides, (x,), strict=False)
-
-
-def evaluate(
-    model: nn.Module,
-    data: Dataset,
-    split: str = "test",
-    masks: MaskSet | None = None,
-    batch_size: int = 2048,
-) -> EvalResult:
-    """Mean cross-entropy and accuracy of ``model`` (with ``m ⊙ w`` if ``masks``) on a split,
-    via :func:`visualizer.core.training.evaluate.evaluate` (:func:`evaluate_job` run to the end).
-
-    The model is not changed: masked weights go in through ``torch.func.functional_call`` and the
-    train/eval flag is restored afterwards. Runs on the model's device.
-    """
-    return run(evaluate_job(model, data, split, masks, batch_size))
-
-
-def evaluate_job(
-    model: nn.Module,
-    data: Dataset,
-    split: str = "test",
-    masks: MaskSet | None = None,
-    batch_size: int = 2048,
-) -> Generator[Step, None, EvalResult]:
-    """Job form of :func:`evaluate` (a Step after every batch; cancellable)."""
-    from visualizer.core.training.evaluate import evaluate_job as evaluate_xy
-
-    x, y = data.split(split)
-    if masks is not None:
-        masks.check(model)
-        model = _MaskedView(model, masked_parameters(model, masks))
-    loss, accuracy = yield from evaluate_xy(model, x, y, batch_size=batch_size, device=_model_device(model))
-    return EvalResult(loss, accuracy, int(x.shape[0]))
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 # --- the projection ------------------------------------------------------------------------------
@@ -329,7 +252,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def total_steps(data: Dataset, config: TrainConfig) -> int:
-    steps = config.epochs * steps_per_epoch(int(data.x_train.shape[0]), config.batch_size)
+    steps = config.epochs * steps_per_epoch(data.split_size("train"), config.batch_size)
     return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
@@ -353,7 +276,7 @@ def _one_step(
     does); after that SGD (momentum, dampening, Nesterov, weight decay) and Adam (L2 weight
     decay) compute an update of exactly 0 at every coordinate whose gradient, state and weight
     are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (it was
-    27 us of a 930 us mlp step; tested after every step in tests/core/test_training.py)."""
+    27 us of a 930 us mlp step; tested after every step in tests/core/training/test_loop.py)."""
     optimizer.zero_grad(set_to_none=True)
     logits = main_logits(work(xb))
     teacher_logits = None
@@ -391,7 +314,7 @@ def fit(
     """
     config.validate()
     hooks = hooks or LoopHooks()
-    device = _model_device(work)
+    device = model_device(work)
     optimizer = make_optimizer(work, config)
     if projector is not None:
         projector.project_weights()
@@ -410,7 +333,7 @@ def fit(
     teacher = teacher.to(device).eval() if teacher is not None else None
     for epoch in range(config.epochs):
         work.train()
-        for xb, yb in batches(data.x_train, data.y_train, config.batch_size, shuffle=True, generator=generator):
+        for xb, yb in training_batches(data, config.batch_size, generator):
             if step >= n_total:
                 break
             loss = _one_step(work, optimizer, xb.to(device), yb.to(device), config, projector, teacher, hooks, step)
@@ -428,7 +351,7 @@ def fit(
                     partial.update(extra())
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}", step / n_total, partial)
         if running_n and config.evaluate_each_epoch:
-            ev = evaluate(work, data)
+            ev = evaluate(work, evaluation_batches(data))
             row = {"epoch": epoch + 1, "step": step, "train_loss": running / running_n, "test_loss": ev.loss, "accuracy": ev.accuracy}
             if extra is not None:
                 row.update(extra())
@@ -483,7 +406,7 @@ def train(
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
     )
-    test = evaluate(work, data)
+    test = evaluate(work, evaluation_batches(data))
     yield Step(f"{stage}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "test_loss": test.loss, "accuracy": test.accuracy})
     return TrainResult(work, masks.copy() if masks is not None else None, history, test, steps, snapshots)
 

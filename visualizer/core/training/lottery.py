@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from visualizer.core.data.sources import Dataset, batches
+from visualizer.core.data.sources import Dataset
 from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, sub
@@ -57,12 +57,12 @@ def prune_remaining(
     Scores are |w| on kept weights and -1 on pruned ones, so a pruned weight is never revived
     (k_r <= k_{r-1}); the mask comes from the shared ranking (exactly floor(rho * d) kept,
     deterministic ties)."""
+    from visualizer.core.pruning.criteria import magnitude_scores
     from visualizer.core.pruning.ranking import mask_from_scores
 
-    scores = {}
-    for name, m in masks.masks.items():
-        w = weights[name].detach().abs().float().cpu()
-        scores[name] = torch.where(m, w, torch.full_like(w, -1.0))
+    magnitude = magnitude_scores({name: weights[name] for name in masks.masks})
+    scores = {name: torch.where(m, magnitude[name], torch.full_like(magnitude[name], -1.0))
+              for name, m in masks.masks.items()}
     out = mask_from_scores(scores, density, scope=scope)
     out.metadata.update({"criterion": "magnitude", "density": f"{density:g}", "scope": scope})
     return out
@@ -218,28 +218,29 @@ def iterative_magnitude_pruning(
 # --- one-shot and at-initialisation pruning --------------------------------------------------------
 
 
-def score_batches(data: Dataset, n_batches: int = 4, batch_size: int = 128, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed, seeded handful of training batches for data-driven criteria (SNIP, GraSP, ...)."""
-    g = torch.Generator().manual_seed(int(seed))
-    out = []
-    for i, b in enumerate(batches(data.x_train, data.y_train, batch_size, shuffle=True, generator=g)):
-        if i >= n_batches:
-            break
-        out.append(b)
-    return out
+RETRAIN_MODES = ("none", "finetune", "rewind", "init")
 
 
-def criterion_scores(
-    criterion: str, model: nn.Module, data: Dataset, seed: int = 0, n_batches: int = 4
-) -> Generator[Step, None, dict[str, torch.Tensor]]:
-    """Scores of ``criterion`` on ``model`` (engine API), with a few seeded batches of data."""
-    from visualizer.core.pruning.criteria import CRITERIA, score
-
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
-    needs = getattr(CRITERIA[criterion], "needs_data", True)
-    data_batches = score_batches(data, n_batches, seed=seed) if needs else None
-    return (yield from score(criterion, model, data_batches, seed=seed))
+def retrain_job(
+    model: nn.Module,
+    data: Dataset,
+    masks: MaskSet,
+    retrain: str,
+    config: TrainConfig | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> Generator[Step, None, TrainResult]:
+    """The retraining modes of a pruned network, one implementation for the sweeps, the CLI and
+    the window: ``finetune`` trains the kept weights from their trained values (projected
+    gradient); ``rewind`` and ``init`` train m ⊙ w_0 from the initialisation ``init_state``
+    (one-shot lottery ticket, Frankle & Carbin 2019; pruning at initialisation, Lee et al. 2019:
+    the difference is only which weights were scored)."""
+    if retrain not in RETRAIN_MODES[1:]:
+        raise ValueError(f"unknown retrain mode {retrain!r} (use {', '.join(RETRAIN_MODES[1:])})")
+    if retrain == "finetune":
+        return (yield from train(model, data, masks, config, stage="fine-tune"))
+    if init_state is None:
+        raise ValueError(f"retrain {retrain!r} needs the initialisation (init_state)")
+    return (yield from train(model, data, masks, config, start_state=rewind_state(init_state, masks), stage=retrain))
 
 
 def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -248,6 +249,35 @@ def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     clone = copy.deepcopy(model).cpu()
     clone.load_state_dict(state)
     return clone
+
+
+def oneshot_job(
+    model: nn.Module,
+    data: Dataset,
+    density: float,
+    criterion: str,
+    retrain: str,
+    scope: str = "global",
+    config: TrainConfig | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
+    structure: str = "unstructured",
+) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
+    """Prune once to ``density`` by ``criterion`` and retrain with :func:`retrain_job`. The
+    criterion scores the trained ``model`` (its batches and seed from a
+    :class:`~visualizer.core.workspace.Workspace` with ``config.seed``), or w_0 itself when
+    ``retrain`` is ``init``."""
+    from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.workspace import Workspace
+
+    config = config or TrainConfig()
+    if retrain == "init" and init_state is None:
+        raise ValueError("retrain 'init' needs the initialisation (init_state)")
+    scored = _load(model, init_state) if retrain == "init" else model
+    workspace = Workspace(model, data, seed=config.seed)
+    scores = yield from sub(workspace.scores(criterion, scored), 0.0, 0.1, "scores: ")
+    masks = mask_from_scores(scores, density, scope=scope, structure=structure, criterion=criterion)
+    res = yield from sub(retrain_job(model, data, masks, retrain, config, init_state), 0.1, 1.0)
+    return masks, res
 
 
 def oneshot_finetune(
@@ -259,14 +289,9 @@ def oneshot_finetune(
     config: TrainConfig | None = None,
 ) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
     """Prune the trained ``model`` once to ``density`` by ``criterion``, then fine-tune the kept
-    weights (projected gradient) from their trained values."""
-    from visualizer.core.pruning.ranking import mask_from_scores
-
-    config = config or TrainConfig()
-    scores = yield from sub(criterion_scores(criterion, model, data, config.seed), 0.0, 0.1, "scores: ")
-    masks = mask_from_scores(scores, density, scope=scope)
-    res = yield from sub(train(model, data, masks, config, stage="fine-tune"), 0.1, 1.0)
-    return masks, res
+    weights (projected gradient) from their trained values: :func:`oneshot_job` with
+    ``finetune``, what a sweep's ``--retrain finetune`` row computes."""
+    return (yield from oneshot_job(model, data, density, criterion, "finetune", scope, config))
 
 
 def prune_at_init(
@@ -278,16 +303,10 @@ def prune_at_init(
     scope: str = "global",
     config: TrainConfig | None = None,
 ) -> Generator[Step, None, tuple[MaskSet, TrainResult]]:
-    """Pruning at initialisation (SNIP, GraSP, random, ...): score w_0, keep the top
-    floor(rho d), train m ⊙ w_0 with the mask fixed."""
-    from visualizer.core.pruning.ranking import mask_from_scores
-
-    config = config or TrainConfig()
-    at_init = _load(model, init_state)
-    scores = yield from sub(criterion_scores(criterion, at_init, data, config.seed), 0.0, 0.1, "scores: ")
-    masks = mask_from_scores(scores, density, scope=scope)
-    res = yield from sub(train(model, data, masks, config, start_state=rewind_state(init_state, masks), stage=criterion), 0.1, 1.0)
-    return masks, res
+    """Pruning at initialisation (SNIP, Lee et al. 2019; GraSP, Wang et al. 2020; random, ...):
+    score w_0, keep the top floor(rho d), train m ⊙ w_0 with the mask fixed: :func:`oneshot_job`
+    with ``init``, what a sweep's ``--retrain init`` row computes."""
+    return (yield from oneshot_job(model, data, density, criterion, "init", scope, config, init_state))
 
 
 def initial_state(model_ref: str, model: nn.Module, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:

@@ -173,9 +173,9 @@ def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, in
 
     from visualizer.core.data.sources import load_dataset
     from visualizer.core.models.loaders import load_model
-    from visualizer.core.pruning.criteria import compute_scores
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.tasks import run
+    from visualizer.core.workspace import Workspace
     from visualizer.ui.analysis import adapters, jobs
 
     if view_name not in VIEW_IDS:
@@ -184,8 +184,9 @@ def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, in
     loaded = load_model(model)
     data = load_dataset(loaded.dataset)
     net = loaded.model
-    batches = [(data.x_train[:128], data.y_train[:128])]
-    masks = mask_from_scores(compute_scores(criterion, net, batches), density, criterion=criterion)
+    # the workspace's criterion batches: the mask the window, the CLI and the sweep give
+    masks = mask_from_scores(run(Workspace(net, data, model_ref=model).scores(criterion)), density,
+                             criterion=criterion)
     from visualizer.ui.analysis.densenet_view import ConnectivityView
     from visualizer.ui.analysis.graph_view import GraphView
     from visualizer.ui.analysis.inception_view import BranchView

@@ -77,7 +77,7 @@ class GroupLassoResult:
                 f"{self.accuracy_final:.3f} after a masked fine-tune")
 
 
-# what shows removal on the bundled models (core.sparse.group_lasso_then_finetune's measurements)
+# what shows removal on the bundled models (core.training.prox.group_lasso_then_finetune's measurements)
 LASSO_DEFAULTS = {"densenet": (0.3, 20), "inception": (0.3, 10)}
 
 
@@ -87,7 +87,7 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
     from visualizer.core.structure.groups import branches, connectivity, find_groups
-    from visualizer.core.training.sparse import group_lasso_then_finetune as lasso_then_finetune
+    from visualizer.core.training.prox import group_lasso_then_finetune as lasso_then_finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
@@ -170,7 +170,7 @@ def speed_job(model, density: float = 0.5, repeats: int = 20, example=None):
     yield Step("channel groups", 0.0)
     x = example if example is not None else example_input(model)
     groups = find_groups(model, x).groups
-    scores = group_scores(model, groups, "l2-norm")
+    scores = group_scores(model, groups, "group-l2")
     yield Step("shrinking", 0.1)
     result = structured_prune(model, groups, scores, density, x)
     return (yield from sub(measure(model, result.shrunk.model, x, repeats=repeats), 0.2, 1.0))

@@ -10,7 +10,8 @@ from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Cancelled, run
-from visualizer.core.training.loop import evaluate, evaluate_job
+from visualizer.core.training.evaluate import evaluate, evaluate_job
+from visualizer.core.workspace import evaluation_batches
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,9 @@ def digits():
 def test_evaluate_job_steps_per_batch_and_equals_evaluate(digits):
     m = load_model("lenet").model
     steps = []
-    res = run(evaluate_job(m, digits, batch_size=100), steps.append)
+    res = run(evaluate_job(m, evaluation_batches(digits, batch_size=100)), steps.append)
     assert [s.fraction for s in steps] == pytest.approx([100 / 359, 200 / 359, 300 / 359, 1.0])
-    ref = evaluate(m, digits)
+    ref = evaluate(m, evaluation_batches(digits))
     assert res.accuracy == ref.accuracy == pytest.approx(0.961, abs=1e-3)
     assert res.loss == pytest.approx(ref.loss, rel=1e-6) and res.n == 359
 
@@ -34,7 +35,7 @@ def test_masked_evaluation_keeps_the_callers_mode_and_batchnorm_stats(digits, tr
     m.train(training)
     before = {k: v.clone() for k, v in m.state_dict().items()}
     masks = MaskSet.for_model(m)
-    evaluate(m, digits, masks=masks)
+    evaluate(m, evaluation_batches(digits), masks)
     assert m.training == training and all(mod.training == training for mod in m.modules())
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
@@ -42,5 +43,5 @@ def test_masked_evaluation_keeps_the_callers_mode_and_batchnorm_stats(digits, tr
 def test_cancelled_evaluation_restores_the_mode(digits):
     m = load_model("lenet").model.train()
     with pytest.raises(Cancelled):
-        run(evaluate_job(m, digits, batch_size=50), should_stop=lambda: True)
+        run(evaluate_job(m, evaluation_batches(digits, batch_size=50)), should_stop=lambda: True)
     assert m.training

@@ -1,4 +1,4 @@
-"""Issue 2 (data): the bundled real data set works offline with a fixed split, the synthetic
+"""The bundled real data set works offline with a fixed split, the synthetic
 sequence task is hand-checkable and seeded, batching is reproducible, and data sets that need
 torchvision fail with a one-line DataError when it is missing."""
 
@@ -14,7 +14,6 @@ from tests.conftest import torchvision_or_skip
 from visualizer.core.data import sources as data_mod
 from visualizer.core.data.sources import (
     DataError,
-    batches,
     check_model_reads,
     dataset_names,
     load_dataset,
@@ -59,18 +58,6 @@ def test_sequence_label_is_the_most_frequent_symbol_ties_to_the_smallest():
     again = make_sequence_task(n_train=200, n_test=50, length=6, symbols=4, seed=3)
     other = make_sequence_task(n_train=200, n_test=50, length=6, symbols=4, seed=4)
     assert torch.equal(again.x_train, s.x_train) and not torch.equal(other.x_train, s.x_train)
-
-
-def test_batches_cover_everything_once_and_seeded_shuffles_repeat():
-    x, y = torch.arange(10).float().unsqueeze(1), torch.arange(10)
-    plain = list(batches(x, y, 4))
-    assert [b[1].tolist() for b in plain] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert [b[1].tolist() for b in batches(x, y, 4, drop_last=True)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    a = [b[1].tolist() for b in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(5))]
-    b = [b[1].tolist() for b in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(5))]
-    assert a == b and sorted(sum(a, [])) == list(range(10)) and sum(a, []) != list(range(10))
-    for xb, yb in batches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(1)):
-        assert torch.equal(xb[:, 0].long(), yb)  # x and y stay paired
 
 
 def test_unknown_dataset_and_bad_split_are_clear_errors():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -225,9 +226,24 @@ def test_position_buckets_on_a_vector_larger_than_65536():
 
 @settings(max_examples=200, deadline=None)
 @given(rho=st.floats(0, 1), d=st.integers(0, 100_000))
-def test_kept_count_agrees_with_the_other_modules_floor(rho, d):
-    """core/sparse.py and core/shrink.py use floor(rho * d + 1e-9): same k for moderate d."""
-    assert kept_count(rho, d) == math.floor(rho * d + 1e-9)
+def test_kept_count_is_the_exact_floor(rho, d):
+    """k = floor(rho * d) computed on the exact rational value of rho (the rule every module uses:
+    masks, IHT, DST layer counts, structured shrink), up to a float that lies within
+    max(1e-9, 4 ulps of d) below an integer, which counts as that integer."""
+    exact = Fraction(rho) * d
+    k = kept_count(rho, d)
+    assert k in (math.floor(exact), math.floor(exact) + 1)
+    if k == math.floor(exact) + 1:  # only a product a rounding error below an integer is rounded up
+        assert k - exact <= max(Fraction(1, 10**9), Fraction(d, 2**50))
+    else:
+        assert k == math.floor(exact)
+
+
+def test_kept_count_by_hand():
+    assert kept_count(0.29, 100) == 29  # 0.29 * 100 = 28.999999999999996 in floats
+    assert kept_count(1 / 49, 49) == 1  # (1/49) * 49 = 0.9999999999999999
+    assert kept_count(0.05, 61_706) == 3085  # 3085.3
+    assert kept_count(0.5, 7) == 3 and kept_count(1.0, 7) == 7 and kept_count(0.0, 7) == 0
 
 
 def test_kept_count_exact_fractions_on_a_resnet50_sized_total():

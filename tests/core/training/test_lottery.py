@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model
+from visualizer.core.models.loaders import load_model, prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.ranking import kept_count, mask_from_scores
 from visualizer.core.tasks import run
-from visualizer.core.training.loop import TrainConfig, prepare_copy, train
+from visualizer.core.training.loop import TrainConfig, train
 
 from visualizer.core.training.lottery import (  # isort: skip
     IMPConfig,
@@ -143,10 +144,17 @@ def test_prune_at_init_trains_from_masked_init(mlp, digits, init, criterion):
 
 
 def test_oneshot_finetune(mlp, digits):
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
     masks, res = run(oneshot_finetune(mlp, digits, 0.1, "magnitude", config=FAST))
-    assert masks.kept() == int(0.1 * masks.total())
-    work = prepare_copy(mlp, FAST)
-    assert res.test.accuracy > 0.5 and work is not mlp
+    assert masks.kept() == kept_count(0.1, masks.total())
+    expected = mask_from_scores({n: p.detach().abs() for n, p in prunable_parameters(mlp).items()}, 0.1)
+    assert all(torch.equal(masks[n], expected[n]) for n in expected.masks)  # the trained weights were scored
+    assert res.test.accuracy > 0.5
+    assert all(torch.equal(before[k], v) for k, v in mlp.state_dict().items())  # the caller's model is untouched
+    params = dict(res.model.named_parameters())
+    assert all(bool((params[n].detach()[~m] == 0).all()) for n, m in masks.masks.items())
+    assert res.model is not mlp and any(  # fine-tuned: the kept weights moved
+        not torch.equal(params[n].detach().cpu(), before[n]) for n in masks.masks)
 
 
 def test_rewind_points_keep_w_tau_from_the_shipped_init():
@@ -165,3 +173,18 @@ def test_rewind_points_keep_w_tau_from_the_shipped_init():
     assert all(torch.equal(out.snapshots[0][k], init[k]) for k in init)
     assert any(not torch.equal(out.snapshots[5][k], init[k]) for k in init)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("retrain,criterion", [("finetune", "snip"), ("init", "grasp")])
+def test_oneshot_and_prune_at_init_are_the_sweeps_retrain_rows(mlp, digits, init, retrain, criterion):
+    """One-shot fine-tuning and pruning at initialisation are the sweep's ``finetune`` and ``init``
+    cells: same scores (the workspace's batches), same mask, same training, same accuracy."""
+    from visualizer.core.training.experiments import SweepConfig, sweep
+
+    if retrain == "finetune":
+        masks, res = run(oneshot_finetune(mlp, digits, 0.2, criterion, config=FAST))
+    else:
+        masks, res = run(prune_at_init(mlp, digits, init, 0.2, criterion, config=FAST))
+    (row,) = run(sweep(mlp, digits, SweepConfig("mlp", (criterion,), (0.2,), retrain=retrain, train=FAST),
+                       init_state=init)).rows
+    assert row["kept"] == masks.kept() and row["accuracy"] == res.test.accuracy and row["loss"] == res.test.loss

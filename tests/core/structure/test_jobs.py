@@ -1,4 +1,4 @@
-"""Issue 7: the long structure calls are cancellable jobs (generators of Step driven by tasks.run)
+"""The long structure calls are cancellable jobs (generators of Step driven by tasks.run)
 with convenience wrappers that return the same result."""
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model, prunable_parameters, select_device
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
+from visualizer.core.training.evaluate import evaluate
 from visualizer.core.training.loop import (
     LoopHooks,
     MaskProjector,
     TrainConfig,
     distillation_term,
-    evaluate,
     fit,
     make_optimizer,
     prepare_copy,
@@ -27,7 +27,8 @@ from visualizer.core.training.loop import (
     train_with_distillation,
     training_loss,
 )
-from visualizer.core.training.sparse import hard_threshold_masks
+from visualizer.core.training.prox import hard_threshold_masks
+from visualizer.core.workspace import evaluation_batches
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,7 +66,7 @@ def test_masked_weights_and_optimizer_state_stay_exactly_zero(mlp, digits, optim
     masks = magnitude_masks(mlp, 0.1)
     config = TrainConfig(epochs=2, lr=lr, optimizer=optimizer, momentum=0.9, weight_decay=1e-4)
     work = prepare_copy(mlp, config)
-    before = evaluate(work, digits, split="train", masks=masks).loss
+    before = evaluate(work, evaluation_batches(digits, split="train"), masks).loss
     projector = MaskProjector(work, masks)
     checked = []
 
@@ -83,7 +84,7 @@ def test_masked_weights_and_optimizer_state_stay_exactly_zero(mlp, digits, optim
     run(fit(work, digits, config, projector, hooks=LoopHooks(after_step=after_step)))
     assert len(checked) == 2 * math.ceil(digits.x_train.shape[0] / 64)
     assert masked_entries_are_zero(work, masks)
-    after = evaluate(work, digits, split="train").loss
+    after = evaluate(work, evaluation_batches(digits, split="train")).loss
     assert after < 0.75 * before, (before, after)
 
 
@@ -189,7 +190,7 @@ def test_distillation_hand_worked():
 
 def test_distillation_and_label_smoothing_train(mlp, digits):
     masks = magnitude_masks(mlp, 0.1)
-    before = evaluate(mlp, digits, masks=masks)
+    before = evaluate(mlp, evaluation_batches(digits), masks)
     res = run(train_with_distillation(mlp, digits, masks, TrainConfig(epochs=2, lr=1e-3, temperature=2.0, label_smoothing=0.1)))
     assert masked_entries_are_zero(res.model, masks)
     assert res.test.loss < before.loss
@@ -199,13 +200,13 @@ def test_distillation_and_label_smoothing_train(mlp, digits):
 
 def test_evaluate_with_masks_equals_evaluating_masked_weights(mlp, digits):
     masks = magnitude_masks(mlp, 0.2)
-    via_masks = evaluate(mlp, digits, masks=masks)
+    via_masks = evaluate(mlp, evaluation_batches(digits), masks)
     clone = prepare_copy(mlp, TrainConfig(device="cpu"))
     masks.apply(clone)
-    direct = evaluate(clone, digits)
+    direct = evaluate(clone, evaluation_batches(digits))
     assert via_masks.accuracy == direct.accuracy
     assert via_masks.loss == pytest.approx(direct.loss, rel=1e-6)
-    assert evaluate(mlp, digits).accuracy == pytest.approx(0.9805, abs=1e-3)  # manifest accuracy
+    assert evaluate(mlp, evaluation_batches(digits)).accuracy == pytest.approx(0.9805, abs=1e-3)  # manifest accuracy
 
 
 def test_bad_settings_and_devices():

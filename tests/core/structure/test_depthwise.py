@@ -1,4 +1,4 @@
-"""Issue 7: depthwise and grouped convolutions without torchvision (MobileNet/ResNeXt-style blocks).
+"""Depthwise and grouped convolutions without torchvision (MobileNet/ResNeXt-style blocks).
 
 A depthwise conv (groups = channels) ties its channels to the producer's: removing channel c of
 c1 removes row c of dw (and of both batch norms) and column c of the pointwise conv. A grouped
