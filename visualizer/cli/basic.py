@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
     p.add_argument("--out", "-o", help="write the mask to this .safetensors file")
     p.add_argument("--eval", action="store_true", help="report the pruned model's test accuracy")
+    p.add_argument("--eval-batches", type=int, default=None,
+                   help="test mini-batches --eval reads (default: the whole split)")
     p.add_argument("--batches", type=int, default=SCORE_BATCHES,
                    help=f"mini-batches of a seeded shuffle of the training split that data criteria "
                         f"score on (default {SCORE_BATCHES}, as the window and sweep)")
@@ -138,7 +140,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from visualizer.core.pruning.criteria import CRITERIA
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES, build_ranking, check_density
     from visualizer.core.tasks import TerminalProgress, run
-    from visualizer.core.training.evaluate import evaluate
+    from visualizer.core.training.evaluate import evaluate_job
     from visualizer.core.workspace import Workspace
 
     # check every option before any slow work
@@ -150,6 +152,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}")
     density = check_density(args.density)
     info = CRITERIA[args.criterion]
+    if args.eval_batches is not None and args.eval_batches < 0:
+        raise UserError(f"--eval-batches must be 0 or more, got {args.eval_batches}")
     if args.batches < 1:
         raise UserError(f"--batches must be at least 1, got {args.batches}")
     if args.batch_size < 1:
@@ -178,7 +182,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
     }
     if args.eval:
-        result["accuracy"] = evaluate(model, workspace.evaluation_batches(), masks).accuracy
+        evalset = workspace.evaluation_batches(args.eval_batches)
+        result["accuracy"] = run(evaluate_job(model, evalset, masks), progress).accuracy
     if args.out:
         masks.save(args.out)
     if args.json:

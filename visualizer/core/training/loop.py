@@ -64,10 +64,13 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (None: all epochs)
     report_every: int = 10  # a partial metrics row every this many steps
     evaluate_each_epoch: bool = True
+    eval_batches: int | None = None  # test mini-batches each evaluation reads (None: the whole split)
 
     def validate(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.eval_batches is not None and self.eval_batches < 0:
+            raise ValueError(f"evaluation batches must be >= 0, got {self.eval_batches}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
@@ -351,7 +354,7 @@ def fit(
                     partial.update(extra())
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}", step / n_total, partial)
         if running_n and config.evaluate_each_epoch:
-            ev = evaluate(work, evaluation_batches(data))
+            ev = evaluate(work, evaluation_batches(data, config.eval_batches))
             row = {"epoch": epoch + 1, "step": step, "train_loss": running / running_n, "test_loss": ev.loss, "accuracy": ev.accuracy}
             if extra is not None:
                 row.update(extra())
@@ -406,7 +409,7 @@ def train(
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
     )
-    test = evaluate(work, evaluation_batches(data))
+    test = evaluate(work, evaluation_batches(data, config.eval_batches))
     yield Step(f"{stage}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "test_loss": test.loss, "accuracy": test.accuracy})
     return TrainResult(work, masks.copy() if masks is not None else None, history, test, steps, snapshots)
 
