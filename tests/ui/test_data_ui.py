@@ -40,7 +40,9 @@ def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_pat
     assert window.model_panel.data_box.currentText() == "folder: digits"
     assert window.state.dataset is not None and not window.state.dataset.in_memory
     assert button.isEnabled() and panel.status.text() == ""
-    assert panel.samples.value() == STREAMED_SAMPLES
+    from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES
+
+    assert panel.samples.value() == STREAMED_SAMPLES == PREVIEW_BATCHES * PREVIEW_BATCH_SIZE
     panel.probes.setValue(0)
     panel.top_k.setValue(2)
     button.click()

@@ -42,6 +42,10 @@ EVAL_BATCH_SIZE = 512
 CURVATURE_BATCHES = 1  # mini-batches of the test split the Hessian and landscape read by default
 CURVATURE_BATCH_SIZE = 128
 OBD_PROBES = 8  # Hutchinson probes of the obd criterion
+# the window's sample of a streamed source (an image folder): a data criterion or a curvature
+# view on ResNet-50 then reads 32 images, which keeps a CPU preview to seconds
+PREVIEW_BATCHES = 2
+PREVIEW_BATCH_SIZE = 16
 
 
 def streamed(data) -> bool:

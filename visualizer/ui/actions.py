@@ -74,8 +74,10 @@ def rank_job(
 ) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
     """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
     ``seed``, as ``pruneviz prune`` and the sweep), then the ranking for (scope, structure)."""
+    from dataclasses import replace
+
     from visualizer.core.pruning import criteria, ranking
-    from visualizer.core.workspace import Workspace
+    from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES, Workspace, streamed
 
     info = criteria.CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
@@ -83,6 +85,8 @@ def rank_job(
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
     work = copy.deepcopy(model) if info.needs_data else model
     workspace = Workspace(model, dataset, seed=seed)
+    if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
+        workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
     with torch.enable_grad():
         scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
     rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")

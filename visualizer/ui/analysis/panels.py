@@ -40,6 +40,7 @@ NEEDS_DATA = "needs a dataset: choose one under Data"
 # the sample a curvature view reads: one batch of 128 of a bundled (in-memory) dataset; two
 # batches of 16 of a streamed one, which keeps a CPU preview of ResNet-50 to seconds
 IN_MEMORY_SAMPLES, IN_MEMORY_BATCH = 128, 128
+# (core.workspace.PREVIEW_BATCHES x PREVIEW_BATCH_SIZE, not imported: this module loads before torch)
 STREAMED_SAMPLES, STREAMED_BATCH = 32, 16
 
 
