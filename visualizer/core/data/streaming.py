@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from torch.utils.data import Dataset as TorchDataset
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -77,9 +77,10 @@ class StreamSource:
 
 
 def _collate(samples: list) -> Batch:
-    xs = torch.stack([torch.as_tensor(s[0]) for s in samples])
-    ys = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.long)
-    return xs, ys
+    """torch's default collate (in a worker it stacks straight into shared memory, where a plain
+    torch.stack would allocate the batch twice), as an (inputs, int64 labels) pair."""
+    xs, ys = default_collate([(s[0], s[1]) for s in samples])
+    return xs, torch.as_tensor(ys).long()
 
 
 class StreamBatches:
