@@ -19,6 +19,40 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch intra-op thread for every test module (the GUI tests' window may have changed it):
+    on 2 shared cores two spinning threads run small models up to ~15x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The bundled digits dataset (8x8 images, 10 classes)."""
+    from visualizer.core.data.sources import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    """The bundled MLP with its trained weights (one copy per test module)."""
+    from visualizer.core.models.loaders import load_model
+
+    return load_model("mlp").model
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    """The bundled LeNet-5 with its trained weights (one copy per test module)."""
+    from visualizer.core.models.loaders import load_model
+
+    return load_model("lenet").model
+
+
 def torchvision_or_skip(module: str = "models"):
     """``torchvision.<module>``, or skip: not installed, or installed but built for another torch
     (that raises RuntimeError inside torchvision's import, which pytest.importorskip lets through)."""

@@ -5,7 +5,7 @@ Run: ``python tests/benchmarks/bench_ui.py`` (offscreen). Prints, with peers fro
   lookup table, fixed levels) next to pyqtgraph's float image with auto levels;
 - the whole slider step (ranking cut move + codes + draw) per second;
 - the worst event-loop gap seen by a 5 ms timer probe while jobs run (ranking; training and a
-  sweep when visualizer.core.training.loop is present), and how many gaps exceeded 50 ms;
+  sweep), and how many gaps exceeded 50 ms;
 - seconds from process start until the window shows the default model, next to the time a
   bare ``import torch, PySide6.QtWidgets`` takes.
 """
@@ -147,12 +147,9 @@ def bench_stalls() -> None:
     probe_job(window, lambda: window.pruning_panel.set_settings(criterion="obd"), "OBD ranking (resnet-mini)")
     from visualizer.ui import training_ui
 
-    if training_ui.available():
-        probe_job(window, lambda: training_ui.run_training(window, {"retrain": "finetune", "epochs": 1, "lr": 1e-3}),
-                  "1 epoch fine-tune (resnet-mini)")
-        probe_job(window, lambda: training_ui.run_sweep(window, {"retrain": "none"}), "accuracy sweep (resnet-mini)")
-    else:
-        print("training/sweep stalls: skipped (visualizer.core.training.loop not available)")
+    probe_job(window, lambda: training_ui.run_training(window, {"retrain": "finetune", "epochs": 1, "lr": 1e-3}),
+              "1 epoch fine-tune (resnet-mini)")
+    probe_job(window, lambda: training_ui.run_sweep(window, {"retrain": "none"}), "accuracy sweep (resnet-mini)")
     from visualizer.ui import gui_gc
 
     pump(int(gui_gc.QUIET_S * 1000) + 500)  # let the deferred full collection run

@@ -7,20 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from visualizer.cli import main
 from visualizer.core.pruning.masks import MaskSet
 
 SPECTRUM_KEYS = {"top_eigenvalues", "bottom_eigenvalues", "trace", "hvps"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run_json(capsys, *argv: str) -> dict:

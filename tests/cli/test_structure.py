@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from visualizer.cli import main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _json(capsys, argv):

@@ -6,19 +6,10 @@ import csv
 import json
 
 import pytest
-import torch
 
 from visualizer.cli import main
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run_json(capsys, *argv: str) -> dict:

@@ -16,7 +16,7 @@ import torch
 
 import visualizer.core.training.experiments as experiments
 from visualizer.cli import main
-from visualizer.core.data.sources import Dataset, load_dataset
+from visualizer.core.data.sources import Dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.ranking import kept_count
@@ -33,19 +33,6 @@ from visualizer.core.workspace import (
 
 DENSITY = 0.05
 DATA_CRITERIA = ("snip", "grasp", "taylor", "obd")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _toy(n: int = 10) -> Dataset:

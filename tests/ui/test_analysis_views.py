@@ -5,7 +5,6 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import pytest
-import torch
 from PySide6.QtCore import QPoint, QPointF, Qt
 
 from visualizer.core.models.zoo import ZOO
@@ -19,25 +18,10 @@ from visualizer.ui.analysis.speed_view import SpeedEntry, SpeedView
 
 
 def model_graph(name: str) -> nx.DiGraph:
-    """The traced graph of a bundled model (core.structure when present, else a plain fx trace)."""
-    model = ZOO[name].build()
-    try:
-        from visualizer.core.structure.graph import build_graph
-    except ImportError:
-        build_graph = None
-    if build_graph is not None:
-        return build_graph(model).graph
-    gm = torch.fx.symbolic_trace(model)
-    mods = dict(model.named_modules())
-    g = nx.DiGraph()
-    for n in gm.graph.nodes:
-        own = n.op == "call_module"
-        params = sum(p.numel() for p in mods[n.target].parameters(recurse=False)) if own else 0
-        g.add_node(str(n.target) if own else n.name, params=params)
-        for a in n.all_input_nodes:
-            g.add_edge(str(a.target) if a.op == "call_module" else a.name,
-                       str(n.target) if own else n.name)
-    return g
+    """The traced graph of a bundled model (core.structure.graph)."""
+    from visualizer.core.structure.graph import build_graph
+
+    return build_graph(ZOO[name].build()).graph
 
 
 def not_blank(widget) -> bool:
@@ -304,56 +288,6 @@ def test_views_follow_dark_theme(qtbot):
     finally:
         manager.set_scheme("light")
     assert view.theme.name == "light"
-
-
-# --- presets -----------------------------------------------------------------------------------
-
-
-def test_snip_vs_magnitude_preset_runs_and_shows_its_result(qtbot):
-    from visualizer.ui.presets import PRESETS, FigureView, run_preset
-
-    steps = []
-    view, result = run_preset("snip-vs-magnitude", on_step=steps.append)
-    qtbot.addWidget(view)
-    view.resize(1000, 450)
-    assert isinstance(view, FigureView)
-    assert view.caption.text() == PRESETS["snip-vs-magnitude"].caption
-    # real masks: both keep 10% of all prunable weights globally, the layer is compared exactly
-    assert result["magnitude"].density() == pytest.approx(0.1, abs=1e-3)
-    assert result["snip"].density() == pytest.approx(0.1, abs=1e-3)
-    row = result["row"]
-    a = result["magnitude"].masks["fc1.weight"]
-    b = result["snip"].masks["fc1.weight"]
-    assert row["overlap"] == int((a & b).sum())
-    assert len(view._plots) == 3 and steps[-1].fraction == 1.0
-    assert not_blank(view)
-
-
-def test_inception_preset_removes_branches_and_keeps_accuracy(qtbot):
-    """Seed 004's claim on the bundled inception-mini: the group penalty zeroes whole branches
-    (drawn grey) and a short masked fine-tune recovers the accuracy without them."""
-    from visualizer.ui.presets import run_preset
-
-    view, r = run_preset("inception")
-    qtbot.addWidget(view)
-    view.resize(1000, 450)
-    assert r.zero_groups >= 1
-    removed = [b for m in r.after_branches for b in m.branches if b.norm <= 1e-8]
-    assert len(removed) == r.zero_groups
-    assert r.accuracy_final >= r.accuracy_dense - 0.02
-    assert f"zeroed {r.zero_groups} of {r.groups}" in view.caption.text()
-    assert not_blank(view)
-
-
-def test_presets_say_what_they_need():
-    from visualizer.ui.presets import PRESETS
-
-    assert set(PRESETS) == {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception",
-                            "density-law", "time-to-train", "mask-probability", "phase-transition",
-                            "a-optimal", "random-labels"}
-    for preset in PRESETS.values():
-        assert len(preset.caption) > 40
-        assert "docs/theory.md" in preset.source, preset.id  # each cites its section
 
 
 def test_graph_labels_arrive_in_batches_without_holding_the_window(qtbot):

@@ -76,15 +76,8 @@ def test_error_is_a_message_and_app_keeps_working(qtbot, window):
     assert window.state.masks.kept() == int(0.5 * window.state.masks.total())
 
 
-def test_close_during_job_exits_quickly(qtbot, slow_ranking):
-    from visualizer.ui.window import MainWindow
-
-    w = MainWindow(restore_layout=False)
-    w.ask_discard = lambda: "discard"
-    qtbot.addWidget(w)
-    w.show()
-    w.request_load("lenet")
-    wait_idle(qtbot, w)
+def test_close_during_job_exits_quickly(qtbot, slow_ranking, window):
+    w = window
     w.pruning_panel.set_settings(criterion="random")
     assert slow_ranking.wait(5)
     t0 = time.monotonic()

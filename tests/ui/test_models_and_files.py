@@ -114,7 +114,7 @@ def test_unsaved_work_prompts_on_close(qtbot, window):
 
 def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
     from visualizer.core.io.session import load_session
-    from visualizer.ui.window import recovery_path
+    from visualizer.ui.settings import recovery_path
 
     window.state.add_result({"criterion": "magnitude", "density": 0.1, "accuracy": 0.8})
     qtbot.waitUntil(lambda: recovery_path().exists(), timeout=5000)
@@ -141,5 +141,5 @@ def test_exports(qtbot, window, tmp_path):
     export.export_mask(window, str(tmp_path / "p.pt"), "prune")
     state = torch.load(tmp_path / "p.pt", weights_only=True)
     assert torch.equal(state["fc1.weight_mask"].bool(), window.state.masks["fc1.weight"])
-    assert not window._safely(lambda: export.export_compare(window, str(tmp_path / "c.csv")))
+    assert not window.safely(lambda: export.export_compare(window, str(tmp_path / "c.csv")))
     assert "snapshot" in window.message()

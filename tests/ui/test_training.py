@@ -13,8 +13,6 @@ from tests.ui.conftest import wait_idle
 from tests.ui.probe import StallProbe
 from visualizer.ui import training_ui
 
-pytestmark = pytest.mark.skipif(not training_ui.available(), reason="needs visualizer.core.training.loop")
-
 
 def _choose(box, data) -> None:
     box.setCurrentIndex(box.findData(data))

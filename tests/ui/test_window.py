@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 
 from tests.ui.conftest import wait_idle
 from visualizer.ui import render
-from visualizer.ui.panels import density_to_slider, slider_to_density
+from visualizer.ui.panels.density import density_to_slider, slider_to_density
 
 
 def test_slider_updates_heatmap_and_density_label(qtbot, window):
@@ -154,7 +154,7 @@ def test_graph_shows_the_selection_on_the_new_models_graph(qtbot, window, monkey
 def test_graph_nodes_follow_the_slider_and_a_new_model(qtbot, window):
     """Node colours are the layers' densities: after a slider move, and after a model change
     (drawn with the new graph, not first on the old one)."""
-    from visualizer.ui.panels import density_to_slider
+    from visualizer.ui.panels.density import density_to_slider
 
     window.docks["graph"].raise_()
     panel = window.views["graph"]
@@ -180,7 +180,7 @@ def test_graph_nodes_follow_the_slider_and_a_new_model(qtbot, window):
 def test_layer_list_follows_a_drag_at_a_bounded_rate(qtbot, window, monkeypatch):
     """A drag's many density changes refresh the layer list at once and then at most every
     TREE_REFRESH_MS; it always ends on the last density (the heatmap follows every step)."""
-    from visualizer.ui import panels as panels_mod
+    from visualizer.ui.panels import model_panel as panels_mod
 
     panel = window.model_panel
     calls = []
@@ -210,3 +210,10 @@ def test_graph_panel_does_not_keep_a_replaced_model_alive(qtbot, window):
     wait_idle(qtbot, window)
     gc.collect()
     assert old() is None
+
+
+def test_the_window_fits_a_1280x720_projector(window):
+    """Stacked at full height the panels made the minimum 1029x770: taller than the screen."""
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 720 - 40, hint  # 40 px for a task bar
+    assert window.width() <= window.screen().availableGeometry().width()

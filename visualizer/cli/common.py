@@ -22,15 +22,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from visualizer.core.data.sources import DataError
     from visualizer.core.models.loaders import ModelLoadError
     from visualizer.core.pruning.masks import MaskError
+    from visualizer.core.tasks import Cancelled
 
-    errors: list[type[BaseException]] = [UserError, ModelLoadError, MaskError, DataError, ValueError, FileNotFoundError]
-    try:
-        from visualizer.core.tasks import Cancelled
-
-        errors.append(Cancelled)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+    return (UserError, ModelLoadError, MaskError, DataError, ValueError, FileNotFoundError, Cancelled)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -1,9 +1,17 @@
-"""GUI entry points: the window (no command, or ``gui``) and offscreen ``screenshot``."""
+"""GUI entry points: the window (no command, or ``gui``), the offscreen ``screenshot`` and the
+offscreen curves PNG of ``lth-report``.
+
+With presets.py (``preset``, ``deck``) the only CLI modules that import visualizer.ui; every
+other one is headless and imports visualizer.core only (tests/test_layers.py enforces it). The two offscreen renderers use Qt's ``offscreen`` platform, so they need no
+display: they draw with the same pyqtgraph code as the app, so a report's figure and the
+window's curves view look alike.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,3 +62,11 @@ def screenshot_command(args: argparse.Namespace) -> int:
     path = render_screenshot(args, (width, height))
     print(path)
     return 0
+
+
+def render_curves_png(rows: list[dict], path: str | Path, title: str | None = None) -> Path:
+    """Accuracy-vs-density curves of result ``rows`` into a PNG, offscreen (``lth-report``)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from visualizer.ui.plots import render_curves_png as render
+
+    return render(rows, path, title=title)

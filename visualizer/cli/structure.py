@@ -221,5 +221,5 @@ def cmd_speed(args) -> int:
             for e in rep.entries]
     print(f"{args.model} on {rep.device}, batch {rep.batch}, {rep.repeats} interleaved repeats, {rep.threads} threads")
     print(table(rows, ["model", "params", "useful FLOPs", "executed FLOPs", "latency ms", "speed-up", "GFLOP/s", "eta"]))
-    print("eta = achieved useful FLOP/s / dense FLOP/s (seed 001's hardware-efficiency factor, relative to dense)")
+    print("eta = achieved useful FLOP/s / dense FLOP/s (hardware efficiency relative to dense; Hoefler et al. 2021)")
     return 0

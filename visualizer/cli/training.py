@@ -366,7 +366,7 @@ def cmd_lth_report(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, out / "lth.csv", LTH_FIELDS)
     write_rows(rows, out / "lth.json")
-    from visualizer.ui.plots import render_curves_png
+    from visualizer.cli.gui import render_curves_png
 
     png = render_curves_png(
         rows, out / "lth.png",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from visualizer.cli.common import UserError
+from visualizer.ui.screenshot import RenderError
 
 
 def _app():
@@ -29,7 +29,7 @@ def check_preset(preset_id: str) -> None:
     from visualizer.ui.presets import PRESETS
 
     if preset_id not in PRESETS:
-        raise UserError(f"unknown preset {preset_id!r}; choose one of: {', '.join(PRESETS)}")
+        raise RenderError(f"unknown preset {preset_id!r}; choose one of: {', '.join(PRESETS)}")
 
 
 def render_preset(preset_id: str, out: str | Path, size: tuple[int, int] = (1200, 800),
@@ -51,7 +51,7 @@ def render_preset(preset_id: str, out: str | Path, size: tuple[int, int] = (1200
         if out.suffix.lower() == ".svg":
             export._svg_of_widget(export._svg_widget(view), out)
         elif not view.grab().save(str(out)):
-            raise UserError(f"could not write {out}")
+            raise RenderError(f"could not write {out}")
         return out, view.caption.text()
     finally:
         view.close()

@@ -1,4 +1,4 @@
-"""One-click presets reproducing the seeds' figures, each with a short on-screen caption.
+"""One-click presets reproducing figures of the pruning literature, each with a short on-screen caption.
 
 A :class:`Preset` is three plain pieces: a job (a generator of core Steps calling core functions
 on a bundled model, run in a worker by the window or to the end by tests and screenshots), the
@@ -305,17 +305,20 @@ def show_density_law(view: FigureView, r: dict) -> None:
 # --- DenseNet and Inception after group lasso --------------------------------------------------
 
 
-def _group_lasso(model: str, kind: str):
-    """Group lasso + masked fine-tune of a bundled model at the settings that show removal."""
+def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | None = None,
+                 finetune_epochs: int = 3):
+    """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
+    removal (LASSO_DEFAULTS)."""
     from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
 
     loaded, data = _load(model)
-    lam, epochs = LASSO_DEFAULTS[kind]
-    return (yield from group_lasso_job(loaded.model, data, lam=lam, epochs=epochs))
+    default_lam, default_epochs = LASSO_DEFAULTS[kind]
+    return (yield from group_lasso_job(loaded.model, data, lam=default_lam if lam is None else lam,
+                                       epochs=epochs or default_epochs, finetune_epochs=finetune_epochs))
 
 
-def densenet_job():
-    return (yield from _group_lasso("densenet-mini", "densenet"))
+def densenet_job(**options):
+    return (yield from _group_lasso("densenet-mini", "densenet", **options))
 
 
 def show_densenet(view, r) -> None:
@@ -324,8 +327,8 @@ def show_densenet(view, r) -> None:
     view.set_connectivity(connectivity_input(r.before_connectivity), connectivity_input(r.after_connectivity))
 
 
-def inception_job():
-    return (yield from _group_lasso("inception-mini", "inception"))
+def inception_job(**options):
+    return (yield from _group_lasso("inception-mini", "inception", **options))
 
 
 def show_inception(view, r) -> None:
@@ -340,7 +343,7 @@ def show_inception(view, r) -> None:
 def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
                       steps_sparse: int | None = None):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
-    and time to train = steps x time per step (seed 001's paradox)."""
+    and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021)."""
     from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
     loaded, _ = _load(model)

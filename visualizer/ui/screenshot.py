@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from visualizer.cli.common import UserError
+
+class RenderError(ValueError):
+    """Bad options of an offscreen rendering (screenshot, preset, deck: an unknown view, preset or
+    layer, a model that failed to load) or an unwritable file: a ValueError, so the CLI prints it
+    as one line (cli.common.user_errors)."""
 
 
 def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
@@ -21,7 +25,7 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
     try:
         view_id = options.view
         if view_id != "window" and view_id not in window.views:
-            raise UserError(f"unknown view {view_id!r}; choose one of: window, {', '.join(window.views)}")
+            raise RenderError(f"unknown view {view_id!r}; choose one of: window, {', '.join(window.views)}")
         window.resize(*size)
         window.show()
         window.request_load(options.model or DEFAULT_MODEL, dataset=options.data or "")
@@ -31,7 +35,7 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
         window.pruning_panel.set_density(options.density)
         if options.layer:
             if options.layer not in window.state.params:
-                raise UserError(f"no prunable layer {options.layer!r}; have: {', '.join(window.state.prunable)}")
+                raise RenderError(f"no prunable layer {options.layer!r}; have: {', '.join(window.state.prunable)}")
             window.state.select(options.layer)
         if getattr(options, "kernels", False):
             heat = window.views.get("heatmap")
@@ -55,7 +59,7 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
         if view_id == "window":
             out.parent.mkdir(parents=True, exist_ok=True)
             if not window.grab().save(str(out)):
-                raise UserError(f"could not write {out}")
+                raise RenderError(f"could not write {out}")
         else:
             export.export_view(window, view_id, str(out))
         return out
@@ -79,4 +83,4 @@ def _settle(app, ms: int = 300) -> None:
 def _raise_if_failed(window) -> None:
     msg = window.message()
     if msg:
-        raise UserError(msg)
+        raise RenderError(msg)

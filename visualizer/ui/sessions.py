@@ -1,16 +1,40 @@
-"""Window <-> .pviz session (the format itself is visualizer.core.io.session)."""
+"""Window <-> .pviz session (the format itself is visualizer.core.io.session).
+
+The functions take the window as a :class:`SessionHost`: the few parts of it a session reads
+and restores, so this module never imports the window.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from visualizer.core.io.session import Session, load_session
 from visualizer.core.io.session import save_session as write_session
 from visualizer.core.tasks import Step, sub
 from visualizer.ui import actions
+from visualizer.ui.settings import recovery_path
 
 
-def capture(window) -> Session:
+class SessionHost(Protocol):
+    """What a session needs of the main window."""
+
+    state: object  # visualizer.ui.state.AppState
+    jobs: object  # visualizer.ui.jobs.JobRunner
+    views: dict  # view id -> widget (the heatmap's mode and layout are saved)
+    model_panel: object  # its trust_box
+    pruning_panel: object  # restored without re-ranking
+    session_path: Path | None
+
+    def show_error(self, text: str) -> None: ...
+    def add_recent(self, path: str) -> None: ...
+    def update_title(self) -> None: ...
+    def statusBar(self): ...  # noqa: N802 (Qt API)
+    def install_model(self, loaded, data, info: dict) -> None: ...
+    def request_ranking(self, apply_mask: bool = True) -> None: ...
+
+
+def capture(window: SessionHost) -> Session:
     """The window's state as a Session (references only: cheap on the GUI thread)."""
     s = window.state
     loaded = s.loaded
@@ -45,7 +69,7 @@ def _bundled(loaded) -> bool:
     return loaded.ref in ZOO and (loaded.weights is None or "sample_models" in str(loaded.weights))
 
 
-def save_session(window, path: Path, synchronous: bool | None = None) -> bool:
+def save_session(window: SessionHost, path: Path, synchronous: bool | None = None) -> bool:
     """Save now; in a job unless ``synchronous`` (closing the window saves synchronously)."""
     if window.state.loaded is None:
         window.show_error("nothing to save: no model loaded")
@@ -57,7 +81,7 @@ def save_session(window, path: Path, synchronous: bool | None = None) -> bool:
         window.session_path = path
         window.state.set_dirty(False)
         window.add_recent(str(path))
-        window._update_title()
+        window.update_title()
         window.statusBar().showMessage(f"saved {path}", 4000)
 
     if synchronous is None:
@@ -80,10 +104,8 @@ def save_session(window, path: Path, synchronous: bool | None = None) -> bool:
     return True
 
 
-def autosave(window) -> None:
+def autosave(window: SessionHost) -> None:
     """Results (and the mask they belong to) to the recovery file, in the background."""
-    from visualizer.ui.window import recovery_path
-
     if window.state.loaded is None or not window.state.results:
         return
     session = capture(window)
@@ -116,7 +138,7 @@ def open_job(path: str):
     return session, (loaded, data, info)
 
 
-def open_session(window, path: str) -> None:
+def open_session(window: SessionHost, path: str) -> None:
     for kind in ("rank", "mask", "train", "eval", "load"):
         window.jobs.cancel(kind)
 
@@ -125,21 +147,19 @@ def open_session(window, path: str) -> None:
         apply_session(window, session, loaded, data, info)
         window.session_path = Path(path) if not _is_recovery(path) else None
         window.add_recent(str(path)) if not _is_recovery(path) else None
-        window._update_title()
+        window.update_title()
 
     window.jobs.submit("load", f"opening {Path(path).name}", lambda: open_job(path), on_result=done)
 
 
 def _is_recovery(path: str) -> bool:
-    from visualizer.ui.window import recovery_path
-
     try:
         return Path(path).resolve() == recovery_path().resolve()
     except OSError:
         return False
 
 
-def apply_session(window, session: Session, loaded, data, info) -> None:
+def apply_session(window: SessionHost, session: Session, loaded, data, info) -> None:
     s = window.state
     if session.masks is not None:
         info = dict(info, masks=session.masks)

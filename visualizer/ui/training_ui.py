@@ -3,23 +3,28 @@
 Every job trains a copy (core.training guarantees the caller's model and masks are untouched);
 its rows go to ``state.results`` (the accuracy-vs-density curves) as they stream. With "keep the
 trained weights" ticked, a finished fine-tune replaces the model's weights (the session then
-stores them).
+stores them). The requests take the window as a :class:`TrainingHost`, so this module never
+imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 from visualizer.core.tasks import Step, sub
 
 SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
 
-def available() -> bool:
-    from visualizer.ui.window import training_available
+class TrainingHost(Protocol):
+    """What a training request needs of the main window."""
 
-    return training_available()[0]
+    state: object  # visualizer.ui.state.AppState: model, data, mask, results
+    jobs: object  # visualizer.ui.jobs.JobRunner
+
+    def show_error(self, text: str) -> None: ...
+    def install_trained_model(self, model) -> None: ...
 
 
 def train_config(settings: dict):
@@ -36,20 +41,17 @@ def train_config(settings: dict):
     )
 
 
-def _base_row(window, settings: dict) -> dict:
+def _base_row(window: TrainingHost, settings: dict) -> dict:
     s = window.state
     return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
             "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
             "lr": float(settings.get("lr", 0.0))}
 
 
-def _require(window) -> bool:
+def _require(window: TrainingHost) -> bool:
     s = window.state
     if s.loaded is None or s.dataset is None:
         window.show_error("load a model with a dataset first")
-        return False
-    if not available():
-        window.show_error("training is not available in this build (visualizer.core.training.loop missing)")
         return False
     return True
 
@@ -104,7 +106,7 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
-    """Group lasso training, then the channel cut to the slider's density (seed 004's two steps)."""
+    """Group lasso training, then the channel cut to the slider's density (the two steps of structured sparsity learning; Wen et al. 2016)."""
     from visualizer.core.training.prox import (
         ProxConfig,
         proximal_training,
@@ -127,7 +129,7 @@ def sweep_job(model, data, sweep_config, previous: list[dict]):
 
 
 # --- requests (GUI thread) -------------------------------------------------------------------------
-def evaluate_mask(window) -> None:
+def evaluate_mask(window: TrainingHost) -> None:
     if not _require(window):
         return
     s = window.state
@@ -137,7 +139,7 @@ def evaluate_mask(window) -> None:
                        on_result=s.add_result)
 
 
-def run_training(window, settings: dict) -> None:
+def run_training(window: TrainingHost, settings: dict) -> None:
     """Run the Training panel's retrain mode on the current model and mask."""
     if not _require(window):
         return
@@ -192,7 +194,7 @@ def run_training(window, settings: dict) -> None:
         window.show_error(f"unknown retrain mode {mode!r}")
 
 
-def run_sweep(window, settings: dict, densities=SWEEP_DENSITIES) -> None:
+def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -> None:
     """Accuracy at several densities for the current criterion (and random, as the baseline);
     rows already computed with the same settings are reused, new ones stream into the curves."""
     if not _require(window):
@@ -221,8 +223,8 @@ def run_sweep(window, settings: dict, densities=SWEEP_DENSITIES) -> None:
                        lambda: sweep_job(model, data, config, previous), on_partial=add, on_result=lambda _r: None)
 
 
-def prepare_curves(window, options) -> None:
+def prepare_curves(window: TrainingHost, options) -> None:
     """Fill the curves view for a screenshot: a no-retraining sweep of the chosen criterion."""
-    if not available() or window.state.dataset is None:
+    if window.state.dataset is None:
         return
     run_sweep(window, {"retrain": "none"})

@@ -1,132 +1,65 @@
-"""The main window: panels and views as dock widgets, the job runner, menus, sessions.
+"""The main window: panels and views as dock widgets, the job runner, the status bar.
 
 Everything long runs through :class:`visualizer.ui.jobs.JobRunner`; results are installed into
-:class:`visualizer.ui.state.AppState` on the GUI thread, and views redraw from the state.
+:class:`visualizer.ui.state.AppState` on the GUI thread, and views redraw from the state. The
+menus are built by :mod:`visualizer.ui.menus`, the dialogs live in :mod:`visualizer.ui.dialogs`,
+session files in :mod:`visualizer.ui.sessions` and retraining in :mod:`visualizer.ui.training_ui`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
-    QHBoxLayout,
-    QInputDialog,
+    QFrame,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QTabBar,
-    QToolButton,
     QWidget,
 )
 
-from visualizer.ui import actions
-from visualizer.ui.jobs import JobRunner
-from visualizer.ui.panels import ModelPanel, PruningPanel, TrainingPanel
+from visualizer.ui import actions, dialogs, menus, sessions, training_ui
+from visualizer.ui.analysis import install_analysis, register_themes
+from visualizer.ui.banner import MessageBanner
+from visualizer.ui.jobs import JobRunner, user_message
+from visualizer.ui.panels.model_panel import ModelPanel
+from visualizer.ui.panels.pruning_panel import PruningPanel
+from visualizer.ui.panels.training_panel import TrainingPanel
+from visualizer.ui.settings import add_recent_file, recent_files, recovery_path, settings
 from visualizer.ui.state import AppState
+from visualizer.ui.view_registry import ViewRegistry
 from visualizer.ui.views import available_views
 
-APP_NAME = "pruneviz"
-MAX_RECENT = 8
 COPY_MASK_LIMIT = 2_000_000  # above this many prunable weights the slider shows live mask views
 MODEL_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".py"}
+TRAINING_KINDS = ("train", "sweep", "eval")
 
 
-def settings() -> QSettings:
-    """The app's QSettings; tests set PRUNEVIZ_SETTINGS_ORG so they never touch a user's."""
-    return QSettings(os.environ.get("PRUNEVIZ_SETTINGS_ORG", "pruneviz"), APP_NAME)
+def scrolled(panel: QWidget) -> QScrollArea:
+    """``panel`` in a frameless scroll area that scrolls only when the dock is too short."""
+    area = QScrollArea()
+    area.setObjectName(f"scroll-{panel.objectName() or type(panel).__name__}")
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
 
 
-def recovery_path() -> Path:
-    """Where results are autosaved (a .pviz), so a crash loses nothing computed."""
-    env = os.environ.get("PRUNEVIZ_RECOVERY")
-    if env:
-        return Path(env)
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".pruneviz") / "recovery.pviz"
-
-
-def training_available() -> tuple[bool, str]:
-    try:
-        from visualizer.core.training import experiments, loop  # noqa: F401
-    except ImportError:
-        return False, ("Retraining arrives with the training engine (visualizer.core.training.loop); "
-                       "until then these controls are disabled.")
-    return True, ""
-
-
-class MessageBanner(QWidget):
-    """A non-modal error/info line at the top of the window (never blocks, tests can read it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 4, 4, 4)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(close)
-        self.setAutoFillBackground(True)
-        self.hide()
-
-    def show_message(self, text: str, error: bool = True) -> None:
-        colour = "#fde2e1" if error else "#e6f1fb"
-        border = "#d9534f" if error else "#4a90d9"
-        self.setStyleSheet(f"MessageBanner {{ background: {colour}; border-bottom: 2px solid {border}; }}")
-        self.label.setText(text)
-        self.show()
-
-    def text(self) -> str:
-        return self.label.text() if self.isVisible() else ""
-
-
-class ViewRegistry(dict):
-    """View id -> widget. Views registered with :meth:`defer` are built when first needed: when
-    their dock comes to the front, or when code asks for them (``views[id]``, ``views.get``,
-    ``values()``/``items()``). Iterating or ``in`` tests see every id without building.
-
-    Six analysis panels behind tabs cost ~0.35 s of start-up (thirteen pyqtgraph plots with their
-    axes and menus) and their jobs (the graph trace on every load) for views nobody looked at."""
-
-    def __init__(self, build) -> None:
-        super().__init__()
-        self._build = build  # (view id) -> widget, installs it in its dock
-        self.pending: set[str] = set()
-
-    def defer(self, vid: str, placeholder: QWidget) -> None:
-        super().__setitem__(vid, placeholder)
-        self.pending.add(vid)
-
-    def materialize(self, vid: str) -> QWidget:
-        if vid in self.pending:
-            self.pending.discard(vid)
-            super().__setitem__(vid, self._build(vid))
-        return super().__getitem__(vid)
-
-    def __getitem__(self, vid: str) -> QWidget:
-        return self.materialize(vid)
-
-    def get(self, vid: str, default=None):
-        return self.materialize(vid) if vid in self else default
-
-    def values(self):
-        return [self.materialize(v) for v in list(self)]
-
-    def items(self):
-        return [(v, self.materialize(v)) for v in list(self)]
+def fit_to_screen(window: QWidget, wanted: QSize) -> QSize:
+    """``wanted``, shrunk to 95% of the available area of the screen the window opens on."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return wanted
+    room = screen.availableGeometry().size() * 0.95
+    return wanted.boundedTo(room)
 
 
 class MainWindow(QMainWindow):
@@ -134,13 +67,13 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Pruning Visualizer")
         self.setObjectName("MainWindow")
-        self.resize(1400, 880)
+        self.resize(fit_to_screen(self, QSize(1400, 880)))
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self.state = AppState(self)
         self.jobs = JobRunner(self, synchronous=synchronous)
         self.session_path: Path | None = None
-        self.ask_discard = self._ask_discard  # tests replace this to answer the prompt
+        self.ask_discard = lambda: dialogs.ask_discard(self)  # tests replace this to answer the prompt
         self.loaded_at: float | None = None  # monotonic time the first model was shown
 
         # central: an empty area (the views are docks); messages go to the status bar's banner
@@ -156,22 +89,23 @@ class MainWindow(QMainWindow):
         # panels
         self.model_panel = ModelPanel(self.state)
         self.pruning_panel = PruningPanel(self.state)
-        ok, note = training_available()
-        self.training_panel = TrainingPanel(self.state, ok, note)
+        self.training_panel = TrainingPanel(self.state)
         self.model_panel.load_requested.connect(self.request_load)
         self.model_panel.open_file_requested.connect(self.open_model_dialog)
         self.model_panel.dataset_requested.connect(self.request_dataset)
         self.pruning_panel.ranking_requested.connect(self.request_ranking)
         self.pruning_panel.density_changed.connect(self.set_density)
         self.training_panel.cancel_requested.connect(self._cancel_training)
-        self.training_panel.run_requested.connect(self._run_training)
-        self.training_panel.sweep_requested.connect(self._run_sweep)
-        self.training_panel.evaluate_requested.connect(self._evaluate)
+        self.training_panel.run_requested.connect(lambda s: training_ui.run_training(self, s))
+        self.training_panel.sweep_requested.connect(lambda s: training_ui.run_sweep(self, s))
+        self.training_panel.evaluate_requested.connect(lambda: training_ui.evaluate_mask(self))
         self.docks: dict[str, QDockWidget] = {}
         left = Qt.DockWidgetArea.LeftDockWidgetArea
-        self._add_dock("model", "Model", self.model_panel, left)
-        self._add_dock("pruning", "Pruning", self.pruning_panel, left)
-        self._add_dock("training", "Training", self.training_panel, left)
+        # in scroll areas: stacked at their full height the panels made the window's minimum
+        # height 770 px, taller than a 1280x720 projector
+        self._add_dock("model", "Model", scrolled(self.model_panel), left)
+        self._add_dock("pruning", "Pruning", scrolled(self.pruning_panel), left)
+        self._add_dock("training", "Training", scrolled(self.training_panel), left)
         self.tabifyDockWidget(self.docks["pruning"], self.docks["training"])
         self.docks["pruning"].raise_()
 
@@ -195,17 +129,24 @@ class MainWindow(QMainWindow):
                 self.tabifyDockWidget(first, dock)
         if first is not None:
             first.raise_()
-        self.resizeDocks([self.docks["model"], first], [460, 940], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["model"], self.docks["pruning"]], [520, 360], Qt.Orientation.Vertical)
+        # the panels at their natural width (no horizontal scrolling), the views take the rest
+        panels = max(w.sizeHint().width() for w in (self.model_panel, self.pruning_panel, self.training_panel))
+        left = panels + self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent) + 4
+        self.resizeDocks([self.docks["model"], first], [left, max(self.width() - left, 400)],
+                         Qt.Orientation.Horizontal)
+        # the pruning panel (criterion, density slider) whole; the model's layer list takes the rest
+        pruning = self.pruning_panel.sizeHint().height() + 24
+        self.resizeDocks([self.docks["model"], self.docks["pruning"]],
+                         [max(self.height() - pruning - 60, 200), pruning], Qt.Orientation.Vertical)
 
         self._build_status_bar()
-        self._build_menus()
-        self._install_analysis()
+        menus.build_menus(self)
+        install_analysis(self)  # teaching mode, themes and the Presets menu
         self.jobs.started.connect(self._job_started)
         self.jobs.progress.connect(self._job_progress)
         self.jobs.finished.connect(self._job_finished)
         self.jobs.failed.connect(lambda _k, msg: self.show_error(msg))
-        self.state.dirty_changed.connect(self._update_title)
+        self.state.dirty_changed.connect(self.update_title)
         self.state.results_changed.connect(self._schedule_autosave)
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
@@ -214,7 +155,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
         if restore_layout:
             self._restore_settings()
-        self._update_title()
+        self.update_title()
 
     # --- construction ----------------------------------------------------------------------
     def _add_dock(self, key: str, title: str, widget: QWidget, area) -> QDockWidget:
@@ -257,9 +198,7 @@ class MainWindow(QMainWindow):
         if old is not None:
             old.deleteLater()
         self._connect_view(dock, widget)
-        if getattr(self, "teaching", None) is not None:
-            from visualizer.ui.analysis import register_themes
-
+        if getattr(self, "teaching", None) is not None:  # views built after install_analysis
             register_themes(widget, self.teaching.manager)
         return widget
 
@@ -307,46 +246,6 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
 
-    def _build_menus(self) -> None:
-        m = self.menuBar().addMenu("&File")
-        self._action(m, "Open &model…", self.open_model_dialog, QKeySequence.StandardKey.Open)
-        self.recent_menu = m.addMenu("Open &recent")
-        self._fill_recent()
-        m.addSeparator()
-        self._action(m, "Open &session…", self.open_session_dialog, "Ctrl+Shift+O")
-        self._action(m, "&Save session", self.save_session, QKeySequence.StandardKey.Save)
-        self._action(m, "Save session &as…", self.save_session_as, QKeySequence.StandardKey.SaveAs)
-        self._action(m, "Recover &autosaved results", self.recover)
-        m.addSeparator()
-        ex = m.addMenu("&Export")
-        for vid, spec in self.view_specs.items():
-            self._action(ex, f"{spec.title} as PNG…", lambda v=vid: self.export_view_dialog(v, "png"))
-            self._action(ex, f"{spec.title} as SVG…", lambda v=vid: self.export_view_dialog(v, "svg"))
-        ex.addSeparator()
-        self._action(ex, "Results table as CSV…", self.export_results_dialog)
-        self._action(ex, "Compare table as CSV…", self.export_compare_dialog)
-        self._action(ex, "Mask as safetensors…", lambda: self.export_mask_dialog("safetensors"))
-        self._action(ex, "Mask as torch.nn.utils.prune state dict…", lambda: self.export_mask_dialog("prune"))
-        m.addSeparator()
-        self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
-        v = self.menuBar().addMenu("&View")
-        for dock in self.docks.values():
-            v.addAction(dock.toggleViewAction())
-        v.addSeparator()
-        self._action(v, "Reset layout", lambda: self.restoreState(self._default_state))
-        j = self.menuBar().addMenu("&Jobs")
-        self._action(j, "Cancel running jobs", self.cancel_jobs, "Esc")
-        h = self.menuBar().addMenu("&Help")
-        self._action(h, "About", self._about)
-
-    def _action(self, menu, text, slot, shortcut=None) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-        act.triggered.connect(lambda _=False: slot())
-        menu.addAction(act)
-        return act
-
     # --- settings / recent ------------------------------------------------------------------
     def _restore_settings(self) -> None:
         st = settings()
@@ -357,6 +256,9 @@ class MainWindow(QMainWindow):
         if layout is not None:
             self.restoreState(layout)
 
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+
     def save_settings(self) -> None:
         st = settings()
         st.setValue("geometry", self.saveGeometry())
@@ -364,25 +266,11 @@ class MainWindow(QMainWindow):
         st.sync()
 
     def recent_files(self) -> list[str]:
-        value = settings().value("recentFiles", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
+        return recent_files()
 
     def add_recent(self, path: str) -> None:
-        items = [path, *[p for p in self.recent_files() if p != path]][:MAX_RECENT]
-        st = settings()
-        st.setValue("recentFiles", items)
-        st.sync()
-        self._fill_recent()
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        items = self.recent_files()
-        for p in items:
-            act = self.recent_menu.addAction(p)
-            act.triggered.connect(lambda _=False, p=p: self.open_path(p))
-        self.recent_menu.setEnabled(bool(items))
+        add_recent_file(path)
+        menus.fill_recent(self)
 
     # --- messages and progress -------------------------------------------------------------
     def show_error(self, text: str) -> None:
@@ -406,7 +294,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
-        if _kind in ("train", "sweep", "eval"):
+        if _kind in TRAINING_KINDS:
             self.training_panel.set_running(True)
 
     def _job_progress(self, _id: int, stage: str, fraction: float) -> None:
@@ -414,8 +302,8 @@ class MainWindow(QMainWindow):
         self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
 
     def _job_finished(self, _id: int, kind: str, status: str) -> None:
-        if kind in ("train", "sweep", "eval"):
-            self.training_panel.set_running(any(self.jobs.is_running(k) for k in ("train", "sweep", "eval")))
+        if kind in TRAINING_KINDS:
+            self.training_panel.set_running(any(self.jobs.is_running(k) for k in TRAINING_KINDS))
         running = self.jobs.running()
         if running:
             job = running[-1]
@@ -429,7 +317,7 @@ class MainWindow(QMainWindow):
     def cancel_jobs(self) -> None:
         self.jobs.cancel()
 
-    def _update_title(self, *_args) -> None:
+    def update_title(self, *_args) -> None:
         name = self.session_path.name if self.session_path else "untitled"
         star = "*" if self.state.dirty else ""
         model = f" — {self.state.loaded.ref}" if self.state.loaded is not None else ""
@@ -445,7 +333,7 @@ class MainWindow(QMainWindow):
         def done(result) -> None:
             self.install_model(*result)
             self.session_path = None
-            self._update_title()
+            self.update_title()
             if self.loaded_at is None:
                 self.loaded_at = time.monotonic()
             self.banner.hide()
@@ -483,9 +371,7 @@ class MainWindow(QMainWindow):
                          on_error=lambda _message: self.model_panel.show_dataset())
 
     def open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open model", "", "Models (*.pt *.pth *.ts *.jit *.py *.safetensors *.pviz);;All files (*)"
-        )
+        path = dialogs.choose_model_file(self)
         if path:
             self.open_path(path)
 
@@ -499,9 +385,8 @@ class MainWindow(QMainWindow):
         if suffix == ".pviz":
             self.open_session(str(p))
         elif suffix == ".py":
-            factory, ok = QInputDialog.getText(self, "Model factory", f"Function in {p.name} that builds the model:",
-                                               text="build_model")
-            if ok and factory:
+            factory = dialogs.ask_factory(self, p.name)
+            if factory:
                 self.request_load(f"{p}:{factory}", self.model_panel.weights_edit.text().strip())
         elif suffix == ".safetensors":
             self.request_weights(str(p))
@@ -580,33 +465,9 @@ class MainWindow(QMainWindow):
         masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
         s.set_masks(masks, counts=rk.layer_kept())
 
-    def _install_analysis(self) -> None:
-        """Teaching mode, themes and the Presets menu (issue 6), when that package is present."""
-        try:
-            from visualizer.ui.analysis import install_analysis
-        except ModuleNotFoundError:
-            self.teaching = None
-            return
-        install_analysis(self)
-
     # --- training (visualizer.ui.training_ui) --------------------------------------------------
-    def _run_training(self, settings: dict) -> None:
-        from visualizer.ui import training_ui
-
-        training_ui.run_training(self, settings)
-
-    def _run_sweep(self, settings: dict) -> None:
-        from visualizer.ui import training_ui
-
-        training_ui.run_sweep(self, settings)
-
-    def _evaluate(self) -> None:
-        from visualizer.ui import training_ui
-
-        training_ui.evaluate_mask(self)
-
     def _cancel_training(self) -> None:
-        for kind in ("train", "sweep", "eval"):
+        for kind in TRAINING_KINDS:
             self.jobs.cancel(kind)
 
     def install_trained_model(self, model) -> None:
@@ -621,32 +482,24 @@ class MainWindow(QMainWindow):
         s.set_dirty(True)
         self.request_ranking(apply_mask=False)
 
-    # --- sessions (filled in by visualizer.core.io.session) -------------------------------------
+    # --- sessions (visualizer.ui.sessions) ------------------------------------------------------
     def open_session_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "Pruning sessions (*.pviz)")
+        path = dialogs.choose_session_to_open(self)
         if path:
             self.open_session(path)
 
     def open_session(self, path: str) -> None:
-        from visualizer.ui import sessions
-
         sessions.open_session(self, path)
 
     def save_session(self, synchronous: bool | None = None) -> bool:
         if self.session_path is None:
             return self.save_session_as(synchronous)
-        from visualizer.ui import sessions
-
         return sessions.save_session(self, self.session_path, synchronous)
 
     def save_session_as(self, synchronous: bool | None = None) -> bool:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.pviz", "Pruning sessions (*.pviz)")
-        if not path:
+        path = dialogs.choose_session_to_save(self)
+        if path is None:
             return False
-        if not path.endswith(".pviz"):
-            path += ".pviz"
-        from visualizer.ui import sessions
-
         return sessions.save_session(self, Path(path), synchronous)
 
     def _schedule_autosave(self) -> None:
@@ -654,8 +507,6 @@ class MainWindow(QMainWindow):
             self._autosave_timer.start()
 
     def autosave(self) -> None:
-        from visualizer.ui import sessions
-
         sessions.autosave(self)
 
     def recover(self) -> None:
@@ -665,40 +516,9 @@ class MainWindow(QMainWindow):
             return
         self.open_session(str(path))
 
-    # --- export ----------------------------------------------------------------------------
-    def export_view_dialog(self, view_id: str, fmt: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export view", f"{view_id}.{fmt}", f"*.{fmt}")
-        if path:
-            from visualizer.ui import export
-
-            self._safely(lambda: export.export_view(self, view_id, path), f"exported {path}")
-
-    def export_results_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export results", "results.csv", "CSV (*.csv)")
-        if path:
-            from visualizer.ui import export
-
-            self._safely(lambda: export.export_results(self, path), f"exported {path}")
-
-    def export_compare_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", "compare.csv", "CSV (*.csv)")
-        if path:
-            from visualizer.ui import export
-
-            self._safely(lambda: export.export_compare(self, path), f"exported {path}")
-
-    def export_mask_dialog(self, fmt: str) -> None:
-        name = "mask.safetensors" if fmt == "safetensors" else "mask_prune_state.pt"
-        path, _ = QFileDialog.getSaveFileName(self, "Export mask", name)
-        if path:
-            from visualizer.ui import export
-
-            self._safely(lambda: export.export_mask(self, path, fmt), f"exported {path}")
-
-    def _safely(self, fn, done_text: str = "") -> bool:
+    # --- quick actions ------------------------------------------------------------------------
+    def safely(self, fn, done_text: str = "") -> bool:
         """Run a quick action; a failure becomes a message, never a crash."""
-        from visualizer.ui.jobs import user_message
-
         try:
             fn()
         except Exception as exc:  # any failure is shown, the app keeps working
@@ -709,18 +529,6 @@ class MainWindow(QMainWindow):
         return True
 
     # --- closing ---------------------------------------------------------------------------
-    def _ask_discard(self) -> str:
-        """'save', 'discard' or 'cancel' for unsaved work."""
-        box = QMessageBox(self)
-        box.setWindowTitle("Unsaved work")
-        box.setText("This session has unsaved masks or results.")
-        box.setInformativeText("Save it before closing? (Results are also autosaved for recovery.)")
-        box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                               | QMessageBox.StandardButton.Cancel)
-        answer = box.exec()
-        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
-            QMessageBox.StandardButton(answer), "cancel")
-
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.state.dirty:
             answer = self.ask_discard()
@@ -730,15 +538,3 @@ class MainWindow(QMainWindow):
         self.jobs.shutdown(wait=1.5)
         self.save_settings()
         event.accept()
-
-    def _about(self) -> None:
-        QMessageBox.about(self, "Pruning Visualizer",
-                          "See what pruning does to a neural network: criteria, masks, retraining, "
-                          "lottery tickets.\nCompute: visualizer.core; this window only draws.")
-
-    # --- screenshots -----------------------------------------------------------------------
-    def prepare_curves_screenshot(self, options) -> None:
-        """Fill the curves view for a screenshot (a short sweep when training is available)."""
-        from visualizer.ui import training_ui
-
-        training_ui.prepare_curves(self, options)

@@ -22,14 +22,6 @@ from visualizer.core.structure.speed import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_time_to_train_paradox_hand_worked():
     # seed 001: dense eta = 0.60, sparse eta = 0.10 with a tenth of the FLOPs
     peak, flops = 1e12, 6e9

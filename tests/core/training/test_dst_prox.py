@@ -40,30 +40,6 @@ from visualizer.core.training.prox import (
     soft_threshold,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return load_model("mlp").model
-
-
-@pytest.fixture(scope="module")
-def lenet():
-    return load_model("lenet").model
-
-
 # --- proximal operators, hand-worked ------------------------------------------------------------
 
 

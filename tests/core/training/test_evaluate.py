@@ -6,17 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Cancelled, run
 from visualizer.core.training.evaluate import evaluate, evaluate_job
 from visualizer.core.workspace import evaluation_batches
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def test_evaluate_job_steps_per_batch_and_equals_evaluate(digits):

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import torch
 
 import visualizer.core.workspace as workspace
-from visualizer.core.data.sources import load_dataset
 from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import Cancelled, run
 from visualizer.core.training.experiments import (
@@ -24,25 +22,6 @@ from visualizer.core.training.experiments import (
 )
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import initial_state
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def lenet():
-    return load_model("lenet").model
-
 
 DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05)
 
@@ -142,11 +121,6 @@ def test_lth_report_rows(digits):
     assert all(r["density"] == 0.5 for r in rows if r["round"] == 1)
 
 
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return load_model("mlp").model
 
 
 TC = TrainConfig(epochs=1, lr=1e-3, optimizer="adam", batch_size=32, max_steps=2, evaluate_each_epoch=False)

@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model, prunable_parameters, select_device
+from visualizer.core.models.loaders import prunable_parameters, select_device
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
 from visualizer.core.training.evaluate import evaluate
@@ -29,25 +28,6 @@ from visualizer.core.training.loop import (
 )
 from visualizer.core.training.prox import hard_threshold_masks
 from visualizer.core.workspace import evaluation_batches
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores under heavy load: one intra-op thread is ~15x faster than two spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return load_model("mlp").model
 
 
 def magnitude_masks(model: nn.Module, density: float) -> MaskSet:

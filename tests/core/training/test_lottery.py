@@ -25,24 +25,6 @@ from visualizer.core.training.lottery import (  # isort: skip
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return load_model("mlp").model
-
-
 @pytest.fixture(scope="module")
 def init(mlp):
     state, source = initial_state("mlp", mlp)
@@ -160,8 +142,6 @@ def test_oneshot_finetune(mlp, digits):
 def test_rewind_points_keep_w_tau_from_the_shipped_init():
     """rewind_points trains a copy from w_0 and keeps w_tau: tau = 0 is the shipped init exactly,
     later points differ from it, and the caller's model is untouched."""
-    from visualizer.core.data.sources import load_dataset
-    from visualizer.core.models.loaders import load_model
     from visualizer.core.tasks import run
     from visualizer.core.training.lottery import initial_state, rewind_points
 

@@ -1,20 +1,17 @@
 """Analysis views (graph, spectrum, landscape, speed, DenseNet connections, Inception branches,
-the theory labs),
-their integration into the main window, and offscreen rendering for screenshots.
+the theory labs) and their integration into the main window.
 
 Integration points for the workbench:
 
-* :func:`view_spec` / each view module's ``VIEW`` attribute: ViewSpecs for the window's view
-  registry (list ``visualizer.ui.analysis.graph_view`` etc. in ``VIEW_MODULES``);
+* :func:`view_spec`: the ViewSpec of each id in :data:`VIEW_IDS` for the window's view registry
+  (``pruneviz screenshot --view graph|spectrum|...`` renders them through the window);
 * :func:`install_analysis` (call once after the window is built): themes for every analysis
-  view, teaching mode with its shortcuts (View > Teaching mode, Help > Shortcuts) and the
-  Presets menu;
-* :func:`render_view` for ``pruneviz screenshot --view graph|spectrum|landscape|speed|...``.
+  view, teaching mode with its shortcuts (View > Teaching mode, Help > Shortcuts), the Presets
+  menu and presentation mode.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 VIEW_IDS = ("graph", "spectrum", "landscape", "speed", "densenet", "inception", "labs")
@@ -160,81 +157,3 @@ def _install_presets(window, mode) -> None:
     window.presets_menu = menu
     window.populate_presets = populate
     window.open_presentation = open_presentation
-
-
-def render_view(view_name: str, model: str, out: str | Path, size: tuple[int, int] = (1200, 800),
-                density: float = 0.2, criterion: str = "magnitude", **opts: Any) -> Path:
-    """Compute one analysis view for a bundled model offscreen and save it as PNG (or SVG).
-
-    The mask is ``criterion`` at ``density`` (global); the view's job runs to the end in this
-    thread. Raises ValueError for an unknown view.
-    """
-    from PySide6.QtWidgets import QApplication
-
-    from visualizer.core.data.sources import load_dataset
-    from visualizer.core.models.loaders import load_model
-    from visualizer.core.pruning.ranking import mask_from_scores
-    from visualizer.core.tasks import run
-    from visualizer.core.workspace import Workspace
-    from visualizer.ui.analysis import adapters, jobs
-
-    if view_name not in VIEW_IDS:
-        raise ValueError(f"unknown view {view_name!r}; choose one of: {', '.join(VIEW_IDS)}")
-    app = QApplication.instance() or QApplication([])
-    loaded = load_model(model)
-    data = load_dataset(loaded.dataset)
-    net = loaded.model
-    # the workspace's criterion batches: the mask the window, the CLI and the sweep give
-    masks = mask_from_scores(run(Workspace(net, data, model_ref=model).scores(criterion)), density,
-                             criterion=criterion)
-    from visualizer.ui.analysis.densenet_view import ConnectivityView
-    from visualizer.ui.analysis.graph_view import GraphView
-    from visualizer.ui.analysis.inception_view import BranchView
-    from visualizer.ui.analysis.landscape_view import LandscapeView
-    from visualizer.ui.analysis.spectrum_view import SpectrumView
-    from visualizer.ui.analysis.speed_view import SpeedView
-
-    if view_name in ("graph", "densenet", "inception"):
-        r = run(jobs.graph_job(net))
-        if view_name == "graph":
-            view = GraphView()
-            view.set_graph(r.graph, r.layout)
-            view.set_groups(r.groups)
-            view.set_densities({ld.name: ld.density for ld in masks.layers()})
-        elif view_name == "densenet":
-            if r.connectivity is None or len(r.connectivity.producers) == 0:
-                raise ValueError(f"{model} has no concatenation connections to show")
-            view = ConnectivityView()
-            view.set_connectivity(adapters.connectivity_input(r.connectivity))
-        else:
-            modules = adapters.branch_modules(r.branches)
-            if not modules:
-                raise ValueError(f"{model} has no Inception modules")
-            view = BranchView()
-            view.set_modules(modules)
-    elif view_name == "spectrum":
-        r = run(jobs.spectrum_job(net, data, masks, **opts))
-        view = SpectrumView()
-        view.set_spectra([adapters.spectrum_data(r.dense, "dense"),
-                          adapters.spectrum_data(r.masked, f"masked ({density:.0%})")])
-    elif view_name == "landscape":
-        r = run(jobs.landscape_job(net, data, masks, **opts))
-        view = LandscapeView()
-        view.set_curves([adapters.curve_1d(r.curve, "dense -> pruned")])
-        view.set_surface(adapters.surface_2d(r.surface, r.points))
-    else:
-        r = run(jobs.speed_job(net, density, **opts))
-        view = SpeedView()
-        view.set_entries(adapters.speed_entries(r))
-    view.resize(*size)
-    view.show()
-    for _ in range(3):
-        app.processEvents()
-    while getattr(view, "labels_pending", lambda: False)():  # the graph adds its labels in batches
-        app.processEvents()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not view.grab().save(str(out)):
-        raise ValueError(f"could not write {out}")
-    view.close()
-    return out

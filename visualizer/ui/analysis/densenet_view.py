@@ -1,6 +1,6 @@
 """DenseNet connectivity view: layer x layer connection strengths, before vs after group lasso.
 
-Seed 004: in a DenseNet every layer reads every earlier layer's features through a concatenation;
+In a DenseNet (Huang et al. 2017) every layer reads every earlier layer's features through a concatenation;
 a group penalty on the weights reading each source's channel slice drives whole connections to
 zero, leaving a sparse, interpretable circuit. Row i, column j is the strength (group norm) of
 layer i reading layer j's features; connections that do not exist or were removed are drawn in
@@ -156,12 +156,3 @@ class ConnectivityView(AnalysisView):
 def _short(name: str, limit: int = 14) -> str:
     """Tick labels: keep the informative tail of long dotted names."""
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("densenet")
-    raise AttributeError(name)

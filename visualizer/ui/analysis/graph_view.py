@@ -422,12 +422,3 @@ class GraphView(AnalysisView):
         if len(members) > 1:
             text += f"   coupled with {len(members) - 1} node(s)"
         self.info.setText(text)
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("graph")
-    raise AttributeError(name)

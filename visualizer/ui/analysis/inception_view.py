@@ -1,6 +1,6 @@
 """Inception branch view: branch norms per module as bars, removed branches greyed.
 
-Seed 004: a group penalty on each parallel branch of an Inception module makes an all-or-nothing
+A group penalty (Yuan & Lin 2006) on each parallel branch of an Inception module makes an all-or-nothing
 decision per branch; branches whose group norm reaches zero are removed. One bar chart per
 module; removed branches are drawn in the muted colour with their norm printed above.
 """
@@ -95,12 +95,3 @@ class BranchView(AnalysisView):
             from visualizer.ui.analysis.base import style_plot
 
             style_plot(plot, theme)
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("inception")
-    raise AttributeError(name)

@@ -83,7 +83,7 @@ LASSO_DEFAULTS = {"densenet": (0.3, 20), "inception": (0.3, 10)}
 
 def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune_epochs: int = 3,
                     example=None) -> Generator[Step, None, GroupLassoResult]:
-    """Group lasso (block soft thresholding, seed 004) on a copy of ``model`` with the groups its
+    """Group lasso (block soft thresholding; Yuan & Lin 2006, Wen et al. 2016) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
     from visualizer.core.structure.groups import branches, connectivity, find_groups

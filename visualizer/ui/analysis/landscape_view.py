@@ -191,12 +191,3 @@ class LandscapeView(AnalysisView):
             )
         plot.setXRange(alpha[0], alpha[-1], padding=0.02)
         plot.setYRange(beta[0], beta[-1], padding=0.02)
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("landscape")
-    raise AttributeError(name)

@@ -350,7 +350,7 @@ class StructurePanel(AnalysisPanel):
         super().__init__(window, view)
         self.lasso_button = self.add_button(
             "Group lasso", self.group_lasso,
-            "Train a copy with the group-lasso penalty (block soft thresholding, seed 004) on this "
+            "Train a copy with the group-lasso penalty (block soft thresholding; Wen et al. 2016) on this "
             "model's DenseNet connections / Inception branches and show what it removed")
         self.lam = QDoubleSpinBox()
         self.lam.setDecimals(3)

@@ -4,7 +4,7 @@ Four panels:
 1. top-k and bottom-k eigenvalues (dense and masked side by side, one column each);
 2. the SLQ spectral density on a log y axis, dense and masked overlaid;
 3. lambda_max and the condition number kappa = lambda_max / lambda_min (of the positive part)
-   of the masked Hessian H_tau^m against the rewind point tau of one IMP run (seed 002);
+   of the masked Hessian H_tau^m against the rewind point tau of one IMP run (Frankle et al. 2020);
 4. the Hutchinson trace with its standard error as an error bar.
 
 The view only draws numbers handed to it (see :class:`SpectrumData`, :class:`RewindSeries`).
@@ -96,7 +96,7 @@ class SpectrumView(AnalysisView):
         self.redraw()
 
     def set_rewind(self, series: RewindSeries | None) -> None:
-        """lambda_max and kappa of H_tau^m against tau (seed 002's rewinding argument)."""
+        """lambda_max and kappa of H_tau^m against tau (the rewinding argument of Frankle et al. 2020)."""
         if series is not None and not (
             len(series.tau) == len(series.lambda_max) == len(series.condition)
         ):
@@ -203,12 +203,3 @@ class SpectrumView(AnalysisView):
             pad = 0.1 * (hi - lo) or 0.5 * abs(hi) or 1.0
             self.kappa_box.setYRange(lo - pad, hi + pad)
         self._sync_kappa_box()
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("spectrum")
-    raise AttributeError(name)

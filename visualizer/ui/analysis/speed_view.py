@@ -1,6 +1,6 @@
 """Speed view: latency and FLOPs of dense, masked and shrunk models, and the efficiency eta.
 
-Seed 001's time-to-train paradox: a sparse model has fewer FLOPs per step, but unstructured
+The time-to-train paradox (Hoefler et al. 2021): a sparse model has fewer FLOPs per step, but unstructured
 sparsity runs at a low hardware efficiency eta (a fraction of peak speed), so it can take as long
 or longer per step; a structurally shrunk model keeps a dense, regular shape and a high eta.
 Three bar charts side by side (latency, FLOPs, eta) plus, when given, a fourth one with the
@@ -27,7 +27,7 @@ class SpeedEntry:
     latency_ms: measured time per forward pass in milliseconds (latency_err_ms: its spread).
     flops: FLOPs the variant needs per forward pass (for masked: the nonzero work).
     eta: hardware efficiency = achieved FLOP/s divided by a reference (core defines the
-        reference; seed 001), or None.
+        reference; docs/theory.md), or None.
     params: parameter count (nonzero for masked), or None.
     train_time_s: time to train (steps x time per step) when known, else None.
     """
@@ -108,12 +108,3 @@ class SpeedView(AnalysisView):
             plot.setXRange(-0.7, len(self.entries) - 0.3, padding=0)
             plot.setYRange(0, max(heights) * 1.2 or 1.0, padding=0)
         self.canvas.setToolTip(self.note)
-
-
-def __getattr__(name: str):
-    """``VIEW``: this view's ViewSpec for the workbench's registry (built on first access)."""
-    if name == "VIEW":
-        from visualizer.ui.analysis import view_spec
-
-        return view_spec("speed")
-    raise AttributeError(name)

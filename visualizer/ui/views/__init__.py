@@ -1,7 +1,7 @@
 """The view registry: every view is a dock of the main window and a `pruneviz screenshot --view`.
 
-A view module defines ``VIEW = ViewSpec(...)``; list it in :data:`VIEW_MODULES` (modules not
-written yet are skipped, so later views can be added without touching the window). A view's
+A view module defines ``VIEW = ViewSpec(...)``; list it in :data:`VIEW_MODULES`; the analysis
+views come from :func:`visualizer.ui.analysis.view_spec` for each of its ``VIEW_IDS``. A view's
 factory gets the main window (for ``window.state`` and ``window.jobs``) and returns a QWidget.
 ``prepare`` (optional) brings the view into a state worth a screenshot, running its jobs
 synchronously; it receives the window and the parsed screenshot options.
@@ -18,8 +18,6 @@ VIEW_MODULES = [
     "visualizer.ui.views.heatmap",
     "visualizer.ui.views.curves",
 ]
-# The analysis views (issue 6) live in visualizer.ui.analysis and are listed by its VIEW_IDS.
-ANALYSIS_PACKAGE = "visualizer.ui.analysis"
 
 
 @dataclass(frozen=True)
@@ -33,23 +31,13 @@ class ViewSpec:
 
 
 def available_views() -> dict[str, ViewSpec]:
-    """id -> ViewSpec for every view module that exists, in VIEW_MODULES order."""
+    """id -> ViewSpec: the VIEW_MODULES in order, then the analysis views."""
+    from visualizer.ui import analysis
+
     views: dict[str, ViewSpec] = {}
     for name in VIEW_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        spec = module.VIEW
+        spec = importlib.import_module(name).VIEW  # imported here: each module imports ViewSpec
         views[spec.id] = spec
-    try:
-        analysis = importlib.import_module(ANALYSIS_PACKAGE)
-    except ModuleNotFoundError as exc:
-        if exc.name != ANALYSIS_PACKAGE:
-            raise
-        return views
     for view_id in analysis.VIEW_IDS:
         views[view_id] = analysis.view_spec(view_id)
     return views

@@ -151,7 +151,10 @@ def _positive(v) -> bool:
 
 
 def _prepare(window, options) -> None:
-    window.prepare_curves_screenshot(options)
+    """Screenshot hook: fill the curves with a short no-retraining sweep."""
+    from visualizer.ui import training_ui
+
+    training_ui.prepare_curves(window, options)
 
 
 VIEW = ViewSpec("curves", "Accuracy vs density", CurvesView, prepare=_prepare,
