@@ -12,9 +12,12 @@ from visualizer.ui.analysis.panels import NEEDS_DATA, STREAMED_SAMPLES
 TINY = """
 from torch import nn
 
-def build():
+def build(classes=3):
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                         nn.Flatten(), nn.Linear(16, 3))
+                         nn.Flatten(), nn.Linear(16, classes))
+
+def wide():
+    return build(1000)
 """
 
 
@@ -63,3 +66,15 @@ def test_a_failed_analysis_job_is_one_line_in_the_status_bar(window, qtbot):
     assert window.centralWidget().height() == 0  # no message box between the docks
     assert panel.status.text().startswith("loss landscape failed")
     assert panel.status.sizePolicy().horizontalPolicy().name == "Ignored"  # never widens the docks
+
+
+def test_a_wide_head_on_a_small_folder_is_a_note(window, qtbot, tmp_path):
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY)
+    window.request_load(f"{src}:wide")
+    wait_idle(qtbot, window)
+    root = write_digit_folder(tmp_path / "digits", per_class=3, classes=3, size=8)
+    window.request_dataset(f"folder:{root}")
+    wait_idle(qtbot, window)
+    assert window.state.dataset is not None
+    assert "outputs 1000 classes" in window.message() and "has 3" in window.message()

@@ -65,7 +65,9 @@ def dataset_job(name: str, model=None, model_name: str = "the model", options=No
     data = load_dataset(name, options if model is None else options_for_model(options, model, transform))
     if model is not None:
         yield Step(f"checking that {model_name} reads {name}", 0.8)
-        check_model_reads(model, data, model_name)
+        notes = check_model_reads(model, data, model_name)
+        if notes and not data.in_memory:  # a streamed source is built per request: its own notes
+            data.notes = [*data.notes, *notes]
     return data
 
 

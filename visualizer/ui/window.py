@@ -359,6 +359,8 @@ class MainWindow(QMainWindow):
         def done(data) -> None:
             self.state.set_dataset(data)
             self.model_panel._rebuild()
+            if data.notes:  # e.g. a 1000-class head on a 3-class folder
+                self.show_info("; ".join(data.notes))
             self.request_ranking()
 
         loaded = self.state.loaded
