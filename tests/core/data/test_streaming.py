@@ -3,6 +3,8 @@ reading them (same sample indices as the in-memory path, whatever the worker cou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -140,3 +142,60 @@ def test_factory_dataset_and_model_on_folder(tmp_path):
     rgb = load_dataset(f"folder:{root}", DataOptions(workers=0))
     with pytest.raises(DataError, match=r"^tiny cannot read folder:.*inputs \(3, 16, 16\).*expects 1-channel"):
         check_model_reads(load_model(f"{src_file}:build").model, rgb, "tiny")
+
+
+def test_torchvision_datasets_stream_from_a_root(monkeypatch, tmp_path):
+    """mnist / cifar10 through torchvision's dataset classes (a stand-in here: torchvision is
+    optional): read from --data-root, decoded per sample, downloaded only when asked; missing
+    and offline is one line naming the root and --download."""
+    import sys
+    import types
+
+    import numpy as np
+    from PIL import Image
+
+    calls = []
+
+    class FakeMNIST(torch.utils.data.Dataset):
+        classes = [str(i) for i in range(10)]
+
+        def __init__(self, root, train=True, download=False, transform=None):
+            calls.append((root, train, download))
+            if not download and not (Path(root) / "MNIST").is_dir():
+                raise RuntimeError("Dataset not found. You can use download=True to download it")
+            self.transform = transform
+            self.n = 12 if train else 5
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            img = Image.fromarray(np.full((28, 28), 17 * i, dtype=np.uint8), "L")
+            return self.transform(img), i % 10
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.ModuleType("torchvision.datasets")
+    fake.datasets.MNIST = FakeMNIST
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
+    with pytest.raises(DataError, match=r"^mnist: not found under .*absent; pass --download") as exc:
+        load_dataset("mnist", DataOptions(root=str(tmp_path / "absent")))
+    assert "\n" not in str(exc.value)
+    (tmp_path / "MNIST").mkdir()
+    d = load_dataset("mnist", DataOptions(root=str(tmp_path), workers=0))
+    assert calls[-1] == (str(tmp_path), False, False) and d.num_classes == 10
+    assert d.input_shape == (1, 28, 28) and not d.in_memory and d.split_size("train") == 12
+    x, y = workspace.evaluation_batches(d, 1, batch_size=4)[0]
+    assert torch.allclose(x[1], torch.full((1, 28, 28), 17 / 255)) and y.tolist() == [0, 1, 2, 3]
+    load_dataset("mnist", DataOptions(root=str(tmp_path / "new"), download=True, image_size=8, workers=0))
+    assert calls[-1] == (str(tmp_path / "new"), False, True)
+
+
+def test_curvature_reads_a_sample_of_a_streamed_split(tmp_path):
+    from visualizer.core.curvature import operator
+
+    root = write_digit_folder(tmp_path / "f", per_class=5, classes=3)
+    stream = load_dataset(f"folder:{root}", DataOptions(channels=1, workers=0))
+    assert operator.eval_batches(stream, 1, 2).n_samples == 2
+    with pytest.raises(ValueError, match="reads a sample: give a number of batches"):
+        operator.eval_batches(stream, 0)
