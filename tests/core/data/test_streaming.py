@@ -199,3 +199,14 @@ def test_curvature_reads_a_sample_of_a_streamed_split(tmp_path):
     assert operator.eval_batches(stream, 1, 2).n_samples == 2
     with pytest.raises(ValueError, match="reads a sample: give a number of batches"):
         operator.eval_batches(stream, 0)
+
+
+def test_reading_batches_leaves_the_global_rng_alone(tmp_path):
+    root = write_digit_folder(tmp_path / "f", per_class=5, classes=2)
+    stream = load_dataset(f"folder:{root}", DataOptions(channels=1, workers=0))
+    torch.manual_seed(3)
+    want = torch.rand(3)
+    torch.manual_seed(3)
+    list(workspace.training_batches(stream, 4, seed=1))
+    workspace.criterion_batches(stream, 1, 4, seed=2)
+    assert torch.equal(torch.rand(3), want)

@@ -117,6 +117,10 @@ class StreamBatches:
             collate_fn=_collate,
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=2 if workers else None,
+            # the workers' base seed comes from this private generator: reading batches never
+            # advances torch's global RNG (which dropout and initialisation draw from), as the
+            # in-memory path does not
+            generator=torch.Generator().manual_seed(0),
         )
 
     def __iter__(self) -> Iterator[Batch]:
