@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from visualizer.core.data.sources import batches, load_dataset
+from visualizer.core.io.atomic import atomic_write, atomic_write_text
 from visualizer.core.models.loaders import count_parameters
 from visualizer.core.models.zoo import ZOO
 from visualizer.core.resources import sample_models_dir
@@ -62,8 +63,11 @@ def train_one(name: str, seed: int = SEED) -> dict:
         sched.step()
     acc = accuracy(model, data.x_test, data.y_test)
     out = sample_models_dir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{name}.safetensors"))
-    save_file({k: v.contiguous() for k, v in init.items()}, str(out / f"{name}.init.safetensors"))
+    # atomic: an interrupted retraining never leaves the app a half-written zoo file
+    trained = {k: v.contiguous() for k, v in model.state_dict().items()}
+    start_w = {k: v.contiguous() for k, v in init.items()}
+    atomic_write(out / f"{name}.safetensors", lambda tmp: save_file(trained, tmp))
+    atomic_write(out / f"{name}.init.safetensors", lambda tmp: save_file(start_w, tmp))
     return {
         "accuracy": round(acc, 4),
         "params": count_parameters(model),
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.names:
         manifest[name] = train_one(name)
         print(name, manifest[name], flush=True)
-        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -141,5 +141,9 @@ def test_exports(qtbot, window, tmp_path):
     export.export_mask(window, str(tmp_path / "p.pt"), "prune")
     state = torch.load(tmp_path / "p.pt", weights_only=True)
     assert torch.equal(state["fc1.weight_mask"].bool(), window.state.masks["fc1.weight"])
+    export.export_mask(window, str(tmp_path / "n.pt"), "nni")
+    nni = torch.load(tmp_path / "n.pt", weights_only=True)
+    assert torch.equal(nni["fc1"]["weight"].bool(), window.state.masks["fc1.weight"])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
     assert not window.safely(lambda: export.export_compare(window, str(tmp_path / "c.csv")))
     assert "snapshot" in window.message()

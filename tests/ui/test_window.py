@@ -217,3 +217,11 @@ def test_the_window_fits_a_1280x720_projector(window):
     hint = window.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 720 - 40, hint  # 40 px for a task bar
     assert window.width() <= window.screen().availableGeometry().width()
+
+
+def test_tests_never_touch_the_users_settings(tmp_path):
+    """The autouse fixture points QSettings at tmp: settings() must honour it (the (org, app)
+    constructor ignored the default format and wrote to ~/.config)."""
+    from visualizer.ui.settings import settings
+
+    assert settings().fileName().startswith(str(tmp_path)), settings().fileName()

@@ -3,7 +3,9 @@
 JSON shapes (scripts depend on them):
 - ``models --json``: a list of ``{"name", "params", "accuracy"}``.
 - ``info MODEL --json``: ``{"model", "params", "prunable", "layers": [{"name", "kind", "shape",
-  "params", "prunable"}]}``.
+  "params", "prunable"}]}``; with ``--mask FILE`` (or ``--weights`` naming a torch.nn.utils.prune
+  checkpoint, which carries its mask) the ``prune --json`` shape instead, plus ``"model"`` and
+  ``"mask"``.
 - ``prune MODEL --json``: ``{"density", "kept", "total", "layers": [{"name", "density", "kept",
   "total"}]}`` (achieved densities over the prunable weights), plus ``"accuracy"`` (test accuracy
   of the pruned model) with ``--eval``.
@@ -14,7 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
+from visualizer.cli.common import (
+    UserError,
+    add_json_arg,
+    add_mask_arg,
+    add_model_args,
+    print_json,
+    resolve_mask,
+    table,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("info", help="per-layer table of a model: name, kind, shape, parameters, prunable")
+    p = sub.add_parser("info", help="per-layer table of a model: name, kind, shape, parameters, prunable; "
+                                    "with --mask: per-layer and global density of the mask")
     add_model_args(p)
+    add_mask_arg(p, "report this mask's per-layer and global density")
     add_json_arg(p)
     p.set_defaults(func=cmd_info)
 
@@ -40,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--density", "-d", type=float, required=True, help="fraction kept, 0..1: of the weights (of the output channels with --structure channel), k = floor(D * d)")
     p.add_argument("--scope", default="global", help=f"{' or '.join(SCOPES)} (default global)")
     p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
-    p.add_argument("--out", "-o", help="write the mask to this .safetensors file")
+    p.add_argument("--out", "-o", help="write the mask: .safetensors (pruneviz), .pt/.pth (a torch.nn.utils.prune "
+                                       "state dict: load it into a model prepared with prune.identity)")
+    p.add_argument("--format", choices=["pruneviz", "torch-prune", "nni"],
+                   help="mask file format (default: from the --out suffix); nni: {module: {'weight': mask}}")
     p.add_argument("--eval", action="store_true", help="report the pruned model's test accuracy")
     p.add_argument("--eval-batches", type=int, default=None,
                    help="test mini-batches --eval reads (default: the whole split)")
@@ -103,6 +118,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from visualizer.core.models.loaders import layer_table
 
     loaded = load_model_from_args(args)
+    masks = resolve_mask(args, loaded)
+    if masks is not None:
+        return _mask_info(args, loaded, masks)
     rows = layer_table(loaded.model)
     total = sum(r.params for r in rows)
     prunable = sum(r.params for r in rows if r.prunable)
@@ -132,6 +150,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def density_report(masks) -> dict:
+    """The ``prune --json`` shape: global and per-layer achieved density over the masked weights."""
+    return {
+        "density": masks.density(),
+        "kept": masks.kept(),
+        "total": masks.total(),
+        "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
+    }
+
+
+def _mask_info(args: argparse.Namespace, loaded, masks) -> int:
+    source = args.mask or f"{args.weights} (torch.nn.utils.prune)"
+    result = {"model": loaded.ref, "mask": source, **density_report(masks)}
+    if args.json:
+        print_json(result)
+        return 0
+    print(table([[ld["name"], ld["kept"], ld["total"], _pct(ld["density"])] for ld in result["layers"]],
+                ["layer", "kept", "total", "density"]))
+    print(f"\n{loaded.ref} with mask {source}: kept {result['kept']:,} of {result['total']:,} = "
+          f"{_pct(result['density'])}")
+    return 0
+
+
 # --- prune --------------------------------------------------------------------------------------
 
 
@@ -154,6 +195,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     info = CRITERIA[args.criterion]
     if args.eval_batches is not None and args.eval_batches < 0:
         raise UserError(f"--eval-batches must be 0 or more, got {args.eval_batches}")
+    if args.out:
+        from visualizer.core.io.mask_formats import format_for
+
+        format_for(args.out, args.format)  # a bad --out/--format fails before any slow work
     if args.batches < 1:
         raise UserError(f"--batches must be at least 1, got {args.batches}")
     if args.batch_size < 1:
@@ -175,17 +220,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
         progress,
     )
     masks = ranking.mask_at(density)
-    result: dict = {
-        "density": masks.density(),
-        "kept": masks.kept(),
-        "total": masks.total(),
-        "layers": [{"name": ld.name, "density": ld.density, "kept": ld.kept, "total": ld.total} for ld in masks.layers()],
-    }
+    result: dict = density_report(masks)
+    if args.out:  # a torch.prune file carries the (unmasked) weights as X_orig
+        from visualizer.core.io.mask_formats import write_mask
+
+        masks = masks.copy()
+        masks.metadata.update(criterion=args.criterion, scope=args.scope, structure=args.structure,
+                              density=f"{masks.density():.6g}", model=loaded.ref)
+        write_mask(masks, args.out, model, args.format)
     if args.eval:
         evalset = workspace.evaluation_batches(args.eval_batches)
         result["accuracy"] = run(evaluate_job(model, evalset, masks), progress).accuracy
-    if args.out:
-        masks.save(args.out)
     if args.json:
         print_json(result)
         return 0

@@ -20,11 +20,14 @@ class UserError(Exception):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input', shown as one line rather than a traceback."""
     from visualizer.core.data.sources import DataError
+    from visualizer.core.io.checks import FileFormatError
+    from visualizer.core.io.session import SessionError
     from visualizer.core.models.loaders import ModelLoadError
     from visualizer.core.pruning.masks import MaskError
     from visualizer.core.tasks import Cancelled
 
-    return (UserError, ModelLoadError, MaskError, DataError, ValueError, FileNotFoundError, Cancelled)
+    return (UserError, ModelLoadError, MaskError, FileFormatError, SessionError, DataError, ValueError,
+            FileNotFoundError, Cancelled)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -79,6 +82,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "model's own preprocessing, else none)")
     g.add_argument("--workers", type=int,
                    help="DataLoader worker processes that decode images (default min(4, cpus-1); 0: none)")
+
+
+def add_mask_arg(p: argparse.ArgumentParser, help_text: str = "mask file") -> None:
+    """``--mask FILE``: any format read_mask recognises (pruneviz safetensors, torch.nn.utils.prune
+    state dict or checkpoint, NNI dict, plain dict of 0/1 tensors)."""
+    p.add_argument("--mask", help=f"{help_text} (.safetensors from pruneviz, a torch.nn.utils.prune "
+                                  "checkpoint, an NNI mask dict or a dict of 0/1 tensors)")
+
+
+def resolve_mask(args: argparse.Namespace, loaded):
+    """The mask of ``--mask FILE`` checked against the model, else the mask a torch.nn.utils.prune
+    ``--weights`` checkpoint carried, else None."""
+    from visualizer.core.io.mask_formats import read_mask
+
+    path = getattr(args, "mask", None)
+    if path:
+        return read_mask(path, loaded.model)
+    return getattr(loaded, "masks", None)
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:

@@ -13,9 +13,11 @@ import torch
 from visualizer.cli.common import (
     UserError,
     add_json_arg,
+    add_mask_arg,
     add_model_args,
     load_model_and_data,
     print_json,
+    resolve_mask,
     table,
     to_jsonable,
 )
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_model_args(h)
-    h.add_argument("--mask", help="mask file (.safetensors) from 'pruneviz prune' or the GUI")
+    add_mask_arg(h, "mask file from 'pruneviz prune' or the GUI")
     h.add_argument("--top-k", type=int, default=5, help="eigenvalues at each end (default 5)")
     h.add_argument("--bottom-k", type=int, help="smallest eigenvalues (default: --top-k)")
     h.add_argument("--density-probes", type=int, default=0, help="SLQ probes for the spectral density (0: none)")
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_model_args(ls)
-    ls.add_argument("--mask", help="mask file: restricts slices to the masked subspace")
+    add_mask_arg(ls, "restricts slices to the masked subspace")
     ls.add_argument("--dims", type=int, choices=[1, 2], required=True)
     ls.add_argument("--steps", type=int, required=True, help="grid points per axis")
     ls.add_argument("--from", dest="from_", metavar="A", help="1D start: init|trained|pruned|ticket|reinit|FILE")
@@ -97,8 +99,6 @@ def _add_eval_args(p: argparse.ArgumentParser, default_batches: int) -> None:
 def _setup(args: argparse.Namespace):
     from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.models.loaders import select_device
-    from visualizer.core.pruning.masks import MaskSet
-
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -106,10 +106,7 @@ def _setup(args: argparse.Namespace):
     loaded, data = load_model_and_data(args)
     device = select_device(args.device)
     model = loaded.model.to(device)
-    mask = None
-    if args.mask:
-        mask = MaskSet.load(args.mask)
-        mask.check(model)
+    mask = resolve_mask(args, loaded)
     ev = eval_batches(data, args.batches, args.batch_size)
     return loaded, model, mask, ev, data
 
@@ -173,7 +170,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     if rewinds is not None:
         result["rewinds"] = [{"tau": t, **s.to_json()} for t, s in rewinds]
     if args.out:
-        from visualizer.core.pruning.masks import atomic_write
+        from visualizer.core.io.atomic import atomic_write
 
         text = json.dumps(to_jsonable(result), indent=2)
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
@@ -289,7 +286,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         progress.close()
     arrays.update(loss=res.loss, accuracy=res.accuracy, alpha=res.alpha)
     out = Path(args.out)
-    from visualizer.core.pruning.masks import atomic_write
+    from visualizer.core.io.atomic import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -297,7 +294,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
 
     atomic_write(out, write)
     summary.update(
-        out=str(out), masked=args.mask is not None, method=res.method,
+        out=str(out), masked=mask is not None, method=res.method,
         seconds=round(time.perf_counter() - t0, 3),
         loss_min=float(np.nanmin(res.loss)), loss_max=float(np.nanmax(res.loss)),
         accuracy_max=float(np.nanmax(res.accuracy)),

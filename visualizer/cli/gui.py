@@ -17,7 +17,9 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gui", help="open the desktop app (same as no command)")
     p.add_argument("model", nargs="?", help="model or .pviz session to open (default: the bundled default)")
-    p.set_defaults(func=lambda a: launch_gui([a.model] if a.model else []))
+    p.add_argument("--trust", action="store_true",
+                   help="open a model or session that runs code (full unpickling, file.py:factory) without asking")
+    p.set_defaults(func=lambda a: launch_gui([a.model] if a.model else [], trust=a.trust))
 
     s = sub.add_parser(
         "screenshot",
@@ -41,10 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=screenshot_command)
 
 
-def launch_gui(argv: list[str]) -> int:
+def launch_gui(argv: list[str], trust: bool = False) -> int:
     from visualizer.ui.app import main as gui_main
 
-    return gui_main(argv)
+    return gui_main(argv, trust=trust)
 
 
 def screenshot_command(args: argparse.Namespace) -> int:

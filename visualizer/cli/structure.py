@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visualizer.cli.common import UserError, add_json_arg, add_model_args, print_json, table
+from visualizer.cli.common import (
+    UserError,
+    add_json_arg,
+    add_mask_arg,
+    add_model_args,
+    print_json,
+    resolve_mask,
+    table,
+)
 
 
 def register(sub) -> None:
@@ -24,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--export", help="also write the smaller model as a torch.export program (.pt2)")
     p.add_argument("--torchscript", help="also write the smaller model as TorchScript (deprecated by torch; "
                                          "prefer --export)")
-    p.add_argument("--masks", help="also write the equivalent masks of the original model (.safetensors)")
+    p.add_argument("--masks", help="also write the equivalent masks of the original model (.safetensors, "
+                                   "or .pt/.pth as a torch.nn.utils.prune state dict)")
     p.set_defaults(func=cmd_shrink)
 
     p = sub.add_parser("speed", help="latency of dense vs unstructured-masked vs shrunk models")
@@ -35,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed forward passes per model (default 20)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
     p.add_argument("--peak-flops", type=float, help="the device's peak FLOP/s, for the absolute eta")
+    add_mask_arg(p, "the unstructured mask to time (default: a global magnitude mask keeping as many weights as the shrunk model)")
     p.set_defaults(func=cmd_speed)
 
 
@@ -179,7 +189,9 @@ def cmd_shrink(args) -> int:
     if args.torchscript:
         save_torchscript(r.shrunk.model, args.torchscript, x)
     if args.masks:
-        r.masks.save(args.masks)
+        from visualizer.core.io.mask_formats import write_mask
+
+        write_mask(r.masks, args.masks, loaded.model)
     out = {
         "model": args.model, "criterion": args.criterion, "density": args.density, "scope": args.scope,
         "params_before": r.params_before, "params_after": r.params_after,
@@ -211,8 +223,9 @@ def cmd_speed(args) -> int:
 
     loaded, x, res, r = _prune(args)
     device = select_device(args.device)
+    masks = resolve_mask(args, loaded)
     rep = compare_speed(loaded.model, args.density, shrunk=r.shrunk.model, example=x, repeats=args.repeats,
-                        device=device, peak_flops=args.peak_flops)
+                        device=device, peak_flops=args.peak_flops, masks=masks)
     if args.json:
         out = rep.to_json()
         out.update(model=args.model, density=args.density, criterion=args.criterion)

@@ -8,9 +8,11 @@ from pathlib import Path
 from visualizer.cli.common import (
     UserError,
     add_json_arg,
+    add_mask_arg,
     add_model_args,
     load_model_and_data,
     print_json,
+    resolve_mask,
     table,
 )
 
@@ -44,14 +46,57 @@ def _train_config(args: argparse.Namespace, **extra):
     )
 
 
-def _run(job):
+def _run(job, on_step=None):
+    """Drive a job with a progress bar; Ctrl+C closes it (a cluster job cancels its tasks)."""
     from visualizer.core.tasks import TerminalProgress, run
 
     progress = TerminalProgress()
+
+    def step(s) -> None:
+        progress(s)
+        if on_step is not None:
+            on_step(s)
+
     try:
-        return run(job, progress)
+        return run(job, step)
+    except KeyboardInterrupt:
+        job.close()
+        raise
     finally:
         progress.close()
+
+
+def _add_cluster_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--cluster", metavar="WHERE",
+                   help=f"run {what} as Ray tasks: local or local:N (this machine, N workers), ray://HOST:PORT "
+                        "(a Ray cluster's head), auto (RAY_ADDRESS or the cluster running here); "
+                        "needs pip install 'pruneviz[cluster]'")
+    p.add_argument("--seeds", metavar="S,S,...", help=f"comma-separated seeds: {what} once per seed (default: --seed)")
+
+
+def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    if not getattr(args, "seeds", None):
+        return (args.seed,)
+    try:
+        seeds = tuple(dict.fromkeys(int(t) for t in args.seeds.split(",") if t.strip()))
+    except ValueError as exc:
+        raise UserError(f"--seeds is a comma-separated list of integers, got {args.seeds!r}") from exc
+    if not seeds:
+        raise UserError("--seeds is empty")
+    return seeds
+
+
+def _cluster(args: argparse.Namespace):
+    """The Ray session asked for by --cluster (yields the ray module), or None without it."""
+    from contextlib import nullcontext
+
+    if not getattr(args, "cluster", None):
+        return nullcontext(None)
+    from visualizer.core.training.cluster import connect, import_ray, parse_cluster
+
+    spec = parse_cluster(args.cluster)
+    import_ray()
+    return connect(spec)
 
 
 def _float_list(text: str) -> list[float]:
@@ -64,7 +109,7 @@ def _float_list(text: str) -> list[float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="(masked) training / fine-tuning of a model")
     add_model_args(p)
-    p.add_argument("--mask", help="masks.safetensors: train only the kept weights (projected gradient)")
+    add_mask_arg(p, "train only the kept weights (projected gradient)")
     _add_train_args(p, epochs=5)
     p.add_argument("--label-smoothing", type=float, default=0.0, help="eps: targets (1-eps) onehot + eps/K")
     p.add_argument("--distill", action="store_true", help="distil from the dense model (teacher)")
@@ -82,8 +127,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", action="append", choices=["reinit", "random-mask"], default=[],
                    help="also train this control each round (repeatable)")
     p.add_argument("--scope", choices=["global", "layer"], default="global")
-    p.add_argument("--out", required=True, help="output folder: rounds.csv/json, masks per round")
+    p.add_argument("--out", required=True, help="output folder: rounds.csv/json, masks per round "
+                                                 "(several seeds: one folder seed<S> per seed, all rounds in rounds.csv)")
     _add_train_args(p, epochs=10)
+    _add_cluster_args(p, "independent IMP runs")
     add_json_arg(p)
     p.set_defaults(func=cmd_imp)
 
@@ -96,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distribution", choices=["erk", "uniform"], default="erk",
                    help="per-layer densities of the random starting mask: erk (Erdos-Renyi-Kernel, "
                         "small layers denser; RigL's default) or uniform (default: erk)")
-    p.add_argument("--out", help="write the final mask here (.safetensors)")
+    p.add_argument("--out", help="write the final mask here (.safetensors, or .pt/.pth as a torch.nn.utils.prune state dict)")
     _add_train_args(p, epochs=10, lr=3e-3)
     add_json_arg(p)
     p.set_defaults(func=cmd_dst)
@@ -108,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--density", type=float, default=0.1, help="IHT: keep floor(density * d) weights")
     p.add_argument("--groups", choices=["auto", "channels", "branches", "connections"], default="auto",
                    help="group lasso groups (auto: Inception branches, DenseNet connections, else channels)")
-    p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors)")
+    p.add_argument("--out", help="write the resulting mask (exact zeros) here (.safetensors, or .pt/.pth as a torch.nn.utils.prune state dict)")
     _add_train_args(p, epochs=5, lr=0.05)
     p.set_defaults(optimizer="sgd")
     add_json_arg(p)
@@ -125,8 +172,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", choices=["auto", "unstructured", "channel"], default="auto",
                    help="auto: whole channels for the structured criteria (l1-norm, l2-norm, bn-scale)")
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
-    p.add_argument("--fresh", action="store_true", help="ignore rows already in --out (default: reuse them)")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument("--resume", action="store_true",
+                       help="compute only the cells whose row (matched by every setting, not by position) is "
+                            "not yet in --out: how an interrupted sweep continues (the default)")
+    reuse.add_argument("--fresh", action="store_true", help="ignore rows already in --out")
     _add_train_args(p, epochs=3)
+    _add_cluster_args(p, "the sweep's cells")
     add_json_arg(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -138,6 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rewind", type=int, default=0)
     p.add_argument("--scope", choices=["global", "layer"], default="global")
     _add_train_args(p, epochs=15)
+    _add_cluster_args(p, "the report's IMP runs")
     add_json_arg(p)
     p.set_defaults(func=cmd_lth_report)
 
@@ -146,16 +199,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from visualizer.core.pruning.masks import MaskSet
     from visualizer.core.training.evaluate import evaluate
     from visualizer.core.training.loop import train
     from visualizer.core.workspace import evaluation_batches
 
     loaded, data = load_model_and_data(args)
     model = loaded.model
-    masks = MaskSet.load(args.mask) if args.mask else None
-    if masks is not None:
-        masks.check(model)
+    masks = resolve_mask(args, loaded)
     config = _train_config(
         args, label_smoothing=args.label_smoothing,
         distill_weight=args.distill_weight if args.distill else 0.0, temperature=args.temperature,
@@ -189,22 +239,70 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_imp(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from visualizer.core.training.cluster import imp_run
     from visualizer.core.training.experiments import write_rows
-    from visualizer.core.training.lottery import (
-        IMPConfig,
-        initial_state,
-        iterative_magnitude_pruning,
-    )
+    from visualizer.core.training.lottery import IMPConfig, initial_state
 
     loaded, data = load_model_and_data(args)
-    init, source = initial_state(args.model, loaded.model, args.seed)
     config = IMPConfig(args.rounds, args.rate, args.rewind, args.scope, tuple(dict.fromkeys(args.control)), _train_config(args))
     config.validate()
-    res = _run(iterative_magnitude_pruning(loaded.model, data, init, config))
+    seeds = _seeds(args)
+    inits = {s: initial_state(args.model, loaded.model, s) for s in seeds}
+    results = _seeded_runs(args, loaded.model, data, {s: i for s, (i, _) in inits.items()}, partial(imp_run, config=config))
     out = Path(args.out)
+    runs, all_rows = [], []
+    for seed in seeds:
+        res = results[seed]
+        settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
+                    "epochs": args.epochs, "lr": args.lr, "seed": seed, "init": inits[seed][1]}
+        folder = out if len(seeds) == 1 else out / f"seed{seed}"
+        rows = _write_imp(res, folder, settings)
+        all_rows += rows
+        runs.append({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(folder)})
+    if len(seeds) > 1:
+        write_rows(all_rows, out / "rounds.csv", fields=list(all_rows[0]))
+        write_rows(all_rows, out / "rounds.json")
+    if args.json:
+        print_json(runs[0] if len(seeds) == 1 else {"runs": runs, "out": str(out)})
+    else:
+        cols = list(results[seeds[0]].rows[0])
+        lead = ["seed"] if len(seeds) > 1 else []
+        print(table([[r[c] for c in lead + cols] for r in all_rows], lead + cols))
+        last = len(results[seeds[0]].rows) - 1
+        where = f"{out}" if len(seeds) == 1 else f"{out}/seed<S> (and all rounds in {out}/rounds.csv)"
+        print(f"wrote {where}: rounds.csv, rounds.json, mask_round*.safetensors, rewind_point.safetensors "
+              f"(w_tau) and trained_round{last}.safetensors")
+    return 0
+
+
+def _seeded_runs(args: argparse.Namespace, model, data, inits: dict, make) -> dict:
+    """``make(model, data, init, seed)`` for every seed: Ray tasks in parallel with --cluster,
+    else one after another here. Returns {seed: result}."""
+    from visualizer.core.tasks import sub
+    from visualizer.core.training.cluster import SeedRun, seeds_on_cluster
+
+    with _cluster(args) as ray:
+        if ray is not None:
+            runs = [SeedRun(s, init, make) for s, init in inits.items()]
+            return _run(seeds_on_cluster(model, data, runs, device=args.device))
+
+        def serial():
+            done = {}
+            for k, (s, init) in enumerate(inits.items()):
+                n = len(inits)
+                prefix = f"seed {s}: " if n > 1 else ""
+                done[s] = yield from sub(make(model, data, init, s), k / n, (k + 1) / n, prefix)
+            return done
+
+        return _run(serial())
+
+
+def _write_imp(res, out: Path, settings: dict) -> list[dict]:
+    from visualizer.core.training.experiments import write_rows
+
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
-                "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "init": source}
     rows = [{**settings, **r} for r in res.rows]
     write_rows(rows, out / "rounds.csv", fields=list(settings) + list(res.rows[0]))
     write_rows(rows, out / "rounds.json")
@@ -212,26 +310,20 @@ def cmd_imp(args: argparse.Namespace) -> int:
         m.save(out / f"mask_round{r}.safetensors")
     _save_state(res.w_tau, out / "rewind_point.safetensors")
     _save_state(res.final.model.state_dict(), out / f"trained_round{len(res.rows) - 1}.safetensors")
-    if args.json:
-        print_json({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(out)})
-    else:
-        cols = list(res.rows[0])
-        print(table([[r[c] for c in cols] for r in res.rows], cols))
-        print(f"wrote {out}/rounds.csv, rounds.json, mask_round*.safetensors, rewind_point.safetensors "
-              f"(w_tau) and trained_round{len(res.rows) - 1}.safetensors")
-    return 0
+    return rows
 
 
 def _save_state(state: dict, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from visualizer.core.pruning.masks import atomic_write
+    from visualizer.core.io.atomic import atomic_write
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
 def cmd_dst(args: argparse.Namespace) -> int:
+    from visualizer.core.io.mask_formats import write_mask
     from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
     from visualizer.core.training.lottery import initial_state
 
@@ -242,7 +334,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
     config.validate()
     res = _run(dynamic_sparse_training(loaded.model, data, config, start_state=init))
     if args.out:
-        res.masks.save(args.out)
+        write_mask(res.masks, args.out, res.model)
     out = {
         "model": args.model, "method": args.method, "density": args.density,
         "distribution": args.distribution, "achieved_density": res.masks.density(),
@@ -265,6 +357,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
 def cmd_prox(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from visualizer.core.io.mask_formats import write_mask
     from visualizer.core.training.prox import ProxConfig, proximal_training
 
     loaded, data = load_model_and_data(args)
@@ -284,7 +377,7 @@ def cmd_prox(args: argparse.Namespace) -> int:
     config.validate()
     res = _run(proximal_training(loaded.model, data, config))
     if args.out:
-        res.masks.save(args.out)
+        write_mask(res.masks, args.out, res.model)
     out = {
         "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
         "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,
@@ -302,66 +395,72 @@ def cmd_prox(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from visualizer.core.tasks import Step, TerminalProgress, run
+    import sys
+
+    from visualizer.core.training.cluster import sweep_on_cluster
     from visualizer.core.training.experiments import (
         ROW_FIELDS,
+        RowFile,
         SweepConfig,
         read_rows,
-        row_key,
         sweep,
-        write_rows,
+        sweep_cells,
     )
     from visualizer.core.training.lottery import initial_state
 
     loaded, data = load_model_and_data(args)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     config = SweepConfig(args.model, criteria, tuple(_float_list(args.densities)), args.retrain,
-                         args.scope, args.structure, _train_config(args))
+                         args.scope, args.structure, _train_config(args), seeds=_seeds(args))
     config.validate()
     out = Path(args.out)
     if out.suffix not in (".csv", ".json"):
         raise UserError(f"--out must end in .csv or .json, got {out.name}")
     previous = [] if args.fresh else read_rows(out)
     init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain in ("rewind", "init") else None
-    done: list[dict] = []
+    # every finished row goes to disk at once, in grid order: an interrupted sweep resumes from the file
+    rows_file = RowFile(out, sweep_cells(config, data.name), previous, ROW_FIELDS)
 
-    def merged() -> list[dict]:
-        # this sweep's rows first, then rows of other settings that were already in the file
-        mine = {row_key(r) for r in done}
-        return done + [r for r in previous if row_key(r) not in mine]
-
-    def on_step(step: Step) -> None:
-        progress(step)
-        # every finished row goes to disk at once: an interrupted sweep resumes from the file
+    def on_step(step) -> None:
         if isinstance(step.partial, dict) and "accuracy" in step.partial:
-            done.append(step.partial)
-            write_rows(merged(), out, ROW_FIELDS)
+            rows_file.add(step.partial)
 
-    progress = TerminalProgress()
-    try:
-        res = run(sweep(loaded.model, data, config, init_state=init, previous=previous), on_step)
-    finally:
-        progress.close()
-    rows = merged()
-    write_rows(rows, out, ROW_FIELDS)
-    write_rows(rows, out.with_suffix(".json" if out.suffix == ".csv" else ".csv"), ROW_FIELDS)
+    with _cluster(args) as ray:
+        job = (sweep_on_cluster if ray is not None else sweep)(loaded.model, data, config, init_state=init, previous=previous)
+        try:
+            res = _run(job, on_step)
+        except KeyboardInterrupt:
+            print(f"pruneviz sweep: interrupted; {len(rows_file.done)} rows kept in {out} "
+                  "(the same command computes only the rest)", file=sys.stderr)
+            return 130
+    rows_file.write()
+    rows_file.write(out.with_suffix(".json" if out.suffix == ".csv" else ".csv"))
     if args.json:
         print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
     else:
         cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
+        if len(config.seed_list()) > 1:
+            cols.insert(3, "seed")
         print(table([[r[c] for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0
 
 
 def cmd_lth_report(args: argparse.Namespace) -> int:
-    from visualizer.core.training.experiments import LTH_FIELDS, lth_report, write_rows
+    from functools import partial
+
+    from visualizer.core.training.cluster import lth_run
+    from visualizer.core.training.experiments import LTH_FIELDS, write_rows
     from visualizer.core.training.lottery import initial_state
 
     loaded, data = load_model_and_data(args)
-    init, source = initial_state(args.model, loaded.model, args.seed)
-    rows = _run(lth_report(loaded.model, args.model, data, init, args.rounds, args.rate, args.rewind,
-                           args.scope, _train_config(args)))
+    seeds = _seeds(args)
+    inits = {s: initial_state(args.model, loaded.model, s) for s in seeds}
+    make = partial(lth_run, model_ref=args.model, rounds=args.rounds, rate=args.rate, rewind=args.rewind,
+                   scope=args.scope, config=_train_config(args))
+    results = _seeded_runs(args, loaded.model, data, {s: i for s, (i, _) in inits.items()}, make)
+    rows = [r for s in seeds for r in results[s]]
+    source = inits[seeds[0]][1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, out / "lth.csv", LTH_FIELDS)
@@ -375,10 +474,11 @@ def cmd_lth_report(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png)})
     else:
-        by_round: dict[int, dict] = {}
+        by_round: dict[tuple, dict] = {}
         for r in rows:
-            by_round.setdefault(r["round"], {"round": r["round"], "density": r["density"]})[r["kind"]] = r["accuracy"]
-        cols = ["round", "density", "ticket", "reinit", "random-mask"]
+            first = {"seed": r["seed"], "round": r["round"], "density": r["density"]}
+            by_round.setdefault((r["seed"], r["round"]), first)[r["kind"]] = r["accuracy"]
+        cols = (["seed"] if len(seeds) > 1 else []) + ["round", "density", "ticket", "reinit", "random-mask"]
         print(table([[b.get(c) for c in cols] for b in by_round.values()], cols))
         print(f"wrote {out}/lth.csv, lth.json, lth.png")
     return 0

@@ -41,7 +41,35 @@ def load_job(
     yield Step("reading layers", 0.8)
     info = model_info(loaded.model)
     info["masks"] = MaskSet.dense(prunable_parameters(loaded.model))
+    if loaded.masks is not None:  # a torch.nn.utils.prune checkpoint: its mask shows at once
+        from pathlib import Path
+
+        info["masks"] = full_mask(loaded.model, loaded.masks)
+        info["mask_source"] = Path(str(weights)).name
     return loaded, data, info
+
+
+def full_mask(model, masks):
+    """``masks`` over every prunable weight of ``model`` (dense where the file says nothing);
+    masks of other parameters (biases, norms) are dropped: the window prunes weights only."""
+    from visualizer.core.models.loaders import prunable_parameters
+    from visualizer.core.pruning.masks import MaskSet
+
+    full = MaskSet.dense(prunable_parameters(model), **masks.metadata)
+    for name, m in masks.masks.items():
+        if name in full.masks:
+            full.masks[name] = m.clone()
+    return full
+
+
+def mask_job(path: str, model) -> Generator[Step, None, Any]:
+    """Read a mask file of any format (by content) and fit it to ``model``'s prunable weights."""
+    from visualizer.core.io.mask_formats import read_mask
+
+    yield Step(f"reading {path}", 0.1)
+    masks = read_mask(path, model)
+    yield Step("fitting the mask", 0.8)
+    return full_mask(model, masks)
 
 
 def model_info(model) -> dict:

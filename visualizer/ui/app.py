@@ -56,7 +56,9 @@ def configure_threads() -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, trust: bool = False) -> int:
+    """``trust``: the person passed ``--trust``: a session or model file that needs full
+    unpickling (or a file.py:factory a session names) is opened without asking."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from visualizer.ui.preflight import preflight
 
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     from visualizer.ui.window import MainWindow
 
     stages.append(("imports", seconds_since_process_start()))
-    window = MainWindow()
+    # the startup benchmark (PRUNEVIZ_STARTUP_REPORT) is a headless run: it leaves the settings alone
+    window = MainWindow(persist_settings=not os.environ.get("PRUNEVIZ_STARTUP_REPORT"))
     window.show()
     stages.append(("window built", seconds_since_process_start()))
     target = argv[0] if argv else DEFAULT_MODEL
@@ -86,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
 
     if target.endswith(".pviz"):
-        window.open_session(target)
+        from visualizer.ui import sessions
+
+        sessions.open_session(window, target, trust=trust)
     else:
-        window.request_load(target, on_done=shown)
+        window.request_load(target, trust=trust, on_done=shown)
     return int(app.exec())

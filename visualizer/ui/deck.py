@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from visualizer.core.io.atomic import atomic_write
 from visualizer.ui.screenshot import RenderError
 
 
@@ -47,11 +48,14 @@ def render_preset(preset_id: str, out: str | Path, size: tuple[int, int] = (1200
         view.show()
         _settle(app)
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".svg":
-            export._svg_of_widget(export._svg_widget(view), out)
-        elif not view.grab().save(str(out)):
-            raise RenderError(f"could not write {out}")
+        try:
+            if out.suffix.lower() == ".svg":
+                target = export._svg_widget(view)
+                atomic_write(out, lambda tmp: export._svg_of_widget(target, Path(tmp)))
+            else:
+                export.save_pixmap(view.grab(), out)
+        except OSError as exc:
+            raise RenderError(str(exc)) from exc
         return out, view.caption.text()
     finally:
         view.close()
@@ -93,7 +97,7 @@ def write_deck(out_dir: str | Path, preset_ids: Sequence[str] | None = None, siz
         slides.append(slide)
         if on_slide is not None:
             on_slide(slide)
-        (out / "index.html").write_text(deck_html(slides), encoding="utf-8")
+        atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(deck_html(slides), encoding="utf-8"))
     return slides
 
 

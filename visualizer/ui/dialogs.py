@@ -90,7 +90,7 @@ def export_compare_dialog(window: ExportHost) -> None:
 
 
 def export_mask_dialog(window: ExportHost, fmt: str) -> None:
-    name = "mask.safetensors" if fmt == "safetensors" else "mask_prune_state.pt"
+    name = {"safetensors": "mask.safetensors", "nni": "mask_nni.pt"}.get(fmt, "mask_prune_state.pt")
     path, _ = QFileDialog.getSaveFileName(window, "Export mask", name)
     if path:
         from visualizer.ui import export

@@ -1,4 +1,7 @@
-"""Export views (PNG, SVG), tables (CSV) and masks (safetensors, torch.nn.utils.prune)."""
+"""Export views (PNG, SVG), tables (CSV) and masks (safetensors, torch.nn.utils.prune, NNI).
+
+Every file is written atomically (:func:`visualizer.core.io.atomic.atomic_write`): Qt's writers get a
+temporary name that ends in the real suffix, so they still pick the format from it."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QGraphicsView
 
+from visualizer.core.io.atomic import atomic_write
+
 
 def export_view(window, view_id: str, path: str, size: tuple[int, int] | None = None) -> Path:
     """PNG: the whole view widget as drawn; SVG: the view's plot (vector) via pyqtgraph."""
@@ -16,14 +21,25 @@ def export_view(window, view_id: str, path: str, size: tuple[int, int] | None = 
     widget = window.views[view_id]
     if out.suffix.lower() == ".svg":
         # Qt's own SVG painter: pyqtgraph 0.14's SVGExporter cannot parse Qt 6.12's path data.
-        _svg_of_widget(_svg_widget(widget), out)
+        target = _svg_widget(widget)
+        atomic_write(out, lambda tmp: _svg_of_widget(target, Path(tmp)))
         return out
     if size is not None and widget.isWindow():
         widget.resize(*size)
-    pixmap = widget.grab()
-    if pixmap.isNull() or not pixmap.save(str(out)):
-        raise OSError(f"could not write {out}")
-    return out
+    return save_pixmap(widget.grab(), out)
+
+
+def save_pixmap(pixmap, path) -> Path:
+    """Save a QPixmap/QImage atomically (format from the suffix); OSError when Qt cannot."""
+    out = Path(path)
+    if pixmap.isNull():
+        raise OSError(f"could not write {out}: nothing was drawn")
+
+    def write(tmp: str) -> None:
+        if not pixmap.save(tmp):
+            raise OSError(f"could not write {out}")
+
+    return atomic_write(out, write)
 
 
 def _svg_widget(widget):
@@ -69,12 +85,10 @@ def export_mask(window, path: str, fmt: str) -> Path:
     s = window.state
     if s.masks is None or s.loaded is None:
         raise ValueError("no mask: load a model first")
-    if fmt == "safetensors":
-        masks = s.masks.copy()
-        masks.metadata.update(criterion=s.criterion, scope=s.scope, structure=s.structure,
-                              density=f"{s.masks.density():.6g}", model=s.loaded.ref)
-        masks.save(path)
-        return Path(path)
-    from visualizer.core.io.session import write_prune_state_dict
+    from visualizer.core.io.mask_formats import write_mask
 
-    return write_prune_state_dict(s.masks, s.loaded.model, path)
+    masks = s.masks.copy()
+    masks.metadata.update(criterion=s.criterion, scope=s.scope, structure=s.structure,
+                          density=f"{s.masks.density():.6g}", model=s.loaded.ref)
+    formats = {"safetensors": "pruneviz", "prune": "torch-prune"}
+    return write_mask(masks, path, s.loaded.model, formats.get(fmt, fmt))

@@ -41,6 +41,8 @@ def file_menu(window) -> QMenu:
     fill_recent(window)
     m.addSeparator()
     add_action(window, m, "Open &session…", window.open_session_dialog, "Ctrl+Shift+O")
+    add_action(window, m, "Open mas&k…", window.open_mask_dialog)
+    add_action(window, m, "Open mask to &compare (A)…", lambda: window.open_mask_dialog(compare=True))
     add_action(window, m, "&Save session", window.save_session, QKeySequence.StandardKey.Save)
     add_action(window, m, "Save session &as…", window.save_session_as, QKeySequence.StandardKey.SaveAs)
     add_action(window, m, "Recover &autosaved results", window.recover)
@@ -62,6 +64,7 @@ def export_menu(window, parent: QMenu) -> QMenu:
     add_action(window, ex, "Mask as safetensors…", lambda: dialogs.export_mask_dialog(window, "safetensors"))
     add_action(window, ex, "Mask as torch.nn.utils.prune state dict…",
                lambda: dialogs.export_mask_dialog(window, "prune"))
+    add_action(window, ex, "Mask as NNI mask dict…", lambda: dialogs.export_mask_dialog(window, "nni"))
     return ex
 
 

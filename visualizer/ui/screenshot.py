@@ -21,7 +21,8 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
     from visualizer.ui import export
     from visualizer.ui.window import MainWindow
 
-    window = MainWindow(synchronous=True, restore_layout=False)
+    # never the person's settings: no restored layout in, no layout or recent files out
+    window = MainWindow(synchronous=True, restore_layout=False, persist_settings=False)
     try:
         view_id = options.view
         if view_id != "window" and view_id not in window.views:
@@ -57,9 +58,10 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
         _settle(app)
         out = Path(options.out)
         if view_id == "window":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if not window.grab().save(str(out)):
-                raise RenderError(f"could not write {out}")
+            try:
+                export.save_pixmap(window.grab(), out)
+            except OSError as exc:
+                raise RenderError(str(exc)) from exc
         else:
             export.export_view(window, view_id, str(out))
         return out

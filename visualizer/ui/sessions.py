@@ -9,7 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from visualizer.core.io.session import Session, load_session
+from visualizer.core.io.session import (
+    Session,
+    SessionError,
+    TrustRequired,
+    load_session,
+    trust_reason,
+)
 from visualizer.core.io.session import save_session as write_session
 from visualizer.core.tasks import Step, sub
 from visualizer.ui import actions
@@ -119,12 +125,17 @@ def autosave(window: SessionHost) -> None:
     window.jobs.submit("autosave", "autosaving results", job)
 
 
-def open_job(path: str):
-    """Read the session and load its model and data (worker thread)."""
+def open_job(path: str, trust: bool = False):
+    """Read the session and load its model and data (worker thread). ``trust`` comes from the
+    person (``--trust``, the question dialog), never from the file: a session whose model could
+    run code is refused with :class:`TrustRequired` without it."""
     yield Step(f"reading {Path(path).name}", 0.05)
     session = load_session(path)
+    reason = trust_reason(session)
+    if reason is not None and not trust:
+        raise TrustRequired(Path(path).name, reason)
     loaded, data, info = yield from sub(
-        actions.load_job(session.model_ref, session.weights_path, session.trust, session.dataset),
+        actions.load_job(session.model_ref, session.weights_path, trust and reason is not None, session.dataset),
         0.1, 0.9)
     if session.model_state is not None:
         from visualizer.core.models.loaders import apply_weights
@@ -138,7 +149,41 @@ def open_job(path: str):
     return session, (loaded, data, info)
 
 
-def open_session(window: SessionHost, path: str) -> None:
+def ask_trust(window, path: str, reason: str) -> bool:
+    """Yes/No question (default No) naming the file and why opening it could run code."""
+    from PySide6.QtWidgets import QMessageBox
+
+    return trust_question(window, path, reason).exec() == QMessageBox.StandardButton.Yes
+
+
+def trust_question(window, path: str, reason: str):
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(window)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Run code from this file?")
+    box.setText(f"Opening {Path(path).name} can run code: {reason}.")
+    box.setInformativeText("Only say Yes if you trust where this file came from.")
+    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setEscapeButton(QMessageBox.StandardButton.No)
+    return box
+
+
+def open_session(window: SessionHost, path: str, trust: bool = False) -> None:
+    """Open a session; when its model could run code, ask first (``trust``: already granted,
+    e.g. by ``pruneviz gui FILE --trust``). Never trusts because the file says so."""
+    try:
+        session = load_session(path)
+        reason = trust_reason(session)
+    except SessionError as exc:
+        window.show_error(str(exc))
+        return
+    if reason is not None and not trust:
+        if not ask_trust(window, path, reason):
+            window.show_error(f"{Path(path).name}: not opened ({reason})")
+            return
+        trust = True
     for kind in ("rank", "mask", "train", "eval", "load"):
         window.jobs.cancel(kind)
 
@@ -149,7 +194,7 @@ def open_session(window: SessionHost, path: str) -> None:
         window.add_recent(str(path)) if not _is_recovery(path) else None
         window.update_title()
 
-    window.jobs.submit("load", f"opening {Path(path).name}", lambda: open_job(path), on_result=done)
+    window.jobs.submit("load", f"opening {Path(path).name}", lambda: open_job(path, trust), on_result=done)
 
 
 def _is_recovery(path: str) -> bool:

@@ -13,7 +13,10 @@ MAX_RECENT = 8
 
 def settings() -> QSettings:
     """The app's QSettings; tests set PRUNEVIZ_SETTINGS_ORG so they never touch a user's."""
-    return QSettings(os.environ.get("PRUNEVIZ_SETTINGS_ORG", "pruneviz"), APP_NAME)
+    # QSettings.defaultFormat() (native unless changed) rather than the (org, app) constructor,
+    # which ignores setDefaultFormat: the tests' IniFormat path in tmp then really isolates them
+    return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope,
+                     os.environ.get("PRUNEVIZ_SETTINGS_ORG", "pruneviz"), APP_NAME)
 
 
 def recovery_path() -> Path:

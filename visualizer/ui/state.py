@@ -44,6 +44,7 @@ class AppState(QObject):
         self.prunable: list[str] = []
         self.params: dict[str, Any] = {}  # prunable name -> CPU numpy weights (read-only views)
         self.masks = None  # core.masks.MaskSet
+        self.mask_source: str | None = None  # file name when the mask came from a file, not the slider
         self.layer_kept: dict[str, int] = {}  # kept per layer for self.masks (cheap read-outs)
         self.layer_total: dict[str, int] = {}
         self.snapshot = None  # MaskSet "A" to compare against
@@ -78,12 +79,13 @@ class AppState(QObject):
         self.prunable = info["prunable"]
         self.params = info["params"]
         self.masks = info["masks"]
+        self.mask_source = info.get("mask_source")
         self.layer_total = {n: m.numel() for n, m in self.masks.masks.items()}
         self.layer_kept = {ld.name: ld.kept for ld in self.masks.layers()}
         self.snapshot = None
         self.scores = None
         self.rankings = {}
-        self.density = 1.0
+        self.density = self.masks.density() if self.mask_source else 1.0
         self.results = []
         self.baseline = getattr(loaded, "accuracy", None)
         self.weights_modified = False
@@ -110,10 +112,13 @@ class AppState(QObject):
             self.selection_changed.emit(name)
 
     # --- pruning --------------------------------------------------------------------------
-    def set_masks(self, masks, dirty: bool = True, counts: dict[str, int] | None = None) -> None:
+    def set_masks(self, masks, dirty: bool = True, counts: dict[str, int] | None = None,
+                  source: str | None = None) -> None:
         """Install a mask. ``counts`` (kept per layer) comes from the ranking, which maintains it
-        incrementally; otherwise it is counted once here (core MaskSet.layers)."""
+        incrementally; otherwise it is counted once here (core MaskSet.layers). ``source``: the
+        file it was read from (None: the slider's ranking)."""
         self.masks = masks
+        self.mask_source = source
         if masks is None:
             self.layer_kept, self.layer_total = {}, {}
         else:

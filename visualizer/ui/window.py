@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui import actions, dialogs, menus, sessions, training_ui
+from visualizer.ui import actions, dialogs, files, menus, sessions, training_ui
 from visualizer.ui.analysis import install_analysis, register_themes
 from visualizer.ui.banner import MessageBanner
 from visualizer.ui.jobs import JobRunner, user_message
@@ -63,8 +63,12 @@ def fit_to_screen(window: QWidget, wanted: QSize) -> QSize:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, synchronous: bool = False, restore_layout: bool = True) -> None:
+    def __init__(self, synchronous: bool = False, restore_layout: bool = True,
+                 persist_settings: bool = True) -> None:
         super().__init__()
+        # headless runs (pruneviz screenshot) never write the person's layout or recent files
+        self.persist_settings = persist_settings
+        self._redock_pending = False
         self.setWindowTitle("Pruning Visualizer")
         self.setObjectName("MainWindow")
         self.resize(fit_to_screen(self, QSize(1400, 880)))
@@ -227,6 +231,9 @@ class MainWindow(QMainWindow):
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
         self._schedule_tab_bar_cleanup()
+        if self._redock_pending:  # once shown, the restored floating docks have their real places
+            self._redock_pending = False
+            QTimer.singleShot(0, lambda: files.redock_stray_docks(self))
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -255,11 +262,14 @@ class MainWindow(QMainWindow):
         layout = st.value("windowState")
         if layout is not None:
             self.restoreState(layout)
+            self._redock_pending = True
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state)
 
     def save_settings(self) -> None:
+        if not self.persist_settings:
+            return
         st = settings()
         st.setValue("geometry", self.saveGeometry())
         st.setValue("windowState", self.saveState())
@@ -269,6 +279,8 @@ class MainWindow(QMainWindow):
         return recent_files()
 
     def add_recent(self, path: str) -> None:
+        if not self.persist_settings:
+            return
         add_recent_file(path)
         menus.fill_recent(self)
 
@@ -339,7 +351,8 @@ class MainWindow(QMainWindow):
             self.banner.hide()
             if Path(ref).suffix in MODEL_SUFFIXES or ".py:" in ref:
                 self.add_recent(ref.split(".py:")[0] + ".py" if ".py:" in ref else ref)
-            self.request_ranking()
+            # a torch.nn.utils.prune checkpoint's mask stays until the slider moves
+            self.request_ranking(apply_mask=self.state.mask_source is None)
             if on_done is not None:
                 on_done()
 
@@ -378,25 +391,15 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def open_path(self, path: str) -> None:
-        """Open any file the user hands over (menu, recent list, drag and drop)."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if not p.exists():
-            self.show_error(f"{p.name}: file not found")
-            return
-        if suffix == ".pviz":
-            self.open_session(str(p))
-        elif suffix == ".py":
-            factory = dialogs.ask_factory(self, p.name)
-            if factory:
-                self.request_load(f"{p}:{factory}", self.model_panel.weights_edit.text().strip())
-        elif suffix == ".safetensors":
-            self.request_weights(str(p))
-        else:
-            self.request_load(str(p), "", self.model_panel.trust_box.isChecked())
+        """Open any file the user hands over (menu, recent list, drag and drop), by content."""
+        files.open_any(self, path)
+
+    def open_mask_dialog(self, compare: bool = False) -> None:
+        files.open_mask_dialog(self, compare)
 
     def request_weights(self, path: str) -> None:
-        """Weights for the current model (a .safetensors dropped on the window)."""
+        """Weights for the current model (a weights file or a torch.nn.utils.prune checkpoint,
+        whose mask then shows at once, dropped on the window)."""
         if self.state.loaded is None:
             self.show_error(f"{Path(path).name}: load a model first, then its weights")
             return
@@ -490,8 +493,8 @@ class MainWindow(QMainWindow):
         if path:
             self.open_session(path)
 
-    def open_session(self, path: str) -> None:
-        sessions.open_session(self, path)
+    def open_session(self, path: str, trust: bool = False) -> None:
+        sessions.open_session(self, path, trust)
 
     def save_session(self, synchronous: bool | None = None) -> bool:
         if self.session_path is None:

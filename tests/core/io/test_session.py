@@ -115,7 +115,9 @@ def test_results_csv_and_prune_state_dict(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     masks = MaskSet.for_model(model)
     masks.masks["0.weight"][0, 0] = False
-    path = S.write_prune_state_dict(masks, model, tmp_path / "p.pt")
+    from visualizer.core.io.mask_formats import write_mask
+
+    path = write_mask(masks, tmp_path / "p.pt", model)
     state = torch.load(path, weights_only=True)
     assert torch.equal(state["0.weight_mask"].bool(), masks.masks["0.weight"])
     assert torch.equal(state["0.weight_orig"], model[0].weight.detach())

@@ -77,7 +77,7 @@ def test_load_errors(tmp_path):
         MaskSet.load(tmp_path / "missing.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file at all")
-    with pytest.raises(MaskError, match="not a readable mask file"):
+    with pytest.raises(MaskError, match="not a mask file"):
         MaskSet.load(bad)
 
 

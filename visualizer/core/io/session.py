@@ -7,13 +7,19 @@ A session is a zip archive holding
   ``weights.safetensors`` (only when the model's weights were changed in the session, e.g. by
   fine-tuning), each a safetensors blob.
 
-It is written to a temporary file and renamed (:func:`visualizer.core.pruning.masks.atomic_write`), so a
+It is written to a temporary file and renamed (:func:`visualizer.core.io.atomic.atomic_write`), so a
 crash never leaves half a session. Reading checks the schema: older schemas are upgraded by the
 functions in :data:`MIGRATIONS`; a newer schema, or a file that is not a session, is refused with
-a one-line :class:`SessionError`.
+a one-line :class:`SessionError`. Every member's declared size is checked before it is read, and
+every safetensors blob's header before it is parsed (:mod:`visualizer.core.io.checks`).
 
-Also here, because the CLI and the GUI both export them: result rows as CSV and a mask as a
-torch.nn.utils.prune state dict.
+Trust: the manifest records whether the model needed full unpickling when it was saved, but
+opening a session never grants trust by itself. :func:`trust_reason` says why loading the model a
+session names could run code (a ``file.py:factory`` is imported and called; a checkpoint that
+``torch.load(weights_only=True)`` refuses needs full unpickling); the caller must then ask the
+person (``--trust`` on the command line, a question in the window) before loading with trust.
+
+Also here, because the CLI and the GUI both export them: result rows as CSV.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,15 +38,27 @@ from typing import Any
 
 import torch
 
-from visualizer.core.pruning.masks import MaskSet, atomic_write
+from visualizer.core.io.atomic import atomic_write
+from visualizer.core.io.checks import FileFormatError, check_safetensors, read_zip_member
+from visualizer.core.pruning.masks import MaskSet
 
 FORMAT = "pruneviz-session"
 SCHEMA = 1
 MANIFEST = "session.json"
+MAX_MANIFEST_BYTES = 32 * 2**20
 
 
 class SessionError(Exception):
     """A file that is not a readable session (one-line message for the user)."""
+
+
+class TrustRequired(SessionError):
+    """Loading the model a session (or a shrunk-model file) names could run code: ask first."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}; pass --trust (window: answer Yes) only if you trust it")
+        self.source = source
+        self.reason = reason
 
 
 @dataclass
@@ -47,7 +66,7 @@ class Session:
     model_ref: str
     dataset: str | None = None
     weights_path: str | None = None  # the weights file the model was loaded with, if any
-    trust: bool = False
+    trust: bool = False  # recorded when saved; never granted by the file (see trust_reason)
     criterion: str = "magnitude"
     scope: str = "global"
     structure: str = "unstructured"
@@ -91,25 +110,34 @@ def _mask_blob(masks: MaskSet) -> bytes:
     return save(tensors, metadata=meta or None)
 
 
-def _read_mask_blob(data: bytes, name: str) -> MaskSet:
-    state = _read_tensors(data, name)
-    meta = {}
-    try:  # metadata: safetensors.torch.load drops it, read the header directly
-        header_len = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
-    except (ValueError, json.JSONDecodeError):
-        pass
-    return MaskSet({k: v.bool() for k, v in state.items()}, dict(meta))
+def _read_mask_blob(data: bytes, name: str, source: str) -> MaskSet:
+    from visualizer.core.io.mask_formats import mask_from_object
+    from visualizer.core.pruning.masks import MaskError
+
+    state, header = _read_tensors(data, name, source)
+    try:
+        return mask_from_object(state, f"{source}: {name}", header.get("__metadata__") or {})
+    except MaskError as exc:
+        raise SessionError(str(exc)) from exc
 
 
-def _read_tensors(data: bytes, name: str) -> dict[str, torch.Tensor]:
+def _read_tensors(data: bytes, name: str, source: str = "session") -> tuple[dict[str, torch.Tensor], dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     try:
-        return load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise SessionError(f"session member {name} is damaged ({exc})") from exc
+        header = check_safetensors(data, f"{source}: member {name}")
+    except FileFormatError as exc:
+        raise SessionError(str(exc)) from exc
+    try:
+        return load(data), header
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
+        raise SessionError(f"{source}: session member {name} is damaged ({_first(exc)})") from exc
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 # --- save / load --------------------------------------------------------------------------------
@@ -165,14 +193,73 @@ def load_session(path: str | Path) -> Session:
             names = set(z.namelist())
             if MANIFEST not in names:
                 raise SessionError(f"{path.name}: not a pruneviz session (no {MANIFEST})")
-            manifest = json.loads(z.read(MANIFEST))
-            blobs = {n: z.read(n) for n in names if n.endswith(".safetensors")}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise SessionError(f"{path.name}: not a pruneviz session (not a readable zip: {exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            manifest = json.loads(read_zip_member(z, MANIFEST, path.name, MAX_MANIFEST_BYTES))
+            blobs = {n: read_zip_member(z, n, path.name) for n in sorted(names) if n.endswith(".safetensors")}
+    except FileFormatError as exc:
+        raise SessionError(str(exc)) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SessionError(f"{path.name}: damaged session ({MANIFEST} is not JSON)") from exc
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SessionError(f"{path.name}: not a pruneviz session (not a readable zip: {_first(exc)})") from exc
+    except (zipfile.LargeZipFile, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError,
+            zlib.error) as exc:
+        # zlib.error: a flipped byte inside a deflated member; NotImplementedError: an unknown
+        # compression method; RuntimeError: an encrypted member
+        raise SessionError(f"{path.name}: damaged session (not a readable zip: {_first(exc)})") from exc
     manifest = upgrade(manifest, path.name)
     return from_manifest(manifest, blobs, path.name)
+
+
+def trust_reason(session: Session) -> str | None:
+    """Why loading ``session``'s model could run code, or None when it cannot.
+
+    ``file.py:factory`` imports and calls Python code; a model or weights checkpoint that
+    ``torch.load(weights_only=True)`` refuses needs full unpickling (which can call anything)."""
+    return model_trust_reason(session.model_ref, session.weights_path)
+
+
+def model_trust_reason(ref: str, weights: str | None = None) -> str | None:
+    """Why loading model reference ``ref`` (+ ``weights``) could run code, or None."""
+    from visualizer.core.models.zoo import ZOO
+
+    if ".py:" in ref:
+        return f"the model is built by running the Python file {ref.split('.py:')[0]}.py"
+    candidates = [] if ref in ZOO or ref.startswith("torchvision:") else [ref]
+    if weights:
+        candidates.append(weights)
+    for name in candidates:
+        if _needs_unpickling(Path(name)):
+            return f"{Path(name).name} needs full unpickling, which can run any code"
+    return None
+
+
+def _needs_unpickling(path: Path) -> bool:
+    """True when ``path`` is a torch pickle that ``weights_only=True`` refuses (probed safely)."""
+    import pickle
+
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):
+        return False  # safetensors or not a pickle: the loader reads it without unpickling
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                if any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist()):
+                    return False  # TorchScript: loaded by torch.jit without unpickling Python objects
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return False
+    try:
+        torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return True
+    except Exception:  # noqa: BLE001 - damaged files are the loader's to report, not a trust question
+        return False
+    return False
 
 
 def upgrade(manifest: Any, source: str = "session") -> dict:
@@ -227,6 +314,23 @@ def from_manifest(m: dict, blobs: dict[str, bytes], source: str = "session") -> 
             raise SessionError(f"{source}: session member {key} is missing")
         return blobs[key]
 
+    for key in ("masks", "snapshot"):
+        if m.get(key) is not None and not isinstance(m.get(key), str):
+            raise SessionError(f"{source}: bad {key} entry {m.get(key)!r}")
+    if model.get("state") is not None and not isinstance(model.get("state"), str):
+        raise SessionError(f"{source}: bad model state entry")
+    for key in ("weights",):
+        if model.get(key) is not None and not isinstance(model.get(key), str):
+            raise SessionError(f"{source}: bad model {key} entry")
+    if not isinstance(m.get("view") or {}, dict) or not isinstance(m.get("data") or {}, dict) \
+            or not isinstance(pruning, dict):
+        raise SessionError(f"{source}: damaged session (view, data and pruning must be objects)")
+    baseline = m.get("baseline")
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, (int, float))):
+        raise SessionError(f"{source}: bad baseline {baseline!r}")
+    dataset = (m.get("data") or {}).get("name")
+    if dataset is not None and not isinstance(dataset, str):
+        raise SessionError(f"{source}: bad dataset name {dataset!r}")
     masks_b, snap_b, state_b = blob(m.get("masks")), blob(m.get("snapshot")), blob(model.get("state"))
     results = m.get("results") or []
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
@@ -235,20 +339,22 @@ def from_manifest(m: dict, blobs: dict[str, bytes], source: str = "session") -> 
         density = float(pruning.get("density", 1.0))
     except (TypeError, ValueError) as exc:
         raise SessionError(f"{source}: bad density {pruning.get('density')!r}") from exc
+    if not 0.0 <= density <= 1.0:  # also refuses NaN
+        raise SessionError(f"{source}: bad density {density!r} (must be in [0, 1])")
     return Session(
         model_ref=str(model["ref"]),
-        dataset=(m.get("data") or {}).get("name"),
+        dataset=dataset,
         weights_path=model.get("weights"),
-        trust=bool(model.get("trust", False)),
+        trust=model.get("trust") is True,
         criterion=str(pruning.get("criterion", "magnitude")),
         scope=str(pruning.get("scope", "global")),
         structure=str(pruning.get("structure", "unstructured")),
         density=density,
-        masks=None if masks_b is None else _read_mask_blob(masks_b, "masks.safetensors"),
-        snapshot=None if snap_b is None else _read_mask_blob(snap_b, "snapshot.safetensors"),
-        model_state=None if state_b is None else _read_tensors(state_b, "weights.safetensors"),
+        masks=None if masks_b is None else _read_mask_blob(masks_b, "masks.safetensors", source),
+        snapshot=None if snap_b is None else _read_mask_blob(snap_b, "snapshot.safetensors", source),
+        model_state=None if state_b is None else _read_tensors(state_b, "weights.safetensors", source)[0],
         results=[dict(r) for r in results],
-        baseline=m.get("baseline"),
+        baseline=baseline,
         view=dict(m.get("view") or {}),
         created=str(m.get("created", "")),
         schema=SCHEMA,
@@ -273,12 +379,3 @@ def write_results_csv(rows: Iterable[dict], path: str | Path) -> Path:
     atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
     return path
 
-
-def write_prune_state_dict(masks: MaskSet, model: torch.nn.Module, path: str | Path) -> Path:
-    """The model's state dict in torch.nn.utils.prune layout (``X_orig``, ``X_mask``), via
-    torch.save: load it into a model prepared with ``prune.identity`` on the same parameters."""
-    masks.check(model)
-    state = masks.to_prune_state_dict(model)
-    path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-    return path

@@ -20,7 +20,6 @@ import os
 import pickle
 import threading
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
+from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import first_line
 
@@ -51,6 +51,7 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     weights: str | None = None
     transform: Any = None  # the pretrained weights' own preprocessing (torchvision), if any
+    masks: MaskSet | None = None  # the mask a torch.nn.utils.prune weights file carried
 
     @property
     def name(self) -> str:
@@ -84,31 +85,59 @@ def load_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
     """Read a state dict from .safetensors or a torch checkpoint, safely.
 
     Accepts a plain state dict or a dict holding one under ``state_dict``/``model_state_dict``/
-    ``model``. Raises :class:`ModelLoadError` with a readable reason otherwise.
-    """
+    ``model``; a torch.nn.utils.prune checkpoint gives its unmasked weights (``X = X_orig``; its
+    masks come from :func:`load_weights`). Raises :class:`ModelLoadError` with a readable reason
+    otherwise."""
+    return load_weights(path, trust)[0]
+
+
+def load_weights(path: str | Path, trust: bool = False) -> tuple[dict[str, torch.Tensor], MaskSet | None]:
+    """``(state dict, masks)``: masks are those of a torch.nn.utils.prune checkpoint
+    (``X_orig`` + ``X_mask`` pairs), else None."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a folder, not a weights file")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:2] != b"PK"):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from visualizer.core.io.checks import FileFormatError, check_safetensors
+
         try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelLoadError(f"{path.name}: not a readable safetensors file ({exc})") from exc
+            check_safetensors(path)
+            tensors = load_file(str(path))
+        except FileFormatError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path.name}: not a readable safetensors file ({first_line(exc)})") from exc
+        return _split_prune(tensors, path.name)
     obj = _torch_load(path, trust)
     if isinstance(obj, nn.Module):
-        return obj.state_dict()
+        return obj.state_dict(), None
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
-        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if tensors:
-            return tensors
+            return _split_prune(tensors, path.name)
     raise ModelLoadError(f"{path.name}: holds no state dict of tensors")
+
+
+def _split_prune(tensors: dict[str, torch.Tensor], source: str) -> tuple[dict[str, torch.Tensor], MaskSet | None]:
+    if not any(k.endswith("_mask") and k[:-5] + "_orig" in tensors for k in tensors):
+        return tensors, None
+    try:
+        masks, plain = MaskSet.from_prune_state_dict(tensors)
+    except MaskError as exc:
+        raise ModelLoadError(f"{source}: {exc}") from exc
+    masks.metadata["source"] = "torch.nn.utils.prune"
+    return plain, masks
 
 
 def _torch_load(path: Path, trust: bool):
@@ -121,7 +150,8 @@ def _torch_load(path: Path, trust: bool):
                 "refused. If you trust this file, pass --trust (GUI: 'Trust this file')."
             ) from exc
         raise ModelLoadError(f"{path.name}: corrupt checkpoint ({exc})") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from zipfile,
+        # pickle, torch or (torch >= 2.10 hands ".safetensors" names over) safetensors
         raise ModelLoadError(f"{path.name}: not a readable torch checkpoint ({first_line(exc)})") from exc
 
 
@@ -314,7 +344,14 @@ def load_model(
             "torchvision:NAME, a TorchScript file or file.py:factory"
         )
     if weights is not None:
-        apply_weights(loaded.model, load_state_dict(weights, trust), Path(weights).name)
+        state, masks = load_weights(weights, trust)
+        apply_weights(loaded.model, state, Path(weights).name)
+        if masks is not None:
+            try:
+                masks.check(loaded.model)
+            except MaskError as exc:
+                raise ModelLoadError(f"{Path(weights).name}: {exc}") from exc
+            loaded.masks = masks
         loaded.weights = str(weights)
         loaded.pretrained = True
     loaded.model.eval()

@@ -5,19 +5,20 @@ Pruning"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on t
 tensors keyed by parameter name; they are moved to a model's device when applied.
 
 Files: safetensors (uint8 per parameter name, metadata as strings), and the
-torch.nn.utils.prune state-dict layout (``<module>.weight_orig`` and ``<module>.weight_mask``).
+torch.nn.utils.prune state-dict layout (``<module>.weight_orig`` and ``<module>.weight_mask``);
+every other format, and reading by content, is :mod:`visualizer.core.io.mask_formats`.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from visualizer.core.io.atomic import atomic_write
 
 
 class MaskError(Exception):
@@ -160,19 +161,11 @@ class MaskSet:
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     @classmethod
-    def load(cls, path: str | Path) -> MaskSet:
-        from safetensors import SafetensorError, safe_open
+    def load(cls, path: str | Path, model: nn.Module | None = None) -> MaskSet:
+        """Read a mask file of any supported format (see :func:`visualizer.core.io.mask_formats.read_mask`)."""
+        from visualizer.core.io.mask_formats import read_mask
 
-        path = Path(path)
-        if not path.exists():
-            raise MaskError(f"mask file not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = dict(f.metadata() or {})
-                masks = {k: f.get_tensor(k).bool() for k in f.keys()}
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise MaskError(f"{path.name}: not a readable mask file ({exc})") from exc
-        return cls(masks, meta)
+        return read_mask(path, model)
 
     def to_prune_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The state dict torch.nn.utils.prune would hold: ``X_orig`` and ``X_mask`` for masked X."""
@@ -196,6 +189,9 @@ class MaskSet:
         for key, value in state.items():
             base = key.rpartition("_")[0]
             if key.endswith("_mask") and base in pruned:
+                if tuple(value.shape) != tuple(state[base + "_orig"].shape):
+                    raise MaskError(f"{key} has shape {tuple(value.shape)} but {base}_orig has "
+                                    f"{tuple(state[base + '_orig'].shape)}")
                 if not bool(((value == 0) | (value == 1)).all()):
                     raise MaskError(f"{key} holds values other than 0 and 1: not a pruning mask")
                 masks[base] = value.bool().cpu()
@@ -216,18 +212,3 @@ class MaskSet:
             mod_name, _, pname = name.rpartition(".")
             prune.custom_from_mask(modules[mod_name], pname, m.to(getattr(modules[mod_name], pname).device))
 
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the real extension last: some writers check it (torch.export.save wants ".pt2")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -89,7 +89,9 @@ class ModelGraph:
             g.add_edge(u, v, **{k: _scalar(x) for k, x in a.items() if x is not None})
         g.graph["method"] = self.method
         g.graph["notices"] = " | ".join(self.notices)
-        nx.write_graphml(g, str(path))
+        from visualizer.core.io.atomic import atomic_write
+
+        atomic_write(path, lambda tmp: nx.write_graphml(g, tmp))
 
 
 def _scalar(v):

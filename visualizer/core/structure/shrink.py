@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visualizer.core.pruning.masks import MaskSet, atomic_write
+from visualizer.core.io.atomic import atomic_write
+from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.ranking import check_density, kept_count
 from visualizer.core.structure.graph import model_device
 from visualizer.core.structure.groups import ChannelGroup, Member
@@ -518,25 +519,53 @@ def save_shrunk(path: str | Path, shrunk: ShrunkModel, ref: str, **info) -> None
     atomic_write(path, lambda p: torch.save(payload, p))
 
 
-def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
+def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None, trust: bool = False) -> nn.Module:
     """Rebuild a model written by :func:`save_shrunk`: build the original architecture (``factory``
     or the saved model reference, without pretrained weights), resize every tensor to its saved
-    shape, fix layer attributes, swap in pruned attention modules, load the weights."""
+    shape, fix layer attributes, swap in pruned attention modules, load the weights.
+
+    The saved reference is data from the file: when building it could run code (a
+    ``file.py:factory``, a pickled model) it is refused with
+    :class:`~visualizer.core.io.session.TrustRequired` unless ``trust`` (the person said yes)."""
+    from visualizer.core.io.checks import FileFormatError
+
+    name = Path(path).name
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{Path(path).name}: not a readable shrunk model ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - any failure of a damaged file is one line
+        raise FileFormatError(f"{name}: not a readable shrunk model ({_first_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{Path(path).name}: not a pruneviz shrunk model")
-    spec = json.loads(payload["spec"])
-    state: dict[str, torch.Tensor] = payload["state_dict"]
+        raise FileFormatError(f"{name}: not a pruneviz shrunk model")
+    try:
+        spec = json.loads(payload["spec"])
+        state = payload["state_dict"]
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise FileFormatError(f"{name}: damaged shrunk model (spec or state missing)") from exc
+    if not isinstance(spec, dict) or not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise FileFormatError(f"{name}: damaged shrunk model (spec or state of the wrong type)")
     if factory is None:
+        from visualizer.core.io.session import TrustRequired, model_trust_reason
         from visualizer.core.models.loaders import load_model
 
-        model = load_model(spec["ref"], pretrained=False).model
+        ref = spec.get("ref")
+        if not isinstance(ref, str) or not ref:
+            raise FileFormatError(f"{name}: names no model to rebuild")
+        reason = model_trust_reason(ref)
+        if reason is not None and not trust:
+            raise TrustRequired(name, reason)
+        model = load_model(ref, pretrained=False, trust=trust).model
     else:
         model = factory()
-    return rebuild(model, spec, state)
+    try:
+        return rebuild(model, spec, state)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as exc:
+        raise FileFormatError(f"{name}: does not rebuild {spec.get('ref', 'the model')} ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 @torch.no_grad()

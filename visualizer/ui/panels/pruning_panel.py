@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -187,6 +189,8 @@ class PruningPanel(QWidget):
         d = kept / total if total else 0.0
         ranked = self.state.current_ranking() is not None
         note = "" if ranked or self.state.density >= 1.0 else " <span style='color:#b36b00'>(ranking…)</span>"
+        if self.state.mask_source:  # a mask read from a file, not the slider's ranking
+            note += f" · <b>mask from file</b> {html.escape(self.state.mask_source)}"
         self.density_label.setText(
             f"density <b>{d:.2%}</b> · kept <b>{kept:,}</b> of {total:,} prunable weights{note}"
         )

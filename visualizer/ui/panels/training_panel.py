@@ -10,6 +10,8 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -83,6 +85,22 @@ class TrainingPanel(QWidget):
         self.distill = QCheckBox("distil from the dense model")
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
+        self.seeds_edit = QLineEdit()
+        self.seeds_edit.setPlaceholderText("0")
+        self.seeds_edit.setToolTip("Comma-separated seeds (e.g. 0, 1, 2): a sweep computes every point once per "
+                                   "seed, IMP runs once per seed; empty = seed 0")
+        self.run_on_box = QComboBox()
+        self.run_on_box.addItem("this machine", "here")
+        self.run_on_box.addItem("Ray cluster at", "ray")
+        self.run_on_box.setToolTip("Where sweeps and IMP seeds run: here, one after another, or as Ray tasks in "
+                                   "parallel (needs pip install 'pruneviz[cluster]')")
+        self.cluster_address = QLineEdit("local:2")
+        self.cluster_address.setPlaceholderText("local:N, ray://HOST:PORT or auto")
+        self.cluster_address.setToolTip("local:N starts N workers on this machine; ray://HOST:PORT connects to a "
+                                        "cluster's head; auto joins RAY_ADDRESS or the cluster running here")
+        self.run_on_box.currentIndexChanged.connect(
+            lambda: self.cluster_address.setEnabled(self.run_on_box.currentData() == "ray"))
+        self.cluster_address.setEnabled(False)
         self.run_button = QPushButton("Run")
         self.sweep_button = QPushButton("Sweep densities")
         self.sweep_button.setToolTip("Accuracy at 8 densities from 100% to 1% for the current criterion and "
@@ -108,6 +126,16 @@ class TrainingPanel(QWidget):
         form.addRow("Label smoothing", self.smoothing)
         form.addRow("", self.distill)
         form.addRow("Device", self.device_box)
+        # one row: the panel shares its dock column with the layer tree, which must keep its height
+        run_on = QHBoxLayout()
+        run_on.setContentsMargins(0, 0, 0, 0)
+        run_on.addWidget(self.run_on_box)
+        run_on.addWidget(self.cluster_address, 1)
+        run_on.addWidget(QLabel("seeds"))
+        run_on.addWidget(self.seeds_edit)
+        self.seeds_edit.setMaximumWidth(60)
+        self.cluster_address.setMinimumWidth(110)
+        form.addRow("Run on", run_on)
         form.addRow("", self.keep_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.eval_button)
@@ -149,4 +177,6 @@ class TrainingPanel(QWidget):
             "label_smoothing": self.smoothing.value(),
             "distill": self.distill.isChecked(),
             "device": self.device_box.currentText(),
+            "seeds": self.seeds_edit.text().strip(),
+            "cluster": (self.cluster_address.text().strip() or "auto") if self.run_on_box.currentData() == "ray" else "",
         }
