@@ -60,12 +60,22 @@ def _require(window: TrainingHost) -> bool:
 def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
     """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run."""
     from visualizer.core.training.evaluate import evaluate_job as evaluate
-    from visualizer.core.workspace import evaluation_batches
+    from visualizer.core.workspace import (
+        PREVIEW_BATCH_SIZE,
+        PREVIEW_BATCHES,
+        evaluation_batches,
+        streamed,
+    )
 
     yield Step("evaluating the masked model", 0.1)
-    ev = yield from sub(evaluate(model, evaluation_batches(data), masks), 0.1, 1.0)
+    if streamed(data):  # an image folder: a preview sample (the CLI reads the whole split)
+        batches = evaluation_batches(data, PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
+    else:
+        batches = evaluation_batches(data)
+    ev = yield from sub(evaluate(model, batches, masks), 0.1, 1.0)
+    extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-            "accuracy": ev.accuracy, "loss": ev.loss}
+            "accuracy": ev.accuracy, "loss": ev.loss, **extra}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
