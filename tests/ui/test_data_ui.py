@@ -31,6 +31,12 @@ def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_pat
     button = next(b for b in panel.findChildren(type(panel.toolbar.itemAt(0).widget()))
                   if b.text() == "Compute spectrum")
     assert not button.isEnabled() and NEEDS_DATA in button.toolTip() and panel.status.text() == NEEDS_DATA
+    training = window.training_panel
+    assert not training.eval_button.isEnabled() and NEEDS_DATA in training.eval_button.toolTip()
+    criteria = window.pruning_panel.criterion_box
+    snip = criteria.model().item(criteria.findData("snip"))
+    assert not snip.isEnabled() and NEEDS_DATA in snip.toolTip()
+    assert criteria.model().item(criteria.findData("magnitude")).isEnabled()
 
     assert "random init" in window.model_panel.summary.text()
     root = write_digit_folder(tmp_path / "digits", per_class=4, classes=3, size=8)
@@ -43,6 +49,7 @@ def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_pat
     assert window.model_panel.data_box.currentText() == "folder: digits"
     assert window.state.dataset is not None and not window.state.dataset.in_memory
     assert button.isEnabled() and panel.status.text() == ""
+    assert training.eval_button.isEnabled() and snip.isEnabled() and NEEDS_DATA not in snip.toolTip()
     from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES
 
     assert panel.samples.value() == STREAMED_SAMPLES == PREVIEW_BATCHES * PREVIEW_BATCH_SIZE

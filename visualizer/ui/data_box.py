@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 OWN = "(model's own)"
+NEEDS_DATA = "needs a dataset: choose one under Data"  # the reason data actions are disabled
 NO_SIZE = 0  # the image-size box's "auto" value
 
 

@@ -25,6 +25,7 @@ from visualizer.ui.analysis.inception_view import BranchView
 from visualizer.ui.analysis.landscape_view import LandscapeView
 from visualizer.ui.analysis.spectrum_view import SpectrumView
 from visualizer.ui.analysis.speed_view import SpeedView
+from visualizer.ui.data_box import NEEDS_DATA
 
 
 def param_for_layer(state, layer: str) -> str | None:
@@ -36,7 +37,6 @@ def param_for_layer(state, layer: str) -> str | None:
     return next((p for p in prunable if p.startswith(layer + ".")), None)
 
 
-NEEDS_DATA = "needs a dataset: choose one under Data"
 # the sample a curvature view reads: one batch of 128 of a bundled (in-memory) dataset; two
 # batches of 16 of a streamed one, which keeps a CPU preview of ResNet-50 to seconds
 IN_MEMORY_SAMPLES, IN_MEMORY_BATCH = 128, 128
