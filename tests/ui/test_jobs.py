@@ -173,3 +173,28 @@ def test_choosing_a_dataset_the_model_cannot_read_keeps_the_old_one(qtbot, windo
     box.activated.emit(box.currentIndex())
     wait_idle(qtbot, window)
     assert window.state.dataset.name == "digits"
+
+
+def test_gpu_out_of_memory_ends_the_job_and_keeps_the_model(qtbot, window, monkeypatch):
+    """A job that runs out of CUDA memory ends with one line saying what to lower; the window
+    and its loaded model stay (torch raises the same error type with or without a GPU)."""
+    import torch
+
+    real = actions.rank_job
+
+    def oom(model, dataset, criterion, *args, **kwargs):
+        if criterion != "random":
+            return (yield from real(model, dataset, criterion, *args, **kwargs))
+        yield Step("scoring", 0.1)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(actions, "rank_job", oom)
+    loaded = window.state.loaded
+    window.pruning_panel.set_settings(criterion="random")
+    wait_idle(qtbot, window)
+    assert "out of GPU memory: lower the batch size" in window.message()
+    assert "\n" not in window.message()
+    assert window.state.loaded is loaded
+    window.pruning_panel.set_settings(criterion="magnitude")
+    wait_idle(qtbot, window)
+    assert ("magnitude", "global", "unstructured") in window.state.rankings

@@ -6,7 +6,7 @@ JSON shapes (scripts depend on them):
   "params", "prunable"}]}``; with ``--mask FILE`` (or ``--weights`` naming a torch.nn.utils.prune
   checkpoint, which carries its mask) the ``prune --json`` shape instead, plus ``"model"`` and
   ``"mask"``.
-- ``prune MODEL --json``: ``{"density", "kept", "total", "layers": [{"name", "density", "kept",
+- ``prune MODEL --json``: ``{"density", "kept", "total", "device", "layers": [{"name", "density", "kept",
   "total"}]}`` (achieved densities over the prunable weights), plus ``"accuracy"`` (test accuracy
   of the pruned model) with ``--eval``.
 """
@@ -18,12 +18,15 @@ import sys
 
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
+    device_label,
     print_json,
     resolve_mask,
     table,
+    to_args_device,
 )
 
 
@@ -66,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"batch size for data criteria (default {SCORE_BATCH_SIZE})")
     p.add_argument("--seed", type=int, default=0, help="seed of random scores, batch choice and probes")
     p.add_argument("--probes", type=int, default=OBD_PROBES, help=f"Hutchinson probes for obd (default {OBD_PROBES})")
+    add_device_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_prune)
 
@@ -209,8 +213,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         loaded, dataset = load_model_and_data(args)
     else:
         loaded = load_model_from_args(args)
-    model = loaded.model
-    workspace = Workspace(model, dataset, seed=args.seed, model_ref=loaded.ref,
+    model = to_args_device(loaded.model, args)
+    workspace = Workspace(model, dataset, device=args.device, seed=args.seed, model_ref=loaded.ref,
                           score_batches=args.batches, score_batch_size=args.batch_size)
 
     progress = TerminalProgress()
@@ -221,6 +225,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
     masks = ranking.mask_at(density)
     result: dict = density_report(masks)
+    result["device"] = device_label(args.device)
     if args.out:  # a torch.prune file carries the (unmasked) weights as X_orig
         from visualizer.core.io.mask_formats import write_mask
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from visualizer.core.tasks import first_line
+
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
@@ -84,6 +86,55 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="DataLoader worker processes that decode images (default min(4, cpus-1); 0: none)")
 
 
+# what to lower when a command runs out of GPU memory (the one-line message names these flags)
+OOM_HINTS = {
+    "prune": "--batch-size or --batches",
+    "hessian": "--batch-size, --batches, --max-steps or --density-steps (Lanczos steps)",
+    "landscape": "--batch-size, --batches or --chunk",
+    "graph": "--batch",
+    "shrink": "--batch",
+    "speed": "--batch",
+}
+DEFAULT_OOM_HINT = "--batch-size"
+
+
+def add_device_arg(p: argparse.ArgumentParser, amp: bool = False) -> None:
+    """``--device`` (and, for commands that train or evaluate, ``--amp``) on every command that
+    computes. The device is resolved by core.workspace.resolve_device before the command runs
+    (:func:`resolve_args_device`), so a missing device is one line and exit 2, not a traceback."""
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
+    if amp:
+        p.add_argument("--amp", action="store_true",
+                       help="bf16 autocast of training and evaluation forward passes (CUDA only; "
+                            "ignored with a note elsewhere). Curvature always runs in float32/float64")
+
+
+def resolve_args_device(args: argparse.Namespace) -> None:
+    """Replace ``args.device`` (text) by the resolved torch.device; note an ignored ``--amp``."""
+    if not hasattr(args, "device") or isinstance(args.device, torch.device):
+        return
+    from visualizer.core.workspace import resolve_device
+
+    args.device_requested = str(args.device)  # a Ray cluster places "auto" on its own GPUs
+    args.device = resolve_device(args.device)
+    if getattr(args, "amp", False) and args.device.type != "cuda":
+        print(f"note: --amp is ignored on {args.device} (bf16 autocast runs on CUDA only)", file=sys.stderr)
+
+
+def device_label(device: torch.device) -> str:
+    """The device as result rows record it (``cpu``, ``cuda:0``, ``mps``)."""
+    from visualizer.core.workspace import device_name
+
+    return device_name(device)
+
+
+def oom_message(command: str, exc: BaseException) -> str:
+    """One line for a CUDA out-of-memory error: where, and which flags to lower."""
+    hint = OOM_HINTS.get(command, DEFAULT_OOM_HINT)
+    return f"out of GPU memory ({first_line(exc)}); lower {hint}, or use --device cpu"
+
+
 def add_mask_arg(p: argparse.ArgumentParser, help_text: str = "mask file") -> None:
     """``--mask FILE``: any format read_mask recognises (pruneviz safetensors, torch.nn.utils.prune
     state dict or checkpoint, NNI dict, plain dict of 0/1 tensors)."""
@@ -150,7 +201,16 @@ def load_model_and_data(args: argparse.Namespace):
     data = load_dataset(name, data_options(args, loaded))
     for note in [*loaded.notes, *check_model_reads(loaded.model, data, args.model)]:
         print(f"note: {note}", file=sys.stderr)
+    to_args_device(loaded.model, args)
     return loaded, data
+
+
+def to_args_device(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+    """Move a freshly loaded model to the command's resolved ``--device`` (in place)."""
+    device = getattr(args, "device", None)
+    if isinstance(device, torch.device):
+        model.to(device)
+    return model
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
+    device_label,
     load_model_and_data,
     print_json,
     resolve_mask,
@@ -23,11 +25,19 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    add_device_arg(p, amp=True)
     p.add_argument("--eval-batches", type=int, default=None,
                    help="test mini-batches each evaluation reads (default: the whole split)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
+
+
+def _train_device(args: argparse.Namespace) -> str:
+    """The training device: the resolved --device here; with --cluster the device as asked (the
+    cluster's placement decides what ``auto`` means on its workers)."""
+    if getattr(args, "cluster", None):
+        return getattr(args, "device_requested", str(args.device))
+    return str(args.device)
 
 
 def _train_config(args: argparse.Namespace, **extra):
@@ -42,7 +52,8 @@ def _train_config(args: argparse.Namespace, **extra):
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
-        seed=args.seed, device=args.device, eval_batches=getattr(args, "eval_batches", None), **extra,
+        seed=args.seed, device=_train_device(args), amp=bool(args.amp),
+        eval_batches=getattr(args, "eval_batches", None), **extra,
     )
 
 
@@ -227,7 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "temperature": config.temperature, "distill_weight": config.distill_weight,
         "before": {"accuracy": before.accuracy, "loss": before.loss},
         "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps,
-        "history": res.history, "out": args.out,
+        "history": res.history, "out": args.out, "device": device_label(args.device), "amp": bool(args.amp),
     }
     if args.json:
         print_json(out)
@@ -256,7 +267,8 @@ def cmd_imp(args: argparse.Namespace) -> int:
     for seed in seeds:
         res = results[seed]
         settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
-                    "epochs": args.epochs, "lr": args.lr, "seed": seed, "init": inits[seed][1]}
+                    "epochs": args.epochs, "lr": args.lr, "seed": seed, "init": inits[seed][1],
+                    "device": device_label(args.device)}
         folder = out if len(seeds) == 1 else out / f"seed{seed}"
         rows = _write_imp(res, folder, settings)
         all_rows += rows
@@ -286,7 +298,7 @@ def _seeded_runs(args: argparse.Namespace, model, data, inits: dict, make) -> di
     with _cluster(args) as ray:
         if ray is not None:
             runs = [SeedRun(s, init, make) for s, init in inits.items()]
-            return _run(seeds_on_cluster(model, data, runs, device=args.device))
+            return _run(seeds_on_cluster(model, data, runs, device=_train_device(args)))
 
         def serial():
             done = {}
@@ -341,6 +353,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
         "layer_density": {ld.name: ld.density for ld in res.masks.layers()},
         "epochs": args.epochs, "lr": args.lr,
         "seed": args.seed, "init": source, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "device": device_label(args.device),
         "updates": [{k: u[k] for k in ("step", "zeta", "density")} | {"moved": sum(u["moved"].values())} for u in res.updates],
         "history": res.history, "out": args.out,
     }
@@ -382,6 +395,7 @@ def cmd_prox(args: argparse.Namespace) -> int:
         "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
         "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,
         "optimizer": tc.optimizer, "seed": args.seed, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "device": device_label(args.device),
         "layers": [{"name": lay.name, "kept": lay.kept, "total": lay.total} for lay in res.masks.layers()],
         "history": res.history, "out": args.out,
     }
@@ -436,7 +450,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     rows_file.write()
     rows_file.write(out.with_suffix(".json" if out.suffix == ".csv" else ".csv"))
     if args.json:
-        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
+        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out),
+                    "device": device_label(args.device)})
     else:
         cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
         if len(config.seed_list()) > 1:
@@ -472,7 +487,8 @@ def cmd_lth_report(args: argparse.Namespace) -> int:
         title=f"{args.model}: IMP tickets (rewind {args.rewind}) vs re-init vs random mask",
     )
     if args.json:
-        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png)})
+        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png),
+                    "device": device_label(args.device)})
     else:
         by_round: dict[tuple, dict] = {}
         for r in rows:

@@ -100,21 +100,30 @@ def dataset_job(name: str, model=None, model_name: str = "the model", options=No
 
 
 def rank_job(
-    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
 ) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
     """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
-    ``seed``, as ``pruneviz prune`` and the sweep), then the ranking for (scope, structure)."""
+    ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
+    forward and backward passes are the work), then the ranking for (scope, structure) on the
+    host (the scores come back once). A streamed source is read as a preview sample."""
     from dataclasses import replace
 
     from visualizer.core.pruning import criteria, ranking
-    from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES, Workspace, streamed
+    from visualizer.core.workspace import (
+        PREVIEW_BATCH_SIZE,
+        PREVIEW_BATCHES,
+        Workspace,
+        resolve_device,
+        streamed,
+    )
 
     info = criteria.CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
-    work = copy.deepcopy(model) if info.needs_data else model
-    workspace = Workspace(model, dataset, seed=seed)
+    dev = resolve_device(device)
+    work = copy.deepcopy(model).to(dev) if info.needs_data else model
+    workspace = Workspace(model, dataset, device=dev, seed=seed)
     if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
         workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
     with torch.enable_grad():

@@ -58,6 +58,7 @@ class AppState(QObject):
         self.results: list[dict] = []  # result rows (sweeps, evaluations, IMP rounds)
         self.baseline: float | None = None  # dense test accuracy
         self.view_settings: dict[str, Any] = {}
+        self.device = "auto"  # the device every job runs on (ui.device_ui: the status-bar chooser)
         self.weights_modified = False  # model weights differ from the reference (training)
         self._dirty = False
 

@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from visualizer.core.tasks import Step, sub
+from visualizer.ui.device_ui import job_device
 
 SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
@@ -27,7 +28,9 @@ class TrainingHost(Protocol):
     def install_trained_model(self, model) -> None: ...
 
 
-def train_config(settings: dict):
+def train_config(settings: dict, device: str | None = None):
+    """The Training panel's settings as a TrainConfig, on ``device`` (the window's one device
+    chooser, ui.device_ui; ``settings["device"]`` or auto where none is given)."""
     from visualizer.core.training.loop import TrainConfig
 
     return TrainConfig(
@@ -35,17 +38,17 @@ def train_config(settings: dict):
         lr=float(settings.get("lr", 1e-3)),
         label_smoothing=float(settings.get("label_smoothing", 0.0)),
         distill_weight=0.5 if settings.get("distill") else 0.0,
-        device=str(settings.get("device", "auto")),
+        device=str(device if device is not None else settings.get("device", "auto")),
         seed=int(settings.get("seed", 0)),
         max_steps=settings.get("max_steps"),
     )
 
 
-def _base_row(window: TrainingHost, settings: dict) -> dict:
+def _base_row(window: TrainingHost, settings: dict, device: str) -> dict:
     s = window.state
     return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
             "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
-            "lr": float(settings.get("lr", 0.0))}
+            "lr": float(settings.get("lr", 0.0)), "device": device}
 
 
 def _require(window: TrainingHost) -> bool:
@@ -57,25 +60,30 @@ def _require(window: TrainingHost) -> bool:
 
 
 # --- jobs (worker thread) --------------------------------------------------------------------------
-def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
-    """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run."""
+def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generator[Step, None, dict]:
+    """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run,
+    on ``device`` (a copy of the model there)."""
     from visualizer.core.training.evaluate import evaluate_job as evaluate
     from visualizer.core.workspace import (
         PREVIEW_BATCH_SIZE,
         PREVIEW_BATCHES,
+        device_name,
         evaluation_batches,
+        model_on,
+        resolve_device,
         streamed,
     )
 
+    dev = resolve_device(device)
     yield Step("evaluating the masked model", 0.1)
     if streamed(data):  # an image folder: a preview sample (the CLI reads the whole split)
         batches = evaluation_batches(data, PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
     else:
         batches = evaluation_batches(data)
-    ev = yield from sub(evaluate(model, batches, masks), 0.1, 1.0)
+    ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
     extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-            "accuracy": ev.accuracy, "loss": ev.loss, **extra}
+            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
@@ -181,10 +189,13 @@ def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = ""
 def evaluate_mask(window: TrainingHost) -> None:
     if not _require(window):
         return
+    device = job_device(window)
+    if device is None:
+        return
     s = window.state
     model, data, masks = s.loaded.model, s.dataset, s.masks.copy()
-    row = _base_row(window, {"retrain": "none"})
-    window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row),
+    row = _base_row(window, {"retrain": "none"}, device)
+    window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row, device),
                        on_result=s.add_result)
 
 
@@ -197,10 +208,13 @@ def run_training(window: TrainingHost, settings: dict) -> None:
     if mode == "none":
         evaluate_mask(window)
         return
+    device = job_device(window)
+    if device is None:
+        return
     loaded, data = s.loaded, s.dataset
     model, ref, masks, density = loaded.model, loaded.ref, s.masks.copy(), s.density
-    config = train_config(settings)
-    row = _base_row(window, settings)
+    config = train_config(settings, device)
+    row = _base_row(window, settings, device)
     if mode == "finetune":
         def done(result) -> None:
             out, trained = result
@@ -257,6 +271,9 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
         return
     from visualizer.core.training.experiments import KEY_FIELDS, SweepConfig, row_key
 
+    device = job_device(window)
+    if device is None:
+        return
     s = window.state
     mode = settings.get("retrain", "none")
     retrain = mode if mode in ("none", "finetune") else "none"
@@ -268,7 +285,7 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
         window.show_error(str(exc))
         return
     config = SweepConfig(s.loaded.ref, criteria, tuple(densities), retrain=retrain, scope=s.scope,
-                         structure=structure, train=train_config(settings), seeds=seeds)
+                         structure=structure, train=train_config(settings, device), seeds=seeds)
     cluster = str(settings.get("cluster") or "")
     previous = [r for r in s.results if all(k in r for k in KEY_FIELDS)]
     known = {row_key(r) for r in previous}

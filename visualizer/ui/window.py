@@ -252,6 +252,9 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.stage_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
+        from visualizer.ui.device_ui import install_device_selector
+
+        install_device_selector(self)  # the one device every job runs on
 
     # --- settings / recent ------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -451,8 +454,9 @@ class MainWindow(QMainWindow):
                 self.pruning_panel.update_label()
 
         crit, scope, structure = key
+        device = s.device
         self.jobs.submit("rank", f"ranking by {crit} ({scope}, {structure})",
-                         lambda: actions.rank_job(loaded.model, data, crit, scope, structure),
+                         lambda: actions.rank_job(loaded.model, data, crit, scope, structure, device=device),
                          on_result=done)
         self.pruning_panel.update_label()
 

@@ -412,18 +412,3 @@ def layer_table(model: nn.Module) -> list[LayerInfo]:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def select_device(preference: str = "auto") -> torch.device:
-    """``auto``: cuda when present, then mps, else cpu; or the device the user names."""
-    if preference != "auto":
-        dev = torch.device(preference)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but no CUDA GPU is available")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")

@@ -57,6 +57,24 @@ CHECKPOINTS = 16384
 _ABS_TOLERANCE = Fraction(1, 10**9)
 
 
+def first_k(values: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Bool mask of the k entries of a 1-D ``values`` that a *stable* sort (descending when
+    ``largest``) would put first: everything strictly beyond the k-th value, then the tied
+    entries in positional order. O(d) on the tensor's own device (``torch.kthvalue`` and a
+    cumulative sum), with no host round trip and no full sort."""
+    d = values.numel()
+    k = max(0, min(int(k), d))
+    if k == 0:
+        return torch.zeros(d, dtype=torch.bool, device=values.device)
+    if k == d:
+        return torch.ones(d, dtype=torch.bool, device=values.device)
+    kth = torch.kthvalue(values, d - k + 1 if largest else k).values
+    strict = values > kth if largest else values < kth
+    ties = values == kth
+    need = k - strict.sum()
+    return strict | (ties & (torch.cumsum(ties, 0) <= need))
+
+
 def kept_count(density: float, total: int) -> int:
     """k = floor(rho * total) for 0 <= rho <= 1, computed exactly (rationals) and tolerant to the
     binary rounding of rho: a product less than max(1e-9, 4 ulps of total) below an integer counts

@@ -256,7 +256,9 @@ def speed_job(
             name, params[name], useful[name], flops[name][0], med, (q[2] - q[0]) / med if med else 0.0,
             rate, rate / rate_dense if rate_dense else float("nan"),
             rate / peak_flops if peak_flops else None, flops[name][1]))
-    return SpeedReport(entries, str(device), int(example.shape[0]), repeats, torch.get_num_threads())
+    from visualizer.core.workspace import device_name
+
+    return SpeedReport(entries, device_name(device), int(example.shape[0]), repeats, torch.get_num_threads())
 
 
 def measure_speed(

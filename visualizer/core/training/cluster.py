@@ -324,6 +324,9 @@ def sweep_on_cluster(
     (:func:`run_cell`, the serial path's)."""
     ray = import_ray()
     check_sweep_inputs(config, init_state)
+    # the rows record (and are keyed by) the device the tasks train on, not the driver's
+    place = placement(config.train.device, ray)
+    config = replace(config, train=replace(config.train, device=place.device))
     cells = sweep_cells(config, getattr(data, "name", "") or "")
     cached = {row_key(r): r for r in read_rows(previous)}
     rows: dict[int, dict] = {}
@@ -334,8 +337,6 @@ def sweep_on_cluster(
     reused = len(rows)
     todo = [c for c in cells if c.index not in rows]
     if todo:
-        place = placement(config.train.device, ray)
-        todo = [replace(c, train=replace(c.train, device=place.device)) for c in todo]
         job = map_tasks(functools.partial(_sweep_task, compute=compute), todo,
                         (_cpu_model(model), _cpu_data(data), init_state), place, "cells", max_retries)
         try:

@@ -17,6 +17,7 @@ every density (the ranking's threshold lookup), so scores are computed once per 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -35,18 +36,26 @@ from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import RETRAIN_MODES, retrain_job
-from visualizer.core.workspace import SCORE_BATCHES, Workspace, evaluation_batches
+from visualizer.core.workspace import (
+    SCORE_BATCHES,
+    Workspace,
+    device_key,
+    device_name,
+    evaluation_batches,
+    model_on,
+    resolve_device,
+)
 
 # the training settings recorded in a row (None when the row involved no training: retrain none)
 TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "distill_weight",
                 "temperature", "max_steps")
 ROW_FIELDS = [
     "model", "dataset", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs",
-    "lr", *TRAIN_FIELDS, "seed", "score_batches", "accuracy", "loss", "kept", "total", "seconds",
+    "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", "accuracy", "loss", "kept", "total", "seconds",
 ]
 # every setting that changes a row's result: a cached row is reused only when all of them agree
 KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
-              *TRAIN_FIELDS, "seed", "score_batches")
+              *TRAIN_FIELDS, "seed", "score_batches", "device")
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -138,6 +147,8 @@ def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: 
         **{f: (getattr(tc, f) if retrain else None) for f in TRAIN_FIELDS},
         "seed": tc.seed if seed is None else int(seed),
         "score_batches": SCORE_BATCHES if info is not None and info.needs_data else 0,
+        # floating-point sums differ between devices: a row computed on one is not another's
+        "device": device_key(tc.device),
     }
 
 
@@ -269,12 +280,14 @@ def cell_job(
 
     s = cell.settings
     start = time.perf_counter()
+    device = resolve_device(cell.train.device)
+    model = model_on(model, device)  # a Ray worker's copy arrives on the host
     torch.manual_seed(int(cell.train.seed))
     key = (s["criterion"], cell.train.seed, s["scope"], s["structure"], s["retrain"])
     ranking = cache.get(key) if cache is not None else None
     if ranking is None:
         scored = _with_state(model, init_state) if s["retrain"] == "init" else model
-        workspace = Workspace(model, data, seed=cell.train.seed, model_ref=s["model"])
+        workspace = Workspace(model, data, device=device, seed=cell.train.seed, model_ref=s["model"])
         scores = yield from sub(workspace.scores(s["criterion"], scored), 0.0, 0.0, f"{s['criterion']} scores: ")
         ranking = yield from sub(build_ranking(scores, scope=s["scope"], structure=s["structure"]), 0.0, 0.0,
                                  f"{s['criterion']} ranking: ")
@@ -318,6 +331,7 @@ def sweep(
     ``retrain='rewind'``; ``previous`` rows with matching settings are reused, not recomputed.
     Every row, reused or new, is yielded as ``Step.partial`` in grid order."""
     check_sweep_inputs(config, init_state)
+    model = model_on(model, resolve_device(config.train.device))  # scoring and evaluation there too
     cache_rows = {row_key(r): r for r in read_rows(previous)}
     cells = sweep_cells(config, getattr(data, "name", "") or "")
     total = len(cells)
@@ -339,9 +353,7 @@ def sweep(
 
 
 def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model).cpu()
+    clone = copy.deepcopy(model)
     clone.load_state_dict(state)
     return clone
 
@@ -387,7 +399,8 @@ class RowFile:
 
 # --- the lottery ticket report -------------------------------------------------------------------
 
-LTH_FIELDS = ["model", "criterion", "retrain", "kind", "round", "density", "accuracy", "loss", "rate", "rewind", "epochs", "lr", "seed", "scope"]
+LTH_FIELDS = ["model", "criterion", "retrain", "kind", "round", "density", "accuracy", "loss", "rate", "rewind", "epochs", "lr", "seed", "scope",
+              "device"]
 
 
 def lth_report(
@@ -411,7 +424,8 @@ def lth_report(
     job = iterative_magnitude_pruning(model, data, init_state, imp_config)
     rows: list[dict] = []
     settings = {"model": model_ref, "criterion": "magnitude", "retrain": "rewind", "rate": rate, "rewind": rewind, "epochs": config.epochs,
-                "lr": config.lr, "seed": config.seed, "scope": scope}
+                "lr": config.lr, "seed": config.seed, "scope": scope,
+                "device": device_name(resolve_device(config.device))}
     try:
         yield from _stream_lth(job, settings, rows)
     finally:

@@ -72,7 +72,7 @@ def rewind_state(w_tau: dict[str, torch.Tensor], masks: MaskSet) -> dict[str, to
     """The rewound ticket: m ⊙ w_tau for masked parameters, w_tau for everything else."""
     state = {k: v.detach().clone() for k, v in w_tau.items()}
     for name, m in masks.masks.items():
-        state[name] = state[name] * m.to(state[name].dtype)
+        state[name] = state[name] * m.to(state[name].device, state[name].dtype)
     return state
 
 
@@ -246,7 +246,7 @@ def retrain_job(
 def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     import copy
 
-    clone = copy.deepcopy(model).cpu()
+    clone = copy.deepcopy(model)  # on the model's device: scoring at init runs where training does
     clone.load_state_dict(state)
     return clone
 

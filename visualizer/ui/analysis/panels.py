@@ -167,6 +167,16 @@ class AnalysisPanel(QWidget):
         loaded = getattr(self.window.state, "loaded", None)
         return None if loaded is None else loaded.model
 
+    def device(self) -> str | None:
+        """The window's device for a job requested now, or None (with the reason shown here)."""
+        from visualizer.core.workspace import device_name, resolve_device
+
+        try:
+            return device_name(resolve_device(getattr(self.window.state, "device", "auto")))
+        except ValueError as exc:
+            self.status.setText(f"device: {exc}")
+            return None
+
     def submit(self, kind: str, title: str, factory, on_result) -> None:
         def failed(message: str) -> None:
             # the message itself goes to the window's status bar (JobRunner.failed)
@@ -274,14 +284,14 @@ class SpectrumPanel(AnalysisPanel):
 
     def compute(self) -> None:
         state = self.window.state
-        model, data, masks = self.model(), state.dataset, state.masks
-        if model is None:
+        model, data, masks, device = self.model(), state.dataset, state.masks, self.device()
+        if model is None or device is None:
             return
         k, probes = self.top_k.value(), self.probes.value()
         n, size = sample_batches(self.samples.value(), data)
-        self.submit("analysis-spectrum", "Hessian spectrum",
+        self.submit("analysis-spectrum", f"Hessian spectrum on {device}",
                     lambda: jobs.spectrum_job(model, data, masks, top_k=k, density_probes=probes,
-                                              n_batches=n, batch_size=size),
+                                              n_batches=n, batch_size=size, device=device),
                     self.show_result)
 
     def show_result(self, result) -> None:
@@ -308,11 +318,13 @@ class LandscapePanel(AnalysisPanel):
     def compute(self) -> None:
         state = self.window.state
         model, data, masks, steps = self.model(), state.dataset, state.masks, self.steps.value()
-        if model is None:
+        device = self.device()
+        if model is None or device is None:
             return
         n, size = sample_batches(self.samples.value(), data)
-        self.submit("analysis-landscape", "loss landscape",
-                    lambda: jobs.landscape_job(model, data, masks, steps_2d=steps, n_batches=n, batch_size=size),
+        self.submit("analysis-landscape", f"loss landscape on {device}",
+                    lambda: jobs.landscape_job(model, data, masks, steps_2d=steps, n_batches=n,
+                                               batch_size=size, device=device),
                     self.show_result)
 
     def show_result(self, r: jobs.LandscapeResult) -> None:
@@ -334,10 +346,11 @@ class SpeedPanel(AnalysisPanel):
         self.finish_toolbar()
 
     def compute(self) -> None:
-        model, d = self.model(), self.density.value()
-        if model is None:
+        model, d, device = self.model(), self.density.value(), self.device()
+        if model is None or device is None:
             return
-        self.submit("analysis-speed", "measuring speed", lambda: jobs.speed_job(model, d), self.show_result)
+        self.submit("analysis-speed", f"measuring speed on {device}", lambda: jobs.speed_job(model, d, device=device),
+                    self.show_result)
 
     def show_result(self, report) -> None:
         self.view.set_entries(adapters.speed_entries(report))
@@ -382,10 +395,13 @@ class StructurePanel(AnalysisPanel):
         if model is None or data is None:
             self.set_status(NEEDS_DATA)
             return
+        device = self.device()
+        if device is None:
+            return
         lam, epochs = self.lam.value(), self.epochs.value()
         kind = "analysis-densenet" if isinstance(self.view, ConnectivityView) else "analysis-inception"
         self.submit(kind, f"group lasso (λ = {lam:g}, {epochs} epochs)",
-                    lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs), self.show_lasso)
+                    lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs, device=device), self.show_lasso)
 
     def show_lasso(self, r: jobs.GroupLassoResult) -> None:
         zeroed = r.summary()

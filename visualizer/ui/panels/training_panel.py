@@ -85,8 +85,6 @@ class TrainingPanel(QWidget):
         self.smoothing.setRange(0.0, 0.5)
         self.smoothing.setSingleStep(0.05)
         self.distill = QCheckBox("distil from the dense model")
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
         self.seeds_edit = QLineEdit()
         self.seeds_edit.setPlaceholderText("0")
         self.seeds_edit.setToolTip("Comma-separated seeds (e.g. 0, 1, 2): a sweep computes every point once per "
@@ -127,7 +125,6 @@ class TrainingPanel(QWidget):
         form.addRow("Layer densities", self.distribution_box)
         form.addRow("Label smoothing", self.smoothing)
         form.addRow("", self.distill)
-        form.addRow("Device", self.device_box)
         # one row: the panel shares its dock column with the layer tree, which must keep its height
         run_on = QHBoxLayout()
         run_on.setContentsMargins(0, 0, 0, 0)
@@ -190,7 +187,6 @@ class TrainingPanel(QWidget):
             "keep": self.keep_box.isChecked(),
             "label_smoothing": self.smoothing.value(),
             "distill": self.distill.isChecked(),
-            "device": self.device_box.currentText(),
             "seeds": self.seeds_edit.text().strip(),
             "cluster": (self.cluster_address.text().strip() or "auto") if self.run_on_box.currentData() == "ray" else "",
         }
