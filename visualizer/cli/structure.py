@@ -82,10 +82,10 @@ def _run(job):
 
 
 def _load(args):
-    from visualizer.core.models.loaders import load_model
+    from visualizer.cli.common import load_model_from_args
     from visualizer.core.structure.graph import example_input
 
-    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    loaded = load_model_from_args(args)
     to_args_device(loaded.model, args)
     dataset = getattr(args, "data", None) or loaded.dataset
     try:
@@ -109,11 +109,13 @@ def _scores(args, model, groups, dataset):
         raise UserError(f"unknown criterion {args.criterion!r}: use {', '.join(GROUP_CRITERIA)} or one of {', '.join(CRITERIA)}")
     data = None
     if CRITERIA[args.criterion].needs_data:
+        from visualizer.cli.common import data_options
+        from visualizer.core.data.external import options_for_model
         from visualizer.core.data.sources import load_dataset
 
         if dataset is None:
             raise UserError(f"criterion {args.criterion} needs data: pass --data NAME")
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, options_for_model(data_options(args), model))
     elem = run(Workspace(model, data).scores(args.criterion))
     return group_scores(model, groups, scores=elem)
 

@@ -26,6 +26,8 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
     add_device_arg(p, amp=True)
+    p.add_argument("--eval-batches", type=int, default=None,
+                   help="test mini-batches each evaluation reads (default: the whole split)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
 
@@ -50,7 +52,8 @@ def _train_config(args: argparse.Namespace, **extra):
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
-        seed=args.seed, device=_train_device(args), amp=bool(args.amp), **extra,
+        seed=args.seed, device=_train_device(args), amp=bool(args.amp),
+        eval_batches=getattr(args, "eval_batches", None), **extra,
     )
 
 
@@ -224,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import copy
 
         teacher = copy.deepcopy(model).eval()
-    before = evaluate(model, evaluation_batches(data), masks)
+    before = evaluate(model, evaluation_batches(data, config.eval_batches), masks)
     res = _run(train(model, data, masks, config, teacher=teacher))
     if args.out:
         _save_state(res.model.state_dict(), Path(args.out))

@@ -26,6 +26,7 @@ class LayerRow:
 
 class AppState(QObject):
     model_changed = Signal()
+    dataset_changed = Signal()  # a dataset chosen under Data (set_model emits model_changed)
     masks_changed = Signal()
     scores_changed = Signal()
     results_changed = Signal()
@@ -104,6 +105,7 @@ class AppState(QObject):
         self.dataset_name = dataset.name
         self.rankings = {k: v for k, v in self.rankings.items() if not _needs_data(k[0])}
         self.set_dirty(True)
+        self.dataset_changed.emit()
 
     def select(self, name: str) -> None:
         if name != self.selected and name in self.params:

@@ -64,13 +64,26 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
     """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run,
     on ``device`` (a copy of the model there)."""
     from visualizer.core.training.evaluate import evaluate_job as evaluate
-    from visualizer.core.workspace import device_name, evaluation_batches, model_on, resolve_device
+    from visualizer.core.workspace import (
+        PREVIEW_BATCH_SIZE,
+        PREVIEW_BATCHES,
+        device_name,
+        evaluation_batches,
+        model_on,
+        resolve_device,
+        streamed,
+    )
 
     dev = resolve_device(device)
     yield Step("evaluating the masked model", 0.1)
-    ev = yield from sub(evaluate(model_on(model, dev), evaluation_batches(data), masks), 0.1, 1.0)
+    if streamed(data):  # an image folder: a preview sample (the CLI reads the whole split)
+        batches = evaluation_batches(data, PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
+    else:
+        batches = evaluation_batches(data)
+    ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
+    extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev)}
+            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTabBar,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -80,12 +80,12 @@ class MainWindow(QMainWindow):
         self.ask_discard = lambda: dialogs.ask_discard(self)  # tests replace this to answer the prompt
         self.loaded_at: float | None = None  # monotonic time the first model was shown
 
-        # central: message banner over an empty area (the views are docks)
+        # central: an empty area (the views are docks); messages go to the status bar's banner
         self.banner = MessageBanner()
+        self.banner.label.setWordWrap(False)
+        # a long message is cut, never widening the window (its tooltip has it whole)
+        self.banner.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         central = QWidget()
-        cl = QVBoxLayout(central)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.addWidget(self.banner)
         central.setMaximumHeight(0)
         self._central = central
         self.setCentralWidget(central)
@@ -237,6 +237,8 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
+        # permanent: a passing "done" message must not hide an error the user has not read
+        bar.addPermanentWidget(self.banner, 1)
         self.stage_label = QLabel("")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -287,13 +289,17 @@ class MainWindow(QMainWindow):
 
     # --- messages and progress -------------------------------------------------------------
     def show_error(self, text: str) -> None:
-        self._central.setMaximumHeight(16777215)
-        self.banner.show_message(text, error=True)
-        self.statusBar().showMessage(text, 8000)
+        self._show_message(text, error=True)
 
     def show_info(self, text: str) -> None:
-        self._central.setMaximumHeight(16777215)
-        self.banner.show_message(text, error=False)
+        self._show_message(text, error=False)
+
+    def _show_message(self, text: str, error: bool) -> None:
+        """One line in the status bar (the whole text as its tooltip): a message never opens
+        space between the docks (it used to grow the central area and squeeze them)."""
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        self.banner.show_message(line, error=error)
+        self.banner.setToolTip(text)
 
     def message(self) -> str:
         return self.banner.text()
@@ -354,8 +360,9 @@ class MainWindow(QMainWindow):
                 on_done()
 
         shown = Path(ref).name if Path(ref).suffix in MODEL_SUFFIXES else ref
+        settings = self.model_panel.load_settings()
         self.jobs.submit("load", f"loading {shown}",
-                         lambda: actions.load_job(ref, weights or None, trust, dataset or None),
+                         lambda: actions.load_job(ref, weights or None, trust, dataset or None, **settings),
                          on_result=done)
 
     def install_model(self, loaded, data, info: dict) -> None:
@@ -368,11 +375,17 @@ class MainWindow(QMainWindow):
         def done(data) -> None:
             self.state.set_dataset(data)
             self.model_panel._rebuild()
+            if data.notes:  # e.g. a 1000-class head on a 3-class folder
+                self.show_info("; ".join(data.notes))
             self.request_ranking()
 
         loaded = self.state.loaded
         model, ref = (loaded.model, loaded.ref) if loaded is not None else (None, "the model")
-        self.jobs.submit("data", f"loading {name}", lambda: actions.dataset_job(name, model, ref), on_result=done,
+        transform = getattr(loaded, "transform", None)
+        options = self.model_panel.load_settings()["options"]
+        shown = f"folder {Path(name[7:]).name}" if name.startswith("folder:") else name
+        self.jobs.submit("data", f"loading {shown}",
+                         lambda: actions.dataset_job(name, model, ref, options, transform), on_result=done,
                          on_error=lambda _message: self.model_panel.show_dataset())
 
     def open_model_dialog(self) -> None:

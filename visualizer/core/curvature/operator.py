@@ -87,7 +87,12 @@ def eval_batches(
 ) -> EvalSet:
     """:func:`visualizer.core.workspace.evaluation_batches` as an :class:`EvalSet`: the first
     ``n_batches`` batches of ``split`` in fixed order (None or 0: the whole split)."""
-    return EvalSet(evaluation_batches(dataset, n_batches, batch_size, split))
+    if not n_batches and not getattr(dataset, "in_memory", True):
+        # the operator reads its batches at every Hessian-vector product: held in memory, a
+        # streamed split (an image folder) would be held whole
+        raise ValueError(f"curvature on {dataset.name} reads a sample: give a number of batches "
+                         "(--batches N, or 'samples' in the window), not the whole split")
+    return EvalSet(list(evaluation_batches(dataset, n_batches, batch_size, split)))
 
 
 # --- coordinates: which entries of which parameters span the operator -----------------------------

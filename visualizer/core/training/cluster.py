@@ -293,7 +293,10 @@ def _cpu_model(model: nn.Module) -> nn.Module:
 
 
 def _cpu_data(data: Dataset) -> Dataset:
-    return data if data.x_train.device.type == "cpu" else data.to("cpu")
+    # a streamed source (an image folder) holds paths, not tensors: it travels as it is
+    if not getattr(data, "in_memory", True) or data.x_train.device.type == "cpu":
+        return data
+    return data.to("cpu")
 
 
 # --- sweeps --------------------------------------------------------------------------------------

@@ -101,10 +101,14 @@ def evaluate_job(
     forward pass only (it is per thread, never held across a yield). Raises ValueError when the
     batches hold no sample. Loss and correct counts are summed on the device and read once at the
     end (no host round trip per batch); ``amp`` runs the forward passes under bf16 autocast on
-    CUDA (:func:`autocast`).
+    CUDA (:func:`autocast`). A lazy sequence of batches that knows its ``samples`` (a streamed
+    split, :class:`visualizer.core.data.streaming.StreamBatches`) is read once, batch by batch,
+    never held whole.
     """
-    batches = list(batches)
-    n = sum(int(y.shape[0]) for _, y in batches)
+    n = getattr(batches, "samples", None)
+    if n is None:
+        batches = list(batches)
+        n = sum(int(y.shape[0]) for _, y in batches)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     device = model_device(model)
@@ -119,7 +123,7 @@ def evaluate_job(
     done = 0
     try:
         for xb, yb in batches:
-            xb, yb = xb.to(device), yb.to(device)
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.no_grad(), autocast(amp, device):
                 out = model(xb).float()
                 total_loss += nn.functional.cross_entropy(out, yb, reduction="sum")

@@ -39,7 +39,7 @@ from visualizer.core.data.sources import Dataset
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
 from visualizer.core.training.evaluate import EvalResult, autocast, evaluate, model_device
-from visualizer.core.workspace import evaluation_batches, resolve_device, training_batches
+from visualizer.core.workspace import evaluation_batches, resolve_device, streamed, training_batches
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -64,10 +64,13 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (None: all epochs)
     report_every: int = 10  # a partial metrics row every this many steps
     evaluate_each_epoch: bool = True
+    eval_batches: int | None = None  # test mini-batches each evaluation reads (None: the whole split)
 
     def validate(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.eval_batches is not None and self.eval_batches < 0:
+            raise ValueError(f"evaluation batches must be >= 0, got {self.eval_batches}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
@@ -252,7 +255,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def total_steps(data: Dataset, config: TrainConfig) -> int:
-    steps = config.epochs * steps_per_epoch(int(data.x_train.shape[0]), config.batch_size)
+    steps = config.epochs * steps_per_epoch(data.split_size("train"), config.batch_size)
     return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
@@ -346,8 +349,9 @@ def fit(
     if n_total == 0:
         return history, 0, snapshots
     teacher = teacher.to(device).eval() if teacher is not None else None
-    # an accelerator gets the training split once, not one host-to-device copy per step
-    source = data if device.type == "cpu" else data.to(device)
+    # an accelerator gets an in-memory training split once, not one host-to-device copy per step;
+    # a streamed one (an image folder) arrives batch by batch from pinned memory
+    source = data if device.type == "cpu" or streamed(data) else data.to(device)
     for epoch in range(config.epochs):
         work.train()
         for xb, yb in training_batches(source, config.batch_size, generator):
@@ -367,7 +371,7 @@ def fit(
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}", step / n_total, partial)
         if running_n and config.evaluate_each_epoch:
             train_loss = _read_mean(running, running_n, step)
-            ev = evaluate(work, evaluation_batches(data), amp=config.amp)
+            ev = evaluate(work, evaluation_batches(data, config.eval_batches), amp=config.amp)
             row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "test_loss": ev.loss, "accuracy": ev.accuracy}
             if extra is not None:
                 row.update(extra())
@@ -422,7 +426,7 @@ def train(
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
     )
-    test = evaluate(work, evaluation_batches(data), amp=config.amp)
+    test = evaluate(work, evaluation_batches(data, config.eval_batches), amp=config.amp)
     yield Step(f"{stage}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "test_loss": test.loss, "accuracy": test.accuracy})
     return TrainResult(work, masks.copy() if masks is not None else None, history, test, steps, snapshots)
 

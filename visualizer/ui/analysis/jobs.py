@@ -105,18 +105,20 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
 
 
 def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
-                 trace_probes: int = 20, n_batches: int = 1, device: str = "cpu"):
+                 trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu"):
     """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
     ``device`` (a copy of the model there; eigenvectors come back to the host)."""
     from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.curvature.spectrum import SpectrumOptions as options_cls
     from visualizer.core.curvature.spectrum import dense_vs_masked
     from visualizer.core.workspace import model_on
+    if dataset is None:
+        raise ValueError("the Hessian spectrum needs a dataset: choose one under Data")
     if masks is None:
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     work = model_on(model, device)
-    evalset = eval_batches(dataset, n_batches=n_batches)
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
     both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
     for spec in (both.dense, both.masked):
@@ -136,7 +138,8 @@ class LandscapeResult:
 
 
 def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
-                  span: float = 1.5, n_batches: int = 1, seed: int = 0, device: str = "cpu"):
+                  span: float = 1.5, n_batches: int = 1, seed: int = 0, batch_size: int = 128,
+                  device: str = "cpu"):
     """1D: the straight path dense -> pruned (theta -> m * theta), with its barrier.
     2D: the plane through the trained point spanned by the pruning displacement
     delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
@@ -144,11 +147,13 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
     from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
     from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.workspace import model_on
+    if dataset is None:
+        raise ValueError("the loss landscape needs a dataset: choose one under Data")
     if masks is None:
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     model = model_on(model, device)  # a copy on the device; the grids come back as numpy
-    evalset = eval_batches(dataset, n_batches=n_batches)
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     pruned = masks.masked_state(model)
     curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")

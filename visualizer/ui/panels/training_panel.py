@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.ui.data_box import NEEDS_DATA
+
 RETRAIN_MODES = [
     ("none", "none (prune only)"),
     ("finetune", "fine-tune the masked model"),
@@ -147,6 +149,18 @@ class TrainingPanel(QWidget):
         layout.addStretch(1)
         self.mode_box.currentIndexChanged.connect(self._mode_changed)
         self._mode_changed()
+        self._tips = {b: b.toolTip() for b in (self.eval_button, self.run_button, self.sweep_button)}
+        state.model_changed.connect(self.update_data)
+        if hasattr(state, "dataset_changed"):
+            state.dataset_changed.connect(self.update_data)
+        self.update_data()
+
+    def update_data(self) -> None:
+        """Evaluate, Run and Sweep need a dataset: disabled, with the reason, until there is one."""
+        has_data = getattr(self.state, "dataset", None) is not None
+        for button, tip in self._tips.items():
+            button.setEnabled(has_data)
+            button.setToolTip(tip if has_data else "\n".join(t for t in (NEEDS_DATA, tip) if t))
 
     def _mode_changed(self) -> None:
         mode = self.mode_box.currentData()
