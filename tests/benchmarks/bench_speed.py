@@ -3,7 +3,7 @@
 Run: python tests/benchmarks/bench_speed.py [--models resnet-mini,densenet-mini] [--densities 0.5,0.25]
 Each row is measured in one interleaved run (core.speed), so the ratios are comparable even on a
 busy machine; the masked model has exactly the shrunk model's number of prunable weights (global
-magnitude mask). eta = achieved useful FLOP/s / dense FLOP/s (seed 001, relative to dense).
+magnitude mask). eta = achieved useful FLOP/s / dense FLOP/s (docs/theory.md §16, relative to dense).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def test_prune_json_on_every_bundled_model(capsys, name):
     code, out, _ = run_cli(capsys, "prune", name, "--criterion", "magnitude", "--density", "0.3", "--json")
     assert code == 0
     res = json.loads(out)
-    assert set(res) == {"density", "kept", "total", "layers"}
+    assert set(res) == {"density", "kept", "total", "device", "layers"}
     assert res["kept"] == int(0.3 * res["total"]) or res["kept"] == (3 * res["total"]) // 10
     assert isinstance(res["density"], float) and res["density"] == res["kept"] / res["total"]
     assert sum(layer["kept"] for layer in res["layers"]) == res["kept"]

@@ -34,6 +34,7 @@ def test_prune_out_in_every_format_reads_back_identically(capsys, tmp_path, name
         state = torch.load(out, weights_only=True)
         assert "fc1.weight_orig" in state and "fc1.weight_mask" in state
     info = run_json(capsys, "info", "mlp", "--mask", str(out))
+    assert pruned.pop("device") == "cpu"  # prune computes (on --device); info only reads
     assert {k: info[k] for k in ("density", "kept", "total", "layers")} == pruned
 
 

@@ -137,3 +137,42 @@ def test_a_preset_slide_opens_at_the_screens_size(qtbot, window):
     room = window.screen().availableGeometry()
     assert show.width() >= 0.9 * room.width() and show.height() >= 0.9 * room.height()
     show.close()
+
+
+def test_slides_run_on_the_windows_device(qtbot, window, monkeypatch):
+    """A slide's preset runs on the device chosen in the status bar, like every other job."""
+    import dataclasses
+
+    from visualizer.ui import presets
+
+    seen = []
+    real = presets.PRESETS["density-law"]
+
+    def job(**options):
+        seen.append(options.get("device"))
+        return (yield from real.job(rounds=2, steps=2, **options))
+
+    monkeypatch.setitem(presets.PRESETS, "density-law", dataclasses.replace(real, job=job))
+    window.state.device = "cpu"
+    show = Presentation(window, deck=["density-law"])
+    qtbot.addWidget(show)
+    show.next()
+    qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
+    assert seen == ["cpu"]
+    window.state.device = "cuda:7"  # not there: one line in the status bar, nothing runs
+    show2 = Presentation(window, deck=["lth"])
+    qtbot.addWidget(show2)
+    show2.next()
+    assert not window.jobs.is_running("slide:lth")
+    show.close()
+    show2.close()
+
+
+def test_every_model_preset_takes_a_device():
+    import inspect
+
+    from visualizer.ui.presets import PRESETS
+
+    for preset in PRESETS.values():
+        params = inspect.signature(preset.job).parameters
+        assert "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()), preset.id

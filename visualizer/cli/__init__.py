@@ -36,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from visualizer.cli.common import UserError, user_errors
+    from visualizer.cli.common import (
+        UserError,
+        first_line,
+        oom_message,
+        resolve_args_device,
+        user_errors,
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -45,13 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         from visualizer.cli.gui import launch_gui
 
         return launch_gui([])
+    import torch
+
     try:
+        resolve_args_device(args)
         return int(args.func(args) or 0)
+    except torch.cuda.OutOfMemoryError as exc:
+        if os.environ.get("PRUNEVIZ_DEBUG"):
+            raise
+        torch.cuda.empty_cache()
+        print(f"pruneviz {args.command}: error: {oom_message(args.command, exc)}", file=sys.stderr)
+        return 2
     except user_errors() as exc:
         if os.environ.get("PRUNEVIZ_DEBUG"):
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"pruneviz {args.command}: error: {msg}", file=sys.stderr)
+        print(f"pruneviz {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pruneviz {args.command}: interrupted", file=sys.stderr)

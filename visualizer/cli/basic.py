@@ -6,7 +6,7 @@ JSON shapes (scripts depend on them):
   "params", "prunable"}]}``; with ``--mask FILE`` (or ``--weights`` naming a torch.nn.utils.prune
   checkpoint, which carries its mask) the ``prune --json`` shape instead, plus ``"model"`` and
   ``"mask"``.
-- ``prune MODEL --json``: ``{"density", "kept", "total", "layers": [{"name", "density", "kept",
+- ``prune MODEL --json``: ``{"density", "kept", "total", "device", "layers": [{"name", "density", "kept",
   "total"}]}`` (achieved densities over the prunable weights), plus ``"accuracy"`` (test accuracy
   of the pruned model) with ``--eval``.
 """
@@ -18,12 +18,15 @@ import sys
 
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
+    device_label,
     print_json,
     resolve_mask,
     table,
+    to_args_device,
 )
 
 
@@ -57,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["pruneviz", "torch-prune", "nni"],
                    help="mask file format (default: from the --out suffix); nni: {module: {'weight': mask}}")
     p.add_argument("--eval", action="store_true", help="report the pruned model's test accuracy")
+    p.add_argument("--eval-batches", type=int, default=None,
+                   help="test mini-batches --eval reads (default: the whole split)")
     p.add_argument("--batches", type=int, default=SCORE_BATCHES,
                    help=f"mini-batches of a seeded shuffle of the training split that data criteria "
                         f"score on (default {SCORE_BATCHES}, as the window and sweep)")
@@ -64,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"batch size for data criteria (default {SCORE_BATCH_SIZE})")
     p.add_argument("--seed", type=int, default=0, help="seed of random scores, batch choice and probes")
     p.add_argument("--probes", type=int, default=OBD_PROBES, help=f"Hutchinson probes for obd (default {OBD_PROBES})")
+    add_device_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_prune)
 
@@ -112,9 +118,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from visualizer.core.models.loaders import layer_table, load_model
+    from visualizer.cli.common import load_model_from_args
+    from visualizer.core.models.loaders import layer_table
 
-    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    loaded = load_model_from_args(args)
     masks = resolve_mask(args, loaded)
     if masks is not None:
         return _mask_info(args, loaded, masks)
@@ -125,6 +132,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print_json(
             {
                 "model": loaded.ref,
+                "weights": loaded.weights_line,
                 "params": total,
                 "prunable": prunable,
                 "layers": [
@@ -142,7 +150,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             ["name", "kind", "shape", "params", "prunable"],
         )
     )
-    print(f"\n{loaded.ref}: {total:,} parameters, {prunable:,} prunable")
+    print(f"\n{loaded.ref}: {total:,} parameters, {prunable:,} prunable, {loaded.weights_line}")
     return 0
 
 
@@ -173,12 +181,11 @@ def _mask_info(args: argparse.Namespace, loaded, masks) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from visualizer.cli.common import load_model_and_data
-    from visualizer.core.models.loaders import load_model
+    from visualizer.cli.common import load_model_and_data, load_model_from_args
     from visualizer.core.pruning.criteria import CRITERIA
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES, build_ranking, check_density
     from visualizer.core.tasks import TerminalProgress, run
-    from visualizer.core.training.evaluate import evaluate
+    from visualizer.core.training.evaluate import evaluate_job
     from visualizer.core.workspace import Workspace
 
     # check every option before any slow work
@@ -190,6 +197,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}")
     density = check_density(args.density)
     info = CRITERIA[args.criterion]
+    if args.eval_batches is not None and args.eval_batches < 0:
+        raise UserError(f"--eval-batches must be 0 or more, got {args.eval_batches}")
     if args.out:
         from visualizer.core.io.mask_formats import format_for
 
@@ -203,9 +212,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if info.needs_data or args.eval:
         loaded, dataset = load_model_and_data(args)
     else:
-        loaded = load_model(args.model, weights=args.weights, trust=args.trust)
-    model = loaded.model
-    workspace = Workspace(model, dataset, seed=args.seed, model_ref=loaded.ref,
+        loaded = load_model_from_args(args)
+    model = to_args_device(loaded.model, args)
+    workspace = Workspace(model, dataset, device=args.device, seed=args.seed, model_ref=loaded.ref,
                           score_batches=args.batches, score_batch_size=args.batch_size)
 
     progress = TerminalProgress()
@@ -216,6 +225,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
     masks = ranking.mask_at(density)
     result: dict = density_report(masks)
+    result["device"] = device_label(args.device)
     if args.out:  # a torch.prune file carries the (unmasked) weights as X_orig
         from visualizer.core.io.mask_formats import write_mask
 
@@ -224,7 +234,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                               density=f"{masks.density():.6g}", model=loaded.ref)
         write_mask(masks, args.out, model, args.format)
     if args.eval:
-        result["accuracy"] = evaluate(model, workspace.evaluation_batches(), masks).accuracy
+        evalset = workspace.evaluation_batches(args.eval_batches)
+        result["accuracy"] = run(evaluate_job(model, evalset, masks), progress).accuracy
     if args.json:
         print_json(result)
         return 0

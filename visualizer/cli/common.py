@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from visualizer.core.tasks import first_line
+
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
@@ -59,11 +61,78 @@ def print_json(obj: Any) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """MODEL positional plus --weights/--trust/--data, shared by every command on a model."""
+    """MODEL positional plus the weights and data options shared by every command on a model."""
     p.add_argument("model", help="bundled name, torchvision:NAME, TorchScript file or file.py:factory")
     p.add_argument("--weights", help="state dict for the model (.safetensors, .pt)")
     p.add_argument("--trust", action="store_true", help="allow full unpickling of checkpoints (runs code)")
-    p.add_argument("--data", help="dataset (default: the model's own)")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="random init instead of pretrained weights (bundled and torchvision:NAME models)")
+    p.add_argument("--download", action="store_true",
+                   help="allow downloading: torchvision's pretrained weights into torch's cache "
+                        "($TORCH_HOME), mnist/fashion-mnist/cifar10 into --data-root")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="dataset (default: the model's own): digits, digits-rows, sequence, mnist, "
+                                  "fashion-mnist, cifar10, folder:PATH (PATH/train/CLASS/*.png|jpg with "
+                                  "val/ or test/, or one PATH/CLASS tree split 80/20 per class), or "
+                                  "file.py:FUNCTION returning (train, test[, num_classes]) torch Datasets")
+    g.add_argument("--data-root", help="where mnist, fashion-mnist and cifar10 are (default ~/.cache/pruneviz/data)")
+    g.add_argument("--image-size", type=int,
+                   help="resize the shorter side and centre-crop images to N pixels (default: a "
+                        "torchvision model's own preprocessing, else the first image's size)")
+    g.add_argument("--normalize", choices=("imagenet", "none"),
+                   help="standardise images by the ImageNet channel statistics (default: a torchvision "
+                        "model's own preprocessing, else none)")
+    g.add_argument("--workers", type=int,
+                   help="DataLoader worker processes that decode images (default min(4, cpus-1); 0: none)")
+
+
+# what to lower when a command runs out of GPU memory (the one-line message names these flags)
+OOM_HINTS = {
+    "prune": "--batch-size or --batches",
+    "hessian": "--batch-size, --batches, --max-steps or --density-steps (Lanczos steps)",
+    "landscape": "--batch-size, --batches or --chunk",
+    "graph": "--batch",
+    "shrink": "--batch",
+    "speed": "--batch",
+}
+DEFAULT_OOM_HINT = "--batch-size"
+
+
+def add_device_arg(p: argparse.ArgumentParser, amp: bool = False) -> None:
+    """``--device`` (and, for commands that train or evaluate, ``--amp``) on every command that
+    computes. The device is resolved by core.workspace.resolve_device before the command runs
+    (:func:`resolve_args_device`), so a missing device is one line and exit 2, not a traceback."""
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
+    if amp:
+        p.add_argument("--amp", action="store_true",
+                       help="bf16 autocast of training and evaluation forward passes (CUDA only; "
+                            "ignored with a note elsewhere). Curvature always runs in float32/float64")
+
+
+def resolve_args_device(args: argparse.Namespace) -> None:
+    """Replace ``args.device`` (text) by the resolved torch.device; note an ignored ``--amp``."""
+    if not hasattr(args, "device") or isinstance(args.device, torch.device):
+        return
+    from visualizer.core.workspace import resolve_device
+
+    args.device_requested = str(args.device)  # a Ray cluster places "auto" on its own GPUs
+    args.device = resolve_device(args.device)
+    if getattr(args, "amp", False) and args.device.type != "cuda":
+        print(f"note: --amp is ignored on {args.device} (bf16 autocast runs on CUDA only)", file=sys.stderr)
+
+
+def device_label(device: torch.device) -> str:
+    """The device as result rows record it (``cpu``, ``cuda:0``, ``mps``)."""
+    from visualizer.core.workspace import device_name
+
+    return device_name(device)
+
+
+def oom_message(command: str, exc: BaseException) -> str:
+    """One line for a CUDA out-of-memory error: where, and which flags to lower."""
+    hint = OOM_HINTS.get(command, DEFAULT_OOM_HINT)
+    return f"out of GPU memory ({first_line(exc)}); lower {hint}, or use --device cpu"
 
 
 def add_mask_arg(p: argparse.ArgumentParser, help_text: str = "mask file") -> None:
@@ -88,18 +157,60 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def load_model_and_data(args: argparse.Namespace):
-    """Load the model and its dataset from the shared options; raise UserError where unclear."""
-    from visualizer.core.data.sources import check_model_reads, load_dataset
+def load_model_from_args(args: argparse.Namespace):
+    """The model named by the shared options (weights, trust, pretrained, download)."""
     from visualizer.core.models.loaders import load_model
 
-    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    return load_model(args.model, weights=args.weights, trust=args.trust,
+                      pretrained=not getattr(args, "no_pretrained", False),
+                      download=getattr(args, "download", False))
+
+
+def data_options(args: argparse.Namespace, loaded=None):
+    """DataOptions from the shared flags; with ``loaded``, the model's own preprocessing
+    (a torchvision model's pretrained transforms, its input channels) fills what is not given."""
+    from visualizer.core.data.external import DataOptions, options_for_model
+
+    if getattr(args, "image_size", None) is not None and args.image_size < 1:
+        raise UserError(f"--image-size must be at least 1, got {args.image_size}")
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    options = DataOptions(root=getattr(args, "data_root", None), download=getattr(args, "download", False),
+                          image_size=getattr(args, "image_size", None), normalize=getattr(args, "normalize", None),
+                          workers=getattr(args, "workers", None))
+    if loaded is None:
+        return options
+    return options_for_model(options, loaded.model, loaded.transform)
+
+
+def load_model_and_data(args: argparse.Namespace):
+    """Load the model and its dataset from the shared options; raise UserError where unclear.
+    Notes (a wider head than the data's classes, the model's own notes) go to stderr."""
+    from visualizer.core.data.sources import (
+        STREAMING_HINT,
+        check_model_reads,
+        dataset_names,
+        load_dataset,
+    )
+
+    loaded = load_model_from_args(args)
     name = getattr(args, "data", None) or loaded.dataset
     if name is None:
-        raise UserError(f"{args.model}: no default dataset; pass --data NAME")
-    data = load_dataset(name)
-    check_model_reads(loaded.model, data, args.model)
+        raise UserError(f"{args.model} has no default dataset; pass --data NAME "
+                        f"({', '.join(dataset_names())}, {STREAMING_HINT})")
+    data = load_dataset(name, data_options(args, loaded))
+    for note in [*loaded.notes, *check_model_reads(loaded.model, data, args.model)]:
+        print(f"note: {note}", file=sys.stderr)
+    to_args_device(loaded.model, args)
     return loaded, data
+
+
+def to_args_device(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+    """Move a freshly loaded model to the command's resolved ``--device`` (in place)."""
+    device = getattr(args, "device", None)
+    if isinstance(device, torch.device):
+        model.to(device)
+    return model
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:

@@ -12,9 +12,11 @@ import torch
 
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
+    device_label,
     load_model_and_data,
     print_json,
     resolve_mask,
@@ -91,21 +93,19 @@ def _add_eval_args(p: argparse.ArgumentParser, default_batches: int) -> None:
         help=f"evaluation batches of the test split, fixed order (0: the whole split; default {default_batches})",
     )
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    add_device_arg(p)
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
 
 
 def _setup(args: argparse.Namespace):
     from visualizer.core.curvature.operator import eval_batches
-    from visualizer.core.models.loaders import select_device
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded, data = load_model_and_data(args)
-    device = select_device(args.device)
-    model = loaded.model.to(device)
+    loaded, data = load_model_and_data(args)  # on args.device (resolved by the CLI's main)
+    model = loaded.model
     mask = resolve_mask(args, loaded)
     ev = eval_batches(data, args.batches, args.batch_size)
     return loaded, model, mask, ev, data
@@ -148,9 +148,12 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             dense, masked = both.dense, both.masked
         rewinds = None
         if taus is not None:
+            from visualizer.core.training.loop import TrainConfig
             from visualizer.core.training.lottery import rewind_points
 
-            points = run(rewind_points(model, loaded.ref, data, taus, seed=args.seed), progress)
+            # the rewind run trains on the spectrum's device
+            config = TrainConfig(device=str(args.device))
+            points = run(rewind_points(model, loaded.ref, data, taus, config=config, seed=args.seed), progress)
             snaps = [(f"tau={t}", points.snapshots[t]) for t in taus]
             rewinds = [(t, r.spectrum) for t, r in
                        zip(taus, run(spectrum.spectrum_over_rewinds(model, snaps, mask, ev, opts, **kw), progress))]
@@ -163,6 +166,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         "mask": args.mask,
         "density": None if mask is None else mask.density(),
         "seconds": round(time.perf_counter() - t0, 3),
+        "device": device_label(args.device),
         "dense": dense.to_json(),
     }
     if masked is not None:
@@ -265,7 +269,8 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     progress = TerminalProgress()
     t0 = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}
-    summary: dict = {"model": loaded.ref, "dims": args.dims, "steps": args.steps, "eval_samples": ev.n_samples}
+    summary: dict = {"model": loaded.ref, "dims": args.dims, "steps": args.steps, "eval_samples": ev.n_samples,
+                     "device": device_label(args.device)}
     try:
         if args.dims == 1 and args.from_ is not None:
             a = _endpoint(args.from_, args, model, mask, loaded)

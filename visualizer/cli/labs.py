@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from visualizer.cli.common import UserError, add_json_arg, print_json, table
+from visualizer.cli.common import UserError, add_device_arg, add_json_arg, print_json, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rl.add_argument("--epochs", type=int, default=5, help="epochs per training (default 5)")
     rl.add_argument("--z", type=float, default=3.0, help="half-width of the chance band in standard errors")
     rl.add_argument("--seed", type=int, default=0)
+    add_device_arg(rl)
     add_json_arg(rl)
     rl.set_defaults(func=random_labels_command)
 
@@ -117,7 +118,8 @@ def a_optimal_command(args: argparse.Namespace) -> int:
 def random_labels_command(args: argparse.Namespace) -> int:
     from visualizer.core.labs.random_labels import random_labels
 
-    r = _run(random_labels(rounds=args.rounds, rate=args.rate, epochs=args.epochs, seed=args.seed, z=args.z))
+    r = _run(random_labels(rounds=args.rounds, rate=args.rate, epochs=args.epochs, seed=args.seed, z=args.z,
+                           device=str(args.device)))
     rows = [[name, acc, "yes" if r.band_low <= acc <= r.band_high else "no"]
             for name, acc in r.accuracies().items()]
     return _emit(args, r, rows, ["run", "test accuracy", "inside chance band"])

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
+    device_label,
     print_json,
     resolve_mask,
     table,
+    to_args_device,
 )
 
 
@@ -22,6 +27,7 @@ def register(sub) -> None:
     add_json_arg(p)
     p.add_argument("--out", help="write the graph as GraphML (e.g. graph.graphml)")
     p.add_argument("--batch", type=int, default=2, help="batch size of the example input (default 2)")
+    add_device_arg(p)
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("shrink", help="structured pruning that removes channels and builds a smaller model")
@@ -34,6 +40,7 @@ def register(sub) -> None:
                                          "prefer --export)")
     p.add_argument("--masks", help="also write the equivalent masks of the original model (.safetensors, "
                                    "or .pt/.pth as a torch.nn.utils.prune state dict)")
+    add_device_arg(p)
     p.set_defaults(func=cmd_shrink)
 
     p = sub.add_parser("speed", help="latency of dense vs unstructured-masked vs shrunk models")
@@ -42,7 +49,7 @@ def register(sub) -> None:
     _add_prune_args(p)
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--repeats", type=int, default=20, help="timed forward passes per model (default 20)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    add_device_arg(p)
     p.add_argument("--peak-flops", type=float, help="the device's peak FLOP/s, for the absolute eta")
     add_mask_arg(p, "the unstructured mask to time (default: a global magnitude mask keeping as many weights as the shrunk model)")
     p.set_defaults(func=cmd_speed)
@@ -75,16 +82,18 @@ def _run(job):
 
 
 def _load(args):
-    from visualizer.core.models.loaders import load_model
+    from visualizer.cli.common import load_model_from_args
     from visualizer.core.structure.graph import example_input
 
-    loaded = load_model(args.model, weights=args.weights, trust=args.trust)
+    loaded = load_model_from_args(args)
+    to_args_device(loaded.model, args)
     dataset = getattr(args, "data", None) or loaded.dataset
     try:
         x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))
     except ValueError as exc:
         raise UserError(f"{args.model}: {exc}; pass --data NAME") from exc
-    return loaded, dataset, x
+    device = getattr(args, "device", None)
+    return loaded, dataset, (x.to(device) if isinstance(device, torch.device) else x)
 
 
 def _scores(args, model, groups, dataset):
@@ -100,11 +109,13 @@ def _scores(args, model, groups, dataset):
         raise UserError(f"unknown criterion {args.criterion!r}: use {', '.join(GROUP_CRITERIA)} or one of {', '.join(CRITERIA)}")
     data = None
     if CRITERIA[args.criterion].needs_data:
+        from visualizer.cli.common import data_options
+        from visualizer.core.data.external import options_for_model
         from visualizer.core.data.sources import load_dataset
 
         if dataset is None:
             raise UserError(f"criterion {args.criterion} needs data: pass --data NAME")
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, options_for_model(data_options(args), model))
     elem = run(Workspace(model, data).scores(args.criterion))
     return group_scores(model, groups, scores=elem)
 
@@ -159,6 +170,7 @@ def cmd_graph(args) -> int:
             out["connectivity"] = connectivity(model, res.groups).to_json()
             out["branches"] = [c.to_json() for c in branches(model, res.groups, x)]
         out["seconds"] = g.seconds
+        out["device"] = device_label(args.device)
         print_json(out)
         return 0
     print(f"{args.model}: traced with {g.method}: {g.graph.number_of_nodes()} nodes, "
@@ -180,6 +192,9 @@ def cmd_shrink(args) -> int:
     loaded, x, res, r = _prune(args)
     flops_before = count_flops(loaded.model, x)[0]
     flops_after = count_flops(r.shrunk.model, x)[0]
+    # files are written from the host: an exported program or state dict never names the GPU
+    r.shrunk.model.cpu()
+    x = x.cpu()
     if args.out:
         save_shrunk(args.out, r.shrunk, args.model, criterion=args.criterion, density=args.density)
     if args.export:
@@ -198,6 +213,7 @@ def cmd_shrink(args) -> int:
         "groups": r.groups_total, "groups_prunable": r.groups_prunable,
         "units_removed": r.plan.units_removed(), "mask_density": r.masks.density(),
         "notices": res.notices + r.plan.notices, "out": args.out, "export": args.export,
+        "device": device_label(args.device),
     }
     if args.json:
         print_json(out)
@@ -216,14 +232,12 @@ def cmd_shrink(args) -> int:
 
 
 def cmd_speed(args) -> int:
-    from visualizer.core.models.loaders import select_device
     from visualizer.core.structure.speed import compare_speed
 
     loaded, x, res, r = _prune(args)
-    device = select_device(args.device)
     masks = resolve_mask(args, loaded)
     rep = compare_speed(loaded.model, args.density, shrunk=r.shrunk.model, example=x, repeats=args.repeats,
-                        device=device, peak_flops=args.peak_flops, masks=masks)
+                        device=args.device, peak_flops=args.peak_flops, masks=masks)
     if args.json:
         out = rep.to_json()
         out.update(model=args.model, density=args.density, criterion=args.criterion)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from visualizer.cli.common import (
     UserError,
+    add_device_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
+    device_label,
     load_model_and_data,
     print_json,
     resolve_mask,
@@ -23,9 +25,19 @@ def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="fixes batch order and re-initialisations")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    add_device_arg(p, amp=True)
+    p.add_argument("--eval-batches", type=int, default=None,
+                   help="test mini-batches each evaluation reads (default: the whole split)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest for the small bundled models on a busy machine)")
+
+
+def _train_device(args: argparse.Namespace) -> str:
+    """The training device: the resolved --device here; with --cluster the device as asked (the
+    cluster's placement decides what ``auto`` means on its workers)."""
+    if getattr(args, "cluster", None):
+        return getattr(args, "device_requested", str(args.device))
+    return str(args.device)
 
 
 def _train_config(args: argparse.Namespace, **extra):
@@ -40,18 +52,62 @@ def _train_config(args: argparse.Namespace, **extra):
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
-        seed=args.seed, device=args.device, **extra,
+        seed=args.seed, device=_train_device(args), amp=bool(args.amp),
+        eval_batches=getattr(args, "eval_batches", None), **extra,
     )
 
 
-def _run(job):
+def _run(job, on_step=None):
+    """Drive a job with a progress bar; Ctrl+C closes it (a cluster job cancels its tasks)."""
     from visualizer.core.tasks import TerminalProgress, run
 
     progress = TerminalProgress()
+
+    def step(s) -> None:
+        progress(s)
+        if on_step is not None:
+            on_step(s)
+
     try:
-        return run(job, progress)
+        return run(job, step)
+    except KeyboardInterrupt:
+        job.close()
+        raise
     finally:
         progress.close()
+
+
+def _add_cluster_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--cluster", metavar="WHERE",
+                   help=f"run {what} as Ray tasks: local or local:N (this machine, N workers), ray://HOST:PORT "
+                        "(a Ray cluster's head), auto (RAY_ADDRESS or the cluster running here); "
+                        "needs pip install 'pruneviz[cluster]'")
+    p.add_argument("--seeds", metavar="S,S,...", help=f"comma-separated seeds: {what} once per seed (default: --seed)")
+
+
+def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    if not getattr(args, "seeds", None):
+        return (args.seed,)
+    try:
+        seeds = tuple(dict.fromkeys(int(t) for t in args.seeds.split(",") if t.strip()))
+    except ValueError as exc:
+        raise UserError(f"--seeds is a comma-separated list of integers, got {args.seeds!r}") from exc
+    if not seeds:
+        raise UserError("--seeds is empty")
+    return seeds
+
+
+def _cluster(args: argparse.Namespace):
+    """The Ray session asked for by --cluster (yields the ray module), or None without it."""
+    from contextlib import nullcontext
+
+    if not getattr(args, "cluster", None):
+        return nullcontext(None)
+    from visualizer.core.training.cluster import connect, import_ray, parse_cluster
+
+    spec = parse_cluster(args.cluster)
+    import_ray()
+    return connect(spec)
 
 
 def _float_list(text: str) -> list[float]:
@@ -82,8 +138,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", action="append", choices=["reinit", "random-mask"], default=[],
                    help="also train this control each round (repeatable)")
     p.add_argument("--scope", choices=["global", "layer"], default="global")
-    p.add_argument("--out", required=True, help="output folder: rounds.csv/json, masks per round")
+    p.add_argument("--out", required=True, help="output folder: rounds.csv/json, masks per round "
+                                                 "(several seeds: one folder seed<S> per seed, all rounds in rounds.csv)")
     _add_train_args(p, epochs=10)
+    _add_cluster_args(p, "independent IMP runs")
     add_json_arg(p)
     p.set_defaults(func=cmd_imp)
 
@@ -125,8 +183,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", choices=["auto", "unstructured", "channel"], default="auto",
                    help="auto: whole channels for the structured criteria (l1-norm, l2-norm, bn-scale)")
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
-    p.add_argument("--fresh", action="store_true", help="ignore rows already in --out (default: reuse them)")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument("--resume", action="store_true",
+                       help="compute only the cells whose row (matched by every setting, not by position) is "
+                            "not yet in --out: how an interrupted sweep continues (the default)")
+    reuse.add_argument("--fresh", action="store_true", help="ignore rows already in --out")
     _add_train_args(p, epochs=3)
+    _add_cluster_args(p, "the sweep's cells")
     add_json_arg(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -138,6 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rewind", type=int, default=0)
     p.add_argument("--scope", choices=["global", "layer"], default="global")
     _add_train_args(p, epochs=15)
+    _add_cluster_args(p, "the report's IMP runs")
     add_json_arg(p)
     p.set_defaults(func=cmd_lth_report)
 
@@ -163,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import copy
 
         teacher = copy.deepcopy(model).eval()
-    before = evaluate(model, evaluation_batches(data), masks)
+    before = evaluate(model, evaluation_batches(data, config.eval_batches), masks)
     res = _run(train(model, data, masks, config, teacher=teacher))
     if args.out:
         _save_state(res.model.state_dict(), Path(args.out))
@@ -174,7 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "temperature": config.temperature, "distill_weight": config.distill_weight,
         "before": {"accuracy": before.accuracy, "loss": before.loss},
         "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps,
-        "history": res.history, "out": args.out,
+        "history": res.history, "out": args.out, "device": device_label(args.device), "amp": bool(args.amp),
     }
     if args.json:
         print_json(out)
@@ -186,22 +250,71 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_imp(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from visualizer.core.training.cluster import imp_run
     from visualizer.core.training.experiments import write_rows
-    from visualizer.core.training.lottery import (
-        IMPConfig,
-        initial_state,
-        iterative_magnitude_pruning,
-    )
+    from visualizer.core.training.lottery import IMPConfig, initial_state
 
     loaded, data = load_model_and_data(args)
-    init, source = initial_state(args.model, loaded.model, args.seed)
     config = IMPConfig(args.rounds, args.rate, args.rewind, args.scope, tuple(dict.fromkeys(args.control)), _train_config(args))
     config.validate()
-    res = _run(iterative_magnitude_pruning(loaded.model, data, init, config))
+    seeds = _seeds(args)
+    inits = {s: initial_state(args.model, loaded.model, s) for s in seeds}
+    results = _seeded_runs(args, loaded.model, data, {s: i for s, (i, _) in inits.items()}, partial(imp_run, config=config))
     out = Path(args.out)
+    runs, all_rows = [], []
+    for seed in seeds:
+        res = results[seed]
+        settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
+                    "epochs": args.epochs, "lr": args.lr, "seed": seed, "init": inits[seed][1],
+                    "device": device_label(args.device)}
+        folder = out if len(seeds) == 1 else out / f"seed{seed}"
+        rows = _write_imp(res, folder, settings)
+        all_rows += rows
+        runs.append({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(folder)})
+    if len(seeds) > 1:
+        write_rows(all_rows, out / "rounds.csv", fields=list(all_rows[0]))
+        write_rows(all_rows, out / "rounds.json")
+    if args.json:
+        print_json(runs[0] if len(seeds) == 1 else {"runs": runs, "out": str(out)})
+    else:
+        cols = list(results[seeds[0]].rows[0])
+        lead = ["seed"] if len(seeds) > 1 else []
+        print(table([[r[c] for c in lead + cols] for r in all_rows], lead + cols))
+        last = len(results[seeds[0]].rows) - 1
+        where = f"{out}" if len(seeds) == 1 else f"{out}/seed<S> (and all rounds in {out}/rounds.csv)"
+        print(f"wrote {where}: rounds.csv, rounds.json, mask_round*.safetensors, rewind_point.safetensors "
+              f"(w_tau) and trained_round{last}.safetensors")
+    return 0
+
+
+def _seeded_runs(args: argparse.Namespace, model, data, inits: dict, make) -> dict:
+    """``make(model, data, init, seed)`` for every seed: Ray tasks in parallel with --cluster,
+    else one after another here. Returns {seed: result}."""
+    from visualizer.core.tasks import sub
+    from visualizer.core.training.cluster import SeedRun, seeds_on_cluster
+
+    with _cluster(args) as ray:
+        if ray is not None:
+            runs = [SeedRun(s, init, make) for s, init in inits.items()]
+            return _run(seeds_on_cluster(model, data, runs, device=_train_device(args)))
+
+        def serial():
+            done = {}
+            for k, (s, init) in enumerate(inits.items()):
+                n = len(inits)
+                prefix = f"seed {s}: " if n > 1 else ""
+                done[s] = yield from sub(make(model, data, init, s), k / n, (k + 1) / n, prefix)
+            return done
+
+        return _run(serial())
+
+
+def _write_imp(res, out: Path, settings: dict) -> list[dict]:
+    from visualizer.core.training.experiments import write_rows
+
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
-                "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "init": source}
     rows = [{**settings, **r} for r in res.rows]
     write_rows(rows, out / "rounds.csv", fields=list(settings) + list(res.rows[0]))
     write_rows(rows, out / "rounds.json")
@@ -209,14 +322,7 @@ def cmd_imp(args: argparse.Namespace) -> int:
         m.save(out / f"mask_round{r}.safetensors")
     _save_state(res.w_tau, out / "rewind_point.safetensors")
     _save_state(res.final.model.state_dict(), out / f"trained_round{len(res.rows) - 1}.safetensors")
-    if args.json:
-        print_json({**settings, "controls": list(config.controls), "rounds": res.rows, "out": str(out)})
-    else:
-        cols = list(res.rows[0])
-        print(table([[r[c] for c in cols] for r in res.rows], cols))
-        print(f"wrote {out}/rounds.csv, rounds.json, mask_round*.safetensors, rewind_point.safetensors "
-              f"(w_tau) and trained_round{len(res.rows) - 1}.safetensors")
-    return 0
+    return rows
 
 
 def _save_state(state: dict, path: Path) -> None:
@@ -247,6 +353,7 @@ def cmd_dst(args: argparse.Namespace) -> int:
         "layer_density": {ld.name: ld.density for ld in res.masks.layers()},
         "epochs": args.epochs, "lr": args.lr,
         "seed": args.seed, "init": source, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "device": device_label(args.device),
         "updates": [{k: u[k] for k in ("step", "zeta", "density")} | {"moved": sum(u["moved"].values())} for u in res.updates],
         "history": res.history, "out": args.out,
     }
@@ -288,6 +395,7 @@ def cmd_prox(args: argparse.Namespace) -> int:
         "model": args.model, "method": args.method, "lam": args.lam, "density": res.masks.density(),
         "zero_groups": res.zero_groups, "groups": res.groups, "epochs": args.epochs, "lr": args.lr,
         "optimizer": tc.optimizer, "seed": args.seed, "accuracy": res.test.accuracy, "loss": res.test.loss,
+        "device": device_label(args.device),
         "layers": [{"name": lay.name, "kept": lay.kept, "total": lay.total} for lay in res.masks.layers()],
         "history": res.history, "out": args.out,
     }
@@ -301,66 +409,73 @@ def cmd_prox(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from visualizer.core.tasks import Step, TerminalProgress, run
+    import sys
+
+    from visualizer.core.training.cluster import sweep_on_cluster
     from visualizer.core.training.experiments import (
         ROW_FIELDS,
+        RowFile,
         SweepConfig,
         read_rows,
-        row_key,
         sweep,
-        write_rows,
+        sweep_cells,
     )
     from visualizer.core.training.lottery import initial_state
 
     loaded, data = load_model_and_data(args)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     config = SweepConfig(args.model, criteria, tuple(_float_list(args.densities)), args.retrain,
-                         args.scope, args.structure, _train_config(args))
+                         args.scope, args.structure, _train_config(args), seeds=_seeds(args))
     config.validate()
     out = Path(args.out)
     if out.suffix not in (".csv", ".json"):
         raise UserError(f"--out must end in .csv or .json, got {out.name}")
     previous = [] if args.fresh else read_rows(out)
     init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain in ("rewind", "init") else None
-    done: list[dict] = []
+    # every finished row goes to disk at once, in grid order: an interrupted sweep resumes from the file
+    rows_file = RowFile(out, sweep_cells(config, data.name), previous, ROW_FIELDS)
 
-    def merged() -> list[dict]:
-        # this sweep's rows first, then rows of other settings that were already in the file
-        mine = {row_key(r) for r in done}
-        return done + [r for r in previous if row_key(r) not in mine]
-
-    def on_step(step: Step) -> None:
-        progress(step)
-        # every finished row goes to disk at once: an interrupted sweep resumes from the file
+    def on_step(step) -> None:
         if isinstance(step.partial, dict) and "accuracy" in step.partial:
-            done.append(step.partial)
-            write_rows(merged(), out, ROW_FIELDS)
+            rows_file.add(step.partial)
 
-    progress = TerminalProgress()
-    try:
-        res = run(sweep(loaded.model, data, config, init_state=init, previous=previous), on_step)
-    finally:
-        progress.close()
-    rows = merged()
-    write_rows(rows, out, ROW_FIELDS)
-    write_rows(rows, out.with_suffix(".json" if out.suffix == ".csv" else ".csv"), ROW_FIELDS)
+    with _cluster(args) as ray:
+        job = (sweep_on_cluster if ray is not None else sweep)(loaded.model, data, config, init_state=init, previous=previous)
+        try:
+            res = _run(job, on_step)
+        except KeyboardInterrupt:
+            print(f"pruneviz sweep: interrupted; {len(rows_file.done)} rows kept in {out} "
+                  "(the same command computes only the rest)", file=sys.stderr)
+            return 130
+    rows_file.write()
+    rows_file.write(out.with_suffix(".json" if out.suffix == ".csv" else ".csv"))
     if args.json:
-        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out)})
+        print_json({"rows": res.rows, "computed": res.computed, "reused": res.reused, "out": str(out),
+                    "device": device_label(args.device)})
     else:
         cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
+        if len(config.seed_list()) > 1:
+            cols.insert(3, "seed")
         print(table([[r[c] for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0
 
 
 def cmd_lth_report(args: argparse.Namespace) -> int:
-    from visualizer.core.training.experiments import LTH_FIELDS, lth_report, write_rows
+    from functools import partial
+
+    from visualizer.core.training.cluster import lth_run
+    from visualizer.core.training.experiments import LTH_FIELDS, write_rows
     from visualizer.core.training.lottery import initial_state
 
     loaded, data = load_model_and_data(args)
-    init, source = initial_state(args.model, loaded.model, args.seed)
-    rows = _run(lth_report(loaded.model, args.model, data, init, args.rounds, args.rate, args.rewind,
-                           args.scope, _train_config(args)))
+    seeds = _seeds(args)
+    inits = {s: initial_state(args.model, loaded.model, s) for s in seeds}
+    make = partial(lth_run, model_ref=args.model, rounds=args.rounds, rate=args.rate, rewind=args.rewind,
+                   scope=args.scope, config=_train_config(args))
+    results = _seeded_runs(args, loaded.model, data, {s: i for s, (i, _) in inits.items()}, make)
+    rows = [r for s in seeds for r in results[s]]
+    source = inits[seeds[0]][1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, out / "lth.csv", LTH_FIELDS)
@@ -372,12 +487,14 @@ def cmd_lth_report(args: argparse.Namespace) -> int:
         title=f"{args.model}: IMP tickets (rewind {args.rewind}) vs re-init vs random mask",
     )
     if args.json:
-        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png)})
+        print_json({"model": args.model, "init": source, "rows": rows, "csv": str(out / "lth.csv"), "png": str(png),
+                    "device": device_label(args.device)})
     else:
-        by_round: dict[int, dict] = {}
+        by_round: dict[tuple, dict] = {}
         for r in rows:
-            by_round.setdefault(r["round"], {"round": r["round"], "density": r["density"]})[r["kind"]] = r["accuracy"]
-        cols = ["round", "density", "ticket", "reinit", "random-mask"]
+            first = {"seed": r["seed"], "round": r["round"], "density": r["density"]}
+            by_round.setdefault((r["seed"], r["round"]), first)[r["kind"]] = r["accuracy"]
+        cols = (["seed"] if len(seeds) > 1 else []) + ["round", "density", "ticket", "reinit", "random-mask"]
         print(table([[b.get(c) for c in cols] for b in by_round.values()], cols))
         print(f"wrote {out}/lth.csv, lth.json, lth.png")
     return 0

@@ -10,9 +10,13 @@ the same settings give the same mask and the same accuracy everywhere:
   mini-batches of a split in fixed order (all of them when ``n`` is None).
 - :func:`training_batches`: one epoch of seeded shuffled mini-batches of the training split.
 
-Each rule is one function; nothing else in the code base slices a dataset. Scoring has one entry
-point too: :func:`score_job` (``Workspace.scores``) gives a criterion the workspace's criterion
-batches and seed, whether the window, a CLI command, a sweep, a preset or IMP asks.
+Each rule is one function; nothing else in the code base slices a dataset. The rules read both
+kinds of source (:mod:`visualizer.core.data.sources`): an in-memory dataset is sliced as tensors;
+a streaming source (image folder, torchvision dataset, a user's factory) is decoded through
+DataLoaders (:mod:`visualizer.core.data.streaming`) at the same sample indices, so a seed picks
+the same samples from either. Scoring has one entry point too: :func:`score_job`
+(``Workspace.scores``) gives a criterion the workspace's criterion batches and seed, whether the
+window, a CLI command, a sweep, a preset or IMP asks.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.data.streaming import StreamBatches, StreamSource, seeded_order
 from visualizer.core.tasks import Step
+
+Source = Dataset | StreamSource
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -35,9 +42,18 @@ EVAL_BATCH_SIZE = 512
 CURVATURE_BATCHES = 1  # mini-batches of the test split the Hessian and landscape read by default
 CURVATURE_BATCH_SIZE = 128
 OBD_PROBES = 8  # Hutchinson probes of the obd criterion
+# the window's sample of a streamed source (an image folder): a data criterion or a curvature
+# view on ResNet-50 then reads 32 images, which keeps a CPU preview to seconds
+PREVIEW_BATCHES = 2
+PREVIEW_BATCH_SIZE = 16
 
 
-def criterion_batches(data: Dataset, n: int = SCORE_BATCHES, batch_size: int = SCORE_BATCH_SIZE,
+def streamed(data) -> bool:
+    """Whether ``data`` is read through DataLoaders (a StreamSource) rather than sliced."""
+    return not getattr(data, "in_memory", True)
+
+
+def criterion_batches(data: Source, n: int = SCORE_BATCHES, batch_size: int = SCORE_BATCH_SIZE,
                       seed: int = 0) -> list[Batch]:
     """The first ``n`` mini-batches of a shuffle of the training split drawn from
     ``torch.Generator().manual_seed(seed)``: what every data criterion scores on."""
@@ -45,6 +61,10 @@ def criterion_batches(data: Dataset, n: int = SCORE_BATCHES, batch_size: int = S
         raise ValueError(f"a data criterion needs at least one batch, got {n}")
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if streamed(data):
+        # the same indices as the in-memory path: the first n batches of randperm(seed)
+        order = seeded_order(data.split_size("train"), seed)[: n * batch_size]
+        return list(data.batches("train", order.tolist(), batch_size))
     out = []
     for b in training_batches(data, batch_size, seed):
         out.append(b)
@@ -53,38 +73,137 @@ def criterion_batches(data: Dataset, n: int = SCORE_BATCHES, batch_size: int = S
     return out
 
 
-def evaluation_batches(data: Dataset, n: int | None = None, batch_size: int = EVAL_BATCH_SIZE,
-                       split: str = "test") -> list[Batch]:
-    """The first ``n`` mini-batches of ``split`` in fixed order (``n`` None or 0: the whole split)."""
+def evaluation_batches(data: Source, n: int | None = None, batch_size: int = EVAL_BATCH_SIZE,
+                       split: str = "test") -> list[Batch] | StreamBatches:
+    """The first ``n`` mini-batches of ``split`` in fixed order (``n`` None or 0: the whole split).
+
+    A list of tensors, except for the whole split of a streaming source: that is a
+    :class:`StreamBatches` (re-iterable, ``len`` = batches, ``.samples``) decoded while it is
+    read, so evaluating a 1.2M-image folder never holds it. A bounded sample (``n`` given) is a
+    list even when streamed: curvature reads the same batches many times."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if n is not None and n < 0:
         raise ValueError(f"number of batches must be >= 0, got {n}")
-    x, y = data.split(split)
-    size = int(x.shape[0])
+    if streamed(data):
+        size = data.split_size(split)
+    else:
+        x, y = data.split(split)
+        size = int(x.shape[0])
     if size == 0:
         raise ValueError(f"the {split} split of {getattr(data, 'name', 'the dataset')} is empty")
     stop = size if not n else min(size, n * batch_size)
+    if streamed(data):
+        stream = data.batches(split, range(stop), batch_size)
+        return list(stream) if n else stream
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)]
 
 
-def training_batches(data: Dataset, batch_size: int, seed: int | torch.Generator) -> Iterator[Batch]:
+def training_batches(data: Source, batch_size: int, seed: int | torch.Generator) -> Iterator[Batch]:
     """One epoch of the training split in mini-batches, shuffled by a seeded generator (pass the
     same ``torch.Generator`` on to get the next epoch's order)."""
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    if streamed(data):
+        yield from data.batches("train", seeded_order(data.split_size("train"), seed).tolist(), batch_size)
+        return
     x, y = data.x_train, data.y_train
-    order = torch.randperm(int(x.shape[0]), generator=gen)
+    # the permutation goes to the data's device once per epoch: a copy per batch would make a
+    # GPU wait for the host at every training step
+    order = seeded_order(int(x.shape[0]), seed).to(x.device)
     for start in range(0, int(x.shape[0]), batch_size):
-        idx = order[start : start + batch_size].to(x.device)
+        idx = order[start : start + batch_size]
         yield x[idx], y[idx]
 
 
-def resolve_device(preference: str | torch.device = "auto") -> torch.device:
-    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a device
-    that is not there raises ValueError in one line."""
-    from visualizer.core.models.loaders import select_device
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
-    return select_device(str(preference))
+
+def resolve_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """The one home of device choice: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``. A device that is not there raises ValueError in one line (the CLI
+    prints it and exits 2; the window shows it in the status bar)."""
+    text = "auto" if preference is None else str(preference).strip().lower()
+    if text in ("", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {text!r}: use {DEVICE_CHOICES}") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{text} requested but torch.cuda.is_available() is False")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{text} does not exist ({count} device{'s' if count != 1 else ''})")
+        return dev
+    if dev.type == "mps":
+        if not _mps_available():
+            raise ValueError("mps not available")
+        return torch.device("mps")
+    raise ValueError(f"unknown device {text!r}: use {DEVICE_CHOICES}")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def available_devices() -> list[str]:
+    """The devices present, in the order ``auto`` prefers them last-to-first: ``cpu``, then
+    ``cuda:0`` ... ``cuda:N-1``, then ``mps``."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        out.append("mps")
+    return out
+
+
+def device_memory(device: str | torch.device) -> str:
+    """A short memory note for a device chooser: ``"1.2/80.0 GiB"`` for CUDA (allocated by this
+    process / total), empty for CPU and MPS."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return ""
+    _free, total = torch.cuda.mem_get_info(dev)
+    used = torch.cuda.memory_allocated(dev)
+    return f"{used / 2**30:.1f}/{total / 2**30:.1f} GiB"
+
+
+def device_key(device: str | torch.device) -> str:
+    """The device a result row records: resolved here when it can be (``auto`` -> ``cpu``,
+    ``cuda`` -> ``cuda:0``), else by its name (a Ray worker's GPU that this machine lacks:
+    ``cuda`` -> ``cuda:0``, the task's one visible GPU)."""
+    try:
+        return device_name(resolve_device(device))
+    except ValueError:
+        dev = torch.device(str(device))
+        return f"{dev.type}:{dev.index or 0}" if dev.type == "cuda" else str(dev)
+
+
+def model_on(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` itself when its parameters are already on ``device``, else a copy there: a job
+    on another device never moves the caller's model (the window's stays on the host)."""
+    dev = torch.device(device)
+    p = next(iter(model.parameters()), None)
+    here = p.device if p is not None else torch.device("cpu")
+    if here.type == dev.type and (dev.index is None or here.index == dev.index):
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(dev)
+
+
+def device_name(device: torch.device) -> str:
+    """What result rows record: ``cpu``, ``cuda:0``, ``mps`` (a bare ``cuda`` gets its index)."""
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
 
 
 @dataclass(frozen=True)
@@ -92,14 +211,14 @@ class Workspace:
     """A model, its data, the device and the seed: the inputs every computation shares."""
 
     model: nn.Module
-    data: Dataset | None
+    data: Source | None
     device: torch.device = torch.device("cpu")
     seed: int = 0
     model_ref: str = ""
     score_batches: int = SCORE_BATCHES
     score_batch_size: int = SCORE_BATCH_SIZE
 
-    def needs_data(self, what: str = "this") -> Dataset:
+    def needs_data(self, what: str = "this") -> Source:
         if self.data is None:
             raise ValueError(f"{what} needs a dataset: choose one (--data NAME, or Data in the window)")
         return self.data

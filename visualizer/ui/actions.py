@@ -19,20 +19,25 @@ from visualizer.ui.state import LayerRow
 
 
 def load_job(
-    ref: str, weights: str | None = None, trust: bool = False, dataset: str | None = None
+    ref: str, weights: str | None = None, trust: bool = False, dataset: str | None = None,
+    pretrained: bool = True, download: bool = False, options=None,
 ) -> Generator[Step, None, tuple[Any, Any, dict]]:
-    """Load a model (and its dataset) and prepare what the panels show."""
+    """Load a model (and its dataset) and prepare what the panels show. ``options``: the
+    core.data DataOptions (image size, normalisation, root); the model's own preprocessing
+    fills what they leave open. Notes (a wider head than the data's classes) join the model's."""
+    from visualizer.core.data.external import DataOptions, options_for_model
     from visualizer.core.data.sources import check_model_reads, load_dataset
     from visualizer.core.models.loaders import load_model, prunable_parameters
     from visualizer.core.pruning.masks import MaskSet
 
     yield Step(f"loading {ref}", 0.05)
-    loaded = load_model(ref, weights=weights, trust=trust)
+    loaded = load_model(ref, weights=weights, trust=trust, pretrained=pretrained, download=download)
     yield Step("loading data", 0.5)
     name = dataset or loaded.dataset
-    data = load_dataset(name) if name else None
-    if data is not None:
-        check_model_reads(loaded.model, data, ref)
+    data = None
+    if name:
+        data = load_dataset(name, options_for_model(options or DataOptions(), loaded.model, loaded.transform))
+        loaded.notes.extend(check_model_reads(loaded.model, data, ref))
     yield Step("reading layers", 0.8)
     info = model_info(loaded.model)
     info["masks"] = MaskSet.dense(prunable_parameters(loaded.model))
@@ -76,33 +81,51 @@ def model_info(model) -> dict:
     return {"layers": layers, "prunable": list(prunable), "params": params}
 
 
-def dataset_job(name: str, model=None, model_name: str = "the model") -> Generator[Step, None, Any]:
+def dataset_job(name: str, model=None, model_name: str = "the model", options=None,
+                transform=None) -> Generator[Step, None, Any]:
     """Load a dataset for the current model; a dataset the model cannot read is refused (the
-    window keeps the one it had)."""
+    window keeps the one it had). ``transform``: the model's pretrained preprocessing."""
+    from visualizer.core.data.external import DataOptions, options_for_model
     from visualizer.core.data.sources import check_model_reads, load_dataset
 
     yield Step(f"loading {name}", 0.1)
-    data = load_dataset(name)
+    options = options or DataOptions()
+    data = load_dataset(name, options if model is None else options_for_model(options, model, transform))
     if model is not None:
         yield Step(f"checking that {model_name} reads {name}", 0.8)
-        check_model_reads(model, data, model_name)
+        notes = check_model_reads(model, data, model_name)
+        if notes and not data.in_memory:  # a streamed source is built per request: its own notes
+            data.notes = [*data.notes, *notes]
     return data
 
 
 def rank_job(
-    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
 ) -> Generator[Step, None, tuple[Any, dict[str, np.ndarray]]]:
     """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
-    ``seed``, as ``pruneviz prune`` and the sweep), then the ranking for (scope, structure)."""
+    ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
+    forward and backward passes are the work), then the ranking for (scope, structure) on the
+    host (the scores come back once). A streamed source is read as a preview sample."""
+    from dataclasses import replace
+
     from visualizer.core.pruning import criteria, ranking
-    from visualizer.core.workspace import Workspace
+    from visualizer.core.workspace import (
+        PREVIEW_BATCH_SIZE,
+        PREVIEW_BATCHES,
+        Workspace,
+        resolve_device,
+        streamed,
+    )
 
     info = criteria.CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
-    work = copy.deepcopy(model) if info.needs_data else model
-    workspace = Workspace(model, dataset, seed=seed)
+    dev = resolve_device(device)
+    work = copy.deepcopy(model).to(dev) if info.needs_data else model
+    workspace = Workspace(model, dataset, device=dev, seed=seed)
+    if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
+        workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
     with torch.enable_grad():
         scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
     rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
 
 
 class MessageBanner(QWidget):
     """A non-modal error/info line at the top of the window (never blocks, tests can read it)."""
-
-    closed = Signal()  # the person dismissed it (✕)
 
     def __init__(self) -> None:
         super().__init__()
@@ -20,13 +18,11 @@ class MessageBanner(QWidget):
         close.setText("✕")
         close.setAutoRaise(True)
         close.clicked.connect(self.hide)
-        close.clicked.connect(self.closed)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(8, 4, 4, 4)
         lay.addWidget(self.label, 1)
         lay.addWidget(close)
         self.setAutoFillBackground(True)
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)  # else the colour never shows
         self.hide()
 
     def show_message(self, text: str, error: bool = True) -> None:

@@ -92,8 +92,13 @@ def failure_text(title: str, message: str) -> str:
     return f"{title}: {message}"
 
 
+OOM_ADVICE = "lower the batch size, the number of batches or the Lanczos steps, or choose the CPU"
+
+
 def user_message(exc: BaseException) -> str:
-    """One readable line for an exception raised by a job."""
+    """One readable line for an exception raised by a job (CUDA out of memory: what to lower)."""
+    if is_out_of_memory(exc):
+        return f"out of GPU memory: {OOM_ADVICE}"
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     known = ("ModelLoadError", "MaskError", "DataError", "ValueError", "FileNotFoundError", "SessionError")
@@ -101,6 +106,21 @@ def user_message(exc: BaseException) -> str:
     if name in known and first:
         return first
     return f"{name}: {first}" if first else name
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA out-of-memory error (the job ends; the window and its model stay)."""
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def release_gpu_cache() -> None:
+    """Hand the cached blocks of a failed job back to the device, so the next job can use them."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class JobRunner(QObject):
@@ -264,6 +284,11 @@ class JobRunner(QObject):
                 with STEP_LOCK:
                     gen.close()
             detail = traceback.format_exc(limit=-3)
+            if is_out_of_memory(exc):
+                # the traceback's frames hold the job's device tensors: drop them, then free the cache
+                traceback.clear_frames(exc.__traceback__)
+                gen = None
+                release_gpu_cache()
             self._emit_done(job, "error", (user_message(exc), detail), synchronous)
 
     def _wait_gate(self, synchronous: bool) -> None:

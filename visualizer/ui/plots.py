@@ -35,13 +35,16 @@ def series_key(row: dict) -> str:
 def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
     """Plottable rows (density > 0, finite accuracy) by curve, each sorted by falling density."""
     groups: dict[str, list[dict]] = {}
+    # several seeds (a sweep or LTH report with --seeds): one curve per seed, never a zig-zag of them
+    by_seed = len({str(r.get("seed")) for r in rows}) > 1
     for r in rows:
         try:
             d, a = float(r["density"]), float(r["accuracy"])
         except (KeyError, TypeError, ValueError):
             continue
         if d > 0 and math.isfinite(a):
-            groups.setdefault(series_key(r), []).append(r)
+            key = series_key(r) + (f" · seed {r.get('seed')}" if by_seed else "")
+            groups.setdefault(key, []).append(r)
     return {k: sorted(v, key=lambda r: -float(r["density"])) for k, v in groups.items()}
 
 

@@ -304,7 +304,13 @@ class Presentation(QWidget):
             if self.slides[self.index] is slide:
                 self.waiting.setText(slide.error)
 
-        self.main.jobs.submit(self._kind(slide), preset.title, preset.job, on_result=done, on_error=failed)
+        from visualizer.ui.device_ui import job_device
+
+        device = job_device(self.main)  # the status bar's device chooser, as for every job
+        if device is None:
+            return
+        self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device),
+                              on_result=done, on_error=failed)
 
     @staticmethod
     def _kind(slide: Slide) -> str:
@@ -377,13 +383,15 @@ class Presentation(QWidget):
         from visualizer.ui.teaching import theme_manager
 
         self._play.stop()
-        for slide in self.slides:
-            self.main.jobs.cancel(self._kind(slide))
-        try:
-            self.main.jobs.progress.disconnect(self._progress)
-            self.main.state.masks_changed.disconnect(self._live_caption)
-            self.main.state.model_changed.disconnect(self._model_changed)
-        except (RuntimeError, TypeError):  # already gone with the window
-            pass
-        theme_manager().set_teaching(False)
+        if not getattr(self, "_closed", False):  # a second close (window teardown) has nothing left
+            self._closed = True
+            for slide in self.slides:
+                self.main.jobs.cancel(self._kind(slide))
+            try:
+                self.main.jobs.progress.disconnect(self._progress)
+                self.main.state.masks_changed.disconnect(self._live_caption)
+                self.main.state.model_changed.disconnect(self._model_changed)
+            except (RuntimeError, TypeError):  # already gone with the window
+                pass
+            theme_manager().set_teaching(False)
         super().closeEvent(event)

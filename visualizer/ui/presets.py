@@ -135,24 +135,35 @@ class Preset:
     source: str = ""  # the literature it reproduces, and its section of docs/theory.md
 
 
-def _load(name: str):
+def _device_of(model) -> str:
+    from visualizer.core.workspace import device_name
+
+    return device_name(next(model.parameters()).device)
+
+
+def _load(name: str, device: str = "auto"):
+    """A bundled model on ``device`` (the window's device chooser; core.workspace.resolve_device)
+    and its dataset: every core function then computes on the model's device."""
     from visualizer.core.data.sources import load_dataset
     from visualizer.core.models.loaders import load_model
+    from visualizer.core.workspace import resolve_device
 
     loaded = load_model(name)
+    loaded.model.to(resolve_device(device))
     return loaded, load_dataset(loaded.dataset)
 
 
 # --- SNIP vs magnitude ------------------------------------------------------------------------
 
 
-def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1):
+def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1,
+                          device: str = "auto"):
     """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared.
     SNIP scores on the workspace's criterion batches, so its mask is the window's and the CLI's."""
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
-    loaded, data = _load(model)
+    loaded, data = _load(model, device)
     net = loaded.model
     workspace = Workspace(net, data, model_ref=model)
     mag = yield from sub(workspace.scores("magnitude"), 0.05, 0.2, "magnitude: ")
@@ -192,7 +203,7 @@ def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
 
 
 def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4,
-                 taus: tuple[int, ...] = (0, 25, 50, 100, 200)):
+                 taus: tuple[int, ...] = (0, 25, 50, 100, 200), device: str = "auto"):
     """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
     pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
     run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
@@ -203,10 +214,12 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
         spectrum_over_rewinds,
     )
     from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.training.loop import TrainConfig
     from visualizer.core.training.lottery import rewind_points
     from visualizer.core.workspace import Workspace
+
     yield Step("loading", 0.0)
-    loaded, data = _load(model)
+    loaded, data = _load(model, device)
     net = loaded.model
     workspace = Workspace(net, data, model_ref=model)
     mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
@@ -214,7 +227,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     evalset = eval_batches(data)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
-    run_ = yield from sub(rewind_points(net, model, data, taus), 0.5, 0.6, "training: ")
+    run_ = yield from sub(rewind_points(net, model, data, taus, TrainConfig(device=device)), 0.5, 0.6, "training: ")
     final = yield from sub(workspace.scores("magnitude", run_.model), 0.6, 0.61)
     rewind_mask = mask_from_scores(final, density, criterion="magnitude")
     snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
@@ -236,7 +249,8 @@ def show_spectrum(view, r) -> None:
 # --- LTH curve and the density law -----------------------------------------------------------
 
 
-def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3):
+def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3,
+            device: str = "auto"):
     """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
     from visualizer.core.training.loop import TrainConfig
     from visualizer.core.training.lottery import (
@@ -248,7 +262,7 @@ def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int 
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
     config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random-mask"),
-                       train=TrainConfig(epochs=epochs, lr=lr, evaluate_each_epoch=False))
+                       train=TrainConfig(epochs=epochs, lr=lr, evaluate_each_epoch=False, device=device))
     result = yield from sub(
         iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
     return result
@@ -271,7 +285,8 @@ def show_lth(view: FigureView, result) -> None:
                            x_label="density (log scale)", y_label="test accuracy", log_x=True))
 
 
-def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10):
+def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10,
+                    device: str = "auto"):
     """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
     from visualizer.core.training.loop import TrainConfig
     from visualizer.core.training.lottery import (
@@ -285,7 +300,7 @@ def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, step
     init, _ = initial_state(model, loaded.model)
     # the law is about the masks: a few training steps per round are enough to show it
     config = IMPConfig(rounds=rounds, rate=rate,
-                       train=TrainConfig(epochs=1, max_steps=steps, evaluate_each_epoch=False))
+                       train=TrainConfig(epochs=1, max_steps=steps, evaluate_each_epoch=False, device=device))
     result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
     measured = [m.density() for m in result.masks]
     law = [imp_density(rate, s) for s in range(len(measured))]
@@ -306,15 +321,16 @@ def show_density_law(view: FigureView, r: dict) -> None:
 
 
 def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | None = None,
-                 finetune_epochs: int = 3):
+                 finetune_epochs: int = 3, device: str = "auto"):
     """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
     removal (LASSO_DEFAULTS)."""
     from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
 
-    loaded, data = _load(model)
+    loaded, data = _load(model, device)
     default_lam, default_epochs = LASSO_DEFAULTS[kind]
     return (yield from group_lasso_job(loaded.model, data, lam=default_lam if lam is None else lam,
-                                       epochs=epochs or default_epochs, finetune_epochs=finetune_epochs))
+                                       epochs=epochs or default_epochs, finetune_epochs=finetune_epochs,
+                                       device=device))
 
 
 def densenet_job(**options):
@@ -341,13 +357,14 @@ def show_inception(view, r) -> None:
 
 
 def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
-                      steps_sparse: int | None = None):
+                      steps_sparse: int | None = None, device: str = "auto"):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
     and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021)."""
     from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
-    loaded, _ = _load(model)
-    report = yield from sub(measure_speed(loaded.model, density=density), 0.02, 1.0)
+    loaded, _ = _load(model, device)
+    report = yield from sub(measure_speed(loaded.model, density=density, device=_device_of(loaded.model)),
+                            0.02, 1.0)
     return {"report": report, "steps": {"dense": steps_dense},
             "steps_sparse": steps_sparse or steps_dense}
 
@@ -405,7 +422,12 @@ def _lab_preset(lab: str, title: str, caption: str) -> Preset:
         LAB_VIEWS[lab][2](v, result)
 
     def job(**options):
-        return (yield from lab_job(lab)(**options))
+        import inspect
+
+        fn = lab_job(lab)
+        if "device" not in inspect.signature(fn).parameters:  # only the training lab has a device
+            options.pop("device", None)
+        return (yield from fn(**options))
 
     return Preset(lab, title, caption, view, job, show, f"docs/theory.md, Theory labs ({lab})")
 

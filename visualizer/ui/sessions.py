@@ -66,6 +66,7 @@ def capture(window: SessionHost) -> Session:
         results=list(s.results),
         baseline=s.baseline,
         view=view,
+        device=getattr(s, "device", "auto"),
     )
 
 
@@ -226,6 +227,11 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
     panel._set_slider(session.density)
     panel._set_spin(session.density * 100)
     s.baseline = session.baseline if session.baseline is not None else s.baseline
+    selector = getattr(window, "device_selector", None)
+    if selector is not None:
+        selector.set_device(session.device)  # a device this machine lacks shows "not available"
+    else:
+        s.device = session.device
     s.set_snapshot(session.snapshot)
     s.set_results(session.results)
     view = session.view or {}

@@ -26,6 +26,7 @@ class LayerRow:
 
 class AppState(QObject):
     model_changed = Signal()
+    dataset_changed = Signal()  # a dataset chosen under Data (set_model emits model_changed)
     masks_changed = Signal()
     scores_changed = Signal()
     results_changed = Signal()
@@ -57,6 +58,7 @@ class AppState(QObject):
         self.results: list[dict] = []  # result rows (sweeps, evaluations, IMP rounds)
         self.baseline: float | None = None  # dense test accuracy
         self.view_settings: dict[str, Any] = {}
+        self.device = "auto"  # the device every job runs on (ui.device_ui: the status-bar chooser)
         self.weights_modified = False  # model weights differ from the reference (training)
         self._dirty = False
 
@@ -103,6 +105,7 @@ class AppState(QObject):
         self.dataset_name = dataset.name
         self.rankings = {k: v for k, v in self.rankings.items() if not _needs_data(k[0])}
         self.set_dirty(True)
+        self.dataset_changed.emit()
 
     def select(self, name: str) -> None:
         if name != self.selected and name in self.params:

@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from visualizer.core.tasks import Step, sub
+from visualizer.ui.device_ui import job_device
 
 SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
@@ -27,7 +28,9 @@ class TrainingHost(Protocol):
     def install_trained_model(self, model) -> None: ...
 
 
-def train_config(settings: dict):
+def train_config(settings: dict, device: str | None = None):
+    """The Training panel's settings as a TrainConfig, on ``device`` (the window's one device
+    chooser, ui.device_ui; ``settings["device"]`` or auto where none is given)."""
     from visualizer.core.training.loop import TrainConfig
 
     return TrainConfig(
@@ -35,17 +38,17 @@ def train_config(settings: dict):
         lr=float(settings.get("lr", 1e-3)),
         label_smoothing=float(settings.get("label_smoothing", 0.0)),
         distill_weight=0.5 if settings.get("distill") else 0.0,
-        device=str(settings.get("device", "auto")),
+        device=str(device if device is not None else settings.get("device", "auto")),
         seed=int(settings.get("seed", 0)),
         max_steps=settings.get("max_steps"),
     )
 
 
-def _base_row(window: TrainingHost, settings: dict) -> dict:
+def _base_row(window: TrainingHost, settings: dict, device: str) -> dict:
     s = window.state
     return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
             "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
-            "lr": float(settings.get("lr", 0.0))}
+            "lr": float(settings.get("lr", 0.0)), "device": device}
 
 
 def _require(window: TrainingHost) -> bool:
@@ -57,15 +60,30 @@ def _require(window: TrainingHost) -> bool:
 
 
 # --- jobs (worker thread) --------------------------------------------------------------------------
-def evaluate_job(model, data, masks, row: dict) -> Generator[Step, None, dict]:
-    """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run."""
+def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generator[Step, None, dict]:
+    """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run,
+    on ``device`` (a copy of the model there)."""
     from visualizer.core.training.evaluate import evaluate_job as evaluate
-    from visualizer.core.workspace import evaluation_batches
+    from visualizer.core.workspace import (
+        PREVIEW_BATCH_SIZE,
+        PREVIEW_BATCHES,
+        device_name,
+        evaluation_batches,
+        model_on,
+        resolve_device,
+        streamed,
+    )
 
+    dev = resolve_device(device)
     yield Step("evaluating the masked model", 0.1)
-    ev = yield from sub(evaluate(model, evaluation_batches(data), masks), 0.1, 1.0)
+    if streamed(data):  # an image folder: a preview sample (the CLI reads the whole split)
+        batches = evaluation_batches(data, PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
+    else:
+        batches = evaluation_batches(data)
+    ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
+    extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-            "accuracy": ev.accuracy, "loss": ev.loss}
+            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
@@ -80,16 +98,47 @@ def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Genera
 
 
 def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, None, list[dict]]:
-    """IMP with rewinding plus its controls (re-initialised ticket, random mask): LTH rows."""
-    from visualizer.core.training.experiments import lth_report
+    """IMP with rewinding plus its controls (re-initialised ticket, random mask): LTH rows, one
+    run per seed of ``settings["seeds"]`` -- in parallel as Ray tasks when ``settings["cluster"]``
+    names a cluster, else one after another. Partial results are lists of rows."""
+    from functools import partial
+
+    from visualizer.core.training.cluster import lth_run
     from visualizer.core.training.lottery import initial_state
 
     yield Step("initial weights", 0.0)
-    init, _source = initial_state(ref, model, int(settings.get("seed", 0)))
-    rows = yield from lth_report(model, ref, data, init, rounds=int(settings.get("rounds", 3)),
-                                 rate=float(settings.get("rate", 0.4)), rewind=int(settings.get("rewind", 0)),
-                                 scope=settings.get("scope", "global"), config=config)
+    seeds = seed_list(settings)
+    inits = {s: initial_state(ref, model, s)[0] for s in seeds}
+    make = partial(lth_run, model_ref=ref, rounds=int(settings.get("rounds", 3)), rate=float(settings.get("rate", 0.4)),
+                   rewind=int(settings.get("rewind", 0)), scope=settings.get("scope", "global"), config=config)
+    if settings.get("cluster"):
+        from visualizer.core.training.cluster import SeedRun, connect, seeds_on_cluster
+
+        yield Step(f"connecting to {settings['cluster']}", 0.0)
+        with connect(settings["cluster"], keep=True):  # the next job reuses the workers
+            job = seeds_on_cluster(model, data, [SeedRun(s, inits[s], make) for s in seeds], device=config.device)
+            while True:
+                try:
+                    step = next(job)
+                except StopIteration as stop:
+                    return [r for s in seeds for r in stop.value[s]]
+                partial_rows = step.partial[1] if step.partial is not None else None
+                yield Step(step.stage, step.fraction, partial_rows)
+    rows: list[dict] = []
+    for k, s in enumerate(seeds):
+        prefix = f"seed {s}: " if len(seeds) > 1 else ""
+        rows += yield from sub(make(model, data, inits[s], s), k / len(seeds), (k + 1) / len(seeds), prefix)
     return rows
+
+
+def seed_list(settings: dict) -> tuple[int, ...]:
+    """The panel's seeds ("0, 1, 2"); the single ``seed`` when none are given."""
+    text = str(settings.get("seeds") or "").replace(" ", "")
+    try:
+        seeds = tuple(dict.fromkeys(int(t) for t in text.split(",") if t))
+    except ValueError as exc:
+        raise ValueError(f"seeds are comma-separated integers, got {settings.get('seeds')!r}") from exc
+    return seeds or (int(settings.get("seed", 0)),)
 
 
 def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
@@ -122,20 +171,31 @@ def lasso_job(model, data, density: float, settings: dict, config, row: dict) ->
             "groups": res.groups}
 
 
-def sweep_job(model, data, sweep_config, previous: list[dict]):
+def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = ""):
+    """The sweep here, or with one Ray task per cell on ``cluster`` (local[:N], ray://HOST:PORT,
+    auto); the progress then reads "cells: d done, r running, q queued"."""
     from visualizer.core.training.experiments import sweep
 
-    return (yield from sub(sweep(model, data, sweep_config, previous=previous), 0.0, 1.0))
+    if not cluster:
+        return (yield from sub(sweep(model, data, sweep_config, previous=previous), 0.0, 1.0))
+    from visualizer.core.training.cluster import connect, sweep_on_cluster
+
+    yield Step(f"connecting to {cluster}", 0.0)
+    with connect(cluster, keep=True):  # the next job reuses the workers
+        return (yield from sweep_on_cluster(model, data, sweep_config, previous=previous))
 
 
 # --- requests (GUI thread) -------------------------------------------------------------------------
 def evaluate_mask(window: TrainingHost) -> None:
     if not _require(window):
         return
+    device = job_device(window)
+    if device is None:
+        return
     s = window.state
     model, data, masks = s.loaded.model, s.dataset, s.masks.copy()
-    row = _base_row(window, {"retrain": "none"})
-    window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row),
+    row = _base_row(window, {"retrain": "none"}, device)
+    window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row, device),
                        on_result=s.add_result)
 
 
@@ -148,10 +208,13 @@ def run_training(window: TrainingHost, settings: dict) -> None:
     if mode == "none":
         evaluate_mask(window)
         return
+    device = job_device(window)
+    if device is None:
+        return
     loaded, data = s.loaded, s.dataset
     model, ref, masks, density = loaded.model, loaded.ref, s.masks.copy(), s.density
-    config = train_config(settings)
-    row = _base_row(window, settings)
+    config = train_config(settings, device)
+    row = _base_row(window, settings, device)
     if mode == "finetune":
         def done(result) -> None:
             out, trained = result
@@ -164,6 +227,11 @@ def run_training(window: TrainingHost, settings: dict) -> None:
                            on_result=done)
     elif mode == "imp":
         settings = {**settings, "scope": s.scope}
+        try:
+            seeds = seed_list(settings)
+        except ValueError as exc:
+            window.show_error(str(exc))
+            return
 
         added: list[dict] = []  # the rows this run streamed, as stored in state.results
         was_dirty = s.dirty
@@ -180,7 +248,9 @@ def run_training(window: TrainingHost, settings: dict) -> None:
                 s.set_results([r for r in s.results if id(r) not in mine])
                 s.set_dirty(was_dirty)
 
-        window.jobs.submit("train", f"IMP ({settings.get('rounds', 3)} rounds, rewind {settings.get('rewind', 0)})",
+        where = f" on {settings['cluster']}" if settings.get("cluster") else ""
+        runs = f", {len(seeds)} seeds" if len(seeds) > 1 else ""
+        window.jobs.submit("train", f"IMP ({settings.get('rounds', 3)} rounds, rewind {settings.get('rewind', 0)}{runs}){where}",
                            lambda: imp_job(model, ref, data, settings, config),
                            on_partial=add_rows, on_result=lambda _rows: None,
                            on_cancel=roll_back, on_error=roll_back)
@@ -201,13 +271,22 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
         return
     from visualizer.core.training.experiments import KEY_FIELDS, SweepConfig, row_key
 
+    device = job_device(window)
+    if device is None:
+        return
     s = window.state
     mode = settings.get("retrain", "none")
     retrain = mode if mode in ("none", "finetune") else "none"
     criteria = tuple(dict.fromkeys([s.criterion, "random"]))
     structure = "channel" if s.structure == "channel" else "auto"
+    try:
+        seeds = seed_list(settings)
+    except ValueError as exc:
+        window.show_error(str(exc))
+        return
     config = SweepConfig(s.loaded.ref, criteria, tuple(densities), retrain=retrain, scope=s.scope,
-                         structure=structure, train=train_config(settings))
+                         structure=structure, train=train_config(settings, device), seeds=seeds)
+    cluster = str(settings.get("cluster") or "")
     previous = [r for r in s.results if all(k in r for k in KEY_FIELDS)]
     known = {row_key(r) for r in previous}
     model, data = s.loaded.model, s.dataset
@@ -219,8 +298,10 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
                 known.add(key)
                 s.add_result(row)
 
-    window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain})",
-                       lambda: sweep_job(model, data, config, previous), on_partial=add, on_result=lambda _r: None)
+    where = f" on {cluster}" if cluster else ""
+    window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain}){where}",
+                       lambda: sweep_job(model, data, config, previous, cluster), on_partial=add,
+                       on_result=lambda _r: None)
 
 
 def prepare_curves(window: TrainingHost, options) -> None:

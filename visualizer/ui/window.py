@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QTabBar,
-    QToolBar,
     QWidget,
 )
 
@@ -81,25 +80,16 @@ class MainWindow(QMainWindow):
         self.ask_discard = lambda: dialogs.ask_discard(self)  # tests replace this to answer the prompt
         self.loaded_at: float | None = None  # monotonic time the first model was shown
 
-        # the message banner on a top tool bar, across the whole window above the docks: in the
-        # central widget it sat in the gap between the panels and the views, a word per line
+        # central: an empty area (the views are docks); messages go to the status bar's banner
         self.banner = MessageBanner()
-        self.banner.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.banner.closed.connect(self.hide_message)
-        bar = QToolBar("Messages", self)
-        bar.setObjectName("messages")
-        bar.setMovable(False)
-        bar.setFloatable(False)
-        bar.toggleViewAction().setVisible(False)
-        # the banner hides itself when built, so its action starts hidden too: shown with the bar
-        self._banner_action = bar.addWidget(self.banner)
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
-        bar.hide()
-        self._banner_bar = bar
-        central = QWidget()  # empty: the views are docks
+        self.banner.label.setWordWrap(False)
+        # a long message is cut, never widening the window (its tooltip has it whole)
+        self.banner.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        central = QWidget()
         # no room at all: a central widget takes every pixel a resize adds, so a maximized or
         # teaching-mode (full screen) window showed a blank band between panels and views
         central.setMaximumSize(0, 0)
+        self._central = central
         self.setCentralWidget(central)
 
         # panels
@@ -311,6 +301,8 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
+        # permanent: a passing "done" message must not hide an error the user has not read
+        bar.addPermanentWidget(self.banner, 1)
         self.stage_label = QLabel("")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -324,6 +316,9 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.stage_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
+        from visualizer.ui.device_ui import install_device_selector
+
+        install_device_selector(self)  # the one device every job runs on
 
     # --- settings / recent ------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -334,7 +329,6 @@ class MainWindow(QMainWindow):
         layout = st.value("windowState")
         if layout is not None:
             self.restoreState(layout)
-            self._banner_bar.hide()  # a layout saved with a message up has no message now
             width = st.value("panelWidth")
             if width is not None and int(width) > 0:
                 self._left_width = int(width)
@@ -344,7 +338,6 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         self._left_width = self._default_left
         self._keep_left_width()
-        self._banner_bar.setVisible(not self.banner.isHidden())
 
     def save_settings(self) -> None:
         if not self.persist_settings:
@@ -366,26 +359,17 @@ class MainWindow(QMainWindow):
 
     # --- messages and progress -------------------------------------------------------------
     def show_error(self, text: str) -> None:
-        self.banner.show_message(text, error=True)
-        self._fit_banner()
-        self._banner_bar.show()
-        self.statusBar().showMessage(text, 8000)
+        self._show_message(text, error=True)
 
     def show_info(self, text: str) -> None:
-        self.banner.show_message(text, error=False)
-        self._fit_banner()
-        self._banner_bar.show()
+        self._show_message(text, error=False)
 
-    def _fit_banner(self) -> None:
-        """The banner as tall as its text wrapped at the window's width: a tool bar gives a
-        widget its size hint, and a word-wrapped label's hint is three short lines."""
-        self._banner_action.setVisible(True)
-        width = max(self.width() - 24, 200)
-        self.banner.setFixedHeight(self.banner.layout().totalHeightForWidth(width))
-
-    def hide_message(self) -> None:
-        self.banner.hide()
-        self._banner_bar.hide()
+    def _show_message(self, text: str, error: bool) -> None:
+        """One line in the status bar (the whole text as its tooltip): a message never opens
+        space between the docks (it used to grow the central area and squeeze them)."""
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        self.banner.show_message(line, error=error)
+        self.banner.setToolTip(text)
 
     def message(self) -> str:
         return self.banner.text()
@@ -444,7 +428,7 @@ class MainWindow(QMainWindow):
             self.update_title()
             if self.loaded_at is None:
                 self.loaded_at = time.monotonic()
-            self.hide_message()
+            self.banner.hide()
             if Path(ref).suffix in MODEL_SUFFIXES or ".py:" in ref:
                 self.add_recent(ref.split(".py:")[0] + ".py" if ".py:" in ref else ref)
             # a torch.nn.utils.prune checkpoint's mask stays until the slider moves
@@ -453,8 +437,9 @@ class MainWindow(QMainWindow):
                 on_done()
 
         shown = Path(ref).name if Path(ref).suffix in MODEL_SUFFIXES else ref
+        settings = self.model_panel.load_settings()
         self.jobs.submit("load", f"loading {shown}",
-                         lambda: actions.load_job(ref, weights or None, trust, dataset or None),
+                         lambda: actions.load_job(ref, weights or None, trust, dataset or None, **settings),
                          on_result=done)
 
     def install_model(self, loaded, data, info: dict) -> None:
@@ -467,11 +452,17 @@ class MainWindow(QMainWindow):
         def done(data) -> None:
             self.state.set_dataset(data)
             self.model_panel._rebuild()
+            if data.notes:  # e.g. a 1000-class head on a 3-class folder
+                self.show_info("; ".join(data.notes))
             self.request_ranking()
 
         loaded = self.state.loaded
         model, ref = (loaded.model, loaded.ref) if loaded is not None else (None, "the model")
-        self.jobs.submit("data", f"loading {name}", lambda: actions.dataset_job(name, model, ref), on_result=done,
+        transform = getattr(loaded, "transform", None)
+        options = self.model_panel.load_settings()["options"]
+        shown = f"folder {Path(name[7:]).name}" if name.startswith("folder:") else name
+        self.jobs.submit("data", f"loading {shown}",
+                         lambda: actions.dataset_job(name, model, ref, options, transform), on_result=done,
                          on_error=lambda _message: self.model_panel.show_dataset())
 
     def open_model_dialog(self) -> None:
@@ -542,8 +533,9 @@ class MainWindow(QMainWindow):
                 self.pruning_panel.update_label()
 
         crit, scope, structure = key
+        device = s.device
         self.jobs.submit("rank", f"ranking by {crit} ({scope}, {structure})",
-                         lambda: actions.rank_job(loaded.model, data, crit, scope, structure),
+                         lambda: actions.rank_job(loaded.model, data, crit, scope, structure, device=device),
                          on_result=done)
         self.pruning_panel.update_label()
 

@@ -75,9 +75,9 @@ def test_a_model_that_cannot_read_a_dataset_is_named_in_one_line():
     from visualizer.core.models.loaders import load_model
 
     lenet, rnn = load_model("lenet").model, load_model("rnn").model
-    with pytest.raises(DataError, match=r"^lenet cannot read sequence \(inputs \(16, 8\), float32\): .*channels"):
+    with pytest.raises(DataError, match=r"^lenet cannot read sequence \(inputs \(16, 8\), float32; the model expects 1-channel inputs\): .*channels"):
         check_model_reads(lenet, load_dataset("sequence"), "lenet")
-    with pytest.raises(DataError, match=r"^rnn outputs 8 classes but digits-rows has 10$"):
+    with pytest.raises(DataError, match=r"^digits-rows has class indices up to 9 but rnn outputs 8 classes \(0..7\)$"):
         check_model_reads(rnn, load_dataset("digits-rows"), "rnn")
     resnet = load_model("resnet-mini").model.train()
     stats = {k: v.clone() for k, v in resnet.state_dict().items()}

@@ -246,32 +246,94 @@ def test_torchvision_that_fails_to_import_is_one_line(monkeypatch):
         load_dataset("mnist")
 
 
-def test_torchvision_reference_dispatches_to_get_model(monkeypatch):
-    """The loader asks torchvision.models.get_model(NAME, weights=None) and turns its unknown-name
-    error into a ModelLoadError (a stand-in package: torchvision is optional here)."""
-    calls = []
+def _fake_torchvision(monkeypatch, calls: list) -> nn.Module:
+    """A stand-in torchvision (it is optional here) that builds like the real one: the builder,
+    given weights, loads ``torchvision.models._api.load_state_dict_from_url(weights.url)``."""
 
-    def get_model(name, weights=None):
-        calls.append((name, weights))
+    def net() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+    api = types.ModuleType("torchvision.models._api")
+    api.load_state_dict_from_url = lambda url, *a, **k: pytest.fail("torchvision's own unpickling reader was used")
+
+    def get_model_builder(name):
         if name != "tiny":
             raise ValueError(f"Unknown model {name}")
-        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
 
+        def build(weights=None):
+            calls.append((name, weights))
+            model = net()
+            if weights is not None:
+                model.load_state_dict(api.load_state_dict_from_url(weights.url, progress=True, check_hash=True))
+            return model
+        return build
+
+    weights = types.SimpleNamespace(url="https://download.pytorch.org/models/tiny-0123abcd.pth",
+                                    name="IMAGENET1K_V1", transforms=lambda: "tiny-transforms")
     fake = types.ModuleType("torchvision")
     fake.models = types.ModuleType("torchvision.models")
-    fake.models.get_model = get_model
+    fake.models.get_model_builder = get_model_builder
+    fake.models.get_model_weights = lambda name: types.SimpleNamespace(DEFAULT=weights)
+    fake.models._api = api
     monkeypatch.setitem(sys.modules, "torchvision", fake)
     monkeypatch.setitem(sys.modules, "torchvision.models", fake.models)
+    monkeypatch.setitem(sys.modules, "torchvision.models._api", api)
+    return net()
+
+
+def test_torchvision_pretrained_weights_from_torchs_cache(monkeypatch, tmp_path):
+    """torchvision:NAME reads the DEFAULT weights from TORCH_HOME/hub/checkpoints/<file of the
+    URL> with weights_only=True; not cached and offline is one line naming the file and the
+    ways out; --no-pretrained is random init; an unknown name is one line."""
+    calls: list = []
+    reference = _fake_torchvision(monkeypatch, calls)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ModelLoadError, match=r"pretrained weights IMAGENET1K_V1 are not in torch's cache "
+                       r"\(.*hub/checkpoints/tiny-0123abcd\.pth\); pass --download.*--no-pretrained") as exc:
+        load_model("torchvision:tiny")
+    _one_line(exc)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / "tiny-0123abcd.pth")
     loaded = load_model("torchvision:tiny")
-    assert calls == [("tiny", None)] and loaded.ref == "torchvision:tiny" and not loaded.model.training
-    assert loaded.dataset is None and not loaded.pretrained
+    assert loaded.pretrained and loaded.weights_line == "pretrained: IMAGENET1K_V1"
+    assert loaded.transform == "tiny-transforms" and not loaded.model.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), reference.state_dict().values()))
+    random = load_model("torchvision:tiny", pretrained=False)
+    assert not random.pretrained and random.weights_line == "random init" and calls[-1] == ("tiny", None)
     with pytest.raises(ModelLoadError, match="torchvision has no model 'nosuch'") as exc:
         load_model("torchvision:nosuch")
+    _one_line(exc)
+    # a pickle that needs more than tensors is refused by the weights_only reader
+    torch.save({"w": types.SimpleNamespace(a=1)}, cache / "tiny-0123abcd.pth")
+    with pytest.raises(ModelLoadError, match="not readable torchvision weights") as exc:
+        load_model("torchvision:tiny")
     _one_line(exc)
 
 
 @pytest.mark.torchvision
 def test_real_torchvision_model_loads():
     torchvision_or_skip("")
-    loaded = load_model("torchvision:resnet18")
+    loaded = load_model("torchvision:resnet18", pretrained=False)
     assert sum(p.numel() for p in loaded.model.parameters()) == 11_689_512
+
+
+@pytest.mark.torchvision
+def test_real_torchvision_pretrained_weights_offline(monkeypatch, tmp_path):
+    """A state dict at torchvision's cache path is what torchvision:resnet18 loads, offline."""
+    models = torchvision_or_skip("models")
+    from visualizer.core.models.loaders import torchvision_weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = models.get_model_weights("resnet18").DEFAULT
+    reference = models.resnet18(weights=None)
+    file = torchvision_weights_file(weights)
+    assert file.parent == tmp_path / "hub" / "checkpoints"
+    with pytest.raises(ModelLoadError, match=file.name):
+        load_model("torchvision:resnet18")
+    file.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), file)
+    loaded = load_model("torchvision:resnet18")
+    assert loaded.weights_line == f"pretrained: {weights.name}" and loaded.transform is not None
+    assert torch.equal(loaded.model.fc.weight, reference.fc.weight)
+    assert load_model("torchvision:resnet18", pretrained=False).weights_line == "random init"

@@ -100,7 +100,7 @@ def test_snip_equals_closed_form_g_times_w():
 
 
 def test_snip_is_gradient_wrt_mask_at_one():
-    """s = |dL/dm| with w_eff = m ⊙ w at m = 1 (seed 002), checked with an explicit mask variable."""
+    """s = |dL/dm| with w_eff = m ⊙ w at m = 1 (Lee et al. 2019), checked with an explicit mask variable."""
     model = linear_model()
     x, y = linear_batch()[0]
     m = torch.ones(2, 3, requires_grad=True)

@@ -45,7 +45,7 @@ def reference_mask(scores: dict[str, torch.Tensor], k: int) -> torch.Tensor:
 @settings(max_examples=60, deadline=None)
 @given(w=st.lists(finite, min_size=1, max_size=8), data=st.data())
 def test_magnitude_pruning_is_the_best_k_term_approximation(w, data):
-    """Seed 002: keeping the k largest |w_i| minimises ||u - w||^2 over all supports of size k."""
+    """docs/theory.md §4: keeping the k largest |w_i| minimises ||u - w||^2 over all supports of size k."""
     wt = torch.tensor(w, dtype=torch.float64)
     k = data.draw(st.integers(0, len(w)))
     rho = k / len(w)

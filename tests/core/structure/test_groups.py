@@ -205,7 +205,7 @@ def test_group_scores_by_hand_on_a_tiny_mlp():
     assert compute_scores("l2-norm", m)["0.weight"][0, 0].item() == pytest.approx(math.sqrt(5))
     with pytest.raises(ValueError, match="group-l2, group-l1, group-bn"):
         group_scores(m, groups, "magnitude")
-    # s_grp counts units with a nonzero group norm (seed 002)
+    # s_grp counts units with a nonzero group norm (docs/theory.md §6b)
     assert group_sparsity(m, groups) == 2
     taylor = {"0.weight": torch.ones(3, 2)}
     assert group_scores(m, groups, scores=taylor)[groups[0].id].tolist() == [2.0, 2.0, 2.0]

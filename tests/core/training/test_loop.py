@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.models.loaders import prunable_parameters, select_device
+from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
 from visualizer.core.training.evaluate import evaluate
@@ -27,7 +27,7 @@ from visualizer.core.training.loop import (
     training_loss,
 )
 from visualizer.core.training.prox import hard_threshold_masks
-from visualizer.core.workspace import evaluation_batches
+from visualizer.core.workspace import evaluation_batches, resolve_device
 
 
 def magnitude_masks(model: nn.Module, density: float) -> MaskSet:
@@ -194,10 +194,10 @@ def test_bad_settings_and_devices():
         TrainConfig(lr=-1).validate()
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lbfgs").validate()
-    assert select_device("cpu").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
-            select_device("cuda")
+            resolve_device("cuda")
 
 
 def test_reinitialize_is_seeded_and_fresh(mlp):

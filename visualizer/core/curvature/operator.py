@@ -4,8 +4,8 @@ The curvature code (Lanczos, SLQ, Hutchinson trace: :mod:`.lanczos`; spectra: :m
 landscapes: :mod:`.landscape`) and the second-order pruning criteria (GraSP and OBD in
 :mod:`visualizer.core.pruning.criteria`) all take their gradients and HVPs from here.
 
-Theory (Frankle et al. 2019/2020 and docs/theory.md, "The Optimization Landscape of Pruned
-Networks"): the restricted landscape L_m(w) = L(w ⊙ m) has gradient P_m ∇L(θ) and Hessian
+Theory (Frankle et al. 2020; docs/theory.md §8 and §10, "Curvature of the restricted
+landscape"): the restricted landscape L_m(w) = L(w ⊙ m) has gradient P_m ∇L(θ) and Hessian
 P_m ∇²L(θ) P_m at θ = w ⊙ m, P_m = diag(m). On the pruned coordinates P_m H P_m is identically
 zero, so its spectrum there is a block of trivial zeros; we never form or report those. The
 operator here is the principal submatrix H[S, S] over the active (kept) coordinates S, vectors
@@ -87,7 +87,12 @@ def eval_batches(
 ) -> EvalSet:
     """:func:`visualizer.core.workspace.evaluation_batches` as an :class:`EvalSet`: the first
     ``n_batches`` batches of ``split`` in fixed order (None or 0: the whole split)."""
-    return EvalSet(evaluation_batches(dataset, n_batches, batch_size, split))
+    if not n_batches and not getattr(dataset, "in_memory", True):
+        # the operator reads its batches at every Hessian-vector product: held in memory, a
+        # streamed split (an image folder) would be held whole
+        raise ValueError(f"curvature on {dataset.name} reads a sample: give a number of batches "
+                         "(--batches N, or 'samples' in the window), not the whole split")
+    return EvalSet(list(evaluation_batches(dataset, n_batches, batch_size, split)))
 
 
 # --- coordinates: which entries of which parameters span the operator -----------------------------
@@ -215,7 +220,7 @@ def masked_point(
     mask: MaskSet | None = None,
     state: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """θ = m ⊙ w as a dict of detached copies of every parameter and buffer (docs/theory.md).
+    """θ = m ⊙ w as a dict of detached copies of every parameter and buffer (docs/theory.md §8).
 
     ``state``: a state dict to take w from instead of the model (a rewind snapshot).
     """

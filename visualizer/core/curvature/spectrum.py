@@ -2,7 +2,7 @@
 number, negative mass, density and trace of one operator (:func:`operator_spectrum`), dense vs
 masked at the same point, and the masked spectrum over rewind points.
 
-Theory: docs/theory.md ("The Optimization Landscape of Pruned Networks"); the condition number
+Theory: docs/theory.md §10 ("Curvature of the restricted landscape"); the condition number
 is κ = λ_max / λ_min (meaningful when λ_min > 0; see :func:`summarize`); interlacing gives
 λ_max(H[S,S]) ≤ λ_max(H) for the masked principal submatrix (Cauchy).
 """
@@ -268,7 +268,7 @@ def spectrum_over_rewinds(
     options: SpectrumOptions | None = None,
     **kw: Any,
 ) -> Job[list[RewindSpectrum]]:
-    """Spectrum of the masked Hessian H^m_τ at each rewind point θ_τ = m ⊙ w_τ (Frankle et al. 2020, docs/theory.md:
+    """Spectrum of the masked Hessian H^m_τ at each rewind point θ_τ = m ⊙ w_τ (Frankle et al. 2020, docs/theory.md §10:
     rewinding to τ* may give a smaller λ_max and κ). ``snapshots``: plain state dicts (labels
     'snapshot i'), (label, state dict) pairs, or a dict label -> state dict, e.g. τ = 0, k1, k2.
     Each finished snapshot is yielded as a partial result."""

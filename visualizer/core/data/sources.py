@@ -1,4 +1,10 @@
-"""Datasets held in memory as tensors, with fixed splits and seeds.
+"""Data sources: the bundled in-memory datasets, and the one entry point that loads any source.
+
+A source has train and test splits, a class count and an input shape. Two kinds share that
+interface: :class:`Dataset` (small, bundled, held as tensors: the batch rules slice them
+directly, which keeps their exact batch order) and
+:class:`visualizer.core.data.streaming.StreamSource` (image folders, torchvision datasets, a
+user's factory: read through DataLoaders, never held whole).
 
 Bundled and offline:
 - ``digits``: the UCI optical-recognition digits (1,797 8x8 grey images, 10 classes; the copy
@@ -8,14 +14,17 @@ Bundled and offline:
   the most frequent symbol (ties to the smallest). It needs memory over time, so it exercises
   recurrent and attention models.
 
-With torchvision installed (``pip install pruneviz[zoo]``): ``mnist``, ``fashion-mnist``,
-``cifar10`` from a local folder (``root``), downloaded when ``download=True`` and online.
+Streaming (see :func:`load_dataset`): ``folder:PATH`` (an ImageFolder tree, decoded with Pillow),
+``file.py:factory`` (the user's torch Datasets) and, with torchvision installed
+(``pip install pruneviz[zoo]``), ``mnist``, ``fashion-mnist``, ``cifar10`` from ``--data-root``
+(downloaded with ``--download``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,14 +46,30 @@ class Dataset:
     num_classes: int
     description: str = ""
 
+    in_memory = True
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def notes(self) -> list[str]:
+        return []
+
+    def split_size(self, which: str) -> int:
+        return int(self.split(which)[0].shape[0])
+
+    def split_dataset(self, which: str) -> torch.utils.data.TensorDataset:
+        return torch.utils.data.TensorDataset(*self.split(which))
+
+    def probe(self, n: int = 2) -> torch.Tensor:
+        """The first ``n`` test inputs (what a model is checked against)."""
+        return self.x_test[:n]
+
     def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         if which == "train":
             return self.x_train, self.y_train
-        if which == "test":
+        if which in ("test", "val"):
             return self.x_test, self.y_test
         raise ValueError(f"unknown split {which!r} (use 'train' or 'test')")
 
@@ -116,33 +141,6 @@ def make_sequence_task(
     )
 
 
-_TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-
-
-def load_torchvision(name: str, root: str | Path = "~/.cache/pruneviz/data", download: bool = False) -> Dataset:
-    """MNIST, FashionMNIST or CIFAR-10 from ``root`` (downloaded there if ``download``)."""
-    from visualizer.core.optional import import_torchvision
-
-    datasets = import_torchvision("datasets", f"dataset {name!r}", DataError)
-    cls = getattr(datasets, _TORCHVISION[name])
-    root = Path(root).expanduser()
-    try:
-        train = cls(str(root), train=True, download=download)
-        test = cls(str(root), train=False, download=download)
-    except RuntimeError as exc:
-        raise DataError(f"{name}: not found under {root}; pass download=True when online ({exc})") from exc
-
-    def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-        data = torch.as_tensor(np.asarray(ds.data))
-        x = data.float() / 255.0
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        return x.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
-
-    xtr, ytr = tensors(train)
-    xte, yte = tensors(test)
-    return Dataset(name, xtr, ytr, xte, yte, 10, f"torchvision {_TORCHVISION[name]}")
-
-
 class DataError(Exception):
     """A dataset that cannot be loaded, with a message for the user."""
 
@@ -156,13 +154,21 @@ BUNDLED = {
 _CACHE: dict[str, Dataset] = {}
 
 
-def check_model_reads(model: torch.nn.Module, data: Dataset, model_name: str = "the model") -> None:
+def check_model_reads(model: torch.nn.Module, data: Any, model_name: str = "the model") -> list[str]:
     """Raise DataError, in one line, unless ``model`` maps two of ``data``'s test inputs to
-    (2, C) logits with C >= data.num_classes. Run once when a model meets a dataset, so a
-    mismatch (LeNet given token sequences, ResNet-18 given one-channel 8x8 digits) is named
+    (2, C) logits with C >= data.num_classes; return notes (a 1000-class head on a 3-class folder
+    works: labels 0..2 read the first three outputs). Run once when a model meets a dataset, so
+    a mismatch (LeNet given token sequences, ResNet-18 given one-channel 8x8 digits) is named
     there instead of as a shape error deep inside a criterion or a training step. The model is
     left as it was: evaluation mode and no_grad for the probe (BatchNorm statistics untouched)."""
-    x = data.x_test[:2]
+    from visualizer.core.tasks import first_line
+
+    try:
+        x = data.probe(2)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a sample that cannot be decoded
+        raise DataError(f"cannot read a sample of {data.name}: {first_line(exc, limit=240)}") from exc
     try:
         device = next(iter(model.parameters())).device
     except StopIteration:
@@ -173,29 +179,84 @@ def check_model_reads(model: torch.nn.Module, data: Dataset, model_name: str = "
         with torch.no_grad():
             out = model(x.to(device))
     except Exception as exc:  # noqa: BLE001 - any failure of the forward pass is the mismatch
-        from visualizer.core.tasks import first_line
-
+        expects = expected_input(model)
+        hint = f"; the model expects {expects}" if expects else ""
         raise DataError(f"{model_name} cannot read {data.name} (inputs {tuple(x.shape[1:])}, "
-                        f"{str(x.dtype).removeprefix('torch.')}): {first_line(exc, limit=240)}") from exc
+                        f"{str(x.dtype).removeprefix('torch.')}{hint}): {first_line(exc, limit=200)}") from exc
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DataError(f"{model_name} on {data.name} gives {shape}, not (batch, classes) logits")
     if out.shape[1] < data.num_classes:
-        raise DataError(f"{model_name} outputs {out.shape[1]} classes but {data.name} has {data.num_classes}")
+        raise DataError(f"{data.name} has class indices up to {data.num_classes - 1} but {model_name} "
+                        f"outputs {out.shape[1]} classes (0..{out.shape[1] - 1})")
+    if out.shape[1] > data.num_classes:
+        return [f"{model_name} outputs {out.shape[1]} classes; {data.name} has {data.num_classes}: "
+                f"its labels read the first {data.num_classes} outputs"]
+    return []
+
+
+def expected_input(model: torch.nn.Module) -> str:
+    """What the model's first layer reads, in words ("3-channel images"), or "" when unknown."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+            return f"{m.in_channels}-channel inputs"
+        if isinstance(m, torch.nn.Linear):
+            return f"{m.in_features} features"
+        if isinstance(m, torch.nn.RNNBase):
+            return f"sequences of {m.input_size} features"
+    return ""
+
+
+def expected_channels(model: torch.nn.Module) -> int | None:
+    """Input channels of the model's first 2-d convolution (1 or 3), else None."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            return m.in_channels if m.in_channels in (1, 3) else None
+        if isinstance(m, (torch.nn.Linear, torch.nn.RNNBase, torch.nn.Conv1d)):
+            return None
+    return None
+
+
+STREAMING_HINT = "folder:PATH, file.py:FUNCTION"
 
 
 def dataset_names() -> list[str]:
-    return list(BUNDLED) + list(_TORCHVISION)
+    from visualizer.core.data.external import TORCHVISION_DATASETS
+
+    return list(BUNDLED) + list(TORCHVISION_DATASETS)
 
 
-def load_dataset(name: str, root: str | Path | None = None, download: bool = False) -> Dataset:
-    """Load a dataset by name (bundled ones are cached: they are small and immutable)."""
+def load_dataset(name: str, options: Any = None, *, root: str | Path | None = None,
+                 download: bool = False) -> Any:
+    """Load a data source by name: a bundled one (cached: small and immutable), ``mnist`` /
+    ``fashion-mnist`` / ``cifar10`` (torchvision), ``folder:PATH`` or ``file.py:FUNCTION``.
+    ``options`` is a :class:`visualizer.core.data.external.DataOptions` (root, download, image
+    size, normalisation, channels, transform, seed, workers); ``root``/``download`` are kept
+    as shorthands. Raises DataError in one line."""
+    from visualizer.core.data.external import (
+        TORCHVISION_DATASETS,
+        DataOptions,
+        load_factory_dataset,
+        load_torchvision_dataset,
+    )
+
+    if options is None:
+        options = DataOptions(root=str(root) if root else None, download=download)
+    name = name.strip()
     if name in BUNDLED:
         if name not in _CACHE:
             _CACHE[name] = BUNDLED[name]()
         return _CACHE[name]
-    if name in _TORCHVISION:
-        return load_torchvision(name, root or "~/.cache/pruneviz/data", download)
-    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}")
+    if name in TORCHVISION_DATASETS:
+        return load_torchvision_dataset(name, options)
+    if name.startswith("folder:"):
+        from visualizer.core.data.folder import load_folder
+
+        path = name.removeprefix("folder:")
+        pre = None if options.transform else options.preprocess(options.channels or 3)
+        return load_folder(path, pre, options.transform, seed=options.seed, workers=options.workers)
+    if ".py:" in name:
+        return load_factory_dataset(name, options)
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}, {STREAMING_HINT}")

@@ -77,6 +77,7 @@ class Session:
     results: list[dict] = field(default_factory=list)
     baseline: float | None = None
     view: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"  # the device the window's jobs ran on (core.workspace.resolve_device)
     created: str = ""
     schema: int = SCHEMA
 
@@ -154,6 +155,7 @@ def to_manifest(session: Session) -> dict:
         "masks": "masks.safetensors" if session.masks is not None else None,
         "snapshot": "snapshot.safetensors" if session.snapshot is not None else None,
         "baseline": session.baseline,
+        "device": session.device,
         "results": jsonable(session.results),
         "view": jsonable(session.view),
     }
@@ -356,6 +358,7 @@ def from_manifest(m: dict, blobs: dict[str, bytes], source: str = "session") -> 
         results=[dict(r) for r in results],
         baseline=baseline,
         view=dict(m.get("view") or {}),
+        device=str(m.get("device") or "auto"),
         created=str(m.get("created", "")),
         schema=SCHEMA,
     )

@@ -63,6 +63,7 @@ class RandomLabelsResult:
     rate: float
     epochs: int
     seed: int
+    device: str = "cpu"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -79,8 +80,9 @@ class RandomLabelsResult:
 
 
 def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3, seed: int = 0,
-                  z: float = 3.0) -> Generator[Step, None, RandomLabelsResult]:
-    """Dense and IMP-ticket test accuracy of the bundled MLP on true and on shuffled digits labels."""
+                  z: float = 3.0, device: str = "auto") -> Generator[Step, None, RandomLabelsResult]:
+    """Dense and IMP-ticket test accuracy of the bundled MLP on true and on shuffled digits labels,
+    trained on ``device`` (core.workspace.resolve_device)."""
     from visualizer.core.data.sources import load_dataset
     from visualizer.core.models.loaders import load_model
     from visualizer.core.training.loop import TrainConfig
@@ -89,6 +91,7 @@ def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float
         initial_state,
         iterative_magnitude_pruning,
     )
+    from visualizer.core.workspace import device_name, resolve_device
 
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1 (a ticket needs one pruning round), got {rounds}")
@@ -99,7 +102,8 @@ def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float
     data = load_dataset(DATASET)
     init, _ = initial_state(MODEL, loaded.model)
     config = IMPConfig(rounds=rounds, rate=rate,
-                       train=TrainConfig(epochs=epochs, lr=lr, seed=seed, evaluate_each_epoch=False))
+                       train=TrainConfig(epochs=epochs, lr=lr, seed=seed, evaluate_each_epoch=False,
+                                         device=str(device)))
     true_run = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 0.51,
                               "true labels: ")
     random_run = yield from sub(iterative_magnitude_pruning(loaded.model, shuffled_labels(data, seed), init, config),
@@ -111,4 +115,4 @@ def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float
         ticket_true=true_run.rows[-1]["accuracy"], ticket_random=random_run.rows[-1]["accuracy"],
         ticket_density=true_run.rows[-1]["density"], classes=data.num_classes, test_size=n,
         chance=chance, band_z=z, band_low=low, band_high=high, rounds=rounds, rate=rate, epochs=epochs,
-        seed=seed)
+        seed=seed, device=device_name(resolve_device(device)))

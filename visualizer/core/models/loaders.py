@@ -2,8 +2,9 @@
 
 References:
 - a bundled name (``lenet``; see :data:`visualizer.core.models.zoo.ZOO`), pretrained weights from
-  ``visualizer/sample_models/NAME.safetensors`` when present;
-- ``torchvision:NAME`` (needs torchvision; weights via ``--weights`` or none);
+  ``sample_models/NAME.safetensors`` (see :mod:`visualizer.core.resources`) when present;
+- ``torchvision:NAME`` (needs torchvision): torchvision's DEFAULT pretrained weights from torch's
+  cache (downloaded only when asked), or random init with ``pretrained=False``;
 - a TorchScript file (``model.pt``);
 - ``path/to/file.py:factory`` with ``weights=`` a state dict (.safetensors, .pt, .pth).
 
@@ -15,10 +16,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pickle
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -44,11 +50,26 @@ class LoadedModel:
     accuracy: float | None = None  # manifest test accuracy for bundled models
     notes: list[str] = field(default_factory=list)
     weights: str | None = None
+    transform: Any = None  # the pretrained weights' own preprocessing (torchvision), if any
     masks: MaskSet | None = None  # the mask a torch.nn.utils.prune weights file carried
 
     @property
     def name(self) -> str:
         return self.ref
+
+    @property
+    def weights_line(self) -> str:
+        """Which weights the model has, for the info line: "pretrained: IMAGENET1K_V1",
+        "pretrained: lenet.safetensors", "weights: my.pt" or "random init"."""
+        if not self.pretrained:
+            return "random init"
+        if not self.weights:
+            return "pretrained"
+        if self.ref.startswith("torchvision:") and "/" not in self.weights:
+            return f"pretrained: {self.weights}"
+        if Path(self.weights).parent == sample_models_dir():
+            return f"pretrained: {Path(self.weights).name}"
+        return f"weights: {Path(self.weights).name}"
 
 
 
@@ -170,40 +191,106 @@ def load_zoo(name: str, pretrained: bool = True) -> LoadedModel:
     return loaded
 
 
-def load_torchvision(name: str) -> nn.Module:
+_TORCHVISION_LOCK = threading.Lock()
+
+
+def torchvision_weights_file(weights) -> Path:
+    """Where torch keeps a torchvision weights file: ``torch.hub.get_dir()/checkpoints/<file
+    name from the weights' URL>`` (``$TORCH_HOME/hub/checkpoints`` by default)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def load_torchvision(name: str, pretrained: bool = True, download: bool = False):
+    """``(model, weights)``: torchvision's ``name`` with its DEFAULT weights read from torch's
+    cache (:func:`torchvision_weights_file`), downloaded there only with ``download``; with
+    ``pretrained`` False, or a model torchvision has no weights for, random init and ``weights``
+    None. Offline and not cached: one ModelLoadError line naming the file and how to get it.
+
+    The model is built by torchvision's own builder with the weights (so architecture arguments
+    that come with them, such as Inception v3's input transform, apply), but the file is read
+    with ``torch.load(weights_only=True)`` instead of torchvision's full unpickling."""
     from visualizer.core.optional import import_torchvision
 
     tvm = import_torchvision("models", f"torchvision:{name}", ModelLoadError)
     try:
-        return tvm.get_model(name, weights=None)
+        builder = tvm.get_model_builder(name)
     except (ValueError, KeyError) as exc:
         raise ModelLoadError(f"torchvision has no model {name!r}") from exc
+    weights = None
+    if pretrained:
+        try:
+            weights = tvm.get_model_weights(name).DEFAULT
+        except (ValueError, KeyError, AttributeError):
+            weights = None
+    if weights is None:
+        return builder(weights=None), None
+    file = torchvision_weights_file(weights)
+    if not file.exists():
+        if not download:
+            raise ModelLoadError(
+                f"torchvision:{name}: pretrained weights {weights.name} are not in torch's cache "
+                f"({file}); pass --download (window: 'Download pretrained weights') when online, "
+                f"copy {file.name} there, or pass --no-pretrained for random init")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        match = torch.hub.HASH_REGEX.search(file.name)
+        try:
+            torch.hub.download_url_to_file(weights.url, str(file), match.group(1) if match else None,
+                                           progress=False)
+        except Exception as exc:  # noqa: BLE001 - network and hash failures alike
+            raise ModelLoadError(f"torchvision:{name}: downloading {weights.url} failed: "
+                                 f"{first_line(exc)}") from exc
+
+    def read_cached(url: str, *args, **kwargs) -> dict:
+        try:
+            return torch.load(str(file), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+            raise ModelLoadError(f"{file}: not readable torchvision weights ({first_line(exc)}); "
+                                 "delete it and pass --download") from exc
+
+    api = importlib.import_module("torchvision.models._api")
+    with _TORCHVISION_LOCK, mock.patch.object(api, "load_state_dict_from_url", read_cached):
+        try:
+            model = builder(weights=weights)
+        except ModelLoadError:
+            raise
+        except RuntimeError as exc:  # a state dict that does not fit the architecture
+            raise ModelLoadError(f"{file.name} does not fit torchvision:{name}: {first_line(exc)}") from exc
+    return model, weights
 
 
-def load_factory(spec: str) -> nn.Module:
-    """Build ``file.py:factory``: import the file as a module and call ``factory()``."""
+def import_callable(spec: str, error: type[Exception] = ModelLoadError, what: str = "model"):
+    """The function ``func`` of ``file.py:func``, the file imported as a module; any failure is
+    ``error`` with one line."""
     file, _, func = spec.rpartition(":")
-    path = Path(file)
+    path = Path(file).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
+        raise error(f"{what} file not found: {path}")
     module_name = f"pruneviz_user_{path.stem}"
     spec_ = importlib.util.spec_from_file_location(module_name, path)
     if spec_ is None or spec_.loader is None:
-        raise ModelLoadError(f"cannot import {path}")
+        raise error(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec_)
     try:
         spec_.loader.exec_module(module)
     except Exception as exc:  # user code: any error becomes a message
-        raise ModelLoadError(f"{path.name}: error while importing: {first_line(exc)}") from exc
-    factory = getattr(module, func, None)
-    if factory is None:
-        raise ModelLoadError(f"{path.name} has no {func!r}")
+        raise error(f"{path.name}: error while importing: {first_line(exc)}") from exc
+    function = getattr(module, func, None)
+    if function is None or not callable(function):
+        raise error(f"{path.name} has no {func!r}")
+    return function
+
+
+def load_factory(spec: str) -> nn.Module:
+    """Build ``file.py:factory``: import the file as a module and call ``factory()``."""
+    factory = import_callable(spec)
+    name = Path(spec.rpartition(":")[0]).name
+    func = spec.rpartition(":")[2]
     try:
         model = factory()
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}:{func}() failed: {first_line(exc)}") from exc
+        raise ModelLoadError(f"{name}:{func}() failed: {first_line(exc)}") from exc
     if not isinstance(model, nn.Module):
-        raise ModelLoadError(f"{path.name}:{func}() returned {type(model).__name__}, not nn.Module")
+        raise ModelLoadError(f"{name}:{func}() returned {type(model).__name__}, not nn.Module")
     return model
 
 
@@ -231,13 +318,22 @@ def load_model(
     weights: str | Path | None = None,
     trust: bool = False,
     pretrained: bool = True,
+    download: bool = False,
 ) -> LoadedModel:
-    """Load any model reference (see module docstring); raise ModelLoadError on any failure."""
+    """Load any model reference (see module docstring); raise ModelLoadError on any failure.
+    ``pretrained`` False gives random init (bundled and torchvision models); ``download`` lets
+    torchvision fetch its pretrained weights into torch's cache."""
     ref = ref or DEFAULT_MODEL
     if ref in ZOO:
         loaded = load_zoo(ref, pretrained=pretrained and weights is None)
     elif ref.startswith("torchvision:"):
-        loaded = LoadedModel(load_torchvision(ref.split(":", 1)[1]), ref, dataset=None)
+        tv_weights_wanted = pretrained and weights is None
+        model, tv = load_torchvision(ref.split(":", 1)[1], tv_weights_wanted, download)
+        loaded = LoadedModel(model, ref, dataset=None)
+        if tv is not None:
+            loaded.pretrained, loaded.weights, loaded.transform = True, tv.name, tv.transforms()
+        elif tv_weights_wanted:
+            loaded.notes.append(f"torchvision has no pretrained weights for {ref}: random init")
     elif ".py:" in ref:
         loaded = LoadedModel(load_factory(ref), ref)
     elif Path(ref).suffix in {".pt", ".pth", ".ts", ".jit"} or Path(ref).exists():
@@ -316,18 +412,3 @@ def layer_table(model: nn.Module) -> list[LayerInfo]:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def select_device(preference: str = "auto") -> torch.device:
-    """``auto``: cuda when present, then mps, else cpu; or the device the user names."""
-    if preference != "auto":
-        dev = torch.device(preference)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but no CUDA GPU is available")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")

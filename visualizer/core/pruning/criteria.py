@@ -2,20 +2,20 @@
 
 Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) that returns
 ``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
-:func:`visualizer.core.models.loaders.prunable_parameters`. The formulas are the seeds':
+:func:`visualizer.core.models.loaders.prunable_parameters`. The formulas and their papers (docs/theory.md §5-§7):
 
 ==========  ===================================  ===========================================
-id          score s_i                            seed
+id          score s_i                            reference
 ==========  ===================================  ===========================================
-magnitude   |w_i|                                002 "Saliency Criteria", 003 "Elegance"
-random      u_i ~ U[0, 1) (seeded)               baseline (no seed formula)
-snip        |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  002 "SNIP"
-grasp       -w_i (H g)_i  (lowest pruned)        002 "GraSP"
-taylor      |ḡ_i w_i|, ḡ = mean over batches     003 "Is Magnitude Everything?" (first order)
-obd         -g_i w_i + 1/2 H_ii w_i^2            003 (second order), H_ii by Hutchinson
-l1-norm     sum_{j in G_c} |w_j|   (channel c)   002 "structured sparsity", 000 group norms
-l2-norm     ||w_{G_c}||_2          (channel c)   002 "optimal ... smallest group norms"
-bn-scale    |gamma_c| of the BN after the layer  channel gates (004), network slimming
+magnitude   |w_i|                                Han et al. 2015 (best k-term approximation)
+random      u_i ~ U[0, 1) (seeded)               baseline
+snip        |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  Lee, Ajanthan & Torr 2019
+grasp       -w_i (H g)_i  (lowest pruned)        Wang, Zhang & Grosse 2020
+taylor      |ḡ_i w_i|, ḡ = mean over batches     Molchanov et al. 2017, 2019 (first order)
+obd         -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
+l1-norm     sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
+l2-norm     ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
+bn-scale    |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
 ==========  ===================================  ===========================================
 
 Conventions (documented once, used by every data criterion):
@@ -33,9 +33,9 @@ Conventions (documented once, used by every data criterion):
   copies through ``torch.func.functional_call``: ``.grad`` is never written, parameters, buffers
   and ``requires_grad`` flags are not modified, and the train/eval flag is restored, also when
   the job is cancelled at a ``yield`` (each batch is one step).
-- SNIP and Taylor share the expression ``|g ⊙ w|``: SNIP (seed 002) is meant for the weights at
+- SNIP and Taylor share the expression ``|g ⊙ w|``: SNIP (Lee et al. 2019) is meant for the weights at
   initialisation on one batch (the gradient with respect to the effective weight m ⊙ w at m = 1
-  equals dL/dw), Taylor (seed 003) for trained weights with the gradient of the mean loss
+  equals dL/dw), Taylor (Molchanov et al. 2019) for trained weights with the gradient of the mean loss
   averaged over the given batches. The formula is the same; what differs is the intended input.
 - Structured scores (``l1-norm``, ``l2-norm``, ``bn-scale``) are per-element tensors constant over
   each OUTPUT CHANNEL of one layer (dim 0 of the weight: that layer's own weights only), so any
@@ -82,13 +82,13 @@ CRITERIA: dict[str, CriterionInfo] = {
     c.id: c
     for c in [
         CriterionInfo("magnitude", "Magnitude", "s = |w|",
-                      "keep the largest weights: the best k-term approximation of w (Han et al. 2015)"),
+                      "keep the largest weights: the best k-term approximation of w (docs/theory.md §4)"),
         CriterionInfo("random", "Random", "s ~ U[0,1)",
                       "a seeded random baseline that ignores the weights"),
         CriterionInfo("snip", "SNIP", "s = |g ⊙ w|,  g = ∂L/∂(m ⊙ w) at m = 1",
                       "connection sensitivity: how much the loss reacts to removing the weight", needs_data=True),
         CriterionInfo("grasp", "GraSP", "s = -w ⊙ (H g)",
-                      "keep weights whose removal would shrink the gradient flow most", needs_data=True),
+                      "keep weights whose removal would raise the gradient norm most (first order)", needs_data=True),
         CriterionInfo("taylor", "Taylor (1st order)", "s = |ḡ ⊙ w|,  ḡ = mean_b ∇L_b",
                       "first-order estimate of the loss change when the weight is removed", needs_data=True),
         CriterionInfo("obd", "Optimal Brain Damage", "s = -g ⊙ w + ½ diag(H) ⊙ w²,  diag(H) ≈ E[z ⊙ Hz]",
@@ -136,7 +136,7 @@ def _as_scores(values: dict[str, torch.Tensor]) -> Scores:
 
 
 def magnitude_scores(params: dict[str, torch.Tensor]) -> Scores:
-    """s_i = |w_i| (seed 002: magnitude pruning solves min ||u - w||^2 s.t. ||u||_0 <= k)."""
+    """s_i = |w_i| (docs/theory.md §4: magnitude pruning solves min ||u - w||^2 s.t. ||u||_0 <= k)."""
     return _as_scores({n: p.detach().abs() for n, p in params.items()})
 
 
@@ -154,12 +154,12 @@ def _per_channel(values: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Te
 
 
 def l1_norm_scores(params: dict[str, torch.Tensor]) -> Scores:
-    """s_c = sum_{j in G_c} |w_j| over the output channel c (dim 0), seed 002 group sparsity."""
+    """s_c = sum_{j in G_c} |w_j| over the output channel c (dim 0), Li et al. 2017."""
     return _as_scores({n: _per_channel(p, lambda f: f.abs().sum(1)) for n, p in params.items()})
 
 
 def l2_norm_scores(params: dict[str, torch.Tensor]) -> Scores:
-    """s_c = ||w_{G_c}||_2 over the output channel c (dim 0): seed 002 says the optimal structured
+    """s_c = ||w_{G_c}||_2 over the output channel c (dim 0): docs/theory.md §4 shows the optimal structured
     choice prunes the groups with the smallest group norms."""
     return _as_scores({n: _per_channel(p, lambda f: f.pow(2).sum(1).sqrt()) for n, p in params.items()})
 
@@ -271,7 +271,7 @@ def _listed(values: dict[str, torch.Tensor], params: dict[str, nn.Parameter]) ->
 
 
 def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """SNIP (seed 002): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
+    """SNIP (Lee, Ajanthan & Torr 2019): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
     current weights; L averaged over the given batches."""
     params = _params(model)
     op = criterion_operator(model, params, _materialise(batches))
@@ -281,7 +281,7 @@ def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, N
 
 
 def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """First-order Taylor (seed 003): ΔL_i ≈ -g_i w_i, scored as s = |ḡ ⊙ w| where
+    """First-order Taylor (Molchanov et al. 2017, 2019): ΔL_i ≈ -g_i w_i, scored as s = |ḡ ⊙ w| where
     ḡ = (1/B) sum_b ∇L_b is the gradient of the mean loss over the given batches (meant for trained
     weights). The absolute value of the averaged gradient product, not the average of absolute values."""
     params = _params(model)
@@ -292,11 +292,11 @@ def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step,
 
 
 def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """GraSP (seed 002): s = -w ⊙ (H g), H g by a Hessian-vector product (double backward);
+    """GraSP (Wang, Zhang & Grosse 2020): s = -w ⊙ (H g), H g by a Hessian-vector product (double backward);
     the weights with the lowest s are pruned, so s is returned as is (higher = kept).
     g and H are those of the loss averaged over the batches.
 
-    Note: this follows the seed's convention. The GraSP authors' reference code removes the
+    Note: the app prunes the lowest s (docs/theory.md §5). The GraSP authors' reference code removes the
     weights with the *highest* -w ⊙ (Hg) instead; ranking ``-s`` reproduces that behaviour."""
     params = _params(model)
     op = criterion_operator(model, params, _materialise(batches))
@@ -339,7 +339,7 @@ def hutchinson_diagonal(
 def obd_scores(
     model: nn.Module, batches: Iterable[Batch], probes: int = 8, seed: int = 0
 ) -> Generator[Step, None, Scores]:
-    """Optimal Brain Damage (seed 003): the loss change when weight i is removed (δw = -w_i e_i),
+    """Optimal Brain Damage (LeCun, Denker & Solla 1990): the loss change when weight i is removed (δw = -w_i e_i),
     ΔL_i ≈ -g_i w_i + 1/2 H_ii w_i^2, with diag(H) estimated by ``probes`` Hutchinson probes
     E[z ⊙ Hz] (Rademacher z from ``seed``). Higher ΔL = more important = kept.
 

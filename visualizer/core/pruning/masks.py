@@ -1,7 +1,7 @@
 """MaskSet: one bool tensor per prunable parameter.
 
-Pruning multiplies weights by a binary mask, w' = w ⊙ m (seed 002, "The Formalism of Network
-Pruning"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on the CPU as bool
+Pruning multiplies weights by a binary mask, w' = w ⊙ m (docs/theory.md §2, "Masks and
+density"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on the CPU as bool
 tensors keyed by parameter name; they are moved to a model's device when applied.
 
 Files: safetensors (uint8 per parameter name, metadata as strings), and the
@@ -113,7 +113,7 @@ class MaskSet:
 
     @torch.no_grad()
     def mask_grads(self, model: nn.Module) -> None:
-        """g <- g ⊙ m: the projected gradient P_m ∇L (seed 002)."""
+        """g <- g ⊙ m: the projected gradient P_m ∇L (docs/theory.md §8)."""
         for p, m in self._pairs(model):
             if p.grad is not None:
                 p.grad.mul_(m.to(p.grad.device, p.grad.dtype))
@@ -155,7 +155,7 @@ class MaskSet:
         """Write as safetensors (uint8 per parameter + string metadata), atomically."""
         from safetensors.torch import save_file
 
-        tensors = {n: m.to(torch.uint8).contiguous() for n, m in self.masks.items()}
+        tensors = {n: m.to("cpu", torch.uint8).contiguous() for n, m in self.masks.items()}
         meta = {str(k): str(v) for k, v in self.metadata.items()}
         meta.setdefault("format", "pruneviz-mask/1")
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -168,12 +168,13 @@ class MaskSet:
         return read_mask(path, model)
 
     def to_prune_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The state dict torch.nn.utils.prune would hold: ``X_orig`` and ``X_mask`` for masked X."""
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        """The state dict torch.nn.utils.prune would hold: ``X_orig`` and ``X_mask`` for masked X,
+        on the host whatever device the model is on (a file never names a GPU)."""
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         for name, m in self.masks.items():
             orig = state.pop(name)
             state[f"{name}_orig"] = orig
-            state[f"{name}_mask"] = m.to(orig.dtype)
+            state[f"{name}_mask"] = m.to("cpu", orig.dtype)
         return state
 
     @classmethod

@@ -1,13 +1,13 @@
 """Scores -> masks at any density, fast enough for a slider.
 
-Pruning to density rho keeps exactly ``k = floor(rho * d)`` entries (seed 002: ||w'||_0 <= k with
+Pruning to density rho keeps exactly ``k = floor(rho * d)`` entries (docs/theory.md §3: ||w'||_0 <= k with
 k = floor(d * rho_target)), the ones with the highest scores. A :class:`Ranking` sorts once; after
 that a density change only flips the entries between the old and the new cut.
 
 - scope ``global``: one ranking over all d prunable weights; ``layer``: each layer keeps
   k_l = floor(rho * d_l) of its own d_l weights.
 - structure ``unstructured``: single weights; ``channel``: whole output channels (dim 0 of each
-  weight, seed 002's groups G_k), so masks are constant over each channel and k counts channels
+  weight, the groups G_k of docs/theory.md §6), so masks are constant over each channel and k counts channels
   (k = floor(rho * number of channels) in the scope). A channel's score is the mean of its
   element scores (for the structured criteria, which are constant per channel, that is the
   criterion's channel value itself).
@@ -55,6 +55,24 @@ CHECKPOINTS = 16384
 
 # the absolute part of kept_count's tolerance (the relative part covers large d)
 _ABS_TOLERANCE = Fraction(1, 10**9)
+
+
+def first_k(values: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Bool mask of the k entries of a 1-D ``values`` that a *stable* sort (descending when
+    ``largest``) would put first: everything strictly beyond the k-th value, then the tied
+    entries in positional order. O(d) on the tensor's own device (``torch.kthvalue`` and a
+    cumulative sum), with no host round trip and no full sort."""
+    d = values.numel()
+    k = max(0, min(int(k), d))
+    if k == 0:
+        return torch.zeros(d, dtype=torch.bool, device=values.device)
+    if k == d:
+        return torch.ones(d, dtype=torch.bool, device=values.device)
+    kth = torch.kthvalue(values, d - k + 1 if largest else k).values
+    strict = values > kth if largest else values < kth
+    ties = values == kth
+    need = k - strict.sum()
+    return strict | (ties & (torch.cumsum(ties, 0) <= need))
 
 
 def kept_count(density: float, total: int) -> int:

@@ -42,9 +42,11 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
         return torch.randn(batch, *shapes[dataset])
     if dataset is not None:
         try:
+            from visualizer.core.data.external import DataOptions, options_for_model
             from visualizer.core.data.sources import load_dataset
 
-            return torch.randn(batch, *load_dataset(dataset).input_shape)
+            # read as the model reads it (grey or RGB by its first convolution)
+            return torch.randn(batch, *load_dataset(dataset, options_for_model(DataOptions(), model)).input_shape)
         except Exception:  # unknown or unavailable dataset: guess from the layers below
             pass
     for m in model.modules():

@@ -6,7 +6,7 @@ Two vocabularies score "a channel's norm" and they are not the same number:
   (``pruneviz prune``, the window's criterion list) score ONE OUTPUT CHANNEL of one layer by its
   own weights (Li et al. 2017; Liu et al. 2017 for the batch-norm scale);
 - the group criteria here, ``group-l1``, ``group-l2``, ``group-bn`` (``pruneviz shrink`` and
-  ``speed``, :func:`visualizer.core.structure.graph.group_scores`), score one unit of a COUPLED
+  ``speed``, :func:`visualizer.core.structure.groups.group_scores`), score one unit of a COUPLED
   GROUP: every slice that must go with it when it is removed (the producing layer's output
   channel, its bias and norm, and the consumers' input slices), i.e. the group-lasso norm
   ||w_G||_2 (Yuan & Lin 2006; Wen et al. 2016), its L1 analogue, or the mean |gamma| of the

@@ -2,12 +2,12 @@
 
 Given the coupled groups of :func:`visualizer.core.structure.groups.find_groups` and a score per unit
 (:func:`visualizer.core.structure.groups.group_scores`: channel L1/L2 norm, BN scale, Taylor, or the
-group-lasso norm ||w_{G_k}||_2 of seed 002), a :class:`PrunePlan` lists the units removed from each
+group-lasso norm ||w_{G_k}||_2 of Yuan & Lin 2006), a :class:`PrunePlan` lists the units removed from each
 group. From one plan come
 
 * :func:`plan_masks` — the MaskSet over the original model's prunable weights (what the app
   shows): every member weight slice of a removed unit is False. Masks are constant over each group
-  (seed 002: "masks that are constant over each group");
+  (docs/theory.md §6: masks constant over each group);
 * :func:`shrink` — a new, smaller ``nn.Module``: every member tensor loses the removed indices
   (``index_select`` along the member's dimension), layer attributes follow the new shapes, and
   attention modules that lose heads become :class:`PrunedMultiheadAttention`.
@@ -61,7 +61,7 @@ FORMAT = "pruneviz-shrunk"
 class PrunePlan:
     """Units removed from each group (group id -> sorted unit indices), and connections cut
     (group id, consumer layer): the consumer stops reading that group's channels while other
-    consumers keep them (DenseNet connection pruning, seed 004)."""
+    consumers keep them (DenseNet connection pruning, docs/theory.md §13)."""
 
     removed: dict[int, list[int]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
@@ -121,7 +121,7 @@ def select_units(
 
 def select_zero_units(groups: Iterable[ChannelGroup], scores: dict[int, torch.Tensor], tol: float = 1e-8) -> PrunePlan:
     """Remove the units whose group norm is <= tol: after group-lasso training (block soft
-    thresholding, seed 000/004) these are exactly zero, so removing them changes nothing."""
+    thresholding, Yuan & Lin 2006) these are exactly zero, so removing them changes nothing."""
     plan = PrunePlan()
     for g in groups:
         if not g.prunable:
@@ -153,7 +153,7 @@ def remove_branches(groups: Iterable[ChannelGroup], removals, plan: PrunePlan | 
     index) from :func:`visualizer.core.structure.groups.branches`. Every group living only inside the
     branch loses all its units, the concatenation drops that input (the model becomes a
     ``torch.fx.GraphModule``), and the layers reading the concat lose the branch's columns.
-    This is what group lasso on branches (seed 004, "The Case of Inception") ends in."""
+    This is what group lasso on branches (Yuan & Lin 2006; docs/theory.md §13) ends in."""
     plan = plan if plan is not None else PrunePlan()
     by_id = {g.id: g for g in groups}
     for module, index in removals:

@@ -1,6 +1,6 @@
 """FLOPs, latency and the hardware-efficiency factor eta of dense, masked and shrunk models.
 
-Seed 001 ("The Time-to-Train Paradox"): time per step is not just the number of calculations;
+The time-to-train paradox (docs/theory.md §16): time per step is not just the number of calculations;
 a hardware efficiency factor eta says which fraction of the hardware's speed a network achieves
 (dense ~0.60 of peak, irregular sparse ~0.10), so a sparse network with a tenth of the FLOPs can
 take longer per step. We measure it:
@@ -13,11 +13,11 @@ take longer per step. We measure it:
   interleaved in one run so that machine noise hits them alike.
 * achieved FLOP/s R_x = F_x / t_x (useful FLOPs per second).
 * eta_x = R_x / R_ref with R_ref = R_dense: the efficiency relative to the dense model on the same
-  hardware, so eta_dense = 1 by definition. With a known peak P (``peak_flops``) the seed's absolute
+  hardware, so eta_dense = 1 by definition. With a known peak P (``peak_flops``) the absolute
   factor is eta_abs_x = R_x / P. Either way t_x = F_x / (eta_x R_ref): the speed-up over dense is
   t_dense / t_x = eta_x * F_dense / F_x, and FLOP savings pay off only when eta stays near 1.
 
-:func:`step_time` and :func:`time_to_train` are the seed's formulas (time per step = FLOPs /
+:func:`step_time` and :func:`time_to_train` are the speed model's formulas (time per step = FLOPs /
 (eta * peak); total = steps * time per step).
 """
 
@@ -39,14 +39,14 @@ LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAtten
 
 
 def step_time(flops: float, eta: float, peak_flops: float) -> float:
-    """Seconds per step: t = F / (eta * P) (seed 001)."""
+    """Seconds per step: t = F / (eta * P) (docs/theory.md §16)."""
     if eta <= 0 or peak_flops <= 0:
         raise ValueError("eta and peak_flops must be positive")
     return flops / (eta * peak_flops)
 
 
 def time_to_train(steps: int, flops: float, eta: float, peak_flops: float) -> float:
-    """Total training time = steps * F / (eta * P) (seed 001)."""
+    """Total training time = steps * F / (eta * P) (docs/theory.md §16)."""
     return steps * step_time(flops, eta, peak_flops)
 
 
@@ -129,7 +129,7 @@ class SpeedEntry:
     latency_s: float  # median seconds per forward pass
     latency_spread: float  # (p75 - p25) / median
     flops_per_s: float  # achieved useful FLOP/s = flops / latency
-    eta: float  # flops_per_s / dense flops_per_s (seed 001's eta, relative to dense)
+    eta: float  # flops_per_s / dense flops_per_s (docs/theory.md §16, relative to dense)
     eta_abs: float | None = None  # flops_per_s / peak when a peak is given
     per_layer_flops: dict[str, int] = field(default_factory=dict)
 
@@ -256,7 +256,9 @@ def speed_job(
             name, params[name], useful[name], flops[name][0], med, (q[2] - q[0]) / med if med else 0.0,
             rate, rate / rate_dense if rate_dense else float("nan"),
             rate / peak_flops if peak_flops else None, flops[name][1]))
-    return SpeedReport(entries, str(device), int(example.shape[0]), repeats, torch.get_num_threads())
+    from visualizer.core.workspace import device_name
+
+    return SpeedReport(entries, device_name(device), int(example.shape[0]), repeats, torch.get_num_threads())
 
 
 def measure_speed(

@@ -30,7 +30,7 @@ from torch import nn
 from visualizer.core.data.sources import Dataset
 from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.pruning.ranking import check_density, kept_count
+from visualizer.core.pruning.ranking import check_density, first_k, kept_count
 from visualizer.core.tasks import Step
 from visualizer.core.training.evaluate import EvalResult, evaluate
 from visualizer.core.training.loop import (
@@ -125,28 +125,31 @@ def drop_and_grow(
 ) -> torch.Tensor:
     """One layer's DST update: drop the n active weights of smallest |w|, regrow n of the weights
     that were inactive before this update (SET: uniformly at random; RigL: largest |grad|).
-    The kept count is unchanged. Returns the new bool mask (CPU)."""
-    mask = mask.detach().bool().cpu().reshape(-1)
-    active = mask.nonzero().squeeze(1)
-    inactive = (~mask).nonzero().squeeze(1)
-    n = int(min(n, active.numel(), inactive.numel()))
+    Ties go by position. The kept count is unchanged. Returns the new bool mask on the weight's
+    device (the selection runs there: :func:`first_k`; SET's permutation is drawn from the CPU
+    ``generator`` so a seed gives the same mask on every device)."""
+    dev = weight.device
+    flat = mask.detach().to(dev, torch.bool).reshape(-1)
+    active_n = int(flat.sum())
+    n = int(min(n, active_n, flat.numel() - active_n))
     if n <= 0:
-        return mask.reshape(weight.shape).clone()
-    w = weight.detach().abs().float().cpu().reshape(-1)
-    drop = active[torch.sort(w[active], stable=True).indices[:n]]
+        return flat.reshape(weight.shape).clone()
+    inf = torch.tensor(float("inf"), device=dev)
+    w = weight.detach().abs().float().reshape(-1)
+    drop = first_k(torch.where(flat, w, inf), n, largest=False)
     if method == "set":
-        grow = inactive[torch.randperm(inactive.numel(), generator=generator)[:n]]
+        inactive = (~flat).nonzero().squeeze(1)
+        pick = torch.randperm(inactive.numel(), generator=generator)[:n].to(dev)
+        grow = torch.zeros_like(flat)
+        grow[inactive[pick]] = True
     elif method == "rigl":
         if grad is None:
             raise ValueError("RigL needs the dense gradient")
-        gabs = grad.detach().abs().float().cpu().reshape(-1)
-        grow = inactive[torch.sort(-gabs[inactive], stable=True).indices[:n]]
+        g = grad.detach().abs().float().to(dev).reshape(-1)
+        grow = first_k(torch.where(flat, -inf, g), n, largest=True)
     else:
         raise ValueError(f"unknown DST method {method!r} (use {', '.join(DST_METHODS)})")
-    new = mask.clone()
-    new[drop] = False
-    new[grow] = True
-    return new.reshape(weight.shape)
+    return ((flat & ~drop) | grow).reshape(weight.shape)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ def dynamic_sparse_training(
         masks = random_masks(params, config.density, generator, config.distribution)
     masks.check(work)
     projector = MaskProjector(work, masks)
-    current = {n: m.clone() for n, m in masks.masks.items()}
+    # the running masks live on the model's device: drop_and_grow selects there
+    current = {n: m.to(params[n].device, torch.bool).clone() for n, m in masks.masks.items()}
     n_total = total_steps(data, tc)
     t_end = int(config.end_fraction * n_total)
     dense_grads: dict[str, torch.Tensor] = {}

@@ -11,6 +11,7 @@ themselves are never changed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
@@ -68,13 +69,29 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def evaluate(model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None) -> EvalResult:
+def amp_enabled(amp: bool, device: torch.device | str) -> bool:
+    """Mixed precision (bf16 autocast) runs on CUDA only; on CPU and MPS ``--amp`` is a no-op
+    (the CLI prints a note). bf16 keeps float32's exponent range, so no loss scaling is needed
+    (Kalamkar et al. 2019)."""
+    return bool(amp) and torch.device(device).type == "cuda"
+
+
+def autocast(amp: bool, device: torch.device | str):
+    """``torch.autocast`` to bf16 when :func:`amp_enabled`, else a context that does nothing.
+    Only forward passes and losses go under it; optimiser steps, HVPs and Lanczos never do."""
+    if not amp_enabled(amp, device):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
+def evaluate(model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None,
+             amp: bool = False) -> EvalResult:
     """:func:`evaluate_job` run to the end."""
-    return run(evaluate_job(model, batches, masks))
+    return run(evaluate_job(model, batches, masks, amp))
 
 
 def evaluate_job(
-    model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None
+    model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None, amp: bool = False
 ) -> Generator[Step, None, EvalResult]:
     """(mean cross-entropy, accuracy) of ``model`` (m ⊙ w with ``masks``) over ``batches``, in
     eval mode and without grad, on the model's device.
@@ -82,10 +99,16 @@ def evaluate_job(
     Yields after every batch, so a large split (CIFAR-10 on a big model) can be cancelled;
     closing it restores the model's train/eval flag. Grad mode is switched off around each
     forward pass only (it is per thread, never held across a yield). Raises ValueError when the
-    batches hold no sample.
+    batches hold no sample. Loss and correct counts are summed on the device and read once at the
+    end (no host round trip per batch); ``amp`` runs the forward passes under bf16 autocast on
+    CUDA (:func:`autocast`). A lazy sequence of batches that knows its ``samples`` (a streamed
+    split, :class:`visualizer.core.data.streaming.StreamBatches`) is read once, batch by batch,
+    never held whole.
     """
-    batches = list(batches)
-    n = sum(int(y.shape[0]) for _, y in batches)
+    n = getattr(batches, "samples", None)
+    if n is None:
+        batches = list(batches)
+        n = sum(int(y.shape[0]) for _, y in batches)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     device = model_device(model)
@@ -94,18 +117,19 @@ def evaluate_job(
         model = _MaskedView(model, masked_parameters(model, masks))
     was_training = model.training
     model.eval()
-    total_loss = 0.0
-    correct = 0
+    # float64 sums where the device has them (MPS has no float64)
+    total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     done = 0
     try:
         for xb, yb in batches:
-            xb, yb = xb.to(device), yb.to(device)
-            with torch.no_grad():
-                out = model(xb)
-                total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
-                correct += int((out.argmax(1) == yb).sum())
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            with torch.no_grad(), autocast(amp, device):
+                out = model(xb).float()
+                total_loss += nn.functional.cross_entropy(out, yb, reduction="sum")
+                correct += (out.argmax(1) == yb).sum()
             done += int(yb.shape[0])
             yield Step(f"evaluating {done}/{n}", done / n)
     finally:
         model.train(was_training)
-    return EvalResult(total_loss / n, correct / n, n)
+    return EvalResult(float(total_loss) / n, int(correct) / n, n)

@@ -17,12 +17,13 @@ every density (the ranking's threshold lookup), so scores are computed once per 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
 import time
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,18 +36,26 @@ from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import RETRAIN_MODES, retrain_job
-from visualizer.core.workspace import SCORE_BATCHES, Workspace, evaluation_batches
+from visualizer.core.workspace import (
+    SCORE_BATCHES,
+    Workspace,
+    device_key,
+    device_name,
+    evaluation_batches,
+    model_on,
+    resolve_device,
+)
 
 # the training settings recorded in a row (None when the row involved no training: retrain none)
 TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "distill_weight",
                 "temperature", "max_steps")
 ROW_FIELDS = [
     "model", "dataset", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs",
-    "lr", *TRAIN_FIELDS, "seed", "score_batches", "accuracy", "loss", "kept", "total", "seconds",
+    "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", "accuracy", "loss", "kept", "total", "seconds",
 ]
 # every setting that changes a row's result: a cached row is reused only when all of them agree
 KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
-              *TRAIN_FIELDS, "seed", "score_batches")
+              *TRAIN_FIELDS, "seed", "score_batches", "device")
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -59,6 +68,10 @@ class SweepConfig:
     scope: str = "global"
     structure: str = "auto"  # auto: whole channels for structured criteria (l1-norm, ...), else weights
     train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: tuple[int, ...] = ()  # one cell per seed; empty: train.seed alone
+
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(int(s) for s in self.seeds)) or (self.train.seed,)
 
     def structure_for(self, criterion: str) -> str:
         if self.structure != "auto":
@@ -114,7 +127,7 @@ def _key_value(name: str, v) -> str:
         return str(v)
 
 
-def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "") -> dict:
+def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "", seed: int | None = None) -> dict:
     """Every setting that produces the (criterion, density) row of this sweep."""
     from visualizer.core.pruning.criteria import CRITERIA
 
@@ -132,8 +145,10 @@ def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: 
         "epochs": tc.epochs if retrain else 0,
         "lr": tc.lr if retrain else 0.0,
         **{f: (getattr(tc, f) if retrain else None) for f in TRAIN_FIELDS},
-        "seed": tc.seed,
+        "seed": tc.seed if seed is None else int(seed),
         "score_batches": SCORE_BATCHES if info is not None and info.needs_data else 0,
+        # floating-point sums differ between devices: a row computed on one is not another's
+        "device": device_key(tc.device),
     }
 
 
@@ -198,6 +213,110 @@ def _jsonable(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a sweep: the settings row that identifies it (:func:`row_key`), the training
+    settings it runs with (``train.seed`` = the cell's seed) and its place in the grid."""
+
+    index: int
+    settings: dict
+    train: TrainConfig
+
+    @property
+    def criterion(self) -> str:
+        return self.settings["criterion"]
+
+    @property
+    def density(self) -> float:
+        return self.settings["density"]
+
+
+def sweep_cells(config: SweepConfig, dataset: str = "") -> list[Cell]:
+    """The grid of a sweep in its order: criteria x seeds x densities (cells that share a ranking
+    -- same criterion and seed -- are neighbours, so one cached ranking serves a run of them)."""
+    cells = []
+    for criterion in config.criteria:
+        for seed in config.seed_list():
+            train_config = replace(config.train, seed=seed)
+            for density in config.densities:
+                settings = _settings_row(config, criterion, density, dataset, seed)
+                cells.append(Cell(len(cells), settings, train_config))
+    return cells
+
+
+class RankingCache:
+    """The last ``size`` rankings by (criterion, seed, scope, structure, retrain): without
+    retraining the cells of one criterion differ only in the cut, so one scoring serves them all."""
+
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        self._items: dict[tuple, object] = {}
+
+    def get(self, key: tuple):
+        return self._items.get(key)
+
+    def put(self, key: tuple, ranking) -> None:
+        self._items.pop(key, None)
+        self._items[key] = ranking
+        while len(self._items) > self.size:
+            self._items.pop(next(iter(self._items)))
+
+
+def cell_job(
+    cell: Cell,
+    model: nn.Module,
+    data: Dataset,
+    init_state: dict[str, torch.Tensor] | None = None,
+    cache: RankingCache | None = None,
+) -> Generator[Step, None, dict]:
+    """The row of one sweep cell: score, rank, cut at the density, evaluate or retrain.
+
+    The row depends only on the cell's settings, the model, the data and w_0: the global torch
+    generators are seeded with the cell's seed first (dropout draws the same numbers on any
+    worker), the score batches and the batch order come from seeded generators, and a cached
+    ranking is the one the cell would compute itself. The serial sweep and a Ray task
+    (:mod:`visualizer.core.training.cluster`) both compute cells here."""
+    from visualizer.core.pruning.ranking import build_ranking
+
+    s = cell.settings
+    start = time.perf_counter()
+    device = resolve_device(cell.train.device)
+    model = model_on(model, device)  # a Ray worker's copy arrives on the host
+    torch.manual_seed(int(cell.train.seed))
+    key = (s["criterion"], cell.train.seed, s["scope"], s["structure"], s["retrain"])
+    ranking = cache.get(key) if cache is not None else None
+    if ranking is None:
+        scored = _with_state(model, init_state) if s["retrain"] == "init" else model
+        workspace = Workspace(model, data, device=device, seed=cell.train.seed, model_ref=s["model"])
+        scores = yield from sub(workspace.scores(s["criterion"], scored), 0.0, 0.0, f"{s['criterion']} scores: ")
+        ranking = yield from sub(build_ranking(scores, scope=s["scope"], structure=s["structure"]), 0.0, 0.0,
+                                 f"{s['criterion']} ranking: ")
+        if cache is not None:
+            cache.put(key, ranking)
+    masks = ranking.mask_at(s["density"])
+    result = yield from _evaluate_cell(model, data, s["retrain"], cell.train, masks, init_state)
+    return {**s, **result, "seconds": time.perf_counter() - start}
+
+
+def run_cell(
+    cell: Cell,
+    model: nn.Module,
+    data: Dataset,
+    init_state: dict[str, torch.Tensor] | None = None,
+    cache: RankingCache | None = None,
+) -> dict:
+    """:func:`cell_job` run to the end: the row of one cell (what a Ray task returns)."""
+    from visualizer.core.tasks import run
+
+    return run(cell_job(cell, model, data, init_state, cache))
+
+
+def check_sweep_inputs(config: SweepConfig, init_state) -> None:
+    config.validate()
+    if config.retrain in ("rewind", "init") and init_state is None:
+        raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
+
+
 def sweep(
     model: nn.Module,
     data: Dataset,
@@ -205,78 +324,83 @@ def sweep(
     init_state: dict[str, torch.Tensor] | None = None,
     previous: str | Path | Iterable[dict] | None = None,
 ) -> Generator[Step, None, SweepResult]:
-    """Accuracy vs density for ``config.criteria`` x ``config.densities`` (see module docstring).
+    """Accuracy vs density for ``config.criteria`` x seeds x ``config.densities`` (see module
+    docstring), one cell after another in this process.
 
     ``model`` is the trained model (never changed); ``init_state`` (w_0) is needed for
     ``retrain='rewind'``; ``previous`` rows with matching settings are reused, not recomputed.
     Every row, reused or new, is yielded as ``Step.partial`` in grid order."""
-    from visualizer.core.pruning.ranking import build_ranking
-
-    config.validate()
-    if config.retrain in ("rewind", "init") and init_state is None:
-        raise ValueError(f"retrain {config.retrain!r} needs the initialisation (init_state)")
-    scored = _with_state(model, init_state) if config.retrain == "init" else model
-    workspace = Workspace(model, data, seed=config.train.seed, model_ref=config.model)
-    cache = {row_key(r): r for r in read_rows(previous)}
-    dataset = getattr(data, "name", "") or ""
-    grid = [(c, d) for c in config.criteria for d in config.densities]
-    total = len(grid)
+    check_sweep_inputs(config, init_state)
+    model = model_on(model, resolve_device(config.train.device))  # scoring and evaluation there too
+    cache_rows = {row_key(r): r for r in read_rows(previous)}
+    cells = sweep_cells(config, getattr(data, "name", "") or "")
+    total = len(cells)
+    rankings = RankingCache(size=1)
     rows: list[dict] = []
     computed = reused = 0
-    for ci, criterion in enumerate(config.criteria):
-        todo = [d for d in config.densities if row_key(_settings_row(config, criterion, d, dataset)) not in cache]
-        ranking = None
-        if todo:
-            base = ci / len(config.criteria)
-            scores = yield from sub(
-                workspace.scores(criterion, scored), base, base,
-                f"{criterion} scores: "
-            )
-            ranking = yield from sub(
-                build_ranking(scores, scope=config.scope, structure=config.structure_for(criterion)),
-                base, base, f"{criterion} ranking: "
-            )
-        for density in config.densities:
-            settings = _settings_row(config, criterion, density, dataset)
-            key = row_key(settings)
-            if key in cache:
-                row = dict(cache[key])
-                reused += 1
-            else:
-                start = time.perf_counter()
-                masks = ranking.mask_at(density)
-                row = yield from _evaluate_cell(model, data, config, masks, init_state, len(rows), total)
-                row = {**settings, **row, "seconds": time.perf_counter() - start}
-                computed += 1
-            rows.append(row)
-            yield Step(f"{criterion} @ {density:.3g}", len(rows) / total, dict(row))
+    for cell in cells:
+        key = row_key(cell.settings)
+        if key in cache_rows:
+            row = dict(cache_rows[key])
+            reused += 1
+        else:
+            i = len(rows)
+            row = yield from sub(cell_job(cell, model, data, init_state, rankings), i / total, (i + 1) / total)
+            computed += 1
+        rows.append(row)
+        yield Step(f"{cell.criterion} @ {cell.density:.3g}", len(rows) / total, dict(row))
     return SweepResult(rows, computed, reused)
 
 
 def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model).cpu()
+    clone = copy.deepcopy(model)
     clone.load_state_dict(state)
     return clone
 
 
-def _evaluate_cell(model, data, config: SweepConfig, masks: MaskSet, init_state, i: int, total: int):
+def _evaluate_cell(model, data, retrain: str, train_config: TrainConfig, masks: MaskSet, init_state):
     """Accuracy/loss of one (criterion, density) cell under the retraining mode: the evaluation
     of ``prune --eval`` for ``none``, :func:`~visualizer.core.training.lottery.retrain_job` (what
     one-shot fine-tuning and pruning at initialisation run) otherwise."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
-    if config.retrain == "none":
-        ev = yield from sub(evaluate_job(model, evaluation_batches(data), masks), i / total, (i + 1) / total)
+    if retrain == "none":
+        ev = yield from evaluate_job(model, evaluation_batches(data), masks)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
-    res = yield from sub(retrain_job(model, data, masks, config.retrain, config.train, init_state),
-                         i / total, (i + 1) / total)
+    res = yield from retrain_job(model, data, masks, retrain, train_config, init_state)
     return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss}
+
+
+class RowFile:
+    """The rows of a sweep on disk while it runs: every finished row is written at once (an
+    interrupted sweep resumes from the file), the file is rewritten whole and atomically in grid
+    order (never half a row, never an order that depends on which worker finished first), one row
+    per key (a retried cell cannot appear twice), and rows of other settings already in the file
+    are kept after this sweep's."""
+
+    def __init__(self, path: str | Path, cells: Sequence[Cell], previous: Iterable[dict] = (),
+                 fields: Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        self.fields = list(fields or ROW_FIELDS)
+        self.order = {row_key(c.settings): c.index for c in cells}
+        self.previous = [dict(r) for r in previous]
+        self.done: dict[tuple, dict] = {}
+
+    def add(self, row: dict) -> None:
+        self.done[row_key(row)] = row
+        self.write()
+
+    def rows(self) -> list[dict]:
+        mine = sorted(self.done.items(), key=lambda kv: self.order.get(kv[0], len(self.order)))
+        return [r for _, r in mine] + [r for r in self.previous if row_key(r) not in self.done]
+
+    def write(self, path: str | Path | None = None) -> None:
+        write_rows(self.rows(), path or self.path, self.fields)
 
 
 # --- the lottery ticket report -------------------------------------------------------------------
 
-LTH_FIELDS = ["model", "criterion", "retrain", "kind", "round", "density", "accuracy", "loss", "rate", "rewind", "epochs", "lr", "seed", "scope"]
+LTH_FIELDS = ["model", "criterion", "retrain", "kind", "round", "density", "accuracy", "loss", "rate", "rewind", "epochs", "lr", "seed", "scope",
+              "device"]
 
 
 def lth_report(
@@ -300,7 +424,8 @@ def lth_report(
     job = iterative_magnitude_pruning(model, data, init_state, imp_config)
     rows: list[dict] = []
     settings = {"model": model_ref, "criterion": "magnitude", "retrain": "rewind", "rate": rate, "rewind": rewind, "epochs": config.epochs,
-                "lr": config.lr, "seed": config.seed, "scope": scope}
+                "lr": config.lr, "seed": config.seed, "scope": scope,
+                "device": device_name(resolve_device(config.device))}
     try:
         yield from _stream_lth(job, settings, rows)
     finally:

@@ -1,7 +1,7 @@
 """Masked training (projected gradient descent), label smoothing and distillation.
 
 Training a pruned network is constrained optimisation over the subspace of surviving weights
-(seed 000, "The Mathematics of Pruning"; seed 002, "The Optimization Landscape"): with the
+(docs/theory.md §8, "Training under a mask: projected gradient descent"): with the
 projection P_m = diag(m),
 
     w_{t+1} = P_m (w_t - eta * P_m grad L(w_t)),
@@ -18,7 +18,7 @@ any yield (the GUI's cancel) just drops the copy, so the caller's model and mask
 as they were; the trained copy comes back in :class:`TrainResult.model` when the job finishes.
 A job yields after every optimiser step, so a cancel takes effect within one training step.
 
-Losses (seed 001, "The Gentle Art of Training" and "The Apprentice and the Master"):
+Losses (Szegedy et al. 2016; Hinton et al. 2015; docs/theory.md §15):
 - label smoothing with eps: targets q = (1 - eps) * onehot(y) + eps / K, loss = -sum q log p;
 - knowledge distillation from a teacher (the dense model) at temperature T with weight a:
   L = (1 - a) * CE(y, p) + a * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))  (Hinton et al.).
@@ -36,11 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
-from visualizer.core.models.loaders import select_device
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
-from visualizer.core.training.evaluate import EvalResult, evaluate, model_device
-from visualizer.core.workspace import evaluation_batches, training_batches
+from visualizer.core.training.evaluate import EvalResult, autocast, evaluate, model_device
+from visualizer.core.workspace import evaluation_batches, resolve_device, streamed, training_batches
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -60,14 +59,18 @@ class TrainConfig:
     distill_weight: float = 0.0  # a in L = (1-a) CE + a T^2 KL; 0 turns distillation off
     temperature: float = 4.0
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # resolved by core.workspace.resolve_device
+    amp: bool = False  # bf16 autocast of forward passes on CUDA (ignored elsewhere: evaluate.amp_enabled)
     max_steps: int | None = None  # stop after this many optimiser steps (None: all epochs)
     report_every: int = 10  # a partial metrics row every this many steps
     evaluate_each_epoch: bool = True
+    eval_batches: int | None = None  # test mini-batches each evaluation reads (None: the whole split)
 
     def validate(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.eval_batches is not None and self.eval_batches < 0:
+            raise ValueError(f"evaluation batches must be >= 0, got {self.eval_batches}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
@@ -104,7 +107,7 @@ class TrainResult:
 
 
 def smoothed_targets(y: torch.Tensor, num_classes: int, eps: float) -> torch.Tensor:
-    """q = (1 - eps) * onehot(y) + eps / K (seed 001, label smoothing)."""
+    """q = (1 - eps) * onehot(y) + eps / K (label smoothing, Szegedy et al. 2016)."""
     return (1.0 - eps) * F.one_hot(y, num_classes).float() + eps / num_classes
 
 
@@ -175,7 +178,7 @@ class MaskProjector:
             torch._foreach_mul_(self.params, self.masks)
 
     def project_grads(self) -> None:
-        """g <- m ⊙ g: the projected gradient P_m ∇L (seed 002).
+        """g <- m ⊙ g: the projected gradient P_m ∇L (docs/theory.md §8).
 
         Runs every step, so it is kept to one foreach call: no ``no_grad`` wrapper (gradients
         from a plain backward do not require grad, so nothing is recorded; the context manager
@@ -252,7 +255,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def total_steps(data: Dataset, config: TrainConfig) -> int:
-    steps = config.epochs * steps_per_epoch(int(data.x_train.shape[0]), config.batch_size)
+    steps = config.epochs * steps_per_epoch(data.split_size("train"), config.batch_size)
     return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
@@ -267,9 +270,11 @@ def _one_step(
     teacher: nn.Module | None,
     hooks: LoopHooks,
     step: int,
-) -> float:
-    """One projected gradient step; returns the batch loss. Grad mode is set here, per call,
-    never held across a yield (grad mode is per thread).
+) -> torch.Tensor:
+    """One projected gradient step; returns the batch loss as a detached tensor on the training
+    device (reading it as a float would wait for the GPU every step: :func:`fit` adds the
+    losses up on the device and reads the sum per progress tick). Grad mode is set here, per
+    call, never held across a yield (grad mode is per thread).
 
     Only the gradient is projected per step. The weights and the optimiser state are projected
     once when training starts (and by whoever changes the mask, as dynamic sparse training
@@ -278,12 +283,15 @@ def _one_step(
     are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (it was
     27 us of a 930 us mlp step; tested after every step in tests/core/training/test_loop.py)."""
     optimizer.zero_grad(set_to_none=True)
-    logits = main_logits(work(xb))
-    teacher_logits = None
-    if teacher is not None and config.distill_weight > 0:
-        with torch.no_grad():
-            teacher_logits = main_logits(teacher(xb))
-    loss = training_loss(logits, yb, config.label_smoothing, teacher_logits, config.distill_weight, config.temperature)
+    with autocast(config.amp, xb.device):
+        logits = main_logits(work(xb))
+        teacher_logits = None
+        if teacher is not None and config.distill_weight > 0:
+            with torch.no_grad():
+                teacher_logits = main_logits(teacher(xb))
+        loss = training_loss(logits.float(), yb, config.label_smoothing,
+                             None if teacher_logits is None else teacher_logits.float(),
+                             config.distill_weight, config.temperature)
     loss.backward()
     if hooks.on_dense_grads is not None:
         hooks.on_dense_grads(step, work, optimizer)
@@ -292,7 +300,15 @@ def _one_step(
     optimizer.step()
     if hooks.after_step is not None:
         hooks.after_step(step, work, optimizer)
-    return float(loss.detach())
+    return loss.detach()
+
+
+def _read_mean(running: torch.Tensor, n: int, step: int) -> float:
+    """The mean of the accumulated batch losses, read from the device (one synchronisation)."""
+    value = float(running) / n
+    if not math.isfinite(value):
+        raise ValueError(f"training diverged by step {step} (loss {value}); lower the learning rate")
+    return value
 
 
 def fit(
@@ -309,7 +325,9 @@ def fit(
     """Train ``work`` IN PLACE (callers pass a copy) with projected gradient steps.
 
     Yields a Step after every optimiser step (partial metrics every ``report_every`` steps and at
-    each epoch end) and returns (history, steps taken, snapshots). ``extra()`` adds fields to the
+    each epoch end) and returns (history, steps taken, snapshots). The batch losses are summed on
+    the training device and read only at those ticks, so a GPU never waits for the host between
+    steps (a divergence is caught at the next tick). ``extra()`` adds fields to the
     partial rows (e.g. the current density of a dynamic mask).
     """
     config.validate()
@@ -327,36 +345,38 @@ def fit(
     generator = torch.Generator().manual_seed(int(config.seed))
     history: list[dict] = []
     step = 0
-    running, running_n = 0.0, 0
+    running, running_n = torch.zeros((), device=device), 0
     if n_total == 0:
         return history, 0, snapshots
     teacher = teacher.to(device).eval() if teacher is not None else None
+    # an accelerator gets an in-memory training split once, not one host-to-device copy per step;
+    # a streamed one (an image folder) arrives batch by batch from pinned memory
+    source = data if device.type == "cpu" or streamed(data) else data.to(device)
     for epoch in range(config.epochs):
         work.train()
-        for xb, yb in training_batches(data, config.batch_size, generator):
+        for xb, yb in training_batches(source, config.batch_size, generator):
             if step >= n_total:
                 break
             loss = _one_step(work, optimizer, xb.to(device), yb.to(device), config, projector, teacher, hooks, step)
             step += 1
-            if not math.isfinite(loss):
-                raise ValueError(f"training diverged at step {step} (loss {loss}); lower the learning rate")
             running += loss
             running_n += 1
             if step in capture:
                 snapshots[step] = _snapshot(work)
             partial = None
             if step % max(1, config.report_every) == 0:
-                partial = {"epoch": epoch + 1, "step": step, "train_loss": running / running_n}
+                partial = {"epoch": epoch + 1, "step": step, "train_loss": _read_mean(running, running_n, step)}
                 if extra is not None:
                     partial.update(extra())
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}", step / n_total, partial)
         if running_n and config.evaluate_each_epoch:
-            ev = evaluate(work, evaluation_batches(data))
-            row = {"epoch": epoch + 1, "step": step, "train_loss": running / running_n, "test_loss": ev.loss, "accuracy": ev.accuracy}
+            train_loss = _read_mean(running, running_n, step)
+            ev = evaluate(work, evaluation_batches(data, config.eval_batches), amp=config.amp)
+            row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "test_loss": ev.loss, "accuracy": ev.accuracy}
             if extra is not None:
                 row.update(extra())
             history.append(row)
-            running, running_n = 0.0, 0
+            running, running_n = torch.zeros((), device=device), 0
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}: accuracy {ev.accuracy:.3f}", step / n_total, row)
         if step >= n_total:
             break
@@ -373,7 +393,7 @@ def prepare_copy(model: nn.Module, config: TrainConfig, state: dict[str, torch.T
     work = copy.deepcopy(model)
     if state is not None:
         work.load_state_dict({k: v.clone() for k, v in state.items()})
-    return work.to(select_device(config.device))
+    return work.to(resolve_device(config.device))
 
 
 def train(
@@ -406,7 +426,7 @@ def train(
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
     )
-    test = evaluate(work, evaluation_batches(data))
+    test = evaluate(work, evaluation_batches(data, config.eval_batches), amp=config.amp)
     yield Step(f"{stage}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "test_loss": test.loss, "accuracy": test.accuracy})
     return TrainResult(work, masks.copy() if masks is not None else None, history, test, steps, snapshots)
 

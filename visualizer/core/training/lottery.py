@@ -1,12 +1,12 @@
 """The Lottery Ticket Hypothesis: iterative magnitude pruning with rewinding, its controls,
 one-shot pruning + fine-tuning, and pruning at initialisation.
 
-IMP (seed 003, "From a Single Strike to Iterative Refinement"; seed 002, "The Lottery Ticket
-Hypothesis"): start from the initialisation w_0, train, then for rounds r = 1..S prune a
+IMP (Frankle & Carbin 2019; docs/theory.md §9, "Lottery tickets and iterative magnitude
+pruning"): start from the initialisation w_0, train, then for rounds r = 1..S prune a
 fraction alpha of the weights that remain (smallest |w| of the trained weights, global or per
 layer), rewind the survivors to w_tau and train again. The density after S rounds is
 
-    rho_S = (1 - alpha)^S                                                       (seed 003)
+    rho_S = (1 - alpha)^S                                          (docs/theory.md §9)
 
 and here round r keeps exactly k_r = floor((1 - alpha)^r * d) weights (per layer with the layer
 scope, over all prunable weights with the global scope), so the achieved density is (1-alpha)^S up
@@ -14,11 +14,11 @@ to one weight of rounding per layer (per model for the global scope); the closed
 rather than repeated flooring so that rounding never accumulates over rounds.
 
 Rewinding: tau = 0 rewinds to the original initialisation (bundled models ship it as
-``sample_models/NAME.init.safetensors``); tau > 0 (late rewinding, seed 002 "weight rewinding")
+``sample_models/NAME.init.safetensors``); tau > 0 (late rewinding, Frankle et al. 2020)
 keeps the weights after tau optimiser steps of the dense run. The ticket of round r starts from
 exactly m_r ⊙ w_tau (all other tensors -- biases, norms, buffers -- from w_tau).
 
-Controls (seed 002: "re-initializing the winning ticket's structure with new random weights
+Controls (Frankle & Carbin 2019: "re-initializing the winning ticket's structure with new random weights
 typically fails"): ``reinit`` trains the same mask from a fresh random initialisation;
 ``random-mask`` trains a random mask with the same kept count per layer from w_tau.
 Every training here runs on copies (see visualizer.core.training.loop), so a cancelled job leaves the
@@ -45,7 +45,7 @@ SCOPES = ("global", "layer")
 
 
 def imp_density(rate: float, rounds: int) -> float:
-    """rho_S = (1 - alpha)^S (seed 003)."""
+    """rho_S = (1 - alpha)^S (docs/theory.md §9)."""
     return (1.0 - rate) ** rounds
 
 
@@ -72,7 +72,7 @@ def rewind_state(w_tau: dict[str, torch.Tensor], masks: MaskSet) -> dict[str, to
     """The rewound ticket: m ⊙ w_tau for masked parameters, w_tau for everything else."""
     state = {k: v.detach().clone() for k, v in w_tau.items()}
     for name, m in masks.masks.items():
-        state[name] = state[name] * m.to(state[name].dtype)
+        state[name] = state[name] * m.to(state[name].device, state[name].dtype)
     return state
 
 
@@ -246,7 +246,7 @@ def retrain_job(
 def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     import copy
 
-    clone = copy.deepcopy(model).cpu()
+    clone = copy.deepcopy(model)  # on the model's device: scoring at init runs where training does
     clone.load_state_dict(state)
     return clone
 
@@ -338,7 +338,7 @@ def rewind_points(
     config: TrainConfig | None = None, seed: int = 0,
 ) -> Generator[Step, None, RewindRun]:
     """Train a copy from the model's initialisation w_0 (:func:`initial_state`) for max(taus)
-    steps and keep w_tau at every tau: the points late rewinding returns to (seed 002). The
+    steps and keep w_tau at every tau: the points late rewinding returns to (Frankle et al. 2020). The
     caller's model is unchanged."""
     taus = sorted({int(t) for t in taus})
     if not taus or taus[0] < 0:

@@ -9,11 +9,12 @@ Proximal operators (ISTA: Beck & Teboulle 2009; IHT: Blumensath & Davies 2009; g
 After a gradient step with learning rate eta the proximal step uses threshold eta * lam
 (ISTA: w <- prox_{eta lam}(w - eta grad)). Groups are lists of (parameter, dim, start, stop)
 slices; :func:`output_channel_groups` builds one group per output channel, and any other group
-spec (Inception branches, DenseNet connections from core/structure.py) can be passed in.
+spec (Inception branches, DenseNet connections from core/structure/groups.py) can be passed in.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from torch import nn
 from visualizer.core.data.sources import Dataset
 from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.pruning.ranking import kept_count
+from visualizer.core.pruning.ranking import first_k, kept_count
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import EvalResult, evaluate
 from visualizer.core.training.loop import LoopHooks, TrainConfig, fit, prepare_copy, train
@@ -51,15 +52,11 @@ def hard_threshold_masks(tensors: dict[str, torch.Tensor], k: int) -> dict[str, 
     """Masks keeping the k entries of largest |w| over all tensors together (IHT's H_k).
 
     Ties at the threshold are broken by position (first in name order, then index), so exactly
-    k entries are kept."""
-    flat = torch.cat([t.detach().reshape(-1).abs().float().cpu() for t in tensors.values()]) if tensors else torch.zeros(0)
-    d = flat.numel()
-    k = max(0, min(int(k), d))
-    keep = torch.zeros(d, dtype=torch.bool)
-    if k:
-        # stable sort on -|w|: equal magnitudes keep their positional order
-        order = torch.sort(-flat, stable=True).indices
-        keep[order[:k]] = True
+    k entries are kept. The masks are on the tensors' device (the selection never leaves it)."""
+    if not tensors:
+        return {}
+    flat = torch.cat([t.detach().reshape(-1).abs().float() for t in tensors.values()])
+    keep = first_k(flat, k, largest=True)
     out, start = {}, 0
     for name, t in tensors.items():
         out[name] = keep[start : start + t.numel()].reshape(t.shape)
@@ -138,7 +135,25 @@ def group_norm(params: dict[str, torch.Tensor], group: Group) -> float:
 
 @torch.no_grad()
 def apply_block_soft_threshold(params: dict[str, torch.Tensor], groups: Sequence[Group], lam: float) -> int:
-    """In place, for every group: w_G <- max(1 - lam/||w_G||_2, 0) w_G. Returns groups now zero.
+    """In place, for every group: w_G <- max(1 - lam/||w_G||_2, 0) w_G. Returns groups now zero
+    (:func:`block_soft_threshold_` with the count read from the device)."""
+    return int(block_soft_threshold_(params, groups, lam))
+
+
+@functools.lru_cache(maxsize=64)
+def _group_index(starts: tuple[tuple[int, ...], ...], device: str) -> tuple[torch.Tensor, bool]:
+    """The (groups x slices) start indices on ``device``, and whether any two groups share an
+    entry. Cached: proximal training applies the same groups every step."""
+    idx = torch.tensor(starts, dtype=torch.long)
+    overlapping = any(idx[:, j].unique().numel() != len(starts) for j in range(idx.shape[1]))
+    return idx.to(device), overlapping
+
+
+@torch.no_grad()
+def block_soft_threshold_(params: dict[str, torch.Tensor], groups: Sequence[Group], lam: float) -> torch.Tensor:
+    """In place, for every group: w_G <- max(1 - lam/||w_G||_2, 0) w_G. Returns the number of
+    groups now zero as a tensor on the parameters' device: nothing here waits for the device,
+    so a proximal step on a GPU runs without a host round trip.
 
     Groups made of single entries along their dims (output channels, input connections) are done
     in one vectorised pass per layout; others one by one. Overlapping groups are processed in
@@ -152,27 +167,29 @@ def apply_block_soft_threshold(params: dict[str, torch.Tensor], groups: Sequence
             batched.setdefault(tuple((s.param, s.dim) for s in g.slices), []).append(g)
         else:
             one_by_one.append(g)
-    zeroed = 0
+    first = next(iter(params.values()), None)
+    zeroed = torch.zeros((), dtype=torch.long, device=first.device if first is not None else "cpu")
     for layout, gs in batched.items():
-        idx = torch.tensor([[s.start for s in g.slices] for g in gs], dtype=torch.long)
-        if any(idx[:, j].unique().numel() != len(gs) for j in range(idx.shape[1])):
+        views = [params[name].movedim(dim, 0) for name, dim in layout]
+        idx, overlapping = _group_index(tuple(tuple(s.start for s in g.slices) for g in gs), str(views[0].device))
+        if overlapping:
             one_by_one += gs  # overlapping entries: the sequential path keeps the order
             continue
-        views = [params[name].movedim(dim, 0) for name, dim in layout]
         sq = sum(v[idx[:, j].to(v.device)].reshape(len(gs), -1).pow(2).sum(1) for j, v in enumerate(views))
         norm = sq.sqrt()
         scale = torch.where(norm > 0, torch.clamp(1.0 - lam / norm.clamp_min(1e-30), min=0.0), torch.zeros_like(norm))
         for j, v in enumerate(views):
             i = idx[:, j].to(v.device)
             v[i] = v[i] * scale.to(v.dtype).view(-1, *([1] * (v.ndim - 1)))
-        zeroed += int((scale == 0).sum())
+        zeroed += (scale == 0).sum().to(zeroed.device)
     for g in one_by_one:
         views = _views(params, g)
-        norm = math.sqrt(sum(float(v.pow(2).sum()) for v in views))
-        scale = max(1.0 - lam / norm, 0.0) if norm > 0 else 0.0
+        acc = torch.float32 if zeroed.device.type == "mps" else torch.float64  # MPS has no float64
+        norm = torch.sqrt(sum(v.to(acc).pow(2).sum().to(zeroed.device) for v in views))
+        scale = torch.where(norm > 0, torch.clamp(1.0 - lam / norm.clamp_min(1e-30), min=0.0), torch.zeros_like(norm))
         for v in views:
-            v.mul_(scale)
-        zeroed += scale == 0.0
+            v.mul_(scale.to(v.device, v.dtype))
+        zeroed += (scale == 0).long()
     return zeroed
 
 
@@ -246,7 +263,7 @@ def proximal_training(
             for p in prunable.values():
                 p.copy_(soft_threshold(p, threshold))
         elif config.method == "group-lasso":
-            zero_groups[0] = apply_block_soft_threshold(all_params, groups, threshold)
+            zero_groups[0] = block_soft_threshold_(all_params, groups, threshold)  # read once, at the end
         else:
             keep = hard_threshold_masks(prunable, k)
             for name, p in prunable.items():
@@ -263,7 +280,7 @@ def proximal_training(
     masks.metadata.update({"criterion": config.method, "lambda": f"{config.lam:g}"})
     test = evaluate(work, evaluation_batches(data))
     yield Step(f"{config.method}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "accuracy": test.accuracy, "density": masks.density()})
-    return ProxResult(work, masks, history, test, steps, zero_groups[0], len(groups))
+    return ProxResult(work, masks, history, test, steps, int(zero_groups[0]), len(groups))
 
 
 @dataclass
@@ -327,7 +344,7 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
     """One group per layer output: everything that reads those channels in later layers (seed
     004 "Untangling DenseNets": the outgoing connections of an early layer), so a zero group is
     a connection the network no longer uses. Built from the coupled channel groups of
-    core.structure: the consumers' input slices *and* the per-channel affine parameters of the
+    core.structure.groups: the consumers' input slices *and* the per-channel affine parameters of the
     readers' norms (a pre-activation DenseNet normalises each source's channels in every reader).
     Without the norm scales the penalty is evaded: the optimiser shrinks the conv slice and grows
     gamma, since only their product matters (measured: no group of densenet-mini reached zero at
@@ -368,6 +385,7 @@ def group_lasso_train(
     groups: Sequence[Group] | str | None = None,
     lr: float = 0.05,
     seed: int = 0,
+    device: str = "auto",
 ) -> Generator[Step, None, ProxResult]:
     """Convenience: group lasso (block soft thresholding) for ``epochs`` of plain SGD; see
     :func:`proximal_training`. ``groups``: a list of groups, or "channels", "branches",
@@ -380,7 +398,8 @@ def group_lasso_train(
             raise ValueError(f"unknown group kind {groups!r} (use {', '.join(makers)})")
         groups = makers[groups](model)
     config = ProxConfig("group-lasso", lam=lam, groups=tuple(groups),
-                        train=TrainConfig(epochs=epochs, optimizer="sgd", momentum=0.0, lr=lr, seed=seed))
+                        train=TrainConfig(epochs=epochs, optimizer="sgd", momentum=0.0, lr=lr, seed=seed,
+                                          device=device))
     return (yield from proximal_training(model, data, config))
 
 
@@ -404,6 +423,7 @@ def group_lasso_then_finetune(
     finetune_epochs: int = 3,
     groups: Sequence[Group] | str | None = None,
     seed: int = 0,
+    device: str = "auto",
 ) -> Generator[Step, None, LassoOutcome]:
     """:func:`group_lasso_train`, then ``finetune_epochs`` of masked training (Adam, lr 1e-3) under
     the mask of the weights the penalty left non-zero; a zero group stays zero (the mask
@@ -412,11 +432,13 @@ def group_lasso_then_finetune(
     fine-tuning; densenet-mini, lambda 0.3, 20 epochs: 1 of 8 connection groups zero, 0.797 ->
     0.992 (dense 0.992); lambda 0.4 zeroes 3 but ends at 0.847."""
     dense = evaluate(model, evaluation_batches(data))
-    lasso = yield from sub(group_lasso_train(model, data, lam=lam, epochs=epochs, groups=groups, seed=seed),
+    lasso = yield from sub(group_lasso_train(model, data, lam=lam, epochs=epochs, groups=groups, seed=seed,
+                                             device=device),
                             0.0, 0.8 if finetune_epochs else 1.0)
     masks = MaskSet.from_model_zeros(lasso.model)
     if finetune_epochs <= 0:
         return LassoOutcome(dense, lasso, lasso.model, masks, lasso.test)
-    tuned = yield from sub(train(lasso.model, data, masks, TrainConfig(epochs=finetune_epochs, lr=1e-3, seed=seed),
+    tuned = yield from sub(train(lasso.model, data, masks, TrainConfig(epochs=finetune_epochs, lr=1e-3, seed=seed,
+                                                                       device=device),
                                   stage="fine-tune"), 0.8, 1.0)
     return LassoOutcome(dense, lasso, tuned.model, masks, tuned.test)

@@ -82,7 +82,7 @@ LASSO_DEFAULTS = {"densenet": (0.3, 20), "inception": (0.3, 10)}
 
 
 def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune_epochs: int = 3,
-                    example=None) -> Generator[Step, None, GroupLassoResult]:
+                    example=None, device: str = "cpu") -> Generator[Step, None, GroupLassoResult]:
     """Group lasso (block soft thresholding; Yuan & Lin 2006, Wen et al. 2016) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
@@ -91,9 +91,10 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
-    res = yield from sub(lasso_then_finetune(model, dataset, lam=lam, epochs=epochs, finetune_epochs=finetune_epochs),
+    res = yield from sub(lasso_then_finetune(model, dataset, lam=lam, epochs=epochs, finetune_epochs=finetune_epochs,
+                                             device=device),
                          0.05, 0.95, "group lasso: ")
-    after = res.model
+    after = res.model.cpu()  # the connectivity summaries read the trained copy on the host
     yield Step("connections after", 0.97)
     return GroupLassoResult(before_c, connectivity(after, groups), before_b, branches(after, groups, example),
                             res.lasso.zero_groups, res.lasso.groups, res.dense.accuracy, res.lasso.test.accuracy,
@@ -104,17 +105,26 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
 
 
 def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
-                 trace_probes: int = 20, n_batches: int = 1):
-    """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature)."""
+                 trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu"):
+    """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
+    ``device`` (a copy of the model there; eigenvectors come back to the host)."""
     from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.curvature.spectrum import SpectrumOptions as options_cls
     from visualizer.core.curvature.spectrum import dense_vs_masked
+    from visualizer.core.workspace import model_on
+    if dataset is None:
+        raise ValueError("the Hessian spectrum needs a dataset: choose one under Data")
     if masks is None:
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
-    evalset = eval_batches(dataset, n_batches=n_batches)
+    work = model_on(model, device)
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
-    return (yield from sub(dense_vs_masked(model, evalset, masks, options), 0.02, 1.0))
+    both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
+    for spec in (both.dense, both.masked):
+        if spec.top_vectors is not None:
+            spec.top_vectors = spec.top_vectors.cpu()
+    return both
 
 
 # --- landscape ------------------------------------------------------------------------------------
@@ -128,17 +138,22 @@ class LandscapeResult:
 
 
 def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
-                  span: float = 1.5, n_batches: int = 1, seed: int = 0):
+                  span: float = 1.5, n_batches: int = 1, seed: int = 0, batch_size: int = 128,
+                  device: str = "cpu"):
     """1D: the straight path dense -> pruned (theta -> m * theta), with its barrier.
     2D: the plane through the trained point spanned by the pruning displacement
     delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
     trained point sits at (0, 0) and the pruned point at (1, 0)."""
     from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
     from visualizer.core.curvature.operator import eval_batches
+    from visualizer.core.workspace import model_on
+    if dataset is None:
+        raise ValueError("the loss landscape needs a dataset: choose one under Data")
     if masks is None:
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
-    evalset = eval_batches(dataset, n_batches=n_batches)
+    model = model_on(model, device)  # a copy on the device; the grids come back as numpy
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     pruned = masks.masked_state(model)
     curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")
@@ -157,7 +172,7 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
 # --- speed ----------------------------------------------------------------------------------------
 
 
-def speed_job(model, density: float = 0.5, repeats: int = 20, example=None):
+def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu"):
     """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models."""
     from visualizer.core.structure.graph import example_input
     from visualizer.core.structure.groups import find_groups, group_scores
@@ -169,4 +184,4 @@ def speed_job(model, density: float = 0.5, repeats: int = 20, example=None):
     scores = group_scores(model, groups, "group-l2")
     yield Step("shrinking", 0.1)
     result = structured_prune(model, groups, scores, density, x)
-    return (yield from sub(measure(model, result.shrunk.model, x, repeats=repeats), 0.2, 1.0))
+    return (yield from sub(measure(model, result.shrunk.model, x, repeats=repeats, device=device), 0.2, 1.0))

@@ -9,6 +9,7 @@ random-labels lab inside the binomial band around chance. See docs/theory.md.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -326,6 +327,14 @@ class LabsPanel(QWidget):
             view.set_caption(result.summary())
             self.status.setText("")
 
+        factory = job
+        if "device" in inspect.signature(job).parameters:  # the training lab: the window's device
+            from visualizer.ui.device_ui import job_device
+
+            device = job_device(self.window)
+            if device is None:
+                return
+            factory = lambda: job(device=device)  # noqa: E731
         self.status.setText(f"{title}…")
-        self.window.jobs.submit("lab", title, job, on_result=done,
+        self.window.jobs.submit("lab", title, factory, on_result=done,
                                 on_error=lambda message: self.status.setText(message))

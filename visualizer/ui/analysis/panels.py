@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -24,6 +25,7 @@ from visualizer.ui.analysis.inception_view import BranchView
 from visualizer.ui.analysis.landscape_view import LandscapeView
 from visualizer.ui.analysis.spectrum_view import SpectrumView
 from visualizer.ui.analysis.speed_view import SpeedView
+from visualizer.ui.data_box import NEEDS_DATA
 
 
 def param_for_layer(state, layer: str) -> str | None:
@@ -33,6 +35,44 @@ def param_for_layer(state, layer: str) -> str | None:
         if name in prunable:
             return name
     return next((p for p in prunable if p.startswith(layer + ".")), None)
+
+
+# the sample a curvature view reads: one batch of 128 of a bundled (in-memory) dataset; two
+# batches of 16 of a streamed one, which keeps a CPU preview of ResNet-50 to seconds
+IN_MEMORY_SAMPLES, IN_MEMORY_BATCH = 128, 128
+# (core.workspace.PREVIEW_BATCHES x PREVIEW_BATCH_SIZE, not imported: this module loads before torch)
+STREAMED_SAMPLES, STREAMED_BATCH = 32, 16
+
+
+def samples_box() -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(1, 100_000)
+    box.setValue(IN_MEMORY_SAMPLES)
+    box.setPrefix("samples ")
+    box.setToolTip("test samples the computation reads (the first ones, in fixed order): more is "
+                   "closer to the whole split and slower")
+    return box
+
+
+def reset_samples(box: QSpinBox, state) -> None:
+    """The default sample for the dataset in use (see IN_MEMORY_SAMPLES, STREAMED_SAMPLES)."""
+    data = getattr(state, "dataset", None)
+    box.setValue(STREAMED_SAMPLES if data is not None and not data.in_memory else IN_MEMORY_SAMPLES)
+
+
+def follow_dataset(state, box: QSpinBox) -> None:
+    """Reset ``box`` to the default sample whenever the model or the dataset changes."""
+    state.model_changed.connect(lambda: reset_samples(box, state))
+    if hasattr(state, "dataset_changed"):
+        state.dataset_changed.connect(lambda: reset_samples(box, state))
+    reset_samples(box, state)
+
+
+def sample_batches(samples: int, data) -> tuple[int, int]:
+    """(batches, batch size) that read ``samples`` test samples of ``data``."""
+    size = STREAMED_BATCH if data is not None and not data.in_memory else IN_MEMORY_BATCH
+    size = min(size, samples)
+    return -(-samples // size), size
 
 
 class AnalysisPanel(QWidget):
@@ -45,6 +85,10 @@ class AnalysisPanel(QWidget):
         self.toolbar = QHBoxLayout()
         self.status = QLabel("")
         self.status.setObjectName("analysisStatus")
+        # a long line must not widen the toolbar (and squeeze the docks): it is cut, in full as
+        # the tooltip and in the window's status bar
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._data_buttons: list[tuple[QPushButton, str]] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self.toolbar)
@@ -91,6 +135,31 @@ class AnalysisPanel(QWidget):
     def finish_toolbar(self) -> None:
         self.toolbar.addWidget(self.status, 1)
 
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setToolTip(text)
+
+    def needs_data(self, *buttons: QPushButton) -> None:
+        """Keep ``buttons`` disabled, with the reason, while no dataset is chosen."""
+        self._data_buttons.extend((b, b.toolTip()) for b in buttons)
+        state = self.window.state
+        state.model_changed.connect(self.update_data_buttons)
+        dataset_changed = getattr(state, "dataset_changed", None)
+        if dataset_changed is not None:
+            dataset_changed.connect(self.update_data_buttons)
+        self.update_data_buttons()
+
+    def update_data_buttons(self) -> None:
+        has_data = getattr(self.window.state, "dataset", None) is not None
+        for button, tip in self._data_buttons:
+            button.setEnabled(has_data)
+            button.setToolTip(tip if has_data else f"{NEEDS_DATA}\n{tip}")
+        if self._data_buttons:
+            if not has_data and self.model() is not None:
+                self.set_status(NEEDS_DATA)
+            elif self.status.text() == NEEDS_DATA:
+                self.set_status("")
+
     def state(self):
         return self.window.state
 
@@ -98,15 +167,26 @@ class AnalysisPanel(QWidget):
         loaded = getattr(self.window.state, "loaded", None)
         return None if loaded is None else loaded.model
 
+    def device(self) -> str | None:
+        """The window's device for a job requested now, or None (with the reason shown here)."""
+        from visualizer.core.workspace import device_name, resolve_device
+
+        try:
+            return device_name(resolve_device(getattr(self.window.state, "device", "auto")))
+        except ValueError as exc:
+            self.status.setText(f"device: {exc}")
+            return None
+
     def submit(self, kind: str, title: str, factory, on_result) -> None:
         def failed(message: str) -> None:
-            self.status.setText(message)
+            # the message itself goes to the window's status bar (JobRunner.failed)
+            self.set_status(f"{title} failed: {message}")
 
         def done(result) -> None:
-            self.status.setText("")
+            self.set_status("")
             on_result(result)
 
-        self.status.setText(f"{title}…")
+        self.set_status(f"{title}…")
         self.window.jobs.submit(kind, title, factory, on_result=done, on_error=failed)
 
 
@@ -203,21 +283,27 @@ class SpectrumPanel(AnalysisPanel):
         self.probes.setRange(0, 50)
         self.probes.setValue(4)
         self.probes.setPrefix("SLQ probes ")
-        self.add_button("Compute spectrum", self.compute,
-                        "Lanczos top/bottom eigenvalues, SLQ density and Hutchinson trace, "
-                        "dense and masked at theta = m * w")
+        compute = self.add_button("Compute spectrum", self.compute,
+                                  "Lanczos top/bottom eigenvalues, SLQ density and Hutchinson trace, "
+                                  "dense and masked at theta = m * w")
+        self.samples = samples_box()
         self.toolbar.addWidget(self.top_k)
         self.toolbar.addWidget(self.probes)
+        self.toolbar.addWidget(self.samples)
         self.finish_toolbar()
+        self.needs_data(compute)
+        follow_dataset(window.state, self.samples)
 
     def compute(self) -> None:
         state = self.window.state
-        model, data, masks = self.model(), state.dataset, state.masks
-        if model is None:
+        model, data, masks, device = self.model(), state.dataset, state.masks, self.device()
+        if model is None or device is None:
             return
         k, probes = self.top_k.value(), self.probes.value()
-        self.submit("analysis-spectrum", "Hessian spectrum",
-                    lambda: jobs.spectrum_job(model, data, masks, top_k=k, density_probes=probes),
+        n, size = sample_batches(self.samples.value(), data)
+        self.submit("analysis-spectrum", f"Hessian spectrum on {device}",
+                    lambda: jobs.spectrum_job(model, data, masks, top_k=k, density_probes=probes,
+                                              n_batches=n, batch_size=size, device=device),
                     self.show_result)
 
     def show_result(self, result) -> None:
@@ -232,18 +318,26 @@ class LandscapePanel(AnalysisPanel):
         self.steps.setRange(5, 101)
         self.steps.setValue(21)
         self.steps.setPrefix("grid ")
-        self.add_button("Compute landscape", self.compute,
-                        "dense -> pruned interpolation and the 2D plane through both points")
+        compute = self.add_button("Compute landscape", self.compute,
+                                  "dense -> pruned interpolation and the 2D plane through both points")
+        self.samples = samples_box()
         self.toolbar.addWidget(self.steps)
+        self.toolbar.addWidget(self.samples)
         self.finish_toolbar()
+        self.needs_data(compute)
+        follow_dataset(window.state, self.samples)
 
     def compute(self) -> None:
         state = self.window.state
-        model, data, masks, n = self.model(), state.dataset, state.masks, self.steps.value()
-        if model is None:
+        model, data, masks, steps = self.model(), state.dataset, state.masks, self.steps.value()
+        device = self.device()
+        if model is None or device is None:
             return
-        self.submit("analysis-landscape", "loss landscape",
-                    lambda: jobs.landscape_job(model, data, masks, steps_2d=n), self.show_result)
+        n, size = sample_batches(self.samples.value(), data)
+        self.submit("analysis-landscape", f"loss landscape on {device}",
+                    lambda: jobs.landscape_job(model, data, masks, steps_2d=steps, n_batches=n,
+                                               batch_size=size, device=device),
+                    self.show_result)
 
     def show_result(self, r: jobs.LandscapeResult) -> None:
         self.view.set_curves([adapters.curve_1d(r.curve, "dense -> pruned")])
@@ -264,10 +358,11 @@ class SpeedPanel(AnalysisPanel):
         self.finish_toolbar()
 
     def compute(self) -> None:
-        model, d = self.model(), self.density.value()
-        if model is None:
+        model, d, device = self.model(), self.density.value(), self.device()
+        if model is None or device is None:
             return
-        self.submit("analysis-speed", "measuring speed", lambda: jobs.speed_job(model, d), self.show_result)
+        self.submit("analysis-speed", f"measuring speed on {device}", lambda: jobs.speed_job(model, d, device=device),
+                    self.show_result)
 
     def show_result(self, report) -> None:
         self.view.set_entries(adapters.speed_entries(report))
@@ -297,6 +392,7 @@ class StructurePanel(AnalysisPanel):
         self.toolbar.addWidget(self.lam)
         self.toolbar.addWidget(self.epochs)
         self.finish_toolbar()
+        self.needs_data(self.lasso_button)
         graph = getattr(window, "views", {}).get("graph")
         self.graph = graph if isinstance(graph, GraphPanel) else None
         if self.graph is not None:
@@ -320,7 +416,10 @@ class StructurePanel(AnalysisPanel):
         state = self.window.state
         model, data = self.model(), getattr(state, "dataset", None)
         if model is None or data is None:
-            self.status.setText("load a model with a dataset first")
+            self.set_status(NEEDS_DATA)
+            return
+        device = self.device()
+        if device is None:
             return
         traced = None if self.graph is None else self.graph.current_result()
         if traced is not None:
@@ -331,7 +430,7 @@ class StructurePanel(AnalysisPanel):
         lam, epochs = self.lam.value(), self.epochs.value()
         kind = "analysis-densenet" if isinstance(self.view, ConnectivityView) else "analysis-inception"
         self.submit(kind, f"group lasso (λ = {lam:g}, {epochs} epochs)",
-                    lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs), self.show_lasso)
+                    lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs, device=device), self.show_lasso)
 
     def show_lasso(self, r: jobs.GroupLassoResult) -> None:
         zeroed = r.summary()

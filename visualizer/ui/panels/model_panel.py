@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.ui.data_box import DataBox, WeightsChoice
 from visualizer.ui.panels.density import density_colour
 
 C_DENSITY, C_PARAMS = 1, 2
@@ -65,7 +66,6 @@ class ModelPanel(QWidget):
     def __init__(self, state) -> None:
         super().__init__()
         self.state = state
-        from visualizer.core.data.sources import dataset_names
         from visualizer.core.models.zoo import ZOO
 
         self.model_box = QComboBox()
@@ -86,11 +86,10 @@ class ModelPanel(QWidget):
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("weights (optional): .safetensors / .pt")
         self.trust_box = QCheckBox("Trust this file (allow unpickling; runs code)")
-        self.data_box = QComboBox()
-        self.data_box.addItem("(model's own)", "")
-        for n in dataset_names():
-            self.data_box.addItem(n, n)
-        self.data_box.activated.connect(self._data_chosen)
+        self.data = DataBox()
+        self.data_box = self.data.combo
+        self.data.dataset_requested.connect(self._data_chosen)
+        self.weights_choice = WeightsChoice()
         self.load_button = QPushButton("Load")
         self.load_button.clicked.connect(self._load_clicked)
 
@@ -102,7 +101,8 @@ class ModelPanel(QWidget):
         form.addRow("Model", row)
         form.addRow("Weights", self.weights_edit)
         form.addRow("", self.trust_box)
-        form.addRow("Data", self.data_box)
+        form.addRow("", self.weights_choice)
+        form.addRow("Data", self.data)
 
         self.summary = QLabel("no model loaded")
         self.summary.setWordWrap(True)
@@ -149,15 +149,22 @@ class ModelPanel(QWidget):
             self.load_requested.emit(ref, self.weights_edit.text().strip(), self.trust_box.isChecked(),
                                      self.data_box.currentData() or "")
 
-    def _data_chosen(self) -> None:
-        name = self.data_box.currentData()
+    def _data_chosen(self, name: str = "") -> None:
+        name = name or self.data_box.currentData()
         if name and self.state.loaded is not None:
             self.dataset_requested.emit(name)
+
+    def load_settings(self) -> dict:
+        """pretrained / download / data options for a load or a dataset job."""
+        return {"pretrained": self.weights_choice.pretrained(), "download": self.data.download_box.isChecked(),
+                "options": self.data.options()}
 
     def show_dataset(self) -> None:
         """Point the Data box at the dataset in use ("(model's own)" when it is the model's)."""
         loaded, data = self.state.loaded, self.state.dataset
         name = "" if data is None or (loaded is not None and data.name == loaded.dataset) else data.name
+        if name and self.data_box.findData(name) < 0:
+            self.data.select(name)  # a folder or a factory: added to the list
         index = self.data_box.findData(name)
         self.data_box.setCurrentIndex(max(index, 0))
 
@@ -178,6 +185,7 @@ class ModelPanel(QWidget):
         pr = sum(r.params for r in s.layers if r.prunable)
         acc = f" · test accuracy {loaded.accuracy:.1%}" if loaded.accuracy is not None else ""
         data = f" · data: {s.dataset_name}" if s.dataset_name else " · no dataset"
+        data = f" · {loaded.weights_line}{data}" if hasattr(loaded, "weights_line") else data
         notes = ("<br><i>" + "; ".join(loaded.notes) + "</i>") if loaded.notes else ""
         self.summary.setText(f"<b>{loaded.ref}</b>: {total:,} parameters, {pr:,} prunable{acc}{data}{notes}")
         show_all = self.show_all_box.isChecked()

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.core.pruning.criteria import CRITERIA
+from visualizer.ui.data_box import NEEDS_DATA
 from visualizer.ui.panels.density import (
     MIN_DENSITY,
     SLIDER_STEPS,
@@ -89,7 +90,11 @@ class PruningPanel(QWidget):
         layout.addStretch(1)
         state.masks_changed.connect(self.update_label)
         state.model_changed.connect(self._model_changed)
+        state.model_changed.connect(self.update_data)
+        if hasattr(state, "dataset_changed"):
+            state.dataset_changed.connect(self.update_data)
         self.update_label()
+        self.update_data()
 
     def _fill_criteria(self) -> None:
         self.criteria = CRITERIA
@@ -100,6 +105,20 @@ class PruningPanel(QWidget):
                 tip += "\n(uses a few training batches)"
             self.criterion_box.setItemData(self.criterion_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self._explain()
+
+    def update_data(self) -> None:
+        """Data criteria (SNIP, GraSP, Taylor, OBD) are greyed out, with the reason in their
+        tooltip, while no dataset is chosen."""
+        has_data = getattr(self.state, "dataset", None) is not None
+        model = self.criterion_box.model()
+        for i in range(self.criterion_box.count()):
+            info = self.criteria.get(self.criterion_box.itemData(i) or "")
+            if info is None or not info.needs_data:
+                continue
+            item = model.item(i)
+            item.setEnabled(has_data)
+            tip = f"{info.title}: {info.formula}\n{info.meaning}\n(uses a few training batches)"
+            item.setToolTip(tip if has_data else f"{NEEDS_DATA}\n{tip}")
 
     def _explain(self) -> None:
         info = self.criteria.get(self.criterion_box.currentData() or "")

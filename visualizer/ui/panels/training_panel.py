@@ -10,11 +10,15 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+
+from visualizer.ui.data_box import NEEDS_DATA
 
 RETRAIN_MODES = [
     ("none", "none (prune only)"),
@@ -81,8 +85,22 @@ class TrainingPanel(QWidget):
         self.smoothing.setRange(0.0, 0.5)
         self.smoothing.setSingleStep(0.05)
         self.distill = QCheckBox("distil from the dense model")
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
+        self.seeds_edit = QLineEdit()
+        self.seeds_edit.setPlaceholderText("0")
+        self.seeds_edit.setToolTip("Comma-separated seeds (e.g. 0, 1, 2): a sweep computes every point once per "
+                                   "seed, IMP runs once per seed; empty = seed 0")
+        self.run_on_box = QComboBox()
+        self.run_on_box.addItem("this machine", "here")
+        self.run_on_box.addItem("Ray cluster at", "ray")
+        self.run_on_box.setToolTip("Where sweeps and IMP seeds run: here, one after another, or as Ray tasks in "
+                                   "parallel (needs pip install 'pruneviz[cluster]')")
+        self.cluster_address = QLineEdit("local:2")
+        self.cluster_address.setPlaceholderText("local:N, ray://HOST:PORT or auto")
+        self.cluster_address.setToolTip("local:N starts N workers on this machine; ray://HOST:PORT connects to a "
+                                        "cluster's head; auto joins RAY_ADDRESS or the cluster running here")
+        self.run_on_box.currentIndexChanged.connect(
+            lambda: self.cluster_address.setEnabled(self.run_on_box.currentData() == "ray"))
+        self.cluster_address.setEnabled(False)
         self.run_button = QPushButton("Run")
         self.sweep_button = QPushButton("Sweep densities")
         self.sweep_button.setToolTip("Accuracy at 8 densities from 100% to 1% for the current criterion and "
@@ -107,7 +125,16 @@ class TrainingPanel(QWidget):
         form.addRow("Layer densities", self.distribution_box)
         form.addRow("Label smoothing", self.smoothing)
         form.addRow("", self.distill)
-        form.addRow("Device", self.device_box)
+        # one row: the panel shares its dock column with the layer tree, which must keep its height
+        run_on = QHBoxLayout()
+        run_on.setContentsMargins(0, 0, 0, 0)
+        run_on.addWidget(self.run_on_box)
+        run_on.addWidget(self.cluster_address, 1)
+        run_on.addWidget(QLabel("seeds"))
+        run_on.addWidget(self.seeds_edit)
+        self.seeds_edit.setMaximumWidth(60)
+        self.cluster_address.setMinimumWidth(110)
+        form.addRow("Run on", run_on)
         form.addRow("", self.keep_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.eval_button)
@@ -122,6 +149,18 @@ class TrainingPanel(QWidget):
         layout.addStretch(1)
         self.mode_box.currentIndexChanged.connect(self._mode_changed)
         self._mode_changed()
+        self._tips = {b: b.toolTip() for b in (self.eval_button, self.run_button, self.sweep_button)}
+        state.model_changed.connect(self.update_data)
+        if hasattr(state, "dataset_changed"):
+            state.dataset_changed.connect(self.update_data)
+        self.update_data()
+
+    def update_data(self) -> None:
+        """Evaluate, Run and Sweep need a dataset: disabled, with the reason, until there is one."""
+        has_data = getattr(self.state, "dataset", None) is not None
+        for button, tip in self._tips.items():
+            button.setEnabled(has_data)
+            button.setToolTip(tip if has_data else "\n".join(t for t in (NEEDS_DATA, tip) if t))
 
     def _mode_changed(self) -> None:
         mode = self.mode_box.currentData()
@@ -148,5 +187,6 @@ class TrainingPanel(QWidget):
             "keep": self.keep_box.isChecked(),
             "label_smoothing": self.smoothing.value(),
             "distill": self.distill.isChecked(),
-            "device": self.device_box.currentText(),
+            "seeds": self.seeds_edit.text().strip(),
+            "cluster": (self.cluster_address.text().strip() or "auto") if self.run_on_box.currentData() == "ray" else "",
         }

@@ -1,0 +1,87 @@
+"""The window on data it did not ship with: actions that need data are disabled with the reason
+until a dataset is chosen, an image folder streams into the curvature views (a small default
+sample), and a failed analysis job is one line in the status bar, not a box in the docks."""
+
+from __future__ import annotations
+
+from tests.imagefolders import write_digit_folder
+from tests.ui.conftest import wait_idle
+from visualizer.core.tasks import Step
+from visualizer.ui.analysis.panels import NEEDS_DATA, STREAMED_SAMPLES
+
+TINY = """
+from torch import nn
+
+def build(classes=3):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(16, classes))
+
+def wide():
+    return build(1000)
+"""
+
+
+def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_path, monkeypatch):
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY)
+    window.request_load(f"{src}:build")
+    wait_idle(qtbot, window)
+    assert window.state.dataset is None
+    panel = window.views["spectrum"]
+    button = next(b for b in panel.findChildren(type(panel.toolbar.itemAt(0).widget()))
+                  if b.text() == "Compute spectrum")
+    assert not button.isEnabled() and NEEDS_DATA in button.toolTip() and panel.status.text() == NEEDS_DATA
+    training = window.training_panel
+    assert not training.eval_button.isEnabled() and NEEDS_DATA in training.eval_button.toolTip()
+    criteria = window.pruning_panel.criterion_box
+    snip = criteria.model().item(criteria.findData("snip"))
+    assert not snip.isEnabled() and NEEDS_DATA in snip.toolTip()
+    assert criteria.model().item(criteria.findData("magnitude")).isEnabled()
+
+    assert "random init" in window.model_panel.summary.text()
+    root = write_digit_folder(tmp_path / "digits", per_class=4, classes=3, size=8)
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(root))
+    window.model_panel.data.folder_button.click()  # Data > Open folder…
+    wait_idle(qtbot, window)
+    assert window.model_panel.data_box.currentData() == f"folder:{root}"
+    assert window.model_panel.data_box.currentText() == "folder: digits"
+    assert window.state.dataset is not None and not window.state.dataset.in_memory
+    assert button.isEnabled() and panel.status.text() == ""
+    assert training.eval_button.isEnabled() and snip.isEnabled() and NEEDS_DATA not in snip.toolTip()
+    from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES
+
+    assert panel.samples.value() == STREAMED_SAMPLES == PREVIEW_BATCHES * PREVIEW_BATCH_SIZE
+    panel.probes.setValue(0)
+    panel.top_k.setValue(2)
+    button.click()
+    wait_idle(qtbot, window, timeout=60000)
+    assert window.message() == "" and "failed" not in panel.status.text()
+
+
+def test_a_failed_analysis_job_is_one_line_in_the_status_bar(window, qtbot):
+    panel = window.views["landscape"]
+
+    def broken():
+        yield Step("start", 0.0)
+        raise ValueError("the loss landscape needs something it did not get")
+
+    panel.submit("analysis-landscape", "loss landscape", broken, lambda _r: None)
+    wait_idle(qtbot, window)
+    assert window.message() == "loss landscape: the loss landscape needs something it did not get"
+    assert window.centralWidget().height() == 0  # no message box between the docks
+    assert panel.status.text().startswith("loss landscape failed")
+    assert panel.status.sizePolicy().horizontalPolicy().name == "Ignored"  # never widens the docks
+
+
+def test_a_wide_head_on_a_small_folder_is_a_note(window, qtbot, tmp_path):
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY)
+    window.request_load(f"{src}:wide")
+    wait_idle(qtbot, window)
+    root = write_digit_folder(tmp_path / "digits", per_class=3, classes=3, size=8)
+    window.request_dataset(f"folder:{root}")
+    wait_idle(qtbot, window)
+    assert window.state.dataset is not None
+    assert "outputs 1000 classes" in window.message() and "has 3" in window.message()

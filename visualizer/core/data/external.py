@@ -1,0 +1,131 @@
+"""Streaming sources from outside the package: torchvision's MNIST / FashionMNIST / CIFAR-10
+(``--data-root DIR``, ``--download``) and the user's ``file.py:factory`` returning
+``(train, test)`` or ``(train, test, num_classes)`` torch Datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from visualizer.core.data.sources import DataError
+from visualizer.core.data.streaming import StreamSource
+from visualizer.core.tasks import first_line
+
+DEFAULT_ROOT = "~/.cache/pruneviz/data"
+TORCHVISION_DATASETS = {"mnist": ("MNIST", 1), "fashion-mnist": ("FashionMNIST", 1), "cifar10": ("CIFAR10", 3)}
+# a factory's dataset without a class count or ``classes``/``targets`` is scanned for its labels
+# only up to this size (beyond it, the user is asked to return the count)
+LABEL_SCAN_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a dataset is found and read: ``root`` and ``download`` for torchvision's datasets;
+    ``image_size``, ``normalize`` ('none' or 'imagenet') and ``channels`` (1 or 3; None: the
+    dataset's own) for images; ``transform`` (a torchvision weights' own preprocessing) wins over
+    those three; ``seed`` draws the split of a single class-folder tree; ``workers`` DataLoader
+    processes (None: ``min(4, cpus - 1)``)."""
+
+    root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    normalize: str | None = None  # None: "none", unless a model's own transform applies
+    channels: int | None = None
+    transform: Callable | None = None
+    seed: int = 0
+    workers: int | None = None
+
+    def preprocess(self, default_channels: int = 3):
+        from visualizer.core.data.folder import Preprocess
+
+        return Preprocess(self.image_size, self.channels or default_channels, self.normalize or "none")
+
+
+def options_for_model(options: DataOptions, model: torch.nn.Module, transform: Callable | None = None) -> DataOptions:
+    """``options`` completed from the model: its pretrained weights' own preprocessing
+    (``transform``, e.g. torchvision's resize-256/crop-224/ImageNet statistics) unless an image
+    size or a normalisation was given, and the input channels its first convolution reads."""
+    from dataclasses import replace
+
+    from visualizer.core.data.folder import ConvertThen
+    from visualizer.core.data.sources import expected_channels
+
+    channels = options.channels or expected_channels(model)
+    if transform is not None and options.transform is None and options.image_size is None and options.normalize is None:
+        return replace(options, channels=channels, transform=ConvertThen("RGB", transform))
+    return replace(options, channels=channels)
+
+
+def load_torchvision_dataset(name: str, options: DataOptions) -> StreamSource:
+    """``mnist``, ``fashion-mnist`` or ``cifar10`` from ``options.root`` (downloaded there with
+    ``options.download``), decoded per sample by the options' preprocessing."""
+    from visualizer.core.optional import import_torchvision
+
+    cls_name, channels = TORCHVISION_DATASETS[name]
+    datasets = import_torchvision("datasets", f"dataset {name!r}", DataError)
+    cls = getattr(datasets, cls_name)
+    root = Path(options.root or DEFAULT_ROOT).expanduser()
+    transform = options.transform or options.preprocess(channels)
+    try:
+        train = cls(str(root), train=True, download=options.download, transform=transform)
+        test = cls(str(root), train=False, download=options.download, transform=transform)
+    except RuntimeError as exc:
+        if options.download:
+            raise DataError(f"{name}: download into {root} failed ({first_line(exc)})") from exc
+        raise DataError(f"{name}: not found under {root}; pass --download (window: Download) when "
+                        f"online, or --data-root DIR where it is") from exc
+    shape = tuple(test[0][0].shape)
+    return StreamSource(name, train, test, len(train.classes), shape,
+                        f"torchvision {cls_name} from {root}, inputs {shape}",
+                        classes=list(train.classes), workers=options.workers)
+
+
+def _class_count(ds, label: str) -> int:
+    classes = getattr(ds, "classes", None)
+    if classes is not None:
+        return len(classes)
+    targets = getattr(ds, "targets", None)
+    if targets is not None:
+        return int(torch.as_tensor(targets).max()) + 1
+    n = len(ds)
+    if n > LABEL_SCAN_LIMIT:
+        raise DataError(f"{label}: cannot tell the class count of {n} samples; return "
+                        "(train, test, num_classes)")
+    return max(int(ds[i][1]) for i in range(n)) + 1
+
+
+def load_factory_dataset(spec: str, options: DataOptions) -> StreamSource:
+    """``file.py:func``: ``func()`` returns ``(train, test)`` or ``(train, test, num_classes)``
+    torch Datasets of (input tensor, integer label) pairs. Any failure is one DataError line."""
+    from visualizer.core.models.loaders import import_callable
+
+    func = import_callable(spec, DataError, what="data")
+    label = f"{Path(spec.rpartition(':')[0]).name}:{spec.rpartition(':')[2]}()"
+    try:
+        out = func()
+    except Exception as exc:  # user code: any error becomes a message
+        raise DataError(f"{label} failed: {first_line(exc)}") from exc
+    if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+        raise DataError(f"{label} returned {type(out).__name__}; return (train, test) or "
+                        "(train, test, num_classes) torch Datasets")
+    train, test = out[0], out[1]
+    for which, ds in (("train", train), ("test", test)):
+        if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
+            raise DataError(f"{label}: the {which} split is {type(ds).__name__}, not a torch Dataset")
+        if len(ds) == 0:
+            raise DataError(f"{label}: the {which} split is empty")
+    try:
+        x0, y0 = test[0]
+        shape = tuple(torch.as_tensor(x0).shape)
+        int(y0)
+        classes = int(out[2]) if len(out) == 3 else max(_class_count(train, label), _class_count(test, label))
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user datasets fail in any way
+        raise DataError(f"{label}: samples must be (input tensor, integer label): {first_line(exc)}") from exc
+    return StreamSource(f"{spec}", train, test, classes, shape,
+                        f"{label}: {len(train)} train / {len(test)} test samples, {classes} classes, "
+                        f"inputs {shape}", workers=options.workers)
