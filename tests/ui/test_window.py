@@ -289,3 +289,8 @@ def test_a_restored_layout_shows_the_density_slider(qtbot, window):
     want = again.pruning_panel.sizeHint().height()
     qtbot.waitUntil(lambda: again.docks["pruning"].height() >= want, timeout=2000)
     again.jobs.shutdown(1.0)
+
+
+def test_the_panel_column_leaves_the_views_most_of_a_1280_screen(window):
+    """The Data row on one line made the panels' natural width ~620 px, half of a 1280 screen."""
+    assert window.model_panel.sizeHint().width() <= 520

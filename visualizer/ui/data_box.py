@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -55,13 +56,18 @@ class DataBox(QWidget):
         self.download_box = QCheckBox("Download")
         self.download_box.setToolTip("Allow downloading torchvision's pretrained weights (into torch's "
                                      "cache) and mnist / fashion-mnist / cifar10")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.combo, 1)
-        row.addWidget(self.folder_button)
-        row.addWidget(self.size_box)
-        row.addWidget(self.normalize_box)
-        row.addWidget(self.download_box)
+        # two rows: in one, the Data box made the panel column ~620 px wide, half a 1280 screen
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.setSpacing(2)
+        first, second = QHBoxLayout(), QHBoxLayout()
+        first.addWidget(self.combo, 1)
+        first.addWidget(self.folder_button)
+        second.addWidget(self.size_box)
+        second.addWidget(self.normalize_box, 1)
+        second.addWidget(self.download_box)
+        rows.addLayout(first)
+        rows.addLayout(second)
 
     def current(self) -> str:
         return self.combo.currentData() or ""
