@@ -82,11 +82,13 @@ class AppState(QObject):
         self.masks = info["masks"]
         self.mask_source = info.get("mask_source")
         self.layer_total = {n: m.numel() for n, m in self.masks.masks.items()}
-        self.layer_kept = {ld.name: ld.kept for ld in self.masks.layers()}
+        kept = info.get("layer_kept")  # the loading job counts them off the GUI thread
+        self.layer_kept = dict(kept) if kept is not None else {ld.name: ld.kept for ld in self.masks.layers()}
         self.snapshot = None
         self.scores = None
         self.rankings = {}
-        self.density = self.masks.density() if self.mask_source else 1.0
+        total = sum(self.layer_total.values())
+        self.density = sum(self.layer_kept.values()) / total if self.mask_source and total else 1.0
         self.results = []
         self.baseline = getattr(loaded, "accuracy", None)
         self.weights_modified = False
