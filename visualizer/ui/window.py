@@ -54,12 +54,13 @@ def scrolled(panel: QWidget) -> QScrollArea:
 
 
 def fit_to_screen(window: QWidget, wanted: QSize) -> QSize:
-    """``wanted``, shrunk to 95% of the available area of the screen the window opens on."""
+    """``wanted``, or 85% of the available area of the screen the window opens on when that is
+    larger (a 1920x1080 desktop), never more than 95% of it (a 1280x720 projector)."""
     screen = window.screen() or QGuiApplication.primaryScreen()
     if screen is None:
         return wanted
-    room = screen.availableGeometry().size() * 0.95
-    return wanted.boundedTo(room)
+    room = screen.availableGeometry().size()
+    return wanted.expandedTo(room * 0.85).boundedTo(room * 0.95)
 
 
 class MainWindow(QMainWindow):
@@ -148,7 +149,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.docks["model"], first], [left, max(self.width() - left, 400)],
                          Qt.Orientation.Horizontal)
         # the pruning panel (criterion, density slider) whole; the model's layer list takes the rest
-        pruning = self.pruning_panel.sizeHint().height() + 24
+        pruning = self.pruning_panel.sizeHint().height() + 56  # + title bar and the Pruning|Training tabs
         self.resizeDocks([self.docks["model"], self.docks["pruning"]],
                          [max(self.height() - pruning - 60, 200), pruning], Qt.Orientation.Vertical)
 
