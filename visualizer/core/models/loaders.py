@@ -301,6 +301,7 @@ def load_file_model(path: Path, trust: bool) -> nn.Module:
     try:
         with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; files still load
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 warns as FutureWarning
             return torch.jit.load(str(path), map_location="cpu")
     except Exception:  # not TorchScript: look at it as a checkpoint below
         pass

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
@@ -608,12 +609,15 @@ def save_exported(model: nn.Module, path: str | Path, example: torch.Tensor) -> 
 def save_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
     """TorchScript archive of ``model``: scripted when possible, else traced on ``example``."""
     model = model.eval()
-    try:
-        ts = torch.jit.script(model)
-    except Exception:
-        with torch.no_grad():
-            ts = torch.jit.trace(model, example, check_trace=False)
-    atomic_write(path, lambda p: torch.jit.save(ts, str(p)))
+    with warnings.catch_warnings():  # deprecated in torch >= 2.13 (Deprecation-, then FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            ts = torch.jit.script(model)
+        except Exception:
+            with torch.no_grad():
+                ts = torch.jit.trace(model, example, check_trace=False)
+        atomic_write(path, lambda p: torch.jit.save(ts, str(p)))
 
 
 # --- one call ---------------------------------------------------------------------------------------------
