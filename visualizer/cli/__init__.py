@@ -13,7 +13,8 @@ import os
 import sys
 
 COMMAND_MODULES = [
-    "visualizer.cli.basic",
+    "visualizer.cli.models",
+    "visualizer.cli.pruning",
     "visualizer.cli.training",
     "visualizer.cli.curvature",
     "visualizer.cli.structure",
