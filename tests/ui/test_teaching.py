@@ -123,3 +123,52 @@ def test_esc_leaves_teaching_mode_in_the_workbench(qtbot, window):
     row = next(r for r, sc in enumerate(SHORTCUTS) if sc.action == "leave")
     assert dialog.table.item(row, 0).text().startswith("Esc")
     dialog.close()
+
+
+def _outside(window) -> list[str]:
+    """Visible widgets the window's edge cuts (scroll-area contents excepted: their viewport
+    clips them on purpose; so are widgets Qt parks wholly outside, like unused tab bars)."""
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtWidgets import QAbstractScrollArea, QWidget
+
+    def scrolled(w: QWidget) -> bool:
+        p = w.parentWidget()
+        while p is not None and p is not window:
+            if isinstance(p.parentWidget(), QAbstractScrollArea) and p is p.parentWidget().viewport():
+                return True
+            p = p.parentWidget()
+        return False
+
+    bounds = window.rect()
+    def cut(w: QWidget) -> bool:
+        rect = QRect(w.mapTo(window, QPoint(0, 0)), w.size())
+        return bounds.intersects(rect) and not bounds.contains(rect)
+
+    return [f"{type(w).__name__} {w.objectName()}" for w in window.findChildren(QWidget)
+            if w.isVisible() and not w.isWindow() and not scrolled(w) and cut(w)]
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_teaching_mode_lays_the_workbench_out_for_large_type(qtbot, window, size):
+    """F11 grew the font 1.8x but kept the panel column: at 1280x720 it was clipped and
+    scrolled sideways and the layer list shrank to a couple of rows. In teaching mode the
+    current view gets the screen; off brings the panels back where they were."""
+    panels = [window.docks[k] for k in ("model", "pruning", "training")]
+    window.resize(1216, 684)
+    qtbot.wait(50)
+    before = [(d.isVisible(), d.width()) for d in panels]
+    window.teaching.set_active(True)
+    # the offscreen screen is 800x800, and full screen there takes its size: lay the window
+    # out at the projector's instead
+    window.setWindowState(Qt.WindowState.WindowNoState)
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.size().toTuple() == size, timeout=2000)
+    qtbot.wait(50)
+    assert _outside(window) == []
+    for dock in panels:
+        assert not dock.isVisible() or not dock.widget().horizontalScrollBar().isVisible(), dock.windowTitle()
+    shown = [d for d in window.docks.values() if d.isVisible()]
+    assert len(shown) == 1 and shown[0].width() >= 0.9 * size[0], [d.windowTitle() for d in shown]
+    window.teaching.set_active(False)
+    window.resize(1216, 684)
+    qtbot.waitUntil(lambda: [(d.isVisible(), d.width()) for d in panels] == before, timeout=2000)

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QFont, QGuiApplication, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QAbstractSlider,
@@ -281,7 +281,7 @@ class TeachingMode(QObject):
 
     Teaching mode on: the theme switches to its teaching variant (fonts, lines, contrast), the
     application font grows, the window goes full screen and only the current view stays
-    visible. Off: everything is restored exactly (window state, dock layout, font).
+    visible (docks that are not views, like the workbench's panels, are hidden). Off: everything is restored exactly (window state, dock layout, font).
     """
 
     toggled = Signal(bool)
@@ -422,6 +422,16 @@ class TeachingMode(QObject):
             target.raise_()
         self.viewChanged.emit(self._current)
 
+    def _hide_panels(self) -> None:
+        """Hide the window's docks that are not switchable views (the workbench's Model,
+        Pruning and Training panels): laid out for 1.8x type they no longer fit their column
+        (at 1280x720 it was clipped and scrolled sideways) and the view is what the room
+        reads. The saved dock state brings them back when teaching mode is switched off."""
+        views = self.views()
+        for dock in self.window.findChildren(QDockWidget):
+            if dock.parent() is self.window and dock not in views:
+                dock.hide()
+
     # the switch -----------------------------------------------------------------------------
     @property
     def active(self) -> bool:
@@ -453,6 +463,7 @@ class TeachingMode(QObject):
             if screen is not None:  # full size even where no window manager obeys
                 self.window.setGeometry(screen.geometry())
             self.window.showFullScreen()
+            self._hide_panels()
             self.show_view(self._current)
         else:
             self._active = False
@@ -463,6 +474,11 @@ class TeachingMode(QObject):
             if "geometry" in self._saved and not self.window.windowState():
                 self.window.setGeometry(self._saved["geometry"])
             if "state" in self._saved:
+                # the views' minimum sizes shrink back with the font only once its posted change
+                # events run: restored before, the panel column came back 32 px narrower
+                for kind in (QEvent.Type.ApplicationFontChange, QEvent.Type.FontChange,
+                             QEvent.Type.LayoutRequest):
+                    QApplication.sendPostedEvents(None, kind)
                 self.window.restoreState(self._saved["state"])
         self.actions["teaching"].setChecked(on)
         self.actions["leave"].setEnabled(on)

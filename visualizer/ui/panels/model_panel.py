@@ -28,9 +28,19 @@ TREE_REFRESH_MS = 80
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1  # full parameter name of a layer row
 
 
+def density_text(d: float) -> str:
+    """One format for every row: three decimals, "<0.001" for a tiny non-zero density (it
+    would read as zero), "0" for an empty layer."""
+    if d <= 0.0:
+        return "0"
+    if d < 0.0005:  # rounds to 0.000
+        return "<0.001"
+    return f"{d:.3f}"
+
+
 def _set_density(item: QTreeWidgetItem, kept: int, total: int) -> None:
     d = kept / total if total else 0.0
-    text = f"{d:.3f}" if d >= 0.01 else f"{d:.2e}"
+    text = density_text(d)
     if item.text(C_DENSITY) == text:
         return
     item.setText(C_DENSITY, text)
