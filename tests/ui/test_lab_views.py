@@ -88,3 +88,22 @@ def test_labs_dock_runs_the_chosen_lab(qtbot, window):
     wait_idle(qtbot, window, timeout=30000)
     qtbot.waitUntil(lambda: "a-optimal" in panel.results, timeout=5000)
     assert "mean overlap" in panel.views["a-optimal"].caption.text()
+
+
+def test_lab_legends_cover_no_data(qtbot):
+    """The legends sat on the data (the Monte Carlo points, the heatmap, the scatter): each now
+    has the layout cell under its plot, its entries and the plot's area apart."""
+    from visualizer.ui.presets import run_preset
+
+    for preset, kw, attr in (("mask-probability", dict(n=6, k=2, trials=500), "plot"),
+                             ("phase-transition", dict(n=20, trials=2, deltas=(0.2, 0.5, 0.8), rhos=(0.2, 0.6)), "plot"),
+                             ("a-optimal", dict(m=8, d=2, k=4, trials=6), "scatter_plot")):
+        view, _ = run_preset(preset, **kw)
+        shown(qtbot, view)
+        qtbot.wait(50)
+        plot = getattr(view, attr)
+        legend = plot.legend
+        assert len(legend.items) == (1 if preset == "phase-transition" else 2), preset
+        data = plot.getViewBox().sceneBoundingRect()
+        box = legend.sceneBoundingRect()
+        assert box.height() > 0 and not box.intersects(data), (preset, box, data)

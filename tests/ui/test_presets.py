@@ -156,3 +156,31 @@ def test_random_labels_preset_stays_in_the_chance_band(qtbot):
     assert r.dense_true > r.band_high
     bars = [it for it in view.plot.items if isinstance(it, pg.BarGraphItem)]
     assert list(bars[0].opts["height"]) == [r.dense_true, r.dense_random, r.ticket_true, r.ticket_random]
+
+
+@pytest.mark.parametrize("size", [(1000, 450), (1800, 600)])
+def test_mask_images_share_one_aspect_and_size(qtbot, size):
+    """The SNIP vs magnitude masks came out at three aspect ratios and sizes: each plot fitted
+    its image into its own box, the third one's long title and an RGB image among 2D ones.
+    The three now show the same region at the same scale (linked axes, locked aspect 1)."""
+    from visualizer.ui.presets import Figure
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((120, 400)) < 0.1, rng.random((120, 400)) < 0.1
+    rgb = np.full((120, 400, 3), 255, dtype=np.uint8)
+    view = FigureView()
+    view.set_figure(Figure(images={"magnitude |w|": a, "SNIP |g * w|": b,
+                                   "both (dark) / only |w| (blue) / only SNIP (orange); Jaccard 0.42": rgb},
+                           x_label="input (fan-in)", y_label="output unit"))
+    _show(qtbot, view, size)
+    qtbot.wait(50)
+
+    def drawn(plot) -> tuple[float, float, float]:
+        """On-screen width, height and width/height of the image item."""
+        image = next(i for i in plot.items if hasattr(i, "image"))
+        rect = image.mapRectToScene(image.boundingRect())
+        return round(rect.width()), round(rect.height()), rect.width() / rect.height()
+
+    sizes = [drawn(p) for p in view._plots]
+    assert all(s[2] == pytest.approx(400 / 120, rel=0.02) for s in sizes), sizes
+    assert max(abs(s[0] - sizes[0][0]) + abs(s[1] - sizes[0][1]) for s in sizes) <= 2, sizes

@@ -70,6 +70,14 @@ class FigureView(AnalysisView):
         self.figure = figure
         self.redraw()
 
+    def _equal_columns(self, n: int) -> None:
+        """Every image column the same width, whatever its title or axis labels: each plot
+        fitted its image into a box of its own size, the masks came out at different sizes."""
+        layout = self.canvas.ci.layout
+        for col in range(n):
+            layout.setColumnStretchFactor(col, 1)
+            layout.setColumnPreferredWidth(col, 1)
+
     def redraw(self) -> None:
         self.canvas.clear()
         self._plots = []
@@ -93,6 +101,10 @@ class FigureView(AnalysisView):
                 plot.setLabel("bottom", fig.x_label)
                 plot.setLabel("left", fig.y_label)
                 set_title(plot, title, theme)
+                if col:  # one region at one scale in every image: masks compare cell by cell
+                    plot.setXLink(self._plots[0])
+                    plot.setYLink(self._plots[0])
+            self._equal_columns(len(fig.images))
         else:
             plot = self.add_plot(self.canvas, 0, 0)
             plot.addLegend(offset=(-10, -10) if fig.legend == "bottom-right" else (-10, 10))

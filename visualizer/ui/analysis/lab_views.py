@@ -28,8 +28,13 @@ from PySide6.QtWidgets import (
 from visualizer.ui.analysis.base import AnalysisView, density_colormap, set_title, style_plot
 
 
-def _legend(plot: pg.PlotItem, where: str = "top-right") -> None:
-    plot.addLegend(offset={"top-right": (-10, 10), "top-left": (10, 10)}.get(where, (-10, -10)))
+def _legend_below(canvas: pg.GraphicsLayoutWidget, plot: pg.PlotItem, row: int, col: int) -> None:
+    """The plot's legend in the layout cell under it, never over the data: anchored in a corner
+    of the plot it covered the Monte Carlo points, the heatmap and the scatter. Named curves
+    still land in it, since PlotItem adds them to ``plot.legend``."""
+    legend = pg.LegendItem(offset=None, colCount=1)
+    canvas.addItem(legend, row=row, col=col)
+    plot.legend = legend
 
 
 def _plain_axes(plot: pg.PlotItem) -> None:
@@ -48,6 +53,7 @@ class MaskProbabilityView(AnalysisView):
         super().__init__(parent)
         self.canvas = self.add_layout_widget()
         self.plot = self.add_plot(self.canvas, 0, 0)
+        _legend_below(self.canvas, self.plot, 1, 0)
         _plain_axes(self.plot)
         self.data: dict | None = None
         self.ready()
@@ -64,8 +70,6 @@ class MaskProbabilityView(AnalysisView):
     def redraw(self) -> None:
         plot, theme, d = self.plot, self.theme, self.data
         plot.clear()
-        if plot.legend is None:
-            _legend(plot)
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setLabel("bottom", "threshold t / sigma")
         plot.setLabel("left", "P(mask = true support)")
@@ -94,6 +98,7 @@ class PhaseTransitionView(AnalysisView):
         super().__init__(parent)
         self.canvas = self.add_layout_widget()
         self.plot = self.add_plot(self.canvas, 0, 0)
+        _legend_below(self.canvas, self.plot, 1, 0)
         _plain_axes(self.plot)
         self.bar: pg.ColorBarItem | None = None
         self.data: dict | None = None
@@ -118,8 +123,6 @@ class PhaseTransitionView(AnalysisView):
     def redraw(self) -> None:
         plot, theme, d = self.plot, self.theme, self.data
         plot.clear()
-        if plot.legend is None:
-            _legend(plot, "top-left")
         plot.setLabel("bottom", "delta = m / n (measurements per unknown)")
         plot.setLabel("left", "rho = k / m (nonzeros per measurement)")
         if d is None:
@@ -135,8 +138,6 @@ class PhaseTransitionView(AnalysisView):
         plot.plot(d["cd"], d["cr"], pen=pg.mkPen("#ffffff", width=theme.line_width * 2.5))
         plot.plot(d["cd"], d["cr"], pen=pg.mkPen(theme.color(1), width=theme.line_width * 1.5),
                   name="l1 weak threshold (Donoho & Tanner 2009)")
-        # the legend sits on the heatmap: give it the page's background to stay readable
-        plot.legend.setBrush(pg.mkBrush(theme.background + "dd"))
         plot.setXRange(xe[0], xe[-1], padding=0)
         plot.setYRange(ye[0], ye[-1], padding=0)
         set_title(plot, f"{d['solver'].upper()}, n = {d['n']}, {d['trials']} trials per cell; "
@@ -155,6 +156,7 @@ class AOptimalView(AnalysisView):
         self.canvas = self.add_layout_widget()
         self.scatter_plot = self.add_plot(self.canvas, 0, 0)
         self.overlap_plot = self.add_plot(self.canvas, 0, 1)
+        _legend_below(self.canvas, self.scatter_plot, 1, 0)
         _plain_axes(self.scatter_plot)
         _plain_axes(self.overlap_plot)
         self.data: dict | None = None
@@ -170,8 +172,6 @@ class AOptimalView(AnalysisView):
         sp, op, theme, d = self.scatter_plot, self.overlap_plot, self.theme, self.data
         sp.clear()
         op.clear()
-        if sp.legend is None:
-            _legend(sp, "top-left")
         sp.showGrid(x=True, y=True, alpha=0.2)
         sp.setLabel("bottom", "A-optimal error  trace((A_S^T A_S)^-1)")
         sp.setLabel("left", "magnitude-heuristic error")
