@@ -158,17 +158,22 @@ def test_random_labels_preset_stays_in_the_chance_band(qtbot):
     assert list(bars[0].opts["height"]) == [r.dense_true, r.dense_random, r.ticket_true, r.ticket_random]
 
 
-@pytest.mark.parametrize("size", [(1000, 450), (1800, 600)])
-def test_mask_images_share_one_aspect_and_size(qtbot, size):
-    """The SNIP vs magnitude masks came out at three aspect ratios and sizes: each plot fitted
-    its image into its own box, the third one's long title and an RGB image among 2D ones.
+@pytest.mark.parametrize("shape", [(120, 400), (120, 64)])
+@pytest.mark.parametrize("size, teaching", [((1000, 450), False), ((1800, 600), False), ((1280, 720), True)])
+def test_mask_images_share_one_aspect_and_size(qtbot, size, teaching, shape):
+    """The SNIP vs magnitude masks came out at three sizes: each plot fitted its image into its
+    own box, and the third one's long title widened its column.
     The three now show the same region at the same scale (linked axes, locked aspect 1)."""
     from visualizer.ui.presets import Figure
 
     rng = np.random.default_rng(0)
-    a, b = rng.random((120, 400)) < 0.1, rng.random((120, 400)) < 0.1
-    rgb = np.full((120, 400, 3), 255, dtype=np.uint8)
+    a, b = rng.random(shape) < 0.1, rng.random(shape) < 0.1
+    rgb = np.full(shape + (3,), 255, dtype=np.uint8)
     view = FigureView()
+    if teaching:  # the presentation's large type: the third title is wider than its column
+        from visualizer.ui.teaching import LIGHT, teaching_variant
+
+        view.apply_theme(teaching_variant(LIGHT))
     view.set_figure(Figure(images={"magnitude |w|": a, "SNIP |g * w|": b,
                                    "both (dark) / only |w| (blue) / only SNIP (orange); Jaccard 0.42": rgb},
                            x_label="input (fan-in)", y_label="output unit"))
@@ -176,11 +181,12 @@ def test_mask_images_share_one_aspect_and_size(qtbot, size):
     qtbot.wait(50)
 
     def drawn(plot) -> tuple[float, float, float]:
-        """On-screen width, height and width/height of the image item."""
+        """On-screen width, height and width/height of the image item, which shows whole."""
         image = next(i for i in plot.items if hasattr(i, "image"))
         rect = image.mapRectToScene(image.boundingRect())
+        assert plot.getViewBox().sceneBoundingRect().adjusted(-1, -1, 1, 1).contains(rect)
         return round(rect.width()), round(rect.height()), rect.width() / rect.height()
 
     sizes = [drawn(p) for p in view._plots]
-    assert all(s[2] == pytest.approx(400 / 120, rel=0.02) for s in sizes), sizes
+    assert all(s[2] == pytest.approx(shape[1] / shape[0], rel=0.02) for s in sizes), sizes
     assert max(abs(s[0] - sizes[0][0]) + abs(s[1] - sizes[0][1]) for s in sizes) <= 2, sizes

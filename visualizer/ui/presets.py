@@ -71,12 +71,18 @@ class FigureView(AnalysisView):
         self.redraw()
 
     def _equal_columns(self, n: int) -> None:
-        """Every image column the same width, whatever its title or axis labels: each plot
-        fitted its image into a box of its own size, the masks came out at different sizes."""
+        """Every image column the same width, whatever its title: each plot fitted its image
+        into a box of its own size, so the masks came out at different sizes. Equal boxes,
+        equal shapes and the locked aspect give one scale; the axes are not linked, since
+        pyqtgraph's links fight a locked aspect (rows were cut off)."""
         layout = self.canvas.ci.layout
         for col in range(n):
             layout.setColumnStretchFactor(col, 1)
-            layout.setColumnPreferredWidth(col, 1)
+        for plot in self._plots:
+            # a long title's width was the plot's preferred width: when the row had less room
+            # than all preferred widths, Qt shrank the columns towards their minimums and the
+            # long-titled one kept the most
+            plot.setPreferredWidth(1)
 
     def redraw(self) -> None:
         self.canvas.clear()
@@ -101,9 +107,6 @@ class FigureView(AnalysisView):
                 plot.setLabel("bottom", fig.x_label)
                 plot.setLabel("left", fig.y_label)
                 set_title(plot, title, theme)
-                if col:  # one region at one scale in every image: masks compare cell by cell
-                    plot.setXLink(self._plots[0])
-                    plot.setYLink(self._plots[0])
             self._equal_columns(len(fig.images))
         else:
             plot = self.add_plot(self.canvas, 0, 0)
@@ -198,7 +201,8 @@ def _mask_image(mask) -> np.ndarray:
 def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
     a = _mask_image(r["magnitude"].masks[r["layer"]])
     b = _mask_image(r["snip"].masks[r["layer"]])
-    # agreement picture: both kept (dark), only magnitude (blue), only SNIP (orange), neither (white)
+    # agreement picture: both kept (dark), only magnitude (blue), only SNIP (orange), neither
+    # (white); the key is in the caption: in the title it overran the neighbouring titles
     rgb = np.full(a.shape + (3,), 255, dtype=np.uint8)
     rgb[a & b] = (40, 40, 40)
     rgb[a & ~b] = (0, 114, 178)
@@ -206,7 +210,7 @@ def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
     row = r["row"]
     view.set_figure(Figure(
         images={"magnitude |w|": a, "SNIP |g * w|": b,
-                f"both (dark) / only |w| (blue) / only SNIP (orange); Jaccard {row['jaccard']:.2f}": rgb},
+                f"agreement, Jaccard {row['jaccard']:.2f}": rgb},
         x_label="input (fan-in)", y_label="output unit",
     ))
 
@@ -479,8 +483,9 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            FigureView, lth_job, show_lth,
            "Frankle & Carbin 2019; docs/theory.md, Lottery tickets"),
     Preset("snip-vs-magnitude", "SNIP vs magnitude masks",
-           "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Dark cells are kept by both; "
-           "coloured cells show where a data-driven criterion disagrees with plain magnitude.",
+           "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Agreement: dark cells are kept "
+           "by both, blue ones only by |w|, orange ones only by SNIP: where a data-driven criterion "
+           "disagrees with plain magnitude.",
            FigureView, snip_vs_magnitude_job, show_snip_vs_magnitude,
            "Lee, Ajanthan & Torr 2019; docs/theory.md, Criteria"),
     Preset("spectrum", "Masked vs dense Hessian spectrum",
