@@ -85,3 +85,45 @@ def test_a_wide_head_on_a_small_folder_is_a_note(window, qtbot, tmp_path):
     wait_idle(qtbot, window)
     assert window.state.dataset is not None
     assert "outputs 1000 classes" in window.message() and "has 3" in window.message()
+
+
+def test_training_on_a_folder_evaluates_the_preview_sample(window, qtbot, tmp_path):
+    """Fine-tuning and sweeps started in the window evaluate a streamed source on the preview
+    sample (2 x 16 of 60 test images here) and say so; bundled in-memory data keeps its split."""
+    from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES
+    from visualizer.ui import training_ui
+    from visualizer.ui.views.curves import describe_row
+
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY + "\n\ndef ten():\n    return build(10)\n")  # fits the folder and the digits
+    window.request_load(f"{src}:ten")
+    wait_idle(qtbot, window)
+    root = write_digit_folder(tmp_path / "digits", per_class=20, classes=3, size=8, split=True)
+    window.request_dataset(f"folder:{root}")
+    wait_idle(qtbot, window)
+    assert window.state.dataset.split_size("test") == 60
+    sample = PREVIEW_BATCHES * PREVIEW_BATCH_SIZE
+    window.pruning_panel.set_density(0.5)
+    training_ui.run_training(window, {"retrain": "finetune", "epochs": 1, "max_steps": 1})
+    wait_idle(qtbot, window, timeout=60000)
+    row = window.state.results[-1]
+    assert row["retrain"] == "finetune" and row["eval_samples"] == sample
+    assert window.statusBar().currentMessage().endswith(f"on {sample} test samples")
+    assert f"on {sample} test samples" in describe_row(row)
+    training_ui.run_sweep(window, {"retrain": "none"}, densities=(1.0, 0.5))
+    wait_idle(qtbot, window, timeout=60000)
+    swept = [r for r in window.state.results if "score_batches" in r or r.get("criterion") == "random"]
+    assert swept and {r.get("eval_samples") for r in swept} == {sample}
+    config = training_ui.train_config({"epochs": 1}, "cpu", window.state.dataset)
+    assert (config.eval_batches, config.eval_batch_size) == (PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
+    # the bundled digits are in memory: the whole test split, as before
+    window.request_dataset("digits")
+    wait_idle(qtbot, window)
+    assert window.state.dataset.in_memory
+    assert training_ui.train_config({"epochs": 1}, "cpu", window.state.dataset).eval_batches is None
+    before = len(window.state.results)
+    training_ui.run_training(window, {"retrain": "none"})
+    wait_idle(qtbot, window, timeout=60000)
+    assert len(window.state.results) == before + 1 and "eval_samples" not in window.state.results[-1]
+    status = window.statusBar().currentMessage()
+    assert status.startswith("accuracy ") and "test samples" not in status
