@@ -1,10 +1,27 @@
-"""Image folders for tests: the bundled digits upscaled and written as PNG files."""
+"""Image folders for tests: the bundled digits upscaled and written as PNG files, and the source of
+a tiny user CNN file (``file.py:factory``) that reads them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+# A user's model file for ``file.py:factory`` references: ``build`` reads the 1-channel digit
+# folders; ``wide`` (1000 classes) and ``narrow`` (2 classes) disagree with their class count.
+TINY_CNN = """
+from torch import nn
+
+def build(classes=3):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(16, classes))
+
+def wide():
+    return build(1000)
+
+def narrow():
+    return build(2)
+"""
 
 
 def write_digit_folder(root: Path, per_class: int = 4, classes: int = 3, size: int = 16,

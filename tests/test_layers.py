@@ -11,6 +11,15 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "visualizer"
 QT = ("PySide6", "pyqtgraph", "shiboken6", "superqt", "PyQt5", "PyQt6")
+# Prefix of a fresh interpreter's script in which importing any Qt binding raises ImportError.
+BLOCK_QT = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {QT!r}:
+            raise ImportError('Qt blocked: ' + name)
+sys.meta_path.insert(0, Block())
+"""
 # the CLI's doors into the GUI, all rendering with Qt's offscreen platform (no display) except the
 # window itself: gui.py (`gui`, `screenshot`, lth-report's curves PNG) and presets.py (`preset`,
 # `deck`: a preset's figure as drawn by the app)
@@ -101,13 +110,8 @@ def test_ui_modules_other_than_the_entry_points_do_not_import_the_window():
 
 def test_core_imports_with_qt_blocked():
     """Import every core module in a fresh interpreter where importing Qt raises."""
-    code = f"""
-import sys, importlib, pkgutil
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {QT!r}:
-            raise ImportError('Qt blocked: ' + name)
-sys.meta_path.insert(0, Block())
+    code = BLOCK_QT + """
+import importlib, pkgutil
 import visualizer.core as core
 for m in pkgutil.walk_packages(core.__path__, 'visualizer.core.'):
     importlib.import_module(m.name)
@@ -120,13 +124,7 @@ print('ok')
 
 def test_a_headless_cli_command_runs_with_qt_unimportable():
     """`pruneviz prune` (any command but gui/screenshot) needs neither Qt nor a display."""
-    code = f"""
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {QT!r}:
-            raise ImportError('Qt blocked: ' + name)
-sys.meta_path.insert(0, Block())
+    code = BLOCK_QT + """
 from visualizer.cli import main
 raise SystemExit(main(['prune', 'lenet', '--density', '0.2']))
 """

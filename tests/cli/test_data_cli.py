@@ -7,28 +7,14 @@ import json
 
 import pytest
 
-from tests.imagefolders import write_digit_folder
+from tests.imagefolders import TINY_CNN, write_digit_folder
 from visualizer.cli import main
-
-TINY = """
-from torch import nn
-
-def build(classes=3):
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                         nn.Flatten(), nn.Linear(16, classes))
-
-def wide():
-    return build(1000)
-
-def narrow():
-    return build(2)
-"""
 
 
 @pytest.fixture
 def setup(tmp_path):
     src = tmp_path / "tiny.py"
-    src.write_text(TINY)
+    src.write_text(TINY_CNN)
     root = write_digit_folder(tmp_path / "digits", per_class=5, classes=3)
     return src, root
 

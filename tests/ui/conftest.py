@@ -34,6 +34,18 @@ def wait_idle(qtbot, window, timeout=20000):
     qtbot.waitUntil(lambda: not window.jobs.is_running(), timeout=timeout)
 
 
+def drop_file(window, path) -> None:
+    """Drop ``path`` on the window as a file manager does (a copy action with the file's URL)."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
 @pytest.fixture
 def window(qtbot):
     from visualizer.ui.window import MainWindow

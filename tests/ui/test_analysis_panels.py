@@ -22,14 +22,19 @@ def _unchanged(window, before: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(after[k], v) for k, v in before.items())
 
 
+def _compute(qtbot, window, panel) -> None:
+    """Press the tab's compute button and wait for its job: no error in the window or the tab."""
+    panel.compute()
+    wait_idle(qtbot, window, timeout=120000)
+    assert window.message() == "" and panel.status.text() == ""
+
+
 def test_spectrum_tab_computes_dense_and_masked_spectra(qtbot, window):
     weights = _pruned(qtbot, window)
     panel = window.views["spectrum"]
     panel.top_k.setValue(2)
     panel.probes.setValue(2)
-    panel.compute()
-    wait_idle(qtbot, window, timeout=120000)
-    assert window.message() == "" and panel.status.text() == ""
+    _compute(qtbot, window, panel)
     dense, masked = panel.view.spectra
     assert (dense.label, masked.label) == ("dense", "masked")
     assert len(dense.top) == 2 and len(masked.top) == 2
@@ -43,9 +48,7 @@ def test_landscape_tab_computes_the_dense_to_pruned_path_and_plane(qtbot, window
     weights = _pruned(qtbot, window)
     panel = window.views["landscape"]
     panel.steps.setValue(5)
-    panel.compute()
-    wait_idle(qtbot, window, timeout=120000)
-    assert window.message() == "" and panel.status.text() == ""
+    _compute(qtbot, window, panel)
     (curve,) = panel.view.curves
     assert curve.label == "dense -> pruned"
     assert curve.alpha[0] == pytest.approx(0.0) and curve.alpha[-1] == pytest.approx(1.0)
@@ -60,9 +63,7 @@ def test_speed_tab_measures_dense_masked_and_shrunk(qtbot, window):
     weights = _pruned(qtbot, window)
     panel = window.views["speed"]
     panel.density.setValue(0.5)
-    panel.compute()
-    wait_idle(qtbot, window, timeout=120000)
-    assert window.message() == "" and panel.status.text() == ""
+    _compute(qtbot, window, panel)
     by = {e.label: e for e in panel.view.entries}
     assert list(by) == ["dense", "masked", "shrunk"]
     assert by["shrunk"].flops < by["dense"].flops and by["shrunk"].params < by["dense"].params

@@ -4,26 +4,15 @@ sample), and a failed analysis job is one line in the status bar, not a box in t
 
 from __future__ import annotations
 
-from tests.imagefolders import write_digit_folder
+from tests.imagefolders import TINY_CNN, write_digit_folder
 from tests.ui.conftest import wait_idle
 from visualizer.core.tasks import Step
 from visualizer.ui.analysis.panels import NEEDS_DATA, STREAMED_SAMPLES
 
-TINY = """
-from torch import nn
-
-def build(classes=3):
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                         nn.Flatten(), nn.Linear(16, classes))
-
-def wide():
-    return build(1000)
-"""
-
 
 def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_path, monkeypatch):
     src = tmp_path / "tiny.py"
-    src.write_text(TINY)
+    src.write_text(TINY_CNN)
     window.request_load(f"{src}:build")
     wait_idle(qtbot, window)
     assert window.state.dataset is None
@@ -77,7 +66,7 @@ def test_a_failed_analysis_job_is_one_line_in_the_status_bar(window, qtbot):
 
 def test_a_wide_head_on_a_small_folder_is_a_note(window, qtbot, tmp_path):
     src = tmp_path / "tiny.py"
-    src.write_text(TINY)
+    src.write_text(TINY_CNN)
     window.request_load(f"{src}:wide")
     wait_idle(qtbot, window)
     root = write_digit_folder(tmp_path / "digits", per_class=3, classes=3, size=8)

@@ -3,26 +3,16 @@
 
 from __future__ import annotations
 
-import torch
-
 from tests.ui.conftest import wait_idle
+from tests.untrusted import evil_weights
 from visualizer.core.io.session import Session, TrustRequired, save_session
 from visualizer.ui import sessions
 
 
-class Evil:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
-
-
 def malicious_session(tmp_path):
-    marker = tmp_path / "MARKER"
-    torch.save({"payload": Evil(str(marker))}, tmp_path / "evil.pt")
+    weights, marker = evil_weights(tmp_path)
     path = tmp_path / "s.pviz"
-    save_session(Session(model_ref="mlp", weights_path=str(tmp_path / "evil.pt"), trust=True), path)
+    save_session(Session(model_ref="mlp", weights_path=str(weights), trust=True), path)
     return path, marker
 
 

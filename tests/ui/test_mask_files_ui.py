@@ -10,21 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
 from torch.nn.utils import prune
 
-from tests.ui.conftest import wait_idle
+from tests.ui.conftest import drop_file, wait_idle
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
-
-
-def _drop(window, path):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
-    window.dropEvent(event)
 
 
 def _lenet_mask() -> MaskSet:
@@ -41,7 +31,7 @@ def test_a_dropped_mask_safetensors_is_a_mask_not_weights(qtbot, window, tmp_pat
     path = tmp_path / "lenet_mask.safetensors"
     masks.save(path)
     weights_before = {k: v.clone() for k, v in window.state.loaded.model.state_dict().items()}
-    _drop(window, path)
+    drop_file(window, path)
     wait_idle(qtbot, window)
     s = window.state
     assert window.message() == ""
@@ -62,7 +52,7 @@ def test_a_dropped_torch_prune_checkpoint_shows_its_mask_at_once(qtbot, window, 
     name = next(k[:-5] for k in model.state_dict() if k.endswith("_mask"))
     expected = model.state_dict()[name + "_mask"].bool()
     torch.save({"epoch": 1, "model_state_dict": model.state_dict()}, tmp_path / "ckpt.pth")
-    _drop(window, tmp_path / "ckpt.pth")
+    drop_file(window, tmp_path / "ckpt.pth")
     wait_idle(qtbot, window)
     s = window.state
     assert window.message() == ""
@@ -112,7 +102,7 @@ def test_dropped_session_and_weights_are_told_apart_by_content(qtbot, window, tm
     # weights saved under a misleading name still load as weights
     state = {k: v.contiguous() for k, v in load_model("lenet").model.state_dict().items()}
     save_file(state, str(tmp_path / "looks_like_a.mask"))
-    _drop(window, tmp_path / "looks_like_a.mask")
+    drop_file(window, tmp_path / "looks_like_a.mask")
     wait_idle(qtbot, window)
     assert window.message() == "" and window.state.loaded.weights == str(tmp_path / "looks_like_a.mask")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import Qt
 
-from tests.ui.conftest import wait_idle
+from tests.ui.conftest import drop_file, wait_idle
 from visualizer.core.models.zoo import ZOO
 
 
@@ -27,14 +26,6 @@ def test_load_each_bundled_model(qtbot, window, name):
     assert name in window.windowTitle()
 
 
-def _drop(window, path):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
-    window.dropEvent(event)
-
-
 @pytest.mark.parametrize("suffix, expect", [
     (".pt", "broken.pt: "),  # core says which: not a checkpoint, or one needing unpickling
     (".pviz", "not a pruneviz session"),
@@ -44,7 +35,7 @@ def test_drop_corrupt_file_shows_message(qtbot, window, tmp_path, suffix, expect
     bad = tmp_path / f"broken{suffix}"
     bad.write_bytes(b"\x00garbage, not a model\xff" * 10)
     masks_before = window.state.masks
-    _drop(window, bad)
+    drop_file(window, bad)
     wait_idle(qtbot, window)
     assert expect in window.message() and "broken" in window.message()
     assert window.banner.isVisible()
@@ -56,7 +47,7 @@ def test_drop_torchscript_model_loads_it(qtbot, window, tmp_path):
     model = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)))
     path = tmp_path / "tiny.pt"
     model.save(str(path))
-    _drop(window, path)
+    drop_file(window, path)
     wait_idle(qtbot, window)
     assert window.message() == ""
     assert window.state.loaded.ref == str(path)

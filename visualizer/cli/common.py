@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from visualizer.core.tasks import first_line
+from visualizer.core.tasks import TerminalProgress, first_line, run
 
 
 class UserError(Exception):
@@ -151,6 +151,15 @@ def resolve_mask(args: argparse.Namespace, loaded):
     if path:
         return read_mask(path, loaded.model)
     return getattr(loaded, "masks", None)
+
+
+def run_with_progress(job):
+    """Drive a core job with a progress line on a terminal (silent otherwise); its result."""
+    progress = TerminalProgress()
+    try:
+        return run(job, progress)
+    finally:
+        progress.close()
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from visualizer.cli.common import (
     device_label,
     print_json,
     resolve_mask,
+    run_with_progress,
     table,
     to_args_device,
 )
@@ -70,17 +71,6 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
                    help="layer: every group keeps floor(D*size) (at least 1); global: one ranking")
 
 
-def _run(job):
-    """Drive a core job with a progress line on a terminal (silent otherwise)."""
-    from visualizer.core.tasks import TerminalProgress, run
-
-    progress = TerminalProgress()
-    try:
-        return run(job, progress)
-    finally:
-        progress.close()
-
-
 def _load(args):
     from visualizer.cli.common import load_model_from_args
     from visualizer.core.structure.graph import example_input
@@ -130,7 +120,7 @@ def _prune(args):
         raise UserError(f"--density must be in [0, 1], got {args.density}")
     loaded, dataset, x = _load(args)
     model = loaded.model.eval()
-    res = _run(find_groups_job(model, x))
+    res = run_with_progress(find_groups_job(model, x))
     if not res.prunable():
         why = "; ".join(res.notices) or "no coupled group can be removed without changing the output"
         raise UserError(f"{args.model} has no structurally prunable group: {why}")
@@ -140,11 +130,11 @@ def _prune(args):
         plan = zero_plan(model, res.groups, x)
         if not plan.removed and not plan.cut:
             raise UserError(f"{args.model}: no group, connection or branch is zero (train with group lasso first)")
-        result = _run(structured_prune_job(model, res.groups, {}, 1.0, x, plan=plan, criterion="zeros",
+        result = run_with_progress(structured_prune_job(model, res.groups, {}, 1.0, x, plan=plan, criterion="zeros",
                                            model_ref=args.model))
     else:
         scores = _scores(args, model, res.groups, dataset)
-        result = _run(structured_prune_job(model, res.groups, scores, args.density, x, scope=args.scope,
+        result = run_with_progress(structured_prune_job(model, res.groups, scores, args.density, x, scope=args.scope,
                                            criterion=args.criterion, model_ref=args.model))
     return loaded, x, res, result
 
@@ -155,8 +145,8 @@ def cmd_graph(args) -> int:
 
     loaded, _, x = _load(args)
     model = loaded.model
-    g = _run(build_graph_job(model, x))
-    res = _run(find_groups_job(model, x))
+    g = run_with_progress(build_graph_job(model, x))
+    res = run_with_progress(find_groups_job(model, x))
     if args.out:
         g.write_graphml(args.out)
     if args.json:

@@ -8,26 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.imagefolders import write_digit_folder
+from tests.imagefolders import TINY_CNN, write_digit_folder
 from visualizer.core import workspace
 from visualizer.core.data.external import DataOptions
 from visualizer.core.data.folder import Preprocess, stratified_split
 from visualizer.core.data.sources import DataError, Dataset, check_model_reads, load_dataset
 from visualizer.core.data.streaming import StreamBatches
 
-TINY_CNN = """
+# the tiny CNN's file with dataset factories next to its model factories
+USER_FILE = TINY_CNN + """
 import torch
-from torch import nn
-
-def build(classes=3):
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                         nn.Flatten(), nn.Linear(16, classes))
-
-def wide():
-    return build(1000)
-
-def narrow():
-    return build(2)
 
 def data():
     g = torch.Generator().manual_seed(0)
@@ -121,7 +111,7 @@ def test_rules_read_the_same_samples_streamed_or_in_memory(tmp_path):
 
 def test_factory_dataset_and_model_on_folder(tmp_path):
     src_file = tmp_path / "user.py"
-    src_file.write_text(TINY_CNN)
+    src_file.write_text(USER_FILE)
     d = load_dataset(f"{src_file}:data", DataOptions(workers=0))
     assert d.num_classes == 3 and d.input_shape == (1, 8, 8) and d.split_size("train") == 20
     assert load_dataset(f"{src_file}:data_with_count").num_classes == 5

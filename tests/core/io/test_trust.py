@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.untrusted import evil_weights
 from visualizer.core.io.session import (
     Session,
     TrustRequired,
@@ -16,21 +17,6 @@ from visualizer.core.io.session import (
 )
 from visualizer.core.models.loaders import ModelLoadError, load_model
 from visualizer.core.models.zoo import ZOO
-
-
-class Evil:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
-
-
-def evil_weights(tmp_path):
-    marker = tmp_path / "MARKER"
-    path = tmp_path / "evil.pt"
-    torch.save({"payload": Evil(str(marker))}, path)
-    return path, marker
 
 
 def test_a_session_saying_trust_true_is_not_trusted(tmp_path):

@@ -42,6 +42,17 @@ def _randomised(name):
     return m, example_input(m, ZOO[name].dataset)
 
 
+def _assert_equals_masked_and_round_trips(small, masked, name, x, tmp_path):
+    """The shrunk model computes what the masked one does, and so do its weights-only file and
+    its TorchScript."""
+    assert max_output_diff(masked, small.model, x) <= 1e-5
+    path = tmp_path / "small.pt"
+    save_shrunk(path, small, name)
+    assert max_output_diff(load_shrunk(path), small.model, x) == 0.0
+    save_torchscript(small.model, tmp_path / "small.ts", x)
+    assert max_output_diff(torch.jit.load(str(tmp_path / "small.ts")), small.model, x) <= 1e-6
+
+
 @pytest.mark.parametrize("name", list(ZOO))
 @pytest.mark.parametrize("criterion", ["l2-norm", "l1-norm"])
 def test_shrunk_equals_masked_on_every_bundled_model(name, criterion):
@@ -219,12 +230,7 @@ def test_densenet_connection_pruning_after_group_lasso(tmp_path):
     assert not masks["trans1.conv.weight"][:, 16:24].any()
     small = shrink(m, groups, plan)
     assert isinstance(small.model.trans1.conv, InputSelect)
-    assert max_output_diff(masked_copy(m, masks), small.model, x) <= 1e-5
-    path = tmp_path / "d.pt"
-    save_shrunk(path, small, "densenet-mini")
-    assert max_output_diff(load_shrunk(path), small.model, x) == 0.0
-    save_torchscript(small.model, tmp_path / "d.ts", x)
-    assert max_output_diff(torch.jit.load(str(tmp_path / "d.ts")), small.model, x) <= 1e-6
+    _assert_equals_masked_and_round_trips(small, masked_copy(m, masks), "densenet-mini", x, tmp_path)
 
 
 def test_inception_whole_branch_removal(tmp_path):
@@ -242,12 +248,7 @@ def test_inception_whole_branch_removal(tmp_path):
     names = dict(small.model.named_modules())
     assert "inc1.branch3.1.0" not in names and "inc2.branch4.1.0" not in names
     assert names["inc2.branch1.0"].in_channels == 24 and names["fc"].in_features == 36
-    assert max_output_diff(masked_copy(m, masks), small.model, x) <= 1e-5
-    path = tmp_path / "b.pt"
-    save_shrunk(path, small, "inception-mini")
-    assert max_output_diff(load_shrunk(path), small.model, x) == 0.0
-    save_torchscript(small.model, tmp_path / "b.ts", x)
-    assert max_output_diff(torch.jit.load(str(tmp_path / "b.ts")), small.model, x) <= 1e-6
+    _assert_equals_masked_and_round_trips(small, masked_copy(m, masks), "inception-mini", x, tmp_path)
     dm, dx = _randomised("densenet-mini")
     dgroups = find_groups(dm, dx).groups
     dense = next(c for c in branches(dm, dgroups, dx) if c.kind == "dense")

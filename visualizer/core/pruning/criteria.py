@@ -270,25 +270,27 @@ def _listed(values: dict[str, torch.Tensor], params: dict[str, nn.Parameter]) ->
     return [values[n] for n in params]
 
 
-def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """SNIP (Lee, Ajanthan & Torr 2019): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
-    current weights; L averaged over the given batches."""
+def _gradient_times_weight(model: nn.Module, batches: Iterable[Batch], name: str) -> Generator[Step, None, Scores]:
+    """s = |g ⊙ w|, g the gradient of the mean loss over ``batches`` at the current weights: SNIP's
+    and first-order Taylor's score (they differ in what they are applied to, not in the formula)."""
     params = _params(model)
     op = criterion_operator(model, params, _materialise(batches))
     with eval_mode(model):
-        g = yield from _scaled(op.gradient_steps("snip gradient"), 0.0, 1.0)
+        g = yield from _scaled(op.gradient_steps(f"{name} gradient"), 0.0, 1.0)
         return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
+
+
+def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """SNIP (Lee, Ajanthan & Torr 2019): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
+    current weights; L averaged over the given batches."""
+    return (yield from _gradient_times_weight(model, batches, "snip"))
 
 
 def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
     """First-order Taylor (Molchanov et al. 2017, 2019): ΔL_i ≈ -g_i w_i, scored as s = |ḡ ⊙ w| where
     ḡ = (1/B) sum_b ∇L_b is the gradient of the mean loss over the given batches (meant for trained
     weights). The absolute value of the averaged gradient product, not the average of absolute values."""
-    params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
-    with eval_mode(model):
-        g = yield from _scaled(op.gradient_steps("taylor gradient"), 0.0, 1.0)
-        return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
+    return (yield from _gradient_times_weight(model, batches, "taylor"))
 
 
 def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:

@@ -38,11 +38,8 @@ def _plain_axes(plot: pg.PlotItem) -> None:
         plot.getAxis(name).enableAutoSIPrefix(False)
 
 
-class MaskProbabilityView(AnalysisView):
-    """p(t / sigma) of the formula as a curve, the Monte Carlo estimates as points with
-    +- 2 standard-error bars."""
-
-    title = "Mask probability"
+class _OnePlotView(AnalysisView):
+    """A lab view with one plot (plain axes) that draws ``self.data`` once ``set_data`` gives it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,6 +48,13 @@ class MaskProbabilityView(AnalysisView):
         _plain_axes(self.plot)
         self.data: dict | None = None
         self.ready()
+
+
+class MaskProbabilityView(_OnePlotView):
+    """p(t / sigma) of the formula as a curve, the Monte Carlo estimates as points with
+    +- 2 standard-error bars."""
+
+    title = "Mask probability"
 
     def set_data(self, ratios: Sequence[float], monte_carlo: Sequence[float], stderr: Sequence[float],
                  curve_x: Sequence[float], curve_formula: Sequence[float], n: int, k: int, trials: int) -> None:
@@ -84,20 +88,13 @@ class MaskProbabilityView(AnalysisView):
         style_plot(plot, theme)  # the legend entries added above take the theme's colours
 
 
-class PhaseTransitionView(AnalysisView):
+class PhaseTransitionView(_OnePlotView):
     """Success probability over (delta = m/n, rho = k/m) as a heatmap, with the l1 weak threshold
     rho_W(delta) on top."""
 
     title = "Phase transition"
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.canvas = self.add_layout_widget()
-        self.plot = self.add_plot(self.canvas, 0, 0)
-        _plain_axes(self.plot)
-        self.bar: pg.ColorBarItem | None = None
-        self.data: dict | None = None
-        self.ready()
+    bar: pg.ColorBarItem | None = None  # added on the first draw with data
 
     def set_data(self, deltas: Sequence[float], rhos: Sequence[float], success, curve_delta: Sequence[float],
                  curve_rho: Sequence[float], solver: str, n: int, trials: int) -> None:
@@ -195,19 +192,11 @@ class AOptimalView(AnalysisView):
         style_plot(sp, theme)
 
 
-class RandomLabelsView(AnalysisView):
+class RandomLabelsView(_OnePlotView):
     """Test accuracy of dense and ticket networks on true and random labels, with the chance
     level 1/K and its binomial band."""
 
     title = "Random labels"
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.canvas = self.add_layout_widget()
-        self.plot = self.add_plot(self.canvas, 0, 0)
-        _plain_axes(self.plot)
-        self.data: dict | None = None
-        self.ready()
 
     def set_data(self, accuracies: dict[str, float], chance: float, band: tuple[float, float],
                  test_size: int, z: float) -> None:
