@@ -84,7 +84,7 @@ def test_training_on_a_folder_evaluates_the_preview_sample(window, qtbot, tmp_pa
     from visualizer.ui.views.curves import describe_row
 
     src = tmp_path / "tiny.py"
-    src.write_text(TINY + "\n\ndef ten():\n    return build(10)\n")  # fits the folder and the digits
+    src.write_text(TINY_CNN + "\n\ndef ten():\n    return build(10)\n")  # fits the folder and the digits
     window.request_load(f"{src}:ten")
     wait_idle(qtbot, window)
     root = write_digit_folder(tmp_path / "digits", per_class=20, classes=3, size=8, split=True)
@@ -133,7 +133,7 @@ def test_a_session_reopens_with_its_data_options(window, qtbot, tmp_path, monkey
     from visualizer.ui import sessions
 
     src = tmp_path / "tiny.py"
-    src.write_text(TINY)
+    src.write_text(TINY_CNN)
     window.model_panel.weights_choice.pretrained_box.setChecked(False)
     window.request_load(f"{src}:build")
     wait_idle(qtbot, window)
