@@ -74,3 +74,122 @@ def test_a_wide_head_on_a_small_folder_is_a_note(window, qtbot, tmp_path):
     wait_idle(qtbot, window)
     assert window.state.dataset is not None
     assert "outputs 1000 classes" in window.message() and "has 3" in window.message()
+
+
+def test_training_on_a_folder_evaluates_the_preview_sample(window, qtbot, tmp_path):
+    """Fine-tuning and sweeps started in the window evaluate a streamed source on the preview
+    sample (2 x 16 of 60 test images here) and say so; bundled in-memory data keeps its split."""
+    from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES
+    from visualizer.ui import training_ui
+    from visualizer.ui.views.curves import describe_row
+
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY_CNN + "\n\ndef ten():\n    return build(10)\n")  # fits the folder and the digits
+    window.request_load(f"{src}:ten")
+    wait_idle(qtbot, window)
+    root = write_digit_folder(tmp_path / "digits", per_class=20, classes=3, size=8, split=True)
+    window.request_dataset(f"folder:{root}")
+    wait_idle(qtbot, window)
+    assert window.state.dataset.split_size("test") == 60
+    sample = PREVIEW_BATCHES * PREVIEW_BATCH_SIZE
+    window.pruning_panel.set_density(0.5)
+    training_ui.run_training(window, {"retrain": "finetune", "epochs": 1, "max_steps": 1})
+    wait_idle(qtbot, window, timeout=60000)
+    row = window.state.results[-1]
+    assert row["retrain"] == "finetune" and row["eval_samples"] == sample
+    assert window.statusBar().currentMessage().endswith(f"on {sample} test samples")
+    assert f"on {sample} test samples" in describe_row(row)
+    training_ui.run_sweep(window, {"retrain": "none"}, densities=(1.0, 0.5))
+    wait_idle(qtbot, window, timeout=60000)
+    swept = [r for r in window.state.results if "score_batches" in r or r.get("criterion") == "random"]
+    assert swept and {r.get("eval_samples") for r in swept} == {sample}
+    config = training_ui.train_config({"epochs": 1}, "cpu", window.state.dataset)
+    assert (config.eval_batches, config.eval_batch_size) == (PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
+    # the bundled digits are in memory: the whole test split, as before
+    window.request_dataset("digits")
+    wait_idle(qtbot, window)
+    assert window.state.dataset.in_memory
+    assert training_ui.train_config({"epochs": 1}, "cpu", window.state.dataset).eval_batches is None
+    before = len(window.state.results)
+    training_ui.run_training(window, {"retrain": "none"})
+    wait_idle(qtbot, window, timeout=60000)
+    assert len(window.state.results) == before + 1 and "eval_samples" not in window.state.results[-1]
+    status = window.statusBar().currentMessage()
+    assert status.startswith("accuracy ") and "test samples" not in status
+
+
+def _fresh_window(qtbot):
+    from visualizer.ui.window import MainWindow
+
+    w = MainWindow(restore_layout=False)
+    w.ask_discard = lambda: "discard"
+    qtbot.addWidget(w)
+    return w
+
+
+def test_a_session_reopens_with_its_data_options(window, qtbot, tmp_path, monkeypatch):
+    """Saved in one window, opened in a fresh one: the same folder, image size, normalisation and
+    pretrained choice, and the same images; the factory model is asked about, never trusted by the file."""
+    from visualizer.ui import sessions
+
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY_CNN)
+    window.model_panel.weights_choice.pretrained_box.setChecked(False)
+    window.request_load(f"{src}:build")
+    wait_idle(qtbot, window)
+    root = write_digit_folder(tmp_path / "digits", per_class=4, classes=3, size=8)
+    data = window.model_panel.data
+    data.size_box.setValue(6)
+    data.normalize_box.setCurrentIndex(data.normalize_box.findData("none"))
+    window.request_dataset(f"folder:{root}")
+    wait_idle(qtbot, window)
+    first = window.state.dataset
+    assert first.input_shape == (1, 6, 6)
+    path = tmp_path / "s.pviz"
+    assert sessions.save_session(window, path, synchronous=True)
+
+    other = _fresh_window(qtbot)
+    asked = []
+    monkeypatch.setattr(sessions, "ask_trust", lambda _w, p, reason: asked.append(reason) or True)
+    other.open_session(str(path))
+    wait_idle(qtbot, other, timeout=60000)
+    assert asked and "tiny.py" in asked[0]
+    panel = other.model_panel
+    assert other.state.loaded.ref == f"{src}:build"
+    assert other.state.dataset_name == f"folder:{root}" and panel.data_box.currentData() == f"folder:{root}"
+    assert not panel.weights_choice.pretrained()
+    assert panel.data.size_box.value() == 6 and panel.data.normalize_box.currentData() == "none"
+    x0, y0 = next(iter(first.batches("test", range(first.split_size("test")), 64)))
+    again = other.state.dataset
+    x1, y1 = next(iter(again.batches("test", range(again.split_size("test")), 64)))
+    assert x1.shape == x0.shape and bool((x0 == x1).all()) and bool((y0 == y1).all())
+    other.jobs.shutdown(1.0)
+
+
+def test_a_session_with_a_factory_dataset_asks_first(window, qtbot, tmp_path, monkeypatch):
+    """A zoo model on a file.py:factory dataset: opening asks, and No runs nothing."""
+    from visualizer.core.io.session import Session, save_session
+    from visualizer.ui import sessions
+
+    marker = tmp_path / "ran"
+    src = tmp_path / "mydata.py"
+    src.write_text(f"""
+import pathlib
+import torch
+
+def data():
+    pathlib.Path({str(marker)!r}).write_text("ran")
+    x, y = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
+    return torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y)
+""")
+    path = save_session(Session(model_ref="lenet", dataset=f"{src}:data", trust=True), tmp_path / "f.pviz")
+    asked = []
+    monkeypatch.setattr(sessions, "ask_trust", lambda _w, p, reason: asked.append(reason) or False)
+    window.open_session(str(path))
+    wait_idle(qtbot, window)
+    assert asked == [f"the dataset is built by running the Python file {src.with_suffix('')}.py"]
+    assert not marker.exists() and "not opened" in window.message()
+    monkeypatch.setattr(sessions, "ask_trust", lambda _w, p, reason: True)
+    window.open_session(str(path))
+    wait_idle(qtbot, window, timeout=60000)
+    assert marker.exists() and window.state.dataset_name == f"{src}:data"

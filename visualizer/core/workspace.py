@@ -53,6 +53,23 @@ def streamed(data) -> bool:
     return not getattr(data, "in_memory", True)
 
 
+def window_evaluation(data: Source) -> tuple[int | None, int]:
+    """The window's evaluation sample of ``data`` as (batches, batch size) for
+    :func:`evaluation_batches`: a streamed source (an image folder, a factory) reads the preview
+    sample (PREVIEW_BATCHES x PREVIEW_BATCH_SIZE, so a CPU epoch-end evaluation of ResNet-50 takes
+    seconds, not minutes); an in-memory dataset is small and keeps its whole test split."""
+    if streamed(data):
+        return PREVIEW_BATCHES, PREVIEW_BATCH_SIZE
+    return None, EVAL_BATCH_SIZE
+
+
+def evaluation_sample_size(data: Source, n: int | None, batch_size: int = EVAL_BATCH_SIZE,
+                           split: str = "test") -> int:
+    """How many samples :func:`evaluation_batches` reads for ``n`` batches of ``batch_size``."""
+    size = data.split_size(split) if streamed(data) else int(data.split(split)[0].shape[0])
+    return size if not n else min(size, n * batch_size)
+
+
 def criterion_batches(data: Source, n: int = SCORE_BATCHES, batch_size: int = SCORE_BATCH_SIZE,
                       seed: int = 0) -> list[Batch]:
     """The first ``n`` mini-batches of a shuffle of the training split drawn from

@@ -14,6 +14,7 @@ from visualizer.core.io.session import (
     SessionError,
     TrustRequired,
     load_session,
+    model_trust_reason,
     trust_reason,
 )
 from visualizer.core.io.session import save_session as write_session
@@ -67,7 +68,17 @@ def capture(window: SessionHost) -> Session:
         baseline=s.baseline,
         view=view,
         device=getattr(s, "device", "auto"),
+        **_data_settings(window),
     )
+
+
+def _data_settings(window: SessionHost) -> dict:
+    """The Data box and Weights choice as Session fields (Download is not saved: a file never
+    grants the network)."""
+    settings = window.model_panel.load_settings()
+    options = settings["options"]
+    return {"pretrained": bool(settings["pretrained"]), "image_size": options.image_size,
+            "normalize": options.normalize}
 
 
 def _bundled(loaded) -> bool:
@@ -126,17 +137,23 @@ def autosave(window: SessionHost) -> None:
     window.jobs.submit("autosave", "autosaving results", job)
 
 
-def open_job(path: str, trust: bool = False):
-    """Read the session and load its model and data (worker thread). ``trust`` comes from the
-    person (``--trust``, the question dialog), never from the file: a session whose model could
-    run code is refused with :class:`TrustRequired` without it."""
+def open_job(path: str, trust: bool = False, download: bool = False):
+    """Read the session and load its model and data with its data options (worker thread).
+    ``trust`` comes from the person (``--trust``, the question dialog), never from the file: a
+    session whose model or ``file.py:factory`` dataset could run code is refused with
+    :class:`TrustRequired` without it. ``download``: the window's Download box, never the file's."""
+    from visualizer.core.data.external import DataOptions
+
     yield Step(f"reading {Path(path).name}", 0.05)
     session = load_session(path)
     reason = trust_reason(session)
     if reason is not None and not trust:
         raise TrustRequired(Path(path).name, reason)
+    model_trust = trust and model_trust_reason(session.model_ref, session.weights_path) is not None
+    options = DataOptions(download=download, image_size=session.image_size, normalize=session.normalize)
     loaded, data, info = yield from sub(
-        actions.load_job(session.model_ref, session.weights_path, trust and reason is not None, session.dataset),
+        actions.load_job(session.model_ref, session.weights_path, model_trust, session.dataset,
+                         pretrained=session.pretrained, download=download, options=options),
         0.1, 0.9)
     if session.model_state is not None:
         from visualizer.core.models.loaders import apply_weights
@@ -187,6 +204,7 @@ def open_session(window: SessionHost, path: str, trust: bool = False) -> None:
         trust = True
     for kind in ("rank", "mask", "train", "eval", "load"):
         window.jobs.cancel(kind)
+    download = bool(window.model_panel.load_settings()["download"])
 
     def done(result) -> None:
         session, (loaded, data, info) = result
@@ -195,7 +213,7 @@ def open_session(window: SessionHost, path: str, trust: bool = False) -> None:
         window.add_recent(str(path)) if not _is_recovery(path) else None
         window.update_title()
 
-    window.jobs.submit("load", f"opening {Path(path).name}", lambda: open_job(path, trust), on_result=done)
+    window.jobs.submit("load", f"opening {Path(path).name}", lambda: open_job(path, trust, download), on_result=done)
 
 
 def _is_recovery(path: str) -> bool:
@@ -205,11 +223,24 @@ def _is_recovery(path: str) -> bool:
         return False
 
 
+def show_data_settings(model_panel, session: Session) -> None:
+    """Set the Weights choice and the Data box's image size and normalisation to the session's
+    (the dataset itself shows once the model is installed)."""
+    from visualizer.ui.data_box import NO_SIZE
+
+    model_panel.weights_choice.pretrained_box.setChecked(session.pretrained)
+    box = model_panel.data
+    box.size_box.setValue(session.image_size or NO_SIZE)
+    box.normalize_box.setCurrentIndex(max(box.normalize_box.findData(session.normalize or ""), 0))
+
+
 def apply_session(window: SessionHost, session: Session, loaded, data, info) -> None:
     s = window.state
     if session.masks is not None:
         info = dict(info, masks=session.masks)
+    show_data_settings(window.model_panel, session)
     window.install_model(loaded, data, info)
+    window.model_panel.show_dataset()  # a folder or a factory joins the Data list
     s.weights_modified = session.model_state is not None
     panel = window.pruning_panel
     panel._updating = True

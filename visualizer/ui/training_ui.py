@@ -28,12 +28,18 @@ class TrainingHost(Protocol):
     def install_trained_model(self, model) -> None: ...
 
 
-def train_config(settings: dict, device: str | None = None):
+def train_config(settings: dict, device: str | None = None, data=None):
     """The Training panel's settings as a TrainConfig, on ``device`` (the window's one device
-    chooser, ui.device_ui; ``settings["device"]`` or auto where none is given)."""
+    chooser, ui.device_ui; ``settings["device"]`` or auto where none is given). Its evaluations
+    read the window's sample of ``data`` (core.workspace.window_evaluation: a preview sample of a
+    streamed source, the whole split of an in-memory one)."""
     from visualizer.core.training.loop import TrainConfig
+    from visualizer.core.workspace import EVAL_BATCH_SIZE, window_evaluation
 
+    eval_batches, eval_batch_size = window_evaluation(data) if data is not None else (None, EVAL_BATCH_SIZE)
     return TrainConfig(
+        eval_batches=eval_batches,
+        eval_batch_size=eval_batch_size,
         epochs=int(settings.get("epochs", 1)),
         lr=float(settings.get("lr", 1e-3)),
         label_smoothing=float(settings.get("label_smoothing", 0.0)),
@@ -44,11 +50,42 @@ def train_config(settings: dict, device: str | None = None):
     )
 
 
+def sample_note(data) -> dict:
+    """``{"eval_samples": n}`` when the window evaluates a sample of ``data`` rather than its whole
+    test split (a streamed source), else ``{}``: the rows then say what their accuracy was read on."""
+    from visualizer.core.workspace import evaluation_sample_size, streamed, window_evaluation
+
+    if data is None or not streamed(data):
+        return {}
+    n, batch_size = window_evaluation(data)
+    return {"eval_samples": evaluation_sample_size(data, n, batch_size)}
+
+
+def accuracy_text(row: dict) -> str:
+    """The status line of a finished run: "accuracy 87.50% on 32 test samples" for a sample."""
+    text = f"accuracy {float(row['accuracy']):.2%}"
+    return text + (f" on {row['eval_samples']} test samples" if row.get("eval_samples") else "")
+
+
+def _read_on(row: dict, test) -> dict:
+    """The samples an evaluation actually read, where the row says it was a sample."""
+    return {"eval_samples": test.n} if "eval_samples" in row else {}
+
+
+def add_row(window: TrainingHost, row) -> None:
+    """Add a finished run's row to the results and say its accuracy in the status bar."""
+    if not isinstance(row, dict):
+        return
+    window.state.add_result(row)
+    if "accuracy" in row and hasattr(window, "statusBar"):
+        window.statusBar().showMessage(accuracy_text(row), 8000)
+
+
 def _base_row(window: TrainingHost, settings: dict, device: str) -> dict:
     s = window.state
     return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
             "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
-            "lr": float(settings.get("lr", 0.0)), "device": device}
+            "lr": float(settings.get("lr", 0.0)), "device": device, **sample_note(s.dataset)}
 
 
 def _require(window: TrainingHost) -> bool:
@@ -65,21 +102,18 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
     on ``device`` (a copy of the model there)."""
     from visualizer.core.training.evaluate import evaluate_job as evaluate
     from visualizer.core.workspace import (
-        PREVIEW_BATCH_SIZE,
-        PREVIEW_BATCHES,
         device_name,
         evaluation_batches,
         model_on,
         resolve_device,
         streamed,
+        window_evaluation,
     )
 
     dev = resolve_device(device)
     yield Step("evaluating the masked model", 0.1)
-    if streamed(data):  # an image folder: a preview sample (the CLI reads the whole split)
-        batches = evaluation_batches(data, PREVIEW_BATCHES, PREVIEW_BATCH_SIZE)
-    else:
-        batches = evaluation_batches(data)
+    # an image folder: a preview sample (the CLI reads the whole split)
+    batches = evaluation_batches(data, *window_evaluation(data))
     ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
     extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
@@ -93,7 +127,7 @@ def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Genera
     job = train_with_distillation(model, data, masks, config) if distill else retrain_job(model, data, masks, "finetune", config)
     res = yield from job
     out = {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-           "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps}
+           "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps, **_read_on(row, res.test)}
     return out, res.model.cpu()
 
 
@@ -151,7 +185,7 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
     return {**row, "criterion": settings["retrain"], "distribution": dst.distribution,
             "density": res.masks.density(), "kept": res.masks.kept(),
             "total": res.masks.total(), "accuracy": res.test.accuracy, "loss": res.test.loss,
-            "mask_updates": len(res.updates)}
+            "mask_updates": len(res.updates), **_read_on(row, res.test)}
 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
@@ -164,11 +198,12 @@ def lasso_job(model, data, density: float, settings: dict, config, row: dict) ->
 
     res = yield from sub(proximal_training(model, data, ProxConfig("group-lasso", float(settings.get("lam", 1e-3)),
                                                                    density, train=config)), 0.0, 0.9)
-    cut = yield from sub(prune_channels_by_norm(res.model, data, density, row.get("scope", "global")), 0.9, 1.0)
+    cut = yield from sub(prune_channels_by_norm(res.model, data, density, row.get("scope", "global"), config),
+                         0.9, 1.0)
     return {**row, "criterion": "group-lasso", "structure": "channel", "density": cut.masks.density(),
             "kept": cut.masks.kept(), "total": cut.masks.total(), "accuracy": cut.test.accuracy,
             "loss": cut.test.loss, "lasso_accuracy": res.test.accuracy, "zero_groups": res.zero_groups,
-            "groups": res.groups}
+            "groups": res.groups, **_read_on(row, cut.test)}
 
 
 def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = ""):
@@ -196,7 +231,7 @@ def evaluate_mask(window: TrainingHost) -> None:
     model, data, masks = s.loaded.model, s.dataset, s.masks.copy()
     row = _base_row(window, {"retrain": "none"}, device)
     window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row, device),
-                       on_result=s.add_result)
+                       on_result=lambda r: add_row(window, r))
 
 
 def run_training(window: TrainingHost, settings: dict) -> None:
@@ -213,12 +248,12 @@ def run_training(window: TrainingHost, settings: dict) -> None:
         return
     loaded, data = s.loaded, s.dataset
     model, ref, masks, density = loaded.model, loaded.ref, s.masks.copy(), s.density
-    config = train_config(settings, device)
+    config = train_config(settings, device, data)
     row = _base_row(window, settings, device)
     if mode == "finetune":
         def done(result) -> None:
             out, trained = result
-            s.add_result(out)
+            add_row(window, out)
             if settings.get("keep") and s.loaded is loaded:
                 window.install_trained_model(trained)
 
@@ -236,9 +271,11 @@ def run_training(window: TrainingHost, settings: dict) -> None:
         added: list[dict] = []  # the rows this run streamed, as stored in state.results
         was_dirty = s.dirty
 
+        note = sample_note(data)
+
         def add_rows(rows) -> None:
             for r in rows if isinstance(rows, list) else []:
-                s.add_result(r)
+                s.add_result({**r, **note})
                 added.append(s.results[-1])
 
         def roll_back(*_args) -> None:
@@ -256,10 +293,10 @@ def run_training(window: TrainingHost, settings: dict) -> None:
                            on_cancel=roll_back, on_error=roll_back)
     elif mode in ("set", "rigl"):
         window.jobs.submit("train", f"{mode.upper()} at {density:.2%}",
-                           lambda: dst_job(model, ref, data, density, settings, config, row), on_result=s.add_result)
+                           lambda: dst_job(model, ref, data, density, settings, config, row), on_result=lambda r: add_row(window, r))
     elif mode == "group-lasso":
         window.jobs.submit("train", f"group lasso to {density:.2%}",
-                           lambda: lasso_job(model, data, density, settings, config, row), on_result=s.add_result)
+                           lambda: lasso_job(model, data, density, settings, config, row), on_result=lambda r: add_row(window, r))
     else:
         window.show_error(f"unknown retrain mode {mode!r}")
 
@@ -285,18 +322,19 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
         window.show_error(str(exc))
         return
     config = SweepConfig(s.loaded.ref, criteria, tuple(densities), retrain=retrain, scope=s.scope,
-                         structure=structure, train=train_config(settings, device), seeds=seeds)
+                         structure=structure, train=train_config(settings, device, s.dataset), seeds=seeds)
     cluster = str(settings.get("cluster") or "")
     previous = [r for r in s.results if all(k in r for k in KEY_FIELDS)]
     known = {row_key(r) for r in previous}
     model, data = s.loaded.model, s.dataset
+    note = sample_note(data)
 
     def add(row) -> None:
         if isinstance(row, dict) and "accuracy" in row:
             key = row_key(row)
             if key not in known:
                 known.add(key)
-                s.add_result(row)
+                s.add_result({**row, **note})
 
     where = f" on {cluster}" if cluster else ""
     window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain}){where}",

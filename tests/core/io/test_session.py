@@ -130,3 +130,33 @@ def test_results_csv_and_prune_state_dict(tmp_path):
     fresh.load_state_dict(state)
     fresh(torch.zeros(1, 3))  # prune recomputes weight = weight_orig * weight_mask in its pre-hook
     assert fresh[0].weight[0, 0].item() == 0.0
+
+
+def test_schema_1_opens_with_the_default_data_options(tmp_path):
+    blob = S._mask_blob(_masks())
+    old = {"format": S.FORMAT, "schema": 1, "model": {"ref": "mlp", "state": None}, "data": {"name": "digits"},
+           "masks": "masks.safetensors"}
+    back = S.load_session(_write(tmp_path / "v1.pviz", old, {"masks.safetensors": blob}))
+    assert back.dataset == "digits" and back.pretrained is True
+    assert back.image_size is None and back.normalize is None
+
+
+def test_data_options_round_trip_and_bad_ones_are_refused(tmp_path):
+    path = S.save_session(S.Session(model_ref="mlp", dataset="folder:/data/pets", pretrained=False,
+                                  image_size=96, normalize="imagenet"), tmp_path / "s.pviz")
+    back = S.load_session(path)
+    assert (back.dataset, back.pretrained, back.image_size, back.normalize) == ("folder:/data/pets", False, 96, "imagenet")
+    for data, match in (({"name": "digits", "normalize": "zscore"}, "bad normalisation"),
+                        ({"name": "digits", "image_size": -3}, "bad image size"),
+                        ({"name": "digits", "image_size": True}, "bad image size")):
+        manifest = {"format": S.FORMAT, "schema": S.SCHEMA, "model": {"ref": "mlp"}, "data": data}
+        with pytest.raises(S.SessionError, match=match):
+            S.load_session(_write(tmp_path / "bad.pviz", manifest))
+
+
+def test_a_factory_dataset_needs_trust_like_a_factory_model():
+    assert S.trust_reason(S.Session(model_ref="mlp", dataset="folder:/data/x.py:imgs")) is None
+    reason = S.trust_reason(S.Session(model_ref="mlp", dataset="/home/u/mydata.py:build"))
+    assert reason == "the dataset is built by running the Python file /home/u/mydata.py"
+    both = S.trust_reason(S.Session(model_ref="/home/u/net.py:make", dataset="/home/u/mydata.py:build"))
+    assert "net.py" in both and "mydata.py" in both

@@ -43,7 +43,8 @@ from visualizer.core.io.checks import FileFormatError, check_safetensors, read_z
 from visualizer.core.pruning.masks import MaskSet
 
 FORMAT = "pruneviz-session"
-SCHEMA = 1
+SCHEMA = 2
+NORMALIZE_CHOICES = (None, "none", "imagenet")  # core.data.external.DataOptions.normalize
 MANIFEST = "session.json"
 MAX_MANIFEST_BYTES = 32 * 2**20
 
@@ -78,6 +79,9 @@ class Session:
     baseline: float | None = None
     view: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"  # the device the window's jobs ran on (core.workspace.resolve_device)
+    pretrained: bool = True  # the model's pretrained weights (off: random initialisation)
+    image_size: int | None = None  # DataOptions.image_size (None: auto)
+    normalize: str | None = None  # DataOptions.normalize (None: auto)
     created: str = ""
     schema: int = SCHEMA
 
@@ -148,8 +152,9 @@ def to_manifest(session: Session) -> dict:
         "schema": SCHEMA,
         "created": session.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"ref": session.model_ref, "weights": session.weights_path, "trust": session.trust,
+                  "pretrained": session.pretrained,
                   "state": "weights.safetensors" if session.model_state is not None else None},
-        "data": {"name": session.dataset},
+        "data": {"name": session.dataset, "image_size": session.image_size, "normalize": session.normalize},
         "pruning": {"criterion": session.criterion, "scope": session.scope,
                     "structure": session.structure, "density": session.density},
         "masks": "masks.safetensors" if session.masks is not None else None,
@@ -216,8 +221,18 @@ def trust_reason(session: Session) -> str | None:
     """Why loading ``session``'s model could run code, or None when it cannot.
 
     ``file.py:factory`` imports and calls Python code; a model or weights checkpoint that
-    ``torch.load(weights_only=True)`` refuses needs full unpickling (which can call anything)."""
-    return model_trust_reason(session.model_ref, session.weights_path)
+    ``torch.load(weights_only=True)`` refuses needs full unpickling (which can call anything); a
+    ``file.py:factory`` dataset is imported and called too."""
+    reasons = [r for r in (model_trust_reason(session.model_ref, session.weights_path),
+                           data_trust_reason(session.dataset)) if r]
+    return "; ".join(reasons) or None
+
+
+def data_trust_reason(name: str | None) -> str | None:
+    """Why loading dataset reference ``name`` could run code (a ``file.py:factory``), or None."""
+    if name and ".py:" in name and not name.startswith("folder:"):
+        return f"the dataset is built by running the Python file {name.split('.py:')[0]}.py"
+    return None
 
 
 def model_trust_reason(ref: str, weights: str | None = None) -> str | None:
@@ -300,7 +315,20 @@ def _from_schema_0(m: dict) -> dict:
     return m
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _from_schema_0}
+def _from_schema_1(m: dict) -> dict:
+    """Schema 1 kept only the dataset's name: add the data options a schema-1 window used when
+    nothing was chosen (pretrained weights, automatic image size and normalisation)."""
+    model, data = m.get("model"), m.get("data")
+    if isinstance(model, dict):
+        model.setdefault("pretrained", True)
+    if isinstance(data, dict):
+        data.setdefault("image_size", None)
+        data.setdefault("normalize", None)
+    m["schema"] = 2
+    return m
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _from_schema_0, 1: _from_schema_1}
 
 
 def from_manifest(m: dict, blobs: dict[str, bytes], source: str = "session") -> Session:
@@ -333,6 +361,17 @@ def from_manifest(m: dict, blobs: dict[str, bytes], source: str = "session") -> 
     dataset = (m.get("data") or {}).get("name")
     if dataset is not None and not isinstance(dataset, str):
         raise SessionError(f"{source}: bad dataset name {dataset!r}")
+    data_options = m.get("data") or {}
+    image_size = data_options.get("image_size")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or not 1 <= image_size <= 4096):
+        raise SessionError(f"{source}: bad image size {image_size!r}")
+    normalize = data_options.get("normalize")
+    if normalize not in NORMALIZE_CHOICES:
+        raise SessionError(f"{source}: bad normalisation {normalize!r} (use none or imagenet)")
+    pretrained = model.get("pretrained", True)
+    if not isinstance(pretrained, bool):
+        raise SessionError(f"{source}: bad pretrained entry {pretrained!r}")
     masks_b, snap_b, state_b = blob(m.get("masks")), blob(m.get("snapshot")), blob(model.get("state"))
     results = m.get("results") or []
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
@@ -359,6 +398,9 @@ def from_manifest(m: dict, blobs: dict[str, bytes], source: str = "session") -> 
         baseline=baseline,
         view=dict(m.get("view") or {}),
         device=str(m.get("device") or "auto"),
+        pretrained=pretrained,
+        image_size=image_size,
+        normalize=normalize,
         created=str(m.get("created", "")),
         schema=SCHEMA,
     )

@@ -37,11 +37,11 @@ from visualizer.core.training.loop import (
     LoopHooks,
     MaskProjector,
     TrainConfig,
+    config_evaluation_batches,
     fit,
     prepare_copy,
     total_steps,
 )
-from visualizer.core.workspace import evaluation_batches
 
 DST_METHODS = ("set", "rigl")
 DISTRIBUTIONS = ("erk", "uniform")
@@ -249,7 +249,7 @@ def dynamic_sparse_training(
     )
     final = projector.mask_set({"criterion": config.method, "density": f"{config.density:g}", "scope": "layer",
                                 "distribution": masks.metadata.get("distribution", "given")})
-    test = evaluate(work, evaluation_batches(data))
+    test = evaluate(work, config_evaluation_batches(data, tc))
     yield Step(f"{config.method}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "accuracy": test.accuracy, "density": final.density()})
     return DSTResult(work, final, history, updates, test, steps)
 

@@ -364,7 +364,8 @@ def _evaluate_cell(model, data, retrain: str, train_config: TrainConfig, masks: 
     one-shot fine-tuning and pruning at initialisation run) otherwise."""
     base = {"achieved_density": masks.density(), "kept": masks.kept(), "total": masks.total()}
     if retrain == "none":
-        ev = yield from evaluate_job(model, evaluation_batches(data), masks)
+        batches = evaluation_batches(data, train_config.eval_batches, train_config.eval_batch_size)
+        ev = yield from evaluate_job(model, batches, masks)
         return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
     res = yield from retrain_job(model, data, masks, retrain, train_config, init_state)
     return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss}

@@ -39,7 +39,13 @@ from visualizer.core.data.sources import Dataset
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
 from visualizer.core.training.evaluate import EvalResult, autocast, evaluate, model_device
-from visualizer.core.workspace import evaluation_batches, resolve_device, streamed, training_batches
+from visualizer.core.workspace import (
+    EVAL_BATCH_SIZE,
+    evaluation_batches,
+    resolve_device,
+    streamed,
+    training_batches,
+)
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -65,12 +71,15 @@ class TrainConfig:
     report_every: int = 10  # a partial metrics row every this many steps
     evaluate_each_epoch: bool = True
     eval_batches: int | None = None  # test mini-batches each evaluation reads (None: the whole split)
+    eval_batch_size: int = EVAL_BATCH_SIZE  # their size (the window's preview sample: core.workspace.window_evaluation)
 
     def validate(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.eval_batches is not None and self.eval_batches < 0:
             raise ValueError(f"evaluation batches must be >= 0, got {self.eval_batches}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"evaluation batch size must be >= 1, got {self.eval_batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
@@ -83,6 +92,12 @@ class TrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+def config_evaluation_batches(data: Dataset, config: TrainConfig):
+    """The test batches every evaluation under ``config`` reads: its ``eval_batches`` mini-batches
+    of ``eval_batch_size`` (:func:`visualizer.core.workspace.evaluation_batches`)."""
+    return evaluation_batches(data, config.eval_batches, config.eval_batch_size)
 
 
 @dataclass
@@ -371,7 +386,7 @@ def fit(
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}", step / n_total, partial)
         if running_n and config.evaluate_each_epoch:
             train_loss = _read_mean(running, running_n, step)
-            ev = evaluate(work, evaluation_batches(data, config.eval_batches), amp=config.amp)
+            ev = evaluate(work, config_evaluation_batches(data, config), amp=config.amp)
             row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "test_loss": ev.loss, "accuracy": ev.accuracy}
             if extra is not None:
                 row.update(extra())
@@ -426,7 +441,7 @@ def train(
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
     )
-    test = evaluate(work, evaluation_batches(data, config.eval_batches), amp=config.amp)
+    test = evaluate(work, config_evaluation_batches(data, config), amp=config.amp)
     yield Step(f"{stage}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "test_loss": test.loss, "accuracy": test.accuracy})
     return TrainResult(work, masks.copy() if masks is not None else None, history, test, steps, snapshots)
 

@@ -29,7 +29,14 @@ from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.ranking import first_k, kept_count
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import EvalResult, evaluate
-from visualizer.core.training.loop import LoopHooks, TrainConfig, fit, prepare_copy, train
+from visualizer.core.training.loop import (
+    LoopHooks,
+    TrainConfig,
+    config_evaluation_batches,
+    fit,
+    prepare_copy,
+    train,
+)
 from visualizer.core.workspace import evaluation_batches
 
 if TYPE_CHECKING:
@@ -278,7 +285,7 @@ def proximal_training(
     )
     masks = MaskSet.from_model_zeros(work)
     masks.metadata.update({"criterion": config.method, "lambda": f"{config.lam:g}"})
-    test = evaluate(work, evaluation_batches(data))
+    test = evaluate(work, config_evaluation_batches(data, config.train))
     yield Step(f"{config.method}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "accuracy": test.accuracy, "density": masks.density()})
     return ProxResult(work, masks, history, test, steps, int(zero_groups[0]), len(groups))
 
@@ -290,19 +297,22 @@ class ChannelCut:
 
 
 def prune_channels_by_norm(
-    model: nn.Module, data: Dataset, density: float, scope: str = "global"
+    model: nn.Module, data: Dataset, density: float, scope: str = "global",
+    eval_config: TrainConfig | None = None,
 ) -> Generator[Step, None, ChannelCut]:
     """Group lasso's second step (Wen et al. 2016): after training with the block soft-threshold, keep
     the output channels with the largest group norm s_c = ||w_{G_c}||_2 until ``density`` of the
     prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
-    first, so the cut costs little once the penalty has done its work."""
+    first, so the cut costs little once the penalty has done its work. ``eval_config`` sets the
+    evaluation sample (its eval_batches x eval_batch_size; default the whole test split)."""
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.workspace import Workspace
 
     scores = yield from Workspace(model, data).scores("l2-norm")
     masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm")
     yield Step(f"evaluating {masks.density():.1%} of the weights", 0.9)
-    return ChannelCut(masks, evaluate(model, evaluation_batches(data), masks))
+    batches = config_evaluation_batches(data, eval_config) if eval_config else evaluation_batches(data)
+    return ChannelCut(masks, evaluate(model, batches, masks))
 
 
 def _ranges(indices: Sequence[int]) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ PALETTE = [
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 ]
 SYMBOLS = {"ticket": "o", "reinit": "t", "random-mask": "s", "random": "s", "": "o"}
-HIDDEN_KEYS = {"series"}
+HIDDEN_KEYS = {"series", "eval_samples"}  # eval_samples is said with the accuracy
 
 
 def series_key(row: dict) -> str:
@@ -47,6 +47,8 @@ def describe_row(row: dict) -> str:
         v = row[k]
         if k in ("density", "accuracy") and isinstance(v, (int, float)):
             v = f"{v:.2%}"
+            if k == "accuracy" and row.get("eval_samples"):  # a preview sample, not the whole split
+                v += f" on {row['eval_samples']} test samples"
         elif isinstance(v, float):
             v = f"{v:.4g}"
         out.append(f"{k}: {v}")
