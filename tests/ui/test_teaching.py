@@ -162,7 +162,7 @@ def test_teaching_mode_lays_the_workbench_out_for_large_type(qtbot, window, size
     # out at the projector's instead
     window.setWindowState(Qt.WindowState.WindowNoState)
     window.resize(*size)
-    qtbot.waitUntil(lambda: window.size().toTuple() == size, timeout=2000)
+    qtbot.waitUntil(lambda: window.size().toTuple() == size, timeout=10000)
     qtbot.wait(50)
     assert _outside(window) == []
     for dock in panels:
@@ -171,4 +171,4 @@ def test_teaching_mode_lays_the_workbench_out_for_large_type(qtbot, window, size
     assert len(shown) == 1 and shown[0].width() >= 0.9 * size[0], [d.windowTitle() for d in shown]
     window.teaching.set_active(False)
     window.resize(1216, 684)
-    qtbot.waitUntil(lambda: [(d.isVisible(), d.width()) for d in panels] == before, timeout=2000)
+    qtbot.waitUntil(lambda: [(d.isVisible(), d.width()) for d in panels] == before, timeout=10000)
