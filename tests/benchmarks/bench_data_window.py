@@ -30,7 +30,7 @@ def main() -> int:
     from tests.imagefolders import write_digit_folder
     from tests.ui.probe import StallProbe
     from visualizer.ui.app import configure_threads, make_app
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     app = make_app()
     configure_threads()

@@ -99,7 +99,7 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     from visualizer.core.structure.layout import edge_segments, layered_layout
-    from visualizer.ui.analysis.graph_view import GraphView
+    from visualizer.ui.views.graph import GraphView
 
     app = QApplication.instance() or QApplication([])
     graph = real_densenet121()

@@ -47,8 +47,8 @@ def wait_jobs(window, timeout: float = 600.0) -> None:
 
 def big_linear_window(n: int = 2048):
     from visualizer.core.models.loaders import LoadedModel
-    from visualizer.ui import actions
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.jobs import actions
+    from visualizer.ui.shell.window import MainWindow
 
     window = MainWindow(restore_layout=False)
     window.resize(1400, 900)
@@ -118,7 +118,7 @@ def probe_job(window, start, label: str) -> None:
 
 
 def bench_stalls() -> None:
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     window = MainWindow(restore_layout=False)
     # The window's first paint (all docks, fonts, styles: C++ only, 40-55 ms here) is start-up,
@@ -145,12 +145,12 @@ def bench_stalls() -> None:
     pump(300)
     probe_job(window, lambda: window.pruning_panel.set_settings(criterion="snip"), "SNIP ranking (resnet-mini)")
     probe_job(window, lambda: window.pruning_panel.set_settings(criterion="obd"), "OBD ranking (resnet-mini)")
-    from visualizer.ui import training_ui
+    from visualizer.ui.jobs import training as training_ui
 
     probe_job(window, lambda: training_ui.run_training(window, {"retrain": "finetune", "epochs": 1, "lr": 1e-3}),
               "1 epoch fine-tune (resnet-mini)")
     probe_job(window, lambda: training_ui.run_sweep(window, {"retrain": "none"}), "accuracy sweep (resnet-mini)")
-    from visualizer.ui import gui_gc
+    from visualizer.ui.jobs import gui_gc
 
     pump(int(gui_gc.QUIET_S * 1000) + 500)  # let the deferred full collection run
     c = gui_gc._collector

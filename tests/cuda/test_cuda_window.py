@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.ui.conftest import _isolated_settings, wait_idle, window  # noqa: F401 (fixtures)
-from visualizer.ui import training_ui
+from visualizer.ui.jobs import training as training_ui
 
 pytestmark = [
     pytest.mark.cuda,

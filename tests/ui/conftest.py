@@ -13,7 +13,7 @@ configure_threads()  # as the app does: torch leaves a core to the GUI thread
 def _gc_back_to_automatic_after_gui_tests():
     """The window moves cyclic GC to the GUI thread; tests that follow get CPython's default."""
     yield
-    from visualizer.ui.gui_gc import restore_automatic_gc
+    from visualizer.ui.jobs.gui_gc import restore_automatic_gc
 
     restore_automatic_gc()
 
@@ -48,7 +48,7 @@ def drop_file(window, path) -> None:
 
 @pytest.fixture
 def window(qtbot):
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     w = MainWindow(restore_layout=False)
     w.ask_discard = lambda: "discard"

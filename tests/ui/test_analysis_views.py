@@ -9,12 +9,12 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 
 from visualizer.core.models.zoo import ZOO
 from visualizer.core.structure.layout import layered_layout
-from visualizer.ui.analysis.densenet_view import Connectivity, ConnectivityView
-from visualizer.ui.analysis.graph_view import GraphView
-from visualizer.ui.analysis.inception_view import BranchModule, BranchView
-from visualizer.ui.analysis.landscape_view import Curve1D, LandscapeView, Surface2D
-from visualizer.ui.analysis.spectrum_view import RewindSeries, SpectrumData, SpectrumView
-from visualizer.ui.analysis.speed_view import SpeedEntry, SpeedView
+from visualizer.ui.views.densenet import Connectivity, ConnectivityView
+from visualizer.ui.views.graph import GraphView
+from visualizer.ui.views.inception import BranchModule, BranchView
+from visualizer.ui.views.landscape import Curve1D, LandscapeView, Surface2D
+from visualizer.ui.views.spectrum import RewindSeries, SpectrumData, SpectrumView
+from visualizer.ui.views.speed import SpeedEntry, SpeedView
 
 
 def model_graph(name: str) -> nx.DiGraph:
@@ -259,7 +259,7 @@ def test_densenet_view_of_a_large_model_keeps_its_size(qtbot):
 def test_inception_view_wraps_many_modules_into_rows(qtbot):
     """GoogLeNet has nine Inception modules: a 3 x 3 grid of charts, each wide enough to read
     (in one row, all but three and a half were clipped off the window)."""
-    from visualizer.ui.analysis.inception_view import grid_shape
+    from visualizer.ui.views.inception import grid_shape
 
     assert [grid_shape(n) for n in (0, 1, 2, 4, 5, 9, 12)] == [(0, 0), (1, 1), (1, 2), (1, 4), (2, 3), (3, 3), (3, 4)]
     view = BranchView()
@@ -275,7 +275,7 @@ def test_inception_view_wraps_many_modules_into_rows(qtbot):
 
 
 def test_views_follow_dark_theme(qtbot):
-    from visualizer.ui.teaching import DARK, theme_manager
+    from visualizer.ui.lecture.teaching import DARK, theme_manager
 
     view = SpeedView()
     qtbot.addWidget(view)
@@ -296,8 +296,8 @@ def test_graph_labels_arrive_in_batches_without_holding_the_window(qtbot):
     import networkx as nx
 
     from visualizer.core.structure.layout import layered_layout
-    from visualizer.ui.analysis import graph_view
-    from visualizer.ui.analysis.graph_view import GraphView
+    from visualizer.ui.views import graph as graph_view
+    from visualizer.ui.views.graph import GraphView
 
     g = nx.DiGraph()
     for i in range(30):

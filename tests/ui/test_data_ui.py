@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.imagefolders import TINY_CNN, write_digit_folder
 from tests.ui.conftest import wait_idle
 from visualizer.core.tasks import Step
-from visualizer.ui.analysis.panels import NEEDS_DATA, STREAMED_SAMPLES
+from visualizer.ui.views.docks import NEEDS_DATA, STREAMED_SAMPLES
 
 
 def test_spectrum_waits_for_a_dataset_then_reads_a_folder(window, qtbot, tmp_path, monkeypatch):
@@ -80,7 +80,7 @@ def test_training_on_a_folder_evaluates_the_preview_sample(window, qtbot, tmp_pa
     """Fine-tuning and sweeps started in the window evaluate a streamed source on the preview
     sample (2 x 16 of 60 test images here) and say so; bundled in-memory data keeps its split."""
     from visualizer.core.workspace import PREVIEW_BATCH_SIZE, PREVIEW_BATCHES
-    from visualizer.ui import training_ui
+    from visualizer.ui.jobs import training as training_ui
     from visualizer.ui.views.curves import describe_row
 
     src = tmp_path / "tiny.py"
@@ -119,7 +119,7 @@ def test_training_on_a_folder_evaluates_the_preview_sample(window, qtbot, tmp_pa
 
 
 def _fresh_window(qtbot):
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     w = MainWindow(restore_layout=False)
     w.ask_discard = lambda: "discard"
@@ -130,7 +130,7 @@ def _fresh_window(qtbot):
 def test_a_session_reopens_with_its_data_options(window, qtbot, tmp_path, monkeypatch):
     """Saved in one window, opened in a fresh one: the same folder, image size, normalisation and
     pretrained choice, and the same images; the factory model is asked about, never trusted by the file."""
-    from visualizer.ui import sessions
+    from visualizer.ui.files import sessions
 
     src = tmp_path / "tiny.py"
     src.write_text(TINY_CNN)
@@ -169,7 +169,7 @@ def test_a_session_reopens_with_its_data_options(window, qtbot, tmp_path, monkey
 def test_a_session_with_a_factory_dataset_asks_first(window, qtbot, tmp_path, monkeypatch):
     """A zoo model on a file.py:factory dataset: opening asks, and No runs nothing."""
     from visualizer.core.io.session import Session, save_session
-    from visualizer.ui import sessions
+    from visualizer.ui.files import sessions
 
     marker = tmp_path / "ran"
     src = tmp_path / "mydata.py"

@@ -8,8 +8,9 @@ import torch
 
 from tests.ui.conftest import wait_idle
 from visualizer.core.workspace import available_devices
-from visualizer.ui import actions, training_ui
-from visualizer.ui.device_ui import device_choices
+from visualizer.ui.jobs import actions
+from visualizer.ui.jobs import training as training_ui
+from visualizer.ui.shell.device_ui import device_choices
 
 
 def _choose(window, value: str) -> None:
@@ -78,7 +79,7 @@ def test_a_missing_device_is_one_line_and_nothing_starts(qtbot, window):
 
 def test_sessions_keep_the_device(qtbot, window, tmp_path):
     from visualizer.core.io.session import load_session
-    from visualizer.ui.sessions import save_session
+    from visualizer.ui.files.sessions import save_session
 
     _choose(window, "cpu")
     path = tmp_path / "s.pviz"
@@ -88,7 +89,7 @@ def test_sessions_keep_the_device(qtbot, window, tmp_path):
 
 @pytest.mark.parametrize("value", ["auto", "cpu"])
 def test_session_device_is_restored(qtbot, window, tmp_path, value):
-    from visualizer.ui.sessions import open_session, save_session
+    from visualizer.ui.files.sessions import open_session, save_session
 
     _choose(window, value)
     path = tmp_path / "s.pviz"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from tests.ui.conftest import wait_idle
 from tests.untrusted import evil_weights
 from visualizer.core.io.session import Session, TrustRequired, save_session
-from visualizer.ui import sessions
+from visualizer.ui.files import sessions
 
 
 def malicious_session(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.ui.conftest import wait_idle
 from visualizer.core.tasks import Step
-from visualizer.ui import actions
+from visualizer.ui.jobs import actions
 
 
 def _job_threads():
@@ -142,7 +142,7 @@ def test_cyclic_garbage_is_collected_on_the_gui_thread_only(qtbot, window):
 def test_full_collections_wait_until_no_job_runs(qtbot, window, slow_ranking):
     """A full collection (up to ~300 ms with torch and Qt loaded) never runs while a job does: it
     waits until no job has run for QUIET_S."""
-    from visualizer.ui import gui_gc
+    from visualizer.ui.jobs import gui_gc
 
     collector = gui_gc._collector
     assert collector is not None
@@ -176,7 +176,7 @@ def test_choosing_a_dataset_the_model_cannot_read_keeps_the_old_one(qtbot, windo
 
 
 def test_a_failed_file_job_names_the_file_once():
-    from visualizer.ui.jobs import failure_text
+    from visualizer.ui.jobs.runner import failure_text
 
     assert failure_text("reading a.pviz", "a.pviz: is a pruneviz session, not a mask") == \
         "reading a.pviz: is a pruneviz session, not a mask"

@@ -26,7 +26,7 @@ def shown(qtbot, view):
 
 
 def test_mask_probability_preset_draws_formula_curve_and_error_bars(qtbot):
-    from visualizer.ui.presets import PRESETS, run_preset
+    from visualizer.ui.lecture.presets import PRESETS, run_preset
 
     view, r = run_preset("mask-probability", n=6, k=2, trials=5000)
     shown(qtbot, view)
@@ -40,7 +40,7 @@ def test_mask_probability_preset_draws_formula_curve_and_error_bars(qtbot):
 
 
 def test_phase_transition_preset_draws_heatmap_under_the_l1_curve(qtbot):
-    from visualizer.ui.presets import run_preset
+    from visualizer.ui.lecture.presets import run_preset
 
     view, r = run_preset("phase-transition", n=20, trials=2, deltas=(0.2, 0.5, 0.8), rhos=(0.2, 0.6))
     shown(qtbot, view)
@@ -52,7 +52,7 @@ def test_phase_transition_preset_draws_heatmap_under_the_l1_curve(qtbot):
 
 
 def test_a_optimal_preset_scatter_and_overlap(qtbot):
-    from visualizer.ui.presets import run_preset
+    from visualizer.ui.lecture.presets import run_preset
 
     view, r = run_preset("a-optimal", m=8, d=2, k=4, trials=6)
     shown(qtbot, view)
@@ -66,7 +66,7 @@ def test_a_optimal_preset_scatter_and_overlap(qtbot):
 def test_random_labels_view_draws_bars_and_chance_band(qtbot):
     # the lab's own run is tested in tests/core/labs (it trains for ~10 s); here a result by hand
     from visualizer.core.labs.random_labels import RandomLabelsResult
-    from visualizer.ui.analysis.lab_views import RandomLabelsView, show_random_labels
+    from visualizer.ui.views.labs import RandomLabelsView, show_random_labels
 
     r = RandomLabelsResult(dense_true=0.95, dense_random=0.1, ticket_true=0.96, ticket_random=0.09,
                            ticket_density=0.25, classes=10, test_size=359, chance=0.1, band_z=3.0,
@@ -93,7 +93,7 @@ def test_labs_dock_runs_the_chosen_lab(qtbot, window):
 def test_lab_legends_cover_no_data(qtbot):
     """The legends sat on the data (the Monte Carlo points, the heatmap, the scatter): each now
     has the layout cell under its plot, its entries and the plot's area apart."""
-    from visualizer.ui.presets import run_preset
+    from visualizer.ui.lecture.presets import run_preset
 
     for preset, kw, attr in (("mask-probability", dict(n=6, k=2, trials=500), "plot"),
                              ("phase-transition", dict(n=20, trials=2, deltas=(0.2, 0.5, 0.8), rhos=(0.2, 0.6)), "plot"),

@@ -65,7 +65,7 @@ def test_a_dropped_torch_prune_checkpoint_shows_its_mask_at_once(qtbot, window, 
 
 
 def test_open_mask_to_compare_diffs_it_in_the_heatmap(qtbot, window, tmp_path):
-    from visualizer.ui import files
+    from visualizer.ui.files import opening as files
 
     masks = _lenet_mask()
     # an NNI-style dict of float masks: read by content whatever its name
@@ -85,7 +85,7 @@ def test_open_mask_to_compare_diffs_it_in_the_heatmap(qtbot, window, tmp_path):
 
 
 def test_a_mask_for_another_model_is_one_line(qtbot, window, tmp_path):
-    from visualizer.ui import files
+    from visualizer.ui.files import opening as files
 
     mlp = load_model("mlp").model
     MaskSet.for_model(mlp).save(tmp_path / "mlp.safetensors")
@@ -112,7 +112,7 @@ def private_settings(tmp_path, monkeypatch):
     """A settings store of this test alone (the shared test organisation's file may hold values
     other runs wrote)."""
     monkeypatch.setenv("PRUNEVIZ_SETTINGS_ORG", f"pruneviz-test-{os.getpid()}-{tmp_path.name}")
-    from visualizer.ui.window import settings
+    from visualizer.ui.shell.window import settings
 
     path = Path(settings().fileName())
     yield settings
@@ -126,7 +126,7 @@ def private_settings(tmp_path, monkeypatch):
 
 
 def test_screenshot_never_writes_the_persons_settings(qtbot, tmp_path, private_settings):
-    from visualizer.ui.screenshot import render_screenshot
+    from visualizer.ui.files.screenshot import render_screenshot
 
     options = argparse.Namespace(view="heatmap", out=str(tmp_path / "h.png"), model="mlp", data=None,
                                  criterion="magnitude", scope="global", structure="unstructured", density=0.2,
@@ -138,7 +138,7 @@ def test_screenshot_never_writes_the_persons_settings(qtbot, tmp_path, private_s
 
 
 def _restart(qtbot):
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     w = MainWindow()
     w.ask_discard = lambda: "discard"
@@ -151,7 +151,7 @@ def _restart(qtbot):
 def test_a_restored_floating_dock_covering_the_window_is_docked_again(qtbot, private_settings):
     """The screenshot bug: a floating view dock the size of the window, saved as the layout, hid
     the app on the next launch."""
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     first = MainWindow(restore_layout=False)
     first.ask_discard = lambda: "discard"
@@ -169,7 +169,7 @@ def test_a_restored_floating_dock_covering_the_window_is_docked_again(qtbot, pri
 
 
 def test_floating_docks_off_screen_are_docked_and_a_small_one_beside_stays(qtbot, window):
-    from visualizer.ui import files
+    from visualizer.ui.files import opening as files
 
     off, beside = window.docks["curves"], window.docks["heatmap"]
     for dock in (off, beside):

@@ -55,7 +55,7 @@ def test_drop_torchscript_model_loads_it(qtbot, window, tmp_path):
 
 
 def test_save_and_reopen_session(qtbot, window, tmp_path):
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     s = window.state
     window.pruning_panel.set_settings(criterion="snip", scope="layer")
@@ -105,7 +105,7 @@ def test_unsaved_work_prompts_on_close(qtbot, window):
 
 def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
     from visualizer.core.io.session import load_session
-    from visualizer.ui.settings import recovery_path
+    from visualizer.ui.shell.settings import recovery_path
 
     window.state.add_result({"criterion": "magnitude", "density": 0.1, "accuracy": 0.8})
     qtbot.waitUntil(lambda: recovery_path().exists(), timeout=5000)
@@ -115,7 +115,7 @@ def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
 
 def test_exports(qtbot, window, tmp_path):
     from visualizer.core.pruning.masks import MaskSet
-    from visualizer.ui import export
+    from visualizer.ui.files import export
 
     window.pruning_panel.set_density(0.2)
     window.state.add_result({"criterion": "magnitude", "density": 0.2, "accuracy": 0.9})

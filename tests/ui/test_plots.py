@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visualizer.ui.plots import add_curves, group_rows, render_curves_png, series_key
+from visualizer.ui.views.plots import add_curves, group_rows, render_curves_png, series_key
 
 
 def rows():

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from visualizer.ui import preflight as P
+from visualizer.ui.shell import preflight as P
 
 
 def test_no_display_points_to_the_headless_ways_in():

@@ -7,7 +7,7 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QWidget
 
 from tests.ui.conftest import wait_idle
-from visualizer.ui.presentation import LIVE, Presentation, density_of, value_of
+from visualizer.ui.lecture.presentation import LIVE, Presentation, density_of, value_of
 
 
 def _visible_children(root: QWidget) -> list[QWidget]:
@@ -143,7 +143,7 @@ def test_slides_run_on_the_windows_device(qtbot, window, monkeypatch):
     """A slide's preset runs on the device chosen in the status bar, like every other job."""
     import dataclasses
 
-    from visualizer.ui import presets
+    from visualizer.ui.lecture import presets
 
     seen = []
     real = presets.PRESETS["density-law"]
@@ -171,7 +171,7 @@ def test_slides_run_on_the_windows_device(qtbot, window, monkeypatch):
 def test_every_model_preset_takes_a_device():
     import inspect
 
-    from visualizer.ui.presets import PRESETS
+    from visualizer.ui.lecture.presets import PRESETS
 
     for preset in PRESETS.values():
         params = inspect.signature(preset.job).parameters

@@ -8,7 +8,7 @@ import pytest
 
 from tests.ui.conftest import wait_idle
 from tests.ui.test_analysis_views import not_blank
-from visualizer.ui.presets import PRESETS, FigureView, run_preset
+from visualizer.ui.lecture.presets import PRESETS, FigureView, run_preset
 
 # the four theory-lab presets (mask-probability, phase-transition, a-optimal) run in
 # tests/ui/test_lab_views.py; random-labels runs here
@@ -164,14 +164,14 @@ def test_mask_images_share_one_aspect_and_size(qtbot, size, teaching, shape):
     """The SNIP vs magnitude masks came out at three sizes: each plot fitted its image into its
     own box, and the third one's long title widened its column.
     The three now show the same region at the same scale (linked axes, locked aspect 1)."""
-    from visualizer.ui.presets import Figure
+    from visualizer.ui.lecture.presets import Figure
 
     rng = np.random.default_rng(0)
     a, b = rng.random(shape) < 0.1, rng.random(shape) < 0.1
     rgb = np.full(shape + (3,), 255, dtype=np.uint8)
     view = FigureView()
     if teaching:  # the presentation's large type: the third title is wider than its column
-        from visualizer.ui.teaching import LIGHT, teaching_variant
+        from visualizer.ui.lecture.teaching import LIGHT, teaching_variant
 
         view.apply_theme(teaching_variant(LIGHT))
     view.set_figure(Figure(images={"magnitude |w|": a, "SNIP |g * w|": b,

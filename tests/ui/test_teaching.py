@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QSlider
 
-from visualizer.ui.teaching import (
+from visualizer.ui.lecture.teaching import (
     DARK,
     LIGHT,
     SHORTCUTS,

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from tests.ui.conftest import wait_idle
 from tests.ui.probe import StallProbe
-from visualizer.ui import training_ui
+from visualizer.ui.jobs import training as training_ui
 
 
 def _choose(box, data) -> None:

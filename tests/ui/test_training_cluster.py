@@ -12,7 +12,7 @@ from tests.ui.conftest import wait_idle
 from visualizer.core.tasks import run
 from visualizer.core.training.cluster import INSTALL_HINT
 from visualizer.core.training.experiments import SweepConfig, row_key, sweep
-from visualizer.ui import training_ui
+from visualizer.ui.jobs import training as training_ui
 
 try:
     import ray  # noqa: F401

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.ui.conftest import wait_idle
-from visualizer.ui import render
+from visualizer.ui.views import render
 
 
 def test_hover_describes_index_weight_score_kept(qtbot, window):
@@ -43,8 +43,8 @@ def test_scores_arriving_with_the_first_model_before_its_layer_is_drawn(qtbot):
     """The first model's scores may arrive before the heatmap has any layout (synchronous jobs
     in `pruneviz screenshot` did): they wait for the layer instead of failing."""
     from visualizer.core.tasks import run
-    from visualizer.ui import actions
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.jobs import actions
+    from visualizer.ui.shell.window import MainWindow
 
     w = MainWindow(restore_layout=False)
     qtbot.addWidget(w)

@@ -7,8 +7,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests.ui.conftest import wait_idle
-from visualizer.ui import render
 from visualizer.ui.panels.density import density_to_slider, slider_to_density
+from visualizer.ui.views import render
 
 
 def test_slider_updates_heatmap_and_density_label(qtbot, window):
@@ -98,7 +98,7 @@ def test_window_module_leaves_slow_optional_imports_to_the_jobs():
     import subprocess
     import sys
 
-    code = ("import sys; import visualizer.ui.window; "
+    code = ("import sys; import visualizer.ui.shell.window; "
             "print(sorted(m for m in ('networkx', 'scipy', 'sympy') if m in sys.modules))")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
@@ -109,8 +109,8 @@ def test_window_module_leaves_slow_optional_imports_to_the_jobs():
 def test_analysis_views_are_built_when_their_tab_comes_to_the_front(qtbot, window):
     """Tabs nobody opened cost neither start-up nor a graph trace per load; bringing one to the
     front (a click on its tab) builds it, themed, and it computes for the loaded model."""
-    from visualizer.ui.analysis.panels import GraphPanel
-    from visualizer.ui.teaching import theme_manager
+    from visualizer.ui.lecture.teaching import theme_manager
+    from visualizer.ui.views.docks import GraphPanel
 
     assert {"graph", "spectrum", "landscape"} <= window.views.pending
     assert not window.findChildren(GraphPanel)
@@ -222,7 +222,7 @@ def test_the_window_fits_a_1280x720_projector(window):
 def test_tests_never_touch_the_users_settings(tmp_path):
     """The autouse fixture points QSettings at tmp: settings() must honour it (the (org, app)
     constructor ignored the default format and wrote to ~/.config)."""
-    from visualizer.ui.settings import settings
+    from visualizer.ui.shell.settings import settings
 
     assert settings().fileName().startswith(str(tmp_path)), settings().fileName()
 
@@ -273,8 +273,8 @@ def test_a_model_just_loaded_is_not_an_unsaved_change(qtbot, window):
 def test_a_restored_layout_shows_the_density_slider(qtbot, window):
     """A layout saved on a large screen, restored in a 1280x720 window, left the pruning panel
     a few rows tall: the density slider was scrolled out of sight (Xvfb)."""
-    from visualizer.ui.settings import settings
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.settings import settings
+    from visualizer.ui.shell.window import MainWindow
 
     window.resize(1216, 684)
     qtbot.wait(50)

@@ -59,7 +59,7 @@ def screenshot_command(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError as exc:
         raise UserError(f"--size must look like 1200x800, got {args.size!r}") from exc
-    from visualizer.ui.screenshot import render_screenshot
+    from visualizer.ui.files.screenshot import render_screenshot
 
     path = render_screenshot(args, (width, height))
     print(path)
@@ -69,6 +69,6 @@ def screenshot_command(args: argparse.Namespace) -> int:
 def render_curves_png(rows: list[dict], path: str | Path, title: str | None = None) -> Path:
     """Accuracy-vs-density curves of result ``rows`` into a PNG, offscreen (``lth-report``)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from visualizer.ui.plots import render_curves_png as render
+    from visualizer.ui.views.plots import render_curves_png as render
 
     return render(rows, path, title=title)

@@ -56,7 +56,7 @@ def _progress():
 
 
 def preset_rows() -> list[dict]:
-    from visualizer.ui.presets import PRESETS
+    from visualizer.ui.lecture.presets import PRESETS
 
     rows = []
     for p in PRESETS.values():
@@ -79,7 +79,7 @@ def preset_command(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("--out FILE is required to render a preset")
     size = _size(args.size)
-    from visualizer.ui.deck import render_preset
+    from visualizer.ui.lecture.deck import render_preset
 
     progress = _progress()
     try:
@@ -99,7 +99,7 @@ def deck_command(args: argparse.Namespace) -> int:
     ids = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     if ids is not None and not ids:
         raise UserError("--only needs at least one preset id")
-    from visualizer.ui.deck import write_deck
+    from visualizer.ui.lecture.deck import write_deck
 
     def report(slide) -> None:
         state = f"{slide.seconds:.1f} s" if not slide.error else f"FAILED: {slide.error}"

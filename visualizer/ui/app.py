@@ -29,7 +29,7 @@ def seconds_since_process_start() -> float:
 def make_app(argv: list[str] | None = None):
     from PySide6.QtWidgets import QApplication
 
-    from visualizer.ui.analysis.qtfix import pin_singletons
+    from visualizer.ui.views.qtfix import pin_singletons
 
     pin_singletons()  # PySide6 6.12 on Python 3.11 leaks references of None/True/False
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None, trust: bool = False) -> int:
     """``trust``: the person passed ``--trust``: a session or model file that needs full
     unpickling (or a file.py:factory a session names) is opened without asking."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from visualizer.ui.preflight import preflight
+    from visualizer.ui.shell.preflight import preflight
 
     problem = preflight()
     if problem:  # one line, instead of Qt's plugin error and an abort
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None, trust: bool = False) -> int:
     app = make_app()
     configure_threads()
     from visualizer.core.models.zoo import DEFAULT_MODEL
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.shell.window import MainWindow
 
     stages.append(("imports", seconds_since_process_start()))
     # the startup benchmark (PRUNEVIZ_STARTUP_REPORT) is a headless run: it leaves the settings alone
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None, trust: bool = False) -> int:
             window.close()
 
     if target.endswith(".pviz"):
-        from visualizer.ui import sessions
+        from visualizer.ui.files import sessions
 
         sessions.open_session(window, target, trust=trust)
     else:

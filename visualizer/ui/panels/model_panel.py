@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.data_box import DataBox, WeightsChoice
+from visualizer.ui.panels.data_box import DataBox, WeightsChoice
 from visualizer.ui.panels.density import density_colour
 
 C_DENSITY, C_PARAMS = 1, 2

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.core.pruning.criteria import CRITERIA
-from visualizer.ui.data_box import NEEDS_DATA
+from visualizer.ui.panels.data_box import NEEDS_DATA
 from visualizer.ui.panels.density import (
     MIN_DENSITY,
     SLIDER_STEPS,

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.data_box import NEEDS_DATA
+from visualizer.ui.panels.data_box import NEEDS_DATA
 
 RETRAIN_MODES = [
     ("none", "none (prune only)"),

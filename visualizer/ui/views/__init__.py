@@ -1,7 +1,7 @@
 """The view registry: every view is a dock of the main window and a `pruneviz screenshot --view`.
 
 A view module defines ``VIEW = ViewSpec(...)``; list it in :data:`VIEW_MODULES`; the analysis
-views come from :func:`visualizer.ui.analysis.view_spec` for each of its ``VIEW_IDS``. A view's
+views come from :func:`visualizer.ui.views.analysis.view_spec` for each of its ``VIEW_IDS``. A view's
 factory gets the main window (for ``window.state`` and ``window.jobs``) and returns a QWidget.
 ``prepare`` (optional) brings the view into a state worth a screenshot, running its jobs
 synchronously; it receives the window and the parsed screenshot options.
@@ -32,7 +32,7 @@ class ViewSpec:
 
 def available_views() -> dict[str, ViewSpec]:
     """id -> ViewSpec: the VIEW_MODULES in order, then the analysis views."""
-    from visualizer.ui import analysis
+    from visualizer.ui.views import analysis
 
     views: dict[str, ViewSpec] = {}
     for name in VIEW_MODULES:

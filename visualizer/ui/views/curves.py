@@ -175,7 +175,7 @@ def _positive(v) -> bool:
 
 def _prepare(window, options) -> None:
     """Screenshot hook: fill the curves with a short no-retraining sweep."""
-    from visualizer.ui import training_ui
+    from visualizer.ui.jobs import training as training_ui
 
     training_ui.prepare_curves(window, options)
 

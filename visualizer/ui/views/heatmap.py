@@ -1,6 +1,6 @@
 """Mask heatmap: the selected layer's weights, scores or mask, and mask-vs-mask comparison.
 
-Drawn as a uint8 image through a lookup table with fixed levels (see :mod:`visualizer.ui.render`):
+Drawn as a uint8 image through a lookup table with fixed levels (see :mod:`visualizer.ui.views.render`):
 a layer is encoded once when selected, and a mask change (the density slider) only re-selects
 codes, so the heatmap follows the mouse even for 2048 x 2048 layers.
 """
@@ -24,8 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui import render
-from visualizer.ui.views import ViewSpec
+from visualizer.ui.views import ViewSpec, render
 
 # No process-wide pg.setConfigOptions here: a global imageAxisOrder set on import silently
 # transposed the other views' images. Every ImageItem names its axis order.

@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QWidget
 
-from visualizer.ui.analysis.base import AnalysisView, set_title
+from visualizer.ui.views.base import AnalysisView, set_title
 
 
 @dataclass

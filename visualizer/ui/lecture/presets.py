@@ -8,7 +8,7 @@ Presets: the LTH curve on the bundled MLP (ticket vs re-init vs random); SNIP vs
 on the same layer; masked vs dense Hessian spectrum; DenseNet connections after group lasso;
 Inception branches removed; the density law (1-alpha)^S over IMP rounds; time-to-train of dense,
 unstructured and structured models; and the four theory labs of visualizer.core.labs (their
-views in visualizer.ui.analysis.lab_views).
+views in visualizer.ui.views.labs).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from visualizer.core.tasks import Step, run, sub
-from visualizer.ui.analysis.base import AnalysisView, set_title
+from visualizer.ui.views.base import AnalysisView, set_title
 
 # --------------------------------------------------------------------------------------------
 # A small figure view for presets that are curves or mask pictures
@@ -113,7 +113,7 @@ class FigureView(AnalysisView):
             plot.addLegend(offset=(-10, -10) if fig.legend == "bottom-right" else (-10, 10))
             plot.setLogMode(x=fig.log_x, y=False)
             if fig.log_x:  # pyqtgraph's minor labels run together at lecture font sizes
-                from visualizer.ui.plots import DENSITY_TICKS
+                from visualizer.ui.views.plots import DENSITY_TICKS
 
                 plot.getAxis("bottom").setTicks([[(float(np.log10(d)), f"{d:g}") for d in DENSITY_TICKS], []])
             plot.showGrid(x=True, y=True, alpha=0.2)
@@ -130,7 +130,7 @@ class FigureView(AnalysisView):
             plot.setLabel("left", fig.y_label)
             set_title(plot, fig.title, theme)
         for plot in self._plots:
-            from visualizer.ui.analysis.base import style_plot
+            from visualizer.ui.views.base import style_plot
 
             style_plot(plot, theme)
 
@@ -255,7 +255,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
 
 
 def show_spectrum(view, r) -> None:
-    from visualizer.ui.analysis.adapters import rewind_series, spectrum_data
+    from visualizer.ui.views.adapters import rewind_series, spectrum_data
 
     view.set_spectra([spectrum_data(r["pair"].dense, "dense"),
                       spectrum_data(r["pair"].masked, f"masked ({r['density']:.0%})")])
@@ -340,7 +340,7 @@ def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | 
                  finetune_epochs: int = 3, device: str = "auto"):
     """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
     removal (LASSO_DEFAULTS)."""
-    from visualizer.ui.analysis.jobs import LASSO_DEFAULTS, group_lasso_job
+    from visualizer.ui.jobs.analysis import LASSO_DEFAULTS, group_lasso_job
 
     loaded, data = _load(model, device)
     default_lam, default_epochs = LASSO_DEFAULTS[kind]
@@ -354,7 +354,7 @@ def densenet_job(**options):
 
 
 def show_densenet(view, r) -> None:
-    from visualizer.ui.analysis.adapters import connectivity_input
+    from visualizer.ui.views.adapters import connectivity_input
 
     view.set_connectivity(connectivity_input(r.before_connectivity), connectivity_input(r.after_connectivity))
 
@@ -364,7 +364,7 @@ def inception_job(**options):
 
 
 def show_inception(view, r) -> None:
-    from visualizer.ui.analysis.adapters import branch_modules
+    from visualizer.ui.views.adapters import branch_modules
 
     view.set_modules(branch_modules(r.after_branches))
 
@@ -386,7 +386,7 @@ def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: 
 
 
 def show_time_to_train(view, r) -> None:
-    from visualizer.ui.analysis.adapters import speed_entries
+    from visualizer.ui.views.adapters import speed_entries
 
     entries = speed_entries(r["report"])
     for e in entries:
@@ -400,25 +400,25 @@ def show_time_to_train(view, r) -> None:
 
 
 def _spectrum_view():
-    from visualizer.ui.analysis.spectrum_view import SpectrumView
+    from visualizer.ui.views.spectrum import SpectrumView
 
     return SpectrumView()
 
 
 def _speed_view():
-    from visualizer.ui.analysis.speed_view import SpeedView
+    from visualizer.ui.views.speed import SpeedView
 
     return SpeedView()
 
 
 def _densenet_view():
-    from visualizer.ui.analysis.densenet_view import ConnectivityView
+    from visualizer.ui.views.densenet import ConnectivityView
 
     return ConnectivityView()
 
 
 def _branch_view():
-    from visualizer.ui.analysis.inception_view import BranchView
+    from visualizer.ui.views.inception import BranchView
 
     return BranchView()
 
@@ -428,12 +428,12 @@ def _lab_preset(lab: str, title: str, caption: str) -> Preset:
     from visualizer.core.labs import lab_job
 
     def view():
-        from visualizer.ui.analysis.lab_views import LAB_VIEWS
+        from visualizer.ui.views.labs import LAB_VIEWS
 
         return LAB_VIEWS[lab][1]()
 
     def show(v, result) -> None:
-        from visualizer.ui.analysis.lab_views import LAB_VIEWS
+        from visualizer.ui.views.labs import LAB_VIEWS
 
         LAB_VIEWS[lab][2](v, result)
 

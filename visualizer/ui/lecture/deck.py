@@ -1,7 +1,7 @@
 """Presets as slides: render one preset offscreen to an image, or all of them into a deck
 (one PNG per preset and an index.html with each title, caption and image).
 
-The rendering path is the screenshot's (:mod:`visualizer.ui.screenshot`): the application made
+The rendering path is the screenshot's (:mod:`visualizer.ui.files.screenshot`): the application made
 by :func:`visualizer.ui.app.make_app`, the job run to the end in this thread, layouts settled,
 then the widget grabbed (PNG) or painted by Qt's SVG generator (SVG).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visualizer.core.io.atomic import atomic_write
-from visualizer.ui.screenshot import RenderError
+from visualizer.ui.files.screenshot import RenderError
 
 
 def _app():
@@ -27,7 +27,7 @@ def _app():
 
 
 def check_preset(preset_id: str) -> None:
-    from visualizer.ui.presets import PRESETS
+    from visualizer.ui.lecture.presets import PRESETS
 
     if preset_id not in PRESETS:
         raise RenderError(f"unknown preset {preset_id!r}; choose one of: {', '.join(PRESETS)}")
@@ -36,9 +36,9 @@ def check_preset(preset_id: str) -> None:
 def render_preset(preset_id: str, out: str | Path, size: tuple[int, int] = (1200, 800),
                   on_step: Callable | None = None) -> tuple[Path, str]:
     """Run a preset to the end, draw it at ``size`` and save it; returns (path, caption)."""
-    from visualizer.ui import export
-    from visualizer.ui.presets import run_preset
-    from visualizer.ui.screenshot import _settle
+    from visualizer.ui.files import export
+    from visualizer.ui.files.screenshot import _settle
+    from visualizer.ui.lecture.presets import run_preset
 
     check_preset(preset_id)
     app = _app()
@@ -78,7 +78,7 @@ def write_deck(out_dir: str | Path, preset_ids: Sequence[str] | None = None, siz
     """Render each preset to ``out_dir/<id>.png`` and write ``out_dir/index.html``. A preset
     that fails is listed in the index with its one-line error; the others still render."""
     from visualizer.core.tasks import first_line
-    from visualizer.ui.presets import PRESETS
+    from visualizer.ui.lecture.presets import PRESETS
 
     ids = list(PRESETS) if preset_ids is None else list(preset_ids)
     for pid in ids:

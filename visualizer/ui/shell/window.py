@@ -1,9 +1,9 @@
 """The main window: panels and views as dock widgets, the job runner, the status bar.
 
-Everything long runs through :class:`visualizer.ui.jobs.JobRunner`; results are installed into
-:class:`visualizer.ui.state.AppState` on the GUI thread, and views redraw from the state. The
-menus are built by :mod:`visualizer.ui.menus`, the dialogs live in :mod:`visualizer.ui.dialogs`,
-session files in :mod:`visualizer.ui.sessions` and retraining in :mod:`visualizer.ui.training_ui`.
+Everything long runs through :class:`visualizer.ui.jobs.runner.JobRunner`; results are installed into
+:class:`visualizer.ui.shell.state.AppState` on the GUI thread, and views redraw from the state. The
+menus are built by :mod:`visualizer.ui.shell.menus`, the dialogs live in :mod:`visualizer.ui.shell.dialogs`,
+session files in :mod:`visualizer.ui.files.sessions` and retraining in :mod:`visualizer.ui.jobs.training`.
 """
 
 from __future__ import annotations
@@ -26,17 +26,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui import actions, dialogs, files, menus, sessions, training_ui
-from visualizer.ui.analysis import install_analysis, register_themes
-from visualizer.ui.banner import MessageBanner
-from visualizer.ui.jobs import JobRunner, user_message
+from visualizer.ui.files import opening as files
+from visualizer.ui.files import sessions
+from visualizer.ui.jobs import actions
+from visualizer.ui.jobs import training as training_ui
+from visualizer.ui.jobs.runner import JobRunner, user_message
 from visualizer.ui.panels.model_panel import ModelPanel
 from visualizer.ui.panels.pruning_panel import PruningPanel
 from visualizer.ui.panels.training_panel import TrainingPanel
-from visualizer.ui.settings import add_recent_file, recent_files, recovery_path, settings
-from visualizer.ui.state import AppState
-from visualizer.ui.view_registry import ViewRegistry
+from visualizer.ui.shell import dialogs, menus
+from visualizer.ui.shell.banner import MessageBanner
+from visualizer.ui.shell.settings import add_recent_file, recent_files, recovery_path, settings
+from visualizer.ui.shell.state import AppState
+from visualizer.ui.shell.view_registry import ViewRegistry
 from visualizer.ui.views import available_views
+from visualizer.ui.views.analysis import install_analysis, register_themes
 
 COPY_MASK_LIMIT = 2_000_000  # above this many prunable weights the slider shows live mask views
 MODEL_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".py"}
@@ -317,7 +321,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.stage_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
-        from visualizer.ui.device_ui import install_device_selector
+        from visualizer.ui.shell.device_ui import install_device_selector
 
         install_device_selector(self)  # the one device every job runs on
 
@@ -554,7 +558,7 @@ class MainWindow(QMainWindow):
         masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
         s.set_masks(masks, dirty=dirty, counts=rk.layer_kept())
 
-    # --- training (visualizer.ui.training_ui) --------------------------------------------------
+    # --- training (visualizer.ui.jobs.training) --------------------------------------------------
     def _cancel_training(self) -> None:
         for kind in TRAINING_KINDS:
             self.jobs.cancel(kind)
@@ -571,7 +575,7 @@ class MainWindow(QMainWindow):
         s.set_dirty(True)
         self.request_ranking(apply_mask=False)
 
-    # --- sessions (visualizer.ui.sessions) ------------------------------------------------------
+    # --- sessions (visualizer.ui.files.sessions) ------------------------------------------------------
     def open_session_dialog(self) -> None:
         path = dialogs.choose_session_to_open(self)
         if path:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from visualizer.ui.analysis.densenet_view import Connectivity
-from visualizer.ui.analysis.inception_view import BranchModule
-from visualizer.ui.analysis.landscape_view import Curve1D, Surface2D
-from visualizer.ui.analysis.spectrum_view import RewindSeries, SpectrumData
-from visualizer.ui.analysis.speed_view import SpeedEntry
+from visualizer.ui.views.densenet import Connectivity
+from visualizer.ui.views.inception import BranchModule
+from visualizer.ui.views.landscape import Curve1D, Surface2D
+from visualizer.ui.views.spectrum import RewindSeries, SpectrumData
+from visualizer.ui.views.speed import SpeedEntry
 
 REMOVED_NORM = 1e-8  # a branch whose group norm is at most this has been removed
 

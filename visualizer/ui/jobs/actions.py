@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from visualizer.core.tasks import Step, sub
-from visualizer.ui.state import LayerRow
+from visualizer.ui.shell.state import LayerRow
 
 
 def load_job(

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
-from visualizer.ui.analysis.base import AnalysisView, set_title
+from visualizer.ui.views.base import AnalysisView, set_title
 
 
 @dataclass
@@ -92,6 +92,6 @@ class BranchView(AnalysisView):
             kept = len(removed) - sum(bool(r) for r in removed)
             set_title(plot, f"{module.name}: {kept}/{len(removed)} branches kept", theme)
         for plot in self._plots:
-            from visualizer.ui.analysis.base import style_plot
+            from visualizer.ui.views.base import style_plot
 
             style_plot(plot, theme)

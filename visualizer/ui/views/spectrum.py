@@ -19,7 +19,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
-from visualizer.ui.analysis.base import AnalysisView, set_title
+from visualizer.ui.views.base import AnalysisView, set_title
 
 DENSITY_FLOOR = 1e-8  # log axis: densities below this are drawn at this value
 

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from visualizer.ui.analysis.base import AnalysisView, set_title
+from visualizer.ui.views.base import AnalysisView, set_title
 
 CONTOURS = 8
 

@@ -19,15 +19,15 @@ from visualizer.core.io.session import (
 )
 from visualizer.core.io.session import save_session as write_session
 from visualizer.core.tasks import Step, sub
-from visualizer.ui import actions
-from visualizer.ui.settings import recovery_path
+from visualizer.ui.jobs import actions
+from visualizer.ui.shell.settings import recovery_path
 
 
 class SessionHost(Protocol):
     """What a session needs of the main window."""
 
-    state: object  # visualizer.ui.state.AppState
-    jobs: object  # visualizer.ui.jobs.JobRunner
+    state: object  # visualizer.ui.shell.state.AppState
+    jobs: object  # visualizer.ui.jobs.runner.JobRunner
     views: dict  # view id -> widget (the heatmap's mode and layout are saved)
     model_panel: object  # its trust_box
     pruning_panel: object  # restored without re-ranking
@@ -226,7 +226,7 @@ def _is_recovery(path: str) -> bool:
 def show_data_settings(model_panel, session: Session) -> None:
     """Set the Weights choice and the Data box's image size and normalisation to the session's
     (the dataset itself shows once the model is installed)."""
-    from visualizer.ui.data_box import NO_SIZE
+    from visualizer.ui.panels.data_box import NO_SIZE
 
     model_panel.weights_choice.pretrained_box.setChecked(session.pretrained)
     box = model_panel.data

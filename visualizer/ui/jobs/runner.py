@@ -29,7 +29,7 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
 - the GIL switch interval is 1 ms while jobs exist (:data:`GIL_SWITCH_S`), so the GUI thread
   gets the interpreter back quickly after each Qt call;
 - Python's cyclic garbage collector runs on the GUI thread only, in small steps
-  (:mod:`visualizer.ui.gui_gc`): left automatic, a worker could collect a dead window's cycle
+  (:mod:`visualizer.ui.jobs.gui_gc`): left automatic, a worker could collect a dead window's cycle
   and run QWidget destructors off the GUI thread, which deadlocked PySide6 6.12.
 """
 
@@ -48,7 +48,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from visualizer.core.tasks import Step
-from visualizer.ui.gui_gc import collect_on_gui_thread
+from visualizer.ui.jobs.gui_gc import collect_on_gui_thread
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress records of one job
 POLL_MS = 10  # how often the GUI thread drains the queue while jobs run

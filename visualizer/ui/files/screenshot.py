@@ -18,8 +18,8 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
     app = make_app()
     configure_threads()
     from visualizer.core.models.zoo import DEFAULT_MODEL
-    from visualizer.ui import export
-    from visualizer.ui.window import MainWindow
+    from visualizer.ui.files import export
+    from visualizer.ui.shell.window import MainWindow
 
     # never the person's settings: no restored layout in, no layout or recent files out
     window = MainWindow(synchronous=True, restore_layout=False, persist_settings=False)

@@ -68,7 +68,7 @@ def show_about(parent: QWidget) -> None:
 def export_view_dialog(window: ExportHost, view_id: str, fmt: str) -> None:
     path, _ = QFileDialog.getSaveFileName(window, "Export view", f"{view_id}.{fmt}", f"*.{fmt}")
     if path:
-        from visualizer.ui import export
+        from visualizer.ui.files import export
 
         window.safely(lambda: export.export_view(window, view_id, path), f"exported {path}")
 
@@ -76,7 +76,7 @@ def export_view_dialog(window: ExportHost, view_id: str, fmt: str) -> None:
 def export_results_dialog(window: ExportHost) -> None:
     path, _ = QFileDialog.getSaveFileName(window, "Export results", "results.csv", "CSV (*.csv)")
     if path:
-        from visualizer.ui import export
+        from visualizer.ui.files import export
 
         window.safely(lambda: export.export_results(window, path), f"exported {path}")
 
@@ -84,7 +84,7 @@ def export_results_dialog(window: ExportHost) -> None:
 def export_compare_dialog(window: ExportHost) -> None:
     path, _ = QFileDialog.getSaveFileName(window, "Export comparison", "compare.csv", "CSV (*.csv)")
     if path:
-        from visualizer.ui import export
+        from visualizer.ui.files import export
 
         window.safely(lambda: export.export_compare(window, path), f"exported {path}")
 
@@ -93,6 +93,6 @@ def export_mask_dialog(window: ExportHost, fmt: str) -> None:
     name = {"safetensors": "mask.safetensors", "nni": "mask_nni.pt"}.get(fmt, "mask_prune_state.pt")
     path, _ = QFileDialog.getSaveFileName(window, "Export mask", name)
     if path:
-        from visualizer.ui import export
+        from visualizer.ui.files import export
 
         window.safely(lambda: export.export_mask(window, path, fmt), f"exported {path}")

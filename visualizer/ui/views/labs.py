@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.analysis.base import AnalysisView, density_colormap, set_title, style_plot
+from visualizer.ui.views.base import AnalysisView, density_colormap, set_title, style_plot
 
 
 def _legend_below(canvas: pg.GraphicsLayoutWidget, plot: pg.PlotItem, row: int, col: int) -> None:
@@ -321,7 +321,7 @@ class LabsPanel(QWidget):
 
         factory = job
         if "device" in inspect.signature(job).parameters:  # the training lab: the window's device
-            from visualizer.ui.device_ui import job_device
+            from visualizer.ui.shell.device_ui import job_device
 
             device = job_device(self.window)
             if device is None:

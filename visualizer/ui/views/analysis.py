@@ -28,10 +28,10 @@ _TITLES = {
 
 
 def _factory(view_id: str):
-    from visualizer.ui.analysis import panels
+    from visualizer.ui.views import docks as panels
 
     if view_id == "labs":  # needs no model: its own module, not an AnalysisPanel
-        from visualizer.ui.analysis.lab_views import LabsPanel
+        from visualizer.ui.views.labs import LabsPanel
 
         return LabsPanel
     return {
@@ -68,7 +68,7 @@ def view_spec(view_id: str):
 def register_themes(root, manager) -> None:
     """Theme every analysis view in ``root`` (``root`` included) now and on every theme change;
     the window calls it again for a view it builds later."""
-    from visualizer.ui.analysis.base import AnalysisView
+    from visualizer.ui.views.base import AnalysisView
 
     views = root.findChildren(AnalysisView) + ([root] if isinstance(root, AnalysisView) else [])
     for view in views:
@@ -84,7 +84,7 @@ def install_analysis(window) -> Any:
     """
     from PySide6.QtWidgets import QAbstractSlider
 
-    from visualizer.ui.teaching import TeachingMode, theme_manager
+    from visualizer.ui.lecture.teaching import TeachingMode, theme_manager
 
     manager = theme_manager()
     register_themes(window, manager)
@@ -109,16 +109,16 @@ def install_analysis(window) -> Any:
 
 def _install_presets(window, mode) -> None:
     """Presets menu: a preset opens as a slide of the presentation window (its figure fills the
-    window, its caption below in large type; see :mod:`visualizer.ui.presentation`), and
+    window, its caption below in large type; see :mod:`visualizer.ui.lecture.presentation`), and
     View > Presentation mode (F5) shows the whole deck full screen."""
     from PySide6.QtGui import QAction, QKeySequence
 
-    from visualizer.ui.presets import PRESETS
+    from visualizer.ui.lecture.presets import PRESETS
 
     menu = window.menuBar().addMenu("&Presets")
 
     def open_presentation(preset_id: str | None = None, full_screen: bool = False):
-        from visualizer.ui.presentation import Presentation
+        from visualizer.ui.lecture.presentation import Presentation
 
         current = getattr(window, "presentation", None)
         if current is None or not current.isVisible():

@@ -1,13 +1,13 @@
 """Presentation mode: the lecture hall's window, designed for a projector rather than scaled.
 
 One slide fills the screen: the live mask heatmap of the loaded model, or a preset's figure
-(see :mod:`visualizer.ui.presets`). Under it one caption line and a compact control strip:
+(see :mod:`visualizer.ui.lecture.presets`). Under it one caption line and a compact control strip:
 model, criterion, density slider, Back / Play / Next and the deck position. Space and Right
 step forward, Left back, Escape leaves. Presets run in the background with progress; a
 finished slide is kept, so stepping back is instant.
 
 Fonts, markers, lines and colour bars come from the teaching variant of a high-contrast light or
-dark theme (:func:`visualizer.ui.teaching.teaching_variant`), sized for the back of the room.
+dark theme (:func:`visualizer.ui.lecture.teaching.teaching_variant`), sized for the back of the room.
 The widget holds no numerics: it drives the main window through its public methods
 (``request_load``, ``pruning_panel.set_settings`` / ``set_density``, ``jobs.submit``).
 """
@@ -81,7 +81,7 @@ class Presentation(QWidget):
 
     def __init__(self, window, deck: list[str] | None = None, scheme: str = "dark") -> None:
         super().__init__(None, Qt.WindowType.Window)
-        from visualizer.ui.presets import PRESETS
+        from visualizer.ui.lecture.presets import PRESETS
 
         self.main = window  # the workbench (not QWidget.window(), which this must not shadow)
         self.setObjectName("presentation")
@@ -180,7 +180,7 @@ class Presentation(QWidget):
 
     def apply_theme(self, scheme: str | None = None) -> None:
         """High-contrast light or dark, with fonts sized to the window's height."""
-        from visualizer.ui.teaching import theme_manager
+        from visualizer.ui.lecture.teaching import theme_manager
 
         self._scheme = scheme or self._scheme
         manager = theme_manager()
@@ -192,7 +192,7 @@ class Presentation(QWidget):
     def _size_fonts(self) -> None:
         """Colours and font sizes in one style sheet: a style sheet re-polishes every child when
         a slide's view is added, and would undo sizes given by setFont."""
-        from visualizer.ui.teaching import theme_manager
+        from visualizer.ui.lecture.teaching import theme_manager
 
         lines = max(self.height(), 480)
         caption = round(max(11.0, CAPTION_PT_PER_LINE * lines), 1)
@@ -278,7 +278,7 @@ class Presentation(QWidget):
 
     def _start(self, slide: Slide) -> None:
         """Run the preset's job in the background; the slide shows when it is done."""
-        from visualizer.ui.presets import PRESETS, caption_of
+        from visualizer.ui.lecture.presets import PRESETS, caption_of
 
         preset = PRESETS[slide.id]
         self.stack.setCurrentWidget(self.waiting)
@@ -304,7 +304,7 @@ class Presentation(QWidget):
             if self.slides[self.index] is slide:
                 self.waiting.setText(slide.error)
 
-        from visualizer.ui.device_ui import job_device
+        from visualizer.ui.shell.device_ui import job_device
 
         device = job_device(self.main)  # the status bar's device chooser, as for every job
         if device is None:
@@ -380,7 +380,7 @@ class Presentation(QWidget):
                              "Drag the density slider below; Space steps to the next slide.")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        from visualizer.ui.teaching import theme_manager
+        from visualizer.ui.lecture.teaching import theme_manager
 
         self._play.stop()
         if not getattr(self, "_closed", False):  # a second close (window teardown) has nothing left

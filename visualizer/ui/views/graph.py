@@ -20,7 +20,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QWidget
 
 from visualizer.core.structure.layout import GraphLayout, edge_segments
-from visualizer.ui.analysis.base import AnalysisView, density_colormap
+from visualizer.ui.views.base import AnalysisView, density_colormap
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -19,7 +19,8 @@ from PySide6.QtCore import QRect
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from visualizer.ui import actions, dialogs
+from visualizer.ui.jobs import actions
+from visualizer.ui.shell import dialogs
 
 MASK_FILTER = "Masks (*.safetensors *.pt *.pth *.bin *.tar);;All files (*)"
 

@@ -17,15 +17,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.analysis import adapters, jobs
-from visualizer.ui.analysis.base import AnalysisView
-from visualizer.ui.analysis.densenet_view import ConnectivityView
-from visualizer.ui.analysis.graph_view import GraphView
-from visualizer.ui.analysis.inception_view import BranchView
-from visualizer.ui.analysis.landscape_view import LandscapeView
-from visualizer.ui.analysis.spectrum_view import SpectrumView
-from visualizer.ui.analysis.speed_view import SpeedView
-from visualizer.ui.data_box import NEEDS_DATA
+from visualizer.ui.jobs import analysis as jobs
+from visualizer.ui.panels.data_box import NEEDS_DATA
+from visualizer.ui.views import adapters
+from visualizer.ui.views.base import AnalysisView
+from visualizer.ui.views.densenet import ConnectivityView
+from visualizer.ui.views.graph import GraphView
+from visualizer.ui.views.inception import BranchView
+from visualizer.ui.views.landscape import LandscapeView
+from visualizer.ui.views.spectrum import SpectrumView
+from visualizer.ui.views.speed import SpeedView
 
 
 def param_for_layer(state, layer: str) -> str | None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu
 
-from visualizer.ui import dialogs
-from visualizer.ui.settings import recent_files
+from visualizer.ui.shell import dialogs
+from visualizer.ui.shell.settings import recent_files
 
 
 def add_action(window: QMainWindow, menu: QMenu, text: str, slot: Callable[[], object],

@@ -13,7 +13,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from visualizer.core.tasks import Step, sub
-from visualizer.ui.device_ui import job_device
+from visualizer.ui.shell.device_ui import job_device
 
 SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
@@ -21,8 +21,8 @@ SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 class TrainingHost(Protocol):
     """What a training request needs of the main window."""
 
-    state: object  # visualizer.ui.state.AppState: model, data, mask, results
-    jobs: object  # visualizer.ui.jobs.JobRunner
+    state: object  # visualizer.ui.shell.state.AppState: model, data, mask, results
+    jobs: object  # visualizer.ui.jobs.runner.JobRunner
 
     def show_error(self, text: str) -> None: ...
     def install_trained_model(self, model) -> None: ...

@@ -6,8 +6,8 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from visualizer.ui.analysis.qtfix import pin_singletons
-from visualizer.ui.teaching import Theme, current_theme
+from visualizer.ui.lecture.teaching import Theme, current_theme
+from visualizer.ui.views.qtfix import pin_singletons
 
 pin_singletons()  # see qtfix: PySide6 6.12 + Python 3.11 leak references of True/False/None
 
@@ -40,7 +40,7 @@ class AnalysisView(QWidget):
         """Call at the end of a subclass ``__init__``: theme the view now and on every change."""
         from PySide6.QtGui import QGuiApplication
 
-        from visualizer.ui.teaching import theme_manager
+        from visualizer.ui.lecture.teaching import theme_manager
 
         if QGuiApplication.instance() is not None:
             theme_manager().register(self)
