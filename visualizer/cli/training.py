@@ -419,6 +419,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         read_rows,
         sweep,
         sweep_cells,
+        sweep_identity,
     )
     from visualizer.core.training.lottery import initial_state
 
@@ -433,7 +434,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     previous = [] if args.fresh else read_rows(out)
     init = initial_state(args.model, loaded.model, args.seed)[0] if args.retrain in ("rewind", "init") else None
     # every finished row goes to disk at once, in grid order: an interrupted sweep resumes from the file
-    rows_file = RowFile(out, sweep_cells(config, data.name), previous, ROW_FIELDS)
+    cells = sweep_cells(config, data.name, sweep_identity(loaded.model, data))
+    rows_file = RowFile(out, cells, previous, ROW_FIELDS)
 
     def on_step(step) -> None:
         if isinstance(step.partial, dict) and "accuracy" in step.partial:

@@ -52,6 +52,7 @@ from visualizer.core.training.experiments import (
     row_key,
     run_cell,
     sweep_cells,
+    sweep_identity,
 )
 
 INSTALL_HINT = "Ray is not installed: pip install 'pruneviz[cluster]'"
@@ -327,7 +328,7 @@ def sweep_on_cluster(
     # the rows record (and are keyed by) the device the tasks train on, not the driver's
     place = placement(config.train.device, ray)
     config = replace(config, train=replace(config.train, device=place.device))
-    cells = sweep_cells(config, getattr(data, "name", "") or "")
+    cells = sweep_cells(config, getattr(data, "name", "") or "", sweep_identity(model, data))
     cached = {row_key(r): r for r in read_rows(previous)}
     rows: dict[int, dict] = {}
     for cell in cells:

@@ -49,13 +49,22 @@ from visualizer.core.workspace import (
 # the training settings recorded in a row (None when the row involved no training: retrain none)
 TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_smoothing", "distill_weight",
                 "temperature", "max_steps")
+# what a row's number was read on and from: the evaluation sample ("2x16": 2 batches of 16; "allx512":
+# the whole split in batches of 512), the data as read (core.provenance.data_id: source, split sizes,
+# preprocessing) and the weights (core.provenance.weights_id: a kept fine-tune under the same name
+# is other weights)
+IDENTITY_FIELDS = ("eval_sample", "data_id", "weights")
 ROW_FIELDS = [
     "model", "dataset", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs",
-    "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", "accuracy", "loss", "kept", "total", "seconds",
+    "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", *IDENTITY_FIELDS, "accuracy", "loss", "kept", "total",
+    "seconds",
 ]
 # every setting that changes a row's result: a cached row is reused only when all of them agree
 KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
-              *TRAIN_FIELDS, "seed", "score_batches", "device")
+              *TRAIN_FIELDS, "seed", "score_batches", "device", *IDENTITY_FIELDS)
+# fields that are text even when they read as a number (a hex identity "1234e5678901")
+TEXT_FIELDS = ("model", "dataset", "criterion", "scope", "structure", "retrain", "optimizer", "device", "kind",
+               *IDENTITY_FIELDS)
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -117,6 +126,8 @@ def _key_value(name: str, v) -> str:
         return "unstructured"  # rows written before the structure column existed
     if v is None or v == "":
         return ""
+    if name in TEXT_FIELDS:
+        return str(v)
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, (int, float)):
@@ -127,8 +138,24 @@ def _key_value(name: str, v) -> str:
         return str(v)
 
 
-def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "", seed: int | None = None) -> dict:
-    """Every setting that produces the (criterion, density) row of this sweep."""
+def eval_sample(config: TrainConfig) -> str:
+    """The evaluation sample a row's accuracy is read on: "2x16" (the first 2 batches of 16) or
+    "allx512" (the whole split in batches of 512)."""
+    return f"{config.eval_batches or 'all'}x{config.eval_batch_size}"
+
+
+def sweep_identity(model: nn.Module, data) -> dict:
+    """What a sweep's rows were computed from, beyond their settings: the data as read and the
+    weights (content identities, :mod:`visualizer.core.provenance`)."""
+    from visualizer.core.provenance import data_id, weights_id
+
+    return {"data_id": data_id(data), "weights": weights_id(model)}
+
+
+def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "", seed: int | None = None,
+                  identity: dict | None = None) -> dict:
+    """Every setting that produces the (criterion, density) row of this sweep (``identity``:
+    :func:`sweep_identity` of the model and data it runs on)."""
     from visualizer.core.pruning.criteria import CRITERIA
 
     retrain = config.retrain != "none"
@@ -149,6 +176,9 @@ def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: 
         "score_batches": SCORE_BATCHES if info is not None and info.needs_data else 0,
         # floating-point sums differ between devices: a row computed on one is not another's
         "device": device_key(tc.device),
+        "eval_sample": eval_sample(tc),
+        "data_id": (identity or {}).get("data_id", ""),
+        "weights": (identity or {}).get("weights", ""),
     }
 
 
@@ -174,6 +204,9 @@ def _parse_csv_row(r: dict) -> dict:
     for k, v in r.items():
         if v is None or v == "":
             out[k] = None
+            continue
+        if k in TEXT_FIELDS:
+            out[k] = v
             continue
         try:
             out[k] = int(v) if k in ("epochs", "seed", "kept", "total", "round", "batch_size", "score_batches", "max_steps") else float(v)
@@ -231,15 +264,16 @@ class Cell:
         return self.settings["density"]
 
 
-def sweep_cells(config: SweepConfig, dataset: str = "") -> list[Cell]:
+def sweep_cells(config: SweepConfig, dataset: str = "", identity: dict | None = None) -> list[Cell]:
     """The grid of a sweep in its order: criteria x seeds x densities (cells that share a ranking
-    -- same criterion and seed -- are neighbours, so one cached ranking serves a run of them)."""
+    -- same criterion and seed -- are neighbours, so one cached ranking serves a run of them).
+    ``identity``: :func:`sweep_identity` of the model and data, recorded in every cell's key."""
     cells = []
     for criterion in config.criteria:
         for seed in config.seed_list():
             train_config = replace(config.train, seed=seed)
             for density in config.densities:
-                settings = _settings_row(config, criterion, density, dataset, seed)
+                settings = _settings_row(config, criterion, density, dataset, seed, identity)
                 cells.append(Cell(len(cells), settings, train_config))
     return cells
 
@@ -294,8 +328,21 @@ def cell_job(
         if cache is not None:
             cache.put(key, ranking)
     masks = ranking.mask_at(s["density"])
-    result = yield from _evaluate_cell(model, data, s["retrain"], cell.train, masks, init_state)
+    # the training loop's progress records are not rows: only the cell's own row is a result
+    result = yield from progress_only(_evaluate_cell(model, data, s["retrain"], cell.train, masks, init_state))
     return {**s, **result, "seconds": time.perf_counter() - start}
+
+
+def progress_only(job: Generator[Step, None, object]) -> Generator[Step, None, object]:
+    """``job`` with its partial results dropped: its progress passes on, its result is returned.
+    A sweep's ``Step.partial`` is its rows and nothing else (a fine-tune's epoch records were
+    taken for rows: the serial sweep wrote a 25th row with empty settings)."""
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Step(step.stage, step.fraction) if step.partial is not None else step
 
 
 def run_cell(
@@ -333,7 +380,7 @@ def sweep(
     check_sweep_inputs(config, init_state)
     model = model_on(model, resolve_device(config.train.device))  # scoring and evaluation there too
     cache_rows = {row_key(r): r for r in read_rows(previous)}
-    cells = sweep_cells(config, getattr(data, "name", "") or "")
+    cells = sweep_cells(config, getattr(data, "name", "") or "", sweep_identity(model, data))
     total = len(cells)
     rankings = RankingCache(size=1)
     rows: list[dict] = []
@@ -450,3 +497,80 @@ def _stream_lth(job, settings: dict, rows: list[dict]):
             yield Step(step.stage, step.fraction, new)
         else:
             yield Step(step.stage, step.fraction)
+
+
+# --- curves: rows as series ----------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """One accuracy-vs-density curve: the rows of one (criterion, retraining, kind, dataset), one
+    point per density. With several seeds a point is their mean accuracy and (low, high) their
+    smallest and largest (the band drawn around the mean); with one seed the three agree."""
+
+    criterion: str
+    retrain: str
+    kind: str
+    dataset: str
+    densities: list[float]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    seeds: int
+    rows: list[dict]
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.criterion, self.retrain, self.kind, self.dataset)
+
+
+def series_key(row: dict) -> tuple[str, str, str, str]:
+    """The curve a row belongs to: (criterion, retraining, kind, dataset); rows of several seeds
+    of one setting share it. "none" and a missing retraining are the same curve."""
+    retrain = str(row.get("retrain") or "none")
+    return (str(row.get("criterion", "?")), retrain, str(row.get("kind") or ""), str(row.get("dataset") or ""))
+
+
+def curve_series(rows: Iterable[dict]) -> list[Series]:
+    """Rows with a positive density and a finite accuracy as curves (first appearance order),
+    each point the mean over the seeds at that density (achieved densities are rounded to 6
+    significant digits to pair up)."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in rows:
+        d, a = _number(r.get("density")), _number(r.get("accuracy"))
+        if d is None or a is None or d <= 0:
+            continue
+        groups.setdefault(series_key(r), {}).setdefault(f"{d:.6g}", []).append(r)
+    out = []
+    for key, by_density in groups.items():
+        points = sorted(by_density.values(), key=lambda rs: -float(rs[0]["density"]))
+        accs = [[float(r["accuracy"]) for r in rs] for rs in points]
+        seeds = {r.get("seed") for rs in points for r in rs}
+        out.append(Series(*key, densities=[float(rs[0]["density"]) for rs in points],
+                          mean=[math.fsum(a) / len(a) for a in accs], low=[min(a) for a in accs],
+                          high=[max(a) for a in accs], seeds=len(seeds),
+                          rows=[r for rs in points for r in rs]))
+    return out
+
+
+def dense_baseline(rows: Iterable[dict], dataset: str | None,
+                   reported: tuple[str | None, float | None] = (None, None)) -> float | None:
+    """The dense accuracy on ``dataset``: the mean of the rows that evaluated the unpruned model
+    (density 1, no retraining) on it, else the accuracy reported with the model (a bundled
+    model's manifest) when that was measured on this dataset, else None (unknown: another
+    dataset's figure is not this one's)."""
+    dense = [float(r["accuracy"]) for r in rows if str(r.get("dataset") or "") == (dataset or "")
+             and _number(r.get("density")) == 1.0 and str(r.get("retrain") or "none") == "none"
+             and not r.get("kind") and _number(r.get("accuracy")) is not None]
+    if dense:
+        return math.fsum(dense) / len(dense)
+    name, accuracy = reported
+    return accuracy if accuracy is not None and dataset and name == dataset else None
+
+
+def _number(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
