@@ -34,6 +34,7 @@ from visualizer.core.training.experiments import (
     run_cell,
     sweep,
     sweep_cells,
+    sweep_identity,
 )
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import IMPConfig, initial_state
@@ -67,7 +68,7 @@ def same_rows(got: list[dict], want: list[dict]) -> None:
 
 def test_cluster_rows_equal_serial_rows_and_stream_to_the_file_in_grid_order(local_cluster, mlp, digits, serial_rows, tmp_path):
     path = tmp_path / "rows.csv"
-    rows_file = RowFile(path, sweep_cells(CONFIG, digits.name))
+    rows_file = RowFile(path, sweep_cells(CONFIG, digits.name, sweep_identity(mlp, digits)))
     streamed = []
 
     def on_step(step):
@@ -117,7 +118,7 @@ def test_cancel_cancels_the_tasks_and_keeps_finished_rows(local_cluster, mlp, di
         return run_cell(cell, model, data, init_state, cache)
 
     path = tmp_path / "rows.csv"
-    rows_file = RowFile(path, sweep_cells(CONFIG, digits.name))
+    rows_file = RowFile(path, sweep_cells(CONFIG, digits.name, sweep_identity(mlp, digits)))
     job = sweep_on_cluster(mlp, digits, CONFIG, compute=slow_after_first)
     for step in job:
         if isinstance(step.partial, dict):

@@ -7,6 +7,10 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
 
 - one job per *kind* ("load", "rank", "train", ...): a new request of a kind supersedes the
   running one (the old one is cancelled and whatever it still sends is dropped);
+- a job submitted with an ``origin`` (core.provenance.Provenance: the model version and data it
+  reads) belongs to that state: :meth:`JobRunner.retire` cancels every job whose origin is no
+  longer current when the model or the dataset changes, whatever its kind (one rule, no list of
+  kinds), so a sweep or a spectrum of the old model never lands under the new one;
 - cancel closes the generator at its next ``yield`` (its ``finally`` blocks run in the worker);
   results are handed to ``on_result`` in the GUI thread only on success, so a cancelled or
   failed job changes nothing;
@@ -73,6 +77,7 @@ class Job:
     on_partial: Callable[[Any], None] | None = None
     on_error: Callable[[str], None] | None = None
     on_cancel: Callable[[], None] | None = None
+    origin: Any = None  # core.provenance.Provenance of the state the job reads (None: any state)
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     stage: str = ""
@@ -198,10 +203,12 @@ class JobRunner(QObject):
         on_partial: Callable[[Any], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_cancel: Callable[[], None] | None = None,
+        origin: Any = None,
     ) -> Job:
-        """Start ``factory()`` (called in the worker) as a job of ``kind``; supersede the old one."""
+        """Start ``factory()`` (called in the worker) as a job of ``kind``; supersede the old one.
+        ``origin``: the provenance of the state it reads (see :meth:`retire`)."""
         self.cancel(kind)
-        job = Job(next(self._ids), kind, title, on_result, on_partial, on_error, on_cancel)
+        job = Job(next(self._ids), kind, title, on_result, on_partial, on_error, on_cancel, origin)
         self._jobs[job.id] = job
         self._active[kind] = job
         self.started.emit(job.id, kind, title)
@@ -226,6 +233,16 @@ class JobRunner(QObject):
                 self.finished.emit(job.id, job.kind, "cancelled")
                 if job.on_cancel is not None:
                     job.on_cancel()
+
+    def retire(self, shown) -> list[str]:
+        """Cancel every job whose origin no longer describes ``shown`` (the state's current
+        core.provenance.Provenance): the one rule a model or dataset change applies to the jobs
+        of the old state. Their results and partial results are dropped. Returns their kinds."""
+        stale = [k for k, job in self._active.items()
+                 if job.origin is not None and not job.origin.current_under(shown)]
+        for kind in stale:
+            self.cancel(kind)
+        return stale
 
     def is_running(self, kind: str | None = None) -> bool:
         if kind is None:

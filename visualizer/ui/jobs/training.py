@@ -72,18 +72,19 @@ def _read_on(row: dict, test) -> dict:
     return {"eval_samples": test.n} if "eval_samples" in row else {}
 
 
-def add_row(window: TrainingHost, row) -> None:
-    """Add a finished run's row to the results and say its accuracy in the status bar."""
-    if not isinstance(row, dict):
+def add_row(window: TrainingHost, row, origin=None) -> None:
+    """Add a finished run's row to the results and say its accuracy in the status bar; a row of
+    a state no longer shown (``origin``, core.provenance) is dropped (AppState.add_result)."""
+    if not isinstance(row, dict) or not window.state.add_result(row, origin):
         return
-    window.state.add_result(row)
     if "accuracy" in row and hasattr(window, "statusBar"):
         window.statusBar().showMessage(accuracy_text(row), 8000)
 
 
 def _base_row(window: TrainingHost, settings: dict, device: str) -> dict:
     s = window.state
-    return {"model": s.loaded.ref, "criterion": s.criterion, "scope": s.scope, "structure": s.structure,
+    return {"model": s.loaded.ref, "dataset": s.dataset_name or "", "criterion": s.criterion, "scope": s.scope,
+            "structure": s.structure,
             "retrain": settings.get("retrain", "none"), "epochs": int(settings.get("epochs", 0)),
             "lr": float(settings.get("lr", 0.0)), "device": device, **sample_note(s.dataset)}
 
@@ -227,11 +228,11 @@ def evaluate_mask(window: TrainingHost) -> None:
     device = job_device(window)
     if device is None:
         return
-    s = window.state
-    model, data, masks = s.loaded.model, s.dataset, s.masks.copy()
+    snap = window.state.capture(mask=True)
     row = _base_row(window, {"retrain": "none"}, device)
-    window.jobs.submit("eval", "evaluating the mask", lambda: evaluate_job(model, data, masks, row, device),
-                       on_result=lambda r: add_row(window, r))
+    window.jobs.submit("eval", "evaluating the mask",
+                       lambda: evaluate_job(snap.model, snap.data, snap.masks, row, device),
+                       on_result=lambda r: add_row(window, r, snap.provenance), origin=snap.provenance)
 
 
 def run_training(window: TrainingHost, settings: dict) -> None:
@@ -246,20 +247,21 @@ def run_training(window: TrainingHost, settings: dict) -> None:
     device = job_device(window)
     if device is None:
         return
-    loaded, data = s.loaded, s.dataset
-    model, ref, masks, density = loaded.model, loaded.ref, s.masks.copy(), s.density
+    snap = s.capture(mask=True, settings=settings)
+    origin = snap.provenance
+    model, data, masks, ref, density = snap.model, snap.data, snap.masks, s.loaded.ref, s.density
     config = train_config(settings, device, data)
     row = _base_row(window, settings, device)
     if mode == "finetune":
         def done(result) -> None:
             out, trained = result
-            add_row(window, out)
-            if settings.get("keep") and s.loaded is loaded:
+            add_row(window, out, origin)
+            if settings.get("keep") and s.is_current(origin):
                 window.install_trained_model(trained)
 
         window.jobs.submit("train", f"fine-tuning {ref} at {masks.density():.2%}",
                            lambda: finetune_job(model, data, masks, config, bool(settings.get("distill")), row),
-                           on_result=done)
+                           on_result=done, origin=origin)
     elif mode == "imp":
         settings = {**settings, "scope": s.scope}
         try:
@@ -271,12 +273,12 @@ def run_training(window: TrainingHost, settings: dict) -> None:
         added: list[dict] = []  # the rows this run streamed, as stored in state.results
         was_dirty = s.dirty
 
-        note = sample_note(data)
+        note = {"dataset": s.dataset_name or "", **sample_note(data)}
 
         def add_rows(rows) -> None:
             for r in rows if isinstance(rows, list) else []:
-                s.add_result({**r, **note})
-                added.append(s.results[-1])
+                if s.add_result({**r, **note}, origin):
+                    added.append(s.results[-1])
 
         def roll_back(*_args) -> None:
             """A cancelled or failed run leaves the curves as they were before it."""
@@ -290,13 +292,15 @@ def run_training(window: TrainingHost, settings: dict) -> None:
         window.jobs.submit("train", f"IMP ({settings.get('rounds', 3)} rounds, rewind {settings.get('rewind', 0)}{runs}){where}",
                            lambda: imp_job(model, ref, data, settings, config),
                            on_partial=add_rows, on_result=lambda _rows: None,
-                           on_cancel=roll_back, on_error=roll_back)
+                           on_cancel=roll_back, on_error=roll_back, origin=origin)
     elif mode in ("set", "rigl"):
         window.jobs.submit("train", f"{mode.upper()} at {density:.2%}",
-                           lambda: dst_job(model, ref, data, density, settings, config, row), on_result=lambda r: add_row(window, r))
+                           lambda: dst_job(model, ref, data, density, settings, config, row),
+                           on_result=lambda r: add_row(window, r, origin), origin=origin)
     elif mode == "group-lasso":
         window.jobs.submit("train", f"group lasso to {density:.2%}",
-                           lambda: lasso_job(model, data, density, settings, config, row), on_result=lambda r: add_row(window, r))
+                           lambda: lasso_job(model, data, density, settings, config, row),
+                           on_result=lambda r: add_row(window, r, origin), origin=origin)
     else:
         window.show_error(f"unknown retrain mode {mode!r}")
 
@@ -326,20 +330,20 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
     cluster = str(settings.get("cluster") or "")
     previous = [r for r in s.results if all(k in r for k in KEY_FIELDS)]
     known = {row_key(r) for r in previous}
-    model, data = s.loaded.model, s.dataset
+    snap = s.capture(settings={"sweep": criteria, "retrain": retrain})
+    model, data = snap.model, snap.data
     note = sample_note(data)
 
     def add(row) -> None:
         if isinstance(row, dict) and "accuracy" in row:
             key = row_key(row)
-            if key not in known:
+            if key not in known and s.add_result({**row, **note}, snap.provenance):
                 known.add(key)
-                s.add_result({**row, **note})
 
     where = f" on {cluster}" if cluster else ""
     window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain}){where}",
                        lambda: sweep_job(model, data, config, previous, cluster), on_partial=add,
-                       on_result=lambda _r: None)
+                       on_result=lambda _r: None, origin=snap.provenance)
 
 
 def prepare_curves(window: TrainingHost, options) -> None:

@@ -3,6 +3,12 @@
 Views only listen to this object's signals and read its fields; panels change it through its
 methods. Objects held here are replaced, never mutated in place, so a job working on an older
 object in a worker thread is never disturbed (and a cancelled job changes nothing).
+
+Every model installed (loaded, opened, or trained weights kept) and every dataset chosen gets a
+new version number (core.provenance). A job starts from :meth:`AppState.capture`, a snapshot of
+the current model version, data and a mask copy with its provenance; ``origin_changed`` tells the
+window's job runner to retire the jobs of the old state (JobRunner.retire), and
+:meth:`AppState.add_result` refuses rows of a state that is no longer shown.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
+
+from visualizer.core.provenance import Provenance, Snapshot, next_version, settings_items
 
 RankKey = tuple[str, str, str]  # (criterion, scope, structure)
 
@@ -34,6 +42,7 @@ class AppState(QObject):
     selection_changed = Signal(str)
     pruning_changed = Signal()  # criterion / scope / structure / density settings
     dirty_changed = Signal(bool)
+    origin_changed = Signal()  # a new model version or dataset: jobs of the old state retire
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -56,7 +65,10 @@ class AppState(QObject):
         self.density = 1.0
         self.selected: str | None = None
         self.results: list[dict] = []  # result rows (sweeps, evaluations, IMP rounds)
-        self.baseline: float | None = None  # dense test accuracy
+        self.baseline: float | None = None  # dense test accuracy reported with the model
+        self.baseline_dataset: str | None = None  # the dataset self.baseline was measured on
+        self.model_version = 0  # core.provenance.next_version() per installed model
+        self.data_version = 0  # per chosen dataset
         self.view_settings: dict[str, Any] = {}
         self.device = "auto"  # the device every job runs on (ui.device_ui: the status-bar chooser)
         self.weights_modified = False  # model weights differ from the reference (training)
@@ -71,11 +83,49 @@ class AppState(QObject):
     def key(self) -> RankKey:
         return (self.criterion, self.scope, self.structure)
 
+    def provenance(self, reads_data: bool = True, masks=None, settings: dict | None = None,
+                   seed: int | None = None) -> Provenance:
+        """The origin of a result computed now from the shown state (``reads_data`` False: a
+        result that reads no data stays current across dataset changes)."""
+        loaded = self.loaded
+        return Provenance(
+            model="" if loaded is None else str(loaded.ref),
+            model_version=self.model_version,
+            dataset=(self.dataset_name or "") if reads_data else "",
+            data_version=self.data_version if reads_data else 0,
+            density=None if masks is None else float(self.density),
+            settings=settings_items(settings),
+            device=str(self.device),
+            seed=seed,
+        )
+
+    def capture(self, reads_data: bool = True, mask: bool = False, settings: dict | None = None,
+                seed: int | None = None) -> Snapshot:
+        """The immutable inputs of a job started now: the model version, the data, a copy of the
+        mask when ``mask`` (the slider hands out live views of the ranking's mask on large
+        models; a job must not see it move) and their provenance."""
+        masks = self.masks.copy() if mask and self.masks is not None else None
+        return Snapshot(self.model, self.dataset if reads_data else None, masks,
+                        self.provenance(reads_data, masks, settings, seed))
+
+    def is_current(self, origin: Provenance | None) -> bool:
+        """Whether a result of ``origin`` still describes the shown state (None: no origin, yes)."""
+        return origin is None or origin.current_under(self.provenance())
+
+    def dense_baseline(self) -> float | None:
+        """The dense accuracy on the dataset in use (core.training.experiments.dense_baseline):
+        another dataset's figure is not shown as this one's."""
+        from visualizer.core.training.experiments import dense_baseline
+
+        return dense_baseline(self.results, self.dataset_name, (self.baseline_dataset, self.baseline))
+
     def set_model(self, loaded, dataset, info: dict) -> None:
         """Install a freshly loaded model (``info`` prepared in the loading job)."""
         self.loaded = loaded
         self.dataset = dataset
         self.dataset_name = None if dataset is None else dataset.name
+        self.model_version, self.data_version = next_version(), next_version()
+        self.origin_changed.emit()
         self.layers = info["layers"]
         self.prunable = info["prunable"]
         self.params = info["params"]
@@ -91,6 +141,7 @@ class AppState(QObject):
         self.density = sum(self.layer_kept.values()) / total if self.mask_source and total else 1.0
         self.results = []
         self.baseline = getattr(loaded, "accuracy", None)
+        self.baseline_dataset = getattr(loaded, "dataset", None)
         self.weights_modified = False
         self.selected = self.prunable[0] if self.prunable else None
         self.model_changed.emit()
@@ -102,9 +153,24 @@ class AppState(QObject):
             self.selection_changed.emit(self.selected)
         self.set_dirty(False)
 
+    def install_weights(self, loaded, params: dict) -> None:
+        """Make ``loaded`` (the shown model's reference with trained weights: a new model object,
+        never the old one changed in place) the current model version; mask and results stay,
+        rankings are recomputed on demand."""
+        self.loaded = loaded
+        self.params = params
+        self.model_version = next_version()
+        self.origin_changed.emit()
+        self.rankings = {}
+        self.weights_modified = True
+        self.model_changed.emit()
+        self.set_dirty(True)
+
     def set_dataset(self, dataset) -> None:
         self.dataset = dataset
         self.dataset_name = dataset.name
+        self.data_version = next_version()
+        self.origin_changed.emit()
         self.rankings = {k: v for k, v in self.rankings.items() if not _needs_data(k[0])}
         self.set_dirty(True)
         self.dataset_changed.emit()
@@ -152,10 +218,15 @@ class AppState(QObject):
         self.snapshot_changed.emit()
 
     # --- results --------------------------------------------------------------------------
-    def add_result(self, row: dict) -> None:
+    def add_result(self, row: dict, origin: Provenance | None = None) -> bool:
+        """Add a result row; a row of a state no longer shown (``origin`` not current: another
+        model version or dataset) is refused. Returns whether it was added."""
+        if not self.is_current(origin):
+            return False
         self.results = [*self.results, dict(row)]
         self.results_changed.emit()
         self.set_dirty(True)
+        return True
 
     def set_results(self, rows: list[dict]) -> None:
         self.results = [dict(r) for r in rows]

@@ -165,6 +165,8 @@ class MainWindow(QMainWindow):
         self.jobs.progress.connect(self._job_progress)
         self.jobs.finished.connect(self._job_finished)
         self.jobs.failed.connect(lambda _k, msg: self.show_error(msg))
+        # one rule for every job of the old state: a model or dataset change retires them
+        self.state.origin_changed.connect(lambda: self.jobs.retire(self.state.provenance()))
         self.state.dirty_changed.connect(self.update_title)
         self.state.results_changed.connect(self._schedule_autosave)
         self._autosave_timer = QTimer(self)
@@ -423,10 +425,8 @@ class MainWindow(QMainWindow):
     # --- model -----------------------------------------------------------------------------
     def request_load(self, ref: str, weights: str = "", trust: bool = False, dataset: str = "",
                      on_done=None) -> None:
-        """Load a model in the background; the current one stays until the new one is ready."""
-        for kind in ("rank", "mask", "train", "eval"):
-            self.jobs.cancel(kind)
-
+        """Load a model in the background; the current one stays until the new one is ready (its
+        jobs too: installing the new model retires them, AppState.origin_changed)."""
         def done(result) -> None:
             self.install_model(*result)
             self.session_path = None
@@ -523,11 +523,15 @@ class MainWindow(QMainWindow):
             return
         s.scores = None
         s.scores_changed.emit()
-        loaded, data = s.loaded, s.dataset
+        from visualizer.core.pruning.criteria import CRITERIA
+
+        info = CRITERIA.get(key[0])
+        snap = s.capture(reads_data=info is None or bool(info.needs_data),
+                         settings={"criterion": key[0], "scope": key[1], "structure": key[2]})
 
         def done(result) -> None:
-            if s.loaded is not loaded:
-                return  # a different model arrived meanwhile
+            if not s.is_current(snap.provenance):
+                return  # a different model or dataset arrived meanwhile
             rk, scores_np = result
             s.set_ranking(key, rk, scores_np)
             if s.key == key and apply_mask:
@@ -540,8 +544,8 @@ class MainWindow(QMainWindow):
         crit, scope, structure = key
         device = s.device
         self.jobs.submit("rank", f"ranking by {crit} ({scope}, {structure})",
-                         lambda: actions.rank_job(loaded.model, data, crit, scope, structure, device=device),
-                         on_result=done)
+                         lambda: actions.rank_job(snap.model, snap.data, crit, scope, structure, device=device),
+                         on_result=done, origin=snap.provenance)
         self.pruning_panel.update_label()
 
     def set_density(self, density: float, dirty: bool = True) -> None:
@@ -564,15 +568,13 @@ class MainWindow(QMainWindow):
             self.jobs.cancel(kind)
 
     def install_trained_model(self, model) -> None:
-        """Replace the model's weights by a trained copy's (keep the mask; re-rank lazily)."""
+        """Install a trained copy as a new model version (keep the mask; re-rank lazily). The
+        old model object is never changed: jobs still reading it read what they started from."""
+        from dataclasses import replace
+
         s = self.state
-        s.loaded.model.load_state_dict(model.state_dict())
-        info = actions.model_info(s.loaded.model)
-        s.params = info["params"]
-        s.rankings = {}
-        s.weights_modified = True
-        s.model_changed.emit()
-        s.set_dirty(True)
+        model.train(s.loaded.model.training)
+        s.install_weights(replace(s.loaded, model=model), actions.model_info(model)["params"])
         self.request_ranking(apply_mask=False)
 
     # --- sessions (visualizer.ui.files.sessions) ------------------------------------------------------

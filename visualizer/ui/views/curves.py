@@ -1,8 +1,10 @@
-"""Accuracy vs density: one curve per (criterion, retrain mode, kind) on a log density axis.
+"""Accuracy vs density: one curve per (criterion, retrain mode, kind, dataset) on a log density axis.
 
 Rows come from ``state.results`` (dicts with at least ``density`` and ``accuracy``; ``criterion``,
-``retrain``, ``kind`` (e.g. ticket / reinit / random for LTH), ``scope`` and any other settings are
-shown on hover). Points appear as a sweep streams them; the dense baseline is a horizontal line.
+``retrain``, ``kind`` (e.g. ticket / reinit / random for LTH), ``dataset``, ``scope`` and any other
+settings are shown on hover). Points appear as a sweep streams them. Rows of several seeds are one
+curve, their mean, with the seeds' range as a band (core.training.experiments.curve_series); the
+dense baseline is a horizontal line, the dense accuracy of the dataset in use only.
 """
 
 from __future__ import annotations
@@ -25,16 +27,37 @@ SYMBOLS = {"ticket": "o", "reinit": "t", "random-mask": "s", "random": "s", "": 
 HIDDEN_KEYS = {"series", "eval_samples"}  # eval_samples is said with the accuracy
 
 
-def series_key(row: dict) -> str:
-    """The curve a row belongs to: criterion, retrain mode and (for LTH) ticket/reinit/random."""
-    parts = [str(row.get("criterion", "?"))]
-    retrain = row.get("retrain")
-    if retrain and retrain != "none":
-        parts.append(str(retrain))
-    kind = row.get("kind")
-    if kind:
-        parts.append(str(kind))
-    return " · ".join(parts)
+def series_label(series, several_datasets: bool) -> str:
+    """A curve's legend entry: criterion, retraining (unless none), kind (LTH), the dataset when
+    the curves hold more than one, and how many seeds its points average."""
+    parts = [series.criterion]
+    if series.retrain != "none":
+        parts.append(series.retrain)
+    if series.kind:
+        parts.append(series.kind)
+    if several_datasets:
+        parts.append(_short_dataset(series.dataset))
+    label = " · ".join(parts)
+    return label + (f" (mean of {series.seeds} seeds)" if series.seeds > 1 else "")
+
+
+def _short_dataset(name: str) -> str:
+    """"folder: birds" for "folder:/data/birds"; other names as they are."""
+    if name.startswith("folder:"):
+        return "folder: " + name[7:].rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    return name or "?"
+
+
+def point_row(series, i: int) -> dict:
+    """What hovering point ``i`` of a curve says: its first row's settings, and with several
+    seeds the mean accuracy and the seeds' range."""
+    at = [r for r in series.rows if f"{float(r['density']):.6g}" == f"{series.densities[i]:.6g}"]
+    row = dict(at[0]) if at else {}
+    if len(at) > 1:
+        row.pop("seed", None)
+        row.update(accuracy=series.mean[i], seeds=len(at),
+                   accuracy_range=f"{series.low[i]:.2%} .. {series.high[i]:.2%}")
+    return row
 
 
 def describe_row(row: dict) -> str:
@@ -82,13 +105,16 @@ class CurvesView(QWidget):
         self.plot.addItem(self.cursor)
         self.info = QLabel("run a sweep or evaluate the current mask: points appear here")
         self.info.setWordWrap(True)
-        self._series: dict[str, tuple[pg.PlotDataItem, list[dict]]] = {}
+        self._series: dict[tuple, tuple[pg.PlotDataItem, list[dict]]] = {}  # curve key -> (item, rows)
+        self._bands: dict[tuple, tuple] = {}  # curve key -> (low, high, fill) of a multi-seed curve
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.widget, 1)
         layout.addWidget(self.info)
         self.state.results_changed.connect(self.refresh)
         self.state.model_changed.connect(self.refresh)
+        if hasattr(self.state, "dataset_changed"):  # the baseline is the dataset's
+            self.state.dataset_changed.connect(self.refresh)
         self.state.masks_changed.connect(self._move_cursor)
         self.refresh()
 
@@ -97,41 +123,77 @@ class CurvesView(QWidget):
         self.cursor.setValue(math.log10(max(d, 1e-6)))
 
     def refresh(self) -> None:
-        rows = [r for r in self.state.results if _positive(r.get("density")) and _finite(r.get("accuracy"))]
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            groups.setdefault(series_key(r), []).append(r)
+        """One curve per (criterion, retraining, kind, dataset) (core curve_series): seeds are
+        folded into the mean with their range as a band; the dense baseline is the dataset's."""
+        from visualizer.core.training.experiments import curve_series
+
+        all_series = curve_series(self.state.results)
+        several = len({sr.dataset for sr in all_series}) > 1
+        keys = {sr.key for sr in all_series}
         for key in list(self._series):
-            if key not in groups:
+            if key not in keys:
                 item, _ = self._series.pop(key)
                 self.plot.removeItem(item)
                 self.legend.removeItem(item)
-        for key, grows in groups.items():
-            grows = sorted(grows, key=lambda r: -float(r["density"]))
-            x = np.array([float(r["density"]) for r in grows])
-            y = np.array([float(r["accuracy"]) for r in grows])
-            if key in self._series:
-                item, _ = self._series[key]
+        for key in list(self._bands):
+            if key not in keys:
+                self._remove_band(key)
+        for sr in all_series:
+            x, y = np.array(sr.densities), np.array(sr.mean)
+            label = series_label(sr, several)
+            if sr.key in self._series:
+                item, _ = self._series[sr.key]
+                if item.name() != label:
+                    self.legend.removeItem(item)
+                    item.opts["name"] = label
+                    self.legend.addItem(item, label)
             else:
                 colour = PALETTE[len(self._series) % len(PALETTE)]
-                symbol = SYMBOLS.get(str(grows[0].get("kind", "")), "o")
                 item = pg.PlotDataItem(
-                    pen=pg.mkPen(colour, width=2), symbol=symbol, symbolSize=8,
-                    symbolBrush=pg.mkBrush(colour), symbolPen=pg.mkPen("w"), name=key,
+                    pen=pg.mkPen(colour, width=2), symbol=SYMBOLS.get(sr.kind, "o"), symbolSize=8,
+                    symbolBrush=pg.mkBrush(colour), symbolPen=pg.mkPen("w"), name=label,
                 )
                 item.sigPointsHovered.connect(self._hovered)
                 item.scatter.setAcceptHoverEvents(True)
                 self.plot.addItem(item)
-            item.setData(x, y, data=grows)
-            self._series[key] = (item, grows)
-        base = self.state.baseline
+            item.setData(x, y, data=[point_row(sr, i) for i in range(len(x))])
+            self._series[sr.key] = (item, sr.rows)
+            self._draw_band(sr, item)
+        base = self.state.dense_baseline() if hasattr(self.state, "dense_baseline") else self.state.baseline
         self.baseline.setVisible(base is not None)
         if base is not None and self.baseline.value() != float(base):
             self.baseline.setValue(float(base))
         self._move_cursor()
-        self._fit_density_axis([float(r["density"]) for r in rows])
-        if rows:
-            self.info.setText(f"{len(rows)} points in {len(groups)} curves · hover a point for its settings")
+        densities = [d for sr in all_series for d in sr.densities]
+        self._fit_density_axis(densities)
+        if all_series:
+            points = sum(len(sr.rows) for sr in all_series)
+            self.info.setText(f"{points} points in {len(all_series)} curves · hover a point for its settings")
+
+    def _draw_band(self, sr, item) -> None:
+        """The seeds' range (smallest to largest accuracy at each density) around a mean curve."""
+        if sr.seeds < 2:
+            self._remove_band(sr.key)
+            return
+        if sr.key not in self._bands:
+            low, high = pg.PlotDataItem(pen=None), pg.PlotDataItem(pen=None)
+            colour = item.opts["pen"].color()
+            colour.setAlpha(50)
+            fill = pg.FillBetweenItem(low, high, brush=pg.mkBrush(colour))
+            for it in (low, high, fill):
+                self.plot.addItem(it)
+            self._bands[sr.key] = (low, high, fill)
+        low, high, _fill = self._bands[sr.key]
+        low.setData(np.array(sr.densities), np.array(sr.low))
+        high.setData(np.array(sr.densities), np.array(sr.high))
+
+    def _remove_band(self, key) -> None:
+        for it in self._bands.pop(key, ()):
+            self.plot.removeItem(it)
+
+    def band_count(self) -> int:
+        """How many curves show a seeds' band."""
+        return len(self._bands)
 
     def _fit_density_axis(self, densities: list[float]) -> None:
         """The slider's whole range, 100% .. 0.1%, and any point beyond it: a lone point (one

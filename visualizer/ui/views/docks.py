@@ -178,17 +178,37 @@ class AnalysisPanel(QWidget):
             self.status.setText(f"device: {exc}")
             return None
 
-    def submit(self, kind: str, title: str, factory, on_result) -> None:
+    def submit(self, kind: str, title: str, factory, on_result, origin=None) -> None:
+        """Run a job for this view. ``origin`` (core.provenance.Provenance of the snapshot the
+        job reads): a model or dataset change retires the job, and a result whose origin is no
+        longer the shown state is discarded, never drawn under another model's name."""
         def failed(message: str) -> None:
             # the message itself goes to the window's status bar (JobRunner.failed)
             self.set_status(f"{title} failed: {message}")
 
         def done(result) -> None:
+            state = self.window.state
+            if origin is not None and hasattr(state, "is_current") and not state.is_current(origin):
+                self.set_status(f"{title}: discarded (computed on {origin.label()})")
+                return
             self.set_status("")
             on_result(result)
 
         self.set_status(f"{title}…")
-        self.window.jobs.submit(kind, title, factory, on_result=done, on_error=failed)
+        self.window.jobs.submit(kind, title, factory, on_result=done, on_error=failed, origin=origin)
+
+    def snapshot(self, reads_data: bool = True, mask: bool = False, settings: dict | None = None):
+        """The window state's snapshot for a job (AppState.capture), or None without a model."""
+        state = self.window.state
+        if getattr(state, "loaded", None) is None:
+            return None
+        if not hasattr(state, "capture"):  # a bare host (a screenshot script): no provenance
+            from visualizer.core.provenance import Snapshot
+
+            masks = getattr(state, "masks", None)
+            return Snapshot(state.loaded.model, getattr(state, "dataset", None),
+                            masks.copy() if mask and masks is not None else None)
+        return state.capture(reads_data=reads_data, mask=mask, settings=settings)
 
 
 class GraphPanel(AnalysisPanel):
@@ -214,16 +234,18 @@ class GraphPanel(AnalysisPanel):
             self.refresh()
 
     def refresh(self) -> None:
-        model = self.model()
-        if model is None:
+        snap = self.snapshot(reads_data=False)
+        if snap is None:
             return
+        model = snap.model
         traced = weakref.ref(model)
 
         def done(result: jobs.GraphResult) -> None:
             self._result_model = traced
             self.show_result(result)
 
-        self.submit("analysis-graph", "tracing the graph", lambda: jobs.graph_job(model), done)
+        self.submit("analysis-graph", "tracing the graph", lambda: jobs.graph_job(model), done,
+                    snap.provenance)
 
     def current_result(self) -> jobs.GraphResult | None:
         """The last trace when it is of the loaded model (drawn or not), else None."""
@@ -296,20 +318,22 @@ class SpectrumPanel(AnalysisPanel):
         follow_dataset(window.state, self.samples)
 
     def compute(self) -> None:
-        state = self.window.state
-        model, data, masks, device = self.model(), state.dataset, state.masks, self.device()
-        if model is None or device is None:
-            return
+        device = self.device()
         k, probes = self.top_k.value(), self.probes.value()
-        n, size = sample_batches(self.samples.value(), data)
+        # a mask copy: the slider moving meanwhile must not change the mask under the job
+        snap = self.snapshot(mask=True, settings={"top_k": k, "probes": probes, "samples": self.samples.value()})
+        if snap is None or device is None:
+            return
+        n, size = sample_batches(self.samples.value(), snap.data)
         self.submit("analysis-spectrum", f"Hessian spectrum on {device}",
-                    lambda: jobs.spectrum_job(model, data, masks, top_k=k, density_probes=probes,
+                    lambda: jobs.spectrum_job(snap.model, snap.data, snap.masks, top_k=k, density_probes=probes,
                                               n_batches=n, batch_size=size, device=device),
-                    self.show_result)
+                    lambda r: self.show_result(r, snap.provenance), snap.provenance)
 
-    def show_result(self, result) -> None:
+    def show_result(self, result, origin=None) -> None:
         self.view.set_spectra([adapters.spectrum_data(result.dense, "dense"),
                                adapters.spectrum_data(result.masked, "masked")])
+        self.origin = origin  # what the drawn spectra were computed from (core.provenance)
 
 
 class LandscapePanel(AnalysisPanel):
@@ -329,20 +353,20 @@ class LandscapePanel(AnalysisPanel):
         follow_dataset(window.state, self.samples)
 
     def compute(self) -> None:
-        state = self.window.state
-        model, data, masks, steps = self.model(), state.dataset, state.masks, self.steps.value()
-        device = self.device()
-        if model is None or device is None:
+        steps, device = self.steps.value(), self.device()
+        snap = self.snapshot(mask=True, settings={"steps": steps, "samples": self.samples.value()})
+        if snap is None or device is None:
             return
-        n, size = sample_batches(self.samples.value(), data)
+        n, size = sample_batches(self.samples.value(), snap.data)
         self.submit("analysis-landscape", f"loss landscape on {device}",
-                    lambda: jobs.landscape_job(model, data, masks, steps_2d=steps, n_batches=n,
+                    lambda: jobs.landscape_job(snap.model, snap.data, snap.masks, steps_2d=steps, n_batches=n,
                                                batch_size=size, device=device),
-                    self.show_result)
+                    lambda r: self.show_result(r, snap.provenance), snap.provenance)
 
-    def show_result(self, r: jobs.LandscapeResult) -> None:
+    def show_result(self, r: jobs.LandscapeResult, origin=None) -> None:
         self.view.set_curves([adapters.curve_1d(r.curve, "dense -> pruned")])
         self.view.set_surface(adapters.surface_2d(r.surface, r.points))
+        self.origin = origin  # what the drawn landscape was computed from (core.provenance)
 
 
 class SpeedPanel(AnalysisPanel):
@@ -359,11 +383,12 @@ class SpeedPanel(AnalysisPanel):
         self.finish_toolbar()
 
     def compute(self) -> None:
-        model, d, device = self.model(), self.density.value(), self.device()
-        if model is None or device is None:
+        d, device = self.density.value(), self.device()
+        snap = self.snapshot(reads_data=False, settings={"channel_density": d})
+        if snap is None or device is None:
             return
-        self.submit("analysis-speed", f"measuring speed on {device}", lambda: jobs.speed_job(model, d, device=device),
-                    self.show_result)
+        self.submit("analysis-speed", f"measuring speed on {device}",
+                    lambda: jobs.speed_job(snap.model, d, device=device), self.show_result, snap.provenance)
 
     def show_result(self, report) -> None:
         self.view.set_entries(adapters.speed_entries(report))
@@ -430,8 +455,10 @@ class StructurePanel(AnalysisPanel):
                 return
         lam, epochs = self.lam.value(), self.epochs.value()
         kind = "analysis-densenet" if isinstance(self.view, ConnectivityView) else "analysis-inception"
+        snap = self.snapshot(settings={"lam": lam, "epochs": epochs})
         self.submit(kind, f"group lasso (λ = {lam:g}, {epochs} epochs)",
-                    lambda: jobs.group_lasso_job(model, data, lam=lam, epochs=epochs, device=device), self.show_lasso)
+                    lambda: jobs.group_lasso_job(snap.model, snap.data, lam=lam, epochs=epochs, device=device),
+                    self.show_lasso, snap.provenance)
 
     def show_lasso(self, r: jobs.GroupLassoResult) -> None:
         zeroed = r.summary()
