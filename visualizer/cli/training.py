@@ -290,25 +290,12 @@ def cmd_imp(args: argparse.Namespace) -> int:
 
 
 def _seeded_runs(args: argparse.Namespace, model, data, inits: dict, make) -> dict:
-    """``make(model, data, init, seed)`` for every seed: Ray tasks in parallel with --cluster,
-    else one after another here. Returns {seed: result}."""
-    from visualizer.core.tasks import sub
-    from visualizer.core.training.cluster import SeedRun, seeds_on_cluster
+    """``make(model, data, init, seed)`` for every seed (core.training.cluster.seeded_runs): Ray
+    tasks in parallel with --cluster, else one after another here. Returns {seed: result}."""
+    from visualizer.core.training.cluster import seeded_runs
 
     with _cluster(args) as ray:
-        if ray is not None:
-            runs = [SeedRun(s, init, make) for s, init in inits.items()]
-            return _run(seeds_on_cluster(model, data, runs, device=_train_device(args)))
-
-        def serial():
-            done = {}
-            for k, (s, init) in enumerate(inits.items()):
-                n = len(inits)
-                prefix = f"seed {s}: " if n > 1 else ""
-                done[s] = yield from sub(make(model, data, init, s), k / n, (k + 1) / n, prefix)
-            return done
-
-        return _run(serial())
+        return _run(seeded_runs(model, data, inits, make, device=_train_device(args), on_cluster=ray is not None))
 
 
 def _write_imp(res, out: Path, settings: dict) -> list[dict]:

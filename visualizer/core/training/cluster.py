@@ -407,6 +407,43 @@ def seeds_on_cluster(
     return out
 
 
+def seeded_runs(
+    model: nn.Module,
+    data: Dataset,
+    inits: dict[int, dict[str, torch.Tensor]],
+    make: Callable[..., Generator],
+    device: str = "auto",
+    on_cluster: bool = False,
+) -> Generator[Step, None, dict[int, Any]]:
+    """``make(model, data, init, seed)`` for every seed of ``inits``: one Ray task per seed in
+    parallel when ``on_cluster`` (the caller connected, :func:`connect`), else one after another
+    here. The multi-seed orchestration of IMP and the LTH report, for the window and the CLI.
+
+    Yields ``Step.partial = (seed, partial)``: a serial run's own partial results as they come
+    (an LTH round's rows), a task's whole result when it finishes. Returns {seed: result}."""
+    if on_cluster:
+        runs = [SeedRun(s, init, make) for s, init in inits.items()]
+        return (yield from seeds_on_cluster(model, data, runs, device=device))
+    done: dict[int, Any] = {}
+    n = len(inits)
+    for k, (seed, init) in enumerate(inits.items()):
+        prefix = f"seed {seed}: " if n > 1 else ""
+        job = make(model, data, init, seed)
+        try:
+            while True:
+                try:
+                    step = next(job)
+                except StopIteration as stop:
+                    done[seed] = stop.value
+                    break
+                fraction = (k + min(max(step.fraction, 0.0), 1.0)) / n
+                partial = None if step.partial is None else (seed, step.partial)
+                yield Step(prefix + step.stage, fraction, partial)
+        finally:
+            job.close()
+    return done
+
+
 def imp_run(model, data, init_state, seed: int, config=None, device: str | None = None):
     """IMP (:func:`visualizer.core.training.lottery.iterative_magnitude_pruning`) with the
     training seed ``seed`` (and the device of its task)."""

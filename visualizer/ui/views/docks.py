@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.jobs import analysis as jobs
+from visualizer.core import analysis as jobs
 from visualizer.ui.panels.data_box import NEEDS_DATA
 from visualizer.ui.views import adapters
 from visualizer.ui.views.base import AnalysisView

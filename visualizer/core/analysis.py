@@ -1,0 +1,186 @@
+"""The analysis workflows: graph, spectrum, landscape, speed and group lasso as jobs.
+
+Each is a generator of :class:`~visualizer.core.tasks.Step` chaining core functions (no numerics
+of its own) and returning a small result the window's views take (after ``ui.views.adapters``).
+The window runs them in its JobRunner on a snapshot (core.provenance: a model version and a mask
+copy); presets, screenshots, the CLI and tests run them to the end with
+:func:`visualizer.core.tasks.run`. No Qt here. They never change the model they are given (core
+functions work on copies or functional calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from visualizer.core.structure.layout import GraphLayout, layout_job
+from visualizer.core.tasks import Step, sub
+
+# --- graph --------------------------------------------------------------------------------------
+
+
+@dataclass
+class GraphResult:
+    """What the graph, DenseNet and Inception views show for one model."""
+
+    graph: Any  # networkx.DiGraph
+    layout: GraphLayout
+    groups: list[list[str]]  # parameter names per coupled channel group
+    notices: list[str] = field(default_factory=list)
+    connectivity: Any = None  # core.structure.Connectivity (None when no concatenations)
+    branches: list = field(default_factory=list)  # core.structure.ConcatModule list
+
+
+def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
+    """Trace the model, find its coupled groups and summaries, then lay the graph out."""
+    from visualizer.core.structure.graph import build_graph
+    from visualizer.core.structure.groups import find_groups
+    yield Step("tracing the model", 0.0)
+    traced = build_graph(model, example)
+    yield Step("coupled channel groups", 0.3)
+    notices = list(getattr(traced, "notices", []))
+    try:
+        structure = find_groups(model, example)
+        groups_obj = structure.groups
+        notices += list(getattr(structure, "notices", []))
+    except Exception as exc:  # an untraceable model still gets its graph drawn
+        groups_obj = []
+        notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    groups = [[m.param for m in g.members] for g in groups_obj]
+    yield Step("connectivity and branches", 0.5)
+    from visualizer.core.structure.groups import branches as branch_fn
+    from visualizer.core.structure.groups import connectivity
+
+    conn = connectivity(model, groups_obj)
+    branches = branch_fn(model, groups_obj, example)
+    layout = yield from sub(layout_job(traced.graph), 0.6, 1.0, "layout: ")
+    return GraphResult(traced.graph, layout, groups, notices, conn, branches)
+
+
+@dataclass
+class GroupLassoResult:
+    """Connectivity and branches of a model before and after group lasso + masked fine-tune (a
+    copy), with the accuracy at each stage."""
+
+    before_connectivity: Any
+    after_connectivity: Any
+    before_branches: list
+    after_branches: list
+    zero_groups: int
+    groups: int
+    accuracy_dense: float = float("nan")
+    accuracy_lasso: float = float("nan")  # right after the penalty
+    accuracy_final: float = float("nan")  # after the masked fine-tune
+
+    def summary(self) -> str:
+        return (f"group lasso zeroed {self.zero_groups} of {self.groups} groups · accuracy "
+                f"{self.accuracy_dense:.3f} dense → {self.accuracy_lasso:.3f} after the penalty → "
+                f"{self.accuracy_final:.3f} after a masked fine-tune")
+
+
+# what shows removal on the bundled models (core.training.prox.group_lasso_then_finetune's measurements)
+LASSO_DEFAULTS = {"densenet": (0.3, 20), "inception": (0.3, 10)}
+
+
+def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune_epochs: int = 3,
+                    example=None, device: str = "cpu") -> Generator[Step, None, GroupLassoResult]:
+    """Group lasso (block soft thresholding; Yuan & Lin 2006, Wen et al. 2016) on a copy of ``model`` with the groups its
+    structure suggests (DenseNet connections, Inception branches, else channels), a masked
+    fine-tune, then the connection strengths and branch norms before and after."""
+    from visualizer.core.structure.groups import branches, connectivity, find_groups
+    from visualizer.core.training.prox import group_lasso_then_finetune as lasso_then_finetune
+    yield Step("coupled groups", 0.0)
+    groups = find_groups(model, example).groups
+    before_c, before_b = connectivity(model, groups), branches(model, groups, example)
+    res = yield from sub(lasso_then_finetune(model, dataset, lam=lam, epochs=epochs, finetune_epochs=finetune_epochs,
+                                             device=device),
+                         0.05, 0.95, "group lasso: ")
+    after = res.model.cpu()  # the connectivity summaries read the trained copy on the host
+    yield Step("connections after", 0.97)
+    return GroupLassoResult(before_c, connectivity(after, groups), before_b, branches(after, groups, example),
+                            res.lasso.zero_groups, res.lasso.groups, res.dense.accuracy, res.lasso.test.accuracy,
+                            res.test.accuracy)
+
+
+# --- spectrum -------------------------------------------------------------------------------------
+
+
+def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
+                 trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu"):
+    """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
+    ``device`` (a copy of the model there; eigenvectors come back to the host)."""
+    from visualizer.core.curvature.operator import eval_batches
+    from visualizer.core.curvature.spectrum import SpectrumOptions as options_cls
+    from visualizer.core.curvature.spectrum import dense_vs_masked
+    from visualizer.core.workspace import model_on
+    if dataset is None:
+        raise ValueError("the Hessian spectrum needs a dataset: choose one under Data")
+    if masks is None:
+        raise ValueError("a masked spectrum needs a mask: prune first")
+    yield Step("evaluation batches", 0.0)
+    work = model_on(model, device)
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
+    both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
+    for spec in (both.dense, both.masked):
+        if spec.top_vectors is not None:
+            spec.top_vectors = spec.top_vectors.cpu()
+    return both
+
+
+# --- landscape ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LandscapeResult:
+    curve: Any  # core.landscape.Landscape1D (dense -> pruned interpolation)
+    surface: Any  # core.landscape.Landscape2D
+    points: dict[str, tuple[float, float]]
+
+
+def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
+                  span: float = 1.5, n_batches: int = 1, seed: int = 0, batch_size: int = 128,
+                  device: str = "cpu"):
+    """1D: the straight path dense -> pruned (theta -> m * theta), with its barrier.
+    2D: the plane through the trained point spanned by the pruning displacement
+    delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
+    trained point sits at (0, 0) and the pruned point at (1, 0)."""
+    from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
+    from visualizer.core.curvature.operator import eval_batches
+    from visualizer.core.workspace import model_on
+    if dataset is None:
+        raise ValueError("the loss landscape needs a dataset: choose one under Data")
+    if masks is None:
+        raise ValueError("the landscape between dense and pruned needs a mask: prune first")
+    yield Step("evaluation batches", 0.0)
+    model = model_on(model, device)  # a copy on the device; the grids come back as numpy
+    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pruned = masks.masked_state(model)
+    curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")
+    # the pruning displacement as a direction: zero on kept weights, -w on pruned ones
+    delta = {k: (pruned[k] - trained[k]) if trained[k].is_floating_point() else trained[k] * 0
+             for k in trained}
+    params = dict(model.named_parameters())
+    delta = {k: v for k, v in delta.items() if k in params}
+    other = random_directions(model, trained, 1, seed=seed)[0]
+    surface = yield from sub(
+        slice_2d(model, evalset, steps=steps_2d, span=span, state=trained,
+                 directions=(delta, other)), 0.3, 1.0, "2D: ")
+    return LandscapeResult(curve, surface, {"trained": (0.0, 0.0), "pruned": (1.0, 0.0)})
+
+
+# --- speed ----------------------------------------------------------------------------------------
+
+
+def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu"):
+    """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models: the
+    measurement of ``pruneviz speed`` (core.structure.speed.measure_speed: group-l2 channel
+    scores per layer), on a two-sample example input unless one is given."""
+    from visualizer.core.structure.graph import example_input
+    from visualizer.core.structure.speed import measure_speed
+
+    x = example if example is not None else example_input(model)
+    return (yield from measure_speed(model, density, example=x, repeats=repeats, device=device,
+                                     criterion="group-l2", scope="layer"))
