@@ -206,3 +206,33 @@ def test_gpu_out_of_memory_ends_the_job_and_keeps_the_model(qtbot, window, monke
     window.pruning_panel.set_settings(criterion="magnitude")
     wait_idle(qtbot, window)
     assert ("magnitude", "global", "unstructured") in window.state.rankings
+
+
+def test_retire_cancels_the_jobs_of_an_old_state_whatever_their_kind(qtbot):
+    """One rule, no list of kinds: jobs whose origin is no longer current are cancelled, jobs
+    of the current state and jobs without an origin go on."""
+    from visualizer.core.provenance import Provenance, next_version
+    from visualizer.ui.jobs.runner import JobRunner
+
+    runner = JobRunner()
+    gate = threading.Event()
+
+    def waiting():
+        while not gate.is_set():
+            yield Step("waiting", 0.0)
+            time.sleep(0.002)
+        return "done"
+
+    m, d = next_version(), next_version()
+    results = []
+    runner.submit("anything", "old model", waiting, on_result=results.append, origin=Provenance("a", m, "x", d))
+    runner.submit("reads-no-data", "weights only", waiting, on_result=results.append, origin=Provenance("a", m))
+    runner.submit("no-origin", "a lab", waiting, on_result=results.append)
+    new_data = Provenance("a", m, "y", next_version())
+    assert runner.retire(new_data) == ["anything"]
+    assert sorted(j.kind for j in runner.running()) == ["no-origin", "reads-no-data"]
+    assert runner.retire(Provenance("b", next_version())) == ["reads-no-data"]
+    gate.set()
+    qtbot.waitUntil(lambda: not runner.is_running(), timeout=10000)
+    assert results == ["done"]
+    runner.shutdown(1.0)

@@ -87,3 +87,24 @@ def test_row_key_reads_the_new_fields_from_csv_text():
     row = {"eval_sample": "2x16", "weights": "abc", "data_id": "d1"}
     assert row_key(row) == row_key(dict(row))
     assert row_key(row) != row_key({**row, "eval_sample": "all"})
+
+
+def test_provenance_is_current_for_its_model_version_and_the_data_it_read():
+    from visualizer.core.provenance import Provenance, next_version
+
+    m, d = next_version(), next_version()
+    shown = Provenance("lenet", m, "digits", d)
+    reads = Provenance("lenet", m, "digits", d, density=0.2)
+    weights_only = Provenance("lenet", m)
+    assert reads.current_under(shown) and weights_only.current_under(shown)
+    new_data = Provenance("lenet", m, "folder:/x", next_version())
+    assert not reads.current_under(new_data) and weights_only.current_under(new_data)
+    assert not weights_only.current_under(Provenance("lenet", next_version(), "digits", d))
+    assert reads.label() == "lenet on digits at 20.0% density"
+
+
+def test_identities_follow_content(lenet, digits):
+    from visualizer.core.provenance import data_id, weights_id
+
+    assert weights_id(lenet) == weights_id(copy.deepcopy(lenet))
+    assert data_id(digits) == data_id(digits) and len(data_id(digits)) == 12
