@@ -31,6 +31,7 @@ from torch import nn
 
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
 from visualizer.core.pruning.masks import MaskError, MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import first_line
 
@@ -357,38 +358,6 @@ def load_model(
         loaded.pretrained = True
     loaded.model.eval()
     return loaded
-
-
-# --- prunable parameters --------------------------------------------------------------------
-
-_PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Bilinear)
-
-
-def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The weights pruning acts on: matrices and kernels of linear, conv, recurrent and attention
-    layers. Biases, normalisation scales and positional embeddings are left dense (the usual
-    convention: they are few and pruning them hurts without saving compute)."""
-    out: dict[str, nn.Parameter] = {}
-    if isinstance(model, torch.jit.ScriptModule):
-        for name, p in model.named_parameters():
-            if p.ndim >= 2 and name.rsplit(".", 1)[-1].startswith("weight"):
-                out[name] = p
-        return out
-    for mod_name, module in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        if isinstance(module, _PRUNABLE_MODULES):
-            if module.weight is not None:
-                out[prefix + "weight"] = module.weight
-        elif isinstance(module, nn.RNNBase):
-            for pname, p in module.named_parameters(recurse=False):
-                if pname.startswith("weight_"):
-                    out[prefix + pname] = p
-        elif isinstance(module, nn.MultiheadAttention):
-            for pname in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
-                p = getattr(module, pname, None)
-                if p is not None:
-                    out[prefix + pname] = p
-    return out
 
 
 @dataclass(frozen=True)
