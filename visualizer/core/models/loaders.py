@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import pickle
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from visualizer.core.io.checks import FileFormatError
+from visualizer.core.io.torchfile import UnpicklingRefused, safe_load, sniff
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
 from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
@@ -100,13 +101,15 @@ def load_weights(path: str | Path, trust: bool = False) -> tuple[dict[str, torch
         raise ModelLoadError(f"weights file not found: {path}")
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a folder, not a weights file")
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:2] != b"PK"):
+    try:
+        kind = sniff(path)
+    except FileFormatError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if path.suffix == ".safetensors" or kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from visualizer.core.io.checks import FileFormatError, check_safetensors
+        from visualizer.core.io.checks import check_safetensors
 
         try:
             check_safetensors(path)
@@ -142,18 +145,16 @@ def _split_prune(tensors: dict[str, torch.Tensor], source: str) -> tuple[dict[st
 
 
 def _torch_load(path: Path, trust: bool):
+    """:func:`~visualizer.core.io.torchfile.safe_load` with the model loader's messages."""
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        if not trust:
-            raise ModelLoadError(
-                f"{path.name}: needs full unpickling, which can run arbitrary code; "
-                "refused. If you trust this file, pass --trust (GUI: 'Trust this file')."
-            ) from exc
-        raise ModelLoadError(f"{path.name}: corrupt checkpoint ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from zipfile,
-        # pickle, torch or (torch >= 2.10 hands ".safetensors" names over) safetensors
-        raise ModelLoadError(f"{path.name}: not a readable torch checkpoint ({first_line(exc)})") from exc
+        return safe_load(path, trust)
+    except UnpicklingRefused as exc:
+        raise ModelLoadError(
+            f"{path.name}: needs full unpickling, which can run arbitrary code; "
+            "refused. If you trust this file, pass --trust (GUI: 'Trust this file')."
+        ) from exc
+    except FileFormatError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -243,8 +244,8 @@ def load_torchvision(name: str, pretrained: bool = True, download: bool = False)
 
     def read_cached(url: str, *args, **kwargs) -> dict:
         try:
-            return torch.load(str(file), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+            return safe_load(file)
+        except FileFormatError as exc:  # a truncated or foreign file
             raise ModelLoadError(f"{file}: not readable torchvision weights ({first_line(exc)}); "
                                  "delete it and pass --download") from exc
 
