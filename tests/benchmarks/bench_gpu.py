@@ -39,8 +39,8 @@ from torch import nn  # noqa: E402
 
 from visualizer.core.curvature import lanczos as L  # noqa: E402
 from visualizer.core.curvature import operator as O  # noqa: E402
-from visualizer.core.models.loaders import prunable_parameters  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
+from visualizer.core.pruning.prunable import prunable_parameters  # noqa: E402
 from visualizer.core.pruning.ranking import first_k  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 from visualizer.core.training.loop import (  # noqa: E402

@@ -33,8 +33,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from visualizer.core.data.sources import load_dataset  # noqa: E402
-from visualizer.core.models.loaders import load_model, prunable_parameters  # noqa: E402
+from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
+from visualizer.core.pruning.prunable import prunable_parameters  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 from visualizer.core.training.evaluate import evaluate  # noqa: E402
 from visualizer.core.training.experiments import SweepConfig, sweep  # noqa: E402

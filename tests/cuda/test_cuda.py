@@ -130,7 +130,7 @@ def test_masked_training_stays_masked_on_cuda():
 
 
 def _prunable(net):
-    from visualizer.core.models.loaders import prunable_parameters
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     return prunable_parameters(net)
 

@@ -63,3 +63,41 @@ def test_the_question_names_the_file_and_defaults_to_no(window, tmp_path):
     assert "s.pviz" in box.text() and "evil.pt" in box.text()
     assert box.defaultButton() is box.button(QMessageBox.StandardButton.No)
     assert box.escapeButton() is box.button(QMessageBox.StandardButton.No)
+
+
+def test_a_dropped_session_is_read_off_the_gui_thread_and_asked_about_after(qtbot, window, tmp_path,
+                                                                            monkeypatch):
+    """Classifying the dropped file and deciding whether the session needs trust read the file
+    (a checkpoint can be gigabytes): both run in jobs; the question comes when they return."""
+    import threading
+
+    from tests.ui.conftest import drop_file
+    from visualizer.core.io import mask_formats
+
+    path, marker = malicious_session(tmp_path)
+    readers: list[str] = []
+    detect, load = mask_formats.detect_kind, sessions.load_session
+
+    def detect_kind(p, *args, **kwargs):
+        readers.append(threading.current_thread().name)
+        return detect(p, *args, **kwargs)
+
+    def load_session(p, *args, **kwargs):
+        readers.append(threading.current_thread().name)
+        return load(p, *args, **kwargs)
+
+    asked = []
+
+    def ask(_window, p, reason):
+        asked.append((threading.current_thread() is threading.main_thread(), list(readers)))
+        return False
+
+    monkeypatch.setattr(mask_formats, "detect_kind", detect_kind)
+    monkeypatch.setattr(sessions, "load_session", load_session)
+    monkeypatch.setattr(sessions, "ask_trust", ask)
+    drop_file(window, path)
+    wait_idle(qtbot, window)
+    assert len(readers) >= 2  # the kind, then the session
+    assert all(name != threading.main_thread().name for name in readers), readers
+    assert asked == [(True, readers)]  # asked on the GUI thread, once both reads were done
+    assert not marker.exists() and "not opened" in window.message()

@@ -59,3 +59,21 @@ def test_screenshot_bad_options_are_one_line(argv, message, tmp_path, capsys, qa
     assert rc == 2
     assert err.startswith("pruneviz screenshot: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_screenshot_of_a_factory_model_asks_for_trust(tmp_path, capsys, qapp):
+    """A file.py:factory runs the file's code: without --trust nothing runs and one line asks."""
+    marker = tmp_path / "ran"
+    src = tmp_path / "net.py"
+    src.write_text(f"from pathlib import Path\nfrom torch import nn\n\n"
+                   f"def build():\n    Path({str(marker)!r}).write_text('x')\n"
+                   f"    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n")
+    out = tmp_path / "x.png"
+    argv = ["screenshot", "--out", str(out), "--model", f"{src}:build", "--data", "digits",
+            "--size", "400x300"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--trust" in err and "net.py" in err and err.count("\n") == 1
+    assert not marker.exists() and not out.exists()
+    assert main([*argv, "--trust"]) == 0
+    assert marker.exists() and out.exists()

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from visualizer.core.tasks import TerminalProgress, first_line, run
+from visualizer.core.errors import first_line
+from visualizer.core.tasks import TerminalProgress, run
 
 
 class UserError(Exception):
@@ -28,8 +29,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from visualizer.core.pruning.masks import MaskError
     from visualizer.core.tasks import Cancelled
 
+    # OSError: a file or folder that cannot be read or written (the message names it)
     return (UserError, ModelLoadError, MaskError, FileFormatError, SessionError, DataError, ValueError,
-            FileNotFoundError, Cancelled)
+            OSError, Cancelled)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="view id: heatmap, curves (and the analysis views when present), or 'window'")
     s.add_argument("--out", required=True, help="PNG (or .svg for plot views) file to write")
     s.add_argument("--model", default=None, help="model reference (default: the bundled default)")
+    s.add_argument("--trust", action="store_true",
+                   help="allow a model that runs code (file.py:factory, full unpickling of a checkpoint)")
     s.add_argument("--data", default=None, help="dataset (default: the model's own)")
     s.add_argument("--criterion", default="magnitude")
     s.add_argument("--scope", default="global", choices=["global", "layer"])
@@ -59,6 +61,12 @@ def screenshot_command(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError as exc:
         raise UserError(f"--size must look like 1200x800, got {args.size!r}") from exc
+    if args.model and not args.trust:
+        from visualizer.core.io.session import TrustRequired, model_trust_reason
+
+        reason = model_trust_reason(args.model)
+        if reason is not None:  # the window would run the file's code: ask as every command does
+            raise TrustRequired(args.model, reason)
     from visualizer.ui.files.screenshot import render_screenshot
 
     path = render_screenshot(args, (width, height))

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from visualizer.core.errors import first_line  # noqa: F401 - the one formatter, re-exported for jobs
+
 T = TypeVar("T")
 
 Job = Generator["Step", None, T]
@@ -38,16 +40,6 @@ class Step:
 
 class Cancelled(Exception):
     """Raised by :func:`run` when ``should_stop`` asks the job to stop."""
-
-
-def first_line(exc: BaseException, with_type: bool = False, limit: int | None = None) -> str:
-    """The first line of an exception's message for a one-line error or notice (the type's name
-    when the message is empty); ``with_type`` prefixes "TypeName: ", ``limit`` cuts the line."""
-    text = str(exc).strip().splitlines()
-    if not text:
-        return type(exc).__name__
-    line = text[0][:limit] if limit else text[0]
-    return f"{type(exc).__name__}: {line}" if with_type else line
 
 
 class TimeBudgetExceeded(Exception):

@@ -119,3 +119,31 @@ def test_kill_9_during_a_save_leaves_the_old_file_intact(tmp_path):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert path.read_bytes() == b"old contents"
+
+
+def test_a_failed_write_names_the_users_path_not_the_temporary_file(tmp_path):
+    import errno
+
+    from visualizer.core.io.atomic import WriteError
+
+    target = tmp_path / "out" / "mask.safetensors"
+
+    def full_disk(tmp: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", tmp)
+
+    with pytest.raises(WriteError) as info:
+        atomic_write(target, full_disk)
+    assert str(info.value) == f"cannot write {target}: no space left on device"
+    assert ".tmp" not in str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_created_names_the_users_path(tmp_path):
+    from visualizer.core.io.atomic import WriteError
+
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "sub" / "mask.safetensors"
+    with pytest.raises(WriteError, match=f"cannot write {target}: {tmp_path / 'afile'} is a file"):
+        atomic_write_text(target, "data")
+    assert isinstance(WriteError(target, OSError()), OSError)  # callers catching OSError still do

@@ -17,10 +17,10 @@ from visualizer.core.models.loaders import (
     ModelLoadError,
     load_model,
     load_state_dict,
-    prunable_parameters,
     read_manifest,
 )
 from visualizer.core.models.zoo import ZOO
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.training.evaluate import evaluate
 from visualizer.core.workspace import evaluation_batches
 

@@ -302,7 +302,7 @@ def _bundled(name):
 
 @pytest.mark.parametrize("name", ["mlp", "lenet", "resnet-mini", "densenet-mini", "inception-mini", "se-cnn", "rnn", "transformer-mini"])
 def test_every_criterion_runs_on_every_bundled_model(name):
-    from visualizer.core.models.loaders import prunable_parameters
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     model, batch = _bundled(name)
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -7,9 +7,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from visualizer.core.models.loaders import load_model, prunable_parameters
+from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.criteria import compute_scores
 from visualizer.core.pruning.masks import MaskError, MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import mask_from_scores
 
 

@@ -76,7 +76,7 @@ def test_speed_report_dense_masked_shrunk():
     assert s.flops == s.executed_flops < d.flops
     assert s.params == res.params_after
     # same prunable parameter count for masked and shrunk
-    from visualizer.core.models.loaders import prunable_parameters
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     kept = sum(p.numel() for p in prunable_parameters(res.shrunk.model).values())
     assert mk.params - (d.params - sum(p.numel() for p in prunable_parameters(m).values())) == kept

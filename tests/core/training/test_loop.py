@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import run
 from visualizer.core.training.evaluate import evaluate
 from visualizer.core.training.loop import (

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from visualizer.core.data.sources import load_dataset
-from visualizer.core.models.loaders import load_model, prunable_parameters
+from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import kept_count, mask_from_scores
 from visualizer.core.tasks import run
 from visualizer.core.training.loop import TrainConfig, train

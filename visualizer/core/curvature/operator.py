@@ -14,7 +14,7 @@ the same point θ the dense operator is H over all coordinates of the same param
 Cauchy interlacing λ_max(H[S,S]) ≤ λ_max(H) and λ_min(H[S,S]) ≥ λ_min(H).
 
 Which parameters: by default the operator covers the prunable weights (those a MaskSet masks:
-:func:`visualizer.core.models.loaders.prunable_parameters`); with ``include_other=True`` it also covers
+:func:`visualizer.core.pruning.prunable.prunable_parameters`); with ``include_other=True`` it also covers
 every other parameter (biases, norm scales, embeddings) over all its coordinates, for the dense
 and the masked operator alike (so the masked one stays a principal submatrix of the dense one).
 Parameters outside the operator are held fixed at θ.
@@ -45,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Job, Step
 from visualizer.core.workspace import CURVATURE_BATCH_SIZE, CURVATURE_BATCHES, evaluation_batches
 
@@ -162,8 +163,6 @@ def build_coordinates(
     a mask is given. ``include_other`` adds all other parameters densely. ``layer`` keeps one
     parameter; ``group`` is a list of (parameter name, flat indices) (intersected with the mask).
     """
-    from visualizer.core.models.loaders import prunable_parameters
-
     params = dict(model.named_parameters())
     prunable = prunable_parameters(model)
     if mask is not None:

@@ -1,6 +1,13 @@
 """Streaming sources from outside the package: torchvision's MNIST / FashionMNIST / CIFAR-10
 (``--data-root DIR``, ``--download``) and the user's ``file.py:factory`` returning
-``(train, test)`` or ``(train, test, num_classes)`` torch Datasets."""
+``(train, test)`` or ``(train, test, num_classes)`` torch Datasets.
+
+A factory's datasets are often instances of a class defined in the user's file, which is
+imported under a private module name no other process can import: pickled by value they cannot
+reach DataLoader workers started with ``spawn`` (the default on macOS and Windows). Each split is
+therefore wrapped in a :class:`FactorySplit` that pickles by reference, as the file's path, the
+factory's name and the split; a worker re-imports the file and calls the factory once.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset as TorchDataset
 
 from visualizer.core.data.sources import DataError
 from visualizer.core.data.streaming import StreamSource
@@ -97,17 +105,61 @@ def _class_count(ds, label: str) -> int:
     return max(int(ds[i][1]) for i in range(n)) + 1
 
 
-def load_factory_dataset(spec: str, options: DataOptions) -> StreamSource:
-    """``file.py:func``: ``func()`` returns ``(train, test)`` or ``(train, test, num_classes)``
-    torch Datasets of (input tensor, integer label) pairs. Any failure is one DataError line."""
+class FactorySplit(TorchDataset):
+    """One split of a ``file.py:factory`` dataset, pickled by reference (spec and split), so
+    spawn-started DataLoader workers rebuild it by re-importing the file. Attributes the caller
+    reads (``classes``, ``targets``) come from the wrapped dataset."""
+
+    def __init__(self, spec: str, which: int, dataset) -> None:
+        self.spec, self.which, self.dataset = spec, which, dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+    def __getattr__(self, name: str):
+        if name in ("spec", "which", "dataset") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __reduce__(self):
+        return _factory_split, (self.spec, self.which)
+
+
+# spec -> the factory's output, in a process that rebuilt splits from their references (a worker
+# calls the factory once for both splits)
+_REBUILT: dict[str, tuple] = {}
+
+
+def _call_factory(spec: str):
+    """``func()`` of ``file.py:func``; any failure is one DataError line."""
     from visualizer.core.models.loaders import import_callable
 
     func = import_callable(spec, DataError, what="data")
-    label = f"{Path(spec.rpartition(':')[0]).name}:{spec.rpartition(':')[2]}()"
     try:
-        out = func()
+        return func()
     except Exception as exc:  # user code: any error becomes a message
-        raise DataError(f"{label} failed: {first_line(exc)}") from exc
+        raise DataError(f"{_factory_label(spec)} failed: {first_line(exc)}") from exc
+
+
+def _factory_split(spec: str, which: int) -> FactorySplit:
+    if spec not in _REBUILT:
+        _REBUILT[spec] = tuple(_call_factory(spec))
+    return FactorySplit(spec, which, _REBUILT[spec][which])
+
+
+def _factory_label(spec: str) -> str:
+    return f"{Path(spec.rpartition(':')[0]).name}:{spec.rpartition(':')[2]}()"
+
+
+def load_factory_dataset(spec: str, options: DataOptions) -> StreamSource:
+    """``file.py:func``: ``func()`` returns ``(train, test)`` or ``(train, test, num_classes)``
+    torch Datasets of (input tensor, integer label) pairs. Any failure is one DataError line."""
+    label = _factory_label(spec)
+    file, _, func = spec.rpartition(":")
+    out = _call_factory(spec)
     if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
         raise DataError(f"{label} returned {type(out).__name__}; return (train, test) or "
                         "(train, test, num_classes) torch Datasets")
@@ -126,6 +178,9 @@ def load_factory_dataset(spec: str, options: DataOptions) -> StreamSource:
         raise
     except Exception as exc:  # noqa: BLE001 - user datasets fail in any way
         raise DataError(f"{label}: samples must be (input tensor, integer label): {first_line(exc)}") from exc
+    # by reference for spawn workers: an absolute path, whatever the worker's folder
+    ref = f"{Path(file).expanduser().resolve()}:{func}"
+    train, test = FactorySplit(ref, 0, train), FactorySplit(ref, 1, test)
     return StreamSource(f"{spec}", train, test, classes, shape,
                         f"{label}: {len(train)} train / {len(test)} test samples, {classes} classes, "
                         f"inputs {shape}", workers=options.workers)

@@ -101,15 +101,37 @@ class ImageFiles(TorchDataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image, UnidentifiedImageError
-
         path, label = self.samples[i]
-        try:
-            with Image.open(path) as img:
-                x = self.transform(img)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
-        return x, label
+        return read_image(path, self.transform), label
+
+
+def read_image(path: str, use: Callable):
+    """``use(PIL image)`` of the image at ``path``; a file Pillow cannot open or decode (empty,
+    truncated, not an image) is a DataError naming the file and the reason. Runs in DataLoader
+    workers too: the caller's one-line formatter unwraps the worker's re-raised message."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return use(img)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        # Pillow raises SyntaxError/ValueError from some plugins' header parsers
+        raise DataError(f"cannot read image {path}: {_image_problem(path, exc)}") from exc
+
+
+def _image_problem(path: str, exc: BaseException) -> str:
+    """Why Pillow could not read ``path``: empty, not an image, or its own reason (truncated)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "the file is empty"
+    except OSError as err:
+        return err.strerror or str(err)
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image Pillow can read (or its header is cut off)"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _images(folder: Path) -> list[str]:
@@ -159,10 +181,7 @@ def stratified_split(samples: Sequence[tuple[str, int]], test_fraction: float = 
 
 
 def first_image_size(path: str) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.size
+    return read_image(path, lambda img: img.size)
 
 
 def load_folder(path: str | Path, preprocess: Preprocess | None = None, transform: Callable | None = None,

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from visualizer.core.device import model_device
 from visualizer.core.resources import resource_path
 
 SPLIT_SEED = 0
@@ -169,10 +170,7 @@ def check_model_reads(model: torch.nn.Module, data: Any, model_name: str = "the 
         raise
     except Exception as exc:  # noqa: BLE001 - a sample that cannot be decoded
         raise DataError(f"cannot read a sample of {data.name}: {first_line(exc, limit=240)}") from exc
-    try:
-        device = next(iter(model.parameters())).device
-    except StopIteration:
-        device = torch.device("cpu")
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:

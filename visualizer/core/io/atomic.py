@@ -10,6 +10,9 @@ The temporary file keeps the real extension last (``.name.XXXX.tmp.pt2``) becaus
 pick the format from the suffix (``torch.export.save`` wants ``.pt2``, Qt's image writer ``.png``).
 ``mkstemp`` creates files readable by the owner only; the result gets the permissions a plain
 ``open(path, "w")`` would give, ``0o666 & ~umask``, or the mode of the file it replaces.
+
+A failure (a parent that is a file, no permission, a full disk) is a :class:`WriteError` that
+names the path the person asked for, never the temporary file they have not heard of.
 """
 
 from __future__ import annotations
@@ -20,7 +23,27 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "default_mode"]
+__all__ = ["WriteError", "atomic_write", "atomic_write_bytes", "atomic_write_text", "default_mode"]
+
+
+class WriteError(OSError):
+    """A file that could not be written; the message is one line naming the user's path."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(f"cannot write {path}: {_reason(path, cause)}")
+        self.path = path
+        if isinstance(cause, OSError):
+            self.errno = cause.errno
+
+
+def _reason(path: Path, cause: BaseException) -> str:
+    """Why ``path`` could not be written, in words about the user's path."""
+    blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror[0].lower() + cause.strerror[1:]
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
 
 
 def default_mode() -> int:
@@ -57,14 +80,19 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp_path)`` then move the finished, fsynced file over ``path``."""
+    """Call ``write(tmp_path)`` then move the finished, fsynced file over ``path``. An OSError
+    on the way (the folder, the temporary file, the writer, the rename) is a :class:`WriteError`
+    naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = default_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            mode = default_mode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
     os.close(fd)
     try:
         write(tmp)
@@ -72,11 +100,13 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         with open(tmp, "rb+") as f:  # the writer may have closed its own handle without fsync
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from exc
         raise
     _fsync_dir(path.parent)
     return path

@@ -24,7 +24,6 @@ content, for the window's recent files and drag and drop.
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,8 +32,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from visualizer.core.errors import first_line
 from visualizer.core.io.atomic import atomic_write
 from visualizer.core.io.checks import FileFormatError, check_safetensors
+from visualizer.core.io.torchfile import UnpicklingRefused, is_torchscript, safe_load, sniff
 from visualizer.core.pruning.masks import MaskError, MaskSet
 
 __all__ = [
@@ -49,22 +50,6 @@ _SAFETENSORS_MASK_DTYPES = {"BOOL", "U8"}
 
 
 # --- raw reading --------------------------------------------------------------------------------
-def _sniff(path: Path) -> str:
-    """'safetensors', 'zip', 'pickle', 'text' or 'unknown' from the first bytes."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as exc:
-        raise FileFormatError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
-    if head[:4] == b"PK\x03\x04":
-        return "zip"
-    if head[:1] == b"\x80" and len(head) > 1 and head[1] in range(2, 6):
-        return "pickle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    return "unknown"
-
-
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
@@ -73,25 +58,18 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(header.get("__metadata__") or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise FileFormatError(f"{path.name}: damaged safetensors file ({_first(exc)})") from exc
+        raise FileFormatError(f"{path.name}: damaged safetensors file ({first_line(exc, limit=200)})") from exc
 
 
 def _torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)``; a file needing more is refused (never unpickled here)."""
+    """:func:`~visualizer.core.io.torchfile.safe_load`; a file needing more is refused (never
+    unpickled here)."""
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+        return safe_load(path)
+    except UnpicklingRefused as exc:
         raise FileFormatError(
             f"{path.name}: needs full unpickling (it holds Python objects, not only tensors); "
             "a mask file never does, so it is not read") from exc
-    except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from zipfile,
-        # pickle, torch or (torch >= 2.10 hands ".safetensors" names over) safetensors
-        raise FileFormatError(f"{path.name}: not a readable torch checkpoint ({_first(exc)})") from exc
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _unwrap(obj: Any) -> Any:
@@ -177,7 +155,7 @@ def read_mask(path: str | Path, model: nn.Module | None = None) -> MaskSet:
         raise MaskError(f"mask file not found: {path}")
     if path.is_dir():
         raise MaskError(f"{path}: is a folder, not a mask file")
-    kind = _sniff(path)
+    kind = sniff(path)
     try:
         if kind == "safetensors":
             tensors, meta = _read_safetensors(path)
@@ -259,7 +237,7 @@ def detect_kind(path: str | Path) -> Kind:
         raise FileFormatError(f"file not found: {path}")
     if path.suffix == ".py" or ".py:" in str(path):
         return "model"
-    kind = _sniff(path)
+    kind = sniff(path)
     if kind == "safetensors":
         header = check_safetensors(path)
         meta = header.get("__metadata__") or {}
@@ -276,11 +254,10 @@ def detect_kind(path: str | Path) -> Kind:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise FileFormatError(f"{path.name}: damaged zip archive ({_first(exc)})") from exc
+            raise FileFormatError(f"{path.name}: damaged zip archive ({first_line(exc, limit=200)})") from exc
         if "session.json" in names:
             return "session"
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names) or any(
-                n.endswith("archive_format") or "/models/" in n for n in names):
+        if is_torchscript(names):
             return "model"  # TorchScript or torch.export archive
     if kind in ("zip", "pickle"):
         try:

@@ -40,6 +40,7 @@ import torch
 
 from visualizer.core.io.atomic import atomic_write
 from visualizer.core.io.checks import FileFormatError, check_safetensors, read_zip_member
+from visualizer.core.io.torchfile import needs_unpickling
 from visualizer.core.pruning.masks import MaskSet
 
 FORMAT = "pruneviz-session"
@@ -245,38 +246,9 @@ def model_trust_reason(ref: str, weights: str | None = None) -> str | None:
     if weights:
         candidates.append(weights)
     for name in candidates:
-        if _needs_unpickling(Path(name)):
+        if needs_unpickling(Path(name)):
             return f"{Path(name).name} needs full unpickling, which can run any code"
     return None
-
-
-def _needs_unpickling(path: Path) -> bool:
-    """True when ``path`` is a torch pickle that ``weights_only=True`` refuses (probed safely)."""
-    import pickle
-
-    if not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):
-        return False  # safetensors or not a pickle: the loader reads it without unpickling
-    if head == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(path) as z:
-                if any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist()):
-                    return False  # TorchScript: loaded by torch.jit without unpickling Python objects
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-            return False
-    try:
-        torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return True
-    except Exception:  # noqa: BLE001 - damaged files are the loader's to report, not a trust question
-        return False
-    return False
 
 
 def upgrade(manifest: Any, source: str = "session") -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import pickle
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -29,8 +28,11 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from visualizer.core.io.checks import FileFormatError
+from visualizer.core.io.torchfile import UnpicklingRefused, safe_load, sniff
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
 from visualizer.core.pruning.masks import MaskError, MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import first_line
 
@@ -99,13 +101,15 @@ def load_weights(path: str | Path, trust: bool = False) -> tuple[dict[str, torch
         raise ModelLoadError(f"weights file not found: {path}")
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a folder, not a weights file")
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:2] != b"PK"):
+    try:
+        kind = sniff(path)
+    except FileFormatError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if path.suffix == ".safetensors" or kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from visualizer.core.io.checks import FileFormatError, check_safetensors
+        from visualizer.core.io.checks import check_safetensors
 
         try:
             check_safetensors(path)
@@ -141,18 +145,16 @@ def _split_prune(tensors: dict[str, torch.Tensor], source: str) -> tuple[dict[st
 
 
 def _torch_load(path: Path, trust: bool):
+    """:func:`~visualizer.core.io.torchfile.safe_load` with the model loader's messages."""
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        if not trust:
-            raise ModelLoadError(
-                f"{path.name}: needs full unpickling, which can run arbitrary code; "
-                "refused. If you trust this file, pass --trust (GUI: 'Trust this file')."
-            ) from exc
-        raise ModelLoadError(f"{path.name}: corrupt checkpoint ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from zipfile,
-        # pickle, torch or (torch >= 2.10 hands ".safetensors" names over) safetensors
-        raise ModelLoadError(f"{path.name}: not a readable torch checkpoint ({first_line(exc)})") from exc
+        return safe_load(path, trust)
+    except UnpicklingRefused as exc:
+        raise ModelLoadError(
+            f"{path.name}: needs full unpickling, which can run arbitrary code; "
+            "refused. If you trust this file, pass --trust (GUI: 'Trust this file')."
+        ) from exc
+    except FileFormatError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -242,8 +244,8 @@ def load_torchvision(name: str, pretrained: bool = True, download: bool = False)
 
     def read_cached(url: str, *args, **kwargs) -> dict:
         try:
-            return torch.load(str(file), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+            return safe_load(file)
+        except FileFormatError as exc:  # a truncated or foreign file
             raise ModelLoadError(f"{file}: not readable torchvision weights ({first_line(exc)}); "
                                  "delete it and pass --download") from exc
 
@@ -357,38 +359,6 @@ def load_model(
         loaded.pretrained = True
     loaded.model.eval()
     return loaded
-
-
-# --- prunable parameters --------------------------------------------------------------------
-
-_PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Bilinear)
-
-
-def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The weights pruning acts on: matrices and kernels of linear, conv, recurrent and attention
-    layers. Biases, normalisation scales and positional embeddings are left dense (the usual
-    convention: they are few and pruning them hurts without saving compute)."""
-    out: dict[str, nn.Parameter] = {}
-    if isinstance(model, torch.jit.ScriptModule):
-        for name, p in model.named_parameters():
-            if p.ndim >= 2 and name.rsplit(".", 1)[-1].startswith("weight"):
-                out[name] = p
-        return out
-    for mod_name, module in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        if isinstance(module, _PRUNABLE_MODULES):
-            if module.weight is not None:
-                out[prefix + "weight"] = module.weight
-        elif isinstance(module, nn.RNNBase):
-            for pname, p in module.named_parameters(recurse=False):
-                if pname.startswith("weight_"):
-                    out[prefix + pname] = p
-        elif isinstance(module, nn.MultiheadAttention):
-            for pname in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
-                p = getattr(module, pname, None)
-                if p is not None:
-                    out[prefix + pname] = p
-    return out
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) that returns
 ``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
-:func:`visualizer.core.models.loaders.prunable_parameters`. The formulas and their papers (docs/theory.md §5-§7):
+:func:`visualizer.core.pruning.prunable.prunable_parameters`. The formulas and their papers (docs/theory.md §5-§7):
 
 ==========  ===================================  ===========================================
 id          score s_i                            reference
@@ -61,7 +61,7 @@ from visualizer.core.curvature.operator import (
     eval_mode,
     rademacher,
 )
-from visualizer.core.models.loaders import prunable_parameters
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Step, run, sub
 
 Scores = dict[str, torch.Tensor]

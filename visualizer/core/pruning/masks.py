@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.pruning.prunable import prunable_parameters
 
 
 class MaskError(Exception):
@@ -49,15 +50,11 @@ class MaskSet:
 
     @classmethod
     def for_model(cls, model: nn.Module) -> MaskSet:
-        from visualizer.core.models.loaders import prunable_parameters
-
         return cls.dense(prunable_parameters(model))
 
     @classmethod
     def from_model_zeros(cls, model: nn.Module) -> MaskSet:
         """The mask that a model's exact zeros imply (kept = nonzero), over its prunable weights."""
-        from visualizer.core.models.loaders import prunable_parameters
-
         return cls({n: (p.detach() != 0).cpu() for n, p in prunable_parameters(model).items()})
 
     def copy(self) -> MaskSet:

@@ -21,6 +21,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from visualizer.core.device import model_device  # noqa: F401 - groups and shrink import it from here
 from visualizer.core.tasks import Step, first_line, run
 
 # --- example inputs ---------------------------------------------------------------------------
@@ -204,12 +205,6 @@ def build_graph_job(model: nn.Module, example: torch.Tensor | None = None) -> Ge
         return ModelGraph(_hierarchy_graph(model), "hierarchy", notices, time.perf_counter() - t0)
     finally:
         model.train(was_training)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _first_line(exc: BaseException) -> str:

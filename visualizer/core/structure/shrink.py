@@ -531,10 +531,12 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
     from visualizer.core.io.checks import FileFormatError
 
     name = Path(path).name
+    from visualizer.core.io.torchfile import safe_load
+
     try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure of a damaged file is one line
-        raise FileFormatError(f"{name}: not a readable shrunk model ({_first_line(exc)})") from exc
+        payload = safe_load(path)
+    except FileFormatError as exc:  # damaged, or Python objects weights_only refuses
+        raise FileFormatError(f"{name}: not a readable shrunk model ({_first_line(exc.__cause__ or exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FileFormatError(f"{name}: not a pruneviz shrunk model")
     try:

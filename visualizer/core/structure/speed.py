@@ -210,7 +210,7 @@ def speed_job(
 ) -> Generator[Step, None, SpeedReport]:
     """Measure dense, unstructured-masked (``masks``, by default a global magnitude mask with the
     shrunk model's number of prunable weights) and shrunk models in one interleaved run."""
-    from visualizer.core.models.loaders import prunable_parameters
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     device = torch.device(device)
     if masks is None:

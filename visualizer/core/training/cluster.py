@@ -174,7 +174,23 @@ def _init(ray, spec: ClusterSpec) -> None:
         else:
             ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the Ray cluster {spec}: {first_line(exc)}") from exc
+        raise ClusterError(connection_error(spec, exc)) from exc
+
+
+def connection_error(spec: ClusterSpec, exc: BaseException) -> str:
+    """One line for a failed ``ray.init``: Ray's reason and what to check. A remote head needs
+    the address it printed, Ray's client on this machine, and, where the cluster runs Ray's token
+    authentication (``RAY_AUTH_MODE=token``, on by default in recent Ray), the head's token here:
+    the refusal itself shows only in the head's log."""
+    checks = []
+    if spec.kind != "local":
+        checks.append("that a head runs at that address (`ray start --head` prints it; "
+                      "ray://HOST:10001 for a remote one)")
+        checks.append("that this machine has Ray's client: pip install 'ray[client]'")
+        checks.append("Ray's token authentication: with RAY_AUTH_MODE=token on the head, set the "
+                      "same RAY_AUTH_MODE and its token (RAY_AUTH_TOKEN, or `ray get-auth-token`) here")
+    hint = f"; check {'; '.join(checks)}" if checks else ""
+    return f"cannot reach the Ray cluster {spec}: {first_line(exc).rstrip('.')}{hint}"
 
 
 # --- tasks ---------------------------------------------------------------------------------------

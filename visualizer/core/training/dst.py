@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
-from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import check_density, first_k, kept_count
 from visualizer.core.tasks import Step
 from visualizer.core.training.evaluate import EvalResult, evaluate

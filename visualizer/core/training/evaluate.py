@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from visualizer.core.device import model_device
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
 
@@ -58,15 +59,6 @@ class _MaskedView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.model, self.overrides, (x,), strict=False)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def amp_enabled(amp: bool, device: torch.device | str) -> bool:

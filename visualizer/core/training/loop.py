@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.device import model_device
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
-from visualizer.core.training.evaluate import EvalResult, autocast, evaluate, model_device
+from visualizer.core.training.evaluate import EvalResult, autocast, evaluate
 from visualizer.core.workspace import (
     EVAL_BATCH_SIZE,
     evaluation_batches,

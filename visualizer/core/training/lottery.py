@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
-from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.loop import TrainConfig, TrainResult, reinitialize, total_steps, train
 

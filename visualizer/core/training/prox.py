@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
-from visualizer.core.models.loaders import prunable_parameters
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import first_k, kept_count
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import EvalResult, evaluate

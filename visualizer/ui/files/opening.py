@@ -3,6 +3,8 @@
 - :func:`open_any` (File > Open, recent files, drag and drop): a session, a model, weights, a mask
   or a torch.nn.utils.prune checkpoint, decided by :func:`visualizer.core.io.mask_formats.detect_kind`
   from the file's bytes, never from its suffix (a mask saved as ``.safetensors`` is not weights).
+  Telling them apart can read a whole checkpoint, so it runs as a job and the file opens when the
+  job returns: the GUI thread never waits on a large file.
 - :func:`request_mask` (File > Open mask…): the mask becomes the current one (the pruning panel
   says "mask from file") or, for comparison, snapshot A (the heatmap's compare mode then diffs it
   against the current mask).
@@ -19,6 +21,7 @@ from PySide6.QtCore import QRect
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
+from visualizer.core.tasks import Step
 from visualizer.ui.jobs import actions
 from visualizer.ui.shell import dialogs
 
@@ -36,13 +39,24 @@ def kind_of(path: str) -> tuple[str | None, str]:
         return None, str(exc)
 
 
+def classify_job(path: str):
+    """Job: ``(kind, problem)`` of the file at ``path`` (worker thread: it reads the file)."""
+    yield Step(f"reading {Path(path).name}", 0.1)
+    return kind_of(path)
+
+
 def open_any(window, path: str) -> None:
-    """Open whatever ``path`` holds (by content)."""
+    """Open whatever ``path`` holds (by content, read in a job)."""
     p = Path(path)
     if not p.exists():
         window.show_error(f"{p.name}: file not found")
         return
-    kind, problem = kind_of(str(p))
+    window.jobs.submit("open", f"reading {p.name}", lambda: classify_job(str(p)),
+                       on_result=lambda result: open_kind(window, p, result[0]))
+
+
+def open_kind(window, p: Path, kind: str | None) -> None:
+    """Hand ``p`` to what opens its ``kind`` (GUI thread, after :func:`classify_job`)."""
     if kind is None:
         # unrecognised bytes: let the loader the suffix suggests say what is wrong with it
         kind = {".pviz": "session", ".safetensors": "weights"}.get(p.suffix.lower(), "model")

@@ -29,7 +29,8 @@ def render_screenshot(options, size: tuple[int, int] = (1200, 800)) -> Path:
             raise RenderError(f"unknown view {view_id!r}; choose one of: window, {', '.join(window.views)}")
         window.resize(*size)
         window.show()
-        window.request_load(options.model or DEFAULT_MODEL, dataset=options.data or "")
+        window.request_load(options.model or DEFAULT_MODEL, dataset=options.data or "",
+                            trust=bool(getattr(options, "trust", False)))
         _raise_if_failed(window)
         window.pruning_panel.set_settings(options.criterion, options.scope, options.structure)
         _raise_if_failed(window)

@@ -11,7 +11,6 @@ from typing import Protocol
 
 from visualizer.core.io.session import (
     Session,
-    SessionError,
     TrustRequired,
     load_session,
     model_trust_reason,
@@ -188,20 +187,32 @@ def trust_question(window, path: str, reason: str):
     return box
 
 
+def trust_job(path: str):
+    """Job: why opening the session at ``path`` could run code, or None (worker thread: reading
+    the session and probing the checkpoint it names can take seconds)."""
+    yield Step(f"reading {Path(path).name}", 0.1)
+    return trust_reason(load_session(path))
+
+
 def open_session(window: SessionHost, path: str, trust: bool = False) -> None:
     """Open a session; when its model could run code, ask first (``trust``: already granted,
-    e.g. by ``pruneviz gui FILE --trust``). Never trusts because the file says so."""
-    try:
-        session = load_session(path)
-        reason = trust_reason(session)
-    except SessionError as exc:
-        window.show_error(str(exc))
+    e.g. by ``pruneviz gui FILE --trust``). Never trusts because the file says so. The session is
+    read in a job; the question is asked when that job returns, on the GUI thread."""
+    if trust:
+        _start_open(window, path, True)
         return
-    if reason is not None and not trust:
-        if not ask_trust(window, path, reason):
+
+    def decide(reason: str | None) -> None:
+        if reason is not None and not ask_trust(window, path, reason):
             window.show_error(f"{Path(path).name}: not opened ({reason})")
             return
-        trust = True
+        _start_open(window, path, reason is not None)
+
+    window.jobs.submit("open", f"reading {Path(path).name}", lambda: trust_job(path), on_result=decide)
+
+
+def _start_open(window: SessionHost, path: str, trust: bool) -> None:
+    """Load the session's model and data in a job and install them when it returns."""
     for kind in ("rank", "mask", "train", "eval", "load"):
         window.jobs.cancel(kind)
     download = bool(window.model_panel.load_settings()["download"])

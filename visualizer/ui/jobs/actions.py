@@ -24,8 +24,9 @@ def load_job(
     fills what they leave open. Notes (a wider head than the data's classes) join the model's."""
     from visualizer.core.data.external import DataOptions, options_for_model
     from visualizer.core.data.sources import check_model_reads, load_dataset
-    from visualizer.core.models.loaders import load_model, prunable_parameters
+    from visualizer.core.models.loaders import load_model
     from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     yield Step(f"loading {ref}", 0.05)
     loaded = load_model(ref, weights=weights, trust=trust, pretrained=pretrained, download=download)
@@ -51,8 +52,8 @@ def load_job(
 def full_mask(model, masks):
     """``masks`` over every prunable weight of ``model`` (dense where the file says nothing);
     masks of other parameters (biases, norms) are dropped: the window prunes weights only."""
-    from visualizer.core.models.loaders import prunable_parameters
     from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     full = MaskSet.dense(prunable_parameters(model), **masks.metadata)
     for name, m in masks.masks.items():
@@ -72,7 +73,8 @@ def mask_job(path: str, model) -> Generator[Step, None, Any]:
 
 
 def model_info(model) -> dict:
-    from visualizer.core.models.loaders import layer_table, prunable_parameters
+    from visualizer.core.models.loaders import layer_table
+    from visualizer.core.pruning.prunable import prunable_parameters
 
     prunable = prunable_parameters(model)
     layers = [LayerRow(r.name, r.kind, r.shape, r.params, r.prunable) for r in layer_table(model)]

@@ -51,6 +51,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from visualizer.core.errors import first_line
 from visualizer.core.tasks import Step
 from visualizer.ui.jobs.gui_gc import collect_on_gui_thread
 
@@ -104,13 +105,9 @@ def user_message(exc: BaseException) -> str:
     """One readable line for an exception raised by a job (CUDA out of memory: what to lower)."""
     if is_out_of_memory(exc):
         return f"out of GPU memory: {OOM_ADVICE}"
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
     known = ("ModelLoadError", "MaskError", "DataError", "ValueError", "FileNotFoundError", "SessionError")
-    name = type(exc).__name__
-    if name in known and first:
-        return first
-    return f"{name}: {first}" if first else name
+    expected = type(exc).__name__ in known or isinstance(exc, OSError)
+    return first_line(exc, with_type=not expected)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
