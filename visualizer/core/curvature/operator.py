@@ -307,23 +307,6 @@ class Operator(Protocol):
     def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
-class MatrixOperator:
-    """An explicit symmetric matrix as an :class:`Operator` (tests, exact references)."""
-
-    def __init__(self, matrix: torch.Tensor) -> None:
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise ValueError("matrix must be square")
-        self.matrix = matrix
-        self.dim = matrix.shape[0]
-        self.dtype = matrix.dtype
-        self.device = matrix.device
-        self.hvps = 0
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        self.hvps += 1
-        return self.matrix @ v
-
-
 def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, y, reduction="sum")
 
