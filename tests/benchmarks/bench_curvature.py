@@ -276,14 +276,14 @@ def main() -> None:
 
     # 4. the criteria on the same engine
     if "criteria" not in args.skip:
-        from visualizer.core.pruning.criteria import compute_scores
+        from visualizer.core.pruning.criteria import score
 
         print("\n[4] GraSP scores through the engine vs the operator's bare gradient + HVP (same batch)")
         batch = ev.batches[:1]
         op_c = operator.criterion_operator(model, prunable_parameters(model), batch)
         u = torch.randn(op_c.dim)
         t_bare = timed(lambda: (op_c.gradient(), op_c.matvec(u)), args.repeats)
-        t_grasp = timed(lambda: compute_scores("grasp", model, batch), args.repeats)
+        t_grasp = timed(lambda: run(score("grasp", model, batch)), args.repeats)
         print(f"  grasp {t_grasp * 1e3:.2f} ms, gradient + HVP {t_bare * 1e3:.2f} ms, ratio {t_grasp / t_bare:.2f}")
 
 
