@@ -161,7 +161,7 @@ def lanczos(
         raise ValueError("ask for at least one eigenvalue")
     steps_cap = max(1, min(max_steps, n))
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
     eps = float(torch.finfo(dt).eps)
     dev = basis_device(op.device, steps_cap + 1, n, dt)
     where = _where(dev, op.device)
@@ -247,15 +247,15 @@ def lanczos(
         s = torch.as_tensor(S[:, idx], dtype=dt, device=dev)
         return (Vm.T @ s).T.contiguous().to(op.device)
 
-    tt = torch.as_tensor(theta, dtype=torch.float64)
+    theta = np.asarray(theta, dtype=np.float64)  # host results (numpy: MPS has no float64)
     return LanczosResult(
-        top=tt[top_idx.copy()],
-        bottom=tt[bot_idx],
+        top=torch.from_numpy(theta[top_idx].copy()),
+        bottom=torch.from_numpy(theta[bot_idx].copy()),
         top_vectors=vecs(top_idx),
         bottom_vectors=vecs(bot_idx),
-        top_errors=torch.as_tensor(errors[top_idx.copy()]),
-        bottom_errors=torch.as_tensor(errors[bot_idx]),
-        ritz_values=tt,
+        top_errors=torch.from_numpy(np.asarray(errors, dtype=np.float64)[top_idx].copy()),
+        bottom_errors=torch.from_numpy(np.asarray(errors, dtype=np.float64)[bot_idx].copy()),
+        ritz_values=torch.from_numpy(theta.copy()),
         steps=m,
         hvps=op.hvps - hvps0,
         converged=converged,
@@ -268,8 +268,8 @@ def _ritz(alphas: torch.Tensor, betas: torch.Tensor, bound: str) -> tuple[np.nda
     """Ritz values (ascending), T's eigenvectors and error bounds of the m x m tridiagonal T
     with diagonal ``alphas`` and off-diagonal ``betas[:-1]``; ``betas[-1]`` is the residual norm.
     Moved to the host before the cast: MPS has no float64."""
-    a = alphas.cpu().double().numpy()
-    b = betas.cpu().double().numpy()
+    a = alphas.cpu().numpy().astype(np.float64)
+    b = betas.cpu().numpy().astype(np.float64)
     theta, S = _eigh_tridiagonal(a, b[:-1])
     resid = np.abs(b[-1] * S[-1, :])
     return theta, S, _error_bounds(theta, resid, bound)
@@ -343,7 +343,7 @@ def _lanczos_fixed(op: Operator, v: torch.Tensor, steps: int, device: torch.devi
     The basis lives on ``device`` (default: :func:`basis_device`)."""
     n = op.dim
     steps = min(steps, n)
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
     eps = float(torch.finfo(dt).eps)
     dev = basis_device(op.device, steps, n, dt) if device is None else device
     V = torch.zeros(steps, n, dtype=dt, device=dev)
@@ -371,8 +371,8 @@ def _lanczos_fixed(op: Operator, v: torch.Tensor, steps: int, device: torch.devi
             break
         if j + 1 < steps:
             V[j + 1] = w / betas[j]
-    a = alphas[:m].cpu().double().numpy()
-    b = betas[:m].cpu().double().numpy()
+    a = alphas[:m].cpu().numpy().astype(np.float64)
+    b = betas[:m].cpu().numpy().astype(np.float64)
     return a, b[: m - 1]
 
 
@@ -394,10 +394,10 @@ def slq(
         raise ValueError("SLQ needs at least one probe and one Lanczos step")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     m_max = min(steps, n)
-    nodes = torch.zeros(probes, m_max, dtype=torch.float64)
-    weights = torch.zeros(probes, m_max, dtype=torch.float64)
+    nodes = np.zeros((probes, m_max))  # float64 on the host (numpy: MPS has no float64)
+    weights = np.zeros((probes, m_max))
     hvps0 = op.hvps
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
     dev = basis_device(op.device, m_max, n, dt)
     where = _where(dev, op.device)
     for p in range(probes):
@@ -408,11 +408,11 @@ def slq(
         a, b = _lanczos_fixed(op, v, steps, dev)
         theta, S = _eigh_tridiagonal(a, b)
         k = theta.size
-        nodes[p, :k] = torch.from_numpy(theta)
-        weights[p, :k] = torch.from_numpy(S[0, :] ** 2)
+        nodes[p, :k] = theta
+        weights[p, :k] = S[0, :] ** 2
         yield Step(f"slq probe {p + 1}/{probes} ({where})", (p + 1) / probes)
     basis_bytes = m_max * n * torch.empty(0, dtype=dt).element_size()
-    return SLQResult(nodes, weights, n, op.hvps - hvps0, basis_bytes)
+    return SLQResult(torch.from_numpy(nodes), torch.from_numpy(weights), n, op.hvps - hvps0, basis_bytes)
 
 
 def spectral_density(
@@ -458,12 +458,12 @@ def hutchinson(op: Operator, probes: int = 100, *, seed: int = 0) -> Job[TraceEs
     if probes < 1:
         raise ValueError("Hutchinson needs at least one probe")
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
     samples = torch.zeros(probes, dtype=dt, device=op.device)
     for p in range(probes):
         z = rademacher(op.dim, gen, dt, op.device)
         samples[p] = torch.dot(z, op.matvec(z.to(op.device, op.dtype)).to(dt))
         yield Step(f"hutchinson {p + 1}/{probes}", (p + 1) / probes)
-    s = samples.cpu().double().numpy()
+    s = samples.cpu().numpy().astype(np.float64)
     stderr = float(s.std(ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
     return TraceEstimate(float(s.mean()), stderr, probes, s)

@@ -46,7 +46,12 @@ from torch.func import functional_call, grad, jvp
 
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
-from visualizer.core.workspace import CURVATURE_BATCH_SIZE, CURVATURE_BATCHES, evaluation_batches
+from visualizer.core.workspace import (
+    CURVATURE_BATCH_SIZE,
+    CURVATURE_BATCHES,
+    evaluation_batches,
+    wide_float,
+)
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
 # Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
@@ -314,10 +319,12 @@ def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 AVERAGES = ("samples", "batches")
 
 
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The precision of HVPs and Lanczos: float64 stays, anything else (float32, half, bfloat16)
-    is computed in float32, where the second derivatives are meaningful."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def work_dtype(dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.dtype:
+    """The precision of HVPs and Lanczos: float64 stays where ``device`` has it
+    (:func:`visualizer.core.workspace.wide_float`; MPS has none), anything else (float32, half,
+    bfloat16, or float64 on a device without it) is computed in float32, where the second
+    derivatives are meaningful."""
+    return wide_float(device) if dtype == torch.float64 else torch.float32
 
 
 def rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -375,7 +382,7 @@ class HessianOperator:
             raise ValueError("the evaluation set has no batches")
         self.model = model
         ref = point[coords.names[0]]
-        self.dtype = work_dtype(dtype or ref.dtype)
+        self.dtype = work_dtype(dtype or ref.dtype, ref.device)
         self.device = ref.device
         self.coords = coords.to(self.device)
         self.dim = coords.dim

@@ -20,6 +20,7 @@ from torch import nn
 
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
+from visualizer.core.workspace import wide_float
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -118,7 +119,7 @@ def evaluate_job(
     was_training = model.training
     model.eval()
     # float64 sums where the device has them (MPS has no float64)
-    total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    total_loss = torch.zeros((), dtype=wide_float(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     done = 0
     try:
