@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.pruning.criteria import CRITERIA, compute_scores, magnitude_scores
+from visualizer.core.pruning.criteria import CRITERIA, magnitude_scores, score
 from visualizer.core.pruning.ranking import kept_count, mask_from_scores
+from visualizer.core.tasks import run
 
 ROOT = Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
@@ -119,6 +120,10 @@ class Quadratic(nn.Module):
         return row.expand(x.shape[0], 2)
 
 
+def scores_of(criterion, model, batches=None, **kw):
+    return run(score(criterion, model, batches, **kw))
+
+
 def example_batch():
     return [(torch.zeros(1, 2), torch.tensor([0]))]
 
@@ -130,12 +135,14 @@ def flat(scores) -> list[float]:
 TABLE = {  # docs/theory.md §7, one row per criterion
     "magnitude": [0.01, 0.08, 0.5, 0.3],
     "snip": [0.01, 0.0, 0.1, 0.15],
-    "taylor": [0.01, 0.0, 0.1, 0.15],
-    "grasp": [-20.0, 0.0, 0.45, -0.66],
+    "taylor": [0.0001, 0.0, 0.01, 0.0225],  # one batch: (g w)²
+    "grasp": [20.0, 0.0, -0.45, 0.66],  # keep score -S = w (Hg)
+    "grasp-reversed": [-20.0, 0.0, 0.45, -0.66],  # S = -w (Hg)
     "l1-norm": [0.09, 0.09, 0.8, 0.8],
     "l2-norm": [math.sqrt(0.0065)] * 2 + [math.sqrt(0.34)] * 2,
 }
-KEPT = {"magnitude": {2, 3}, "snip": {2, 3}, "taylor": {2, 3}, "grasp": {1, 2}, "l1-norm": {2, 3}, "l2-norm": {2, 3}}
+KEPT = {"magnitude": {2, 3}, "snip": {2, 3}, "taylor": {2, 3}, "grasp": {0, 3}, "grasp-reversed": {1, 2},
+        "l1-norm": {2, 3}, "l2-norm": {2, 3}}
 
 
 def test_the_example_model_has_the_stated_gradient_and_hessian():
@@ -157,16 +164,44 @@ def test_the_example_model_has_the_stated_gradient_and_hessian():
 
 @pytest.mark.parametrize("criterion", list(TABLE))
 def test_worked_example_rows(criterion):
-    scores = compute_scores(criterion, Quadratic(), example_batch())
+    scores = scores_of(criterion, Quadratic(), example_batch())
     assert flat(scores) == pytest.approx(TABLE[criterion], rel=1e-4, abs=1e-5)
     structure = "channel" if CRITERIA[criterion].structured else "unstructured"
     mask = mask_from_scores(scores, 0.5, structure=structure)["fc.weight"].reshape(-1)
     assert set(mask.nonzero().reshape(-1).tolist()) == KEPT[criterion]
 
 
+class PerBatchGradient(Quadratic):
+    """Quadratic with the gradient read from the batch: L_b(v) = Q0 + x_b·(v - w) + ½ (v-w)ᵀ H (v-w),
+    so batch b's gradient at v = W is its input row x_b (the §5 Taylor example: two batches)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.fc.weight.double().reshape(-1) - self.w0.double()
+        q = Q0 + x[0].double() @ d + 0.5 * d @ self.h.double() @ d
+        other = torch.log(torch.expm1(q))
+        row = torch.stack([torch.zeros_like(other), other]).float()
+        return row.expand(x.shape[0], 2)
+
+
+def test_worked_example_taylor_two_batches():
+    """docs/theory.md §5: batch gradients g₁ = (1, 2, 0.2, 0.5) and g₂ = (1, -2, 0.2, 0.5) average
+    to §7's g. SNIP scores |ḡ w| = (0.01, 0, 0.1, 0.15) and keeps w₄, w₃; Taylor scores
+    ½ Σ_b (g_b w)² = (0.0001, 0.0256, 0.01, 0.0225) and keeps w₂, w₄: w₂'s batch gradients cancel
+    in the mean but each batch's loss moves by 0.16 when it is removed."""
+    batches = [(torch.tensor([[1.0, 2.0, 0.2, 0.5]]), torch.tensor([0])),
+               (torch.tensor([[1.0, -2.0, 0.2, 0.5]]), torch.tensor([0]))]
+    snip = scores_of("snip", PerBatchGradient(), batches)
+    taylor = scores_of("taylor", PerBatchGradient(), batches)
+    assert flat(snip) == pytest.approx([0.01, 0.0, 0.1, 0.15], rel=1e-4, abs=1e-6)
+    assert flat(taylor) == pytest.approx([0.0001, 0.0256, 0.01, 0.0225], rel=1e-4, abs=1e-7)
+    kept = {c: set(mask_from_scores(s, 0.5)["fc.weight"].reshape(-1).nonzero().reshape(-1).tolist())
+            for c, s in (("snip", snip), ("taylor", taylor))}
+    assert kept == {"snip": {2, 3}, "taylor": {1, 3}}
+
+
 def test_worked_example_obd_within_its_hutchinson_error():
     probes = 256
-    got = flat(compute_scores("obd", Quadratic(), example_batch(), probes=probes, seed=0))
+    got = flat(scores_of("obd", Quadratic(), example_batch(), probes=probes, seed=0))
     exact = [0.09, 0.0032, 0.35, 0.03]
     # only H_34 is off the diagonal: w1, w2 exact, w3, w4 within 5 standard errors ½ w² / sqrt(P)
     err = [1e-5, 1e-5, 5 * 0.125 / math.sqrt(probes), 5 * 0.045 / math.sqrt(probes)]
@@ -184,7 +219,7 @@ def test_worked_example_obd_keeps_the_small_curved_weight():
 
 
 def test_worked_example_channel_mean_and_ties():
-    mag = compute_scores("magnitude", Quadratic())
+    mag = scores_of("magnitude", Quadratic())
     assert mask_from_scores(mag, 0.5, structure="channel")["fc.weight"].tolist() == [[False, False], [True, True]]
     tied = magnitude_scores({"w": torch.tensor([0.5, -0.5, 0.5, 0.1])})  # three scores tie at 0.5
     assert mask_from_scores(tied, 0.5)["w"].tolist() == [True, True, False, False]

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
+from tests.core.curvature.exact import MatrixOperator  # noqa: E402
 from visualizer.core.curvature import lanczos, operator  # noqa: E402
 from visualizer.core.data.sources import load_dataset  # noqa: E402
 from visualizer.core.models.loaders import load_model  # noqa: E402
@@ -38,6 +39,27 @@ from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.pruning.prunable import prunable_parameters  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 
+
+def power_iteration(op, *, max_iter: int = 1000, tol: float = 1e-3, seed: int = 0,
+                    history: list[float] | None = None) -> tuple[float, int]:
+    """The peer: power iteration on H with the stopping rule PyHessian uses (relative change of
+    the Rayleigh quotient below ``tol``; ``tol < 0`` never stops early). Returns (estimate,
+    HVPs); ``history`` receives every Rayleigh quotient. Converges to the eigenvalue of largest
+    modulus."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    v = torch.randn(op.dim, generator=gen, dtype=op.dtype).to(op.device)
+    v = v / v.norm()
+    est = None
+    for i in range(max_iter):
+        hv = op.matvec(v)
+        new = float(torch.dot(hv, v))
+        if history is not None:
+            history.append(new)
+        v = hv / hv.norm()
+        if est is not None and abs(new - est) / (abs(est) + 1e-6) < tol:
+            return new, i + 1
+        est = new
+    return float(est), max_iter
 
 def timed(fn, repeats: int) -> float:
     fn()  # warm up
@@ -193,8 +215,8 @@ def main() -> None:
                   f" lambda_max = {lam_ref:.6f}")
             for seed in range(args.seeds):
                 hist: list[float] = []
-                lanczos.power_iteration(make(), tol=-1.0, max_iter=args.oracle_iters, seed=seed, history=hist)
-                lam_pow, n_pow = lanczos.power_iteration(make(), tol=1e-3, seed=seed)
+                power_iteration(make(), tol=-1.0, max_iter=args.oracle_iters, seed=seed, history=hist)
+                lam_pow, n_pow = power_iteration(make(), tol=1e-3, seed=seed)
                 n_orc = first_within(hist, lam_ref, 1e-3)
                 totals["power"] += n_pow
                 totals["oracle"] += n_orc if n_orc is not None else args.oracle_iters
@@ -222,13 +244,13 @@ def main() -> None:
         gen = torch.Generator().manual_seed(0)
         q, _ = torch.linalg.qr(torch.randn(1000, 1000, generator=gen, dtype=torch.float64))
         lam = torch.cat([torch.tensor([1.0], dtype=torch.float64), torch.linspace(-0.3, 0.95, 999, dtype=torch.float64)])
-        mat = operator.MatrixOperator((q * lam) @ q.T)
+        mat = MatrixOperator((q * lam) @ q.T)
         print("  synthetic 1000x1000 operator, lambda_1 = 1, the rest uniform in [-0.3, 0.95]:")
         for seed in range(args.seeds):
             hist: list[float] = []
-            lanczos.power_iteration(mat, tol=-1.0, seed=seed, max_iter=2000, history=hist)
+            power_iteration(mat, tol=-1.0, seed=seed, max_iter=2000, history=hist)
             n_orc = first_within(hist, 1.0, 1e-3)
-            lam_pow, n_pow = lanczos.power_iteration(mat, tol=1e-3, seed=seed, max_iter=5000)
+            lam_pow, n_pow = power_iteration(mat, tol=1e-3, seed=seed, max_iter=5000)
             lz = run(lanczos.lanczos(mat, 1, 0, tol=1e-3, seed=seed, want_vectors=False, max_steps=500))
             print(f"    seed {seed}: power {n_pow:3d} HVPs rel.err {abs(lam_pow - 1):.1e} power@1e-3 {n_orc}"
                   f" | lanczos[gap] {lz.hvps:3d} HVPs rel.err {abs(float(lz.top[0]) - 1):.1e}"
@@ -255,14 +277,14 @@ def main() -> None:
 
     # 4. the criteria on the same engine
     if "criteria" not in args.skip:
-        from visualizer.core.pruning.criteria import compute_scores
+        from visualizer.core.pruning.criteria import score
 
         print("\n[4] GraSP scores through the engine vs the operator's bare gradient + HVP (same batch)")
         batch = ev.batches[:1]
         op_c = operator.criterion_operator(model, prunable_parameters(model), batch)
         u = torch.randn(op_c.dim)
         t_bare = timed(lambda: (op_c.gradient(), op_c.matvec(u)), args.repeats)
-        t_grasp = timed(lambda: compute_scores("grasp", model, batch), args.repeats)
+        t_grasp = timed(lambda: run(score("grasp", model, batch)), args.repeats)
         print(f"  grasp {t_grasp * 1e3:.2f} ms, gradient + HVP {t_bare * 1e3:.2f} ms, ratio {t_grasp / t_bare:.2f}")
 
 

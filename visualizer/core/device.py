@@ -44,6 +44,18 @@ def resolve_device(preference: str | torch.device | None = "auto") -> torch.devi
     raise ValueError(f"unknown device {text!r}: use {DEVICE_CHOICES}")
 
 
+def supports_float64(device: str | torch.device) -> bool:
+    """Whether ``device`` computes in float64: every device but Apple's MPS, which has no float64
+    tensors. The one place this is decided (:func:`wide_float`)."""
+    return torch.device(device).type != "mps"
+
+
+def wide_float(device: str | torch.device) -> torch.dtype:
+    """The precision of sums, curvature and landscapes on ``device``: float64 where the device
+    has it (:func:`supports_float64`), else float32."""
+    return torch.float64 if supports_float64(device) else torch.float32
+
+
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())

@@ -87,3 +87,20 @@ def make_tiny():
         "fc2.weight": torch.rand(4, 10) < 0.5,
     }
     return model, ev, MaskSet(masks)
+
+
+class MatrixOperator:
+    """An explicit symmetric matrix as an :class:`Operator` (exact references in the tests)."""
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError("matrix must be square")
+        self.matrix = matrix
+        self.dim = matrix.shape[0]
+        self.dtype = matrix.dtype
+        self.device = matrix.device
+        self.hvps = 0
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        self.hvps += 1
+        return self.matrix @ v

@@ -13,6 +13,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tests.core.curvature.exact import (
+    MatrixOperator,
     TinyBN,
     exact_hessian,
     keep_vector,
@@ -133,7 +134,7 @@ def test_bad_inputs(tiny):
     with pytest.raises(ValueError):
         operator.masked_point(model, None, {"fc1.weight": torch.zeros(10, 5)})
     with pytest.raises(ValueError):
-        run(lanczos.slq(operator.MatrixOperator(torch.eye(3)), probes=0))
+        run(lanczos.slq(MatrixOperator(torch.eye(3)), probes=0))
     # density 1: the masked operator is the dense one
     full = MaskSet.for_model(model)
     assert operator.hessian_operator(model, ev, full).dim == 90

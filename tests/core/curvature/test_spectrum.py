@@ -15,6 +15,7 @@ from torch.func import functional_call
 
 from tests.core.curvature.exact import (
     RTOL,
+    MatrixOperator,
     assert_close_rel,
     exact_hessian,
     keep_vector,
@@ -54,7 +55,7 @@ def test_interlacing_dense_vs_masked_at_same_point(tiny):
 
 def test_condition_number_when_positive_definite():
     lam = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
-    lz = run(lanczos.lanczos(operator.MatrixOperator(torch.diag(lam)), 1, 1, tol=1e-12))
+    lz = run(lanczos.lanczos(MatrixOperator(torch.diag(lam)), 1, 1, tol=1e-12))
     s = spectrum.summarize(lz, dim=5, hvps=lz.hvps, loss=0.0)
     assert s.condition_number == pytest.approx(16.0, rel=1e-10)
     assert s.condition_kind == "lambda_max/lambda_min"

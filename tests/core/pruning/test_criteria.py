@@ -19,12 +19,17 @@ from torch import nn
 
 from visualizer.core.pruning.criteria import (
     CRITERIA,
-    compute_scores,
     following_batchnorms,
     hutchinson_diagonal,
     score,
 )
 from visualizer.core.tasks import run
+
+
+def scores_of(criterion, model, batches=None, **kw):
+    """Run the scoring job (core's one entry point, :func:`score`) to its end."""
+    return run(score(criterion, model, batches, **kw))
+
 
 W = [[1.0, -2.0, 0.5], [0.5, 0.25, -1.0]]
 X = [1.0, 2.0, -1.0]
@@ -72,30 +77,31 @@ def sig(v: float) -> float:
 
 
 def test_registry_ids_and_flags():
-    assert list(CRITERIA) == ["magnitude", "random", "snip", "grasp", "taylor", "obd", "l1-norm", "l2-norm", "bn-scale"]
-    assert {c for c, i in CRITERIA.items() if i.needs_data} == {"snip", "grasp", "taylor", "obd"}
+    assert list(CRITERIA) == ["magnitude", "random", "snip", "grasp", "grasp-reversed", "taylor", "obd",
+                              "l1-norm", "l2-norm", "bn-scale"]
+    assert {c for c, i in CRITERIA.items() if i.needs_data} == {"snip", "grasp", "grasp-reversed", "taylor", "obd"}
     assert {c for c, i in CRITERIA.items() if i.structured} == {"l1-norm", "l2-norm", "bn-scale"}
     for info in CRITERIA.values():
         assert info.formula and info.meaning and info.title
 
 
 def test_magnitude_is_abs_w():
-    s = compute_scores("magnitude", linear_model())
+    s = scores_of("magnitude", linear_model())
     assert torch.equal(s["0.weight"], torch.tensor(W).abs())
 
 
 def test_random_is_seeded_uniform():
     m = linear_model()
-    a = compute_scores("random", m, seed=3)["0.weight"]
-    b = compute_scores("random", m, seed=3)["0.weight"]
-    c = compute_scores("random", m, seed=4)["0.weight"]
+    a = scores_of("random", m, seed=3)["0.weight"]
+    b = scores_of("random", m, seed=3)["0.weight"]
+    c = scores_of("random", m, seed=4)["0.weight"]
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == (2, 3) and bool((a >= 0).all() and (a < 1).all())
 
 
 def test_snip_equals_closed_form_g_times_w():
     w, g, _ = closed_form_linear()
-    s = compute_scores("snip", linear_model(), linear_batch())["0.weight"].double().numpy()
+    s = scores_of("snip", linear_model(), linear_batch())["0.weight"].double().numpy()
     np.testing.assert_allclose(s, np.abs(g * w), rtol=1e-5, atol=1e-7)
 
 
@@ -106,28 +112,71 @@ def test_snip_is_gradient_wrt_mask_at_one():
     m = torch.ones(2, 3, requires_grad=True)
     loss = nn.functional.cross_entropy(x @ (m * torch.tensor(W)).T, y)
     (dm,) = torch.autograd.grad(loss, m)
-    s = compute_scores("snip", model, linear_batch())["0.weight"]
+    s = scores_of("snip", model, linear_batch())["0.weight"]
     torch.testing.assert_close(s, dm.abs())
 
 
-def test_taylor_averages_gradient_over_batches():
-    """taylor = |ḡ ⊙ w| with ḡ the mean of the batch gradients (each closed form)."""
-    model = TinyDiagonal(0.3, -1.2)
+def test_taylor_averages_squared_batch_products():
+    """taylor = (1/B) Σ_b (g_b ⊙ w)² (Molchanov et al. 2019), each batch gradient in closed form;
+    snip on the same batches is |ḡ ⊙ w| with ḡ the mean gradient."""
+    w = np.array([0.3, -1.2])
+    model = TinyDiagonal(*w)
     b1 = (torch.eye(2), torch.tensor([0, 1]))
     b2 = (torch.eye(2), torch.tensor([1, 1]))
     # batch 1: g = 1/2 (σ(w1) - 1, σ(w2)); batch 2 (both label 1): g = 1/2 (σ(w1), σ(w2))
     g1 = np.array([0.5 * (sig(0.3) - 1), 0.5 * sig(-1.2)])
     g2 = np.array([0.5 * sig(0.3), 0.5 * sig(-1.2)])
-    expected = np.abs((g1 + g2) / 2 * np.array([0.3, -1.2]))
-    s = compute_scores("taylor", model, [b1, b2])["fc.weight"].double().numpy().reshape(-1)
-    np.testing.assert_allclose(s, expected, rtol=1e-5)
+    s = scores_of("taylor", model, [b1, b2])["fc.weight"].double().numpy().reshape(-1)
+    np.testing.assert_allclose(s, ((g1 * w) ** 2 + (g2 * w) ** 2) / 2, rtol=1e-5)
+    snip = scores_of("snip", model, [b1, b2])["fc.weight"].double().numpy().reshape(-1)
+    np.testing.assert_allclose(snip, np.abs((g1 + g2) / 2 * w), rtol=1e-5)
+
+
+def test_taylor_and_snip_masks_differ_on_the_trained_lenet():
+    """On a trained model the mean gradient is small and noisy: |ḡ ⊙ w| (SNIP) and the mean of
+    (g_b ⊙ w)² (Taylor) keep different weights. Before, taylor was snip (0 of 19,518 differed).
+    The batches are the workspace's criterion batches, as in the window and the CLI."""
+    from visualizer.core.data.sources import load_dataset
+    from visualizer.core.models.loaders import load_model
+    from visualizer.core.pruning.ranking import mask_from_scores
+    from visualizer.core.workspace import Workspace, score_job
+
+    loaded = load_model("lenet")
+    ws = Workspace(loaded.model, load_dataset(loaded.dataset))
+    taylor = run(score_job(ws, "taylor"))
+    snip = run(score_job(ws, "snip"))
+    a = mask_from_scores(taylor, 0.1)
+    b = mask_from_scores(snip, 0.1)
+    differ = sum(int((a[n] != b[n]).sum()) for n in a.masks)
+    assert differ > 0.05 * sum(m.numel() for m in a.masks.values())
 
 
 def test_grasp_equals_closed_form_minus_w_hg():
+    """GraSP's importance S = -w ⊙ (Hg); ``grasp`` keeps the lowest S (its keep score is -S,
+    Wang et al. 2020 remove the highest S) and ``grasp-reversed`` keeps the highest."""
     w, g, h = closed_form_linear()
-    expected = -w.reshape(-1) * (h @ g.reshape(-1))
-    s = compute_scores("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
-    np.testing.assert_allclose(s, expected, rtol=1e-4, atol=1e-7)
+    importance = -w.reshape(-1) * (h @ g.reshape(-1))
+    s = scores_of("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
+    np.testing.assert_allclose(s, -importance, rtol=1e-4, atol=1e-7)
+    r = scores_of("grasp-reversed", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
+    np.testing.assert_allclose(r, importance, rtol=1e-4, atol=1e-7)
+
+
+def test_grasp_removes_the_highest_importance_like_the_reference_code():
+    """The reference implementation (Wang et al. 2020) computes S = -θ ⊙ Hg, takes the top
+    ratio·d of S as the threshold and keeps S <= it minus the top: the kept set is the lowest S.
+    The app's mask at density ρ keeps exactly the ⌊ρ d⌋ lowest S (before, it kept the highest)."""
+    from visualizer.core.pruning.ranking import mask_from_scores
+
+    w, g, h = closed_form_linear()
+    importance = (-w.reshape(-1) * (h @ g.reshape(-1)))
+    for density in (1 / 6, 0.5, 5 / 6):
+        k = round(density * 6)
+        want = set(np.argsort(importance, kind="stable")[:k].tolist())
+        mask = mask_from_scores(scores_of("grasp", linear_model(), linear_batch()), density)["0.weight"]
+        assert set(mask.reshape(-1).nonzero().reshape(-1).tolist()) == want
+        rev = mask_from_scores(scores_of("grasp-reversed", linear_model(), linear_batch()), density)["0.weight"]
+        assert set(rev.reshape(-1).nonzero().reshape(-1).tolist()) == set(np.argsort(-importance)[:k].tolist())
 
 
 def test_grasp_matches_autograd_functional_hessian():
@@ -147,7 +196,7 @@ def test_grasp_matches_autograd_functional_hessian():
     h = torch.autograd.functional.hessian(loss_of, flat0)
     g = torch.autograd.functional.jacobian(loss_of, flat0)
     expected = -flat0 * (h @ g)
-    s = compute_scores("grasp", model, [(x, y)])
+    s = scores_of("grasp-reversed", model, [(x, y)])
     got = torch.cat([s[n].reshape(-1) for n in names])
     torch.testing.assert_close(got, expected.float(), rtol=1e-4, atol=1e-6)
 
@@ -162,7 +211,7 @@ def test_obd_exact_when_hessian_is_diagonal():
     w = np.array([w1, w2])
     expected = -g * w + 0.5 * hdiag * w**2
     for probes in (1, 3):
-        s = compute_scores("obd", model, batch, probes=probes, seed=11)["fc.weight"].double().numpy().reshape(-1)
+        s = scores_of("obd", model, batch, probes=probes, seed=11)["fc.weight"].double().numpy().reshape(-1)
         np.testing.assert_allclose(s, expected, rtol=1e-5)
 
 
@@ -185,7 +234,7 @@ def test_obd_formula_with_exact_hessian_diagonal_on_linear_model():
     """OBD with many probes approaches -g w + 1/2 H_ii w^2 computed from the closed-form H."""
     w, g, h = closed_form_linear()
     expected = (-g * w + 0.5 * np.diag(h).reshape(2, 3) * w**2).reshape(-1)
-    s = compute_scores("obd", linear_model(), linear_batch(), probes=400)["0.weight"].double().numpy().reshape(-1)
+    s = scores_of("obd", linear_model(), linear_batch(), probes=400)["0.weight"].double().numpy().reshape(-1)
     off = h - np.diag(np.diag(h))
     tol = 5 * 0.5 * w.reshape(-1) ** 2 * np.sqrt((off**2).sum(1) / 400) + 1e-6
     assert np.all(np.abs(s - expected) <= tol)
@@ -202,12 +251,12 @@ def conv_bn_model() -> nn.Module:
 def test_l1_and_l2_norm_per_output_channel():
     m = conv_bn_model()
     w = m[0].weight.detach()
-    l1 = compute_scores("l1-norm", m)["0.weight"]
-    l2 = compute_scores("l2-norm", m)["0.weight"]
+    l1 = scores_of("l1-norm", m)["0.weight"]
+    l2 = scores_of("l2-norm", m)["0.weight"]
     for c in range(3):
         assert torch.allclose(l1[c], w[c].abs().sum().expand_as(l1[c]))
         assert torch.allclose(l2[c], w[c].pow(2).sum().sqrt().expand_as(l2[c]))
-    fc = compute_scores("l2-norm", m)["4.weight"]
+    fc = scores_of("l2-norm", m)["4.weight"]
     assert torch.allclose(fc[:, 0], m[4].weight.detach().norm(dim=1))
     assert bool((fc == fc[:, :1]).all())  # constant over each output row
 
@@ -215,7 +264,7 @@ def test_l1_and_l2_norm_per_output_channel():
 def test_bn_scale_maps_gamma_to_the_conv_before_it():
     m = conv_bn_model()
     assert following_batchnorms(m) == {"0.weight": "1"}
-    s = compute_scores("bn-scale", m)
+    s = scores_of("bn-scale", m)
     assert torch.equal(s["0.weight"][:, 0, 0, 0], torch.tensor([0.5, 2.0, 0.1]))
     assert bool((s["0.weight"] == s["0.weight"][:, :1, :1, :1]).all())
     assert bool(torch.isinf(s["4.weight"]).all())  # no BN after the classifier: ranked last to prune
@@ -223,21 +272,21 @@ def test_bn_scale_maps_gamma_to_the_conv_before_it():
 
 def test_bn_scale_without_batchnorm_is_a_clear_error():
     with pytest.raises(ValueError, match="bn-scale needs BatchNorm"):
-        compute_scores("bn-scale", linear_model())
+        scores_of("bn-scale", linear_model())
 
 
 def test_data_criteria_need_batches():
     with pytest.raises(ValueError, match="needs data"):
-        compute_scores("snip", linear_model())
+        scores_of("snip", linear_model())
     with pytest.raises(ValueError, match="empty"):
-        compute_scores("grasp", linear_model(), [])
+        scores_of("grasp", linear_model(), [])
 
 
 def test_unknown_criterion_and_empty_model():
     with pytest.raises(ValueError, match="unknown criterion"):
-        compute_scores("nope", linear_model())
+        scores_of("nope", linear_model())
     with pytest.raises(ValueError, match="no prunable parameters"):
-        compute_scores("magnitude", nn.Sequential(nn.ReLU()))
+        scores_of("magnitude", nn.Sequential(nn.ReLU()))
 
 
 def test_nan_scores_are_refused():
@@ -245,7 +294,7 @@ def test_nan_scores_are_refused():
     with torch.no_grad():
         m[0].weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        compute_scores("snip", m, linear_batch())
+        scores_of("snip", m, linear_batch())
 
 
 @pytest.mark.parametrize("criterion", ["snip", "grasp", "taylor", "obd"])
@@ -256,13 +305,13 @@ def test_scoring_has_no_side_effects_and_uses_eval_mode(criterion):
     y = torch.tensor([0, 1, 0, 1, 1, 0])
     before = {k: v.clone() for k, v in m.state_dict().items()}
     m[4].weight.requires_grad_(False)  # a frozen layer stays frozen
-    s_train = compute_scores(criterion, m, [(x, y)], probes=2)
+    s_train = scores_of(criterion, m, [(x, y)], probes=2)
     assert m.training
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # BN stats untouched
     assert all(p.grad is None for p in m.parameters())
     assert m[4].weight.requires_grad is False
     m.eval()
-    s_eval = compute_scores(criterion, m, [(x, y)], probes=2)
+    s_eval = scores_of(criterion, m, [(x, y)], probes=2)
     for n in s_train:
         torch.testing.assert_close(s_train[n], s_eval[n])  # scored in eval mode either way
 
@@ -284,7 +333,7 @@ def test_scores_have_param_shapes_and_float32():
     x = torch.randn(4, 1, 3, 3)
     y = torch.tensor([0, 1, 0, 1])
     for c in CRITERIA:
-        s = compute_scores(c, m, [(x, y)], probes=1)
+        s = scores_of(c, m, [(x, y)], probes=1)
         assert set(s) == {"0.weight", "4.weight"}
         for n, p in m.named_parameters():
             if n in s:
@@ -311,9 +360,9 @@ def test_every_criterion_runs_on_every_bundled_model(name):
     for criterion in CRITERIA:
         if criterion == "bn-scale" and not has_bn:
             with pytest.raises(ValueError, match="bn-scale needs BatchNorm"):
-                compute_scores(criterion, model, batch)
+                scores_of(criterion, model, batch)
             continue
-        s = compute_scores(criterion, model, batch, probes=1)
+        s = scores_of(criterion, model, batch, probes=1)
         assert list(s) == list(params)
         for n, p in params.items():
             assert s[n].shape == p.shape
@@ -347,7 +396,7 @@ class Untraceable(nn.Module):
 def test_bn_scale_falls_back_to_module_order():
     m = Untraceable()
     assert following_batchnorms(m) == {"conv.weight": "bn"}
-    s = compute_scores("bn-scale", m)
+    s = scores_of("bn-scale", m)
     assert torch.equal(s["conv.weight"][:, 0, 0, 0], torch.tensor([3.0, 0.25]))
     assert bool(torch.isinf(s["head.weight"]).all())
 
@@ -366,9 +415,9 @@ def test_data_criteria_work_under_a_callers_no_grad():
     """Grad mode is per thread and the caller may hold no_grad: the job enables it locally."""
     w, g, h = closed_form_linear()
     with torch.no_grad():
-        s = compute_scores("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
+        s = scores_of("grasp", linear_model(), linear_batch())["0.weight"].double().numpy().reshape(-1)
         assert not torch.is_grad_enabled()
-    np.testing.assert_allclose(s, -w.reshape(-1) * (h @ g.reshape(-1)), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(s, w.reshape(-1) * (h @ g.reshape(-1)), rtol=1e-4, atol=1e-7)
 
 
 def test_criterion_captions_cite_the_literature():

@@ -8,10 +8,11 @@ from torch import nn
 from torch.nn.utils import prune
 
 from visualizer.core.models.loaders import load_model
-from visualizer.core.pruning.criteria import compute_scores
+from visualizer.core.pruning.criteria import score
 from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import mask_from_scores
+from visualizer.core.tasks import run
 
 
 def small_model() -> nn.Module:
@@ -20,7 +21,7 @@ def small_model() -> nn.Module:
 
 
 def magnitude_mask(model: nn.Module, density: float) -> MaskSet:
-    return mask_from_scores(compute_scores("magnitude", model), density, criterion="magnitude")
+    return mask_from_scores(run(score("magnitude", model)), density, criterion="magnitude")
 
 
 def test_apply_zeros_exactly_the_pruned_weights():

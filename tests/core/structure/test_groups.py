@@ -200,9 +200,10 @@ def test_group_scores_by_hand_on_a_tiny_mlp():
     assert torch.equal(group_scores(m, groups, "l1-norm")[groups[0].id], l1)
     # ... which are not the per-channel mask criterion of the same old name: that one scores the
     # first layer's row alone, sqrt(1 + 4) = sqrt(5), without the bias and the consumer's column
-    from visualizer.core.pruning.criteria import compute_scores
+    from visualizer.core.pruning.criteria import score
+    from visualizer.core.tasks import run
 
-    assert compute_scores("l2-norm", m)["0.weight"][0, 0].item() == pytest.approx(math.sqrt(5))
+    assert run(score("l2-norm", m))["0.weight"][0, 0].item() == pytest.approx(math.sqrt(5))
     with pytest.raises(ValueError, match="group-l2, group-l1, group-bn"):
         group_scores(m, groups, "magnitude")
     # s_grp counts units with a nonzero group norm (docs/theory.md §6b)

@@ -207,6 +207,42 @@ def test_reinitialize_is_seeded_and_fresh(mlp):
     assert not torch.equal(a["fc1.weight"], mlp.state_dict()["fc1.weight"])
 
 
+@pytest.mark.parametrize("name", ["transformer-mini", "rnn", "resnet-mini", "lenet"])
+def test_reinitialize_leaves_no_trained_tensor(name):
+    """Every parameter is re-drawn by its module's own init: nn.MultiheadAttention's
+    in_proj_weight/in_proj_bias (its _reset_parameters; public reset_parameters alone missed
+    them) and transformer-mini's free pos_embedding included. Before, the Lottery Ticket 'reinit'
+    control on transformer-mini started from trained attention weights."""
+    from visualizer.core.models.loaders import load_model
+
+    model = load_model(name).model
+    trained = {k: v.clone() for k, v in model.named_parameters()}
+    fresh = reinitialize(model, 3)
+    for k, t in trained.items():
+        assert torch.isfinite(fresh[k]).all(), k
+        assert not torch.equal(fresh[k], t), f"{k} kept its trained value"
+        assert not torch.isclose(fresh[k], t).all(), k
+    assert all(torch.equal(v, trained[k]) for k, v in model.named_parameters())  # the model is untouched
+    if name == "transformer-mini":
+        w = fresh["blocks.0.attn.in_proj_weight"]
+        bound = math.sqrt(6.0 / (w.shape[0] + w.shape[1]))  # xavier_uniform_, MHA's own init
+        assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.9 * bound
+        assert torch.equal(fresh["blocks.0.attn.in_proj_bias"], torch.zeros_like(w[:, 0]))
+        assert 0.015 < float(fresh["pos_embedding"].std()) < 0.025  # N(0, 0.02²), its constructor's init
+        assert torch.equal(fresh["pos_embedding"], reinitialize(model, 3)["pos_embedding"])  # seeded
+
+
+def test_reinitialize_runs_a_parents_init_after_its_childrens():
+    """nn.Transformer's own init is a Xavier pass over all its matrices after its layers are
+    built: run children first, it must win (a linear layer's default init is narrower)."""
+    model = nn.Transformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64)
+    fresh = reinitialize(model, 0)
+    w = fresh["encoder.layers.0.linear1.weight"]  # 64 x 16
+    xavier = math.sqrt(6.0 / (64 + 16))
+    assert float(w.abs().max()) > 1.0 / math.sqrt(16)  # beyond nn.Linear's kaiming bound 1/sqrt(fan_in)
+    assert float(w.abs().max()) <= xavier
+
+
 def test_projection_masks_every_gradient_and_skips_layers_without_one():
     """g <- m ⊙ g on each layer with a gradient; a layer the loss does not reach (grad None)
     is left alone instead of failing the step."""

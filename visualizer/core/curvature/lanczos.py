@@ -1,5 +1,5 @@
 """Krylov methods on a symmetric :class:`~visualizer.core.curvature.operator.Operator`: Lanczos
-for the extreme eigenpairs, power iteration (the benchmark's peer), stochastic Lanczos quadrature
+for the extreme eigenpairs, stochastic Lanczos quadrature
 (SLQ) for the spectral density and Hutchinson's trace estimator.
 
 The algorithms are the textbook ones (Lanczos 1950; Paige 1971; Golub & Meurant for Gauss
@@ -100,6 +100,22 @@ def _error_bounds(theta: np.ndarray, resid: np.ndarray, bound: str) -> np.ndarra
     return out
 
 
+def _orthogonal_restart(basis: torch.Tensor, gen: torch.Generator, dt: torch.dtype,
+                        dev: torch.device) -> torch.Tensor | None:
+    """A fresh unit vector orthogonal to ``basis`` (random, from ``gen``, orthogonalised twice),
+    or None when the basis already spans the whole space."""
+    n = basis.shape[1]
+    for _ in range(3):  # a draw (nearly) inside the span is vanishingly rare; retry a few times
+        r = torch.randn(n, generator=gen, dtype=dt).to(dev)
+        scale = float(r.norm())
+        for _ in range(2):
+            r = r - basis.T @ (basis @ r)
+        norm = float(r.norm())
+        if norm > 1e-3 * scale:
+            return r / norm
+    return None
+
+
 def lanczos(
     op: Operator,
     k_top: int = 1,
@@ -124,6 +140,17 @@ def lanczos(
     when it fits there, else on the host (:func:`basis_device`; the progress text says which);
     the tridiagonal coefficients go to the CPU once per check (``check_every`` steps). Returned
     vectors are on the operator's device.
+
+    Breakdown (β_j ≤ ε·max_i ‖A v_i‖, ε the working precision's machine epsilon; e.g. a zero
+    operator, or a start on an eigenvector): the Krylov space is invariant and its Ritz values are
+    exact eigenvalues, but not necessarily the wanted extremes. Lanczos then restarts with a fresh
+    random vector orthogonal to the basis (β_j = 0 in T, which becomes block diagonal) and goes on.
+    After a restart, convergence also needs the wanted extremes of the newest block (the one
+    started from a random vector) to meet the tolerance, so an exact but interior Ritz value of an
+    earlier block is never reported as λ_max. A block started from a random vector that breaks
+    down holds every distinct eigenvalue of A on its space, so for one wanted eigenvalue at each
+    end the run stops there; for more it restarts, which finds repeated eigenvalues (Lanczos sees
+    each distinct eigenvalue once per block). Never divides by β = 0: no NaN enters T.
     """
     n = op.dim
     if n < 1:
@@ -134,12 +161,17 @@ def lanczos(
         raise ValueError("ask for at least one eigenvalue")
     steps_cap = max(1, min(max_steps, n))
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
+    eps = float(torch.finfo(dt).eps)
     dev = basis_device(op.device, steps_cap + 1, n, dt)
     where = _where(dev, op.device)
     V = torch.zeros(steps_cap + 1, n, dtype=dt, device=dev)
     q = v0.to(dev, dt).clone() if v0 is not None else torch.randn(n, generator=gen, dtype=dt).to(dev)
-    V[0] = q / q.norm()
+    q_norm = float(q.norm())
+    if not q_norm > 0:  # a zero (or NaN) start vector spans nothing: start at random instead
+        q, v0 = torch.randn(n, generator=gen, dtype=dt).to(dev), None
+        q_norm = float(q.norm())
+    V[0] = q / q_norm
     alphas = torch.zeros(steps_cap, dtype=dt, device=dev)
     betas = torch.zeros(steps_cap, dtype=dt, device=dev)
     hvps0 = op.hvps
@@ -149,48 +181,58 @@ def lanczos(
     theta = np.zeros(0)
     S = np.zeros((0, 0))
     errors = np.zeros(0)
+    block = 0  # first step of the current Krylov block (a restart opens a new one)
+    random_block = v0 is None  # whether the current block started from a random vector
+    av_max = 0.0  # max ‖A v_i‖: the scale of a breakdown
     for j in range(steps_cap):
         w = _apply(op, V[j])
         alpha = torch.dot(w, V[j])
         alphas[j] = alpha
+        av_norm = w.norm()
         w = w - alpha * V[j]
-        if j > 0:
+        if j > block:
             w = w - betas[j - 1] * V[j - 1]
         basis = V[: j + 1]
         for _ in range(2):
             w = w - basis.T @ (basis @ w)
         beta = w.norm()
-        betas[j] = beta
+        # one host sync per step (β and ‖Av‖ together): the breakdown test needs β every step
+        beta_f, av = (float(t) for t in torch.stack([beta, av_norm]).cpu())
+        av_max = max(av_max, av)
+        broke = not beta_f > eps * av_max
+        betas[j] = 0.0 if broke else beta
         m = j + 1
         last = m == steps_cap
-        if m % check_every == 0 or last or m == n:
-            a = alphas[:m].double().cpu().numpy()
-            b = betas[:m].double().cpu().numpy()
-            theta, S = _eigh_tridiagonal(a, b[:-1])
-            resid = np.abs(b[-1] * S[-1, :])
-            errors = _error_bounds(theta, resid, bound)
+        if m % check_every == 0 or last or m == n or broke:
+            theta, S, errors = _ritz(alphas[:m], betas[:m], bound)
             scale = max(float(np.max(np.abs(theta))), np.finfo(np.float64).tiny)
             want = np.r_[np.arange(m - min(k_top, m), m), np.arange(min(k_bottom, m))]
-            beta_f = float(b[-1])
             if m == n:
                 exhausted = True
                 converged = True
                 errors = np.zeros_like(errors)
                 break
-            if m >= k_top + k_bottom and np.all(errors[want] <= tol * scale):
+            enough = m >= k_top + k_bottom
+            if broke and random_block and k_top <= 1 and k_bottom <= 1:
+                # a random block's invariant space holds every distinct eigenvalue of A there
+                # (beside those of the earlier blocks): the extremes are exact
                 converged = True
                 break
-            if beta_f <= 1e-12 * scale:
-                # Invariant subspace: T is exact on it. Continue with a fresh random vector
-                # orthogonal to the basis (the off-diagonal entry is 0).
-                betas[j] = 0
-                r = torch.randn(n, generator=gen, dtype=dt).to(dev)
-                for _ in range(2):
-                    r = r - basis.T @ (basis @ r)
-                V[j + 1] = r / r.norm()
-                yield Step(f"lanczos {m}/{steps_cap} ({where})", m / steps_cap)
-                continue
-        if not last:
+            if not broke and enough and np.all(errors[want] <= tol * scale):
+                if block == 0 or _block_converged(alphas[block:m], betas[block:m], bound, k_top,
+                                                  k_bottom, tol * scale):
+                    converged = True
+                    break
+        if broke:
+            fresh = _orthogonal_restart(basis, gen, dt, dev)
+            if fresh is None:  # the basis spans the space: T is A in that basis
+                exhausted = converged = True
+                errors = np.zeros_like(errors)
+                break
+            if not last:
+                V[j + 1] = fresh
+            block, random_block = j + 1, True
+        elif not last:
             V[j + 1] = w / beta
         yield Step(f"lanczos {m}/{steps_cap} ({where})", m / steps_cap)
     m = len(theta)
@@ -205,15 +247,15 @@ def lanczos(
         s = torch.as_tensor(S[:, idx], dtype=dt, device=dev)
         return (Vm.T @ s).T.contiguous().to(op.device)
 
-    tt = torch.as_tensor(theta, dtype=torch.float64)
+    theta = np.asarray(theta, dtype=np.float64)  # host results (numpy: MPS has no float64)
     return LanczosResult(
-        top=tt[top_idx.copy()],
-        bottom=tt[bot_idx],
+        top=torch.from_numpy(theta[top_idx].copy()),
+        bottom=torch.from_numpy(theta[bot_idx].copy()),
         top_vectors=vecs(top_idx),
         bottom_vectors=vecs(bot_idx),
-        top_errors=torch.as_tensor(errors[top_idx.copy()]),
-        bottom_errors=torch.as_tensor(errors[bot_idx]),
-        ritz_values=tt,
+        top_errors=torch.from_numpy(np.asarray(errors, dtype=np.float64)[top_idx].copy()),
+        bottom_errors=torch.from_numpy(np.asarray(errors, dtype=np.float64)[bot_idx].copy()),
+        ritz_values=torch.from_numpy(theta.copy()),
         steps=m,
         hvps=op.hvps - hvps0,
         converged=converged,
@@ -222,32 +264,24 @@ def lanczos(
     )
 
 
-def power_iteration(
-    op: Operator,
-    *,
-    max_iter: int = 1000,
-    tol: float = 1e-3,
-    seed: int = 0,
-    history: list[float] | None = None,
-) -> tuple[float, int]:
-    """The peer for the benchmark: power iteration on H with the stopping rule PyHessian uses
-    (relative change of the Rayleigh quotient below ``tol``; ``tol < 0`` never stops early).
-    Returns (estimate, HVPs); ``history`` receives every Rayleigh quotient.
-    Converges to the eigenvalue of largest modulus."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    v = torch.randn(op.dim, generator=gen, dtype=op.dtype).to(op.device)
-    v = v / v.norm()
-    est = None
-    for i in range(max_iter):
-        hv = op.matvec(v)
-        new = float(torch.dot(hv, v))
-        if history is not None:
-            history.append(new)
-        v = hv / hv.norm()
-        if est is not None and abs(new - est) / (abs(est) + 1e-6) < tol:
-            return new, i + 1
-        est = new
-    return float(est), max_iter
+def _ritz(alphas: torch.Tensor, betas: torch.Tensor, bound: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ritz values (ascending), T's eigenvectors and error bounds of the m x m tridiagonal T
+    with diagonal ``alphas`` and off-diagonal ``betas[:-1]``; ``betas[-1]`` is the residual norm.
+    Moved to the host before the cast: MPS has no float64."""
+    a = alphas.cpu().numpy().astype(np.float64)
+    b = betas.cpu().numpy().astype(np.float64)
+    theta, S = _eigh_tridiagonal(a, b[:-1])
+    resid = np.abs(b[-1] * S[-1, :])
+    return theta, S, _error_bounds(theta, resid, bound)
+
+
+def _block_converged(alphas: torch.Tensor, betas: torch.Tensor, bound: str, k_top: int, k_bottom: int,
+                     limit: float) -> bool:
+    """Whether the wanted extremes of one Krylov block (after a restart) meet the tolerance."""
+    theta, _, errors = _ritz(alphas, betas, bound)
+    m = theta.size
+    want = np.r_[np.arange(m - min(k_top, m), m), np.arange(min(k_bottom, m))]
+    return bool(np.all(errors[want] <= limit))
 
 
 # --- SLQ density and Hutchinson trace ----------------------------------------------------------------
@@ -301,20 +335,28 @@ def _apply(op: Operator, v: torch.Tensor) -> torch.Tensor:
 
 def _lanczos_fixed(op: Operator, v: torch.Tensor, steps: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``steps`` Lanczos steps from v with full reorthogonalisation: (alphas, betas) of T.
-    Stops early (exactly) on an invariant subspace. The basis lives on ``device`` (default:
-    :func:`basis_device`)."""
+
+    Stops early on a breakdown (β_j ≤ ε·max_i ‖A v_i‖, ε the machine epsilon of the working
+    precision; e.g. a zero operator, or a probe inside an invariant subspace): v then lies in an
+    invariant subspace of dimension j + 1, and the (j + 1)-node Gauss quadrature of v's spectral
+    measure is exact (Golub & Meurant), so no restart is needed and nothing is divided by 0.
+    The basis lives on ``device`` (default: :func:`basis_device`)."""
     n = op.dim
     steps = min(steps, n)
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
+    eps = float(torch.finfo(dt).eps)
     dev = basis_device(op.device, steps, n, dt) if device is None else device
     V = torch.zeros(steps, n, dtype=dt, device=dev)
     v = v.to(dev, dt)
     V[0] = v / v.norm()
     alphas = torch.zeros(steps, dtype=dt, device=dev)
     betas = torch.zeros(steps, dtype=dt, device=dev)
+    av_max = 0.0
+    m = steps
     for j in range(steps):
         w = _apply(op, V[j])
         alphas[j] = torch.dot(w, V[j])
+        av_norm = w.norm()
         w = w - alphas[j] * V[j]
         if j > 0:
             w = w - betas[j - 1] * V[j - 1]
@@ -322,15 +364,16 @@ def _lanczos_fixed(op: Operator, v: torch.Tensor, steps: int, device: torch.devi
         for _ in range(2):
             w = w - basis.T @ (basis @ w)
         betas[j] = w.norm()
+        beta_f, av = (float(t) for t in torch.stack([betas[j], av_norm]).cpu())
+        av_max = max(av_max, av)
+        if not beta_f > eps * av_max:  # invariant subspace: the quadrature is exact with j + 1 nodes
+            m = j + 1
+            break
         if j + 1 < steps:
             V[j + 1] = w / betas[j]
-    a = alphas.double().cpu().numpy()
-    b = betas.double().cpu().numpy()
-    # An invariant subspace (β ≈ 0) ends the Krylov space: the quadrature is exact there.
-    scale = max(float(np.max(np.abs(a))), 1e-300)
-    small = np.nonzero(b[:-1] <= 1e-12 * scale)[0]
-    m = int(small[0]) + 1 if small.size else steps
-    return a[:m], b[: m - 1]
+    a = alphas[:m].cpu().numpy().astype(np.float64)
+    b = betas[:m].cpu().numpy().astype(np.float64)
+    return a, b[: m - 1]
 
 
 def slq(
@@ -351,10 +394,10 @@ def slq(
         raise ValueError("SLQ needs at least one probe and one Lanczos step")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     m_max = min(steps, n)
-    nodes = torch.zeros(probes, m_max, dtype=torch.float64)
-    weights = torch.zeros(probes, m_max, dtype=torch.float64)
+    nodes = np.zeros((probes, m_max))  # float64 on the host (numpy: MPS has no float64)
+    weights = np.zeros((probes, m_max))
     hvps0 = op.hvps
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
     dev = basis_device(op.device, m_max, n, dt)
     where = _where(dev, op.device)
     for p in range(probes):
@@ -365,11 +408,11 @@ def slq(
         a, b = _lanczos_fixed(op, v, steps, dev)
         theta, S = _eigh_tridiagonal(a, b)
         k = theta.size
-        nodes[p, :k] = torch.from_numpy(theta)
-        weights[p, :k] = torch.from_numpy(S[0, :] ** 2)
+        nodes[p, :k] = theta
+        weights[p, :k] = S[0, :] ** 2
         yield Step(f"slq probe {p + 1}/{probes} ({where})", (p + 1) / probes)
     basis_bytes = m_max * n * torch.empty(0, dtype=dt).element_size()
-    return SLQResult(nodes, weights, n, op.hvps - hvps0, basis_bytes)
+    return SLQResult(torch.from_numpy(nodes), torch.from_numpy(weights), n, op.hvps - hvps0, basis_bytes)
 
 
 def spectral_density(
@@ -415,12 +458,12 @@ def hutchinson(op: Operator, probes: int = 100, *, seed: int = 0) -> Job[TraceEs
     if probes < 1:
         raise ValueError("Hutchinson needs at least one probe")
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    dt = work_dtype(op.dtype)
+    dt = work_dtype(op.dtype, op.device)
     samples = torch.zeros(probes, dtype=dt, device=op.device)
     for p in range(probes):
         z = rademacher(op.dim, gen, dt, op.device)
         samples[p] = torch.dot(z, op.matvec(z.to(op.device, op.dtype)).to(dt))
         yield Step(f"hutchinson {p + 1}/{probes}", (p + 1) / probes)
-    s = samples.double().cpu().numpy()
+    s = samples.cpu().numpy().astype(np.float64)
     stderr = float(s.std(ddof=1) / math.sqrt(probes)) if probes > 1 else float("nan")
     return TraceEstimate(float(s.mean()), stderr, probes, s)

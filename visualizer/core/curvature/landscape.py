@@ -37,6 +37,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from visualizer.core.curvature.operator import EvalSet, eval_mode, masked_point
+from visualizer.core.device import wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
 
@@ -106,10 +107,11 @@ def filter_normalized_direction(
         if p.ndim <= 1:
             out[name] = torch.zeros_like(theta)
             continue
-        d = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+        wide = wide_float(theta.device)  # float64 unless the model's device lacks it (MPS)
+        d = torch.randn(p.shape, generator=gen, dtype=wide)
         if mask is not None and name in mask.masks:
-            d = d * mask.masks[name].to(torch.float64)
-        t = theta.detach().to("cpu", torch.float64)
+            d = d * mask.masks[name].to(wide)
+        t = theta.detach().to("cpu", wide)
         dn = d.reshape(d.shape[0], -1).norm(dim=1)
         tn = t.reshape(t.shape[0], -1).norm(dim=1)
         scale = torch.where(dn > 0, tn / dn.clamp_min(1e-300), torch.zeros_like(dn))
@@ -119,6 +121,11 @@ def filter_normalized_direction(
 
 
 # --- evaluation ---------------------------------------------------------------------------------
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A device tensor as a float64 numpy array (cast on the host: MPS has no float64)."""
+    return t.cpu().numpy().astype(np.float64)
 
 
 class _Evaluator:
@@ -136,6 +143,7 @@ class _Evaluator:
         self.model = model
         self.base = dict(base)
         self.dev = next(iter(base.values())).device
+        self.wide = wide_float(self.dev)  # the sums' precision: float64 unless the device lacks it
         self.evalset = evalset.to(self.dev)
         self.n = evalset.n_samples
         moving = set()
@@ -174,29 +182,30 @@ class _Evaluator:
             return self._stats(logits, y)
 
         f = vmap(one, in_dims=(0, None, None))
-        loss = torch.zeros(coefs.shape[0], dtype=torch.float64, device=self.dev)
-        correct = torch.zeros(coefs.shape[0], dtype=torch.float64, device=self.dev)
+        loss = torch.zeros(coefs.shape[0], dtype=self.wide, device=self.dev)
+        correct = torch.zeros(coefs.shape[0], dtype=self.wide, device=self.dev)
         for x, y in self.evalset.batches:
             lb, cb = f(stacked, x, y)
-            loss += lb.double()
-            correct += cb.double()
+            loss += lb.to(self.wide)
+            correct += cb.to(self.wide)
         return loss / self.n, correct / self.n
 
     def _eval_loop(self, coefs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stacked = self._points(coefs)
-        loss = torch.zeros(coefs.shape[0], dtype=torch.float64, device=self.dev)
-        correct = torch.zeros(coefs.shape[0], dtype=torch.float64, device=self.dev)
+        loss = torch.zeros(coefs.shape[0], dtype=self.wide, device=self.dev)
+        correct = torch.zeros(coefs.shape[0], dtype=self.wide, device=self.dev)
         for g in range(coefs.shape[0]):
             params = {**self.fixed, **{k: v[g] for k, v in stacked.items()}}
             for x, y in self.evalset.batches:
                 lb, cb = self._stats(functional_call(self.model, params, (x,)), y)
-                loss[g] += lb.double()
-                correct[g] += cb.double()
+                loss[g] += lb.to(self.wide)
+                correct[g] += cb.to(self.wide)
         return loss / self.n, correct / self.n
 
-    def __call__(self, coefs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        # the coefficients multiply directions on the model's device: put them there once
-        coefs = torch.as_tensor(coefs, dtype=torch.float64, device=self.dev)
+    def __call__(self, coefs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        # the coefficients multiply directions on the model's device: put them there once, in
+        # the device's wide precision (host float64 numpy never reaches a device without it)
+        coefs = torch.as_tensor(coefs).to(self.dev, self.wide)
         with eval_mode(self.model), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if not self.moving:
@@ -204,12 +213,12 @@ class _Evaluator:
                 loss, acc = self._eval_loop(coefs[:1])
                 self.method = self.method or "loop"
                 g = coefs.shape[0]
-                return loss.cpu().numpy().repeat(g), acc.cpu().numpy().repeat(g)
+                return _host(loss).repeat(g), _host(acc).repeat(g)
             if self.batched is not False:
                 try:
                     loss, acc = self._eval_batched(coefs)
                     self.batched, self.method = True, "vmap"
-                    return loss.cpu().numpy(), acc.cpu().numpy()
+                    return _host(loss), _host(acc)
                 except (RuntimeError, NotImplementedError) as exc:
                     if self.batched is True:
                         raise
@@ -217,9 +226,9 @@ class _Evaluator:
                     self.method = f"loop (vmap unavailable: {str(exc).splitlines()[0][:80]})"
             loss, acc = self._eval_loop(coefs)
             self.method = self.method or "loop"
-            return loss.cpu().numpy(), acc.cpu().numpy()
+            return _host(loss), _host(acc)
 
-    def run(self, coefs: torch.Tensor, label: str) -> Job[tuple[np.ndarray, np.ndarray]]:
+    def run(self, coefs: np.ndarray, label: str) -> Job[tuple[np.ndarray, np.ndarray]]:
         """Evaluate all rows of ``coefs`` in chunks, yielding progress after each chunk."""
         losses, accs = [], []
         total = coefs.shape[0]
@@ -260,10 +269,10 @@ def interpolate(
     b = _full_state(model, end, None)
     direction = {k: (b[k] - a[k]) if a[k].is_floating_point() else torch.zeros_like(a[k]) for k in a}
     ev = _Evaluator(model, evalset, a, [direction], chunk=chunk)
-    coefs = torch.as_tensor(alphas, device=ev.dev).view(-1, 1)
+    coefs = alphas.reshape(-1, 1)  # host (numpy); the evaluator moves each chunk to the device
     loss, acc = yield from ev.run(coefs, "interpolation")
     # Barrier: needs the endpoint values themselves.
-    (l0, l1), (a0, a1) = ev(torch.tensor([[0.0], [1.0]], dtype=torch.float64, device=ev.dev))
+    (l0, l1), (a0, a1) = ev(np.array([[0.0], [1.0]]))
     inside = (alphas >= 0) & (alphas <= 1)
     err = 1 - acc
     line_err = (1 - alphas) * (1 - a0) + alphas * (1 - a1)
@@ -304,7 +313,7 @@ def slice_1d(
     d = direction if direction is not None else random_directions(model, point, 1, seed=seed, mask=mask)[0]
     ev = _Evaluator(model, evalset, point, [d], chunk=chunk)
     alphas = np.linspace(-span, span, steps)
-    loss, acc = yield from ev.run(torch.as_tensor(alphas, device=ev.dev).view(-1, 1), "slice")
+    loss, acc = yield from ev.run(alphas.reshape(-1, 1), "slice")
     return Landscape1D(alphas, loss, acc, "direction", method=ev.method)
 
 
@@ -335,6 +344,6 @@ def slice_2d(
     ev = _Evaluator(model, evalset, point, dirs, chunk=chunk, batched=batched)
     grid = np.linspace(-span, span, steps)
     aa, bb = np.meshgrid(grid, grid, indexing="ij")
-    coefs = torch.as_tensor(np.stack([aa.ravel(), bb.ravel()], 1), device=ev.dev)
+    coefs = np.stack([aa.ravel(), bb.ravel()], 1)
     loss, acc = yield from ev.run(coefs, "slice")
     return Landscape2D(grid, grid.copy(), loss.reshape(steps, steps), acc.reshape(steps, steps), ev.method)

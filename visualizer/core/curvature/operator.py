@@ -44,10 +44,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from visualizer.core.device import wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Job, Step
-from visualizer.core.workspace import CURVATURE_BATCH_SIZE, CURVATURE_BATCHES, evaluation_batches
+from visualizer.core.workspace import (
+    CURVATURE_BATCH_SIZE,
+    CURVATURE_BATCHES,
+    evaluation_batches,
+)
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
 # Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
@@ -306,23 +311,6 @@ class Operator(Protocol):
     def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
-class MatrixOperator:
-    """An explicit symmetric matrix as an :class:`Operator` (tests, exact references)."""
-
-    def __init__(self, matrix: torch.Tensor) -> None:
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise ValueError("matrix must be square")
-        self.matrix = matrix
-        self.dim = matrix.shape[0]
-        self.dtype = matrix.dtype
-        self.device = matrix.device
-        self.hvps = 0
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        self.hvps += 1
-        return self.matrix @ v
-
-
 def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, y, reduction="sum")
 
@@ -330,10 +318,12 @@ def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 AVERAGES = ("samples", "batches")
 
 
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The precision of HVPs and Lanczos: float64 stays, anything else (float32, half, bfloat16)
-    is computed in float32, where the second derivatives are meaningful."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def work_dtype(dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.dtype:
+    """The precision of HVPs and Lanczos: float64 stays where ``device`` has it
+    (:func:`visualizer.core.device.wide_float`; MPS has none), anything else (float32, half,
+    bfloat16, or float64 on a device without it) is computed in float32, where the second
+    derivatives are meaningful."""
+    return wide_float(device) if dtype == torch.float64 else torch.float32
 
 
 def rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -391,7 +381,7 @@ class HessianOperator:
             raise ValueError("the evaluation set has no batches")
         self.model = model
         ref = point[coords.names[0]]
-        self.dtype = work_dtype(dtype or ref.dtype)
+        self.dtype = work_dtype(dtype or ref.dtype, ref.device)
         self.device = ref.device
         self.coords = coords.to(self.device)
         self.dim = coords.dim

@@ -10,8 +10,10 @@ id          score s_i                            reference
 magnitude   |w_i|                                Han et al. 2015 (best k-term approximation)
 random      u_i ~ U[0, 1) (seeded)               baseline
 snip        |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  Lee, Ajanthan & Torr 2019
-grasp       -w_i (H g)_i  (lowest pruned)        Wang, Zhang & Grosse 2020
-taylor      |ḡ_i w_i|, ḡ = mean over batches     Molchanov et al. 2017, 2019 (first order)
+grasp       S_i = -w_i (H g)_i, highest removed  Wang, Zhang & Grosse 2020; ranked by -S_i
+grasp-      S_i = -w_i (H g)_i, lowest removed   the reversed ordering (a control)
+ reversed
+taylor      (1/B) sum_b (g_b,i w_i)^2            Molchanov et al. 2019 (first order, per batch)
 obd         -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
 l1-norm     sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
 l2-norm     ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
@@ -33,10 +35,15 @@ Conventions (documented once, used by every data criterion):
   copies through ``torch.func.functional_call``: ``.grad`` is never written, parameters, buffers
   and ``requires_grad`` flags are not modified, and the train/eval flag is restored, also when
   the job is cancelled at a ``yield`` (each batch is one step).
-- SNIP and Taylor share the expression ``|g ⊙ w|``: SNIP (Lee et al. 2019) is meant for the weights at
-  initialisation on one batch (the gradient with respect to the effective weight m ⊙ w at m = 1
-  equals dL/dw), Taylor (Molchanov et al. 2019) for trained weights with the gradient of the mean loss
-  averaged over the given batches. The formula is the same; what differs is the intended input.
+- SNIP and Taylor differ in where the average over batches is taken. SNIP (Lee et al. 2019):
+  |g ⊙ w| with g the gradient of the averaged loss, so opposite batch gradients cancel first.
+  Taylor (Molchanov et al. 2019): the squared product (g_b ⊙ w)² of each batch b, then averaged,
+  so a weight whose removal changes every batch's loss a lot scores high even when the batch
+  gradients cancel on average (at a trained minimum ḡ ≈ 0 is noise). With one batch the two
+  rank identically (s_taylor = s_snip²).
+- Every score is a *keep* score: higher = more important = kept. GraSP's importance
+  S = -w ⊙ (H g) is the opposite (Wang et al. 2020 remove the highest S), so ``grasp`` returns
+  -S = w ⊙ (H g); ``grasp-reversed`` returns S itself (it keeps what GraSP removes).
 - Structured scores (``l1-norm``, ``l2-norm``, ``bn-scale``) are per-element tensors constant over
   each OUTPUT CHANNEL of one layer (dim 0 of the weight: that layer's own weights only), so any
   ranking can consume them. They are not the coupled-group scores ``group-l1``, ``group-l2``,
@@ -62,7 +69,7 @@ from visualizer.core.curvature.operator import (
     rademacher,
 )
 from visualizer.core.pruning.prunable import prunable_parameters
-from visualizer.core.tasks import Step, run, sub
+from visualizer.core.tasks import Step, sub
 
 Scores = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -87,10 +94,15 @@ CRITERIA: dict[str, CriterionInfo] = {
                       "a seeded random baseline that ignores the weights"),
         CriterionInfo("snip", "SNIP", "s = |g ⊙ w|,  g = ∂L/∂(m ⊙ w) at m = 1",
                       "connection sensitivity: how much the loss reacts to removing the weight", needs_data=True),
-        CriterionInfo("grasp", "GraSP", "s = -w ⊙ (H g)",
-                      "keep weights whose removal would raise the gradient norm most (first order)", needs_data=True),
-        CriterionInfo("taylor", "Taylor (1st order)", "s = |ḡ ⊙ w|,  ḡ = mean_b ∇L_b",
-                      "first-order estimate of the loss change when the weight is removed", needs_data=True),
+        CriterionInfo("grasp", "GraSP", "S = -w ⊙ (H g), the highest S removed (ranked by -S = w ⊙ Hg)",
+                      "remove the weights whose removal reduces the gradient flow least or even "
+                      "increases it (Wang, Zhang & Grosse 2020)", needs_data=True),
+        CriterionInfo("grasp-reversed", "GraSP, reversed order", "S = -w ⊙ (H g), the lowest S removed",
+                      "the opposite ordering of GraSP's score: keeps the weights GraSP removes (a control)",
+                      needs_data=True),
+        CriterionInfo("taylor", "Taylor (1st order)", "s = (1/B) Σ_b (g_b ⊙ w)²,  g_b = ∇L_b",
+                      "first-order estimate of the loss change when the weight is removed, squared per "
+                      "batch and averaged (Molchanov et al. 2019)", needs_data=True),
         CriterionInfo("obd", "Optimal Brain Damage", "s = -g ⊙ w + ½ diag(H) ⊙ w²,  diag(H) ≈ E[z ⊙ Hz]",
                       "second-order estimate of the loss change ΔL_i when the weight is removed", needs_data=True),
         CriterionInfo("l1-norm", "L1 norm (channel)", "s_c = Σ_{j∈G_c} |w_j|",
@@ -270,42 +282,58 @@ def _listed(values: dict[str, torch.Tensor], params: dict[str, nn.Parameter]) ->
     return [values[n] for n in params]
 
 
-def _gradient_times_weight(model: nn.Module, batches: Iterable[Batch], name: str) -> Generator[Step, None, Scores]:
-    """s = |g ⊙ w|, g the gradient of the mean loss over ``batches`` at the current weights: SNIP's
-    and first-order Taylor's score (they differ in what they are applied to, not in the formula)."""
+def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """SNIP (Lee, Ajanthan & Torr 2019): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e.
+    dL/dw at the current weights; L = (1/B) Σ_b L_b averaged over the given batches, so g is the
+    mean of the batch gradients."""
     params = _params(model)
     op = criterion_operator(model, params, _materialise(batches))
     with eval_mode(model):
-        g = yield from _scaled(op.gradient_steps(f"{name} gradient"), 0.0, 1.0)
+        g = yield from _scaled(op.gradient_steps("snip gradient"), 0.0, 1.0)
         return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
 
 
-def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """SNIP (Lee, Ajanthan & Torr 2019): s = |dL/dm| = |g ⊙ w| with g = dL/d(m ⊙ w) at m = 1, i.e. dL/dw at the
-    current weights; L averaged over the given batches."""
-    return (yield from _gradient_times_weight(model, batches, "snip"))
-
-
 def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """First-order Taylor (Molchanov et al. 2017, 2019): ΔL_i ≈ -g_i w_i, scored as s = |ḡ ⊙ w| where
-    ḡ = (1/B) sum_b ∇L_b is the gradient of the mean loss over the given batches (meant for trained
-    weights). The absolute value of the averaged gradient product, not the average of absolute values."""
-    return (yield from _gradient_times_weight(model, batches, "taylor"))
+    """First-order Taylor importance (Molchanov, Mallya, Tyree, Frosio & Kautz 2019, eq. 3 and
+    their averaging over mini-batches): removing weight i changes the loss of batch b by
+    ΔL_b,i ≈ -g_b,i w_i, so its importance on that batch is (g_b,i w_i)², and the score is the
+    mean over the B given batches, s_i = (1/B) Σ_b (g_b,i w_i)², g_b = ∇L_b the gradient of batch
+    b's mean loss. Unlike SNIP's |ḡ ⊙ w| the batch terms cannot cancel, which matters at a
+    trained minimum where the mean gradient ḡ is close to 0."""
+    params = _params(model)
+    data = _materialise(batches)
+    total = {n: torch.zeros_like(p, dtype=torch.float32, device="cpu") for n, p in params.items()}
+    with eval_mode(model):
+        for b, batch in enumerate(data):
+            op = criterion_operator(model, params, [batch])
+            g = yield from _scaled(op.gradient_steps(f"taylor batch {b + 1}/{len(data)}"),
+                                   b / len(data), (b + 1) / len(data))
+            for n, p in params.items():
+                total[n] += (g[n] * p.detach().to(g[n].dtype)).pow(2).to("cpu", torch.float32)
+        return _as_scores({n: t / len(data) for n, t in total.items()})
 
 
-def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
-    """GraSP (Wang, Zhang & Grosse 2020): s = -w ⊙ (H g), H g by a Hessian-vector product (double backward);
-    the weights with the lowest s are pruned, so s is returned as is (higher = kept).
-    g and H are those of the loss averaged over the batches.
-
-    Note: the app prunes the lowest s (docs/theory.md §5). The GraSP authors' reference code removes the
-    weights with the *highest* -w ⊙ (Hg) instead; ranking ``-s`` reproduces that behaviour."""
+def grasp_importance(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """GraSP's importance S = -w ⊙ (H g) (Wang, Zhang & Grosse 2020, eq. 8), H g by a
+    Hessian-vector product (double backward); g and H are those of L = (1/B) Σ_b L_b. Removing
+    weight i (δ = -w_i e_i) changes the gradient norm ‖g‖² by about 2 δᵀ H g = 2 S_i, so a high
+    S_i means the removal keeps or raises the gradient flow: GraSP removes the highest S."""
     params = _params(model)
     op = criterion_operator(model, params, _materialise(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("grasp gradient"), 0.0, 0.5)
         hg = yield from _scaled(op.hvp_steps(g, "grasp Hg"), 0.5, 1.0)
         return _as_scores({n: -p.detach() * hg[n] for n, p in params.items()})
+
+
+def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, None, Scores]:
+    """GraSP by the paper's rule (Wang, Zhang & Grosse 2020, Algorithm 1, and their reference
+    code): the weights with the highest S = -w ⊙ (H g) are removed. As a keep score (higher =
+    kept) that is s = -S = w ⊙ (H g). The authors' code also divides S by |Σ S| (a positive
+    factor: same ranking) and scales the logits by a temperature of 200 before the loss; the app
+    scores the plain cross entropy, as every other criterion does."""
+    importance = yield from grasp_importance(model, batches)
+    return {n: -s for n, s in importance.items()}
 
 
 def _diagonal_estimate(op: HessianOperator, probes: int, seed: int) -> Generator[Step, None, dict[str, torch.Tensor]]:
@@ -387,6 +415,8 @@ def score(
             return (yield from taylor_scores(model, data))
         if criterion == "grasp":
             return (yield from grasp_scores(model, data))
+        if criterion == "grasp-reversed":
+            return (yield from grasp_importance(model, data))
         if criterion == "obd":
             return (yield from obd_scores(model, data, probes=probes, seed=seed))
     yield Step(f"{criterion} scores", 0.0)
@@ -404,16 +434,3 @@ def score(
         raise ValueError(f"criterion {criterion!r} has no implementation")
     yield Step(f"{criterion} scores", 1.0)
     return out
-
-
-def compute_scores(
-    criterion: str,
-    model: nn.Module,
-    batches: Iterable[Batch] | None = None,
-    *,
-    seed: int = 0,
-    probes: int = 8,
-    on_step: Callable[[Step], None] | None = None,
-) -> Scores:
-    """Run :func:`score` to the end and return its scores."""
-    return run(score(criterion, model, batches, seed=seed, probes=probes), on_step)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visualizer.core.device import model_device
+from visualizer.core.device import model_device, wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
 
@@ -110,7 +110,7 @@ def evaluate_job(
     was_training = model.training
     model.eval()
     # float64 sums where the device has them (MPS has no float64)
-    total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    total_loss = torch.zeros((), dtype=wide_float(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     done = 0
     try:

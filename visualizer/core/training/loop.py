@@ -466,16 +466,54 @@ def train_with_distillation(
 # --- initialisations -----------------------------------------------------------------------------
 
 
+# std of the fallback init of a free parameter (one no module's own init covers): the learned
+# position embeddings of BERT (Devlin et al. 2019) and ViT (Dosovitskiy et al. 2021), and
+# transformer-mini's pos_embedding, are drawn from N(0, 0.02²)
+FREE_PARAMETER_STD = 0.02
+
+
+def _reset_method(module: nn.Module) -> Callable[[], None] | None:
+    """A module's own initialiser: ``reset_parameters`` (Linear, Conv, LSTM, Embedding, norms),
+    else the private ``_reset_parameters`` of nn.MultiheadAttention (in_proj_weight, in_proj_bias,
+    out_proj bias, bias_k/v) and nn.Transformer (Xavier on every matrix of the whole model)."""
+    for name in ("reset_parameters", "_reset_parameters"):
+        reset = getattr(module, name, None)
+        if callable(reset):
+            return reset
+    return None
+
+
+def _post_order(module: nn.Module) -> Iterable[nn.Module]:
+    """Children before their parent: the order constructors run in, so a parent's initialiser
+    (nn.Transformer's Xavier pass) overrides its children's as it does when the model is built."""
+    for child in module.children():
+        yield from _post_order(child)
+    yield module
+
+
 def reinitialize(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """A fresh random initialisation of ``model``'s architecture (as a state dict), reproducible
-    from ``seed``: every submodule's own ``reset_parameters`` runs under a seeded generator.
-    The model itself is not changed (a copy is re-initialised)."""
+    from ``seed``. The model itself is not changed (a copy is re-initialised).
+
+    Every module's own initialiser runs (:func:`_reset_method`), children before parents, under a
+    generator seeded with ``seed``; BatchNorm's also resets its running statistics. Before that
+    every parameter is set to NaN, so one that no initialiser touched is found afterwards: such a
+    free parameter (an ``nn.Parameter`` owned directly by a module without an initialiser, e.g.
+    transformer-mini's ``pos_embedding``) is drawn from N(0, FREE_PARAMETER_STD²). No trained
+    parameter value survives; buffers other than normalisation statistics (constants) are kept."""
     clone = copy.deepcopy(model).cpu()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(int(seed))
-        for module in clone.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
+        for p in clone.parameters():
+            if p.is_floating_point() or p.is_complex():
+                p.fill_(float("nan"))
+        for module in _post_order(clone):
+            reset = _reset_method(module)
+            if reset is not None:
                 reset()
+        for p in clone.parameters():
+            untouched = torch.isnan(p)
+            if untouched.any():
+                p[untouched] = torch.randn(int(untouched.sum()), dtype=p.dtype) * FREE_PARAMETER_STD
     return {k: v.detach().clone() for k, v in clone.state_dict().items()}
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.device import wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import first_k, kept_count
@@ -191,7 +192,7 @@ def block_soft_threshold_(params: dict[str, torch.Tensor], groups: Sequence[Grou
         zeroed += (scale == 0).sum().to(zeroed.device)
     for g in one_by_one:
         views = _views(params, g)
-        acc = torch.float32 if zeroed.device.type == "mps" else torch.float64  # MPS has no float64
+        acc = wide_float(zeroed.device)  # float64 where the device has it
         norm = torch.sqrt(sum(v.to(acc).pow(2).sum().to(zeroed.device) for v in views))
         scale = torch.where(norm > 0, torch.clamp(1.0 - lam / norm.clamp_min(1e-30), min=0.0), torch.zeros_like(norm))
         for v in views:
