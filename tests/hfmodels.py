@@ -2,10 +2,10 @@
 attention) and ViT built from small configs and written with ``save_pretrained`` into a
 temporary folder (config.json + model.safetensors), so every test runs offline.
 
-Use the session fixtures (``hf_gpt2``, ``hf_bert``, ``hf_llama``, ``hf_vit``: the folder's
-path) by importing them into a test module, or call :func:`write_hf_model` directly. Tests that
-import this module skip where ``transformers`` is not installed (it is in the ``test`` and
-``hf`` extras)."""
+The session fixtures ``hf_gpt2``, ``hf_bert``, ``hf_llama`` and ``hf_vit`` (the folder's path)
+are registered in tests/conftest.py, so any test can ask for them; :func:`build_hf_model` and
+:func:`write_hf_model` build one directly. Both skip the test where ``transformers`` is not
+installed (it is in the ``test`` and ``hf`` extras); importing this module does not need it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-transformers = pytest.importorskip("transformers")
+
+def _transformers():
+    return pytest.importorskip("transformers")
 
 VOCAB = 96  # token ids 0..95
 SEQ = 16  # max positions of the token models
@@ -23,6 +25,7 @@ HIDDEN, HEADS, LAYERS, INTER = 32, 4, 2, 64
 def hf_config(kind: str):
     """The small config of one family: ``gpt2``, ``bert``, ``llama`` (4 query heads sharing 2
     key/value heads) or ``vit`` (16x16 images, 4x4 patches)."""
+    transformers = _transformers()
     if kind == "gpt2":
         return transformers.GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=LAYERS,
                                        n_head=HEADS, n_inner=INTER, resid_pdrop=0.0, embd_pdrop=0.0,
@@ -53,7 +56,7 @@ def build_hf_model(kind: str, seed: int = 0):
     import torch
 
     torch.manual_seed(seed)
-    model = getattr(transformers, HF_CLASSES[kind])(hf_config(kind))
+    model = getattr(_transformers(), HF_CLASSES[kind])(hf_config(kind))
     return model.eval()
 
 
