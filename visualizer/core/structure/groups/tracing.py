@@ -10,8 +10,16 @@ from collections.abc import Generator
 import torch
 from torch import nn
 
+from visualizer.core.models.layers import input_dim, is_conv1d, is_linear, output_dim
 from visualizer.core.structure.graph import example_input, model_device
-from visualizer.core.structure.groups.attention import _head_groups
+from visualizer.core.structure.groups.attention import (
+    MIX,
+    _head_groups,
+    attention_groups,
+    find_attention,
+    install_proxies,
+    remove_proxies,
+)
 from visualizer.core.structure.groups.model import ChannelGroup, Member, StructureResult
 from visualizer.core.tasks import Step, TimeBudgetExceeded, first_line, run, sub, time_budget
 
@@ -46,8 +54,11 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
     example = example.to(model_device(model))
     was_training = model.training
     model.eval()
+    layouts = find_attention(model)
+    swapped = []
     try:
         yield Step("tracing channel dependencies", 0.0)
+        swapped = install_proxies(model, layouts)
         try:
             groups, outputs = yield from sub(_tp_groups(model, example, notices, budget_s), 0.0, 0.95)
         except TimeBudgetExceeded:
@@ -58,8 +69,10 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
             notices.append(f"Torch-Pruning could not trace the model ({first_line(exc, with_type=True, limit=200)}): no channel groups")
             groups, outputs = [], []
     finally:
+        remove_proxies(swapped)
         model.train(was_training)
     groups += _head_groups(model, len(groups))
+    groups += attention_groups(model, layouts, len(groups))
     for i, g in enumerate(groups):
         g.id = i
     yield Step(f"{len(groups)} coupled groups", 1.0)
@@ -74,11 +87,14 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str], budg
     start = time.monotonic()
     with warnings.catch_warnings(), time_budget(budget_s):
         warnings.simplefilter("ignore")
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        conv1d = {type(m) for m in model.modules() if is_conv1d(m)}
+        dg = tp.DependencyGraph().build_dependency(
+            model, example_inputs=example, verbose=False, output_transform=_logits,
+            customized_pruners={cls: _conv1d_pruner() for cls in conv1d})
     yield Step("grouping coupled channels", 0.5)
     with warnings.catch_warnings(), time_budget(max(0.0, budget_s - (time.monotonic() - start))):
         warnings.simplefilter("ignore")
-        roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
+        roots = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, *conv1d)
         raw = list(dg.get_all_groups(root_module_types=roots))
     names = {m: n for n, m in model.named_modules()}
     modules = dict(model.named_modules())
@@ -114,6 +130,9 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str], budg
                 continue
             if not isinstance(mod, nn.Module) or mod not in names:
                 continue  # an operation (add, cat, relu, reshape): no tensors of its own
+            if names[mod].rpartition(".")[2] == MIX:
+                problems.append(MIX)  # inside an attention layer: its head group replaces this one
+                continue
             new, problem = _module_members(names[mod], mod, is_out, idxs, roots_)
             for m in new:
                 key = (m.param, m.dim)
@@ -122,6 +141,8 @@ def _tp_groups(model: nn.Module, example: torch.Tensor, notices: list[str], budg
                     members.append(m)
             if problem:
                 problems.append(problem)
+        if MIX in problems:
+            continue
         members, size, problem = _regroup_grouped_convs(modules, members, size)
         if problem:
             problems.append(problem)
@@ -239,13 +260,13 @@ def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], un
         else:
             out.append(Member(pre + "weight", 0 if transposed else 1, idxs_t, units_t, "in"))
         return out, ""
-    if isinstance(mod, nn.Linear):
+    if is_linear(mod):  # nn.Linear (weight (out, in)) or transformers' Conv1D (weight (in, out))
         if is_out:
-            out.append(Member(pre + "weight", 0, idxs_t, units_t, "out"))
+            out.append(Member(pre + "weight", output_dim(mod), idxs_t, units_t, "out"))
             if mod.bias is not None:
                 out.append(Member(pre + "bias", 0, idxs_t, units_t, "out"))
         else:
-            out.append(Member(pre + "weight", 1, idxs_t, units_t, "in"))
+            out.append(Member(pre + "weight", input_dim(mod), idxs_t, units_t, "in"))
         return out, ""
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if mod.affine:
@@ -288,3 +309,41 @@ def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], un
     if list(mod.parameters(recurse=False)):
         return [], f"unsupported layer {name} ({type(mod).__name__})"
     return [], ""
+
+
+def _logits(out):
+    """What the dependency trace follows back from: the logits of a model output (a tensor, a
+    transformers ModelOutput, a tuple whose first entry is the logits)."""
+    from visualizer.core.training.loop import main_logits
+
+    try:
+        return main_logits(out)
+    except TypeError:
+        return out
+
+
+def _conv1d_pruner():
+    """Torch-Pruning's view of transformers' Conv1D: a linear layer whose weight is (in, out)."""
+    import torch_pruning as tp
+
+    class Conv1DPruner(tp.pruner.function.BasePruningFunc):
+        def prune_out_channels(self, layer, idxs):
+            keep = [i for i in range(layer.weight.shape[1]) if i not in set(idxs)]
+            layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 1)
+            layer.bias = self._prune_parameter_and_grad(layer.bias, keep, 0)
+            layer.nf = len(keep)
+            return layer
+
+        def prune_in_channels(self, layer, idxs):
+            keep = [i for i in range(layer.weight.shape[0]) if i not in set(idxs)]
+            layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 0)
+            layer.nx = len(keep)
+            return layer
+
+        def get_out_channels(self, layer):
+            return layer.weight.shape[1]
+
+        def get_in_channels(self, layer):
+            return layer.weight.shape[0]
+
+    return Conv1DPruner()

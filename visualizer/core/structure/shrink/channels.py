@@ -10,8 +10,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from visualizer.core.models.layers import fix_linear_attributes, is_linear
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.structure.groups import ChannelGroup
+from visualizer.core.structure.groups.attention import find_attention, set_heads
 from visualizer.core.structure.shrink.attention import PrunedMultiheadAttention
 from visualizer.core.structure.shrink.plans import PrunePlan
 
@@ -124,8 +126,8 @@ def fix_module_attributes(module: nn.Module, reference: nn.Module | None = None)
             if depthwise:
                 module.groups = w.shape[0] // max(1, ref.out_channels // ref.in_channels)
             module.in_channels = w.shape[1] * module.groups
-    elif isinstance(module, nn.Linear):
-        module.out_features, module.in_features = module.weight.shape
+    elif is_linear(module):
+        fix_linear_attributes(module)
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         t = module.weight if module.weight is not None else module.running_mean
         module.num_features = t.shape[0]
@@ -168,11 +170,18 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
     _apply_cuts(small, groups, plan, removals, spec)
     # attention modules that lost heads: nn.MultiheadAttention cannot hold inner width != embed_dim
     heads = {g.root: g for g in groups if g.kind == "head" and g.id in plan.removed}
+    layouts = {lay.name: lay for lay in find_attention(model)}
     for name, g in heads.items():
         mha = _get(small, name)
+        if not isinstance(mha, nn.MultiheadAttention):  # a layer that keeps its own class
+            kept_units = g.size - len(plan.removed[g.id])
+            set_heads(mha, layouts[name], kept_units)
+            spec.setdefault("heads", {})[name] = kept_units
+            continue
         kept_heads = g.size - len(plan.removed[g.id])
+        kept = [h for h in range(g.size) if h not in set(plan.removed[g.id])]
         new = PrunedMultiheadAttention(mha.embed_dim, kept_heads, mha.head_dim, mha.batch_first,
-                                       bias=mha.in_proj_bias is not None)
+                                       bias=mha.in_proj_bias is not None, kept=kept, source_heads=g.size)
         new.in_proj_weight = nn.Parameter(mha.in_proj_weight.detach().clone())
         if mha.in_proj_bias is not None:
             new.in_proj_bias = nn.Parameter(mha.in_proj_bias.detach().clone())
@@ -183,7 +192,8 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
         _replace(small, name, new)
         spec["replaced"][name] = {"type": "PrunedMultiheadAttention", "embed_dim": mha.embed_dim,
                                   "num_heads": kept_heads, "head_dim": mha.head_dim,
-                                  "batch_first": mha.batch_first, "bias": mha.in_proj_bias is not None}
+                                  "batch_first": mha.batch_first, "bias": mha.in_proj_bias is not None,
+                                  "kept": kept, "source_heads": g.size}
     if plan.branches:
         small = drop_branches(small, plan.branches)
         spec["branches"] = [list(b) for b in plan.branches]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.structure.groups.attention import find_attention, set_heads
 from visualizer.core.structure.shrink.attention import PrunedMultiheadAttention
 from visualizer.core.structure.shrink.channels import (
     InputSelect,
@@ -89,13 +90,15 @@ def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.
     for name, r in spec.get("replaced", {}).items():
         if r["type"] == "PrunedMultiheadAttention":
             _replace(model, name, PrunedMultiheadAttention(r["embed_dim"], r["num_heads"], r["head_dim"],
-                                                           r["batch_first"], r["bias"]))
+                                                           r["batch_first"], r["bias"], r.get("kept"),
+                                                           r.get("source_heads")))
         elif r["type"] == "InputSelect":
             _replace(model, name, InputSelect(r["keep"], _get(model, name)))
         else:
             raise ValueError(f"unknown replaced module type {r['type']}")
     if spec.get("branches"):
         model = drop_branches(model, spec["branches"])
+    layouts = {lay.name: lay for lay in find_attention(model)}  # before any tensor changes size
     reference = {n: copy.copy(m) for n, m in model.named_modules()}
     touched = set()
     for key, value in state.items():
@@ -107,6 +110,8 @@ def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.
             touched.add(owner_name)
     for owner_name in touched:
         fix_module_attributes(_get(model, owner_name), reference.get(owner_name))
+    for name, kept_units in spec.get("heads", {}).items():
+        set_heads(_get(model, name), layouts[name], int(kept_units))
     model.load_state_dict(state, strict=True)
     model.eval()
     return model
