@@ -33,3 +33,12 @@ def test_bad_input_is_one_line(capsys, hf_gpt2, tmp_path):
                        (["graph", f"hf:{hf_gpt2}", "--example-input", "2xq"], "whole numbers")]:
         code, _, err = run_cli(capsys, *argv)
         assert code == 2 and says in err and err.count("\n") == 1, (argv, err)
+
+
+def test_shrink_llama_by_heads_and_neurons(capsys, hf_llama, tmp_path):
+    code, out, err = run_cli(capsys, "shrink", f"hf:{hf_llama}", "--density", "0.5", "--json",
+                             "--out", str(tmp_path / "small.pt"))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["max_output_diff"] <= 1e-5 and result["units_removed"] == 2 * (1 + 32)
+    assert result["params_after"] < result["params_before"]

@@ -127,3 +127,71 @@ def test_groups_agree_with_torch_pruning(kind):
     for g in ours:
         if g.kind == "head" or g.prunable:
             assert layers(g) in theirs, g.label
+
+
+class QKVAttention(nn.Module):
+    """Fused-projection attention in the style of timm's ViT (qkv -> (3, heads, head_dim)).
+    ``full_width`` reshapes the heads' outputs back to the input width C, as some code does."""
+
+    def __init__(self, dim: int = 16, heads: int = 4, full_width: bool = False) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.full_width = heads, dim // heads, full_width
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        return self.proj(x.reshape(b, n, c) if self.full_width else x.reshape(b, n, -1))
+
+
+class TinyViT(nn.Module):
+    def __init__(self, full_width: bool = False) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, 4)
+        self.norm1, self.norm2 = nn.LayerNorm(16), nn.LayerNorm(16)
+        self.attn = QKVAttention(full_width=full_width)
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = x + self.attn(self.norm1(x))
+        x = x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x))))
+        return self.head(x.mean(1))
+
+
+def test_fused_qkv_attention_is_pruned_by_whole_heads():
+    """The timm ViT crash (qkv halved channel by channel breaks the (3, heads, head_dim) reshape)
+    cannot happen: qkv's rows are only ever removed by whole heads."""
+    torch.manual_seed(0)
+    model, x = TinyViT().eval(), torch.randn(2, 3, 16, 16)
+    res = find_groups(model, x)
+    heads = [g for g in res.groups if g.kind == "head"]
+    assert len(heads) == 1 and heads[0].prunable and heads[0].size == 4
+    assert not any(m.param == "attn.qkv.weight" for g in res.groups if g.kind == "channel" for m in g.members
+                   if m.role == "out")
+    result = structured_prune(model, res.groups, group_scores(model, res.groups, "group-l2"), 0.5, x)
+    assert result.max_output_diff <= 1e-5 and result.shrunk.model.attn.num_heads == 2
+
+
+def test_attention_that_assumes_its_full_width_is_not_prunable():
+    torch.manual_seed(0)
+    model, x = TinyViT(full_width=True).eval(), torch.randn(2, 3, 16, 16)
+    res = find_groups(model, x)
+    head = next(g for g in res.groups if g.kind == "head")
+    assert not head.prunable and "does not run with fewer heads" in head.reason
+    result = structured_prune(model, res.groups, group_scores(model, res.groups, "group-l2"), 0.5, x)
+    assert result.max_output_diff <= 1e-5  # the MLP neurons are still pruned
+
+
+def test_timm_vit_shrinks_by_heads():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    res = find_groups(model, x)
+    heads = [g for g in res.groups if g.kind == "head"]
+    assert len(heads) == len(model.blocks)
+    result = structured_prune(model, res.groups, group_scores(model, res.groups, "group-l2"), 0.5, x)
+    assert result.max_output_diff <= 1e-4 * max(1.0, result.output_scale)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from visualizer.core.models.layers import (
+    fix_linear_attributes,
     input_dim,
     is_conv1d,
     is_linear,
@@ -37,6 +38,7 @@ from visualizer.core.models.layers import (
     output_dim,
 )
 from visualizer.core.structure.groups.model import ChannelGroup, Member
+from visualizer.core.tasks import first_line
 
 _HEAD_COUNT_ATTRS = ("num_heads", "num_attention_heads", "n_head")
 _HEAD_DIM_ATTRS = ("head_dim", "attention_head_size")
@@ -172,8 +174,51 @@ def attention_groups(model: nn.Module, layouts: list[AttentionLayout], start: in
         o = modules[lay.o]
         members.append(Member(f"{lay.o}.weight", input_dim(o), tuple(r for r, _ in q_rows),
                               tuple(u for _, u in q_rows), "in"))
-        groups.append(ChannelGroup(start + len(groups), "head", lay.name, lay.kv_heads, members))
+        group = ChannelGroup(start + len(groups), "head", lay.name, lay.kv_heads, members)
+        if not type(modules[lay.name]).__module__.startswith("transformers"):
+            problem = _fewer_heads_problem(model, lay, group)
+            if problem:
+                group.prunable, group.reason = False, problem
+        groups.append(group)
     return groups
+
+
+@torch.no_grad()
+def _fewer_heads_problem(model: nn.Module, layout: AttentionLayout, group: ChannelGroup) -> str:
+    """Why a copy of the layer without its first unit does not run, or "" when it does (or when
+    the layer cannot be called on a lone (1, 3, width) input, so only the whole model's shrink
+    comparison can tell). A layer whose forward reshapes to its full embedding width (``x.reshape(
+    B, N, C)``) cannot lose heads."""
+    import copy
+
+    if group.size < 2 or not layout.o_inside:
+        return ""
+    original = model.get_submodule(layout.name)
+    width = linear_features(model.get_submodule(layout.q))[0]
+    ref = next(original.parameters())
+    x = torch.randn(1, 3, width, dtype=ref.dtype, device=ref.device)
+    try:
+        original(x)
+    except Exception:  # noqa: BLE001 - needs other arguments: not checkable here
+        return ""
+    small = copy.deepcopy(original)
+    prefix = f"{layout.name}." if layout.name else ""
+    for m in group.members:
+        owner_name, _, attr = m.param[len(prefix):].rpartition(".")
+        owner = small.get_submodule(owner_name)
+        t = getattr(owner, attr)
+        keep = sorted(set(range(t.shape[m.dim])) - {i for i, u in zip(m.indices, m.units) if u == 0})
+        setattr(owner, attr, nn.Parameter(t.index_select(m.dim, torch.tensor(keep, device=t.device))))
+    for mod in small.modules():
+        if is_linear(mod):
+            fix_linear_attributes(mod)
+    set_heads(small, layout, group.size - 1)
+    try:
+        small(x)
+    except Exception as exc:  # noqa: BLE001 - any failure means its code assumes all heads
+        return (f"attention {layout.name} does not run with fewer heads ({first_line(exc, limit=120)}): "
+                "its forward assumes the full width")
+    return ""
 
 
 def set_heads(module: nn.Module, layout: AttentionLayout, kept_units: int) -> None:

@@ -13,7 +13,7 @@ from visualizer.core.structure.graph import model_device, random_like
 from visualizer.core.structure.groups import ChannelGroup
 from visualizer.core.structure.shrink.channels import ShrunkModel, masked_copy, plan_masks, shrink
 from visualizer.core.structure.shrink.plans import PrunePlan, select_units
-from visualizer.core.tasks import Step, run
+from visualizer.core.tasks import Step, first_line, run
 from visualizer.core.training.loop import main_logits
 
 
@@ -99,7 +99,11 @@ def structured_prune_job(
     yield Step("building the smaller model", 0.3)
     shrunk = shrink(model, groups, plan)
     yield Step("comparing with the masked model", 0.7)
-    diff, scale = output_difference(masked_copy(model, masks), shrunk.model, example)
+    try:
+        diff, scale = output_difference(masked_copy(model, masks), shrunk.model, example)
+    except RuntimeError as exc:  # a layer whose code assumes a width the plan removed
+        raise ValueError(f"the shrunk model does not run ({first_line(exc, limit=160)}): a channel coupling "
+                         "was missed for this architecture; use the masks (--masks) instead") from exc
     if shrink_mismatch(diff, scale):
         plan.notices.append(
             f"the shrunk model differs from the masked model by {diff:.3g} (outputs up to {scale:.3g}): a "
