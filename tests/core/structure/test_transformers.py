@@ -195,3 +195,18 @@ def test_timm_vit_shrinks_by_heads():
     assert len(heads) == len(model.blocks)
     result = structured_prune(model, res.groups, group_scores(model, res.groups, "group-l2"), 0.5, x)
     assert result.max_output_diff <= 1e-4 * max(1.0, result.output_scale)
+
+
+def test_a_masked_tied_weight_saves_the_head_flops():
+    """GPT-2's lm_head is the token embedding: masking half of transformer.wte.weight halves the
+    FLOPs of the head, the layer that multiplies by it."""
+    from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.structure.speed import count_flops, useful_flops
+
+    model = build_hf_model("gpt2")
+    x = example_input(model)
+    total, per_layer = count_flops(model, x)
+    masks = MaskSet.for_model(model)
+    masks.masks["transformer.wte.weight"][:, ::2] = False
+    assert per_layer["lm_head"] > 0
+    assert useful_flops(per_layer, total, model, masks) == total - per_layer["lm_head"] // 2
