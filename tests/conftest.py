@@ -8,6 +8,9 @@ os.environ.setdefault("PRUNEVIZ_SETTINGS_ORG", "pruneviz-tests")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# tiny Hugging Face models in temporary folders (skip where transformers is missing)
+from tests.hfmodels import hf_bert, hf_gpt2, hf_llama, hf_vit  # noqa: E402, F401
+
 # The docstring's promise: one torch thread. On the shared 2-core machine two intra-op threads
 # oversubscribe and small models run up to 100x slower (measured: 1.6 s vs 0.02 s per forward).
 torch.set_num_threads(1)

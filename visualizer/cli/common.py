@@ -64,9 +64,11 @@ def print_json(obj: Any) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """MODEL positional plus the weights and data options shared by every command on a model."""
-    p.add_argument("model", help="bundled name, torchvision:NAME, TorchScript file or file.py:factory")
+    p.add_argument("model", help="bundled name, torchvision:NAME, hf:FOLDER or hf:NAME (a Hugging Face "
+                                 "model folder or cached model), TorchScript file or file.py:factory")
     p.add_argument("--weights", help="state dict for the model (.safetensors, .pt)")
-    p.add_argument("--trust", action="store_true", help="allow full unpickling of checkpoints (runs code)")
+    p.add_argument("--trust", action="store_true", help="allow full unpickling of checkpoints and a Hugging "
+                                                        "Face model's own code (both run code)")
     p.add_argument("--no-pretrained", action="store_true",
                    help="random init instead of pretrained weights (bundled and torchvision:NAME models)")
     p.add_argument("--download", action="store_true",

@@ -28,6 +28,7 @@ def register(sub) -> None:
     add_json_arg(p)
     p.add_argument("--out", help="write the graph as GraphML (e.g. graph.graphml)")
     p.add_argument("--batch", type=int, default=2, help="batch size of the example input (default 2)")
+    _add_example_arg(p)
     add_device_arg(p)
     p.set_defaults(func=cmd_graph)
 
@@ -41,6 +42,7 @@ def register(sub) -> None:
                                          "prefer --export)")
     p.add_argument("--masks", help="also write the equivalent masks of the original model (.safetensors, "
                                    "or .pt/.pth as a torch.nn.utils.prune state dict)")
+    _add_example_arg(p)
     add_device_arg(p)
     p.set_defaults(func=cmd_shrink)
 
@@ -50,10 +52,20 @@ def register(sub) -> None:
     _add_prune_args(p)
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--repeats", type=int, default=20, help="timed forward passes per model (default 20)")
+    _add_example_arg(p)
     add_device_arg(p)
     p.add_argument("--peak-flops", type=float, help="the device's peak FLOP/s, for the absolute eta")
     add_mask_arg(p, "the unstructured mask to time (default: a global magnitude mask keeping as many weights as the shrunk model)")
     p.set_defaults(func=cmd_speed)
+
+
+def _add_example_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--example-input", metavar="SHAPE[:dtype]",
+                   help="the input to trace and time the model on: a shape like 1x3x224x224 or "
+                        "2x128:long (token ids, drawn below the model's vocabulary), or a JSON spec "
+                        "{\"shape\": [...], \"dtype\": ..., \"low\": ..., \"high\": ...} (inline or a "
+                        ".json file). Default: the model's dataset, a Hugging Face config's token ids "
+                        "or image size, else guessed from the first layer")
 
 
 def _add_prune_args(p: argparse.ArgumentParser) -> None:
@@ -73,15 +85,21 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
 
 def _load(args):
     from visualizer.cli.common import load_model_from_args
-    from visualizer.core.structure.graph import example_input
+    from visualizer.core.structure.graph import example_input, parse_example_input
 
     loaded = load_model_from_args(args)
     to_args_device(loaded.model, args)
     dataset = getattr(args, "data", None) or loaded.dataset
-    try:
-        x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))
-    except ValueError as exc:
-        raise UserError(f"{args.model}: {exc}; pass --data NAME") from exc
+    if getattr(args, "example_input", None):
+        try:
+            x = parse_example_input(args.example_input, loaded.model)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    else:
+        try:
+            x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))
+        except ValueError as exc:
+            raise UserError(f"{args.model}: {exc}, or pass --data NAME") from exc
     device = getattr(args, "device", None)
     return loaded, dataset, (x.to(device) if isinstance(device, torch.device) else x)
 

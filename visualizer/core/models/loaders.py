@@ -6,7 +6,9 @@ References:
 - ``torchvision:NAME`` (needs torchvision): torchvision's DEFAULT pretrained weights from torch's
   cache (downloaded only when asked), or random init with ``pretrained=False``;
 - a TorchScript file (``model.pt``);
-- ``path/to/file.py:factory`` with ``weights=`` a state dict (.safetensors, .pt, .pth).
+- ``path/to/file.py:factory`` with ``weights=`` a state dict (.safetensors, .pt, .pth);
+- ``hf:DIR`` or ``hf:NAME``: a Hugging Face model folder, or a model in the local Hugging Face
+  cache, through transformers, offline and from safetensors only (:mod:`visualizer.core.models.hf`).
 
 Checkpoints are read with ``torch.load(weights_only=True)``: a file that needs full unpickling
 (which can run arbitrary code) is refused unless ``trust=True``.
@@ -30,6 +32,7 @@ from torch import nn
 
 from visualizer.core.io.checks import FileFormatError
 from visualizer.core.io.torchfile import UnpicklingRefused, safe_load, sniff
+from visualizer.core.layers import output_dim
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
 from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
@@ -62,14 +65,16 @@ class LoadedModel:
     @property
     def weights_line(self) -> str:
         """Which weights the model has, for the info line: "pretrained: IMAGENET1K_V1",
-        "pretrained: lenet.safetensors", "weights: my.pt" or "random init"."""
+        "pretrained: lenet.safetensors" (also a TorchScript file's own weights and a Hugging
+        Face folder's), "weights: my.pt" (given by --weights) or "random init"."""
         if not self.pretrained:
             return "random init"
         if not self.weights:
             return "pretrained"
         if self.ref.startswith("torchvision:") and "/" not in self.weights:
             return f"pretrained: {self.weights}"
-        if Path(self.weights).parent == sample_models_dir():
+        if Path(self.weights).parent == sample_models_dir() or self.weights == self.ref \
+                or self.ref.startswith("hf:"):  # bundled, a model file's own, a model folder's
             return f"pretrained: {Path(self.weights).name}"
         return f"weights: {Path(self.weights).name}"
 
@@ -337,14 +342,21 @@ def load_model(
             loaded.pretrained, loaded.weights, loaded.transform = True, tv.name, tv.transforms()
         elif tv_weights_wanted:
             loaded.notes.append(f"torchvision has no pretrained weights for {ref}: random init")
+    elif ref.startswith("hf:"):
+        from visualizer.core.models.hf import load_hf
+
+        hf_weights_wanted = pretrained and weights is None
+        model, hf_file = load_hf(ref[3:], trust=trust, pretrained=hf_weights_wanted)
+        loaded = LoadedModel(model, ref, pretrained=hf_file is not None, weights=hf_file)
     elif ".py:" in ref:
         loaded = LoadedModel(load_factory(ref), ref)
     elif Path(ref).suffix in {".pt", ".pth", ".ts", ".jit"} or Path(ref).exists():
-        loaded = LoadedModel(load_file_model(Path(ref), trust), ref)
+        # a TorchScript archive or pickled module carries its trained weights
+        loaded = LoadedModel(load_file_model(Path(ref), trust), ref, pretrained=True, weights=ref)
     else:
         raise ModelLoadError(
             f"unknown model {ref!r}: use a bundled name ({', '.join(ZOO)}), "
-            "torchvision:NAME, a TorchScript file or file.py:factory"
+            "torchvision:NAME, hf:FOLDER, hf:NAME, a TorchScript file or file.py:factory"
         )
     if weights is not None:
         state, masks = load_weights(weights, trust)
@@ -368,6 +380,7 @@ class LayerInfo:
     shape: tuple[int, ...]
     params: int
     prunable: bool
+    out_dim: int = 0  # which dimension of the weight indexes the layer's outputs (1: stored (in, out))
 
 
 def layer_table(model: nn.Module) -> list[LayerInfo]:
@@ -377,7 +390,8 @@ def layer_table(model: nn.Module) -> list[LayerInfo]:
     rows = []
     for name, p in model.named_parameters():
         owner = modules.get(name.rpartition(".")[0], model)
-        rows.append(LayerInfo(name, type(owner).__name__, tuple(p.shape), p.numel(), name in prunable))
+        rows.append(LayerInfo(name, type(owner).__name__, tuple(p.shape), p.numel(), name in prunable,
+                              output_dim(owner) if name.endswith("weight") and p.ndim >= 2 else 0))
     return rows
 
 

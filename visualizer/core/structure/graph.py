@@ -29,8 +29,9 @@ from visualizer.core.tasks import Step, first_line, run
 
 def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) -> torch.Tensor:
     """A random input the model accepts: from its dataset's shape when known (given, or the
-    bundled model's own), else guessed from the first layer (Conv2d -> Cx224x224 image,
-    Linear -> vector, RNN -> 16 steps)."""
+    bundled model's own), token ids or pixels for a Hugging Face model (vocabulary, sequence
+    length and image size from its config), else guessed from the first layer (Conv2d -> Cx224x224
+    image, Linear -> vector, RNN -> 16 steps). :func:`parse_example_input` reads one the user gives."""
     shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
     if dataset is None:  # a bundled architecture knows its dataset
         from visualizer.core.models.zoo import ZOO
@@ -50,6 +51,11 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
             return torch.randn(batch, *load_dataset(dataset, options_for_model(DataOptions(), model)).input_shape)
         except Exception:  # unknown or unavailable dataset: guess from the layers below
             pass
+    from visualizer.core.models.hf import hf_example_input
+
+    x = hf_example_input(model, batch)
+    if x is not None:
+        return x
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return torch.randn(batch, m.in_channels, 224, 224)
@@ -59,7 +65,85 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
             return torch.randn(batch, 16, m.input_size) if m.batch_first else torch.randn(16, batch, m.input_size)
         if isinstance(m, nn.Linear):
             return torch.randn(batch, m.in_features)
-    raise ValueError("cannot guess an input shape for this model: give an example input")
+    raise ValueError("cannot guess an input shape for this model: give one with --example-input SHAPE[:dtype]")
+
+
+_DTYPES = {"float": torch.float32, "float32": torch.float32, "float64": torch.float64, "double": torch.float64,
+           "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
+           "long": torch.int64, "int64": torch.int64, "int": torch.int64, "int32": torch.int32,
+           "bool": torch.bool}
+
+
+def parse_example_input(text: str, model: nn.Module | None = None, seed: int = 0) -> torch.Tensor:
+    """The example input a user describes: ``SHAPE[:dtype]`` (``1x3x224x224``, ``2x512:long``,
+    commas also separate) or a JSON object ``{"shape": [...], "dtype": "...", "low": 0,
+    "high": N}`` (inline, or the path of a .json file). Floating inputs are standard normal;
+    integer inputs are uniform in [low, high), where high defaults to the model's vocabulary
+    (a Hugging Face config's ``vocab_size``, else the first ``nn.Embedding``'s size) and low to 0.
+    Raises ValueError with one line on anything else."""
+    text = text.strip()
+    spec: dict
+    if text.startswith("{") or text.endswith(".json"):
+        import json
+        from pathlib import Path
+
+        try:
+            spec = json.loads(Path(text).read_text() if text.endswith(".json") else text)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--example-input {text}: not a readable JSON spec ({first_line(exc)})") from exc
+        if not isinstance(spec, dict) or "shape" not in spec:
+            raise ValueError(f"--example-input {text}: a JSON spec is an object with a \"shape\" list")
+    else:
+        shape_text, _, dtype_text = text.partition(":")
+        parts = [p for p in shape_text.replace(",", "x").split("x") if p.strip()]
+        spec = {"shape": parts, "dtype": dtype_text or "float32"}
+    try:
+        shape = tuple(int(s) for s in spec["shape"])
+    except (TypeError, ValueError):
+        raise ValueError(f"--example-input {text}: the shape must be whole numbers like 2x3x32x32") from None
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"--example-input {text}: the shape must be positive sizes like 2x3x32x32")
+    dtype = _DTYPES.get(str(spec.get("dtype", "float32")).lower().removeprefix("torch."))
+    if dtype is None:
+        raise ValueError(f"--example-input {text}: unknown dtype {spec.get('dtype')!r} "
+                         f"(use {', '.join(sorted(_DTYPES))})")
+    gen = torch.Generator().manual_seed(seed)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dtype)
+    if dtype is torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).bool()
+    low = int(spec.get("low", 0))
+    high = spec.get("high")
+    high = int(high) if high is not None else _vocabulary(model)
+    if high is None or high <= low:
+        raise ValueError(f"--example-input {text}: integer inputs need a range; give a JSON spec with "
+                         "\"high\" (the model has no vocabulary to take it from)")
+    return torch.randint(low, high, shape, generator=gen).to(dtype)
+
+
+def _vocabulary(model: nn.Module | None) -> int | None:
+    """The number of token ids a model reads: its config's vocab_size, else its first embedding."""
+    if model is None:
+        return None
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(vocab, int) and vocab > 0:
+        return vocab
+    for m in model.modules():
+        if isinstance(m, nn.Embedding):
+            return m.num_embeddings
+    return None
+
+
+def random_like(example: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A fresh random input shaped like ``example``, on its device: standard normal for floating
+    inputs, uniform over [min, max] of the example for integer ones (token ids stay in the
+    vocabulary the example was drawn from)."""
+    if example.dtype.is_floating_point:
+        return torch.randn(example.shape, generator=generator, dtype=example.dtype, device=example.device)
+    if example.dtype is torch.bool:
+        return torch.randint(0, 2, example.shape, generator=generator, device=example.device).bool()
+    low, high = int(example.min()), int(example.max()) + 1
+    return torch.randint(low, high, example.shape, generator=generator, device=example.device).to(example.dtype)
 
 
 # --- the traced graph ---------------------------------------------------------------------------
@@ -342,7 +426,7 @@ def fx_trace(model: nn.Module):
     class _Tracer(torch.fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
             if type(m).__name__ in ("InputSelect", "PrunedMultiheadAttention") and \
-                    type(m).__module__ == "visualizer.core.structure.shrink":
+                    type(m).__module__.startswith("visualizer.core.structure.shrink"):
                 return True
             return super().is_leaf_module(m, qualname)
 

@@ -106,10 +106,17 @@ def _rnn_hook(name: str, out: dict[str, int]):
 def useful_flops(per_layer: dict[str, int], total: int, model: nn.Module, masks: MaskSet) -> int:
     """FLOPs that multiply nonzero weights: each masked layer's FLOPs times its weight density."""
     density = {}
+    params = dict(model.named_parameters())
+    users = {}  # a tied weight (GPT-2's embedding and head) saves FLOPs in every layer that uses it
+    for mod_name, mod in model.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            users.setdefault(id(p), []).append(f"{mod_name}.{pname}" if mod_name else pname)
     for name, m in masks.masks.items():
-        layer = name.rpartition(".")[0]
-        kept, tot = density.get(layer, (0, 0))
-        density[layer] = (kept + int(m.sum()), tot + m.numel())
+        p = params.get(name)
+        for user in users.get(id(p), [name]) if p is not None else [name]:
+            layer = user.rpartition(".")[0]
+            kept, tot = density.get(layer, (0, 0))
+            density[layer] = (kept + int(m.sum()), tot + m.numel())
     saved = 0.0
     for layer, f in per_layer.items():
         for key in (layer, layer.rpartition(".")[0]):

@@ -209,6 +209,18 @@ class HeatmapView(QWidget):
         self.plot.getViewBox().setRange(QRectF(0, 0, wd, h), padding=0.02)
         self.redraw()
 
+    def _stored_in_out(self) -> bool:
+        """Whether the selected weight is stored (in, out), rows being inputs (transformers' Conv1D)."""
+        from visualizer.core.layers import output_dim
+
+        model, name = self.state.model, self.state.selected
+        if model is None or not name:
+            return False
+        try:
+            return output_dim(model.get_submodule(name.rpartition(".")[0])) == 1
+        except AttributeError:
+            return False
+
     def _set_axes(self, shape: tuple[int, ...]) -> None:
         """Axis titles, and channel-index ticks at kernel centres in the kernel grid."""
         left, bottom = self.plot.getAxis("left"), self.plot.getAxis("bottom")
@@ -222,6 +234,8 @@ class HeatmapView(QWidget):
             bottom.setTicks(None)
             xlabel = "input · kernel position (in·kh·kw)" if len(shape) > 2 else "input"
             ylabel = "output" if len(shape) > 1 else ""
+            if len(shape) == 2 and self._stored_in_out():  # transformers' Conv1D: W is (in, out)
+                xlabel, ylabel = "output", "input (stored in×out)"
         if bottom.labelText != xlabel:
             self.plot.setLabel("bottom", xlabel)
         if left.labelText != ylabel:

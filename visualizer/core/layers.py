@@ -1,0 +1,83 @@
+"""What a layer's weight means, independent of the library that defined it.
+
+Most libraries store a linear map's weight as (out, in) (``nn.Linear``); transformers' ``Conv1D``
+(GPT-2's attention and MLP layers) stores it transposed, as (in, out), and computes
+``x @ W + b``. Every rule that needs to know which dimension holds a layer's outputs (prunable
+parameters, layer tables, per-row comparisons, channel groups, shrinking) asks here.
+
+Tied weights (GPT-2's ``lm_head.weight`` is the token embedding ``transformer.wte.weight``) are
+one parameter reachable under two names: :func:`parameter_names` gives each parameter the one
+name ``named_parameters()`` reports (its first owner), so it is masked once and named the same in
+every file."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (recognised by name, so transformers need not be imported): a
+    linear layer whose weight is stored (in, out)."""
+    cls = type(module)
+    return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers")
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A dense linear map: ``nn.Linear`` or transformers' ``Conv1D``."""
+    return isinstance(module, nn.Linear) or is_conv1d(module)
+
+
+def output_dim(module: nn.Module) -> int:
+    """The dimension of ``module.weight`` that indexes its outputs: 1 for ``Conv1D`` (stored
+    (in, out)) and transposed convolutions, else 0."""
+    if is_conv1d(module):
+        return 1
+    if isinstance(module, nn.modules.conv._ConvNd) and module.transposed:
+        return 1
+    return 0
+
+
+def input_dim(module: nn.Module) -> int:
+    """The dimension of a linear layer's weight that indexes its inputs (0 for Conv1D, else 1)."""
+    return 0 if output_dim(module) == 1 else 1
+
+
+def linear_features(module: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of a linear layer (nn.Linear or Conv1D)."""
+    if is_conv1d(module):
+        return int(module.weight.shape[0]), int(module.weight.shape[1])
+    return int(module.in_features), int(module.out_features)
+
+
+def fix_linear_attributes(module: nn.Module) -> None:
+    """Make a linear layer's size attributes agree with its (shrunk) weight."""
+    if is_conv1d(module):
+        module.nx, module.nf = int(module.weight.shape[0]), int(module.weight.shape[1])
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+
+
+def parameter_names(model: nn.Module) -> dict[int, str]:
+    """id(parameter) -> its one name: the first under which ``named_parameters()`` (which lists
+    a tied parameter once) reaches it. GPT-2's tied ``lm_head.weight`` is
+    ``transformer.wte.weight``."""
+    return {id(p): name for name, p in model.named_parameters()}
+
+
+def untie(model: nn.Module, params: dict[str, nn.Parameter]) -> dict[str, nn.Parameter]:
+    """``params`` with every tied parameter once, under its :func:`parameter_names` name, in the
+    order first met."""
+    names = parameter_names(model)
+    out: dict[str, nn.Parameter] = {}
+    for name, p in params.items():
+        canonical = names.get(id(p), name)
+        if canonical not in out:
+            out[canonical] = p
+    return out
+
+
+def owner_module(model: nn.Module, param_name: str) -> nn.Module:
+    """The module that holds a parameter (``a.b.weight`` -> ``a.b``); the model itself for a
+    top-level one."""
+    owner = param_name.rpartition(".")[0]
+    return model.get_submodule(owner) if owner else model
