@@ -180,3 +180,15 @@ def test_input_grams_by_hand():
     x = torch.tensor([[3.0, 0.0], [4.0, 1.0]])
     g = run(input_grams(layer, [(x, None)], {"weight": ""}))["weight"]
     assert torch.allclose(g, torch.tensor([[25.0, 4.0], [4.0, 1.0]]))
+
+
+def test_calibration_profile_marks_outlier_features():
+    from visualizer.core.pruning.llm_criteria import calibration_profile
+
+    layer = nn.Sequential(nn.Linear(10, 3))
+    x = torch.ones(4, 10)
+    x[:, 7] = 100.0  # norms: 2 for nine features, 200 for feature 7; mean 21.8
+    (row,) = run(calibration_profile(layer, [(x, None)]))
+    assert row.name == "0.weight"
+    assert torch.allclose(row.norms[:7], torch.full((7,), 2.0))
+    assert row.outliers.tolist() == [7] and row.share == pytest.approx(0.1)

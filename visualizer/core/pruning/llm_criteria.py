@@ -144,6 +144,48 @@ def wanda_scores(model: nn.Module, batches: Iterable) -> Generator[Step, None, S
     return result.scores
 
 
+OUTLIER_RATIO = 5.0  # a feature is an outlier when its norm exceeds this many times the layer's mean
+
+
+@dataclass(frozen=True)
+class LayerNorms:
+    """One layer's input-feature norms ‖X_j‖₂ and its outlier features (norm > ratio × mean)."""
+
+    name: str
+    norms: torch.Tensor  # (in,) float32, in the weight's input order
+    outliers: torch.Tensor  # indices of the outlier features
+    ratio: float = OUTLIER_RATIO
+
+    @property
+    def share(self) -> float:
+        return self.outliers.numel() / max(self.norms.numel(), 1)
+
+
+def calibration_profile(model: nn.Module, batches: Iterable, params: Mapping[str, torch.Tensor] | None = None,
+                        ratio: float = OUTLIER_RATIO,
+                        forward: Callable[[nn.Module, object], object] | None = None
+                        ) -> Generator[Step, None, list[LayerNorms]]:
+    """Per layer, ‖X_j‖₂ of every input feature over the calibration sample and the outliers
+    ``‖X_j‖ > ratio · mean_j ‖X_j‖`` (what the calibration inspector draws: the reason Wanda
+    beats magnitude, docs/theory.md §19). A conv kernel's inputs are its (in, kh, kw) taps."""
+    params = _prunable(model, params)
+    layers = calibrated_layers(model, params)
+    was = model.training
+    model.eval()
+    try:
+        norms = yield from input_norms(model, batches, layers, forward or model_forward)
+    finally:
+        model.train(was)
+    out = []
+    for name in params:
+        if name not in norms:
+            continue
+        v = norms[name].reshape(-1).float().cpu()
+        mean = float(v.mean()) if v.numel() else 0.0
+        out.append(LayerNorms(name, v, torch.nonzero(v > ratio * mean).reshape(-1), ratio))
+    return out
+
+
 # --- input Gram matrices -------------------------------------------------------------------------
 
 
