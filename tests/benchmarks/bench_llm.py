@@ -29,12 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's 
 
 import torch  # noqa: E402
 
+from visualizer.core.pruning.calibration import input_norms  # noqa: E402
 from visualizer.core.pruning.llm_criteria import (  # noqa: E402
+    calibrated_layers,
     input_grams,
+    model_forward,
+    row_ranks,
     sparsegpt_layer,
     sparsegpt_reference,
     wanda_job,
 )
+from visualizer.core.pruning.nm import transposed_weights  # noqa: E402
 from visualizer.core.pruning.ranking import Ranking  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
 
@@ -70,12 +75,21 @@ def bench_wanda(model, params, batches):
     t_wanda = time.perf_counter() - t0
     t_fwd2 = forward_only(model, batches)  # again after, the machine is shared
     fwd = min(t_fwd, t_fwd2)
+    t0 = time.perf_counter()
+    run(input_norms(model, batches, calibrated_layers(model, params), model_forward))
+    t_pass = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for name, p in result.products.items():
+        row_ranks(p, name in transposed_weights(model))
+    t_ranks = time.perf_counter() - t0
     n = sum(p.numel() for p in params.values())
     print(f"1. wanda on GPT-2 124M ({sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{n:,} scored), {len(batches)} batches: {sum(int(x.numel()) for x, _ in batches):,} tokens")
     print(f"   forward passes alone: {t_fwd:.2f} s and {t_fwd2:.2f} s; wanda: {t_wanda:.2f} s")
     print(f"   wanda / forward passes = {t_wanda / fwd:.2f}x (target <= 1.5); forward share of wanda "
           f"{100 * fwd / t_wanda:.0f}%")
+    print(f"   parts, timed again: calibration pass with the norm hooks {t_pass:.2f} s "
+          f"({t_pass / fwd:.2f}x the forward passes), row ranks of the products {t_ranks:.2f} s")
     return result.scores
 
 

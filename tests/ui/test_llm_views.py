@@ -3,6 +3,8 @@ real savings, and the heatmap's N:M blocks."""
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from PySide6.QtCore import Qt
 
 from tests.ui.conftest import wait_idle
@@ -42,3 +44,26 @@ def test_savings_table_lists_every_masked_layer(qtbot, window):
     kernels = [view.table.item(i, 8).text() for i in range(view.table.rowCount())]
     assert any("linear layers only" in k for k in kernels)  # LeNet's convolutions
     assert "stored dense" in view.summary.text()
+
+
+def test_heatmap_draws_the_m_blocks(qtbot, window):
+    from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.pruning.nm import nm_masks
+
+    view = window.views["heatmap"]
+    name = "fc1.weight" if "fc1.weight" in window.state.prunable else window.state.prunable[-1]
+    window.state.select(name)
+    view.flush()
+    scores = {n: torch.tensor(window.state.params[n]).abs() for n in window.state.prunable}
+    window.state.structure = "2:4"
+    window.state.set_masks(MaskSet(nm_masks(scores, 2, 4).masks.masks))
+    assert not view.blocks.item.isVisible()
+    qtbot.mouseClick(view.blocks_check, Qt.MouseButton.LeftButton)
+    rows, cols = window.state.params[name].shape[0], int(np.prod(window.state.params[name].shape[1:]))
+    view.plot.getViewBox().setRange(xRange=(0, 16), yRange=(0, min(rows, 8)), padding=0)
+    view.redraw()
+    assert view.blocks.item.isVisible()
+    assert list(view.blocks.edges[:3]) == [0.0, 4.0, 8.0]
+    assert view.blocks.edges[-1] <= cols
+    qtbot.mouseClick(view.blocks_check, Qt.MouseButton.LeftButton)
+    assert not view.blocks.item.isVisible()
