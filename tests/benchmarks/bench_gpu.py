@@ -12,6 +12,9 @@
    do the same work), with the two estimates.
 5. Peak GPU memory of the masked SLQ (Lanczos basis over the kept coordinates only) at 10%
    density vs the dense operator's SLQ.
+6. 2:4 layers (GPT-2-sized linear shapes 768x768, 3072x768, 768x3072 at 2:4 magnitude masks, 2048
+   tokens, float16) through torch.sparse.to_sparse_semi_structured vs the dense product
+   (core.structure.semi_structured); the dense/2:4 time ratio per layer and in total.
 
 The network is torchvision's resnet18 (CIFAR-sized input) when torchvision is installed, else a
 built-in ResNet-18 with the same block layout (He et al. 2016; 11.2M weights).
@@ -51,7 +54,7 @@ from visualizer.core.training.loop import (  # noqa: E402
     make_optimizer,
 )
 
-SECTIONS = ("step", "hvp", "rank", "lanczos", "memory")
+SECTIONS = ("step", "hvp", "rank", "lanczos", "memory", "semi")
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -265,6 +268,28 @@ def bench_cpu_selection(sizes: tuple[int, ...] = (50_000, 1_000_000, 11_000_000)
               f"({t_sort / t_k:.1f}x), same mask: {same}")
 
 
+def bench_semi(tokens: int = 2048) -> None:
+    from visualizer.core.structure.semi_structured import (
+        kernel_missing,
+        semi_structured_speed,
+        total_ratio,
+    )
+
+    print("6. 2:4 semi-structured layers vs dense (float16, magnitude 2:4 masks)")
+    why = kernel_missing("cuda")
+    if why:
+        print(f"  skipped: {why}")
+        return
+    model = nn.Sequential(nn.Linear(768, 768), nn.Linear(768, 3072), nn.Linear(3072, 768))
+    rows, skipped = semi_structured_speed(model, tokens=tokens, repeats=50)
+    for r in rows:
+        print(f"  {r.rows}x{r.cols} x {r.tokens} tokens: dense {r.dense_ms:.4f} ms, 2:4 {r.sparse_ms:.4f} ms, "
+              f"dense/2:4 = {r.speedup:.2f}x (max rel. error {r.max_error:.1e})")
+    for name, why in skipped.items():
+        print(f"  {name} not timed: {why}")
+    print(f"  total dense/2:4 = {total_ratio(rows):.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
@@ -302,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_lanczos(model, device, min(args.batch, 64), args.size, args.lanczos_steps, args.cpu_lanczos_steps)
     if "memory" not in args.skip:
         bench_memory(model, device, min(args.batch, 64), args.size, args.lanczos_steps)
+    if "semi" not in args.skip:
+        bench_semi()
     return 0
 
 

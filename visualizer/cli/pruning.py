@@ -24,17 +24,25 @@ from visualizer.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     from visualizer.core.pruning.criteria import CRITERIA
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES
-    from visualizer.core.workspace import OBD_PROBES, SCORE_BATCH_SIZE, SCORE_BATCHES
+    from visualizer.core.workspace import (
+        CALIBRATION_SEQUENCES,
+        OBD_PROBES,
+        SCORE_BATCH_SIZE,
+        SCORE_BATCHES,
+    )
 
     p = sub.add_parser("prune", help="prune a model to a density and report the achieved densities")
     add_model_args(p)
     p.add_argument("--criterion", "-c", default="magnitude",
-                   help=f"one of: {', '.join(CRITERIA)} (default magnitude); l1-norm, l2-norm and bn-scale "
+                   help=f"one of: {', '.join(CRITERIA)}, sparsegpt (default magnitude); wanda and sparsegpt read "
+                        "--calibration sequences of --data; sparsegpt also updates the kept weights; l1-norm, l2-norm and bn-scale "
                         "score each OUTPUT CHANNEL of a layer by its own weights (shrink's group-l1, group-l2, "
                         "group-bn score coupled groups)")
     p.add_argument("--density", "-d", type=float, required=True, help="fraction kept, 0..1: of the weights (of the output channels with --structure channel), k = floor(D * d)")
     p.add_argument("--scope", default="global", help=f"{' or '.join(SCOPES)} (default global)")
-    p.add_argument("--structure", default="unstructured", help=f"{' or '.join(STRUCTURES)} (default unstructured)")
+    p.add_argument("--structure", default="unstructured",
+                   help=f"{' or '.join(STRUCTURES)} or N:M (2:4, 4:8: exactly N kept in every M inputs; "
+                        "the density is then N/M) (default unstructured)")
     p.add_argument("--out", "-o", help="write the mask: .safetensors (pruneviz), .pt/.pth (a torch.nn.utils.prune "
                                        "state dict: load it into a model prepared with prune.identity)")
     p.add_argument("--format", choices=["pruneviz", "torch-prune", "nni"],
@@ -47,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"score on (default {SCORE_BATCHES}, as the window and sweep)")
     p.add_argument("--batch-size", type=int, default=SCORE_BATCH_SIZE,
                    help=f"batch size for data criteria (default {SCORE_BATCH_SIZE})")
+    p.add_argument("--calibration", type=int, default=CALIBRATION_SEQUENCES,
+                   help=f"calibration sequences (samples) wanda and sparsegpt read (default {CALIBRATION_SEQUENCES})")
     p.add_argument("--seed", type=int, default=0, help="seed of random scores, batch choice and probes")
     p.add_argument("--probes", type=int, default=OBD_PROBES, help=f"Hutchinson probes for obd (default {OBD_PROBES})")
     add_device_arg(p)
@@ -72,19 +82,23 @@ def density_report(masks) -> dict:
 def cmd_prune(args: argparse.Namespace) -> int:
     from visualizer.cli.common import load_model_and_data, load_model_from_args
     from visualizer.core.pruning.criteria import CRITERIA
+    from visualizer.core.pruning.nm import parse_nm
     from visualizer.core.pruning.ranking import SCOPES, STRUCTURES, build_ranking, check_density
     from visualizer.core.tasks import TerminalProgress, run
     from visualizer.core.training.evaluate import evaluate_job
     from visualizer.core.workspace import Workspace
 
     # check every option before any slow work
-    if args.criterion not in CRITERIA:
-        raise UserError(f"unknown criterion {args.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    if args.criterion not in CRITERIA and args.criterion != "sparsegpt":
+        raise UserError(f"unknown criterion {args.criterion!r}; choose one of: {', '.join(CRITERIA)}, sparsegpt")
     if args.scope not in SCOPES:
         raise UserError(f"unknown scope {args.scope!r}; choose one of: {', '.join(SCOPES)}")
-    if args.structure not in STRUCTURES:
-        raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}")
+    nm = parse_nm(args.structure)
+    if args.structure not in STRUCTURES and nm is None:
+        raise UserError(f"unknown structure {args.structure!r}; choose one of: {', '.join(STRUCTURES)}, N:M (2:4)")
     density = check_density(args.density)
+    if args.criterion == "sparsegpt" or nm is not None:
+        return cmd_prune_llm(args, density, nm)
     info = CRITERIA[args.criterion]
     if args.eval_batches is not None and args.eval_batches < 0:
         raise UserError(f"--eval-batches must be 0 or more, got {args.eval_batches}")
@@ -124,7 +138,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         write_mask(masks, args.out, model, args.format)
     if args.eval:
         evalset = workspace.evaluation_batches(args.eval_batches)
-        result["accuracy"] = run(evaluate_job(model, evalset, masks), progress).accuracy
+        ev = run(evaluate_job(model, evalset, masks), progress)
+        result["accuracy"] = ev.accuracy
+        if ev.perplexity is not None:  # a language model on token data
+            result["perplexity"] = ev.perplexity
     if args.json:
         print_json(result)
         return 0
@@ -138,8 +155,78 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"\n{loaded.ref} pruned by {args.criterion} ({args.scope}, {args.structure}) to "
         f"{pct(density)} requested: kept {result['kept']:,} of {result['total']:,} = {pct(result['density'])}"
     )
-    if args.eval:
+    if args.eval and "perplexity" in result:
+        print(f"test perplexity of the pruned model: {result['perplexity']:.4g} "
+              f"(next-token accuracy {pct(result['accuracy'])})")
+    elif args.eval:
         print(f"test accuracy of the pruned model: {pct(result['accuracy'])}")
+    if args.out:
+        print(f"mask written to {args.out}")
+    return 0
+
+
+def cmd_prune_llm(args: argparse.Namespace, density: float, nm) -> int:
+    """``prune`` with an N:M structure or SparseGPT (a mask at one density, not a ranking)."""
+    import sys
+
+    from visualizer.cli.common import load_model_and_data, load_model_from_args
+    from visualizer.core.pruning.criteria import CRITERIA
+    from visualizer.core.pruning.llm_criteria import reconstruct_job
+    from visualizer.core.tasks import TerminalProgress, run
+    from visualizer.core.training.evaluate import evaluate_job
+    from visualizer.core.workspace import Workspace
+
+    needs_data = args.criterion == "sparsegpt" or CRITERIA[args.criterion].needs_data
+    if args.calibration < 1:
+        raise UserError(f"--calibration must be at least 1, got {args.calibration}")
+    if needs_data or args.eval:
+        loaded, dataset = load_model_and_data(args)
+    else:
+        loaded, dataset = load_model_from_args(args), None
+    model = to_args_device(loaded.model, args)
+    workspace = Workspace(model, dataset, device=args.device, seed=args.seed, model_ref=loaded.ref,
+                          score_batches=args.batches, score_batch_size=args.batch_size,
+                          calibration=args.calibration)
+    progress = TerminalProgress()
+    result = run(reconstruct_job(workspace, args.criterion, density, nm, probes=args.probes), progress)
+    masks = result.masks
+    for name, why in result.skipped.items():
+        print(f"note: {name} skipped: {why}", file=sys.stderr)
+    out: dict = density_report(masks)
+    out["device"] = device_label(args.device)
+    out["skipped"] = result.skipped
+    if result.weights:
+        out["weight_change"] = result.relative_change(model)
+    if args.out:
+        from visualizer.core.io.mask_formats import write_mask
+
+        masks = masks.copy()
+        masks.metadata.update(criterion=args.criterion, scope=args.scope, structure=args.structure,
+                              density=f"{masks.density():.6g}", model=loaded.ref)
+        write_mask(masks, args.out, model, args.format)
+    if args.eval:
+        target = result.updated_model(model)
+        ev = run(evaluate_job(target, workspace.evaluation_batches(args.eval_batches), masks), progress)
+        out["accuracy"] = ev.accuracy
+        if ev.perplexity is not None:
+            out["perplexity"] = ev.perplexity
+    if args.json:
+        print_json(out)
+        return 0
+    print(table([[ld["name"], ld["kept"], ld["total"], pct(ld["density"])] for ld in out["layers"]],
+                ["layer", "kept", "total", "density"]))
+    what = f"{nm[0]}:{nm[1]}" if nm else f"{pct(density)} requested"
+    print(f"\n{loaded.ref} pruned by {args.criterion} ({what}): kept {out['kept']:,} of {out['total']:,} "
+          f"= {pct(out['density'])}")
+    if result.weights:
+        print(f"sparsegpt updated the kept weights of {len(result.weights)} layers: "
+              f"‖Ŵ − W‖/‖W‖ = {out['weight_change']:.4g} over them")
+    if args.eval:
+        if "perplexity" in out:
+            print(f"test perplexity of the pruned model: {out['perplexity']:.4g} "
+                  f"(next-token accuracy {pct(out['accuracy'])})")
+        else:
+            print(f"test accuracy of the pruned model: {pct(out['accuracy'])}")
     if args.out:
         print(f"mask written to {args.out}")
     return 0

@@ -57,6 +57,10 @@ OBD_PROBES = 8  # Hutchinson probes of the obd criterion
 # view on ResNet-50 then reads 32 images, which keeps a CPU preview to seconds
 PREVIEW_BATCHES = 2
 PREVIEW_BATCH_SIZE = 16
+# the calibration sample of the activation-aware criteria (Wanda, SparseGPT): 128 sequences, the
+# sample both papers use, read in mini-batches of 8
+CALIBRATION_SEQUENCES = 128
+CALIBRATION_BATCH_SIZE = 8
 
 
 def streamed(data) -> bool:
@@ -97,6 +101,23 @@ def criterion_batches(data: Source, n: int = SCORE_BATCHES, batch_size: int = SC
     for b in training_batches(data, batch_size, seed):
         out.append(b)
         if len(out) == n:
+            break
+    return out
+
+
+def calibration_batches(data: Source, n: int = CALIBRATION_SEQUENCES, seed: int = 0,
+                        batch_size: int = CALIBRATION_BATCH_SIZE) -> list[Batch]:
+    """The calibration sample of Wanda and SparseGPT: the first ``n`` samples (token blocks for
+    text data) of :func:`criterion_batches`' seeded shuffle of the training split, in batches of
+    ``batch_size`` (the last one shorter when ``n`` is not a multiple)."""
+    if n < 1:
+        raise ValueError(f"the calibration sample needs at least one sequence, got {n}")
+    batches = criterion_batches(data, -(-n // batch_size), batch_size, seed)
+    out, left = [], n
+    for x, y in batches:
+        out.append((x[:left], y[:left]))
+        left -= int(x[:left].shape[0])
+        if left <= 0:
             break
     return out
 
@@ -153,6 +174,7 @@ class Workspace:
     model_ref: str = ""
     score_batches: int = SCORE_BATCHES
     score_batch_size: int = SCORE_BATCH_SIZE
+    calibration: int = CALIBRATION_SEQUENCES
 
     def needs_data(self, what: str = "this") -> Source:
         if self.data is None:
@@ -183,6 +205,7 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
     the workspace's seed also seeds the random criterion and the OBD probes. Raises ValueError for
     an unknown criterion, or a data criterion without data."""
     from visualizer.core.pruning.criteria import CRITERIA, score
+    from visualizer.core.pruning.llm_criteria import CALIBRATED
 
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
@@ -191,7 +214,8 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
     if info.needs_data:
         if workspace.data is None:
             raise ValueError(f"{info.title} needs data: choose a dataset first")
-        batches = workspace.criterion_batches()
+        batches = (calibration_batches(workspace.data, workspace.calibration, workspace.seed)
+                   if criterion in CALIBRATED else workspace.criterion_batches())
     target = workspace.model if model is None else model
     return (yield from score(criterion, target, batches, seed=workspace.seed, probes=probes))
 

@@ -78,8 +78,9 @@ def sig(v: float) -> float:
 
 def test_registry_ids_and_flags():
     assert list(CRITERIA) == ["magnitude", "random", "snip", "grasp", "grasp-reversed", "taylor", "obd",
-                              "l1-norm", "l2-norm", "bn-scale"]
-    assert {c for c, i in CRITERIA.items() if i.needs_data} == {"snip", "grasp", "grasp-reversed", "taylor", "obd"}
+                              "wanda", "l1-norm", "l2-norm", "bn-scale"]
+    assert {c for c, i in CRITERIA.items() if i.needs_data} == {"snip", "grasp", "grasp-reversed", "taylor",
+                                                                  "obd", "wanda"}
     assert {c for c, i in CRITERIA.items() if i.structured} == {"l1-norm", "l2-norm", "bn-scale"}
     for info in CRITERIA.values():
         assert info.formula and info.meaning and info.title

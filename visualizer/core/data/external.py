@@ -20,6 +20,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from visualizer.core.data.sources import DataError
 from visualizer.core.data.streaming import StreamSource
+from visualizer.core.data.text import model_block, model_folder
 from visualizer.core.tasks import first_line
 
 DEFAULT_ROOT = "~/.cache/pruneviz/data"
@@ -35,7 +36,8 @@ class DataOptions:
     ``image_size``, ``normalize`` ('none' or 'imagenet') and ``channels`` (1 or 3; None: the
     dataset's own) for images; ``transform`` (a torchvision weights' own preprocessing) wins over
     those three; ``seed`` draws the split of a single class-folder tree; ``workers`` DataLoader
-    processes (None: ``min(4, cpus - 1)``)."""
+    processes (None: ``min(4, cpus - 1)``); ``tokenizer`` (a model folder or tokenizer.json) and
+    ``block`` (tokens per sequence) for ``text:FILE``."""
 
     root: str | None = None
     download: bool = False
@@ -45,6 +47,8 @@ class DataOptions:
     transform: Callable | None = None
     seed: int = 0
     workers: int | None = None
+    tokenizer: str | None = None
+    block: int | None = None
 
     def preprocess(self, default_channels: int = 3):
         from visualizer.core.data.folder import Preprocess
@@ -62,6 +66,8 @@ def options_for_model(options: DataOptions, model: torch.nn.Module, transform: C
     from visualizer.core.data.sources import expected_channels
 
     channels = options.channels or expected_channels(model)
+    options = replace(options, tokenizer=options.tokenizer or model_folder(model),
+                      block=options.block or model_block(model))
     if transform is not None and options.transform is None and options.image_size is None and options.normalize is None:
         return replace(options, channels=channels, transform=ConvertThen("RGB", transform))
     return replace(options, channels=channels)

@@ -171,6 +171,13 @@ def check_model_reads(model: torch.nn.Module, data: Any, model_name: str = "the 
     except Exception as exc:  # noqa: BLE001 - a sample that cannot be decoded
         raise DataError(f"cannot read a sample of {data.name}: {first_line(exc, limit=240)}") from exc
     device = model_device(model)
+    if getattr(data, "tokens", False):
+        from visualizer.core.data.text import check_language_model
+
+        try:
+            return check_language_model(model, data, x.to(device), model_name)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
     was_training = model.training
     model.eval()
     try:
@@ -217,7 +224,7 @@ def expected_channels(model: torch.nn.Module) -> int | None:
     return None
 
 
-STREAMING_HINT = "folder:PATH, file.py:FUNCTION"
+STREAMING_HINT = "folder:PATH, file.py:FUNCTION, text:FILE"
 
 
 def dataset_names() -> list[str]:
@@ -255,6 +262,14 @@ def load_dataset(name: str, options: Any = None, *, root: str | Path | None = No
         path = name.removeprefix("folder:")
         pre = None if options.transform else options.preprocess(options.channels or 3)
         return load_folder(path, pre, options.transform, seed=options.seed, workers=options.workers)
+    if name.startswith("text:"):
+        from visualizer.core.data.text import BLOCK, load_text
+
+        try:
+            return load_text(name.removeprefix("text:"), options.tokenizer, options.block or BLOCK,
+                             seed=options.seed)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
     if ".py:" in name:
         return load_factory_dataset(name, options)
     raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}, {STREAMING_HINT}")

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visualizer.core.layers import is_conv1d
 from visualizer.core.tasks import Step
 
 
 def _columns(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """The layer's input as rows of its weight's input features: (tokens, features)."""
-    if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":  # transformers' Conv1D
+    if isinstance(module, nn.Linear) or is_conv1d(module):
         return x.reshape(-1, x.shape[-1])
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
         cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
@@ -34,7 +35,7 @@ def _columns(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 def _shaped(norms: torch.Tensor, module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
     """Norms arranged to broadcast against the stored weight (Conv1D stores (in, out))."""
-    if type(module).__name__ == "Conv1D":
+    if is_conv1d(module):
         return norms.reshape(-1, 1)
     return norms.reshape(1, *weight.shape[1:])
 
@@ -51,7 +52,7 @@ def input_norms(model: nn.Module, batches: Iterable, weights: dict[str, str] | N
     modules = dict(model.named_modules())
     if weights is None:
         weights = {f"{n}.weight" if n else "weight": n for n, m in modules.items()
-                   if isinstance(m, nn.Linear | nn.Conv2d) or type(m).__name__ == "Conv1D"}
+                   if isinstance(m, nn.Linear | nn.Conv2d) or is_conv1d(m)}
     sums: dict[str, torch.Tensor] = {}
     hooks = []
 

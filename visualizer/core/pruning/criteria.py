@@ -15,6 +15,7 @@ grasp-      S_i = -w_i (H g)_i, lowest removed   the reversed ordering (a contro
  reversed
 taylor      (1/B) sum_b (g_b,i w_i)^2            Molchanov et al. 2019 (first order, per batch)
 obd         -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
+wanda       |W_ij| ||X_j||_2, within output rows  Sun et al. 2024 (llm_criteria.py)
 l1-norm     sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
 l2-norm     ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
 bn-scale    |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
@@ -68,6 +69,7 @@ from visualizer.core.curvature.operator import (
     eval_mode,
     rademacher,
 )
+from visualizer.core.pruning.llm_criteria import wanda_scores
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Step, sub
 
@@ -105,6 +107,9 @@ CRITERIA: dict[str, CriterionInfo] = {
                       "batch and averaged (Molchanov et al. 2019)", needs_data=True),
         CriterionInfo("obd", "Optimal Brain Damage", "s = -g ⊙ w + ½ diag(H) ⊙ w²,  diag(H) ≈ E[z ⊙ Hz]",
                       "second-order estimate of the loss change ΔL_i when the weight is removed", needs_data=True),
+        CriterionInfo("wanda", "Wanda", "s_ij = |W_ij| · ‖X_j‖₂, compared within output row i",
+                      "weights times the norm of their input over the calibration tokens; every row keeps "
+                      "the same share (Sun et al. 2024; docs/theory.md, Wanda)", needs_data=True),
         CriterionInfo("l1-norm", "L1 norm (channel)", "s_c = Σ_{j∈G_c} |w_j|",
                       "output channels of a layer with small absolute weight sum (that layer's weights only) matter least",
                       structured=True),
@@ -419,6 +424,8 @@ def score(
             return (yield from grasp_importance(model, data))
         if criterion == "obd":
             return (yield from obd_scores(model, data, probes=probes, seed=seed))
+        if criterion == "wanda":
+            return (yield from wanda_scores(model, data))
     yield Step(f"{criterion} scores", 0.0)
     if criterion == "magnitude":
         out = magnitude_scores(params)

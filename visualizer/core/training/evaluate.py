@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from visualizer.core.data.text import logits_of, perplexity
 from visualizer.core.device import model_device, wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
@@ -27,11 +28,19 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Mean cross-entropy ``loss`` and ``accuracy`` over ``n`` samples."""
+    """Mean cross-entropy ``loss`` and ``accuracy`` over ``n`` samples. For token blocks (a
+    language model: labels are (batch, tokens)) the loss and accuracy are per predicted token,
+    ``tokens`` counts them and :attr:`perplexity` is the metric (docs/theory.md §19)."""
 
     loss: float
     accuracy: float
     n: int
+    tokens: int = 0
+
+    @property
+    def perplexity(self) -> float | None:
+        """``exp(loss)`` for a language model, None for a classifier."""
+        return perplexity(self.loss) if self.tokens else None
 
 
 def masked_parameters(model: nn.Module, masks: MaskSet | None) -> dict[str, torch.Tensor]:
@@ -57,7 +66,7 @@ class _MaskedView(nn.Module):
         # and a fresh Module is in training mode (which used to flip an eval model to train)
         self.train(model.training)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
         return torch.func.functional_call(self.model, self.overrides, (x,), strict=False)
 
 
@@ -112,16 +121,22 @@ def evaluate_job(
     # float64 sums where the device has them (MPS has no float64)
     total_loss = torch.zeros((), dtype=wide_float(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    done = 0
+    done = tokens = 0
     try:
         for xb, yb in batches:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.no_grad(), autocast(amp, device):
-                out = model(xb).float()
-                total_loss += nn.functional.cross_entropy(out, yb, reduction="sum")
-                correct += (out.argmax(1) == yb).sum()
+                out = logits_of(model(xb)).float()
+                if yb.dim() == 2:  # token blocks: predict token t+1 from tokens <= t
+                    out, yb_next = out[:, :-1].reshape(-1, out.shape[-1]), yb[:, 1:].reshape(-1)
+                    tokens += int(yb_next.numel())
+                else:
+                    yb_next = yb
+                total_loss += nn.functional.cross_entropy(out, yb_next, reduction="sum")
+                correct += (out.argmax(1) == yb_next).sum()
             done += int(yb.shape[0])
             yield Step(f"evaluating {done}/{n}", done / n)
     finally:
         model.train(was_training)
-    return EvalResult(float(total_loss) / n, int(correct) / n, n)
+    per = tokens or n
+    return EvalResult(float(total_loss) / per, int(correct) / per, n, tokens)

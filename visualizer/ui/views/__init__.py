@@ -17,6 +17,9 @@ from typing import Any
 VIEW_MODULES = [
     "visualizer.ui.views.heatmap",
     "visualizer.ui.views.curves",
+    "visualizer.ui.views.calibration",
+    "visualizer.ui.views.reconstruction",
+    "visualizer.ui.views.savings",
 ]
 
 

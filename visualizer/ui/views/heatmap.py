@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.ui.views import ViewSpec, render
+from visualizer.ui.views.nm_blocks import BlockLines, block_size, inputs_along_rows
 
 # No process-wide pg.setConfigOptions here: a global imageAxisOrder set on import silently
 # transposed the other views' images. Every ImageItem names its axis order.
@@ -81,6 +83,10 @@ class HeatmapView(QWidget):
             "to see which weights the two masks agree on (overlap and Jaccard per layer)"
         )
         self.snap_button.clicked.connect(self.take_snapshot)
+        self.blocks_check = QCheckBox("M-blocks")
+        self.blocks_check.setToolTip("Draw the groups of M inputs an N:M mask keeps N of (M from the "
+                                     "structure, 4 otherwise); zoom in on a wide layer")
+        self.blocks_check.toggled.connect(lambda _on: self.redraw())
         self.clear_button = QPushButton("Clear A")
         self.clear_button.clicked.connect(lambda: self.state.set_snapshot(None))
 
@@ -88,6 +94,7 @@ class HeatmapView(QWidget):
         top.addWidget(QLabel("Show"))
         top.addWidget(self.mode_box)
         top.addWidget(self.layout_box)
+        top.addWidget(self.blocks_check)
         top.addStretch(1)
         top.addWidget(self.snap_button)
         top.addWidget(self.clear_button)
@@ -104,6 +111,7 @@ class HeatmapView(QWidget):
         # no pyqtgraph downsampling: it averages, which would mix codes; we stride instead
         self.image.setAutoDownsample(False)
         self.plot.addItem(self.image)
+        self.blocks = BlockLines(self.plot)
         self.bar = pg.ColorBarItem(values=(-1, 1), colorMap="CET-D1", interactive=False, width=16)
         self.bar.axis.enableAutoSIPrefix(False)
         self.canvas.addItem(self.bar, row=0, col=1)
@@ -367,6 +375,9 @@ class HeatmapView(QWidget):
             self._update_bar(lut_mode)
         self.legend.setText(legend)
         self._update_title()
+        blocks = self.blocks_check.isChecked() and self._layout.kind == "flat"
+        self.blocks.update(blocks, self._layout.image_shape, block_size(self.state.structure),
+                           along_rows=blocks and inputs_along_rows(self.state.model, self.state.selected))
 
     def _set_lut(self, lut_mode: str) -> None:
         self._lut_mode = lut_mode

@@ -1,0 +1,69 @@
+"""The language-model views driven as a user would: calibration inspector, reconstruction errors,
+real savings, and the heatmap's N:M blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PySide6.QtCore import Qt
+
+from tests.ui.conftest import wait_idle
+
+
+def test_calibration_inspector_marks_outliers(qtbot, window):
+    assert window.state.dataset is not None
+    view = window.views["calibration"]
+    qtbot.mouseClick(view.measure_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    names = [view.layer_box.itemText(i) for i in range(view.layer_box.count())]
+    assert names and all(n in window.state.prunable for n in names)
+    row = view.selected()
+    assert row.norms.numel() > 0 and "outlier" in view.status.text()
+    view.layer_box.setCurrentIndex(view.layer_box.count() - 1)
+    assert view.selected().name == names[-1]
+
+
+def test_reconstruction_errors_side_by_side(qtbot, window):
+    window.state.density = 0.5
+    view = window.views["reconstruction"]
+    qtbot.mouseClick(view.compare_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    assert view.rows and all(r.density == 0.5 for r in view.rows)
+    assert all(0 <= r.sparsegpt for r in view.rows)
+    assert "SparseGPT" in view.status.text()
+    assert len(view.plot.listDataItems()) == 3  # one bar group per method
+
+
+def test_savings_table_lists_every_masked_layer(qtbot, window):
+    window.set_density(0.5)
+    wait_idle(qtbot, window)
+    view = window.views["savings"]
+    qtbot.mouseClick(view.refresh_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    assert view.table.rowCount() == len(window.state.masks.masks)
+    kernels = [view.table.item(i, 8).text() for i in range(view.table.rowCount())]
+    assert any("linear layers only" in k for k in kernels)  # LeNet's convolutions
+    assert "stored dense" in view.summary.text()
+
+
+def test_heatmap_draws_the_m_blocks(qtbot, window):
+    from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.pruning.nm import nm_masks
+
+    view = window.views["heatmap"]
+    name = "fc1.weight" if "fc1.weight" in window.state.prunable else window.state.prunable[-1]
+    window.state.select(name)
+    view.flush()
+    scores = {n: torch.tensor(window.state.params[n]).abs() for n in window.state.prunable}
+    window.state.structure = "2:4"
+    window.state.set_masks(MaskSet(nm_masks(scores, 2, 4).masks.masks))
+    assert not view.blocks.item.isVisible()
+    qtbot.mouseClick(view.blocks_check, Qt.MouseButton.LeftButton)
+    rows, cols = window.state.params[name].shape[0], int(np.prod(window.state.params[name].shape[1:]))
+    view.plot.getViewBox().setRange(xRange=(0, 16), yRange=(0, min(rows, 8)), padding=0)
+    view.redraw()
+    assert view.blocks.item.isVisible()
+    assert list(view.blocks.edges[:3]) == [0.0, 4.0, 8.0]
+    assert view.blocks.edges[-1] <= cols
+    qtbot.mouseClick(view.blocks_check, Qt.MouseButton.LeftButton)
+    assert not view.blocks.item.isVisible()

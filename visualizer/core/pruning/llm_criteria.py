@@ -1,0 +1,489 @@
+"""Activation-aware pruning of language models: Wanda and SparseGPT (docs/theory.md, "Wanda",
+"SparseGPT", "Layer reconstruction error").
+
+Both read a calibration sample: the inputs X (features x tokens) that reach each linear layer.
+
+- **Wanda** (Sun, Liu, Bair & Kolter 2024) scores ``S_ij = |W_ij| · ‖X_j‖₂`` and compares the
+  scores within each output row i: every row keeps the same fraction of its weights. The ranking
+  of the app has one threshold per scope, so :func:`wanda_scores` hands it each weight's place in
+  its row, ``s_ij = 1 − r_ij / n`` (r_ij = 0 for the row's highest product, n inputs, ties to the
+  lower input index): any threshold then keeps the top of every row, and the slider stays one
+  ranking. The products themselves are :func:`wanda_products` (what the views draw).
+- **SparseGPT** (Frantar & Alistarh 2023) prunes a layer to a density and updates the weights it
+  keeps so the layer's output on the sample changes least. With ``H = X Xᵀ + λI`` and the upper
+  Cholesky factor U of H⁻¹, columns are processed in blocks of B; at the start of each block the
+  mask is chosen adaptively: the ``(1 − ρ)·rows·B`` smallest ``w²/U_jj²`` of the block (as
+  already updated) are pruned (with N:M: the N largest of every M kept); column j's error
+  ``e = (w_j − q_j)/U_jj`` is then spread over the block's later columns (``W −= e U_j,·``) and,
+  at the block's end, over all later columns at once (lazy batch update).
+  :func:`sparsegpt_reference` is the plain algorithm: every column's error goes to every later
+  column at once, no blocks of updates; both give the same mask and weights.
+
+Every model-level job reads the calibration batches once (forward pre-hooks) and treats each
+layer on its own with the dense model's inputs (one-shot, not the papers' block-by-block
+propagation of already-pruned inputs; docs/theory.md says why the difference is small).
+A layer whose inputs a hook cannot read (an RNN, a fused attention projection, Conv1d/3d) has no
+activation statistics: Wanda scores it by ``|W|`` (every norm equal), SparseGPT leaves it to
+magnitude; both list it in their ``notes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from visualizer.core.layers import is_conv1d
+from visualizer.core.pruning.calibration import _columns, input_norms
+from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.nm import as_rows, from_rows, nm_masks, nm_rows, transposed_weights
+from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.pruning.ranking import first_k, kept_count
+from visualizer.core.tasks import Step, sub
+from visualizer.core.workspace import Workspace, calibration_batches
+
+Scores = dict[str, torch.Tensor]
+
+# criteria that read the workspace's calibration sample (core/workspace.py calibration_batches)
+CALIBRATED = ("wanda", "sparsegpt")
+DAMPING = 0.01  # λ = DAMPING · mean(diag(X Xᵀ)), the SparseGPT paper's default
+BLOCK = 128  # columns per adaptive-mask block (the paper's B_s)
+
+
+def calibrated_layers(model: nn.Module, params: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """The weights in ``params`` whose layer inputs a hook can read (Linear, Conv2d, Conv1D),
+    mapped to their module names."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name in params:
+        mod = name.rsplit(".", 1)[0] if "." in name else ""
+        m = modules.get(mod)
+        if name.endswith("weight") and m is not None and (
+            isinstance(m, nn.Linear | nn.Conv2d) or is_conv1d(m)
+        ):
+            out[name] = mod
+    return out
+
+
+def _prunable(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    if params is not None:
+        return dict(params)
+    out = prunable_parameters(model)
+    if not out:
+        raise ValueError("the model has no prunable parameters (Linear/Conv/RNN/attention weights)")
+    return out
+
+
+def model_forward(model: nn.Module, batch) -> object:
+    """Run one calibration batch: the first element of an (x, y) pair (token ids or inputs)."""
+    return model(batch[0] if isinstance(batch, tuple | list) else batch)
+
+
+# --- Wanda ---------------------------------------------------------------------------------------
+
+
+def wanda_products(params: Mapping[str, torch.Tensor], norms: Mapping[str, torch.Tensor]) -> Scores:
+    """``|W_ij| · ‖X_j‖₂`` for each weight with norms (norms broadcast to the stored weight, as
+    :func:`visualizer.core.pruning.calibration.input_norms` returns them)."""
+    return {n: (params[n].detach().float().abs() * norms[n].to(params[n].device)).cpu()
+            for n in norms if n in params}
+
+
+def row_ranks(values: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """``1 − r_ij / n`` for a stored weight's values: r_ij is the place of (i, j) in output row
+    i sorted by descending value (ties: lower input index first), n the row length. A single
+    threshold on these keeps the same count, up to one, of every row of every layer."""
+    rows = as_rows(values, transposed).float().contiguous()  # a transposed view sorts 2x slower
+    n = rows.shape[1]
+    order = torch.argsort(-rows, dim=1, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(n).expand_as(order).contiguous())
+    return from_rows(1.0 - ranks.float() / n, values.shape, transposed)
+
+
+@dataclass
+class WandaResult:
+    """Row-rank scores (what the ranking reads), the raw products and the input norms."""
+
+    scores: Scores
+    products: Scores
+    norms: Scores
+    notes: list[str] = field(default_factory=list)
+
+
+def wanda_job(model: nn.Module, batches: Iterable, params: Mapping[str, torch.Tensor] | None = None,
+              forward: Callable[[nn.Module, object], object] | None = None
+              ) -> Generator[Step, None, WandaResult]:
+    """Wanda on every prunable weight of ``model`` over the calibration ``batches``."""
+    params = _prunable(model, params)
+    layers = calibrated_layers(model, params)
+    was = model.training
+    model.eval()
+    try:
+        norms = yield from input_norms(model, batches, layers, forward or model_forward)
+    finally:
+        model.train(was)
+    transposed = transposed_weights(model)
+    products = wanda_products(params, norms)
+    scores, notes = {}, []
+    for i, (name, p) in enumerate(params.items()):
+        if name in products:
+            scores[name] = row_ranks(products[name], name in transposed)
+        else:  # no observable inputs: every norm taken equal, so Wanda's ranking is |W|'s
+            scores[name] = row_ranks(p.detach().float().abs().cpu(), name in transposed)
+            notes.append(f"{name}: inputs not observable, scored by |W| within rows")
+        if i % 8 == 7:
+            yield Step("wanda row ranks", (i + 1) / len(params))
+    return WandaResult(scores, products, {n: v.cpu() for n, v in norms.items()}, notes)
+
+
+def wanda_scores(model: nn.Module, batches: Iterable) -> Generator[Step, None, Scores]:
+    """The criterion form of :func:`wanda_job` (scores only)."""
+    result = yield from wanda_job(model, batches)
+    return result.scores
+
+
+OUTLIER_RATIO = 5.0  # a feature is an outlier when its norm exceeds this many times the layer's mean
+
+
+@dataclass(frozen=True)
+class LayerNorms:
+    """One layer's input-feature norms ‖X_j‖₂ and its outlier features (norm > ratio × mean)."""
+
+    name: str
+    norms: torch.Tensor  # (in,) float32, in the weight's input order
+    outliers: torch.Tensor  # indices of the outlier features
+    ratio: float = OUTLIER_RATIO
+
+    @property
+    def share(self) -> float:
+        return self.outliers.numel() / max(self.norms.numel(), 1)
+
+
+def calibration_profile(model: nn.Module, batches: Iterable, params: Mapping[str, torch.Tensor] | None = None,
+                        ratio: float = OUTLIER_RATIO,
+                        forward: Callable[[nn.Module, object], object] | None = None
+                        ) -> Generator[Step, None, list[LayerNorms]]:
+    """Per layer, ‖X_j‖₂ of every input feature over the calibration sample and the outliers
+    ``‖X_j‖ > ratio · mean_j ‖X_j‖`` (what the calibration inspector draws: the reason Wanda
+    beats magnitude, docs/theory.md §19). A conv kernel's inputs are its (in, kh, kw) taps."""
+    params = _prunable(model, params)
+    layers = calibrated_layers(model, params)
+    was = model.training
+    model.eval()
+    try:
+        norms = yield from input_norms(model, batches, layers, forward or model_forward)
+    finally:
+        model.train(was)
+    out = []
+    for name in params:
+        if name not in norms:
+            continue
+        v = norms[name].reshape(-1).float().cpu()
+        mean = float(v.mean()) if v.numel() else 0.0
+        out.append(LayerNorms(name, v, torch.nonzero(v > ratio * mean).reshape(-1), ratio))
+    return out
+
+
+# --- input Gram matrices -------------------------------------------------------------------------
+
+
+def input_grams(model: nn.Module, batches: Iterable, layers: Mapping[str, str],
+                forward: Callable[[nn.Module, object], object] | None = None
+                ) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """``X Xᵀ`` (in x in, float32, summed over every token or conv patch) for each weight in
+    ``layers`` (param -> module name), from one pass over the batches."""
+    modules = dict(model.named_modules())
+    grams: dict[str, torch.Tensor] = {}
+    hooks = []
+
+    def hook_for(pname: str, module: nn.Module):
+        def hook(_m, args):
+            cols = _columns(module, args[0].detach())
+            if cols is None:
+                return
+            cols = cols.float()
+            g = cols.t() @ cols
+            grams[pname] = grams[pname] + g if pname in grams else g
+        return hook
+
+    for pname, mname in layers.items():
+        hooks.append(modules[mname].register_forward_pre_hook(hook_for(pname, modules[mname])))
+    batches = list(batches)
+    run = forward or model_forward
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, batch in enumerate(batches):
+                run(model, batch)
+                yield Step("calibration", (i + 1) / max(len(batches), 1))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return grams
+
+
+# --- SparseGPT -----------------------------------------------------------------------------------
+
+
+def _prepared(weight: torch.Tensor, gram: torch.Tensor, damping: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, U): the (out, in) weight in float64 with dead inputs zeroed, and the upper Cholesky
+    factor of (X Xᵀ + λI)⁻¹ (dead inputs get H_jj = 1, as in the paper's code)."""
+    w = weight.detach().to(torch.float64).clone()
+    h = gram.detach().to(torch.float64).clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    lam = damping * torch.diag(h).mean()
+    h += lam * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    hinv = torch.cholesky_inverse(torch.linalg.cholesky(h))
+    return w, torch.linalg.cholesky(hinv, upper=True)
+
+
+def _block_mask(w: torch.Tensor, d: torch.Tensor, density: float) -> torch.Tensor:
+    """Pruned entries of a block: the ``floor((1 − ρ)·numel)`` smallest ``w²/d²`` (ties: lower
+    flat index)."""
+    sal = (w.pow(2) / d.pow(2)).reshape(-1)
+    k = int((1.0 - density) * sal.numel() + 1e-9)
+    pruned = torch.zeros(sal.numel(), dtype=torch.bool, device=w.device)
+    if k > 0:
+        pruned[torch.argsort(sal, stable=True)[:k]] = True
+    return pruned.reshape(w.shape)
+
+
+def _nm_pruned(w: torch.Tensor, d: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Pruned entries of an (out, m) slice: all but the N largest ``w²/d²`` of each row."""
+    sal = w.pow(2) / d.pow(2)
+    keep = torch.argsort(-sal, dim=1, stable=True)[:, :n]
+    pruned = torch.ones_like(sal, dtype=torch.bool)
+    pruned.scatter_(1, keep, False)
+    return pruned
+
+
+def _check_layer(w: torch.Tensor, density: float, nm: tuple[int, int] | None) -> None:
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density must be in [0, 1], got {density}")
+    if nm is not None and w.shape[1] % nm[1]:
+        raise ValueError(f"input dimension {w.shape[1]} is not a multiple of {nm[1]}")
+
+
+def sparsegpt_layer(weight: torch.Tensor, gram: torch.Tensor, density: float, *,
+                    nm: tuple[int, int] | None = None, block: int = BLOCK,
+                    damping: float = DAMPING) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseGPT on one (out, in) weight with ``gram = X Xᵀ``: returns (kept mask, new weight),
+    the weight in the input's dtype. ``nm = (N, M)`` chooses N:M masks instead (density unused);
+    ``block`` is both the adaptive-mask block and the lazy-update block (a multiple of M)."""
+    _check_layer(weight, density, nm)
+    if nm is not None and block % nm[1]:
+        raise ValueError(f"block {block} is not a multiple of M = {nm[1]}")
+    w, u = _prepared(weight, gram, damping)
+    rows, cols = w.shape
+    pruned = torch.zeros_like(w, dtype=torch.bool)
+    for b0 in range(0, cols, block):
+        b1 = min(b0 + block, cols)
+        w1 = w[:, b0:b1].clone()
+        u1 = u[b0:b1, b0:b1]
+        d1 = torch.diag(u1)
+        err = torch.zeros_like(w1)
+        p1 = _block_mask(w1, d1, density) if nm is None else torch.zeros_like(w1, dtype=torch.bool)
+        for i in range(b1 - b0):
+            if nm is not None and i % nm[1] == 0:
+                p1[:, i:i + nm[1]] = _nm_pruned(w1[:, i:i + nm[1]], d1[i:i + nm[1]], *nm)
+            col = w1[:, i]
+            q = torch.where(p1[:, i], torch.zeros_like(col), col)
+            e = (col - q) / u1[i, i]
+            w1[:, i:] -= e[:, None] * u1[i, i:][None, :]
+            w1[:, i] = q
+            err[:, i] = e
+        w[:, b0:b1] = w1
+        pruned[:, b0:b1] = p1
+        w[:, b1:] -= err @ u[b0:b1, b1:]
+    return ~pruned, w.to(weight.dtype)
+
+
+def sparsegpt_reference(weight: torch.Tensor, gram: torch.Tensor, density: float, *,
+                        nm: tuple[int, int] | None = None, block: int = BLOCK,
+                        damping: float = DAMPING) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same algorithm written plainly: the mask of each block of columns is chosen from the
+    current weights, then every column's error is applied to ALL later columns of W at once
+    (O(out·in²) memory traffic instead of the lazy block updates)."""
+    _check_layer(weight, density, nm)
+    w, u = _prepared(weight, gram, damping)
+    rows, cols = w.shape
+    pruned = torch.zeros_like(w, dtype=torch.bool)
+    for j in range(cols):
+        if nm is None and j % block == 0:
+            b1 = min(j + block, cols)
+            pruned[:, j:b1] = _block_mask(w[:, j:b1], torch.diag(u)[j:b1], density)
+        if nm is not None and j % nm[1] == 0:
+            pruned[:, j:j + nm[1]] = _nm_pruned(w[:, j:j + nm[1]], torch.diag(u)[j:j + nm[1]], *nm)
+        e = torch.where(pruned[:, j], w[:, j], torch.zeros_like(w[:, j])) / u[j, j]
+        w[:, j:] -= e[:, None] * u[j, j:][None, :]
+        w[pruned[:, j], j] = 0.0
+    return ~pruned, w.to(weight.dtype)
+
+
+@dataclass
+class SparseGPTResult:
+    """Masks over the prunable weights, the new weights of the reconstructed layers (stored
+    layout) and their change ``Ŵ − W``; ``skipped`` names layers left to another rule, and why."""
+
+    masks: MaskSet
+    weights: dict[str, torch.Tensor]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def deltas(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        params = dict(model.named_parameters())
+        return {n: w - params[n].detach().cpu().to(w.dtype) for n, w in self.weights.items()}
+
+    def relative_change(self, model: nn.Module) -> float:
+        """``‖Ŵ − W‖_F / ‖W‖_F`` over the updated layers (0 when none was updated)."""
+        params = dict(model.named_parameters())
+        num = sum(float((w.double() - params[n].detach().cpu().double()).pow(2).sum()) for n, w in self.weights.items())
+        den = sum(float(params[n].detach().cpu().double().pow(2).sum()) for n in self.weights)
+        return (num / den) ** 0.5 if den > 0 else 0.0
+
+    def updated_model(self, model: nn.Module) -> nn.Module:
+        """``model`` itself when no weight changed, else a copy carrying the new weights."""
+        if not self.weights:
+            return model
+        import copy
+
+        twin = copy.deepcopy(model)
+        params = dict(twin.named_parameters())
+        with torch.no_grad():
+            for n, w in self.weights.items():
+                params[n].copy_(w.to(params[n].device, params[n].dtype))
+        return twin
+
+    def apply(self, model: nn.Module) -> None:
+        """Write the new weights into ``model`` (in place) and zero the pruned entries."""
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, w in self.weights.items():
+                params[n].copy_(w.to(params[n].device, params[n].dtype))
+        self.masks.apply(model)
+
+
+def sparsegpt_job(model: nn.Module, batches: Iterable, density: float, *,
+                  nm: tuple[int, int] | None = None, params: Mapping[str, torch.Tensor] | None = None,
+                  block: int = BLOCK, damping: float = DAMPING,
+                  forward: Callable[[nn.Module, object], object] | None = None
+                  ) -> Generator[Step, None, SparseGPTResult]:
+    """SparseGPT on every calibrated prunable weight of ``model`` at ``density`` (or N:M). The
+    model is not changed: :meth:`SparseGPTResult.apply` installs the result. Layers without
+    observable inputs, or whose input dimension is not a multiple of M, keep magnitude masks
+    (N:M: dense) and are listed in ``skipped``."""
+
+    params = _prunable(model, params)
+    layers = calibrated_layers(model, params)
+    grams = yield from sub(input_grams(model, batches, layers, forward), 0.0, 0.3)
+    transposed = transposed_weights(model)
+    masks, weights, skipped = {}, {}, {}
+    for i, (name, p) in enumerate(params.items()):
+        t = name in transposed
+        rows = as_rows(p.detach(), t)
+        if name not in grams or (nm is not None and rows.shape[1] % nm[1]):
+            skipped[name] = ("inputs not observable: magnitude mask" if name not in grams else
+                             f"input dimension {rows.shape[1]} is not a multiple of {nm[1]}: dense")
+            if nm is not None:
+                masks[name] = torch.ones(p.shape, dtype=torch.bool)
+            else:
+                keep = first_k(p.detach().abs().reshape(-1).float().cpu(), kept_count(density, p.numel()))
+                masks[name] = keep.reshape(p.shape)
+        else:
+            blk = block - block % nm[1] if nm is not None else block
+            keep, w = sparsegpt_layer(rows.float(), grams[name].to(p.device), density, nm=nm,
+                                      block=max(blk, nm[1] if nm else 1), damping=damping)
+            masks[name] = from_rows(keep, p.shape, t).cpu()
+            weights[name] = from_rows(w, p.shape, t).to(p.dtype).cpu()
+        yield Step(f"sparsegpt {name}", 0.3 + 0.7 * (i + 1) / len(params))
+    meta = {"criterion": "sparsegpt", "structure": f"{nm[0]}:{nm[1]}" if nm else "unstructured"}
+    return SparseGPTResult(MaskSet(masks, meta), weights, skipped)
+
+
+def reconstruct_job(workspace: Workspace, criterion: str, density: float,
+                    nm: tuple[int, int] | None = None, *, probes: int = 8
+                    ) -> Generator[Step, None, SparseGPTResult]:
+    """The mask of a pruning that is not a ranking: SparseGPT at ``density`` (or N:M) on the
+    workspace's calibration sample, or an elementwise criterion's scores cut to N:M (the kept
+    weights then unchanged). The one entry point of ``prune --structure N:M`` and
+    ``prune --criterion sparsegpt``."""
+    if criterion == "sparsegpt":
+        if workspace.data is None:
+            raise ValueError("SparseGPT needs calibration data: choose a dataset (--data text:FILE)")
+        batches = calibration_batches(workspace.data, workspace.calibration, workspace.seed)
+        model = workspace.model
+        return (yield from sparsegpt_job(model, batches, density, nm=nm))
+    if nm is None:
+        raise ValueError(f"{criterion} is a ranking criterion: build a ranking for unstructured or channel masks")
+    scores = yield from sub(workspace.scores(criterion, probes=probes), 0.0, 0.9)
+    result = nm_masks(scores, *nm, transposed=transposed_weights(workspace.model))
+    result.masks.metadata.update(criterion=criterion)
+    yield Step("N:M masks", 1.0)
+    return SparseGPTResult(result.masks, {}, result.skipped)
+
+
+# --- reconstruction error ------------------------------------------------------------------------
+
+
+def reconstruction_error(weight: torch.Tensor, new_weight: torch.Tensor, gram: torch.Tensor) -> float:
+    """``‖WX − ŴX‖_F / ‖WX‖_F`` for (out, in) weights and ``gram = X Xᵀ``, without X:
+    ``‖A X‖_F² = tr(A XXᵀ Aᵀ)``."""
+    w = weight.detach().double()
+    d = w - new_weight.detach().double()
+    g = gram.detach().double().to(w.device)
+    num = torch.einsum("ij,jk,ik->", d, g, d).clamp_min(0.0)
+    den = torch.einsum("ij,jk,ik->", w, g, w)
+    return float((num / den).sqrt()) if den > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class LayerErrors:
+    """One layer's relative reconstruction error under each method at one density."""
+
+    name: str
+    density: float
+    magnitude: float
+    wanda: float
+    sparsegpt: float
+
+
+def compare_layers(model: nn.Module, batches: Iterable, density: float,
+                   params: Mapping[str, torch.Tensor] | None = None, *,
+                   nm: tuple[int, int] | None = None, block: int = BLOCK,
+                   forward: Callable[[nn.Module, object], object] | None = None
+                   ) -> Generator[Step, None, list[LayerErrors]]:
+    """Per-layer ``‖WX − ŴX‖/‖WX‖`` of magnitude (within the layer), Wanda (within rows) and
+    SparseGPT at ``density`` (or N:M for all three), on one calibration pass. Rows stream as
+    ``Step.partial``."""
+
+    params = _prunable(model, params)
+    layers = calibrated_layers(model, params)
+    if not layers:
+        raise ValueError("no layer of this model has observable inputs (Linear, Conv2d, Conv1D)")
+    grams = yield from sub(input_grams(model, batches, layers, forward), 0.0, 0.4)
+    transposed = transposed_weights(model)
+    out = []
+    names = [n for n in params if n in grams and (nm is None or as_rows(params[n], n in transposed).shape[1] % nm[1] == 0)]
+    for i, name in enumerate(names):
+        w = as_rows(params[name].detach(), name in transposed).float().cpu()
+        g = grams[name].cpu()
+        mag, prod = w.abs(), w.abs() * torch.diag(g).clamp_min(0).sqrt()[None, :]
+        if nm is not None:
+            mag_keep, wanda_keep = nm_rows(mag, *nm), nm_rows(prod, *nm)
+        else:
+            mag_keep = first_k(mag.reshape(-1), kept_count(density, mag.numel())).reshape(w.shape)
+            k_row = kept_count(density, w.shape[1])
+            wanda_keep = torch.stack([first_k(r, k_row) for r in prod]) if w.shape[0] else mag_keep
+        blk = block - block % nm[1] if nm is not None else block
+        _keep, w_sgpt = sparsegpt_layer(w, g, density, nm=nm, block=blk)
+        row = LayerErrors(name, density, reconstruction_error(w, w * mag_keep, g),
+                          reconstruction_error(w, w * wanda_keep, g), reconstruction_error(w, w_sgpt, g))
+        out.append(row)
+        yield Step(f"reconstruction {name}", 0.4 + 0.6 * (i + 1) / len(names), partial=row)
+    return out

@@ -1,0 +1,110 @@
+"""Per-layer reconstruction error ‖WX − ŴX‖/‖WX‖ of magnitude, Wanda and SparseGPT side by side.
+
+At the window's density (or its N:M structure), core's ``compare_layers`` prunes every layer with
+readable inputs three ways on the calibration sample and measures how much each changes the
+layer's output (docs/theory.md §19); rows stream in as layers finish. SparseGPT also changes the
+kept weights: its relative weight change is not drawn here, the CLI reports it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+
+from visualizer.ui.views import ViewSpec
+from visualizer.ui.views.base import AnalysisView, set_title
+
+METHODS = (("magnitude", "magnitude"), ("wanda", "Wanda"), ("sparsegpt", "SparseGPT"))
+
+
+def errors_job(model, dataset, density: float, structure: str, seed: int = 0):
+    """compare_layers on the workspace's calibration sample (worker side)."""
+    from visualizer.core.pruning.llm_criteria import compare_layers
+    from visualizer.core.pruning.nm import parse_nm
+    from visualizer.core.workspace import calibration_batches
+
+    nm = parse_nm(structure) if structure else None
+    return compare_layers(model, calibration_batches(dataset, seed=seed), density, nm=nm)
+
+
+class ReconstructionView(AnalysisView):
+    title = "Reconstruction"
+
+    def __init__(self, window=None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window = window
+        bar = QHBoxLayout()
+        self.compare_button = QPushButton("Compare at this density")
+        self.compare_button.setToolTip("Prune each layer by magnitude, Wanda and SparseGPT at the slider's "
+                                       "density and measure ‖WX − ŴX‖/‖WX‖ on the calibration sample")
+        self.compare_button.clicked.connect(self.compare)
+        self.status = QLabel("")
+        bar.addWidget(self.compare_button)
+        bar.addWidget(self.status, 1)
+        self.body.addLayout(bar)
+        self.canvas = self.add_layout_widget()
+        self.plot = self.add_plot(self.canvas, 0, 0)
+        self.plot.setLabel("left", "‖WX − ŴX‖ / ‖WX‖")
+        self.plot.setLabel("bottom", "layer")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.rows: list = []
+        self.ready()
+
+    def compare(self) -> None:
+        state = getattr(self.window, "state", None)
+        if state is None or state.model is None:
+            self.status.setText("load a model first")
+            return
+        if state.dataset is None:
+            self.status.setText("reconstruction errors need calibration data: choose a dataset (Data)")
+            return
+        density = state.density if state.density < 1.0 else 0.5
+        model, dataset, structure = state.model, state.dataset, state.structure
+        self.rows = []
+        self.redraw()
+        self.status.setText(f"comparing at density {density:.3g}…")
+        self.window.jobs.submit("reconstruction", "reconstruction errors",
+                                lambda: errors_job(model, dataset, density, structure),
+                                on_result=self.set_rows, on_partial=self.add_row,
+                                on_error=lambda m: self.status.setText(m))
+
+    def add_row(self, row) -> None:
+        if row is not None and hasattr(row, "sparsegpt"):
+            self.rows.append(row)
+            self.redraw()
+
+    def set_rows(self, rows) -> None:
+        """Rows of :class:`~visualizer.core.pruning.llm_criteria.LayerErrors` to draw."""
+        self.rows = list(rows)
+        if self.rows:
+            mean = {k: float(np.mean([getattr(r, k) for r in self.rows])) for k, _ in METHODS}
+            self.status.setText(f"{len(self.rows)} layers at density {self.rows[0].density:.3g}; mean error "
+                                + ", ".join(f"{t} {mean[k]:.3g}" for k, t in METHODS))
+        else:
+            self.status.setText("no layer with readable inputs")
+        self.redraw()
+
+    def redraw(self) -> None:
+        theme = self.theme
+        self.plot.clear()
+        if self.legend is not None:
+            self.legend.clear()
+        set_title(self.plot, "relative output error per layer (lower is better)", theme)
+        if not self.rows:
+            return
+        n = len(self.rows)
+        width = 0.8 / len(METHODS)
+        for i, (key, label) in enumerate(METHODS):
+            xs = np.arange(n) + (i - 1) * width
+            item = pg.BarGraphItem(x=xs, height=[getattr(r, key) for r in self.rows], width=width,
+                                   brush=pg.mkBrush(theme.color(i)), pen=pg.mkPen(None), name=label)
+            self.plot.addItem(item)
+            if self.legend is not None:
+                self.legend.addItem(item, label)
+        self.plot.getAxis("bottom").setTicks([[(j, r.name.removesuffix(".weight")) for j, r in enumerate(self.rows)]])
+
+
+VIEW = ViewSpec("reconstruction", "Reconstruction error", ReconstructionView, lazy=True,
+                description="‖WX − ŴX‖/‖WX‖ per layer for magnitude, Wanda and SparseGPT")
