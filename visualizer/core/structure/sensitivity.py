@@ -25,8 +25,8 @@ unit's weights and every node after them form the rest of the network; everythin
 from before (the activations at the unit's input, a residual branch's identity, ...) is computed
 once per batch and cached, and each level runs only the rest, with m ⊙ w put in place of the
 unit's weights by ``torch.func.functional_call``. The numbers are those of evaluating the whole
-masked model (same operations in the same order); the first batch of each unit is checked
-against the whole model, and a model fx cannot trace (or a split that does not reproduce it)
+masked model (same operations in the same order); each unit's split is checked against the
+whole model on two samples first, and a model fx cannot trace (or a split that does not reproduce it)
 falls back to whole-model evaluation, which the rows say (``method``). A level that keeps every
 weight of the unit is the dense model: its row is the baseline's.
 
@@ -295,8 +295,8 @@ def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[M
                     split: SplitModel | None) -> Generator[Step, None, tuple[list[tuple[float, float]], str]]:
     """(loss, accuracy) of the model with each entry of ``level_masks`` in place of the unit's
     weights, over ``batches``, and the method used. With ``split`` the prefix runs once per batch
-    and each level runs the rest; the first batch is checked against the whole masked model (a
-    mismatch: whole-model evaluation for this unit)."""
+    and each level runs the rest; the split is first checked against the whole masked model on
+    two samples (:func:`_split_reproduces`; a mismatch: whole-model evaluation for this unit)."""
     device = next(model.parameters()).device
     dtype = torch.float32 if device.type == "mps" else torch.float64
     n = sum(int(y.shape[0]) for _, y in batches)
@@ -311,7 +311,7 @@ def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[M
         overrides.append(over)
     acc = [[torch.zeros((), dtype=dtype, device=device), torch.zeros((), dtype=torch.int64, device=device)]
            for _ in level_masks]
-    method = FAST if split is not None else WHOLE
+    method = FAST if split is not None and _split_reproduces(model, split, batches, overrides[0], mine[0]) else WHOLE
     was_training = model.training
     model.eval()
     try:
@@ -321,10 +321,6 @@ def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[M
                 if method == FAST:
                     cached = split.prefix(xb)
                     outs = [split.rest(cached, over) for over in mine]
-                    if bi == 0 and not all(torch.equal(o, torch.func.functional_call(model, over, (xb,), strict=False))
-                                           for o, over in zip(outs[:1], overrides[:1])):
-                        method = WHOLE  # the split does not reproduce the model: evaluate it whole
-                        outs = [torch.func.functional_call(model, over, (xb,), strict=False) for over in overrides]
                 else:
                     outs = [torch.func.functional_call(model, over, (xb,), strict=False) for over in overrides]
                 for a, out in zip(acc, outs):
@@ -333,6 +329,22 @@ def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[M
     finally:
         model.train(was_training)
     return [(float(a[0]) / n, int(a[1]) / n) for a in acc], method
+
+
+def _split_reproduces(model: nn.Module, split: SplitModel, batches: Sequence, full: Mapping, mine: Mapping) -> bool:
+    """Whether prefix + rest gives the whole masked model's output, bit for bit, on the first
+    two samples (a cheap guard against a graph the split misreads, e.g. an in-place op)."""
+    x = batches[0][0][:2].to(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.equal(split.rest(split.prefix(x), mine),
+                               torch.func.functional_call(model, dict(full), (x,), strict=False))
+    except Exception:  # noqa: BLE001 - a split that cannot run: evaluate the whole model
+        return False
+    finally:
+        model.train(was_training)
 
 
 # --- the analysis -----------------------------------------------------------------------------------
