@@ -8,6 +8,7 @@ from visualizer.core.pruning.allocation import (
     AllocationError,
     allocation_mask,
     apportion,
+    build_allocated_ranking,
     erk_densities,
     layer_budgets,
     outlier_ratio,
@@ -128,3 +129,18 @@ def test_apportion_respects_caps_and_total():
 def test_unknown_allocation_is_one_line():
     with pytest.raises(AllocationError, match="unknown allocation 'foo'"):
         layer_budgets("foo", 0.5, {"a": (4,)})
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "erk", "owl", "sensitivity"])
+def test_allocated_ranking_follows_the_slider_with_the_allocation_mask(allocation):
+    g = torch.Generator().manual_seed(2)
+    scores = {"a": torch.rand(8, 3, generator=g), "b": torch.rand(40, generator=g), "c": torch.rand(5, 5, generator=g)}
+    inputs = {"outlier_ratios": {"a": 0.1, "b": 0.0, "c": 0.3}} if allocation == "owl" else \
+        {"curves": {n: {0.05: 2.0, 0.2: 1.0, 0.6: 0.1} for n in scores}} if allocation == "sensitivity" else {}
+    ranking = run(build_allocated_ranking(scores, allocation, **inputs))
+    for density in (0.9, 0.3, 0.12, 0.5):
+        live = ranking.mask_at(density)
+        ref = allocation_mask(scores, density, allocation, **inputs)
+        assert all(torch.equal(live[n], ref[n]) for n in scores)
+        assert ranking.kept() == kept_count(density, 24 + 40 + 25)
+        assert live.metadata["scope"] == allocation

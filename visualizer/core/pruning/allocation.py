@@ -389,6 +389,48 @@ def mask_from_budgets(scores: Mapping[str, torch.Tensor | np.ndarray], kept: Map
     return MaskSet(masks, dict(metadata))
 
 
+class AllocatedRanking(Ranking):
+    """A :class:`Ranking` whose cut follows an allocation: each layer is sorted once (scope
+    ``layer``) and a density change moves layer l's cut to the k_l of :func:`layer_budgets`, so
+    the slider stays a threshold lookup per layer. ``scope`` reads as the allocation's name.
+    Build it with :func:`build_allocated_ranking`."""
+
+    def set_density(self, density: float) -> None:
+        rho = check_density(density)
+        kept = self._budgets.get(rho)
+        if kept is None:
+            kept = layer_budgets(self.allocation, rho, dict(zip(self.names, self.shapes)), **self._inputs)
+            self._budgets = {rho: kept}  # the last one: the slider asks again for the same density
+        for g in self._groups:
+            (i,) = g.layers
+            self._move(g, int(kept[self.names[i]]))
+        self._density = rho
+
+
+def build_allocated_ranking(scores: Mapping[str, torch.Tensor | np.ndarray], allocation: str,
+                            structure: str = "unstructured", **inputs) -> Generator[Step, None, Ranking]:
+    """The ranking of ``allocation`` (a job): ``global`` and ``layer`` are the plain scopes of
+    :func:`visualizer.core.pruning.ranking.build_ranking`; the rules of :data:`ALLOCATIONS`
+    (``inputs``: their :func:`layer_budgets` inputs) give an :class:`AllocatedRanking`. The rules
+    other than ``global`` spread single weights (``unstructured``)."""
+    from visualizer.core.pruning.ranking import SCOPES, build_ranking
+
+    if allocation in SCOPES:
+        return (yield from build_ranking(scores, allocation, structure))
+    check_allocation(allocation)
+    if structure != "unstructured":
+        raise AllocationError(f"the {allocation} allocation spreads single weights: use structure unstructured")
+    shapes = {n: tuple(s.shape) for n, s in scores.items()}
+    layer_budgets(allocation, 1.0, shapes, scores=scores, **inputs)  # missing inputs fail here, at once
+    ranking = AllocatedRanking._empty()
+    ranking.allocation = allocation
+    ranking._inputs = dict(inputs, scores=scores) if allocation == "global" else dict(inputs)
+    ranking._budgets = {}
+    yield from ranking._build(scores, "layer", "unstructured", {"allocation": allocation})
+    ranking.scope = allocation
+    return ranking
+
+
 def allocation_mask(scores: Mapping[str, torch.Tensor | np.ndarray], density: float, allocation: str = "global",
                     **inputs) -> MaskSet:
     """The mask of ``allocation`` at ``density``: :func:`layer_budgets`, then each layer's top

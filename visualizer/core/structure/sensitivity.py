@@ -57,17 +57,17 @@ from visualizer.core.structure.shrink import plan_masks, select_units
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import evaluate_job, masked_parameters
 from visualizer.core.training.experiments import read_rows, write_rows
-from visualizer.core.workspace import EVAL_BATCH_SIZE, Workspace, device_key
+from visualizer.core.workspace import EVAL_BATCH_SIZE, Workspace, device_key, evaluation_sample_size
 
 UNITS = ("layer", "group")
 DEFAULT_LEVELS = (0.9, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
 ROW_FIELDS = [
     "model", "dataset", "criterion", "unit_kind", "unit", "level", "achieved_density", "kept", "total",
-    "loss", "accuracy", "base_loss", "base_accuracy", "loss_increase", "accuracy_drop", "samples", "seed",
+    "loss", "accuracy", "base_loss", "base_accuracy", "loss_increase", "accuracy_drop", "split", "samples", "seed",
     "score_batches", "device", "method", "seconds",
 ]
-KEY_FIELDS = ("model", "dataset", "criterion", "unit_kind", "unit", "level", "seed", "samples", "score_batches",
-              "device")
+KEY_FIELDS = ("model", "dataset", "criterion", "unit_kind", "unit", "level", "seed", "split", "samples",
+              "score_batches", "device")
 FAST = "cached-prefix"
 WHOLE = "whole-model"
 
@@ -105,6 +105,7 @@ class SensitivityConfig:
     eval_batches: int | None = None
     eval_batch_size: int = EVAL_BATCH_SIZE
     fast: bool = True
+    split: str = "test"  # the allocation measures on a training-split sample (no test-set selection)
 
     def validate(self) -> None:
         from visualizer.core.pruning.criteria import CRITERIA
@@ -116,6 +117,8 @@ class SensitivityConfig:
         if self.unit == "layer" and self.criterion not in CRITERIA:
             raise ValueError(f"{self.criterion} scores coupled groups: use --unit group")
         check_levels(self.levels)
+        if self.split not in ("test", "train"):
+            raise ValueError(f"unknown split {self.split!r} (use test or train)")
         if self.eval_batches is not None and self.eval_batches < 0:
             raise ValueError(f"evaluation batches must be 0 or more, got {self.eval_batches}")
 
@@ -386,9 +389,8 @@ def sensitivity_job(workspace: Workspace, config: SensitivityConfig,
     config.validate()
     levels = check_levels(config.levels)
     model = workspace.model
-    data = workspace.needs_data("sensitivity analysis")
-    batches = list(workspace.evaluation_batches(config.eval_batches, config.eval_batch_size))
-    samples = sum(int(y.shape[0]) for _, y in batches)
+    workspace.needs_data("sensitivity analysis")
+    batches = list(workspace.evaluation_batches(config.eval_batches, config.eval_batch_size, config.split))
     notices: list[str] = []
     if config.unit == "group" and groups is None:
         result = yield from sub(_groups_job(model, batches), 0.0, 0.02, "groups: ")
@@ -396,9 +398,7 @@ def sensitivity_job(workspace: Workspace, config: SensitivityConfig,
     units = select(list_units(model, config.unit, groups), config.units)
     if not units:
         raise ValueError(f"the model has no prunable {config.unit} units")
-    base = {"model": config.model or workspace.model_ref, "dataset": getattr(data, "name", "") or "",
-            "criterion": config.criterion, "unit_kind": config.unit, "seed": workspace.seed, "samples": samples,
-            "score_batches": _score_batches(workspace, config.criterion), "device": device_key(workspace.device)}
+    base = row_settings(workspace, config, str(workspace.device))
     earlier = read_rows(previous)
     cache = {row_key(r): r for r in earlier}
     todo = {u.name: [lv for lv in levels if row_key({**base, "unit": u.name, "level": lv}) not in cache] for u in units}
@@ -514,6 +514,126 @@ class _RowWriter:
         write_rows(self.rows + [r for r in self.earlier if row_key(r) not in mine], self.path, ROW_FIELDS)
 
 
+# --- on a Ray cluster -------------------------------------------------------------------------------
+
+
+def _unit_task(unit: str, model: nn.Module, data, config: SensitivityConfig, settings: dict,
+               groups: Sequence[ChannelGroup] | None) -> list[dict]:
+    """One Ray task: the rows of one unit (the serial job's code, on the task's device)."""
+    from dataclasses import replace
+
+    from visualizer.core.tasks import run
+    from visualizer.core.workspace import model_on, resolve_device
+
+    device = resolve_device(settings["device"])
+    ws = Workspace(model_on(model, device), data, device=device, seed=settings["seed"],
+                   model_ref=settings["model_ref"], score_batches=settings["score_batches"],
+                   score_batch_size=settings["score_batch_size"])
+    return run(sensitivity_job(ws, replace(config, units=(unit,)), groups=groups)).rows
+
+
+def sensitivity_on_cluster(workspace: Workspace, config: SensitivityConfig,
+                           previous: str | Path | Iterable[dict] | None = None,
+                           groups: Sequence[ChannelGroup] | None = None,
+                           out: str | Path | None = None) -> Generator[Step, None, SensitivityResult]:
+    """The analysis of :func:`sensitivity_job` with one Ray task per unit (connect first,
+    :func:`visualizer.core.training.cluster.connect`), through the sweeps' task runner
+    (:func:`visualizer.core.training.cluster.map_tasks`). Units whose rows are all in
+    ``previous`` are not sent; each unit's rows stream as its task finishes and go to ``out``
+    at once; the result's rows are in unit order, equal to the serial job's."""
+    import copy
+    from dataclasses import replace
+
+    from visualizer.core.training.cluster import import_ray, map_tasks, placement
+
+    config.validate()
+    levels = check_levels(config.levels)
+    ray = import_ray()
+    place = placement(str(workspace.device), ray)
+    model = workspace.model
+    data = workspace.needs_data("sensitivity analysis")
+    if config.unit == "group" and groups is None:
+        batches = list(workspace.evaluation_batches(config.eval_batches, config.eval_batch_size, config.split))
+        groups = yield from sub(_groups_job(model, batches), 0.0, 0.02, "groups: ")
+    units = select(list_units(model, config.unit, groups), config.units)
+    earlier = read_rows(previous)
+    cache = {row_key(r): r for r in earlier}
+    probe = row_settings(workspace, config, place.device)
+    todo = [u for u in units if any(row_key({**probe, "unit": u.name, "level": lv}) not in cache for lv in levels)]
+    done: dict[str, list[dict]] = {}
+    writer = _RowWriter(out, earlier)
+    for u in units:
+        if u not in todo:
+            done[u.name] = [dict(cache[row_key({**probe, "unit": u.name, "level": lv})]) for lv in levels]
+            writer.add(done[u.name])
+            yield Step(f"{u.name} (done before)", len(done) / len(units), [dict(r) for r in done[u.name]])
+    settings = {"device": place.device, "seed": workspace.seed, "model_ref": config.model or workspace.model_ref,
+                "score_batches": workspace.score_batches, "score_batch_size": workspace.score_batch_size}
+    cpu_model = model if all(t.device.type == "cpu" for t in model.state_dict().values()) else copy.deepcopy(model).cpu()
+    if todo:
+        job = map_tasks(_unit_task, [u.name for u in todo],
+                        (cpu_model, data, replace(config, units=()), settings, groups), place, "units")
+        try:
+            for step in job:
+                if step.partial is None:
+                    yield Step(step.stage, (len(units) - len(todo) + step.fraction * len(todo)) / len(units))
+                    continue
+                i, rows = step.partial
+                done[todo[i].name] = rows
+                writer.add(rows)
+                yield Step(step.stage, len(done) / len(units), [dict(r) for r in rows])
+        finally:
+            job.close()
+            writer.close()
+    rows = [r for u in units for r in done[u.name]]
+    computed = sum(len(done[u.name]) for u in todo)
+    return SensitivityResult(rows, computed, len(rows) - computed)
+
+
+def row_settings(workspace: Workspace, config: SensitivityConfig, device: str) -> dict:
+    """The settings every row of this analysis records (all of the key but unit and level)."""
+    data = workspace.needs_data("sensitivity analysis")
+    return {"model": config.model or workspace.model_ref, "dataset": getattr(data, "name", "") or "",
+            "criterion": config.criterion, "unit_kind": config.unit, "seed": workspace.seed, "split": config.split,
+            "samples": evaluation_sample_size(data, config.eval_batches, config.eval_batch_size, config.split),
+            "score_batches": _score_batches(workspace, config.criterion), "device": device_key(device)}
+
+
+# --- inputs of the allocations -------------------------------------------------------------------
+
+ALLOCATION_LEVELS = (0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
+ALLOCATION_BATCHES = 1  # training-split batches (of EVAL_BATCH_SIZE) the sensitivity allocation measures on
+
+
+def allocation_inputs_job(workspace: Workspace, criterion: str, allocation: str, *,
+                          curves: Mapping[str, Mapping[float, float]] | None = None,
+                          levels: Sequence[float] = ALLOCATION_LEVELS, batches: int | None = ALLOCATION_BATCHES,
+                          model: nn.Module | None = None, owl_m: float | None = None) -> Generator[Step, None, dict]:
+    """What :func:`visualizer.core.pruning.allocation.layer_budgets` reads for ``allocation``
+    on this workspace, as keyword arguments: ``owl`` the outlier ratios on the criterion batches
+    (:func:`~visualizer.core.pruning.allocation.outlier_ratios_job`); ``sensitivity`` the loss
+    curves (``curves`` given, or measured here per layer at ``levels`` on the first ``batches``
+    batches of the TRAINING split: choosing densities on the test split would select on the
+    numbers then reported). The other rules need nothing."""
+    from visualizer.core.pruning.allocation import OWL_M, check_allocation, outlier_ratios_job
+    from visualizer.core.workspace import criterion_batches
+
+    check_allocation(allocation)
+    model = workspace.model if model is None else model
+    if allocation == "owl":
+        data = workspace.needs_data("the owl allocation")
+        calib = criterion_batches(data, workspace.score_batches, workspace.score_batch_size, workspace.seed)
+        return {"outlier_ratios": (yield from outlier_ratios_job(model, calib, OWL_M if owl_m is None else owl_m))}
+    if allocation != "sensitivity":
+        return {}
+    if curves is None:
+        config = SensitivityConfig(workspace.model_ref, criterion, "layer", tuple(levels), eval_batches=batches,
+                                   split="train")
+        res = yield from sensitivity_job(workspace.with_model(model), config)
+        curves = loss_curves(res.rows, criterion)
+    return {"curves": {n: dict(c) for n, c in curves.items()}}
+
+
 # --- read-outs ---------------------------------------------------------------------------------------
 
 
@@ -578,5 +698,5 @@ def heat_table(rows: Iterable[Mapping], metric: str = "accuracy") -> tuple[list[
 __all__ = [
     "UNITS", "DEFAULT_LEVELS", "ROW_FIELDS", "KEY_FIELDS", "SensitivityConfig", "SensitivityResult", "Unit",
     "check_levels", "list_units", "select", "unit_masks", "split_model", "SplitModel", "unit_levels_job",
-    "sensitivity_job", "loss_curves", "layer_values", "heat_table", "read_rows", "write_rows", "row_key",
+    "sensitivity_job", "sensitivity_on_cluster", "loss_curves", "layer_values", "heat_table", "read_rows", "write_rows", "row_key",
 ]
