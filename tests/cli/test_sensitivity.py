@@ -77,3 +77,16 @@ def test_prune_sensitivity_allocation_reads_rows_and_says_when_it_cannot_meet_th
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot meet the budget" in err
     code, _, err = run_cli(capsys, "prune", "lenet", "--density", "0.1", "--allocation", "erk,owl")
     assert code == 2 and "one --allocation" in err
+
+
+def test_sweep_allocation_grid_and_bad_allocation(capsys, tmp_path):
+    out = tmp_path / "sweep.csv"
+    code, text, _ = run_cli(capsys, "sweep", "lenet", "--criteria", "magnitude", "--densities", "0.1",
+                            "--allocation", "uniform,erk", "--out", str(out), "--json")
+    assert code == 0
+    rows = json.loads(text)["rows"]
+    assert [r["allocation"] for r in rows] == ["uniform", "erk"]
+    assert all(r["kept"] == kept_count(0.1, r["total"]) for r in rows)
+    code, _, err = run_cli(capsys, "sweep", "lenet", "--densities", "0.1", "--allocation", "erk,magic",
+                           "--out", str(out))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "unknown allocation 'magic'" in err

@@ -132,3 +132,21 @@ def test_read_outs_feed_the_allocation_and_the_graph(lenet, digits):
     assert values["conv1"] == next(r["accuracy_drop"] for r in rows if r["unit"] == "conv1.weight" and r["level"] == 0.05)
     units, levels, table = heat_table(rows)
     assert levels == [0.5, 0.05] and len(table) == len(units) == 5
+
+
+@pytest.mark.slow
+def test_cluster_rows_equal_serial_rows_and_resume_by_key(lenet, digits, tmp_path):
+    from visualizer.core.structure.sensitivity import sensitivity_on_cluster
+    from visualizer.core.training.cluster import connect
+
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    config = _config(units=("conv1", "conv2", "fc3"))
+    serial = run(sensitivity_job(ws, config)).rows
+    out = tmp_path / "rows.json"
+    with connect("local:2"):
+        res = run(sensitivity_on_cluster(ws, config, previous=serial[:2], out=out))
+    assert res.reused == 2 and res.computed == 4
+    strip = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in res.rows] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in serial]
+    assert len(read_rows(out)) == 6

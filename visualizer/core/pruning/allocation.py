@@ -335,6 +335,22 @@ def _fill(kept: Mapping[str, int], sizes: Mapping[str, int], total: int) -> dict
     return {n: int(kept[n]) + extra[n] for n in sizes}
 
 
+def cap_budgets(kept: Mapping[str, int], caps: Mapping[str, int], total: int) -> dict[str, int]:
+    """``kept`` with no layer above its cap (IMP: a layer cannot keep more than it still has), the
+    excess handed to the layers below their cap in proportion to their room cap_l - k_l
+    (largest-remainder rounding), so the sum stays ``total``."""
+    capped = {n: min(int(kept[n]), int(caps[n])) for n in kept}
+    spare = total - sum(capped.values())
+    if spare <= 0:
+        return capped
+    room = {n: int(caps[n]) - capped[n] for n in kept}
+    free = sum(room.values())
+    if free < spare:
+        raise AllocationError(f"cannot keep {total} weights: only {sum(int(c) for c in caps.values())} are left")
+    extra = apportion({n: room[n] and spare / free for n in kept}, room, spare)
+    return {n: capped[n] + extra[n] for n in kept}
+
+
 # --- the one entry point -------------------------------------------------------------------------
 
 
