@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "visualizer.cli.training",
     "visualizer.cli.curvature",
     "visualizer.cli.structure",
+    "visualizer.cli.sensitivity",
     "visualizer.cli.labs",
     "visualizer.cli.presets",
     "visualizer.cli.gui",

@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", default="unstructured",
                    help=f"{' or '.join(STRUCTURES)} or N:M (2:4, 4:8: exactly N kept in every M inputs; "
                         "the density is then N/M) (default unstructured)")
+    add_allocation_args(p)
     p.add_argument("--out", "-o", help="write the mask: .safetensors (pruneviz), .pt/.pth (a torch.nn.utils.prune "
                                        "state dict: load it into a model prepared with prune.identity)")
     p.add_argument("--format", choices=["pruneviz", "torch-prune", "nni"],
@@ -64,6 +65,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prune)
 
 
+
+
+def add_allocation_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """``--allocation`` (prune, sweep, imp) and the inputs of its rules."""
+    from visualizer.core.pruning.allocation import ALLOCATIONS, OWL_LAMBDA, OWL_M
+
+    p.add_argument("--allocation", metavar="RULE" + (",..." if several else ""),
+                   help=f"how the density is spread over the layers: {', '.join(ALLOCATIONS)} (uniform: every layer "
+                        "at the target; global: one threshold; erk: Erdos-Renyi-Kernel; owl: outlier-weighted; "
+                        "sensitivity: least measured loss increase), always keeping exactly floor(D * d) weights; "
+                        + ("comma-separated: a grid dimension; " if several else "")
+                        + "supersedes --scope (default: --scope)")
+    p.add_argument("--owl-lambda", type=float, default=OWL_LAMBDA,
+                   help=f"owl: half-width of the density band around the target (default {OWL_LAMBDA})")
+    p.add_argument("--owl-m", type=float, default=OWL_M,
+                   help=f"owl: an outlier is |W|*||X|| above M times the layer mean (default {OWL_M:g})")
+    p.add_argument("--sensitivity-rows", metavar="FILE",
+                   help="sensitivity: per-layer rows of `pruneviz sensitivity --out FILE` (same criterion); "
+                        "default: measured first on a training-split sample")
+
+
+def allocation_list(args: argparse.Namespace) -> tuple[str, ...]:
+    """The allocations of ``--allocation`` (checked), empty when it is not given."""
+    from visualizer.core.pruning.allocation import check_allocation
+
+    text = getattr(args, "allocation", None)
+    if not text:
+        return ()
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    for n in names:
+        check_allocation(n)
+    return names
+
+
+def allocation_curves(args: argparse.Namespace, criterion: str):
+    """The loss curves of ``--sensitivity-rows`` for ``criterion`` (None without the flag)."""
+    path = getattr(args, "sensitivity_rows", None)
+    if not path:
+        return None
+    from pathlib import Path
+
+    from visualizer.core.structure.sensitivity import loss_curves, read_rows
+
+    if not Path(path).exists():
+        raise UserError(f"--sensitivity-rows: no such file {path}")
+    curves = loss_curves(read_rows(path), criterion)
+    if not curves:
+        raise UserError(f"--sensitivity-rows {path} has no per-layer rows of criterion {criterion}")
+    return curves
 
 
 def density_report(masks) -> dict:
@@ -100,6 +150,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.criterion == "sparsegpt" or nm is not None:
         return cmd_prune_llm(args, density, nm)
     info = CRITERIA[args.criterion]
+    allocations = allocation_list(args)
+    if len(allocations) > 1:
+        raise UserError("prune takes one --allocation")
+    allocation = allocations[0] if allocations else None
+    if allocation not in (None, "global") and args.structure != "unstructured":
+        raise UserError(f"the {allocation} allocation spreads single weights: use --structure unstructured")
+    curves = allocation_curves(args, args.criterion) if allocation == "sensitivity" else None
+    needs_data = info.needs_data or args.eval or allocation == "owl" or (allocation == "sensitivity" and curves is None)
     if args.eval_batches is not None and args.eval_batches < 0:
         raise UserError(f"--eval-batches must be 0 or more, got {args.eval_batches}")
     if args.out:
@@ -112,7 +170,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
 
     dataset = None
-    if info.needs_data or args.eval:
+    if needs_data:
         loaded, dataset = load_model_and_data(args)
     else:
         loaded = load_model_from_args(args)
@@ -122,18 +180,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     progress = TerminalProgress()
     scores = run(workspace.scores(args.criterion, probes=args.probes), progress)
-    ranking = run(
-        build_ranking(scores, args.scope, args.structure, criterion=args.criterion, model=loaded.ref),
-        progress,
-    )
+    if allocation is None:
+        ranking = run(
+            build_ranking(scores, args.scope, args.structure, criterion=args.criterion, model=loaded.ref),
+            progress,
+        )
+    else:
+        from visualizer.core.pruning.allocation import build_allocated_ranking
+        from visualizer.core.structure.sensitivity import allocation_inputs_job
+
+        inputs = run(allocation_inputs_job(workspace, args.criterion, allocation, curves=curves, owl_m=args.owl_m),
+                     progress)
+        if allocation == "owl":
+            inputs["owl_lambda"] = args.owl_lambda
+        ranking = run(build_allocated_ranking(scores, allocation, args.structure, **inputs), progress)
     masks = ranking.mask_at(density)
     result: dict = density_report(masks)
+    if allocation is not None:
+        result["allocation"] = allocation
     result["device"] = device_label(args.device)
     if args.out:  # a torch.prune file carries the (unmasked) weights as X_orig
         from visualizer.core.io.mask_formats import write_mask
 
         masks = masks.copy()
-        masks.metadata.update(criterion=args.criterion, scope=args.scope, structure=args.structure,
+        masks.metadata.update(criterion=args.criterion, scope=allocation or args.scope, structure=args.structure,
                               density=f"{masks.density():.6g}", model=loaded.ref)
         write_mask(masks, args.out, model, args.format)
     if args.eval:
@@ -152,7 +222,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
     )
     print(
-        f"\n{loaded.ref} pruned by {args.criterion} ({args.scope}, {args.structure}) to "
+        f"\n{loaded.ref} pruned by {args.criterion} ({f'{allocation} allocation' if allocation else args.scope}, "
+        f"{args.structure}) to "
         f"{pct(density)} requested: kept {result['kept']:,} of {result['total']:,} = {pct(result['density'])}"
     )
     if args.eval and "perplexity" in result:

@@ -17,6 +17,7 @@ from visualizer.cli.common import (
     resolve_mask,
     table,
 )
+from visualizer.cli.pruning import add_allocation_args, allocation_curves, allocation_list
 
 
 def _add_train_args(p: argparse.ArgumentParser, epochs: int, lr: float = 1e-3) -> None:
@@ -138,6 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", action="append", choices=["reinit", "random-mask"], default=[],
                    help="also train this control each round (repeatable)")
     p.add_argument("--scope", choices=["global", "layer"], default="global")
+    add_allocation_args(p)
     p.add_argument("--out", required=True, help="output folder: rounds.csv/json, masks per round "
                                                  "(several seeds: one folder seed<S> per seed, all rounds in rounds.csv)")
     _add_train_args(p, epochs=10)
@@ -182,6 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", choices=["global", "layer"], default="global")
     p.add_argument("--structure", choices=["auto", "unstructured", "channel"], default="auto",
                    help="auto: whole channels for the structured criteria (l1-norm, l2-norm, bn-scale)")
+    add_allocation_args(p, several=True)
     p.add_argument("--out", required=True, help="results.csv (a .json copy is written beside it)")
     reuse = p.add_mutually_exclusive_group()
     reuse.add_argument("--resume", action="store_true",
@@ -256,8 +259,14 @@ def cmd_imp(args: argparse.Namespace) -> int:
     from visualizer.core.training.experiments import write_rows
     from visualizer.core.training.lottery import IMPConfig, initial_state
 
+    allocations = allocation_list(args)
+    if len(allocations) > 1:
+        raise UserError("imp takes one --allocation")
     loaded, data = load_model_and_data(args)
-    config = IMPConfig(args.rounds, args.rate, args.rewind, args.scope, tuple(dict.fromkeys(args.control)), _train_config(args))
+    allocation = allocations[0] if allocations else ""
+    curves = _sensitivity_curves(args, loaded, data, ("magnitude",))["magnitude"] if allocation == "sensitivity" else None
+    config = IMPConfig(args.rounds, args.rate, args.rewind, args.scope, tuple(dict.fromkeys(args.control)), _train_config(args),
+                       allocation=allocation, curves=curves, owl_lambda=args.owl_lambda, owl_m=args.owl_m)
     config.validate()
     seeds = _seeds(args)
     inits = {s: initial_state(args.model, loaded.model, s) for s in seeds}
@@ -267,6 +276,7 @@ def cmd_imp(args: argparse.Namespace) -> int:
     for seed in seeds:
         res = results[seed]
         settings = {"model": args.model, "rate": args.rate, "rewind": args.rewind, "scope": args.scope,
+                    **({"allocation": allocation} if allocation else {}),
                     "epochs": args.epochs, "lr": args.lr, "seed": seed, "init": inits[seed][1],
                     "device": device_label(args.device)}
         folder = out if len(seeds) == 1 else out / f"seed{seed}"
@@ -410,10 +420,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     from visualizer.core.training.lottery import initial_state
 
+    allocations = allocation_list(args)
     loaded, data = load_model_and_data(args)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
+    curves = _sensitivity_curves(args, loaded, data, criteria) if "sensitivity" in allocations else None
     config = SweepConfig(args.model, criteria, tuple(_float_list(args.densities)), args.retrain,
-                         args.scope, args.structure, _train_config(args), seeds=_seeds(args))
+                         args.scope, args.structure, _train_config(args), seeds=_seeds(args),
+                         allocations=allocations, curves=curves, owl_lambda=args.owl_lambda, owl_m=args.owl_m)
     config.validate()
     out = Path(args.out)
     if out.suffix not in (".csv", ".json"):
@@ -448,6 +461,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(table([[r[c] for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0
+
+
+def _sensitivity_curves(args: argparse.Namespace, loaded, data, criteria, model=None) -> dict:
+    """{criterion: loss curves} for the sensitivity allocation: from --sensitivity-rows, else
+    measured per layer on a training-split sample (one analysis per criterion)."""
+    from visualizer.core.structure.sensitivity import allocation_inputs_job
+    from visualizer.core.workspace import Workspace
+
+    out = {}
+    for c in criteria:
+        curves = allocation_curves(args, c)
+        if curves is None:
+            ws = Workspace(model or loaded.model, data, device=args.device, seed=args.seed, model_ref=args.model)
+            curves = _run(allocation_inputs_job(ws, c, "sensitivity"))["curves"]
+        out[c] = curves
+    return out
 
 
 def cmd_lth_report(args: argparse.Namespace) -> int:

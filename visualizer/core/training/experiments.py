@@ -31,6 +31,14 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.pruning.allocation import (
+    ALLOCATIONS,
+    OWL_LAMBDA,
+    OWL_M,
+    build_allocated_ranking,
+    check_allocation,
+    outlier_ratios_job,
+)
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import evaluate_job
@@ -55,16 +63,16 @@ TRAIN_FIELDS = ("optimizer", "batch_size", "momentum", "weight_decay", "label_sm
 # is other weights)
 IDENTITY_FIELDS = ("eval_sample", "data_id", "weights")
 ROW_FIELDS = [
-    "model", "dataset", "criterion", "density", "achieved_density", "scope", "structure", "retrain", "epochs",
-    "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", *IDENTITY_FIELDS, "accuracy", "loss", "kept", "total",
-    "seconds",
+    "model", "dataset", "criterion", "density", "achieved_density", "scope", "allocation", "allocation_inputs",
+    "structure", "retrain", "epochs", "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", *IDENTITY_FIELDS,
+    "accuracy", "loss", "kept", "total", "seconds",
 ]
 # every setting that changes a row's result: a cached row is reused only when all of them agree
-KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "structure", "retrain", "epochs", "lr",
-              *TRAIN_FIELDS, "seed", "score_batches", "device", *IDENTITY_FIELDS)
+KEY_FIELDS = ("model", "dataset", "criterion", "density", "scope", "allocation", "allocation_inputs", "structure",
+              "retrain", "epochs", "lr", *TRAIN_FIELDS, "seed", "score_batches", "device", *IDENTITY_FIELDS)
 # fields that are text even when they read as a number (a hex identity "1234e5678901")
-TEXT_FIELDS = ("model", "dataset", "criterion", "scope", "structure", "retrain", "optimizer", "device", "kind",
-               *IDENTITY_FIELDS)
+TEXT_FIELDS = ("model", "dataset", "criterion", "scope", "allocation", "allocation_inputs", "structure", "retrain",
+               "optimizer", "device", "kind", *IDENTITY_FIELDS)
 STRUCTURES = ("auto", "unstructured", "channel")
 
 
@@ -78,11 +86,42 @@ class SweepConfig:
     structure: str = "auto"  # auto: whole channels for structured criteria (l1-norm, ...), else weights
     train: TrainConfig = field(default_factory=TrainConfig)
     seeds: tuple[int, ...] = ()  # one cell per seed; empty: train.seed alone
+    # a grid dimension: how the density is spread over the layers (core.pruning.allocation);
+    # empty: the scope alone (a scope that names an allocation, e.g. "erk", is that allocation)
+    allocations: tuple[str, ...] = ()
+    # the sensitivity allocation's measured loss curves per criterion: {criterion: {layer: {level: increase}}}
+    curves: dict | None = None
+    owl_lambda: float | None = None
+    owl_m: float | None = None
+
+    def allocation_list(self) -> tuple[str, ...]:
+        """The allocations of the grid ("" = the plain scope)."""
+        from visualizer.core.pruning.ranking import SCOPES
+
+        if self.allocations:
+            return tuple(dict.fromkeys(self.allocations))
+        return ("",) if self.scope in SCOPES else (self.scope,)
+
+    def allocation_inputs(self, allocation: str, criterion: str) -> str:
+        """What else decides an allocation's masks, as a key: OWL's lambda and M, a digest of the
+        sensitivity curves (two sweeps measured on different levels are different rows)."""
+        if allocation == "owl":
+            lam = OWL_LAMBDA if self.owl_lambda is None else self.owl_lambda
+            return f"lambda={lam:g},m={OWL_M if self.owl_m is None else self.owl_m:g}"
+        if allocation == "sensitivity":
+            import hashlib
+
+            curves = (self.curves or {}).get(criterion) or {}
+            text = json.dumps({n: sorted(c.items()) for n, c in sorted(curves.items())})
+            return "curves=" + hashlib.sha1(text.encode()).hexdigest()[:12]
+        return ""
 
     def seed_list(self) -> tuple[int, ...]:
         return tuple(dict.fromkeys(int(s) for s in self.seeds)) or (self.train.seed,)
 
-    def structure_for(self, criterion: str) -> str:
+    def structure_for(self, criterion: str, allocation: str = "") -> str:
+        if allocation not in ("", "global", "layer"):
+            return "unstructured"  # the allocations spread single weights
         if self.structure != "auto":
             return self.structure
         from visualizer.core.pruning.criteria import CRITERIA
@@ -95,8 +134,18 @@ class SweepConfig:
             raise ValueError(f"unknown structure {self.structure!r} (use {', '.join(STRUCTURES)})")
         if self.retrain not in RETRAIN_MODES:
             raise ValueError(f"unknown retrain mode {self.retrain!r} (use {', '.join(RETRAIN_MODES)})")
-        if self.scope not in ("global", "layer"):
+        if self.scope not in ("global", "layer", *ALLOCATIONS):
             raise ValueError(f"unknown scope {self.scope!r} (use global, layer)")
+        for a in self.allocation_list():
+            if a:
+                check_allocation(a)
+            if a not in ("", "global") and self.structure == "channel":
+                raise ValueError(f"the {a} allocation spreads single weights: use structure unstructured")
+            if a == "sensitivity":
+                for c in self.criteria:
+                    if not (self.curves or {}).get(c):
+                        raise ValueError(f"the sensitivity allocation needs measured loss curves for {c} "
+                                         "(pruneviz sensitivity)")
         if not self.criteria:
             raise ValueError("no criteria given")
         if not self.densities:
@@ -153,9 +202,9 @@ def sweep_identity(model: nn.Module, data) -> dict:
 
 
 def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "", seed: int | None = None,
-                  identity: dict | None = None) -> dict:
-    """Every setting that produces the (criterion, density) row of this sweep (``identity``:
-    :func:`sweep_identity` of the model and data it runs on)."""
+                  identity: dict | None = None, allocation: str = "") -> dict:
+    """Every setting that produces the (criterion, density, allocation) row of this sweep
+    (``identity``: :func:`sweep_identity` of the model and data it runs on)."""
     from visualizer.core.pruning.criteria import CRITERIA
 
     retrain = config.retrain != "none"
@@ -167,7 +216,9 @@ def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: 
         "criterion": criterion,
         "density": float(density),
         "scope": config.scope,
-        "structure": config.structure_for(criterion),
+        "allocation": allocation,
+        "allocation_inputs": config.allocation_inputs(allocation, criterion),
+        "structure": config.structure_for(criterion, allocation),
         "retrain": config.retrain,
         "epochs": tc.epochs if retrain else 0,
         "lr": tc.lr if retrain else 0.0,
@@ -254,6 +305,7 @@ class Cell:
     index: int
     settings: dict
     train: TrainConfig
+    inputs: dict = field(default_factory=dict)  # the allocation's inputs known before the sweep (curves)
 
     @property
     def criterion(self) -> str:
@@ -265,16 +317,24 @@ class Cell:
 
 
 def sweep_cells(config: SweepConfig, dataset: str = "", identity: dict | None = None) -> list[Cell]:
-    """The grid of a sweep in its order: criteria x seeds x densities (cells that share a ranking
-    -- same criterion and seed -- are neighbours, so one cached ranking serves a run of them).
-    ``identity``: :func:`sweep_identity` of the model and data, recorded in every cell's key."""
+    """The grid of a sweep in its order: criteria x allocations x seeds x densities (cells that
+    share a ranking -- same criterion, allocation and seed -- are neighbours, so one cached ranking
+    serves a run of them). ``identity``: :func:`sweep_identity` of the model and data, recorded in
+    every cell's key."""
     cells = []
     for criterion in config.criteria:
-        for seed in config.seed_list():
-            train_config = replace(config.train, seed=seed)
-            for density in config.densities:
-                settings = _settings_row(config, criterion, density, dataset, seed, identity)
-                cells.append(Cell(len(cells), settings, train_config))
+        for allocation in config.allocation_list():
+            inputs = {}
+            if allocation == "sensitivity":
+                inputs["curves"] = (config.curves or {}).get(criterion)
+            if allocation == "owl":
+                inputs["owl_lambda"] = OWL_LAMBDA if config.owl_lambda is None else config.owl_lambda
+                inputs["owl_m"] = OWL_M if config.owl_m is None else config.owl_m
+            for seed in config.seed_list():
+                train_config = replace(config.train, seed=seed)
+                for density in config.densities:
+                    settings = _settings_row(config, criterion, density, dataset, seed, identity, allocation)
+                    cells.append(Cell(len(cells), settings, train_config, inputs))
     return cells
 
 
@@ -310,20 +370,24 @@ def cell_job(
     worker), the score batches and the batch order come from seeded generators, and a cached
     ranking is the one the cell would compute itself. The serial sweep and a Ray task
     (:mod:`visualizer.core.training.cluster`) both compute cells here."""
-    from visualizer.core.pruning.ranking import build_ranking
-
     s = cell.settings
     start = time.perf_counter()
     device = resolve_device(cell.train.device)
     model = model_on(model, device)  # a Ray worker's copy arrives on the host
     torch.manual_seed(int(cell.train.seed))
-    key = (s["criterion"], cell.train.seed, s["scope"], s["structure"], s["retrain"])
+    allocation = s.get("allocation") or s["scope"]
+    key = (s["criterion"], cell.train.seed, allocation, s.get("allocation_inputs"), s["structure"], s["retrain"])
     ranking = cache.get(key) if cache is not None else None
     if ranking is None:
         scored = _with_state(model, init_state) if s["retrain"] == "init" else model
         workspace = Workspace(model, data, device=device, seed=cell.train.seed, model_ref=s["model"])
         scores = yield from sub(workspace.scores(s["criterion"], scored), 0.0, 0.0, f"{s['criterion']} scores: ")
-        ranking = yield from sub(build_ranking(scores, scope=s["scope"], structure=s["structure"]), 0.0, 0.0,
+        inputs = dict(cell.inputs)
+        if allocation == "owl":  # OWL's outlier ratios on the criterion batches of the scored weights
+            m = inputs.pop("owl_m", OWL_M)
+            inputs["outlier_ratios"] = yield from sub(outlier_ratios_job(scored, workspace.criterion_batches(), m),
+                                                      0.0, 0.0, "outlier ratios: ")
+        ranking = yield from sub(build_allocated_ranking(scores, allocation, s["structure"], **inputs), 0.0, 0.0,
                                  f"{s['criterion']} ranking: ")
         if cache is not None:
             cache.put(key, ranking)

@@ -27,6 +27,7 @@ caller's model and masks untouched.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 
@@ -34,6 +35,16 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.pruning.allocation import (
+    OWL_LAMBDA,
+    OWL_M,
+    budget,
+    cap_budgets,
+    check_allocation,
+    layer_budgets,
+    mask_from_budgets,
+    outlier_ratios_job,
+)
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Step, sub
@@ -50,20 +61,32 @@ def imp_density(rate: float, rounds: int) -> float:
 
 
 def prune_remaining(
-    weights: dict[str, torch.Tensor], masks: MaskSet, density: float, scope: str = "global"
+    weights: dict[str, torch.Tensor], masks: MaskSet, density: float, scope: str = "global",
+    allocation: str = "", inputs: dict | None = None,
 ) -> MaskSet:
     """Magnitude-prune among the weights still kept by ``masks`` down to ``density`` of the total.
 
     Scores are |w| on kept weights and -1 on pruned ones, so a pruned weight is never revived
     (k_r <= k_{r-1}); the mask comes from the shared ranking (exactly floor(rho * d) kept,
-    deterministic ties)."""
+    deterministic ties). With an ``allocation`` (:mod:`visualizer.core.pruning.allocation`;
+    ``inputs`` its inputs) each layer keeps its budget k_l, capped at what it still keeps
+    (:func:`~visualizer.core.pruning.allocation.cap_budgets`)."""
     from visualizer.core.pruning.criteria import magnitude_scores
     from visualizer.core.pruning.ranking import mask_from_scores
 
     magnitude = magnitude_scores({name: weights[name] for name in masks.masks})
     scores = {name: torch.where(m, magnitude[name], torch.full_like(magnitude[name], -1.0))
               for name, m in masks.masks.items()}
-    out = mask_from_scores(scores, density, scope=scope)
+    if allocation and allocation not in SCOPES:
+        shapes = {n: tuple(m.shape) for n, m in masks.masks.items()}
+        kept = layer_budgets(allocation, density, shapes, scores=scores, **(inputs or {}))
+        kept = cap_budgets(kept, {n: int(m.sum()) for n, m in masks.masks.items()},
+                           budget(density, {n: m.numel() for n, m in masks.masks.items()}))
+        out = mask_from_budgets(scores, kept)
+        scope = allocation
+    else:
+        out = mask_from_scores(scores, density, scope=allocation or scope)
+        scope = allocation or scope
     out.metadata.update({"criterion": "magnitude", "density": f"{density:g}", "scope": scope})
     return out
 
@@ -96,6 +119,11 @@ class IMPConfig:
     scope: str = "global"
     controls: tuple[str, ...] = ()
     train: TrainConfig = field(default_factory=TrainConfig)
+    # how each round's density is spread over the layers (core.pruning.allocation; "": the scope)
+    allocation: str = ""
+    curves: dict | None = None  # the sensitivity allocation's measured loss curves {layer: {level: increase}}
+    owl_lambda: float | None = None
+    owl_m: float | None = None
 
     def __post_init__(self) -> None:
         # accept the short spellings ("random") the GUI presets use
@@ -113,6 +141,10 @@ class IMPConfig:
         for c in self.controls:
             if c not in CONTROLS:
                 raise ValueError(f"unknown control {c!r} (use {', '.join(CONTROLS)})")
+        if self.allocation:
+            check_allocation(self.allocation)
+            if self.allocation == "sensitivity" and not self.curves:
+                raise ValueError("the sensitivity allocation needs measured loss curves (pruneviz sensitivity)")
         self.train.validate()
 
 
@@ -191,7 +223,8 @@ def iterative_magnitude_pruning(
     masks = dense_masks
     for r in range(1, config.rounds + 1):
         target = imp_density(config.rate, r)
-        masks = prune_remaining(prunable_parameters(res.model), masks, target, config.scope)
+        inputs = yield from _allocation_inputs(config, res.model, masks, data)
+        masks = prune_remaining(prunable_parameters(res.model), masks, target, config.scope, config.allocation, inputs)
         ticket = rewind_state(w_tau, masks)
         res = yield from sub(
             train(model, data, masks, tc, start_state=ticket, capture_steps=[0], stage=f"ticket {r}"),
@@ -213,6 +246,23 @@ def iterative_magnitude_pruning(
         tickets.append(res.snapshots[0])
         yield Step(f"round {r}: density {row['density']:.3f}", done / trainings, dict(row))
     return IMPResult(rows, all_masks, tickets, w_tau, res)
+
+
+def _allocation_inputs(config: IMPConfig, model: nn.Module, masks: MaskSet, data) -> Generator[Step, None, dict]:
+    """The inputs of the round's allocation: OWL's outlier ratios of the masked trained weights
+    on the criterion batches (the workspace's rule), the sensitivity curves as given."""
+    from visualizer.core.workspace import criterion_batches
+
+    if config.allocation == "sensitivity":
+        return {"curves": config.curves}
+    if config.allocation != "owl":
+        return {}
+    masked = copy.deepcopy(model)
+    masks.apply(masked)
+    batches = criterion_batches(data, seed=config.train.seed)
+    m = OWL_M if config.owl_m is None else config.owl_m
+    ratios = yield from sub(outlier_ratios_job(masked, batches, m), 0.0, 0.0, "outlier ratios: ")
+    return {"outlier_ratios": ratios, "owl_lambda": OWL_LAMBDA if config.owl_lambda is None else config.owl_lambda}
 
 
 # --- one-shot and at-initialisation pruning --------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Sensitivity analysis: per-unit pruning at each level, the cached-prefix fast path, group
+faithfulness (a coupled group's row is the accuracy of physically shrinking it), resume."""
+
+import pytest
+import torch
+
+from visualizer.core.models.loaders import load_model
+from visualizer.core.pruning.allocation import layer_budgets
+from visualizer.core.structure.groups import find_groups, group_scores
+from visualizer.core.structure.sensitivity import (
+    SensitivityConfig,
+    check_levels,
+    heat_table,
+    layer_values,
+    list_units,
+    loss_curves,
+    read_rows,
+    sensitivity_job,
+    split_model,
+    trace,
+)
+from visualizer.core.structure.shrink import select_units, structured_prune
+from visualizer.core.tasks import run
+from visualizer.core.training.evaluate import evaluate
+from visualizer.core.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return load_model("resnet-mini").model
+
+
+def _config(**kw):
+    base = dict(levels=(0.5, 0.1), eval_batches=1, eval_batch_size=128)
+    return SensitivityConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("unit", ["layer", "group"])
+def test_cached_prefix_gives_the_whole_model_numbers(resnet, digits, unit):
+    ws = Workspace(resnet, digits, model_ref="resnet-mini")
+    fast = run(sensitivity_job(ws, _config(unit=unit)))
+    slow = run(sensitivity_job(ws, _config(unit=unit, fast=False)))
+    assert {r["method"] for r in fast.rows} == {"cached-prefix"}
+    assert {r["method"] for r in slow.rows} == {"whole-model"}
+    for a, b in zip(fast.rows, slow.rows):
+        assert (a["unit"], a["level"], a["loss"], a["accuracy"]) == (b["unit"], b["level"], b["loss"], b["accuracy"])
+
+
+def test_layer_row_is_the_masked_model_evaluated(lenet, digits):
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    res = run(sensitivity_job(ws, _config(units=("conv2",), levels=(0.2,))))
+    (row,) = res.rows
+    w = lenet.conv2.weight.detach().abs().reshape(-1)
+    k = int(0.2 * w.numel())
+    mask = torch.zeros_like(w, dtype=torch.bool)
+    mask[torch.argsort(w, descending=True, stable=True)[:k]] = True
+    from visualizer.core.pruning.masks import MaskSet
+
+    masks = MaskSet.for_model(lenet)
+    masks.masks["conv2.weight"] = mask.reshape(lenet.conv2.weight.shape)
+    ev = evaluate(lenet, ws.evaluation_batches(1, 128), masks)
+    assert row["kept"] == k and row["accuracy"] == ev.accuracy and row["loss"] == ev.loss
+    assert row["accuracy_drop"] == row["base_accuracy"] - ev.accuracy
+
+
+def test_residual_group_sensitivity_equals_pruning_that_group(resnet, digits):
+    """The stem's group couples the stem conv with both residual blocks' conv2 (one residual
+    stream): its row at 0.5 is the accuracy of the structured pruner's smaller model."""
+    groups = find_groups(resnet).groups
+    g = next(g for g in groups if g.root == "stem.0")
+    assert {"layer1.conv2.weight", "layer2.conv2.weight"} <= {m.param for m in g.members}
+    ws = Workspace(resnet, digits, model_ref="resnet-mini")
+    res = run(sensitivity_job(ws, _config(unit="group", units=("stem.0",), levels=(0.5,), criterion="group-l2"),
+                              groups=groups))
+    (row,) = res.rows
+    scores = group_scores(resnet, groups, "group-l2")
+    plan = select_units([g], {g.id: scores[g.id]}, 0.5, "layer")
+    pruned = structured_prune(resnet, groups, scores, 0.5, torch.randn(2, 1, 8, 8), plan=plan)
+    assert pruned.shrunk.model.stem[0].out_channels == 8
+    ev = evaluate(pruned.shrunk.model, ws.evaluation_batches(1, 128))
+    assert row["accuracy"] == ev.accuracy
+    assert row["loss"] == pytest.approx(ev.loss, rel=1e-5)
+    assert row["accuracy"] < row["base_accuracy"]
+
+
+def test_split_runs_less_of_the_network_for_later_layers(resnet):
+    gm = trace(resnet)
+    early, late = split_model(gm, ["stem.0.weight"]), split_model(gm, ["fc.weight"])
+    assert late.ratio < early.ratio
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(late.rest(late.prefix(x), {}), resnet.eval()(x))
+
+
+def test_cancelled_analysis_keeps_its_rows_and_resumes(lenet, digits, tmp_path):
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    out = tmp_path / "rows.csv"
+    job = sensitivity_job(ws, _config(), out=out)
+    for step in job:
+        if isinstance(step.partial, list):  # the first unit finished: cancel
+            job.close()
+            break
+    kept = read_rows(out)
+    assert [r["unit"] for r in kept] == ["conv1.weight", "conv1.weight"]
+    res = run(sensitivity_job(ws, _config(), previous=out, out=out))
+    assert res.reused == 2 and res.computed == len(res.rows) - 2
+    assert len(read_rows(out)) == len(res.rows)
+
+
+def test_bad_input_is_one_line(lenet, digits):
+    with pytest.raises(ValueError, match=r"in \(0, 1\], got 1.5"):
+        check_levels([0.5, 1.5])
+    with pytest.raises(ValueError, match=r"in \(0, 1\], got 0"):
+        check_levels([0])
+    ws = Workspace(lenet, digits)
+    with pytest.raises(ValueError, match="no unit named 'conv9'"):
+        run(sensitivity_job(ws, _config(units=("conv9",))))
+    with pytest.raises(ValueError, match="needs a dataset"):
+        run(sensitivity_job(Workspace(lenet, None), _config()))
+
+
+def test_read_outs_feed_the_allocation_and_the_graph(lenet, digits):
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    rows = run(sensitivity_job(ws, _config(levels=(0.5, 0.05)))).rows
+    curves = loss_curves(rows)
+    assert set(curves) == {u.name for u in list_units(lenet, "layer")}
+    shapes = {n: tuple(p.shape) for n, p in lenet.named_parameters() if n in curves}
+    kept = layer_budgets("sensitivity", 0.3, shapes, curves=curves)
+    assert sum(kept.values()) == int(0.3 * sum(p.numel() for n, p in lenet.named_parameters() if n in curves))
+    values = layer_values(rows, level=0.05)
+    assert set(values) == {"conv1", "conv2", "fc1", "fc2", "fc3"}
+    assert values["conv1"] == next(r["accuracy_drop"] for r in rows if r["unit"] == "conv1.weight" and r["level"] == 0.05)
+    units, levels, table = heat_table(rows)
+    assert levels == [0.5, 0.05] and len(table) == len(units) == 5
+
+
+@pytest.mark.slow
+def test_cluster_rows_equal_serial_rows_and_resume_by_key(lenet, digits, tmp_path):
+    from visualizer.core.structure.sensitivity import sensitivity_on_cluster
+    from visualizer.core.training.cluster import connect
+
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    config = _config(units=("conv1", "conv2", "fc3"))
+    serial = run(sensitivity_job(ws, config)).rows
+    out = tmp_path / "rows.json"
+    with connect("local:2"):
+        res = run(sensitivity_on_cluster(ws, config, previous=serial[:2], out=out))
+    assert res.reused == 2 and res.computed == 4
+    strip = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in res.rows] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in serial]
+    assert len(read_rows(out)) == 6
