@@ -156,9 +156,7 @@ class OverviewView(QWidget):
         s = self.state
         if s.loaded is not self._loaded:  # a new load (not retrained weights): come to the front
             self._loaded = s.loaded
-            dock = getattr(self.window, "docks", {}).get("overview")
-            if dock is not None:
-                dock.raise_()
+            self._come_forward()
         if s.loaded is None or not s.params:
             return
         key = (id(s.loaded), id(s.params))
@@ -186,6 +184,20 @@ class OverviewView(QWidget):
             self.relayout()
 
         self.window.jobs.submit("overview", "laying out the overview", build, on_result=done)
+
+    def _come_forward(self) -> None:
+        """Bring the overview's dock to the front after a load, unless the person is looking at
+        an analysis view (the graph, the spectrum, ...): that one then follows the new model."""
+        docks = getattr(self.window, "docks", {})
+        dock = docks.get("overview")
+        if dock is None or dock.isFloating():
+            return
+        for vid, other in docks.items():
+            if vid in ("overview", "heatmap") or vid not in getattr(self.window, "views", {}):
+                continue
+            if other.isVisible() and not other.isFloating() and not other.visibleRegion().isEmpty():
+                return
+        dock.raise_()
 
     def _install_mask_and_scores(self) -> None:
         ov, s = self.overview, self.state
