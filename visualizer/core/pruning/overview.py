@@ -86,7 +86,7 @@ def execution_order(model: nn.Module, names: Sequence[str], example: torch.Tenso
         finally:
             model.train(was_training)
     except Exception:  # a model that does not run on a guessed input keeps its registration order
-        pass
+        seen.clear()
     finally:
         for h in handles:
             h.remove()
@@ -155,7 +155,7 @@ class Tile:
         not ``full``)."""
         if self.full:
             return _image(arr)
-        return arr.reshape(self.shape[0] if self.shape else 1, -1)
+        return arr.reshape(self.shape[0] if len(self.shape) == 4 else self.rows, -1)
 
     def block_sums(self, arr: np.ndarray, dtype=np.int64) -> np.ndarray:
         """Sum of ``arr`` over each pixel block, flat (ny*nx). Bool input is counted.
