@@ -331,10 +331,14 @@ class Overview:
         return (fq << 4) | level
 
     def _levels(self, mode: str) -> np.ndarray:
+        """16-step level codes of ``value`` or ``score``, cached per level array."""
         level = self.value if mode == "value" else self.score
         if level is None:
             return np.full(self.n_pixels, 15, dtype=np.uint8)
-        return np.rint(np.clip(level, 0.0, 1.0) * 15).astype(np.uint8)
+        cache = getattr(self, "_level_cache", None)
+        if cache is None or cache[0] is not level:
+            cache = self._level_cache = (level, np.rint(np.clip(level, 0.0, 1.0) * 15).astype(np.uint8))
+        return cache[1]
 
     @staticmethod
     def table(mode: str, lut: np.ndarray | None = None) -> np.ndarray:
