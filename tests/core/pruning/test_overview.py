@@ -115,9 +115,16 @@ def test_packing_is_aspect_true_ordered_and_proportional():
         assert 0 <= r.x and r.x + r.w <= 600 and 0 <= r.y and r.y + r.h <= 400
     assert rects["a"].w * rects["a"].h == pytest.approx(16 * rects["d"].w * rects["d"].h, rel=0.15)
     assert not any(_overlap(p, q) for i, p in enumerate(lay.rects) for q in lay.rects[i + 1:])
-    # reading order: each tile starts right of the one before on its shelf, or on a lower shelf
+    # reading order: each tile starts after the one before on its shelf, or on the next shelf
     for p, q in zip(lay.rects, lay.rects[1:]):
-        assert q.y > p.y or (q.y == p.y and q.x > p.x)
+        if lay.columns:
+            assert q.x > p.x or (q.x == p.x and q.y > p.y)
+        else:
+            assert q.y > p.y or (q.y == p.y and q.x > p.x)
+    tall = ov.pack_tiles(o, 100, 1000, "params", gap=2, least=1)  # a tall canvas: the larger fit
+    rows_only = ov._fit_scale(ov.tile_sizes(o.tiles, "params", 1.0), 100, 1000, 2, 1)
+    cols_only = ov._fit_scale([(h, w) for w, h in ov.tile_sizes(o.tiles, "params", 1.0)], 1000, 100, 2, 1)
+    assert tall.columns == (cols_only > rows_only * 1.02)
     equal = ov.pack_tiles(o, 600, 400, "equal", gap=2, least=1)
     areas = [r.w * r.h for r in equal.rects]
     assert max(areas) / min(areas) < 1.15

@@ -418,6 +418,7 @@ class Layout:
     height: int
     rects: list[Placed]
     index_map: np.ndarray  # (height, width) int32: tile pixel + 1, 0 = background
+    columns: bool = False  # shelves are columns (top to bottom, then right), not rows
 
     def tile_at(self, x: float, y: float) -> str | None:
         for r in self.rects:
@@ -460,25 +461,43 @@ def _shelves(sizes: list[tuple[float, float]], width: float, gap: float, least: 
     return placed, y + shelf
 
 
+def _fit_scale(sizes: list[tuple[float, float]], width: int, height: int, gap: int, least: int) -> float:
+    """The largest scale at which the shelves fit ``height`` (bisection)."""
+    lo, hi = 0.0, 2.0 * max(width, height) / max(min(max(w, h) for w, h in sizes), 1e-12)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        _, total = _shelves([(w * mid, h * mid) for w, h in sizes], width, gap, least)
+        if total <= height:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def pack_tiles(overview: Overview, width: int, height: int, area: str = "params", gap: int = 3,
                least: int = 3) -> Layout:
     """Place the tiles in execution order on a ``width x height`` canvas: shelves filled left to
-    right, the largest common scale that fits (bisection), tiles aspect-true with area
-    proportional to weights or equal. Returns the rectangles and the canvas index map."""
+    right (or, where that fits larger tiles, top to bottom), the largest common scale that fits
+    (bisection), tiles aspect-true with area proportional to weights or equal. Returns the
+    rectangles and the canvas index map."""
     width, height = max(int(width), 8), max(int(height), 8)
     tiles = overview.tiles
     if not tiles:
         return Layout(width, height, [], np.zeros((height, width), np.int32))
     base = tile_sizes(tiles, area, 1.0)
-    lo, hi = 0.0, 2.0 * max(width, height) / max(min(max(w, h) for w, h in base), 1e-12)
-    for _ in range(48):
-        mid = 0.5 * (lo + hi)
-        _, total = _shelves([(w * mid, h * mid) for w, h in base], width, gap, least)
-        if total <= height:
-            lo = mid
-        else:
-            hi = mid
-    placed, _ = _shelves([(w * lo, h * lo) for w, h in base], width, gap, least)
+    # shelves as rows (left to right, then down) or as columns (down, then right): whichever
+    # fits the tiles at the larger scale on this canvas
+    best = None
+    for columns in (False, True):
+        sizes = [(h, w) for w, h in base] if columns else base
+        wide, high = (height, width) if columns else (width, height)
+        scale = _fit_scale(sizes, wide, high, gap, least)
+        if best is None or scale > best[0] * 1.02:
+            placed, _ = _shelves([(w * scale, h * scale) for w, h in sizes], wide, gap, least)
+            if columns:
+                placed = [(y, x, h, w) for x, y, w, h in placed]
+            best = (scale, placed, columns)
+    _scale, placed, columns = best
     rects = []
     index_map = np.zeros((height, width), dtype=np.int32)
     for t, (x, y, w, h) in zip(tiles, placed):
@@ -491,7 +510,7 @@ def pack_tiles(overview: Overview, width: int, height: int, area: str = "params"
         ry = (np.arange(y1 - y0) * ny // (y1 - y0)).astype(np.int32)
         rx = (np.arange(x1 - x0) * nx // (x1 - x0)).astype(np.int32)
         index_map[y0:y1, x0:x1] = t.offset + 1 + ry[:, None] * nx + rx[None, :]
-    return Layout(width, height, rects, index_map)
+    return Layout(width, height, rects, index_map, columns)
 
 
 def canvas(layout: Layout, colours: np.ndarray) -> np.ndarray:

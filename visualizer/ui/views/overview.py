@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPen
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsRectItem,
@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 from visualizer.ui.views import ViewSpec
 
 COLOUR_MODES = {
-    "kept": "kept fraction",
     "value": "|weight|, pruned share grey",
+    "kept": "kept fraction",
     "score": "score, pruned share grey",
     "diff": "diff: snapshot A vs current",
 }
@@ -59,8 +59,9 @@ class OverviewView(QWidget):
         self.state = window.state
         self.overview = None  # core.pruning.overview.Overview of the current model
         self.layout_ = None  # core Layout of the drawn picture
-        self.mode = "kept"
+        self.mode = "value"
         self.area = "params"
+        self._labels: list = []
         self._image: np.ndarray | None = None
         self._built_for = None  # (loaded, params) the overview was built from
         self._loaded = None
@@ -245,7 +246,7 @@ class OverviewView(QWidget):
             self.overview.set_reference(None if s.snapshot is None else s.snapshot.masks,
                                         None if s.masks is None else s.masks.masks)
         if s.snapshot is None and self.mode == "diff":
-            self.mode_box.setCurrentIndex(0)
+            self.set_mode("value")
         self.redraw()
 
     def _mode_changed(self) -> None:
@@ -282,7 +283,30 @@ class OverviewView(QWidget):
         w, h = self.canvas_size()
         self.layout_ = pack_tiles(self.overview, w, h, self.area)
         self.box.setRange(QRectF(0, 0, w, h), padding=0)
+        self._place_labels()
         self.redraw()
+
+    def _place_labels(self) -> None:
+        """The layer's short name in the top-left corner of every tile wide enough for it."""
+        for item in self._labels:
+            self.box.removeItem(item)
+        self._labels = []
+        font = self.font()
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
+        metrics = QFontMetrics(font)
+        for r in self.layout_.rects:
+            short = r.name[:-7] if r.name.endswith(".weight") else r.name
+            if r.w < 36 or r.h < metrics.height() + 2:
+                continue
+            text = metrics.elidedText(short, Qt.TextElideMode.ElideLeft, r.w - 6)
+            if len(text) < 4:
+                continue
+            label = pg.TextItem(text, color=(20, 20, 20), fill=pg.mkBrush(255, 255, 255, 190), anchor=(0, 0))
+            label.setFont(font)
+            label.setPos(r.x + 1, r.y + 1)
+            label.setZValue(5)
+            self.box.addItem(label, ignoreBounds=True)
+            self._labels.append(label)
 
     def redraw(self) -> None:
         from visualizer.core.pruning.overview import canvas

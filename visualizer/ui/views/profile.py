@@ -74,7 +74,8 @@ class ProfileView(QWidget):
         self.density_plot = self.canvas.addPlot(row=0, col=0)
         self.density_plot.setLabel("left", "kept fraction")
         self.density_plot.getAxis("left").enableAutoSIPrefix(False)
-        self.density_plot.setYRange(0, 1.05)
+        self.density_plot.setYRange(0, 1.25, padding=0)  # headroom: the legend sits above the bars
+        self.density_plot.getAxis("left").setTicks([[(v, f"{v:.1f}") for v in (0, 0.2, 0.4, 0.6, 0.8, 1.0)]])
         self.density_plot.showGrid(False, True, 0.3)
         self.density_plot.setMouseEnabled(x=True, y=False)
         self.legend = self.density_plot.addLegend(offset=(-10, 5), labelTextColor=(30, 30, 30))
@@ -297,8 +298,11 @@ class ProfileView(QWidget):
             self.size_plot.addItem(pg.BarGraphItem(x=x + 0.2, height=fl, width=0.4, brush=(230, 150, 40), pen=None))
             self.size_legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=0.1, brush=(230, 150, 40)),
                                      "FLOPs (one example)")
-        ticks = [(i, str(i + 1)) for i in range(len(rows))]
+        few = len(rows) <= 10  # room for the layers' short names under their bars
+        ticks = [(i, _short(r.name) if few else str(i + 1)) for i, r in enumerate(rows)]
         step = max(1, len(rows) // 40)
+        top = max([*weights, *(fl if any(r.flops is not None for r in rows) else [])], default=1.0)
+        self.size_plot.setYRange(0, top * 1.45 + 0.5, padding=0)
         for plot in (self.density_plot, self.size_plot):
             plot.getAxis("bottom").setTicks([ticks[::step]])
         self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
@@ -361,6 +365,10 @@ class ProfileView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export profile table", "profile.csv", "CSV (*.csv)")
         if path:
             self.window.safely(lambda: self.export_csv(path), f"wrote {path}")
+
+
+def _short(name: str) -> str:
+    return name[:-7] if name.endswith(".weight") else name
 
 
 def _mask_copy_at(ranking, density: float, state):
