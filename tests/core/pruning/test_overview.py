@@ -65,10 +65,12 @@ def test_overview_counts_kept_weights_and_fractions():
     assert np.allclose(o.fractions(), 1.0)
 
 
-def test_value_levels_are_block_mean_abs_over_the_tile_max():
+def test_value_levels_are_block_mean_abs_over_the_tile_range():
     w = np.array([[1.0, -3.0], [0.5, 0.5]], dtype=np.float32)  # 2 x 2 pixels of one weight each
     o = ov.Overview({"w": w}, resolution=2)
-    np.testing.assert_allclose(o.value, [1 / 3, 1.0, 0.5 / 3, 0.5 / 3])
+    np.testing.assert_allclose(o.value, [0.5 / 2.5, 1.0, 0.0, 0.0])
+    blocks = ov.Overview({"w": w}, resolution=1)  # one block: mean |w| = 1.25, a flat tile
+    np.testing.assert_allclose(blocks.value, [1.0])
 
 
 def test_diff_shares_by_hand():

@@ -6,8 +6,8 @@ kernel grid without the gaps), anything else as out x the rest. A tile pixel sta
 of weights; what it shows is computed from exact block counts:
 
 - ``kept``: the block's kept fraction f = kept / weights (the mask's density there);
-- ``value`` / ``score``: the block's mean |w| (or mean score) over all its weights, faded toward
-  the pruned colour by the pruned share: rgb = f * colour + (1 - f) * grey, so a block pruned
+- ``value`` / ``score``: the block's mean |w| (or mean score) over all its weights (scaled to
+  the layer's range of block means), faded toward the pruned colour by the pruned share: rgb = f * colour + (1 - f) * grey, so a block pruned
   away is grey and a dense one shows its colour;
 - ``diff``: two masks A and B: the block's shares kept by both, only by A, only by B and by
   neither, mixed as rgb = sum of share * colour.
@@ -245,16 +245,22 @@ class Overview:
         return out
 
     def levels(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Per pixel block mean of ``arrays``, divided by the tile's largest block mean (0..1 in
-        every tile): the colour level of the ``value`` and ``score`` modes. Pure (a job may
-        compute it and hand it to :attr:`score`)."""
-        mean = self._pixels(arrays) / np.maximum(self.totals, 1)
+        """Per pixel block mean of ``arrays``, scaled to the tile's range of block means,
+        (mean - min) / (max - min), 0..1 in every tile (1 where a tile's blocks are all equal):
+        the colour level of the ``value`` and ``score`` modes, contrast within each layer. Pure
+        (a job may compute it and hand it to :attr:`score`)."""
+        mean = np.nan_to_num(self._pixels(arrays) / np.maximum(self.totals, 1), nan=0.0, posinf=0.0, neginf=0.0)
         for t in self.tiles:
             part = mean[t.offset: t.offset + t.size]
-            top = part.max() if part.size else 0.0
-            if top > 0 and np.isfinite(top):
-                part /= top
-        return np.nan_to_num(mean, nan=0.0, posinf=1.0, neginf=0.0)
+            if not part.size:
+                continue
+            lo, hi = part.min(), part.max()
+            if hi > lo:
+                part -= lo
+                part /= hi - lo
+            else:
+                part[:] = 1.0
+        return mean
 
     def set_scores(self, scores: Mapping[str, np.ndarray] | None) -> None:
         """Mean score per pixel (0..1 per tile), or None (no ranking yet)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -30,8 +31,8 @@ from PySide6.QtWidgets import (
 
 from visualizer.ui.views import ViewSpec
 
-COLUMNS = ("#", "layer", "shape", "weights", "FLOPs", "kept", "channel sparsity",
-           "parameter sparsity", "FLOP sparsity")
+COLUMNS = ("#", "layer", "shape", "weights", "FLOPs", "kept", "channel\nsparsity",
+           "parameter\nsparsity", "FLOP\nsparsity")
 SERIES_PENS = [(214, 95, 48), (46, 160, 67), (148, 103, 189), (140, 86, 75), (227, 119, 194)]
 
 
@@ -78,13 +79,14 @@ class ProfileView(QWidget):
         self.density_plot.getAxis("left").setTicks([[(v, f"{v:.1f}") for v in (0, 0.2, 0.4, 0.6, 0.8, 1.0)]])
         self.density_plot.showGrid(False, True, 0.3)
         self.density_plot.setMouseEnabled(x=True, y=False)
-        self.legend = self.density_plot.addLegend(offset=(-10, 5), labelTextColor=(30, 30, 30))
+        self.legend = self.density_plot.addLegend(offset=(-10, 2), labelTextColor=(30, 30, 30), colCount=3)
         self.size_plot = self.canvas.addPlot(row=1, col=0)
         self.size_plot.setLabel("left", "log10 count")
         self.size_plot.setLabel("bottom", "layer (in the order the model runs)")
         self.size_plot.setXLink(self.density_plot)
         self.size_plot.setMouseEnabled(x=True, y=False)
-        self.size_legend = self.size_plot.addLegend(offset=(-10, 5), labelTextColor=(30, 30, 30))
+        self.size_legend = self.size_plot.addLegend(offset=(-10, 2), labelTextColor=(30, 30, 30), colCount=2)
+        self.density_plot.getViewBox().sigResized.connect(self._set_ticks)
         self.canvas.ci.layout.setRowStretchFactor(0, 3)
         self.canvas.ci.layout.setRowStretchFactor(1, 2)
 
@@ -298,16 +300,26 @@ class ProfileView(QWidget):
             self.size_plot.addItem(pg.BarGraphItem(x=x + 0.2, height=fl, width=0.4, brush=(230, 150, 40), pen=None))
             self.size_legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=0.1, brush=(230, 150, 40)),
                                      "FLOPs (one example)")
-        few = len(rows) <= 10  # room for the layers' short names under their bars
-        ticks = [(i, _short(r.name) if few else str(i + 1)) for i, r in enumerate(rows)]
-        step = max(1, len(rows) // 40)
+        self._set_ticks()
         top = max([*weights, *(fl if any(r.flops is not None for r in rows) else [])], default=1.0)
         self.size_plot.setYRange(0, top * 1.45 + 0.5, padding=0)
-        for plot in (self.density_plot, self.size_plot):
-            plot.getAxis("bottom").setTicks([ticks[::step]])
         self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
         self._fill_table(rows)
         self._fill_summary(prof)
+
+    def _set_ticks(self, *_args) -> None:
+        """Layer names under the bars where each fits its bar's width, else the row numbers."""
+        rows = [] if self.profile is None else self.profile.rows
+        if not rows:
+            return
+        metrics = QFontMetrics(self.density_plot.getAxis("bottom").style.get("tickFont") or self.font())
+        per_bar = self.density_plot.getViewBox().width() / max(len(rows), 1)
+        names = [_short(r.name) for r in rows]
+        fits = max(metrics.horizontalAdvance(n) for n in names) + 8 <= per_bar
+        ticks = [(i, names[i] if fits else str(i + 1)) for i in range(len(rows))]
+        step = 1 if fits else max(1, -(-len(rows) * 28 // max(int(self.density_plot.getViewBox().width()), 1)))
+        for plot in (self.density_plot, self.size_plot):
+            plot.getAxis("bottom").setTicks([ticks[::step]])
 
     def _fill_table(self, rows) -> None:
         t = self.table
