@@ -92,3 +92,21 @@ def test_csv_round_trip(tmp_path):
 def test_numpy_masks_work_too():
     prof = density_profile({"w": np.array([[True, False], [False, False]])})
     assert prof.rows[0].density == 0.25 and prof.rows[0].removed_channels == 1
+
+
+def test_allocation_series_divides_each_layers_budget_by_its_size(monkeypatch):
+    """The hook for the allocation rules: their per-layer budgets k_l as kept fractions k_l / d_l
+    (a stand-in module here; the real rules are tested with their module)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    from visualizer.core.pruning import profile
+
+    fake = types.ModuleType(profile.ALLOCATION_MODULE)
+    fake.__spec__ = importlib.machinery.ModuleSpec(profile.ALLOCATION_MODULE, None)
+    fake.layer_budgets = lambda allocation, density, shapes: {"a": 3, "b": 10}
+    monkeypatch.setitem(sys.modules, profile.ALLOCATION_MODULE, fake)
+    assert profile.allocations_available() == profile.SHAPE_ONLY_ALLOCATIONS
+    ser = profile.allocation_series("erk", 0.5, {"a": (2, 3), "b": (4, 5)})
+    assert ser.label == "allocation: erk" and ser.densities == {"a": 0.5, "b": 0.5}

@@ -218,6 +218,29 @@ class Series:
     densities: dict[str, float]
 
 
+ALLOCATION_MODULE = "visualizer.core.pruning.allocation"
+# allocations whose per-layer budgets need only the shapes (owl needs calibration data and
+# sensitivity measured curves: they join when those inputs are at hand)
+SHAPE_ONLY_ALLOCATIONS = ("uniform", "erk")
+
+
+def allocations_available() -> tuple[str, ...]:
+    """The shape-only allocation rules, when the allocation module is installed."""
+    import importlib.util
+
+    return SHAPE_ONLY_ALLOCATIONS if importlib.util.find_spec(ALLOCATION_MODULE) else ()
+
+
+def allocation_series(allocation: str, density: float, shapes: Mapping[str, Sequence[int]]) -> Series:
+    """Kept fraction per layer that ``allocation`` gives at global ``density``: its per-layer
+    budgets k_l (``allocation.layer_budgets``, summing to floor(rho * d)) over the layer sizes."""
+    import importlib
+
+    budgets = importlib.import_module(ALLOCATION_MODULE).layer_budgets(allocation, density, shapes)
+    return Series(f"allocation: {allocation}",
+                  {n: budgets[n] / max(math.prod(s), 1) for n, s in shapes.items() if n in budgets})
+
+
 def series_from_masks(label: str, masks: Mapping[str, object]) -> Series:
     return Series(label, {n: float(np.count_nonzero(_np(m))) / max(_np(m).size, 1) for n, m in masks.items()})
 

@@ -143,6 +143,10 @@ class ProfileView(QWidget):
             for sc in scopes:
                 if (c, sc) != (s.criterion, s.scope):
                     self.compare_box.addItem(f"{c} · {sc}", (c, sc))
+        from visualizer.core.pruning.profile import allocations_available
+
+        for name in allocations_available():  # the allocation rules, where installed
+            self.compare_box.addItem(f"allocation: {name}", ("allocation", name))
 
     def _model_changed(self) -> None:
         s = self.state
@@ -217,15 +221,19 @@ class ProfileView(QWidget):
         self._series_key = (density, structure)
         cached = {k: v[0] for k, v in s.rankings.items()}
         model, data, device = s.loaded.model, s.dataset, s.device
+        shapes = {n: tuple(p.shape) for n, p in s.params.items()}
         loaded = s.loaded
 
         def compare():
-            from visualizer.core.pruning.profile import series_from_masks
+            from visualizer.core.pruning.profile import allocation_series, series_from_masks
             from visualizer.core.tasks import Step, sub
             from visualizer.ui.jobs.actions import rank_job
 
             out = []
             for i, (crit, scope) in enumerate(wanted):
+                if crit == "allocation":  # scope names the rule: budgets from the shapes alone
+                    out.append(((crit, scope), allocation_series(scope, density, shapes)))
+                    continue
                 rk = cached.get((crit, scope, structure))
                 if rk is None:
                     rk, _scores = yield from sub(rank_job(model, data, crit, scope, structure, device=device),
@@ -235,8 +243,8 @@ class ProfileView(QWidget):
                     masks = None
                 out.append(((crit, scope), masks))
                 yield Step(f"{crit} · {scope}", (i + 1) / len(wanted))
-            return [(key, None if m is None else series_from_masks(f"{key[0]} · {key[1]}", m.masks))
-                    for key, m in out]
+            return [(key, m if m is None or not hasattr(m, "masks") else
+                     series_from_masks(f"{key[0]} · {key[1]}", m.masks)) for key, m in out]
 
         def done(result) -> None:
             if s.loaded is not loaded:
