@@ -5,8 +5,9 @@ density slider from 100% to 5% in 40 moves, each move as the window does it:
 
 - the ranking moves its cut (``Ranking.mask_at(rho, copy=False)``, live masks: the window's path
   above 2M weights),
-- the overview recounts kept weights per tile pixel block, colours the pixels and composes the
-  canvas (``Overview.set_mask``, ``codes``, ``canvas``),
+- the overview recounts kept weights per tile pixel block (a tensor kept or pruned whole, by
+  the ranking's per-layer counts, is filled without a count), colours the pixels and composes
+  the canvas (``Overview.set_mask``, ``codes``, ``canvas``),
 - pyqtgraph draws it (``ImageItem.setImage`` and a synchronous repaint of the view, offscreen).
 
 It prints the median and worst milliseconds per move (target: at most 50 ms) and the ratio
@@ -101,7 +102,7 @@ def main() -> None:
         t0 = time.perf_counter()
         masks = ranking.mask_at(float(rho), copy=False)
         t1 = time.perf_counter()
-        overview.set_mask(masks.masks)
+        overview.set_mask(masks.masks, ranking.layer_kept())
         pic = ov.canvas(layout, table[overview.codes("value")])
         t2 = time.perf_counter()
         image.setImage(pic, autoLevels=False)
@@ -117,7 +118,7 @@ def main() -> None:
         masks = ranking.mask_at(float(rho), copy=False)
         fresh = ov.Overview(params)
         lay = ov.pack_tiles(fresh, width, height, "params")
-        fresh.set_mask(masks.masks)
+        fresh.set_mask(masks.masks, ranking.layer_kept())
         draw(fresh, lay)
         scratch.append((time.perf_counter() - t0) * 1e3)
 

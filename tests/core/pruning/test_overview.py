@@ -61,6 +61,12 @@ def test_overview_counts_kept_weights_and_fractions():
         assert o.tile_stats(n)["kept"] == int(m.sum())
     f = o.fractions()
     assert ((0 <= f) & (f <= 1)).all()
+    # per-tensor counts: a tensor pruned whole or kept whole is filled without counting
+    o.set_mask({"a.weight": torch.zeros(8, 3, 3, 3, dtype=torch.bool), "b.weight": masks["b.weight"]},
+               counts={"a.weight": 0, "b.weight": int(masks["b.weight"].sum())})
+    assert o.tile_stats("a.weight")["kept"] == 0 and o.tile_stats("b.weight")["kept"] == int(masks["b.weight"].sum())
+    o.set_mask({"a.weight": torch.ones(8, 3, 3, 3, dtype=torch.bool)}, counts={"a.weight": 216})
+    assert o.tile_stats("a.weight")["kept"] == 216
     o.set_mask({})  # a mask that names nothing is dense
     assert np.allclose(o.fractions(), 1.0)
 

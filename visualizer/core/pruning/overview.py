@@ -267,10 +267,12 @@ class Overview:
         self.score = None if scores is None else self.levels(
             {n: np.asarray(s, dtype=np.float32) for n, s in scores.items()})
 
-    def set_mask(self, masks: Mapping[str, object]) -> None:
+    def set_mask(self, masks: Mapping[str, object], counts: Mapping[str, int] | None = None) -> None:
         """Kept weights per pixel of a mask (name -> bool tensor or array); tensors the mask does
-        not name count as dense. With a reference mask A set, also what both keep."""
-        self.kept = self._counts(masks)
+        not name count as dense. ``counts`` (kept per tensor, e.g. the ranking's) lets a tensor
+        kept whole or pruned whole skip its count. With a reference mask A set, also what both
+        keep."""
+        self.kept = self._counts(masks, counts)
         if self.reference is not None:
             self._update_both(masks)
 
@@ -297,9 +299,14 @@ class Overview:
                 both[t.name] = ma if mb is None else mb
         self.both = self._counts(both)
 
-    def _counts(self, masks: Mapping[str, object], dense_missing: bool = True) -> np.ndarray:
+    def _counts(self, masks: Mapping[str, object], counts: Mapping[str, int] | None = None,
+                dense_missing: bool = True) -> np.ndarray:
         out = self.totals.copy() if dense_missing else np.zeros(self.n_pixels)
         for t in self.tiles:
+            k = None if counts is None else counts.get(t.name)
+            if k is not None and (k == 0 or k == t.params):
+                out[t.offset: t.offset + t.size] = t.totals if k else 0.0
+                continue
             m = masks.get(t.name) if hasattr(masks, "get") else None
             if m is None:
                 continue

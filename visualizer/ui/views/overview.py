@@ -212,7 +212,7 @@ class OverviewView(QWidget):
     def _masks_changed(self) -> None:
         if self.overview is None or self.state.masks is None:
             return
-        self.overview.set_mask(self.state.masks.masks)
+        self.overview.set_mask(self.state.masks.masks, self.state.layer_kept)
         self.redraw()
 
     def _scores_changed(self) -> None:
