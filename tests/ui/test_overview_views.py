@@ -108,3 +108,9 @@ def test_profile_compares_another_criterion_at_the_same_density(qtbot, window):
     # layer scope: every layer keeps floor(0.3 * d_l) of its own d_l weights
     for name, total in window.state.layer_total.items():
         assert dens[name] == (int(0.3 * total + 1e-9)) / total
+    window.pruning_panel.set_density(0.1)  # the comparison follows the slider
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: view.series["magnitude · layer"].densities != dens, timeout=3000)
+    dens = view.series["magnitude · layer"].densities
+    for name, total in window.state.layer_total.items():
+        assert dens[name] == (int(0.1 * total + 1e-9)) / total

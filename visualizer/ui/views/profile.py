@@ -49,7 +49,8 @@ class ProfileView(QWidget):
         self.groups = None
         self.order: list[str] = []
         self._built_for = None
-        self._series_key = None
+        self._wanted: list[tuple[str, str]] = []  # compared (criterion, scope) or ("allocation", rule)
+        self._rankings: dict = {}  # (criterion, scope, structure) -> Ranking this view owns
 
         self.compare_box = QComboBox()
         self.compare_box.setToolTip("Add another criterion or scope at the same global density")
@@ -156,7 +157,7 @@ class ProfileView(QWidget):
         if key == self._built_for:
             return
         self._built_for = key
-        self.flops, self.groups, self.series = None, None, {}
+        self.flops, self.groups, self.series, self._rankings = None, None, {}, {}
         self.order = list(s.prunable)
         model, names, dataset = s.loaded.model, list(s.prunable), s.dataset_name
 
@@ -194,17 +195,17 @@ class ProfileView(QWidget):
 
     def _masks_changed(self) -> None:
         self._timer.start()
-        if self.series and self._series_key != (self.state.density, self.state.structure):
-            self._recompute_series()
 
     # --- comparisons -------------------------------------------------------------------------
     def add_comparison(self, entry) -> None:
-        """Rank ``(criterion, scope)`` (or reuse the window's ranking) and add its profile at the
-        current density."""
+        """Compare with ``(criterion, scope)`` (ranked once in a job, or the window's ranking) or
+        ``("allocation", rule)``; the series follows the density slider."""
         if entry is None or self.state.loaded is None:
             return
-        self._wanted = [*getattr(self, "_wanted", []), tuple(entry)]
-        self._recompute_series()
+        entry = tuple(entry)
+        if entry not in self._wanted:
+            self._wanted.append(entry)
+        self._rank_missing()
 
     def clear_comparisons(self) -> None:
         self._wanted = []
@@ -212,57 +213,60 @@ class ProfileView(QWidget):
         self.window.jobs.cancel("profile-compare")
         self.refresh()
 
-    def _recompute_series(self) -> None:
+    def _rank_missing(self) -> None:
+        """Rank the compared criteria the window has no ranking for (a job), then draw."""
         s = self.state
-        wanted = list(dict.fromkeys(getattr(self, "_wanted", [])))
-        if not wanted or s.loaded is None:
+        structure = s.structure
+        missing = [(c, sc) for c, sc in self._wanted if c != "allocation"
+                   and (c, sc, structure) not in self._rankings and (c, sc, structure) not in s.rankings]
+        if not missing:
+            self.refresh()
             return
-        density, structure = s.density, s.structure
-        self._series_key = (density, structure)
-        cached = {k: v[0] for k, v in s.rankings.items()}
-        model, data, device = s.loaded.model, s.dataset, s.device
-        shapes = {n: tuple(p.shape) for n, p in s.params.items()}
-        loaded = s.loaded
+        model, data, device, loaded = s.loaded.model, s.dataset, s.device, s.loaded
 
-        def compare():
-            from visualizer.core.pruning.profile import allocation_series, series_from_masks
-            from visualizer.core.tasks import Step, sub
+        def rank_all():
+            from visualizer.core.tasks import sub
             from visualizer.ui.jobs.actions import rank_job
 
-            out = []
-            for i, (crit, scope) in enumerate(wanted):
-                if crit == "allocation":  # scope names the rule: budgets from the shapes alone
-                    out.append(((crit, scope), allocation_series(scope, density, shapes)))
-                    continue
-                rk = cached.get((crit, scope, structure))
+            out = {}
+            for i, (crit, scope) in enumerate(missing):
+                rk, _scores = yield from sub(rank_job(model, data, crit, scope, structure, device=device),
+                                             i / len(missing), (i + 1) / len(missing), f"{crit} · {scope}: ")
+                out[(crit, scope, structure)] = rk
+            return out
+
+        def done(rankings) -> None:
+            if s.loaded is loaded:
+                self._rankings.update(rankings)
+                self.refresh()
+
+        self.window.jobs.submit("profile-compare", "profile: ranking the comparisons", rank_all, on_result=done)
+
+    def _update_series(self) -> None:
+        """Each compared series at the current density: a ranking's per-layer kept counts after
+        moving its cut (incremental, no mask copy), or an allocation rule's budgets."""
+        from visualizer.core.pruning.profile import Series, allocation_series
+
+        s = self.state
+        series = {}
+        shapes = {n: tuple(p.shape) for n, p in s.params.items()}
+        for crit, scope in self._wanted:
+            label = f"{crit}: {scope}" if crit == "allocation" else f"{crit} · {scope}"
+            if crit == "allocation":
+                series[label] = allocation_series(scope, s.density, shapes)
+                continue
+            key = (crit, scope, s.structure)
+            if key == s.key:  # the window's own cut: its counts as they are
+                dens = {n: s.layer_kept[n] / t for n, t in s.layer_total.items() if t}
+            else:
+                rk = self._rankings.get(key) or s.rankings.get(key, (None,))[0]
                 if rk is None:
-                    rk, _scores = yield from sub(rank_job(model, data, crit, scope, structure, device=device),
-                                                 i / len(wanted), (i + 1) / len(wanted), f"{crit} · {scope}: ")
-                    masks = rk.mask_at(density)
-                else:  # the window's own ranking moves its cut on the GUI thread: read at a copy
-                    masks = None
-                out.append(((crit, scope), masks))
-                yield Step(f"{crit} · {scope}", (i + 1) / len(wanted))
-            return [(key, m if m is None or not hasattr(m, "masks") else
-                     series_from_masks(f"{key[0]} · {key[1]}", m.masks)) for key, m in out]
-
-        def done(result) -> None:
-            if s.loaded is not loaded:
-                return
-            from visualizer.core.pruning.profile import series_from_masks
-
-            series = {}
-            for (crit, scope), ser in result:
-                if ser is None:  # cached on the GUI thread: a copy at the density asked for
-                    rk = s.rankings.get((crit, scope, structure), (None,))[0]
-                    if rk is None:
-                        continue
-                    ser = series_from_masks(f"{crit} · {scope}", _mask_copy_at(rk, density, s))
-                series[ser.label] = ser
-            self.series = series
-            self.refresh()
-
-        self.window.jobs.submit("profile-compare", "profile: comparisons", compare, on_result=done)
+                    continue  # still ranking
+                # the window re-cuts its cached rankings whenever it uses one (set_density)
+                rk.set_density(s.density)
+                dens = rk.layer_densities()
+            series[label] = Series(label, dens)
+        self.series = series
 
     # --- drawing -----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -274,6 +278,7 @@ class ProfileView(QWidget):
             self._draw()
             return
         self.profile = density_profile(s.masks.masks, self.order, self.flops, self.groups)
+        self._update_series()
         self._draw()
 
     def _draw(self) -> None:
@@ -389,14 +394,6 @@ class ProfileView(QWidget):
 
 def _short(name: str) -> str:
     return name[:-7] if name.endswith(".weight") else name
-
-
-def _mask_copy_at(ranking, density: float, state):
-    """The window's cached ranking at ``density`` (a copy), its cut put back where it was."""
-    before = state.density
-    masks = ranking.mask_at(density).masks
-    ranking.set_density(before)
-    return masks
 
 
 def _prepare(window, options) -> None:
