@@ -43,6 +43,8 @@ screenshots: $(STAMP)
 	$(BIN)/pruneviz screenshot --view inception --out docs/img/inception.png --model inception-mini --criterion magnitude --density 0.2
 	$(BIN)/pruneviz screenshot --view curves --out docs/img/curves.png --model lenet --criterion snip --density 0.1
 	$(BIN)/pruneviz screenshot --view speed --out docs/img/speed.png --model resnet-mini --criterion l1-norm --structure channel --density 0.5
+	$(BIN)/pruneviz screenshot --view overview --out docs/img/overview.png --model densenet-mini --criterion magnitude --density 0.2
+	$(BIN)/pruneviz screenshot --view profile --out docs/img/profile.png --model resnet-mini --criterion l1-norm --structure channel --density 0.5
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -48,7 +48,7 @@ def test_screenshot_of_the_window(tmp_path, capsys, qapp):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--view", "nope"], "unknown view 'nope'; choose one of: window, heatmap, curves"),
+    (["--view", "nope"], "unknown view 'nope'; choose one of: window, overview, heatmap, curves"),
     (["--layer", "fc9.weight"], "no prunable layer 'fc9.weight'"),
     (["--density", "0"], "--density must be in (0, 1]"),
     (["--size", "big"], "--size must look like 1200x800"),

@@ -254,7 +254,7 @@ def test_a_wider_window_widens_the_views_not_a_blank_band(qtbot, window):
     qtbot.wait(50)
     column = window.docks["model"].width()
     window.resize(1900, 1000)
-    model, views = window.docks["model"], window.docks["heatmap"]
+    model, views = window.docks["model"], window.docks["overview"]
     # no band, and the column not shared out equally either (QMainWindow's way without one)
     qtbot.waitUntil(lambda: views.x() - model.geometry().right() < 20
                     and model.width() <= column + 20, timeout=2000)

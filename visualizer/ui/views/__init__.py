@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 VIEW_MODULES = [
+    "visualizer.ui.views.overview",
     "visualizer.ui.views.heatmap",
     "visualizer.ui.views.curves",
+    "visualizer.ui.views.profile",
     "visualizer.ui.views.calibration",
     "visualizer.ui.views.reconstruction",
     "visualizer.ui.views.savings",
