@@ -36,9 +36,9 @@ LARGE_CONTAINER = 300  # children above which a container's layout runs in a job
 LAYOUT_BUDGET_S = 5.0  # a container whose ordering takes longer keeps the best order found so far
 
 # geometry, in data units (the view scales them); a closed node is NODE_W x NODE_H
-NODE_W, NODE_H = 1.0, 0.42
-HGAP, VGAP = 0.55, 0.22  # between columns / between nodes of a column
-PAD, HEADER = 0.18, 0.36  # inside an open box / the title strip on top of it
+NODE_W, NODE_H = 1.6, 0.5
+HGAP, VGAP = 0.5, 0.25  # between columns / between nodes of a column
+PAD, HEADER = 0.2, 0.42  # inside an open box / the title strip on top of it
 
 
 @dataclass
@@ -75,10 +75,7 @@ class HNode:
             return f"{self.module_type or self.label} × {self.repeat}"
         if self.kind == "root":
             return self.label
-        short = self.label.rsplit(".", 1)[-1]
-        if self.kind == "module":
-            return f"{short}: {self.module_type}" if self.module_type else short
-        return short
+        return self.label.rsplit(".", 1)[-1]
 
 
 @dataclass
