@@ -197,11 +197,25 @@ def _merge_after(graph, layer: str, depth: int = 6) -> str:
     return ""
 
 
-def coupling_reasons(group, graph=None) -> list[tuple[str, str, str]]:
+def coupling_reasons(group, graph=None, model=None) -> list[tuple[str, str, str]]:
     """(parameter, role, reason) for every member of a coupled channel group: why removing one
-    of the group's units has to touch it."""
+    of the group's units has to touch it. With ``model``, a member that holds only a slice of
+    its tensor's channels is named as reading them through a concatenation."""
     out = []
-    producers = [m for m in group.producers()]
+    producers = list(dict.fromkeys(layer_of(m.param) for m in group.producers()))  # layers, not tensors
+    sizes: dict[str, int] = {}
+    if model is not None:
+        state = dict(model.named_parameters())
+        state.update(dict(model.named_buffers()))
+        sizes = {m.param: int(state[m.param].shape[m.dim]) for m in group.members
+                 if m.param in state and state[m.param].dim() > m.dim}
+
+    def sliced(m) -> str:
+        n = sizes.get(m.param)
+        if n is None or not m.indices or len(m.indices) >= n:
+            return ""
+        return f" (channels {min(m.indices)}–{max(m.indices)} of {n}: a concatenation)"
+
     for m in group.members:
         layer = layer_of(m.param)
         if group.kind == "head":
@@ -209,9 +223,9 @@ def coupling_reasons(group, graph=None) -> list[tuple[str, str, str]]:
         elif group.kind == "lstm-unit":
             why = "LSTM hidden unit: 4 gate rows, the recurrent column and the next layer's input"
         elif m.buffer:
-            why = "running statistics of a norm over these channels"
+            why = "running statistics of a norm over these channels" + sliced(m)
         elif m.role == "norm":
-            why = "normalisation over these channels"
+            why = "normalisation over these channels" + sliced(m)
         elif m.role == "gate":
             why = "squeeze-and-excitation gate on these channels"
         elif m.role == "out":
@@ -221,7 +235,9 @@ def coupling_reasons(group, graph=None) -> list[tuple[str, str, str]]:
                    f"produces the same channels as {len(producers) - 1} other layer(s)")
         elif m.role == "in":
             lo = min(m.indices) if m.indices else 0
-            why = f"reads them through a concatenation (input slice from {lo})" if lo else "reads these channels"
+            why = "reads these channels" + sliced(m)
+            if lo and not sliced(m):
+                why = f"reads them through a concatenation (input slice from {lo})"
         else:
             why = m.role
         out.append((m.param, m.role, why))

@@ -285,7 +285,7 @@ class GraphPanel(AnalysisPanel):
         masks = getattr(self.window.state, "masks", None)
         out = []
         for g in r.group_objects:
-            reasons = [(param, why) for param, _role, why in coupling_reasons(g, r.graph)]
+            reasons = [(param, why) for param, _role, why in coupling_reasons(g, r.graph, self.model())]
             layers = list(dict.fromkeys(p.rsplit(".", 1)[0] for p, _ in reasons))
             kept = int(units_kept(g, masks).sum()) if masks is not None else None
             note = "" if g.prunable else f" (not prunable: {g.reason})"
