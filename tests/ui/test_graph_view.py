@@ -216,5 +216,5 @@ def test_export_png_svg_and_json_at_any_size(qtbot, tmp_path):
     assert "<svg" in (tmp_path / "g.svg").read_text()
     view.export_json(str(tmp_path / "g.json"))
     js = json.loads((tmp_path / "g.json").read_text())
-    assert "layer3" in js["opened"] and js["overlays"]["kept fraction"]["values"]["fc"] == 0.5
+    assert "layer3" in js["opened"] and js["overlays"]["kept fraction"]["values"]["fc.weight"] == 0.5
     assert any(c["id"] == "layer1..layer2" and c["repeat"] == 2 for c in js["hierarchy"]["containers"])

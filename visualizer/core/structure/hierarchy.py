@@ -373,12 +373,13 @@ def _run_label(members: list[str]) -> str:
 
 def fx_owners(model) -> dict[str, str]:
     """Module path each torch.fx node runs in (its ``nn_module_stack``), keyed by fx node name
-    and, for module calls, by target; computed by one symbolic trace (no forward pass)."""
+    and, for module calls, by target; computed by one symbolic trace (no forward pass). The
+    bare graph is enough: no GraphModule is built (its code generation cost a third of it)."""
     import torch.fx
 
-    gm = torch.fx.symbolic_trace(model)
+    graph = torch.fx.Tracer().trace(model)
     out: dict[str, str] = {}
-    for node in gm.graph.nodes:
+    for node in graph.nodes:
         stack = node.meta.get("nn_module_stack") or {}
         paths = []
         for k, v in stack.items():
@@ -594,20 +595,32 @@ def edge_curves(p: Placement) -> np.ndarray:
 # --- overlays on the hierarchy --------------------------------------------------------------------
 
 
+def name_rows(h: Hierarchy) -> dict[str, int]:
+    """Row of ``h.leaf_order`` for every name a value may be given under: the node key, its
+    layer and the layer's ``.weight`` (built once per hierarchy)."""
+    rows = getattr(h, "_name_rows", None)
+    if rows is None:
+        rows = {}
+        for i, key in enumerate(h.leaf_order):
+            n = h.nodes[key]
+            for k in (f"{key}.weight", f"{n.layer}.weight" if n.layer else None, n.layer or None, key):
+                if k:
+                    rows[k] = i
+        h._name_rows = rows
+    return rows
+
+
 def leaf_values(h: Hierarchy, values: Mapping[str, float]) -> np.ndarray:
     """One value per traced node (NaN where ``values`` says nothing). Keys may be node keys,
     layer names or parameter names (``x.weight``)."""
     out = np.full(len(h.leaf_order), np.nan)
     if not values:
         return out
-    for i, key in enumerate(h.leaf_order):
-        n = h.nodes[key]
-        for k in (key, n.layer, f"{n.layer}.weight" if n.layer else None, f"{key}.weight"):
-            if k and k in values:
-                v = values[k]
-                if v is not None:
-                    out[i] = float(v)
-                break
+    rows = name_rows(h)
+    for k, v in values.items():
+        i = rows.get(k)
+        if i is not None and v is not None:
+            out[i] = v
     return out
 
 
@@ -633,7 +646,9 @@ def summarise(h: Hierarchy, leafvals: np.ndarray, key: str) -> Summary:
 
 def node_values(h: Hierarchy, leafvals: np.ndarray, keys: list[str]) -> np.ndarray:
     """The value each visible node is painted with: its own, or its container's mean."""
-    pos = {k: i for i, k in enumerate(h.leaf_order)}
+    pos = getattr(h, "_leaf_pos", None)
+    if pos is None:
+        pos = h._leaf_pos = {k: i for i, k in enumerate(h.leaf_order)}
     out = np.full(len(keys), np.nan)
     for j, k in enumerate(keys):
         if k in pos:

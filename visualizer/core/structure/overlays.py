@@ -32,17 +32,23 @@ class Overlay:
     unit: str = ""
     diverging: bool = False
     source: str = ""  # who computed it ("masks", "sensitivity", ...)
+    _range: tuple[float, float] | None = field(default=None, repr=False, compare=False)
 
     def range(self) -> tuple[float, float]:
-        """The legend's scale: [min, max] of the finite values ([-m, m] when diverging)."""
-        vals = np.array([v for v in self.values.values() if v is not None and np.isfinite(v)], dtype=float)
-        if vals.size == 0:
-            return (0.0, 1.0)
-        if self.diverging:
-            m = float(np.abs(vals).max()) or 1.0
-            return (-m, m)
-        lo, hi = float(vals.min()), float(vals.max())
-        return (lo, hi if hi > lo else lo + 1.0)
+        """The legend's scale: [min, max] of the finite values ([-m, m] when diverging);
+        computed once (a slider move makes a new overlay)."""
+        if self._range is None:
+            vals = np.fromiter(self.values.values(), dtype=float, count=len(self.values))
+            vals = vals[np.isfinite(vals)]
+            if vals.size == 0:
+                self._range = (0.0, 1.0)
+            elif self.diverging:
+                m = float(np.abs(vals).max()) or 1.0
+                self._range = (-m, m)
+            else:
+                lo, hi = float(vals.min()), float(vals.max())
+                self._range = (lo, hi if hi > lo else lo + 1.0)
+        return self._range
 
 
 @dataclass
@@ -55,8 +61,9 @@ class OverlayRegistry:
 
     def set(self, name: str, values: Mapping[str, float], label: str = "", unit: str = "",
             diverging: bool = False, source: str = "") -> Overlay:
-        ov = Overlay(name, {str(k): float(v) for k, v in values.items() if v is not None}, label or name,
-                     unit, diverging, source)
+        # values as given (a slider move sends thousands: no per-entry conversion here)
+        ov = Overlay(name, {k: v for k, v in values.items() if v is not None}, label or name, unit,
+                     diverging, source)
         self.overlays[name] = ov
         for fn in list(self.listeners):
             fn(name)

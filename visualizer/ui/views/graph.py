@@ -558,6 +558,10 @@ class GraphView(AnalysisView):
         ov = self.current_overlay()
         lo, hi = ov.range() if ov is not None else (0.0, 1.0)
         label = (ov.label + (f" ({ov.unit})" if ov.unit else "")) if ov is not None else "no overlay"
+        key = (lo, hi, label, id(self._colormap()), id(self.theme), ov is not None)
+        if self.colorbar_item is not None and key == getattr(self, "_legend_key", None):
+            return  # a slider move that keeps the scale redraws no legend
+        self._legend_key = key
         if self.colorbar_item is None:
             self.colorbar_item = pg.ColorBarItem(values=(lo, hi), colorMap=self._colormap(), interactive=False,
                                                  label=label, width=12)
@@ -597,8 +601,7 @@ class GraphView(AnalysisView):
 
     def set_densities(self, densities: Mapping[str, float]) -> None:
         """The kept fraction per layer (layer or parameter names), painted by default."""
-        layers = {k.rsplit(".", 1)[0] if k.endswith((".weight", ".bias")) else k: v for k, v in densities.items()}
-        self.overlays.set("kept fraction", layers, label="kept fraction", source="masks")
+        self.overlays.set("kept fraction", densities, label="kept fraction", source="masks")
         if not self.overlay_name and not self.wanted_overlay:
             self.set_overlay("kept fraction")
 
@@ -989,6 +992,8 @@ class GraphView(AnalysisView):
                             for n, o in self.overlays.overlays.items()}}
         if self.placement is not None:
             out["boxes"] = {k: list(r) for k, r in self.placement.rects.items()}
+        for o in out["overlays"].values():
+            o["values"] = {str(k): float(v) for k, v in o["values"].items()}
         return out
 
     def export_json(self, path: str) -> None:
