@@ -108,8 +108,12 @@ class GraphItem(pg.GraphicsObject):
             path.cubicTo(c[1, 0], c[1, 1], c[2, 0], c[2, 1], c[3, 0], c[3, 1])
         return path
 
+    cull: QRectF | None = None  # data rect outside which no text is drawn (None: everything)
+
     def paint(self, p: QPainter, *args) -> None:
         v = self.view
+        if args:  # drawn by the scene: only what the view shows needs its text
+            self.cull = v.plot.getViewBox().viewRect()
         pl = v.placement
         if pl is None:
             return
@@ -192,7 +196,6 @@ class GraphItem(pg.GraphicsObject):
         metrics = QFontMetricsF(font)
         p.setPen(QColor(v.theme.foreground))
         lh = metrics.height()
-        clip = p.viewport() if p.viewport().isValid() else None
         for key in pl.boxes:
             x, y, w, h = pl.rects[key]
             a = tr.map(QPointF(x, y))
@@ -204,14 +207,15 @@ class GraphItem(pg.GraphicsObject):
             text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, b.x() - a.x() - 6)
             p.drawText(QRectF(a.x() + 4, a.y(), b.x() - a.x() - 6, b.y() - a.y()),
                        int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+        shown = self.cull
         for i in range(len(pl.visible)):
             r = v.node_rects[i]
+            if shown is not None and not shown.intersects(r):
+                continue
             a = tr.map(r.topLeft())
             b = tr.map(r.bottomRight())
             wpx, hpx = b.x() - a.x(), b.y() - a.y()
             if wpx < MIN_LABEL_PX or hpx < lh * 0.7:
-                continue
-            if clip is not None and not clip.intersects(QRectF(a, b).toRect()):
                 continue
             mode = Qt.TextElideMode.ElideLeft if i in v.run_set else Qt.TextElideMode.ElideMiddle
             text = metrics.elidedText(v.titles[i], mode, wpx - 4)
@@ -476,21 +480,14 @@ class GraphView(AnalysisView):
         self._draw_colorbar()
 
     def brush(self, level: int) -> QBrush:
-        """Brush of a quantised overlay level (-1: no value)."""
-        cmap_id = id(self._colormap())
-        key = (cmap_id, self.theme.name, level)
-        b = self._brushes.get(key)
-        if b is None:
-            if level < 0:
-                b = QBrush(QColor(self.theme.background).lighter(100))
-                if self.theme.dark:
-                    b = QBrush(QColor(self.theme.background).lighter(160))
-                else:
-                    b = QBrush(QColor(self.theme.background).darker(108))
-            else:
-                b = QBrush(self._colormap().map(level / LEVELS, mode="qcolor"))
-            self._brushes[key] = b
-        return b
+        """Brush of a quantised overlay level (-1: no value); one table per colormap and theme."""
+        key = (id(self._colormap()), id(self.theme))
+        if self._brushes.get("key") != key:
+            base = QColor(self.theme.background)
+            table = [QBrush(self._colormap().map(i / LEVELS, mode="qcolor")) for i in range(LEVELS + 1)]
+            table.append(QBrush(base.lighter(160) if self.theme.dark else base.darker(108)))  # [-1]
+            self._brushes = {"key": key, "table": table}
+        return self._brushes["table"][level]
 
     def _colormap(self) -> pg.ColorMap:
         ov = self.current_overlay()
@@ -533,25 +530,23 @@ class GraphView(AnalysisView):
         h = self.hierarchy
         self.values = hier.node_values(h, self.leafvals, pl.visible)
         levels = self._levels(self.values)
-        rows: dict[int, list[int]] = {}
-        for i, lv in enumerate(levels):
-            rows.setdefault(int(lv), []).append(i)
-        self.brush_rows = rows
+        order = np.argsort(levels, kind="stable")
+        uniq, starts = np.unique(levels[order], return_index=True)
+        groups = np.split(order, starts[1:])
+        self.brush_rows = {int(lv): rows.tolist() for lv, rows in zip(uniq, groups)}
         self.bars = {}
         for i in self.container_rows:
             bar = hier.bar_values(h, self.leafvals, pl.visible[i])
             if bar.size > 1:
-                self.bars[i] = [int(x) for x in self._levels(bar)]
-        # text stays readable on dark and light fills
-        fg, bg = self.theme.foreground, self.theme.background
-        self.text_colours = []
-        for lv in levels:
-            if lv < 0:
-                self.text_colours.append(fg)
-            else:
-                c = self.brush(int(lv)).color()
-                self.text_colours.append("#000000" if c.lightnessF() > 0.55 else "#ffffff")
-        del bg
+                self.bars[i] = self._levels(bar).tolist()
+        # text stays readable on dark and light fills: one choice per level, looked up
+        self.brush(0)  # the table of the current colormap and theme
+        light = self._brushes.get("light")
+        if light is None:
+            light = np.array([b.color().lightnessF() > 0.55 for b in self._brushes["table"]])
+            self._brushes["light"] = light
+        fg = self.theme.foreground
+        self.text_colours = np.where(levels < 0, fg, np.where(light[levels], "#000000", "#ffffff")).tolist()
         self.item.update()
 
     def _draw_colorbar(self) -> None:
@@ -959,6 +954,7 @@ class GraphView(AnalysisView):
         painter.translate((size.width() - s * (x1 - x0)) / 2, (size.height() - s * (y1 - y0)) / 2)
         painter.scale(s, s)
         painter.translate(-x0, -y0)
+        self.item.cull = None
         self.item.paint(painter)
 
     def export_png(self, path: str, width: int = 1920, height: int = 1080) -> None:
