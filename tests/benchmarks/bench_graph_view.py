@@ -125,14 +125,14 @@ def main() -> None:
         widget.grab()  # renders the whole scene into a pixmap (what a repaint costs)
 
     rng = np.random.default_rng(0)
-    layers = [layer for layer, p in zip(view.layers, view.params) if p > 0] or None
+    layers = [str(n) for n, a in graph.nodes(data=True) if a.get("params")]
 
     def full():
-        view.set_graph(graph, layout)
+        view.set_graph(graph)  # nested by the dotted names; every block open, as the flat view was
+        view.open_all()
         paint(view.canvas)
 
     t_full = timed(full, args.repeats)
-    layers = [layer for layer, p in zip(view.layers, view.params) if p > 0]
 
     def recolour():
         view.set_densities({name: float(rng.random()) for name in layers})
@@ -141,8 +141,7 @@ def main() -> None:
     t_recolour = timed(recolour, args.repeats)
 
     def hover():
-        view.hovered = int(rng.integers(len(view.names)))
-        view._draw_highlight()
+        view.select(layers[int(rng.integers(len(layers)))])
         paint(view.canvas)
 
     t_hover = timed(hover, args.repeats)
@@ -180,7 +179,7 @@ def main() -> None:
     print(f"repaint only: {t_paint:.1f} ms   naive: {t_naive_paint:.1f} ms   "
           f"ratio {t_naive_paint / t_paint:.1f}x")
     print(f"re-colour by density (slider move): {t_recolour:.1f} ms   "
-          f"hover highlight: {t_hover:.1f} ms   (60 fps budget: 16.7 ms)")
+          f"select (highlight + info): {t_hover:.1f} ms   (60 fps budget: 16.7 ms)")
     view.close()
     naive.close()
 

@@ -78,3 +78,23 @@ def test_shrink_zeros_needs_zeros(capsys):
     assert "no group, connection or branch is zero" in capsys.readouterr().err
     assert main(["shrink", "lenet"]) == 2
     assert "--density" in capsys.readouterr().err
+
+
+SIXTEEN_BLOCKS = """
+from torch import nn
+
+def build():
+    return nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(16)], nn.Linear(8, 2))
+"""
+
+
+def test_graph_json_carries_the_hierarchy_with_folded_runs(capsys, tmp_path):
+    path = tmp_path / "deep.py"
+    path.write_text(SIXTEEN_BLOCKS)
+    out = _json(capsys, ["graph", f"{path}:build", "--json"])
+    by_id = {c["id"]: c for c in out["hierarchy"]["containers"]}
+    assert by_id[""]["children"][1:] == ["0..15", "16", "output"]
+    run = by_id["0..15"]
+    assert run["kind"] == "run" and run["repeat"] == 16 and run["first"] == "0"
+    assert run["children"] == [str(i) for i in range(16)]
+    assert by_id["3"]["children"] == ["3.0", "3.1"] and by_id["3"]["parent"] == "0..15"

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPointF
 
-from visualizer.core.models.zoo import ZOO
-from visualizer.core.structure.layout import layered_layout
 from visualizer.ui.views.densenet import Connectivity, ConnectivityView
-from visualizer.ui.views.graph import GraphView
 from visualizer.ui.views.inception import BranchModule, BranchView
 from visualizer.ui.views.landscape import Curve1D, LandscapeView, Surface2D
 from visualizer.ui.views.spectrum import RewindSeries, SpectrumData, SpectrumView
 from visualizer.ui.views.speed import SpeedEntry, SpeedView
-
-
-def model_graph(name: str) -> nx.DiGraph:
-    """The traced graph of a bundled model (core.structure.graph)."""
-    from visualizer.core.structure.graph import build_graph
-
-    return build_graph(ZOO[name].build()).graph
 
 
 def not_blank(widget) -> bool:
@@ -32,100 +21,7 @@ def not_blank(widget) -> bool:
     return len(colours) > 8
 
 
-def view_point(view: GraphView, layer: str) -> QPoint:
-    """Widget coordinates (of the graphics view's viewport) of a node."""
-    scene = view.scene_pos_of(layer)
-    return view.canvas.mapFromScene(scene)
-
-
-# --- graph -----------------------------------------------------------------------------------
-
-
-TRACEABLE = ["mlp", "lenet", "resnet-mini", "densenet-mini", "inception-mini", "se-cnn"]
-
-
-@pytest.mark.parametrize("name", TRACEABLE)
-def test_graph_view_renders_each_bundled_model(qtbot, name):
-    g = model_graph(name)
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(900, 500)
-    view.show()
-    view.set_graph(g, layered_layout(g))
-    layers = [layer for layer, p in zip(view.layers, view.params) if p > 0]
-    view.set_densities({f"{layers[0]}.weight": 0.1})
-    assert view.density[view.index_of(layers[0])] == pytest.approx(0.1)
-    assert view.nodes_item.data.size == g.number_of_nodes()
-    assert not_blank(view)
-
-
-def shown_graph_view(qtbot, model: str) -> GraphView:
-    """A 1000 x 500 graph view on screen, showing ``model``'s traced graph."""
-    g = model_graph(model)
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(1000, 500)
-    view.show()
-    qtbot.waitExposed(view)
-    view.set_graph(g, layered_layout(g))
-    return view
-
-
-def test_graph_click_emits_layer_and_hover_highlights_group(qtbot):
-    view = shown_graph_view(qtbot, "resnet-mini")
-    # couple the two convs of the first residual block with the stem (one channel group)
-    group = ["stem.0", "layer1.conv2", "layer2.conv2"]
-    view.set_groups([[f"{m}.weight" for m in group]])
-    target = "layer1.conv2"
-    pos = view_point(view, target)
-    qtbot.mouseMove(view.canvas.viewport(), pos)
-    qtbot.waitUntil(lambda: view.hovered is not None)
-    assert view.layers[view.hovered] == target
-    highlighted = {view.layers[i] for i in view.group_members(view.hovered)}
-    assert highlighted == set(group)
-    assert len(view.group_item.data) == len(group)
-    with qtbot.waitSignal(view.layerSelected, timeout=2000) as blocker:
-        qtbot.mouseClick(view.canvas.viewport(), Qt.MouseButton.LeftButton, pos=pos)
-    assert blocker.args == [target]
-    assert "layer1.conv2" in view.info.text()
-    # a click on empty space selects nothing
-    with qtbot.assertNotEmitted(view.layerSelected):
-        qtbot.mouseClick(view.canvas.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(3, 3))
-
-
-def test_graph_keyboard_zooms_pans_and_fits(qtbot):
-    """+/- zoom about the centre, arrows pan by a tenth of the view, Home shows the whole graph
-    again (the only way back from a zoom besides the mouse)."""
-    view = shown_graph_view(qtbot, "densenet-mini")
-    box = view.plot.getViewBox()
-    (x0, x1), (y0, y1) = whole = box.viewRange()
-    view.canvas.setFocus()
-    qtbot.keyClick(view.canvas, Qt.Key.Key_Plus)
-    (a0, a1), _ = box.viewRange()
-    assert a1 - a0 == pytest.approx((x1 - x0) / 1.25, rel=1e-3)
-    assert (a0 + a1) / 2 == pytest.approx((x0 + x1) / 2, abs=1e-6 * (x1 - x0))
-    qtbot.keyClick(view.canvas, Qt.Key.Key_Right)
-    (b0, b1), _ = box.viewRange()
-    assert b0 - a0 == pytest.approx(0.1 * (a1 - a0), rel=1e-3)
-    qtbot.keyClick(view.canvas, Qt.Key.Key_Down)
-    _, (c0, c1) = box.viewRange()
-    assert c0 > y0
-    qtbot.keyClick(view.canvas, Qt.Key.Key_Minus)
-    qtbot.keyClick(view.canvas, Qt.Key.Key_Home)
-    assert np.ravel(box.viewRange()) == pytest.approx(np.ravel(whole), rel=1e-6)
-
-
-def test_graph_node_at_scene_misses_far_points(qtbot):
-    g = nx.DiGraph([("a", "b")])
-    nx.set_node_attributes(g, {"a": 10, "b": 0}, "params")
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(400, 300)
-    view.show()
-    view.set_graph(g, layered_layout(g))
-    assert view.node_at_scene(view.scene_pos_of("a")) == 0
-    assert view.node_at_scene(view.scene_pos_of("a") + QPointF(200, 200)) is None
-    assert np.isnan(view.density[1]) and view.density[0] == 1.0  # ops have no density
+# the graph view's tests are in test_graph_view.py
 
 
 # --- spectrum, landscape, speed ------------------------------------------------------------------
@@ -288,32 +184,6 @@ def test_views_follow_dark_theme(qtbot):
     finally:
         manager.set_scheme("light")
     assert view.theme.name == "light"
-
-
-def test_graph_labels_arrive_in_batches_without_holding_the_window(qtbot):
-    """Forty labels at once held the GUI thread 40-60 ms; they now come LABEL_BATCH per pass, and
-    a new graph replaces a half-labelled one cleanly."""
-    import networkx as nx
-
-    from visualizer.core.structure.layout import layered_layout
-    from visualizer.ui.views import graph as graph_view
-    from visualizer.ui.views.graph import GraphView
-
-    g = nx.DiGraph()
-    for i in range(30):
-        g.add_node(f"l{i}", params=10 + i, layer=f"layer{i}.weight")
-        if i:
-            g.add_edge(f"l{i - 1}", f"l{i}")
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.set_graph(g, layered_layout(g))
-    assert len(view._labels) == graph_view.LABEL_BATCH and view.labels_pending()
-    view.set_graph(g, layered_layout(g))  # replaced mid-way: starts over, nothing left behind
-    assert len(view._labels) == graph_view.LABEL_BATCH
-    qtbot.waitUntil(lambda: not view.labels_pending(), timeout=3000)
-    assert [lab.textItem.toPlainText() for lab in view._labels] == [f"layer{i}.weight" for i in range(30)]
-    on_plot = [it for it in view.plot.items if isinstance(it, graph_view.pg.TextItem)]
-    assert len(on_plot) == 30
 
 
 # --- fit on a 1280x720 projector ----------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_graph_shows_the_selection_on_the_new_models_graph(qtbot, window, monkey
     panel = window.views["graph"]
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: panel.view.graph is not None and panel.view.selected is not None, timeout=5000)
-    assert panel.view.layers[panel.view.selected] == window.state.selected.rsplit(".", 1)[0]
+    assert panel.view.selected == window.state.selected.rsplit(".", 1)[0]
     old_graph = panel.view.graph
     marked = []
     monkeypatch.setattr(panel.view, "select_layer", lambda layer: marked.append((panel.view.graph, layer)))
@@ -162,7 +162,7 @@ def test_graph_nodes_follow_the_slider_and_a_new_model(qtbot, window):
     qtbot.waitUntil(lambda: panel.view.graph is not None, timeout=5000)
 
     def shown(layer: str) -> float:
-        return float(panel.view.density[panel.view.index_of(layer)])
+        return panel.view.value_of(layer)
 
     window.pruning_panel.slider.setValue(density_to_slider(0.2))
     wait_idle(qtbot, window)

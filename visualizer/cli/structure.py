@@ -160,6 +160,7 @@ def _prune(args):
 def cmd_graph(args) -> int:
     from visualizer.core.structure.graph import build_graph_job
     from visualizer.core.structure.groups import branches, connectivity, find_groups_job
+    from visualizer.core.structure.hierarchy import model_hierarchy
 
     loaded, _, x = _load(args)
     model = loaded.model
@@ -174,6 +175,9 @@ def cmd_graph(args) -> int:
         out["groups"] = [[m.to_json() for m in grp.members] for grp in res.groups]
         out["group_info"] = [{k: v for k, v in grp.to_json().items() if k != "members"} for grp in res.groups]
         out["output_layers"] = res.output_layers
+        hierarchy = model_hierarchy(model, g)
+        out["hierarchy"] = hierarchy.to_json()  # containers with children; folded runs: repeat, first
+        out["notices"] = hierarchy.notices[:1] + out["notices"] if g.method == "hierarchy" else out["notices"]
         if res.groups:
             out["connectivity"] = connectivity(model, res.groups).to_json()
             out["branches"] = [c.to_json() for c in branches(model, res.groups, x)]

@@ -14,7 +14,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from visualizer.core.structure.layout import GraphLayout, layout_job
+from visualizer.core.structure.layout import GraphLayout
 from visualizer.core.tasks import Step, sub
 
 # --- graph --------------------------------------------------------------------------------------
@@ -25,15 +25,18 @@ class GraphResult:
     """What the graph, DenseNet and Inception views show for one model."""
 
     graph: Any  # networkx.DiGraph
-    layout: GraphLayout
+    layout: GraphLayout | None  # None: the graph view lays out only what it opens (hierarchy)
     groups: list[list[str]]  # parameter names per coupled channel group
     notices: list[str] = field(default_factory=list)
     connectivity: Any = None  # core.structure.Connectivity (None when no concatenations)
     branches: list = field(default_factory=list)  # core.structure.ConcatModule list
+    hierarchy: Any = None  # core.structure.hierarchy.Hierarchy
+    group_objects: list = field(default_factory=list)  # core.structure.groups.ChannelGroup list
 
 
 def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
-    """Trace the model, find its coupled groups and summaries, then lay the graph out."""
+    """Trace the model, find its coupled groups and summaries, then nest the graph by the module
+    tree (core.structure.hierarchy; the view lays out only what it opens)."""
     from visualizer.core.structure.graph import build_graph
     from visualizer.core.structure.groups import find_groups
     yield Step("tracing the model", 0.0)
@@ -54,8 +57,11 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
 
     conn = connectivity(model, groups_obj)
     branches = branch_fn(model, groups_obj, example)
-    layout = yield from sub(layout_job(traced.graph), 0.6, 1.0, "layout: ")
-    return GraphResult(traced.graph, layout, groups, notices, conn, branches)
+    from visualizer.core.structure.hierarchy import hierarchy_job
+
+    h = yield from sub(hierarchy_job(model, traced), 0.6, 1.0, "hierarchy: ")
+    notices = h.notices[:1] + notices if traced.method == "hierarchy" else notices
+    return GraphResult(traced.graph, None, groups, notices, conn, branches, h, list(groups_obj))
 
 
 @dataclass

@@ -48,6 +48,10 @@ def capture(window: SessionHost) -> Session:
     view = {"selected": s.selected}
     if heat is not None:
         view.update(heatmap_mode=heat.mode, heatmap_layout=heat.layout_kind)
+    # the graph's overlay choice (a graph tab never opened is not built for this)
+    graph = None if "graph" in getattr(window.views, "pending", ()) else dict.get(window.views, "graph")
+    if graph is not None and hasattr(getattr(graph, "view", None), "overlay_name"):
+        view["graph_overlay"] = graph.view.overlay_name or graph.view.wanted_overlay
     state = None
     if s.weights_modified and loaded is not None:
         state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
@@ -286,6 +290,9 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
                 heat.set_mode(view["heatmap_mode"])
             except ValueError:
                 pass
+    graph = window.views.get("graph") if view.get("graph_overlay") else None
+    if graph is not None:  # shown once that overlay is computed for the new model
+        graph.view.set_overlay(view["graph_overlay"])
     if view.get("selected") in s.params:
         s.select(view["selected"])
     s.masks_changed.emit()

@@ -212,26 +212,42 @@ class AnalysisPanel(QWidget):
 
 
 class GraphPanel(AnalysisPanel):
-    """Dependency graph of the loaded model; follows masks and selection both ways."""
+    """Dependency graph of the loaded model, nested by its module tree; follows masks and
+    selection both ways and paints any overlay in :attr:`overlays` (other analyses add theirs
+    with ``panel.overlays.set(name, {layer: value})``)."""
 
     def __init__(self, window) -> None:
-        super().__init__(window, GraphView())
+        from visualizer.core.structure.overlays import OverlayRegistry
+
+        self.overlays = OverlayRegistry()
+        super().__init__(window, GraphView(overlays=self.overlays))
         self.result: jobs.GraphResult | None = None
         # the graph on screen is another model's while a new model's trace runs: selections
         # then wait for the new graph instead of highlighting a node of the old one. Held
         # weakly: a hidden Graph tab must not keep a replaced model (and its weights) alive.
         self._traced = lambda: None
         self._result_model = lambda: None  # the model self.result was traced from (weakly)
-        self.add_button("Re-layout", self.refresh, "trace the model and lay its graph out again")
+        self._reference: dict | None = None  # weights at load, for "parameter change"
+        self.view.run_job = self._run_layout_job
+        self.add_button("Re-trace", self.refresh, "trace the model and build its graph again")
+        self.add_button("Open all", self.view.open_all, "open every block (small models)")
+        self.export_button = self.add_button("Export…", self.export, "the graph as PNG or SVG at any "
+                                             "size, or as JSON with the hierarchy and overlays")
         self.finish_toolbar()
         state = window.state
         state.model_changed.connect(self.refresh)
         state.masks_changed.connect(self.update_densities)
         state.selection_changed.connect(self._selected_elsewhere)
+        for sig in ("snapshot_changed", "scores_changed"):
+            getattr(state, sig).connect(self._derived_overlays)
         self.view.layerSelected.connect(self._clicked)
         self.listeners: list[Callable[[jobs.GraphResult], None]] = []
         if self.model() is not None:
             self.refresh()
+
+    def _run_layout_job(self, kind: str, title: str, factory, done) -> None:
+        self.window.jobs.submit(kind, title, factory, on_result=done,
+                                on_error=lambda msg: self.set_status(f"{title} failed: {msg}"))
 
     def refresh(self) -> None:
         snap = self.snapshot(reads_data=False)
@@ -239,6 +255,9 @@ class GraphPanel(AnalysisPanel):
             return
         model = snap.model
         traced = weakref.ref(model)
+        self.overlays.overlays.clear()
+        state = self.window.state
+        self._reference = {k: v.copy() for k, v in (getattr(state, "params", None) or {}).items()}
 
         def done(result: jobs.GraphResult) -> None:
             self._result_model = traced
@@ -254,31 +273,139 @@ class GraphPanel(AnalysisPanel):
 
     def show_result(self, result: jobs.GraphResult) -> None:
         self.result = result
-        self.status.setText("; ".join(result.notices))
+        self.set_status("; ".join(result.notices))
 
         def draw() -> None:
-            self.view.set_graph(result.graph, result.layout)
-            self.view.set_groups(result.groups)
+            if result.hierarchy is not None:
+                self.view.set_hierarchy(result.hierarchy, graph=result.graph)
+            else:
+                self.view.set_graph(result.graph)
             self._draw_densities()
+            self._set_groups()
             model = self.model()
             self._traced = (lambda: None) if model is None else weakref.ref(model)
             if self.window.state.selected:
                 self._selected_elsewhere(self.window.state.selected)
+            self._flops_overlay()
+            self._derived_overlays()
 
         self.when_visible("graph", draw)
         for listener in self.listeners:
             listener(result)
+
+    def _set_groups(self) -> None:
+        """Coupled groups with the reason for each member and the units the mask keeps."""
+        from visualizer.core.structure.overlays import coupling_reasons, units_kept
+        from visualizer.ui.views.graph import CoupledGroup
+
+        r = self.result
+        if r is None:
+            return
+        if not r.group_objects:
+            self.view.set_groups(r.groups)
+            return
+        masks = getattr(self.window.state, "masks", None)
+        out = []
+        for g in r.group_objects:
+            reasons = [(param, why) for param, _role, why in coupling_reasons(g, r.graph, self.model())]
+            layers = list(dict.fromkeys(p.rsplit(".", 1)[0] for p, _ in reasons))
+            kept = int(units_kept(g, masks).sum()) if masks is not None else None
+            note = "" if g.prunable else f" (not prunable: {g.reason})"
+            out.append(CoupledGroup(g.id, f"#{g.id} {g.kind}s of {g.root}{note}", layers, reasons, g.size, kept))
+        self.view.set_groups(out)
 
     def update_densities(self) -> None:
         # a new model's masks on the old model's graph would only recolour nothing (3-8 ms of
         # GUI thread during the load); the new graph is drawn with them
         if self.result is not None and self._shows_current_model():
             self.when_visible("densities", self._draw_densities)
+            self.when_visible("derived", self._derived_overlays)
 
     def _draw_densities(self) -> None:
-        masks = getattr(self.window.state, "masks", None)
+        state = self.window.state
+        masks = getattr(state, "masks", None)
         if masks is not None and self.result is not None:
-            self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
+            kept, total = getattr(state, "layer_kept", {}), getattr(state, "layer_total", {})
+            if kept and total:  # the window's cheap read-outs, no pass over the masks
+                self.view.set_densities({k: kept[k] / total[k] for k in kept if total.get(k)})
+            else:
+                self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
+            if self.view.active_group is not None:
+                self._set_groups()
+
+    def _flops_overlay(self) -> None:
+        from visualizer.core.structure import overlays as ov
+
+        model = self.model()
+        if model is None:
+            return
+
+        def done(flops: dict) -> None:
+            self.overlays.set("FLOPs", flops, label="FLOPs per forward (1 sample)", source="speed")
+            self._derived_overlays()
+
+        self.window.jobs.submit("graph-flops", "FLOPs per layer", lambda: ov.computed(ov.layer_flops, model),
+                                on_result=done, on_error=lambda msg: None)
+
+    def _derived_overlays(self) -> None:
+        """A/B compare (the snapshot against the current mask), score statistics and the
+        parameter change since the model was loaded, in a job."""
+        from visualizer.core.structure import overlays as ov
+
+        state = self.window.state
+        a, b = getattr(state, "snapshot", None), getattr(state, "masks", None)
+        scores = getattr(state, "scores", None)
+        ref = self._reference if getattr(state, "weights_modified", False) else None
+        params = dict(getattr(state, "params", None) or {})
+        flops = self.overlays.get("FLOPs")
+        flops = flops.values if flops is not None else None
+
+        def compute():
+            import torch
+
+            out = {}
+            if a is not None and b is not None:
+                for name, values in ov.diff_overlays(ov.mask_diff(a, b), flops).items():
+                    out[name] = (values, name.startswith("Δ"))
+            if scores:
+                for name, values in ov.score_statistics(scores).items():
+                    out[name] = (values, False)
+            if ref:
+                before = {k: torch.from_numpy(v) for k, v in ref.items()}
+                after = {k: torch.from_numpy(v.copy()) for k, v in params.items()}
+                out["parameter change"] = (ov.parameter_change(before, after), False)
+            return out
+
+        def done(out: dict) -> None:
+            for name in [n for n in self.overlays.names() if n.startswith(("A/B", "Δ"))]:
+                if name not in out:
+                    self.overlays.remove(name)
+            for name, (values, diverging) in out.items():
+                self.overlays.set(name, values, diverging=diverging, source="graph")
+
+        self.window.jobs.submit("graph-overlays", "graph overlays", lambda: ov.computed(compute),
+                                on_result=done, on_error=lambda msg: None)
+
+    def export(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph", "graph.png",
+                                              "PNG image (*.png);;SVG drawing (*.svg);;JSON (*.json)")
+        if path:
+            self.export_to(path)
+
+    def export_to(self, path: str, width: int = 2400, height: int = 1350) -> None:
+        """Write the graph by the file's extension: .png, .svg or .json."""
+        try:
+            if path.endswith(".svg"):
+                self.view.export_svg(path, width, height)
+            elif path.endswith(".json"):
+                self.view.export_json(path)
+            else:
+                self.view.export_png(path, width, height)
+            self.set_status(f"wrote {path}")
+        except OSError as exc:
+            self.set_status(f"could not write {path}: {exc}")
 
     def _shows_current_model(self) -> bool:
         model = self.model()

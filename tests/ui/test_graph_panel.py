@@ -1,0 +1,72 @@
+"""The graph panel in the window: overlays from the masks (A/B included), FLOPs, coupled groups
+with reasons and kept units, the overlay choice kept in the session."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import wait_idle
+
+
+def shown_panel(qtbot, window):
+    window.docks["graph"].raise_()
+    panel = window.views["graph"]
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.hierarchy is not None, timeout=5000)
+    wait_idle(qtbot, window)
+    return panel
+
+
+def test_overlays_follow_the_masks_and_an_ab_compare(qtbot, window):
+    panel = shown_panel(qtbot, window)
+    names = panel.overlays.names()
+    assert "kept fraction" in names and "FLOPs" in names
+    assert panel.view.overlay_name == "kept fraction"
+    assert panel.overlays.get("FLOPs").values["conv1"] > 0
+    window.pruning_panel.set_density(0.5)
+    window.views["heatmap"].take_snapshot()  # A
+    window.pruning_panel.set_density(0.1)  # B
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: "A/B only A" in panel.overlays.names(), timeout=5000)
+    only_a = panel.overlays.get("A/B only A").values
+    both = panel.overlays.get("A/B kept by both").values
+    masks = window.state.masks
+    # B (10%) is a subset of A (50%) for one global ranking: B keeps nothing A dropped
+    assert all(v == 0.0 for v in panel.overlays.get("A/B only B").values.values())
+    fc1 = {ld.name: ld.density for ld in masks.layers()}["fc1.weight"]
+    assert both["fc1"] == pytest.approx(fc1, abs=1e-6)
+    assert only_a["fc1"] > 0
+    assert panel.overlays.get("Δ params (B − A)").values["fc1"] < 0
+    assert panel.overlays.get("Δ FLOPs (B − A)").values["fc1"] < 0
+    panel.view.overlay_box.setCurrentText("A/B only A")
+    assert panel.view.value_of("fc1") == pytest.approx(only_a["fc1"])
+
+
+def test_groups_carry_reasons_and_the_units_the_mask_keeps(qtbot, window):
+    panel = shown_panel(qtbot, window)
+    groups = panel.view.groups
+    assert groups and all(g.reasons and g.kept is not None for g in groups)
+    conv1 = next(g for g in groups if "conv1" in g.label)
+    assert conv1.kept == conv1.size  # dense
+    assert any(why == "produces the channels" for _p, why in conv1.reasons)
+
+
+def test_the_overlay_choice_is_saved_in_the_session(qtbot, window, tmp_path):
+    from visualizer.ui.shell.window import MainWindow
+
+    panel = shown_panel(qtbot, window)
+    panel.view.overlay_box.setCurrentText("FLOPs")
+    path = tmp_path / "s.pviz"
+    window.session_path = path
+    assert window.save_session(synchronous=True)
+    other = MainWindow(restore_layout=False)
+    other.ask_discard = lambda: "discard"
+    qtbot.addWidget(other)
+    other.show()
+    other.open_session(str(path))
+    wait_idle(qtbot, other)
+    graph = other.views["graph"]
+    assert graph.view.wanted_overlay == "FLOPs" or graph.view.overlay_name == "FLOPs"
+    other.docks["graph"].raise_()  # computed once the tab is looked at
+    qtbot.waitUntil(lambda: graph.view.overlay_name == "FLOPs", timeout=10000)
+    other.jobs.shutdown(1.0)
