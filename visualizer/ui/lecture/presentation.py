@@ -152,6 +152,13 @@ class Presentation(QWidget):
         self.slider.setToolTip("density: the fraction of weights kept (log scale)")
         self.slider.setMinimumWidth(220)
         self.density_label = QLabel(strip)
+        self.lab_slot = QStackedWidget(strip)  # the current lab slide's settings
+        self.lab_slot.hide()
+        self.lab_controls: dict = {}
+        self._lab_timer = QTimer(self)
+        self._lab_timer.setSingleShot(True)
+        self._lab_timer.setInterval(300)
+        self._lab_timer.timeout.connect(self._rerun_lab)
         self.back_button = QPushButton("◀ Back", strip)
         self.play_button = QPushButton("▶ Play", strip)
         self.play_button.setCheckable(True)
@@ -163,7 +170,7 @@ class Presentation(QWidget):
         self.progress.setMaximumWidth(160)
         self.progress.hide()  # shown while a slide computes
         for w, stretch in ((self.model_box, 0), (self.criterion_box, 0), (self.slider, 1), (self.density_label, 0),
-                           (self.back_button, 0), (self.play_button, 0), (self.next_button, 0),
+                           (self.lab_slot, 0), (self.back_button, 0), (self.play_button, 0), (self.next_button, 0),
                            (self.position, 0), (self.progress, 0)):
             row.addWidget(w, stretch)
         for w in (self.model_box, self.criterion_box, self.back_button, self.play_button, self.next_button):
@@ -251,6 +258,7 @@ class Presentation(QWidget):
         slide = self.slides[index]
         self.title.setText(slide.title)
         self.position.setText(f"{index + 1} / {len(self.slides)}")
+        self._lab_settings(slide)
         if slide.id == LIVE:
             self._show_live(slide)
         elif slide.widget is not None:
@@ -273,35 +281,55 @@ class Presentation(QWidget):
 
     def _show_ready(self, slide: Slide) -> None:
         self.stack.setCurrentWidget(slide.widget)
-        self.caption.setText(slide.caption)
-        self.progress.hide()
+        from visualizer.ui.lecture.presets import PRESETS
 
-    def _start(self, slide: Slide) -> None:
-        """Run the preset's job in the background; the slide shows when it is done."""
+        self.caption.setText(slide.caption or PRESETS[slide.id].caption)  # a lab still filling in
+        self.progress.setVisible(self.main.jobs.is_running(self._kind(slide)))
+
+    def _start(self, slide: Slide, settings: dict | None = None) -> None:
+        """Run the preset's job in the background. A lab's slide shows its figure at once and
+        fills it as the points arrive; other slides show their progress until done."""
+        from visualizer.core.labs.params import LAB_PARAMS, job_options
         from visualizer.ui.lecture.presets import PRESETS, caption_of
 
         preset = PRESETS[slide.id]
-        self.stack.setCurrentWidget(self.waiting)
-        self.waiting.setText(slide.error or f"{preset.title}: computing…")
+        streams = slide.id in LAB_PARAMS
         self.caption.setText(preset.caption)
+        if streams and not slide.error:
+            if slide.widget is None:
+                slide.widget = preset.view()
+                slide.widget.set_caption("")
+                self.stack.addWidget(slide.widget)
+                self._style_key = None
+                self._size_fonts()
+            self.stack.setCurrentWidget(slide.widget)
+        else:
+            self.stack.setCurrentWidget(self.waiting)
+            self.waiting.setText(slide.error or f"{preset.title}: computing…")
         self.progress.setVisible(not slide.error)
-        if slide.error or self.main.jobs.is_running(self._kind(slide)):
+        if slide.error or (settings is None and self.main.jobs.is_running(self._kind(slide))):
             return
         self.progress.setValue(0)
 
+        def partial(result, slide=slide, preset=preset) -> None:
+            if streams and slide.widget is not None and type(result).__name__.endswith("Result"):
+                preset.show(slide.widget, result)
+
         def done(result, slide=slide, preset=preset) -> None:
-            view = preset.view()
+            view = slide.widget if streams else preset.view()
             preset.show(view, result)
             slide.caption = caption_of(preset, result)
             view.set_caption("")  # the caption line below the slide says it, in large type
-            slide.widget = view
-            self.stack.addWidget(view)
+            if not streams:
+                slide.widget = view
+                self.stack.addWidget(view)
             if self.slides[self.index] is slide:
                 self._show_ready(slide)
 
         def failed(message: str, slide=slide) -> None:
             slide.error = f"{slide.title}: {message}"
             if self.slides[self.index] is slide:
+                self.stack.setCurrentWidget(self.waiting)
                 self.waiting.setText(slide.error)
 
         from visualizer.ui.shell.device_ui import job_device
@@ -309,8 +337,41 @@ class Presentation(QWidget):
         device = job_device(self.main)  # the status bar's device chooser, as for every job
         if device is None:
             return
-        self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device),
-                              on_result=done, on_error=failed)
+        options = job_options(slide.id, settings) if settings is not None else {}
+        self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device, **options),
+                              on_result=done, on_partial=partial, on_error=failed)
+
+    def _lab_settings(self, slide: Slide) -> None:
+        """The lab slide's controls sit in the strip; other slides hide them."""
+        from visualizer.core.labs.params import LAB_PARAMS
+        from visualizer.ui.views.labs import LabControls
+
+        if slide.id not in LAB_PARAMS:
+            self.lab_slot.hide()
+            return
+        controls = self.lab_controls.get(slide.id)
+        if controls is None:
+            controls = self.lab_controls[slide.id] = LabControls(slide.id, self.lab_slot)
+            controls.changed.connect(lambda values, s=slide: self._lab_changed(s, values))
+            self.lab_slot.addWidget(controls)
+        self.lab_slot.setCurrentWidget(controls)
+        self.lab_slot.show()
+
+    def _lab_changed(self, slide: Slide, values: dict) -> None:
+        """A lab setting moved: the theory curve at once, the lab again after a short pause."""
+        from visualizer.core.labs.params import theory_curve
+
+        curve = theory_curve(slide.id, values)
+        if curve is not None and hasattr(slide.widget, "set_theory"):
+            slide.widget.set_theory(*curve, n=values["n"], k=values["k"])
+        slide.error = ""
+        self._pending_lab = (slide, values)
+        self._lab_timer.start()
+
+    def _rerun_lab(self) -> None:
+        slide, values = self._pending_lab
+        if self.slides[self.index] is slide:
+            self._start(slide, values)
 
     @staticmethod
     def _kind(slide: Slide) -> str:
