@@ -50,19 +50,25 @@ def value_of(density: float) -> int:
     return round(SLIDER_STEPS * math.log10(density) / math.log10(MIN_DENSITY))
 
 
-def enlarge_axes(widget: QWidget, point_size: float) -> None:
-    """Tick labels, axis titles and colour-bar axes of every pyqtgraph plot inside ``widget`` in
-    ``point_size`` type (the heatmap is drawn for a desk, not a lecture hall)."""
+def enlarge_text(widget: QWidget, point_size: float) -> None:
+    """Every plot text inside ``widget`` in ``point_size`` type: tick labels, axis titles and
+    colour-bar axes, and value labels (bars, annotations); the views are drawn for a desk, a
+    slide for the back row. Axes print plain numbers: no SI multiplier ("x0.001") on any axis."""
     import pyqtgraph as pg
     from PySide6.QtGui import QFont
+
+    from visualizer.ui.views.base import plain_numbers
 
     font = QFont()
     font.setPointSizeF(point_size)
     for view in widget.findChildren(pg.GraphicsView):
         for item in view.scene().items():
             if isinstance(item, pg.AxisItem):
+                plain_numbers(item)
                 item.setStyle(tickFont=font, tickTextOffset=6)
                 item.label.setFont(font)
+            elif isinstance(item, pg.TextItem):
+                item.setFont(font)
 
 
 @dataclass
@@ -93,6 +99,7 @@ class Presentation(QWidget):
         self.slides = [Slide(i, "Live: mask of the loaded model" if i == LIVE else PRESETS[i].title) for i in ids]
         self.index = -1
         self._scheme = scheme
+        self._text_pt = 10.0  # plot text size of the slides, set with the fonts by _size_fonts
 
         self.stack = QStackedWidget(self)
         self.waiting = QLabel("", self)  # progress / error page of a slide still running
@@ -214,10 +221,12 @@ class Presentation(QWidget):
             f" QLabel {{ color: {theme.foreground}; }}"
             f" QLabel#slideCaption, QLabel#slideWaiting {{ font-size: {caption}pt; }}"
             f" QLabel#slideTitle {{ font-size: {round(caption * 1.15, 1)}pt; font-weight: bold; }}"
-            f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}")
+            f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}"
+            f" QStackedWidget QLabel {{ font-size: {strip}pt; }}")
+        self._text_pt = strip
         for slide in getattr(self, "slides", []):
-            if slide.id == LIVE and slide.widget is not None:
-                enlarge_axes(slide.widget, strip)
+            if slide.widget is not None:
+                enlarge_text(slide.widget, strip)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         """The deck keys also when the window is not the active one (a second screen)."""
@@ -290,7 +299,7 @@ class Presentation(QWidget):
         """Run the preset's job in the background. A lab's slide shows its figure at once and
         fills it as the points arrive; other slides show their progress until done."""
         from visualizer.core.labs.params import LAB_PARAMS, job_options
-        from visualizer.ui.lecture.presets import PRESETS, caption_of
+        from visualizer.ui.lecture.presets import PRESETS
 
         preset = PRESETS[slide.id]
         streams = slide.id in LAB_PARAMS
@@ -314,17 +323,10 @@ class Presentation(QWidget):
         def partial(result, slide=slide, preset=preset) -> None:
             if streams and slide.widget is not None and type(result).__name__.endswith("Result"):
                 preset.show(slide.widget, result)
+                enlarge_text(slide.widget, self._text_pt)
 
-        def done(result, slide=slide, preset=preset) -> None:
-            view = slide.widget if streams else preset.view()
-            preset.show(view, result)
-            slide.caption = caption_of(preset, result)
-            view.set_caption("")  # the caption line below the slide says it, in large type
-            if not streams:
-                slide.widget = view
-                self.stack.addWidget(view)
-            if self.slides[self.index] is slide:
-                self._show_ready(slide)
+        def done(result, slide=slide) -> None:
+            self.install_result(slide, result)
 
         def failed(message: str, slide=slide) -> None:
             slide.error = f"{slide.title}: {message}"
@@ -340,6 +342,22 @@ class Presentation(QWidget):
         options = job_options(slide.id, settings) if settings is not None else {}
         self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device, **options),
                               on_result=done, on_partial=partial, on_error=failed)
+
+    def install_result(self, slide: Slide, result) -> None:
+        """A slide's job result drawn into its view (made here unless the slide streams into one)."""
+        from visualizer.ui.lecture.presets import PRESETS, caption_of
+
+        preset = PRESETS[slide.id]
+        view = slide.widget
+        if view is None:
+            view = slide.widget = preset.view()
+            self.stack.addWidget(view)
+        preset.show(view, result)
+        enlarge_text(view, self._text_pt)  # the view's redraw made its texts anew
+        slide.caption = caption_of(preset, result)
+        view.set_caption("")  # the caption line below the slide says it, in large type
+        if self.slides[self.index] is slide:
+            self._show_ready(slide)
 
     def _lab_settings(self, slide: Slide) -> None:
         """The lab slide's controls sit in the strip; other slides hide them."""
@@ -364,6 +382,7 @@ class Presentation(QWidget):
         curve = theory_curve(slide.id, values)
         if curve is not None and hasattr(slide.widget, "set_theory"):
             slide.widget.set_theory(*curve, n=values["n"], k=values["k"])
+            enlarge_text(slide.widget, self._text_pt)
         slide.error = ""
         self._pending_lab = (slide, values)
         self._lab_timer.start()
