@@ -7,7 +7,9 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QWidget
 
 from tests.ui.conftest import wait_idle
-from visualizer.ui.lecture.presentation import LIVE, Presentation, density_of, value_of
+from visualizer.ui.lecture.presentation import LIVE, Presentation
+from visualizer.ui.panels.density import density_to_slider as value_of
+from visualizer.ui.panels.density import slider_to_density as density_of
 
 
 def _visible_children(root: QWidget) -> list[QWidget]:

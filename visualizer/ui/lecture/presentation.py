@@ -14,40 +14,26 @@ The widget holds no numerics: it drives the main window through its public metho
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSlider,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from visualizer.ui.lecture.strip import ControlStrip
+
 LIVE = "live"  # the slide showing the loaded model's mask, driven by the control strip
 PLAY_INTERVAL_MS = 12000  # Play: seconds per slide
-SLIDER_STEPS = 300  # the density slider: log scale from 100% to 0.1%
-MIN_DENSITY = 1e-3
 # point sizes per screen height: a 720-line projector and a 1080-line one read alike from the back
 CAPTION_PT_PER_LINE = 26 / 1080
 STRIP_PT_PER_LINE = 17 / 1080
-
-
-def density_of(value: int) -> float:
-    """Slider position -> density: 0 is 100% kept, SLIDER_STEPS is 0.1% (log scale)."""
-    return float(10 ** (math.log10(MIN_DENSITY) * value / SLIDER_STEPS))
-
-
-def value_of(density: float) -> int:
-    density = min(max(float(density), MIN_DENSITY), 1.0)
-    return round(SLIDER_STEPS * math.log10(density) / math.log10(MIN_DENSITY))
 
 
 def enlarge_text(widget: QWidget, point_size: float) -> None:
@@ -133,32 +119,18 @@ class Presentation(QWidget):
                 sc.activated.connect(slot)
         window.jobs.progress.connect(self._progress)
         window.state.masks_changed.connect(self._live_caption)
-        window.state.model_changed.connect(self._model_changed)
+        window.state.model_changed.connect(self._live_caption)
         self.apply_theme()
         self.show_slide(0)
 
     # --- layout --------------------------------------------------------------------------------
     def _build_strip(self) -> QWidget:
-        from visualizer.core.models.zoo import ZOO
-        from visualizer.core.pruning.criteria import CRITERIA
-
-        strip = QWidget(self)
-        strip.setObjectName("controlStrip")
-        row = QHBoxLayout(strip)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.model_box = QComboBox(strip)
-        self.model_box.addItems(list(ZOO))
-        self.model_box.setToolTip("model")
-        self.criterion_box = QComboBox(strip)
-        for cid, info in CRITERIA.items():
-            self.criterion_box.addItem(info.title, cid)
-        self.criterion_box.setToolTip("pruning criterion")
-        self.slider = QSlider(Qt.Orientation.Horizontal, strip)
-        self.slider.setObjectName("presentationDensity")
-        self.slider.setRange(0, SLIDER_STEPS)
-        self.slider.setToolTip("density: the fraction of weights kept (log scale)")
-        self.slider.setMinimumWidth(220)
-        self.density_label = QLabel(strip)
+        """The workbench's controls (model, criterion, density), the current lab's settings and
+        the deck's buttons in one row."""
+        strip = ControlStrip(self.main, self)
+        strip.used.connect(self._go_live)
+        self.model_box, self.criterion_box = strip.model_box, strip.criterion_box
+        self.slider, self.density_label = strip.slider, strip.density_label
         self.lab_slot = QStackedWidget(strip)  # the current lab slide's settings
         self.lab_slot.hide()
         self.lab_controls: dict = {}
@@ -176,17 +148,11 @@ class Presentation(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumWidth(160)
         self.progress.hide()  # shown while a slide computes
-        for w, stretch in ((self.model_box, 0), (self.criterion_box, 0), (self.slider, 1), (self.density_label, 0),
-                           (self.lab_slot, 0), (self.back_button, 0), (self.play_button, 0), (self.next_button, 0),
-                           (self.position, 0), (self.progress, 0)):
-            row.addWidget(w, stretch)
-        for w in (self.model_box, self.criterion_box, self.back_button, self.play_button, self.next_button):
+        for w in (self.lab_slot, self.back_button, self.play_button, self.next_button, self.position,
+                  self.progress):
+            strip.row.addWidget(w)
+        for w in (self.back_button, self.play_button, self.next_button):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space and the arrows always step the deck
-        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self._sync_strip()
-        self.model_box.activated.connect(lambda _i: self._choose_model())
-        self.criterion_box.activated.connect(lambda _i: self._choose_criterion())
-        self.slider.valueChanged.connect(self._slider_moved)
         self.back_button.clicked.connect(self.back)
         self.next_button.clicked.connect(self.next)
         self.play_button.toggled.connect(self._set_playing)
@@ -410,45 +376,11 @@ class Presentation(QWidget):
         self._play.start() if on else self._play.stop()
 
     # --- the control strip ---------------------------------------------------------------------
-    def _sync_strip(self) -> None:
-        s = self.main.state
-        ref = s.loaded.ref if s.loaded is not None else ""
-        if ref and self.model_box.findText(ref) < 0:
-            self.model_box.addItem(ref)
-        self.model_box.setCurrentText(ref)
-        crit = self.main.pruning_panel.criterion_box.currentData()
-        idx = self.criterion_box.findData(crit)
-        if idx >= 0:
-            self.criterion_box.setCurrentIndex(idx)
-        self.slider.blockSignals(True)
-        self.slider.setValue(value_of(s.density))
-        self.slider.blockSignals(False)
-        self.density_label.setText(f"{100 * s.density:.1f}% kept")
-
-    def _choose_model(self) -> None:
-        ref = self.model_box.currentText()
-        if self.main.state.loaded is None or ref != self.main.state.loaded.ref:
-            self.main.request_load(ref)
-        self._go_live()
-
-    def _choose_criterion(self) -> None:
-        self.main.pruning_panel.set_settings(criterion=self.criterion_box.currentData())
-        self._go_live()
-
-    def _slider_moved(self, value: int) -> None:
-        self.main.pruning_panel.set_density(density_of(value))
-        self._go_live()
-
     def _go_live(self) -> None:
         if self.slides[self.index].id != LIVE and self.slides[0].id == LIVE:
             self.show_slide(0)
 
-    def _model_changed(self) -> None:
-        self._sync_strip()
-        self._live_caption()
-
     def _live_caption(self) -> None:
-        self._sync_strip()
         if self.slides[self.index].id != LIVE:
             return
         s = self.main.state
@@ -470,7 +402,7 @@ class Presentation(QWidget):
             try:
                 self.main.jobs.progress.disconnect(self._progress)
                 self.main.state.masks_changed.disconnect(self._live_caption)
-                self.main.state.model_changed.disconnect(self._model_changed)
+                self.main.state.model_changed.disconnect(self._live_caption)
             except (RuntimeError, TypeError):  # already gone with the window
                 pass
             theme_manager().set_teaching(False)
