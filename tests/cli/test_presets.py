@@ -47,3 +47,29 @@ def test_bad_preset_input_is_one_line(capsys, tmp_path):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_deck_pdf_handout_has_a_page_per_slide(capsys, tmp_path):
+    import re
+
+    pdf = tmp_path / "handout.pdf"
+    assert main(["deck", "--pdf", str(pdf), "--only", "mask-probability,a-optimal", "--size", "700x450"]) == 0
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", data)) == 2
+    assert len(re.findall(rb"/Subtype\s*/Image", data)) == 2  # each slide's figure is on its page
+    assert capsys.readouterr().out.strip() == str(pdf)
+    assert list(tmp_path.iterdir()) == [pdf]  # the images went to a temporary folder
+
+
+def test_deck_index_steps_with_the_arrow_keys(tmp_path):
+    from visualizer.ui.lecture.deck import Slide, deck_html
+
+    page = deck_html([Slide("a", "A", "first", "a.png", 0.1), Slide("b", "B", "second", "", 0.1, "boom")])
+    assert 'addEventListener("keydown"' in page and "ArrowRight" in page and "ArrowLeft" in page
+    assert page.index('<section id="a">') < page.index('<section id="b">') < page.index("<script>")
+
+
+def test_deck_needs_a_destination(capsys):
+    assert main(["deck", "--only", "a-optimal"]) == 2
+    assert "--out" in capsys.readouterr().err

@@ -107,3 +107,38 @@ def test_lab_legends_cover_no_data(qtbot):
         data = plot.getViewBox().sceneBoundingRect()
         box = legend.sceneBoundingRect()
         assert box.height() > 0 and not box.intersects(data), (preset, box, data)
+
+
+def test_lab_settings_are_live_controls(qtbot, window):
+    """A spin box moves the theory curve at once; the Monte Carlo re-runs after the pause with
+    the new settings and its points stream in before the result."""
+    import numpy as np
+    from PySide6.QtCore import Qt
+
+    from visualizer.core.labs.mask_probability import p_correct
+
+    panel = window.views["labs"]
+    panel.chooser.setCurrentIndex(panel.chooser.findData("mask-probability"))
+    controls = panel.controls["mask-probability"]
+    assert panel.controls_stack.currentWidget() is controls
+    controls.boxes["trials"].setValue(150_000)
+    qtbot.waitUntil(lambda: "mask-probability" in panel.results, timeout=30000)
+    box = controls.boxes["n"]
+    box.setFocus()
+    qtbot.keyClick(box, Qt.Key.Key_Up)  # n: 10 -> 11, from the keyboard
+    view = panel.views["mask-probability"]
+    assert view.data["n"] == 11 and view.data["trials"] == 0  # the curve alone, at once
+    assert np.allclose(view.data["formula"], p_correct(view.data["cx"], 11, 2))
+    partials = []
+    view.set_data = (lambda original: lambda *a, **kw: (partials.append(kw.get("trials", a[-1])),
+                                                        original(*a, **kw)))(view.set_data)
+    qtbot.waitUntil(lambda: panel.results["mask-probability"].n == 11, timeout=30000)
+    assert len(partials) >= 3 and partials[0] < partials[-1] == 150_000
+
+
+def test_lab_values_out_of_range_are_clamped_with_a_note(qtbot, window):
+    panel = window.views["labs"]
+    controls = panel.controls["mask-probability"]
+    controls.boxes["k"].setValue(30)  # k > n = 10
+    assert controls.settings()["k"] == 10
+    assert "k 30 clamped to 10" in controls.note.text()

@@ -7,7 +7,9 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QWidget
 
 from tests.ui.conftest import wait_idle
-from visualizer.ui.lecture.presentation import LIVE, Presentation, density_of, value_of
+from visualizer.ui.lecture.presentation import LIVE, Presentation
+from visualizer.ui.panels.density import density_to_slider as value_of
+from visualizer.ui.panels.density import slider_to_density as density_of
 
 
 def _visible_children(root: QWidget) -> list[QWidget]:
@@ -176,3 +178,28 @@ def test_every_model_preset_takes_a_device():
     for preset in PRESETS.values():
         params = inspect.signature(preset.job).parameters
         assert "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()), preset.id
+
+
+def test_a_lab_slide_fills_in_and_its_settings_sit_in_the_strip(qtbot, window):
+    """The lab's figure is up before its job ends (the points stream in); its settings are in the
+    strip, and a change re-runs the slide with them; other slides hide them."""
+    show = Presentation(window, deck=["snip-vs-magnitude", "mask-probability"])
+    qtbot.addWidget(show)
+    show.resize(1280, 720)
+    show.show()
+    qtbot.waitExposed(show)
+    assert show.lab_slot.isHidden()
+    show.show_slide(2)
+    slide = show.slides[2]
+    assert slide.widget is not None and show.stack.currentWidget() is slide.widget  # not the waiting page
+    assert not show.lab_slot.isHidden()
+    controls = show.lab_controls["mask-probability"]
+    qtbot.waitUntil(lambda: slide.caption != "", timeout=60000)
+    controls.boxes["k"].setValue(3)
+    assert slide.widget.data["k"] == 3 and slide.widget.data["trials"] == 0  # the theory curve at once
+    qtbot.waitUntil(lambda: slide.widget.data["trials"] > 0, timeout=60000)
+    assert slide.widget.data["k"] == 3
+    assert _clipped(show) == []
+    show.show_slide(1)
+    assert show.lab_slot.isHidden()
+    show.close()

@@ -172,3 +172,33 @@ def test_teaching_mode_lays_the_workbench_out_for_large_type(qtbot, window, size
     window.teaching.set_active(False)
     window.resize(1216, 684)
     qtbot.waitUntil(lambda: [(d.isVisible(), d.width()) for d in panels] == before, timeout=10000)
+
+
+def test_teaching_mode_keeps_its_controls_in_a_strip(qtbot, window):
+    """F11 hides the panels; the strip at the bottom keeps model, criterion, density and view
+    stepping, so nothing needs leaving teaching mode. Off, the strip goes with it."""
+    from PySide6.QtWidgets import QPushButton
+
+    from visualizer.ui.lecture.strip import ControlStrip
+    from visualizer.ui.panels.density import density_to_slider
+
+    window.teaching.set_active(True)
+    bar = window.teaching.strip_bar
+    assert bar is not None and bar.isVisible()
+    strip = bar.findChild(ControlStrip)
+    assert strip.model_box.currentText() == "lenet"
+    strip.slider.setValue(density_to_slider(0.05))  # as a drag of the strip's slider ends
+    assert window.state.density == pytest.approx(0.05, rel=0.01)
+    assert window.pruning_panel.slider.value() == density_to_slider(window.state.density)
+    snip = strip.criterion_box.findData("snip")
+    strip.criterion_box.setCurrentIndex(snip)
+    strip.criterion_box.activated.emit(snip)
+    assert window.pruning_panel.criterion_box.currentData() == "snip"
+    before = window.teaching._current
+    next_view = next(b for b in bar.findChildren(QPushButton) if b.text() == "View ▶")
+    qtbot.mouseClick(next_view, Qt.MouseButton.LeftButton)
+    assert window.teaching._current == before + 1
+    window.pruning_panel.set_density(0.2)  # a change elsewhere shows in the strip
+    qtbot.waitUntil(lambda: strip.density_label.text() == "20.0% kept", timeout=5000)
+    window.teaching.set_active(False)
+    assert not bar.isVisible()

@@ -1,5 +1,6 @@
 """Presets as slides: ``pruneviz preset --list``, ``pruneviz preset NAME --out fig.png`` and
-``pruneviz deck --out DIR`` (every preset's image plus an index.html).
+``pruneviz deck --out DIR`` (every preset's image plus an index.html) and ``--pdf FILE`` (a
+handout, one page per slide).
 
 These commands draw, so they import the Qt side (offscreen, as ``pruneviz screenshot`` does).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 from visualizer.cli.common import UserError, add_json_arg, print_json, table
 
@@ -33,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The presets as a slide deck: one image per preset and an index.html with "
                     "each title, caption and image.",
     )
-    d.add_argument("--out", required=True, help="folder to write (created if missing)")
+    d.add_argument("--out", help="folder for the images and index.html (created if missing; "
+                                 "with --pdf alone, a temporary folder)")
+    d.add_argument("--pdf", help="also write a handout: one PDF page per slide with its caption")
     d.add_argument("--only", default=None, help="comma-separated preset ids (default: all)")
     d.add_argument("--size", default="1200x800", help="WIDTHxHEIGHT of each figure")
     d.set_defaults(func=deck_command)
@@ -105,9 +109,18 @@ def deck_command(args: argparse.Namespace) -> int:
         state = f"{slide.seconds:.1f} s" if not slide.error else f"FAILED: {slide.error}"
         print(f"{slide.id}: {state}", file=sys.stderr)
 
-    slides = write_deck(args.out, ids, size, on_slide=report)
+    if args.out is None and args.pdf is None:
+        raise UserError("deck needs --out DIR, --pdf FILE or both")
+    with tempfile.TemporaryDirectory(prefix="pruneviz-deck-") as scratch:
+        folder = args.out or scratch
+        slides = write_deck(folder, ids, size, on_slide=report)
+        if args.pdf:
+            from visualizer.ui.lecture.deck import write_pdf
+
+            print(write_pdf(slides, folder, args.pdf))
+    if args.out:
+        print(os.path.join(args.out, "index.html"))
     failed = [s for s in slides if s.error]
-    print(os.path.join(args.out, "index.html"))
     if failed:
         raise UserError(f"{len(failed)} of {len(slides)} presets failed ({failed[0].id}: {failed[0].error}); "
                         "the others are in the deck")

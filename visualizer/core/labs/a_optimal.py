@@ -131,5 +131,6 @@ def a_optimal(m: int = 12, d: int = 3, k: int = 6, trials: int = 20, seed: int =
                "ratio": mag_err / opt_err, "overlap": len(set(opt) & set(mag)) / k,
                "a_optimal_rows": list(opt), "magnitude_rows": list(mag)}
         rows.append(row)
-        yield Step(f"trial {t + 1}/{trials}", (t + 1) / trials, row)
+        yield Step(f"trial {t + 1}/{trials}", (t + 1) / trials,
+                   AOptimalResult(m=m, d=d, k=k, seed=seed, trials=list(rows)))
     return AOptimalResult(m=m, d=d, k=k, seed=seed, trials=rows)

@@ -121,16 +121,22 @@ def mask_probability(
         high = w[:, k:].max(axis=1) if k < n else np.full(size, -np.inf)
         hits += ((high[:, None] < ts[None, :]) & (low[:, None] >= ts[None, :])).sum(axis=0)
         done += size
-        yield Step(f"Monte Carlo {done}/{trials}", done / trials)
-    mc = hits / trials
+        # the estimate so far streams to the view: the points settle as the draws come in
+        yield Step(f"Monte Carlo {done}/{trials}", done / trials, _result(n, k, sigma, seed, ts, hits, done))
+    return _result(n, k, sigma, seed, ts, hits, trials)
+
+
+def _result(n: int, k: int, sigma: float, seed: int, ts: np.ndarray, hits: np.ndarray,
+            draws: int) -> MaskProbabilityResult:
+    """The result after ``draws`` Monte Carlo draws with ``hits`` exact-support counts."""
     p = p_correct(ts / sigma, n, k)
     curve = np.linspace(0.0, max(3.0, float(ts.max() / sigma)), 151)
     return MaskProbabilityResult(
-        n=n, k=k, sigma=float(sigma), trials=trials, seed=seed,
+        n=n, k=k, sigma=float(sigma), trials=draws, seed=seed,
         t_over_sigma=[float(t / sigma) for t in ts], thresholds=[float(t) for t in ts],
         formula=[float(v) for v in p],
-        monte_carlo=[float(v) for v in mc],
-        stderr=[float(v) for v in np.sqrt(p * (1 - p) / trials)],
+        monte_carlo=[float(v) for v in hits / draws],
+        stderr=[float(v) for v in np.sqrt(p * (1 - p) / draws)],
         curve_t_over_sigma=[float(v) for v in curve],
         curve_formula=[float(v) for v in p_correct(curve, n, k)],
     )

@@ -27,6 +27,7 @@ l1 recovers most signals when n is large; see docs/theory.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -206,6 +207,13 @@ class PhaseTransitionResult:
                 f"{mean(below)} below the l1 curve, {mean(above)} above it")
 
 
+@functools.cache
+def l1_curve() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(delta, rho) of the l1 weak threshold on a fine grid: it depends on delta alone."""
+    deltas = [float(d) for d in np.linspace(0.02, 0.98, 49)]
+    return tuple(deltas), tuple(weak_threshold_curve(deltas))
+
+
 def phase_transition(
     n: int = 50,
     solver: str = "omp",
@@ -235,8 +243,11 @@ def phase_transition(
             rate = recovery_rate(n, m, k, solver, trials, rng)
             cell = {"delta": float(delta), "rho": float(rho), "m": m, "k": k, "success": rate}
             cells.append(cell)
-            yield Step(f"{solver}: delta {delta:.2f}, rho {rho:.2f}", (i * len(rhos) + j + 1) / total, cell)
-    curve_delta = [float(d) for d in np.linspace(0.02, 0.98, 49)]
+            # the grid so far streams to the view: the cells fill in as they finish
+            yield Step(f"{solver}: delta {delta:.2f}, rho {rho:.2f}", (i * len(rhos) + j + 1) / total,
+                       PhaseTransitionResult(n=n, solver=solver, trials=trials, seed=seed,
+                                             success_tol=SUCCESS_TOL, cells=list(cells),
+                                             curve_delta=list(l1_curve()[0]), curve_rho=list(l1_curve()[1])))
     return PhaseTransitionResult(n=n, solver=solver, trials=trials, seed=seed, success_tol=SUCCESS_TOL,
-                                 cells=cells, curve_delta=curve_delta,
-                                 curve_rho=weak_threshold_curve(curve_delta))
+                                 cells=cells, curve_delta=list(l1_curve()[0]),
+                                 curve_rho=list(l1_curve()[1]))

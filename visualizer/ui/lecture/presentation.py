@@ -14,55 +14,47 @@ The widget holds no numerics: it drives the main window through its public metho
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSlider,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from visualizer.ui.lecture.strip import ControlStrip
+
 LIVE = "live"  # the slide showing the loaded model's mask, driven by the control strip
 PLAY_INTERVAL_MS = 12000  # Play: seconds per slide
-SLIDER_STEPS = 300  # the density slider: log scale from 100% to 0.1%
-MIN_DENSITY = 1e-3
 # point sizes per screen height: a 720-line projector and a 1080-line one read alike from the back
 CAPTION_PT_PER_LINE = 26 / 1080
 STRIP_PT_PER_LINE = 17 / 1080
 
 
-def density_of(value: int) -> float:
-    """Slider position -> density: 0 is 100% kept, SLIDER_STEPS is 0.1% (log scale)."""
-    return float(10 ** (math.log10(MIN_DENSITY) * value / SLIDER_STEPS))
-
-
-def value_of(density: float) -> int:
-    density = min(max(float(density), MIN_DENSITY), 1.0)
-    return round(SLIDER_STEPS * math.log10(density) / math.log10(MIN_DENSITY))
-
-
-def enlarge_axes(widget: QWidget, point_size: float) -> None:
-    """Tick labels, axis titles and colour-bar axes of every pyqtgraph plot inside ``widget`` in
-    ``point_size`` type (the heatmap is drawn for a desk, not a lecture hall)."""
+def enlarge_text(widget: QWidget, point_size: float) -> None:
+    """Every plot text inside ``widget`` in ``point_size`` type: tick labels, axis titles and
+    colour-bar axes, and value labels (bars, annotations); the views are drawn for a desk, a
+    slide for the back row. Axes print plain numbers: no SI multiplier ("x0.001") on any axis."""
     import pyqtgraph as pg
     from PySide6.QtGui import QFont
+
+    from visualizer.ui.views.base import plain_numbers
 
     font = QFont()
     font.setPointSizeF(point_size)
     for view in widget.findChildren(pg.GraphicsView):
         for item in view.scene().items():
             if isinstance(item, pg.AxisItem):
+                plain_numbers(item)
                 item.setStyle(tickFont=font, tickTextOffset=6)
                 item.label.setFont(font)
+            elif isinstance(item, pg.TextItem):
+                item.setFont(font)
 
 
 @dataclass
@@ -93,6 +85,7 @@ class Presentation(QWidget):
         self.slides = [Slide(i, "Live: mask of the loaded model" if i == LIVE else PRESETS[i].title) for i in ids]
         self.index = -1
         self._scheme = scheme
+        self._text_pt = 10.0  # plot text size of the slides, set with the fonts by _size_fonts
 
         self.stack = QStackedWidget(self)
         self.waiting = QLabel("", self)  # progress / error page of a slide still running
@@ -126,32 +119,25 @@ class Presentation(QWidget):
                 sc.activated.connect(slot)
         window.jobs.progress.connect(self._progress)
         window.state.masks_changed.connect(self._live_caption)
-        window.state.model_changed.connect(self._model_changed)
+        window.state.model_changed.connect(self._live_caption)
         self.apply_theme()
         self.show_slide(0)
 
     # --- layout --------------------------------------------------------------------------------
     def _build_strip(self) -> QWidget:
-        from visualizer.core.models.zoo import ZOO
-        from visualizer.core.pruning.criteria import CRITERIA
-
-        strip = QWidget(self)
-        strip.setObjectName("controlStrip")
-        row = QHBoxLayout(strip)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.model_box = QComboBox(strip)
-        self.model_box.addItems(list(ZOO))
-        self.model_box.setToolTip("model")
-        self.criterion_box = QComboBox(strip)
-        for cid, info in CRITERIA.items():
-            self.criterion_box.addItem(info.title, cid)
-        self.criterion_box.setToolTip("pruning criterion")
-        self.slider = QSlider(Qt.Orientation.Horizontal, strip)
-        self.slider.setObjectName("presentationDensity")
-        self.slider.setRange(0, SLIDER_STEPS)
-        self.slider.setToolTip("density: the fraction of weights kept (log scale)")
-        self.slider.setMinimumWidth(220)
-        self.density_label = QLabel(strip)
+        """The workbench's controls (model, criterion, density), the current lab's settings and
+        the deck's buttons in one row."""
+        strip = ControlStrip(self.main, self)
+        strip.used.connect(self._go_live)
+        self.model_box, self.criterion_box = strip.model_box, strip.criterion_box
+        self.slider, self.density_label = strip.slider, strip.density_label
+        self.lab_slot = QStackedWidget(strip)  # the current lab slide's settings
+        self.lab_slot.hide()
+        self.lab_controls: dict = {}
+        self._lab_timer = QTimer(self)
+        self._lab_timer.setSingleShot(True)
+        self._lab_timer.setInterval(300)
+        self._lab_timer.timeout.connect(self._rerun_lab)
         self.back_button = QPushButton("◀ Back", strip)
         self.play_button = QPushButton("▶ Play", strip)
         self.play_button.setCheckable(True)
@@ -162,17 +148,11 @@ class Presentation(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumWidth(160)
         self.progress.hide()  # shown while a slide computes
-        for w, stretch in ((self.model_box, 0), (self.criterion_box, 0), (self.slider, 1), (self.density_label, 0),
-                           (self.back_button, 0), (self.play_button, 0), (self.next_button, 0),
-                           (self.position, 0), (self.progress, 0)):
-            row.addWidget(w, stretch)
-        for w in (self.model_box, self.criterion_box, self.back_button, self.play_button, self.next_button):
+        for w in (self.lab_slot, self.back_button, self.play_button, self.next_button, self.position,
+                  self.progress):
+            strip.row.addWidget(w)
+        for w in (self.back_button, self.play_button, self.next_button):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space and the arrows always step the deck
-        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self._sync_strip()
-        self.model_box.activated.connect(lambda _i: self._choose_model())
-        self.criterion_box.activated.connect(lambda _i: self._choose_criterion())
-        self.slider.valueChanged.connect(self._slider_moved)
         self.back_button.clicked.connect(self.back)
         self.next_button.clicked.connect(self.next)
         self.play_button.toggled.connect(self._set_playing)
@@ -207,10 +187,12 @@ class Presentation(QWidget):
             f" QLabel {{ color: {theme.foreground}; }}"
             f" QLabel#slideCaption, QLabel#slideWaiting {{ font-size: {caption}pt; }}"
             f" QLabel#slideTitle {{ font-size: {round(caption * 1.15, 1)}pt; font-weight: bold; }}"
-            f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}")
+            f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}"
+            f" QStackedWidget QLabel {{ font-size: {strip}pt; }}")
+        self._text_pt = strip
         for slide in getattr(self, "slides", []):
-            if slide.id == LIVE and slide.widget is not None:
-                enlarge_axes(slide.widget, strip)
+            if slide.widget is not None:
+                enlarge_text(slide.widget, strip)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         """The deck keys also when the window is not the active one (a second screen)."""
@@ -251,6 +233,7 @@ class Presentation(QWidget):
         slide = self.slides[index]
         self.title.setText(slide.title)
         self.position.setText(f"{index + 1} / {len(self.slides)}")
+        self._lab_settings(slide)
         if slide.id == LIVE:
             self._show_live(slide)
         elif slide.widget is not None:
@@ -273,35 +256,48 @@ class Presentation(QWidget):
 
     def _show_ready(self, slide: Slide) -> None:
         self.stack.setCurrentWidget(slide.widget)
-        self.caption.setText(slide.caption)
-        self.progress.hide()
+        from visualizer.ui.lecture.presets import PRESETS
 
-    def _start(self, slide: Slide) -> None:
-        """Run the preset's job in the background; the slide shows when it is done."""
-        from visualizer.ui.lecture.presets import PRESETS, caption_of
+        self.caption.setText(slide.caption or PRESETS[slide.id].caption)  # a lab still filling in
+        self.progress.setVisible(self.main.jobs.is_running(self._kind(slide)))
+
+    def _start(self, slide: Slide, settings: dict | None = None) -> None:
+        """Run the preset's job in the background. A lab's slide shows its figure at once and
+        fills it as the points arrive; other slides show their progress until done."""
+        from visualizer.core.labs.params import LAB_PARAMS, job_options
+        from visualizer.ui.lecture.presets import PRESETS
 
         preset = PRESETS[slide.id]
-        self.stack.setCurrentWidget(self.waiting)
-        self.waiting.setText(slide.error or f"{preset.title}: computing…")
+        streams = slide.id in LAB_PARAMS
         self.caption.setText(preset.caption)
+        if streams and not slide.error:
+            if slide.widget is None:
+                slide.widget = preset.view()
+                slide.widget.set_caption("")
+                self.stack.addWidget(slide.widget)
+                self._style_key = None
+                self._size_fonts()
+            self.stack.setCurrentWidget(slide.widget)
+        else:
+            self.stack.setCurrentWidget(self.waiting)
+            self.waiting.setText(slide.error or f"{preset.title}: computing…")
         self.progress.setVisible(not slide.error)
-        if slide.error or self.main.jobs.is_running(self._kind(slide)):
+        if slide.error or (settings is None and self.main.jobs.is_running(self._kind(slide))):
             return
         self.progress.setValue(0)
 
-        def done(result, slide=slide, preset=preset) -> None:
-            view = preset.view()
-            preset.show(view, result)
-            slide.caption = caption_of(preset, result)
-            view.set_caption("")  # the caption line below the slide says it, in large type
-            slide.widget = view
-            self.stack.addWidget(view)
-            if self.slides[self.index] is slide:
-                self._show_ready(slide)
+        def partial(result, slide=slide, preset=preset) -> None:
+            if streams and slide.widget is not None and type(result).__name__.endswith("Result"):
+                preset.show(slide.widget, result)
+                enlarge_text(slide.widget, self._text_pt)
+
+        def done(result, slide=slide) -> None:
+            self.install_result(slide, result)
 
         def failed(message: str, slide=slide) -> None:
             slide.error = f"{slide.title}: {message}"
             if self.slides[self.index] is slide:
+                self.stack.setCurrentWidget(self.waiting)
                 self.waiting.setText(slide.error)
 
         from visualizer.ui.shell.device_ui import job_device
@@ -309,8 +305,58 @@ class Presentation(QWidget):
         device = job_device(self.main)  # the status bar's device chooser, as for every job
         if device is None:
             return
-        self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device),
-                              on_result=done, on_error=failed)
+        options = job_options(slide.id, settings) if settings is not None else {}
+        self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device, **options),
+                              on_result=done, on_partial=partial, on_error=failed)
+
+    def install_result(self, slide: Slide, result) -> None:
+        """A slide's job result drawn into its view (made here unless the slide streams into one)."""
+        from visualizer.ui.lecture.presets import PRESETS, caption_of
+
+        preset = PRESETS[slide.id]
+        view = slide.widget
+        if view is None:
+            view = slide.widget = preset.view()
+            self.stack.addWidget(view)
+        preset.show(view, result)
+        enlarge_text(view, self._text_pt)  # the view's redraw made its texts anew
+        slide.caption = caption_of(preset, result)
+        view.set_caption("")  # the caption line below the slide says it, in large type
+        if self.slides[self.index] is slide:
+            self._show_ready(slide)
+
+    def _lab_settings(self, slide: Slide) -> None:
+        """The lab slide's controls sit in the strip; other slides hide them."""
+        from visualizer.core.labs.params import LAB_PARAMS
+        from visualizer.ui.views.labs import LabControls
+
+        if slide.id not in LAB_PARAMS:
+            self.lab_slot.hide()
+            return
+        controls = self.lab_controls.get(slide.id)
+        if controls is None:
+            controls = self.lab_controls[slide.id] = LabControls(slide.id, self.lab_slot)
+            controls.changed.connect(lambda values, s=slide: self._lab_changed(s, values))
+            self.lab_slot.addWidget(controls)
+        self.lab_slot.setCurrentWidget(controls)
+        self.lab_slot.show()
+
+    def _lab_changed(self, slide: Slide, values: dict) -> None:
+        """A lab setting moved: the theory curve at once, the lab again after a short pause."""
+        from visualizer.core.labs.params import theory_curve
+
+        curve = theory_curve(slide.id, values)
+        if curve is not None and hasattr(slide.widget, "set_theory"):
+            slide.widget.set_theory(*curve, n=values["n"], k=values["k"])
+            enlarge_text(slide.widget, self._text_pt)
+        slide.error = ""
+        self._pending_lab = (slide, values)
+        self._lab_timer.start()
+
+    def _rerun_lab(self) -> None:
+        slide, values = self._pending_lab
+        if self.slides[self.index] is slide:
+            self._start(slide, values)
 
     @staticmethod
     def _kind(slide: Slide) -> str:
@@ -330,45 +376,11 @@ class Presentation(QWidget):
         self._play.start() if on else self._play.stop()
 
     # --- the control strip ---------------------------------------------------------------------
-    def _sync_strip(self) -> None:
-        s = self.main.state
-        ref = s.loaded.ref if s.loaded is not None else ""
-        if ref and self.model_box.findText(ref) < 0:
-            self.model_box.addItem(ref)
-        self.model_box.setCurrentText(ref)
-        crit = self.main.pruning_panel.criterion_box.currentData()
-        idx = self.criterion_box.findData(crit)
-        if idx >= 0:
-            self.criterion_box.setCurrentIndex(idx)
-        self.slider.blockSignals(True)
-        self.slider.setValue(value_of(s.density))
-        self.slider.blockSignals(False)
-        self.density_label.setText(f"{100 * s.density:.1f}% kept")
-
-    def _choose_model(self) -> None:
-        ref = self.model_box.currentText()
-        if self.main.state.loaded is None or ref != self.main.state.loaded.ref:
-            self.main.request_load(ref)
-        self._go_live()
-
-    def _choose_criterion(self) -> None:
-        self.main.pruning_panel.set_settings(criterion=self.criterion_box.currentData())
-        self._go_live()
-
-    def _slider_moved(self, value: int) -> None:
-        self.main.pruning_panel.set_density(density_of(value))
-        self._go_live()
-
     def _go_live(self) -> None:
         if self.slides[self.index].id != LIVE and self.slides[0].id == LIVE:
             self.show_slide(0)
 
-    def _model_changed(self) -> None:
-        self._sync_strip()
-        self._live_caption()
-
     def _live_caption(self) -> None:
-        self._sync_strip()
         if self.slides[self.index].id != LIVE:
             return
         s = self.main.state
@@ -390,7 +402,7 @@ class Presentation(QWidget):
             try:
                 self.main.jobs.progress.disconnect(self._progress)
                 self.main.state.masks_changed.disconnect(self._live_caption)
-                self.main.state.model_changed.disconnect(self._model_changed)
+                self.main.state.model_changed.disconnect(self._live_caption)
             except (RuntimeError, TypeError):  # already gone with the window
                 pass
             theme_manager().set_teaching(False)

@@ -28,9 +28,11 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QMainWindow,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -278,6 +280,9 @@ class TeachingMode(QObject):
     step_round: callable(+1/-1) stepping the IMP round shown; default ``window.step_imp_round``.
     views: the switchable views, as a QTabWidget or a list of QDockWidgets (default: the
         window's dock widgets in creation order, plus the central QTabWidget's tabs if any).
+    strip: callable(parent) -> QWidget, the compact controls shown at the bottom while teaching
+        mode hides the panels (the workbench's: model, criterion, density), so nothing needs
+        leaving it; the view-stepping buttons are added beside it.
 
     Teaching mode on: the theme switches to its teaching variant (fonts, lines, contrast), the
     application font grows, the window goes full screen and only the current view stays
@@ -296,8 +301,11 @@ class TeachingMode(QObject):
         step_density: Callable[[int], None] | None = None,
         step_round: Callable[[int], None] | None = None,
         views: QTabWidget | list[QDockWidget] | None = None,
+        strip: Callable[[QWidget], QWidget] | None = None,
     ) -> None:
         super().__init__(window)
+        self._strip_factory = strip
+        self.strip_bar: QToolBar | None = None  # made on the first switch-on
         self.window = window
         self.manager = manager or theme_manager()
         self._slider = slider
@@ -432,6 +440,29 @@ class TeachingMode(QObject):
             if dock.parent() is self.window and dock not in views:
                 dock.hide()
 
+    def _ensure_strip(self) -> None:
+        """Make the strip's tool bar (hidden) before the layout is saved: a tool bar the saved
+        state does not know about changed the panels' widths when the state came back."""
+        if self._strip_factory is None or self.strip_bar is not None:
+            return
+        bar = self.strip_bar = QToolBar("Lecture controls", self.window)
+        bar.setObjectName("teachingStrip")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.addWidget(self._strip_factory(bar))
+        for text, step in (("◀ View", -1), ("View ▶", +1)):
+            button = QPushButton(text, bar)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, step=step: self.show_view(self._current + step))
+            bar.addWidget(button)
+        self.window.addToolBar(Qt.ToolBarArea.BottomToolBarArea, bar)
+        bar.hide()
+
+    def _show_strip(self, on: bool) -> None:
+        """The control strip at the bottom of the window, only while teaching mode is on."""
+        if self.strip_bar is not None:
+            self.strip_bar.setVisible(on)
+
     # the switch -----------------------------------------------------------------------------
     @property
     def active(self) -> bool:
@@ -447,6 +478,7 @@ class TeachingMode(QObject):
             return
         app = QApplication.instance()
         if on:
+            self._ensure_strip()
             self._saved = {
                 "state": self.window.saveState(),
                 "window_state": self.window.windowState(),
@@ -464,6 +496,7 @@ class TeachingMode(QObject):
                 self.window.setGeometry(screen.geometry())
             self.window.showFullScreen()
             self._hide_panels()
+            self._show_strip(True)
             self.show_view(self._current)
         else:
             self._active = False

@@ -99,8 +99,13 @@ def install_analysis(window) -> Any:
     docks = getattr(window, "docks", {})
     view_ids = list(getattr(window, "views", {}))
     view_docks = [docks[v] for v in view_ids if v in docks] or None
+    def strip(parent):
+        from visualizer.ui.lecture.strip import ControlStrip
+
+        return ControlStrip(window, parent)
+
     mode = TeachingMode(window, manager, slider=slider, step_density=step_density,
-                        views=view_docks)
+                        views=view_docks, strip=strip if hasattr(window, "pruning_panel") else None)
     mode.install_menus()
     _install_presets(window, mode)
     window.teaching = mode

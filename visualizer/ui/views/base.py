@@ -85,6 +85,14 @@ class AnalysisView(QWidget):
         return pg.mkPen(self.theme.color(i), width=self.theme.line_width * width_scale, **kw)
 
 
+def plain_numbers(axis: pg.AxisItem) -> None:
+    """The axis prints its values as they are: "test accuracy (x0.001)" with ticks 500-950
+    misreads as 950 for 0.95. (Switching auto-SI off alone keeps the scale of the moment: pyqtgraph
+    computes it once more on the way out, so no range may enable a prefix.)"""
+    axis.setSIPrefixEnableRanges(())
+    axis.enableAutoSIPrefix(False)
+
+
 def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
     """Axis pens, tick/label fonts and title colour of one PlotItem for ``theme``."""
     font = QFont()
@@ -94,6 +102,7 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         axis.setPen(pg.mkPen(theme.foreground, width=max(1.0, theme.line_width / 2)))
         axis.setTextPen(pg.mkPen(theme.foreground))
         axis.setStyle(tickFont=font)
+        plain_numbers(axis)
         axis.label.setFont(font)
         if axis.labelText:
             axis.setLabel(axis.labelText, units=axis.labelUnits, color=theme.foreground)

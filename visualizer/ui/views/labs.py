@@ -14,12 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
+    QSpinBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -74,6 +77,14 @@ class MaskProbabilityView(_OnePlotView):
                          n=n, k=k, trials=trials)
         self.redraw()
 
+    def set_theory(self, curve_x: Sequence[float], curve_formula: Sequence[float], n: int, k: int) -> None:
+        """Only the formula's curve (a control moved): drawn at once, the Monte Carlo points
+        of the old settings are dropped until the new run streams in."""
+        self.data = dict(x=np.zeros(0), cx=np.asarray(curve_x, float),
+                         formula=np.asarray(curve_formula, float), mc=np.zeros(0), se=np.zeros(0),
+                         n=n, k=k, trials=0)
+        self.redraw()
+
     def redraw(self) -> None:
         plot, theme, d = self.plot, self.theme, self.data
         plot.clear()
@@ -85,11 +96,12 @@ class MaskProbabilityView(_OnePlotView):
             return
         plot.plot(d["cx"], d["formula"], pen=self.pen(0, 1.5),
                   name="[2(1 - Phi(t/sigma))]^k [2 Phi(t/sigma) - 1]^(n-k)")
-        plot.addItem(pg.ErrorBarItem(x=d["x"], y=d["mc"], height=4 * d["se"],
-                                     pen=pg.mkPen(theme.color(1), width=theme.line_width), beam=0.04))
-        plot.plot(d["x"], d["mc"], pen=None, symbol="o", symbolSize=8 * theme.marker_scale,
-                  symbolBrush=theme.color(1), symbolPen=None,
-                  name=f"Monte Carlo ({d['trials']} draws) +- 2 s.e.")
+        if d["trials"]:  # none yet right after a control moved
+            plot.addItem(pg.ErrorBarItem(x=d["x"], y=d["mc"], height=4 * d["se"],
+                                         pen=pg.mkPen(theme.color(1), width=theme.line_width), beam=0.04))
+            plot.plot(d["x"], d["mc"], pen=None, symbol="o", symbolSize=8 * theme.marker_scale,
+                      symbolBrush=theme.color(1), symbolPen=None,
+                      name=f"Monte Carlo ({d['trials']} draws) +- 2 s.e.")
         set_title(plot, f"Magnitude pruning at init recovers a {d['k']}-sparse support in n = {d['n']}",
                   theme)
         style_plot(plot, theme)  # the legend entries added above take the theme's colours
@@ -270,9 +282,65 @@ LAB_VIEWS = {
 }
 
 
+class LabControls(QWidget):
+    """One lab's settings as spin boxes (arrow keys and PgUp/PgDn step them), built from
+    core.labs.params.LAB_PARAMS. ``changed`` carries the clamped settings; a value that had to
+    change is said in ``note`` (clamped, never an error from inside the job)."""
+
+    changed = Signal(dict)
+
+    def __init__(self, lab: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from visualizer.core.labs.params import LAB_PARAMS
+
+        self.lab = lab
+        self.boxes: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        for p in LAB_PARAMS[lab]:
+            box = QSpinBox(self) if p.integer else QDoubleSpinBox(self)
+            if not p.integer:
+                box.setDecimals(2)
+            # the range is wider than the lab's: out-of-range values reach clamp() and get a note
+            box.setRange(0, p.hi * 10) if p.integer else box.setRange(0.0, p.hi * 10)
+            box.setSingleStep(p.step)
+            box.setValue(p.default)
+            box.setKeyboardTracking(False)  # typing "150" asks once, not for 1, 15 and 150
+            box.setObjectName(f"lab_{p.name}")
+            box.setToolTip(f"{p.label}: {p.lo:g} to {p.hi:g}")
+            label = QLabel(p.label, self)
+            label.setBuddy(box)
+            row.addWidget(label)
+            row.addWidget(box)
+            box.valueChanged.connect(lambda _v: self._emit())
+            self.boxes[p.name] = box
+        self.note = QLabel("", self)
+        self.note.setObjectName("labNote")
+        self.note.setWordWrap(True)
+        row.addWidget(self.note, 1)
+
+    def values(self) -> dict[str, float]:
+        return {name: box.value() for name, box in self.boxes.items()}
+
+    def settings(self) -> dict[str, float]:
+        """The clamped settings; shows the clamp notes, if any."""
+        from visualizer.core.labs.params import clamp
+
+        values, notes = clamp(self.lab, self.values())
+        self.note.setText("; ".join(notes))
+        return values
+
+    def _emit(self) -> None:
+        self.changed.emit(self.settings())
+
+
 class LabsPanel(QWidget):
-    """The Labs dock: pick a lab, run it with its default settings as a job, see its view and
-    measured summary (the CLI's ``pruneviz lab NAME`` runs the same jobs with flags)."""
+    """The Labs dock: pick a lab, set its parameters, see its view fill in as the Monte Carlo
+    points and grid cells arrive (the CLI's ``pruneviz lab NAME`` runs the same jobs with flags).
+    A change of a setting redraws the theory curve at once and re-runs the lab after a short pause
+    (the new job supersedes the old one)."""
+
+    DEBOUNCE_MS = 300
 
     def __init__(self, window) -> None:
         super().__init__()
@@ -281,52 +349,100 @@ class LabsPanel(QWidget):
         for name, (title, _, _) in LAB_VIEWS.items():
             self.chooser.addItem(title, name)
         self.run_button = QPushButton("Run")
-        self.run_button.setToolTip("run the chosen lab with its default settings")
+        self.run_button.setToolTip("run the chosen lab with the settings below")
         self.run_button.clicked.connect(lambda _=False: self.compute())
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(160)
+        self.progress.hide()
         self.status = QLabel("")
         self.status.setObjectName("analysisStatus")
         self.stack = QStackedWidget()
+        self.controls_stack = QStackedWidget()
         self.views: dict[str, AnalysisView] = {}
+        self.controls: dict[str, LabControls] = {}
         for name, (_, view_cls, _) in LAB_VIEWS.items():
             self.views[name] = view_cls()
             self.stack.addWidget(self.views[name])
-        self.chooser.currentIndexChanged.connect(lambda i: self.stack.setCurrentIndex(i))
+            self.controls[name] = LabControls(name)
+            self.controls[name].changed.connect(lambda values, lab=name: self._changed(lab, values))
+            self.controls_stack.addWidget(self.controls[name])
+        self.chooser.currentIndexChanged.connect(self._chosen)
+        self._rerun = QTimer(self)
+        self._rerun.setSingleShot(True)
+        self._rerun.setInterval(self.DEBOUNCE_MS)
+        self._rerun.timeout.connect(self.compute)
         bar = QHBoxLayout()
         bar.addWidget(self.chooser)
         bar.addWidget(self.run_button)
+        bar.addWidget(self.progress)
         bar.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
+        layout.addWidget(self.controls_stack)
         layout.addWidget(self.stack, 1)
         self.results: dict[str, object] = {}
+        self._job_id = -1
+        window.jobs.progress.connect(self._progress)
 
     def current(self) -> str:
         return self.chooser.currentData()
 
+    def _chosen(self, index: int) -> None:
+        self.stack.setCurrentIndex(index)
+        self.controls_stack.setCurrentIndex(index)
+
+    def _changed(self, lab: str, values: dict) -> None:
+        """A setting moved: the theory curve now, the Monte Carlo after the debounce."""
+        from visualizer.core.labs.params import theory_curve
+
+        curve = theory_curve(lab, values)
+        view = self.views[lab]
+        if curve is not None and hasattr(view, "set_theory"):
+            view.set_theory(*curve, **{k: values[k] for k in ("n", "k")})
+        self._rerun.start()
+
+    def _progress(self, job_id: int, stage: str, fraction: float) -> None:
+        if job_id == self._job_id:
+            self.progress.setValue(int(1000 * fraction))
+
     def compute(self) -> None:
-        """Run the chosen lab through the window's job runner and show its result."""
+        """Run the chosen lab with its settings through the window's job runner; partial results
+        (the estimate so far) are drawn as they arrive."""
         from visualizer.core.labs import lab_job
+        from visualizer.core.labs.params import job_options
 
         name = self.current()
         title, _, show = LAB_VIEWS[name]
         job = lab_job(name)
+        options = job_options(name, self.controls[name].settings())
+        view = self.views[name]
+
+        def partial(result) -> None:
+            if result is not None and type(result).__name__.endswith("Result"):
+                show(view, result)
 
         def done(result) -> None:
             self.results[name] = result
-            view = self.views[name]
             show(view, result)
             view.set_caption(result.summary())
             self.status.setText("")
+            self.progress.hide()
 
-        factory = job
+        def failed(message: str) -> None:
+            self.status.setText(message)
+            self.progress.hide()
+
         if "device" in inspect.signature(job).parameters:  # the training lab: the window's device
             from visualizer.ui.shell.device_ui import job_device
 
             device = job_device(self.window)
             if device is None:
                 return
-            factory = lambda: job(device=device)  # noqa: E731
+            options["device"] = device
         self.status.setText(f"{title}…")
-        self.window.jobs.submit("lab", title, factory, on_result=done,
-                                on_error=lambda message: self.status.setText(message))
+        self.progress.setValue(0)
+        self.progress.show()
+        self._job_id = self.window.jobs.submit("lab", title, lambda: job(**options), on_result=done,
+                                               on_partial=partial, on_error=failed).id

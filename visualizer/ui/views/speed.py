@@ -47,10 +47,12 @@ class SpeedView(AnalysisView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.canvas = self.add_layout_widget()
+        # two by two: four charts in a row left the category names of each overlapping at
+        # lecture type on a 1280x720 projector
         self.latency_plot = self.add_plot(self.canvas, 0, 0)
         self.flops_plot = self.add_plot(self.canvas, 0, 1)
-        self.eta_plot = self.add_plot(self.canvas, 0, 2)
-        self.train_plot = self.add_plot(self.canvas, 0, 3)
+        self.eta_plot = self.add_plot(self.canvas, 1, 0)
+        self.train_plot = self.add_plot(self.canvas, 1, 1)
         self.latency_plot.setLabel("left", "latency", units="ms")
         self.flops_plot.setLabel("left", "FLOPs")
         self.eta_plot.setLabel("left", "eta (hardware efficiency)")
@@ -87,6 +89,7 @@ class SpeedView(AnalysisView):
             if not xs:
                 continue
             heights = [float(values[i]) for i in xs]
+            tops = []
             plot.addItem(pg.BarGraphItem(
                 x=xs, height=heights, width=0.6,
                 brushes=[pg.mkBrush(theme.color(i)) for i in xs],
@@ -96,6 +99,7 @@ class SpeedView(AnalysisView):
                 err = self.entries[x].latency_err_ms if plot is self.latency_plot else None
                 label = pg.TextItem(fmt.format(h), color=theme.foreground, anchor=(0.5, 1.0))
                 label.setPos(x, h + (err or 0.0))
+                tops.append(h + (err or 0.0))
                 plot.addItem(label)
             if plot is self.latency_plot:
                 errs = [self.entries[i].latency_err_ms for i in xs]
@@ -106,5 +110,6 @@ class SpeedView(AnalysisView):
                         pen=pg.mkPen(theme.foreground, width=theme.line_width),
                     ))
             plot.setXRange(-0.7, len(self.entries) - 0.3, padding=0)
-            plot.setYRange(0, max(heights) * 1.2 or 1.0, padding=0)
+            # room above the highest error bar for its value label, under the title
+            plot.setYRange(0, max(tops) * 1.3 or 1.0, padding=0)
         self.canvas.setToolTip(self.note)

@@ -1,0 +1,75 @@
+"""Legibility is a tested property: every preset's slide, at 1280x720 and 1920x1080, has no text
+under 60% of the caption's height, no two texts overlapping and no SI multiplier on an axis,
+read off the items' scene geometry (visualizer.ui.lecture.legibility)."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+import pytest
+from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
+
+from visualizer.ui.lecture.legibility import problems, texts
+from visualizer.ui.lecture.presentation import Presentation
+from visualizer.ui.lecture.presets import PRESETS, run_preset
+
+# each preset at settings that finish in seconds: legibility is about the drawing, not the numbers
+FAST = {"lth": dict(rounds=2, epochs=1), "spectrum": dict(top_k=2, probes=2, taus=(0, 10)),
+        "densenet": dict(lam=1.0, epochs=4, finetune_epochs=1), "density-law": dict(rounds=3, steps=2),
+        "random-labels": dict(rounds=1, epochs=1), "mask-probability": dict(trials=5000),
+        "phase-transition": dict(trials=2), "a-optimal": dict(trials=6)}
+
+
+@pytest.fixture(scope="module")
+def results():
+    QApplication.instance() or QApplication([])
+    out = {}
+    for pid in PRESETS:
+        view, out[pid] = run_preset(pid, **FAST.get(pid, {}))
+        view.deleteLater()
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_every_slide_is_legible(qtbot, window, results, size):
+    show = Presentation(window, deck=list(PRESETS))
+    qtbot.addWidget(show)
+    show.resize(*size)
+    show.show()
+    qtbot.waitExposed(show)
+    found = {}
+    for i, pid in enumerate(PRESETS, start=1):
+        show.install_result(show.slides[i], results[pid])
+        show.show_slide(i)
+        for _ in range(5):
+            QApplication.processEvents()
+        assert len(texts(show.stack.currentWidget())) > 3, pid  # the checker sees the slide's texts
+        found[pid] = problems(show.stack.currentWidget(), show.caption)
+    assert {pid: p for pid, p in found.items() if p} == {}
+    show.close()
+
+
+def test_the_checker_finds_small_overlapping_and_scaled_text(qtbot):
+    root = QWidget()
+    qtbot.addWidget(root)
+    caption = QLabel("caption")
+    caption.setStyleSheet("font-size: 24pt")
+    canvas = pg.GraphicsLayoutWidget()
+    plot = canvas.addPlot(title="a title")
+    plot.setLabel("left", "accuracy")
+    plot.plot([0, 1], [0.0005, 0.0009])
+    for text in ("tiny", "tiny too"):
+        item = pg.TextItem(text, anchor=(0, 0))
+        item.setPos(0.5, 0.0007)
+        plot.addItem(item)
+    layout = QVBoxLayout(root)
+    layout.addWidget(canvas)
+    layout.addWidget(caption)
+    root.resize(800, 600)
+    root.show()
+    qtbot.waitExposed(root)
+    QApplication.processEvents()
+    found = problems(root, caption)
+    assert any("'tiny' is" in p for p in found)
+    assert any("overlaps" in p and "'tiny'" in p and "'tiny too'" in p for p in found)
+    assert any("left axis 'accuracy' scaled by" in p for p in found)
