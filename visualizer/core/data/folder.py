@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from visualizer.core.data.sources import DataError
+from visualizer.core.data.checks import DataError
 from visualizer.core.data.streaming import StreamSource
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})

@@ -45,12 +45,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.io.checks import FileFormatError
+from visualizer.core.io.session import TrustRequired
+from visualizer.core.io.torchfile import safe_load
+from visualizer.core.models.loaders import load_model
+from visualizer.core.models.outputs import main_logits
+from visualizer.core.models.trust import model_trust_reason
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.ranking import check_density, kept_count
-from visualizer.core.structure.graph import model_device
-from visualizer.core.structure.groups import ChannelGroup, Member
+from visualizer.core.structure.graph import fx_trace, model_device
+from visualizer.core.structure.groups import (
+    ChannelGroup,
+    Member,
+    branches,
+    connectivity,
+    group_scores,
+)
 from visualizer.core.tasks import Step, run
-from visualizer.core.training.loop import main_logits
 
 FORMAT = "pruneviz-shrunk"
 
@@ -181,8 +192,6 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
     """Everything group lasso drove to zero (norm <= tol): units of channel groups, DenseNet
     connections (:func:`select_zero_connections`) and whole Inception branches (every weight of
     the branch zero, :func:`remove_branches`). Removing them leaves the output unchanged."""
-    from visualizer.core.structure.groups import branches, connectivity, group_scores
-
     plan = select_zero_units(groups, group_scores(model, groups, "group-l2"), tol)
     select_zero_connections(connectivity(model, groups), tol, plan)
     whole = []
@@ -460,8 +469,6 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
 def drop_branches(model: nn.Module, branches: list) -> nn.Module:
     """The model as an fx GraphModule whose concatenations no longer take the given inputs;
     the layers only those inputs used are deleted."""
-    from visualizer.core.structure.graph import fx_trace
-
     gm = fx_trace(model)
     nodes = {n.name: n for n in gm.graph.nodes}
     drop: dict[str, set[int]] = defaultdict(set)
@@ -528,11 +535,7 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
     The saved reference is data from the file: when building it could run code (a
     ``file.py:factory``, a pickled model) it is refused with
     :class:`~visualizer.core.io.session.TrustRequired` unless ``trust`` (the person said yes)."""
-    from visualizer.core.io.checks import FileFormatError
-
     name = Path(path).name
-    from visualizer.core.io.torchfile import safe_load
-
     try:
         payload = safe_load(path)
     except FileFormatError as exc:  # damaged, or Python objects weights_only refuses
@@ -548,9 +551,6 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise FileFormatError(f"{name}: damaged shrunk model (spec or state of the wrong type)")
     if factory is None:
-        from visualizer.core.io.session import TrustRequired, model_trust_reason
-        from visualizer.core.models.loaders import load_model
-
         ref = spec.get("ref")
         if not isinstance(ref, str) or not ref:
             raise FileFormatError(f"{name}: names no model to rebuild")

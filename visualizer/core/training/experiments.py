@@ -31,11 +31,18 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.tasks import Step, sub
+from visualizer.core.pruning.ranking import build_ranking
+from visualizer.core.tasks import Step, run, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
-from visualizer.core.training.lottery import RETRAIN_MODES, retrain_job
+from visualizer.core.training.lottery import (
+    RETRAIN_MODES,
+    IMPConfig,
+    iterative_magnitude_pruning,
+    retrain_job,
+)
 from visualizer.core.workspace import (
     SCORE_BATCHES,
     Workspace,
@@ -76,8 +83,6 @@ class SweepConfig:
     def structure_for(self, criterion: str) -> str:
         if self.structure != "auto":
             return self.structure
-        from visualizer.core.pruning.criteria import CRITERIA
-
         info = CRITERIA.get(criterion)
         return "channel" if info is not None and info.structured else "unstructured"
 
@@ -129,8 +134,6 @@ def _key_value(name: str, v) -> str:
 
 def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: str = "", seed: int | None = None) -> dict:
     """Every setting that produces the (criterion, density) row of this sweep."""
-    from visualizer.core.pruning.criteria import CRITERIA
-
     retrain = config.retrain != "none"
     tc = config.train
     info = CRITERIA.get(criterion)
@@ -276,8 +279,6 @@ def cell_job(
     worker), the score batches and the batch order come from seeded generators, and a cached
     ranking is the one the cell would compute itself. The serial sweep and a Ray task
     (:mod:`visualizer.core.training.cluster`) both compute cells here."""
-    from visualizer.core.pruning.ranking import build_ranking
-
     s = cell.settings
     start = time.perf_counter()
     device = resolve_device(cell.train.device)
@@ -306,8 +307,6 @@ def run_cell(
     cache: RankingCache | None = None,
 ) -> dict:
     """:func:`cell_job` run to the end: the row of one cell (what a Ray task returns)."""
-    from visualizer.core.tasks import run
-
     return run(cell_job(cell, model, data, init_state, cache))
 
 
@@ -418,8 +417,6 @@ def lth_report(
     """Accuracy vs density of IMP-rewind tickets, their random re-initialisations and random
     masks at the same densities (long format: one row per (kind, round)). Rows stream as
     ``Step.partial`` lists of the rows of each finished round."""
-    from visualizer.core.training.lottery import IMPConfig, iterative_magnitude_pruning
-
     config = config or TrainConfig()
     imp_config = IMPConfig(rounds, rate, rewind, scope, ("reinit", "random-mask"), config)
     job = iterative_magnitude_pruning(model, data, init_state, imp_config)

@@ -37,6 +37,7 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.device import model_device
+from visualizer.core.models.outputs import main_logits
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
 from visualizer.core.training.evaluate import EvalResult, autocast, evaluate
@@ -132,20 +133,6 @@ def distillation_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_p_s = F.log_softmax(student_logits / T, dim=1)
     log_p_t = F.log_softmax(teacher_logits / T, dim=1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (T * T)
-
-
-def main_logits(out) -> torch.Tensor:
-    """The main head's logits of a forward pass. torchvision's GoogLeNet and Inception v3 return
-    a named tuple in training mode, (logits, aux...); the auxiliary heads are not trained here
-    (the pruned network is judged by its main head alone)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = getattr(out, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise TypeError(f"the model returned {type(out).__name__}, not logits")
 
 
 def training_loss(
