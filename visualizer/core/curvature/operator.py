@@ -50,10 +50,8 @@ from visualizer.core.tasks import Job, Step
 from visualizer.core.workspace import CURVATURE_BATCH_SIZE, CURVATURE_BATCHES, evaluation_batches
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
-# Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
-# batch of 128): one gradient by torch.autograd.grad 2.63 ms (what HessianOperator.gradient uses;
-# torch.func.grad 3.42 ms), an HVP by double backward 6.60 ms (2.51x the gradient), by
-# forward-over-reverse 11.62 ms (4.42x): double backward is the default.
+# double backward is the default: it was the faster HVP in tests/benchmarks/bench_curvature.py
+# (the numbers are in docs/performance.md)
 DEFAULT_HVP_METHOD = "double-backward"
 
 

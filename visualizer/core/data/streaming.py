@@ -15,9 +15,9 @@ torchvision dataset or a user's ``file.py:factory`` becomes. The batch rules of
   memory when CUDA is present, so the copy to the GPU can overlap;
 - the workers persist: a source keeps one DataLoader per (split, batch size) with
   ``persistent_workers=True`` and a sampler whose index list is set before each pass, so the
-  next evaluation of the same source reuses the processes instead of starting (and importing
-  torch in) new ones. A pass that finds that loader busy (two jobs reading one source at once)
-  uses a loader of its own for that pass.
+  next evaluation of the same source reuses the processes instead of starting new ones (a
+  start per pass dominated short evaluations; docs/performance.md). A pass that finds that
+  loader busy (two jobs reading one source at once) uses a loader of its own for that pass.
 """
 
 from __future__ import annotations

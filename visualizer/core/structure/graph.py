@@ -131,9 +131,9 @@ class ShapeRecorder(torch.fx.Interpreter):
     ["tensor_meta"]``, like ``torch.fx.passes.shape_prop.ShapeProp`` for concrete inputs.
 
     Not ShapeProp itself: its ``run_node`` imports ``torch.fx.experimental.symbolic_shapes`` and
-    with it sympy (about 530 modules) on first use; done by the graph job in a worker thread that
-    import held the GIL long enough to freeze the window for over 100 ms. Shapes of concrete
-    tensors need none of it."""
+    with it sympy on first use; done by the graph job in a worker thread, that import held the
+    GIL long enough to freeze the window (docs/performance.md). Shapes of concrete tensors need
+    none of it."""
 
     def run_node(self, n: torch.fx.Node):
         result = super().run_node(n)

@@ -288,8 +288,9 @@ class GraphView(AnalysisView):
             self._draw_highlight()
 
     def _draw_labels(self) -> None:
-        """Layer names beside their nodes, made LABEL_BATCH per event-loop pass: a pyqtgraph
-        TextItem costs ~1 ms, and a DenseNet's forty at once held the GUI thread 40-60 ms."""
+        """Layer names beside their nodes, made LABEL_BATCH per event-loop pass: pyqtgraph's
+        TextItems are slow to make, and a DenseNet's forty at once held the GUI thread past the
+        50 ms budget (docs/performance.md)."""
         for label in self._labels:
             self.plot.removeItem(label)
         self._labels = []
