@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from visualizer.core.errors import first_line
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Job, Step
@@ -444,8 +445,8 @@ class HessianOperator:
                     elif self.auto and self.method != "double-backward":
                         self.method = "double-backward"
                     else:
-                        first = str(exc).strip().splitlines()[0]
-                        raise ValueError(f"an operation of this model has no second derivative: {first}") from exc
+                        raise ValueError("an operation of this model has no second derivative: "
+                                         f"{first_line(exc)}") from exc
 
     def loss(self) -> float:
         with eval_mode(self.model), torch.no_grad(), self._context():

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visualizer.core.errors import first_line
 from visualizer.core.io.atomic import atomic_write
 from visualizer.core.io.checks import FileFormatError
 from visualizer.core.io.session import TrustRequired
@@ -567,8 +568,7 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    return first_line(exc, limit=200)
 
 
 @torch.no_grad()

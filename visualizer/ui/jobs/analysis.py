@@ -12,6 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from visualizer.core.errors import first_line
 from visualizer.core.structure.layout import GraphLayout, layout_job
 from visualizer.core.tasks import Step, sub
 
@@ -44,7 +45,7 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
         notices += list(getattr(structure, "notices", []))
     except Exception as exc:  # an untraceable model still gets its graph drawn
         groups_obj = []
-        notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        notices.append(f"no channel groups: {first_line(exc)}")
     groups = [[m.param for m in g.members] for g in groups_obj]
     yield Step("connectivity and branches", 0.5)
     from visualizer.core.structure.groups import branches as branch_fn
