@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from visualizer.cli import main
-from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.io.mask_formats import read_mask
 
 SPECTRUM_KEYS = {"top_eigenvalues", "bottom_eigenvalues", "trace", "hvps"}
 
@@ -49,7 +49,7 @@ def test_hessian_json_dense_and_masked_with_interlacing(capsys, tmp_path, masks)
         # Lanczos + 2 SLQ probes x 4 steps + 3 Hutchinson probes
         assert s["hvps"] == s["lanczos_steps"] + 2 * 4 + 3
         assert s["converged"]
-    mask = MaskSet.load(masks["mlp"])
+    mask = read_mask(masks["mlp"])
     assert masked["dim"] == mask.kept() and dense["dim"] == mask.total()
     assert out["density"] == pytest.approx(0.1, abs=1e-3)
     # Cauchy interlacing of the principal submatrix H[S,S] (both at theta = m * w). Ritz values
@@ -67,7 +67,7 @@ def test_hessian_lenet_masked_and_dense_only(capsys, masks):
     assert {"dense", "masked"} <= set(out)
     for s in (out["dense"], out["masked"]):
         assert SPECTRUM_KEYS <= set(s) and len(s["top_eigenvalues"]) == 1 and s["hvps"] >= 1
-    assert out["masked"]["dim"] == MaskSet.load(masks["lenet"]).kept()
+    assert out["masked"]["dim"] == read_mask(masks["lenet"]).kept()
     # no mask: only the dense spectrum, at the trained weights
     out = run_json(capsys, "hessian", "lenet", "--top-k", "1", "--batch-size", "16", "--max-steps", "4")
     assert "dense" in out and "masked" not in out

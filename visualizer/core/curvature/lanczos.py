@@ -74,9 +74,9 @@ class LanczosResult:
 def _eigh_tridiagonal(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of the symmetric tridiagonal T (ascending), by LAPACK's tridiagonal solver.
 
-    Not np.linalg.eigh of the dense T: that goes through threaded OpenBLAS, which on the shared
-    2-core machine took 22-124 ms for a 90x90 T against 0.8 ms here (measured while torch's own
-    threads were busy), and Lanczos solves T after every step."""
+    Not np.linalg.eigh of the dense T: that goes through threaded OpenBLAS, which is orders of
+    magnitude slower while torch's own threads are busy (docs/performance.md), and Lanczos
+    solves T after every step."""
     return scipy.linalg.eigh_tridiagonal(np.ascontiguousarray(alphas), np.ascontiguousarray(betas))
 
 
