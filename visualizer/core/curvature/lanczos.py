@@ -200,7 +200,7 @@ def lanczos(
         beta_f, av = (float(t) for t in torch.stack([beta, av_norm]).cpu())
         av_max = max(av_max, av)
         broke = not beta_f > eps * av_max
-        betas[j] = 0.0 if broke else beta
+        betas[j] = beta  # the residual norm of this step (set to 0 in T if Lanczos restarts)
         m = j + 1
         last = m == steps_cap
         if m % check_every == 0 or last or m == n or broke:
@@ -224,6 +224,7 @@ def lanczos(
                     converged = True
                     break
         if broke:
+            betas[j] = 0.0  # T becomes block diagonal: the next vector is not w / β
             fresh = _orthogonal_restart(basis, gen, dt, dev)
             if fresh is None:  # the basis spans the space: T is A in that basis
                 exhausted = converged = True
