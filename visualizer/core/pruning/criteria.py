@@ -265,7 +265,7 @@ def bn_scale_scores(model: nn.Module) -> Scores:
 # the eval mode the scoring holds for its whole run (restored when it ends or is closed).
 
 
-def _materialise(batches: Iterable[Batch] | None) -> list[Batch]:
+def materialise_batches(batches: Iterable[Batch] | None) -> list[Batch]:
     if batches is None:
         raise ValueError("this criterion needs data: pass batches of (x, y)")
     out = list(batches)
@@ -287,7 +287,7 @@ def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, N
     dL/dw at the current weights; L = (1/B) Σ_b L_b averaged over the given batches, so g is the
     mean of the batch gradients."""
     params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
+    op = criterion_operator(model, params, materialise_batches(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("snip gradient"), 0.0, 1.0)
         return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
@@ -301,7 +301,7 @@ def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step,
     b's mean loss. Unlike SNIP's |ḡ ⊙ w| the batch terms cannot cancel, which matters at a
     trained minimum where the mean gradient ḡ is close to 0."""
     params = _params(model)
-    data = _materialise(batches)
+    data = materialise_batches(batches)
     total = {n: torch.zeros_like(p, dtype=torch.float32, device="cpu") for n, p in params.items()}
     with eval_mode(model):
         for b, batch in enumerate(data):
@@ -319,7 +319,7 @@ def grasp_importance(model: nn.Module, batches: Iterable[Batch]) -> Generator[St
     weight i (δ = -w_i e_i) changes the gradient norm ‖g‖² by about 2 δᵀ H g = 2 S_i, so a high
     S_i means the removal keeps or raises the gradient flow: GraSP removes the highest S."""
     params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
+    op = criterion_operator(model, params, materialise_batches(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("grasp gradient"), 0.0, 0.5)
         hg = yield from _scaled(op.hvp_steps(g, "grasp Hg"), 0.5, 1.0)
@@ -336,7 +336,7 @@ def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, 
     return {n: -s for n, s in importance.items()}
 
 
-def _diagonal_estimate(op: HessianOperator, probes: int, seed: int) -> Generator[Step, None, dict[str, torch.Tensor]]:
+def diagonal_estimate(op: HessianOperator, probes: int, seed: int) -> Generator[Step, None, dict[str, torch.Tensor]]:
     """diag(H) ≈ (1/P) Σ_p z_p ⊙ (H z_p) over the operator's parameters (see :func:`hutchinson_diagonal`)."""
     if probes < 1:
         raise ValueError(f"Hutchinson needs at least one probe, got {probes}")
@@ -361,8 +361,8 @@ def hutchinson_diagonal(
     Kokiopoulou & Saad 2007): unbiased, since E[z z^T] = I; exact for any single probe when H is
     diagonal (z_i^2 = 1). H is the Hessian of the batch-averaged loss with respect to ``params``;
     returns one tensor per parameter, in order."""
-    op = criterion_operator(model, params, _materialise(batches))
-    diag = yield from _diagonal_estimate(op, probes, seed)
+    op = criterion_operator(model, params, materialise_batches(batches))
+    diag = yield from diagonal_estimate(op, probes, seed)
     return _listed(diag, params)
 
 
@@ -378,10 +378,10 @@ def obd_scores(
     64-probe estimates of 1/2 H_ii w_i^2 from different seeds correlate at only 0.04 (fc1), and
     OBD pruning to 50% density leaves ~14% test accuracy where magnitude keeps ~98%."""
     params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
+    op = criterion_operator(model, params, materialise_batches(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("obd gradient"), 0.0, 0.1)
-        diag = yield from _scaled(_diagonal_estimate(op, probes, seed), 0.1, 1.0)
+        diag = yield from _scaled(diagonal_estimate(op, probes, seed), 0.1, 1.0)
         return _as_scores(
             {n: -g[n] * p.detach() + 0.5 * diag[n] * p.detach() ** 2 for n, p in params.items()}
         )
@@ -408,7 +408,7 @@ def score(
     info = _check_criterion(criterion)
     params = _params(model)
     if info.needs_data:
-        data = _materialise(batches)
+        data = materialise_batches(batches)
         if criterion == "snip":
             return (yield from snip_scores(model, data))
         if criterion == "taylor":
