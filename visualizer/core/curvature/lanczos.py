@@ -138,8 +138,8 @@ def lanczos(
     the estimate. Each new vector is orthogonalised twice against the whole basis (classical
     Gram-Schmidt twice is enough, Giraud et al. 2005). The basis stays on the operator's device
     when it fits there, else on the host (:func:`basis_device`; the progress text says which);
-    the tridiagonal coefficients go to the CPU once per check (``check_every`` steps). Returned
-    vectors are on the operator's device.
+    β_j and ‖A v_j‖ go to the CPU every step (the breakdown test), the tridiagonal matrix is
+    solved once per check (``check_every`` steps). Returned vectors are on the operator's device.
 
     Breakdown (β_j ≤ ε·max_i ‖A v_i‖, ε the working precision's machine epsilon; e.g. a zero
     operator, or a start on an eigenvector): the Krylov space is invariant and its Ritz values are
