@@ -302,14 +302,15 @@ def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step,
     trained minimum where the mean gradient ḡ is close to 0."""
     params = _params(model)
     data = materialise_batches(batches)
-    total = {n: torch.zeros_like(p, dtype=torch.float32, device="cpu") for n, p in params.items()}
+    total: dict[str, torch.Tensor] = {}  # on the model's device, in the engine's precision
     with eval_mode(model):
         for b, batch in enumerate(data):
             op = criterion_operator(model, params, [batch])
             g = yield from _scaled(op.gradient_steps(f"taylor batch {b + 1}/{len(data)}"),
                                    b / len(data), (b + 1) / len(data))
             for n, p in params.items():
-                total[n] += (g[n] * p.detach().to(g[n].dtype)).pow(2).to("cpu", torch.float32)
+                term = (g[n] * p.detach().to(g[n].dtype)).pow(2)
+                total[n] = term if n not in total else total[n] + term
         return _as_scores({n: t / len(data) for n, t in total.items()})
 
 
