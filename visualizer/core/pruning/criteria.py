@@ -4,21 +4,20 @@ Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) t
 ``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
 :func:`visualizer.core.models.loaders.prunable_parameters`. The formulas and their papers (docs/theory.md §5-§7):
 
-==========  ===================================  ===========================================
-id          score s_i                            reference
-==========  ===================================  ===========================================
-magnitude   |w_i|                                Han et al. 2015 (best k-term approximation)
-random      u_i ~ U[0, 1) (seeded)               baseline
-snip        |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  Lee, Ajanthan & Torr 2019
-grasp       S_i = -w_i (H g)_i, highest removed  Wang, Zhang & Grosse 2020; ranked by -S_i
-grasp-      S_i = -w_i (H g)_i, lowest removed   the reversed ordering (a control)
- reversed
-taylor      (1/B) sum_b (g_b,i w_i)^2            Molchanov et al. 2019 (first order, per batch)
-obd         -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
-l1-norm     sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
-l2-norm     ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
-bn-scale    |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
-==========  ===================================  ===========================================
+==============  ===================================  ==============================================
+id              score s_i                            reference
+==============  ===================================  ==============================================
+magnitude       |w_i|                                Han et al. 2015 (best k-term approximation)
+random          u_i ~ U[0, 1) (seeded)               baseline
+snip            |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  Lee, Ajanthan & Torr 2019
+grasp           -S_i, S_i = -w_i (H g)_i             Wang, Zhang & Grosse 2020: highest S removed
+grasp-reversed  S_i = -w_i (H g)_i                   the opposite ordering (a control)
+taylor          (1/B) sum_b (g_b,i w_i)^2            Molchanov et al. 2019 (first order, per batch)
+obd             -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
+l1-norm         sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
+l2-norm         ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
+bn-scale        |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
+==============  ===================================  ==============================================
 
 Conventions (documented once, used by every data criterion):
 
@@ -401,7 +400,8 @@ def score(
 ) -> Generator[Step, None, Scores]:
     """Scores of ``criterion`` for every prunable parameter of ``model`` (a job).
 
-    batches: (x, y) pairs for the data criteria (snip, grasp, taylor, obd); ignored by the others.
+    batches: (x, y) pairs for the data criteria (snip, grasp, grasp-reversed, taylor, obd); ignored
+        by the others.
     seed: the random criterion's seed and the Hutchinson probes' seed (obd).
     probes: number of Hutchinson probes for obd.
     Returns dict name -> float32 CPU tensor of the parameter's shape (higher = kept).
