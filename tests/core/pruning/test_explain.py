@@ -10,7 +10,7 @@ import torch
 
 from tests.test_docs import PerBatchGradient, Quadratic, example_batch
 from visualizer.core.pruning.criteria import score
-from visualizer.core.pruning.explain import EXPLAINED, explain_weight
+from visualizer.core.pruning.explain import EXPLAINED, explain_weight, instructive_weight
 from visualizer.core.pruning.ranking import mask_from_scores
 from visualizer.core.tasks import run
 
@@ -97,3 +97,15 @@ def test_layer_scope_and_given_scores_and_bad_input():
         explain("magnitude", (2, 0))
     with pytest.raises(ValueError, match="needs data"):
         run(explain_weight("snip", Quadratic(), LAYER, 0, None))
+
+
+def test_instructive_weight_is_kept_by_one_and_removed_by_the_other():
+    """§7: at ρ = 0.5 magnitude keeps w3, w4 and GraSP keeps w1, w4: the weight magnitude keeps and
+    GraSP removes is w3 = -0.5 (index (1, 0)); the other way round it is w1 (index (0, 0))."""
+    mag = run(score("magnitude", Quadratic()))
+    grasp = run(score("grasp", Quadratic(), example_batch()))
+    assert instructive_weight(mag, grasp, 0.5) == (LAYER, (1, 0))
+    assert instructive_weight(grasp, mag, 0.5) == (LAYER, (0, 0))
+    assert instructive_weight(mag, mag, 0.5) is None
+    e = explain("grasp", (1, 0))
+    assert not e.kept and explain("magnitude", (1, 0)).kept

@@ -15,6 +15,8 @@ against the app's score (tests/core/pruning/test_explain.py).
 
 Criteria explained: magnitude, random, snip, taylor, grasp, grasp-reversed, obd (the element
 criteria; the channel criteria score whole channels and have no per-weight derivation).
+:func:`instructive_weight` picks a weight to explain: one that one criterion keeps and another
+removes at the same density.
 """
 
 from __future__ import annotations
@@ -257,3 +259,37 @@ def explain_weight(
         substituted=substituted, score=value, rank=rank, scope=scope, scope_size=int(ordered.size),
         density=rho, kept_count=k, threshold=threshold, kept=kept, steps=steps,
     )
+
+
+def instructive_weight(
+    kept_by: Scores,
+    removed_by: Scores,
+    density: float,
+    scope: str = "global",
+) -> tuple[str, tuple[int, ...]] | None:
+    """A weight one criterion keeps and another removes at ``density`` (the explainer's default
+    pick): among the weights kept under ``kept_by`` and removed under ``removed_by`` (unstructured
+    masks of :func:`visualizer.core.pruning.ranking.mask_from_scores` in ``scope``), the one
+    ``kept_by`` ranks highest, ties by position. None when the two keep the same weights.
+    Returns (tensor name, index)."""
+    from visualizer.core.pruning.ranking import mask_from_scores
+
+    if list(kept_by) != list(removed_by):
+        raise ValueError("the two score sets cover different tensors")
+    keep_a = mask_from_scores(kept_by, density, scope)
+    keep_b = mask_from_scores(removed_by, density, scope)
+    best: tuple[float, str, int] | None = None
+    for name in kept_by:
+        only_a = (keep_a[name] & ~keep_b[name]).reshape(-1)
+        if not bool(only_a.any()):
+            continue
+        values = kept_by[name].detach().to("cpu", torch.float32).reshape(-1)
+        idx = only_a.nonzero().reshape(-1)
+        top = int(idx[int(torch.argmax(values[idx]))])  # argmax returns the first of equal maxima
+        if best is None or float(values[top]) > best[0]:
+            best = (float(values[top]), name, top)
+    if best is None:
+        return None
+    _, name, flat = best
+    shape = tuple(kept_by[name].shape)
+    return name, tuple(int(i) for i in np.unravel_index(flat, shape))
