@@ -129,6 +129,22 @@ def test_landscape_rnn_falls_back_to_a_loop(capsys, tmp_path):
     assert np.load(tmp_path / "g.npz")["loss"].shape == (2, 2)
 
 
+def test_hessian_per_layer_matches_the_layer_spectrum(capsys, masks):
+    """`--per-layer`: λ_max of each layer's block; each equals the one-layer spectrum's λ_max
+    (`--layer`), and with a mask the block's dimension is the layer's kept count."""
+    args = ["--batch-size", "32", "--max-steps", "60", "--tol", "1e-8", "--float64"]
+    out = run_json(capsys, "hessian", "mlp", "--per-layer", *args)
+    assert out["unit"] == "layer" and [u["unit"] for u in out["units"]] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    one = run_json(capsys, "hessian", "mlp", "--layer", "fc2.weight", "--top-k", "1", *args)
+    fc2 = out["units"][1]
+    assert fc2["lambda_max"] == pytest.approx(one["dense"]["lambda_max"], rel=1e-6)
+    masked = run_json(capsys, "hessian", "mlp", "--per-layer", "--mask", str(masks["mlp"]), "--layer", "fc1.weight", *args)
+    assert masked["units"][0]["dim"] == int(read_mask(masks["mlp"]).masks["fc1.weight"].sum())
+    assert main(["hessian", "mlp", "--per-layer", "group", "--batch-size", "16", "--max-steps", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "lambda_max" in text and "fc1 (channels:" in text
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -140,6 +156,8 @@ def test_landscape_rnn_falls_back_to_a_loop(capsys, tmp_path):
         (["hessian", "mlp", "--threads", "-1"], "--threads must be >= 0"),
         (["hessian", "mlp", "--rewinds", "0,10"], "--rewinds needs --mask"),
         (["hessian", "mlp", "--rewinds", "a,b"], "--rewinds takes steps"),
+        (["hessian", "mlp", "--per-layer", "--layer", "nope.weight"], "no layer named 'nope.weight'"),
+        (["hessian", "mlp", "--per-layer", "--trace"], "--per-layer computes lambda_max per unit only"),
     ],
 )
 def test_bad_arguments_one_line(capsys, tmp_path, argv, message):

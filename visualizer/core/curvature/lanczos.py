@@ -138,8 +138,8 @@ def lanczos(
     the estimate. Each new vector is orthogonalised twice against the whole basis (classical
     Gram-Schmidt twice is enough, Giraud et al. 2005). The basis stays on the operator's device
     when it fits there, else on the host (:func:`basis_device`; the progress text says which);
-    the tridiagonal coefficients go to the CPU once per check (``check_every`` steps). Returned
-    vectors are on the operator's device.
+    β_j and ‖A v_j‖ go to the CPU every step (the breakdown test), the tridiagonal matrix is
+    solved once per check (``check_every`` steps). Returned vectors are on the operator's device.
 
     Breakdown (β_j ≤ ε·max_i ‖A v_i‖, ε the working precision's machine epsilon; e.g. a zero
     operator, or a start on an eigenvector): the Krylov space is invariant and its Ritz values are
@@ -200,7 +200,7 @@ def lanczos(
         beta_f, av = (float(t) for t in torch.stack([beta, av_norm]).cpu())
         av_max = max(av_max, av)
         broke = not beta_f > eps * av_max
-        betas[j] = 0.0 if broke else beta
+        betas[j] = beta  # the residual norm of this step (set to 0 in T if Lanczos restarts)
         m = j + 1
         last = m == steps_cap
         if m % check_every == 0 or last or m == n or broke:
@@ -224,6 +224,7 @@ def lanczos(
                     converged = True
                     break
         if broke:
+            betas[j] = 0.0  # T becomes block diagonal: the next vector is not w / β
             fresh = _orthogonal_restart(basis, gen, dt, dev)
             if fresh is None:  # the basis spans the space: T is A in that basis
                 exhausted = converged = True

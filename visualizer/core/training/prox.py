@@ -73,11 +73,6 @@ def hard_threshold_masks(tensors: dict[str, torch.Tensor], k: int) -> dict[str, 
     return out
 
 
-def hard_threshold(w: torch.Tensor, k: int) -> torch.Tensor:
-    """H_k(w): keep the k largest |w_i|, zero the others."""
-    return w * hard_threshold_masks({"w": w}, k)["w"].to(w.device, w.dtype)
-
-
 def block_soft_threshold(w: torch.Tensor, lam: float) -> torch.Tensor:
     """prox of lam*||w_G||_2 on one group: max(1 - lam/||w_G||_2, 0) * w_G (0 when ||w_G|| = 0)."""
     if lam < 0:
