@@ -206,8 +206,8 @@ class OverviewView(QWidget):
             ov.set_mask(s.masks.masks)
         if s.snapshot is not None:
             ov.set_reference(s.snapshot.masks, None if s.masks is None else s.masks.masks)
-        if s.scores is not None:
-            ov.set_scores(s.scores)
+        if s.scores is not None:  # a pass over every score: in a job, as on a new ranking
+            self._scores_changed()
 
     def _masks_changed(self) -> None:
         if self.overview is None or self.state.masks is None:
