@@ -127,3 +127,18 @@ def test_score_colours_arrive_with_the_ranking(qtbot, window):
     assert view.mode == "score" and "score" in view.legend.text()
     assert not np.array_equal(value, view.image_array())
     assert np.allclose(view.overview.score, view.overview.levels(window.state.scores))
+
+
+def test_a_session_keeps_the_overview_modes(qtbot, window, tmp_path):
+    from visualizer.ui.files import sessions
+
+    view = overview(qtbot, window)
+    view.set_mode("kept")
+    view.set_area("equal")
+    path = tmp_path / "s.pviz"
+    assert sessions.save_session(window, path, synchronous=True)
+    view.set_mode("value")
+    view.set_area("params")
+    window.open_session(str(path))
+    wait_idle(qtbot, window)
+    assert (view.mode, view.area) == ("kept", "equal")

@@ -49,6 +49,9 @@ def capture(window: SessionHost) -> Session:
     view = {"selected": s.selected}
     if heat is not None:
         view.update(heatmap_mode=heat.mode, heatmap_layout=heat.layout_kind)
+    over = window.views.get("overview")
+    if over is not None:
+        view.update(overview_mode=over.mode, overview_area=over.area)
     state = None
     if s.weights_modified and loaded is not None:
         state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
@@ -275,6 +278,9 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
                 heat.set_mode(view["heatmap_mode"])
             except ValueError:
                 pass
+    over = window.views.get("overview")
+    if over is not None:
+        over.restore(view.get("overview_mode"), view.get("overview_area"))
     if view.get("selected") in s.params:
         s.select(view["selected"])
     s.masks_changed.emit()

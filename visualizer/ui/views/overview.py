@@ -264,6 +264,13 @@ class OverviewView(QWidget):
     def set_area(self, area: str) -> None:
         self.area_box.setCurrentIndex(list(AREA_MODES).index(area))
 
+    def restore(self, mode: str | None, area: str | None) -> None:
+        """A saved session's colour mode and area mode (unknown or missing values are ignored)."""
+        if area in AREA_MODES:
+            self.set_area(area)
+        if mode in COLOUR_MODES and (mode != "diff" or self.state.snapshot is not None):
+            self.set_mode(mode)
+
     def take_snapshot(self) -> None:
         if self.state.masks is not None:
             self.state.set_snapshot(self.state.masks.copy())
