@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render a view of the app offscreen at a given state (README images, tests).",
     )
     s.add_argument("--view", default="heatmap",
-                   help="view id: heatmap, curves (and the analysis views when present), or 'window'")
+                   help="view id: overview, heatmap, curves, profile (and the analysis views when present), or 'window'")
     s.add_argument("--out", required=True, help="PNG (or .svg for plot views) file to write")
     s.add_argument("--model", default=None, help="model reference (default: the bundled default)")
     s.add_argument("--trust", action="store_true",
