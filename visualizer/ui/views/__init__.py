@@ -17,6 +17,7 @@ from typing import Any
 VIEW_MODULES = [
     "visualizer.ui.views.heatmap",
     "visualizer.ui.views.curves",
+    "visualizer.ui.views.sensitivity",
 ]
 
 
