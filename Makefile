@@ -43,6 +43,7 @@ screenshots: $(STAMP)
 	$(BIN)/pruneviz screenshot --view inception --out docs/img/inception.png --model inception-mini --criterion magnitude --density 0.2
 	$(BIN)/pruneviz screenshot --view curves --out docs/img/curves.png --model lenet --criterion snip --density 0.1
 	$(BIN)/pruneviz screenshot --view speed --out docs/img/speed.png --model resnet-mini --criterion l1-norm --structure channel --density 0.5
+	$(BIN)/pruneviz screenshot --view sensitivity --out docs/img/sensitivity.png --model resnet-mini --criterion magnitude
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
