@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow a model that runs code (file.py:factory, full unpickling of a checkpoint)")
     s.add_argument("--data", default=None, help="dataset (default: the model's own)")
     s.add_argument("--criterion", default="magnitude")
-    s.add_argument("--scope", default="global", choices=["global", "layer"])
+    s.add_argument("--scope", default="global", choices=["global", "layer", "uniform", "erk", "owl", "sensitivity"],
+                   help="global or layer, or an allocation of the density over the layers (default global)")
     s.add_argument("--structure", default="unstructured", choices=["unstructured", "channel"])
     s.add_argument("--density", type=float, default=0.1, help="kept fraction in (0, 1]")
     s.add_argument("--layer", default=None, help="layer (parameter name) to show in the heatmap")
