@@ -218,3 +218,15 @@ def test_a_masked_tied_weight_saves_the_head_flops():
     masks.masks["transformer.wte.weight"][:, ::2] = False
     assert per_layer["lm_head"] > 0
     assert useful_flops(per_layer, total, model, masks) == total - per_layer["lm_head"] // 2
+
+
+def test_the_dependency_trace_leaves_the_model_untouched():
+    """Attention layers are traced through proxies in a copy of the module tree sharing the
+    tensors: the model's own modules stay in place throughout (other jobs may run it)."""
+    from visualizer.core.structure.groups import find_groups_job
+
+    model = build_hf_model("llama")
+    attn = model.model.layers[0].self_attn
+    job = find_groups_job(model, example_input(model))
+    for _ in job:
+        assert model.model.layers[0].self_attn is attn
