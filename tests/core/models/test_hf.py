@@ -131,3 +131,61 @@ def test_a_torchscript_file_counts_as_pretrained(tmp_path):
     torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 2))), str(path))
     loaded = load_model(str(path))
     assert loaded.pretrained and loaded.weights_line == "pretrained: vad.jit"
+
+
+CUSTOM_CONFIG = '''
+from transformers import PretrainedConfig
+
+
+class TinyConfig(PretrainedConfig):
+    model_type = "tiny-custom"
+
+    def __init__(self, width=4, **kwargs):
+        self.width = width
+        super().__init__(**kwargs)
+'''
+
+CUSTOM_MODEL = '''
+import torch
+from transformers import PreTrainedModel
+
+from .configuration_tiny import TinyConfig
+
+
+class TinyModel(PreTrainedModel):
+    config_class = TinyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.fc = torch.nn.Linear(config.width, 2)
+        self.post_init()
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_remote_code_runs_only_with_trust(tmp_path, monkeypatch):
+    """A folder whose config maps its own classes (auto_map) is refused without --trust and
+    loads with it, offline (the code is read from the folder)."""
+    import transformers.dynamic_module_utils as dynamic
+
+    from tests.hfmodels import _transformers
+
+    _transformers()
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "configuration_tiny.py").write_text(CUSTOM_CONFIG)
+    (folder / "modeling_tiny.py").write_text(CUSTOM_MODEL)
+    config = {"model_type": "tiny-custom", "width": 4,
+              "auto_map": {"AutoConfig": "configuration_tiny.TinyConfig", "AutoModel": "modeling_tiny.TinyModel"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import save_file
+
+    save_file({"fc.weight": torch.ones(2, 4), "fc.bias": torch.zeros(2)}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="needs its own Python code"):
+        load_model(f"hf:{folder}")
+    loaded = load_model(f"hf:{folder}", trust=True)
+    assert type(loaded.model).__name__ == "TinyModel" and bool((loaded.model.fc.weight == 1).all())
+    assert list(prunable_parameters(loaded.model)) == ["fc.weight"]
