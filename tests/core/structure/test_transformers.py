@@ -230,3 +230,19 @@ def test_the_dependency_trace_leaves_the_model_untouched():
     job = find_groups_job(model, example_input(model))
     for _ in job:
         assert model.model.layers[0].self_attn is attn
+
+
+class BiasedAttention(QKVAttention):
+    """Swin-style: a relative-position bias table with one column per head."""
+
+    def __init__(self) -> None:
+        super().__init__(heads=2)  # head_dim 8: the table's 2 columns are heads
+        self.bias_table = nn.Parameter(torch.zeros(7, self.num_heads))
+
+
+def test_attention_with_per_head_tensors_is_not_prunable():
+    model = TinyViT()
+    model.attn = BiasedAttention()
+    res = find_groups(model.eval(), torch.randn(2, 3, 16, 16))
+    head = next(g for g in res.groups if g.kind == "head")
+    assert not head.prunable and "bias_table has one entry per head" in head.reason
