@@ -57,6 +57,7 @@ def test_example_inputs_of_token_and_image_models(hf_gpt2, hf_vit):
 
     x = example_input(load_model(f"hf:{hf_gpt2}").model)
     assert x.dtype == torch.int64 and x.shape == (2, 16) and 0 <= int(x.min()) and int(x.max()) < VOCAB
+    assert example_input(load_model(f"hf:{hf_gpt2}").model, dataset="digits").dtype == torch.int64  # config wins
     v = example_input(load_model(f"hf:{hf_vit}").model, batch=3)
     assert v.dtype == torch.float32 and v.shape == (3, 3, 16, 16)
 
