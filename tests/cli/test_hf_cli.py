@@ -22,7 +22,6 @@ def test_info_on_gpt2(capsys, hf_gpt2):
     assert code == 0 and info["weights"] == "pretrained: model.safetensors"
     assert info["prunable"] == 2 * (32 * 96 + 32 * 32 + 32 * 64 + 64 * 32) + 96 * 32
     layers = {row["name"]: row for row in info["layers"]}
-    assert layers["transformer.h.0.attn.c_attn.weight"]["out_dim"] == 1  # Conv1D: stored (in, out)
     assert layers["transformer.wte.weight"]["prunable"] and "lm_head.weight" not in layers  # tied: one row
 
 

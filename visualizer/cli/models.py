@@ -2,9 +2,8 @@
 
 JSON shapes (scripts depend on them):
 - ``models --json``: a list of ``{"name", "params", "accuracy"}``.
-- ``info MODEL --json``: ``{"model", "weights", "params", "prunable", "layers": [{"name", "kind",
-  "shape", "params", "prunable", "out_dim"}]}`` (``out_dim``: the weight dimension that indexes
-  the layer's outputs, 1 for transformers' Conv1D which stores (in, out)); with ``--mask FILE`` (or ``--weights`` naming a torch.nn.utils.prune
+- ``info MODEL --json``: ``{"model", "params", "prunable", "layers": [{"name", "kind", "shape",
+  "params", "prunable"}]}``; with ``--mask FILE`` (or ``--weights`` naming a torch.nn.utils.prune
   checkpoint, which carries its mask) the ``prune --json`` shape instead, plus ``"model"`` and
   ``"mask"``.
 """
@@ -100,8 +99,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "params": total,
                 "prunable": prunable,
                 "layers": [
-                    {"name": r.name, "kind": r.kind, "shape": list(r.shape), "params": r.params, "prunable": r.prunable,
-                     "out_dim": r.out_dim}
+                    {"name": r.name, "kind": r.kind, "shape": list(r.shape), "params": r.params, "prunable": r.prunable}
                     for r in rows
                 ],
             }
