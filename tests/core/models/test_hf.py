@@ -52,6 +52,14 @@ def test_tied_weight_mask_round_trips_and_masks_both_names(hf_gpt2, tmp_path):
     assert bool((model.lm_head.weight[:, ::2] == 0).all())  # the head is the same tensor
 
 
+def test_a_weights_file_names_a_tied_tensor_once(hf_gpt2):
+    """save_pretrained writes the tied embedding once; --weights reads it back into both names."""
+    torch.manual_seed(123)  # the architecture's own init differs from the file's weights
+    loaded = load_model(f"hf:{hf_gpt2}", weights=str(hf_gpt2 / "model.safetensors"))
+    assert loaded.model.lm_head.weight is loaded.model.transformer.wte.weight
+    assert torch.equal(loaded.model.lm_head.weight, build_hf_model("gpt2").transformer.wte.weight)
+
+
 def test_example_inputs_of_token_and_image_models(hf_gpt2, hf_vit):
     from visualizer.core.structure.graph import example_input
 

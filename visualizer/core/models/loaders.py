@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from visualizer.core.models.layers import is_conv1d, output_dim, untie
+from visualizer.core.models.layers import is_conv1d, output_dim, tied_aliases, untie
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
 from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.resources import sample_models_dir
@@ -161,8 +161,16 @@ def _torch_load(path: Path, trust: bool):
 
 
 def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` strictly, turning mismatches into one readable error."""
+    """Load ``state`` into ``model`` strictly, turning mismatches into one readable error. A tied
+    tensor may be given under any one of its names (GPT-2's files hold ``transformer.wte.weight``
+    and not its alias ``lm_head.weight``)."""
     own = model.state_dict()
+    state = dict(state)
+    for alias, canonical in tied_aliases(model).items():
+        if alias not in state and canonical in state:
+            state[alias] = state[canonical]
+        elif canonical not in state and alias in state:
+            state[canonical] = state[alias]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
