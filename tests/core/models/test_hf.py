@@ -177,11 +177,10 @@ class TinyModel(PreTrainedModel):
 def test_remote_code_runs_only_with_trust(tmp_path, monkeypatch):
     """A folder whose config maps its own classes (auto_map) is refused without --trust and
     loads with it, offline (the code is read from the folder)."""
-    import transformers.dynamic_module_utils as dynamic
-
     from tests.hfmodels import _transformers
 
-    _transformers()
+    _transformers()  # skips where transformers is missing
+    import transformers.dynamic_module_utils as dynamic
     monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "modules"))
     folder = tmp_path / "custom"
     folder.mkdir()
@@ -198,3 +197,11 @@ def test_remote_code_runs_only_with_trust(tmp_path, monkeypatch):
     loaded = load_model(f"hf:{folder}", trust=True)
     assert type(loaded.model).__name__ == "TinyModel" and bool((loaded.model.fc.weight == 1).all())
     assert list(prunable_parameters(loaded.model)) == ["fc.weight"]
+
+
+def test_without_transformers_is_one_line(hf_gpt2, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an uninstalled library looks like
+    with pytest.raises(ModelLoadError, match=r"need the transformers library: pip install 'pruneviz\[hf\]'"):
+        load_model(f"hf:{hf_gpt2}")
