@@ -137,7 +137,7 @@ def test_any_registered_overlay_paints_and_the_legend_follows(qtbot):
     assert view.overlay_name == "sensitivity"
     assert view.colorbar_item.isVisible()
     assert view.colorbar_item.levels() == pytest.approx((-5.0, 5.0))
-    assert "sensitivity (Δ loss)" in view.colorbar_item.getAxis("left").labelText
+    assert "sensitivity (Δ loss)" in view.colorbar_item.axis.labelText
     assert view.value_of("layer3.conv1") == 5.0
     # a new value for the shown overlay repaints it
     view.overlays.set("sensitivity", {"layer3.conv1": 2.0}, diverging=True)

@@ -32,11 +32,14 @@ class Overlay:
     unit: str = ""
     diverging: bool = False
     source: str = ""  # who computed it ("masks", "sensitivity", ...)
+    bounds: tuple[float, float] | None = None  # a fixed scale (fractions: (0, 1)), else the data's
     _range: tuple[float, float] | None = field(default=None, repr=False, compare=False)
 
     def range(self) -> tuple[float, float]:
         """The legend's scale: [min, max] of the finite values ([-m, m] when diverging);
         computed once (a slider move makes a new overlay)."""
+        if self.bounds is not None:
+            return self.bounds
         if self._range is None:
             vals = np.fromiter(self.values.values(), dtype=float, count=len(self.values))
             vals = vals[np.isfinite(vals)]
@@ -60,10 +63,10 @@ class OverlayRegistry:
     listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def set(self, name: str, values: Mapping[str, float], label: str = "", unit: str = "",
-            diverging: bool = False, source: str = "") -> Overlay:
+            diverging: bool = False, source: str = "", bounds: tuple[float, float] | None = None) -> Overlay:
         # values as given (a slider move sends thousands: no per-entry conversion here)
         ov = Overlay(name, {k: v for k, v in values.items() if v is not None}, label or name, unit,
-                     diverging, source)
+                     diverging, source, bounds)
         self.overlays[name] = ov
         for fn in list(self.listeners):
             fn(name)

@@ -285,8 +285,12 @@ class GraphPanel(AnalysisPanel):
         masks = getattr(self.window.state, "masks", None)
         out = []
         for g in r.group_objects:
-            reasons = [(param, why) for param, _role, why in coupling_reasons(g, r.graph, self.model())]
-            layers = list(dict.fromkeys(p.rsplit(".", 1)[0] for p, _ in reasons))
+            reasons, layers = [], []
+            for param, _role, why in coupling_reasons(g, r.graph, self.model()):
+                layer = param.rsplit(".", 1)[0]
+                if layer not in layers:  # one line per layer: its weight's reason (biases and
+                    layers.append(layer)  # running statistics go with it)
+                    reasons.append((layer, why))
             kept = int(units_kept(g, masks).sum()) if masks is not None else None
             note = "" if g.prunable else f" (not prunable: {g.reason})"
             out.append(CoupledGroup(g.id, f"#{g.id} {g.kind}s of {g.root}{note}", layers, reasons, g.size, kept))
@@ -359,7 +363,9 @@ class GraphPanel(AnalysisPanel):
                 if name not in out:
                     self.overlays.remove(name)
             for name, (values, diverging) in out.items():
-                self.overlays.set(name, values, diverging=diverging, source="graph")
+                fraction = name.startswith("A/B")
+                self.overlays.set(name, values, diverging=diverging, source="graph",
+                                  bounds=(0.0, 1.0) if fraction else None)
 
         self.window.jobs.submit("graph-overlays", "graph overlays", lambda: ov.computed(compute),
                                 on_result=done, on_error=lambda msg: None)
