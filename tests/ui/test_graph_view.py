@@ -161,7 +161,10 @@ def test_a_coupled_group_highlights_every_member_and_says_why(qtbot):
                           ("layer1.conv2.weight", "produces the channels; residual add joins it"),
                           ("layer3.shortcut.0.weight", "reads these channels")], size=16, kept=12)
     view.set_groups([group])
-    view.select_layer("stem.0")
+    view.select_layer("stem.0")  # selected in another view: marked, the list stays closed
+    assert not view.groups_tree.isVisible()
+    view.open_node("stem")
+    click(qtbot, view, "stem.0")  # a click here lists the layer's groups
     assert view.groups_tree.isVisible() and view.groups_tree.topLevelItemCount() == 1
     top = view.groups_tree.topLevelItem(0)
     assert "keeps 12/16" in top.text(0) and top.child(0).text(1).startswith("produces")

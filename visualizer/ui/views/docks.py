@@ -264,7 +264,8 @@ class GraphPanel(AnalysisPanel):
             self._traced = (lambda: None) if model is None else weakref.ref(model)
             if self.window.state.selected:
                 self._selected_elsewhere(self.window.state.selected)
-            self._flops_overlay()
+            if result.hierarchy is None or result.hierarchy.method != "hierarchy":
+                self._flops_overlay()  # a model that did not run on the example has no FLOPs
             self._derived_overlays()
 
         self.when_visible("graph", draw)

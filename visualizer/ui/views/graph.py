@@ -288,6 +288,8 @@ class GraphView(AnalysisView):
         self.plot.setMenuEnabled(False)
         self.plot.getViewBox().invertY(True)
         self.plot.getViewBox().setAspectLocked(True)  # boxes keep their shape, text fits them
+        # the plot's own size settles after the widget's: fit again then, until the user navigates
+        self.plot.getViewBox().sigResized.connect(lambda *_: self.auto_fit and self.reset_range())
         self.item = GraphItem(self)
         self.plot.addItem(self.item)
         self.colorbar_item: pg.ColorBarItem | None = None
@@ -774,10 +776,15 @@ class GraphView(AnalysisView):
         return key
 
     def select(self, key: str | None, emit: bool = False) -> None:
+        """Select a node; ``emit`` (a click here) also lists its coupled groups and tells the
+        other views. A selection made elsewhere only marks it, keeping the graph wide."""
         self.selected = key
         self._update_highlight()
         self._update_crumbs()
-        self._show_groups()
+        if emit:
+            self._show_groups()
+        else:
+            self.groups_tree.hide()
         self._show_info(key)
         if emit and key is not None:
             layer = self._layer_of(key)
@@ -792,7 +799,10 @@ class GraphView(AnalysisView):
         if key is None:
             return
         for a in self.hierarchy.ancestors(key):
-            if a not in self.opened and len(self.hierarchy.nodes[a].children) <= hier.LARGE_CONTAINER:
+            node = self.hierarchy.nodes[a]
+            if node.kind == "run":
+                break  # a folded run stays folded: it is marked as holding the selection
+            if a not in self.opened and len(node.children) <= hier.LARGE_CONTAINER:
                 self.orders.setdefault(a, hier.order(self.hierarchy, a))
                 self.opened.add(a)
         self._relayout()
@@ -904,8 +914,6 @@ class GraphView(AnalysisView):
             if kind in (QEvent.Type.Wheel, QEvent.Type.MouseMove) and \
                     (kind == QEvent.Type.Wheel or event.buttons() != Qt.MouseButton.NoButton):
                 self.auto_fit = False  # the user navigates: the view stays where they put it
-            elif kind == QEvent.Type.Resize and self.auto_fit:
-                self.reset_range()
         return super().eventFilter(watched, event)
 
     def key_navigate(self, key: int) -> bool:
