@@ -70,3 +70,16 @@ def test_the_overlay_choice_is_saved_in_the_session(qtbot, window, tmp_path):
     other.docks["graph"].raise_()  # computed once the tab is looked at
     qtbot.waitUntil(lambda: graph.view.overlay_name == "FLOPs", timeout=10000)
     other.jobs.shutdown(1.0)
+
+
+def test_masked_vs_shrunk_table(qtbot, window):
+    panel = shown_panel(qtbot, window)
+    window.pruning_panel.set_density(0.5)
+    wait_idle(qtbot, window)
+    panel.compare_shrunk()
+    wait_idle(qtbot, window, timeout=60000)
+    table = panel.before_after.table
+    rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in (1, 2, 3)] for r in range(table.rowCount())}
+    assert rows["parameters stored"][0] == rows["parameters stored"][1]  # masked stores its zeros
+    assert rows["FLOPs executed"][0] == rows["FLOPs executed"][1]
+    assert "save nothing by themselves" in panel.before_after.note.text()

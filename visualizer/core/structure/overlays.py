@@ -300,3 +300,35 @@ def computed(fn: Callable, *args, stage: str = "computing"):
 
     yield Step(stage, 0.0)
     return fn(*args)
+
+
+# --- masked vs shrunk, in numbers ------------------------------------------------------------------
+
+
+def before_after(report, prunable: int, bytes_per_param: int = 4) -> tuple[list[list], str]:
+    """Rows (quantity, dense, masked, shrunk) of a core.structure.speed SpeedReport, and one line
+    saying what the masked model saves. A masked model stores its zeros in dense tensors (plus a
+    1-byte mask per prunable weight) and its kernels multiply them: only the shrunk model stores
+    and runs fewer numbers (Hoefler et al. 2021; docs/theory.md §16)."""
+    d, m, s = (report.entry(n) for n in ("dense", "masked", "shrunk"))
+    total = d.params
+    rows = [
+        ["parameters stored", total, total, s.params],
+        ["nonzero parameters", total, m.params, s.params],
+        ["weight memory (MB)", total * bytes_per_param / 1e6, (total * bytes_per_param + prunable) / 1e6,
+         s.params * bytes_per_param / 1e6],
+        ["FLOPs executed", d.executed_flops, m.executed_flops, s.executed_flops],
+        ["useful FLOPs", d.flops, m.flops, s.flops],
+        ["latency (ms)", d.latency_s * 1e3, m.latency_s * 1e3, s.latency_s * 1e3],
+    ]
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    note = (f"masked: {ratio(m.params, total):.0%} of the weights nonzero, yet it stores "
+            f"{ratio(total * bytes_per_param + prunable, total * bytes_per_param):.2f}× the dense memory, executes "
+            f"{ratio(m.executed_flops, d.executed_flops):.2f}× its FLOPs and takes "
+            f"{ratio(m.latency_s, d.latency_s):.2f}× its time: masked weights save nothing by themselves. "
+            f"shrunk: {ratio(s.params, total):.2f}× the memory, {ratio(s.executed_flops, d.executed_flops):.2f}× "
+            f"the FLOPs, {ratio(s.latency_s, d.latency_s):.2f}× the time.")
+    return rows, note

@@ -213,6 +213,9 @@ class GraphPanel(AnalysisPanel):
         self.add_button("Open all", self.view.open_all, "open every block (small models)")
         self.export_button = self.add_button("Export…", self.export, "the graph as PNG or SVG at any "
                                              "size, or as JSON with the hierarchy and overlays")
+        self.add_button("Masked vs shrunk", self.compare_shrunk,
+                        "parameters, memory, FLOPs and measured latency of the dense, masked and "
+                        "physically shrunk model at the current density")
         self.finish_toolbar()
         state = window.state
         state.model_changed.connect(self.refresh)
@@ -370,6 +373,26 @@ class GraphPanel(AnalysisPanel):
 
         self.window.jobs.submit("graph-overlays", "graph overlays", lambda: ov.computed(compute),
                                 on_result=done, on_error=lambda msg: None)
+
+    def compare_shrunk(self) -> None:
+        """The before/after table: dense vs masked vs shrunk at the slider's density."""
+        model = self.model()
+        if model is None:
+            return
+        state = self.window.state
+        density = float(getattr(state, "density", 0.5) or 0.5)
+        masks = getattr(state, "masks", None)
+        prunable = masks.total() if masks is not None else 0
+        self.submit("analysis-speed", f"dense vs masked vs shrunk at {density:.0%}",
+                    lambda: jobs.speed_job(model, density), lambda rep: self.show_before_after(rep, prunable))
+
+    def show_before_after(self, report, prunable: int) -> None:
+        from visualizer.core.structure.overlays import before_after
+        from visualizer.ui.views.graph import BeforeAfterTable
+
+        rows, note = before_after(report, prunable)
+        self.before_after = BeforeAfterTable(rows, note, self)
+        self.before_after.show()
 
     def export(self) -> None:
         from PySide6.QtWidgets import QFileDialog

@@ -30,13 +30,17 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -59,6 +63,31 @@ class CoupledGroup:
     reasons: list[tuple[str, str]]  # (parameter, why it is coupled)
     size: int = 0
     kept: int | None = None  # units the current mask keeps
+
+
+class BeforeAfterTable(QDialog):
+    """Dense vs masked vs shrunk in numbers (rows from core.structure.overlays.before_after)."""
+
+    def __init__(self, rows: list[list], note: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Masked vs shrunk")
+        layout = QVBoxLayout(self)
+        self.table = QTableWidget(len(rows), 4, self)
+        self.table.setHorizontalHeaderLabels(["", "dense", "masked", "shrunk"])
+        self.table.verticalHeader().hide()
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                text = value if isinstance(value, str) else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}")
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+        layout.addWidget(self.table)
+        self.note = QLabel(note, self)
+        self.note.setWordWrap(True)
+        layout.addWidget(self.note)
+        self.resize(560, 320)
 
 
 class _Worker(QObject):
@@ -796,8 +825,8 @@ class GraphView(AnalysisView):
         if self.hierarchy is None:
             return
         key = self.hierarchy.resolve(layer)
-        if key is None:
-            return
+        if key is None or key == self.selected:
+            return  # (the echo of a click here: its group list stays open)
         for a in self.hierarchy.ancestors(key):
             node = self.hierarchy.nodes[a]
             if node.kind == "run":
