@@ -221,3 +221,23 @@ def test_export_png_svg_and_json_at_any_size(qtbot, tmp_path):
     js = json.loads((tmp_path / "g.json").read_text())
     assert "layer3" in js["opened"] and js["overlays"]["kept fraction"]["values"]["fc.weight"] == 0.5
     assert any(c["id"] == "layer1..layer2" and c["repeat"] == 2 for c in js["hierarchy"]["containers"])
+
+
+def test_a_large_container_is_laid_out_off_the_gui_thread_and_shows_closed_meanwhile(qtbot, monkeypatch):
+    import networkx as nx
+
+    from visualizer.core.structure import hierarchy as hier
+
+    monkeypatch.setattr(hier, "LARGE_CONTAINER", 5)
+    g = nx.DiGraph([(f"n{i}", f"n{i + 1}") for i in range(11)])
+    for n in g:
+        g.nodes[n].update(kind="layer", target=n, params=1)
+    h = hier.build_hierarchy(g, {n: "" for n in g})  # 12 nodes at the top: "large" here
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(600, 300)
+    view.show()
+    view.set_hierarchy(h)
+    assert view.placement.visible == [ROOT] and "laying out" in view.titles[0]  # the model, closed
+    qtbot.waitUntil(lambda: view.is_open(ROOT), timeout=5000)
+    assert view.placement.visible == [f"n{i}" for i in range(12)]
