@@ -83,3 +83,18 @@ def test_masked_vs_shrunk_table(qtbot, window):
     assert rows["parameters stored"][0] == rows["parameters stored"][1]  # masked stores its zeros
     assert rows["FLOPs executed"][0] == rows["FLOPs executed"][1]
     assert "save nothing by themselves" in panel.before_after.note.text()
+
+
+def test_the_kept_units_of_a_shown_group_follow_the_slider(qtbot, window):
+    panel = shown_panel(qtbot, window)
+    view = panel.view
+    view.select("conv1", emit=True)  # as a click on conv1 does
+    assert view.groups_tree.isVisible()
+    group = view.groups_of("conv1")[0]
+    assert group.kept == group.size
+    masks = window.state.masks.copy()
+    masks.masks["conv1.weight"][:2] = False  # two output channels of conv1 pruned entirely
+    window.state.set_masks(masks)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: view.groups_of("conv1")[0].kept == group.size - 2, timeout=3000)
+    assert f"keeps {group.size - 2}/{group.size}" in view.groups_tree.topLevelItem(0).text(0)

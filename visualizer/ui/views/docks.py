@@ -316,8 +316,28 @@ class GraphPanel(AnalysisPanel):
                 self.view.set_densities({k: kept[k] / total[k] for k in kept if total.get(k)})
             else:
                 self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
-            if self.view.active_group is not None:
-                self._set_groups()
+            self._refresh_kept()
+
+    def _refresh_kept(self) -> None:
+        """The units the new mask keeps, for the groups on screen only (the list of the
+        selected layer and the highlighted group): a slider move must not rescan every group."""
+        from visualizer.core.structure.overlays import units_kept
+
+        v, r = self.view, self.result
+        masks = getattr(self.window.state, "masks", None)
+        if r is None or masks is None or not r.group_objects:
+            return
+        shown = {g.id for g in v.groups_of(v._layer_of(v.selected))} if v.groups_tree.isVisible() else set()
+        if v.active_group is not None:
+            shown.add(v.active_group.id)
+        if not shown:
+            return
+        by_id = {g.id: g for g in r.group_objects}
+        for g in v.groups:
+            if g.id in shown and g.id in by_id:
+                g.kept = int(units_kept(by_id[g.id], masks).sum())
+        if v.groups_tree.isVisible():
+            v._show_groups()
 
     def _flops_overlay(self) -> None:
         from visualizer.core.structure import overlays as ov
