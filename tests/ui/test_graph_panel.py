@@ -98,3 +98,20 @@ def test_the_kept_units_of_a_shown_group_follow_the_slider(qtbot, window):
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: view.groups_of("conv1")[0].kept == group.size - 2, timeout=3000)
     assert f"keeps {group.size - 2}/{group.size}" in view.groups_tree.topLevelItem(0).text(0)
+
+
+def test_a_double_click_on_a_layer_opens_its_heatmap(qtbot, window):
+    from PySide6.QtCore import Qt
+
+    panel = shown_panel(qtbot, window)
+    view = panel.view
+    pos = view.canvas.mapFromScene(view.scene_pos_of("fc2"))
+    vp = view.canvas.viewport()
+    # a double click as the system sends it: press, release, double-click, release
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: window.state.selected == "fc2.weight", timeout=3000)
+    heat = window.views["heatmap"]
+    qtbot.waitUntil(lambda: not heat.visibleRegion().isEmpty(), timeout=3000)
+    assert panel.visibleRegion().isEmpty()  # the heatmap tab came to the front

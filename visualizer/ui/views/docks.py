@@ -224,6 +224,7 @@ class GraphPanel(AnalysisPanel):
         for sig in ("snapshot_changed", "scores_changed"):
             getattr(state, sig).connect(self._derived_overlays)
         self.view.layerSelected.connect(self._clicked)
+        self.view.layerActivated.connect(self._show_heatmap)
         self.listeners: list[Callable[[jobs.GraphResult], None]] = []
         if self.model() is not None:
             self.refresh()
@@ -443,6 +444,13 @@ class GraphPanel(AnalysisPanel):
         name = param_for_layer(self.window.state, layer)
         if name is not None:
             self.window.state.select(name)
+
+    def _show_heatmap(self, layer: str) -> None:
+        """A double click on a layer: select it and bring its mask heatmap to the front."""
+        self._clicked(layer)
+        dock = getattr(self.window, "docks", {}).get("heatmap")
+        if dock is not None:
+            dock.raise_()
 
     def _selected_elsewhere(self, name: str) -> None:
         if not self._shows_current_model():

@@ -257,12 +257,14 @@ class GraphItem(pg.GraphicsObject):
 class GraphView(AnalysisView):
     """The nested graph of a model.
 
-    Signals: ``layerSelected(str)`` when a layer is clicked, ``nodeHovered(str)`` ('' when
-    leaving), ``overlayChanged(str)`` when the painted overlay changes.
+    Signals: ``layerSelected(str)`` when a layer is clicked, ``layerActivated(str)`` when it is
+    double-clicked, ``nodeHovered(str)`` ('' when leaving), ``overlayChanged(str)`` when the
+    painted overlay changes.
     """
 
     title = "Graph"
     layerSelected = Signal(str)
+    layerActivated = Signal(str)  # a double click on a layer: show its heatmap
     nodeHovered = Signal(str)
     overlayChanged = Signal(str)
 
@@ -926,6 +928,10 @@ class GraphView(AnalysisView):
             return
         self.canvas.setFocus()
         node = self.hierarchy.nodes[key]
+        if event.double():
+            if self._layer_of(key):
+                self.layerActivated.emit(self._layer_of(key))
+            return
         if header:
             self.close_node(key)
             self.select(key)
