@@ -67,3 +67,17 @@ def test_heatmap_draws_the_m_blocks(qtbot, window):
     assert view.blocks.edges[-1] <= cols
     qtbot.mouseClick(view.blocks_check, Qt.MouseButton.LeftButton)
     assert not view.blocks.item.isVisible()
+
+
+def test_curves_show_perplexity_for_language_model_rows(qtbot, window):
+    from visualizer.ui.jobs.training import accuracy_text
+
+    rows = [{"criterion": "wanda", "density": d, "accuracy": 0.1, "loss": 3.0, "perplexity": p, "retrain": "none"}
+            for d, p in ((1.0, 20.0), (0.5, 25.0), (0.3, 60.0))]
+    window.state.set_results(rows)
+    view = window.views["curves"]
+    view.refresh()
+    assert view.plot.getAxis("left").labelText == "test perplexity"
+    (item,) = [i for i in view.plot.listDataItems() if i.name()]
+    assert sorted(item.getData()[1].tolist()) == [20.0, 25.0, 60.0]
+    assert accuracy_text(rows[1]).startswith("perplexity 25")

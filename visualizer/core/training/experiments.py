@@ -366,9 +366,15 @@ def _evaluate_cell(model, data, retrain: str, train_config: TrainConfig, masks: 
     if retrain == "none":
         batches = evaluation_batches(data, train_config.eval_batches, train_config.eval_batch_size)
         ev = yield from evaluate_job(model, batches, masks)
-        return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
+        return {**base, "accuracy": ev.accuracy, "loss": ev.loss, **_perplexity(ev)}
     res = yield from retrain_job(model, data, masks, retrain, train_config, init_state)
-    return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss}
+    return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss, **_perplexity(res.test)}
+
+
+def _perplexity(ev) -> dict:
+    """``{"perplexity": exp(loss)}`` for a language model on token data (the metric that replaces
+    accuracy there, docs/theory.md §19), nothing for a classifier."""
+    return {} if ev.perplexity is None else {"perplexity": ev.perplexity}
 
 
 class RowFile:

@@ -64,6 +64,8 @@ def sample_note(data) -> dict:
 def accuracy_text(row: dict) -> str:
     """The status line of a finished run: "accuracy 87.50% on 32 test samples" for a sample."""
     text = f"accuracy {float(row['accuracy']):.2%}"
+    if row.get("perplexity") is not None:  # a language model: perplexity first (lower is better)
+        text = f"perplexity {float(row['perplexity']):.4g}, next-token {text}"
     return text + (f" on {row['eval_samples']} test samples" if row.get("eval_samples") else "")
 
 
@@ -117,7 +119,8 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
     ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
     extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra}
+            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra,
+            **({} if ev.perplexity is None else {"perplexity": ev.perplexity})}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:

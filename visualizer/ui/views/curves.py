@@ -97,7 +97,12 @@ class CurvesView(QWidget):
         self.cursor.setValue(math.log10(max(d, 1e-6)))
 
     def refresh(self) -> None:
-        rows = [r for r in self.state.results if _positive(r.get("density")) and _finite(r.get("accuracy"))]
+        # a language model's rows carry perplexity: it replaces accuracy (lower is better)
+        metric = "perplexity" if any(_finite(r.get("perplexity")) for r in self.state.results) else "accuracy"
+        label = "test perplexity" if metric == "perplexity" else "test accuracy"
+        if self.plot.getAxis("left").labelText != label:
+            self.plot.setLabel("left", label)
+        rows = [r for r in self.state.results if _positive(r.get("density")) and _finite(r.get(metric))]
         groups: dict[str, list[dict]] = {}
         for r in rows:
             groups.setdefault(series_key(r), []).append(r)
@@ -109,7 +114,7 @@ class CurvesView(QWidget):
         for key, grows in groups.items():
             grows = sorted(grows, key=lambda r: -float(r["density"]))
             x = np.array([float(r["density"]) for r in grows])
-            y = np.array([float(r["accuracy"]) for r in grows])
+            y = np.array([float(r[metric]) for r in grows])
             if key in self._series:
                 item, _ = self._series[key]
             else:
@@ -124,7 +129,7 @@ class CurvesView(QWidget):
                 self.plot.addItem(item)
             item.setData(x, y, data=grows)
             self._series[key] = (item, grows)
-        base = self.state.baseline
+        base = self.state.baseline if metric == "accuracy" else None  # the dense accuracy
         self.baseline.setVisible(base is not None)
         if base is not None and self.baseline.value() != float(base):
             self.baseline.setValue(float(base))
