@@ -81,3 +81,19 @@ def test_curves_show_perplexity_for_language_model_rows(qtbot, window):
     (item,) = [i for i in view.plot.listDataItems() if i.name()]
     assert sorted(item.getData()[1].tolist()) == [20.0, 25.0, 60.0]
     assert accuracy_text(rows[1]).startswith("perplexity 25")
+
+
+def test_apply_sparsegpt_installs_mask_and_weight_change(qtbot, window):
+    window.state.density = 0.5
+    before = {n: v.copy() for n, v in window.state.params.items()}
+    view = window.views["reconstruction"]
+    qtbot.mouseClick(view.apply_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    assert window.state.mask_source == "SparseGPT"
+    assert "SparseGPT applied" in view.status.text()
+    assert view.changes and all(v > 0 for v in view.changes.values())
+    name = next(iter(view.changes))
+    kept = window.state.masks[name].numpy()
+    after = window.state.params[name]
+    assert (after[kept] != before[name][kept]).any()  # the kept weights moved
+    assert window.state.weights_modified

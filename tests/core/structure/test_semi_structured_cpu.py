@@ -4,7 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from visualizer.core.structure.semi_structured import kernel_missing, semi_structured_report, semi_structured_speed
+from visualizer.core.structure.semi_structured import (
+    kernel_missing,
+    semi_structured_report,
+    semi_structured_speed,
+)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the CPU-only answer")

@@ -359,6 +359,16 @@ class SparseGPTResult:
         den = sum(float(params[n].detach().cpu().double().pow(2).sum()) for n in self.weights)
         return (num / den) ** 0.5 if den > 0 else 0.0
 
+    def layer_changes(self, model: nn.Module) -> dict[str, float]:
+        """``‖Ŵ − W‖_F / ‖W‖_F`` of each updated layer."""
+        params = dict(model.named_parameters())
+        out = {}
+        for n, w in self.weights.items():
+            old = params[n].detach().cpu().double()
+            den = float(old.norm())
+            out[n] = float((w.double() - old).norm()) / den if den > 0 else 0.0
+        return out
+
     def updated_model(self, model: nn.Module) -> nn.Module:
         """``model`` itself when no weight changed, else a copy carrying the new weights."""
         if not self.weights:
