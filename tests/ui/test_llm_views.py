@@ -97,3 +97,18 @@ def test_apply_sparsegpt_installs_mask_and_weight_change(qtbot, window):
     after = window.state.params[name]
     assert (after[kept] != before[name][kept]).any()  # the kept weights moved
     assert window.state.weights_modified
+
+
+def test_make_it_2_4_installs_an_exact_pattern_and_lists_the_skipped(qtbot, window):
+    from visualizer.core.pruning.nm import is_nm
+
+    qtbot.waitUntil(lambda: bool(window.state.scores), timeout=20000)
+    view = window.views["savings"]
+    qtbot.mouseClick(view.make_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    masks = window.state.masks
+    assert window.state.mask_source == "2:4"
+    assert is_nm(masks["fc1.weight"], 2, 4)
+    assert masks["conv1.weight"].all() and "conv1.weight" in view.summary.text()
+    kernels = {view.table.item(i, 0).text(): view.table.item(i, 8).text() for i in range(view.table.rowCount())}
+    assert "not a multiple of the kernel tile" in kernels["fc3.weight"]  # 10x84

@@ -42,6 +42,20 @@ def savings_job(model, masks):
     return rows, totals(rows)
 
 
+def nm_job(model, scores, n: int = 2, m: int = 4):
+    """The N:M masks of ``scores`` and their savings rows (worker side), as a one-step job."""
+    import torch
+
+    from visualizer.core.pruning.nm import nm_masks, transposed_weights
+    from visualizer.core.pruning.savings import savings_table, totals
+    from visualizer.core.tasks import Step
+
+    result = nm_masks({k: torch.as_tensor(v) for k, v in scores.items()}, n, m, transposed_weights(model))
+    rows = savings_table(model, result.masks)
+    yield Step("2:4 masks", 1.0)
+    return result, rows, totals(rows)
+
+
 class SavingsView(QWidget):
     title = "Real savings"
 
@@ -52,6 +66,10 @@ class SavingsView(QWidget):
         self.refresh_button.setToolTip("What the current mask saves as stored, and which layers can run on "
                                        "2:4 sparse tensor cores")
         self.refresh_button.clicked.connect(self.refresh)
+        self.make_button = QPushButton("Make it 2:4")
+        self.make_button.setToolTip("Keep the 2 best of every 4 inputs by the current criterion's scores "
+                                    "(layers whose inputs are not a multiple of 4 stay dense and are listed)")
+        self.make_button.clicked.connect(self.make_2_4)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.table = QTableWidget(0, len(HEADERS))
@@ -60,6 +78,7 @@ class SavingsView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         top = QHBoxLayout()
         top.addWidget(self.refresh_button)
+        top.addWidget(self.make_button)
         top.addWidget(self.summary, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -75,6 +94,27 @@ class SavingsView(QWidget):
         self.summary.setText("measuring…")
         self.window.jobs.submit("savings", "real savings", lambda: savings_job(model, masks),
                                 on_result=lambda r: self.set_rows(*r), on_error=self.summary.setText)
+
+    def make_2_4(self) -> None:
+        state = getattr(self.window, "state", None)
+        if state is None or state.model is None or not state.scores:
+            self.summary.setText("load a model and wait for its criterion's scores first")
+            return
+        model, scores, loaded = state.model, dict(state.scores), state.loaded
+
+        def done(out) -> None:
+            result, rows, total = out
+            if state.loaded is not loaded:
+                return
+            state.set_masks(result.masks, source="2:4")
+            self.set_rows(rows, total)
+            if result.skipped:
+                self.summary.setText(self.summary.text() + "; left dense: " + ", ".join(
+                    f"{n} ({why})" for n, why in result.skipped.items()))
+
+        self.summary.setText("2:4 masks…")
+        self.window.jobs.submit("savings", "2:4 masks", lambda: nm_job(model, scores), on_result=done,
+                                on_error=self.summary.setText)
 
     def set_rows(self, rows, total) -> None:
         self.table.setRowCount(len(rows))
