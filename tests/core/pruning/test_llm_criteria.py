@@ -207,3 +207,21 @@ def test_row_ranks_equal_a_stable_descending_argsort(transposed):
     expect = 1.0 - expect.float() / order.shape[1]
     got = row_ranks(rows, transposed)
     assert torch.equal(got, expect.t() if transposed else expect)
+
+
+def test_workspace_scores_wanda_on_the_calibration_sample(digits, lenet):
+    from visualizer.core.workspace import Workspace, calibration_batches
+
+    ws = Workspace(lenet, digits, calibration=16)
+    got = run(ws.scores("wanda"))
+    expect = run(wanda_job(lenet, calibration_batches(digits, 16))).scores
+    assert set(got) == set(expect)
+    assert all(torch.equal(got[n], expect[n]) for n in got)
+    assert sum(int(x.shape[0]) for x, _ in calibration_batches(digits, 16)) == 16
+
+
+def test_wanda_without_data_is_one_line(lenet):
+    from visualizer.core.workspace import Workspace
+
+    with pytest.raises(ValueError, match="needs data"):
+        run(Workspace(lenet, None).scores("wanda"))
