@@ -456,7 +456,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
         if len(config.seed_list()) > 1:
             cols.insert(3, "seed")
-        print(table([[r[c] for c in cols] for r in res.rows], cols))
+        if any("perplexity" in r for r in res.rows):  # a language model: its metric first
+            cols.insert(cols.index("accuracy"), "perplexity")
+        print(table([[r.get(c, "") for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0
 
