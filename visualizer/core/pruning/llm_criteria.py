@@ -23,8 +23,8 @@ Every model-level job reads the calibration batches once (forward pre-hooks) and
 layer on its own with the dense model's inputs (one-shot, not the papers' block-by-block
 propagation of already-pruned inputs; docs/theory.md says why the difference is small).
 A layer whose inputs a hook cannot read (an RNN, a fused attention projection, Conv1d/3d) has no
-activation statistics: Wanda scores it by ``|W|`` (every norm equal), SparseGPT leaves it to
-magnitude; both list it in their ``notes``.
+activation statistics: Wanda scores it by ``|W|`` (every norm equal) and lists it in
+``WandaResult.notes``; SparseGPT leaves it to magnitude and lists it in ``SparseGPTResult.skipped``.
 """
 
 from __future__ import annotations
