@@ -4,6 +4,7 @@ real savings, and the heatmap's N:M blocks."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PySide6.QtCore import Qt
 
@@ -112,3 +113,19 @@ def test_make_it_2_4_installs_an_exact_pattern_and_lists_the_skipped(qtbot, wind
     assert masks["conv1.weight"].all() and "conv1.weight" in view.summary.text()
     kernels = {view.table.item(i, 0).text(): view.table.item(i, 8).text() for i in range(view.table.rowCount())}
     assert "not a multiple of the kernel tile" in kernels["fc3.weight"]  # 10x84
+
+
+@pytest.mark.parametrize("view", ["calibration", "reconstruction", "savings"])
+def test_screenshot_of_the_llm_views(view, tmp_path, capsys, qapp):
+    from PySide6.QtGui import QImage
+
+    from visualizer.cli import main
+
+    out = tmp_path / f"{view}.png"
+    rc = main(["screenshot", "--view", view, "--out", str(out), "--model", "lenet", "--density", "0.5",
+               "--size", "800x500"])
+    assert rc == 0
+    img = QImage(str(out))
+    assert not img.isNull() and (img.width(), img.height()) == (800, 500)
+    colours = {img.pixel(x, y) for x in range(0, 800, 7) for y in range(0, 500, 7)}
+    assert len(colours) > 8  # drawn, not a blank widget

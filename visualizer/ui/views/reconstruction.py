@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from visualizer.ui.views import ViewSpec
 from visualizer.ui.views.base import AnalysisView, set_title
@@ -68,6 +68,8 @@ class ReconstructionView(AnalysisView):
                                      "installs its mask and its updated kept weights")
         self.apply_button.clicked.connect(self.apply_sparsegpt)
         self.status = QLabel("")
+        # a long status line must not widen the dock (the window's size wins; the tooltip has it all)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addWidget(self.compare_button)
         bar.addWidget(self.apply_button)
         bar.addWidget(self.status, 1)
@@ -173,11 +175,15 @@ class ReconstructionView(AnalysisView):
             xs = np.arange(n) + (i - 1) * width
             item = pg.BarGraphItem(x=xs, height=[getattr(r, key) for r in self.rows], width=width,
                                    brush=pg.mkBrush(theme.color(i)), pen=pg.mkPen(None), name=label)
-            self.plot.addItem(item)
-            if self.legend is not None:
-                self.legend.addItem(item, label)
+            self.plot.addItem(item)  # a named item joins the legend by itself
         self.plot.getAxis("bottom").setTicks([[(j, r.name.removesuffix(".weight")) for j, r in enumerate(self.rows)]])
 
 
-VIEW = ViewSpec("reconstruction", "Reconstruction error", ReconstructionView, lazy=True,
+
+def _prepare(window, options) -> None:
+    """Screenshot hook: compute now (the window's jobs are synchronous then)."""
+    window.views["reconstruction"].compare()
+
+
+VIEW = ViewSpec("reconstruction", "Reconstruction error", ReconstructionView, prepare=_prepare, lazy=True,
                 description="‖WX − ŴX‖/‖WX‖ per layer for magnitude, Wanda and SparseGPT")

@@ -132,5 +132,11 @@ class SavingsView(QWidget):
             f"{total.eligible_params:,} weights in layers 2:4 kernels can run")
 
 
-VIEW = ViewSpec("savings", "Real savings", SavingsView, lazy=True,
+
+def _prepare(window, options) -> None:
+    """Screenshot hook: compute now (the window's jobs are synchronous then)."""
+    window.views["savings"].refresh()
+
+
+VIEW = ViewSpec("savings", "Real savings", SavingsView, prepare=_prepare, lazy=True,
                 description="parameters and memory as stored (dense, CSR, 2:4) and 2:4 kernel eligibility")
