@@ -13,15 +13,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
+from visualizer.core.pruning.llm_criteria import calibration_profile
+from visualizer.core.workspace import calibration_batches
 from visualizer.ui.views import ViewSpec
 from visualizer.ui.views.base import AnalysisView, set_title
 
 
 def profile_job(model, dataset, seed: int = 0):
     """The calibration profile of ``model`` on the workspace's calibration sample (worker side)."""
-    from visualizer.core.pruning.llm_criteria import calibration_profile
-    from visualizer.core.workspace import calibration_batches
-
     return calibration_profile(model, calibration_batches(dataset, seed=seed))
 
 

@@ -9,10 +9,15 @@ heatmap then shows both) and draws each layer's relative weight change ‖Ŵ −
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
+from visualizer.core.pruning.llm_criteria import compare_layers, sparsegpt_job
+from visualizer.core.pruning.nm import parse_nm
+from visualizer.core.workspace import calibration_batches
 from visualizer.ui.views import ViewSpec
 from visualizer.ui.views.base import AnalysisView, set_title
 
@@ -20,8 +25,6 @@ METHODS = (("magnitude", "magnitude"), ("wanda", "Wanda"), ("sparsegpt", "Sparse
 
 
 def _nm(structure: str | None):
-    from visualizer.core.pruning.nm import parse_nm
-
     try:
         return parse_nm(structure or "")
     except ValueError:
@@ -31,22 +34,12 @@ def _nm(structure: str | None):
 def errors_job(model, dataset, density: float, structure: str, seed: int = 0):
     """compare_layers on the workspace's calibration sample (worker side, on a copy: the job
     switches the model to eval mode while it reads)."""
-    import copy
-
-    from visualizer.core.pruning.llm_criteria import compare_layers
-    from visualizer.core.workspace import calibration_batches
-
     return compare_layers(copy.deepcopy(model), calibration_batches(dataset, seed=seed), density,
                           nm=_nm(structure))
 
 
 def sparsegpt_apply_job(model, dataset, density: float, structure: str, seed: int = 0):
     """SparseGPT on a copy of ``model``: (result, updated model, relative change per layer)."""
-    import copy
-
-    from visualizer.core.pruning.llm_criteria import sparsegpt_job
-    from visualizer.core.workspace import calibration_batches
-
     work = copy.deepcopy(model)
     result = yield from sparsegpt_job(work, calibration_batches(dataset, seed=seed), density, nm=_nm(structure))
     return result, result.updated_model(work), result.layer_changes(work)

@@ -6,6 +6,7 @@ Core computes the table (``core.pruning.savings``) in a job; this view lists it.
 
 from __future__ import annotations
 
+import torch
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -18,6 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.core.pruning.nm import nm_masks, transposed_weights
+from visualizer.core.pruning.savings import savings_table, totals
+from visualizer.core.tasks import Step
 from visualizer.ui.views import ViewSpec
 
 HEADERS = ["layer", "shape", "dtype", "kept", "density", "dense", "CSR", "2:4", "2:4 kernel"]
@@ -34,9 +38,6 @@ def fmt_bytes(n: int | None) -> str:
 
 def savings_job(model, masks):
     """The savings rows of ``masks`` on ``model`` (worker side), as a one-step job."""
-    from visualizer.core.pruning.savings import savings_table, totals
-    from visualizer.core.tasks import Step
-
     rows = savings_table(model, masks)
     yield Step("savings", 1.0)
     return rows, totals(rows)
@@ -44,12 +45,6 @@ def savings_job(model, masks):
 
 def nm_job(model, scores, n: int = 2, m: int = 4):
     """The N:M masks of ``scores`` and their savings rows (worker side), as a one-step job."""
-    import torch
-
-    from visualizer.core.pruning.nm import nm_masks, transposed_weights
-    from visualizer.core.pruning.savings import savings_table, totals
-    from visualizer.core.tasks import Step
-
     result = nm_masks({k: torch.as_tensor(v) for k, v in scores.items()}, n, m, transposed_weights(model))
     rows = savings_table(model, result.masks)
     yield Step("2:4 masks", 1.0)
