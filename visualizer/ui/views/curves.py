@@ -237,10 +237,6 @@ def _finite(v) -> bool:
         return False
 
 
-def _positive(v) -> bool:
-    """Plottable on the log density axis."""
-    return _finite(v) and float(v) > 0
-
 
 def _prepare(window, options) -> None:
     """Screenshot hook: fill the curves with a short no-retraining sweep."""
