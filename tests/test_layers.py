@@ -131,3 +131,14 @@ raise SystemExit(main(['prune', 'lenet', '--density', '0.2']))
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "to 20.00% requested: kept 3,903 of 19,518" in out.stdout
+
+
+def test_preset_list_runs_with_qt_unimportable():
+    """The presets' jobs, titles and captions are core's: listing them needs no Qt."""
+    code = BLOCK_QT + """
+from visualizer.cli import main
+raise SystemExit(main(['preset', '--list', '--json']))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '"name": "lth"' in out.stdout and '"name": "mask-probability"' in out.stdout
