@@ -142,3 +142,101 @@ raise SystemExit(main(['preset', '--list', '--json']))
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"name": "lth"' in out.stdout and '"name": "mask-probability"' in out.stdout
+
+
+# --- core's own layering ------------------------------------------------------------------------
+# Core's subpackages (and its top-level modules: tasks, errors, device, workspace, ...) form a
+# directed acyclic graph of runtime imports, and no core module imports another inside a function
+# (a function-level import is how a cycle hides). Imports under ``if TYPE_CHECKING:`` never run
+# and are not edges. Optional heavy dependencies (ray, torchvision, transformers, PIL) may still be
+# imported inside functions: they are not visualizer.core modules, so these checks ignore them.
+#
+# KNOWN_BACK_EDGE: the one cycle left, named so that any other fails. pruning.criteria's
+# second-order scores (OBD, GraSP) differentiate through curvature.operator's Hessian operator,
+# while curvature builds its coordinates from pruning's masks and prunable weights and reads
+# workspace's batch rules, and workspace.score_job (the one scoring entry point) calls the
+# criteria. Breaking it means giving the Hessian-vector-product operator a home below pruning.
+KNOWN_BACK_EDGE = ("pruning", "curvature")
+# the one function-level import that edge forces: importing criteria at workspace's module level
+# would run workspace -> criteria -> curvature.operator -> workspace while workspace is half made
+ALLOWED_FUNCTION_IMPORTS = {("visualizer/core/workspace.py", "visualizer.core.pruning.criteria")}
+
+
+def _core_imports() -> list[tuple[str, str, bool]]:
+    """(file, imported visualizer.core module, inside a function?) for every runtime import of
+    a core module by a core module (TYPE_CHECKING blocks left out)."""
+    out = []
+    for path in sorted((PACKAGE / "core").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        tree = ast.parse(path.read_text(), rel)
+
+        def visit(node, in_function: bool, rel: str = rel) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                    continue
+                inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                names = []
+                if isinstance(child, ast.Import):
+                    names = [a.name for a in child.names]
+                elif isinstance(child, ast.ImportFrom) and not child.level:
+                    names = [child.module or ""]
+                out.extend((rel, n, in_function) for n in names if n.startswith("visualizer.core."))
+                visit(child, inner, rel)
+
+        visit(tree, False)
+    return out
+
+
+def _layer(module: str) -> str:
+    """The node of the graph: core's subpackage or top-level module (visualizer.core.X...)."""
+    return module.split(".")[2]
+
+
+def _layer_of_file(rel: str) -> str:
+    parts = pathlib.Path(rel).with_suffix("").parts
+    return parts[2]
+
+
+def test_core_modules_import_each_other_only_at_module_level():
+    lazy = sorted({(f, m) for f, m, inside in _core_imports() if inside} - ALLOWED_FUNCTION_IMPORTS)
+    assert lazy == []
+
+
+def test_cores_subpackages_form_a_dag():
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for f, m, _ in _core_imports():
+        a, b = _layer_of_file(f), _layer(m)
+        if a != b:
+            graph.add_edge(a, b)
+    assert graph.has_edge(*KNOWN_BACK_EDGE), "the known cycle is gone: delete KNOWN_BACK_EDGE"
+    graph.remove_edge(*KNOWN_BACK_EDGE)
+    assert list(nx.simple_cycles(graph)) == []
+
+
+def test_the_layer_checker_sees_function_level_and_skips_type_checking_imports(tmp_path, monkeypatch):
+    fake = tmp_path / "visualizer" / "core" / "pruning" / "x.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                    "    from visualizer.core.models import loaders\n\n"
+                    "def f():\n    from visualizer.core.training import loop\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "visualizer")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _core_imports() == [("visualizer/core/pruning/x.py", "visualizer.core.training", True)]
+
+
+def _calls(pattern: str) -> list[str]:
+    """Files under visualizer/ whose source matches ``pattern`` (a regular expression)."""
+    import re
+
+    rx = re.compile(pattern)
+    return sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if rx.search(p.read_text()))
+
+
+def test_one_home_for_torch_files_devices_and_error_lines():
+    """torch.load runs in core.io.torchfile only (weights_only unless trusted); devices are
+    chosen and read in core.device only; a first-line formatter is defined in core.errors only."""
+    assert _calls(r"torch\.load\((?!weights_only)") == ["visualizer/core/io/torchfile.py"]  # not docstrings
+    assert _calls(r"def (resolve_device|model_device)\(") == ["visualizer/core/device.py"]
+    assert _calls(r"def first_line\(") == ["visualizer/core/errors.py"]

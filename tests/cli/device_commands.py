@@ -10,7 +10,7 @@ from visualizer.cli import main
 
 # every command that computes on a model takes --device (the CLI's one rule)
 COMPUTING = ("prune", "train", "imp", "dst", "prox", "sweep", "lth-report", "hessian", "landscape",
-             "graph", "shrink", "speed", "lab random-labels")
+             "graph", "shrink", "speed", "sensitivity", "lab random-labels")
 
 
 def quick_args(command: str, model: str, tmp: Path) -> list[str]:
@@ -29,6 +29,7 @@ def quick_args(command: str, model: str, tmp: Path) -> list[str]:
         "graph": ["graph", model],
         "shrink": ["shrink", model, "--density", "0.5"],
         "speed": ["speed", model, "--density", "0.5", "--repeats", "1", "--batch", "4"],
+        "sensitivity": ["sensitivity", model, "--levels", "0.5"],
         # the lab trains its own model (the bundled MLP)
         "lab random-labels": ["lab", "random-labels", "--rounds", "1", "--epochs", "1"],
     }[command]
@@ -41,8 +42,10 @@ def run_json(capsys, argv: list[str]) -> tuple[int, dict, str]:
     return code, (json.loads(out) if code == 0 else {}), err
 
 
-def devices_recorded(command: str, result: dict) -> set[str]:
-    """Every device a command's JSON result records (rows included)."""
+def devices_recorded(command: str, result: dict | list) -> set[str]:
+    """Every device a command's JSON result records (rows included; sensitivity prints a list)."""
+    if isinstance(result, list):
+        result = {"rows": result}
     found = {result["device"]} if "device" in result else set()
     for key in ("rows", "rounds"):  # lists of result rows (the lab's "rounds" is a count)
         rows = result.get(key)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from visualizer.cli import main
-from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.io.mask_formats import read_mask
 
 SPECTRUM_KEYS = {"top_eigenvalues", "bottom_eigenvalues", "trace", "hvps"}
 
@@ -49,7 +49,7 @@ def test_hessian_json_dense_and_masked_with_interlacing(capsys, tmp_path, masks)
         # Lanczos + 2 SLQ probes x 4 steps + 3 Hutchinson probes
         assert s["hvps"] == s["lanczos_steps"] + 2 * 4 + 3
         assert s["converged"]
-    mask = MaskSet.load(masks["mlp"])
+    mask = read_mask(masks["mlp"])
     assert masked["dim"] == mask.kept() and dense["dim"] == mask.total()
     assert out["density"] == pytest.approx(0.1, abs=1e-3)
     # Cauchy interlacing of the principal submatrix H[S,S] (both at theta = m * w). Ritz values
@@ -67,7 +67,7 @@ def test_hessian_lenet_masked_and_dense_only(capsys, masks):
     assert {"dense", "masked"} <= set(out)
     for s in (out["dense"], out["masked"]):
         assert SPECTRUM_KEYS <= set(s) and len(s["top_eigenvalues"]) == 1 and s["hvps"] >= 1
-    assert out["masked"]["dim"] == MaskSet.load(masks["lenet"]).kept()
+    assert out["masked"]["dim"] == read_mask(masks["lenet"]).kept()
     # no mask: only the dense spectrum, at the trained weights
     out = run_json(capsys, "hessian", "lenet", "--top-k", "1", "--batch-size", "16", "--max-steps", "4")
     assert "dense" in out and "masked" not in out
@@ -129,6 +129,22 @@ def test_landscape_rnn_falls_back_to_a_loop(capsys, tmp_path):
     assert np.load(tmp_path / "g.npz")["loss"].shape == (2, 2)
 
 
+def test_hessian_per_layer_matches_the_layer_spectrum(capsys, masks):
+    """`--per-layer`: λ_max of each layer's block; each equals the one-layer spectrum's λ_max
+    (`--layer`), and with a mask the block's dimension is the layer's kept count."""
+    args = ["--batch-size", "32", "--max-steps", "60", "--tol", "1e-8", "--float64"]
+    out = run_json(capsys, "hessian", "mlp", "--per-layer", *args)
+    assert out["unit"] == "layer" and [u["unit"] for u in out["units"]] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    one = run_json(capsys, "hessian", "mlp", "--layer", "fc2.weight", "--top-k", "1", *args)
+    fc2 = out["units"][1]
+    assert fc2["lambda_max"] == pytest.approx(one["dense"]["lambda_max"], rel=1e-6)
+    masked = run_json(capsys, "hessian", "mlp", "--per-layer", "--mask", str(masks["mlp"]), "--layer", "fc1.weight", *args)
+    assert masked["units"][0]["dim"] == int(read_mask(masks["mlp"]).masks["fc1.weight"].sum())
+    assert main(["hessian", "mlp", "--per-layer", "group", "--batch-size", "16", "--max-steps", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "lambda_max" in text and "fc1 (channels:" in text
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -140,6 +156,8 @@ def test_landscape_rnn_falls_back_to_a_loop(capsys, tmp_path):
         (["hessian", "mlp", "--threads", "-1"], "--threads must be >= 0"),
         (["hessian", "mlp", "--rewinds", "0,10"], "--rewinds needs --mask"),
         (["hessian", "mlp", "--rewinds", "a,b"], "--rewinds takes steps"),
+        (["hessian", "mlp", "--per-layer", "--layer", "nope.weight"], "no layer named 'nope.weight'"),
+        (["hessian", "mlp", "--per-layer", "--trace"], "--per-layer computes lambda_max per unit only"),
     ],
 )
 def test_bad_arguments_one_line(capsys, tmp_path, argv, message):

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 from tests.llm import PROSE, llama_folder  # noqa: E402
 from visualizer.cli import main  # noqa: E402
-from visualizer.core.pruning.masks import MaskSet  # noqa: E402
+from visualizer.core.io.mask_formats import read_mask  # noqa: E402
 from visualizer.core.pruning.nm import is_nm  # noqa: E402
 
 FACTORY = """
@@ -56,7 +56,7 @@ def test_wanda_2_4_writes_an_exact_pattern(capsys, model_ref, tmp_path):
                              "--json")
     assert code == 0, err
     res = json.loads(out)
-    masks = MaskSet.load(mask_file)
+    masks = read_mask(mask_file)
     linear = [n for n in masks.masks if "layers" in n]
     assert linear and all(is_nm(masks[n], 2, 4) for n in linear)
     assert res["skipped"] == {}

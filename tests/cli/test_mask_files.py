@@ -10,7 +10,7 @@ import torch
 from torch.nn.utils import prune
 
 from visualizer.cli import main
-from visualizer.core.io.mask_formats import read_mask
+from visualizer.core.io.mask_formats import read_mask, write_mask
 from visualizer.core.models.loaders import load_model
 
 
@@ -64,7 +64,7 @@ def test_mask_options_read_every_format(capsys, tmp_path):
     torch.save(nni, tmp_path / "nni.pth")
     from visualizer.core.pruning.masks import MaskSet
 
-    MaskSet({"fc1.weight": expected}).save(tmp_path / "ours.safetensors")
+    write_mask(MaskSet({"fc1.weight": expected}), tmp_path / "ours.safetensors")
     dims = []
     for path in ("ours.safetensors", "tp.pt", "nni.pth"):
         out = run_json(capsys, "hessian", "mlp", "--mask", str(tmp_path / path), "--top-k", "1", "--batches", "1",

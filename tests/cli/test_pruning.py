@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from visualizer.cli import main
+from visualizer.core.io.mask_formats import read_mask
 from visualizer.core.models.loaders import read_manifest
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.pruning.masks import MaskSet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_prune_eval_out_and_layer_scope(capsys, tmp_path):
     assert 0.0 <= res["accuracy"] <= 1.0 and res["accuracy"] > 0.5
     for layer in res["layers"]:
         assert layer["kept"] == layer["total"] // 2
-    masks = MaskSet.load(path)
+    masks = read_mask(path)
     assert masks.kept() == res["kept"] and masks.metadata["criterion"] == "magnitude"
     # density 1 keeps everything and leaves the manifest accuracy
     code, out, _ = run_cli(capsys, "prune", "mlp", "-d", "1", "--eval", "--json")

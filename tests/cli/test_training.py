@@ -8,6 +8,7 @@ import json
 import pytest
 
 from visualizer.cli import main
+from visualizer.core.io.mask_formats import read_mask, write_mask
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
 
@@ -22,7 +23,7 @@ def test_train_with_mask_and_options(capsys, tmp_path):
     masks = MaskSet.for_model(model)
     for m in masks.masks.values():
         m[..., ::2] = False  # keep every other input column
-    masks.save(tmp_path / "m.safetensors")
+    write_mask(masks, tmp_path / "m.safetensors")
     out = run_json(capsys, "train", "mlp", "--mask", str(tmp_path / "m.safetensors"), "--epochs", "1",
                    "--label-smoothing", "0.1", "--distill", "--seed", "3", "--out", str(tmp_path / "w.safetensors"))
     assert out["density"] == pytest.approx(0.5, abs=0.01)
@@ -45,11 +46,11 @@ def test_imp_json_rounds_and_files(capsys, tmp_path):
     with open(tmp_path / "rounds.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and {"model", "round", "density", "accuracy", "rate", "rewind"} <= set(rows[0])
-    assert MaskSet.load(tmp_path / "mask_round2.safetensors").density() == 0.25
+    assert read_mask(tmp_path / "mask_round2.safetensors").density() == 0.25
     from safetensors.torch import load_file
 
     trained = load_file(str(tmp_path / "trained_round2.safetensors"))
-    mask = MaskSet.load(tmp_path / "mask_round2.safetensors")
+    mask = read_mask(tmp_path / "mask_round2.safetensors")
     assert bool((trained["fc1.weight"][~mask["fc1.weight"]] == 0).all())
     assert (tmp_path / "rewind_point.safetensors").exists()
 

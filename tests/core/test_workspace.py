@@ -17,6 +17,7 @@ import torch
 import visualizer.core.training.experiments as experiments
 from visualizer.cli import main
 from visualizer.core.data.sources import Dataset
+from visualizer.core.io.mask_formats import read_mask
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.ranking import kept_count
@@ -132,7 +133,7 @@ def _cli(capsys, tmp_path, criterion):
                  "--out", str(path)])
     out, _ = capsys.readouterr()
     assert code == 0
-    return MaskSet.load(path), json.loads(out)["accuracy"]
+    return read_mask(path), json.loads(out)["accuracy"]
 
 
 def _sweep(model, data, criterion, monkeypatch):

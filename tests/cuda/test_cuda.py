@@ -17,9 +17,9 @@ import torch
 from tests.cli.device_commands import COMPUTING, devices_recorded, quick_args, run_json
 from visualizer.cli import main
 from visualizer.core.data.sources import load_dataset
+from visualizer.core.io.mask_formats import read_mask
 from visualizer.core.models.loaders import load_model
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import run
 
 pytestmark = [
@@ -58,7 +58,7 @@ def test_magnitude_masks_identical(model, capsys, tmp_path):
     for dev in ("cpu", "cuda"):
         code = main(["prune", model, "-c", "magnitude", "-d", "0.3", "--device", dev, "--out", str(tmp_path / f"{dev}.safetensors")])
         assert code == 0, capsys.readouterr().err
-    a, b = MaskSet.load(tmp_path / "cpu.safetensors"), MaskSet.load(tmp_path / "cuda.safetensors")
+    a, b = read_mask(tmp_path / "cpu.safetensors"), read_mask(tmp_path / "cuda.safetensors")
     assert a.masks.keys() == b.masks.keys()
     for name in a.masks:
         assert torch.equal(a.masks[name], b.masks[name]), name

@@ -13,6 +13,7 @@ import torch
 from torch.nn.utils import prune
 
 from tests.ui.conftest import drop_file, wait_idle
+from visualizer.core.io.mask_formats import write_mask
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.masks import MaskSet
 
@@ -29,7 +30,7 @@ def _lenet_mask() -> MaskSet:
 def test_a_dropped_mask_safetensors_is_a_mask_not_weights(qtbot, window, tmp_path):
     masks = _lenet_mask()
     path = tmp_path / "lenet_mask.safetensors"
-    masks.save(path)
+    write_mask(masks, path)
     weights_before = {k: v.clone() for k, v in window.state.loaded.model.state_dict().items()}
     drop_file(window, path)
     wait_idle(qtbot, window)
@@ -88,7 +89,7 @@ def test_a_mask_for_another_model_is_one_line(qtbot, window, tmp_path):
     from visualizer.ui.files import opening as files
 
     mlp = load_model("mlp").model
-    MaskSet.for_model(mlp).save(tmp_path / "mlp.safetensors")
+    write_mask(MaskSet.for_model(mlp), tmp_path / "mlp.safetensors")
     before = window.state.masks
     files.request_mask(window, str(tmp_path / "mlp.safetensors"))
     wait_idle(qtbot, window)

@@ -7,6 +7,7 @@ import torch
 from PySide6.QtCore import Qt
 
 from tests.ui.conftest import drop_file, wait_idle
+from visualizer.core.io.mask_formats import read_mask
 from visualizer.core.models.zoo import ZOO
 
 
@@ -114,7 +115,6 @@ def test_results_autosaved_for_recovery(qtbot, window, tmp_path):
 
 
 def test_exports(qtbot, window, tmp_path):
-    from visualizer.core.pruning.masks import MaskSet
     from visualizer.ui.files import export
 
     window.pruning_panel.set_density(0.2)
@@ -127,7 +127,7 @@ def test_exports(qtbot, window, tmp_path):
     export.export_results(window, str(tmp_path / "r.csv"))
     assert (tmp_path / "r.csv").read_text().splitlines()[0] == "criterion,density,accuracy"
     export.export_mask(window, str(tmp_path / "m.safetensors"), "safetensors")
-    m = MaskSet.load(tmp_path / "m.safetensors")
+    m = read_mask(tmp_path / "m.safetensors")
     assert m.kept() == window.state.masks.kept() and m.metadata["criterion"] == "magnitude"
     export.export_mask(window, str(tmp_path / "p.pt"), "prune")
     state = torch.load(tmp_path / "p.pt", weights_only=True)

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--tol", type=float, default=1e-3, help="stop when residual error bounds < tol * |lambda|max")
     h.add_argument("--include-other", action="store_true", help="also differentiate biases and norms (dense)")
     h.add_argument("--layer", help="restrict to one parameter (e.g. fc1.weight)")
+    h.add_argument("--per-layer", nargs="?", const="layer", choices=["layer", "group"], metavar="UNIT",
+                   help="instead of the whole spectrum: lambda_max of each layer's Hessian block (or, with "
+                        "'--per-layer group', of each coupled channel group's), by Lanczos; with --mask over "
+                        "the kept weights. --layer picks one unit")
     h.add_argument("--hvp", default="auto", choices=["auto", "double-backward", "forward-over-reverse"])
     h.add_argument("--float64", action="store_true", help="compute in double precision")
     h.add_argument("--seed", type=int, default=0)
@@ -129,6 +133,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     taus = _parse_taus(args.rewinds) if args.rewinds else None
     if taus is not None and not args.mask:
         raise UserError("--rewinds needs --mask (the mask m of theta_tau = m * w_tau)")
+    if args.per_layer:
+        return _per_layer(args)
     loaded, model, mask, ev, data = _setup(args)
     opts = spectrum.SpectrumOptions(
         top_k=args.top_k, bottom_k=args.bottom_k, max_steps=args.max_steps, tol=args.tol,
@@ -197,6 +203,50 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             print(table([[t, s.lambda_max, "-" if s.condition_number is None else s.condition_number,
                           s.negative_count, s.hvps] for t, s in rewinds],
                         ["rewind tau", "lambda_max", "kappa", "negatives", "HVPs"]))
+    return 0
+
+
+def _per_layer(args: argparse.Namespace) -> int:
+    """``pruneviz hessian --per-layer [layer|group]``: λ_max of each unit's Hessian block."""
+    from visualizer.core.curvature.layerwise import unit_curvature
+
+    if args.rewinds or args.include_other or args.density_probes or args.trace:
+        raise UserError("--per-layer computes lambda_max per unit only: drop --rewinds, --include-other, "
+                        "--density-probes and --trace")
+    loaded, model, mask, ev, _data = _setup(args)
+    progress = TerminalProgress()
+    t0 = time.perf_counter()
+    try:
+        units = run(unit_curvature(
+            model, ev, mask, unit=args.per_layer, names=[args.layer] if args.layer else None,
+            max_steps=args.max_steps, tol=args.tol, seed=args.seed, method=args.hvp,
+            dtype=torch.float64 if args.float64 else None), progress)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        progress.close()
+    result = {
+        "model": loaded.ref,
+        "unit": args.per_layer,
+        "eval_samples": ev.n_samples,
+        "eval_batches": len(ev.batches),
+        "mask": args.mask,
+        "density": None if mask is None else mask.density(),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "device": device_label(args.device),
+        "units": [u.to_json() for u in units.values()],
+    }
+    if args.out:
+        from visualizer.core.io.atomic import atomic_write
+
+        text = json.dumps(to_jsonable(result), indent=2)
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+    if args.json:
+        print_json(result)
+    else:
+        rows = [[u.unit, u.dim, u.lambda_max, "exact" if u.exact else ("yes" if u.converged else "no"), u.hvps]
+                for u in units.values()]
+        print(table(rows, [args.per_layer, "dim", "lambda_max", "converged", "HVPs"]))
     return 0
 
 

@@ -62,7 +62,8 @@ def screenshot_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(f"--size must look like 1200x800, got {args.size!r}") from exc
     if args.model and not args.trust:
-        from visualizer.core.io.session import TrustRequired, model_trust_reason
+        from visualizer.core.io.session import TrustRequired
+        from visualizer.core.models.trust import model_trust_reason
 
         reason = model_trust_reason(args.model)
         if reason is not None:  # the window would run the file's code: ask as every command does

@@ -309,6 +309,7 @@ def _seeded_runs(args: argparse.Namespace, model, data, inits: dict, make) -> di
 
 
 def _write_imp(res, out: Path, settings: dict) -> list[dict]:
+    from visualizer.core.io.mask_formats import write_mask
     from visualizer.core.training.experiments import write_rows
 
     out.mkdir(parents=True, exist_ok=True)
@@ -316,7 +317,7 @@ def _write_imp(res, out: Path, settings: dict) -> list[dict]:
     write_rows(rows, out / "rounds.csv", fields=list(settings) + list(res.rows[0]))
     write_rows(rows, out / "rounds.json")
     for r, m in enumerate(res.masks):
-        m.save(out / f"mask_round{r}.safetensors")
+        write_mask(m, out / f"mask_round{r}.safetensors")
     _save_state(res.w_tau, out / "rewind_point.safetensors")
     _save_state(res.final.model.state_dict(), out / f"trained_round{len(res.rows) - 1}.safetensors")
     return rows

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from visualizer.core.errors import first_line
+
 ZOO_HINT = "pip install 'pruneviz[zoo]'"
 
 
@@ -20,8 +22,6 @@ def import_torchvision(module: str, purpose: str, error: type[Exception]) -> Mod
         raise error(f"{purpose} needs torchvision: {ZOO_HINT}") from exc
     except Exception as exc:  # noqa: BLE001 - any failure inside torchvision's own import
         import torch
-
-        from visualizer.core.tasks import first_line
 
         raise error(
             f"{purpose} needs torchvision, which is installed but does not import with torch "

@@ -46,8 +46,8 @@ def configure_threads() -> int:
     """Leave one core to the GUI thread: torch's intra-op pool gets cores - 1 (at least 1).
 
     Jobs run torch in a worker thread while the event loop must stay responsive; with every core
-    in torch's OpenMP pool the two fight, and on a busy 2-core machine a LeNet epoch took 6.5 s
-    with 2 threads against 0.17 s with 1. PRUNEVIZ_TORCH_THREADS overrides."""
+    in torch's OpenMP pool the two fight, and training slows by an order of magnitude on a busy
+    2-core machine (docs/performance.md). PRUNEVIZ_TORCH_THREADS overrides."""
     import torch
 
     env = os.environ.get("PRUNEVIZ_TORCH_THREADS")

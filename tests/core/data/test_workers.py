@@ -126,3 +126,15 @@ def test_a_factory_dataset_survives_spawn_workers(tmp_path):
     xs, ys = zip(*loader)
     assert torch.cat(xs)[:, 0, 0, 0].tolist() == [100.0, 101.0, 102.0, 103.0]
     assert torch.cat(ys).tolist() == [0, 1, 0, 1]
+
+
+def test_an_iterator_never_started_does_not_hold_the_workers():
+    source = pid_source()
+    try:
+        unused = iter(workspace.evaluation_batches(source, batch_size=3))  # made, never read
+        first, _ = pids_of_a_pass(source)
+        second, _ = pids_of_a_pass(source)
+        assert first == second  # both passes ran on the persistent workers
+        del unused
+    finally:
+        source.close_loaders()

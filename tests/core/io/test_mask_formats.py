@@ -112,7 +112,7 @@ def test_a_mask_that_does_not_fit_names_the_layer_and_both_shapes(tmp_path):
     model = net()
     masks = random_mask(model)
     masks.masks["3.weight"] = torch.ones(5, 10, dtype=torch.bool)
-    masks.save(tmp_path / "m.safetensors")
+    write_mask(masks, tmp_path / "m.safetensors")
     with pytest.raises(MaskError) as err:
         read_mask(tmp_path / "m.safetensors", model)
     text = str(err.value)

@@ -155,8 +155,10 @@ def test_data_options_round_trip_and_bad_ones_are_refused(tmp_path):
 
 
 def test_a_factory_dataset_needs_trust_like_a_factory_model():
-    assert S.trust_reason(S.Session(model_ref="mlp", dataset="folder:/data/x.py:imgs")) is None
-    reason = S.trust_reason(S.Session(model_ref="mlp", dataset="/home/u/mydata.py:build"))
+    from visualizer.core.models.trust import trust_reason
+
+    assert trust_reason(S.Session(model_ref="mlp", dataset="folder:/data/x.py:imgs")) is None
+    reason = trust_reason(S.Session(model_ref="mlp", dataset="/home/u/mydata.py:build"))
     assert reason == "the dataset is built by running the Python file /home/u/mydata.py"
-    both = S.trust_reason(S.Session(model_ref="/home/u/net.py:make", dataset="/home/u/mydata.py:build"))
+    both = trust_reason(S.Session(model_ref="/home/u/net.py:make", dataset="/home/u/mydata.py:build"))
     assert "net.py" in both and "mydata.py" in both

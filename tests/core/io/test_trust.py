@@ -13,9 +13,9 @@ from visualizer.core.io.session import (
     TrustRequired,
     load_session,
     save_session,
-    trust_reason,
 )
 from visualizer.core.models.loaders import ModelLoadError, load_model
+from visualizer.core.models.trust import trust_reason
 from visualizer.core.models.zoo import ZOO
 
 

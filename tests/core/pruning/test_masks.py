@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from visualizer.core.io.mask_formats import read_mask, write_mask
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.criteria import score
 from visualizer.core.pruning.masks import MaskError, MaskSet
@@ -65,8 +66,8 @@ def test_save_load_round_trip(tmp_path):
     model = small_model()
     masks = magnitude_mask(model, 0.4)
     path = tmp_path / "masks.safetensors"
-    masks.save(path)
-    back = MaskSet.load(path)
+    write_mask(masks, path)
+    back = read_mask(path)
     assert set(back.masks) == set(masks.masks)
     for n in masks:
         assert back[n].dtype == torch.bool and torch.equal(back[n], masks[n])
@@ -76,11 +77,11 @@ def test_save_load_round_trip(tmp_path):
 
 def test_load_errors(tmp_path):
     with pytest.raises(MaskError, match="not found"):
-        MaskSet.load(tmp_path / "missing.safetensors")
+        read_mask(tmp_path / "missing.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file at all")
     with pytest.raises(MaskError, match="not a mask file"):
-        MaskSet.load(bad)
+        read_mask(bad)
 
 
 def test_check_refuses_a_mask_of_another_model():

@@ -33,7 +33,6 @@ from visualizer.core.training.prox import (
     apply_block_soft_threshold,
     block_soft_threshold,
     group_norm,
-    hard_threshold,
     hard_threshold_masks,
     output_channel_groups,
     proximal_training,
@@ -50,6 +49,11 @@ def test_soft_threshold_closed_form():
     assert torch.equal(soft_threshold(w, 0.0), w)
     with pytest.raises(ValueError):
         soft_threshold(w, -1.0)
+
+
+def hard_threshold(w: torch.Tensor, k: int) -> torch.Tensor:
+    """H_k(w) = w ⊙ (the mask IHT applies): keep the k largest |w_i|, zero the others."""
+    return w * hard_threshold_masks({"w": w}, k)["w"].to(w.device, w.dtype)
 
 
 def test_hard_threshold_keeps_top_k():

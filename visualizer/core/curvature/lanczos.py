@@ -74,9 +74,9 @@ class LanczosResult:
 def _eigh_tridiagonal(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of the symmetric tridiagonal T (ascending), by LAPACK's tridiagonal solver.
 
-    Not np.linalg.eigh of the dense T: that goes through threaded OpenBLAS, which on the shared
-    2-core machine took 22-124 ms for a 90x90 T against 0.8 ms here (measured while torch's own
-    threads were busy), and Lanczos solves T after every step."""
+    Not np.linalg.eigh of the dense T: that goes through threaded OpenBLAS, which is orders of
+    magnitude slower while torch's own threads are busy (docs/performance.md), and Lanczos
+    solves T after every step."""
     return scipy.linalg.eigh_tridiagonal(np.ascontiguousarray(alphas), np.ascontiguousarray(betas))
 
 
@@ -138,8 +138,8 @@ def lanczos(
     the estimate. Each new vector is orthogonalised twice against the whole basis (classical
     Gram-Schmidt twice is enough, Giraud et al. 2005). The basis stays on the operator's device
     when it fits there, else on the host (:func:`basis_device`; the progress text says which);
-    the tridiagonal coefficients go to the CPU once per check (``check_every`` steps). Returned
-    vectors are on the operator's device.
+    β_j and ‖A v_j‖ go to the CPU every step (the breakdown test), the tridiagonal matrix is
+    solved once per check (``check_every`` steps). Returned vectors are on the operator's device.
 
     Breakdown (β_j ≤ ε·max_i ‖A v_i‖, ε the working precision's machine epsilon; e.g. a zero
     operator, or a start on an eigenvector): the Krylov space is invariant and its Ritz values are
@@ -200,7 +200,7 @@ def lanczos(
         beta_f, av = (float(t) for t in torch.stack([beta, av_norm]).cpu())
         av_max = max(av_max, av)
         broke = not beta_f > eps * av_max
-        betas[j] = 0.0 if broke else beta
+        betas[j] = beta  # the residual norm of this step (set to 0 in T if Lanczos restarts)
         m = j + 1
         last = m == steps_cap
         if m % check_every == 0 or last or m == n or broke:
@@ -224,6 +224,7 @@ def lanczos(
                     converged = True
                     break
         if broke:
+            betas[j] = 0.0  # T becomes block diagonal: the next vector is not w / β
             fresh = _orthogonal_restart(basis, gen, dt, dev)
             if fresh is None:  # the basis spans the space: T is A in that basis
                 exhausted = converged = True

@@ -38,6 +38,7 @@ from torch.func import functional_call, vmap
 
 from visualizer.core.curvature.operator import EvalSet, eval_mode, masked_point
 from visualizer.core.device import wide_float
+from visualizer.core.errors import first_line
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
 
@@ -223,7 +224,7 @@ class _Evaluator:
                     if self.batched is True:
                         raise
                     self.batched = False
-                    self.method = f"loop (vmap unavailable: {str(exc).splitlines()[0][:80]})"
+                    self.method = f"loop (vmap unavailable: {first_line(exc, limit=80)})"
             loss, acc = self._eval_loop(coefs)
             self.method = self.method or "loop"
             return _host(loss), _host(acc)

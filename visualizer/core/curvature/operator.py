@@ -45,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 
 from visualizer.core.device import wide_float
+from visualizer.core.errors import first_line
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Job, Step
@@ -55,10 +56,8 @@ from visualizer.core.workspace import (
 )
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
-# Measured by tests/benchmarks/bench_curvature.py --threads 1 on the 2-core machine (lenet, one
-# batch of 128): one gradient by torch.autograd.grad 2.63 ms (what HessianOperator.gradient uses;
-# torch.func.grad 3.42 ms), an HVP by double backward 6.60 ms (2.51x the gradient), by
-# forward-over-reverse 11.62 ms (4.42x): double backward is the default.
+# double backward is the default: it was the faster HVP in tests/benchmarks/bench_curvature.py
+# (the numbers are in docs/performance.md)
 DEFAULT_HVP_METHOD = "double-backward"
 
 
@@ -436,8 +435,8 @@ class HessianOperator:
                     elif self.auto and self.method != "double-backward":
                         self.method = "double-backward"
                     else:
-                        first = str(exc).strip().splitlines()[0]
-                        raise ValueError(f"an operation of this model has no second derivative: {first}") from exc
+                        raise ValueError("an operation of this model has no second derivative: "
+                                         f"{first_line(exc)}") from exc
 
     def loss(self) -> float:
         with eval_mode(self.model), torch.no_grad(), self._context():

@@ -12,16 +12,19 @@ factory's name and the split; a worker re-imports the file and calls the factory
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from visualizer.core.data.sources import DataError
+from visualizer.core.data.checks import DataError, expected_channels
+from visualizer.core.data.folder import ConvertThen, Preprocess
 from visualizer.core.data.streaming import StreamSource
 from visualizer.core.data.text import model_block, model_folder
-from visualizer.core.tasks import first_line
+from visualizer.core.errors import first_line
+from visualizer.core.optional import import_torchvision
+from visualizer.core.userfiles import import_callable
 
 DEFAULT_ROOT = "~/.cache/pruneviz/data"
 TORCHVISION_DATASETS = {"mnist": ("MNIST", 1), "fashion-mnist": ("FashionMNIST", 1), "cifar10": ("CIFAR10", 3)}
@@ -51,8 +54,6 @@ class DataOptions:
     block: int | None = None
 
     def preprocess(self, default_channels: int = 3):
-        from visualizer.core.data.folder import Preprocess
-
         return Preprocess(self.image_size, self.channels or default_channels, self.normalize or "none")
 
 
@@ -60,11 +61,6 @@ def options_for_model(options: DataOptions, model: torch.nn.Module, transform: C
     """``options`` completed from the model: its pretrained weights' own preprocessing
     (``transform``, e.g. torchvision's resize-256/crop-224/ImageNet statistics) unless an image
     size or a normalisation was given, and the input channels its first convolution reads."""
-    from dataclasses import replace
-
-    from visualizer.core.data.folder import ConvertThen
-    from visualizer.core.data.sources import expected_channels
-
     channels = options.channels or expected_channels(model)
     options = replace(options, tokenizer=options.tokenizer or model_folder(model),
                       block=options.block or model_block(model))
@@ -76,8 +72,6 @@ def options_for_model(options: DataOptions, model: torch.nn.Module, transform: C
 def load_torchvision_dataset(name: str, options: DataOptions) -> StreamSource:
     """``mnist``, ``fashion-mnist`` or ``cifar10`` from ``options.root`` (downloaded there with
     ``options.download``), decoded per sample by the options' preprocessing."""
-    from visualizer.core.optional import import_torchvision
-
     cls_name, channels = TORCHVISION_DATASETS[name]
     datasets = import_torchvision("datasets", f"dataset {name!r}", DataError)
     cls = getattr(datasets, cls_name)
@@ -141,8 +135,6 @@ _REBUILT: dict[str, tuple] = {}
 
 def _call_factory(spec: str):
     """``func()`` of ``file.py:func``; any failure is one DataError line."""
-    from visualizer.core.models.loaders import import_callable
-
     func = import_callable(spec, DataError, what="data")
     try:
         return func()

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from visualizer.core.data.sources import DataError
+from visualizer.core.data.checks import DataError
 from visualizer.core.data.streaming import StreamSource
+from visualizer.core.errors import first_line
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 TEST_SPLITS = ("val", "test")
@@ -130,8 +131,7 @@ def _image_problem(path: str, exc: BaseException) -> str:
         return err.strerror or str(err)
     if isinstance(exc, UnidentifiedImageError):
         return "not an image Pillow can read (or its header is cut off)"
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def _images(folder: Path) -> list[str]:

@@ -22,68 +22,32 @@ Streaming (see :func:`load_dataset`): ``folder:PATH`` (an ImageFolder tree, deco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from visualizer.core.device import model_device
+from visualizer.core.data.checks import (  # noqa: F401
+    DataError,
+    check_model_reads,
+    expected_channels,
+    expected_input,
+)
+
+# DataError and the model/data checks live in data.checks (external and folder raise them too);
+# importable from here, the data package's entry point
+from visualizer.core.data.dataset import Dataset  # noqa: F401 - re-exported: the package's entry point
+from visualizer.core.data.external import (
+    TORCHVISION_DATASETS,
+    DataOptions,
+    load_factory_dataset,
+    load_torchvision_dataset,
+)
+from visualizer.core.data.folder import load_folder
 from visualizer.core.resources import resource_path
 
 SPLIT_SEED = 0
-
-
-@dataclass
-class Dataset:
-    """A classification dataset with a fixed train/test split, all tensors in memory."""
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-    description: str = ""
-
-    in_memory = True
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def notes(self) -> list[str]:
-        return []
-
-    def split_size(self, which: str) -> int:
-        return int(self.split(which)[0].shape[0])
-
-    def split_dataset(self, which: str) -> torch.utils.data.TensorDataset:
-        return torch.utils.data.TensorDataset(*self.split(which))
-
-    def probe(self, n: int = 2) -> torch.Tensor:
-        """The first ``n`` test inputs (what a model is checked against)."""
-        return self.x_test[:n]
-
-    def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if which == "train":
-            return self.x_train, self.y_train
-        if which in ("test", "val"):
-            return self.x_test, self.y_test
-        raise ValueError(f"unknown split {which!r} (use 'train' or 'test')")
-
-    def to(self, device: torch.device | str) -> Dataset:
-        return Dataset(
-            self.name,
-            self.x_train.to(device),
-            self.y_train.to(device),
-            self.x_test.to(device),
-            self.y_test.to(device),
-            self.num_classes,
-            self.description,
-        )
 
 
 def _split(n: int, test_fraction: float, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -142,10 +106,6 @@ def make_sequence_task(
     )
 
 
-class DataError(Exception):
-    """A dataset that cannot be loaded, with a message for the user."""
-
-
 BUNDLED = {
     "digits": load_digits,
     "digits-rows": load_digits_rows,
@@ -155,81 +115,10 @@ BUNDLED = {
 _CACHE: dict[str, Dataset] = {}
 
 
-def check_model_reads(model: torch.nn.Module, data: Any, model_name: str = "the model") -> list[str]:
-    """Raise DataError, in one line, unless ``model`` maps two of ``data``'s test inputs to
-    (2, C) logits with C >= data.num_classes; return notes (a 1000-class head on a 3-class folder
-    works: labels 0..2 read the first three outputs). Run once when a model meets a dataset, so
-    a mismatch (LeNet given token sequences, ResNet-18 given one-channel 8x8 digits) is named
-    there instead of as a shape error deep inside a criterion or a training step. The model is
-    left as it was: evaluation mode and no_grad for the probe (BatchNorm statistics untouched)."""
-    from visualizer.core.tasks import first_line
-
-    try:
-        x = data.probe(2)
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a sample that cannot be decoded
-        raise DataError(f"cannot read a sample of {data.name}: {first_line(exc, limit=240)}") from exc
-    device = model_device(model)
-    if getattr(data, "tokens", False):
-        from visualizer.core.data.text import check_language_model
-
-        try:
-            return check_language_model(model, data, x.to(device), model_name)
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x.to(device))
-    except Exception as exc:  # noqa: BLE001 - any failure of the forward pass is the mismatch
-        expects = expected_input(model)
-        hint = f"; the model expects {expects}" if expects else ""
-        raise DataError(f"{model_name} cannot read {data.name} (inputs {tuple(x.shape[1:])}, "
-                        f"{str(x.dtype).removeprefix('torch.')}{hint}): {first_line(exc, limit=200)}") from exc
-    finally:
-        model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise DataError(f"{model_name} on {data.name} gives {shape}, not (batch, classes) logits")
-    if out.shape[1] < data.num_classes:
-        raise DataError(f"{data.name} has class indices up to {data.num_classes - 1} but {model_name} "
-                        f"outputs {out.shape[1]} classes (0..{out.shape[1] - 1})")
-    if out.shape[1] > data.num_classes:
-        return [f"{model_name} outputs {out.shape[1]} classes; {data.name} has {data.num_classes}: "
-                f"its labels read the first {data.num_classes} outputs"]
-    return []
-
-
-def expected_input(model: torch.nn.Module) -> str:
-    """What the model's first layer reads, in words ("3-channel images"), or "" when unknown."""
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-            return f"{m.in_channels}-channel inputs"
-        if isinstance(m, torch.nn.Linear):
-            return f"{m.in_features} features"
-        if isinstance(m, torch.nn.RNNBase):
-            return f"sequences of {m.input_size} features"
-    return ""
-
-
-def expected_channels(model: torch.nn.Module) -> int | None:
-    """Input channels of the model's first 2-d convolution (1 or 3), else None."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            return m.in_channels if m.in_channels in (1, 3) else None
-        if isinstance(m, (torch.nn.Linear, torch.nn.RNNBase, torch.nn.Conv1d)):
-            return None
-    return None
-
-
 STREAMING_HINT = "folder:PATH, file.py:FUNCTION, text:FILE"
 
 
 def dataset_names() -> list[str]:
-    from visualizer.core.data.external import TORCHVISION_DATASETS
-
     return list(BUNDLED) + list(TORCHVISION_DATASETS)
 
 
@@ -240,13 +129,6 @@ def load_dataset(name: str, options: Any = None, *, root: str | Path | None = No
     ``options`` is a :class:`visualizer.core.data.external.DataOptions` (root, download, image
     size, normalisation, channels, transform, seed, workers); ``root``/``download`` are kept
     as shorthands. Raises DataError in one line."""
-    from visualizer.core.data.external import (
-        TORCHVISION_DATASETS,
-        DataOptions,
-        load_factory_dataset,
-        load_torchvision_dataset,
-    )
-
     if options is None:
         options = DataOptions(root=str(root) if root else None, download=download)
     name = name.strip()
@@ -257,8 +139,6 @@ def load_dataset(name: str, options: Any = None, *, root: str | Path | None = No
     if name in TORCHVISION_DATASETS:
         return load_torchvision_dataset(name, options)
     if name.startswith("folder:"):
-        from visualizer.core.data.folder import load_folder
-
         path = name.removeprefix("folder:")
         pre = None if options.transform else options.preprocess(options.channels or 3)
         return load_folder(path, pre, options.transform, seed=options.seed, workers=options.workers)

@@ -15,9 +15,9 @@ torchvision dataset or a user's ``file.py:factory`` becomes. The batch rules of
   memory when CUDA is present, so the copy to the GPU can overlap;
 - the workers persist: a source keeps one DataLoader per (split, batch size) with
   ``persistent_workers=True`` and a sampler whose index list is set before each pass, so the
-  next evaluation of the same source reuses the processes instead of starting (and importing
-  torch in) new ones. A pass that finds that loader busy (two jobs reading one source at once)
-  uses a loader of its own for that pass.
+  next evaluation of the same source reuses the processes instead of starting new ones (a
+  start per pass dominated short evaluations; docs/performance.md). A pass that finds that
+  loader busy (two jobs reading one source at once) uses a loader of its own for that pass.
 """
 
 from __future__ import annotations
@@ -161,15 +161,15 @@ class PersistentLoader:
         self.loader = _make_loader(dataset, batch_size, workers, self.sampler, persistent=True)
         self.lock = threading.Lock()
 
-    def passes(self, indices: Sequence[int]) -> Iterator[Batch] | None:
-        """The batches of ``indices``, or None when another pass holds the loader."""
+    def passes(self, indices: Sequence[int], fallback) -> Iterator[Batch]:
+        """The batches of ``indices`` on the persistent workers; while another pass holds them,
+        the batches of ``fallback()`` (a loader of this pass alone). The lock is taken when the
+        pass starts and let go when it ends or its consumer drops it (close or garbage
+        collection); a pass left half way is fine: the next ``iter`` drains the old one's
+        prefetched batches."""
         if not self.lock.acquire(blocking=False):
-            return None
-        return self._pass(indices)
-
-    def _pass(self, indices: Sequence[int]) -> Iterator[Batch]:
-        # holds the lock until the pass ends or its consumer drops it (generator close/GC);
-        # a pass left half way is fine: the next iter() drains the old epoch's prefetched batches
+            yield from fallback()
+            return
         try:
             self.sampler.indices = indices
             yield from self.loader
@@ -224,9 +224,7 @@ class StreamBatches:
             key = (self.split, self.batch_size, self.workers)
             if len(self) >= self.workers or key in self.source._loaders:
                 pool = self.source.persistent_loader(self.split, self.batch_size, self.workers)
-                batches = pool.passes(self.indices)
-                if batches is not None:
-                    return batches
+                return pool.passes(self.indices, self.loader)
         return iter(self.loader())
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from visualizer.core.data.sources import Dataset
+from visualizer.core.data.dataset import Dataset
 
 TEST_FRACTION = 0.1
 BLOCK = 128  # tokens per sequence when neither the user nor the model says otherwise
@@ -87,6 +87,10 @@ class TokenDataset(Dataset):
     @property
     def vocab_size(self) -> int:
         return self.num_classes
+
+    def check_model(self, model: torch.nn.Module, x: torch.Tensor, model_name: str) -> list[str]:
+        """The data check of core.data.checks for token blocks (:func:`check_language_model`)."""
+        return check_language_model(model, self, x, model_name)
 
     def to(self, device: torch.device | str) -> TokenDataset:
         return TokenDataset(self.name, self.x_train.to(device), self.y_train.to(device),

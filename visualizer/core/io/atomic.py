@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from visualizer.core.errors import first_line
+
 __all__ = ["WriteError", "atomic_write", "atomic_write_bytes", "atomic_write_text", "default_mode"]
 
 
@@ -43,7 +45,7 @@ def _reason(path: Path, cause: BaseException) -> str:
         return f"{blocker} is a file, not a folder"
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror[0].lower() + cause.strerror[1:]
-    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return first_line(cause)
 
 
 def default_mode() -> int:

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from visualizer.core.errors import first_line
@@ -51,8 +53,6 @@ _SAFETENSORS_MASK_DTYPES = {"BOOL", "U8"}
 
 # --- raw reading --------------------------------------------------------------------------------
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-
     header = check_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -213,7 +213,10 @@ def write_mask(masks: MaskSet, path: str | Path, model: nn.Module | None = None,
     path = Path(path)
     fmt = format_for(path, fmt)
     if fmt == "pruneviz":
-        masks.save(path)
+        tensors = {n: m.to("cpu", torch.uint8).contiguous() for n, m in masks.masks.items()}
+        meta = {str(k): str(v) for k, v in masks.metadata.items()}
+        meta.setdefault("format", "pruneviz-mask/1")
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     elif fmt == "torch-prune":
         if model is None:
             raise MaskError("a torch.nn.utils.prune file carries the weights too: it needs the model")

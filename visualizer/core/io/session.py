@@ -14,8 +14,9 @@ a one-line :class:`SessionError`. Every member's declared size is checked before
 every safetensors blob's header before it is parsed (:mod:`visualizer.core.io.checks`).
 
 Trust: the manifest records whether the model needed full unpickling when it was saved, but
-opening a session never grants trust by itself. :func:`trust_reason` says why loading the model a
-session names could run code (a ``file.py:factory`` is imported and called; a checkpoint that
+opening a session never grants trust by itself.
+:func:`visualizer.core.models.trust.trust_reason` says why loading the model a session names could
+run code (a ``file.py:factory`` is imported and called; a checkpoint that
 ``torch.load(weights_only=True)`` refuses needs full unpickling); the caller must then ask the
 person (``--trust`` on the command line, a question in the window) before loading with trust.
 
@@ -38,10 +39,11 @@ from typing import Any
 
 import torch
 
+from visualizer.core.errors import first_line
 from visualizer.core.io.atomic import atomic_write
 from visualizer.core.io.checks import FileFormatError, check_safetensors, read_zip_member
-from visualizer.core.io.torchfile import needs_unpickling
-from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.io.mask_formats import mask_from_object
+from visualizer.core.pruning.masks import MaskError, MaskSet
 
 FORMAT = "pruneviz-session"
 SCHEMA = 2
@@ -117,9 +119,6 @@ def _mask_blob(masks: MaskSet) -> bytes:
 
 
 def _read_mask_blob(data: bytes, name: str, source: str) -> MaskSet:
-    from visualizer.core.io.mask_formats import mask_from_object
-    from visualizer.core.pruning.masks import MaskError
-
     state, header = _read_tensors(data, name, source)
     try:
         return mask_from_object(state, f"{source}: {name}", header.get("__metadata__") or {})
@@ -138,12 +137,7 @@ def _read_tensors(data: bytes, name: str, source: str = "session") -> tuple[dict
     try:
         return load(data), header
     except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
-        raise SessionError(f"{source}: session member {name} is damaged ({_first(exc)})") from exc
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+        raise SessionError(f"{source}: session member {name} is damaged ({first_line(exc, limit=200)})") from exc
 
 
 # --- save / load --------------------------------------------------------------------------------
@@ -208,47 +202,14 @@ def load_session(path: str | Path) -> Session:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SessionError(f"{path.name}: damaged session ({MANIFEST} is not JSON)") from exc
     except (zipfile.BadZipFile, OSError) as exc:
-        raise SessionError(f"{path.name}: not a pruneviz session (not a readable zip: {_first(exc)})") from exc
+        raise SessionError(f"{path.name}: not a pruneviz session (not a readable zip: {first_line(exc, limit=200)})") from exc
     except (zipfile.LargeZipFile, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError,
             zlib.error) as exc:
         # zlib.error: a flipped byte inside a deflated member; NotImplementedError: an unknown
         # compression method; RuntimeError: an encrypted member
-        raise SessionError(f"{path.name}: damaged session (not a readable zip: {_first(exc)})") from exc
+        raise SessionError(f"{path.name}: damaged session (not a readable zip: {first_line(exc, limit=200)})") from exc
     manifest = upgrade(manifest, path.name)
     return from_manifest(manifest, blobs, path.name)
-
-
-def trust_reason(session: Session) -> str | None:
-    """Why loading ``session``'s model could run code, or None when it cannot.
-
-    ``file.py:factory`` imports and calls Python code; a model or weights checkpoint that
-    ``torch.load(weights_only=True)`` refuses needs full unpickling (which can call anything); a
-    ``file.py:factory`` dataset is imported and called too."""
-    reasons = [r for r in (model_trust_reason(session.model_ref, session.weights_path),
-                           data_trust_reason(session.dataset)) if r]
-    return "; ".join(reasons) or None
-
-
-def data_trust_reason(name: str | None) -> str | None:
-    """Why loading dataset reference ``name`` could run code (a ``file.py:factory``), or None."""
-    if name and ".py:" in name and not name.startswith("folder:"):
-        return f"the dataset is built by running the Python file {name.split('.py:')[0]}.py"
-    return None
-
-
-def model_trust_reason(ref: str, weights: str | None = None) -> str | None:
-    """Why loading model reference ``ref`` (+ ``weights``) could run code, or None."""
-    from visualizer.core.models.zoo import ZOO
-
-    if ".py:" in ref:
-        return f"the model is built by running the Python file {ref.split('.py:')[0]}.py"
-    candidates = [] if ref in ZOO or ref.startswith("torchvision:") else [ref]
-    if weights:
-        candidates.append(weights)
-    for name in candidates:
-        if needs_unpickling(Path(name)):
-            return f"{Path(name).name} needs full unpickling, which can run any code"
-    return None
 
 
 def upgrade(manifest: Any, source: str = "session") -> dict:

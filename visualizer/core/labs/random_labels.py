@@ -20,7 +20,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from visualizer.core.data.sources import Dataset, load_dataset
+from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import Step, sub
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.lottery import (
+    IMPConfig,
+    initial_state,
+    iterative_magnitude_pruning,
+)
+from visualizer.core.workspace import device_name, resolve_device
 
 MODEL = "mlp"
 DATASET = "digits"
@@ -35,8 +44,6 @@ def chance_band(classes: int, n: int, z: float = 3.0) -> tuple[float, float, flo
 
 def shuffled_labels(data, seed: int):
     """The dataset with its train and test labels each randomly permuted (class counts kept)."""
-    from visualizer.core.data.sources import Dataset
-
     g = torch.Generator().manual_seed(seed)
     y_train = data.y_train[torch.randperm(len(data.y_train), generator=g)]
     y_test = data.y_test[torch.randperm(len(data.y_test), generator=g)]
@@ -83,16 +90,6 @@ def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float
                   z: float = 3.0, device: str = "auto") -> Generator[Step, None, RandomLabelsResult]:
     """Dense and IMP-ticket test accuracy of the bundled MLP on true and on shuffled digits labels,
     trained on ``device`` (core.workspace.resolve_device)."""
-    from visualizer.core.data.sources import load_dataset
-    from visualizer.core.models.loaders import load_model
-    from visualizer.core.training.loop import TrainConfig
-    from visualizer.core.training.lottery import (
-        IMPConfig,
-        initial_state,
-        iterative_magnitude_pruning,
-    )
-    from visualizer.core.workspace import device_name, resolve_device
-
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1 (a ticket needs one pruning round), got {rounds}")
     if epochs < 1:

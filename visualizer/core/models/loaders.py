@@ -30,14 +30,16 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from visualizer.core.io.checks import FileFormatError
+from visualizer.core.io.checks import FileFormatError, check_safetensors
 from visualizer.core.io.torchfile import UnpicklingRefused, safe_load, sniff
 from visualizer.core.layers import output_dim
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
+from visualizer.core.optional import import_torchvision
 from visualizer.core.pruning.masks import MaskError, MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import first_line
+from visualizer.core.userfiles import import_callable
 
 
 class ModelLoadError(Exception):
@@ -113,8 +115,6 @@ def load_weights(path: str | Path, trust: bool = False) -> tuple[dict[str, torch
     if path.suffix == ".safetensors" or kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-
-        from visualizer.core.io.checks import check_safetensors
 
         try:
             check_safetensors(path)
@@ -216,8 +216,6 @@ def load_torchvision(name: str, pretrained: bool = True, download: bool = False)
     The model is built by torchvision's own builder with the weights (so architecture arguments
     that come with them, such as Inception v3's input transform, apply), but the file is read
     with ``torch.load(weights_only=True)`` instead of torchvision's full unpickling."""
-    from visualizer.core.optional import import_torchvision
-
     tvm = import_torchvision("models", f"torchvision:{name}", ModelLoadError)
     try:
         builder = tvm.get_model_builder(name)
@@ -265,31 +263,9 @@ def load_torchvision(name: str, pretrained: bool = True, download: bool = False)
     return model, weights
 
 
-def import_callable(spec: str, error: type[Exception] = ModelLoadError, what: str = "model"):
-    """The function ``func`` of ``file.py:func``, the file imported as a module; any failure is
-    ``error`` with one line."""
-    file, _, func = spec.rpartition(":")
-    path = Path(file).expanduser()
-    if not path.exists():
-        raise error(f"{what} file not found: {path}")
-    module_name = f"pruneviz_user_{path.stem}"
-    spec_ = importlib.util.spec_from_file_location(module_name, path)
-    if spec_ is None or spec_.loader is None:
-        raise error(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec_)
-    try:
-        spec_.loader.exec_module(module)
-    except Exception as exc:  # user code: any error becomes a message
-        raise error(f"{path.name}: error while importing: {first_line(exc)}") from exc
-    function = getattr(module, func, None)
-    if function is None or not callable(function):
-        raise error(f"{path.name} has no {func!r}")
-    return function
-
-
 def load_factory(spec: str) -> nn.Module:
     """Build ``file.py:factory``: import the file as a module and call ``factory()``."""
-    factory = import_callable(spec)
+    factory = import_callable(spec, ModelLoadError)
     name = Path(spec.rpartition(":")[0]).name
     func = spec.rpartition(":")[2]
     try:

@@ -4,7 +4,6 @@ Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) t
 ``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
 :func:`visualizer.core.pruning.prunable.prunable_parameters`. The formulas and their papers (docs/theory.md §5-§7):
 
-==========  ===================================  ===========================================
 id          score s_i                            reference
 ==========  ===================================  ===========================================
 magnitude   |w_i|                                Han et al. 2015 (best k-term approximation)
@@ -20,6 +19,22 @@ l1-norm     sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
 l2-norm     ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
 bn-scale    |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
 ==========  ===================================  ===========================================
+=======
+==============  ===================================  ==============================================
+id              score s_i                            reference
+==============  ===================================  ==============================================
+magnitude       |w_i|                                Han et al. 2015 (best k-term approximation)
+random          u_i ~ U[0, 1) (seeded)               baseline
+snip            |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  Lee, Ajanthan & Torr 2019
+grasp           -S_i, S_i = -w_i (H g)_i             Wang, Zhang & Grosse 2020: highest S removed
+grasp-reversed  S_i = -w_i (H g)_i                   the opposite ordering (a control)
+taylor          (1/B) sum_b (g_b,i w_i)^2            Molchanov et al. 2019 (first order, per batch)
+obd             -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
+wanda           |W_ij| ||X_j||_2, within output rows  Sun et al. 2024 (llm_criteria.py)
+l1-norm         sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
+l2-norm         ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
+bn-scale        |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
+==============  ===================================  ==============================================
 
 Conventions (documented once, used by every data criterion):
 
@@ -270,7 +285,7 @@ def bn_scale_scores(model: nn.Module) -> Scores:
 # the eval mode the scoring holds for its whole run (restored when it ends or is closed).
 
 
-def _materialise(batches: Iterable[Batch] | None) -> list[Batch]:
+def materialise_batches(batches: Iterable[Batch] | None) -> list[Batch]:
     if batches is None:
         raise ValueError("this criterion needs data: pass batches of (x, y)")
     out = list(batches)
@@ -292,7 +307,7 @@ def snip_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, N
     dL/dw at the current weights; L = (1/B) Σ_b L_b averaged over the given batches, so g is the
     mean of the batch gradients."""
     params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
+    op = criterion_operator(model, params, materialise_batches(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("snip gradient"), 0.0, 1.0)
         return _as_scores({n: (g[n] * p.detach()).abs() for n, p in params.items()})
@@ -306,15 +321,16 @@ def taylor_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step,
     b's mean loss. Unlike SNIP's |ḡ ⊙ w| the batch terms cannot cancel, which matters at a
     trained minimum where the mean gradient ḡ is close to 0."""
     params = _params(model)
-    data = _materialise(batches)
-    total = {n: torch.zeros_like(p, dtype=torch.float32, device="cpu") for n, p in params.items()}
+    data = materialise_batches(batches)
+    total: dict[str, torch.Tensor] = {}  # on the model's device, in the engine's precision
     with eval_mode(model):
         for b, batch in enumerate(data):
             op = criterion_operator(model, params, [batch])
             g = yield from _scaled(op.gradient_steps(f"taylor batch {b + 1}/{len(data)}"),
                                    b / len(data), (b + 1) / len(data))
             for n, p in params.items():
-                total[n] += (g[n] * p.detach().to(g[n].dtype)).pow(2).to("cpu", torch.float32)
+                term = (g[n] * p.detach().to(g[n].dtype)).pow(2)
+                total[n] = term if n not in total else total[n] + term
         return _as_scores({n: t / len(data) for n, t in total.items()})
 
 
@@ -324,7 +340,7 @@ def grasp_importance(model: nn.Module, batches: Iterable[Batch]) -> Generator[St
     weight i (δ = -w_i e_i) changes the gradient norm ‖g‖² by about 2 δᵀ H g = 2 S_i, so a high
     S_i means the removal keeps or raises the gradient flow: GraSP removes the highest S."""
     params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
+    op = criterion_operator(model, params, materialise_batches(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("grasp gradient"), 0.0, 0.5)
         hg = yield from _scaled(op.hvp_steps(g, "grasp Hg"), 0.5, 1.0)
@@ -341,7 +357,7 @@ def grasp_scores(model: nn.Module, batches: Iterable[Batch]) -> Generator[Step, 
     return {n: -s for n, s in importance.items()}
 
 
-def _diagonal_estimate(op: HessianOperator, probes: int, seed: int) -> Generator[Step, None, dict[str, torch.Tensor]]:
+def diagonal_estimate(op: HessianOperator, probes: int, seed: int) -> Generator[Step, None, dict[str, torch.Tensor]]:
     """diag(H) ≈ (1/P) Σ_p z_p ⊙ (H z_p) over the operator's parameters (see :func:`hutchinson_diagonal`)."""
     if probes < 1:
         raise ValueError(f"Hutchinson needs at least one probe, got {probes}")
@@ -366,8 +382,8 @@ def hutchinson_diagonal(
     Kokiopoulou & Saad 2007): unbiased, since E[z z^T] = I; exact for any single probe when H is
     diagonal (z_i^2 = 1). H is the Hessian of the batch-averaged loss with respect to ``params``;
     returns one tensor per parameter, in order."""
-    op = criterion_operator(model, params, _materialise(batches))
-    diag = yield from _diagonal_estimate(op, probes, seed)
+    op = criterion_operator(model, params, materialise_batches(batches))
+    diag = yield from diagonal_estimate(op, probes, seed)
     return _listed(diag, params)
 
 
@@ -383,10 +399,10 @@ def obd_scores(
     64-probe estimates of 1/2 H_ii w_i^2 from different seeds correlate at only 0.04 (fc1), and
     OBD pruning to 50% density leaves ~14% test accuracy where magnitude keeps ~98%."""
     params = _params(model)
-    op = criterion_operator(model, params, _materialise(batches))
+    op = criterion_operator(model, params, materialise_batches(batches))
     with eval_mode(model):
         g = yield from _scaled(op.gradient_steps("obd gradient"), 0.0, 0.1)
-        diag = yield from _scaled(_diagonal_estimate(op, probes, seed), 0.1, 1.0)
+        diag = yield from _scaled(diagonal_estimate(op, probes, seed), 0.1, 1.0)
         return _as_scores(
             {n: -g[n] * p.detach() + 0.5 * diag[n] * p.detach() ** 2 for n, p in params.items()}
         )
@@ -405,7 +421,8 @@ def score(
 ) -> Generator[Step, None, Scores]:
     """Scores of ``criterion`` for every prunable parameter of ``model`` (a job).
 
-    batches: (x, y) pairs for the data criteria (snip, grasp, taylor, obd); ignored by the others.
+    batches: (x, y) pairs for the data criteria (snip, grasp, grasp-reversed, taylor, obd); ignored
+        by the others.
     seed: the random criterion's seed and the Hutchinson probes' seed (obd).
     probes: number of Hutchinson probes for obd.
     Returns dict name -> float32 CPU tensor of the parameter's shape (higher = kept).
@@ -413,7 +430,7 @@ def score(
     info = _check_criterion(criterion)
     params = _params(model)
     if info.needs_data:
-        data = _materialise(batches)
+        data = materialise_batches(batches)
         if criterion == "snip":
             return (yield from snip_scores(model, data))
         if criterion == "taylor":

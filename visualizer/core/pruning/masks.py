@@ -4,21 +4,20 @@ Pruning multiplies weights by a binary mask, w' = w ⊙ m (docs/theory.md §2, "
 density"); the density is rho = ||w'||_0 / d = kept / total. Masks are kept on the CPU as bool
 tensors keyed by parameter name; they are moved to a model's device when applied.
 
-Files: safetensors (uint8 per parameter name, metadata as strings), and the
-torch.nn.utils.prune state-dict layout (``<module>.weight_orig`` and ``<module>.weight_mask``);
-every other format, and reading by content, is :mod:`visualizer.core.io.mask_formats`.
+Here: the torch.nn.utils.prune state-dict layout (``<module>.weight_orig`` and
+``<module>.weight_mask``) in memory. Files, in every format (pruneviz safetensors: uint8 per
+parameter name, metadata as strings), are :mod:`visualizer.core.io.mask_formats` (``read_mask``,
+``write_mask``): file formats sit above the data type they store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from visualizer.core.io.atomic import atomic_write
 from visualizer.core.pruning.prunable import prunable_parameters
 
 
@@ -146,23 +145,6 @@ class MaskSet:
                 }
             )
         return rows
-
-    # --- files ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write as safetensors (uint8 per parameter + string metadata), atomically."""
-        from safetensors.torch import save_file
-
-        tensors = {n: m.to("cpu", torch.uint8).contiguous() for n, m in self.masks.items()}
-        meta = {str(k): str(v) for k, v in self.metadata.items()}
-        meta.setdefault("format", "pruneviz-mask/1")
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
-
-    @classmethod
-    def load(cls, path: str | Path, model: nn.Module | None = None) -> MaskSet:
-        """Read a mask file of any supported format (see :func:`visualizer.core.io.mask_formats.read_mask`)."""
-        from visualizer.core.io.mask_formats import read_mask
-
-        return read_mask(path, model)
 
     def to_prune_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The state dict torch.nn.utils.prune would hold: ``X_orig`` and ``X_mask`` for masked X,

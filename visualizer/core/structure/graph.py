@@ -21,7 +21,11 @@ import networkx as nx
 import torch
 from torch import nn
 
+from visualizer.core.data.external import DataOptions, options_for_model
+from visualizer.core.data.sources import load_dataset
 from visualizer.core.device import model_device  # noqa: F401 - groups and shrink import it from here
+from visualizer.core.io.atomic import atomic_write
+from visualizer.core.models.zoo import ZOO
 from visualizer.core.tasks import Step, first_line, run
 
 # --- example inputs ---------------------------------------------------------------------------
@@ -34,8 +38,6 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
     image, Linear -> vector, RNN -> 16 steps). :func:`parse_example_input` reads one the user gives."""
     shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
     if dataset is None:  # a bundled architecture knows its dataset
-        from visualizer.core.models.zoo import ZOO
-
         for entry in ZOO.values():
             if isinstance(entry.factory, type) and type(model) is entry.factory:
                 dataset = entry.dataset
@@ -44,9 +46,6 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
         return torch.randn(batch, *shapes[dataset])
     if dataset is not None:
         try:
-            from visualizer.core.data.external import DataOptions, options_for_model
-            from visualizer.core.data.sources import load_dataset
-
             # read as the model reads it (grey or RGB by its first convolution)
             return torch.randn(batch, *load_dataset(dataset, options_for_model(DataOptions(), model)).input_shape)
         except Exception:  # unknown or unavailable dataset: guess from the layers below
@@ -174,8 +173,6 @@ class ModelGraph:
             g.add_edge(u, v, **{k: _scalar(x) for k, x in a.items() if x is not None})
         g.graph["method"] = self.method
         g.graph["notices"] = " | ".join(self.notices)
-        from visualizer.core.io.atomic import atomic_write
-
         atomic_write(path, lambda tmp: nx.write_graphml(g, tmp))
 
 
@@ -218,9 +215,9 @@ class ShapeRecorder(torch.fx.Interpreter):
     ["tensor_meta"]``, like ``torch.fx.passes.shape_prop.ShapeProp`` for concrete inputs.
 
     Not ShapeProp itself: its ``run_node`` imports ``torch.fx.experimental.symbolic_shapes`` and
-    with it sympy (about 530 modules) on first use; done by the graph job in a worker thread that
-    import held the GIL long enough to freeze the window for over 100 ms. Shapes of concrete
-    tensors need none of it."""
+    with it sympy on first use; done by the graph job in a worker thread, that import held the
+    GIL long enough to freeze the window (docs/performance.md). Shapes of concrete tensors need
+    none of it."""
 
     def run_node(self, n: torch.fx.Node):
         result = super().run_node(n)

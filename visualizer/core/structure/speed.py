@@ -33,7 +33,12 @@ import torch
 from torch import nn
 
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.structure.graph import example_input
+from visualizer.core.structure.groups import find_groups_job, group_scores
+from visualizer.core.structure.shrink import structured_prune_job
 from visualizer.core.tasks import Step, run, sub
+from visualizer.core.workspace import device_name
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
 
@@ -217,8 +222,6 @@ def speed_job(
 ) -> Generator[Step, None, SpeedReport]:
     """Measure dense, unstructured-masked (``masks``, by default a global magnitude mask with the
     shrunk model's number of prunable weights) and shrunk models in one interleaved run."""
-    from visualizer.core.pruning.prunable import prunable_parameters
-
     device = torch.device(device)
     if masks is None:
         kept = sum(p.numel() for p in prunable_parameters(shrunk).values())
@@ -263,8 +266,6 @@ def speed_job(
             name, params[name], useful[name], flops[name][0], med, (q[2] - q[0]) / med if med else 0.0,
             rate, rate / rate_dense if rate_dense else float("nan"),
             rate / peak_flops if peak_flops else None, flops[name][1]))
-    from visualizer.core.workspace import device_name
-
     return SpeedReport(entries, device_name(device), int(example.shape[0]), repeats, torch.get_num_threads())
 
 
@@ -286,10 +287,6 @@ def measure_speed(
 ) -> Generator[Step, None, SpeedReport]:
     """Job: shrink ``model`` to ``density`` (group ``criterion``, unless ``shrunk`` is given) and
     measure dense vs unstructured-masked vs shrunk in one run (see :func:`speed_job`)."""
-    from visualizer.core.structure.graph import example_input
-    from visualizer.core.structure.groups import find_groups_job, group_scores
-    from visualizer.core.structure.shrink import structured_prune_job
-
     if example is None:
         example = example_input(model, dataset, batch=batch)
     if shrunk is None:

@@ -48,12 +48,15 @@ from visualizer.core.training.experiments import (
     SweepConfig,
     SweepResult,
     check_sweep_inputs,
+    lth_report,
     read_rows,
     row_key,
     run_cell,
     sweep_cells,
     sweep_identity,
 )
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.lottery import IMPConfig, iterative_magnitude_pruning
 
 INSTALL_HINT = "Ray is not installed: pip install 'pruneviz[cluster]'"
 MAX_RETRIES = 3  # Ray's own default for tasks: a worker may die three times per task
@@ -463,8 +466,6 @@ def seeded_runs(
 def imp_run(model, data, init_state, seed: int, config=None, device: str | None = None):
     """IMP (:func:`visualizer.core.training.lottery.iterative_magnitude_pruning`) with the
     training seed ``seed`` (and the device of its task)."""
-    from visualizer.core.training.lottery import IMPConfig, iterative_magnitude_pruning
-
     config = config or IMPConfig()
     tc = replace(config.train, seed=int(seed), **({"device": device} if device else {}))
     return (yield from iterative_magnitude_pruning(model, data, init_state, replace(config, train=tc)))
@@ -473,8 +474,5 @@ def imp_run(model, data, init_state, seed: int, config=None, device: str | None 
 def lth_run(model, data, init_state, seed: int, model_ref: str = "", rounds: int = 8, rate: float = 0.4,
             rewind: int = 0, scope: str = "global", config=None, device: str | None = None):
     """The LTH report (:func:`visualizer.core.training.experiments.lth_report`) for one seed."""
-    from visualizer.core.training.experiments import lth_report
-    from visualizer.core.training.loop import TrainConfig
-
     tc = replace(config or TrainConfig(), seed=int(seed), **({"device": device} if device else {}))
     return (yield from lth_report(model, model_ref, data, init_state, rounds, rate, rewind, scope, tc))

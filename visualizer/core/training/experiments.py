@@ -31,6 +31,7 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.provenance import data_id, weights_id
 from visualizer.core.pruning.allocation import (
     ALLOCATIONS,
     OWL_LAMBDA,
@@ -39,11 +40,17 @@ from visualizer.core.pruning.allocation import (
     check_allocation,
     outlier_ratios_job,
 )
+from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.tasks import Step, sub
+from visualizer.core.tasks import Step, run, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
-from visualizer.core.training.lottery import RETRAIN_MODES, retrain_job
+from visualizer.core.training.lottery import (
+    RETRAIN_MODES,
+    IMPConfig,
+    iterative_magnitude_pruning,
+    retrain_job,
+)
 from visualizer.core.workspace import (
     SCORE_BATCHES,
     Workspace,
@@ -124,8 +131,6 @@ class SweepConfig:
             return "unstructured"  # the allocations spread single weights
         if self.structure != "auto":
             return self.structure
-        from visualizer.core.pruning.criteria import CRITERIA
-
         info = CRITERIA.get(criterion)
         return "channel" if info is not None and info.structured else "unstructured"
 
@@ -196,8 +201,6 @@ def eval_sample(config: TrainConfig) -> str:
 def sweep_identity(model: nn.Module, data) -> dict:
     """What a sweep's rows were computed from, beyond their settings: the data as read and the
     weights (content identities, :mod:`visualizer.core.provenance`)."""
-    from visualizer.core.provenance import data_id, weights_id
-
     return {"data_id": data_id(data), "weights": weights_id(model)}
 
 
@@ -205,8 +208,6 @@ def _settings_row(config: SweepConfig, criterion: str, density: float, dataset: 
                   identity: dict | None = None, allocation: str = "") -> dict:
     """Every setting that produces the (criterion, density, allocation) row of this sweep
     (``identity``: :func:`sweep_identity` of the model and data it runs on)."""
-    from visualizer.core.pruning.criteria import CRITERIA
-
     retrain = config.retrain != "none"
     tc = config.train
     info = CRITERIA.get(criterion)
@@ -417,8 +418,6 @@ def run_cell(
     cache: RankingCache | None = None,
 ) -> dict:
     """:func:`cell_job` run to the end: the row of one cell (what a Ray task returns)."""
-    from visualizer.core.tasks import run
-
     return run(cell_job(cell, model, data, init_state, cache))
 
 
@@ -529,8 +528,6 @@ def lth_report(
     """Accuracy vs density of IMP-rewind tickets, their random re-initialisations and random
     masks at the same densities (long format: one row per (kind, round)). Rows stream as
     ``Step.partial`` lists of the rows of each finished round."""
-    from visualizer.core.training.lottery import IMPConfig, iterative_magnitude_pruning
-
     config = config or TrainConfig()
     imp_config = IMPConfig(rounds, rate, rewind, scope, ("reinit", "random-mask"), config)
     job = iterative_magnitude_pruning(model, data, init_state, imp_config)

@@ -37,6 +37,7 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.device import model_device
+from visualizer.core.models.outputs import main_logits
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
 from visualizer.core.training.evaluate import EvalResult, autocast, evaluate
@@ -134,20 +135,6 @@ def distillation_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (T * T)
 
 
-def main_logits(out) -> torch.Tensor:
-    """The main head's logits of a forward pass. torchvision's GoogLeNet and Inception v3 return
-    a named tuple in training mode, (logits, aux...); the auxiliary heads are not trained here
-    (the pruned network is judged by its main head alone)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = getattr(out, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise TypeError(f"the model returned {type(out).__name__}, not logits")
-
-
 def training_loss(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -197,8 +184,9 @@ class MaskProjector:
         """g <- m ⊙ g: the projected gradient P_m ∇L (docs/theory.md §8).
 
         Runs every step, so it is kept to one foreach call: no ``no_grad`` wrapper (gradients
-        from a plain backward do not require grad, so nothing is recorded; the context manager
-        cost 5-10 us, ~1% of an mlp step) and no per-step pairing unless a gradient is missing."""
+        from a plain backward do not require grad, so nothing is recorded, and the context
+        manager's cost showed in a small model's step) and no per-step pairing unless a gradient
+        is missing."""
         grads, masks = [p.grad for p in self.params], self.masks
         if not all(g is not None for g in grads):  # a layer the loss does not reach
             masks = [m for g, m in zip(grads, masks) if g is not None]
@@ -234,12 +222,11 @@ def _fused_ok(params: list[torch.Tensor]) -> bool:
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum) or Adam, on torch's fused kernels where they exist.
 
-    Fused, not foreach: one pass per parameter instead of one per arithmetic op, 1.3x (SGD) and
-    2.5x (Adam) faster on this CPU, and it does not go through the vectorised sqrt that is ~6x
-    slower on exact zeros (967 vs 147 us per 266k elements, measured) — which a masked network's
-    exp_avg_sq is on every pruned coordinate, so foreach Adam ran 1.8 ms on a 90%-zero state
-    against 0.57 ms on a dense one, and fused Adam 0.23 ms on both. Updates of zero coordinates
-    (zero gradient, state and weight) stay exactly 0 either way."""
+    Fused, not foreach: one pass per parameter instead of one per arithmetic op, and it does not
+    go through the vectorised sqrt that is slow on exact zeros, which a masked network's
+    exp_avg_sq holds at every pruned coordinate (so foreach Adam slowed down as the mask got
+    sparser; the numbers are in docs/performance.md). Updates of zero coordinates (zero
+    gradient, state and weight) stay exactly 0 either way."""
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True} if _fused_ok(params) else {}
     if config.optimizer == "sgd":
@@ -296,8 +283,8 @@ def _one_step(
     once when training starts (and by whoever changes the mask, as dynamic sparse training
     does); after that SGD (momentum, dampening, Nesterov, weight decay) and Adam (L2 weight
     decay) compute an update of exactly 0 at every coordinate whose gradient, state and weight
-    are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (it was
-    27 us of a 930 us mlp step; tested after every step in tests/core/training/test_loop.py)."""
+    are 0, so pruned weights stay exactly 0.0 without a second pass over every weight (tested
+    after every step in tests/core/training/test_loop.py)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast(config.amp, xb.device):
         logits = main_logits(work(xb))

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.models.loaders import load_state_dict
 from visualizer.core.pruning.allocation import (
     OWL_LAMBDA,
     OWL_M,
@@ -45,10 +46,14 @@ from visualizer.core.pruning.allocation import (
     mask_from_budgets,
     outlier_ratios_job,
 )
+from visualizer.core.pruning.criteria import magnitude_scores
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.pruning.ranking import mask_from_scores
+from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.loop import TrainConfig, TrainResult, reinitialize, total_steps, train
+from visualizer.core.workspace import Workspace
 
 CONTROLS = ("reinit", "random-mask")
 CONTROL_ALIASES = {"random": "random-mask", "re-init": "reinit"}
@@ -71,9 +76,6 @@ def prune_remaining(
     deterministic ties). With an ``allocation`` (:mod:`visualizer.core.pruning.allocation`;
     ``inputs`` its inputs) each layer keeps its budget k_l, capped at what it still keeps
     (:func:`~visualizer.core.pruning.allocation.cap_budgets`)."""
-    from visualizer.core.pruning.criteria import magnitude_scores
-    from visualizer.core.pruning.ranking import mask_from_scores
-
     magnitude = magnitude_scores({name: weights[name] for name in masks.masks})
     scores = {name: torch.where(m, magnitude[name], torch.full_like(magnitude[name], -1.0))
               for name, m in masks.masks.items()}
@@ -316,9 +318,6 @@ def oneshot_job(
     criterion scores the trained ``model`` (its batches and seed from a
     :class:`~visualizer.core.workspace.Workspace` with ``config.seed``), or w_0 itself when
     ``retrain`` is ``init``."""
-    from visualizer.core.pruning.ranking import mask_from_scores
-    from visualizer.core.workspace import Workspace
-
     config = config or TrainConfig()
     if retrain == "init" and init_state is None:
         raise ValueError("retrain 'init' needs the initialisation (init_state)")
@@ -362,9 +361,6 @@ def prune_at_init(
 def initial_state(model_ref: str, model: nn.Module, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
     """w_0 for a model: a bundled model's shipped initialisation, else a fresh seeded one.
     Returns (state, where it came from)."""
-    from visualizer.core.models.loaders import load_state_dict
-    from visualizer.core.resources import sample_models_dir
-
     path = sample_models_dir() / f"{model_ref}.init.safetensors"
     if path.exists():
         state = load_state_dict(path)

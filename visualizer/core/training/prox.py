@@ -27,7 +27,8 @@ from visualizer.core.data.sources import Dataset
 from visualizer.core.device import wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
-from visualizer.core.pruning.ranking import first_k, kept_count
+from visualizer.core.pruning.ranking import first_k, kept_count, mask_from_scores
+from visualizer.core.structure.groups import branches, find_groups
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.evaluate import EvalResult, evaluate
 from visualizer.core.training.loop import (
@@ -38,7 +39,7 @@ from visualizer.core.training.loop import (
     prepare_copy,
     train,
 )
-from visualizer.core.workspace import evaluation_batches
+from visualizer.core.workspace import Workspace, evaluation_batches
 
 if TYPE_CHECKING:
     from visualizer.core.structure.groups import ConcatModule
@@ -70,11 +71,6 @@ def hard_threshold_masks(tensors: dict[str, torch.Tensor], k: int) -> dict[str, 
         out[name] = keep[start : start + t.numel()].reshape(t.shape)
         start += t.numel()
     return out
-
-
-def hard_threshold(w: torch.Tensor, k: int) -> torch.Tensor:
-    """H_k(w): keep the k largest |w_i|, zero the others."""
-    return w * hard_threshold_masks({"w": w}, k)["w"].to(w.device, w.dtype)
 
 
 def block_soft_threshold(w: torch.Tensor, lam: float) -> torch.Tensor:
@@ -306,9 +302,6 @@ def prune_channels_by_norm(
     prunable weights remain, and evaluate the masked model. Channels the lasso drove to zero go
     first, so the cut costs little once the penalty has done its work. ``eval_config`` sets the
     evaluation sample (its eval_batches x eval_batch_size; default the whole test split)."""
-    from visualizer.core.pruning.ranking import mask_from_scores
-    from visualizer.core.workspace import Workspace
-
     scores = yield from Workspace(model, data).scores("l2-norm")
     masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm")
     yield Step(f"evaluating {masks.density():.1%} of the weights", 0.9)
@@ -334,8 +327,6 @@ def branch_groups(
     architecture; pruning a whole branch): all weights, biases and norm scales of the branch's
     layers, so block soft thresholding keeps or removes the whole branch. ``cats``: the model's
     concatenations if the caller has traced them already (:func:`core.structure.branches`)."""
-    from visualizer.core.structure.groups import branches
-
     modules = dict(model.named_modules())
     groups = []
     for cat in cats if cats is not None else branches(model, None, example):
@@ -360,8 +351,6 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
     Without the norm scales the penalty is evaded: the optimiser shrinks the conv slice and grows
     gamma, since only their product matters (measured: no group of densenet-mini reached zero at
     any lambda before accuracy collapsed)."""
-    from visualizer.core.structure.groups import find_groups
-
     groups = []
     for g in find_groups(model, example).groups:
         slices = tuple(
@@ -378,8 +367,6 @@ def connection_groups(model: nn.Module, example: torch.Tensor | None = None) -> 
 def default_groups(model: nn.Module) -> tuple[str, list[Group]]:
     """Inception branches if the model has Inception modules, else DenseNet connections if it
     concatenates features, else output channels. Returns (kind, groups)."""
-    from visualizer.core.structure.groups import branches
-
     cats = branches(model)
     if any(c.kind == "inception" for c in cats):
         return "branches", branch_groups(model, cats=cats)

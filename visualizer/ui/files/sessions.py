@@ -13,10 +13,9 @@ from visualizer.core.io.session import (
     Session,
     TrustRequired,
     load_session,
-    model_trust_reason,
-    trust_reason,
 )
 from visualizer.core.io.session import save_session as write_session
+from visualizer.core.models.trust import model_trust_reason, trust_reason
 from visualizer.core.tasks import Step, sub
 from visualizer.ui.jobs import actions
 from visualizer.ui.shell.settings import recovery_path

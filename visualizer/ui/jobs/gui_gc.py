@@ -7,22 +7,22 @@ GUI thread holding it and waiting for a QObject mutex; stacks taken with py-spy 
 test run).
 
 Why not pyqtgraph's ``GarbageCollector`` (which also collects on a GUI timer): it runs a full
-collection after every ten young ones. With torch, Qt and a model loaded the heap holds ~280,000
-tracked objects and a full collection takes 180-200 ms here, so training stalled the window
-every few seconds. This collector instead
+collection after every ten young ones. With torch, Qt and a model loaded the heap is large and a
+full collection takes a few hundred milliseconds (docs/performance.md), so training stalled the
+window every few seconds. This collector instead
 
 - collects generations 0 and 1 on CPython's thresholds, checked every ``INTERVAL_MS`` so that each
-  young collection stays small (a worker allocates ~1e5 objects a second while training);
+  young collection stays small (a training worker allocates objects quickly);
 - freezes the start-up heap (``gc.freeze``: modules, classes, Qt wrappers; they live as long as the
   process) once, unscanned, so later full collections only scan what was made after it;
 - freezes, unscanned, a burst of allocations too large for one tick (imports, model builds);
 - defers full collections until the app is quiet (no job for ``QUIET_S``, no mouse button held),
   and freezes their survivors, so each full pass scans only what is new since the last one;
-- once the frozen generation has doubled, makes one complete pass (180-350 ms, at a quiet
-  moment) so that cyclic garbage parked there is freed: memory held by dead cycles stays
+- once the frozen generation has doubled, makes one complete pass (at a quiet moment) so that cyclic garbage parked there is freed: memory held by dead cycles stays
   bounded by that margin. Acyclic objects are always freed at once by reference counting.
 
-Measured with ``tests/benchmarks/bench_ui.py`` (worst event-loop gap while jobs run).
+Measured with ``tests/benchmarks/bench_ui.py`` (worst event-loop gap while jobs run); the numbers
+are in docs/performance.md.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
   or failed (reproduced: ranking beside a graph trace). Steps are short (a batch), so concurrent
   jobs still interleave and the GUI thread, which never takes the lock, stays responsive;
 - the GUI thread can hold every job at its next step for a few tens of milliseconds
-  (:meth:`JobRunner.hold`): a model change rebuilds and repaints most of the window (30-45 ms of
-  GUI-thread Python and Qt calls, pyqtgraph's axes included), and the jobs it starts (ranking,
-  graph tracing: pure Python) would otherwise share the GIL with that repaint and stretch it
-  past 50 ms;
+  (:meth:`JobRunner.hold`): a model change rebuilds and repaints most of the window (tens of
+  milliseconds of GUI-thread Python and Qt calls; docs/performance.md), and the jobs it starts
+  (ranking, graph tracing: pure Python) would otherwise share the GIL with that repaint and
+  stretch it past 50 ms;
 - the GIL switch interval is 1 ms while jobs exist (:data:`GIL_SWITCH_S`), so the GUI thread
   gets the interpreter back quickly after each Qt call;
 - Python's cyclic garbage collector runs on the GUI thread only, in small steps

@@ -10,8 +10,9 @@ class ViewRegistry(dict):
     their dock comes to the front, or when code asks for them (``views[id]``, ``views.get``,
     ``values()``/``items()``). Iterating or ``in`` tests see every id without building.
 
-    Six analysis panels behind tabs cost ~0.35 s of start-up (thirteen pyqtgraph plots with their
-    axes and menus) and their jobs (the graph trace on every load) for views nobody looked at."""
+    Built eagerly, the analysis panels behind tabs (a dozen pyqtgraph plots with their axes and
+    menus) and their jobs (the graph trace on every load) would cost start-up time for views
+    nobody looked at (docs/performance.md)."""
 
     def __init__(self, build) -> None:
         super().__init__()

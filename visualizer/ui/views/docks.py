@@ -99,8 +99,9 @@ class AnalysisPanel(QWidget):
 
     def when_visible(self, key: str, draw: Callable[[], None]) -> None:
         """Draw now if the panel is on screen, else when it is first shown (the latest ``draw``
-        per ``key`` wins). Building a DenseNet graph's items takes 50-75 ms of GUI thread; a tab
-        behind the heatmap should not spend that while the user waits for the model."""
+        per ``key`` wins). Building a large graph's items takes a noticeable time on the GUI
+        thread (docs/performance.md); a tab behind the heatmap should not spend it while the user
+        waits for the model."""
         if self.on_screen():
             self._pending.pop(key, None)
             draw()

@@ -1,8 +1,8 @@
 """Display encodings for the heatmaps: tensors -> uint8 images + colour tables.
 
 Display only, never statistics: every number the app reports comes from visualizer.core.
-pyqtgraph draws a uint8 image through a 256-entry lookup table with fixed levels (0, 255)
-hundreds of times faster than a float image with auto levels, so each layer is encoded once
+pyqtgraph draws a uint8 image through a 256-entry lookup table with fixed levels (0, 255) far
+faster than a float image with auto levels (docs/performance.md), so each layer is encoded once
 (weights or scores -> codes 2..255) and a mask change only selects between that code and the
 "pruned" code 1. Code 0 is the gap between kernels in the kernel-grid layout.
 

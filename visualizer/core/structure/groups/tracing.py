@@ -314,7 +314,7 @@ def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], un
 def _logits(out):
     """What the dependency trace follows back from: the logits of a model output (a tensor, a
     transformers ModelOutput, a tuple whose first entry is the logits)."""
-    from visualizer.core.training.loop import main_logits
+    from visualizer.core.models.outputs import main_logits
 
     try:
         return main_logits(out)

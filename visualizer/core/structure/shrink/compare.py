@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from visualizer.core.models.outputs import main_logits
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.structure.graph import model_device, random_like
 from visualizer.core.structure.groups import ChannelGroup
 from visualizer.core.structure.shrink.channels import ShrunkModel, masked_copy, plan_masks, shrink
 from visualizer.core.structure.shrink.plans import PrunePlan, select_units
 from visualizer.core.tasks import Step, first_line, run
-from visualizer.core.training.loop import main_logits
 
 
 @dataclass

@@ -63,8 +63,9 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise FileFormatError(f"{name}: damaged shrunk model (spec or state of the wrong type)")
     if factory is None:
-        from visualizer.core.io.session import TrustRequired, model_trust_reason
+        from visualizer.core.io.session import TrustRequired
         from visualizer.core.models.loaders import load_model
+        from visualizer.core.models.trust import model_trust_reason
 
         ref = spec.get("ref")
         if not isinstance(ref, str) or not ref:
