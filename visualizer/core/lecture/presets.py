@@ -15,10 +15,38 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+from visualizer.core.analysis import LASSO_DEFAULTS, group_lasso_job
+from visualizer.core.curvature.operator import eval_batches
+from visualizer.core.curvature.spectrum import (
+    SpectrumOptions,
+    dense_vs_masked,
+    spectrum_over_rewinds,
+)
 from visualizer.core.labs import lab_job
+from visualizer.core.lecture.explainers import (
+    coupling_explainer_job,
+    criterion_explainer_job,
+    masked_speed_job,
+)
+from visualizer.core.lecture.loading import _device_of, _load
+from visualizer.core.pruning.criteria import CRITERIA
+from visualizer.core.pruning.ranking import mask_from_scores
+from visualizer.core.structure.sensitivity import SensitivityConfig
+from visualizer.core.structure.sensitivity import sensitivity_job as analysis
+from visualizer.core.structure.speed import measure_speed
 from visualizer.core.tasks import Step, run, sub
+from visualizer.core.training.loop import TrainConfig
+from visualizer.core.training.lottery import (
+    IMPConfig,
+    imp_density,
+    initial_state,
+    iterative_magnitude_pruning,
+    rewind_points,
+)
+from visualizer.core.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -30,24 +58,6 @@ class PresetSpec:
     source: str = ""  # the literature it reproduces, and its section of docs/theory.md
 
 
-def _device_of(model) -> str:
-    from visualizer.core.workspace import device_name
-
-    return device_name(next(model.parameters()).device)
-
-
-def _load(name: str, device: str = "auto"):
-    """A bundled model on ``device`` (the window's device chooser; core.workspace.resolve_device)
-    and its dataset: every core function then computes on the model's device."""
-    from visualizer.core.data.sources import load_dataset
-    from visualizer.core.models.loaders import load_model
-    from visualizer.core.workspace import resolve_device
-
-    loaded = load_model(name)
-    loaded.model.to(resolve_device(device))
-    return loaded, load_dataset(loaded.dataset)
-
-
 # --- SNIP vs magnitude ------------------------------------------------------------------------
 
 
@@ -55,8 +65,6 @@ def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", densi
                           device: str = "auto"):
     """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared.
     SNIP scores on the workspace's criterion batches, so its mask is the window's and the CLI's."""
-    from visualizer.core.pruning.ranking import mask_from_scores
-    from visualizer.core.workspace import Workspace
     yield Step("loading", 0.0)
     loaded, data = _load(model, device)
     net = loaded.model
@@ -81,17 +89,6 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
     pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
     run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
-    from visualizer.core.curvature.operator import eval_batches
-    from visualizer.core.curvature.spectrum import (
-        SpectrumOptions,
-        dense_vs_masked,
-        spectrum_over_rewinds,
-    )
-    from visualizer.core.pruning.ranking import mask_from_scores
-    from visualizer.core.training.loop import TrainConfig
-    from visualizer.core.training.lottery import rewind_points
-    from visualizer.core.workspace import Workspace
-
     yield Step("loading", 0.0)
     loaded, data = _load(model, device)
     net = loaded.model
@@ -118,12 +115,6 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
 def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3,
             device: str = "auto"):
     """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
-    from visualizer.core.training.loop import TrainConfig
-    from visualizer.core.training.lottery import (
-        IMPConfig,
-        initial_state,
-        iterative_magnitude_pruning,
-    )
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
@@ -137,13 +128,6 @@ def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int 
 def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10,
                     device: str = "auto"):
     """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
-    from visualizer.core.training.loop import TrainConfig
-    from visualizer.core.training.lottery import (
-        IMPConfig,
-        imp_density,
-        initial_state,
-        iterative_magnitude_pruning,
-    )
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
@@ -163,8 +147,6 @@ def _group_lasso(model: str, kind: str, lam: float | None = None, epochs: int | 
                  finetune_epochs: int = 3, device: str = "auto"):
     """Group lasso + masked fine-tune of a bundled model, by default at the settings that show
     removal (LASSO_DEFAULTS)."""
-    from visualizer.core.analysis import LASSO_DEFAULTS, group_lasso_job
-
     loaded, data = _load(model, device)
     default_lam, default_epochs = LASSO_DEFAULTS[kind]
     return (yield from group_lasso_job(loaded.model, data, lam=default_lam if lam is None else lam,
@@ -187,7 +169,6 @@ def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: 
                       steps_sparse: int | None = None, device: str = "auto"):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
     and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021)."""
-    from visualizer.core.structure.speed import measure_speed
     yield Step("loading", 0.0)
     loaded, _ = _load(model, device)
     report = yield from sub(measure_speed(loaded.model, density=density, device=_device_of(loaded.model)),
@@ -197,9 +178,73 @@ def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: 
 
 
 
+# --- sensitivity ----------------------------------------------------------------------------------
+
+
+def sensitivity_job(model: str = "resnet-mini", levels: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05),
+                    unit: str = "layer", criterion: str = "magnitude", device: str = "auto"):
+    """Each layer (or coupled group) of a bundled model pruned alone at each density: the rows
+    of core.structure.sensitivity on the first 512 test images, and a one-line summary."""
+
+
+    yield Step("loading", 0.0)
+    loaded, data = _load(model, device)
+    ws = Workspace(loaded.model, data, device=next(loaded.model.parameters()).device, model_ref=model)
+    res = yield from sub(analysis(ws, SensitivityConfig(model, criterion, unit, tuple(levels), eval_batches=1)),
+                         0.02, 1.0)
+    low = min(levels)
+    at_low = {r["unit"]: r["accuracy"] for r in res.rows if r["level"] == low}
+    fragile, robust = min(at_low, key=at_low.get), max(at_low, key=at_low.get)
+    text = (f"At {low:.0%} density alone: {fragile} falls to {at_low[fragile]:.0%}, {robust} keeps "
+            f"{at_low[robust]:.0%} (dense {res.rows[0]['base_accuracy']:.0%}).")
+    return SimpleNamespace(rows=res.rows, unit=unit, summary=lambda: text)
+
+
+# --- explainers ----------------------------------------------------------------------------------
+
+_CRITERION_EXPLAINED = {
+    "magnitude": "Magnitude keeps the largest |w|: no data, no gradient (Han et al. 2015).",
+    "snip": "SNIP multiplies a weight by the gradient of the loss: |g · w|, the loss change if the weight "
+            "were switched off, to first order (Lee, Ajanthan & Torr 2019).",
+    "grasp": "GraSP asks what removing a weight does to the gradient flow: S = -w · (Hg), and the "
+             "weights with the highest S are removed (Wang, Zhang & Grosse 2020).",
+    "taylor": "First-order Taylor squares the loss change g_b · w of every batch and averages: a weight "
+              "whose batches disagree is not cancelled out (Molchanov et al. 2019).",
+    "obd": "Optimal Brain Damage adds the curvature: ΔL = -g · w + ½ H_ii w², with H_ii estimated by "
+           "Hutchinson probes (LeCun, Denker & Solla 1990).",
+}
+
+
+def _explainer_preset(criterion: str) -> PresetSpec:
+    def job(model: str = "lenet", density: float = 0.1, device: str = "auto", **options):
+        return (yield from criterion_explainer_job(criterion, model, density=density, device=device, **options))
+
+    return PresetSpec(
+        f"explain-{criterion}", f"How {CRITERIA[criterion].title} scores one weight",
+        f"{_CRITERION_EXPLAINED[criterion]} Space steps through the numbers of one weight of the "
+        "trained model, its rank and the cut; then the whole layer's scores with the cut.",
+        job, f"docs/theory.md, Criteria ({criterion})")
+
+
+EXPLAINER_PRESETS = [
+    *(_explainer_preset(c) for c in _CRITERION_EXPLAINED),
+    PresetSpec("explain-coupling", "Why channels go together",
+               "One channel of a residual network: every slice of every tensor that has to go with it, "
+               "and why (it produces the channel, reads it, normalises it, or is added to it by a "
+               "residual connection). Space steps through them; then the structured pruner removes the "
+               "channel and the shapes change.",
+               coupling_explainer_job, "Li et al. 2017; Fang et al. 2023 (dependency graphs); docs/theory.md, "
+               "Structured criteria: per output channel and per coupled group"),
+    PresetSpec("explain-masked-speed", "Masked is not faster",
+               "The same model dense, masked to 50% (zeros in dense kernels) and shrunk (channels "
+               "removed), measured on this machine: the masked model runs as many multiply-adds as the "
+               "dense one, only the shrunk one saves time.",
+               masked_speed_job, "Hoefler et al. 2021; docs/theory.md, The speed model"),
+]
+
+
 def _lab(lab: str):
     """A theory lab's job; only the training lab takes a device."""
-
     def job(**options):
         fn = lab_job(lab)
         if "device" not in inspect.signature(fn).parameters:
@@ -282,7 +327,14 @@ PRESETS: dict[str, PresetSpec] = {p.id: p for p in [
                "efficiency eta, while a structurally shrunk model stays dense and fast.",
                time_to_train_job,
                "docs/theory.md, The speed model"),
+    PresetSpec("sensitivity", "Sensitivity: which layers can lose how much",
+               "Each layer of the residual network pruned alone by magnitude, everything else dense. "
+               "The stem and the first blocks break first; the last layers barely notice: a uniform cut "
+               "spends its budget where it hurts most, and a sensitivity allocation does not.",
+               sensitivity_job,
+               "Han et al. 2015; Distiller's sensitivity analysis; docs/theory.md, Group-faithful sensitivity"),
     *LAB_PRESETS,
+    *EXPLAINER_PRESETS,
 ]}
 
 

@@ -222,9 +222,20 @@ class Presentation(QWidget):
 
     # --- the deck ------------------------------------------------------------------------------
     def next(self) -> None:
+        """The slide's next step (an explainer reveals its numbers one by one), else the next slide."""
+        widget = self.slides[self.index].widget
+        if widget is not None and self.stack.currentWidget() is widget and getattr(widget, "advance", None):
+            if widget.advance():
+                enlarge_text(widget, self._text_pt)  # the step drew new plot texts
+                return
         self.show_slide(self.index + 1)
 
     def back(self) -> None:
+        widget = self.slides[self.index].widget
+        if widget is not None and self.stack.currentWidget() is widget and getattr(widget, "retreat", None):
+            if widget.retreat():
+                enlarge_text(widget, self._text_pt)
+                return
         self.show_slide(self.index - 1)
 
     def show_slide(self, index: int) -> None:

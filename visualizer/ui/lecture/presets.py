@@ -204,6 +204,18 @@ def show_density_law(view: FigureView, r: dict) -> None:
     ))
 
 
+def show_sensitivity(view: FigureView, r) -> None:
+    from visualizer.core.structure.sensitivity import heat_table
+
+    units, levels, values = heat_table(r.rows, "accuracy")
+    lines = [Line(levels, row, name) for name, row in zip(units, values)]
+    base = r.rows[0]["base_accuracy"]
+    lines.append(Line([levels[-1], levels[0]], [base, base], "dense", dashed=True, markers=False))
+    view.set_figure(Figure(f"Sensitivity: one {r.unit} pruned at a time", lines,
+                           x_label="density the unit keeps (log scale)", y_label="test accuracy", log_x=True,
+                           legend="bottom-right"))
+
+
 def show_densenet(view, r) -> None:
     from visualizer.ui.views.adapters import connectivity_input
 
@@ -256,6 +268,28 @@ def _branch_view():
 
 
 
+def _explainer_view():
+    from visualizer.ui.views.explainer import CriterionExplainerView
+
+    return CriterionExplainerView()
+
+
+def _coupling_view():
+    from visualizer.ui.views.explainer import CouplingView
+
+    return CouplingView()
+
+
+def show_explainer(view, r) -> None:
+    view.set_result(r)
+
+
+def show_masked_speed(view, r) -> None:
+    from visualizer.ui.views.adapters import speed_entries
+
+    view.set_entries(speed_entries(r.report))
+
+
 def _lab_view(lab: str):
     def view():
         from visualizer.ui.views.labs import LAB_VIEWS
@@ -279,6 +313,11 @@ VIEWS: dict[str, tuple[Callable[[], AnalysisView], Callable[[AnalysisView, Any],
     "inception": (_branch_view, show_inception),
     "density-law": (FigureView, show_density_law),
     "time-to-train": (_speed_view, show_time_to_train),
+    "sensitivity": (FigureView, show_sensitivity),
+    **{f"explain-{c}": (_explainer_view, show_explainer)
+       for c in ("magnitude", "snip", "grasp", "taylor", "obd")},
+    "explain-coupling": (_coupling_view, show_explainer),
+    "explain-masked-speed": (_speed_view, show_masked_speed),
     **{lab: _lab_view(lab) for lab in ("mask-probability", "phase-transition", "a-optimal", "random-labels")},
 }
 
