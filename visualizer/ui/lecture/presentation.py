@@ -188,7 +188,8 @@ class Presentation(QWidget):
             f" QLabel#slideCaption, QLabel#slideWaiting {{ font-size: {caption}pt; }}"
             f" QLabel#slideTitle {{ font-size: {round(caption * 1.15, 1)}pt; font-weight: bold; }}"
             f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}"
-            f" QStackedWidget QLabel {{ font-size: {strip}pt; }}")
+            f" QStackedWidget QLabel {{ font-size: {strip}pt; }}"
+            f" QLabel#explainerSteps {{ font-size: {round(caption * 0.85, 1)}pt; }}")
         self._text_pt = strip
         for slide in getattr(self, "slides", []):
             if slide.widget is not None:

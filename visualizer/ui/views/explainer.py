@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
 
 from visualizer.ui.views.base import AnalysisView, set_title
 
@@ -30,7 +30,13 @@ class SteppedView(AnalysisView):
         self.text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.canvas = pg.GraphicsLayoutWidget(self)
         self._widgets.append(self.canvas)
-        row.addWidget(self.text, 1)
+        # the steps scroll rather than grow the slide: a long one must not push the window past
+        # the screen (a taller window scaled every font of the presentation with it)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidget(self.text)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        row.addWidget(self.scroll, 1)
         row.addWidget(self.canvas, 1)
         self.body.addLayout(row, 1)
         self.lines: list[str] = []  # HTML, one per step
@@ -123,7 +129,7 @@ class CriterionExplainerView(SteppedView):
             plot.addItem(line)
         plot.setLabel("bottom", f"{e.criterion} score of {e.layer}")
         plot.setLabel("left", "weights")
-        set_title(plot, f"{e.layer}: every score, the cut at {e.density:.0%} density", self.theme)
+        set_title(plot, f"every score of the layer, cut at {e.density:.0%}", self.theme)
 
 
 class CouplingView(SteppedView):
@@ -149,9 +155,13 @@ class CouplingView(SteppedView):
         for reason, where in by_reason.items():
             self.lines.append(f"<b>{html.escape(reason)}</b>: {html.escape(', '.join(where))}")
         same = "equals" if r.same_output else "does NOT equal"
-        rows = "".join(f"<tr><td>{html.escape(s['param'])}</td><td>{s['before']}</td><td>→ {s['after']}</td></tr>"
-                       for s in r.shapes)
-        self.lines.append(f"<b>Pruned</b>: {len(r.shapes)} tensors change shape, and the smaller model's "
-                          f"output {same} the masked model's.<table cellspacing='6'>{rows}</table>")
+        layers = [f"{html.escape(x['param'])} {x['before']} → {x['after']}" for x in r.shapes
+                  if len(x["before"]) >= 2]
+        vectors = [x for x in r.shapes if len(x["before"]) < 2]
+        owners = sorted({x["param"].rsplit(".", 1)[0] for x in vectors})
+        self.lines.append("<b>Pruned</b>: " + "; ".join(layers)
+                          + (f"; and {len(vectors)} per-channel vectors of {len(owners)} norm layers lose one "
+                             "entry" if vectors else "")
+                          + f". The smaller model's output {same} the masked model's.")
         self.shown = 1
         self.redraw()
