@@ -75,7 +75,7 @@ def test_a_spectrum_started_on_one_model_is_not_drawn_under_the_next(qtbot, wind
 
 def test_a_spectrum_reads_the_mask_of_its_start_while_the_slider_moves(qtbot, window, gated_spectrum, monkeypatch):
     # a model above COPY_MASK_LIMIT weights: the slider hands out live views of the ranking's mask
-    import visualizer.ui.shell.window as window_module
+    import visualizer.ui.shell.requests as window_module
 
     monkeypatch.setattr(window_module, "COPY_MASK_LIMIT", 0)
     gate, started, seen = gated_spectrum
