@@ -225,6 +225,18 @@ def main() -> None:
     if "--jobs" in sys.argv:  # only the event loop while jobs run (bench_stalls)
         bench_stalls()
         return
+    if "--graph-finetune" in sys.argv:  # only the graph build + fine-tune case, on resnet-mini
+        from visualizer.ui.shell.window import MainWindow
+
+        window = MainWindow(restore_layout=False)
+        window.show()
+        pump(300)
+        window.request_load("resnet-mini")
+        wait_jobs(window)
+        bench_graph_and_finetune(window)
+        window.state.set_dirty(False)
+        window.close()
+        return
     window = big_linear_window()
     bench_heatmap(window)
     window.state.set_dirty(False)
