@@ -63,9 +63,11 @@ class ModelRequests:
         transform = getattr(loaded, "transform", None)
         options = self.model_panel.load_settings()["options"]
         shown = f"folder {Path(name[7:]).name}" if name.startswith("folder:") else name
+        # checked against the model of its request: another model arriving meanwhile retires it
+        origin = self.state.provenance(reads_data=False) if loaded is not None else None
         self.jobs.submit("data", f"loading {shown}",
                          lambda: actions.dataset_job(name, model, ref, options, transform), on_result=done,
-                         on_error=lambda _message: self.model_panel.show_dataset())
+                         on_error=lambda _message: self.model_panel.show_dataset(), origin=origin)
 
     def request_weights(self, path: str) -> None:
         """Weights for the current model (a weights file or a torch.nn.utils.prune checkpoint,
