@@ -129,6 +129,8 @@ def test_a_multi_seed_sweep_is_one_line_per_criterion_with_a_band(qtbot, window)
         assert len(x) == len(set(np.round(x, 9)))  # one point per density: no zig-zag through seeds
         assert len(series_rows) == 2 * len(x)
     assert view.band_count() == 2  # the seeds' spread around each mean
+    qtbot.wait(50)
+    assert all(not fill.path().isEmpty() for _low, _high, fill in view._bands.values())  # drawn
 
 
 def test_kept_trained_weights_install_as_a_new_model_version(qtbot, window):

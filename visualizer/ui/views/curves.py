@@ -176,7 +176,8 @@ class CurvesView(QWidget):
             self._remove_band(sr.key)
             return
         if sr.key not in self._bands:
-            low, high = pg.PlotDataItem(pen=None), pg.PlotDataItem(pen=None)
+            # invisible bounds: a pen of alpha 0 (without a pen the curve keeps no path to fill)
+            low, high = (pg.PlotDataItem(pen=pg.mkPen((0, 0, 0, 0))) for _ in range(2))
             colour = item.opts["pen"].color()
             colour.setAlpha(50)
             fill = pg.FillBetweenItem(low, high, brush=pg.mkBrush(colour))
