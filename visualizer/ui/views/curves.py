@@ -1,4 +1,5 @@
-"""Accuracy vs density: one curve per (criterion, retrain mode, kind, dataset) on a log density axis.
+"""Accuracy vs density: one curve per (criterion, retrain mode, kind, dataset, weights) on a log
+density axis.
 
 Rows come from ``state.results`` (dicts with at least ``density`` and ``accuracy``; ``criterion``,
 ``retrain``, ``kind`` (e.g. ticket / reinit / random for LTH), ``dataset``, ``scope`` and any other
@@ -27,9 +28,10 @@ SYMBOLS = {"ticket": "o", "reinit": "t", "random-mask": "s", "random": "s", "": 
 HIDDEN_KEYS = {"series", "eval_samples"}  # eval_samples is said with the accuracy
 
 
-def series_label(series, several_datasets: bool) -> str:
+def series_label(series, several_datasets: bool, several_weights: bool = False) -> str:
     """A curve's legend entry: criterion, retraining (unless none), kind (LTH), the dataset when
-    the curves hold more than one, and how many seeds its points average."""
+    the curves hold more than one, the weights' identity when they hold several (trained weights
+    kept under the same model name), and how many seeds its points average."""
     parts = [series.criterion]
     if series.retrain != "none":
         parts.append(series.retrain)
@@ -37,6 +39,8 @@ def series_label(series, several_datasets: bool) -> str:
         parts.append(series.kind)
     if several_datasets:
         parts.append(_short_dataset(series.dataset))
+    if several_weights:
+        parts.append(f"weights {series.weights[:6] or '?'}")
     label = " · ".join(parts)
     return label + (f" (mean of {series.seeds} seeds)" if series.seeds > 1 else "")
 
@@ -129,6 +133,7 @@ class CurvesView(QWidget):
 
         all_series = curve_series(self.state.results)
         several = len({sr.dataset for sr in all_series}) > 1
+        several_weights = len({sr.weights for sr in all_series}) > 1
         keys = {sr.key for sr in all_series}
         for key in list(self._series):
             if key not in keys:
@@ -140,7 +145,7 @@ class CurvesView(QWidget):
                 self._remove_band(key)
         for sr in all_series:
             x, y = np.array(sr.densities), np.array(sr.mean)
-            label = series_label(sr, several)
+            label = series_label(sr, several, several_weights)
             if sr.key in self._series:
                 item, _ = self._series[sr.key]
                 if item.name() != label:
