@@ -36,26 +36,26 @@ class GraphResult:
 
 def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     """Trace the model, find its coupled groups and summaries, then nest the graph by the module
-    tree (core.structure.hierarchy; the view lays out only what it opens)."""
-    from visualizer.core.structure.graph import build_graph
-    from visualizer.core.structure.groups import find_groups
-    yield Step("tracing the model", 0.0)
-    traced = build_graph(model, example)
-    yield Step("coupled channel groups", 0.3)
+    tree (core.structure.hierarchy; the view lays out only what it opens). Each part is its own
+    step (the tracing and group jobs yield between attempts and groups): run in the window, a step
+    holds the job-step lock, and one step for all of it held it for seconds."""
+    from visualizer.core.structure.graph import build_graph_job
+    from visualizer.core.structure.groups import branches as branch_fn
+    from visualizer.core.structure.groups import connectivity, find_groups_job
+
+    traced = yield from sub(build_graph_job(model, example), 0.0, 0.3, "tracing: ")
     notices = list(getattr(traced, "notices", []))
     try:
-        structure = find_groups(model, example)
+        structure = yield from sub(find_groups_job(model, example), 0.3, 0.45, "groups: ")
         groups_obj = structure.groups
         notices += list(getattr(structure, "notices", []))
     except Exception as exc:  # an untraceable model still gets its graph drawn
         groups_obj = []
         notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     groups = [[m.param for m in g.members] for g in groups_obj]
-    yield Step("connectivity and branches", 0.5)
-    from visualizer.core.structure.groups import branches as branch_fn
-    from visualizer.core.structure.groups import connectivity
-
+    yield Step("connectivity", 0.5)
     conn = connectivity(model, groups_obj)
+    yield Step("branches", 0.55)
     branches = branch_fn(model, groups_obj, example)
     from visualizer.core.structure.hierarchy import hierarchy_job
 

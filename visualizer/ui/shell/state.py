@@ -93,7 +93,8 @@ class AppState(QObject):
             model_version=self.model_version,
             dataset=(self.dataset_name or "") if reads_data else "",
             data_version=self.data_version if reads_data else 0,
-            density=None if masks is None else float(self.density),
+            # the shown mask's kept fraction, from the per-layer counts (no pass over the mask)
+            density=None if masks is None else (self.kept() / self.total() if self.total() else 1.0),
             settings=settings_items(settings),
             device=str(self.device),
             seed=seed,
