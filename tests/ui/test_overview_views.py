@@ -24,6 +24,32 @@ def test_the_overview_is_in_front_after_a_load_with_a_tile_per_prunable_tensor(q
     assert not window.docks["overview"].visibleRegion().isEmpty()  # back in front after the load
 
 
+def test_the_first_load_shows_the_overview_even_behind_a_restored_analysis_tab(qtbot):
+    """A layout restored from an earlier run may have the graph in front: the window's first load
+    still shows the overview. A later load keeps a view the person brought forward (the graph
+    then follows the new model: tests/ui/test_window.py)."""
+    from visualizer.ui.shell.window import MainWindow
+
+    w = MainWindow(restore_layout=False)
+    w.ask_discard = lambda: "discard"
+    qtbot.addWidget(w)
+    w.show()
+    w.docks["graph"].raise_()  # as a restored layout would leave it
+    qtbot.waitUntil(lambda: not w.docks["graph"].visibleRegion().isEmpty(), timeout=3000)
+    try:
+        w.request_load("lenet")
+        wait_idle(qtbot, w)
+        assert not w.docks["overview"].visibleRegion().isEmpty()
+        w.docks["graph"].raise_()  # now the person's choice: kept through the next load
+        wait_idle(qtbot, w)
+        w.request_load("mlp")
+        wait_idle(qtbot, w)
+        assert not w.docks["graph"].visibleRegion().isEmpty()
+        assert w.docks["overview"].visibleRegion().isEmpty()
+    finally:
+        w.jobs.shutdown(1.0)
+
+
 def test_a_click_on_a_tile_selects_its_layer_and_opens_the_heatmap(qtbot, window):
     view = overview(qtbot, window)
     target = window.state.prunable[-1]
