@@ -280,7 +280,8 @@ def test_lambda_max_per_group_paints_every_layer_of_the_group(qtbot, window, mon
     qtbot.waitUntil(lambda: "group" in view.curvature, timeout=120000)
     lam = view.curvature["group"]
     assert set(lam) == {r.name for r in view.group_rows}
-    col = view.table.columnCount() - 1
+    heads = [view.table.horizontalHeaderItem(j).text() for j in range(view.table.columnCount())]
+    col = next(j for j, h in enumerate(heads) if h.startswith("λ_max"))
     assert view.table.item(0, col).text() == f"{lam[view.group_rows[0].name]:.4g}"
     window.docks["graph"].raise_()
     panel = window.views["graph"]
@@ -305,3 +306,11 @@ def test_sensitivity_rows_paint_the_graph(qtbot, window):
     painted = panel.overlays.get("sensitivity (accuracy drop)").values
     lowest = {r["unit"]: r["accuracy_drop"] for r in sens.rows if r["level"] == 0.1}
     assert {k.rsplit(".", 1)[0]: v for k, v in lowest.items()} == painted
+
+
+def test_the_profile_leaves_the_panels_their_width_at_1280(qtbot, window):
+    """Its controls in one row made the right dock area 1,039 px wide at least: at 1280x720 the
+    model and pruning panels were cut. Two rows, a short comparison box and a cut note."""
+    view = _profile(qtbot, window)
+    view._say("λ_max per coupled group at density 20.0% (5 units, 128 test samples); on the Graph view " * 3)
+    assert view.minimumSizeHint().width() <= 600

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -38,7 +39,7 @@ from visualizer.ui.views import ViewSpec
 
 COLUMNS = ("#", "layer", "shape", "weights", "FLOPs", "kept", "channel\nsparsity",
            "parameter\nsparsity", "FLOP\nsparsity", "λ_max")
-GROUP_COLUMNS = ("#", "coupled group", "units", "weights", "kept", "unit\nsparsity", "layers", "λ_max")
+GROUP_COLUMNS = ("#", "coupled group", "units", "weights", "kept", "unit\nsparsity", "λ_max", "layers")
 UNIT_MODES = {"layer": "per layer", "group": "per coupled group"}
 # graph overlays of the per-unit curvature (the dependency graph's overlay box lists them)
 LAMBDA_OVERLAYS = {"layer": "λ_max per layer", "group": "λ_max per group"}
@@ -68,6 +69,10 @@ class ProfileView(QWidget):
 
         self.compare_box = QComboBox()
         self.compare_box.setToolTip("Add another criterion or scope at the same global density")
+        # as wide as a short entry: "allocation: sensitivity (magnitude)" must not widen the view
+        # (its minimum width is the whole right dock area's, beside the panels at 1280x720)
+        self.compare_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.compare_box.setMinimumContentsLength(16)
         self.add_button = QPushButton("Compare")
         self.add_button.clicked.connect(lambda: self.add_comparison(self.compare_box.currentData()))
         self.clear_button = QPushButton("Clear comparisons")
@@ -87,17 +92,21 @@ class ProfileView(QWidget):
                                       "(Lanczos on a test sample); also painted on the dependency graph")
         self.lambda_button.clicked.connect(self.compute_curvature)
         self.note = QLabel("")  # one line: why a comparison or λ_max cannot run, or what it did
-        self.note.setWordWrap(False)
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # cut, never wider
+        self.lambda_button.setMinimumWidth(0)
+        # two rows: in one, the view's minimum width squeezed the panels beside it at 1280x720
         top = QHBoxLayout()
         top.addWidget(self.unit_box)
-        top.addWidget(QLabel("Compare with"))
-        top.addWidget(self.compare_box)
-        top.addWidget(self.add_button)
-        top.addWidget(self.clear_button)
         top.addWidget(self.lambda_button)
         top.addStretch(1)
         top.addWidget(self.png_button)
         top.addWidget(self.csv_button)
+        compare = QHBoxLayout()
+        compare.addWidget(QLabel("Compare with"))
+        compare.addWidget(self.compare_box)
+        compare.addWidget(self.add_button)
+        compare.addWidget(self.clear_button)
+        compare.addWidget(self.note, 1)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground("w")
@@ -147,7 +156,7 @@ class ProfileView(QWidget):
         v = QVBoxLayout(self)
         v.setContentsMargins(2, 2, 2, 2)
         v.addLayout(top)
-        v.addWidget(self.note)
+        v.addLayout(compare)
         v.addWidget(split, 1)
 
         self._timer = QTimer(self)  # the table follows the slider, coalesced
@@ -190,7 +199,7 @@ class ProfileView(QWidget):
         self._built_for = key
         self.flops, self.groups, self.series, self._rankings = None, None, {}, {}
         self.group_rows, self.curvature, self._curvature_density = None, {}, {}
-        self.note.setText("")
+        self._say("")
         self.window.jobs.cancel("profile-curvature")
         self.order = list(s.prunable)
         model, names, dataset = s.loaded.model, list(s.prunable), s.dataset_name
@@ -251,10 +260,10 @@ class ProfileView(QWidget):
             return
         entry = tuple(entry)
         if entry[1] in DATA_ALLOCATIONS and self.state.dataset is None:
-            self.note.setText(f"the {entry[1]} allocation needs calibration data: this model has no "
+            self._say(f"the {entry[1]} allocation needs calibration data: this model has no "
                               "dataset (choose one under Data)")
             return
-        self.note.setText("")
+        self._say("")
         if entry not in self._wanted:
             self._wanted.append(entry)
         self._rank_missing()
@@ -338,6 +347,11 @@ class ProfileView(QWidget):
         self._update_series()
         self._draw()
 
+    def _say(self, text: str) -> None:
+        """The view's one-line note (cut to the view's width; whole as its tooltip)."""
+        self.note.setText(text)
+        self.note.setToolTip(text)
+
     # --- layer | group -----------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
         """Rows per layer or per coupled group (the toggle)."""
@@ -364,11 +378,11 @@ class ProfileView(QWidget):
         if s.loaded is None or s.masks is None:
             return
         if s.dataset is None:
-            self.note.setText("λ_max needs evaluation data: this model has no dataset (choose one under Data)")
+            self._say("λ_max needs evaluation data: this model has no dataset (choose one under Data)")
             return
         mode = self.mode
         if mode == "group" and not self.groups:
-            self.note.setText("no coupled channel groups known for this model yet: λ_max per layer instead")
+            self._say("no coupled channel groups known for this model yet: λ_max per layer instead")
             return
         from visualizer.core.workspace import device_name, resolve_device
         from visualizer.ui.views.docks import IN_MEMORY_SAMPLES, sample_batches
@@ -376,7 +390,7 @@ class ProfileView(QWidget):
         try:
             device = device_name(resolve_device(s.device))
         except ValueError as exc:
-            self.note.setText(f"device: {exc}")
+            self._say(f"device: {exc}")
             return
         model, data, masks, groups = s.loaded.model, s.dataset, s.masks.copy(), self.groups
         density, key = s.kept() / max(s.total(), 1), self._built_for
@@ -399,15 +413,15 @@ class ProfileView(QWidget):
                 return  # another model arrived meanwhile
             self.curvature[mode] = {name: u.lambda_max for name, u in result.items()}
             self._curvature_density[mode] = density
-            self.note.setText(f"λ_max {UNIT_MODES[mode]} at density {density:.1%} ({len(result)} units, "
+            self._say(f"λ_max {UNIT_MODES[mode]} at density {density:.1%} ({len(result)} units, "
                               f"{n * size} test samples); on the Graph view as the overlay "
                               f"“{LAMBDA_OVERLAYS[mode]}”")
             self._publish_curvature(mode)
             self._draw()
 
-        self.note.setText(f"computing λ_max {UNIT_MODES[mode]} on {device}…")
+        self._say(f"computing λ_max {UNIT_MODES[mode]} on {device}…")
         self.window.jobs.submit("profile-curvature", f"λ_max {UNIT_MODES[mode]}", job, on_result=done,
-                                on_error=self.note.setText)
+                                on_error=self._say)
 
     def _publish_curvature(self, mode: str) -> None:
         """Paint the per-unit λ_max on the dependency graph: a layer's own value, or the largest
@@ -470,6 +484,7 @@ class ProfileView(QWidget):
         top = max([*weights, *(fl if any(r.flops is not None for r in rows) else [])], default=1.0)
         self.size_plot.setYRange(0, top * 1.45 + 0.5, padding=0)
         self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
+        self._headroom(1 + len(self.series))
         self._fill_table(rows)
         self._fill_summary(prof)
 
@@ -497,6 +512,7 @@ class ProfileView(QWidget):
         self.size_plot.setLabel("bottom", "coupled channel group")
         self.size_plot.setYRange(0, max(weights, default=1.0) * 1.45 + 0.5, padding=0)
         self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
+        self._headroom(1)
         self._set_ticks()
         lam = self.curvature.get("group", {})
         t = self.table
@@ -505,11 +521,13 @@ class ProfileView(QWidget):
         t.setRowCount(len(rows))
         for i, r in enumerate(rows):
             vals = [str(i + 1), r.name, f"{r.units}", f"{r.params:,}", f"{r.kept:,} ({r.density:.1%})",
-                    f"{r.unit_sparsity:.1%} ({r.removed}/{r.units})", ", ".join(_short(n) for n in r.layers),
-                    _lam(lam.get(r.name))]
+                    f"{r.unit_sparsity:.1%} ({r.removed}/{r.units})", _lam(lam.get(r.name)),
+                    ", ".join(_short(n) for n in r.layers)]
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(v)
-                if j not in (1, 6):
+                if j == 7:
+                    item.setToolTip("\n".join(r.layers))  # the whole list; the cell may be cut
+                if j not in (1, 7):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 t.setItem(i, j, item)
         params, kept = sum(r.params for r in rows), sum(r.kept for r in rows)
@@ -519,6 +537,12 @@ class ProfileView(QWidget):
             f"({removed / max(units, 1):.1%}) · {kept:,} of {params:,} weights in their slices kept "
             f"({kept / max(params, 1):.1%}; a weight read by two groups counts in both) · "
             "comparisons are drawn per layer")
+
+    def _headroom(self, entries: int) -> None:
+        """Room above 1.0 for the legend's rows (three entries a row): a line at density 1 ran
+        under a second legend row at 1280x720."""
+        rows = -(-entries // 3)
+        self.density_plot.setYRange(0, 1.12 + 0.14 * rows, padding=0)
 
     def _headers(self, columns) -> list[str]:
         """The column titles, λ_max with the density it was computed at."""
@@ -604,6 +628,9 @@ class ProfileView(QWidget):
 
 
 def _short(name: str) -> str:
+    """A tick label: a layer without ``.weight``, a group by its root (``stem.0 (channels: 16)``
+    -> ``stem.0``)."""
+    name = name.split(" (", 1)[0]
     return name[:-7] if name.endswith(".weight") else name
 
 
