@@ -236,7 +236,7 @@ def test_owl_without_data_says_so_in_one_line(qtbot, window):
     assert "needs evaluation data" in view.note.text()
 
 
-def test_lambda_max_per_layer_fills_the_column_and_paints_the_graph(qtbot, window, monkeypatch):
+def test_lambda_max_per_layer_fills_the_column_and_paints_the_graph(qtbot, window, monkeypatch, tmp_path):
     from visualizer.ui.views import profile as profile_mod
 
     monkeypatch.setattr(profile_mod, "LANCZOS_STEPS", 8)
@@ -252,6 +252,10 @@ def test_lambda_max_per_layer_fills_the_column_and_paints_the_graph(qtbot, windo
         "λ_max\n(at 50.0%)")
     first = view.profile.rows[0].name
     assert view.table.item(0, col).text() == f"{lam[first]:.4g}"
+    from visualizer.core.pruning.profile import read_profile_csv
+
+    rows = read_profile_csv(view.export_csv(str(tmp_path / "p.csv")))
+    assert {r["name"]: r["lambda_max"] for r in rows} == lam
     # the Graph view, built later, paints it as an overlay
     window.docks["graph"].raise_()
     panel = window.views["graph"]

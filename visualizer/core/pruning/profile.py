@@ -331,16 +331,20 @@ CSV_COLUMNS = ("name", "shape", "params", "kept", "live", "channels", "removed_c
                "density", "channel_sparsity", "parameter_sparsity", "flop_sparsity", "kept_flops")
 
 
-def profile_csv(profile: Profile, series: Sequence[Series] = ()) -> str:
+def profile_csv(profile: Profile, series: Sequence[Series] = (),
+                extra: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """The profile as CSV text: one row per tensor, the columns of :data:`CSV_COLUMNS`, then one
-    ``density[<label>]`` column per comparison series."""
+    ``density[<label>]`` column per comparison series, then one column per ``extra`` entry
+    ({column: {tensor: value}}, e.g. ``lambda_max``; empty where a tensor has none)."""
     buf = io.StringIO()
-    cols = list(CSV_COLUMNS) + [f"density[{s.label}]" for s in series]
+    extra = dict(extra or {})
+    cols = list(CSV_COLUMNS) + [f"density[{s.label}]" for s in series] + list(extra)
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in profile.rows:
         d = r.to_dict()
-        w.writerow([_cell(d[c]) for c in CSV_COLUMNS] + [_cell(s.densities.get(r.name)) for s in series])
+        w.writerow([_cell(d[c]) for c in CSV_COLUMNS] + [_cell(s.densities.get(r.name)) for s in series]
+                   + [_cell(v.get(r.name)) for v in extra.values()])
     return buf.getvalue()
 
 
@@ -352,14 +356,15 @@ def _cell(v) -> str:
     return str(v)
 
 
-def write_profile_csv(profile: Profile, path: str | Path, series: Sequence[Series] = ()) -> Path:
+def write_profile_csv(profile: Profile, path: str | Path, series: Sequence[Series] = (),
+                      extra: Mapping[str, Mapping[str, float]] | None = None) -> Path:
     """Write :func:`profile_csv` to ``path`` (a temporary file renamed: never half written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            f.write(profile_csv(profile, series))
+            f.write(profile_csv(profile, series, extra))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

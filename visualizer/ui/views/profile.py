@@ -608,7 +608,9 @@ class ProfileView(QWidget):
 
         if self.profile is None:
             raise ValueError("no profile: load a model first")
-        return write_profile_csv(self.profile, path, list(self.series.values()))
+        lam = self.curvature.get("layer")
+        return write_profile_csv(self.profile, path, list(self.series.values()),
+                                 {"lambda_max": lam} if lam else None)
 
     def export_image(self, path: str):
         from visualizer.ui.files.export import export_view
