@@ -198,6 +198,20 @@ def test_the_profile_toggles_to_one_row_per_coupled_group(qtbot, window):
     window.pruning_panel.set_density(0.05)  # the group rows follow the slider
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: sum(r.kept for r in view.group_rows) < sum(r.kept for r in expected), timeout=3000)
+    # a compared ranking gets a line per group: its own mask's kept fraction of each group
+    view.add_comparison(("magnitude", "layer"))
+    view.add_comparison(("allocation", "erk"))
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: "magnitude · layer" in view.group_series, timeout=10000)
+    from visualizer.core.pruning.ranking import Ranking
+
+    scores = {n: p.detach().abs() for n, p in window.state.loaded.model.named_parameters()
+              if n in window.state.prunable}
+    layer_mask = Ranking.from_scores(scores, "layer").mask_at(0.05)
+    assert view.group_series["magnitude · layer"] == {
+        r.name: r.density for r in group_profile(view.groups, layer_mask.masks)}
+    assert "allocation: erk" in view.series and "allocation: erk" not in view.group_series
+    assert "per layer only" in view.summary.text() and "allocation: erk" in view.summary.text()
     view.unit_box.setCurrentIndex(view.unit_box.findData("layer"))
     assert view.table.rowCount() == len(window.state.prunable)
 

@@ -62,6 +62,7 @@ class ProfileView(QWidget):
         self._built_for = None
         self._wanted: list[tuple[str, str]] = []  # compared (criterion, scope) or ("allocation", rule)
         self._rankings: dict = {}  # (criterion, scope, structure) -> Ranking this view owns
+        self.group_series: dict[str, dict[str, float]] = {}  # label -> {group: kept fraction}
         self.mode = "layer"  # rows per layer or per coupled group
         self.group_rows: list | None = None  # core GroupRow per prunable group (group mode)
         self.curvature: dict[str, dict[str, float]] = {}  # unit kind -> {unit: λ_max}
@@ -310,6 +311,7 @@ class ProfileView(QWidget):
 
         s = self.state
         series = {}
+        masks: dict[str, object] = {}
         shapes = {n: tuple(p.shape) for n, p in s.params.items()}
         for crit, scope in self._wanted:
             label = _label(crit, scope)
@@ -319,6 +321,7 @@ class ProfileView(QWidget):
             key = (crit, scope, _structure(scope, s.structure))
             if key == s.key:  # the window's own cut: its counts as they are
                 kept = dict(s.layer_kept)
+                masks[label] = s.masks.masks
             else:
                 rk = self._rankings.get(key) or s.rankings.get(key, (None,))[0]
                 if rk is None:
@@ -326,9 +329,17 @@ class ProfileView(QWidget):
                 # the window re-cuts its cached rankings whenever it uses one (set_density)
                 rk.set_density(s.density)
                 kept = rk.layer_kept()
+                if self.mode == "group":  # live views of its mask, read at once by group_profile
+                    masks[label] = rk.mask_at(s.density, copy=False).masks
             series[label] = Series(label, {n: kept[n] / t for n, t in s.layer_total.items() if t and n in kept},
                                    kept)
         self.series = series
+        self.group_series = {}  # label -> {group: kept fraction}, for the rankings' masks
+        if self.mode == "group" and self.groups is not None:
+            from visualizer.core.pruning.profile import group_profile
+
+            self.group_series = {label: {r.name: r.density for r in group_profile(self.groups, m)}
+                                 for label, m in masks.items()}
 
     # --- drawing -----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -489,8 +500,9 @@ class ProfileView(QWidget):
         self._fill_summary(prof)
 
     def _draw_groups(self) -> None:
-        """Group mode: the kept fraction of each coupled group's slices; the comparisons stay per
-        layer (an allocation spreads weights over layers, not groups)."""
+        """Group mode: the kept fraction of each coupled group's slices, and of every compared
+        ranking's mask; the shape-only allocations (uniform, ERK) give counts per layer, not
+        which weights, so they have no group line (the summary names them)."""
         rows = self.group_rows
         if rows is None:
             why = ("finding the coupled channel groups…" if self.groups is None and self._built_for
@@ -503,6 +515,12 @@ class ProfileView(QWidget):
                                brush=(31, 94, 168, 200), pen=None)
         self.density_plot.addItem(bars)
         self.legend.addItem(bars, f"current: {self.state.criterion} · {self.state.scope} (per coupled group)")
+        for label, dens in self.group_series.items():
+            colour = SERIES_PENS[list(self.series).index(label) % len(SERIES_PENS)]
+            self.density_plot.plot(x, np.array([dens.get(r.name, np.nan) for r in rows]),
+                                   pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5, symbolBrush=colour,
+                                   symbolPen=None, name=label)
+        layer_only = [label for label in self.series if label not in self.group_series]
         target = self.state.kept() / self.state.total() if self.state.total() else 1.0
         self.density_plot.addItem(pg.InfiniteLine(pos=target, angle=0, pen=pg.mkPen((90, 90, 90), style=Qt.PenStyle.DashLine)))
         weights = np.log10(np.maximum([r.params for r in rows], 1))
@@ -512,7 +530,7 @@ class ProfileView(QWidget):
         self.size_plot.setLabel("bottom", "coupled channel group")
         self.size_plot.setYRange(0, max(weights, default=1.0) * 1.45 + 0.5, padding=0)
         self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
-        self._headroom(1)
+        self._headroom(1 + len(self.group_series))
         self._set_ticks()
         lam = self.curvature.get("group", {})
         t = self.table
@@ -535,8 +553,8 @@ class ProfileView(QWidget):
         self.summary.setText(
             f"{len(rows)} coupled groups: <b>{removed:,}</b> of {units:,} units removed "
             f"({removed / max(units, 1):.1%}) · {kept:,} of {params:,} weights in their slices kept "
-            f"({kept / max(params, 1):.1%}; a weight read by two groups counts in both) · "
-            "comparisons are drawn per layer")
+            f"({kept / max(params, 1):.1%}; a weight read by two groups counts in both)"
+            + (f" · per layer only (no weight order): {', '.join(layer_only)}" if layer_only else ""))
 
     def _headroom(self, entries: int) -> None:
         """Room above 1.0 for the legend's rows (three entries a row): a line at density 1 ran
