@@ -212,6 +212,22 @@ class AnalysisPanel(QWidget):
         return state.capture(reads_data=reads_data, mask=mask, settings=settings)
 
 
+def publish_overlay(window, name: str, values, **kw) -> None:
+    """Paint ``values`` ({layer: value}) on the dependency graph as the overlay ``name`` (``kw``:
+    :meth:`OverlayRegistry.set`'s label, unit, diverging, source): at once when the Graph view is
+    built, else when it is (the overlay waits with the window, for the model it was computed on;
+    a new model's graph starts without it)."""
+    loaded = getattr(getattr(window, "state", None), "loaded", None)
+    model = getattr(loaded, "model", None)
+    store = window.__dict__.setdefault("_published_overlays", {})
+    store[name] = (weakref.ref(model) if model is not None else (lambda: None), dict(values), kw)
+    views = getattr(window, "views", None) or {}
+    if "graph" in views and "graph" not in getattr(views, "pending", set()):
+        panel = views["graph"]
+        if isinstance(panel, GraphPanel):
+            panel.overlays.set(name, values, **kw)
+
+
 class GraphPanel(AnalysisPanel):
     """Dependency graph of the loaded model, nested by its module tree; follows masks and
     selection both ways and paints any overlay in :attr:`overlays` (other analyses add theirs
@@ -261,6 +277,9 @@ class GraphPanel(AnalysisPanel):
         model = snap.model
         traced = weakref.ref(model)
         self.overlays.overlays.clear()
+        for name, (of, values, kw) in getattr(self.window, "_published_overlays", {}).items():
+            if of() is model:  # what other views computed for this model (publish_overlay)
+                self.overlays.set(name, values, **kw)
         state = self.window.state
         self._reference = {k: v.copy() for k, v in (getattr(state, "params", None) or {}).items()}
 

@@ -156,8 +156,9 @@ class OverviewView(QWidget):
     def _model_changed(self) -> None:
         s = self.state
         if s.loaded is not self._loaded:  # a new load (not retrained weights): come to the front
+            first = self._loaded is None
             self._loaded = s.loaded
-            self._come_forward()
+            self._come_forward(keep_analysis=not first)
         if s.loaded is None or not s.params:
             return
         key = (id(s.loaded), id(s.params))
@@ -186,14 +187,18 @@ class OverviewView(QWidget):
 
         self.window.jobs.submit("overview", "laying out the overview", build, on_result=done)
 
-    def _come_forward(self) -> None:
-        """Bring the overview's dock to the front after a load, unless the person is looking at
-        an analysis view (the graph, the spectrum, ...): that one then follows the new model."""
+    def _come_forward(self, keep_analysis: bool = True) -> None:
+        """Bring the overview's dock to the front after a load: it is the first thing shown of a
+        model. One exception: a person who brought another view to the front in this window
+        (the graph, the profile, the spectrum, ...) keeps it, and that view follows the new
+        model. The heatmap does not count (it shows one layer of the old model; a tile click
+        opens it), nor does the front tab of a layout restored from an earlier run: the window's
+        first load (``keep_analysis`` False) always shows the overview."""
         docks = getattr(self.window, "docks", {})
         dock = docks.get("overview")
         if dock is None or dock.isFloating():
             return
-        for vid, other in docks.items():
+        for vid, other in docks.items() if keep_analysis else ():
             if vid in ("overview", "heatmap") or vid not in getattr(self.window, "views", {}):
                 continue
             if other.isVisible() and not other.isFloating() and not other.visibleRegion().isEmpty():

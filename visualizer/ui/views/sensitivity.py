@@ -183,6 +183,7 @@ class SensitivityView(QWidget):
     def _done(self, result) -> None:
         self.rows = _merge(self.rows, result.rows)
         self.redraw()
+        self._paint_graph()
         note = "; ".join(result.notices)
         self.status.setText(f"{result.computed} cells measured, {result.reused} reused"
                             + (f" · {note}" if note else "") + " · hover a curve for its unit")
@@ -196,6 +197,16 @@ class SensitivityView(QWidget):
         if isinstance(partial, list) and partial and isinstance(partial[0], dict) and "unit" in partial[0]:
             self.rows = _merge(self.rows, partial)
             self.redraw()
+            self._paint_graph()
+
+    def _paint_graph(self) -> None:
+        """The accuracy drop at each unit's lowest density, as an overlay of the dependency graph."""
+        from visualizer.ui.views.docks import publish_overlay
+
+        if self.rows:
+            publish_overlay(self.window, "sensitivity (accuracy drop)", graph_values(self.rows),
+                            label="accuracy drop, the unit pruned alone to its lowest density",
+                            source="sensitivity")
 
     def clear(self) -> None:
         self.rows = []
