@@ -48,12 +48,15 @@ def test_the_shrunk_model_on_the_graph(qtbot, window):
     wait_idle(qtbot, window, timeout=60000)
     diff = window.state.model_diff
     assert diff is not None and diff.kind == "shrunk"
-    assert panel.view.overlay_name == "models: Δ params (B − A)"
+    assert panel.view.overlay_name == "models: relative Δ params"
+    rel = panel.overlays.get("models: relative Δ params")
+    assert rel.range() == (-1.0, 1.0) and rel.values["conv2"] == pytest.approx(diff.layers["conv2"].relative_params)
     d_params = panel.overlays.get("models: Δ params (B − A)")
     assert d_params.diverging and d_params.values["conv2"] < 0
     # the deltas are the two models' own parameter counts, layer by layer
     shrunk = diff.model_b
     assert d_params.values["conv2"] == sum(p.numel() for p in shrunk.conv2.parameters()) - (16 * 6 * 9 + 16)
+    panel.view.overlay_box.setCurrentText("models: Δ params (B − A)")
     assert panel.view.value_of("conv2") == d_params.values["conv2"]
     assert panel.overlays.get("models: Δ FLOPs (B − A)").values["conv2"] < 0
     assert "models: weight change" not in panel.overlays  # every shape changed

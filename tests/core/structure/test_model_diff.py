@@ -41,6 +41,7 @@ def test_dense_vs_shrunk_by_hand():
     ov = d.overlays()
     assert ov["models: Δ params (B − A)"][0]["2"] == -165 and ov["models: Δ params (B − A)"][2]
     assert "models: weight change" not in ov  # no layer kept its shapes
+    assert ov["models: relative Δ params"][3] == (-1.0, 1.0) and d.main_overlay() == "models: relative Δ params"
     assert isinstance(d.model_b, nn.Module)
 
 
@@ -76,7 +77,9 @@ def test_before_and_after_a_few_training_steps():
         assert d.layers[layer].weight_change == pytest.approx(expected, rel=1e-6) and expected > 0
         assert d.layers[layer].delta_params == 0 and d.layers[layer].delta_flops == 0
     assert d.tile_quantity() == "weight change"
-    assert set(d.overlays()) == {"models: Δ params (B − A)", "models: Δ FLOPs (B − A)", "models: weight change"}
+    assert set(d.overlays()) == {"models: relative Δ params", "models: Δ params (B − A)", "models: Δ FLOPs (B − A)",
+                                 "models: weight change"}
+    assert d.main_overlay() == "models: weight change"
 
 
 def test_a_model_that_does_not_run_has_parameters_and_a_notice():

@@ -33,12 +33,15 @@ from visualizer.core.structure.shrink import InputSelect
 from visualizer.core.structure.speed import count_flops, shrink_job
 from visualizer.core.tasks import Step, run, sub
 
-# the per-layer quantities of a diff, as overlays: (name, label, diverging)
+# the per-layer quantities of a diff, as overlays: (name, quantity, legend label with {a} and {b},
+# diverging, fixed scale or None)
 OVERLAYS = (
-    ("models: Δ params (B − A)", "Δ parameters (B − A)", True),
-    ("models: Δ FLOPs (B − A)", "Δ FLOPs per forward (B − A, 1 sample)", True),
-    ("models: weight change", "weight change ‖W_B − W_A‖ / ‖W_A‖", False),
+    ("models: relative Δ params", "relative params", "parameters ({b} − {a}) / {a}", True, (-1.0, 1.0)),
+    ("models: Δ params (B − A)", "delta params", "Δ parameters ({b} − {a})", True, None),
+    ("models: Δ FLOPs (B − A)", "delta flops", "Δ FLOPs ({b} − {a}, 1 sample)", True, None),
+    ("models: weight change", "weight change", "weight change ‖{b} − {a}‖ / ‖{a}‖", False, None),
 )
+SHORT_NAMES = {"shrunk": ("dense", "shrunk"), "training": ("before", "after")}  # (A, B) in legends
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,22 @@ class ModelDiff:
                 out[name] = float(v)
         return out
 
-    def overlays(self) -> dict[str, tuple[dict[str, float], str, bool]]:
-        """The graph's overlays of this diff: name -> (values, label, diverging). Weight change
-        only where some layer kept its shapes, Δ FLOPs only where both models ran."""
-        quantities = ("delta params", "delta flops", "weight change")
+    def overlays(self) -> dict[str, tuple[dict[str, float], str, bool, tuple[float, float] | None]]:
+        """The graph's overlays of this diff: name -> (values, short legend label, diverging,
+        fixed scale). Weight change only where some layer kept its shapes, Δ FLOPs only where
+        both models ran; the relative change on -100% .. +100% whatever the data."""
+        a, b = SHORT_NAMES.get(self.kind, ("A", "B"))
         out = {}
-        for (name, label, diverging), q in zip(OVERLAYS, quantities):
+        for name, q, label, diverging, bounds in OVERLAYS:
             vals = self.values(q)
             if vals:
-                out[name] = (vals, f"{label}: B = {self.label_b}, A = {self.label_a}", diverging)
+                out[name] = (vals, label.format(a=a, b=b), diverging, bounds)
         return out
+
+    def main_overlay(self) -> str:
+        """The overlay that shows this diff best: the weight change between two versions of one
+        model, the relative parameter change otherwise (the overview's tile colour, too)."""
+        return "models: weight change" if self.kind == "training" else "models: relative Δ params"
 
     def tile_quantity(self) -> str:
         """What the overview colours a layer's tile by: the weight change for two versions of

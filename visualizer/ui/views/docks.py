@@ -442,11 +442,11 @@ class GraphPanel(AnalysisPanel):
         fresh = diff.overlays() if diff is not None else {}
         for name in [n for n in self.overlays.names() if n.startswith("models:") and n not in fresh]:
             self.overlays.remove(name)
-        for name, (values, label, diverging) in fresh.items():
-            self.overlays.set(name, values, label=label, diverging=diverging, source="model diff")
+        for name, (values, label, diverging, bounds) in fresh.items():
+            self.overlays.set(name, values, label=label, diverging=diverging, source="model diff", bounds=bounds)
         if fresh and self._show_diff_next:
             self._show_diff_next = False
-            main = "models: weight change" if diff.kind == "training" else "models: Δ params (B − A)"
+            main = diff.main_overlay()
             self.view.set_overlay(main if main in fresh else next(iter(fresh)))
             totals = diff.totals()
             text = f"B = {diff.label_b}, A = {diff.label_a}"

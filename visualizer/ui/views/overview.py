@@ -385,7 +385,10 @@ class OverviewView(QWidget):
         quantity = diff.tile_quantity() if diff is not None else "relative params"
         diverging = quantity != "weight change"
         values = diff.values(quantity) if diff is not None else {}
+        # the relative change on at least -100% .. +100%, as on the graph (comparable across diffs)
         lo, hi = Overlay("tiles", values, diverging=diverging).range()
+        if diverging:
+            lo, hi = min(lo, -1.0), max(hi, 1.0)
         lut = pg.colormap.get("CET-D1" if diverging else "viridis").getLookupTable(nPts=256, alpha=True)
         lut = np.asarray(lut, dtype=np.uint8)
         self.legend.setText(model_diff_legend(diff, lo, hi, lut))
