@@ -72,6 +72,7 @@ def test_before_and_after_training_on_the_graph(qtbot, window):
     choose(panel.diff_box, "training")
     assert panel.status.text() == NO_EARLIER_VERSION  # one line, no job
     before = window.state.loaded.model
+    window.pruning_panel.set_density(0.5)
     fine_tuned(window)
     assert window.state.previous_model is before
     wait_idle(qtbot, window)
@@ -82,6 +83,7 @@ def test_before_and_after_training_on_the_graph(qtbot, window):
     change = panel.overlays.get("models: weight change").values
     assert change["fc1"] == pytest.approx(0.5) and change["conv1"] == 0.0
     assert panel.view.overlay_name == "models: weight change"
+    assert "B = the fine-tuned weights" in panel.status.text() and "counts the pruned weights" in panel.status.text()
     assert all(v == 0 for v in panel.overlays.get("models: Δ params (B − A)").values.values())
     # the weights since load ("parameter change") survive the new model version too
     qtbot.waitUntil(lambda: "parameter change" in panel.overlays, timeout=5000)

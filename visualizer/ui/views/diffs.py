@@ -51,6 +51,7 @@ def request_model_diff(window, kind: str, status: Callable[[str], None],
     if getattr(state, "loaded", None) is None:
         return ""
     snap = state.capture(reads_data=False, settings={"diff": kind})
+    masked_note = ""
     if kind == "training":
         before = getattr(state, "previous_model", None)
         if before is None:
@@ -63,6 +64,9 @@ def request_model_diff(window, kind: str, status: Callable[[str], None],
                                   "the fine-tuned weights", "training")
 
         title = "diff: before vs after training"
+        if state.masks is not None and state.kept() < state.total():
+            masked_note = ("the fine-tuned weights hold the mask's zeros: the change counts the pruned "
+                           "weights too")
     elif kind == "shrunk":
         model = snap.model
         density = float(getattr(state, "density", 1.0) or 1.0)
@@ -83,6 +87,8 @@ def request_model_diff(window, kind: str, status: Callable[[str], None],
         if not state.is_current(snap.provenance):
             status(f"{title}: discarded (computed on {snap.provenance.label()})")
             return
+        if masked_note:
+            diff.notices.append(masked_note)
         status("; ".join(diff.notices))
         state.set_model_diff(diff)
         if on_done is not None:

@@ -348,7 +348,7 @@ class OverviewView(QWidget):
             if r.w < 36 or r.h < metrics.height() + 2:
                 continue
             text = metrics.elidedText(short, Qt.TextElideMode.ElideLeft, r.w - 6)
-            if len(text) < 4:
+            if text != short and len(text) < 4:  # an elided stub says nothing; "fc1" does
                 continue
             label = pg.TextItem(text, color=(20, 20, 20), fill=pg.mkBrush(255, 255, 255, 190), anchor=(0, 0))
             label.setFont(font)
