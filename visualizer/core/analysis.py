@@ -180,13 +180,15 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
 # --- speed ----------------------------------------------------------------------------------------
 
 
-def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu"):
+def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu",
+              shrunk=None):
     """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models: the
     measurement of ``pruneviz speed`` (core.structure.speed.measure_speed: group-l2 channel
-    scores per layer), on a two-sample example input unless one is given."""
+    scores per layer, unless the ``shrunk`` model is given), on a two-sample example input
+    unless one is given."""
     from visualizer.core.structure.graph import example_input
     from visualizer.core.structure.speed import measure_speed
 
     x = example if example is not None else example_input(model)
     return (yield from measure_speed(model, density, example=x, repeats=repeats, device=device,
-                                     criterion="group-l2", scope="layer"))
+                                     criterion="group-l2", scope="layer", shrunk=shrunk))
