@@ -21,6 +21,7 @@ from visualizer.core.io.session import save_session as write_session
 from visualizer.core.tasks import Step, sub
 from visualizer.ui.jobs import actions
 from visualizer.ui.shell.settings import recovery_path
+from visualizer.ui.views import sensitivity
 
 
 class SessionHost(Protocol):
@@ -49,6 +50,8 @@ def capture(window: SessionHost) -> Session:
     view = {"selected": s.selected}
     if heat is not None:
         view.update(heatmap_mode=heat.mode, heatmap_layout=heat.layout_kind)
+    if (rows := sensitivity.session_state(window)) is not None:
+        view["sensitivity"] = rows
     state = None
     if s.weights_modified and loaded is not None:
         state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
@@ -277,6 +280,8 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
                 pass
     if view.get("selected") in s.params:
         s.select(view["selected"])
+    if "sensitivity" in view:
+        sensitivity.restore_session_state(window, view["sensitivity"])
     s.masks_changed.emit()
     s.set_dirty(False)
     # scores for the heatmap and the slider: ranked in the background, keeping the saved mask

@@ -303,6 +303,34 @@ def _merge(old: list[dict], new: list[dict]) -> list[dict]:
     return list(out.values())
 
 
+def session_state(window) -> dict | None:
+    """What a session keeps of the view: its rows and settings (None when the view was never
+    opened or has no rows: nothing is built for it)."""
+    views = window.views
+    if "sensitivity" not in views or "sensitivity" in getattr(views, "pending", ()):
+        return None
+    view = views["sensitivity"]
+    if not view.rows:
+        return None
+    return {"rows": [dict(r) for r in view.rows], "unit": view.unit_box.currentData(),
+            "levels": view.levels_edit.text(), "metric": view.shown_metric()}
+
+
+def restore_session_state(window, saved) -> None:
+    """Show a session's sensitivity rows again (a damaged entry is ignored)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("rows"), list):
+        return
+    view = window.views["sensitivity"]
+    for box, key in ((view.unit_box, "unit"), (view.metric_box, "metric")):
+        i = box.findData(saved.get(key))
+        if i >= 0:
+            box.setCurrentIndex(i)
+    if isinstance(saved.get("levels"), str):
+        view.levels_edit.setText(saved["levels"])
+    view.rows = [dict(r) for r in saved["rows"] if isinstance(r, dict) and "unit" in r and "level" in r]
+    view.redraw()
+
+
 def _prepare(window, options) -> None:
     """Screenshot hook: run the analysis on the loaded model to the end (synchronous jobs)."""
     view = window.views["sensitivity"]
