@@ -76,3 +76,27 @@ def test_a_session_keeps_the_sensitivity_rows(qtbot, window, tmp_path):
     view = window.views["sensitivity"]
     assert [(r["unit"], r["accuracy"]) for r in view.rows] == [(r["unit"], r["accuracy"]) for r in rows]
     assert view.unit_box.currentData() == "group" and view.levels_edit.text() == "0.3"
+
+
+def test_cancel_keeps_the_rows_that_arrived_and_run_resumes(qtbot):
+    from visualizer.ui.shell.window import MainWindow
+
+    w = MainWindow(synchronous=True, restore_layout=False, persist_settings=False)
+    qtbot.addWidget(w)
+    w.request_load("lenet")
+    view = w.views["sensitivity"]
+    view.levels_edit.setText("0.5,0.1")
+    add = view.add_rows
+
+    def add_then_cancel(partial):  # the user presses Cancel as the first unit's rows arrive
+        add(partial)
+        qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+
+    view.add_rows = add_then_cancel
+    view.run()
+    assert len(view.rows) == 2 and view.status.text().startswith("cancelled: 2 rows kept")
+    view.add_rows = add
+    view.run()
+    assert len(view.rows) == 10 and "8 cells measured, 2 reused" in view.status.text()
+    w.state.set_dirty(False)
+    w.close()

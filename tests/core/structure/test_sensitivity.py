@@ -150,3 +150,25 @@ def test_cluster_rows_equal_serial_rows_and_resume_by_key(lenet, digits, tmp_pat
     assert [{k: v for k, v in r.items() if k not in strip} for r in res.rows] == \
         [{k: v for k, v in r.items() if k not in strip} for r in serial]
     assert len(read_rows(out)) == 6
+
+
+class _Branchy(torch.nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(64, 16)
+        self.b = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x.flatten(1)))
+        if h.sum() > 0:
+            h = h * 1.0
+        return self.b(h)
+
+
+def test_an_untraceable_model_is_evaluated_whole_and_says_so(digits):
+    ws = Workspace(_Branchy(), digits, model_ref="branchy")
+    res = run(sensitivity_job(ws, _config()))
+    assert {r["method"] for r in res.rows} == {"whole-model"}
+    assert any("cannot be traced" in n for n in res.notices)
