@@ -172,3 +172,33 @@ def test_an_untraceable_model_is_evaluated_whole_and_says_so(digits):
     res = run(sensitivity_job(ws, _config()))
     assert {r["method"] for r in res.rows} == {"whole-model"}
     assert any("cannot be traced" in n for n in res.notices)
+
+
+class _InPlaceResidual(torch.nn.Module):
+    """A residual add written in place into the branch that does not read the unit (the
+    torchvision ResNet pattern out += identity, with the unit on the identity side)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(64, 32)
+        self.skip = torch.nn.Linear(64, 32)
+        self.out = torch.nn.Linear(32, 10)
+        self.relu = torch.nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        h = self.a(x)
+        h += self.skip(x)
+        return self.out(self.relu(h))
+
+
+def test_a_rest_that_writes_in_place_gets_fresh_copies_of_the_cache(digits):
+    model = _InPlaceResidual()
+    ws = Workspace(model, digits, model_ref="inplace")
+    split = split_model(trace(model), ["skip.weight"])
+    assert split._copy  # the cached h is added into in place: each level needs its own copy
+    fast = run(sensitivity_job(ws, _config(units=("skip",))))
+    slow = run(sensitivity_job(ws, _config(units=("skip",), fast=False)))
+    assert [r["method"] for r in fast.rows] == ["cached-prefix"] * 2
+    assert [(r["loss"], r["accuracy"]) for r in fast.rows] == [(r["loss"], r["accuracy"]) for r in slow.rows]
+    assert not split_model(trace(load_model("lenet").model), ["fc1.weight"])._copy
