@@ -202,3 +202,12 @@ def test_a_rest_that_writes_in_place_gets_fresh_copies_of_the_cache(digits):
     assert [r["method"] for r in fast.rows] == ["cached-prefix"] * 2
     assert [(r["loss"], r["accuracy"]) for r in fast.rows] == [(r["loss"], r["accuracy"]) for r in slow.rows]
     assert not split_model(trace(load_model("lenet").model), ["fc1.weight"])._copy
+
+
+def test_several_batches_give_the_whole_model_numbers(lenet, digits):
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    several = dict(eval_batches=None, eval_batch_size=128)  # 359 samples: three batches
+    fast = run(sensitivity_job(ws, _config(**several)))
+    slow = run(sensitivity_job(ws, _config(fast=False, **several)))
+    assert {r["method"] for r in fast.rows} == {"cached-prefix"} and fast.rows[0]["samples"] == 359
+    assert [(r["loss"], r["accuracy"]) for r in fast.rows] == [(r["loss"], r["accuracy"]) for r in slow.rows]
