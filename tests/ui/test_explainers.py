@@ -22,6 +22,11 @@ def test_space_steps_through_a_criterion_explainer_then_turns_the_slide(qtbot, w
         qtbot.keyClick(show, Qt.Key.Key_Space)
         assert show.index == 1 and view.shown == i
     assert view.canvas.isVisible()  # the layer's histogram with the cut, last
+    from PySide6.QtCore import QPoint
+
+    corner = view.scroll.mapTo(show, QPoint(view.scroll.width() - 4, view.scroll.height() - 4))
+    image = show.grab().toImage()  # the steps sit on the slide's background (not a grey panel)
+    assert image.pixelColor(corner) == image.pixelColor(QPoint(3, show.height() // 2))
     text = view.text.text()
     assert e.substituted.split("=")[-1].strip() in text and f"rank {e.rank}" in text
     qtbot.keyClick(show, Qt.Key.Key_Left)  # back one step, not one slide
