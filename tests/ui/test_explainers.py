@@ -40,11 +40,17 @@ def test_space_steps_through_a_criterion_explainer_then_turns_the_slide(qtbot, w
 def test_coupling_slide_lists_the_reasons_then_the_shapes(qtbot):
     from visualizer.ui.lecture.presets import run_preset
 
-    view, r = run_preset("explain-coupling")
+    view, r = run_preset("explain-coupling", unit=3)
     qtbot.addWidget(view)
+    assert r.unit == 3 and all(m["index"] is not None for m in r.members)
     view.show_all()
     text = view.text.text()
     assert "residual add" in text and "→" in text
+    assert not view.canvas.isHidden() and r.pictures  # the layers' heatmaps with the slice marked
+    for pic in r.pictures:
+        kind, first, end = pic["span"]
+        size = pic["image"].shape[0 if kind == "row" else 1]
+        assert 0 <= first < end <= size
     assert all(s["param"] in text for s in r.shapes if len(s["before"]) >= 2)
 
 
@@ -73,3 +79,16 @@ def test_clicking_a_weight_in_the_heatmap_explains_it_live(qtbot, window):
     assert (e.layer, e.index, e.criterion) == ("fc2.weight", target, "snip")
     assert e.density == window.state.density
     assert "fc2.weight" in panel.status.text()
+
+
+def test_the_coupling_slide_takes_a_channel_from_the_strip(qtbot, window):
+    show = Presentation(window, deck=["explain-coupling"])
+    qtbot.addWidget(show)
+    show.resize(1280, 720)
+    show.show()
+    show.show_slide(1)
+    qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
+    controls = show.lab_controls["explain-coupling"]
+    controls.boxes["unit"].setValue(5)
+    qtbot.waitUntil(lambda: show.slides[1].widget.result.unit == 5, timeout=60000)
+    show.close()

@@ -20,7 +20,11 @@ from visualizer.core.tasks import run
 def test_defaults_are_the_functions_defaults():
     import inspect
 
+    from visualizer.core.labs import LAB_MODULES
+
     for lab, params in LAB_PARAMS.items():
+        if lab not in LAB_MODULES:  # a slide's setting (explain-coupling), not a lab
+            continue
         signature = inspect.signature(lab_job(lab)).parameters
         for p in params:
             if p.name in signature:

@@ -28,6 +28,8 @@ class Param:
 
 
 LAB_PARAMS: dict[str, tuple[Param, ...]] = {
+    # not a lab, but a slide with a setting: which channel of the coupled group to remove
+    "explain-coupling": (Param("unit", "channel", 0, 511, 1, 0),),
     "mask-probability": (
         Param("n", "n weights", 1, 200, 1, 10),
         Param("k", "k kept", 0, 200, 1, 2),

@@ -202,11 +202,31 @@ class CouplingExplainer:
     members: list[dict] = field(default_factory=list)  # param, dim, index, role, reason
     shapes: list[dict] = field(default_factory=list)  # param, before, after (the changed ones)
     same_output: bool = True  # the shrunk model's output equals the masked one's
+    pictures: list[dict] = field(default_factory=list)  # the heatmaps: param, image, span (see slice_pictures)
 
     def summary(self) -> str:
         tensors = len({m["param"] for m in self.members})
         return (f"channel {self.unit} of {self.group.root} in {self.model}: removing it takes "
                 f"{len(self.members)} slices of {tensors} tensors with it")
+
+
+def slice_pictures(model, members: list[dict], limit: int = 8) -> list[dict]:
+    """The members' weight matrices as heatmaps (|W| per layer, out x in·k·k, scaled to 0..1) with
+    the removed slice: ``span`` = ("row" | "col", first, end) in the picture's pixels."""
+    params = dict(model.named_parameters())
+    out = []
+    for m in members:
+        w = params.get(m["param"])
+        if w is None or w.dim() < 2 or len(out) >= limit:
+            continue
+        a = w.detach().abs().float().cpu()
+        per = int(np.prod(a.shape[2:])) if a.dim() > 2 else 1  # a kernel's k·k columns per input
+        image = a.reshape(a.shape[0], -1).numpy()
+        image = image / max(float(image.max()), 1e-12)
+        i = int(m["index"])
+        span = ("row", i, i + 1) if m["dim"] == 0 else ("col", i * per, (i + 1) * per)
+        out.append({"param": m["param"], "image": image, "span": span, "reason": m["reason"]})
+    return out
 
 
 def _pick_group(groups: list[ChannelGroup]) -> ChannelGroup:
@@ -255,4 +275,4 @@ def coupling_explainer_job(model: str = "resnet-mini", group: int | None = None,
         del buffers
         same = bool(torch.allclose(masked(example), small.model(example), atol=1e-4))
     yield Step("coupling explained", 1.0)
-    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same)
+    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same, slice_pictures(net, members))

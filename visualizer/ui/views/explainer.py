@@ -11,8 +11,8 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QScrollArea, QWidget
 
 from visualizer.ui.views.base import AnalysisView, set_title
 
@@ -138,14 +138,12 @@ class CriterionExplainerView(SteppedView):
 
 class CouplingView(SteppedView):
     """The slices one channel takes with it, with the reason for each; then the shapes before and
-    after the structured pruner removes it (a table: the text is the figure here)."""
+    after the structured pruner removes it, and the layers' heatmaps with the slice marked."""
 
     title = "Coupling explainer"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.has_figure = False
-        self.canvas.hide()
         self.result = None
         self.ready()
 
@@ -169,3 +167,29 @@ class CouplingView(SteppedView):
                           + f". The smaller model's output {same} the masked model's.")
         self.shown = 1
         self.redraw()
+
+    def draw_figure(self) -> None:
+        """Each layer's |W| (out x in·k·k) with the removed row or columns outlined."""
+        self.canvas.clear()
+        r = self.result
+        if r is None or not r.pictures:
+            return
+        colour = self.theme.color(1)
+        cols = 2 if len(r.pictures) > 2 else 1
+        for k, pic in enumerate(r.pictures):
+            self.canvas.addLabel(pic["param"].removesuffix(".weight"), row=2 * (k // cols), col=k % cols,
+                                 color=self.theme.foreground, size=f"{self.theme.font_pt}pt")
+            box = self.canvas.addViewBox(row=2 * (k // cols) + 1, col=k % cols)
+            box.setAspectLocked(False)
+            box.invertY(True)
+            box.setMouseEnabled(False, False)
+            image = pic["image"]
+            box.addItem(pg.ImageItem(image.T, levels=(0.0, 1.0)))
+            kind, first, end = pic["span"]
+            rows, columns = image.shape
+            x, y, w, h = (0, first, columns, end - first) if kind == "row" else (first, 0, end - first, rows)
+            mark = QGraphicsRectItem(x, y, w, h)
+            mark.setPen(pg.mkPen(colour, width=3))
+            mark.setBrush(pg.mkBrush(QColor(colour).red(), QColor(colour).green(), QColor(colour).blue(), 90))
+            box.addItem(mark)
+            box.setRange(xRange=(0, columns), yRange=(0, rows), padding=0.02)
