@@ -6,8 +6,10 @@ that a density change only flips the entries between the old and the new cut.
 
 - scope ``global``: one ranking over all d prunable weights; ``layer``: each layer keeps
   k_l = floor(rho * d_l) of its own d_l weights.
-- structure ``unstructured``: single weights; ``channel``: whole output channels (dim 0 of each
-  weight, the groups G_k of docs/theory.md §6), so masks are constant over each channel and k counts channels
+- structure ``unstructured``: single weights; ``channel``: whole output channels (the groups G_k
+  of docs/theory.md §6: dim 0 of each weight, or the dimension ``channel_dims`` names, e.g. 1 for
+  transformers' ``Conv1D`` whose weight is (in, out), see :func:`visualizer.core.layers.output_dims`),
+  so masks are constant over each channel and k counts channels
   (k = floor(rho * number of channels) in the scope). A channel's score is the mean of its
   element scores (for the structured criteria, which are constant per channel, that is the
   criterion's channel value itself).
@@ -169,8 +171,9 @@ class Ranking:
     """
 
     def __init__(self, scores: Mapping[str, torch.Tensor | np.ndarray], scope: str = "global",
-                 structure: str = "unstructured", metadata: Mapping[str, str] | None = None) -> None:
-        run(self._build(scores, scope, structure, metadata))
+                 structure: str = "unstructured", metadata: Mapping[str, str] | None = None, *,
+                 channel_dims: Mapping[str, int] | None = None) -> None:
+        run(self._build(scores, scope, structure, metadata, channel_dims))
 
     # --- construction (a job; __init__ drives it) --------------------------------------------
     @classmethod
@@ -179,10 +182,12 @@ class Ranking:
 
     @classmethod
     def from_scores(cls, scores: Mapping[str, torch.Tensor | np.ndarray], scope: str = "global",
-                    structure: str = "unstructured", **metadata: str) -> Ranking:
-        return cls(scores, scope, structure, metadata)
+                    structure: str = "unstructured", *, channel_dims: Mapping[str, int] | None = None,
+                    **metadata: str) -> Ranking:
+        return cls(scores, scope, structure, metadata, channel_dims=channel_dims)
 
-    def _build(self, scores, scope, structure, metadata) -> Generator[Step, None, Ranking]:
+    def _build(self, scores, scope, structure, metadata,
+               channel_dims: Mapping[str, int] | None = None) -> Generator[Step, None, Ranking]:
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
         if structure not in STRUCTURES:
@@ -192,6 +197,8 @@ class Ranking:
         self.metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
         self.names = list(scores)
         self.shapes = [tuple(scores[n].shape) for n in self.names]
+        # the output (channel) dimension of each weight: 0 unless channel_dims says otherwise
+        self.channel_dims = [int((channel_dims or {}).get(n, 0)) for n in self.names]
         self.sizes = np.array([math.prod(s) for s in self.shapes], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.total_count = int(self.offsets[-1])
@@ -242,13 +249,21 @@ class Ranking:
             order = _sorted_positions(scores, normalized=True)  # _build made -0.0 into +0.0
             n_units, unit_cum = b - a, None
         else:
-            unit_scores, unit_start, unit_len = self._channels(layers)
+            unit_scores, unit_start, unit_len, unit_run, unit_gap = self._channels(layers)
             unit_order = sorted_order(unit_scores)
             starts = unit_start[unit_order] - a
             lens = unit_len[unit_order]
             unit_cum = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-            # expand channels (contiguous blocks of the flat weights) into element order
-            order = np.arange(b - a, dtype=np.int64) - np.repeat(unit_cum[:-1], lens) + np.repeat(starts, lens)
+            # expand channels into element order: the j-th weight of channel u is
+            # start_u + (j // run_u) * gap_u + j % run_u (runs of run_u contiguous weights, gap_u
+            # apart; a dim-0 channel is one run, a Conv1D column runs of 1)
+            j = np.arange(b - a, dtype=np.int64) - np.repeat(unit_cum[:-1], lens)
+            if np.all(unit_run == unit_len):  # every channel is one contiguous block
+                order = j + np.repeat(starts, lens)
+            else:
+                runs = np.repeat(unit_run[unit_order], lens)
+                q, r = np.divmod(j, runs)
+                order = q * np.repeat(unit_gap[unit_order], lens) + r + np.repeat(starts, lens)
             n_units = int(unit_scores.size)
         mine = self._order[a:b]
         mine[:] = order
@@ -285,22 +300,31 @@ class Ranking:
         ids = np.searchsorted(self._layer_ends, rest, side="right")
         return g.checkpoints[c] + np.bincount(ids, minlength=len(self.names))
 
-    def _channels(self, layers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per output channel (dim 0) of each layer: mean score, flat start, element count."""
-        scores, starts, lens = [], [], []
+    def _channels(self, layers: list[int]) -> tuple[np.ndarray, ...]:
+        """Per output channel of each layer (along its channel dim): mean score, flat start,
+        element count, length of its contiguous runs, distance between runs."""
+        scores, starts, lens, runs, gaps = [], [], [], [], []
         for i in layers:
-            shape = self.shapes[i]
-            rows = shape[0] if len(shape) > 0 else 1
+            shape = self.shapes[i] or (1,)
+            dim = self.channel_dims[i]
+            rows = shape[dim]
             inner = int(self.sizes[i]) // rows if rows else 0
-            block = self._flat_scores[self.offsets[i] : self.offsets[i + 1]].reshape(rows, inner)
+            # the weight as (before, rows, after): channel c is [:, c, :], `before` runs of
+            # `after` contiguous weights, rows * after apart, the first at c * after
+            after = math.prod(shape[dim + 1:])
+            block = self._flat_scores[self.offsets[i] : self.offsets[i + 1]]
+            block = block.reshape(-1, rows, after).transpose(1, 0, 2).reshape(rows, inner) if rows else block
             with np.errstate(invalid="ignore"):
                 mean = block.astype(np.float64).mean(1) if inner else np.zeros(rows)
             scores.append(mean.astype(np.float32))
-            starts.append(self.offsets[i] + inner * np.arange(rows, dtype=np.int64))
+            starts.append(self.offsets[i] + after * np.arange(rows, dtype=np.int64))
             lens.append(np.full(rows, inner, dtype=np.int64))
+            runs.append(np.full(rows, max(after, 1), dtype=np.int64))
+            gaps.append(np.full(rows, rows * after, dtype=np.int64))
         if not scores:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(scores), np.concatenate(starts), np.concatenate(lens)
+            empty = np.zeros(0, np.int64)
+            return np.zeros(0, np.float32), empty, empty, empty, empty
+        return tuple(np.concatenate(x) for x in (scores, starts, lens, runs, gaps))
 
     # --- the slider path -----------------------------------------------------------------------
     def set_density(self, density: float) -> None:
@@ -391,11 +415,15 @@ def build_ranking(
     scores: Mapping[str, torch.Tensor | np.ndarray],
     scope: str = "global",
     structure: str = "unstructured",
+    *,
+    channel_dims: Mapping[str, int] | None = None,
     **metadata: str,
 ) -> Generator[Step, None, Ranking]:
-    """Sort ``scores`` once (a job with progress) and return the :class:`Ranking`."""
+    """Sort ``scores`` once (a job with progress) and return the :class:`Ranking`.
+    ``channel_dims``: the output dimension of the weights whose channels are not along dim 0
+    (:func:`visualizer.core.layers.output_dims` of the model)."""
     ranking = Ranking._empty()
-    return (yield from ranking._build(scores, scope, structure, metadata))
+    return (yield from ranking._build(scores, scope, structure, metadata, channel_dims))
 
 
 def mask_from_scores(
@@ -403,8 +431,10 @@ def mask_from_scores(
     density: float,
     scope: str = "global",
     structure: str = "unstructured",
+    *,
+    channel_dims: Mapping[str, int] | None = None,
     **metadata: str,
 ) -> MaskSet:
     """One mask at one density (ranks once; keep the Ranking instead for several densities)."""
     check_density(density)
-    return Ranking.from_scores(scores, scope, structure, **metadata).mask_at(density)
+    return Ranking.from_scores(scores, scope, structure, channel_dims=channel_dims, **metadata).mask_at(density)
