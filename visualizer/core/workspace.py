@@ -41,6 +41,7 @@ from visualizer.core.device import (  # noqa: F401
     resolve_device,
 )
 from visualizer.core.layers import output_dims
+from visualizer.core.pruning.nm import parse_nm
 from visualizer.core.tasks import Step, sub
 
 Source = Dataset | StreamSource
@@ -233,6 +234,9 @@ def rank_job(
     from visualizer.core.pruning import criteria, ranking
 
     info = criteria.CRITERIA[criterion]
+    if info.structured and parse_nm(structure) is not None:
+        raise ValueError(f"{info.title} scores whole channels: an N:M pattern ({structure}) needs a "
+                         "criterion that scores single weights")
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).

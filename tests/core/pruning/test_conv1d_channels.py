@@ -9,7 +9,8 @@ from torch import nn
 from tests.hfmodels import build_hf_model
 from visualizer.core.layers import output_dims
 from visualizer.core.pruning.criteria import score
-from visualizer.core.pruning.ranking import Ranking, mask_from_scores
+from visualizer.core.pruning.nm import NMRanking, is_nm
+from visualizer.core.pruning.ranking import Ranking, build_ranking, mask_from_scores
 from visualizer.core.tasks import run
 
 FC = "transformer.h.0.mlp.c_fc.weight"
@@ -71,3 +72,19 @@ def test_transposed_conv_channels_are_dim_1():
     m = mask_from_scores(scores, 0.5, scope="layer", structure="channel", channel_dims=output_dims(model))["0.weight"]
     per_out = m.transpose(0, 1).reshape(4, -1)
     assert torch.equal(per_out.all(1), per_out.any(1)) and int(per_out.all(1).sum()) == 2
+
+
+def test_nm_ranking_on_gpt2_follows_conv1d_inputs():
+    """build_ranking with a 2:4 structure: exact 2:4 along each Conv1D's input dim (its rows),
+    the same masks at every density, nothing skipped in this model (32, 64 inputs)."""
+    model = build_hf_model("gpt2")
+    scores = run(score("magnitude", model))
+    rk = run(build_ranking(scores, "global", "2:4", channel_dims=output_dims(model)))
+    assert isinstance(rk, NMRanking) and rk.skipped == {}
+    a, b = rk.mask_at(0.1), rk.mask_at(0.9)
+    for name in scores:
+        assert torch.equal(a[name], b[name])
+    m = a[FC]  # (in 32, out 64): groups of 4 consecutive inputs down each column
+    assert bool((m.reshape(8, 4, 64).sum(1) == 2).all())
+    assert is_nm(m, 2, 4, transposed=True)
+    assert rk.density() == 0.5 and rk.kept() == a.kept()

@@ -35,11 +35,13 @@ import sys
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.nm import NMRanking, parse_nm, transposed_of
 from visualizer.core.tasks import Step, run
 
 SCOPES = ("global", "layer")
@@ -169,6 +171,9 @@ class Ranking:
     Build it with :func:`build_ranking` (a job) or :meth:`from_scores`. Not thread-safe: one owner
     moves the cut (the GUI's main thread); ``mask_at`` returns copies unless ``copy=False``.
     """
+
+    # layers the structure could not be applied to -> why (none here; N:M rankings list some)
+    skipped: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, scores: Mapping[str, torch.Tensor | np.ndarray], scope: str = "global",
                  structure: str = "unstructured", metadata: Mapping[str, str] | None = None, *,
@@ -418,10 +423,20 @@ def build_ranking(
     *,
     channel_dims: Mapping[str, int] | None = None,
     **metadata: str,
-) -> Generator[Step, None, Ranking]:
+) -> Generator[Step, None, Ranking | NMRanking]:
     """Sort ``scores`` once (a job with progress) and return the :class:`Ranking`.
     ``channel_dims``: the output dimension of the weights whose channels are not along dim 0
-    (:func:`visualizer.core.layers.output_dims` of the model)."""
+    (:func:`visualizer.core.layers.output_dims` of the model).
+
+    An N:M ``structure`` (``"2:4"``, ``"4:8"``) gives an :class:`~visualizer.core.pruning.nm.NMRanking`
+    instead: exactly N of every M inputs kept in each eligible layer (the scope does not apply),
+    the others dense and listed in its ``skipped``."""
+    nm = parse_nm(structure)
+    if nm is not None:
+        yield Step(f"ranking: {structure} masks", 0.0)
+        out = NMRanking(scores, *nm, transposed_of(channel_dims or {}, scores), metadata)
+        yield Step(f"ranking: {structure} masks", 1.0)
+        return out
     ranking = Ranking._empty()
     return (yield from ranking._build(scores, scope, structure, metadata, channel_dims))
 
