@@ -8,7 +8,7 @@ from torch import nn
 
 from tests.hfmodels import build_hf_model
 from visualizer.core.layers import output_dims
-from visualizer.core.pruning.criteria import score
+from visualizer.core.pruning.criteria import l1_norm_scores, l2_norm_scores, score
 from visualizer.core.pruning.nm import NMRanking, is_nm
 from visualizer.core.pruning.ranking import Ranking, build_ranking, mask_from_scores
 from visualizer.core.tasks import run
@@ -88,3 +88,11 @@ def test_nm_ranking_on_gpt2_follows_conv1d_inputs():
     assert bool((m.reshape(8, 4, 64).sum(1) == 2).all())
     assert is_nm(m, 2, 4, transposed=True)
     assert rk.density() == 0.5 and rk.kept() == a.kept()
+
+
+def test_worked_case_of_the_theory_notes():
+    """docs/theory.md §6: a Conv1D weight [[1, -2], [3, 4]] (in x out) scores its columns 4 and 6."""
+    w = {"w": torch.tensor([[1.0, -2.0], [3.0, 4.0]])}
+    assert torch.equal(l1_norm_scores(w, {"w": 1})["w"], torch.tensor([[4.0, 6.0], [4.0, 6.0]]))
+    assert torch.equal(l1_norm_scores(w)["w"], torch.tensor([[3.0, 3.0], [7.0, 7.0]]))  # nn.Linear rows
+    assert torch.allclose(l2_norm_scores(w, {"w": 1})["w"][0], torch.tensor([10.0, 20.0]).sqrt())
