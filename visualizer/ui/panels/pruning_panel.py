@@ -107,6 +107,7 @@ class PruningPanel(QWidget):
         layout.addWidget(self.density_label)
         layout.addStretch(1)
         state.masks_changed.connect(self.update_label)
+        state.scores_changed.connect(self._announce_skipped)
         state.model_changed.connect(self._model_changed)
         state.model_changed.connect(self.update_data)
         if hasattr(state, "dataset_changed"):
@@ -149,6 +150,16 @@ class PruningPanel(QWidget):
         for w, tip in ((self.slider, self.SLIDER_TIP), (self.spin, self.SPIN_TIP)):
             w.setEnabled(not fixed)
             w.setToolTip(NM_FIXED if fixed else tip)
+
+    def _announce_skipped(self) -> None:
+        """The current ranking's layers its structure could not apply to (an N:M pattern on an
+        input size that is not a multiple of M: left dense), named in the window's banner: the
+        pattern is never silently wrong."""
+        ranking = self.state.current_ranking()
+        show = getattr(self.window(), "show_info", None)
+        if ranking is not None and ranking.skipped and show is not None:
+            layers = "; ".join(f"{n} ({why})" for n, why in ranking.skipped.items())
+            show(f"{ranking.structure}: {len(ranking.skipped)} layer(s) left dense: {layers}")
 
     def update_data(self) -> None:
         """Data criteria (SNIP, GraSP, Taylor, OBD) are greyed out, with the reason in their

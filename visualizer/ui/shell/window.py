@@ -518,7 +518,6 @@ class MainWindow(QMainWindow):
             ranking, scores = s.rankings[key]
             s.scores = scores
             s.scores_changed.emit()
-            self._announce_skipped(ranking)
             if apply_mask:
                 self.set_density(s.density, dirty=s.dirty or s.density < 1.0)
             return
@@ -535,8 +534,6 @@ class MainWindow(QMainWindow):
                 return  # a different model or dataset arrived meanwhile
             rk, scores_np = result
             s.set_ranking(key, rk, scores_np)
-            if s.key == key:
-                self._announce_skipped(rk)
             if s.key == key and apply_mask:
                 # at 100% every ranking keeps everything: a model just loaded is not an unsaved
                 # change (quitting right after start asked to save an untitled session)
@@ -550,13 +547,6 @@ class MainWindow(QMainWindow):
                          lambda: actions.rank_job(snap.model, snap.data, crit, scope, structure, device=device),
                          on_result=done, origin=snap.provenance)
         self.pruning_panel.update_label()
-
-    def _announce_skipped(self, ranking) -> None:
-        """An N:M ranking's layers left dense (input size not a multiple of M), named in the banner:
-        the pattern is never silently wrong."""
-        if ranking.skipped:
-            layers = "; ".join(f"{n} ({why})" for n, why in ranking.skipped.items())
-            self.show_info(f"{ranking.structure}: {len(ranking.skipped)} layer(s) left dense: {layers}")
 
     def set_density(self, density: float, dirty: bool = True) -> None:
         """The slider path: a threshold lookup in the cached ranking, no re-ranking."""
