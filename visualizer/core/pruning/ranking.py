@@ -48,9 +48,10 @@ SCOPES = ("global", "layer")
 STRUCTURES = ("unstructured", "channel")
 
 # When more than 1/FULL_PASS_RATIO of a scope's entries change, one sequential pass ``position < k``
-# over the scope beats scattering into random positions (measured here: a random write costs
-# ~50-70 ns, a sequential compare ~1 ns per entry).
-FULL_PASS_RATIO = 64
+# over the scope beats scattering into random positions. Measured on GPT-2 124M's 85M weights
+# (tests/benchmarks/bench_llm.py, 2-core host): the pass ~0.26 ns per entry (22 ms), a scattered
+# write through the order ~33 ns per changed entry, so the two cost the same near d/128.
+FULL_PASS_RATIO = 128
 # Per-layer kept counts are stored at ~CHECKPOINTS cuts of a multi-layer order, so the counts at
 # any cut are a table row plus the layers of fewer than d / CHECKPOINTS positions (a binary search
 # costs ~100 ns per position here: 25.5M weights -> 2048 positions, 0.1-0.2 ms; table 5 MB).
