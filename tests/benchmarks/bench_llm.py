@@ -13,6 +13,8 @@
    ``sparsegpt_reference`` (every error applied to all later columns at once) at density 0.5:
    identical mask, largest weight difference, time ratio.
 
+   With ``--skip wanda`` the slider ranks the same weights' magnitudes instead.
+
 Run: /work/main/.venv/bin/python tests/benchmarks/bench_llm.py [--skip wanda slider sparsegpt]
      [--sequences 32] [--tokens 128] [--threads N]
 """
@@ -93,7 +95,7 @@ def bench_wanda(model, params, batches):
     return result.scores
 
 
-def bench_slider(scores):
+def bench_slider(scores, what: str = "wanda"):
     t0 = time.perf_counter()
     rk = Ranking.from_scores(scores)
     t_rank = time.perf_counter() - t0
@@ -104,7 +106,7 @@ def bench_slider(scores):
         rk.mask_at(d, copy=False)
         rk.layer_kept()
         times.append(time.perf_counter() - t)
-    print(f"2. slider on {rk.total():,} wanda-scored weights: first ranking {t_rank:.2f} s; a move: median "
+    print(f"2. slider on {rk.total():,} {what}-scored weights: first ranking {t_rank:.2f} s; a move: median "
           f"{1e3 * statistics.median(times):.1f} ms, worst {1e3 * max(times):.1f} ms over {len(moves)} moves "
           "(target <= 30 ms)")
 
@@ -138,14 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    scores = None
-    if "wanda" not in args.skip or "slider" not in args.skip:
+    scores, what = None, "wanda"
+    if "wanda" not in args.skip:
         model, params = gpt2_124m()
         batches = calibration(model.config.vocab_size, args.sequences, args.tokens)
         scores = bench_wanda(model, params, batches)
         del model
+    elif "slider" not in args.skip:  # the slider alone: the same 85M weights, magnitude-scored
+        model, params = gpt2_124m()
+        scores, what = {n: p.detach().abs() for n, p in params.items()}, "magnitude"
+        del model
     if "slider" not in args.skip and scores is not None:
-        bench_slider(scores)
+        bench_slider(scores, what)
     if "sparsegpt" not in args.skip:
         bench_sparsegpt()
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from visualizer.core.errors import first_line
+from visualizer.core.structure.graph import parse_example_input
 from visualizer.core.tasks import TerminalProgress, run
 
 
@@ -137,6 +138,29 @@ def oom_message(command: str, exc: BaseException) -> str:
     """One line for a CUDA out-of-memory error: where, and which flags to lower."""
     hint = OOM_HINTS.get(command, DEFAULT_OOM_HINT)
     return f"out of GPU memory ({first_line(exc)}); lower {hint}, or use --device cpu"
+
+
+EXAMPLE_INPUT_HELP = (
+    "a shape like 1x3x224x224 or 2x128:long (token ids, drawn below the model's vocabulary), or a "
+    "JSON spec {\"shape\": [...], \"dtype\": ..., \"low\": ..., \"high\": ...} (inline or a .json file)")
+
+
+def add_example_input_arg(p: argparse.ArgumentParser, purpose: str) -> None:
+    """``--example-input SHAPE[:dtype]`` (or JSON): the one option graph, shrink, speed and
+    hessian share. ``purpose`` says what the command feeds it to and its default."""
+    p.add_argument("--example-input", metavar="SHAPE[:dtype]", help=f"{purpose}: {EXAMPLE_INPUT_HELP}")
+
+
+def example_input_from_args(args: argparse.Namespace, model: torch.nn.Module) -> torch.Tensor | None:
+    """The ``--example-input`` the user gave, read for ``model`` (None when not given); a bad
+    spec is a :class:`UserError` in one line."""
+    text = getattr(args, "example_input", None)
+    if not text:
+        return None
+    try:
+        return parse_example_input(text, model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def add_mask_arg(p: argparse.ArgumentParser, help_text: str = "mask file") -> None:

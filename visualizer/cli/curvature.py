@@ -13,10 +13,12 @@ import torch
 from visualizer.cli.common import (
     UserError,
     add_device_arg,
+    add_example_input_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
     device_label,
+    example_input_from_args,
     load_model_and_data,
     print_json,
     resolve_mask,
@@ -54,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="instead of the whole spectrum: lambda_max of each layer's Hessian block (or, with "
                         "'--per-layer group', of each coupled channel group's), by Lanczos; with --mask over "
                         "the kept weights. --layer picks one unit")
+    add_example_input_arg(h, "with '--per-layer group': the input the coupled groups are traced on (default: "
+                             "the first evaluation batch's inputs, token blocks of --data text:FILE included)")
     h.add_argument("--hvp", default="auto", choices=["auto", "double-backward", "forward-over-reverse"])
     h.add_argument("--float64", action="store_true", help="compute in double precision")
     h.add_argument("--seed", type=int, default=0)
@@ -133,6 +137,9 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     taus = _parse_taus(args.rewinds) if args.rewinds else None
     if taus is not None and not args.mask:
         raise UserError("--rewinds needs --mask (the mask m of theta_tau = m * w_tau)")
+    if args.example_input and args.per_layer != "group":
+        raise UserError("--example-input is read by '--per-layer group' only (it traces the coupled groups); "
+                        "the spectrum itself runs on --data")
     if args.per_layer:
         return _per_layer(args)
     loaded, model, mask, ev, data = _setup(args)
@@ -214,13 +221,16 @@ def _per_layer(args: argparse.Namespace) -> int:
         raise UserError("--per-layer computes lambda_max per unit only: drop --rewinds, --include-other, "
                         "--density-probes and --trace")
     loaded, model, mask, ev, _data = _setup(args)
+    example = example_input_from_args(args, model)
+    if example is None and args.per_layer == "group":
+        example = ev.batches[0][0][:2]  # the model's own input: shape, dtype and token ids
     progress = TerminalProgress()
     t0 = time.perf_counter()
     try:
         units = run(unit_curvature(
             model, ev, mask, unit=args.per_layer, names=[args.layer] if args.layer else None,
             max_steps=args.max_steps, tol=args.tol, seed=args.seed, method=args.hvp,
-            dtype=torch.float64 if args.float64 else None), progress)
+            dtype=torch.float64 if args.float64 else None, example=example), progress)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     finally:

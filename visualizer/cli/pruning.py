@@ -19,6 +19,7 @@ from visualizer.cli.common import (
     table,
     to_args_device,
 )
+from visualizer.core.layers import output_dims
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -182,7 +183,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     scores = run(workspace.scores(args.criterion, probes=args.probes), progress)
     if allocation is None:
         ranking = run(
-            build_ranking(scores, args.scope, args.structure, criterion=args.criterion, model=loaded.ref),
+            build_ranking(scores, args.scope, args.structure, channel_dims=output_dims(model),
+                          criterion=args.criterion, model=loaded.ref),
             progress,
         )
     else:
@@ -193,7 +195,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                      progress)
         if allocation == "owl":
             inputs["owl_lambda"] = args.owl_lambda
-        ranking = run(build_allocated_ranking(scores, allocation, args.structure, **inputs), progress)
+        ranking = run(build_allocated_ranking(scores, allocation, args.structure, channel_dims=output_dims(model),
+                                              **inputs), progress)
     masks = ranking.mask_at(density)
     result: dict = density_report(masks)
     if allocation is not None:

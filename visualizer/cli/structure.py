@@ -10,10 +10,12 @@ import torch
 from visualizer.cli.common import (
     UserError,
     add_device_arg,
+    add_example_input_arg,
     add_json_arg,
     add_mask_arg,
     add_model_args,
     device_label,
+    example_input_from_args,
     print_json,
     resolve_mask,
     run_with_progress,
@@ -60,12 +62,8 @@ def register(sub) -> None:
 
 
 def _add_example_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--example-input", metavar="SHAPE[:dtype]",
-                   help="the input to trace and time the model on: a shape like 1x3x224x224 or "
-                        "2x128:long (token ids, drawn below the model's vocabulary), or a JSON spec "
-                        "{\"shape\": [...], \"dtype\": ..., \"low\": ..., \"high\": ...} (inline or a "
-                        ".json file). Default: the model's dataset, a Hugging Face config's token ids "
-                        "or image size, else guessed from the first layer")
+    add_example_input_arg(p, "the input to trace and time the model on (default: the model's dataset, a "
+                             "Hugging Face config's token ids or image size, else guessed from the first layer)")
 
 
 def _add_prune_args(p: argparse.ArgumentParser) -> None:
@@ -85,17 +83,13 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
 
 def _load(args):
     from visualizer.cli.common import load_model_from_args
-    from visualizer.core.structure.graph import example_input, parse_example_input
+    from visualizer.core.structure.graph import example_input
 
     loaded = load_model_from_args(args)
     to_args_device(loaded.model, args)
     dataset = getattr(args, "data", None) or loaded.dataset
-    if getattr(args, "example_input", None):
-        try:
-            x = parse_example_input(args.example_input, loaded.model)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
-    else:
+    x = example_input_from_args(args, loaded.model)
+    if x is None:
         try:
             x = example_input(loaded.model, dataset, batch=getattr(args, "batch", 2))
         except ValueError as exc:

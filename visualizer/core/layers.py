@@ -37,6 +37,21 @@ def output_dim(module: nn.Module) -> int:
     return 0
 
 
+def output_dims(model: nn.Module) -> dict[str, int]:
+    """Every weight whose outputs are not along dim 0 -> its :func:`output_dim` (GPT-2's
+    ``Conv1D`` weights -> 1), under its one name (:func:`parameter_names`). The channel rules
+    (per-channel criteria, channel-structured ranking) read a weight's channels along this
+    dimension; a name absent here has its outputs along dim 0."""
+    out: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        owner = owner_module(model, name)
+        if name.rpartition(".")[2] == "weight" and getattr(owner, "weight", None) is p:
+            dim = output_dim(owner)
+            if dim:
+                out[name] = dim
+    return out
+
+
 def input_dim(module: nn.Module) -> int:
     """The dimension of a linear layer's weight that indexes its inputs (0 for Conv1D, else 1)."""
     return 0 if output_dim(module) == 1 else 1

@@ -40,6 +40,8 @@ from visualizer.core.device import (  # noqa: F401
     model_on,
     resolve_device,
 )
+from visualizer.core.layers import output_dims
+from visualizer.core.pruning.nm import parse_nm
 from visualizer.core.tasks import Step, sub
 
 Source = Dataset | StreamSource
@@ -232,6 +234,9 @@ def rank_job(
     from visualizer.core.pruning import criteria, ranking
 
     info = criteria.CRITERIA[criterion]
+    if info.structured and parse_nm(structure) is not None:
+        raise ValueError(f"{info.title} scores whole channels: an N:M pattern ({structure}) needs a "
+                         "criterion that scores single weights")
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
@@ -243,14 +248,16 @@ def rank_job(
     with torch.enable_grad():
         scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
     if scope in ranking.SCOPES:
-        rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
+        rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure,
+                                                  channel_dims=output_dims(model)), 0.7, 0.97, "ranking: ")
     else:  # an allocation (core.pruning.allocation): gather its inputs, then rank layer by layer
         from visualizer.core.pruning.allocation import build_allocated_ranking
         from visualizer.core.structure.sensitivity import allocation_inputs_job
 
         inputs = yield from sub(allocation_inputs_job(workspace, criterion, scope, model=work), 0.7, 0.9,
                                 "allocation: ")
-        rk = yield from sub(build_allocated_ranking(scores, scope, structure, **inputs), 0.9, 0.97, "ranking: ")
+        rk = yield from sub(build_allocated_ranking(scores, scope, structure, channel_dims=output_dims(model),
+                                                    **inputs), 0.9, 0.97, "ranking: ")
     scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
     yield Step("done", 1.0)
     return rk, scores_np

@@ -257,3 +257,23 @@ def test_numpy_and_float64_scores_are_accepted():
     m = mask_from_scores(scores, 0.5)
     assert m["a"].tolist() == [[False, True], [True, False]] and m["b"].tolist() == [[True, False]]
     assert m["a"].dtype == torch.bool
+
+
+def test_moves_on_both_sides_of_the_full_pass_threshold_equal_the_reference():
+    """A random model's weights (three layers, 2^17 + 7 weights, so position buckets are used):
+    moves of d/200 (scattered), d/100 (between d/128 and d/64) and large ones (full passes), in
+    both directions, each equal to a from-scratch stable sort, as do the per-layer counts."""
+    g = torch.Generator().manual_seed(5)
+    scores = {"a": torch.randn(256, 256, generator=g), "b": torch.randn(64, 1024, generator=g).abs(),
+              "c": torch.randn(7, generator=g)}
+    d = sum(s.numel() for s in scores.values())
+    values = torch.cat([s.reshape(-1) for s in scores.values()]).numpy()
+    order = np.lexsort((np.arange(d), -values.astype(np.float64)))
+    r = Ranking.from_scores(scores)
+    for rho in [0.5, 0.495, 0.49, 0.5, 0.51, 0.52, 0.1, 0.11, 0.9, 0.895, 0.0, 1.0, 0.99]:
+        k = kept_count(rho, d)
+        ref = np.zeros(d, dtype=bool)
+        ref[order[:k]] = True
+        assert np.array_equal(r.mask_at(rho, copy=False).flat().numpy(), ref), rho
+        sizes = np.cumsum([0] + [s.numel() for s in scores.values()])
+        assert list(r.layer_kept().values()) == [int(ref[sizes[i]:sizes[i + 1]].sum()) for i in range(3)]

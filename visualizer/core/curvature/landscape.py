@@ -37,6 +37,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from visualizer.core.curvature.operator import EvalSet, eval_mode, masked_point
+from visualizer.core.data.text import logits_of, prediction_pairs
 from visualizer.core.device import wide_float
 from visualizer.core.errors import first_line
 from visualizer.core.pruning.masks import MaskSet
@@ -146,7 +147,7 @@ class _Evaluator:
         self.dev = next(iter(base.values())).device
         self.wide = wide_float(self.dev)  # the sums' precision: float64 unless the device lacks it
         self.evalset = evalset.to(self.dev)
-        self.n = evalset.n_samples
+        self.n = evalset.n_predictions
         moving = set()
         for d in directions:
             moving |= {k for k, v in d.items() if v.is_floating_point() and bool(v.any())}
@@ -170,9 +171,11 @@ class _Evaluator:
             out[k] = acc
         return out
 
-    def _stats(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-        correct = (logits.argmax(-1) == y).sum()
+    def _stats(self, output, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the evaluation's loss: a transformers output's logits; token blocks predict each next token
+        logits, targets = prediction_pairs(logits_of(output), y)
+        loss = nn.functional.cross_entropy(logits, targets, reduction="sum")
+        correct = (logits.argmax(-1) == targets).sum()
         return loss, correct
 
     def _eval_batched(self, coefs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,12 +107,14 @@ def unit_curvature(
     seed: int = 0,
     method: str = "auto",
     dtype: torch.dtype | None = None,
+    example: torch.Tensor | None = None,
 ) -> Job[dict[str, UnitCurvature]]:
     """λ_max of every unit's Hessian block (a job: one Step per Lanczos step, labelled with the
     unit), in the order of the model's prunable tensors or of ``groups``.
 
     unit: ``"layer"`` or ``"group"``; for ``"group"``, ``groups`` are the coupled groups
-    (:func:`visualizer.core.structure.groups.find_groups`; found here when None).
+    (:func:`visualizer.core.structure.groups.find_groups`; found here when None, traced on
+    ``example``: the model's input, or a guess from the model when None).
     names: restrict to these units. mask: restrict each block to the kept coordinates.
     max_steps / tol / seed: Lanczos' (a block of dimension ≤ max_steps is solved exactly).
     """
@@ -127,7 +129,7 @@ def unit_curvature(
             from visualizer.core.structure.groups import find_groups_job
 
             yield Step("per-group curvature: finding the coupled groups", 0.0)
-            groups = (yield from find_groups_job(model)).groups
+            groups = (yield from find_groups_job(model, example)).groups
         blocks = group_blocks(model, groups)
         if not blocks:
             raise ValueError("the model has no prunable coupled groups: use unit 'layer'")

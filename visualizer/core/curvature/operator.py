@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from visualizer.core.data.text import logits_of, prediction_count, prediction_pairs
 from visualizer.core.device import wide_float
 from visualizer.core.errors import first_line
 from visualizer.core.pruning.masks import MaskSet
@@ -66,13 +67,19 @@ DEFAULT_HVP_METHOD = "double-backward"
 
 @dataclass
 class EvalSet:
-    """A fixed list of (x, y) batches: the loss is the mean over all their samples."""
+    """A fixed list of (x, y) batches: the loss is the mean over all their predictions (one per
+    sample; one per next token of a token block, :func:`visualizer.core.data.text.prediction_pairs`)."""
 
     batches: list[tuple[torch.Tensor, torch.Tensor]]
 
     @property
     def n_samples(self) -> int:
         return int(sum(int(y.shape[0]) for _, y in self.batches))
+
+    @property
+    def n_predictions(self) -> int:
+        """The loss's denominator: samples, or predicted tokens for token blocks."""
+        return sum(prediction_count(y) for _, y in self.batches)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> EvalSet:
         out = []
@@ -310,8 +317,12 @@ class Operator(Protocol):
     def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
-def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, y, reduction="sum")
+def cross_entropy_sum(output: Any, y: torch.Tensor) -> torch.Tensor:
+    """Σ cross_entropy over a batch's predictions: the model's logits (a transformers output's
+    ``logits``) against ``y``; token blocks predict each next token (the evaluation's loss,
+    :func:`visualizer.core.data.text.prediction_pairs`)."""
+    logits, targets = prediction_pairs(logits_of(output), y)
+    return nn.functional.cross_entropy(logits, targets, reduction="sum")
 
 
 AVERAGES = ("samples", "batches")
@@ -385,11 +396,11 @@ class HessianOperator:
         self.coords = coords.to(self.device)
         self.dim = coords.dim
         self.evalset = evalset.to(self.device, self.dtype)
-        self.n = evalset.n_samples
+        self.n = evalset.n_predictions
         n_batches = len(self.evalset.batches)
-        # loss_fn sums over a batch; the scale turns the sum into the chosen average
+        # loss_fn sums over a batch's predictions; the scale turns the sum into the chosen average
         self.scales = [
-            1.0 / self.n if average == "samples" else 1.0 / (n_batches * int(y.shape[0]))
+            1.0 / self.n if average == "samples" else 1.0 / (n_batches * prediction_count(y))
             for _, y in self.evalset.batches
         ]
         self.loss_fn = loss_fn

@@ -149,6 +149,22 @@ def logits_of(output: object) -> torch.Tensor:
     return logits
 
 
+def prediction_pairs(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) of the predictions a batch holds, for a cross-entropy: token blocks
+    (``y`` of shape (B, L)) predict token t+1 from the tokens up to t, so the (B, L, V) logits
+    become ((L-1)·B, V) against ``y[:, 1:]``; any other batch is returned as it is (one class
+    per sample)."""
+    if y.dim() == 2:
+        return logits[:, :-1].reshape(-1, logits.shape[-1]), y[:, 1:].reshape(-1)
+    return logits, y
+
+
+def prediction_count(y: torch.Tensor) -> int:
+    """How many predictions :func:`prediction_pairs` makes of a batch: B·(L-1) for token blocks,
+    B otherwise (the denominator of a mean next-token cross-entropy)."""
+    return int(y.shape[0]) * (int(y.shape[1]) - 1) if y.dim() == 2 else int(y.shape[0])
+
+
 def check_language_model(model: torch.nn.Module, data: TokenDataset, x: torch.Tensor,
                          model_name: str = "the model") -> list[str]:
     """Raise ValueError in one line unless ``model`` maps token blocks ``x`` (B, L) to logits

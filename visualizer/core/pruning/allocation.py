@@ -424,15 +424,17 @@ class AllocatedRanking(Ranking):
 
 
 def build_allocated_ranking(scores: Mapping[str, torch.Tensor | np.ndarray], allocation: str,
-                            structure: str = "unstructured", **inputs) -> Generator[Step, None, Ranking]:
+                            structure: str = "unstructured", *, channel_dims: Mapping[str, int] | None = None,
+                            **inputs) -> Generator[Step, None, Ranking]:
     """The ranking of ``allocation`` (a job): ``global`` and ``layer`` are the plain scopes of
     :func:`visualizer.core.pruning.ranking.build_ranking`; the rules of :data:`ALLOCATIONS`
     (``inputs``: their :func:`layer_budgets` inputs) give an :class:`AllocatedRanking`. The rules
-    other than ``global`` spread single weights (``unstructured``)."""
+    other than ``global`` spread single weights (``unstructured``). ``channel_dims``: as
+    :func:`~visualizer.core.pruning.ranking.build_ranking`'s, for the channel structure."""
     from visualizer.core.pruning.ranking import SCOPES, build_ranking
 
     if allocation in SCOPES:
-        return (yield from build_ranking(scores, allocation, structure))
+        return (yield from build_ranking(scores, allocation, structure, channel_dims=channel_dims))
     check_allocation(allocation)
     if structure != "unstructured":
         raise AllocationError(f"the {allocation} allocation spreads single weights: use structure unstructured")

@@ -4,22 +4,6 @@ Every criterion is a job (a generator of :class:`~visualizer.core.tasks.Step`) t
 ``dict[param name -> float32 CPU tensor of the parameter's shape]`` over
 :func:`visualizer.core.pruning.prunable.prunable_parameters`. The formulas and their papers (docs/theory.md §5-§7):
 
-id          score s_i                            reference
-==========  ===================================  ===========================================
-magnitude   |w_i|                                Han et al. 2015 (best k-term approximation)
-random      u_i ~ U[0, 1) (seeded)               baseline
-snip        |g_i w_i|, g = dL/d(m ⊙ w) at m = 1  Lee, Ajanthan & Torr 2019
-grasp       S_i = -w_i (H g)_i, highest removed  Wang, Zhang & Grosse 2020; ranked by -S_i
-grasp-      S_i = -w_i (H g)_i, lowest removed   the reversed ordering (a control)
- reversed
-taylor      (1/B) sum_b (g_b,i w_i)^2            Molchanov et al. 2019 (first order, per batch)
-obd         -g_i w_i + 1/2 H_ii w_i^2            LeCun et al. 1990, H_ii by Hutchinson 1989
-wanda       |W_ij| ||X_j||_2, within output rows  Sun et al. 2024 (llm_criteria.py)
-l1-norm     sum_{j in G_c} |w_j|   (channel c)   Li et al. 2017 (filter norms)
-l2-norm     ||w_{G_c}||_2          (channel c)   Li et al. 2017; Yuan & Lin 2006 group norm
-bn-scale    |gamma_c| of the BN after the layer  Liu et al. 2017 (network slimming)
-==========  ===================================  ===========================================
-=======
 ==============  ===================================  ==============================================
 id              score s_i                            reference
 ==============  ===================================  ==============================================
@@ -61,7 +45,8 @@ Conventions (documented once, used by every data criterion):
   S = -w ⊙ (H g) is the opposite (Wang et al. 2020 remove the highest S), so ``grasp`` returns
   -S = w ⊙ (H g); ``grasp-reversed`` returns S itself (it keeps what GraSP removes).
 - Structured scores (``l1-norm``, ``l2-norm``, ``bn-scale``) are per-element tensors constant over
-  each OUTPUT CHANNEL of one layer (dim 0 of the weight: that layer's own weights only), so any
+  each OUTPUT CHANNEL of one layer (that layer's own weights only: dim 0 of the weight, dim 1 of
+  a transformers ``Conv1D``'s (in, out) weight, :func:`visualizer.core.layers.output_dim`), so any
   ranking can consume them. They are not the coupled-group scores ``group-l1``, ``group-l2``,
   ``group-bn`` of :mod:`visualizer.core.structure.group_criteria` (``pruneviz shrink``), which
   also count the slices of the consumers that are removed with the channel. ``bn-scale``
@@ -72,7 +57,7 @@ Conventions (documented once, used by every data criterion):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +69,7 @@ from visualizer.core.curvature.operator import (
     eval_mode,
     rademacher,
 )
+from visualizer.core.layers import output_dims
 from visualizer.core.pruning.llm_criteria import wanda_scores
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Step, sub
@@ -178,22 +164,36 @@ def random_scores(params: dict[str, torch.Tensor], seed: int = 0) -> Scores:
     return _as_scores({n: torch.rand(p.shape, generator=g) for n, p in params.items()})
 
 
-def _per_channel(values: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Reduce over all dims but 0, then broadcast back: constant over each output channel."""
-    flat = values.detach().reshape(values.shape[0], -1) if values.ndim > 0 else values.reshape(1, 1)
-    per = reduce(flat)  # (C,)
-    return per.reshape((-1,) + (1,) * (values.ndim - 1)).expand(values.shape)
+def _channel_shape(shape: torch.Size | tuple[int, ...], dim: int) -> tuple[int, ...]:
+    """The shape that broadcasts one value per channel along ``dim`` over a weight of ``shape``."""
+    return tuple(-1 if i == dim else 1 for i in range(len(shape)))
 
 
-def l1_norm_scores(params: dict[str, torch.Tensor]) -> Scores:
-    """s_c = sum_{j in G_c} |w_j| over the output channel c (dim 0), Li et al. 2017."""
-    return _as_scores({n: _per_channel(p, lambda f: f.abs().sum(1)) for n, p in params.items()})
+def _per_channel(values: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor],
+                 dim: int = 0) -> torch.Tensor:
+    """Reduce over all dims but the output dim ``dim``, then broadcast back: constant over each
+    output channel (a row of an (out, in) weight, a column of a ``Conv1D``'s (in, out))."""
+    if values.ndim == 0:
+        return reduce(values.detach().reshape(1, 1)).reshape(()).expand(values.shape)
+    moved = values.detach().movedim(dim, 0)
+    per = reduce(moved.reshape(moved.shape[0], -1))  # (C,)
+    return per.reshape(_channel_shape(values.shape, dim)).expand(values.shape)
 
 
-def l2_norm_scores(params: dict[str, torch.Tensor]) -> Scores:
-    """s_c = ||w_{G_c}||_2 over the output channel c (dim 0): docs/theory.md §4 shows the optimal structured
-    choice prunes the groups with the smallest group norms."""
-    return _as_scores({n: _per_channel(p, lambda f: f.pow(2).sum(1).sqrt()) for n, p in params.items()})
+def l1_norm_scores(params: dict[str, torch.Tensor], dims: Mapping[str, int] | None = None) -> Scores:
+    """s_c = sum_{j in G_c} |w_j| over the output channel c, Li et al. 2017. ``dims``: the output
+    dimension of the weights whose outputs are not dim 0 (:func:`visualizer.core.layers.output_dims`)."""
+    dims = dims or {}
+    return _as_scores({n: _per_channel(p, lambda f: f.abs().sum(1), dims.get(n, 0)) for n, p in params.items()})
+
+
+def l2_norm_scores(params: dict[str, torch.Tensor], dims: Mapping[str, int] | None = None) -> Scores:
+    """s_c = ||w_{G_c}||_2 over the output channel c (``dims`` as :func:`l1_norm_scores`):
+    docs/theory.md §4 shows the optimal structured choice prunes the groups with the smallest
+    group norms."""
+    dims = dims or {}
+    return _as_scores({n: _per_channel(p, lambda f: f.pow(2).sum(1).sqrt(), dims.get(n, 0))
+                       for n, p in params.items()})
 
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -266,11 +266,12 @@ def bn_scale_scores(model: nn.Module) -> Scores:
             "bn-scale needs BatchNorm layers with a scale (affine) right after conv/linear layers; "
             "this model has none: use l1-norm or l2-norm"
         )
+    dims = output_dims(model)
     out = {}
     for name, p in params.items():
         if name in pairs:
             gamma = modules[pairs[name]].weight.detach().abs()
-            out[name] = gamma.reshape((-1,) + (1,) * (p.ndim - 1)).expand(p.shape)
+            out[name] = gamma.reshape(_channel_shape(p.shape, dims.get(name, 0))).expand(p.shape)
         else:
             out[name] = torch.full(p.shape, float("inf"))
     return _as_scores(out)
@@ -449,9 +450,9 @@ def score(
     elif criterion == "random":
         out = random_scores(params, seed)
     elif criterion == "l1-norm":
-        out = l1_norm_scores(params)
+        out = l1_norm_scores(params, output_dims(model))
     elif criterion == "l2-norm":
-        out = l2_norm_scores(params)
+        out = l2_norm_scores(params, output_dims(model))
     elif criterion == "bn-scale":
         out = bn_scale_scores(model)
     else:  # pragma: no cover - every id is handled above

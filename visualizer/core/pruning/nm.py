@@ -19,9 +19,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
+from visualizer.core.layers import is_conv1d
 from visualizer.core.pruning.masks import MaskSet
 
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
@@ -41,8 +43,7 @@ def parse_nm(text: str) -> tuple[int, int] | None:
 
 def transposed_weights(model: nn.Module) -> set[str]:
     """Names of weights stored as (in, out): transformers' ``Conv1D`` (GPT-2)."""
-    return {f"{name}.weight" if name else "weight" for name, m in model.named_modules()
-            if type(m).__name__ == "Conv1D"}
+    return {f"{name}.weight" if name else "weight" for name, m in model.named_modules() if is_conv1d(m)}
 
 
 def as_rows(weight: torch.Tensor, transposed: bool = False) -> torch.Tensor:
@@ -110,3 +111,72 @@ def nm_masks(scores: Mapping[str, torch.Tensor], n: int, m: int,
             continue
         masks[name] = from_rows(nm_rows(rows, n, m), s.shape, t).to("cpu")
     return NMResult(MaskSet(masks, {"structure": f"{n}:{m}"}), n, m, skipped)
+
+
+def transposed_of(channel_dims: Mapping[str, int], scores: Mapping[str, torch.Tensor | np.ndarray]) -> set[str]:
+    """The (in, out) matrices among ``scores``, read from their output dims
+    (:func:`visualizer.core.layers.output_dims`): 2-D weights whose outputs are dim 1."""
+    return {n for n, d in channel_dims.items() if d == 1 and n in scores and len(scores[n].shape) == 2}
+
+
+class NMRanking:
+    """The N:M mask of a set of scores behind the :class:`~visualizer.core.pruning.ranking.Ranking`
+    interface the window's slider uses (``mask_at``, ``layer_kept`` ...). The pattern fixes the
+    density (N/M of every eligible layer, the skipped layers dense), so a density change moves
+    nothing: ``mask_at`` returns the same mask at every density. ``skipped``: the layers left
+    dense, each with its reason."""
+
+    scope = "layer"
+
+    def __init__(self, scores: Mapping[str, torch.Tensor | np.ndarray], n: int, m: int,
+                 transposed: set[str] | frozenset[str] = frozenset(),
+                 metadata: Mapping[str, str] | None = None) -> None:
+        result = nm_masks({k: torch.as_tensor(v) for k, v in scores.items()}, n, m, transposed)
+        self.n, self.m = n, m
+        self.structure = f"{n}:{m}"
+        self.skipped = dict(result.skipped)
+        self.metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        self.names = list(result.masks)
+        self.shapes = [tuple(result.masks[k].shape) for k in self.names]
+        self._masks = result.masks
+        self._scores = {k: np.asarray(torch.as_tensor(v).detach().cpu().float()) for k, v in scores.items()}
+        self._layer_kept = {k: int(result.masks[k].sum()) for k in self.names}
+        self._density: float | None = None
+
+    def set_density(self, density: float) -> None:
+        self._density = float(density)  # the pattern fixes the mask: nothing moves
+
+    def mask_at(self, density: float, copy: bool = True) -> MaskSet:
+        self.set_density(density)
+        meta = dict(self.metadata, density=repr(self.density()), scope=self.scope, structure=self.structure)
+        if not copy:
+            return MaskSet(dict(self._masks.masks), meta)
+        return MaskSet({k: t.clone() for k, t in self._masks.masks.items()}, meta)
+
+    def kept(self) -> int:
+        return sum(self._layer_kept.values())
+
+    def total(self) -> int:
+        return sum(int(np.prod(s)) for s in self.shapes)
+
+    def density(self) -> float:
+        total = self.total()
+        return self.kept() / total if total else 0.0
+
+    def layer_kept(self) -> dict[str, int]:
+        return dict(self._layer_kept)
+
+    def layer_densities(self) -> dict[str, float]:
+        return {k: (self._layer_kept[k] / int(np.prod(s)) if np.prod(s) else 0.0)
+                for k, s in zip(self.names, self.shapes)}
+
+    def live_mask(self, name: str) -> torch.Tensor:
+        return self._masks[name]
+
+    def scores_view(self, name: str) -> np.ndarray:
+        view = self._scores[name].view()
+        view.flags.writeable = False
+        return view
+
+    def cut_score(self) -> float | None:
+        return None  # no single threshold: each group of M keeps its own top N

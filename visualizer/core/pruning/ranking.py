@@ -6,8 +6,10 @@ that a density change only flips the entries between the old and the new cut.
 
 - scope ``global``: one ranking over all d prunable weights; ``layer``: each layer keeps
   k_l = floor(rho * d_l) of its own d_l weights.
-- structure ``unstructured``: single weights; ``channel``: whole output channels (dim 0 of each
-  weight, the groups G_k of docs/theory.md §6), so masks are constant over each channel and k counts channels
+- structure ``unstructured``: single weights; ``channel``: whole output channels (the groups G_k
+  of docs/theory.md §6: dim 0 of each weight, or the dimension ``channel_dims`` names, e.g. 1 for
+  transformers' ``Conv1D`` whose weight is (in, out), see :func:`visualizer.core.layers.output_dims`),
+  so masks are constant over each channel and k counts channels
   (k = floor(rho * number of channels) in the scope). A channel's score is the mean of its
   element scores (for the structured criteria, which are constant per channel, that is the
   criterion's channel value itself).
@@ -33,20 +35,23 @@ import sys
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.nm import NMRanking, parse_nm, transposed_of
 from visualizer.core.tasks import Step, run
 
 SCOPES = ("global", "layer")
 STRUCTURES = ("unstructured", "channel")
 
 # When more than 1/FULL_PASS_RATIO of a scope's entries change, one sequential pass ``position < k``
-# over the scope beats scattering into random positions (measured here: a random write costs
-# ~50-70 ns, a sequential compare ~1 ns per entry).
-FULL_PASS_RATIO = 64
+# over the scope beats scattering into random positions. Measured on GPT-2 124M's 85M weights
+# (tests/benchmarks/bench_llm.py, 2-core host): the pass ~0.26 ns per entry (22 ms), a scattered
+# write through the order ~33 ns per changed entry, so the two cost the same near d/128.
+FULL_PASS_RATIO = 128
 # Per-layer kept counts are stored at ~CHECKPOINTS cuts of a multi-layer order, so the counts at
 # any cut are a table row plus the layers of fewer than d / CHECKPOINTS positions (a binary search
 # costs ~100 ns per position here: 25.5M weights -> 2048 positions, 0.1-0.2 ms; table 5 MB).
@@ -168,9 +173,13 @@ class Ranking:
     moves the cut (the GUI's main thread); ``mask_at`` returns copies unless ``copy=False``.
     """
 
+    # layers the structure could not be applied to -> why (none here; N:M rankings list some)
+    skipped: Mapping[str, str] = MappingProxyType({})
+
     def __init__(self, scores: Mapping[str, torch.Tensor | np.ndarray], scope: str = "global",
-                 structure: str = "unstructured", metadata: Mapping[str, str] | None = None) -> None:
-        run(self._build(scores, scope, structure, metadata))
+                 structure: str = "unstructured", metadata: Mapping[str, str] | None = None, *,
+                 channel_dims: Mapping[str, int] | None = None) -> None:
+        run(self._build(scores, scope, structure, metadata, channel_dims))
 
     # --- construction (a job; __init__ drives it) --------------------------------------------
     @classmethod
@@ -179,10 +188,12 @@ class Ranking:
 
     @classmethod
     def from_scores(cls, scores: Mapping[str, torch.Tensor | np.ndarray], scope: str = "global",
-                    structure: str = "unstructured", **metadata: str) -> Ranking:
-        return cls(scores, scope, structure, metadata)
+                    structure: str = "unstructured", *, channel_dims: Mapping[str, int] | None = None,
+                    **metadata: str) -> Ranking:
+        return cls(scores, scope, structure, metadata, channel_dims=channel_dims)
 
-    def _build(self, scores, scope, structure, metadata) -> Generator[Step, None, Ranking]:
+    def _build(self, scores, scope, structure, metadata,
+               channel_dims: Mapping[str, int] | None = None) -> Generator[Step, None, Ranking]:
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
         if structure not in STRUCTURES:
@@ -192,6 +203,8 @@ class Ranking:
         self.metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
         self.names = list(scores)
         self.shapes = [tuple(scores[n].shape) for n in self.names]
+        # the output (channel) dimension of each weight: 0 unless channel_dims says otherwise
+        self.channel_dims = [int((channel_dims or {}).get(n, 0)) for n in self.names]
         self.sizes = np.array([math.prod(s) for s in self.shapes], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.total_count = int(self.offsets[-1])
@@ -214,7 +227,10 @@ class Ranking:
         # reads 2 bytes per weight instead of a 4-byte rank (memory bandwidth is the floor here)
         self._shift = max(0, (d - 1).bit_length() - 16) if d else 0
         self._bucket = np.empty(d, dtype=np.uint16)
-        self._keep = np.zeros(d, dtype=bool)
+        # written now, in the ranking job: the first slider move's pass into untouched (calloc'd)
+        # memory page-faults every page (85M weights: ~260 ms against ~18 ms once touched)
+        self._keep = np.empty(d, dtype=bool)
+        self._keep.fill(False)
         np.add(flat, np.float32(0.0), out=flat)  # -0.0 -> +0.0: equal scores tie by index
         self._layer_kept = np.zeros(n_layers, dtype=np.int64)
         spans = [(0, d, list(range(n_layers)))] if scope == "global" else [
@@ -242,13 +258,21 @@ class Ranking:
             order = _sorted_positions(scores, normalized=True)  # _build made -0.0 into +0.0
             n_units, unit_cum = b - a, None
         else:
-            unit_scores, unit_start, unit_len = self._channels(layers)
+            unit_scores, unit_start, unit_len, unit_run, unit_gap = self._channels(layers)
             unit_order = sorted_order(unit_scores)
             starts = unit_start[unit_order] - a
             lens = unit_len[unit_order]
             unit_cum = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-            # expand channels (contiguous blocks of the flat weights) into element order
-            order = np.arange(b - a, dtype=np.int64) - np.repeat(unit_cum[:-1], lens) + np.repeat(starts, lens)
+            # expand channels into element order: the j-th weight of channel u is
+            # start_u + (j // run_u) * gap_u + j % run_u (runs of run_u contiguous weights, gap_u
+            # apart; a dim-0 channel is one run, a Conv1D column runs of 1)
+            j = np.arange(b - a, dtype=np.int64) - np.repeat(unit_cum[:-1], lens)
+            if np.all(unit_run == unit_len):  # every channel is one contiguous block
+                order = j + np.repeat(starts, lens)
+            else:
+                runs = np.repeat(unit_run[unit_order], lens)
+                q, r = np.divmod(j, runs)
+                order = q * np.repeat(unit_gap[unit_order], lens) + r + np.repeat(starts, lens)
             n_units = int(unit_scores.size)
         mine = self._order[a:b]
         mine[:] = order
@@ -285,22 +309,31 @@ class Ranking:
         ids = np.searchsorted(self._layer_ends, rest, side="right")
         return g.checkpoints[c] + np.bincount(ids, minlength=len(self.names))
 
-    def _channels(self, layers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per output channel (dim 0) of each layer: mean score, flat start, element count."""
-        scores, starts, lens = [], [], []
+    def _channels(self, layers: list[int]) -> tuple[np.ndarray, ...]:
+        """Per output channel of each layer (along its channel dim): mean score, flat start,
+        element count, length of its contiguous runs, distance between runs."""
+        scores, starts, lens, runs, gaps = [], [], [], [], []
         for i in layers:
-            shape = self.shapes[i]
-            rows = shape[0] if len(shape) > 0 else 1
+            shape = self.shapes[i] or (1,)
+            dim = self.channel_dims[i]
+            rows = shape[dim]
             inner = int(self.sizes[i]) // rows if rows else 0
-            block = self._flat_scores[self.offsets[i] : self.offsets[i + 1]].reshape(rows, inner)
+            # the weight as (before, rows, after): channel c is [:, c, :], `before` runs of
+            # `after` contiguous weights, rows * after apart, the first at c * after
+            after = math.prod(shape[dim + 1:])
+            block = self._flat_scores[self.offsets[i] : self.offsets[i + 1]]
+            block = block.reshape(-1, rows, after).transpose(1, 0, 2).reshape(rows, inner) if rows else block
             with np.errstate(invalid="ignore"):
                 mean = block.astype(np.float64).mean(1) if inner else np.zeros(rows)
             scores.append(mean.astype(np.float32))
-            starts.append(self.offsets[i] + inner * np.arange(rows, dtype=np.int64))
+            starts.append(self.offsets[i] + after * np.arange(rows, dtype=np.int64))
             lens.append(np.full(rows, inner, dtype=np.int64))
+            runs.append(np.full(rows, max(after, 1), dtype=np.int64))
+            gaps.append(np.full(rows, rows * after, dtype=np.int64))
         if not scores:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(scores), np.concatenate(starts), np.concatenate(lens)
+            empty = np.zeros(0, np.int64)
+            return np.zeros(0, np.float32), empty, empty, empty, empty
+        return tuple(np.concatenate(x) for x in (scores, starts, lens, runs, gaps))
 
     # --- the slider path -----------------------------------------------------------------------
     def set_density(self, density: float) -> None:
@@ -391,11 +424,25 @@ def build_ranking(
     scores: Mapping[str, torch.Tensor | np.ndarray],
     scope: str = "global",
     structure: str = "unstructured",
+    *,
+    channel_dims: Mapping[str, int] | None = None,
     **metadata: str,
-) -> Generator[Step, None, Ranking]:
-    """Sort ``scores`` once (a job with progress) and return the :class:`Ranking`."""
+) -> Generator[Step, None, Ranking | NMRanking]:
+    """Sort ``scores`` once (a job with progress) and return the :class:`Ranking`.
+    ``channel_dims``: the output dimension of the weights whose channels are not along dim 0
+    (:func:`visualizer.core.layers.output_dims` of the model).
+
+    An N:M ``structure`` (``"2:4"``, ``"4:8"``) gives an :class:`~visualizer.core.pruning.nm.NMRanking`
+    instead: exactly N of every M inputs kept in each eligible layer (the scope does not apply),
+    the others dense and listed in its ``skipped``."""
+    nm = parse_nm(structure)
+    if nm is not None:
+        yield Step(f"ranking: {structure} masks", 0.0)
+        out = NMRanking(scores, *nm, transposed_of(channel_dims or {}, scores), metadata)
+        yield Step(f"ranking: {structure} masks", 1.0)
+        return out
     ranking = Ranking._empty()
-    return (yield from ranking._build(scores, scope, structure, metadata))
+    return (yield from ranking._build(scores, scope, structure, metadata, channel_dims))
 
 
 def mask_from_scores(
@@ -403,8 +450,10 @@ def mask_from_scores(
     density: float,
     scope: str = "global",
     structure: str = "unstructured",
+    *,
+    channel_dims: Mapping[str, int] | None = None,
     **metadata: str,
 ) -> MaskSet:
     """One mask at one density (ranks once; keep the Ranking instead for several densities)."""
     check_density(density)
-    return Ranking.from_scores(scores, scope, structure, **metadata).mask_at(density)
+    return Ranking.from_scores(scores, scope, structure, channel_dims=channel_dims, **metadata).mask_at(density)

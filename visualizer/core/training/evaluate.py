@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visualizer.core.data.text import logits_of, perplexity
+from visualizer.core.data.text import logits_of, perplexity, prediction_pairs
 from visualizer.core.device import model_device, wide_float
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
@@ -127,11 +127,9 @@ def evaluate_job(
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.no_grad(), autocast(amp, device):
                 out = logits_of(model(xb)).float()
-                if yb.dim() == 2:  # token blocks: predict token t+1 from tokens <= t
-                    out, yb_next = out[:, :-1].reshape(-1, out.shape[-1]), yb[:, 1:].reshape(-1)
+                out, yb_next = prediction_pairs(out, yb)  # token blocks: predict t+1 from <= t
+                if yb.dim() == 2:
                     tokens += int(yb_next.numel())
-                else:
-                    yb_next = yb
                 total_loss += nn.functional.cross_entropy(out, yb_next, reduction="sum")
                 correct += (out.argmax(1) == yb_next).sum()
             done += int(yb.shape[0])

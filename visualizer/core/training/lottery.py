@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.layers import output_dims
 from visualizer.core.models.loaders import load_state_dict
 from visualizer.core.pruning.allocation import (
     OWL_LAMBDA,
@@ -324,7 +325,8 @@ def oneshot_job(
     scored = _load(model, init_state) if retrain == "init" else model
     workspace = Workspace(model, data, seed=config.seed)
     scores = yield from sub(workspace.scores(criterion, scored), 0.0, 0.1, "scores: ")
-    masks = mask_from_scores(scores, density, scope=scope, structure=structure, criterion=criterion)
+    masks = mask_from_scores(scores, density, scope=scope, structure=structure, criterion=criterion,
+                             channel_dims=output_dims(model))
     res = yield from sub(retrain_job(model, data, masks, retrain, config, init_state), 0.1, 1.0)
     return masks, res
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from visualizer.core.data.sources import Dataset
 from visualizer.core.device import wide_float
+from visualizer.core.layers import output_dims
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import first_k, kept_count, mask_from_scores
@@ -303,7 +304,8 @@ def prune_channels_by_norm(
     first, so the cut costs little once the penalty has done its work. ``eval_config`` sets the
     evaluation sample (its eval_batches x eval_batch_size; default the whole test split)."""
     scores = yield from Workspace(model, data).scores("l2-norm")
-    masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm")
+    masks = mask_from_scores(scores, density, scope=scope, structure="channel", criterion="l2-norm",
+                             channel_dims=output_dims(model))
     yield Step(f"evaluating {masks.density():.1%} of the weights", 0.9)
     batches = config_evaluation_batches(data, eval_config) if eval_config else evaluation_batches(data)
     return ChannelCut(masks, evaluate(model, batches, masks))

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from visualizer.core.pruning.allocation import ALLOCATION_TITLES
 from visualizer.core.pruning.criteria import CRITERIA
+from visualizer.core.pruning.nm import parse_nm
 from visualizer.ui.panels.data_box import NEEDS_DATA
 from visualizer.ui.panels.density import (
     MIN_DENSITY,
@@ -26,9 +27,17 @@ from visualizer.ui.panels.density import (
     slider_to_density,
 )
 
+# the N:M patterns the Structure box offers (NVIDIA's 2:4 sparse tensor cores; 4:8)
+NM_PATTERNS = ((2, 4), (4, 8))
+NM_FIXED = "An N:M structure fixes the density: choose unstructured or channel to use the slider."
+
 
 class PruningPanel(QWidget):
     """Criterion, scope, structure and the density slider (log scale)."""
+
+    SLIDER_TIP = ("Density on a log scale: 100% (left) to 0.1% (right).\n"
+                  "Arrow keys step finely; PageDown halves, PageUp doubles; Home/End: 100% / 0.1%.")
+    SPIN_TIP = "Density: percentage of prunable weights kept"
 
     ranking_requested = Signal()  # criterion / scope / structure changed
     density_changed = Signal(float)
@@ -49,6 +58,14 @@ class PruningPanel(QWidget):
         self.structure_box = QComboBox()
         self.structure_box.addItem("unstructured (single weights)", "unstructured")
         self.structure_box.addItem("channel (whole output channels)", "channel")
+        for n, m in NM_PATTERNS:
+            self.structure_box.addItem(f"{n}:{m} ({n} kept in every {m} inputs)", f"{n}:{m}")
+            self.structure_box.setItemData(
+                self.structure_box.count() - 1,
+                f"N:M semi-structured sparsity: exactly {n} of every {m} consecutive inputs of a layer kept "
+                f"(the {n} highest scores). The pattern fixes the density at {n}/{m} of each eligible layer, so "
+                f"the slider does not apply; layers whose input size is not a multiple of {m} stay dense and "
+                "are listed.", Qt.ItemDataRole.ToolTipRole)
         self._fill_criteria()
 
         self.slider = DensitySlider(Qt.Orientation.Horizontal)
@@ -56,8 +73,7 @@ class PruningPanel(QWidget):
         self.slider.setSingleStep(10)  # arrow key: x 0.933
         self.slider.setPageStep(100)  # PageUp/Down: about a factor 2
         self.slider.setTracking(True)
-        self.slider.setToolTip("Density on a log scale: 100% (left) to 0.1% (right).\n"
-                               "Arrow keys step finely; PageDown halves, PageUp doubles; Home/End: 100% / 0.1%.")
+        self.slider.setToolTip(self.SLIDER_TIP)
         self.slider.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.spin = QDoubleSpinBox()
         self.spin.setRange(MIN_DENSITY * 100, 100.0)
@@ -65,7 +81,7 @@ class PruningPanel(QWidget):
         self.spin.setSuffix(" %")
         self.spin.setKeyboardTracking(False)
         self.spin.setValue(100.0)
-        self.spin.setToolTip("Density: percentage of prunable weights kept")
+        self.spin.setToolTip(self.SPIN_TIP)
         self.density_label = QLabel()
         self.density_label.setTextFormat(Qt.TextFormat.RichText)
         self.slider.valueChanged.connect(self._slider_moved)
@@ -91,6 +107,7 @@ class PruningPanel(QWidget):
         layout.addWidget(self.density_label)
         layout.addStretch(1)
         state.masks_changed.connect(self.update_label)
+        state.scores_changed.connect(self._announce_skipped)
         state.model_changed.connect(self._model_changed)
         state.model_changed.connect(self.update_data)
         if hasattr(state, "dataset_changed"):
@@ -126,6 +143,23 @@ class PruningPanel(QWidget):
                 tip += "\n(uses a few training batches)"
             self.criterion_box.setItemData(self.criterion_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self._explain()
+
+    def _follow_structure(self) -> None:
+        """An N:M pattern fixes the density: the slider and the spin box rest while it is chosen."""
+        fixed = parse_nm(self.structure_box.currentData() or "") is not None
+        for w, tip in ((self.slider, self.SLIDER_TIP), (self.spin, self.SPIN_TIP)):
+            w.setEnabled(not fixed)
+            w.setToolTip(NM_FIXED if fixed else tip)
+
+    def _announce_skipped(self) -> None:
+        """The current ranking's layers its structure could not apply to (an N:M pattern on an
+        input size that is not a multiple of M: left dense), named in the window's banner: the
+        pattern is never silently wrong."""
+        ranking = self.state.current_ranking()
+        show = getattr(self.window(), "show_info", None)
+        if ranking is not None and ranking.skipped and show is not None:
+            layers = "; ".join(f"{n} ({why})" for n, why in ranking.skipped.items())
+            show(f"{ranking.structure}: {len(ranking.skipped)} layer(s) left dense: {layers}")
 
     def update_data(self) -> None:
         """Data criteria (SNIP, GraSP, Taylor, OBD) are greyed out, with the reason in their
@@ -170,6 +204,7 @@ class PruningPanel(QWidget):
         s.criterion = self.criterion_box.currentData() or s.criterion
         s.scope = self.scope_box.currentData()
         s.structure = self.structure_box.currentData()
+        self._follow_structure()
         s.pruning_changed.emit()
         self.ranking_requested.emit()
 
