@@ -68,6 +68,8 @@ class SensitivityView(QWidget):
         for u in UNITS:
             self.unit_box.addItem({"layer": "layer (one weight tensor)",
                                    "group": "group (coupled channels, as shrink removes them)"}[u], u)
+        self.unit_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.unit_box.setMinimumContentsLength(12)
         self.levels_edit = QLineEdit(",".join(f"{x:g}" for x in _core().DEFAULT_LEVELS))
         self.levels_edit.setToolTip("densities the unit keeps, comma-separated, each in (0, 1]")
         self.metric_box = QComboBox()
@@ -82,6 +84,7 @@ class SensitivityView(QWidget):
         for label, widget in (("Unit", self.unit_box), ("Densities", self.levels_edit), ("Show", self.metric_box)):
             controls.addWidget(QLabel(label))
             controls.addWidget(widget, 1 if widget is self.levels_edit else 0)
+        self.levels_edit.setMinimumWidth(self.levels_edit.fontMetrics().horizontalAdvance(self.levels_edit.text()) + 16)
         controls.addWidget(self.run_button)
         controls.addWidget(self.cancel_button)
 
@@ -111,12 +114,14 @@ class SensitivityView(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.plot_widget, 1)
         left_layout.addWidget(self.units_list)
-        split = QSplitter(Qt.Orientation.Horizontal)
+        # curves above the table: side by side, a 1280x720 window left the curves a strip and the
+        # table a scroll (seen under X)
+        split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(left)
         split.addWidget(self.table)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
-        split.setSizes([600, 400])  # scaled to the view's width: the table gets two fifths
+        split.setSizes([600, 400])  # scaled to the view's height: the table gets two fifths
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(controls)
