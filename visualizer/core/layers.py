@@ -12,6 +12,7 @@ every file."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -41,8 +42,11 @@ def output_dims(model: nn.Module) -> dict[str, int]:
     """Every weight whose outputs are not along dim 0 -> its :func:`output_dim` (GPT-2's
     ``Conv1D`` weights -> 1), under its one name (:func:`parameter_names`). The channel rules
     (per-channel criteria, channel-structured ranking) read a weight's channels along this
-    dimension; a name absent here has its outputs along dim 0."""
+    dimension; a name absent here has its outputs along dim 0. A TorchScript module keeps no
+    Python layers to ask (and no Conv1D): all its weights have outputs along dim 0."""
     out: dict[str, int] = {}
+    if isinstance(model, torch.jit.ScriptModule):
+        return out
     for name, p in model.named_parameters():
         owner = owner_module(model, name)
         if name.rpartition(".")[2] == "weight" and getattr(owner, "weight", None) is p:

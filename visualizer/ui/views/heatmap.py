@@ -91,7 +91,7 @@ class HeatmapView(QWidget):
         self.clear_button = QPushButton("Clear A")
         self.clear_button.clicked.connect(lambda: self.state.set_snapshot(None))
 
-        for box in (self.mode_box, self.layout_box):  # shrink with a narrow dock (1280x720)
+        for box in (self.layout_box,):  # shrinks with a narrow dock (the mode names stay whole)
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(8)
         top = QHBoxLayout()
