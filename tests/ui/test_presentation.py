@@ -226,3 +226,24 @@ def test_a_group_lasso_slide_shows_the_starting_circuit_while_it_trains(qtbot, w
     qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=120000)
     assert any(shown_before_the_end)  # the figure was up while the job still ran
     show.close()
+
+
+def test_the_lottery_ticket_slide_draws_each_round_as_it_finishes(qtbot, window, monkeypatch):
+    import dataclasses
+
+    from visualizer.ui.lecture import presets
+
+    real = presets.PRESETS["lth"]
+    monkeypatch.setitem(presets.PRESETS, "lth", dataclasses.replace(
+        real, job=lambda **o: real.job(rounds=2, epochs=1, **o)))
+    show = Presentation(window, deck=["lth"])
+    qtbot.addWidget(show)
+    drawn = []
+    show.next()
+    view = show.slides[1].widget
+    assert view is not None and show.stack.currentWidget() is view  # up before any round ends
+    original = view.set_figure
+    view.set_figure = lambda fig: (drawn.append(len(fig.lines[0].x) if fig.lines else 0), original(fig))
+    qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=120000)
+    assert drawn[0] < drawn[-1]  # the curve grew point by point
+    show.close()

@@ -114,6 +114,30 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
 # --- LTH curve and the density law -----------------------------------------------------------
 
 
+@dataclass
+class RoundsSoFar:
+    """The IMP rows finished so far: what the lottery-ticket slide draws while the rounds run."""
+
+    rows: list[dict]
+
+
+def _rounds_so_far(job):
+    """``job``'s steps, each finished round's row gathered into a :class:`RoundsSoFar` partial."""
+    rows: list[dict] = []
+    try:
+        while True:
+            try:
+                step = next(job)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(step.partial, dict) and "round" in step.partial:
+                rows.append(step.partial)
+                step = Step(step.stage, step.fraction, RoundsSoFar(list(rows)))
+            yield step
+    finally:
+        job.close()  # a cancelled slide stops the training too
+
+
 def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3,
             device: str = "auto"):
     """IMP with rewinding to tau = 0 on the bundled MLP, with re-init and random-mask controls."""
@@ -123,7 +147,7 @@ def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int 
     config = IMPConfig(rounds=rounds, rate=rate, controls=("reinit", "random-mask"),
                        train=TrainConfig(epochs=epochs, lr=lr, evaluate_each_epoch=False, device=device))
     result = yield from sub(
-        iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
+        _rounds_so_far(iterative_magnitude_pruning(loaded.model, data, init, config)), 0.02, 1.0)
     return result
 
 
@@ -300,7 +324,7 @@ PRESETS: dict[str, PresetSpec] = {p.id: p for p in [
                "structure trained from its original initialisation keeps its accuracy to low density; "
                "re-initialised or random masks fall off earlier.",
                lth_job,
-               "Frankle & Carbin 2019; docs/theory.md, Lottery tickets"),
+               "Frankle & Carbin 2019; docs/theory.md, Lottery tickets", streams=True),
     PresetSpec("snip-vs-magnitude", "SNIP vs magnitude masks",
                "The same layer pruned to 10% by |w| and by SNIP's |g * w|. Agreement: dark cells are kept "
                "by both, blue ones only by |w|, orange ones only by SNIP: where a data-driven criterion "

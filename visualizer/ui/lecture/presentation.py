@@ -303,7 +303,9 @@ class Presentation(QWidget):
         self.progress.setValue(0)
 
         def partial(result, slide=slide, preset=preset) -> None:
-            if streams and slide.widget is not None and type(result).__name__.endswith("Result"):
+            # a figure's state so far (a lab's result, the circuit before the lasso, the rounds done);
+            # the training loop's progress dicts are not one
+            if streams and slide.widget is not None and result is not None and not isinstance(result, dict | list):
                 preset.show(slide.widget, result)
                 enlarge_text(slide.widget, self._text_pt)
 
