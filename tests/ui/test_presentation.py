@@ -247,3 +247,24 @@ def test_the_lottery_ticket_slide_draws_each_round_as_it_finishes(qtbot, window,
     qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=120000)
     assert drawn[0] < drawn[-1]  # the curve grew point by point
     show.close()
+
+
+def test_the_sensitivity_slide_draws_each_unit_as_it_finishes(qtbot, window, monkeypatch):
+    import dataclasses
+
+    from visualizer.ui.lecture import presets
+
+    real = presets.PRESETS["sensitivity"]
+    monkeypatch.setitem(presets.PRESETS, "sensitivity", dataclasses.replace(
+        real, job=lambda **o: real.job(levels=(0.5, 0.1), **o)))
+    show = Presentation(window, deck=["sensitivity"])
+    qtbot.addWidget(show)
+    show.next()
+    view = show.slides[1].widget
+    assert view is not None and show.stack.currentWidget() is view
+    curves = []
+    original = view.set_figure
+    view.set_figure = lambda fig: (curves.append(len(fig.lines)), original(fig))
+    qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=120000)
+    assert curves[0] < curves[-1]  # unit after unit
+    show.close()

@@ -121,21 +121,30 @@ class RoundsSoFar:
     rows: list[dict]
 
 
-def _rounds_so_far(job):
-    """``job``'s steps, each finished round's row gathered into a :class:`RoundsSoFar` partial."""
-    rows: list[dict] = []
+def _mapped(job, change):
+    """``job``'s steps passed through ``change`` (a step -> a step), its result returned."""
     try:
         while True:
             try:
                 step = next(job)
             except StopIteration as stop:
                 return stop.value
-            if isinstance(step.partial, dict) and "round" in step.partial:
-                rows.append(step.partial)
-                step = Step(step.stage, step.fraction, RoundsSoFar(list(rows)))
-            yield step
+            yield change(step)
     finally:
-        job.close()  # a cancelled slide stops the training too
+        job.close()  # a cancelled slide stops the work inside too
+
+
+def _rounds_so_far(job):
+    """``job``'s steps, each finished round's row gathered into a :class:`RoundsSoFar` partial."""
+    rows: list[dict] = []
+
+    def gather(step):
+        if isinstance(step.partial, dict) and "round" in step.partial:
+            rows.append(step.partial)
+            return Step(step.stage, step.fraction, RoundsSoFar(list(rows)))
+        return step
+
+    return (yield from _mapped(job, gather))
 
 
 def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3,
@@ -211,13 +220,19 @@ def sensitivity_job(model: str = "resnet-mini", levels: tuple[float, ...] = (0.5
                     unit: str = "layer", criterion: str = "magnitude", device: str = "auto"):
     """Each layer (or coupled group) of a bundled model pruned alone at each density: the rows
     of core.structure.sensitivity on the first 512 test images, and a one-line summary."""
-
-
     yield Step("loading", 0.0)
     loaded, data = _load(model, device)
     ws = Workspace(loaded.model, data, device=next(loaded.model.parameters()).device, model_ref=model)
-    res = yield from sub(analysis(ws, SensitivityConfig(model, criterion, unit, tuple(levels), eval_batches=1)),
-                         0.02, 1.0)
+    so_far: list[dict] = []
+
+    def gather(step):  # each finished unit's rows: the slide draws the curves as they come
+        if isinstance(step.partial, list):
+            so_far.extend(step.partial)
+            return Step(step.stage, step.fraction, SimpleNamespace(rows=list(so_far), unit=unit))
+        return step
+
+    res = yield from sub(_mapped(analysis(ws, SensitivityConfig(model, criterion, unit, tuple(levels),
+                                                                eval_batches=1)), gather), 0.02, 1.0)
     low = min(levels)
     at_low = {r["unit"]: r["accuracy"] for r in res.rows if r["level"] == low}
     fragile, robust = min(at_low, key=at_low.get), max(at_low, key=at_low.get)
@@ -364,7 +379,8 @@ PRESETS: dict[str, PresetSpec] = {p.id: p for p in [
                "The stem and the first blocks break first; the last layers barely notice: a uniform cut "
                "spends its budget where it hurts most, and a sensitivity allocation does not.",
                sensitivity_job,
-               "Han et al. 2015; Distiller's sensitivity analysis; docs/theory.md, Group-faithful sensitivity"),
+               "Han et al. 2015; Distiller's sensitivity analysis; docs/theory.md, Group-faithful sensitivity",
+               streams=True),
     *LAB_PRESETS,
     *EXPLAINER_PRESETS,
 ]}
