@@ -25,6 +25,7 @@ from visualizer.core.data.external import DataOptions, options_for_model
 from visualizer.core.data.sources import load_dataset
 from visualizer.core.device import model_device  # noqa: F401 - groups and shrink import it from here
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.models.hf import hf_example_input
 from visualizer.core.models.zoo import ZOO
 from visualizer.core.tasks import Step, first_line, run
 
@@ -50,8 +51,6 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
             return torch.randn(batch, *load_dataset(dataset, options_for_model(DataOptions(), model)).input_shape)
         except Exception:  # unknown or unavailable dataset: guess from the layers below
             pass
-    from visualizer.core.models.hf import hf_example_input
-
     x = hf_example_input(model, batch)
     if x is not None:
         return x
