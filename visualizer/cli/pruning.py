@@ -242,10 +242,9 @@ def cmd_prune_llm(args: argparse.Namespace, density: float, nm) -> int:
 
     from visualizer.cli.common import load_model_and_data, load_model_from_args
     from visualizer.core.pruning.criteria import CRITERIA
-    from visualizer.core.pruning.llm_criteria import reconstruct_job
     from visualizer.core.tasks import TerminalProgress, run
     from visualizer.core.training.evaluate import evaluate_job
-    from visualizer.core.workspace import Workspace
+    from visualizer.core.workspace import Workspace, reconstruct_job
 
     needs_data = args.criterion == "sparsegpt" or CRITERIA[args.criterion].needs_data
     if args.calibration < 1:

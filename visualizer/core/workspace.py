@@ -16,11 +16,13 @@ a streaming source (image folder, torchvision dataset, a user's factory) is deco
 DataLoaders (:mod:`visualizer.core.data.streaming`) at the same sample indices, so a seed picks
 the same samples from either. Scoring has one entry point too: :func:`score_job`
 (``Workspace.scores``) gives a criterion the workspace's criterion batches and seed, whether the
-window, a CLI command, a sweep, a preset or IMP asks.
+window, a CLI command, a sweep, a preset or IMP asks; :func:`reconstruct_job` is the entry point of
+the masks that are not a ranking (SparseGPT on the calibration sample, N:M cuts of a criterion).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 
@@ -40,6 +42,9 @@ from visualizer.core.device import (  # noqa: F401
     model_on,
     resolve_device,
 )
+from visualizer.core.pruning.llm_criteria import CALIBRATED, SparseGPTResult, sparsegpt_job
+from visualizer.core.pruning.nm import nm_masks, transposed_weights
+from visualizer.core.pruning.ranking import build_ranking
 from visualizer.core.tasks import Step, sub
 
 Source = Dataset | StreamSource
@@ -205,7 +210,6 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
     the workspace's seed also seeds the random criterion and the OBD probes. Raises ValueError for
     an unknown criterion, or a data criterion without data."""
     from visualizer.core.pruning.criteria import CRITERIA, score
-    from visualizer.core.pruning.llm_criteria import CALIBRATED
 
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
@@ -227,11 +231,9 @@ def rank_job(
     ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
     forward and backward passes are the work), then the ranking for (scope, structure) on the
     host (the scores come back once). A streamed source is read as a preview sample."""
-    import copy
+    from visualizer.core.pruning.criteria import CRITERIA
 
-    from visualizer.core.pruning import criteria, ranking
-
-    info = criteria.CRITERIA[criterion]
+    info = CRITERIA[criterion]
     # The data criteria run backward passes (they write .grad): they get a copy, never the shown
     # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
@@ -242,7 +244,29 @@ def rank_job(
         workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
     with torch.enable_grad():
         scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
-    rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
+    rk = yield from sub(build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
     scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
     yield Step("done", 1.0)
     return rk, scores_np
+
+
+def reconstruct_job(workspace: Workspace, criterion: str, density: float,
+                    nm: tuple[int, int] | None = None, *, probes: int = 8
+                    ) -> Generator[Step, None, SparseGPTResult]:
+    """The mask of a pruning that is not a ranking: SparseGPT at ``density`` (or N:M) on the
+    workspace's calibration sample, or an elementwise criterion's scores cut to N:M (the kept
+    weights then unchanged). The one entry point of ``prune --structure N:M`` and
+    ``prune --criterion sparsegpt``."""
+    if criterion == "sparsegpt":
+        if workspace.data is None:
+            raise ValueError("SparseGPT needs calibration data: choose a dataset (--data text:FILE)")
+        batches = calibration_batches(workspace.data, workspace.calibration, workspace.seed)
+        model = workspace.model
+        return (yield from sparsegpt_job(model, batches, density, nm=nm))
+    if nm is None:
+        raise ValueError(f"{criterion} is a ranking criterion: build a ranking for unstructured or channel masks")
+    scores = yield from sub(workspace.scores(criterion, probes=probes), 0.0, 0.9)
+    result = nm_masks(scores, *nm, transposed=transposed_weights(workspace.model))
+    result.masks.metadata.update(criterion=criterion)
+    yield Step("N:M masks", 1.0)
+    return SparseGPTResult(result.masks, {}, result.skipped)
