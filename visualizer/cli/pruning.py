@@ -106,7 +106,7 @@ def allocation_curves(args: argparse.Namespace, criterion: str):
         return None
     from pathlib import Path
 
-    from visualizer.core.structure.sensitivity import loss_curves, read_rows
+    from visualizer.core.training.sensitivity import loss_curves, read_rows
 
     if not Path(path).exists():
         raise UserError(f"--sensitivity-rows: no such file {path}")
@@ -187,7 +187,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
     else:
         from visualizer.core.pruning.allocation import build_allocated_ranking
-        from visualizer.core.structure.sensitivity import allocation_inputs_job
+        from visualizer.core.training.sensitivity import allocation_inputs_job
 
         inputs = run(allocation_inputs_job(workspace, args.criterion, allocation, curves=curves, owl_m=args.owl_m),
                      progress)
