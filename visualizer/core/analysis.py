@@ -14,8 +14,17 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
+from visualizer.core.curvature.operator import eval_batches
+from visualizer.core.curvature.spectrum import SpectrumOptions, dense_vs_masked
+from visualizer.core.structure.graph import build_graph, example_input
+from visualizer.core.structure.groups import branches, connectivity, find_groups
+from visualizer.core.structure.hierarchy import hierarchy_job
 from visualizer.core.structure.layout import GraphLayout
+from visualizer.core.structure.speed import measure_speed
 from visualizer.core.tasks import Step, sub
+from visualizer.core.training.prox import group_lasso_then_finetune
+from visualizer.core.workspace import model_on
 
 # --- graph --------------------------------------------------------------------------------------
 
@@ -37,8 +46,6 @@ class GraphResult:
 def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     """Trace the model, find its coupled groups and summaries, then nest the graph by the module
     tree (core.structure.hierarchy; the view lays out only what it opens)."""
-    from visualizer.core.structure.graph import build_graph
-    from visualizer.core.structure.groups import find_groups
     yield Step("tracing the model", 0.0)
     traced = build_graph(model, example)
     yield Step("coupled channel groups", 0.3)
@@ -52,16 +59,11 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
         notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     groups = [[m.param for m in g.members] for g in groups_obj]
     yield Step("connectivity and branches", 0.5)
-    from visualizer.core.structure.groups import branches as branch_fn
-    from visualizer.core.structure.groups import connectivity
-
     conn = connectivity(model, groups_obj)
-    branches = branch_fn(model, groups_obj, example)
-    from visualizer.core.structure.hierarchy import hierarchy_job
-
+    found = branches(model, groups_obj, example)
     h = yield from sub(hierarchy_job(model, traced), 0.6, 1.0, "hierarchy: ")
     notices = h.notices[:1] + notices if traced.method == "hierarchy" else notices
-    return GraphResult(traced.graph, None, groups, notices, conn, branches, h, list(groups_obj))
+    return GraphResult(traced.graph, None, groups, notices, conn, found, h, list(groups_obj))
 
 
 @dataclass
@@ -94,13 +96,11 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     """Group lasso (block soft thresholding; Yuan & Lin 2006, Wen et al. 2016) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
-    from visualizer.core.structure.groups import branches, connectivity, find_groups
-    from visualizer.core.training.prox import group_lasso_then_finetune as lasso_then_finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
-    res = yield from sub(lasso_then_finetune(model, dataset, lam=lam, epochs=epochs, finetune_epochs=finetune_epochs,
-                                             device=device),
+    res = yield from sub(group_lasso_then_finetune(model, dataset, lam=lam, epochs=epochs,
+                                                   finetune_epochs=finetune_epochs, device=device),
                          0.05, 0.95, "group lasso: ")
     after = res.model.cpu()  # the connectivity summaries read the trained copy on the host
     yield Step("connections after", 0.97)
@@ -116,10 +116,6 @@ def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
                  trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu"):
     """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
     ``device`` (a copy of the model there; eigenvectors come back to the host)."""
-    from visualizer.core.curvature.operator import eval_batches
-    from visualizer.core.curvature.spectrum import SpectrumOptions as options_cls
-    from visualizer.core.curvature.spectrum import dense_vs_masked
-    from visualizer.core.workspace import model_on
     if dataset is None:
         raise ValueError("the Hessian spectrum needs a dataset: choose one under Data")
     if masks is None:
@@ -127,7 +123,7 @@ def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
     yield Step("evaluation batches", 0.0)
     work = model_on(model, device)
     evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
-    options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
+    options = SpectrumOptions(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
     both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
     for spec in (both.dense, both.masked):
         if spec.top_vectors is not None:
@@ -152,9 +148,6 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
     2D: the plane through the trained point spanned by the pruning displacement
     delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
     trained point sits at (0, 0) and the pruned point at (1, 0)."""
-    from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
-    from visualizer.core.curvature.operator import eval_batches
-    from visualizer.core.workspace import model_on
     if dataset is None:
         raise ValueError("the loss landscape needs a dataset: choose one under Data")
     if masks is None:
@@ -184,9 +177,6 @@ def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, devi
     """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models: the
     measurement of ``pruneviz speed`` (core.structure.speed.measure_speed: group-l2 channel
     scores per layer), on a two-sample example input unless one is given."""
-    from visualizer.core.structure.graph import example_input
-    from visualizer.core.structure.speed import measure_speed
-
     x = example if example is not None else example_input(model)
     return (yield from measure_speed(model, density, example=x, repeats=repeats, device=device,
                                      criterion="group-l2", scope="layer"))

@@ -35,6 +35,8 @@ from torch import nn
 from visualizer.core.curvature.lanczos import lanczos
 from visualizer.core.curvature.operator import EvalSet, build_coordinates, hessian_operator
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.structure.groups import find_groups_job
 from visualizer.core.tasks import Job, Step, sub
 
 UNITS = ("layer", "group")
@@ -87,8 +89,6 @@ def group_blocks(model: nn.Module, groups: Iterable) -> dict[str, Block]:
 
 def layer_blocks(model: nn.Module) -> dict[str, None]:
     """One block per prunable weight tensor (the whole tensor; the mask restricts it later)."""
-    from visualizer.core.models.loaders import prunable_parameters
-
     return {name: None for name in prunable_parameters(model)}
 
 
@@ -122,8 +122,6 @@ def unit_curvature(
         blocks: Mapping[str, Block | None] = layer_blocks(model)
     else:
         if groups is None:
-            from visualizer.core.structure.groups import find_groups_job
-
             yield Step("per-group curvature: finding the coupled groups", 0.0)
             groups = (yield from find_groups_job(model)).groups
         blocks = group_blocks(model, groups)
