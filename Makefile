@@ -45,6 +45,7 @@ screenshots: $(STAMP)
 	$(BIN)/pruneviz screenshot --view speed --out docs/img/speed.png --model resnet-mini --criterion l1-norm --structure channel --density 0.5
 	$(BIN)/pruneviz screenshot --view overview --out docs/img/overview.png --model densenet-mini --criterion magnitude --density 0.2
 	$(BIN)/pruneviz screenshot --view profile --out docs/img/profile.png --model resnet-mini --criterion l1-norm --structure channel --density 0.5
+	$(BIN)/pruneviz screenshot --view sensitivity --out docs/img/sensitivity.png --model resnet-mini --criterion magnitude
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -118,8 +118,8 @@ def test_score_job_gives_data_criteria_the_workspace_batches(monkeypatch):
 
 
 def _window(model, data, criterion):
+    from visualizer.core.analysis import rank_job
     from visualizer.core.training.workflows import evaluate_job
-    from visualizer.core.workspace import rank_job
 
     ranking, _ = run(rank_job(model, data, criterion, "global", "unstructured"))
     masks = ranking.mask_at(DENSITY)

@@ -114,3 +114,31 @@ def test_profile_compares_another_criterion_at_the_same_density(qtbot, window):
     dens = view.series["magnitude · layer"].densities
     for name, total in window.state.layer_total.items():
         assert dens[name] == (int(0.1 * total + 1e-9)) / total
+
+
+def test_score_colours_arrive_with_the_ranking(qtbot, window):
+    view = overview(qtbot, window)
+    window.pruning_panel.set_settings("random", "global", "unstructured")  # scores unlike |w|
+    window.pruning_panel.set_density(0.3)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: view.overview.score is not None and window.state.scores is not None, timeout=5000)
+    value = view.image_array().copy()
+    view.set_mode("score")
+    assert view.mode == "score" and "score" in view.legend.text()
+    assert not np.array_equal(value, view.image_array())
+    assert np.allclose(view.overview.score, view.overview.levels(window.state.scores))
+
+
+def test_a_session_keeps_the_overview_modes(qtbot, window, tmp_path):
+    from visualizer.ui.files import sessions
+
+    view = overview(qtbot, window)
+    view.set_mode("kept")
+    view.set_area("equal")
+    path = tmp_path / "s.pviz"
+    assert sessions.save_session(window, path, synchronous=True)
+    view.set_mode("value")
+    view.set_area("params")
+    window.open_session(str(path))
+    wait_idle(qtbot, window)
+    assert (view.mode, view.area) == ("kept", "equal")

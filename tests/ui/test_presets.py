@@ -13,7 +13,7 @@ from visualizer.ui.lecture.presets import PRESETS, FigureView, run_preset
 # the four theory-lab presets (mask-probability, phase-transition, a-optimal) run in
 # tests/ui/test_lab_views.py; random-labels runs here
 PRESET_IDS = {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception", "density-law", "time-to-train",
-              "mask-probability", "phase-transition", "a-optimal", "random-labels"}
+              "sensitivity", "mask-probability", "phase-transition", "a-optimal", "random-labels"}
 
 
 def test_the_presets_are_exactly_these():
@@ -190,3 +190,11 @@ def test_mask_images_share_one_aspect_and_size(qtbot, size, teaching, shape):
     sizes = [drawn(p) for p in view._plots]
     assert all(s[2] == pytest.approx(shape[1] / shape[0], rel=0.02) for s in sizes), sizes
     assert max(abs(s[0] - sizes[0][0]) + abs(s[1] - sizes[0][1]) for s in sizes) <= 2, sizes
+
+
+def test_sensitivity_preset_draws_one_curve_per_layer(qtbot):
+    view, result = run_preset("sensitivity", levels=(0.5, 0.1))
+    _show(qtbot, view)
+    assert len(view.figure.lines) == 9 + 1  # resnet-mini's 9 prunable layers and the dense line
+    assert all(len(line.y) == 2 for line in view.figure.lines[:-1])
+    assert "At 10% density alone" in view.caption.text()

@@ -22,7 +22,7 @@ def _has_colour(img: QImage, rgb: tuple[int, int, int], tol: int = 12) -> bool:
     return False
 
 
-@pytest.mark.parametrize("view", ["heatmap", "curves", "graph"])
+@pytest.mark.parametrize("view", ["heatmap", "curves", "graph", "overview", "profile"])
 def test_screenshot_of_a_view_is_a_png_of_the_asked_size(view, tmp_path, capsys, qapp):
     out = tmp_path / f"{view}.png"
     rc = main(["screenshot", "--view", view, "--out", str(out), "--model", "lenet",

@@ -27,14 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render a view of the app offscreen at a given state (README images, tests).",
     )
     s.add_argument("--view", default="heatmap",
-                   help="view id: heatmap, curves (and the analysis views when present), or 'window'")
+                   help="view id: overview, heatmap, curves, profile (and the analysis views when present), or 'window'")
     s.add_argument("--out", required=True, help="PNG (or .svg for plot views) file to write")
     s.add_argument("--model", default=None, help="model reference (default: the bundled default)")
     s.add_argument("--trust", action="store_true",
                    help="allow a model that runs code (file.py:factory, full unpickling of a checkpoint)")
     s.add_argument("--data", default=None, help="dataset (default: the model's own)")
     s.add_argument("--criterion", default="magnitude")
-    s.add_argument("--scope", default="global", choices=["global", "layer"])
+    s.add_argument("--scope", default="global", choices=["global", "layer", "uniform", "erk", "owl", "sensitivity"],
+                   help="global or layer, or an allocation of the density over the layers (default global)")
     s.add_argument("--structure", default="unstructured", choices=["unstructured", "channel"])
     s.add_argument("--density", type=float, default=0.1, help="kept fraction in (0, 1]")
     s.add_argument("--layer", default=None, help="layer (parameter name) to show in the heatmap")

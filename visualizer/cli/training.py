@@ -459,6 +459,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cols = ["criterion", "structure", "density", "achieved_density", "retrain", "accuracy", "loss"]
         if len(config.seed_list()) > 1:
             cols.insert(3, "seed")
+        if any(config.allocation_list()):
+            cols.insert(1, "allocation")
         print(table([[r[c] for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0

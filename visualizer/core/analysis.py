@@ -1,4 +1,4 @@
-"""The analysis workflows: graph, spectrum, landscape, speed and group lasso as jobs.
+"""The window's workflows: ranking, graph, spectrum, landscape, speed and group lasso as jobs.
 
 Each is a generator of :class:`~visualizer.core.tasks.Step` chaining core functions (no numerics
 of its own) and returning a small result the window's views take (after ``ui.views.adapters``).
@@ -10,13 +10,19 @@ functions work on copies or functional calls).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import torch
 
 from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
 from visualizer.core.curvature.operator import eval_batches
 from visualizer.core.curvature.spectrum import SpectrumOptions, dense_vs_masked
+from visualizer.core.pruning.allocation import build_allocated_ranking
+from visualizer.core.pruning.criteria import CRITERIA
+from visualizer.core.pruning.ranking import SCOPES, build_ranking
 from visualizer.core.structure.graph import build_graph, example_input
 from visualizer.core.structure.groups import branches, connectivity, find_groups
 from visualizer.core.structure.hierarchy import hierarchy_job
@@ -24,7 +30,47 @@ from visualizer.core.structure.layout import GraphLayout
 from visualizer.core.structure.speed import measure_speed
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.prox import group_lasso_then_finetune
-from visualizer.core.workspace import model_on
+from visualizer.core.training.sensitivity import allocation_inputs_job
+from visualizer.core.workspace import (
+    PREVIEW_BATCH_SIZE,
+    PREVIEW_BATCHES,
+    Workspace,
+    model_on,
+    resolve_device,
+    streamed,
+)
+
+# --- ranking -------------------------------------------------------------------------------------
+
+
+def rank_job(
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
+) -> Generator[Step, None, tuple[object, dict]]:
+    """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
+    ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
+    forward and backward passes are the work), then the ranking for (scope, structure) on the
+    host (the scores come back once). A streamed source is read as a preview sample."""
+    info = CRITERIA[criterion]
+    # The data criteria run backward passes (they write .grad): they get a copy, never the shown
+    # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
+    # GUI thread on every load (it was there in a 130 ms event-loop gap).
+    dev = resolve_device(device)
+    work = copy.deepcopy(model).to(dev) if info.needs_data else model
+    workspace = Workspace(model, dataset, device=dev, seed=seed)
+    if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
+        workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
+    with torch.enable_grad():
+        scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
+    if scope in SCOPES:
+        rk = yield from sub(build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
+    else:  # an allocation (core.pruning.allocation): gather its inputs, then rank layer by layer
+        inputs = yield from sub(allocation_inputs_job(workspace, criterion, scope, model=work), 0.7, 0.9,
+                                "allocation: ")
+        rk = yield from sub(build_allocated_ranking(scores, scope, structure, **inputs), 0.9, 0.97, "ranking: ")
+    scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
+    yield Step("done", 1.0)
+    return rk, scores_np
+
 
 # --- graph --------------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ the masks that are not a ranking (SparseGPT on the calibration sample, N:M cuts 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 
@@ -44,7 +43,6 @@ from visualizer.core.device import (  # noqa: F401
 )
 from visualizer.core.pruning.llm_criteria import CALIBRATED, SparseGPTResult, sparsegpt_job
 from visualizer.core.pruning.nm import nm_masks, transposed_weights
-from visualizer.core.pruning.ranking import build_ranking
 from visualizer.core.tasks import Step, sub
 
 Source = Dataset | StreamSource
@@ -222,32 +220,6 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
                    if criterion in CALIBRATED else workspace.criterion_batches())
     target = workspace.model if model is None else model
     return (yield from score(criterion, target, batches, seed=workspace.seed, probes=probes))
-
-
-def rank_job(
-    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
-) -> Generator[Step, None, tuple[object, dict]]:
-    """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
-    ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
-    forward and backward passes are the work), then the ranking for (scope, structure) on the
-    host (the scores come back once). A streamed source is read as a preview sample."""
-    from visualizer.core.pruning.criteria import CRITERIA
-
-    info = CRITERIA[criterion]
-    # The data criteria run backward passes (they write .grad): they get a copy, never the shown
-    # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
-    # GUI thread on every load (it was there in a 130 ms event-loop gap).
-    dev = resolve_device(device)
-    work = copy.deepcopy(model).to(dev) if info.needs_data else model
-    workspace = Workspace(model, dataset, device=dev, seed=seed)
-    if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
-        workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
-    with torch.enable_grad():
-        scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
-    rk = yield from sub(build_ranking(scores, scope=scope, structure=structure), 0.7, 0.97, "ranking: ")
-    scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
-    yield Step("done", 1.0)
-    return rk, scores_np
 
 
 def reconstruct_job(workspace: Workspace, criterion: str, density: float,

@@ -169,3 +169,9 @@ def test_execution_order_follows_the_forward_pass():
     # no example input (or a failing forward pass): registration order
     assert ov.execution_order(model, names, None) == names
     assert ov.execution_order(model, names, torch.randn(1, 7)) == names
+
+
+def test_a_torchscript_model_keeps_its_registration_order():
+    scripted = torch.jit.script(Backwards())  # takes no forward hooks
+    names = ["head.weight", "body.weight", "unused.weight"]
+    assert ov.execution_order(scripted, names, torch.randn(1, 3)) == names

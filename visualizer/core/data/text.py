@@ -3,7 +3,7 @@
 The text is encoded once (offline: ``tokenizer.json`` through the ``tokenizers`` library, or
 what ``transformers.AutoTokenizer`` reads from the folder with ``local_files_only``), the ids are
 cut into blocks of ``block`` tokens (the tail shorter than a block is dropped) and the blocks are
-split by a seeded permutation into train and test (docs/theory.md §19). A block is both the
+split by a seeded permutation into train and test (docs/theory.md §20). A block is both the
 input and the target of a causal language model: evaluation scores the prediction of tokens
 2..L from tokens 1..L−1 (:func:`visualizer.core.training.evaluate.evaluate_job`), and perplexity
 ``exp(mean loss)`` is its metric.

@@ -167,7 +167,7 @@ def calibration_profile(model: nn.Module, batches: Iterable, params: Mapping[str
                         ) -> Generator[Step, None, list[LayerNorms]]:
     """Per layer, ‖X_j‖₂ of every input feature over the calibration sample and the outliers
     ``‖X_j‖ > ratio · mean_j ‖X_j‖`` (what the calibration inspector draws: the reason Wanda
-    beats magnitude, docs/theory.md §19). A conv kernel's inputs are its (in, kh, kw) taps."""
+    beats magnitude, docs/theory.md §20). A conv kernel's inputs are its (in, kh, kw) taps."""
     params = _prunable(model, params)
     layers = calibrated_layers(model, params)
     was = model.training

@@ -71,10 +71,10 @@ def execution_order(model: nn.Module, names: Sequence[str], example: torch.Tenso
                 seen.append(path)
         return hook
 
-    for path in owners:
-        if path in modules:
-            handles.append(modules[path].register_forward_pre_hook(hook_for(path)))
     try:
+        for path in owners:
+            if path in modules:  # TorchScript modules take no hooks: that raises, order kept
+                handles.append(modules[path].register_forward_pre_hook(hook_for(path)))
         if example is None:
             raise ValueError("no example input")
         device = next(iter(model.parameters()), torch.empty(0)).device

@@ -1,4 +1,5 @@
-"""Density profile: how much of each layer a mask keeps, and what that saves.
+"""Density profile: how much of each layer a mask keeps, and what that saves (docs/theory.md §16,
+channel, parameter and FLOP sparsity).
 
 One :class:`ProfileRow` per prunable tensor, with three sparsities that pruning libraries'
 users confuse (Torch-Pruning issues #199 and #214: "pruning ratio 0.5" is a channel ratio, and

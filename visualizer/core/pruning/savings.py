@@ -1,5 +1,5 @@
 """What a mask really saves: parameters, memory as stored, and which layers 2:4 kernels can run
-(docs/theory.md §19, "What a mask saves").
+(docs/theory.md §20, "What a mask saves").
 
 A mask alone saves nothing: the zeros are still stored and multiplied. This module answers "is it
 actually sparse?" for each prunable weight of d entries, k kept, b bytes per entry, r rows:

@@ -1,4 +1,4 @@
-"""2:4 layers on NVIDIA sparse tensor cores: measured time against dense (docs/theory.md §19).
+"""2:4 layers on NVIDIA sparse tensor cores: measured time against dense (docs/theory.md §20).
 
 For every linear layer whose mask is 2:4 along the input dimension and whose shape fits the
 kernel (:func:`visualizer.core.pruning.savings.layer_savings`), the product ``x Wᵀ`` over

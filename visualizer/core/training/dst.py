@@ -21,13 +21,17 @@ trained from its initialisation does not leave chance accuracy in 5 epochs.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from visualizer.core.data.sources import Dataset
+from visualizer.core.pruning.allocation import (
+    erk_densities as erk_densities,  # re-exported: DST starts from it
+)
+from visualizer.core.pruning.allocation import layer_budgets
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import check_density, first_k, kept_count
@@ -57,29 +61,6 @@ def update_fraction(t: int, zeta: float, t_end: int) -> float:
     return zeta / 2.0 * (1.0 + math.cos(math.pi * t / t_end))
 
 
-def erk_densities(shapes: dict[str, Sequence[int]], density: float) -> dict[str, float]:
-    """Erdős–Rényi-Kernel layer densities (Evci et al. 2020): d_l = min(1, eps * r_l) with
-    r_l = sum(shape_l) / prod(shape_l) and eps such that sum_l d_l n_l = D * N.
-
-    A layer whose eps * r_l would exceed 1 is made dense and eps is solved again over the others
-    with what is left of the budget D * N (at most one pass per layer)."""
-    density = check_density(density)
-    sizes = {n: math.prod(s) for n, s in shapes.items()}
-    raw = {n: sum(s) / sizes[n] for n, s in shapes.items() if sizes[n] > 0}
-    dense: set[str] = set()
-    budget = density * sum(sizes.values())
-    while True:
-        rest = [n for n in raw if n not in dense]
-        left = budget - sum(sizes[n] for n in dense)
-        weight = sum(raw[n] * sizes[n] for n in rest)
-        eps = left / weight if weight > 0 else 0.0
-        over = [n for n in rest if eps * raw[n] > 1.0]
-        if not over:
-            break
-        dense.add(max(over, key=lambda n: raw[n]))
-    return {n: 1.0 if n in dense else (eps * raw[n] if n in raw else 0.0) for n in shapes}
-
-
 def kept_counts(params: dict[str, torch.Tensor], density: float, distribution: str = "uniform") -> dict[str, int]:
     """Weights kept per layer. ``uniform``: floor(D * n_l) in every layer (up to one weight of
     rounding per layer). ``erk``: the ERK densities, floored, then the remaining weights of
@@ -90,14 +71,7 @@ def kept_counts(params: dict[str, torch.Tensor], density: float, distribution: s
     sizes = {n: p.numel() for n, p in params.items()}
     if distribution == "uniform":
         return {n: kept_count(density, k) for n, k in sizes.items()}
-    layer_density = erk_densities({n: tuple(p.shape) for n, p in params.items()}, density)
-    exact = {n: d * sizes[n] for n, d in layer_density.items()}
-    counts = {n: kept_count(min(1.0, d), sizes[n]) for n, d in layer_density.items()}
-    short = int(round(density * sum(sizes.values()))) - sum(counts.values())
-    open_layers = [n for n in exact if counts[n] < sizes[n]]
-    for n in sorted(open_layers, key=lambda n: counts[n] - exact[n])[: max(short, 0)]:
-        counts[n] += 1
-    return counts
+    return layer_budgets("erk", density, {n: tuple(p.shape) for n, p in params.items()})
 
 
 def random_masks(

@@ -30,7 +30,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class EvalResult:
     """Mean cross-entropy ``loss`` and ``accuracy`` over ``n`` samples. For token blocks (a
     language model: labels are (batch, tokens)) the loss and accuracy are per predicted token,
-    ``tokens`` counts them and :attr:`perplexity` is the metric (docs/theory.md §19)."""
+    ``tokens`` counts them and :attr:`perplexity` is the metric (docs/theory.md §20)."""
 
     loss: float
     accuracy: float

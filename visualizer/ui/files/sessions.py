@@ -51,6 +51,9 @@ def capture(window: SessionHost) -> Session:
     graph = None if "graph" in getattr(window.views, "pending", ()) else dict.get(window.views, "graph")
     if graph is not None and hasattr(getattr(graph, "view", None), "overlay_name"):
         view["graph_overlay"] = graph.view.overlay_name or graph.view.wanted_overlay
+    over = window.views.get("overview")
+    if over is not None:
+        view.update(overview_mode=over.mode, overview_area=over.area)
     state = None
     if s.weights_modified and loaded is not None:
         state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
@@ -292,6 +295,9 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
     graph = window.views.get("graph") if view.get("graph_overlay") else None
     if graph is not None:  # shown once that overlay is computed for the new model
         graph.view.set_overlay(view["graph_overlay"])
+    over = window.views.get("overview")
+    if over is not None:
+        over.restore(view.get("overview_mode"), view.get("overview_area"))
     if view.get("selected") in s.params:
         s.select(view["selected"])
     s.masks_changed.emit()

@@ -333,6 +333,44 @@ def show_density_law(view: FigureView, r: dict) -> None:
     ))
 
 
+# --- sensitivity ----------------------------------------------------------------------------------
+
+
+def sensitivity_job(model: str = "resnet-mini", levels: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05),
+                    unit: str = "layer", criterion: str = "magnitude", device: str = "auto"):
+    """Each layer (or coupled group) of a bundled model pruned alone at each density: the rows
+    of core.training.sensitivity on the first 512 test images, and a one-line summary."""
+    from types import SimpleNamespace
+
+    from visualizer.core.training.sensitivity import SensitivityConfig
+    from visualizer.core.training.sensitivity import sensitivity_job as analysis
+    from visualizer.core.workspace import Workspace
+
+    yield Step("loading", 0.0)
+    loaded, data = _load(model, device)
+    ws = Workspace(loaded.model, data, device=next(loaded.model.parameters()).device, model_ref=model)
+    res = yield from sub(analysis(ws, SensitivityConfig(model, criterion, unit, tuple(levels), eval_batches=1)),
+                         0.02, 1.0)
+    low = min(levels)
+    at_low = {r["unit"]: r["accuracy"] for r in res.rows if r["level"] == low}
+    fragile, robust = min(at_low, key=at_low.get), max(at_low, key=at_low.get)
+    text = (f"At {low:.0%} density alone: {fragile} falls to {at_low[fragile]:.0%}, {robust} keeps "
+            f"{at_low[robust]:.0%} (dense {res.rows[0]['base_accuracy']:.0%}).")
+    return SimpleNamespace(rows=res.rows, unit=unit, summary=lambda: text)
+
+
+def show_sensitivity(view: FigureView, r) -> None:
+    from visualizer.core.training.sensitivity import heat_table
+
+    units, levels, values = heat_table(r.rows, "accuracy")
+    lines = [Line(levels, row, name) for name, row in zip(units, values)]
+    base = r.rows[0]["base_accuracy"]
+    lines.append(Line([levels[-1], levels[0]], [base, base], "dense", dashed=True, markers=False))
+    view.set_figure(Figure(f"Sensitivity: one {r.unit} pruned at a time", lines,
+                           x_label="density the unit keeps (log scale)", y_label="test accuracy", log_x=True,
+                           legend="bottom-right"))
+
+
 # --- DenseNet and Inception after group lasso --------------------------------------------------
 
 
@@ -516,6 +554,12 @@ PRESETS: dict[str, Preset] = {p.id: p for p in [
            "efficiency eta, while a structurally shrunk model stays dense and fast.",
            _speed_view, time_to_train_job, show_time_to_train,
            "docs/theory.md, The speed model"),
+    Preset("sensitivity", "Sensitivity: which layers can lose how much",
+           "Each layer of the residual network pruned alone by magnitude, everything else dense. "
+           "The stem and the first blocks break first; the last layers barely notice: a uniform cut "
+           "spends its budget where it hurts most, and a sensitivity allocation does not.",
+           FigureView, sensitivity_job, show_sensitivity,
+           "Han et al. 2015; Distiller's sensitivity analysis; docs/theory.md, Group-faithful sensitivity"),
     *LAB_PRESETS,
 ]}
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.core.pruning.allocation import ALLOCATION_TITLES
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.ui.panels.data_box import NEEDS_DATA
 from visualizer.ui.panels.density import (
@@ -44,6 +45,7 @@ class PruningPanel(QWidget):
         self.scope_box = QComboBox()
         self.scope_box.addItem("global (one threshold for all layers)", "global")
         self.scope_box.addItem("per layer (same density in every layer)", "layer")
+        self._fill_allocations()
         self.structure_box = QComboBox()
         self.structure_box.addItem("unstructured (single weights)", "unstructured")
         self.structure_box.addItem("channel (whole output channels)", "channel")
@@ -96,6 +98,25 @@ class PruningPanel(QWidget):
         self.update_label()
         self.update_data()
 
+    # the allocations of core.pruning.allocation that the two scopes above do not already offer:
+    # each spreads the density over the layers and keeps exactly floor(density x weights)
+    ALLOCATION_TIPS = {
+        "uniform": "Every layer at the target density (±1 weight, so the total is exact).",
+        "erk": "Erdős–Rényi-Kernel (Evci et al. 2020): density ∝ (fan-in + fan-out + kernel) / size; "
+               "small layers stay denser, capped at 100%.",
+        "owl": "Outlier-weighted layerwise sparsity (Yin et al. 2024): layers with more |W|·‖X‖ outliers "
+               "keep more, within ±λ of the target. Reads a few training batches.",
+        "sensitivity": "Measures each layer's loss increase at several densities (on training batches), "
+                       "then keeps the densities with the least summed increase (knapsack).",
+    }
+    DATA_ALLOCATIONS = ("owl", "sensitivity")
+
+    def _fill_allocations(self) -> None:
+        self.scope_box.insertSeparator(self.scope_box.count())
+        for aid, tip in self.ALLOCATION_TIPS.items():
+            self.scope_box.addItem(f"allocation: {ALLOCATION_TITLES[aid]}", aid)
+            self.scope_box.setItemData(self.scope_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+
     def _fill_criteria(self) -> None:
         self.criteria = CRITERIA
         for cid, info in CRITERIA.items():
@@ -119,6 +140,14 @@ class PruningPanel(QWidget):
             item.setEnabled(has_data)
             tip = f"{info.title}: {info.formula}\n{info.meaning}\n(uses a few training batches)"
             item.setToolTip(tip if has_data else f"{NEEDS_DATA}\n{tip}")
+        scopes = self.scope_box.model()
+        for i in range(self.scope_box.count()):
+            aid = self.scope_box.itemData(i)
+            if aid in self.DATA_ALLOCATIONS:
+                item = scopes.item(i)
+                item.setEnabled(has_data)
+                tip = self.ALLOCATION_TIPS[aid]
+                item.setToolTip(tip if has_data else f"{NEEDS_DATA}\n{tip}")
 
     def _explain(self) -> None:
         info = self.criteria.get(self.criterion_box.currentData() or "")

@@ -22,6 +22,7 @@ VIEW_MODULES = [
     "visualizer.ui.views.calibration",
     "visualizer.ui.views.reconstruction",
     "visualizer.ui.views.savings",
+    "visualizer.ui.views.sensitivity",
 ]
 
 

@@ -2,7 +2,7 @@
 
 Wanda (Sun et al. 2024) and OWL (Yin et al. 2024) read these norms; a few features far above the
 rest (outliers) are why activation-aware pruning beats magnitude on language models
-(docs/theory.md §19). The norms come from core (``calibration_profile`` on the workspace's
+(docs/theory.md §20). The norms come from core (``calibration_profile`` on the workspace's
 calibration sample) in a job; this view only draws them: the selected layer's norms by input
 index with the outliers in a second colour, and every layer's outlier share.
 """

@@ -1,6 +1,6 @@
 """The heatmap's N:M mode: the boundaries of the M-blocks drawn over the layer's image.
 
-An N:M mask keeps N weights in every group of M consecutive inputs (docs/theory.md §19); with the
+An N:M mask keeps N weights in every group of M consecutive inputs (docs/theory.md §20); with the
 block edges drawn, a user sees that each block holds exactly N kept weights. For a flat layout the
 input dimension runs along the columns (a conv kernel flattened as in·kh·kw); transformers'
 ``Conv1D`` stores (in, out), so its blocks run down the rows. Lines are drawn only where they are

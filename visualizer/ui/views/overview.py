@@ -206,8 +206,8 @@ class OverviewView(QWidget):
             ov.set_mask(s.masks.masks)
         if s.snapshot is not None:
             ov.set_reference(s.snapshot.masks, None if s.masks is None else s.masks.masks)
-        if s.scores is not None:
-            ov.set_scores(s.scores)
+        if s.scores is not None:  # a pass over every score: in a job, as on a new ranking
+            self._scores_changed()
 
     def _masks_changed(self) -> None:
         if self.overview is None or self.state.masks is None:
@@ -263,6 +263,13 @@ class OverviewView(QWidget):
 
     def set_area(self, area: str) -> None:
         self.area_box.setCurrentIndex(list(AREA_MODES).index(area))
+
+    def restore(self, mode: str | None, area: str | None) -> None:
+        """A saved session's colour mode and area mode (unknown or missing values are ignored)."""
+        if area in AREA_MODES:
+            self.set_area(area)
+        if mode in COLOUR_MODES and (mode != "diff" or self.state.snapshot is not None):
+            self.set_mode(mode)
 
     def take_snapshot(self) -> None:
         if self.state.masks is not None:

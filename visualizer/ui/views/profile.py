@@ -194,7 +194,16 @@ class ProfileView(QWidget):
         self.refresh()
 
     def _masks_changed(self) -> None:
-        self._timer.start()
+        if self.isVisible():
+            self._timer.start()
+        else:  # behind another tab: counted again when it comes to the front
+            self._stale = True
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if getattr(self, "_stale", False):
+            self._stale = False
+            self._timer.start()
 
     # --- comparisons -------------------------------------------------------------------------
     def add_comparison(self, entry) -> None:

@@ -2,7 +2,7 @@
 
 At the window's density (or its N:M structure), core's ``compare_layers`` prunes every layer with
 readable inputs three ways on the calibration sample and measures how much each changes the
-layer's output (docs/theory.md §19); rows stream in as layers finish. SparseGPT also changes the
+layer's output (docs/theory.md §20); rows stream in as layers finish. SparseGPT also changes the
 kept weights: its relative weight change is not drawn here, the CLI reports it.
 """
 

@@ -1,5 +1,5 @@
 """Real savings of the current mask: parameters, memory as stored (dense, CSR, 2:4) and which
-layers 2:4 kernels can run, with the reason for each that cannot (docs/theory.md §19).
+layers 2:4 kernels can run, with the reason for each that cannot (docs/theory.md §20).
 
 Core computes the table (``core.pruning.savings``) in a job; this view lists it.
 """
