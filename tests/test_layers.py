@@ -142,13 +142,13 @@ raise SystemExit(main(['prune', 'lenet', '--density', '0.2']))
 #
 # KNOWN_BACK_EDGE: the one cycle left, named so that any other fails. pruning.criteria's
 # second-order scores (OBD, GraSP) differentiate through curvature.operator's Hessian operator,
-# while curvature builds its coordinates from pruning's masks and prunable weights and reads
-# workspace's batch rules, and workspace.score_job (the one scoring entry point) calls the
-# criteria. Breaking it means giving the Hessian-vector-product operator a home below pruning.
+# while curvature builds its coordinates from pruning's masks and prunable weights. No module of
+# the two imports the other back (the operator imports masks and prunable, which import neither
+# criteria nor curvature), so no function-level import is needed for it. Breaking it means giving
+# the Hessian-vector-product operator a home below pruning.
 KNOWN_BACK_EDGE = ("pruning", "curvature")
-# the one function-level import that edge forces: importing criteria at workspace's module level
-# would run workspace -> criteria -> curvature.operator -> workspace while workspace is half made
-ALLOWED_FUNCTION_IMPORTS = {("visualizer/core/workspace.py", "visualizer.core.pruning.criteria")}
+# function-level core imports still allowed, each with its reason (none today)
+ALLOWED_FUNCTION_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _core_imports() -> list[tuple[str, str, bool]]:

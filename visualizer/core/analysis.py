@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
-from visualizer.core.curvature.operator import eval_batches
 from visualizer.core.curvature.spectrum import SpectrumOptions, dense_vs_masked
 from visualizer.core.pruning.allocation import build_allocated_ranking
 from visualizer.core.pruning.criteria import CRITERIA
@@ -35,6 +34,7 @@ from visualizer.core.workspace import (
     PREVIEW_BATCH_SIZE,
     PREVIEW_BATCHES,
     Workspace,
+    curvature_batches,
     model_on,
     resolve_device,
     streamed,
@@ -168,7 +168,7 @@ def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     work = model_on(model, device)
-    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    evalset = curvature_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     options = SpectrumOptions(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
     both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
     for spec in (both.dense, both.masked):
@@ -200,7 +200,7 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     model = model_on(model, device)  # a copy on the device; the grids come back as numpy
-    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    evalset = curvature_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     pruned = masks.masked_state(model)
     curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")

@@ -7,7 +7,8 @@ the same settings give the same mask and the same accuracy everywhere:
 - :func:`criterion_batches`: the batches a data-driven criterion (SNIP, GraSP, Taylor, OBD)
   scores on: the first ``n`` mini-batches of a seeded shuffle of the training split.
 - :func:`evaluation_batches`: the batches evaluation and curvature read: the first ``n``
-  mini-batches of a split in fixed order (all of them when ``n`` is None).
+  mini-batches of a split in fixed order (all of them when ``n`` is None); :func:`curvature_batches`
+  holds them as the Hessian operator's evaluation set.
 - :func:`training_batches`: one epoch of seeded shuffled mini-batches of the training split.
 
 Each rule is one function; nothing else in the code base slices a dataset. The rules read both
@@ -28,6 +29,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from visualizer.core.curvature.operator import EvalSet
 from visualizer.core.data.sources import Dataset
 from visualizer.core.data.streaming import StreamBatches, StreamSource, seeded_order
 
@@ -41,6 +43,7 @@ from visualizer.core.device import (  # noqa: F401
     model_on,
     resolve_device,
 )
+from visualizer.core.pruning.criteria import CRITERIA, score
 from visualizer.core.pruning.llm_criteria import CALIBRATED, SparseGPTResult, sparsegpt_job
 from visualizer.core.pruning.nm import nm_masks, transposed_weights
 from visualizer.core.tasks import Step, sub
@@ -151,6 +154,23 @@ def evaluation_batches(data: Source, n: int | None = None, batch_size: int = EVA
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)]
 
 
+def curvature_batches(
+    dataset: Source,
+    n_batches: int | None = CURVATURE_BATCHES,
+    batch_size: int = CURVATURE_BATCH_SIZE,
+    split: str = "test",
+) -> EvalSet:
+    """The batches the Hessian operator and the loss landscape read: :func:`evaluation_batches`
+    as an :class:`~visualizer.core.curvature.operator.EvalSet`, the first ``n_batches`` batches
+    of ``split`` in fixed order (None or 0: the whole split)."""
+    if not n_batches and not getattr(dataset, "in_memory", True):
+        # the operator reads its batches at every Hessian-vector product: held in memory, a
+        # streamed split (an image folder) would be held whole
+        raise ValueError(f"curvature on {dataset.name} reads a sample: give a number of batches "
+                         "(--batches N, or 'samples' in the window), not the whole split")
+    return EvalSet(list(evaluation_batches(dataset, n_batches, batch_size, split)))
+
+
 def training_batches(data: Source, batch_size: int, seed: int | torch.Generator) -> Iterator[Batch]:
     """One epoch of the training split in mini-batches, shuffled by a seeded generator (pass the
     same ``torch.Generator`` on to get the next epoch's order)."""
@@ -207,8 +227,6 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
     point. A data criterion (SNIP, GraSP, Taylor, OBD) reads :meth:`Workspace.criterion_batches`;
     the workspace's seed also seeds the random criterion and the OBD probes. Raises ValueError for
     an unknown criterion, or a data criterion without data."""
-    from visualizer.core.pruning.criteria import CRITERIA, score
-
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
     info = CRITERIA[criterion]

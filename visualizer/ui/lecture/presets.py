@@ -223,7 +223,6 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
     pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
     run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
-    from visualizer.core.curvature.operator import eval_batches
     from visualizer.core.curvature.spectrum import (
         SpectrumOptions,
         dense_vs_masked,
@@ -232,7 +231,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     from visualizer.core.pruning.ranking import mask_from_scores
     from visualizer.core.training.loop import TrainConfig
     from visualizer.core.training.lottery import rewind_points
-    from visualizer.core.workspace import Workspace
+    from visualizer.core.workspace import Workspace, curvature_batches
 
     yield Step("loading", 0.0)
     loaded, data = _load(model, device)
@@ -240,7 +239,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     workspace = Workspace(net, data, model_ref=model)
     mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
-    evalset = eval_batches(data)
+    evalset = curvature_batches(data)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
     run_ = yield from sub(rewind_points(net, model, data, taus, TrainConfig(device=device)), 0.5, 0.6, "training: ")
