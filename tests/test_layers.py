@@ -204,6 +204,27 @@ def test_cores_subpackages_form_a_dag():
     assert list(nx.simple_cycles(graph)) == []
 
 
+def test_cores_modules_form_a_dag():
+    """No core module imports, at module level, one that imports it back (directly or through
+    others): a cycle between modules is what forces a function-level import, even inside one
+    subpackage or along the known back edge."""
+    import networkx as nx
+
+    modules = {_module_name(p, ROOT) for p in (PACKAGE / "core").rglob("*.py")}
+
+    def module_of(name: str) -> str:  # "pkg.mod.Name" -> "pkg.mod"; a package -> its __init__
+        while name not in modules and "." in name:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = nx.DiGraph()
+    for f, m, inside in _core_imports():
+        a, b = _module_name(ROOT / f, ROOT), module_of(m)
+        if not inside and a != b:
+            graph.add_edge(a, b)
+    assert list(nx.simple_cycles(graph)) == []
+
+
 def test_the_layer_checker_sees_function_level_and_skips_type_checking_imports(tmp_path, monkeypatch):
     fake = tmp_path / "visualizer" / "core" / "pruning" / "x.py"
     fake.parent.mkdir(parents=True)
