@@ -133,6 +133,17 @@ raise SystemExit(main(['prune', 'lenet', '--density', '0.2']))
     assert "to 20.00% requested: kept 3,903 of 19,518" in out.stdout
 
 
+def test_preset_list_runs_with_qt_unimportable():
+    """The presets' jobs, titles and captions are core's: listing them needs no Qt."""
+    code = BLOCK_QT + """
+from visualizer.cli import main
+raise SystemExit(main(['preset', '--list', '--json']))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '"name": "lth"' in out.stdout and '"name": "mask-probability"' in out.stdout
+
+
 # --- core's own layering ------------------------------------------------------------------------
 # Core's subpackages (and its top-level modules: tasks, errors, device, workspace, ...) form a
 # directed acyclic graph of runtime imports, and no core module imports another inside a function

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from visualizer.cli import main
 
 
@@ -19,6 +21,8 @@ def test_info_on_gpt2(capsys, hf_gpt2):
     info = json.loads(out)
     assert code == 0 and info["weights"] == "pretrained: model.safetensors"
     assert info["prunable"] == 2 * (32 * 96 + 32 * 32 + 32 * 64 + 64 * 32) + 96 * 32
+    layers = {row["name"]: row for row in info["layers"]}
+    assert layers["transformer.wte.weight"]["prunable"] and "lm_head.weight" not in layers  # tied: one row
 
 
 def test_graph_with_an_example_input(capsys, hf_gpt2):
@@ -42,3 +46,19 @@ def test_shrink_llama_by_heads_and_neurons(capsys, hf_llama, tmp_path):
     result = json.loads(out)
     assert result["max_output_diff"] <= 1e-5 and result["units_removed"] == 2 * (1 + 32)
     assert result["params_after"] < result["params_before"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_shrunk_gpt2_as_export_and_torchscript_archives(capsys, hf_gpt2, tmp_path):
+    """Archives of a transformers model return its logits, so they load without transformers'
+    output classes."""
+    import torch
+
+    code, _, err = run_cli(capsys, "shrink", f"hf:{hf_gpt2}", "--density", "0.5",
+                           "--export", str(tmp_path / "small.pt2"), "--torchscript", str(tmp_path / "small.jit"))
+    assert code == 0, err
+    ids = torch.randint(0, 96, (2, 16))
+    exported = torch.export.load(str(tmp_path / "small.pt2")).module()
+    scripted = torch.jit.load(str(tmp_path / "small.jit"))
+    with torch.no_grad():
+        assert torch.allclose(exported(ids), scripted(ids), atol=1e-5)

@@ -74,3 +74,31 @@ def test_calibrated_criterion_without_data_is_one_line(capsys, model_ref):
     code, out, err = run_cli(capsys, "prune", model_ref, "--trust", "--criterion", "sparsegpt", "--density", "0.5")
     assert code != 0
     assert len(err.strip().splitlines()) == 1 and "--data" in err
+
+
+def test_2_4_skips_and_lists_layers_whose_inputs_do_not_fit(capsys):
+    # LeNet's convolutions read 1·3·3 = 9 and 6·3·3 = 54 inputs per output: not multiples of 4
+    code, out, err = run_cli(capsys, "prune", "lenet", "--structure", "2:4", "--density", "0.5", "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert set(res["skipped"]) == {"conv1.weight", "conv2.weight"}
+    assert "conv1.weight skipped: input dimension 9 is not a multiple of 4" in err
+    dense = {ld["name"]: ld["density"] for ld in res["layers"]}
+    assert dense["conv1.weight"] == 1.0 and dense["fc1.weight"] == 0.5
+
+
+def test_bad_nm_structure_is_one_line(capsys):
+    code, _out, err = run_cli(capsys, "prune", "lenet", "--structure", "5:4", "--density", "0.5")
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "N:M" in err
+
+
+def test_sweep_rows_carry_perplexity(capsys, model_ref, tmp_path):
+    out = tmp_path / "rows.csv"
+    code, stdout, err = run_cli(capsys, "sweep", model_ref, "--trust", "--data", f"text:{PROSE}", "--criteria",
+                                "magnitude,wanda", "--densities", "1,0.5", "--out", str(out))
+    assert code == 0, err
+    assert "perplexity" in stdout.splitlines()[0]
+    header = out.read_text().splitlines()[0].split(",")
+    assert "perplexity" in header
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert len(rows) == 4 and all(r["perplexity"] > 1 for r in rows)

@@ -174,7 +174,7 @@ def test_same_settings_give_the_same_mask_and_accuracy_everywhere(criterion, dig
 
 
 def test_the_snip_preset_scores_like_the_window_and_the_cli(digits, capsys, tmp_path):
-    from visualizer.ui.lecture.presets import snip_vs_magnitude_job
+    from visualizer.core.lecture.presets import snip_vs_magnitude_job
 
     preset = run(snip_vs_magnitude_job("mlp", "fc1.weight", DENSITY))
     window_mask, _ = _window(load_model("mlp").model, digits, "snip")

@@ -34,3 +34,11 @@ def test_default_masks_are_2_4_magnitude():
     model = nn.Sequential(nn.Linear(128, 64))
     rows, skipped = semi_structured_speed(model, tokens=256, repeats=3)
     assert len(rows) == 1 and not skipped
+
+
+def test_speed_report_json_shape():
+    from visualizer.core.structure.semi_structured import semi_structured_report
+
+    report = semi_structured_report(nn.Sequential(nn.Linear(128, 64), nn.Linear(64, 30)), tokens=256, repeats=3)
+    assert [r["name"] for r in report["layers"]] == ["0.weight"]
+    assert "1.weight" in report["not_timed"] and report["speedup"] > 0

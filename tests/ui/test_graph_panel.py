@@ -70,3 +70,48 @@ def test_the_overlay_choice_is_saved_in_the_session(qtbot, window, tmp_path):
     other.docks["graph"].raise_()  # computed once the tab is looked at
     qtbot.waitUntil(lambda: graph.view.overlay_name == "FLOPs", timeout=10000)
     other.jobs.shutdown(1.0)
+
+
+def test_masked_vs_shrunk_table(qtbot, window):
+    panel = shown_panel(qtbot, window)
+    window.pruning_panel.set_density(0.5)
+    wait_idle(qtbot, window)
+    panel.compare_shrunk()
+    wait_idle(qtbot, window, timeout=60000)
+    table = panel.before_after.table
+    rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in (1, 2, 3)] for r in range(table.rowCount())}
+    assert rows["parameters stored"][0] == rows["parameters stored"][1]  # masked stores its zeros
+    assert rows["FLOPs executed"][0] == rows["FLOPs executed"][1]
+    assert "save nothing by themselves" in panel.before_after.note.text()
+
+
+def test_the_kept_units_of_a_shown_group_follow_the_slider(qtbot, window):
+    panel = shown_panel(qtbot, window)
+    view = panel.view
+    view.select("conv1", emit=True)  # as a click on conv1 does
+    assert view.groups_tree.isVisible()
+    group = view.groups_of("conv1")[0]
+    assert group.kept == group.size
+    masks = window.state.masks.copy()
+    masks.masks["conv1.weight"][:2] = False  # two output channels of conv1 pruned entirely
+    window.state.set_masks(masks)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: view.groups_of("conv1")[0].kept == group.size - 2, timeout=3000)
+    assert f"keeps {group.size - 2}/{group.size}" in view.groups_tree.topLevelItem(0).text(0)
+
+
+def test_a_double_click_on_a_layer_opens_its_heatmap(qtbot, window):
+    from PySide6.QtCore import Qt
+
+    panel = shown_panel(qtbot, window)
+    view = panel.view
+    pos = view.canvas.mapFromScene(view.scene_pos_of("fc2"))
+    vp = view.canvas.viewport()
+    # a double click as the system sends it: press, release, double-click, release
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: window.state.selected == "fc2.weight", timeout=3000)
+    heat = window.views["heatmap"]
+    qtbot.waitUntil(lambda: not heat.visibleRegion().isEmpty(), timeout=3000)
+    assert panel.visibleRegion().isEmpty()  # the heatmap tab came to the front

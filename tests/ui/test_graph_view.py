@@ -137,7 +137,7 @@ def test_any_registered_overlay_paints_and_the_legend_follows(qtbot):
     assert view.overlay_name == "sensitivity"
     assert view.colorbar_item.isVisible()
     assert view.colorbar_item.levels() == pytest.approx((-5.0, 5.0))
-    assert "sensitivity (Δ loss)" in view.colorbar_item.getAxis("left").labelText
+    assert "sensitivity (Δ loss)" in view.colorbar_item.axis.labelText
     assert view.value_of("layer3.conv1") == 5.0
     # a new value for the shown overlay repaints it
     view.overlays.set("sensitivity", {"layer3.conv1": 2.0}, diverging=True)
@@ -161,7 +161,10 @@ def test_a_coupled_group_highlights_every_member_and_says_why(qtbot):
                           ("layer1.conv2.weight", "produces the channels; residual add joins it"),
                           ("layer3.shortcut.0.weight", "reads these channels")], size=16, kept=12)
     view.set_groups([group])
-    view.select_layer("stem.0")
+    view.select_layer("stem.0")  # selected in another view: marked, the list stays closed
+    assert not view.groups_tree.isVisible()
+    view.open_node("stem")
+    click(qtbot, view, "stem.0")  # a click here lists the layer's groups
     assert view.groups_tree.isVisible() and view.groups_tree.topLevelItemCount() == 1
     top = view.groups_tree.topLevelItem(0)
     assert "keeps 12/16" in top.text(0) and top.child(0).text(1).startswith("produces")
@@ -218,3 +221,23 @@ def test_export_png_svg_and_json_at_any_size(qtbot, tmp_path):
     js = json.loads((tmp_path / "g.json").read_text())
     assert "layer3" in js["opened"] and js["overlays"]["kept fraction"]["values"]["fc.weight"] == 0.5
     assert any(c["id"] == "layer1..layer2" and c["repeat"] == 2 for c in js["hierarchy"]["containers"])
+
+
+def test_a_large_container_is_laid_out_off_the_gui_thread_and_shows_closed_meanwhile(qtbot, monkeypatch):
+    import networkx as nx
+
+    from visualizer.core.structure import hierarchy as hier
+
+    monkeypatch.setattr(hier, "LARGE_CONTAINER", 5)
+    g = nx.DiGraph([(f"n{i}", f"n{i + 1}") for i in range(11)])
+    for n in g:
+        g.nodes[n].update(kind="layer", target=n, params=1)
+    h = hier.build_hierarchy(g, {n: "" for n in g})  # 12 nodes at the top: "large" here
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(600, 300)
+    view.show()
+    view.set_hierarchy(h)
+    assert view.placement.visible == [ROOT] and "laying out" in view.titles[0]  # the model, closed
+    qtbot.waitUntil(lambda: view.is_open(ROOT), timeout=5000)
+    assert view.placement.visible == [f"n{i}" for i in range(12)]

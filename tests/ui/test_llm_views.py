@@ -4,6 +4,7 @@ real savings, and the heatmap's N:M blocks."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PySide6.QtCore import Qt
 
@@ -67,3 +68,64 @@ def test_heatmap_draws_the_m_blocks(qtbot, window):
     assert view.blocks.edges[-1] <= cols
     qtbot.mouseClick(view.blocks_check, Qt.MouseButton.LeftButton)
     assert not view.blocks.item.isVisible()
+
+
+def test_curves_show_perplexity_for_language_model_rows(qtbot, window):
+    from visualizer.ui.jobs.training import accuracy_text
+
+    rows = [{"criterion": "wanda", "density": d, "accuracy": 0.1, "loss": 3.0, "perplexity": p, "retrain": "none"}
+            for d, p in ((1.0, 20.0), (0.5, 25.0), (0.3, 60.0))]
+    window.state.set_results(rows)
+    view = window.views["curves"]
+    view.refresh()
+    assert view.plot.getAxis("left").labelText == "test perplexity"
+    (item,) = [i for i in view.plot.listDataItems() if i.name()]
+    assert sorted(item.getData()[1].tolist()) == [20.0, 25.0, 60.0]
+    assert accuracy_text(rows[1]).startswith("perplexity 25")
+
+
+def test_apply_sparsegpt_installs_mask_and_weight_change(qtbot, window):
+    window.state.density = 0.5
+    before = {n: v.copy() for n, v in window.state.params.items()}
+    view = window.views["reconstruction"]
+    qtbot.mouseClick(view.apply_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    assert window.state.mask_source == "SparseGPT"
+    assert "SparseGPT applied" in view.status.text()
+    assert view.changes and all(v > 0 for v in view.changes.values())
+    name = next(iter(view.changes))
+    kept = window.state.masks[name].numpy()
+    after = window.state.params[name]
+    assert (after[kept] != before[name][kept]).any()  # the kept weights moved
+    assert window.state.weights_modified
+
+
+def test_make_it_2_4_installs_an_exact_pattern_and_lists_the_skipped(qtbot, window):
+    from visualizer.core.pruning.nm import is_nm
+
+    qtbot.waitUntil(lambda: bool(window.state.scores), timeout=20000)
+    view = window.views["savings"]
+    qtbot.mouseClick(view.make_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    masks = window.state.masks
+    assert window.state.mask_source == "2:4"
+    assert is_nm(masks["fc1.weight"], 2, 4)
+    assert masks["conv1.weight"].all() and "conv1.weight" in view.summary.text()
+    kernels = {view.table.item(i, 0).text(): view.table.item(i, 8).text() for i in range(view.table.rowCount())}
+    assert "not a multiple of the kernel tile" in kernels["fc3.weight"]  # 10x84
+
+
+@pytest.mark.parametrize("view", ["calibration", "reconstruction", "savings"])
+def test_screenshot_of_the_llm_views(view, tmp_path, capsys, qapp):
+    from PySide6.QtGui import QImage
+
+    from visualizer.cli import main
+
+    out = tmp_path / f"{view}.png"
+    rc = main(["screenshot", "--view", view, "--out", str(out), "--model", "lenet", "--density", "0.5",
+               "--size", "800x500"])
+    assert rc == 0
+    img = QImage(str(out))
+    assert not img.isNull() and (img.width(), img.height()) == (800, 500)
+    colours = {img.pixel(x, y) for x in range(0, 800, 7) for y in range(0, 500, 7)}
+    assert len(colours) > 8  # drawn, not a blank widget

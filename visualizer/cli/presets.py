@@ -60,7 +60,7 @@ def _progress():
 
 
 def preset_rows() -> list[dict]:
-    from visualizer.ui.lecture.presets import PRESETS
+    from visualizer.core.lecture.presets import PRESETS
 
     rows = []
     for p in PRESETS.values():

@@ -250,9 +250,16 @@ def cmd_speed(args) -> int:
     masks = resolve_mask(args, loaded)
     rep = compare_speed(loaded.model, args.density, shrunk=r.shrunk.model, example=x, repeats=args.repeats,
                         device=args.device, peak_flops=args.peak_flops, masks=masks)
+    semi = None
+    if getattr(args.device, "type", "") == "cuda":  # 2:4 layers on sparse tensor cores vs dense
+        from visualizer.core.structure.semi_structured import semi_structured_report
+
+        semi = semi_structured_report(loaded.model, masks)
     if args.json:
         out = rep.to_json()
         out.update(model=args.model, density=args.density, criterion=args.criterion)
+        if semi is not None:
+            out["semi_structured"] = semi
         print_json(out)
         return 0
     sp = rep.speedups()
@@ -261,4 +268,19 @@ def cmd_speed(args) -> int:
     print(f"{args.model} on {rep.device}, batch {rep.batch}, {rep.repeats} interleaved repeats, {rep.threads} threads")
     print(table(rows, ["model", "params", "useful FLOPs", "executed FLOPs", "latency ms", "speed-up", "GFLOP/s", "eta"]))
     print("eta = achieved useful FLOP/s / dense FLOP/s (hardware efficiency relative to dense; Hoefler et al. 2021)")
+    if semi is not None:
+        _print_semi(semi)
     return 0
+
+
+def _print_semi(semi: dict) -> None:
+    if "skipped" in semi:
+        print(f"2:4 layers: not measured ({semi['skipped']})")
+        return
+    rows = [[r["name"], "x".join(map(str, r["shape"])), r["dense_ms"], r["sparse_ms"], r["speedup"]] for r in semi["layers"]]
+    print(f"\n2:4 semi-structured layers (float16, {semi['tokens']} tokens; to_sparse_semi_structured vs dense):")
+    print(table(rows, ["layer", "out x in", "dense ms", "2:4 ms", "dense/2:4"]))
+    if semi["speedup"] is not None:
+        print(f"all 2:4 layers together: dense/2:4 = {semi['speedup']:.2f}x")
+    for name, why in semi["not_timed"].items():
+        print(f"  not timed: {name}: {why}")

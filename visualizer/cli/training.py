@@ -461,7 +461,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             cols.insert(3, "seed")
         if any(config.allocation_list()):
             cols.insert(1, "allocation")
-        print(table([[r[c] for c in cols] for r in res.rows], cols))
+        if any("perplexity" in r for r in res.rows):  # a language model: its metric first
+            cols.insert(cols.index("accuracy"), "perplexity")
+        print(table([[r.get(c, "") for c in cols] for r in res.rows], cols))
         print(f"{res.computed} rows computed, {res.reused} reused; wrote {out}")
     return 0
 

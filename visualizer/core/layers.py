@@ -64,6 +64,20 @@ def parameter_names(model: nn.Module) -> dict[int, str]:
     return {id(p): name for name, p in model.named_parameters()}
 
 
+def tied_aliases(model: nn.Module) -> dict[str, str]:
+    """Every second name of a tied parameter or buffer -> its one name (:func:`parameter_names`):
+    GPT-2's ``{"lm_head.weight": "transformer.wte.weight"}``."""
+    out: dict[str, str] = {}
+    for named in (model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False)):
+        first: dict[int, str] = {}
+        for name, t in named:
+            if id(t) in first:
+                out[name] = first[id(t)]
+            else:
+                first[id(t)] = name
+    return out
+
+
 def untie(model: nn.Module, params: dict[str, nn.Parameter]) -> dict[str, nn.Parameter]:
     """``params`` with every tied parameter once, under its :func:`parameter_names` name, in the
     order first met."""

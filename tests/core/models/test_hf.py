@@ -52,11 +52,20 @@ def test_tied_weight_mask_round_trips_and_masks_both_names(hf_gpt2, tmp_path):
     assert bool((model.lm_head.weight[:, ::2] == 0).all())  # the head is the same tensor
 
 
+def test_a_weights_file_names_a_tied_tensor_once(hf_gpt2):
+    """save_pretrained writes the tied embedding once; --weights reads it back into both names."""
+    torch.manual_seed(123)  # the architecture's own init differs from the file's weights
+    loaded = load_model(f"hf:{hf_gpt2}", weights=str(hf_gpt2 / "model.safetensors"))
+    assert loaded.model.lm_head.weight is loaded.model.transformer.wte.weight
+    assert torch.equal(loaded.model.lm_head.weight, build_hf_model("gpt2").transformer.wte.weight)
+
+
 def test_example_inputs_of_token_and_image_models(hf_gpt2, hf_vit):
     from visualizer.core.structure.graph import example_input
 
     x = example_input(load_model(f"hf:{hf_gpt2}").model)
     assert x.dtype == torch.int64 and x.shape == (2, 16) and 0 <= int(x.min()) and int(x.max()) < VOCAB
+    assert example_input(load_model(f"hf:{hf_gpt2}").model, dataset="digits").dtype == torch.int64  # config wins
     v = example_input(load_model(f"hf:{hf_vit}").model, batch=3)
     assert v.dtype == torch.float32 and v.shape == (3, 3, 16, 16)
 
@@ -131,3 +140,68 @@ def test_a_torchscript_file_counts_as_pretrained(tmp_path):
     torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 2))), str(path))
     loaded = load_model(str(path))
     assert loaded.pretrained and loaded.weights_line == "pretrained: vad.jit"
+
+
+CUSTOM_CONFIG = '''
+from transformers import PretrainedConfig
+
+
+class TinyConfig(PretrainedConfig):
+    model_type = "tiny-custom"
+
+    def __init__(self, width=4, **kwargs):
+        self.width = width
+        super().__init__(**kwargs)
+'''
+
+CUSTOM_MODEL = '''
+import torch
+from transformers import PreTrainedModel
+
+from .configuration_tiny import TinyConfig
+
+
+class TinyModel(PreTrainedModel):
+    config_class = TinyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.fc = torch.nn.Linear(config.width, 2)
+        self.post_init()
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_remote_code_runs_only_with_trust(tmp_path, monkeypatch):
+    """A folder whose config maps its own classes (auto_map) is refused without --trust and
+    loads with it, offline (the code is read from the folder)."""
+    from tests.hfmodels import _transformers
+
+    _transformers()  # skips where transformers is missing
+    import transformers.dynamic_module_utils as dynamic
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "configuration_tiny.py").write_text(CUSTOM_CONFIG)
+    (folder / "modeling_tiny.py").write_text(CUSTOM_MODEL)
+    config = {"model_type": "tiny-custom", "width": 4,
+              "auto_map": {"AutoConfig": "configuration_tiny.TinyConfig", "AutoModel": "modeling_tiny.TinyModel"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import save_file
+
+    save_file({"fc.weight": torch.ones(2, 4), "fc.bias": torch.zeros(2)}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="needs its own Python code"):
+        load_model(f"hf:{folder}")
+    loaded = load_model(f"hf:{folder}", trust=True)
+    assert type(loaded.model).__name__ == "TinyModel" and bool((loaded.model.fc.weight == 1).all())
+    assert list(prunable_parameters(loaded.model)) == ["fc.weight"]
+
+
+def test_without_transformers_is_one_line(hf_gpt2, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an uninstalled library looks like
+    with pytest.raises(ModelLoadError, match=r"need the transformers library: pip install 'pruneviz\[hf\]'"):
+        load_model(f"hf:{hf_gpt2}")

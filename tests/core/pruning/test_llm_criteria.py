@@ -182,3 +182,36 @@ def test_calibration_profile_marks_outlier_features():
     assert row.name == "0.weight"
     assert torch.allclose(row.norms[:7], torch.full((7,), 2.0))
     assert row.outliers.tolist() == [7] and row.share == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_row_ranks_equal_a_stable_descending_argsort(transposed):
+    torch.manual_seed(6)
+    w = torch.randn(6, 10)
+    w[:, 2:5] = 0.5  # ties go to the lower input index
+    w[0, 7] = -0.0
+    rows = w.t() if transposed else w
+    order = torch.argsort(-rows.t() if transposed else -rows, dim=1, stable=True)
+    expect = torch.empty_like(order)
+    expect.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    expect = 1.0 - expect.float() / order.shape[1]
+    got = row_ranks(rows, transposed)
+    assert torch.equal(got, expect.t() if transposed else expect)
+
+
+def test_workspace_scores_wanda_on_the_calibration_sample(digits, lenet):
+    from visualizer.core.workspace import Workspace, calibration_batches
+
+    ws = Workspace(lenet, digits, calibration=16)
+    got = run(ws.scores("wanda"))
+    expect = run(wanda_job(lenet, calibration_batches(digits, 16))).scores
+    assert set(got) == set(expect)
+    assert all(torch.equal(got[n], expect[n]) for n in got)
+    assert sum(int(x.shape[0]) for x, _ in calibration_batches(digits, 16)) == 16
+
+
+def test_wanda_without_data_is_one_line(lenet):
+    from visualizer.core.workspace import Workspace
+
+    with pytest.raises(ValueError, match="needs data"):
+        run(Workspace(lenet, None).scores("wanda"))

@@ -100,3 +100,21 @@ def test_coupling_reasons_of_a_concatenation_and_of_attention_heads():
     t = ZOO["transformer-mini"].build()
     heads = [g for g in find_groups(t).groups if g.kind == "head"]
     assert heads and all("attention head" in why for g in heads for _p, _r, why in coupling_reasons(g))
+
+
+def test_before_after_table_says_masked_weights_save_nothing():
+    from visualizer.core.structure.overlays import before_after
+    from visualizer.core.structure.speed import SpeedEntry, SpeedReport
+
+    rep = SpeedReport([SpeedEntry("dense", 1000, 2000, 2000, 0.010, 0.0, 2e5, 1.0),
+                       SpeedEntry("masked", 300, 600, 2000, 0.010, 0.0, 6e4, 0.3),
+                       SpeedEntry("shrunk", 300, 600, 600, 0.004, 0.0, 1.5e5, 0.75)], "cpu", 1, 1, 1)
+    rows, note = before_after(rep, prunable=800)
+    by = {r[0]: r[1:] for r in rows}
+    assert by["parameters stored"] == [1000, 1000, 300]
+    assert by["weight memory (MB)"] == [pytest.approx(0.004), pytest.approx(0.0048), pytest.approx(0.0012)]
+    assert by["FLOPs executed"] == [2000, 2000, 600]
+    assert by["latency (ms)"] == [pytest.approx(10.0), pytest.approx(10.0), pytest.approx(4.0)]
+    assert "30% of the weights nonzero" in note and "1.20× the dense memory" in note
+    assert "executes 1.00× its FLOPs" in note and "save nothing by themselves" in note
+    assert "shrunk: 0.30× the memory, 0.30× the FLOPs, 0.40× the time" in note

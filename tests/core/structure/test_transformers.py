@@ -94,30 +94,36 @@ def test_shrunk_gpt2_saves_and_rebuilds_from_its_folder(hf_gpt2, tmp_path):
 
 
 def _tp_groups(model, x):
-    """Torch-Pruning's own groups as sets of (module, out/in), rooted at linear layers."""
+    """Torch-Pruning's own groups as sets of (module, out?), rooted at linear layers; GPT-2's
+    Conv1D is described to it by the app's Conv1D pruner (without it Torch-Pruning finds no
+    group but the head's)."""
     import torch_pruning as tp
 
+    from visualizer.core.layers import is_conv1d
+    from visualizer.core.structure.groups.tracing import _conv1d_pruner, _logits
+
+    conv1d = {type(m) for m in model.modules() if is_conv1d(m)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False)
-        groups = list(dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)))
-    out = []
-    for g in groups:
-        out.append(frozenset((dg._module2name[it.dep.target.module], dg.is_out_channel_pruning_fn(it.dep.handler))
-                             for it in g if it.dep.target.module in dg._module2name))
-    return out
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False, output_transform=_logits,
+                                                   customized_pruners={c: _conv1d_pruner() for c in conv1d})
+        groups = list(dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd, *conv1d)))
+    return [(frozenset((dg._module2name[it.dep.target.module], dg.is_out_channel_pruning_fn(it.dep.handler))
+                       for it in g if it.dep.target.module in dg._module2name), len(g[0].idxs)) for g in groups]
 
 
-@pytest.mark.parametrize("kind", ["bert", "vit"])
+@pytest.mark.parametrize("kind", ["bert", "vit", "gpt2"])
 def test_groups_agree_with_torch_pruning(kind):
-    """Torch-Pruning 1.6 traces BERT and ViT (not GPT-2, whose Conv1D it does not know, nor
-    grouped-query Llama, where its group search does not finish): the same number of groups, its
-    attention groups (q/k/v outputs + output-projection inputs) are our head groups' layers, and
-    its MLP groups are ours."""
+    """Torch-Pruning 1.6 traces BERT, ViT and (told about Conv1D) GPT-2, not grouped-query Llama
+    (its group search does not finish): the same number of groups, its attention groups (q/k/v
+    outputs + output-projection inputs) are our head groups' layers, and its MLP groups are ours.
+    Its attention groups count channels (so any channel of a head could go, which breaks the
+    heads' reshape); ours count whole heads."""
     model = build_hf_model(kind)
+    model.config.use_cache = False
     x = example_input(model)
     ours = find_groups(model, x).groups
-    theirs = _tp_groups(model, x)
+    theirs = dict(_tp_groups(model, x))
     assert len(ours) == len(theirs)
 
     def layers(g):
@@ -125,8 +131,10 @@ def test_groups_agree_with_torch_pruning(kind):
                          if m.param.endswith("weight") and m.role in ("out", "in"))
 
     for g in ours:
-        if g.kind == "head" or g.prunable:
-            assert layers(g) in theirs, g.label
+        if g.kind == "head":
+            assert layers(g) in theirs and g.size == HEADS and theirs[layers(g)] in (32, 3 * 32), g.label
+        elif g.prunable:
+            assert layers(g) in theirs and theirs[layers(g)] == g.size, g.label
 
 
 class QKVAttention(nn.Module):
@@ -210,3 +218,31 @@ def test_a_masked_tied_weight_saves_the_head_flops():
     masks.masks["transformer.wte.weight"][:, ::2] = False
     assert per_layer["lm_head"] > 0
     assert useful_flops(per_layer, total, model, masks) == total - per_layer["lm_head"] // 2
+
+
+def test_the_dependency_trace_leaves_the_model_untouched():
+    """Attention layers are traced through proxies in a copy of the module tree sharing the
+    tensors: the model's own modules stay in place throughout (other jobs may run it)."""
+    from visualizer.core.structure.groups import find_groups_job
+
+    model = build_hf_model("llama")
+    attn = model.model.layers[0].self_attn
+    job = find_groups_job(model, example_input(model))
+    for _ in job:
+        assert model.model.layers[0].self_attn is attn
+
+
+class BiasedAttention(QKVAttention):
+    """Swin-style: a relative-position bias table with one column per head."""
+
+    def __init__(self) -> None:
+        super().__init__(heads=2)  # head_dim 8: the table's 2 columns are heads
+        self.bias_table = nn.Parameter(torch.zeros(7, self.num_heads))
+
+
+def test_attention_with_per_head_tensors_is_not_prunable():
+    model = TinyViT()
+    model.attn = BiasedAttention()
+    res = find_groups(model.eval(), torch.randn(2, 3, 16, 16))
+    head = next(g for g in res.groups if g.kind == "head")
+    assert not head.prunable and "bias_table has one entry per head" in head.reason

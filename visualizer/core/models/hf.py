@@ -112,7 +112,7 @@ def load_hf(spec: str, trust: bool = False, pretrained: bool = True) -> tuple[nn
         if pretrained:
             model = cls.from_pretrained(str(folder), config=config, use_safetensors=True, **kwargs)
         else:
-            model = cls.from_config(config, trust_remote_code=trust) if cls is transformers.AutoModel \
+            model = cls.from_config(config, trust_remote_code=trust) if cls.__name__.startswith("Auto") \
                 else cls(config)
     except Exception as exc:  # noqa: BLE001 - shapes that do not fit, damaged files, missing code
         raise HFLoadError(f"hf:{spec}: transformers could not build the model ({first_line(exc)})") from exc
@@ -123,13 +123,17 @@ def load_hf(spec: str, trust: bool = False, pretrained: bool = True) -> tuple[nn
 
 
 def _model_class(transformers, config, trust: bool):
-    """The class config.json names (``architectures[0]``), else the base ``AutoModel``."""
+    """The class config.json names (``architectures[0]``); for a model with its own code
+    (``auto_map``, trusted), the first transformers Auto class it maps; else ``AutoModel``."""
     for name in getattr(config, "architectures", None) or []:
         cls = getattr(transformers, name, None)
         if isinstance(cls, type) and issubclass(cls, nn.Module):
             return cls
-    if trust and getattr(config, "auto_map", None):
-        return transformers.AutoModel
+    if trust:
+        for key in getattr(config, "auto_map", None) or {}:
+            cls = getattr(transformers, key, None)
+            if key.startswith("AutoModel") and cls is not None:
+                return cls
     return transformers.AutoModel
 
 

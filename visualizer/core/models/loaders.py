@@ -32,7 +32,7 @@ from torch import nn
 
 from visualizer.core.io.checks import FileFormatError, check_safetensors
 from visualizer.core.io.torchfile import UnpicklingRefused, safe_load, sniff
-from visualizer.core.layers import output_dim
+from visualizer.core.layers import output_dim, tied_aliases
 from visualizer.core.models.errors import ModelLoadError
 from visualizer.core.models.hf import load_hf
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
@@ -161,8 +161,16 @@ def _torch_load(path: Path, trust: bool):
 
 
 def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` strictly, turning mismatches into one readable error."""
+    """Load ``state`` into ``model`` strictly, turning mismatches into one readable error. A tied
+    tensor may be given under any one of its names (GPT-2's files hold ``transformer.wte.weight``
+    and not its alias ``lm_head.weight``)."""
     own = model.state_dict()
+    state = dict(state)
+    for alias, canonical in tied_aliases(model).items():
+        if alias not in state and canonical in state:
+            state[alias] = state[canonical]
+        elif canonical not in state and alias in state:
+            state[canonical] = state[alias]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]

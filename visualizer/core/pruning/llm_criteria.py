@@ -23,15 +23,17 @@ Every model-level job reads the calibration batches once (forward pre-hooks) and
 layer on its own with the dense model's inputs (one-shot, not the papers' block-by-block
 propagation of already-pruned inputs; docs/theory.md says why the difference is small).
 A layer whose inputs a hook cannot read (an RNN, a fused attention projection, Conv1d/3d) has no
-activation statistics: Wanda scores it by ``|W|`` (every norm equal), SparseGPT leaves it to
-magnitude; both list it in their ``notes``.
+activation statistics: Wanda scores it by ``|W|`` (every norm equal) and lists it in
+``WandaResult.notes``; SparseGPT leaves it to magnitude and lists it in ``SparseGPTResult.skipped``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,7 +42,7 @@ from visualizer.core.pruning.calibration import _columns, input_norms
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.nm import as_rows, from_rows, nm_rows, transposed_weights
 from visualizer.core.pruning.prunable import prunable_parameters
-from visualizer.core.pruning.ranking import first_k, kept_count
+from visualizer.core.pruning.ranking import _descending_keys, first_k, kept_count
 from visualizer.core.tasks import Step, sub
 
 Scores = dict[str, torch.Tensor]
@@ -93,13 +95,23 @@ def wanda_products(params: Mapping[str, torch.Tensor], norms: Mapping[str, torch
 def row_ranks(values: torch.Tensor, transposed: bool = False) -> torch.Tensor:
     """``1 − r_ij / n`` for a stored weight's values: r_ij is the place of (i, j) in output row
     i sorted by descending value (ties: lower input index first), n the row length. A single
-    threshold on these keeps the same count, up to one, of every row of every layer."""
-    rows = as_rows(values, transposed).float().contiguous()  # a transposed view sorts 2x slower
-    n = rows.shape[1]
-    order = torch.argsort(-rows, dim=1, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(n).expand_as(order).contiguous())
-    return from_rows(1.0 - ranks.float() / n, values.shape, transposed)
+    threshold on these keeps the same count, up to one, of every row of every layer.
+
+    Each row is sorted as unique uint64 keys (the ranking's order-preserving float bits above the
+    position, :func:`visualizer.core.pruning.ranking._descending_keys`): numpy's SIMD sort of
+    those is ~10x faster here than a stable ``torch.argsort`` of the floats, with the same order."""
+    rows = np.ascontiguousarray(as_rows(values.detach(), transposed).float().cpu().numpy())
+    r, n = rows.shape
+    if rows.size >= 2**32:
+        raise ValueError(f"too many entries to rank in one layer ({rows.size})")
+    keys = _descending_keys(rows).reshape(r, n)
+    keys.sort(axis=1)
+    flat = keys.view(np.uint32).reshape(-1, 2)[:, 0 if sys.byteorder == "little" else 1]
+    ranks = np.empty(r * n, dtype=np.float32)
+    ranks[flat] = np.tile(np.arange(n, dtype=np.float32), r)  # the k-th key of row i: rank k
+    ranks = ranks.reshape(r, n)
+    out = torch.from_numpy(1.0 - ranks / np.float32(n))
+    return from_rows(out, values.shape, transposed)
 
 
 @dataclass
@@ -345,6 +357,16 @@ class SparseGPTResult:
         num = sum(float((w.double() - params[n].detach().cpu().double()).pow(2).sum()) for n, w in self.weights.items())
         den = sum(float(params[n].detach().cpu().double().pow(2).sum()) for n in self.weights)
         return (num / den) ** 0.5 if den > 0 else 0.0
+
+    def layer_changes(self, model: nn.Module) -> dict[str, float]:
+        """``‖Ŵ − W‖_F / ‖W‖_F`` of each updated layer."""
+        params = dict(model.named_parameters())
+        out = {}
+        for n, w in self.weights.items():
+            old = params[n].detach().cpu().double()
+            den = float(old.norm())
+            out[n] = float((w.double() - old).norm()) / den if den > 0 else 0.0
+        return out
 
     def updated_model(self, model: nn.Module) -> nn.Module:
         """``model`` itself when no weight changed, else a copy carrying the new weights."""

@@ -33,10 +33,13 @@ from visualizer.core.tasks import Step, first_line, run
 
 
 def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) -> torch.Tensor:
-    """A random input the model accepts: from its dataset's shape when known (given, or the
-    bundled model's own), token ids or pixels for a Hugging Face model (vocabulary, sequence
-    length and image size from its config), else guessed from the first layer (Conv2d -> Cx224x224
+    """A random input the model accepts: token ids or pixels for a Hugging Face model
+    (vocabulary, sequence length and image size from its config, whatever the dataset), from its
+    dataset's shape when known (given, or the bundled model's own), else guessed from the first layer (Conv2d -> Cx224x224
     image, Linear -> vector, RNN -> 16 steps). :func:`parse_example_input` reads one the user gives."""
+    x = hf_example_input(model, batch)  # a transformers model's config says what it reads
+    if x is not None:
+        return x
     shapes = {"digits": (1, 8, 8), "digits-rows": (8, 8), "sequence": (16, 8)}
     if dataset is None:  # a bundled architecture knows its dataset
         for entry in ZOO.values():
@@ -51,9 +54,6 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
             return torch.randn(batch, *load_dataset(dataset, options_for_model(DataOptions(), model)).input_shape)
         except Exception:  # unknown or unavailable dataset: guess from the layers below
             pass
-    x = hf_example_input(model, batch)
-    if x is not None:
-        return x
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return torch.randn(batch, m.in_channels, 224, 224)

@@ -445,9 +445,10 @@ def untraced_notice(traced) -> str:
     """One line for a model drawn without its data flow: why, and what would help."""
     fails = [n for n in traced.notices if "failed" in n or "could not" in n or "cannot" in n]
     why = fails[-1] if fails else "no example input"
-    return (f"could not trace the model: {why[:160]}; showing its module hierarchy in registration "
-            "order (a model that reads token ids or several tensors traces with an input it "
-            "accepts: pass --example-input)")
+    why = why if len(why) <= 110 else why[:109] + "…"
+    return (f"could not trace the model ({why}): showing its module hierarchy in registration "
+            "order; a model that reads token ids or several tensors traces with an input it "
+            "accepts: pass --example-input")
 
 
 def model_hierarchy(model, traced) -> Hierarchy:

@@ -36,11 +36,14 @@ class Overlay:
     unit: str = ""
     diverging: bool = False
     source: str = ""  # who computed it ("masks", "sensitivity", ...)
+    bounds: tuple[float, float] | None = None  # a fixed scale (fractions: (0, 1)), else the data's
     _range: tuple[float, float] | None = field(default=None, repr=False, compare=False)
 
     def range(self) -> tuple[float, float]:
         """The legend's scale: [min, max] of the finite values ([-m, m] when diverging);
         computed once (a slider move makes a new overlay)."""
+        if self.bounds is not None:
+            return self.bounds
         if self._range is None:
             vals = np.fromiter(self.values.values(), dtype=float, count=len(self.values))
             vals = vals[np.isfinite(vals)]
@@ -64,10 +67,10 @@ class OverlayRegistry:
     listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def set(self, name: str, values: Mapping[str, float], label: str = "", unit: str = "",
-            diverging: bool = False, source: str = "") -> Overlay:
+            diverging: bool = False, source: str = "", bounds: tuple[float, float] | None = None) -> Overlay:
         # values as given (a slider move sends thousands: no per-entry conversion here)
         ov = Overlay(name, {k: v for k, v in values.items() if v is not None}, label or name, unit,
-                     diverging, source)
+                     diverging, source, bounds)
         self.overlays[name] = ov
         for fn in list(self.listeners):
             fn(name)
@@ -296,3 +299,35 @@ def computed(fn: Callable, *args, stage: str = "computing"):
     """A one-step job around a plain function (for the GUI's job runner)."""
     yield Step(stage, 0.0)
     return fn(*args)
+
+
+# --- masked vs shrunk, in numbers ------------------------------------------------------------------
+
+
+def before_after(report, prunable: int, bytes_per_param: int = 4) -> tuple[list[list], str]:
+    """Rows (quantity, dense, masked, shrunk) of a core.structure.speed SpeedReport, and one line
+    saying what the masked model saves. A masked model stores its zeros in dense tensors (plus a
+    1-byte mask per prunable weight) and its kernels multiply them: only the shrunk model stores
+    and runs fewer numbers (Hoefler et al. 2021; docs/theory.md §16)."""
+    d, m, s = (report.entry(n) for n in ("dense", "masked", "shrunk"))
+    total = d.params
+    rows = [
+        ["parameters stored", total, total, s.params],
+        ["nonzero parameters", total, m.params, s.params],
+        ["weight memory (MB)", total * bytes_per_param / 1e6, (total * bytes_per_param + prunable) / 1e6,
+         s.params * bytes_per_param / 1e6],
+        ["FLOPs executed", d.executed_flops, m.executed_flops, s.executed_flops],
+        ["useful FLOPs", d.flops, m.flops, s.flops],
+        ["latency (ms)", d.latency_s * 1e3, m.latency_s * 1e3, s.latency_s * 1e3],
+    ]
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    note = (f"masked: {ratio(m.params, total):.0%} of the weights nonzero, yet it stores "
+            f"{ratio(total * bytes_per_param + prunable, total * bytes_per_param):.2f}× the dense memory, executes "
+            f"{ratio(m.executed_flops, d.executed_flops):.2f}× its FLOPs and takes "
+            f"{ratio(m.latency_s, d.latency_s):.2f}× its time: masked weights save nothing by themselves. "
+            f"shrunk: {ratio(s.params, total):.2f}× the memory, {ratio(s.executed_flops, d.executed_flops):.2f}× "
+            f"the FLOPs, {ratio(s.latency_s, d.latency_s):.2f}× the time.")
+    return rows, note

@@ -129,3 +129,17 @@ def total_ratio(rows: list[SemiRow]) -> float:
     """Summed dense time over summed 2:4 time (> 1: the 2:4 layers are faster)."""
     s = sum(r.sparse_ms for r in rows)
     return sum(r.dense_ms for r in rows) / s if s > 0 else float("nan")
+
+
+def semi_structured_report(model: nn.Module, masks: MaskSet | None = None, tokens: int = 2048,
+                           repeats: int = 20) -> dict:
+    """``speed``'s 2:4 section as JSON-ready data: per layer the dense and 2:4 times and their
+    ratio, the layers not timed with the reason, and the total ratio; ``{"skipped": reason}``
+    where the kernels cannot run."""
+    why = kernel_missing("cuda")
+    if why:
+        return {"skipped": why}
+    rows, skipped = semi_structured_speed(model, masks, tokens, repeats)
+    return {"tokens": tokens, "layers": [{"name": r.name, "shape": [r.rows, r.cols], "dense_ms": r.dense_ms,
+                                          "sparse_ms": r.sparse_ms, "speedup": r.speedup} for r in rows],
+            "not_timed": skipped, "speedup": total_ratio(rows) if rows else None}

@@ -475,9 +475,15 @@ def _evaluate_cell(model, data, retrain: str, train_config: TrainConfig, masks: 
     if retrain == "none":
         batches = evaluation_batches(data, train_config.eval_batches, train_config.eval_batch_size)
         ev = yield from evaluate_job(model, batches, masks)
-        return {**base, "accuracy": ev.accuracy, "loss": ev.loss}
+        return {**base, "accuracy": ev.accuracy, "loss": ev.loss, **_perplexity(ev)}
     res = yield from retrain_job(model, data, masks, retrain, train_config, init_state)
-    return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss}
+    return {**base, "accuracy": res.test.accuracy, "loss": res.test.loss, **_perplexity(res.test)}
+
+
+def _perplexity(ev) -> dict:
+    """``{"perplexity": exp(loss)}`` for a language model on token data (the metric that replaces
+    accuracy there, docs/theory.md §19), nothing for a classifier."""
+    return {} if ev.perplexity is None else {"perplexity": ev.perplexity}
 
 
 class RowFile:
@@ -591,20 +597,20 @@ def series_key(row: dict) -> tuple[str, str, str, str]:
     return (str(row.get("criterion", "?")), retrain, str(row.get("kind") or ""), str(row.get("dataset") or ""))
 
 
-def curve_series(rows: Iterable[dict]) -> list[Series]:
-    """Rows with a positive density and a finite accuracy as curves (first appearance order),
-    each point the mean over the seeds at that density (achieved densities are rounded to 6
-    significant digits to pair up)."""
+def curve_series(rows: Iterable[dict], metric: str = "accuracy") -> list[Series]:
+    """Rows with a positive density and a finite ``metric`` (accuracy, or a language model's
+    perplexity) as curves (first appearance order), each point the mean over the seeds at that
+    density (achieved densities are rounded to 6 significant digits to pair up)."""
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in rows:
-        d, a = _number(r.get("density")), _number(r.get("accuracy"))
+        d, a = _number(r.get("density")), _number(r.get(metric))
         if d is None or a is None or d <= 0:
             continue
         groups.setdefault(series_key(r), {}).setdefault(f"{d:.6g}", []).append(r)
     out = []
     for key, by_density in groups.items():
         points = sorted(by_density.values(), key=lambda rs: -float(rs[0]["density"]))
-        accs = [[float(r["accuracy"]) for r in rs] for rs in points]
+        accs = [[float(r[metric]) for r in rs] for rs in points]
         seeds = {r.get("seed") for rs in points for r in rs}
         out.append(Series(*key, densities=[float(rs[0]["density"]) for rs in points],
                           mean=[math.fsum(a) / len(a) for a in accs], low=[min(a) for a in accs],

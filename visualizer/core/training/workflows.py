@@ -76,7 +76,8 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
     ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
     extra = {"eval_samples": ev.n} if streamed(data) else {}
     return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
-            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra}
+            "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra,
+            **({} if ev.perplexity is None else {"perplexity": ev.perplexity})}
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:

@@ -40,6 +40,8 @@ class TrainingHost(Protocol):
 def accuracy_text(row: dict) -> str:
     """The status line of a finished run: "accuracy 87.50% on 32 test samples" for a sample."""
     text = f"accuracy {float(row['accuracy']):.2%}"
+    if row.get("perplexity") is not None:  # a language model: perplexity first (lower is better)
+        text = f"perplexity {float(row['perplexity']):.4g}, next-token {text}"
     return text + (f" on {row['eval_samples']} test samples" if row.get("eval_samples") else "")
 
 

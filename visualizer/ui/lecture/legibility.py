@@ -100,11 +100,15 @@ def _overlap(a: QRectF, b: QRectF) -> float:
 
 def problems(root: QWidget, caption: QLabel, min_fraction: float = MIN_FRACTION) -> list[str]:
     """What makes ``root`` hard to read: texts under ``min_fraction`` of the caption's line
-    height, texts that overlap (by more than a fifth of the smaller one), SI multipliers."""
+    height, texts cut off at the slide's edge, texts that overlap (by more than a fifth of the
+    smaller one), SI multipliers."""
     reference = QFontMetricsF(caption.font()).height()
     found = texts(root)
     out = [f"{t.owner} {t.text!r} is {t.line_px:.0f} px high, under {min_fraction:.0%} of the "
            f"caption's {reference:.0f} px" for t in found if t.line_px < min_fraction * reference]
+    bounds = QRectF(root.rect()).adjusted(-2, -2, 2, 2)
+    out += [f"{t.owner} {t.text!r} runs off the slide" for t in found
+            if t.owner != "caption" and not bounds.contains(t.rect)]
     for i, a in enumerate(found):
         for b in found[i + 1:]:
             if _overlap(a.rect, b.rect) > 0.2:

@@ -188,7 +188,8 @@ class Presentation(QWidget):
             f" QLabel#slideCaption, QLabel#slideWaiting {{ font-size: {caption}pt; }}"
             f" QLabel#slideTitle {{ font-size: {round(caption * 1.15, 1)}pt; font-weight: bold; }}"
             f" QWidget#controlStrip, QWidget#controlStrip * {{ font-size: {strip}pt; }}"
-            f" QStackedWidget QLabel {{ font-size: {strip}pt; }}")
+            f" QStackedWidget QLabel {{ font-size: {strip}pt; }}"
+            f" QLabel#explainerSteps {{ font-size: {round(caption * 0.85, 1)}pt; }}")
         self._text_pt = strip
         for slide in getattr(self, "slides", []):
             if slide.widget is not None:
@@ -222,9 +223,20 @@ class Presentation(QWidget):
 
     # --- the deck ------------------------------------------------------------------------------
     def next(self) -> None:
+        """The slide's next step (an explainer reveals its numbers one by one), else the next slide."""
+        widget = self.slides[self.index].widget
+        if widget is not None and self.stack.currentWidget() is widget and getattr(widget, "advance", None):
+            if widget.advance():
+                enlarge_text(widget, self._text_pt)  # the step drew new plot texts
+                return
         self.show_slide(self.index + 1)
 
     def back(self) -> None:
+        widget = self.slides[self.index].widget
+        if widget is not None and self.stack.currentWidget() is widget and getattr(widget, "retreat", None):
+            if widget.retreat():
+                enlarge_text(widget, self._text_pt)
+                return
         self.show_slide(self.index - 1)
 
     def show_slide(self, index: int) -> None:

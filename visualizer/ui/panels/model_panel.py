@@ -86,7 +86,8 @@ class ModelPanel(QWidget):
             self.model_box.setItemData(self.model_box.count() - 1, f"{entry.description} — {entry.structure}",
                                        Qt.ItemDataRole.ToolTipRole)
         self.model_box.setToolTip(
-            "A bundled model, torchvision:NAME, a TorchScript file or path/to/file.py:factory.\n"
+            "A bundled model, torchvision:NAME, hf:FOLDER or hf:NAME (a Hugging Face model folder or\n"
+            "cached model), a TorchScript file or path/to/file.py:factory.\n"
             "You can also drop a file onto the window."
         )
         self.model_box.lineEdit().returnPressed.connect(self._load_clicked)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
+from visualizer.core.pruning.llm_criteria import calibration_profile
+from visualizer.core.workspace import calibration_batches
 from visualizer.ui.views import ViewSpec
 from visualizer.ui.views.base import AnalysisView, set_title
 
 
 def profile_job(model, dataset, seed: int = 0):
     """The calibration profile of ``model`` on the workspace's calibration sample (worker side)."""
-    from visualizer.core.pruning.llm_criteria import calibration_profile
-    from visualizer.core.workspace import calibration_batches
-
     return calibration_profile(model, calibration_batches(dataset, seed=seed))
 
 
@@ -40,6 +39,8 @@ class CalibrationView(AnalysisView):
         self.layer_box.setToolTip("The layer whose input norms are drawn")
         self.layer_box.currentIndexChanged.connect(lambda _i: self.redraw())
         self.status = QLabel("")
+        # a long status line must not widen the dock (the window's size wins; the tooltip has it all)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addWidget(self.measure_button)
         bar.addWidget(QLabel("Layer"))
         bar.addWidget(self.layer_box, 1)
@@ -117,5 +118,11 @@ class CalibrationView(AnalysisView):
             set_title(self.share_plot, "outlier share per layer (index = order in the layer box)", theme)
 
 
-VIEW = ViewSpec("calibration", "Calibration inputs", CalibrationView, lazy=True,
+
+def _prepare(window, options) -> None:
+    """Screenshot hook: compute now (the window's jobs are synchronous then)."""
+    window.views["calibration"].measure()
+
+
+VIEW = ViewSpec("calibration", "Calibration inputs", CalibrationView, prepare=_prepare, lazy=True,
                 description="per-layer input norms ‖X_j‖ with outlier features: why Wanda beats magnitude")

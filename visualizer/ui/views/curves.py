@@ -124,10 +124,15 @@ class CurvesView(QWidget):
 
     def refresh(self) -> None:
         """One curve per (criterion, retraining, kind, dataset) (core curve_series): seeds are
-        folded into the mean with their range as a band; the dense baseline is the dataset's."""
+        folded into the mean with their range as a band; the dense baseline is the dataset's.
+        A language model's rows carry perplexity: it replaces accuracy (lower is better)."""
         from visualizer.core.training.experiments import curve_series
 
-        all_series = curve_series(self.state.results)
+        metric = "perplexity" if any(_finite(r.get("perplexity")) for r in self.state.results) else "accuracy"
+        label = "test perplexity" if metric == "perplexity" else "test accuracy"
+        if self.plot.getAxis("left").labelText != label:
+            self.plot.setLabel("left", label)
+        all_series = curve_series(self.state.results, metric)
         several = len({sr.dataset for sr in all_series}) > 1
         keys = {sr.key for sr in all_series}
         for key in list(self._series):
@@ -159,7 +164,9 @@ class CurvesView(QWidget):
             item.setData(x, y, data=[point_row(sr, i) for i in range(len(x))])
             self._series[sr.key] = (item, sr.rows)
             self._draw_band(sr, item)
-        base = self.state.dense_baseline() if hasattr(self.state, "dense_baseline") else self.state.baseline
+        base = None  # the dense accuracy; a perplexity curve has none drawn
+        if metric == "accuracy":
+            base = self.state.dense_baseline() if hasattr(self.state, "dense_baseline") else self.state.baseline
         self.baseline.setVisible(base is not None)
         if base is not None and self.baseline.value() != float(base):
             self.baseline.setValue(float(base))
@@ -229,10 +236,6 @@ def _finite(v) -> bool:
     except (TypeError, ValueError):
         return False
 
-
-def _positive(v) -> bool:
-    """Plottable on the log density axis."""
-    return _finite(v) and float(v) > 0
 
 
 def _prepare(window, options) -> None:

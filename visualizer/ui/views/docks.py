@@ -234,6 +234,9 @@ class GraphPanel(AnalysisPanel):
         self.add_button("Open all", self.view.open_all, "open every block (small models)")
         self.export_button = self.add_button("Export…", self.export, "the graph as PNG or SVG at any "
                                              "size, or as JSON with the hierarchy and overlays")
+        self.add_button("Masked vs shrunk", self.compare_shrunk,
+                        "parameters, memory, FLOPs and measured latency of the dense, masked and "
+                        "physically shrunk model at the current density")
         self.finish_toolbar()
         state = window.state
         state.model_changed.connect(self.refresh)
@@ -242,6 +245,7 @@ class GraphPanel(AnalysisPanel):
         for sig in ("snapshot_changed", "scores_changed"):
             getattr(state, sig).connect(self._derived_overlays)
         self.view.layerSelected.connect(self._clicked)
+        self.view.layerActivated.connect(self._show_heatmap)
         self.listeners: list[Callable[[jobs.GraphResult], None]] = []
         if self.model() is not None:
             self.refresh()
@@ -287,7 +291,8 @@ class GraphPanel(AnalysisPanel):
             self._traced = (lambda: None) if model is None else weakref.ref(model)
             if self.window.state.selected:
                 self._selected_elsewhere(self.window.state.selected)
-            self._flops_overlay()
+            if result.hierarchy is None or result.hierarchy.method != "hierarchy":
+                self._flops_overlay()  # a model that did not run on the example has no FLOPs
             self._derived_overlays()
 
         self.when_visible("graph", draw)
@@ -308,8 +313,12 @@ class GraphPanel(AnalysisPanel):
         masks = getattr(self.window.state, "masks", None)
         out = []
         for g in r.group_objects:
-            reasons = [(param, why) for param, _role, why in coupling_reasons(g, r.graph, self.model())]
-            layers = list(dict.fromkeys(p.rsplit(".", 1)[0] for p, _ in reasons))
+            reasons, layers = [], []
+            for param, _role, why in coupling_reasons(g, r.graph, self.model()):
+                layer = param.rsplit(".", 1)[0]
+                if layer not in layers:  # one line per layer: its weight's reason (biases and
+                    layers.append(layer)  # running statistics go with it)
+                    reasons.append((layer, why))
             kept = int(units_kept(g, masks).sum()) if masks is not None else None
             note = "" if g.prunable else f" (not prunable: {g.reason})"
             out.append(CoupledGroup(g.id, f"#{g.id} {g.kind}s of {g.root}{note}", layers, reasons, g.size, kept))
@@ -331,8 +340,28 @@ class GraphPanel(AnalysisPanel):
                 self.view.set_densities({k: kept[k] / total[k] for k in kept if total.get(k)})
             else:
                 self.view.set_densities({ld.name: ld.density for ld in masks.layers()})
-            if self.view.active_group is not None:
-                self._set_groups()
+            self._refresh_kept()
+
+    def _refresh_kept(self) -> None:
+        """The units the new mask keeps, for the groups on screen only (the list of the
+        selected layer and the highlighted group): a slider move must not rescan every group."""
+        from visualizer.core.structure.overlays import units_kept
+
+        v, r = self.view, self.result
+        masks = getattr(self.window.state, "masks", None)
+        if r is None or masks is None or not r.group_objects:
+            return
+        shown = {g.id for g in v.groups_of(v._layer_of(v.selected))} if v.groups_tree.isVisible() else set()
+        if v.active_group is not None:
+            shown.add(v.active_group.id)
+        if not shown:
+            return
+        by_id = {g.id: g for g in r.group_objects}
+        for g in v.groups:
+            if g.id in shown and g.id in by_id:
+                g.kept = int(units_kept(by_id[g.id], masks).sum())
+        if v.groups_tree.isVisible():
+            v._show_groups()
 
     def _flops_overlay(self) -> None:
         from visualizer.core.structure import overlays as ov
@@ -382,10 +411,32 @@ class GraphPanel(AnalysisPanel):
                 if name not in out:
                     self.overlays.remove(name)
             for name, (values, diverging) in out.items():
-                self.overlays.set(name, values, diverging=diverging, source="graph")
+                fraction = name.startswith("A/B")
+                self.overlays.set(name, values, diverging=diverging, source="graph",
+                                  bounds=(0.0, 1.0) if fraction else None)
 
         self.window.jobs.submit("graph-overlays", "graph overlays", lambda: ov.computed(compute),
                                 on_result=done, on_error=lambda msg: None)
+
+    def compare_shrunk(self) -> None:
+        """The before/after table: dense vs masked vs shrunk at the slider's density."""
+        model = self.model()
+        if model is None:
+            return
+        state = self.window.state
+        density = float(getattr(state, "density", 0.5) or 0.5)
+        masks = getattr(state, "masks", None)
+        prunable = masks.total() if masks is not None else 0
+        self.submit("analysis-speed", f"dense vs masked vs shrunk at {density:.0%}",
+                    lambda: jobs.speed_job(model, density), lambda rep: self.show_before_after(rep, prunable))
+
+    def show_before_after(self, report, prunable: int) -> None:
+        from visualizer.core.structure.overlays import before_after
+        from visualizer.ui.views.graph import BeforeAfterTable
+
+        rows, note = before_after(report, prunable)
+        self.before_after = BeforeAfterTable(rows, note, self)
+        self.before_after.show()
 
     def export(self) -> None:
         from PySide6.QtWidgets import QFileDialog
@@ -416,6 +467,13 @@ class GraphPanel(AnalysisPanel):
         name = param_for_layer(self.window.state, layer)
         if name is not None:
             self.window.state.select(name)
+
+    def _show_heatmap(self, layer: str) -> None:
+        """A double click on a layer: select it and bring its mask heatmap to the front."""
+        self._clicked(layer)
+        dock = getattr(self.window, "docks", {}).get("heatmap")
+        if dock is not None:
+            dock.raise_()
 
     def _selected_elsewhere(self, name: str) -> None:
         if not self._shows_current_model():

@@ -30,13 +30,17 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -59,6 +63,31 @@ class CoupledGroup:
     reasons: list[tuple[str, str]]  # (parameter, why it is coupled)
     size: int = 0
     kept: int | None = None  # units the current mask keeps
+
+
+class BeforeAfterTable(QDialog):
+    """Dense vs masked vs shrunk in numbers (rows from core.structure.overlays.before_after)."""
+
+    def __init__(self, rows: list[list], note: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Masked vs shrunk")
+        layout = QVBoxLayout(self)
+        self.table = QTableWidget(len(rows), 4, self)
+        self.table.setHorizontalHeaderLabels(["", "dense", "masked", "shrunk"])
+        self.table.verticalHeader().hide()
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                text = value if isinstance(value, str) else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}")
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+        layout.addWidget(self.table)
+        self.note = QLabel(note, self)
+        self.note.setWordWrap(True)
+        layout.addWidget(self.note)
+        self.resize(560, 320)
 
 
 class _Worker(QObject):
@@ -228,12 +257,14 @@ class GraphItem(pg.GraphicsObject):
 class GraphView(AnalysisView):
     """The nested graph of a model.
 
-    Signals: ``layerSelected(str)`` when a layer is clicked, ``nodeHovered(str)`` ('' when
-    leaving), ``overlayChanged(str)`` when the painted overlay changes.
+    Signals: ``layerSelected(str)`` when a layer is clicked, ``layerActivated(str)`` when it is
+    double-clicked, ``nodeHovered(str)`` ('' when leaving), ``overlayChanged(str)`` when the
+    painted overlay changes.
     """
 
     title = "Graph"
     layerSelected = Signal(str)
+    layerActivated = Signal(str)  # a double click on a layer: show its heatmap
     nodeHovered = Signal(str)
     overlayChanged = Signal(str)
 
@@ -257,15 +288,18 @@ class GraphView(AnalysisView):
         top.addWidget(self.search)
         self.overlay_box = QComboBox(self)
         self.overlay_box.setToolTip("the per-layer quantity that colours the nodes")
+        self.overlay_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.overlay_box.currentTextChanged.connect(self._overlay_chosen)
         top.addWidget(self.overlay_box)
         self.fit_button = QToolButton(self)
         self.fit_button.setText("Fit")
         self.fit_button.setToolTip("show everything that is open (Home)")
-        self.fit_button.clicked.connect(self.reset_range)
+        self.fit_button.clicked.connect(self.fit)
         top.addWidget(self.fit_button)
         self.body.addLayout(top)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
+        # the list goes below the graph: a layered graph is wide and flat, so the width is
+        # what the nodes need (at 1280x720 a side list left them too small to label)
+        split = QSplitter(Qt.Orientation.Vertical, self)
         self.canvas = pg.GraphicsLayoutWidget()
         self._widgets.append(self.canvas)
         split.addWidget(self.canvas)
@@ -276,8 +310,9 @@ class GraphView(AnalysisView):
         self.groups_tree.itemClicked.connect(self._group_clicked)
         self.groups_tree.hide()
         split.addWidget(self.groups_tree)
-        split.setStretchFactor(0, 4)
+        split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
+        self.groups_tree.setMinimumHeight(90)
         self.body.addWidget(split, 1)
         self.plot = self.canvas.addPlot(row=0, col=0)
         self._plots.append(self.plot)
@@ -286,6 +321,8 @@ class GraphView(AnalysisView):
         self.plot.setMenuEnabled(False)
         self.plot.getViewBox().invertY(True)
         self.plot.getViewBox().setAspectLocked(True)  # boxes keep their shape, text fits them
+        # the plot's own size settles after the widget's: fit again then, until the user navigates
+        self.plot.getViewBox().sigResized.connect(lambda *_: self.auto_fit and self.reset_range())
         self.item = GraphItem(self)
         self.plot.addItem(self.item)
         self.colorbar_item: pg.ColorBarItem | None = None
@@ -325,7 +362,7 @@ class GraphView(AnalysisView):
         self._worker = _Worker()
         self._worker.done.connect(lambda cb, res: cb(res))
         self.run_job: Callable[[str, Callable, Callable], None] | None = None  # the window's runner
-        self.layout_seconds = 0.0
+        self.auto_fit = True  # until the user pans or zooms, the whole graph stays in view
         self.canvas.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.canvas.setToolTip("click a box to open it, its title strip to close it · Enter opens, "
                                "Backspace closes the selection · wheel or +/- zoom · drag or arrows "
@@ -357,6 +394,7 @@ class GraphView(AnalysisView):
         self._relayout()
         self.reset_range()
         self._show_info(None)  # an untraced model's one line: why, and what would help
+        self.auto_fit = True
 
     def set_graph(self, graph, layout=None) -> None:
         """A bare traced graph (no module tree): nested by the dotted names of its layers."""
@@ -473,6 +511,8 @@ class GraphView(AnalysisView):
         self._recolour()
         self._update_highlight()
         self._update_crumbs()
+        if self.auto_fit:
+            self.reset_range()
 
     def redraw(self) -> None:
         self._brushes = {}
@@ -559,13 +599,13 @@ class GraphView(AnalysisView):
         self._legend_key = key
         if self.colorbar_item is None:
             self.colorbar_item = pg.ColorBarItem(values=(lo, hi), colorMap=self._colormap(), interactive=False,
-                                                 label=label, width=12)
+                                                 width=12)
+            self.colorbar_item.axis.setWidth(60)  # the values and, beside them, the legend's title
             self.canvas.addItem(self.colorbar_item, row=0, col=1)
-        else:
-            self.colorbar_item.setColorMap(self._colormap())
-            self.colorbar_item.setLevels((lo, hi))
-            self.colorbar_item.getAxis("left").setLabel(label)
-        for axis in (self.colorbar_item.axis, self.colorbar_item.getAxis("left")):
+        self.colorbar_item.setColorMap(self._colormap())
+        self.colorbar_item.setLevels((lo, hi))
+        self.colorbar_item.axis.setLabel(label)
+        for axis in (self.colorbar_item.axis,):
             axis.setPen(pg.mkPen(self.theme.foreground))
             axis.setTextPen(pg.mkPen(self.theme.foreground))
         self.colorbar_item.setVisible(ov is not None)
@@ -596,7 +636,7 @@ class GraphView(AnalysisView):
 
     def set_densities(self, densities: Mapping[str, float]) -> None:
         """The kept fraction per layer (layer or parameter names), painted by default."""
-        self.overlays.set("kept fraction", densities, label="kept fraction", source="masks")
+        self.overlays.set("kept fraction", densities, label="kept fraction", source="masks", bounds=(0.0, 1.0))
         if not self.overlay_name and not self.wanted_overlay:
             self.set_overlay("kept fraction")
 
@@ -715,7 +755,19 @@ class GraphView(AnalysisView):
         if self.placement is None:
             return
         x0, y0, x1, y1 = self.placement.bounds()
-        self.plot.getViewBox().setRange(xRange=(x0 - 0.2, x1 + 0.2), yRange=(y0 - 0.2, y1 + 0.2), padding=0.02)
+        x0, y0, x1, y1 = x0 - 0.3, y0 - 0.3, x1 + 0.3, y1 + 0.3
+        vb = self.plot.getViewBox()
+        w_px, h_px = max(vb.width(), 1.0), max(vb.height(), 1.0)
+        # a wide, flat graph sits at the top of the view, not in the middle of empty space
+        needed = (x1 - x0) * h_px / w_px
+        if needed > y1 - y0:
+            y1 = y0 + needed
+        vb.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.0)
+
+    def fit(self) -> None:
+        """Fit everything, and keep fitting as blocks open and close (until a pan or zoom)."""
+        self.auto_fit = True
+        self.reset_range()
 
     def focus_on(self, key: str) -> None:
         """Zoom so that ``key`` (or the closed box standing for it) fills about a third of the
@@ -724,6 +776,7 @@ class GraphView(AnalysisView):
             return
         rep = key if key in self.placement.rects else self.hierarchy.representative(key, self.opened)
         x, y, w, h = self.placement.rects[rep]
+        self.auto_fit = False
         vb = self.plot.getViewBox()
         (vx0, vx1), (vy0, vy1) = vb.viewRange()
         span_x = max(w * 3, min(vx1 - vx0, 12 * hier.NODE_W))
@@ -756,10 +809,15 @@ class GraphView(AnalysisView):
         return key
 
     def select(self, key: str | None, emit: bool = False) -> None:
+        """Select a node; ``emit`` (a click here) also lists its coupled groups and tells the
+        other views. A selection made elsewhere only marks it, keeping the graph wide."""
         self.selected = key
         self._update_highlight()
         self._update_crumbs()
-        self._show_groups()
+        if emit:
+            self._show_groups()
+        else:
+            self.groups_tree.hide()
         self._show_info(key)
         if emit and key is not None:
             layer = self._layer_of(key)
@@ -771,10 +829,13 @@ class GraphView(AnalysisView):
         if self.hierarchy is None:
             return
         key = self.hierarchy.resolve(layer)
-        if key is None:
-            return
+        if key is None or key == self.selected:
+            return  # (the echo of a click here: its group list stays open)
         for a in self.hierarchy.ancestors(key):
-            if a not in self.opened and len(self.hierarchy.nodes[a].children) <= hier.LARGE_CONTAINER:
+            node = self.hierarchy.nodes[a]
+            if node.kind == "run":
+                break  # a folded run stays folded: it is marked as holding the selection
+            if a not in self.opened and len(node.children) <= hier.LARGE_CONTAINER:
                 self.orders.setdefault(a, hier.order(self.hierarchy, a))
                 self.opened.add(a)
         self._relayout()
@@ -869,6 +930,10 @@ class GraphView(AnalysisView):
             return
         self.canvas.setFocus()
         node = self.hierarchy.nodes[key]
+        if event.double():
+            if self._layer_of(key):
+                self.layerActivated.emit(self._layer_of(key))
+            return
         if header:
             self.close_node(key)
             self.select(key)
@@ -879,8 +944,13 @@ class GraphView(AnalysisView):
             self.select(key, emit=True)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if watched is self.canvas and event.type() == QEvent.Type.KeyPress and self.key_navigate(event.key()):
-            return True
+        if watched is self.canvas:
+            kind = event.type()
+            if kind == QEvent.Type.KeyPress and self.key_navigate(event.key()):
+                return True
+            if kind in (QEvent.Type.Wheel, QEvent.Type.MouseMove) and \
+                    (kind == QEvent.Type.Wheel or event.buttons() != Qt.MouseButton.NoButton):
+                self.auto_fit = False  # the user navigates: the view stays where they put it
         return super().eventFilter(watched, event)
 
     def key_navigate(self, key: int) -> bool:
@@ -891,6 +961,8 @@ class GraphView(AnalysisView):
         dx, dy = (x1 - x0) * self.PAN_STEP, (y1 - y0) * self.PAN_STEP
         k = Qt.Key
         h = self.hierarchy
+        if key not in (k.Key_Return, k.Key_Enter, k.Key_Space, k.Key_Backspace, k.Key_Slash):
+            self.auto_fit = key in (k.Key_Home, k.Key_0)  # fit again on Home, free after a pan/zoom
         if key in (k.Key_Return, k.Key_Enter, k.Key_Space):
             if self.selected is not None and h.nodes[self.selected].is_container:
                 self.open_node(self.selected)

@@ -226,7 +226,7 @@ class HeatmapView(QWidget):
             return False
         try:
             return output_dim(model.get_submodule(name.rpartition(".")[0])) == 1
-        except AttributeError:
+        except (AttributeError, RuntimeError):  # no such module; a TorchScript module has no get_submodule
             return False
 
     def _set_axes(self, shape: tuple[int, ...]) -> None:

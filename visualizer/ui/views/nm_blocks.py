@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
+from visualizer.core.pruning.nm import parse_nm, transposed_weights
+
 MIN_PIXELS = 4  # block edges closer than this on screen are not drawn
 
 
 def block_size(structure: str | None) -> int:
     """M of an N:M structure text, else 4 (the 2:4 kernels' group)."""
-    from visualizer.core.pruning.nm import parse_nm
-
     try:
         nm = parse_nm(structure or "")
     except ValueError:
@@ -31,8 +31,6 @@ def inputs_along_rows(model, name: str | None) -> bool:
     """Whether the weight ``name`` stores its inputs along the rows (transformers' Conv1D)."""
     if model is None or not name:
         return False
-    from visualizer.core.pruning.nm import transposed_weights
-
     return name in transposed_weights(model)
 
 

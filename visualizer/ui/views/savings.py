@@ -6,6 +6,7 @@ Core computes the table (``core.pruning.savings``) in a job; this view lists it.
 
 from __future__ import annotations
 
+import torch
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -18,6 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualizer.core.pruning.nm import nm_masks, transposed_weights
+from visualizer.core.pruning.savings import savings_table, totals
+from visualizer.core.tasks import Step
 from visualizer.ui.views import ViewSpec
 
 HEADERS = ["layer", "shape", "dtype", "kept", "density", "dense", "CSR", "2:4", "2:4 kernel"]
@@ -34,12 +38,17 @@ def fmt_bytes(n: int | None) -> str:
 
 def savings_job(model, masks):
     """The savings rows of ``masks`` on ``model`` (worker side), as a one-step job."""
-    from visualizer.core.pruning.savings import savings_table, totals
-    from visualizer.core.tasks import Step
-
     rows = savings_table(model, masks)
     yield Step("savings", 1.0)
     return rows, totals(rows)
+
+
+def nm_job(model, scores, n: int = 2, m: int = 4):
+    """The N:M masks of ``scores`` and their savings rows (worker side), as a one-step job."""
+    result = nm_masks({k: torch.as_tensor(v) for k, v in scores.items()}, n, m, transposed_weights(model))
+    rows = savings_table(model, result.masks)
+    yield Step("2:4 masks", 1.0)
+    return result, rows, totals(rows)
 
 
 class SavingsView(QWidget):
@@ -52,6 +61,10 @@ class SavingsView(QWidget):
         self.refresh_button.setToolTip("What the current mask saves as stored, and which layers can run on "
                                        "2:4 sparse tensor cores")
         self.refresh_button.clicked.connect(self.refresh)
+        self.make_button = QPushButton("Make it 2:4")
+        self.make_button.setToolTip("Keep the 2 best of every 4 inputs by the current criterion's scores "
+                                    "(layers whose inputs are not a multiple of 4 stay dense and are listed)")
+        self.make_button.clicked.connect(self.make_2_4)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.table = QTableWidget(0, len(HEADERS))
@@ -60,6 +73,7 @@ class SavingsView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         top = QHBoxLayout()
         top.addWidget(self.refresh_button)
+        top.addWidget(self.make_button)
         top.addWidget(self.summary, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -75,6 +89,27 @@ class SavingsView(QWidget):
         self.summary.setText("measuring…")
         self.window.jobs.submit("savings", "real savings", lambda: savings_job(model, masks),
                                 on_result=lambda r: self.set_rows(*r), on_error=self.summary.setText)
+
+    def make_2_4(self) -> None:
+        state = getattr(self.window, "state", None)
+        if state is None or state.model is None or not state.scores:
+            self.summary.setText("load a model and wait for its criterion's scores first")
+            return
+        model, scores, loaded = state.model, dict(state.scores), state.loaded
+
+        def done(out) -> None:
+            result, rows, total = out
+            if state.loaded is not loaded:
+                return
+            state.set_masks(result.masks, source="2:4")
+            self.set_rows(rows, total)
+            if result.skipped:
+                self.summary.setText(self.summary.text() + "; left dense: " + ", ".join(
+                    f"{n} ({why})" for n, why in result.skipped.items()))
+
+        self.summary.setText("2:4 masks…")
+        self.window.jobs.submit("savings", "2:4 masks", lambda: nm_job(model, scores), on_result=done,
+                                on_error=self.summary.setText)
 
     def set_rows(self, rows, total) -> None:
         self.table.setRowCount(len(rows))
@@ -92,5 +127,11 @@ class SavingsView(QWidget):
             f"{total.eligible_params:,} weights in layers 2:4 kernels can run")
 
 
-VIEW = ViewSpec("savings", "Real savings", SavingsView, lazy=True,
+
+def _prepare(window, options) -> None:
+    """Screenshot hook: compute now (the window's jobs are synchronous then)."""
+    window.views["savings"].refresh()
+
+
+VIEW = ViewSpec("savings", "Real savings", SavingsView, prepare=_prepare, lazy=True,
                 description="parameters and memory as stored (dense, CSR, 2:4) and 2:4 kernel eligibility")

@@ -175,12 +175,29 @@ def attention_groups(model: nn.Module, layouts: list[AttentionLayout], start: in
         members.append(Member(f"{lay.o}.weight", input_dim(o), tuple(r for r, _ in q_rows),
                               tuple(u for _, u in q_rows), "in"))
         group = ChannelGroup(start + len(groups), "head", lay.name, lay.kv_heads, members)
-        if not type(modules[lay.name]).__module__.startswith("transformers"):
+        per_head = _per_head_tensors(modules[lay.name], lay)
+        if per_head:
+            group.prunable = False
+            group.reason = f"attention {lay.name}: {per_head} has one entry per head and is not shrunk with them"
+        elif not type(modules[lay.name]).__module__.startswith("transformers"):
             problem = _fewer_heads_problem(model, lay, group)
             if problem:
                 group.prunable, group.reason = False, problem
         groups.append(group)
     return groups
+
+
+def _per_head_tensors(module: nn.Module, layout: AttentionLayout) -> str:
+    """The name of a tensor of the layer, outside its projections, with a dimension of the head
+    count (a relative-position bias table, per-head scales), or "" when there is none."""
+    projections = {p.rpartition(".")[2] for p in (layout.q, layout.k, layout.v, layout.o)}
+    counts = {layout.heads, layout.kv_heads} - {layout.head_dim}
+    for name, t in (*module.named_parameters(), *module.named_buffers()):
+        if name.split(".", 1)[0] in projections:
+            continue
+        if any(s in counts for s in t.shape) and t.numel() > 1:
+            return name
+    return ""
 
 
 @torch.no_grad()

@@ -59,9 +59,12 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
     swapped = []
     try:
         yield Step("tracing channel dependencies", 0.0)
-        swapped = install_proxies(model, layouts)
+        # attention layers are traced through proxies in a copy of the module tree that shares
+        # every tensor: the model itself, which other jobs may be running, is never changed
+        traced = shared_tensor_copy(model) if layouts else model
+        swapped = install_proxies(traced, layouts)
         try:
-            groups, outputs = yield from sub(_tp_groups(model, example, notices, budget_s), 0.0, 0.95)
+            groups, outputs = yield from sub(_tp_groups(traced, example, notices, budget_s), 0.0, 0.95)
         except TimeBudgetExceeded:
             notices.append(f"the channel-group search (Torch-Pruning) did not finish in {budget_s:g} s and was "
                            "stopped: no channel groups, so no structured pruning for this model")
@@ -346,3 +349,12 @@ def _conv1d_pruner():
             return layer.weight.shape[0]
 
     return Conv1DPruner()
+
+
+def shared_tensor_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s modules that shares its parameters and buffers (nothing is
+    duplicated but the module objects), for tracing with some modules swapped out."""
+    import copy
+
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo)

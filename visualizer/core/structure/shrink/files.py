@@ -15,6 +15,7 @@ from visualizer.core.io.atomic import atomic_write
 from visualizer.core.io.checks import FileFormatError
 from visualizer.core.io.session import TrustRequired
 from visualizer.core.io.torchfile import safe_load
+from visualizer.core.models.hf import is_hf_model
 from visualizer.core.models.loaders import load_model
 from visualizer.core.models.trust import model_trust_reason
 from visualizer.core.structure.groups.attention import find_attention, set_heads
@@ -117,24 +118,50 @@ def rebuild(model: nn.Module, spec: dict, state: dict[str, torch.Tensor]) -> nn.
     return model
 
 
+class LogitsOnly(nn.Module):
+    """A transformers model that returns its logits tensor instead of a ModelOutput, so an
+    exported or traced archive loads without transformers (its output classes are not
+    registered with torch's serialisation)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits
+
+
+def _archivable(model: nn.Module) -> nn.Module:
+    return LogitsOnly(model).eval() if is_hf_model(model) else model
+
+
 def save_exported(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
     """``torch.export`` archive (.pt2) of ``model`` on inputs shaped like ``example``: torch's
     successor to TorchScript (``torch.jit`` is deprecated as of torch 2.13); load it with
-    ``torch.export.load(path).module()``."""
-    model = model.eval()
-    program = torch.export.export(model, (example,))
+    ``torch.export.load(path).module()``. A transformers model is saved returning its logits."""
+    model = _archivable(model.eval())
+    try:
+        program = torch.export.export(model, (example,))
+    except Exception as exc:  # noqa: BLE001 - whatever torch.export cannot capture is one line
+        raise ValueError(f"torch.export cannot capture the shrunk model ({_first_line(exc)})") from exc
     atomic_write(path, lambda p: torch.export.save(program, str(p)))
 
 
 def save_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
-    """TorchScript archive of ``model``: scripted when possible, else traced on ``example``."""
-    model = model.eval()
+    """TorchScript archive of ``model``: scripted when possible, else traced on ``example``. A
+    transformers model is saved returning its logits."""
+    model = _archivable(model.eval())
     with warnings.catch_warnings():  # deprecated in torch >= 2.13 (Deprecation-, then FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes fixed to the example's
         try:
             ts = torch.jit.script(model)
         except Exception:
-            with torch.no_grad():
-                ts = torch.jit.trace(model, example, check_trace=False)
+            try:  # strict=False: transformers models return dicts (ModelOutput) of fixed structure
+                with torch.no_grad():
+                    ts = torch.jit.trace(model, example, check_trace=False, strict=False)
+            except Exception as exc:  # noqa: BLE001 - untraceable code is one line
+                raise ValueError(f"TorchScript cannot trace the shrunk model ({_first_line(exc)}); "
+                                 "write it with --export (torch.export) instead") from exc
         atomic_write(path, lambda p: torch.jit.save(ts, str(p)))

@@ -1,0 +1,182 @@
+"""The explainers' computations: how a criterion scores one weight, why masked weights save no
+time, and what must go with a pruned channel. Each is a job returning what its slide shows;
+the numbers are the app's own (core.pruning.explain, core.structure.speed, core.structure.groups).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from visualizer.core.lecture.loading import _device_of, _load
+from visualizer.core.pruning.criteria import CRITERIA
+from visualizer.core.pruning.explain import Explanation, explain_weight, instructive_weight
+from visualizer.core.structure.graph import build_graph, example_input
+from visualizer.core.structure.groups import ChannelGroup, find_groups_job
+from visualizer.core.structure.overlays import coupling_reasons
+from visualizer.core.structure.shrink import PrunePlan, shrink
+from visualizer.core.structure.speed import SpeedReport, measure_speed
+from visualizer.core.tasks import Step, sub
+from visualizer.core.workspace import Workspace
+
+HISTOGRAM_BINS = 60
+
+
+@dataclass
+class CriterionExplainer:
+    """One weight's score step by step (``explanation``), the layer's score histogram with the
+    cut, and the criterion it was picked against (kept by one, removed by the other)."""
+
+    model: str
+    explanation: Explanation
+    edges: np.ndarray  # histogram of the layer's scores: bin edges ...
+    counts: np.ndarray  # ... and counts
+    contrast: str  # the other criterion of the pick ("" when the weight was given)
+    note: str = ""  # said on the slide: e.g. a criterion that needed data fell back to magnitude
+
+    def summary(self) -> str:
+        e = self.explanation
+        verdict = "kept" if e.kept else "removed"
+        return (f"{self.model} {e.layer}[{', '.join(map(str, e.index))}] by {e.criterion}: score "
+                f"{e.score:.4g}, rank {e.rank:,} of {e.scope_size:,}, {verdict} at {e.density:.0%}")
+
+
+def score_histogram(values: torch.Tensor, bins: int = HISTOGRAM_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Edges and counts of a layer's scores (the histogram the cut is drawn on)."""
+    counts, edges = np.histogram(values.detach().cpu().double().numpy().reshape(-1), bins=bins)
+    return edges, counts
+
+
+def criterion_explainer_job(criterion: str = "snip", model: str = "lenet", layer: str | None = None,
+                            index: tuple[int, ...] | None = None, density: float = 0.1,
+                            device: str = "auto", loaded=None, data=None):
+    """Explain ``criterion`` on one weight of ``model`` (a bundled name, or ``loaded``/``data``: the
+    window's live model and data). Without a weight given, an instructive one: kept by this
+    criterion and removed by another at ``density`` (magnitude's contrast is SNIP when there is
+    data). A data criterion without data falls back to magnitude and says so."""
+    yield Step("loading", 0.0)
+    if loaded is None:
+        loaded, data = _load(model, device)
+    net = loaded.model
+    note = ""
+    if CRITERIA[criterion].needs_data and data is None:
+        note = (f"{CRITERIA[criterion].title} scores with gradients of the loss, and {loaded.ref} has "
+                "no data: shown with magnitude, which needs none. Choose a dataset to see "
+                f"{CRITERIA[criterion].title}.")
+        criterion = "magnitude"
+    workspace = Workspace(net, data, model_ref=loaded.ref)
+    batches = workspace.criterion_batches() if CRITERIA[criterion].needs_data else None
+    scores = yield from sub(workspace.scores(criterion), 0.02, 0.45, f"{criterion}: ")
+    contrast = ""
+    if layer is None:
+        contrast = "snip" if criterion != "snip" and data is not None else "magnitude"
+        if contrast == criterion:
+            contrast = "random"
+        other = yield from sub(workspace.scores(contrast), 0.45, 0.7, f"{contrast}: ")
+        pick = instructive_weight(scores, other, density)
+        if pick is None:  # the two keep the same weights: the first layer's top weight
+            layer = next(iter(scores))
+            index = tuple(int(i) for i in np.unravel_index(int(torch.argmax(scores[layer])),
+                                                            tuple(scores[layer].shape)))
+        else:
+            layer, index = pick
+    explanation = yield from sub(explain_weight(criterion, net, layer, index, batches, density=density,
+                                                scores=scores), 0.7, 1.0, "this weight: ")
+    edges, counts = score_histogram(scores[layer])
+    return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast, note)
+
+
+@dataclass
+class MaskedSpeed:
+    """The same model dense, masked (zeros in dense kernels) and shrunk (channels removed):
+    measured latency, FLOPs and parameters side by side."""
+
+    model: str
+    density: float
+    report: SpeedReport
+
+    def summary(self) -> str:
+        dense, masked, shrunk = (self.report.entry(n) for n in ("dense", "masked", "shrunk"))
+        return (f"{self.model} at {self.density:.0%}: masked {masked.latency_s * 1e3:.3g} ms vs dense "
+                f"{dense.latency_s * 1e3:.3g} ms for {masked.flops / dense.flops:.0%} of the useful FLOPs "
+                f"(the kernels still run {masked.executed_flops / dense.flops:.0%}); shrunk "
+                f"{shrunk.latency_s * 1e3:.3g} ms with {shrunk.params / dense.params:.0%} of the parameters")
+
+
+def masked_speed_job(model: str = "resnet-mini", density: float = 0.5, repeats: int = 20, device: str = "auto"):
+    """Dense, masked and shrunk ``model`` measured in one run on this machine (core.structure.speed)."""
+    yield Step("loading", 0.0)
+    loaded, _ = _load(model, device)
+    report = yield from sub(measure_speed(loaded.model, density=density, repeats=repeats,
+                                          device=_device_of(loaded.model)), 0.02, 1.0)
+    return MaskedSpeed(loaded.ref, density, report)
+
+
+@dataclass
+class CouplingExplainer:
+    """One channel group: its members (tensor, dimension, index, why it is coupled), and every
+    tensor's shape before and after the structured pruner removes that one unit."""
+
+    model: str
+    group: ChannelGroup
+    unit: int
+    members: list[dict] = field(default_factory=list)  # param, dim, index, role, reason
+    shapes: list[dict] = field(default_factory=list)  # param, before, after (the changed ones)
+    same_output: bool = True  # the shrunk model's output equals the masked one's
+
+    def summary(self) -> str:
+        tensors = len({m["param"] for m in self.members})
+        return (f"channel {self.unit} of {self.group.root} in {self.model}: removing it takes "
+                f"{len(self.members)} slices of {tensors} tensors with it")
+
+
+def _pick_group(groups: list[ChannelGroup]) -> ChannelGroup:
+    """The group worth a slide: one with several producers (a residual add), else the largest."""
+    multi = [g for g in groups if len({m.param for m in g.producers()}) > 1]
+    return max(multi or groups, key=lambda g: len(g.members))
+
+
+def coupling_explainer_job(model: str = "resnet-mini", group: int | None = None, unit: int = 0,
+                           device: str = "auto"):
+    """The coupled group of one channel of ``model`` (default: a group joined by a residual add),
+    each member with the reason it must go too (core.structure.overlays.coupling_reasons), and
+    the shapes before and after the structured pruner removes that unit (core.structure.shrink),
+    checked against the masked model's output."""
+    yield Step("loading", 0.0)
+    loaded, _ = _load(model, device)
+    net = loaded.model.eval()
+    example = example_input(net)
+    traced = build_graph(net, example)
+    structure = yield from sub(find_groups_job(net, example[:2]), 0.05, 0.6, "groups: ")
+    groups = [g for g in structure.groups if g.prunable]
+    if not groups:
+        raise ValueError(f"{loaded.ref} has no structurally prunable channel group")
+    chosen = _pick_group(groups) if group is None else next((g for g in groups if g.id == group), None)
+    if chosen is None:
+        raise ValueError(f"no prunable group {group} in {loaded.ref}")
+    if not 0 <= unit < chosen.size:
+        raise ValueError(f"unit {unit} is outside the group's {chosen.size} channels")
+    reasons = coupling_reasons(chosen, traced.graph, net)
+    members = [{"param": m.param, "dim": m.dim, "index": m.indices[m.units.index(unit)], "role": m.role,
+                "reason": why}
+               for m, (_, _, why) in zip(chosen.members, reasons) if unit in m.units]
+    yield Step("removing the unit", 0.7)
+    small = shrink(net, structure.groups, PrunePlan(removed={chosen.id: [unit]}))
+    before = dict(net.state_dict())
+    after = dict(small.model.state_dict())
+    shapes = [{"param": k, "before": tuple(v.shape), "after": tuple(after[k].shape)}
+              for k, v in before.items() if k in after and tuple(after[k].shape) != tuple(v.shape)]
+    masked = copy.deepcopy(net)
+    with torch.no_grad():
+        params = dict(masked.named_parameters())
+        buffers = dict(masked.named_buffers())
+        for m in chosen.members:
+            if unit in m.units and m.param in params and m.role in ("out", "norm"):
+                params[m.param].index_fill_(m.dim, torch.tensor([m.indices[m.units.index(unit)]]), 0.0)
+        del buffers
+        same = bool(torch.allclose(masked(example), small.model(example), atol=1e-4))
+    yield Step("coupling explained", 1.0)
+    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same)
