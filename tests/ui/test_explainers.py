@@ -22,6 +22,11 @@ def test_space_steps_through_a_criterion_explainer_then_turns_the_slide(qtbot, w
         qtbot.keyClick(show, Qt.Key.Key_Space)
         assert show.index == 1 and view.shown == i
     assert view.canvas.isVisible()  # the layer's histogram with the cut, last
+    from PySide6.QtCore import QPoint
+
+    corner = view.scroll.mapTo(show, QPoint(view.scroll.width() - 4, view.scroll.height() - 4))
+    image = show.grab().toImage()  # the steps sit on the slide's background (not a grey panel)
+    assert image.pixelColor(corner) == image.pixelColor(QPoint(3, show.height() // 2))
     text = view.text.text()
     assert e.substituted.split("=")[-1].strip() in text and f"rank {e.rank}" in text
     qtbot.keyClick(show, Qt.Key.Key_Left)  # back one step, not one slide
@@ -41,3 +46,30 @@ def test_coupling_slide_lists_the_reasons_then_the_shapes(qtbot):
     text = view.text.text()
     assert "residual add" in text and "→" in text
     assert all(s["param"] in text for s in r.shapes if len(s["before"]) >= 2)
+
+
+def test_clicking_a_weight_in_the_heatmap_explains_it_live(qtbot, window):
+    """The lecturer clicks one weight of the loaded model: the explainer shows how the
+    current criterion scores that weight, with the window's density."""
+    from PySide6.QtCore import QPointF
+
+    from tests.ui.conftest import wait_idle
+
+    window.pruning_panel.set_settings(criterion="snip")
+    wait_idle(qtbot, window)
+    heat = window.views["heatmap"]
+    window.docks["heatmap"].show()
+    window.docks["heatmap"].raise_()
+    window.state.select("fc2.weight")
+    qtbot.waitUntil(lambda: heat.weight_at(3, 5) is not None, timeout=10000)
+    target = heat.weight_at(3, 5)
+    view_box = heat.plot.getViewBox()
+    scene = view_box.mapViewToScene(QPointF(5.5, 3.5))
+    at = heat.canvas.mapFromScene(scene)
+    qtbot.mouseClick(heat.canvas.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    panel = window.views["explainer"]
+    qtbot.waitUntil(lambda: panel.view.result is not None, timeout=60000)
+    e = panel.view.result.explanation
+    assert (e.layer, e.index, e.criterion) == ("fc2.weight", target, "snip")
+    assert e.density == window.state.density
+    assert "fc2.weight" in panel.status.text()

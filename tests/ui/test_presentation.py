@@ -200,6 +200,7 @@ def test_a_lab_slide_fills_in_and_its_settings_sit_in_the_strip(qtbot, window):
     qtbot.waitUntil(lambda: slide.widget.data["trials"] > 0, timeout=60000)
     assert slide.widget.data["k"] == 3
     assert _clipped(show) == []
+    assert show.minimumSizeHint().width() <= 1280  # the settings never widen the window past the screen
     show.show_slide(1)
     assert show.lab_slot.isHidden()
     show.close()

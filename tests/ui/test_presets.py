@@ -13,7 +13,9 @@ from visualizer.ui.lecture.presets import PRESETS, FigureView, run_preset
 # the four theory-lab presets (mask-probability, phase-transition, a-optimal) run in
 # tests/ui/test_lab_views.py; random-labels runs here
 PRESET_IDS = {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception", "density-law", "time-to-train",
-              "sensitivity", "mask-probability", "phase-transition", "a-optimal", "random-labels"}
+              "sensitivity", "mask-probability", "phase-transition", "a-optimal", "random-labels",
+              "explain-magnitude", "explain-snip", "explain-grasp", "explain-taylor", "explain-obd",
+              "explain-coupling", "explain-masked-speed"}
 
 
 def test_the_presets_are_exactly_these():

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PySide6.QtCore import Qt
 
 from tests.imagefolders import write_digit_folder
@@ -75,7 +76,7 @@ def test_a_spectrum_started_on_one_model_is_not_drawn_under_the_next(qtbot, wind
 
 def test_a_spectrum_reads_the_mask_of_its_start_while_the_slider_moves(qtbot, window, gated_spectrum, monkeypatch):
     # a model above COPY_MASK_LIMIT weights: the slider hands out live views of the ranking's mask
-    import visualizer.ui.shell.window as window_module
+    import visualizer.ui.shell.requests as window_module
 
     monkeypatch.setattr(window_module, "COPY_MASK_LIMIT", 0)
     gate, started, seen = gated_spectrum
@@ -128,3 +129,25 @@ def test_a_multi_seed_sweep_is_one_line_per_criterion_with_a_band(qtbot, window)
         assert len(x) == len(set(np.round(x, 9)))  # one point per density: no zig-zag through seeds
         assert len(series_rows) == 2 * len(x)
     assert view.band_count() == 2  # the seeds' spread around each mean
+    qtbot.wait(50)
+    assert all(not fill.path().isEmpty() for _low, _high, fill in view._bands.values())  # drawn
+
+
+def test_kept_trained_weights_install_as_a_new_model_version(qtbot, window):
+    """Keeping a fine-tune's weights replaced them in place: a job still reading the old model
+    saw its weights change under it. Now the trained copy is a new model object and version,
+    and the old one is left as it was."""
+    panel = window.training_panel
+    window.pruning_panel.set_density(0.2)
+    wait_idle(qtbot, window)
+    old_model, old_version = window.state.loaded.model, getattr(window.state, "model_version", None)
+    before = {k: v.clone() for k, v in old_model.state_dict().items()}
+    _choose(panel.mode_box, "finetune")
+    panel.epochs.setValue(1)
+    panel.keep_box.setChecked(True)
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    assert window.state.loaded.model is not old_model
+    assert all(torch.equal(v, old_model.state_dict()[k]) for k, v in before.items())
+    assert window.state.model_version != old_version
+    assert window.state.weights_modified and window.state.results[0]["model"] == "lenet"

@@ -56,3 +56,47 @@ def test_bad_densities_are_one_line_in_the_view(qtbot, window):
     view.levels_edit.setText("0.5,2")
     qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
     assert "(0, 1]" in view.status.text() and not window.jobs.is_running()
+
+
+def test_a_session_keeps_the_sensitivity_rows(qtbot, window, tmp_path):
+    from visualizer.ui.files import sessions
+
+    view = window.views["sensitivity"]
+    view.levels_edit.setText("0.3")
+    view.unit_box.setCurrentIndex(view.unit_box.findData("group"))
+    view.run()
+    wait_idle(qtbot, window, timeout=60000)
+    rows = list(view.rows)
+    assert rows and all(r["unit_kind"] == "group" for r in rows)
+    path = tmp_path / "s.pviz"
+    assert sessions.save_session(window, path, synchronous=True)
+    view.clear()
+    window.open_session(str(path))
+    wait_idle(qtbot, window, timeout=60000)
+    view = window.views["sensitivity"]
+    assert [(r["unit"], r["accuracy"]) for r in view.rows] == [(r["unit"], r["accuracy"]) for r in rows]
+    assert view.unit_box.currentData() == "group" and view.levels_edit.text() == "0.3"
+
+
+def test_cancel_keeps_the_rows_that_arrived_and_run_resumes(qtbot):
+    from visualizer.ui.shell.window import MainWindow
+
+    w = MainWindow(synchronous=True, restore_layout=False, persist_settings=False)
+    qtbot.addWidget(w)
+    w.request_load("lenet")
+    view = w.views["sensitivity"]
+    view.levels_edit.setText("0.5,0.1")
+    add = view.add_rows
+
+    def add_then_cancel(partial):  # the user presses Cancel as the first unit's rows arrive
+        add(partial)
+        qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+
+    view.add_rows = add_then_cancel
+    view.run()
+    assert len(view.rows) == 2 and view.status.text().startswith("cancelled: 2 rows kept")
+    view.add_rows = add
+    view.run()
+    assert len(view.rows) == 10 and "8 cells measured, 2 reused" in view.status.text()
+    w.state.set_dirty(False)
+    w.close()

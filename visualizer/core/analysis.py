@@ -22,8 +22,8 @@ from visualizer.core.curvature.spectrum import SpectrumOptions, dense_vs_masked
 from visualizer.core.pruning.allocation import build_allocated_ranking
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.ranking import SCOPES, build_ranking
-from visualizer.core.structure.graph import build_graph, example_input
-from visualizer.core.structure.groups import branches, connectivity, find_groups
+from visualizer.core.structure.graph import build_graph_job, example_input
+from visualizer.core.structure.groups import branches, connectivity, find_groups, find_groups_job
 from visualizer.core.structure.hierarchy import hierarchy_job
 from visualizer.core.structure.layout import GraphLayout
 from visualizer.core.structure.speed import measure_speed
@@ -91,21 +91,22 @@ class GraphResult:
 
 def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     """Trace the model, find its coupled groups and summaries, then nest the graph by the module
-    tree (core.structure.hierarchy; the view lays out only what it opens)."""
-    yield Step("tracing the model", 0.0)
-    traced = build_graph(model, example)
-    yield Step("coupled channel groups", 0.3)
+    tree (core.structure.hierarchy; the view lays out only what it opens). Each part is its own
+    step (the tracing and group jobs yield between attempts and groups): run in the window, a step
+    holds the job-step lock, and one step for all of it held it for seconds."""
+    traced = yield from sub(build_graph_job(model, example), 0.0, 0.3, "tracing: ")
     notices = list(getattr(traced, "notices", []))
     try:
-        structure = find_groups(model, example)
+        structure = yield from sub(find_groups_job(model, example), 0.3, 0.45, "groups: ")
         groups_obj = structure.groups
         notices += list(getattr(structure, "notices", []))
     except Exception as exc:  # an untraceable model still gets its graph drawn
         groups_obj = []
         notices.append(f"no channel groups: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     groups = [[m.param for m in g.members] for g in groups_obj]
-    yield Step("connectivity and branches", 0.5)
+    yield Step("connectivity", 0.5)
     conn = connectivity(model, groups_obj)
+    yield Step("branches", 0.55)
     found = branches(model, groups_obj, example)
     h = yield from sub(hierarchy_job(model, traced), 0.6, 1.0, "hierarchy: ")
     notices = h.notices[:1] + notices if traced.method == "hierarchy" else notices
@@ -219,10 +220,12 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
 # --- speed ----------------------------------------------------------------------------------------
 
 
-def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu"):
+def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, device: str = "cpu",
+              shrunk=None):
     """Latency, FLOPs and eta of dense, masked (same parameter count) and shrunk models: the
     measurement of ``pruneviz speed`` (core.structure.speed.measure_speed: group-l2 channel
-    scores per layer), on a two-sample example input unless one is given."""
+    scores per layer, unless the ``shrunk`` model is given), on a two-sample example input
+    unless one is given."""
     x = example if example is not None else example_input(model)
     return (yield from measure_speed(model, density, example=x, repeats=repeats, device=device,
-                                     criterion="group-l2", scope="layer"))
+                                     criterion="group-l2", scope="layer", shrunk=shrunk))

@@ -175,3 +175,18 @@ def test_a_torchscript_model_keeps_its_registration_order():
     scripted = torch.jit.script(Backwards())  # takes no forward hooks
     names = ["head.weight", "body.weight", "unused.weight"]
     assert ov.execution_order(scripted, names, torch.randn(1, 3)) == names
+
+
+def test_value_colours_paint_each_tile_by_its_layers_number():
+    o = ov.Overview({"a.weight": np.ones((4, 4)), "a.bias": np.ones(4), "b.weight": np.ones((2, 8))})
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    lut[:, 0] = np.arange(256)  # red = the level
+    lut[:, 3] = 255
+    # keyed by layer ("a": both of its tensors) or by tensor; scale [-1, 1]
+    rgba = o.value_colours({"a": -1.0, "b.weight": 0.5}, -1.0, 1.0, lut)
+    ta, tb, tbias = (o.tiles[o.index[n]] for n in ("a.weight", "b.weight", "a.bias"))
+    assert (rgba[ta.offset: ta.offset + ta.size, 0] == 0).all()
+    assert (rgba[tbias.offset: tbias.offset + tbias.size, 0] == 0).all()
+    assert (rgba[tb.offset: tb.offset + tb.size, 0] == round(0.75 * 255)).all()  # t = (0.5 + 1) / 2
+    grey = o.value_colours({"a": float("nan")}, 0.0, 1.0, lut)
+    assert tuple(grey[ta.offset]) == ov.PRUNED_RGBA and tuple(grey[tb.offset]) == ov.PRUNED_RGBA

@@ -94,19 +94,102 @@ def test_numpy_masks_work_too():
     assert prof.rows[0].density == 0.25 and prof.rows[0].removed_channels == 1
 
 
-def test_allocation_series_divides_each_layers_budget_by_its_size(monkeypatch):
-    """The hook for the allocation rules: their per-layer budgets k_l as kept fractions k_l / d_l
-    (a stand-in module here; the real rules are tested with their module)."""
-    import importlib.machinery
-    import sys
-    import types
-
+def test_allocation_series_divides_each_layers_budget_by_its_size():
+    """Every rule is offered; a shape-only rule's series is its budgets k_l over d_l, and the
+    budgets sum to exactly floor(rho * d)."""
     from visualizer.core.pruning import profile
+    from visualizer.core.pruning.allocation import ALLOCATIONS
+    from visualizer.core.pruning.ranking import kept_count
 
-    fake = types.ModuleType(profile.ALLOCATION_MODULE)
-    fake.__spec__ = importlib.machinery.ModuleSpec(profile.ALLOCATION_MODULE, None)
-    fake.layer_budgets = lambda allocation, density, shapes: {"a": 3, "b": 10}
-    monkeypatch.setitem(sys.modules, profile.ALLOCATION_MODULE, fake)
-    assert profile.allocations_available() == profile.SHAPE_ONLY_ALLOCATIONS
-    ser = profile.allocation_series("erk", 0.5, {"a": (2, 3), "b": (4, 5)})
-    assert ser.label == "allocation: erk" and ser.densities == {"a": 0.5, "b": 0.5}
+    assert profile.allocations_available() == ALLOCATIONS
+    shapes = {"a": (2, 3), "b": (4, 5)}  # 6 + 20 weights
+    ser = profile.allocation_series("uniform", 0.5, shapes)
+    assert ser.label == "allocation: uniform" and ser.kept == {"a": 3, "b": 10}
+    assert ser.densities == {"a": 0.5, "b": 0.5}
+    for rule in profile.SHAPE_ONLY_ALLOCATIONS:
+        for rho in (0.9, 0.37, 0.05):
+            ser = profile.allocation_series(rule, rho, shapes)
+            assert sum(ser.kept.values()) == kept_count(rho, 26)
+            assert all(ser.densities[n] == ser.kept[n] / d for n, d in (("a", 6), ("b", 20)))
+
+
+def residual_group():
+    """conv a and conv c both write the 3 channels a residual add joins; linear b reads them, and
+    a BatchNorm n normalises a's output (a per-channel weight: masked too)."""
+    return ChannelGroup(5, "channel", "a", 3, [
+        Member("a.weight", 0, (0, 1, 2), (0, 1, 2), "out"),
+        Member("n.weight", 0, (0, 1, 2), (0, 1, 2), "norm"),
+        Member("n.running_mean", 0, (0, 1, 2), (0, 1, 2), "norm", buffer=True),
+        Member("c.weight", 0, (0, 1, 2), (0, 1, 2), "out"),
+        Member("c.bias", 0, (0, 1, 2), (0, 1, 2), "out"),  # not masked: not counted
+        Member("b.weight", 1, (0, 1, 2), (0, 1, 2), "in"),
+    ])
+
+
+def test_group_profile_counts_every_members_slice_by_hand():
+    from visualizer.core.pruning.profile import group_profile
+
+    a = torch.ones(3, 2, dtype=torch.bool)
+    a[0] = False  # channel 0 gone from a ...
+    c = torch.ones(3, 4, dtype=torch.bool)
+    c[0] = False  # ... and from c: unit 0 is removed
+    c[1, :3] = False  # unit 1 keeps one weight of c: alive
+    n = torch.tensor([True, True, False])  # the norm's weight of unit 2 masked: not a producer
+    b = torch.ones(5, 3, dtype=torch.bool)
+    b[:, 0] = False
+    masks = {"a.weight": a, "c.weight": c, "n.weight": n, "b.weight": b, "other.weight": torch.zeros(7, dtype=torch.bool)}
+    (row,) = group_profile([residual_group()], masks)
+    # weights: a 6 + n 3 + c 12 + b 15 = 36; kept: a 4 + n 2 + c 5 + b 10 = 21
+    assert (row.params, row.kept) == (36, 21) and row.density == pytest.approx(21 / 36)
+    assert (row.units, row.removed) == (3, 1) and row.unit_sparsity == pytest.approx(1 / 3)
+    assert row.name == "a (channels: 3)" and row.layers == ("a.weight", "n.weight", "c.weight", "b.weight")
+
+
+def test_group_names_get_the_id_where_labels_coincide():
+    from visualizer.core.pruning.profile import group_profile, group_unit_names
+
+    g1, g2 = residual_group(), residual_group()
+    g2.id = 6
+    assert group_unit_names([g1, g2]) == {5: "a (channels: 3)#5", 6: "a (channels: 3)#6"}
+    g2.prunable = False
+    assert group_unit_names([g1, g2]) == {5: "a (channels: 3)"}
+    assert [r.name for r in group_profile([g1, g2], {})] == ["a (channels: 3)"]
+
+
+def test_group_profile_on_a_traced_residual_model():
+    """A tiny residual model (two convs joined by an add): the traced group's kept fraction is
+    the hand count over its members' slices."""
+    from torch import nn
+
+    from visualizer.core.pruning.profile import group_profile
+    from visualizer.core.structure.groups import find_groups
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 1, bias=False)
+            self.body = nn.Conv2d(4, 4, 1, bias=False)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = self.stem(x)
+            y = y + self.body(y)
+            return self.head(y.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Res()
+    groups = find_groups(model, torch.randn(1, 1, 4, 4)).prunable()
+    res = [g for g in groups if {m.param for m in g.producers()} >= {"stem.weight", "body.weight"}]
+    assert len(res) == 1  # the add couples stem's and body's output channels
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if n.endswith("weight")}
+    masks["stem.weight"][1] = False  # channel 1 out of stem (1 weight) and of body (4 weights)
+    masks["body.weight"][1] = False
+    masks["body.weight"][2, :2] = False
+    (row,) = group_profile(res, masks)
+    members = sorted((m.param, m.dim, m.role) for m in res[0].members if not m.buffer)
+    assert members == [("body.weight", 0, "out"), ("body.weight", 1, "in"), ("head.weight", 1, "in"),
+                       ("stem.weight", 0, "out")]
+    # slices: stem rows 4x1, body rows 4x4, body columns 4x4, head columns 2x4 = 44 weights;
+    # kept: stem 3, body 16 - 4 - 2 = 10 (counted as rows and again as columns), head 8
+    assert (row.params, row.kept) == (44, 3 + 10 + 10 + 8)
+    assert (row.units, row.removed) == (4, 1)  # channel 1: every producer row pruned

@@ -108,3 +108,19 @@ def test_identities_follow_content(lenet, digits):
 
     assert weights_id(lenet) == weights_id(copy.deepcopy(lenet))
     assert data_id(digits) == data_id(digits) and len(data_id(digits)) == 12
+
+
+def test_rows_of_other_weights_are_another_series():
+    """Trained weights kept under the same model name: their rows are not joined to the old ones."""
+    rows = [{**_row(0, 0.5, 0.9), "weights": "aaa"}, {**_row(0, 0.5, 0.95), "weights": "bbb"}]
+    assert [s.weights for s in curve_series(rows)] == ["aaa", "bbb"]
+
+
+def test_window_rows_record_the_weights_they_started_from(mlp, digits):
+    from visualizer.core.provenance import weights_id
+    from visualizer.core.pruning.masks import MaskSet
+    from visualizer.core.training.workflows import evaluate_job
+
+    masks = MaskSet.dense({n: p for n, p in mlp.named_parameters() if n.endswith("weight")})
+    row = run(evaluate_job(mlp, digits, masks, {"model": "mlp"}))
+    assert row["weights"] == weights_id(mlp)

@@ -150,3 +150,64 @@ def test_cluster_rows_equal_serial_rows_and_resume_by_key(lenet, digits, tmp_pat
     assert [{k: v for k, v in r.items() if k not in strip} for r in res.rows] == \
         [{k: v for k, v in r.items() if k not in strip} for r in serial]
     assert len(read_rows(out)) == 6
+
+
+class _Branchy(torch.nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(64, 16)
+        self.b = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x.flatten(1)))
+        if h.sum() > 0:
+            h = h * 1.0
+        return self.b(h)
+
+
+def test_an_untraceable_model_is_evaluated_whole_and_says_so(digits):
+    ws = Workspace(_Branchy(), digits, model_ref="branchy")
+    res = run(sensitivity_job(ws, _config()))
+    assert {r["method"] for r in res.rows} == {"whole-model"}
+    assert any("cannot be traced" in n for n in res.notices)
+
+
+class _InPlaceResidual(torch.nn.Module):
+    """A residual add written in place into the branch that does not read the unit (the
+    torchvision ResNet pattern out += identity, with the unit on the identity side)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(64, 32)
+        self.skip = torch.nn.Linear(64, 32)
+        self.out = torch.nn.Linear(32, 10)
+        self.relu = torch.nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        h = self.a(x)
+        h += self.skip(x)
+        return self.out(self.relu(h))
+
+
+def test_a_rest_that_writes_in_place_gets_fresh_copies_of_the_cache(digits):
+    model = _InPlaceResidual()
+    ws = Workspace(model, digits, model_ref="inplace")
+    split = split_model(trace(model), ["skip.weight"])
+    assert split._copy  # the cached h is added into in place: each level needs its own copy
+    fast = run(sensitivity_job(ws, _config(units=("skip",))))
+    slow = run(sensitivity_job(ws, _config(units=("skip",), fast=False)))
+    assert [r["method"] for r in fast.rows] == ["cached-prefix"] * 2
+    assert [(r["loss"], r["accuracy"]) for r in fast.rows] == [(r["loss"], r["accuracy"]) for r in slow.rows]
+    assert not split_model(trace(load_model("lenet").model), ["fc1.weight"])._copy
+
+
+def test_several_batches_give_the_whole_model_numbers(lenet, digits):
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    several = dict(eval_batches=None, eval_batch_size=128)  # 359 samples: three batches
+    fast = run(sensitivity_job(ws, _config(**several)))
+    slow = run(sensitivity_job(ws, _config(fast=False, **several)))
+    assert {r["method"] for r in fast.rows} == {"cached-prefix"} and fast.rows[0]["samples"] == 359
+    assert [(r["loss"], r["accuracy"]) for r in fast.rows] == [(r["loss"], r["accuracy"]) for r in slow.rows]

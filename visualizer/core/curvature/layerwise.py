@@ -35,6 +35,7 @@ from torch import nn
 from visualizer.core.curvature.lanczos import lanczos
 from visualizer.core.curvature.operator import EvalSet, build_coordinates, hessian_operator
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.profile import group_unit_names
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.structure.groups import find_groups_job
 from visualizer.core.tasks import Job, Step, sub
@@ -69,11 +70,12 @@ def group_blocks(model: nn.Module, groups: Iterable) -> dict[str, Block]:
     differentiated), the flat indices of its slices ``indices`` along ``dim``."""
     params = dict(model.named_parameters())
     blocks: dict[str, Block] = {}
-    labels = [g.label for g in groups if g.prunable]
+    groups = list(groups)
+    names = group_unit_names(groups)  # the density profile's names for the same groups
     for g in groups:
         if not g.prunable:
             continue
-        name = g.label if labels.count(g.label) == 1 else f"{g.label}#{g.id}"
+        name = names[g.id]
         parts: Block = []
         for m in g.members:
             if m.buffer or m.param not in params:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from visualizer.core.structure.overlays import coupling_reasons
 from visualizer.core.structure.shrink import PrunePlan, shrink
 from visualizer.core.structure.speed import SpeedReport, measure_speed
 from visualizer.core.tasks import Step, sub
-from visualizer.core.workspace import Workspace
+from visualizer.core.workspace import Workspace, model_on
 
 HISTOGRAM_BINS = 60
 
@@ -87,6 +88,15 @@ def criterion_explainer_job(criterion: str = "snip", model: str = "lenet", layer
                                                 scores=scores), 0.7, 1.0, "this weight: ")
     edges, counts = score_histogram(scores[layer])
     return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast, note)
+
+
+def live_explainer_job(criterion: str, model, ref: str, data, layer: str, index: tuple[int, ...],
+                       density: float, device: str = "cpu"):
+    """The explainer of one weight of the window's model (a snapshot of it): scored on a copy on
+    ``device``, so the shown model is never touched (the data criteria run backward passes)."""
+    loaded = SimpleNamespace(model=model_on(copy.deepcopy(model), device), ref=ref)
+    return (yield from criterion_explainer_job(criterion, layer=layer, index=index, density=density,
+                                               loaded=loaded, data=data))
 
 
 @dataclass

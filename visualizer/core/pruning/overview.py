@@ -377,6 +377,23 @@ class Overview:
             mode = "kept"
         return self.table(mode, lut)[self.codes(mode)]
 
+    def value_colours(self, values: Mapping[str, float], lo: float, hi: float, lut: np.ndarray) -> np.ndarray:
+        """(pixels, 4) uint8 RGBA with every pixel of a tile in the colour of one number per
+        tensor (keyed by the tensor's name or its layer's, e.g. a model diff's relative change):
+        ``lut`` (256 x RGBA) at t = (v - lo) / (hi - lo) clipped to [0, 1]; a tensor without a
+        finite value is drawn in the pruned grey."""
+        lut = np.asarray(lut, dtype=np.uint8)
+        out = np.empty((self.n_pixels, 4), dtype=np.uint8)
+        span = hi - lo if hi > lo else 1.0
+        for t in self.tiles:
+            v = values.get(t.name, values.get(t.name.rpartition(".")[0]))
+            if v is None or not np.isfinite(v):
+                colour = PRUNED_RGBA
+            else:
+                colour = lut[int(round(float(np.clip((v - lo) / span, 0.0, 1.0)) * (len(lut) - 1)))]
+            out[t.offset: t.offset + t.size] = colour
+        return out
+
     def tile_stats(self, name: str) -> dict:
         """Kept and total weights of one tile (from the pixel counts)."""
         t = self.tiles[self.index[name]]

@@ -20,6 +20,14 @@ also removes the next layer's input slice):
 The totals weigh the layers by their weights (s_p) or their FLOPs (s_F), which differ: the early
 convolutions of an image network cost many FLOPs per weight. FLOPs per layer are forward FLOPs
 for one example (``core.structure.speed.count_flops``, 2 per multiply-accumulate).
+
+Per coupled group (:func:`group_profile`): one :class:`GroupRow` per prunable coupled channel
+group G of ``core.structure.groups`` (the units structured pruning removes together, across a
+residual add or a concatenation). Its weights are the masked slices of all its members (the
+producers' rows, the consumers' input columns, per-channel norm weights), its kept fraction
+kept(G) / weights(G) over those slices, and its unit sparsity the share of units with every
+producer weight pruned. A convolution's weight is in two groups (its output rows in one, its
+input columns in the one before), so the group rows do not add up to the layer rows.
 """
 
 from __future__ import annotations
@@ -196,6 +204,71 @@ def density_profile(masks: Mapping[str, object], order: Sequence[str] | None = N
     return Profile(rows, notes)
 
 
+@dataclass(frozen=True)
+class GroupRow:
+    """One prunable coupled group under a mask (module docstring): ``units`` channels (hidden
+    units, heads), ``removed`` of them with every producer weight pruned; ``params`` weights in
+    the members' masked slices, ``kept`` of them kept; ``layers`` the tensors it touches."""
+
+    name: str
+    kind: str
+    units: int
+    removed: int
+    params: int
+    kept: int
+    layers: tuple[str, ...]
+
+    @property
+    def density(self) -> float:
+        """Kept fraction kept(G) / weights(G) over the group's masked slices."""
+        return self.kept / self.params if self.params else 1.0
+
+    @property
+    def unit_sparsity(self) -> float:
+        return self.removed / self.units if self.units else 0.0
+
+
+def group_unit_names(groups: Iterable) -> dict[int, str]:
+    """Group id -> the name a group goes by (its label, with ``#id`` added where two prunable
+    groups' labels coincide): the same names in the profile and the per-group curvature."""
+    prunable = [g for g in groups if getattr(g, "prunable", True)]
+    labels = [g.label for g in prunable]
+    return {g.id: g.label if labels.count(g.label) == 1 else f"{g.label}#{g.id}" for g in prunable}
+
+
+def group_profile(groups: Iterable, masks: Mapping[str, object]) -> list[GroupRow]:
+    """A :class:`GroupRow` per prunable coupled group, in the groups' order: the kept weights of
+    each member's slice (``indices`` along ``dim`` of a masked parameter; buffers and unmasked
+    parameters such as biases are not counted) and the units whose producer slices are all
+    pruned (a group none of whose producers is masked has no removed unit)."""
+    groups = [g for g in groups if getattr(g, "prunable", True)]
+    names = group_unit_names(groups)
+    arrays = {n: _np(m).astype(bool, copy=False) for n, m in masks.items()}
+    rows = []
+    for g in groups:
+        params = kept = 0
+        layers: list[str] = []
+        covered = np.zeros(g.size, dtype=bool)
+        alive = np.zeros(g.size, dtype=bool)
+        for m in g.members:
+            mask = arrays.get(m.param)
+            if m.buffer or mask is None or m.dim >= mask.ndim:
+                continue
+            idx = np.asarray(m.indices, dtype=np.intp)
+            part = np.take(mask, idx, axis=m.dim)
+            params += int(part.size)
+            kept += int(np.count_nonzero(part))
+            if m.param not in layers:
+                layers.append(m.param)
+            if m.role == "out":
+                units = np.asarray(m.units, dtype=np.intp)
+                covered[units] = True
+                np.logical_or.at(alive, units, _alive_along(mask, m.dim)[idx])
+        rows.append(GroupRow(names[g.id], g.kind, int(g.size), int(np.count_nonzero(covered & ~alive)),
+                             params, kept, tuple(layers)))
+    return rows
+
+
 def flops_by_parameter(per_module: Mapping[str, int], names: Iterable[str]) -> dict[str, int]:
     """Module FLOPs (``count_flops``' per-layer dict, keyed by module path) per parameter name
     (the owning module's path is the name up to its last dot)."""
@@ -217,19 +290,24 @@ class Series:
 
     label: str
     densities: dict[str, float]
+    kept: dict[str, int] | None = None  # kept weights per layer, where the series knows them
 
 
 ALLOCATION_MODULE = "visualizer.core.pruning.allocation"
-# allocations whose per-layer budgets need only the shapes (owl needs calibration data and
-# sensitivity measured curves: they join when those inputs are at hand)
+# allocations whose per-layer budgets need only the shapes; ``global`` reads the criterion's
+# scores, ``owl`` calibration data and ``sensitivity`` measured curves (a ranking job gathers them)
 SHAPE_ONLY_ALLOCATIONS = ("uniform", "erk")
+DATA_ALLOCATIONS = ("owl", "sensitivity")
 
 
 def allocations_available() -> tuple[str, ...]:
-    """The shape-only allocation rules, when the allocation module is installed."""
+    """Every allocation rule (``allocation.ALLOCATIONS``), when the allocation module is installed."""
+    import importlib
     import importlib.util
 
-    return SHAPE_ONLY_ALLOCATIONS if importlib.util.find_spec(ALLOCATION_MODULE) else ()
+    if not importlib.util.find_spec(ALLOCATION_MODULE):
+        return ()
+    return tuple(importlib.import_module(ALLOCATION_MODULE).ALLOCATIONS)
 
 
 def allocation_series(allocation: str, density: float, shapes: Mapping[str, Sequence[int]]) -> Series:
@@ -239,7 +317,8 @@ def allocation_series(allocation: str, density: float, shapes: Mapping[str, Sequ
 
     budgets = importlib.import_module(ALLOCATION_MODULE).layer_budgets(allocation, density, shapes)
     return Series(f"allocation: {allocation}",
-                  {n: budgets[n] / max(math.prod(s), 1) for n, s in shapes.items() if n in budgets})
+                  {n: budgets[n] / max(math.prod(s), 1) for n, s in shapes.items() if n in budgets},
+                  {n: int(budgets[n]) for n in shapes if n in budgets})
 
 
 def series_from_masks(label: str, masks: Mapping[str, object]) -> Series:
@@ -252,16 +331,20 @@ CSV_COLUMNS = ("name", "shape", "params", "kept", "live", "channels", "removed_c
                "density", "channel_sparsity", "parameter_sparsity", "flop_sparsity", "kept_flops")
 
 
-def profile_csv(profile: Profile, series: Sequence[Series] = ()) -> str:
+def profile_csv(profile: Profile, series: Sequence[Series] = (),
+                extra: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """The profile as CSV text: one row per tensor, the columns of :data:`CSV_COLUMNS`, then one
-    ``density[<label>]`` column per comparison series."""
+    ``density[<label>]`` column per comparison series, then one column per ``extra`` entry
+    ({column: {tensor: value}}, e.g. ``lambda_max``; empty where a tensor has none)."""
     buf = io.StringIO()
-    cols = list(CSV_COLUMNS) + [f"density[{s.label}]" for s in series]
+    extra = dict(extra or {})
+    cols = list(CSV_COLUMNS) + [f"density[{s.label}]" for s in series] + list(extra)
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in profile.rows:
         d = r.to_dict()
-        w.writerow([_cell(d[c]) for c in CSV_COLUMNS] + [_cell(s.densities.get(r.name)) for s in series])
+        w.writerow([_cell(d[c]) for c in CSV_COLUMNS] + [_cell(s.densities.get(r.name)) for s in series]
+                   + [_cell(v.get(r.name)) for v in extra.values()])
     return buf.getvalue()
 
 
@@ -273,14 +356,15 @@ def _cell(v) -> str:
     return str(v)
 
 
-def write_profile_csv(profile: Profile, path: str | Path, series: Sequence[Series] = ()) -> Path:
+def write_profile_csv(profile: Profile, path: str | Path, series: Sequence[Series] = (),
+                      extra: Mapping[str, Mapping[str, float]] | None = None) -> Path:
     """Write :func:`profile_csv` to ``path`` (a temporary file renamed: never half written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            f.write(profile_csv(profile, series))
+            f.write(profile_csv(profile, series, extra))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ comparison of two masks (kept by both / only A / only B, parameter and FLOP delt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -122,17 +123,34 @@ def score_statistics(scores: Mapping[str, object]) -> dict[str, dict[str, float]
     return {"score mean": mean, "score std": std}
 
 
+def relative_change(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """||B - A||_2 / ||A||_2 over all (A, B) tensor pairs taken as one vector (the distance
+    itself when ||A|| = 0)."""
+    num = den = 0.0
+    for a, b in pairs:
+        a = a.detach().to("cpu", torch.float64)
+        b = b.detach().to("cpu", torch.float64)
+        num += float(torch.sum((b - a) ** 2))
+        den += float(torch.sum(a ** 2))
+    return math.sqrt(num / den) if den else math.sqrt(num)
+
+
+def is_weight(param: str) -> bool:
+    """A parameter that multiplies the input ('weight', 'in_proj_weight', 'weight_ih_l0'), not a
+    bias or a norm's shift."""
+    return "weight" in param.rsplit(".", 1)[-1]
+
+
 def parameter_change(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Relative change of each layer's weights, ||w_after - w_before|| / ||w_before||."""
-    out = {}
+    """Relative change of each layer's weights, ||w_after - w_before|| / ||w_before|| over the
+    layer's weight tensors together (:func:`relative_change`)."""
+    pairs: dict[str, list] = {}
     for name, w0 in before.items():
         w1 = after.get(name)
-        if w1 is None or w1.shape != w0.shape or not name.endswith("weight"):
+        if w1 is None or w1.shape != w0.shape or not is_weight(name):
             continue
-        d = float(torch.linalg.vector_norm(w1.detach().float().cpu() - w0.detach().float().cpu()))
-        n = float(torch.linalg.vector_norm(w0.detach().float().cpu()))
-        out[layer_of(name)] = d / n if n else d
-    return out
+        pairs.setdefault(layer_of(name), []).append((w0, w1))
+    return {layer: relative_change(p) for layer, p in pairs.items()}
 
 
 # --- two masks ------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.structure.graph import example_input
 from visualizer.core.structure.groups import find_groups_job, group_scores
-from visualizer.core.structure.shrink import structured_prune_job
+from visualizer.core.structure.shrink import StructuredResult, structured_prune_job
 from visualizer.core.tasks import Step, run, sub
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
@@ -269,6 +269,27 @@ def speed_job(
     return SpeedReport(entries, device_name(device), int(example.shape[0]), repeats, torch.get_num_threads())
 
 
+def shrink_job(
+    model: nn.Module,
+    density: float,
+    example: torch.Tensor,
+    criterion: str = "group-l2",
+    scope: str = "layer",
+    scores: dict[str, torch.Tensor] | None = None,
+) -> Generator[Step, None, StructuredResult]:
+    """Job: find the coupled groups of ``model`` and build the physically smaller copy keeping
+    ``density`` of each group's units, ranked by the group ``criterion`` or, given elementwise
+    ``scores`` (a mask criterion's), by their sum over each unit's slices
+    (core.structure.groups.group_scores). ``model`` is only read."""
+    yield Step("finding groups", 0.0)
+    groups = (yield from sub(find_groups_job(model, example), 0.0, 0.5, "structure: ")).groups
+    if not any(g.prunable for g in groups):
+        raise ValueError("the model has no structurally prunable group")
+    unit_scores = group_scores(model, groups, criterion, scores)
+    return (yield from sub(structured_prune_job(model, groups, unit_scores, density, example, scope=scope),
+                           0.5, 1.0, "shrink: "))
+
+
 def measure_speed(
     model: nn.Module,
     density: float = 0.5,
@@ -290,12 +311,7 @@ def measure_speed(
     if example is None:
         example = example_input(model, dataset, batch=batch)
     if shrunk is None:
-        yield Step("finding groups", 0.0)
-        groups = (yield from sub(find_groups_job(model, example[:2]), 0.0, 0.05, "structure: ")).groups
-        if not any(g.prunable for g in groups):
-            raise ValueError("the model has no structurally prunable group")
-        res = yield from sub(structured_prune_job(model, groups, group_scores(model, groups, criterion), density,
-                                                  example[:2], scope=scope), 0.05, 0.1, "shrink: ")
+        res = yield from sub(shrink_job(model, density, example[:2], criterion, scope), 0.0, 0.1)
         shrunk = res.shrunk.model
     report = yield from sub(speed_job(model, shrunk, example, masks, repeats, warmup, device, peak_flops), 0.1, 1.0)
     return report

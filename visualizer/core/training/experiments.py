@@ -578,6 +578,7 @@ class Series:
     retrain: str
     kind: str
     dataset: str
+    weights: str  # core.provenance.weights_id of the weights the rows started from ("" unknown)
     densities: list[float]
     mean: list[float]
     low: list[float]
@@ -586,21 +587,24 @@ class Series:
     rows: list[dict]
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.criterion, self.retrain, self.kind, self.dataset)
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.criterion, self.retrain, self.kind, self.dataset, self.weights)
 
 
-def series_key(row: dict) -> tuple[str, str, str, str]:
-    """The curve a row belongs to: (criterion, retraining, kind, dataset); rows of several seeds
-    of one setting share it. "none" and a missing retraining are the same curve."""
+def series_key(row: dict) -> tuple[str, str, str, str, str]:
+    """The curve a row belongs to: (criterion, retraining, kind, dataset, weights); rows of
+    several seeds of one setting share it. "none" and a missing retraining are the same curve;
+    rows of other weights under the same model name (trained weights kept) are another curve."""
     retrain = str(row.get("retrain") or "none")
-    return (str(row.get("criterion", "?")), retrain, str(row.get("kind") or ""), str(row.get("dataset") or ""))
+    return (str(row.get("criterion", "?")), retrain, str(row.get("kind") or ""), str(row.get("dataset") or ""),
+            str(row.get("weights") or ""))
 
 
 def curve_series(rows: Iterable[dict], metric: str = "accuracy") -> list[Series]:
     """Rows with a positive density and a finite ``metric`` (accuracy, or a language model's
-    perplexity) as curves (first appearance order), each point the mean over the seeds at that
-    density (achieved densities are rounded to 6 significant digits to pair up)."""
+    perplexity) as curves by :func:`series_key` (first appearance order), each point the mean
+    over the seeds at that density (achieved densities are rounded to 6 significant digits to
+    pair up)."""
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in rows:
         d, a = _number(r.get("density")), _number(r.get(metric))

@@ -40,7 +40,7 @@ from visualizer.core.device import model_device
 from visualizer.core.models.outputs import main_logits
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step
-from visualizer.core.training.evaluate import EvalResult, autocast, evaluate
+from visualizer.core.training.evaluate import EvalResult, autocast, evaluate_job
 from visualizer.core.workspace import (
     EVAL_BATCH_SIZE,
     evaluation_batches,
@@ -314,6 +314,20 @@ def _read_mean(running: torch.Tensor, n: int, step: int) -> float:
     return value
 
 
+
+def evaluation_steps(model: nn.Module, batches, amp: bool, prefix: str,
+                     fraction: float) -> Generator[Step, None, EvalResult]:
+    """The evaluation of ``model`` on ``batches`` one batch per step (core.training.evaluate's
+    job), reported at the training job's ``fraction``: an end-of-epoch evaluation made as one
+    step held the window's job-step lock for seconds, and every other job waited behind it."""
+    job = evaluate_job(model, batches, amp=amp)
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Step(prefix + step.stage, fraction)
+
 def fit(
     work: nn.Module,
     data: Dataset,
@@ -374,7 +388,8 @@ def fit(
             yield Step(f"{stage} epoch {epoch + 1}/{config.epochs}", step / n_total, partial)
         if running_n and config.evaluate_each_epoch:
             train_loss = _read_mean(running, running_n, step)
-            ev = evaluate(work, config_evaluation_batches(data, config), amp=config.amp)
+            ev = yield from evaluation_steps(work, config_evaluation_batches(data, config), config.amp,
+                                             f"{stage} epoch {epoch + 1}/{config.epochs}: ", step / n_total)
             row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "test_loss": ev.loss, "accuracy": ev.accuracy}
             if extra is not None:
                 row.update(extra())
@@ -429,7 +444,7 @@ def train(
     history, steps, snapshots = yield from fit(
         work, data, config, projector, teacher=teacher, capture_steps=capture_steps, stage=stage
     )
-    test = evaluate(work, config_evaluation_batches(data, config), amp=config.amp)
+    test = yield from evaluation_steps(work, config_evaluation_batches(data, config), config.amp, f"{stage}: ", 1.0)
     yield Step(f"{stage}: accuracy {test.accuracy:.3f}", 1.0, {"final": True, "test_loss": test.loss, "accuracy": test.accuracy})
     return TrainResult(work, masks.copy() if masks is not None else None, history, test, steps, snapshots)
 

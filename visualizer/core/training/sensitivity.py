@@ -227,15 +227,36 @@ class SplitModel:
         self._prefix = prefix
         self._rest = rest
         self.ratio = ratio  # share of the graph's call nodes in the rest (what one level runs)
+        self._copy = _writes_in_place(rest)
 
     def prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self._prefix(x)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def rest(self, cached: Sequence[torch.Tensor], overrides: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        # fresh copies: the rest may add in place into a cached tensor (torchvision's out += identity)
-        args = tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in cached)
+        # fresh copies when the rest writes in place: it may add into a cached tensor
+        # (torchvision's out += identity) that the next level reads again
+        args = tuple(t.clone() if self._copy and isinstance(t, torch.Tensor) else t for t in cached)
         return torch.func.functional_call(self._rest, dict(overrides), args, strict=False)
+
+
+def _writes_in_place(gm: torch.fx.GraphModule) -> bool:
+    """Whether any node of ``gm`` may write into its input: an in-place method or function
+    (``add_``, ``operator.iadd``), ``inplace=True``, or a module with ``inplace`` set (ReLU)."""
+    import operator
+
+    in_place_ops = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.iand, operator.ior}
+    modules = dict(gm.named_modules())
+    for n in gm.graph.nodes:
+        if n.kwargs.get("inplace"):
+            return True
+        if n.op == "call_method" and str(n.target).endswith("_"):
+            return True
+        if n.op == "call_function" and (n.target in in_place_ops or getattr(n.target, "__name__", "").endswith("_")):
+            return True
+        if n.op == "call_module" and getattr(modules.get(n.target), "inplace", False):
+            return True
+    return False
 
 
 def trace(model: nn.Module) -> torch.fx.GraphModule | None:

@@ -13,6 +13,7 @@ from collections.abc import Generator
 from functools import partial
 from typing import Any
 
+from visualizer.core.provenance import weights_id
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.cluster import connect, lth_run, seeded_runs, sweep_on_cluster
 from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
@@ -66,6 +67,13 @@ def _read_on(row: dict, test) -> dict:
     return {"eval_samples": test.n} if "eval_samples" in row else {}
 
 
+def weights_of(model) -> dict:
+    """``{"weights": identity}`` of the weights a row started from (core.provenance.weights_id):
+    after "keep the trained weights" the same model name holds other weights, and its rows are
+    another curve."""
+    return {"weights": weights_id(model)}
+
+
 def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generator[Step, None, dict]:
     """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run,
     on ``device`` (a copy of the model there)."""
@@ -75,7 +83,7 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
     batches = evaluation_batches(data, *window_evaluation(data))
     ev = yield from sub(evaluate(model_on(model, dev), batches, masks), 0.1, 1.0)
     extra = {"eval_samples": ev.n} if streamed(data) else {}
-    return {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
+    return {**row, **weights_of(model), "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
             "accuracy": ev.accuracy, "loss": ev.loss, "device": device_name(dev), **extra,
             **({} if ev.perplexity is None else {"perplexity": ev.perplexity})}
 
@@ -83,7 +91,7 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
     job = train_with_distillation(model, data, masks, config) if distill else retrain_job(model, data, masks, "finetune", config)
     res = yield from job
-    out = {**row, "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
+    out = {**row, **weights_of(model), "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
            "accuracy": res.test.accuracy, "loss": res.test.loss, "steps": res.steps, **_read_on(row, res.test)}
     return out, res.model.cpu()
 
@@ -99,15 +107,17 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
     make = partial(lth_run, model_ref=ref, rounds=int(settings.get("rounds", 3)), rate=float(settings.get("rate", 0.4)),
                    rewind=int(settings.get("rewind", 0)), scope=settings.get("scope", "global"), config=config)
     cluster = str(settings.get("cluster") or "")
+    weights = weights_of(model)
 
     def rows_of(job):
         while True:
             try:
                 step = next(job)
             except StopIteration as stop:
-                return [r for s in seeds for r in stop.value[s]]
+                return [{**r, **weights} for s in seeds for r in stop.value[s]]
             rows = step.partial[1] if step.partial is not None else None
-            yield Step(step.stage, step.fraction, rows if isinstance(rows, list) else None)
+            rows = [{**r, **weights} for r in rows] if isinstance(rows, list) else None
+            yield Step(step.stage, step.fraction, rows)
 
     if not cluster:
         return (yield from rows_of(seeded_runs(model, data, inits, make, device=config.device)))
@@ -130,7 +140,7 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
     init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
     dst = DSTConfig(settings["retrain"], density, train=config, distribution=settings.get("distribution", "erk"))
     res = yield from dynamic_sparse_training(model, data, dst, start_state=init)
-    return {**row, "criterion": settings["retrain"], "distribution": dst.distribution,
+    return {**row, **weights_of(model), "criterion": settings["retrain"], "distribution": dst.distribution,
             "density": res.masks.density(), "kept": res.masks.kept(),
             "total": res.masks.total(), "accuracy": res.test.accuracy, "loss": res.test.loss,
             "mask_updates": len(res.updates), **_read_on(row, res.test)}
@@ -142,7 +152,8 @@ def lasso_job(model, data, density: float, settings: dict, config, row: dict) ->
                                                                    density, train=config)), 0.0, 0.9)
     cut = yield from sub(prune_channels_by_norm(res.model, data, density, row.get("scope", "global"), config),
                          0.9, 1.0)
-    return {**row, "criterion": "group-lasso", "structure": "channel", "density": cut.masks.density(),
+    return {**row, **weights_of(model), "criterion": "group-lasso", "structure": "channel",
+            "density": cut.masks.density(),
             "kept": cut.masks.kept(), "total": cut.masks.total(), "accuracy": cut.test.accuracy,
             "loss": cut.test.loss, "lasso_accuracy": res.test.accuracy, "zero_groups": res.zero_groups,
             "groups": res.groups, **_read_on(row, cut.test)}

@@ -19,6 +19,7 @@ from visualizer.core.models.trust import model_trust_reason, trust_reason
 from visualizer.core.tasks import Step, sub
 from visualizer.ui.jobs import actions
 from visualizer.ui.shell.settings import recovery_path
+from visualizer.ui.views import sensitivity
 
 
 class SessionHost(Protocol):
@@ -54,6 +55,8 @@ def capture(window: SessionHost) -> Session:
     over = window.views.get("overview")
     if over is not None:
         view.update(overview_mode=over.mode, overview_area=over.area)
+    if (rows := sensitivity.session_state(window)) is not None:
+        view["sensitivity"] = rows
     state = None
     if s.weights_modified and loaded is not None:
         state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
@@ -300,6 +303,8 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
         over.restore(view.get("overview_mode"), view.get("overview_area"))
     if view.get("selected") in s.params:
         s.select(view["selected"])
+    if "sensitivity" in view:
+        sensitivity.restore_session_state(window, view["sensitivity"])
     s.masks_changed.emit()
     s.set_dirty(False)
     # scores for the heatmap and the slider: ranked in the background, keeping the saved mask

@@ -39,6 +39,7 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import sys
@@ -64,6 +65,8 @@ GIL_SWITCH_S = 0.001
 HOLD_MAX_MS = 300  # the longest JobRunner.hold keeps jobs waiting
 HOLD_POLL_MS = 2  # the hold's idle test: a pass of the event loop this quick means no repaint left
 HOLD_IDLE_PASSES = 3
+LONG_HOLD_S = 0.05  # a step holding STEP_LOCK longer than this is recorded (JobRunner.long_holds)
+MAX_HOLDS_KEPT = 200
 STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
 
 
@@ -153,6 +156,9 @@ class JobRunner(QObject):
         self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.apply_times: list[tuple[str, float]] = []  # (kind, seconds) installing results: GUI-thread cost
+        # (kind, stage, seconds) of steps that held STEP_LOCK over LONG_HOLD_S, the latest
+        # MAX_HOLDS_KEPT (bench_ui prints the worst): a long step makes every other job wait
+        self.long_holds: collections.deque[tuple[str, str, float]] = collections.deque(maxlen=MAX_HOLDS_KEPT)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.drain)
@@ -273,6 +279,7 @@ class JobRunner(QObject):
                 return
             with STEP_LOCK:
                 gen = factory()
+            stage, held = "(start)", 0.0
             while True:
                 self._wait_gate(synchronous)
                 if job.cancelled:
@@ -282,10 +289,19 @@ class JobRunner(QObject):
                     return
                 try:
                     with STEP_LOCK:
-                        step = next(gen)
+                        t0 = time.perf_counter()
+                        try:
+                            step = next(gen)
+                        finally:
+                            held = time.perf_counter() - t0
+                    if held > LONG_HOLD_S:
+                        self.long_holds.append((job.kind, f"{stage} -> {step.stage}", held))
                 except StopIteration as stop:
+                    if held > LONG_HOLD_S:
+                        self.long_holds.append((job.kind, f"{stage} -> (end)", held))
                     result = stop.value
                     break
+                stage = step.stage
                 if step.partial is not None:
                     self._emit_partial(job, step.partial, synchronous)
                 now = time.monotonic()

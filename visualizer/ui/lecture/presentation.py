@@ -106,6 +106,7 @@ class Presentation(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.caption)
+        layout.addWidget(self.lab_slot)
         layout.addWidget(self.strip)
 
         self._play = QTimer(self)
@@ -131,7 +132,9 @@ class Presentation(QWidget):
         strip.used.connect(self._go_live)
         self.model_box, self.criterion_box = strip.model_box, strip.criterion_box
         self.slider, self.density_label = strip.slider, strip.density_label
-        self.lab_slot = QStackedWidget(strip)  # the current lab slide's settings
+        # the current lab slide's settings: a row of their own above the strip (in the strip's row
+        # they pushed the window past a 1280-pixel screen)
+        self.lab_slot = QStackedWidget(self)
         self.lab_slot.hide()
         self.lab_controls: dict = {}
         self._lab_timer = QTimer(self)
@@ -148,7 +151,7 @@ class Presentation(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumWidth(160)
         self.progress.hide()  # shown while a slide computes
-        for w in (self.lab_slot, self.back_button, self.play_button, self.next_button, self.position,
+        for w in (self.back_button, self.play_button, self.next_button, self.position,
                   self.progress):
             strip.row.addWidget(w)
         for w in (self.back_button, self.play_button, self.next_button):

@@ -43,6 +43,7 @@ class AppState(QObject):
     pruning_changed = Signal()  # criterion / scope / structure / density settings
     dirty_changed = Signal(bool)
     origin_changed = Signal()  # a new model version or dataset: jobs of the old state retire
+    model_diff_changed = Signal()  # a diff of two models computed (graph, overview) or cleared
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +73,8 @@ class AppState(QObject):
         self.view_settings: dict[str, Any] = {}
         self.device = "auto"  # the device every job runs on (ui.device_ui: the status-bar chooser)
         self.weights_modified = False  # model weights differ from the reference (training)
+        self.previous_model = None  # the model version before the last kept training (diffs)
+        self.model_diff = None  # core.structure.model_diff.ModelDiff of the shown model, or None
         self._dirty = False
 
     # --- model ----------------------------------------------------------------------------
@@ -93,7 +96,8 @@ class AppState(QObject):
             model_version=self.model_version,
             dataset=(self.dataset_name or "") if reads_data else "",
             data_version=self.data_version if reads_data else 0,
-            density=None if masks is None else float(self.density),
+            # the shown mask's kept fraction, from the per-layer counts (no pass over the mask)
+            density=None if masks is None else (self.kept() / self.total() if self.total() else 1.0),
             settings=settings_items(settings),
             device=str(self.device),
             seed=seed,
@@ -143,6 +147,8 @@ class AppState(QObject):
         self.baseline = getattr(loaded, "accuracy", None)
         self.baseline_dataset = getattr(loaded, "dataset", None)
         self.weights_modified = False
+        self.previous_model = None
+        self.set_model_diff(None)
         self.selected = self.prunable[0] if self.prunable else None
         self.model_changed.emit()
         self.masks_changed.emit()
@@ -156,7 +162,10 @@ class AppState(QObject):
     def install_weights(self, loaded, params: dict) -> None:
         """Make ``loaded`` (the shown model's reference with trained weights: a new model object,
         never the old one changed in place) the current model version; mask and results stay,
-        rankings are recomputed on demand."""
+        rankings are recomputed on demand. The replaced version stays as :attr:`previous_model`
+        (the weights before training, for a diff)."""
+        self.previous_model = None if self.loaded is None else self.loaded.model
+        self.set_model_diff(None)
         self.loaded = loaded
         self.params = params
         self.model_version = next_version()
@@ -212,6 +221,12 @@ class AppState(QObject):
     def current_ranking(self):
         entry = self.rankings.get(self.key)
         return None if entry is None else entry[0]
+
+    def set_model_diff(self, diff) -> None:
+        """Install a diff of two models (None clears it; a new model version clears it too)."""
+        if diff is not None or self.model_diff is not None:
+            self.model_diff = diff
+            self.model_diff_changed.emit()
 
     def set_snapshot(self, masks) -> None:
         self.snapshot = masks

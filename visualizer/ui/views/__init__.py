@@ -18,6 +18,7 @@ VIEW_MODULES = [
     "visualizer.ui.views.overview",
     "visualizer.ui.views.heatmap",
     "visualizer.ui.views.curves",
+    "visualizer.ui.views.explain_dock",
     "visualizer.ui.views.profile",
     "visualizer.ui.views.calibration",
     "visualizer.ui.views.reconstruction",

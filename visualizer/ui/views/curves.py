@@ -1,4 +1,5 @@
-"""Accuracy vs density: one curve per (criterion, retrain mode, kind, dataset) on a log density axis.
+"""Accuracy vs density: one curve per (criterion, retrain mode, kind, dataset, weights) on a log
+density axis.
 
 Rows come from ``state.results`` (dicts with at least ``density`` and ``accuracy``; ``criterion``,
 ``retrain``, ``kind`` (e.g. ticket / reinit / random for LTH), ``dataset``, ``scope`` and any other
@@ -27,9 +28,10 @@ SYMBOLS = {"ticket": "o", "reinit": "t", "random-mask": "s", "random": "s", "": 
 HIDDEN_KEYS = {"series", "eval_samples"}  # eval_samples is said with the accuracy
 
 
-def series_label(series, several_datasets: bool) -> str:
+def series_label(series, several_datasets: bool, several_weights: bool = False) -> str:
     """A curve's legend entry: criterion, retraining (unless none), kind (LTH), the dataset when
-    the curves hold more than one, and how many seeds its points average."""
+    the curves hold more than one, the weights' identity when they hold several (trained weights
+    kept under the same model name), and how many seeds its points average."""
     parts = [series.criterion]
     if series.retrain != "none":
         parts.append(series.retrain)
@@ -37,6 +39,8 @@ def series_label(series, several_datasets: bool) -> str:
         parts.append(series.kind)
     if several_datasets:
         parts.append(_short_dataset(series.dataset))
+    if several_weights:
+        parts.append(f"weights {series.weights[:6] or '?'}")
     label = " · ".join(parts)
     return label + (f" (mean of {series.seeds} seeds)" if series.seeds > 1 else "")
 
@@ -134,6 +138,7 @@ class CurvesView(QWidget):
             self.plot.setLabel("left", label)
         all_series = curve_series(self.state.results, metric)
         several = len({sr.dataset for sr in all_series}) > 1
+        several_weights = len({sr.weights for sr in all_series}) > 1
         keys = {sr.key for sr in all_series}
         for key in list(self._series):
             if key not in keys:
@@ -145,7 +150,7 @@ class CurvesView(QWidget):
                 self._remove_band(key)
         for sr in all_series:
             x, y = np.array(sr.densities), np.array(sr.mean)
-            label = series_label(sr, several)
+            label = series_label(sr, several, several_weights)
             if sr.key in self._series:
                 item, _ = self._series[sr.key]
                 if item.name() != label:
@@ -183,7 +188,8 @@ class CurvesView(QWidget):
             self._remove_band(sr.key)
             return
         if sr.key not in self._bands:
-            low, high = pg.PlotDataItem(pen=None), pg.PlotDataItem(pen=None)
+            # invisible bounds: a pen of alpha 0 (without a pen the curve keeps no path to fill)
+            low, high = (pg.PlotDataItem(pen=pg.mkPen((0, 0, 0, 0))) for _ in range(2))
             colour = item.opts["pen"].color()
             colour.setAlpha(50)
             fill = pg.FillBetweenItem(low, high, brush=pg.mkBrush(colour))

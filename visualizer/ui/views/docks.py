@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from visualizer.core import analysis as jobs
 from visualizer.ui.panels.data_box import NEEDS_DATA
-from visualizer.ui.views import adapters
+from visualizer.ui.views import adapters, diffs
 from visualizer.ui.views.base import AnalysisView
 from visualizer.ui.views.densenet import ConnectivityView
 from visualizer.ui.views.graph import GraphView
@@ -212,6 +212,22 @@ class AnalysisPanel(QWidget):
         return state.capture(reads_data=reads_data, mask=mask, settings=settings)
 
 
+def publish_overlay(window, name: str, values, **kw) -> None:
+    """Paint ``values`` ({layer: value}) on the dependency graph as the overlay ``name`` (``kw``:
+    :meth:`OverlayRegistry.set`'s label, unit, diverging, source): at once when the Graph view is
+    built, else when it is (the overlay waits with the window, for the model it was computed on;
+    a new model's graph starts without it)."""
+    loaded = getattr(getattr(window, "state", None), "loaded", None)
+    model = getattr(loaded, "model", None)
+    store = window.__dict__.setdefault("_published_overlays", {})
+    store[name] = (weakref.ref(model) if model is not None else (lambda: None), dict(values), kw)
+    views = getattr(window, "views", None) or {}
+    if "graph" in views and "graph" not in getattr(views, "pending", set()):
+        panel = views["graph"]
+        if isinstance(panel, GraphPanel):
+            panel.overlays.set(name, values, **kw)
+
+
 class GraphPanel(AnalysisPanel):
     """Dependency graph of the loaded model, nested by its module tree; follows masks and
     selection both ways and paints any overlay in :attr:`overlays` (other analyses add theirs
@@ -237,8 +253,13 @@ class GraphPanel(AnalysisPanel):
         self.add_button("Masked vs shrunk", self.compare_shrunk,
                         "parameters, memory, FLOPs and measured latency of the dense, masked and "
                         "physically shrunk model at the current density")
+        self.diff_box = diffs.diff_box()
+        self.diff_box.activated.connect(lambda _i: self.request_diff(self.diff_box.currentData()))
+        self.toolbar.addWidget(self.diff_box)
         self.finish_toolbar()
         state = window.state
+        self._show_diff_next = False  # a diff asked for here: paint it when it arrives
+        state.model_diff_changed.connect(self._model_diff_overlays)
         state.model_changed.connect(self.refresh)
         state.masks_changed.connect(self.update_densities)
         state.selection_changed.connect(self._selected_elsewhere)
@@ -261,8 +282,13 @@ class GraphPanel(AnalysisPanel):
         model = snap.model
         traced = weakref.ref(model)
         self.overlays.overlays.clear()
+        for name, (of, values, kw) in getattr(self.window, "_published_overlays", {}).items():
+            if of() is model:  # what other views computed for this model (publish_overlay)
+                self.overlays.set(name, values, **kw)
         state = self.window.state
-        self._reference = {k: v.copy() for k, v in (getattr(state, "params", None) or {}).items()}
+        if self._reference is None or not getattr(state, "weights_modified", False):
+            # the weights at load: kept across kept fine-tunes (each one a new model version)
+            self._reference = {k: v.copy() for k, v in (getattr(state, "params", None) or {}).items()}
 
         def done(result: jobs.GraphResult) -> None:
             self._result_model = traced
@@ -294,6 +320,7 @@ class GraphPanel(AnalysisPanel):
             if result.hierarchy is None or result.hierarchy.method != "hierarchy":
                 self._flops_overlay()  # a model that did not run on the example has no FLOPs
             self._derived_overlays()
+            self._model_diff_overlays()
 
         self.when_visible("graph", draw)
         for listener in self.listeners:
@@ -418,24 +445,64 @@ class GraphPanel(AnalysisPanel):
         self.window.jobs.submit("graph-overlays", "graph overlays", lambda: ov.computed(compute),
                                 on_result=done, on_error=lambda msg: None)
 
-    def compare_shrunk(self) -> None:
-        """The before/after table: dense vs masked vs shrunk at the slider's density."""
-        model = self.model()
-        if model is None:
+    def request_diff(self, kind: str) -> None:
+        """Diff the shown model with B (``kind``: "shrunk" or "training", see ui.views.diffs)."""
+        self.diff_box.setCurrentIndex(0)  # a choice is an action: choosing it again recomputes
+        if not kind:
             return
+        self._show_diff_next = True
+        if diffs.request_model_diff(self.window, kind, self.set_status):
+            self._show_diff_next = False
+
+    def _model_diff_overlays(self) -> None:
+        """The overlays of the state's model diff (Δ params, Δ FLOPs, weight change); removed
+        when the diff is cleared."""
+        diff = getattr(self.window.state, "model_diff", None)
+        fresh = diff.overlays() if diff is not None else {}
+        for name in [n for n in self.overlays.names() if n.startswith("models:") and n not in fresh]:
+            self.overlays.remove(name)
+        for name, (values, label, diverging, bounds) in fresh.items():
+            self.overlays.set(name, values, label=label, diverging=diverging, source="model diff", bounds=bounds)
+        if fresh and self._show_diff_next:
+            self._show_diff_next = False
+            main = diff.main_overlay()
+            self.view.set_overlay(main if main in fresh else next(iter(fresh)))
+            totals = diff.totals()
+            text = f"B = {diff.label_b}, A = {diff.label_a}"
+            if diff.kind == "shrunk" and totals["params_a"]:
+                text += f": {totals['params_b']:,.0f} of {totals['params_a']:,.0f} parameters"
+                if totals["flops_a"]:
+                    text += f", {totals['flops_b'] / totals['flops_a']:.0%} of the FLOPs"
+            self.set_status("; ".join([text, *diff.notices]))
+
+    def compare_shrunk(self) -> None:
+        """The before/after table: dense vs masked vs shrunk at the slider's density (the
+        shrunk model of the shown diff when there is one), latency measured in a job."""
         state = self.window.state
+        snap = self.snapshot(reads_data=False, settings={"table": "masked vs shrunk"})
+        device = self.device()
+        if snap is None or device is None:
+            return
+        model = snap.model
         density = float(getattr(state, "density", 0.5) or 0.5)
+        diff = getattr(state, "model_diff", None)
+        shrunk = diff.model_b if diff is not None and diff.kind == "shrunk" else None
+        what = diff.label_b if shrunk is not None else f"shrunk to {density:.0%} of each group's units (group L2)"
         masks = getattr(state, "masks", None)
         prunable = masks.total() if masks is not None else 0
-        self.submit("analysis-speed", f"dense vs masked vs shrunk at {density:.0%}",
-                    lambda: jobs.speed_job(model, density), lambda rep: self.show_before_after(rep, prunable))
+        self.submit("analysis-speed", f"dense vs masked vs shrunk on {device}",
+                    lambda: jobs.speed_job(model, density, device=device, shrunk=shrunk),
+                    lambda rep: self.show_before_after(rep, prunable, what), snap.provenance)
 
-    def show_before_after(self, report, prunable: int) -> None:
+    def show_before_after(self, report, prunable: int, what: str = "") -> None:
         from visualizer.core.structure.overlays import before_after
         from visualizer.ui.views.graph import BeforeAfterTable
 
         rows, note = before_after(report, prunable)
-        self.before_after = BeforeAfterTable(rows, note, self)
+        head = (f"shrunk = {what}; masked = the same number of weights kept by global magnitude. "
+                if what else "")
+        timing = f"Latency: median of {report.repeats} forward passes (batch {report.batch}) on {report.device}."
+        self.before_after = BeforeAfterTable(rows, f"{head}{timing}\n{note}", self)
         self.before_after.show()
 
     def export(self) -> None:

@@ -36,6 +36,8 @@ class SteppedView(AnalysisView):
         self.scroll.setWidget(self.text)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        # the theme's background shows through (a default viewport painted white text on grey)
+        self.scroll.setStyleSheet("QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }")
         row.addWidget(self.scroll, 1)
         row.addWidget(self.canvas, 1)
         self.body.addLayout(row, 1)

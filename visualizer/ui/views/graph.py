@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QCompleter,
     QDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QSplitter,
@@ -83,6 +84,9 @@ class BeforeAfterTable(QDialog):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
+        header = self.table.horizontalHeader()
+        for c in (1, 2, 3):  # the numbers share the width (no empty strip right of them)
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table)
         self.note = QLabel(note, self)
         self.note.setWordWrap(True)

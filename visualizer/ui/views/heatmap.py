@@ -48,6 +48,7 @@ class HeatmapView(QWidget):
     """Heatmap of one layer. Reads ``window.state``; never computes statistics itself."""
 
     hovered = Signal(str)
+    weight_picked = Signal(str, tuple)  # (layer, index): a click on a weight (the explainer listens)
 
     def __init__(self, window) -> None:
         super().__init__()
@@ -122,6 +123,7 @@ class HeatmapView(QWidget):
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
 
         self.compare_table = QTableWidget(0, 5)
         self.compare_table.setHorizontalHeaderLabels(["layer", "kept now", "kept A", "overlap", "Jaccard"])
@@ -427,6 +429,20 @@ class HeatmapView(QWidget):
         if text:
             self.info.setText(text)
             self.hovered.emit(text)
+
+    def _mouse_clicked(self, event) -> None:
+        """A click on a weight picks it: the explainer view explains it."""
+        if event.button() != Qt.MouseButton.LeftButton or self._layout is None:
+            return
+        p = self.plot.getViewBox().mapSceneToView(event.scenePos())
+        idx = self.weight_at(int(np.floor(p.y())), int(np.floor(p.x())))
+        if idx is not None:
+            self.weight_picked.emit(self.state.selected, tuple(int(i) for i in idx))
+
+    def weight_at(self, row: int, col: int) -> tuple[int, ...] | None:
+        """The weight index drawn at image pixel (row, col), or None outside the layer."""
+        self.flush()
+        return None if self._layout is None else self._layout.index_at(row, col)
 
     def describe(self, row: int, col: int) -> str:
         """Text for the image pixel (row, col): index, weight, score and kept."""

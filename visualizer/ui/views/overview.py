@@ -24,15 +24,36 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.ui.views import ViewSpec
+from visualizer.core.structure.overlays import Overlay
+from visualizer.ui.views import ViewSpec, diffs
 
 COLOUR_MODES = {
     "value": "|weight|, pruned share grey",
     "kept": "kept fraction",
     "score": "score, pruned share grey",
     "diff": "diff: snapshot A vs current",
+    "models": "diff of two models: B vs A",
 }
 AREA_MODES = {"params": "area ∝ parameters", "equal": "equal areas"}
+
+
+def _swatch(rgba) -> str:
+    return f"<span style='color:rgb({int(rgba[0])},{int(rgba[1])},{int(rgba[2])})'>■</span>"
+
+
+def model_diff_legend(diff, lo: float, hi: float, lut: np.ndarray) -> str:
+    """The scale of the models mode: what B and A are and the colour of each end."""
+    if diff is None:
+        return ("no model diff yet: choose B in 'diff two models…' (the shrunk model, or the "
+                "weights before the last fine-tune)")
+    if diff.tile_quantity() == "weight change":
+        what, fmt = "weight change ‖W_B − W_A‖ / ‖W_A‖ of the tile's layer", "{:.3g}"
+        ends = [(lo, 0), (hi, 255)]
+    else:
+        what, fmt = "parameter change (P_B − P_A) / P_A of the tile's layer", "{:+.0%}"
+        ends = [(lo, 0), (0.0, 128), (hi, 255)]
+    scale = " … ".join(f"{_swatch(lut[i])} {fmt.format(v)}" for v, i in ends)
+    return f"tile colour = {what}: {scale} &nbsp; (B = {diff.label_b}; A = {diff.label_a})"
 
 
 def _legend(mode: str) -> str:
@@ -41,6 +62,8 @@ def _legend(mode: str) -> str:
     if mode == "diff":
         return " &nbsp; ".join(f"<span style='color:rgb{c[:3]}'>■</span> {t}"
                                for t, c in zip(DIFF_LABELS, DIFF_RGBA))
+    if mode == "models":
+        return "tile colour = the change of the tile's layer from model A to model B"
     if mode == "kept":
         return ("each pixel a block of weights: <span style='color:rgb(240,240,240)'>■</span> 0% "
                 "… <span style='color:rgb(31,94,168)'>■</span> 100% kept")
@@ -82,6 +105,8 @@ class OverviewView(QWidget):
         self.snap_button.setToolTip("Keep the current mask as A; the diff colours then show what A and "
                                     "the current mask keep")
         self.snap_button.clicked.connect(self.take_snapshot)
+        self.diff_box = diffs.diff_box()
+        self.diff_box.activated.connect(lambda _i: self.request_diff(self.diff_box.currentData()))
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Colour"))
@@ -89,6 +114,7 @@ class OverviewView(QWidget):
         top.addWidget(self.area_box)
         top.addStretch(1)
         top.addWidget(self.snap_button)
+        top.addWidget(self.diff_box)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground("w")
@@ -148,6 +174,7 @@ class OverviewView(QWidget):
         s.masks_changed.connect(self._masks_changed)
         s.scores_changed.connect(self._scores_changed)
         s.snapshot_changed.connect(self._snapshot_changed)
+        s.model_diff_changed.connect(self._model_diff_changed)
         s.selection_changed.connect(lambda _n: self._update_frame())
         if s.loaded is not None:
             self._model_changed()
@@ -156,8 +183,9 @@ class OverviewView(QWidget):
     def _model_changed(self) -> None:
         s = self.state
         if s.loaded is not self._loaded:  # a new load (not retrained weights): come to the front
+            first = self._loaded is None
             self._loaded = s.loaded
-            self._come_forward()
+            self._come_forward(keep_analysis=not first)
         if s.loaded is None or not s.params:
             return
         key = (id(s.loaded), id(s.params))
@@ -186,14 +214,18 @@ class OverviewView(QWidget):
 
         self.window.jobs.submit("overview", "laying out the overview", build, on_result=done)
 
-    def _come_forward(self) -> None:
-        """Bring the overview's dock to the front after a load, unless the person is looking at
-        an analysis view (the graph, the spectrum, ...): that one then follows the new model."""
+    def _come_forward(self, keep_analysis: bool = True) -> None:
+        """Bring the overview's dock to the front after a load: it is the first thing shown of a
+        model. One exception: a person who brought another view to the front in this window
+        (the graph, the profile, the spectrum, ...) keeps it, and that view follows the new
+        model. The heatmap does not count (it shows one layer of the old model; a tile click
+        opens it), nor does the front tab of a layout restored from an earlier run: the window's
+        first load (``keep_analysis`` False) always shows the overview."""
         docks = getattr(self.window, "docks", {})
         dock = docks.get("overview")
         if dock is None or dock.isFloating():
             return
-        for vid, other in docks.items():
+        for vid, other in docks.items() if keep_analysis else ():
             if vid in ("overview", "heatmap") or vid not in getattr(self.window, "views", {}):
                 continue
             if other.isVisible() and not other.isFloating() and not other.visibleRegion().isEmpty():
@@ -249,6 +281,20 @@ class OverviewView(QWidget):
             self.set_mode("value")
         self.redraw()
 
+    def _model_diff_changed(self) -> None:
+        if self.mode == "models":
+            self.redraw()
+
+    def request_diff(self, kind: str) -> None:
+        """Diff the shown model with B (ui.views.diffs) and colour the tiles by it when it arrives."""
+        self.diff_box.setCurrentIndex(0)  # a choice is an action: choosing it again recomputes
+        if kind:
+            diffs.request_model_diff(self.window, kind, self._diff_status, lambda: self.set_mode("models"))
+
+    def _diff_status(self, text: str) -> None:
+        if text:
+            self.info.setText(text)
+
     def _mode_changed(self) -> None:
         self.mode = self.mode_box.currentData()
         self.legend.setText(_legend(self.mode))
@@ -268,7 +314,8 @@ class OverviewView(QWidget):
         """A saved session's colour mode and area mode (unknown or missing values are ignored)."""
         if area in AREA_MODES:
             self.set_area(area)
-        if mode in COLOUR_MODES and (mode != "diff" or self.state.snapshot is not None):
+        if mode in COLOUR_MODES and (mode != "diff" or self.state.snapshot is not None) and \
+                (mode != "models" or getattr(self.state, "model_diff", None) is not None):
             self.set_mode(mode)
 
     def take_snapshot(self) -> None:
@@ -306,7 +353,7 @@ class OverviewView(QWidget):
             if r.w < 36 or r.h < metrics.height() + 2:
                 continue
             text = metrics.elidedText(short, Qt.TextElideMode.ElideLeft, r.w - 6)
-            if len(text) < 4:
+            if text != short and len(text) < 4:  # an elided stub says nothing; "fc1" does
                 continue
             label = pg.TextItem(text, color=(20, 20, 20), fill=pg.mkBrush(255, 255, 255, 190), anchor=(0, 0))
             label.setFont(font)
@@ -324,7 +371,9 @@ class OverviewView(QWidget):
         mode = self.mode
         if mode == "diff" and ov.ref_kept is None:
             mode = "kept"
-        if mode == "diff":
+        if mode == "models":
+            colours = self._model_diff_colours()
+        elif mode == "diff":
             colours = ov.colours("diff")
         else:
             colours = self._table(mode)[ov.codes(mode)]
@@ -333,6 +382,22 @@ class OverviewView(QWidget):
         self.image.setRect(QRectF(0, 0, lay.width, lay.height))
         self._update_frame()
         self._update_title()
+
+    def _model_diff_colours(self) -> np.ndarray:
+        """Each tile in the colour of its layer's change in the state's model diff (relative
+        parameter change on a diverging scale, weight change on viridis); grey without one."""
+        diff = getattr(self.state, "model_diff", None)
+        quantity = diff.tile_quantity() if diff is not None else "relative params"
+        diverging = quantity != "weight change"
+        values = diff.values(quantity) if diff is not None else {}
+        # the relative change on at least -100% .. +100%, as on the graph (comparable across diffs)
+        lo, hi = Overlay("tiles", values, diverging=diverging).range()
+        if diverging:
+            lo, hi = min(lo, -1.0), max(hi, 1.0)
+        lut = pg.colormap.get("CET-D1" if diverging else "viridis").getLookupTable(nPts=256, alpha=True)
+        lut = np.asarray(lut, dtype=np.uint8)
+        self.legend.setText(model_diff_legend(diff, lo, hi, lut))
+        return self.overview.value_colours(values, lo, hi, lut)
 
     def _table(self, mode: str) -> np.ndarray:
         from visualizer.core.pruning.overview import Overview
@@ -401,6 +466,17 @@ class OverviewView(QWidget):
             parts.append(f"kept {kept:,} / {total:,} ({kept / total:.1%})")
         if s.snapshot is not None and name in s.snapshot.masks:
             parts.append(f"A keeps {int(s.snapshot.masks[name].sum()):,}")
+        diff = getattr(s, "model_diff", None)
+        change = None if diff is None else diff.layers.get(name.rpartition(".")[0])
+        if change is not None and self.mode == "models":
+            text = f"params {change.params_a:,} → {change.params_b:,}"
+            if change.relative_params is not None:
+                text += f" ({change.relative_params:+.1%})"
+            if change.flops_a is not None:
+                text += f", FLOPs {change.flops_a:,.0f} → {change.flops_b:,.0f}"
+            if change.weight_change is not None:
+                text += f", weight change {change.weight_change:.3g}"
+            parts.append(text)
         parts.append("click: heatmap")
         return " · ".join(parts)
 

@@ -1,11 +1,16 @@
-"""Density profile: kept fraction per layer for the current mask, beside other criteria and scopes
-at the same global density, with parameters, FLOPs and the three sparsities per layer.
+"""Density profile: kept fraction per layer (or per coupled channel group) for the current mask,
+beside other criteria, scopes and allocation rules at the same global density, with parameters,
+FLOPs, the three sparsities and, on demand, the top Hessian eigenvalue of each unit's block.
 
 Draws what :mod:`visualizer.core.pruning.profile` computes. A job after each load counts the
 FLOPs per layer (one forward pass) and finds the coupled channel groups (for the input channels a
-removed channel takes with it); the comparisons (another criterion or scope at the current
-density) are ranked in a job, reusing the window's cached rankings. Export: PNG/SVG of the charts
-(File > Export or the buttons) and CSV of the table.
+removed channel takes with it, and for the per-group rows); the comparisons (another criterion or
+scope, or an allocation rule, at the current density) are ranked in a job, reusing the window's
+cached rankings; ``owl`` and ``sensitivity`` gather their calibration inputs there
+(:func:`visualizer.core.structure.sensitivity.allocation_inputs_job`). "λ_max per layer" runs
+:func:`visualizer.core.curvature.layerwise.unit_curvature` in a job and paints the result on the
+dependency graph too. Export: PNG/SVG of the charts (File > Export or the buttons) and CSV of the
+table.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -32,7 +38,12 @@ from PySide6.QtWidgets import (
 from visualizer.ui.views import ViewSpec
 
 COLUMNS = ("#", "layer", "shape", "weights", "FLOPs", "kept", "channel\nsparsity",
-           "parameter\nsparsity", "FLOP\nsparsity")
+           "parameter\nsparsity", "FLOP\nsparsity", "λ_max")
+GROUP_COLUMNS = ("#", "coupled group", "units", "weights", "kept", "unit\nsparsity", "λ_max", "layers")
+UNIT_MODES = {"layer": "per layer", "group": "per coupled group"}
+# graph overlays of the per-unit curvature (the dependency graph's overlay box lists them)
+LAMBDA_OVERLAYS = {"layer": "λ_max per layer", "group": "λ_max per group"}
+LANCZOS_STEPS = 40  # per unit; a block of dimension <= this is solved exactly
 SERIES_PENS = [(214, 95, 48), (46, 160, 67), (148, 103, 189), (140, 86, 75), (227, 119, 194)]
 
 
@@ -51,9 +62,18 @@ class ProfileView(QWidget):
         self._built_for = None
         self._wanted: list[tuple[str, str]] = []  # compared (criterion, scope) or ("allocation", rule)
         self._rankings: dict = {}  # (criterion, scope, structure) -> Ranking this view owns
+        self.group_series: dict[str, dict[str, float]] = {}  # label -> {group: kept fraction}
+        self.mode = "layer"  # rows per layer or per coupled group
+        self.group_rows: list | None = None  # core GroupRow per prunable group (group mode)
+        self.curvature: dict[str, dict[str, float]] = {}  # unit kind -> {unit: λ_max}
+        self._curvature_density: dict[str, float] = {}  # the density each was computed at
 
         self.compare_box = QComboBox()
         self.compare_box.setToolTip("Add another criterion or scope at the same global density")
+        # as wide as a short entry: "allocation: sensitivity (magnitude)" must not widen the view
+        # (its minimum width is the whole right dock area's, beside the panels at 1280x720)
+        self.compare_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.compare_box.setMinimumContentsLength(16)
         self.add_button = QPushButton("Compare")
         self.add_button.clicked.connect(lambda: self.add_comparison(self.compare_box.currentData()))
         self.clear_button = QPushButton("Clear comparisons")
@@ -62,14 +82,32 @@ class ProfileView(QWidget):
         self.png_button.clicked.connect(self._export_image_dialog)
         self.csv_button = QPushButton("Export CSV…")
         self.csv_button.clicked.connect(self._export_csv_dialog)
+        self.unit_box = QComboBox()
+        for key, text in UNIT_MODES.items():
+            self.unit_box.addItem(text, key)
+        self.unit_box.setToolTip("rows per prunable tensor, or per coupled channel group (the units "
+                                 "structured pruning removes together, across residual adds)")
+        self.unit_box.currentIndexChanged.connect(lambda _i: self.set_mode(self.unit_box.currentData()))
+        self.lambda_button = QPushButton("λ_max per layer")
+        self.lambda_button.setToolTip("top Hessian eigenvalue of each unit's block at the current mask "
+                                      "(Lanczos on a test sample); also painted on the dependency graph")
+        self.lambda_button.clicked.connect(self.compute_curvature)
+        self.note = QLabel("")  # one line: why a comparison or λ_max cannot run, or what it did
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # cut, never wider
+        self.lambda_button.setMinimumWidth(0)
+        # two rows: in one, the view's minimum width squeezed the panels beside it at 1280x720
         top = QHBoxLayout()
-        top.addWidget(QLabel("Compare with"))
-        top.addWidget(self.compare_box)
-        top.addWidget(self.add_button)
-        top.addWidget(self.clear_button)
+        top.addWidget(self.unit_box)
+        top.addWidget(self.lambda_button)
         top.addStretch(1)
         top.addWidget(self.png_button)
         top.addWidget(self.csv_button)
+        compare = QHBoxLayout()
+        compare.addWidget(QLabel("Compare with"))
+        compare.addWidget(self.compare_box)
+        compare.addWidget(self.add_button)
+        compare.addWidget(self.clear_button)
+        compare.addWidget(self.note, 1)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground("w")
@@ -119,6 +157,7 @@ class ProfileView(QWidget):
         v = QVBoxLayout(self)
         v.setContentsMargins(2, 2, 2, 2)
         v.addLayout(top)
+        v.addLayout(compare)
         v.addWidget(split, 1)
 
         self._timer = QTimer(self)  # the table follows the slider, coalesced
@@ -136,6 +175,8 @@ class ProfileView(QWidget):
 
     # --- state -> view ---------------------------------------------------------------------
     def _fill_compare_box(self) -> None:
+        from visualizer.core.pruning.profile import SHAPE_ONLY_ALLOCATIONS, allocations_available
+
         self.compare_box.clear()
         crits = list(getattr(self.window.pruning_panel, "criteria", None) or ["magnitude", "random"])
         scopes = ("global", "layer")
@@ -144,10 +185,10 @@ class ProfileView(QWidget):
             for sc in scopes:
                 if (c, sc) != (s.criterion, s.scope):
                     self.compare_box.addItem(f"{c} · {sc}", (c, sc))
-        from visualizer.core.pruning.profile import allocations_available
-
-        for name in allocations_available():  # the allocation rules, where installed
-            self.compare_box.addItem(f"allocation: {name}", ("allocation", name))
+        for name in allocations_available():  # every allocation rule, at the current criterion
+            entry = ("allocation", name) if name in SHAPE_ONLY_ALLOCATIONS else (s.criterion, name)
+            text = f"allocation: global ({s.criterion})" if name == "global" else _label(*entry)
+            self.compare_box.addItem(text, entry)
 
     def _model_changed(self) -> None:
         s = self.state
@@ -158,6 +199,9 @@ class ProfileView(QWidget):
             return
         self._built_for = key
         self.flops, self.groups, self.series, self._rankings = None, None, {}, {}
+        self.group_rows, self.curvature, self._curvature_density = None, {}, {}
+        self._say("")
+        self.window.jobs.cancel("profile-curvature")
         self.order = list(s.prunable)
         model, names, dataset = s.loaded.model, list(s.prunable), s.dataset_name
 
@@ -207,11 +251,20 @@ class ProfileView(QWidget):
 
     # --- comparisons -------------------------------------------------------------------------
     def add_comparison(self, entry) -> None:
-        """Compare with ``(criterion, scope)`` (ranked once in a job, or the window's ranking) or
-        ``("allocation", rule)``; the series follows the density slider."""
+        """Compare with ``(criterion, scope)`` (ranked once in a job, or the window's ranking;
+        ``scope`` may be an allocation rule: ``global``, ``owl``, ``sensitivity``) or
+        ``("allocation", rule)`` for the shape-only rules; the series follows the density slider.
+        ``owl`` and ``sensitivity`` without a dataset: one line in the view, nothing added."""
+        from visualizer.core.pruning.profile import DATA_ALLOCATIONS
+
         if entry is None or self.state.loaded is None:
             return
         entry = tuple(entry)
+        if entry[1] in DATA_ALLOCATIONS and self.state.dataset is None:
+            self._say(f"the {entry[1]} allocation needs calibration data: this model has no "
+                              "dataset (choose one under Data)")
+            return
+        self._say("")
         if entry not in self._wanted:
             self._wanted.append(entry)
         self._rank_missing()
@@ -226,8 +279,8 @@ class ProfileView(QWidget):
         """Rank the compared criteria the window has no ranking for (a job), then draw."""
         s = self.state
         structure = s.structure
-        missing = [(c, sc) for c, sc in self._wanted if c != "allocation"
-                   and (c, sc, structure) not in self._rankings and (c, sc, structure) not in s.rankings]
+        missing = [(c, sc, _structure(sc, structure)) for c, sc in self._wanted if c != "allocation"]
+        missing = [k for k in missing if k not in self._rankings and k not in s.rankings]
         if not missing:
             self.refresh()
             return
@@ -238,10 +291,10 @@ class ProfileView(QWidget):
             from visualizer.ui.jobs.actions import rank_job
 
             out = {}
-            for i, (crit, scope) in enumerate(missing):
-                rk, _scores = yield from sub(rank_job(model, data, crit, scope, structure, device=device),
-                                             i / len(missing), (i + 1) / len(missing), f"{crit} · {scope}: ")
-                out[(crit, scope, structure)] = rk
+            for i, (crit, scope, struct) in enumerate(missing):
+                rk, _scores = yield from sub(rank_job(model, data, crit, scope, struct, device=device),
+                                             i / len(missing), (i + 1) / len(missing), f"{_label(crit, scope)}: ")
+                out[(crit, scope, struct)] = rk
             return out
 
         def done(rankings) -> None:
@@ -258,24 +311,35 @@ class ProfileView(QWidget):
 
         s = self.state
         series = {}
+        masks: dict[str, object] = {}
         shapes = {n: tuple(p.shape) for n, p in s.params.items()}
         for crit, scope in self._wanted:
-            label = f"{crit}: {scope}" if crit == "allocation" else f"{crit} · {scope}"
+            label = _label(crit, scope)
             if crit == "allocation":
                 series[label] = allocation_series(scope, s.density, shapes)
                 continue
-            key = (crit, scope, s.structure)
+            key = (crit, scope, _structure(scope, s.structure))
             if key == s.key:  # the window's own cut: its counts as they are
-                dens = {n: s.layer_kept[n] / t for n, t in s.layer_total.items() if t}
+                kept = dict(s.layer_kept)
+                masks[label] = s.masks.masks
             else:
                 rk = self._rankings.get(key) or s.rankings.get(key, (None,))[0]
                 if rk is None:
                     continue  # still ranking
                 # the window re-cuts its cached rankings whenever it uses one (set_density)
                 rk.set_density(s.density)
-                dens = rk.layer_densities()
-            series[label] = Series(label, dens)
+                kept = rk.layer_kept()
+                if self.mode == "group":  # live views of its mask, read at once by group_profile
+                    masks[label] = rk.mask_at(s.density, copy=False).masks
+            series[label] = Series(label, {n: kept[n] / t for n, t in s.layer_total.items() if t and n in kept},
+                                   kept)
         self.series = series
+        self.group_series = {}  # label -> {group: kept fraction}, for the rankings' masks
+        if self.mode == "group" and self.groups is not None:
+            from visualizer.core.pruning.profile import group_profile
+
+            self.group_series = {label: {r.name: r.density for r in group_profile(self.groups, m)}
+                                 for label, m in masks.items()}
 
     # --- drawing -----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -287,8 +351,108 @@ class ProfileView(QWidget):
             self._draw()
             return
         self.profile = density_profile(s.masks.masks, self.order, self.flops, self.groups)
+        if self.mode == "group" and self.groups is not None:
+            from visualizer.core.pruning.profile import group_profile
+
+            self.group_rows = group_profile(self.groups, s.masks.masks)
         self._update_series()
         self._draw()
+
+    def _say(self, text: str) -> None:
+        """The view's one-line note (cut to the view's width; whole as its tooltip)."""
+        self.note.setText(text)
+        self.note.setToolTip(text)
+
+    # --- layer | group -----------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        """Rows per layer or per coupled group (the toggle)."""
+        if mode not in UNIT_MODES:
+            raise ValueError(f"unknown profile unit {mode!r}; choose one of: {', '.join(UNIT_MODES)}")
+        self.mode = mode
+        self.unit_box.blockSignals(True)
+        self.unit_box.setCurrentIndex(self.unit_box.findData(mode))
+        self.unit_box.blockSignals(False)
+        self.lambda_button.setText(f"λ_max {UNIT_MODES[mode]}")
+        self.refresh()
+
+    def rows(self) -> list:
+        """The rows on screen: ProfileRow per layer, or GroupRow per coupled group."""
+        if self.mode == "group":
+            return list(self.group_rows or [])
+        return [] if self.profile is None else list(self.profile.rows)
+
+    # --- per-unit curvature ------------------------------------------------------------------
+    def compute_curvature(self) -> None:
+        """λ_max of each unit's Hessian block at the current mask, in a job (progress per
+        Lanczos step); the column and the graph overlay follow when it ends."""
+        s = self.state
+        if s.loaded is None or s.masks is None:
+            return
+        if s.dataset is None:
+            self._say("λ_max needs evaluation data: this model has no dataset (choose one under Data)")
+            return
+        mode = self.mode
+        if mode == "group" and not self.groups:
+            self._say("no coupled channel groups known for this model yet: λ_max per layer instead")
+            return
+        from visualizer.core.workspace import device_name, resolve_device
+        from visualizer.ui.views.docks import IN_MEMORY_SAMPLES, sample_batches
+
+        try:
+            device = device_name(resolve_device(s.device))
+        except ValueError as exc:
+            self._say(f"device: {exc}")
+            return
+        model, data, masks, groups = s.loaded.model, s.dataset, s.masks.copy(), self.groups
+        density, key = s.kept() / max(s.total(), 1), self._built_for
+        n, size = sample_batches(IN_MEMORY_SAMPLES, data)
+
+        def job():
+            from visualizer.core.curvature.layerwise import unit_curvature
+            from visualizer.core.curvature.operator import eval_batches
+            from visualizer.core.tasks import Step
+            from visualizer.core.workspace import model_on
+
+            yield Step("evaluation batches", 0.0)
+            evalset = eval_batches(data, n_batches=n, batch_size=size).to(device)
+            work = model_on(model, device)
+            return (yield from unit_curvature(work, evalset, masks, unit=mode, groups=groups,
+                                              max_steps=LANCZOS_STEPS))
+
+        def done(result) -> None:
+            if self._built_for != key:
+                return  # another model arrived meanwhile
+            self.curvature[mode] = {name: u.lambda_max for name, u in result.items()}
+            self._curvature_density[mode] = density
+            self._say(f"λ_max {UNIT_MODES[mode]} at density {density:.1%} ({len(result)} units, "
+                              f"{n * size} test samples); on the Graph view as the overlay "
+                              f"“{LAMBDA_OVERLAYS[mode]}”")
+            self._publish_curvature(mode)
+            self._draw()
+
+        self._say(f"computing λ_max {UNIT_MODES[mode]} on {device}…")
+        self.window.jobs.submit("profile-curvature", f"λ_max {UNIT_MODES[mode]}", job, on_result=done,
+                                on_error=self._say)
+
+    def _publish_curvature(self, mode: str) -> None:
+        """Paint the per-unit λ_max on the dependency graph: a layer's own value, or the largest
+        of the groups it belongs to."""
+        from visualizer.ui.views.docks import publish_overlay
+
+        values = self.curvature.get(mode, {})
+        per_layer: dict[str, float] = {}
+        if mode == "layer":
+            for name, lam in values.items():
+                per_layer[_layer(name)] = max(per_layer.get(_layer(name), float("-inf")), lam)
+        else:
+            from visualizer.core.pruning.profile import group_profile
+
+            for row in group_profile(self.groups or [], self.state.masks.masks):
+                if row.name in values:
+                    for t in row.layers:
+                        per_layer[_layer(t)] = max(per_layer.get(_layer(t), float("-inf")), values[row.name])
+        publish_overlay(self.window, LAMBDA_OVERLAYS[mode], per_layer,
+                        label=f"top Hessian eigenvalue of each {mode}'s block", source="profile")
 
     def _draw(self) -> None:
         self.density_plot.clear()
@@ -300,12 +464,17 @@ class ProfileView(QWidget):
             self.table.setRowCount(0)
             self.summary.setText("<i>load a model</i>")
             return
+        if self.mode == "group":
+            self._draw_groups()
+            return
         rows = prof.rows
         x = np.arange(len(rows), dtype=float)
         dens = np.array([r.density for r in rows])
         bars = pg.BarGraphItem(x=x, height=dens, width=0.8, brush=(31, 94, 168, 200), pen=None)
         self.density_plot.addItem(bars)
         self.legend.addItem(bars, f"current: {self.state.criterion} · {self.state.scope}")
+        self.density_plot.setLabel("bottom", "")
+        self.size_plot.setLabel("bottom", "layer (in the order the model runs)")
         for i, ser in enumerate(self.series.values()):
             y = np.array([ser.densities.get(r.name, np.nan) for r in rows])
             colour = SERIES_PENS[i % len(SERIES_PENS)]
@@ -326,12 +495,81 @@ class ProfileView(QWidget):
         top = max([*weights, *(fl if any(r.flops is not None for r in rows) else [])], default=1.0)
         self.size_plot.setYRange(0, top * 1.45 + 0.5, padding=0)
         self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
+        self._headroom(1 + len(self.series))
         self._fill_table(rows)
         self._fill_summary(prof)
 
+    def _draw_groups(self) -> None:
+        """Group mode: the kept fraction of each coupled group's slices, and of every compared
+        ranking's mask; the shape-only allocations (uniform, ERK) give counts per layer, not
+        which weights, so they have no group line (the summary names them)."""
+        rows = self.group_rows
+        if rows is None:
+            why = ("finding the coupled channel groups…" if self.groups is None and self._built_for
+                   else "no coupled channel groups in this model")
+            self.table.setRowCount(0)
+            self.summary.setText(f"<i>{why}</i>")
+            return
+        x = np.arange(len(rows), dtype=float)
+        bars = pg.BarGraphItem(x=x, height=np.array([r.density for r in rows]), width=0.8,
+                               brush=(31, 94, 168, 200), pen=None)
+        self.density_plot.addItem(bars)
+        self.legend.addItem(bars, f"current: {self.state.criterion} · {self.state.scope} (per coupled group)")
+        for label, dens in self.group_series.items():
+            colour = SERIES_PENS[list(self.series).index(label) % len(SERIES_PENS)]
+            self.density_plot.plot(x, np.array([dens.get(r.name, np.nan) for r in rows]),
+                                   pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5, symbolBrush=colour,
+                                   symbolPen=None, name=label)
+        layer_only = [label for label in self.series if label not in self.group_series]
+        target = self.state.kept() / self.state.total() if self.state.total() else 1.0
+        self.density_plot.addItem(pg.InfiniteLine(pos=target, angle=0, pen=pg.mkPen((90, 90, 90), style=Qt.PenStyle.DashLine)))
+        weights = np.log10(np.maximum([r.params for r in rows], 1))
+        self.size_plot.addItem(pg.BarGraphItem(x=x, height=weights, width=0.6, brush=(120, 120, 120), pen=None))
+        self.size_legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=0.1, brush=(120, 120, 120)),
+                                 "weights in the group's slices")
+        self.size_plot.setLabel("bottom", "coupled channel group")
+        self.size_plot.setYRange(0, max(weights, default=1.0) * 1.45 + 0.5, padding=0)
+        self.density_plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
+        self._headroom(1 + len(self.group_series))
+        self._set_ticks()
+        lam = self.curvature.get("group", {})
+        t = self.table
+        t.setColumnCount(len(GROUP_COLUMNS))
+        t.setHorizontalHeaderLabels(self._headers(GROUP_COLUMNS))
+        t.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            vals = [str(i + 1), r.name, f"{r.units}", f"{r.params:,}", f"{r.kept:,} ({r.density:.1%})",
+                    f"{r.unit_sparsity:.1%} ({r.removed}/{r.units})", _lam(lam.get(r.name)),
+                    ", ".join(_short(n) for n in r.layers)]
+            for j, v in enumerate(vals):
+                item = QTableWidgetItem(v)
+                if j == 7:
+                    item.setToolTip("\n".join(r.layers))  # the whole list; the cell may be cut
+                if j not in (1, 7):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                t.setItem(i, j, item)
+        params, kept = sum(r.params for r in rows), sum(r.kept for r in rows)
+        units, removed = sum(r.units for r in rows), sum(r.removed for r in rows)
+        self.summary.setText(
+            f"{len(rows)} coupled groups: <b>{removed:,}</b> of {units:,} units removed "
+            f"({removed / max(units, 1):.1%}) · {kept:,} of {params:,} weights in their slices kept "
+            f"({kept / max(params, 1):.1%}; a weight read by two groups counts in both)"
+            + (f" · per layer only (no weight order): {', '.join(layer_only)}" if layer_only else ""))
+
+    def _headroom(self, entries: int) -> None:
+        """Room above 1.0 for the legend's rows (three entries a row): a line at density 1 ran
+        under a second legend row at 1280x720."""
+        rows = -(-entries // 3)
+        self.density_plot.setYRange(0, 1.12 + 0.14 * rows, padding=0)
+
+    def _headers(self, columns) -> list[str]:
+        """The column titles, λ_max with the density it was computed at."""
+        at = self._curvature_density.get(self.mode)
+        return [c if c != "λ_max" or at is None else f"λ_max\n(at {at:.1%})" for c in columns]
+
     def _set_ticks(self, *_args) -> None:
-        """Layer names under the bars where each fits its bar's width, else the row numbers."""
-        rows = [] if self.profile is None else self.profile.rows
+        """Unit names under the bars where each fits its bar's width, else the row numbers."""
+        rows = self.rows()
         if not rows:
             return
         metrics = QFontMetrics(self.density_plot.getAxis("bottom").style.get("tickFont") or self.font())
@@ -345,12 +583,15 @@ class ProfileView(QWidget):
 
     def _fill_table(self, rows) -> None:
         t = self.table
+        t.setColumnCount(len(COLUMNS))
+        t.setHorizontalHeaderLabels(self._headers(COLUMNS))
         t.setRowCount(len(rows))
+        lam = self.curvature.get("layer", {})
         for i, r in enumerate(rows):
             vals = [str(i + 1), r.name, "×".join(map(str, r.shape)), f"{r.params:,}",
                     "" if r.flops is None else f"{r.flops:,}", f"{r.kept:,} ({r.density:.1%})",
                     f"{r.channel_sparsity:.1%} ({r.removed_channels}/{r.channels})",
-                    f"{r.parameter_sparsity:.1%}", f"{r.flop_sparsity:.1%}"]
+                    f"{r.parameter_sparsity:.1%}", f"{r.flop_sparsity:.1%}", _lam(lam.get(r.name))]
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(v)
                 if j != 1:
@@ -370,8 +611,11 @@ class ProfileView(QWidget):
             f"{flop}{note}")
 
     def _row_double_clicked(self, row: int, _col: int) -> None:
-        if self.profile is not None and 0 <= row < len(self.profile.rows):
-            self.state.select(self.profile.rows[row].name)
+        rows = self.rows()
+        if 0 <= row < len(rows):
+            name = rows[row].layers[0] if self.mode == "group" and rows[row].layers else rows[row].name
+            if name in self.state.prunable:
+                self.state.select(name)
 
     # --- export ------------------------------------------------------------------------------
     def export_widget(self):
@@ -382,7 +626,9 @@ class ProfileView(QWidget):
 
         if self.profile is None:
             raise ValueError("no profile: load a model first")
-        return write_profile_csv(self.profile, path, list(self.series.values()))
+        lam = self.curvature.get("layer")
+        return write_profile_csv(self.profile, path, list(self.series.values()),
+                                 {"lambda_max": lam} if lam else None)
 
     def export_image(self, path: str):
         from visualizer.ui.files.export import export_view
@@ -402,7 +648,36 @@ class ProfileView(QWidget):
 
 
 def _short(name: str) -> str:
+    """A tick label: a layer without ``.weight``, a group by its root (``stem.0 (channels: 16)``
+    -> ``stem.0``)."""
+    name = name.split(" (", 1)[0]
     return name[:-7] if name.endswith(".weight") else name
+
+
+def _layer(param: str) -> str:
+    """The graph node of a parameter: its module path."""
+    return param.rsplit(".", 1)[0] if "." in param else param
+
+
+def _lam(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _label(crit: str, scope: str) -> str:
+    """A comparison's name: ``criterion · scope``, or the allocation rule (with its criterion
+    when the rule reads scores or data)."""
+    from visualizer.core.pruning.profile import allocations_available
+
+    if crit == "allocation":
+        return f"allocation: {scope}"
+    if scope in allocations_available() and scope not in ("global", "layer"):
+        return f"allocation: {scope} ({crit})"
+    return f"{crit} · {scope}"
+
+
+def _structure(scope: str, structure: str) -> str:
+    """An allocation rule other than the plain scopes spreads single weights (unstructured)."""
+    return structure if scope in ("global", "layer") else "unstructured"
 
 
 def _prepare(window, options) -> None:

@@ -32,29 +32,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualizer.core.training.sensitivity import (
-    DEFAULT_LEVELS,
-    UNITS,
-    SensitivityConfig,
-    check_levels,
-    heat_table,
-    layer_values,
-    sensitivity_job,
-)
 from visualizer.ui.views import ViewSpec
 from visualizer.ui.views.curves import PALETTE, density_ticks
 
 JOB_KIND = "sensitivity"
+UNITS = ("layer", "group")  # core.training.sensitivity.UNITS (its module loads networkx: not at start-up)
 METRICS = {"accuracy": "test accuracy", "loss": "test loss"}
 # the window's evaluation sample of an in-memory dataset is its whole test split; the view reads
 # at most this many batches of 512 so a run on the bundled models takes seconds
 VIEW_EVAL_BATCHES = 2
 
 
+def _core():
+    """core.training.sensitivity, imported when the view first needs it: it brings the graph
+    tracer and networkx, which the window's start-up leaves to the first job that needs them."""
+    from visualizer.core.training import sensitivity
+
+    return sensitivity
+
+
 def graph_values(rows: list[dict], level: float | None = None, metric: str = "accuracy_drop") -> dict[str, float]:
     """{layer: value} for the dependency graph (the graph view paints it): ``metric`` at
     ``level`` (default: each unit's lowest density) from the view's rows."""
-    return layer_values(rows, level, metric)
+    return _core().layer_values(rows, level, metric)
 
 
 class SensitivityView(QWidget):
@@ -68,7 +68,7 @@ class SensitivityView(QWidget):
         for u in UNITS:
             self.unit_box.addItem({"layer": "layer (one weight tensor)",
                                    "group": "group (coupled channels, as shrink removes them)"}[u], u)
-        self.levels_edit = QLineEdit(",".join(f"{x:g}" for x in DEFAULT_LEVELS))
+        self.levels_edit = QLineEdit(",".join(f"{x:g}" for x in _core().DEFAULT_LEVELS))
         self.levels_edit.setToolTip("densities the unit keeps, comma-separated, each in (0, 1]")
         self.metric_box = QComboBox()
         for key, label in METRICS.items():
@@ -132,10 +132,11 @@ class SensitivityView(QWidget):
         self.redraw()
 
     # --- the job ---------------------------------------------------------------------------------
-    def config(self) -> SensitivityConfig:
+    def config(self):
         """The analysis the controls describe (a ValueError in one line for bad densities)."""
-        levels = check_levels([t.strip() for t in self.levels_edit.text().split(",") if t.strip()])
-        return SensitivityConfig(self.state.loaded.ref if self.state.loaded else "", self.state.criterion,
+        core = _core()
+        levels = core.check_levels([t.strip() for t in self.levels_edit.text().split(",") if t.strip()])
+        return core.SensitivityConfig(self.state.loaded.ref if self.state.loaded else "", self.state.criterion,
                                  self.unit_box.currentData(), levels, eval_batches=VIEW_EVAL_BATCHES)
 
     def run(self) -> None:
@@ -160,7 +161,7 @@ class SensitivityView(QWidget):
         def factory():
             # a copy: the job reads its own model, never the one the window shows
             ws = Workspace(copy.deepcopy(model), data, device=device, model_ref=ref)
-            return sensitivity_job(ws, config, previous)
+            return _core().sensitivity_job(ws, config, previous)
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -183,6 +184,7 @@ class SensitivityView(QWidget):
     def _done(self, result) -> None:
         self.rows = _merge(self.rows, result.rows)
         self.redraw()
+        self._paint_graph()
         note = "; ".join(result.notices)
         self.status.setText(f"{result.computed} cells measured, {result.reused} reused"
                             + (f" · {note}" if note else "") + " · hover a curve for its unit")
@@ -196,6 +198,16 @@ class SensitivityView(QWidget):
         if isinstance(partial, list) and partial and isinstance(partial[0], dict) and "unit" in partial[0]:
             self.rows = _merge(self.rows, partial)
             self.redraw()
+            self._paint_graph()
+
+    def _paint_graph(self) -> None:
+        """The accuracy drop at each unit's lowest density, as an overlay of the dependency graph."""
+        from visualizer.ui.views.docks import publish_overlay
+
+        if self.rows:
+            publish_overlay(self.window, "sensitivity (accuracy drop)", graph_values(self.rows),
+                            label="accuracy drop, the unit pruned alone to its lowest density",
+                            source="sensitivity")
 
     def clear(self) -> None:
         self.rows = []
@@ -222,7 +234,7 @@ class SensitivityView(QWidget):
     def _fill_units(self) -> None:
         self.units_list.blockSignals(True)
         self.units_list.clear()
-        units, _levels, _ = heat_table(self.rows, self.shown_metric()) if self.rows else ([], [], [])
+        units, _levels, _ = _core().heat_table(self.rows, self.shown_metric()) if self.rows else ([], [], [])
         for i, name in enumerate(units):
             item = QListWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, name)
@@ -241,7 +253,7 @@ class SensitivityView(QWidget):
         if not self.rows:
             self.baseline.setVisible(False)
             return
-        units, levels, values = heat_table(self.rows, metric)
+        units, levels, values = _core().heat_table(self.rows, metric)
         for i, (name, row) in enumerate(zip(units, values)):
             if name in self._hidden:
                 continue
@@ -262,7 +274,7 @@ class SensitivityView(QWidget):
 
     def _fill_table(self) -> None:
         metric = self.shown_metric()
-        units, levels, values = heat_table(self.rows, metric) if self.rows else ([], [], [])
+        units, levels, values = _core().heat_table(self.rows, metric) if self.rows else ([], [], [])
         self.table.clear()
         self.table.setRowCount(len(units))
         self.table.setColumnCount(len(levels))
@@ -301,6 +313,34 @@ def _merge(old: list[dict], new: list[dict]) -> list[dict]:
     for r in new:
         out[key(r)] = r
     return list(out.values())
+
+
+def session_state(window) -> dict | None:
+    """What a session keeps of the view: its rows and settings (None when the view was never
+    opened or has no rows: nothing is built for it)."""
+    views = window.views
+    if "sensitivity" not in views or "sensitivity" in getattr(views, "pending", ()):
+        return None
+    view = views["sensitivity"]
+    if not view.rows:
+        return None
+    return {"rows": [dict(r) for r in view.rows], "unit": view.unit_box.currentData(),
+            "levels": view.levels_edit.text(), "metric": view.shown_metric()}
+
+
+def restore_session_state(window, saved) -> None:
+    """Show a session's sensitivity rows again (a damaged entry is ignored)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("rows"), list):
+        return
+    view = window.views["sensitivity"]
+    for box, key in ((view.unit_box, "unit"), (view.metric_box, "metric")):
+        i = box.findData(saved.get(key))
+        if i >= 0:
+            box.setCurrentIndex(i)
+    if isinstance(saved.get("levels"), str):
+        view.levels_edit.setText(saved["levels"])
+    view.rows = [dict(r) for r in saved["rows"] if isinstance(r, dict) and "unit" in r and "level" in r]
+    view.redraw()
 
 
 def _prepare(window, options) -> None:
