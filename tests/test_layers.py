@@ -247,6 +247,30 @@ def test_the_layer_checker_sees_function_level_and_skips_type_checking_imports(t
     assert _core_imports() == [("visualizer/core/pruning/x.py", "visualizer.core.training", True)]
 
 
+def test_every_import_of_a_visualizer_name_resolves():
+    """Every ``from visualizer.X import name`` anywhere in the package (function-level ones too,
+    which only fail when that code path runs) names a module or an attribute that exists: a
+    function moved to its proper home leaves no caller importing it from the old one."""
+    import importlib
+
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), rel)):
+            if not (isinstance(node, ast.ImportFrom) and not node.level and node.module
+                    and node.module.split(".")[0] == "visualizer"):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ModuleNotFoundError:
+                    missing.append(f"{rel}:{node.lineno}: {node.module}.{alias.name}")
+    assert missing == []
+
+
 def _calls(pattern: str) -> list[str]:
     """Files under visualizer/ whose source matches ``pattern`` (a regular expression)."""
     import re

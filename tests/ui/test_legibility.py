@@ -18,7 +18,7 @@ FAST = {"lth": dict(rounds=2, epochs=1), "spectrum": dict(top_k=2, probes=2, tau
         "random-labels": dict(rounds=1, epochs=1), "mask-probability": dict(trials=5000),
         "phase-transition": dict(trials=2), "a-optimal": dict(trials=6),
         "sensitivity": dict(levels=(0.5, 0.1)), "explain-masked-speed": dict(model="lenet", repeats=2),
-        **{f"explain-{c}": dict(model="mlp") for c in ("magnitude", "snip", "grasp", "taylor", "obd")}}
+        **{f"explain-{c}": dict(model="mlp") for c in ("magnitude", "snip", "grasp", "taylor", "obd", "wanda")}}
 
 
 @pytest.fixture(scope="module")

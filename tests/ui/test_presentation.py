@@ -204,3 +204,25 @@ def test_a_lab_slide_fills_in_and_its_settings_sit_in_the_strip(qtbot, window):
     show.show_slide(1)
     assert show.lab_slot.isHidden()
     show.close()
+
+
+def test_a_group_lasso_slide_shows_the_starting_circuit_while_it_trains(qtbot, window, monkeypatch):
+    """The DenseNet slide was blank while its group lasso ran: it shows the connections before
+    the penalty at once, and the after side when the job ends."""
+    import dataclasses
+
+    from visualizer.ui.lecture import presets
+
+    real = presets.PRESETS["densenet"]
+    monkeypatch.setitem(presets.PRESETS, "densenet", dataclasses.replace(
+        real, job=lambda **o: real.job(lam=1.0, epochs=4, finetune_epochs=1, **o)))
+    show = Presentation(window, deck=["densenet"])
+    qtbot.addWidget(show)
+    shown_before_the_end = []
+    window.jobs.progress.connect(lambda *_: shown_before_the_end.append(
+        show.slides[1].widget is not None and show.stack.currentWidget() is show.slides[1].widget
+        and not show.slides[1].caption))
+    show.next()
+    qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=120000)
+    assert any(shown_before_the_end)  # the figure was up while the job still ran
+    show.close()

@@ -14,7 +14,7 @@ from visualizer.ui.lecture.presets import PRESETS, FigureView, run_preset
 # tests/ui/test_lab_views.py; random-labels runs here
 PRESET_IDS = {"lth", "snip-vs-magnitude", "spectrum", "densenet", "inception", "density-law", "time-to-train",
               "sensitivity", "mask-probability", "phase-transition", "a-optimal", "random-labels",
-              "explain-magnitude", "explain-snip", "explain-grasp", "explain-taylor", "explain-obd",
+              "explain-magnitude", "explain-snip", "explain-grasp", "explain-taylor", "explain-obd", "explain-wanda",
               "explain-coupling", "explain-masked-speed"}
 
 

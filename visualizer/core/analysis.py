@@ -146,6 +146,9 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
+    # the starting circuit at once (a slide shows it while the penalty trains; the after side
+    # fills in at the end)
+    yield Step("connections before", 0.05, GroupLassoResult(before_c, before_c, before_b, before_b, 0, len(groups)))
     res = yield from sub(group_lasso_then_finetune(model, dataset, lam=lam, epochs=epochs,
                                                    finetune_epochs=finetune_epochs, device=device),
                          0.05, 0.95, "group lasso: ")

@@ -55,3 +55,21 @@ def test_masked_speed_measures_dense_masked_and_shrunk():
     dense, masked, shrunk = r.report.entries
     assert masked.executed_flops == dense.executed_flops and masked.flops < dense.flops
     assert shrunk.params < dense.params and "masked" in r.summary()
+
+
+def test_wanda_explainer_is_the_criterions_numbers():
+    from visualizer.core.lecture.explainers import wanda_explainer_job
+    from visualizer.core.pruning.criteria import score
+    from visualizer.core.workspace import calibration_batches
+
+    r = run(wanda_explainer_job("lenet", density=0.1))
+    e = r.explanation
+    loaded = load_model("lenet")
+    data = load_dataset(loaded.dataset)
+    scores = run(score("wanda", loaded.model, calibration_batches(data)))
+    assert e.score == float(scores[e.layer][e.index])  # the row place the ranking sorts
+    w = float(loaded.model.get_parameter(e.layer).detach()[e.index])
+    assert abs(e.quantities["S"] - abs(w) * e.quantities["norm"]) < 1e-5 * max(1.0, e.quantities["S"])
+    row = scores[e.layer][e.index[0]]
+    assert e.rank == int((row > scores[e.layer][e.index]).sum()) + 1  # its place among its row's scores
+    assert e.kept and r.contrast == "magnitude"

@@ -15,13 +15,17 @@ import torch
 from visualizer.core.lecture.loading import _device_of, _load
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.explain import Explanation, explain_weight, instructive_weight
+from visualizer.core.pruning.llm_criteria import WandaResult, wanda_job
+from visualizer.core.pruning.nm import as_rows, transposed_weights
+from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.pruning.ranking import kept_count
 from visualizer.core.structure.graph import build_graph, example_input
 from visualizer.core.structure.groups import ChannelGroup, find_groups_job
 from visualizer.core.structure.overlays import coupling_reasons
 from visualizer.core.structure.shrink import PrunePlan, shrink
 from visualizer.core.structure.speed import SpeedReport, measure_speed
 from visualizer.core.tasks import Step, sub
-from visualizer.core.workspace import Workspace, model_on
+from visualizer.core.workspace import Workspace, calibration_batches, model_on
 
 HISTOGRAM_BINS = 60
 
@@ -97,6 +101,68 @@ def live_explainer_job(criterion: str, model, ref: str, data, layer: str, index:
     loaded = SimpleNamespace(model=model_on(copy.deepcopy(model), device), ref=ref)
     return (yield from criterion_explainer_job(criterion, layer=layer, index=index, density=density,
                                                loaded=loaded, data=data))
+
+
+def wanda_explanation(result: WandaResult, model, layer: str, index: tuple[int, ...], density: float,
+                      scores: dict[str, torch.Tensor]) -> Explanation:
+    """One weight under Wanda (Sun et al. 2024): ``S_ij = |W_ij| · ‖X_j‖₂`` from the calibration
+    norms, compared within its output row: the app ranks each row by S and keeps the same share
+    of every row (its score is the row place, ``1 − r/n``). Every number is read off ``result``
+    (core.pruning.llm_criteria.wanda_job), the app's own."""
+    transposed = layer in transposed_weights(model)
+    w = float(prunable_parameters(model)[layer].detach()[index])
+    norm = float(result.norms[layer].expand_as(result.products[layer])[index])
+    product = float(result.products[layer][index])
+    row_products = as_rows(result.products[layer], transposed)
+    row = index[-1] if transposed else index[0]
+    n = row_products.shape[1]
+    value = float(scores[layer][index])
+    rank = int(round((1.0 - value) * n)) + 1  # the row place: score = 1 - r/n, r from 0
+    k = kept_count(density, n)
+    kept = rank <= k
+    ordered = torch.sort(row_products[row], descending=True).values
+    threshold = float(ordered[k - 1]) if k > 0 else None
+    steps = [("weight", f"w = {w:.4g}"),
+             ("input norm", f"‖X_j‖₂ = {norm:.4g}  (feature j over every calibration token)"),
+             ("formula", "S = |w| · ‖X_j‖₂, compared within the weight's output row"),
+             ("substituted", f"S = |{w:.4g}| · {norm:.4g} = {product:.4g}"),
+             ("rank", f"rank {rank} of {n} in its row (1 = kept first)")]
+    steps.append(("threshold", "density keeps no weight of the row" if threshold is None else
+                  f"density {density:g} keeps the k = {k} highest of the row: threshold S ≥ {threshold:.4g}; "
+                  f"this weight's S = {product:.4g} is {'kept' if kept else 'removed'}"))
+    return Explanation(criterion="wanda", layer=layer, index=tuple(int(i) for i in index),
+                       quantities={"w": w, "norm": norm, "S": product}, formula=steps[2][1],
+                       substituted=steps[3][1], score=value, rank=rank, scope="row", scope_size=n,
+                       density=density, kept_count=k, threshold=threshold, kept=kept, steps=steps)
+
+
+def wanda_explainer_job(model: str = "lenet", layer: str | None = None, index: tuple[int, ...] | None = None,
+                        density: float = 0.1, device: str = "auto", loaded=None, data=None):
+    """Explain Wanda on one weight: by default one Wanda keeps and magnitude removes (an outlier
+    input feature lifts a small weight), with the layer's histogram of |W|·‖X‖ and the cut."""
+    yield Step("loading", 0.0)
+    if loaded is None:
+        loaded, data = _load(model, device)
+    if data is None:
+        raise ValueError(f"Wanda reads the inputs' norms over calibration data, and {loaded.ref} has none: "
+                         "choose a dataset (or explain magnitude, which needs none)")
+    net = loaded.model
+    workspace = Workspace(net, data, model_ref=loaded.ref)
+    batches = calibration_batches(data, workspace.calibration, workspace.seed)
+    result = yield from sub(wanda_job(net, batches), 0.05, 0.7, "wanda: ")
+    contrast = ""
+    if layer is None:
+        contrast = "magnitude"
+        magnitude = yield from sub(workspace.scores("magnitude"), 0.7, 0.8)
+        pick = instructive_weight(result.scores, magnitude, density)
+        layer, index = pick if pick is not None else (next(iter(result.scores)), (0,) * result.scores[
+            next(iter(result.scores))].dim())
+    explanation = wanda_explanation(result, net, layer, tuple(index), density, result.scores)
+    edges, counts = score_histogram(result.products[layer])
+    yield Step("explained", 1.0)
+    return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast,
+                              "Wanda cuts every output row at its own threshold: the histogram shows "
+                              "the layer's S = |W|·‖X‖, this weight and its row's cut.")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from visualizer.core.lecture.explainers import (
     coupling_explainer_job,
     criterion_explainer_job,
     masked_speed_job,
+    wanda_explainer_job,
 )
 from visualizer.core.lecture.loading import _device_of, _load
 from visualizer.core.pruning.criteria import CRITERIA
@@ -55,6 +56,7 @@ class PresetSpec:
     caption: str
     job: Callable[..., Generator[Step, None, Any]]
     source: str = ""  # the literature it reproduces, and its section of docs/theory.md
+    streams: bool = False  # the job yields its result so far: the slide shows it filling in
 
 
 # --- SNIP vs magnitude ------------------------------------------------------------------------
@@ -227,6 +229,12 @@ def _explainer_preset(criterion: str) -> PresetSpec:
 
 EXPLAINER_PRESETS = [
     *(_explainer_preset(c) for c in _CRITERION_EXPLAINED),
+    PresetSpec("explain-wanda", "How Wanda scores one weight",
+               "Wanda multiplies a weight by the norm of its input over the calibration sample: "
+               "|W_ij| · ‖X_j‖₂, and keeps the same share of every output row (Sun et al. 2024). A "
+               "small weight on an outlier input can outrank a large one. Space steps through one "
+               "weight's numbers; then the layer's scores with its row's cut.",
+               wanda_explainer_job, "docs/theory.md, Language models (Wanda)"),
     PresetSpec("explain-coupling", "Why channels go together",
                "One channel of a residual network: every slice of every tensor that has to go with it, "
                "and why (it produces the channel, reads it, normalises it, or is added to it by a "
@@ -254,7 +262,7 @@ def _lab(lab: str):
 
 
 def _lab_preset(lab: str, title: str, caption: str) -> PresetSpec:
-    return PresetSpec(lab, title, caption, _lab(lab), f"docs/theory.md, Theory labs ({lab})")
+    return PresetSpec(lab, title, caption, _lab(lab), f"docs/theory.md, Theory labs ({lab})", streams=True)
 
 
 LAB_PRESETS = [
@@ -309,13 +317,13 @@ PRESETS: dict[str, PresetSpec] = {p.id: p for p in [
                "all outgoing connections of a layer to zero together (an empty column); a short masked "
                "fine-tune brings the accuracy back: what is left is the circuit the network uses.",
                densenet_job,
-               "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md, Group lasso"),
+               "Yuan & Lin 2006; Huang et al. 2017; docs/theory.md, Group lasso", streams=True),
     PresetSpec("inception", "Inception branches removed",
                "Group norm of every parallel branch. A group penalty makes an all-or-nothing decision "
                "per branch: grey bars are branches driven to zero and removed; a short masked fine-tune "
                "recovers the accuracy without them.",
                inception_job,
-               "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md, Group lasso"),
+               "Yuan & Lin 2006; Szegedy et al. 2015; docs/theory.md, Group lasso", streams=True),
     PresetSpec("density-law", "The density law (1 - alpha)^S",
                "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
                "S rounds: the measured mask density sits on the geometric law.",

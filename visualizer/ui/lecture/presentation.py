@@ -279,11 +279,12 @@ class Presentation(QWidget):
     def _start(self, slide: Slide, settings: dict | None = None) -> None:
         """Run the preset's job in the background. A lab's slide shows its figure at once and
         fills it as the points arrive; other slides show their progress until done."""
-        from visualizer.core.labs.params import LAB_PARAMS, job_options
+        from visualizer.core.labs.params import job_options
+        from visualizer.core.lecture.presets import PRESETS as SPECS
         from visualizer.ui.lecture.presets import PRESETS
 
         preset = PRESETS[slide.id]
-        streams = slide.id in LAB_PARAMS
+        streams = SPECS[slide.id].streams
         self.caption.setText(preset.caption)
         if streams and not slide.error:
             if slide.widget is None:
@@ -320,7 +321,7 @@ class Presentation(QWidget):
         device = job_device(self.main)  # the status bar's device chooser, as for every job
         if device is None:
             return
-        options = job_options(slide.id, settings) if settings is not None else {}
+        options = job_options(slide.id, settings) if settings is not None else {}  # a lab's settings
         self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device, **options),
                               on_result=done, on_partial=partial, on_error=failed)
 

@@ -316,6 +316,7 @@ VIEWS: dict[str, tuple[Callable[[], AnalysisView], Callable[[AnalysisView, Any],
     "sensitivity": (FigureView, show_sensitivity),
     **{f"explain-{c}": (_explainer_view, show_explainer)
        for c in ("magnitude", "snip", "grasp", "taylor", "obd")},
+    "explain-wanda": (_explainer_view, show_explainer),
     "explain-coupling": (_coupling_view, show_explainer),
     "explain-masked-speed": (_speed_view, show_masked_speed),
     **{lab: _lab_view(lab) for lab in ("mask-probability", "phase-transition", "a-optimal", "random-labels")},

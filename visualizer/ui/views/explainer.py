@@ -119,9 +119,11 @@ class CriterionExplainerView(SteppedView):
                                      brush=pg.mkBrush(self.theme.color(0)), pen=pg.mkPen(None)))
         font = QFont()
         font.setPointSize(self.theme.font_pt)
-        marks = [(e.score, "this weight", 2, 0.75, Qt.PenStyle.DashLine)]
+        # Wanda's histogram is of S = |W|·‖X‖ (its score is the place in the row) and its cut the row's
+        marks = [(e.quantities.get("S", e.score), "this weight", 2, 0.75, Qt.PenStyle.DashLine)]
         if e.threshold is not None:
-            marks.append((e.threshold, "cut", 1, 0.9, Qt.PenStyle.SolidLine))
+            marks.append((e.threshold, "its row's cut" if e.scope == "row" else "cut", 1, 0.9,
+                          Qt.PenStyle.SolidLine))
         for x, text, colour, where, style in marks:
             line = pg.InfiniteLine(pos=x, angle=90, label=text,
                                    pen=pg.mkPen(self.theme.color(colour), width=self.theme.line_width * 1.5,
@@ -129,7 +131,7 @@ class CriterionExplainerView(SteppedView):
                                    labelOpts={"position": where, "color": self.theme.foreground})
             line.label.setFont(font)  # the theme's size: in a lecture, the back row reads it
             plot.addItem(line)
-        plot.setLabel("bottom", f"{e.criterion} score of {e.layer}")
+        plot.setLabel("bottom", f"{'|W|·‖X‖' if e.scope == 'row' else e.criterion + ' score'} of {e.layer}")
         plot.setLabel("left", "weights")
         set_title(plot, f"every score of the layer, cut at {e.density:.0%}", self.theme)
 

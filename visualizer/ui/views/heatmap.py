@@ -91,6 +91,9 @@ class HeatmapView(QWidget):
         self.clear_button = QPushButton("Clear A")
         self.clear_button.clicked.connect(lambda: self.state.set_snapshot(None))
 
+        for box in (self.mode_box, self.layout_box):  # shrink with a narrow dock (1280x720)
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
         top = QHBoxLayout()
         top.addWidget(QLabel("Show"))
         top.addWidget(self.mode_box)

@@ -108,6 +108,9 @@ class OverviewView(QWidget):
         self.diff_box = diffs.diff_box()
         self.diff_box.activated.connect(lambda _i: self.request_diff(self.diff_box.currentData()))
 
+        for box in (self.mode_box, self.area_box, self.diff_box):  # shrink with a narrow dock (1280x720)
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
         top = QHBoxLayout()
         top.addWidget(QLabel("Colour"))
         top.addWidget(self.mode_box)
