@@ -153,13 +153,13 @@ raise SystemExit(main(['preset', '--list', '--json']))
 #
 # KNOWN_BACK_EDGE: the one cycle left, named so that any other fails. pruning.criteria's
 # second-order scores (OBD, GraSP) differentiate through curvature.operator's Hessian operator,
-# while curvature builds its coordinates from pruning's masks and prunable weights and reads
-# workspace's batch rules, and workspace.score_job (the one scoring entry point) calls the
-# criteria. Breaking it means giving the Hessian-vector-product operator a home below pruning.
+# while curvature builds its coordinates from pruning's masks and prunable weights. No module of
+# the two imports the other back (the operator imports masks and prunable, which import neither
+# criteria nor curvature), so no function-level import is needed for it. Breaking it means giving
+# the Hessian-vector-product operator a home below pruning.
 KNOWN_BACK_EDGE = ("pruning", "curvature")
-# the one function-level import that edge forces: importing criteria at workspace's module level
-# would run workspace -> criteria -> curvature.operator -> workspace while workspace is half made
-ALLOWED_FUNCTION_IMPORTS = {("visualizer/core/workspace.py", "visualizer.core.pruning.criteria")}
+# function-level core imports still allowed, each with its reason (none today)
+ALLOWED_FUNCTION_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _core_imports() -> list[tuple[str, str, bool]]:
@@ -215,6 +215,27 @@ def test_cores_subpackages_form_a_dag():
     assert list(nx.simple_cycles(graph)) == []
 
 
+def test_cores_modules_form_a_dag():
+    """No core module imports, at module level, one that imports it back (directly or through
+    others): a cycle between modules is what forces a function-level import, even inside one
+    subpackage or along the known back edge."""
+    import networkx as nx
+
+    modules = {_module_name(p, ROOT) for p in (PACKAGE / "core").rglob("*.py")}
+
+    def module_of(name: str) -> str:  # "pkg.mod.Name" -> "pkg.mod"; a package -> its __init__
+        while name not in modules and "." in name:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = nx.DiGraph()
+    for f, m, inside in _core_imports():
+        a, b = _module_name(ROOT / f, ROOT), module_of(m)
+        if not inside and a != b:
+            graph.add_edge(a, b)
+    assert list(nx.simple_cycles(graph)) == []
+
+
 def test_the_layer_checker_sees_function_level_and_skips_type_checking_imports(tmp_path, monkeypatch):
     fake = tmp_path / "visualizer" / "core" / "pruning" / "x.py"
     fake.parent.mkdir(parents=True)
@@ -224,6 +245,30 @@ def test_the_layer_checker_sees_function_level_and_skips_type_checking_imports(t
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "visualizer")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _core_imports() == [("visualizer/core/pruning/x.py", "visualizer.core.training", True)]
+
+
+def test_every_import_of_a_visualizer_name_resolves():
+    """Every ``from visualizer.X import name`` anywhere in the package (function-level ones too,
+    which only fail when that code path runs) names a module or an attribute that exists: a
+    function moved to its proper home leaves no caller importing it from the old one."""
+    import importlib
+
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), rel)):
+            if not (isinstance(node, ast.ImportFrom) and not node.level and node.module
+                    and node.module.split(".")[0] == "visualizer"):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ModuleNotFoundError:
+                    missing.append(f"{rel}:{node.lineno}: {node.module}.{alias.name}")
+    assert missing == []
 
 
 def _calls(pattern: str) -> list[str]:

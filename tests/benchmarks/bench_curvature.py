@@ -38,6 +38,7 @@ from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.pruning.prunable import prunable_parameters  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
+from visualizer.core.workspace import curvature_batches  # noqa: E402
 
 
 def power_iteration(op, *, max_iter: int = 1000, tol: float = 1e-3, seed: int = 0,
@@ -156,7 +157,7 @@ def main() -> None:
     print(f"load average: {os.getloadavg()}  threads: {torch.get_num_threads()}")
     loaded = load_model(args.model)
     model = loaded.model
-    ev = operator.eval_batches(load_dataset(loaded.dataset), args.batches, args.batch_size)
+    ev = curvature_batches(load_dataset(loaded.dataset), args.batches, args.batch_size)
     print(f"model {args.model}: eval set {ev.n_samples} samples in {len(ev.batches)} batch(es)")
 
     # 1. HVP / gradient cost
@@ -199,7 +200,7 @@ def main() -> None:
         for name in args.peers:
             other = load_model(name)
             points.append((name, "trained", other.model,
-                           operator.eval_batches(load_dataset(other.dataset), args.batches, args.batch_size), None))
+                           curvature_batches(load_dataset(other.dataset), args.batches, args.batch_size), None))
         print("  krylov floor = fewest HVPs after which the best Rayleigh quotient over K_m(H, v0) is within 1e-3"
               " (an oracle stop; no Krylov method from the same start vector can certify sooner)")
         totals = {"power": 0, "oracle": 0, "gap": 0, "residual": 0, "floor": 0}

@@ -23,10 +23,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from visualizer.core.curvature import landscape as L  # noqa: E402
-from visualizer.core.curvature.operator import eval_batches  # noqa: E402
 from visualizer.core.data.sources import load_dataset  # noqa: E402
 from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
+from visualizer.core.workspace import curvature_batches  # noqa: E402
 
 
 def timed_slice(model, ev, steps: int, chunk: int | None, batched: bool) -> tuple[float, L.Landscape2D]:
@@ -47,7 +47,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
     ds = load_dataset(loaded.dataset)
-    ev = eval_batches(ds, None, ds.x_test.shape[0])
+    ev = curvature_batches(ds, None, ds.x_test.shape[0])
     chunk = args.chunk or L.auto_chunk(ev)
     print(f"load average before: {os.getloadavg()}  torch threads: {torch.get_num_threads()}")
     print(f"model {args.model}, full test split: {ev.n_samples} samples; chunk {chunk} points per vmap call")

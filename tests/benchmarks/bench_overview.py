@@ -41,7 +41,7 @@ def resnet50_params() -> tuple[dict[str, np.ndarray], str]:
         import torchvision
 
         model = torchvision.models.resnet50(weights=None)
-        from visualizer.core.models.loaders import prunable_parameters
+        from visualizer.core.pruning.prunable import prunable_parameters
 
         return ({n: p.detach().numpy().copy() for n, p in prunable_parameters(model).items()},
                 "torchvision resnet50")

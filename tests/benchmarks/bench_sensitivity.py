@@ -2,7 +2,7 @@
 
 The peer is what a sensitivity tool without the split does: for every unit and every level,
 evaluate the whole masked model (:func:`visualizer.core.training.evaluate.evaluate_job`, the
-app's one evaluation). The analysis (:func:`visualizer.core.structure.sensitivity.sensitivity_job`)
+app's one evaluation). The analysis (:func:`visualizer.core.training.sensitivity.sensitivity_job`)
 computes the activations before the unit once per batch and runs only the rest of the network
 per level. Printed per model: both wall and CPU times (best of ``--repeats`` interleaved runs), the ratio plain / cached, and whether every row's
 loss and accuracy are identical (they must be). Target: >= 2x.
@@ -29,15 +29,15 @@ import torch  # noqa: E402
 from visualizer.core.data.sources import Dataset, load_dataset  # noqa: E402
 from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
-from visualizer.core.structure.sensitivity import (  # noqa: E402
+from visualizer.core.tasks import run  # noqa: E402
+from visualizer.core.training.evaluate import evaluate_job  # noqa: E402
+from visualizer.core.training.sensitivity import (  # noqa: E402
     DEFAULT_LEVELS,
     SensitivityConfig,
     list_units,
     sensitivity_job,
     unit_masks,
 )
-from visualizer.core.tasks import run  # noqa: E402
-from visualizer.core.training.evaluate import evaluate_job  # noqa: E402
 from visualizer.core.workspace import Workspace  # noqa: E402
 
 

@@ -14,7 +14,7 @@ from visualizer.core.models.loaders import load_model
 from visualizer.core.tasks import run
 from visualizer.core.training import workflows
 from visualizer.core.training.loop import TrainConfig
-from visualizer.core.workspace import rank_job
+from visualizer.core.analysis import rank_job
 
 model, data = load_model("mlp").model, load_dataset("digits")
 ranking, _ = run(rank_job(model, data, "magnitude", "global", "unstructured"))

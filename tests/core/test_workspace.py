@@ -27,6 +27,7 @@ from visualizer.core.workspace import (
     SCORE_BATCHES,
     Workspace,
     criterion_batches,
+    curvature_batches,
     evaluation_batches,
     score_job,
     training_batches,
@@ -90,7 +91,7 @@ def test_evaluation_batches_fixed_order_and_whole_split():
 
 
 def test_score_job_gives_data_criteria_the_workspace_batches(monkeypatch):
-    import visualizer.core.pruning.criteria as criteria
+    import visualizer.core.workspace as workspace
 
     seen = {}
 
@@ -99,7 +100,7 @@ def test_score_job_gives_data_criteria_the_workspace_batches(monkeypatch):
         yield from ()
         return {}
 
-    monkeypatch.setattr(criteria, "score", spy)
+    monkeypatch.setattr(workspace, "score", spy)  # the criteria's score, as score_job calls it
     d = _toy(300)
     ws = Workspace(torch.nn.Linear(1, 2), d, seed=4)
     run(score_job(ws, "snip", probes=3))
@@ -118,8 +119,8 @@ def test_score_job_gives_data_criteria_the_workspace_batches(monkeypatch):
 
 
 def _window(model, data, criterion):
+    from visualizer.core.analysis import rank_job
     from visualizer.core.training.workflows import evaluate_job
-    from visualizer.core.workspace import rank_job
 
     ranking, _ = run(rank_job(model, data, criterion, "global", "unstructured"))
     masks = ranking.mask_at(DENSITY)
@@ -192,3 +193,16 @@ def test_the_batches_decide_the_mask(digits):
     old = [(digits.x_train[i : i + 128], digits.y_train[i : i + 128]) for i in range(0, 512, 128)]
     theirs = mask_from_scores(run(score("snip", model, old)), DENSITY)
     assert not _same(ours, theirs)
+
+
+def test_curvature_batches_fixed_order():
+    class D:
+        def split(self, which):
+            return torch.arange(10.0)[:, None], torch.arange(10)
+
+    ev = curvature_batches(D(), 2, 3)
+    assert [int(y[0]) for _, y in ev.batches] == [0, 3] and ev.n_samples == 6
+    assert curvature_batches(D(), 0, 4).n_samples == 10
+    assert curvature_batches(D(), 99, 4).n_samples == 10
+    with pytest.raises(ValueError):
+        curvature_batches(D(), 1, 0)

@@ -107,7 +107,7 @@ def _add_eval_args(p: argparse.ArgumentParser, default_batches: int) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    from visualizer.core.curvature.operator import eval_batches
+    from visualizer.core.workspace import curvature_batches
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -115,7 +115,7 @@ def _setup(args: argparse.Namespace):
     loaded, data = load_model_and_data(args)  # on args.device (resolved by the CLI's main)
     model = loaded.model
     mask = resolve_mask(args, loaded)
-    ev = eval_batches(data, args.batches, args.batch_size)
+    ev = curvature_batches(data, args.batches, args.batch_size)
     return loaded, model, mask, ev, data
 
 

@@ -107,7 +107,7 @@ def allocation_curves(args: argparse.Namespace, criterion: str):
         return None
     from pathlib import Path
 
-    from visualizer.core.structure.sensitivity import loss_curves, read_rows
+    from visualizer.core.training.sensitivity import loss_curves, read_rows
 
     if not Path(path).exists():
         raise UserError(f"--sensitivity-rows: no such file {path}")
@@ -189,7 +189,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
     else:
         from visualizer.core.pruning.allocation import build_allocated_ranking
-        from visualizer.core.structure.sensitivity import allocation_inputs_job
+        from visualizer.core.training.sensitivity import allocation_inputs_job
 
         inputs = run(allocation_inputs_job(workspace, args.criterion, allocation, curves=curves, owl_m=args.owl_m),
                      progress)
@@ -245,10 +245,9 @@ def cmd_prune_llm(args: argparse.Namespace, density: float, nm) -> int:
 
     from visualizer.cli.common import load_model_and_data, load_model_from_args
     from visualizer.core.pruning.criteria import CRITERIA
-    from visualizer.core.pruning.llm_criteria import reconstruct_job
     from visualizer.core.tasks import TerminalProgress, run
     from visualizer.core.training.evaluate import evaluate_job
-    from visualizer.core.workspace import Workspace
+    from visualizer.core.workspace import Workspace, reconstruct_job
 
     needs_data = args.criterion == "sparsegpt" or CRITERIA[args.criterion].needs_data
     if args.calibration < 1:

@@ -1,8 +1,8 @@
-"""Sensitivity command: ``sensitivity MODEL`` (core/structure/sensitivity.py).
+"""Sensitivity command: ``sensitivity MODEL`` (core/training/sensitivity.py).
 
 JSON shape (scripts depend on it): ``sensitivity MODEL --json`` prints the rows as a list, one
 object per (unit, level) with the fields of
-:data:`visualizer.core.structure.sensitivity.ROW_FIELDS` (loss, accuracy, their change from the
+:data:`visualizer.core.training.sensitivity.ROW_FIELDS` (loss, accuracy, their change from the
 dense model, kept/total weights of the unit, the method that measured it).
 """
 
@@ -23,7 +23,7 @@ from visualizer.cli.common import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from visualizer.core.structure.sensitivity import DEFAULT_LEVELS, UNITS
+    from visualizer.core.training.sensitivity import DEFAULT_LEVELS, UNITS
     from visualizer.core.workspace import EVAL_BATCH_SIZE, SCORE_BATCH_SIZE, SCORE_BATCHES
 
     p = sub.add_parser("sensitivity", help="prune each layer (or coupled group) alone at each level: loss and "
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
-    from visualizer.core.structure.sensitivity import check_levels
+    from visualizer.core.training.sensitivity import check_levels
 
     parts = [t.strip() for t in str(text).split(",") if t.strip()]
     return check_levels(parts)
@@ -72,14 +72,14 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
     from visualizer.cli.common import load_model_and_data
-    from visualizer.core.structure.sensitivity import (
+    from visualizer.core.tasks import TerminalProgress, run
+    from visualizer.core.training.sensitivity import (
         SensitivityConfig,
         heat_table,
         read_rows,
         sensitivity_job,
         sensitivity_on_cluster,
     )
-    from visualizer.core.tasks import TerminalProgress, run
     from visualizer.core.workspace import Workspace
 
     # every option is checked before any slow work

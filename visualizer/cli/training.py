@@ -471,7 +471,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _sensitivity_curves(args: argparse.Namespace, loaded, data, criteria, model=None) -> dict:
     """{criterion: loss curves} for the sensitivity allocation: from --sensitivity-rows, else
     measured per layer on a training-split sample (one analysis per criterion)."""
-    from visualizer.core.structure.sensitivity import allocation_inputs_job
+    from visualizer.core.training.sensitivity import allocation_inputs_job
     from visualizer.core.workspace import Workspace
 
     out = {}

@@ -1,4 +1,4 @@
-"""The analysis workflows: graph, spectrum, landscape, speed and group lasso as jobs.
+"""The window's workflows: ranking, graph, spectrum, landscape, speed and group lasso as jobs.
 
 Each is a generator of :class:`~visualizer.core.tasks.Step` chaining core functions (no numerics
 of its own) and returning a small result the window's views take (after ``ui.views.adapters``).
@@ -10,12 +10,74 @@ functions work on copies or functional calls).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+
+from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
+from visualizer.core.curvature.spectrum import SpectrumOptions, dense_vs_masked
+from visualizer.core.layers import output_dims
+from visualizer.core.pruning.allocation import build_allocated_ranking
+from visualizer.core.pruning.criteria import CRITERIA
+from visualizer.core.pruning.nm import parse_nm
+from visualizer.core.pruning.ranking import SCOPES, build_ranking
+from visualizer.core.structure.graph import build_graph_job, example_input
+from visualizer.core.structure.groups import branches, connectivity, find_groups, find_groups_job
+from visualizer.core.structure.hierarchy import hierarchy_job
 from visualizer.core.structure.layout import GraphLayout
+from visualizer.core.structure.speed import measure_speed
 from visualizer.core.tasks import Step, sub
+from visualizer.core.training.prox import group_lasso_then_finetune
+from visualizer.core.training.sensitivity import allocation_inputs_job
+from visualizer.core.workspace import (
+    PREVIEW_BATCH_SIZE,
+    PREVIEW_BATCHES,
+    Workspace,
+    curvature_batches,
+    model_on,
+    resolve_device,
+    streamed,
+)
+
+# --- ranking -------------------------------------------------------------------------------------
+
+
+def rank_job(
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
+) -> Generator[Step, None, tuple[object, dict]]:
+    """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
+    ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
+    forward and backward passes are the work), then the ranking for (scope, structure) on the
+    host (the scores come back once). A streamed source is read as a preview sample."""
+    info = CRITERIA[criterion]
+    if info.structured and parse_nm(structure) is not None:
+        raise ValueError(f"{info.title} scores whole channels: an N:M pattern ({structure}) needs a "
+                         "criterion that scores single weights")
+    # The data criteria run backward passes (they write .grad): they get a copy, never the shown
+    # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
+    # GUI thread on every load (it was there in a 130 ms event-loop gap).
+    dev = resolve_device(device)
+    work = copy.deepcopy(model).to(dev) if info.needs_data else model
+    workspace = Workspace(model, dataset, device=dev, seed=seed)
+    if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
+        workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
+    with torch.enable_grad():
+        scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
+    if scope in SCOPES:
+        rk = yield from sub(build_ranking(scores, scope=scope, structure=structure,
+                                          channel_dims=output_dims(model)), 0.7, 0.97, "ranking: ")
+    else:  # an allocation (core.pruning.allocation): gather its inputs, then rank layer by layer
+        inputs = yield from sub(allocation_inputs_job(workspace, criterion, scope, model=work), 0.7, 0.9,
+                                "allocation: ")
+        rk = yield from sub(build_allocated_ranking(scores, scope, structure, channel_dims=output_dims(model),
+                                                    **inputs), 0.9, 0.97, "ranking: ")
+    scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
+    yield Step("done", 1.0)
+    return rk, scores_np
+
 
 # --- graph --------------------------------------------------------------------------------------
 
@@ -39,10 +101,6 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     tree (core.structure.hierarchy; the view lays out only what it opens). Each part is its own
     step (the tracing and group jobs yield between attempts and groups): run in the window, a step
     holds the job-step lock, and one step for all of it held it for seconds."""
-    from visualizer.core.structure.graph import build_graph_job
-    from visualizer.core.structure.groups import branches as branch_fn
-    from visualizer.core.structure.groups import connectivity, find_groups_job
-
     traced = yield from sub(build_graph_job(model, example), 0.0, 0.3, "tracing: ")
     notices = list(getattr(traced, "notices", []))
     try:
@@ -56,12 +114,10 @@ def graph_job(model, example=None) -> Generator[Step, None, GraphResult]:
     yield Step("connectivity", 0.5)
     conn = connectivity(model, groups_obj)
     yield Step("branches", 0.55)
-    branches = branch_fn(model, groups_obj, example)
-    from visualizer.core.structure.hierarchy import hierarchy_job
-
+    found = branches(model, groups_obj, example)
     h = yield from sub(hierarchy_job(model, traced), 0.6, 1.0, "hierarchy: ")
     notices = h.notices[:1] + notices if traced.method == "hierarchy" else notices
-    return GraphResult(traced.graph, None, groups, notices, conn, branches, h, list(groups_obj))
+    return GraphResult(traced.graph, None, groups, notices, conn, found, h, list(groups_obj))
 
 
 @dataclass
@@ -94,16 +150,14 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
     """Group lasso (block soft thresholding; Yuan & Lin 2006, Wen et al. 2016) on a copy of ``model`` with the groups its
     structure suggests (DenseNet connections, Inception branches, else channels), a masked
     fine-tune, then the connection strengths and branch norms before and after."""
-    from visualizer.core.structure.groups import branches, connectivity, find_groups
-    from visualizer.core.training.prox import group_lasso_then_finetune as lasso_then_finetune
     yield Step("coupled groups", 0.0)
     groups = find_groups(model, example).groups
     before_c, before_b = connectivity(model, groups), branches(model, groups, example)
     # the starting circuit at once (a slide shows it while the penalty trains; the after side
     # fills in at the end)
     yield Step("connections before", 0.05, GroupLassoResult(before_c, before_c, before_b, before_b, 0, len(groups)))
-    res = yield from sub(lasso_then_finetune(model, dataset, lam=lam, epochs=epochs, finetune_epochs=finetune_epochs,
-                                             device=device),
+    res = yield from sub(group_lasso_then_finetune(model, dataset, lam=lam, epochs=epochs,
+                                                   finetune_epochs=finetune_epochs, device=device),
                          0.05, 0.95, "group lasso: ")
     after = res.model.cpu()  # the connectivity summaries read the trained copy on the host
     yield Step("connections after", 0.97)
@@ -119,18 +173,14 @@ def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
                  trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu"):
     """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
     ``device`` (a copy of the model there; eigenvectors come back to the host)."""
-    from visualizer.core.curvature.operator import eval_batches
-    from visualizer.core.curvature.spectrum import SpectrumOptions as options_cls
-    from visualizer.core.curvature.spectrum import dense_vs_masked
-    from visualizer.core.workspace import model_on
     if dataset is None:
         raise ValueError("the Hessian spectrum needs a dataset: choose one under Data")
     if masks is None:
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     work = model_on(model, device)
-    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
-    options = options_cls(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
+    evalset = curvature_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    options = SpectrumOptions(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
     both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
     for spec in (both.dense, both.masked):
         if spec.top_vectors is not None:
@@ -155,16 +205,13 @@ def landscape_job(model, dataset, masks, steps_1d: int = 21, steps_2d: int = 21,
     2D: the plane through the trained point spanned by the pruning displacement
     delta = m * theta - theta and one random filter-normalised direction (Li et al. 2018), so the
     trained point sits at (0, 0) and the pruned point at (1, 0)."""
-    from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
-    from visualizer.core.curvature.operator import eval_batches
-    from visualizer.core.workspace import model_on
     if dataset is None:
         raise ValueError("the loss landscape needs a dataset: choose one under Data")
     if masks is None:
         raise ValueError("the landscape between dense and pruned needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     model = model_on(model, device)  # a copy on the device; the grids come back as numpy
-    evalset = eval_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    evalset = curvature_batches(dataset, n_batches=n_batches, batch_size=batch_size)
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     pruned = masks.masked_state(model)
     curve = yield from sub(interpolate(model, trained, pruned, evalset, steps=steps_1d), 0.02, 0.3, "1D: ")
@@ -189,9 +236,6 @@ def speed_job(model, density: float = 0.5, repeats: int = 20, example=None, devi
     measurement of ``pruneviz speed`` (core.structure.speed.measure_speed: group-l2 channel
     scores per layer, unless the ``shrunk`` model is given), on a two-sample example input
     unless one is given."""
-    from visualizer.core.structure.graph import example_input
-    from visualizer.core.structure.speed import measure_speed
-
     x = example if example is not None else example_input(model)
     return (yield from measure_speed(model, density, example=x, repeats=repeats, device=device,
                                      criterion="group-l2", scope="layer", shrunk=shrunk))

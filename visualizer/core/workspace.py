@@ -7,7 +7,8 @@ the same settings give the same mask and the same accuracy everywhere:
 - :func:`criterion_batches`: the batches a data-driven criterion (SNIP, GraSP, Taylor, OBD)
   scores on: the first ``n`` mini-batches of a seeded shuffle of the training split.
 - :func:`evaluation_batches`: the batches evaluation and curvature read: the first ``n``
-  mini-batches of a split in fixed order (all of them when ``n`` is None).
+  mini-batches of a split in fixed order (all of them when ``n`` is None); :func:`curvature_batches`
+  holds them as the Hessian operator's evaluation set.
 - :func:`training_batches`: one epoch of seeded shuffled mini-batches of the training split.
 
 Each rule is one function; nothing else in the code base slices a dataset. The rules read both
@@ -16,7 +17,8 @@ a streaming source (image folder, torchvision dataset, a user's factory) is deco
 DataLoaders (:mod:`visualizer.core.data.streaming`) at the same sample indices, so a seed picks
 the same samples from either. Scoring has one entry point too: :func:`score_job`
 (``Workspace.scores``) gives a criterion the workspace's criterion batches and seed, whether the
-window, a CLI command, a sweep, a preset or IMP asks.
+window, a CLI command, a sweep, a preset or IMP asks; :func:`reconstruct_job` is the entry point of
+the masks that are not a ranking (SparseGPT on the calibration sample, N:M cuts of a criterion).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from visualizer.core.curvature.operator import EvalSet
 from visualizer.core.data.sources import Dataset
 from visualizer.core.data.streaming import StreamBatches, StreamSource, seeded_order
 
@@ -40,8 +43,9 @@ from visualizer.core.device import (  # noqa: F401
     model_on,
     resolve_device,
 )
-from visualizer.core.layers import output_dims
-from visualizer.core.pruning.nm import parse_nm
+from visualizer.core.pruning.criteria import CRITERIA, score
+from visualizer.core.pruning.llm_criteria import CALIBRATED, SparseGPTResult, sparsegpt_job
+from visualizer.core.pruning.nm import nm_masks, transposed_weights
 from visualizer.core.tasks import Step, sub
 
 Source = Dataset | StreamSource
@@ -150,6 +154,23 @@ def evaluation_batches(data: Source, n: int | None = None, batch_size: int = EVA
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, stop, batch_size)]
 
 
+def curvature_batches(
+    dataset: Source,
+    n_batches: int | None = CURVATURE_BATCHES,
+    batch_size: int = CURVATURE_BATCH_SIZE,
+    split: str = "test",
+) -> EvalSet:
+    """The batches the Hessian operator and the loss landscape read: :func:`evaluation_batches`
+    as an :class:`~visualizer.core.curvature.operator.EvalSet`, the first ``n_batches`` batches
+    of ``split`` in fixed order (None or 0: the whole split)."""
+    if not n_batches and not getattr(dataset, "in_memory", True):
+        # the operator reads its batches at every Hessian-vector product: held in memory, a
+        # streamed split (an image folder) would be held whole
+        raise ValueError(f"curvature on {dataset.name} reads a sample: give a number of batches "
+                         "(--batches N, or 'samples' in the window), not the whole split")
+    return EvalSet(list(evaluation_batches(dataset, n_batches, batch_size, split)))
+
+
 def training_batches(data: Source, batch_size: int, seed: int | torch.Generator) -> Iterator[Batch]:
     """One epoch of the training split in mini-batches, shuffled by a seeded generator (pass the
     same ``torch.Generator`` on to get the next epoch's order)."""
@@ -206,9 +227,6 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
     point. A data criterion (SNIP, GraSP, Taylor, OBD) reads :meth:`Workspace.criterion_batches`;
     the workspace's seed also seeds the random criterion and the OBD probes. Raises ValueError for
     an unknown criterion, or a data criterion without data."""
-    from visualizer.core.pruning.criteria import CRITERIA, score
-    from visualizer.core.pruning.llm_criteria import CALIBRATED
-
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r} (use {', '.join(CRITERIA)})")
     info = CRITERIA[criterion]
@@ -222,42 +240,23 @@ def score_job(workspace: Workspace, criterion: str, model: nn.Module | None = No
     return (yield from score(criterion, target, batches, seed=workspace.seed, probes=probes))
 
 
-def rank_job(
-    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
-) -> Generator[Step, None, tuple[object, dict]]:
-    """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
-    ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
-    forward and backward passes are the work), then the ranking for (scope, structure) on the
-    host (the scores come back once). A streamed source is read as a preview sample."""
-    import copy
-
-    from visualizer.core.pruning import criteria, ranking
-
-    info = criteria.CRITERIA[criterion]
-    if info.structured and parse_nm(structure) is not None:
-        raise ValueError(f"{info.title} scores whole channels: an N:M pattern ({structure}) needs a "
-                         "criterion that scores single weights")
-    # The data criteria run backward passes (they write .grad): they get a copy, never the shown
-    # model. The weight-only ones just read it; copying would be a GIL-bound deepcopy beside the
-    # GUI thread on every load (it was there in a 130 ms event-loop gap).
-    dev = resolve_device(device)
-    work = copy.deepcopy(model).to(dev) if info.needs_data else model
-    workspace = Workspace(model, dataset, device=dev, seed=seed)
-    if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
-        workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
-    with torch.enable_grad():
-        scores = yield from sub(workspace.scores(criterion, work), 0.0, 0.7, "scores: ")
-    if scope in ranking.SCOPES:
-        rk = yield from sub(ranking.build_ranking(scores, scope=scope, structure=structure,
-                                                  channel_dims=output_dims(model)), 0.7, 0.97, "ranking: ")
-    else:  # an allocation (core.pruning.allocation): gather its inputs, then rank layer by layer
-        from visualizer.core.pruning.allocation import build_allocated_ranking
-        from visualizer.core.structure.sensitivity import allocation_inputs_job
-
-        inputs = yield from sub(allocation_inputs_job(workspace, criterion, scope, model=work), 0.7, 0.9,
-                                "allocation: ")
-        rk = yield from sub(build_allocated_ranking(scores, scope, structure, channel_dims=output_dims(model),
-                                                    **inputs), 0.9, 0.97, "ranking: ")
-    scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}
-    yield Step("done", 1.0)
-    return rk, scores_np
+def reconstruct_job(workspace: Workspace, criterion: str, density: float,
+                    nm: tuple[int, int] | None = None, *, probes: int = 8
+                    ) -> Generator[Step, None, SparseGPTResult]:
+    """The mask of a pruning that is not a ranking: SparseGPT at ``density`` (or N:M) on the
+    workspace's calibration sample, or an elementwise criterion's scores cut to N:M (the kept
+    weights then unchanged). The one entry point of ``prune --structure N:M`` and
+    ``prune --criterion sparsegpt``."""
+    if criterion == "sparsegpt":
+        if workspace.data is None:
+            raise ValueError("SparseGPT needs calibration data: choose a dataset (--data text:FILE)")
+        batches = calibration_batches(workspace.data, workspace.calibration, workspace.seed)
+        model = workspace.model
+        return (yield from sparsegpt_job(model, batches, density, nm=nm))
+    if nm is None:
+        raise ValueError(f"{criterion} is a ranking criterion: build a ranking for unstructured or channel masks")
+    scores = yield from sub(workspace.scores(criterion, probes=probes), 0.0, 0.9)
+    result = nm_masks(scores, *nm, transposed=transposed_weights(workspace.model))
+    result.masks.metadata.update(criterion=criterion)
+    yield Step("N:M masks", 1.0)
+    return SparseGPTResult(result.masks, {}, result.skipped)

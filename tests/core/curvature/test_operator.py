@@ -140,19 +140,6 @@ def test_bad_inputs(tiny):
     assert operator.hessian_operator(model, ev, full).dim == 90
 
 
-def test_eval_batches_fixed_order():
-    class D:
-        def split(self, which):
-            return torch.arange(10.0)[:, None], torch.arange(10)
-
-    ev = operator.eval_batches(D(), 2, 3)
-    assert [int(y[0]) for _, y in ev.batches] == [0, 3] and ev.n_samples == 6
-    assert operator.eval_batches(D(), 0, 4).n_samples == 10
-    assert operator.eval_batches(D(), 99, 4).n_samples == 10
-    with pytest.raises(ValueError):
-        operator.eval_batches(D(), 1, 0)
-
-
 class TinyLSTM(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -182,13 +182,11 @@ def test_torchvision_datasets_stream_from_a_root(monkeypatch, tmp_path):
 
 
 def test_curvature_reads_a_sample_of_a_streamed_split(tmp_path):
-    from visualizer.core.curvature import operator
-
     root = write_digit_folder(tmp_path / "f", per_class=5, classes=3)
     stream = load_dataset(f"folder:{root}", DataOptions(channels=1, workers=0))
-    assert operator.eval_batches(stream, 1, 2).n_samples == 2
+    assert workspace.curvature_batches(stream, 1, 2).n_samples == 2
     with pytest.raises(ValueError, match="reads a sample: give a number of batches"):
-        operator.eval_batches(stream, 0)
+        workspace.curvature_batches(stream, 0)
 
 
 def test_reading_batches_leaves_the_global_rng_alone(tmp_path):

@@ -36,6 +36,8 @@ from visualizer.core.curvature.lanczos import lanczos
 from visualizer.core.curvature.operator import EvalSet, build_coordinates, hessian_operator
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.profile import group_unit_names
+from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.structure.groups import find_groups_job
 from visualizer.core.tasks import Job, Step, sub
 
 UNITS = ("layer", "group")
@@ -89,8 +91,6 @@ def group_blocks(model: nn.Module, groups: Iterable) -> dict[str, Block]:
 
 def layer_blocks(model: nn.Module) -> dict[str, None]:
     """One block per prunable weight tensor (the whole tensor; the mask restricts it later)."""
-    from visualizer.core.models.loaders import prunable_parameters
-
     return {name: None for name in prunable_parameters(model)}
 
 
@@ -126,8 +126,6 @@ def unit_curvature(
         blocks: Mapping[str, Block | None] = layer_blocks(model)
     else:
         if groups is None:
-            from visualizer.core.structure.groups import find_groups_job
-
             yield Step("per-group curvature: finding the coupled groups", 0.0)
             groups = (yield from find_groups_job(model, example)).groups
         blocks = group_blocks(model, groups)

@@ -50,11 +50,6 @@ from visualizer.core.errors import first_line
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Job, Step
-from visualizer.core.workspace import (
-    CURVATURE_BATCH_SIZE,
-    CURVATURE_BATCHES,
-    evaluation_batches,
-)
 
 HVP_METHODS = ("auto", "forward-over-reverse", "double-backward")
 # double backward is the default: it was the faster HVP in tests/benchmarks/bench_curvature.py
@@ -89,22 +84,6 @@ class EvalSet:
                 x = x.to(dtype)
             out.append((x, y.to(device)))
         return EvalSet(out)
-
-
-def eval_batches(
-    dataset: Any,
-    n_batches: int | None = CURVATURE_BATCHES,
-    batch_size: int = CURVATURE_BATCH_SIZE,
-    split: str = "test",
-) -> EvalSet:
-    """:func:`visualizer.core.workspace.evaluation_batches` as an :class:`EvalSet`: the first
-    ``n_batches`` batches of ``split`` in fixed order (None or 0: the whole split)."""
-    if not n_batches and not getattr(dataset, "in_memory", True):
-        # the operator reads its batches at every Hessian-vector product: held in memory, a
-        # streamed split (an image folder) would be held whole
-        raise ValueError(f"curvature on {dataset.name} reads a sample: give a number of batches "
-                         "(--batches N, or 'samples' in the window), not the whole split")
-    return EvalSet(list(evaluation_batches(dataset, n_batches, batch_size, split)))
 
 
 # --- coordinates: which entries of which parameters span the operator -----------------------------

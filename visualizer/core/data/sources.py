@@ -45,6 +45,7 @@ from visualizer.core.data.external import (
     load_torchvision_dataset,
 )
 from visualizer.core.data.folder import load_folder
+from visualizer.core.data.text import BLOCK, load_text
 from visualizer.core.resources import resource_path
 
 SPLIT_SEED = 0
@@ -143,8 +144,6 @@ def load_dataset(name: str, options: Any = None, *, root: str | Path | None = No
         pre = None if options.transform else options.preprocess(options.channels or 3)
         return load_folder(path, pre, options.transform, seed=options.seed, workers=options.workers)
     if name.startswith("text:"):
-        from visualizer.core.data.text import BLOCK, load_text
-
         try:
             return load_text(name.removeprefix("text:"), options.tokenizer, options.block or BLOCK,
                              seed=options.seed)

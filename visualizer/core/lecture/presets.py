@@ -19,7 +19,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from visualizer.core.analysis import LASSO_DEFAULTS, group_lasso_job
-from visualizer.core.curvature.operator import eval_batches
 from visualizer.core.curvature.spectrum import (
     SpectrumOptions,
     dense_vs_masked,
@@ -35,8 +34,6 @@ from visualizer.core.lecture.explainers import (
 from visualizer.core.lecture.loading import _device_of, _load
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.ranking import mask_from_scores
-from visualizer.core.structure.sensitivity import SensitivityConfig
-from visualizer.core.structure.sensitivity import sensitivity_job as analysis
 from visualizer.core.structure.speed import measure_speed
 from visualizer.core.tasks import Step, run, sub
 from visualizer.core.training.loop import TrainConfig
@@ -47,7 +44,9 @@ from visualizer.core.training.lottery import (
     iterative_magnitude_pruning,
     rewind_points,
 )
-from visualizer.core.workspace import Workspace
+from visualizer.core.training.sensitivity import SensitivityConfig
+from visualizer.core.training.sensitivity import sensitivity_job as analysis
+from visualizer.core.workspace import Workspace, curvature_batches
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     workspace = Workspace(net, data, model_ref=model)
     mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
-    evalset = eval_batches(data)
+    evalset = curvature_batches(data)
     options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
     pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
     run_ = yield from sub(rewind_points(net, model, data, taus, TrainConfig(device=device)), 0.5, 0.6, "training: ")
@@ -219,7 +218,7 @@ def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: 
 def sensitivity_job(model: str = "resnet-mini", levels: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05),
                     unit: str = "layer", criterion: str = "magnitude", device: str = "auto"):
     """Each layer (or coupled group) of a bundled model pruned alone at each density: the rows
-    of core.structure.sensitivity on the first 512 test images, and a one-line summary."""
+    of core.training.sensitivity on the first 512 test images, and a one-line summary."""
     yield Step("loading", 0.0)
     loaded, data = _load(model, device)
     ws = Workspace(loaded.model, data, device=next(loaded.model.parameters()).device, model_ref=model)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visualizer.core.models.loaders import ModelLoadError
+from visualizer.core.models.errors import ModelLoadError
 from visualizer.core.tasks import first_line
 
 PREFIX = "hf:"

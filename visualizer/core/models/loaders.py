@@ -33,6 +33,8 @@ from torch import nn
 from visualizer.core.io.checks import FileFormatError, check_safetensors
 from visualizer.core.io.torchfile import UnpicklingRefused, safe_load, sniff
 from visualizer.core.layers import output_dim, tied_aliases
+from visualizer.core.models.errors import ModelLoadError
+from visualizer.core.models.hf import load_hf
 from visualizer.core.models.zoo import DEFAULT_MODEL, ZOO
 from visualizer.core.optional import import_torchvision
 from visualizer.core.pruning.masks import MaskError, MaskSet
@@ -40,10 +42,6 @@ from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import first_line
 from visualizer.core.userfiles import import_callable
-
-
-class ModelLoadError(Exception):
-    """A model reference that cannot be loaded, with a one-line message for the user."""
 
 
 @dataclass
@@ -327,8 +325,6 @@ def load_model(
         elif tv_weights_wanted:
             loaded.notes.append(f"torchvision has no pretrained weights for {ref}: random init")
     elif ref.startswith("hf:"):
-        from visualizer.core.models.hf import load_hf
-
         hf_weights_wanted = pretrained and weights is None
         model, hf_file = load_hf(ref[3:], trust=trust, pretrained=hf_weights_wanted)
         loaded = LoadedModel(model, ref, pretrained=hf_file is not None, weights=hf_file)

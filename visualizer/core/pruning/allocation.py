@@ -47,7 +47,14 @@ import torch
 from visualizer.core.pruning.calibration import input_norms
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
-from visualizer.core.pruning.ranking import Ranking, check_density, first_k, kept_count
+from visualizer.core.pruning.ranking import (
+    SCOPES,
+    Ranking,
+    build_ranking,
+    check_density,
+    first_k,
+    kept_count,
+)
 from visualizer.core.tasks import Step
 
 ALLOCATIONS = ("uniform", "global", "erk", "owl", "sensitivity")
@@ -431,8 +438,6 @@ def build_allocated_ranking(scores: Mapping[str, torch.Tensor | np.ndarray], all
     (``inputs``: their :func:`layer_budgets` inputs) give an :class:`AllocatedRanking`. The rules
     other than ``global`` spread single weights (``unstructured``). ``channel_dims``: as
     :func:`~visualizer.core.pruning.ranking.build_ranking`'s, for the channel structure."""
-    from visualizer.core.pruning.ranking import SCOPES, build_ranking
-
     if allocation in SCOPES:
         return (yield from build_ranking(scores, allocation, structure, channel_dims=channel_dims))
     check_allocation(allocation)

@@ -38,7 +38,14 @@ from visualizer.core.pruning.criteria import (
     materialise_batches,
     score,
 )
-from visualizer.core.pruning.ranking import SCOPES, check_density, kept_count, sorted_order
+from visualizer.core.pruning.prunable import prunable_parameters
+from visualizer.core.pruning.ranking import (
+    SCOPES,
+    check_density,
+    kept_count,
+    mask_from_scores,
+    sorted_order,
+)
 from visualizer.core.tasks import Job, Step, sub
 
 EXPLAINED = ("magnitude", "random", "snip", "taylor", "grasp", "grasp-reversed", "obd")
@@ -225,8 +232,6 @@ def explain_weight(
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     rho = check_density(density)
-    from visualizer.core.models.loaders import prunable_parameters
-
     params = prunable_parameters(model)
     if layer not in params:
         raise ValueError(f"{layer!r} is not a prunable tensor of the model (e.g. {next(iter(params), '-')})")
@@ -272,8 +277,6 @@ def instructive_weight(
     masks of :func:`visualizer.core.pruning.ranking.mask_from_scores` in ``scope``), the one
     ``kept_by`` ranks highest, ties by position. None when the two keep the same weights.
     Returns (tensor name, index)."""
-    from visualizer.core.pruning.ranking import mask_from_scores
-
     if list(kept_by) != list(removed_by):
         raise ValueError("the two score sets cover different tensors")
     keep_a = mask_from_scores(kept_by, density, scope)

@@ -40,11 +40,10 @@ from torch import nn
 from visualizer.core.layers import is_conv1d
 from visualizer.core.pruning.calibration import _columns, input_norms
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.pruning.nm import as_rows, from_rows, nm_masks, nm_rows, transposed_weights
+from visualizer.core.pruning.nm import as_rows, from_rows, nm_rows, transposed_weights
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import _descending_keys, first_k, kept_count
 from visualizer.core.tasks import Step, sub
-from visualizer.core.workspace import Workspace, calibration_batches
 
 Scores = dict[str, torch.Tensor]
 
@@ -426,28 +425,6 @@ def sparsegpt_job(model: nn.Module, batches: Iterable, density: float, *,
         yield Step(f"sparsegpt {name}", 0.3 + 0.7 * (i + 1) / len(params))
     meta = {"criterion": "sparsegpt", "structure": f"{nm[0]}:{nm[1]}" if nm else "unstructured"}
     return SparseGPTResult(MaskSet(masks, meta), weights, skipped)
-
-
-def reconstruct_job(workspace: Workspace, criterion: str, density: float,
-                    nm: tuple[int, int] | None = None, *, probes: int = 8
-                    ) -> Generator[Step, None, SparseGPTResult]:
-    """The mask of a pruning that is not a ranking: SparseGPT at ``density`` (or N:M) on the
-    workspace's calibration sample, or an elementwise criterion's scores cut to N:M (the kept
-    weights then unchanged). The one entry point of ``prune --structure N:M`` and
-    ``prune --criterion sparsegpt``."""
-    if criterion == "sparsegpt":
-        if workspace.data is None:
-            raise ValueError("SparseGPT needs calibration data: choose a dataset (--data text:FILE)")
-        batches = calibration_batches(workspace.data, workspace.calibration, workspace.seed)
-        model = workspace.model
-        return (yield from sparsegpt_job(model, batches, density, nm=nm))
-    if nm is None:
-        raise ValueError(f"{criterion} is a ranking criterion: build a ranking for unstructured or channel masks")
-    scores = yield from sub(workspace.scores(criterion, probes=probes), 0.0, 0.9)
-    result = nm_masks(scores, *nm, transposed=transposed_weights(workspace.model))
-    result.masks.metadata.update(criterion=criterion)
-    yield Step("N:M masks", 1.0)
-    return SparseGPTResult(result.masks, {}, result.skipped)
 
 
 # --- reconstruction error ------------------------------------------------------------------------

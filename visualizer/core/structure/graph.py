@@ -25,6 +25,7 @@ from visualizer.core.data.external import DataOptions, options_for_model
 from visualizer.core.data.sources import load_dataset
 from visualizer.core.device import model_device  # noqa: F401 - groups and shrink import it from here
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.models.hf import hf_example_input
 from visualizer.core.models.zoo import ZOO
 from visualizer.core.tasks import Step, first_line, run
 
@@ -36,8 +37,6 @@ def example_input(model: nn.Module, dataset: str | None = None, batch: int = 2) 
     (vocabulary, sequence length and image size from its config, whatever the dataset), from its
     dataset's shape when known (given, or the bundled model's own), else guessed from the first layer (Conv2d -> Cx224x224
     image, Linear -> vector, RNN -> 16 steps). :func:`parse_example_input` reads one the user gives."""
-    from visualizer.core.models.hf import hf_example_input
-
     x = hf_example_input(model, batch)  # a transformers model's config says what it reads
     if x is not None:
         return x

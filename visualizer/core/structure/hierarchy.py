@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from visualizer.core.structure.layout import layout_job
 from visualizer.core.tasks import Step, run
 
 ROOT = ""  # key of the whole model
@@ -479,8 +480,6 @@ def hierarchy_job(model, traced) -> Generator[Step, None, Hierarchy]:
 def order_job(h: Hierarchy, key: str, budget_s: float = LAYOUT_BUDGET_S) -> Generator[Step, None, list[list[str]]]:
     """Job: the columns (layers, top to bottom) of an open container's children: the layered
     layout of :mod:`~visualizer.core.structure.layout` on the children graph."""
-    from visualizer.core.structure.layout import layout_job
-
     g = h.child_graph(key)
     n = g.number_of_nodes()
     sweeps = 8 if n <= 400 else 2 if n <= 3000 else 0

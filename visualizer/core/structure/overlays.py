@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from visualizer.core.structure.graph import example_input
+from visualizer.core.structure.speed import count_flops
+from visualizer.core.tasks import Step
+
 # --- the registry ---------------------------------------------------------------------------------
 
 
@@ -305,17 +309,12 @@ def group_layers(groups: Iterable) -> dict[str, list[int]]:
 
 def layer_flops(model, example=None) -> dict[str, float]:
     """Dense forward FLOPs per layer on ``example`` (one sample; core.structure.speed)."""
-    from visualizer.core.structure.graph import example_input
-    from visualizer.core.structure.speed import count_flops
-
     x = example if example is not None else example_input(model, batch=1)
     return {k: float(v) for k, v in count_flops(model, x)[1].items()}
 
 
 def computed(fn: Callable, *args, stage: str = "computing"):
     """A one-step job around a plain function (for the GUI's job runner)."""
-    from visualizer.core.tasks import Step
-
     yield Step(stage, 0.0)
     return fn(*args)
 

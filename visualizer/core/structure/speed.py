@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from visualizer.core.device import device_name
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.structure.graph import example_input
 from visualizer.core.structure.groups import find_groups_job, group_scores
 from visualizer.core.structure.shrink import StructuredResult, structured_prune_job
 from visualizer.core.tasks import Step, run, sub
-from visualizer.core.workspace import device_name
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
 

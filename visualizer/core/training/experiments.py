@@ -42,6 +42,7 @@ from visualizer.core.pruning.allocation import (
 )
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.pruning.ranking import SCOPES
 from visualizer.core.tasks import Step, run, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
@@ -103,8 +104,6 @@ class SweepConfig:
 
     def allocation_list(self) -> tuple[str, ...]:
         """The allocations of the grid ("" = the plain scope)."""
-        from visualizer.core.pruning.ranking import SCOPES
-
         if self.allocations:
             return tuple(dict.fromkeys(self.allocations))
         return ("",) if self.scope in SCOPES else (self.scope,)

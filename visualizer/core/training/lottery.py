@@ -54,7 +54,7 @@ from visualizer.core.pruning.ranking import mask_from_scores
 from visualizer.core.resources import sample_models_dir
 from visualizer.core.tasks import Step, sub
 from visualizer.core.training.loop import TrainConfig, TrainResult, reinitialize, total_steps, train
-from visualizer.core.workspace import Workspace
+from visualizer.core.workspace import Workspace, criterion_batches
 
 CONTROLS = ("reinit", "random-mask")
 CONTROL_ALIASES = {"random": "random-mask", "re-init": "reinit"}
@@ -254,8 +254,6 @@ def iterative_magnitude_pruning(
 def _allocation_inputs(config: IMPConfig, model: nn.Module, masks: MaskSet, data) -> Generator[Step, None, dict]:
     """The inputs of the round's allocation: OWL's outlier ratios of the masked trained weights
     on the criterion batches (the workspace's rule), the sensitivity curves as given."""
-    from visualizer.core.workspace import criterion_batches
-
     if config.allocation == "sensitivity":
         return {"curves": config.curves}
     if config.allocation != "owl":

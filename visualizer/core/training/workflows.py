@@ -10,9 +10,28 @@ never changed.
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
+from visualizer.core.provenance import weights_id
 from visualizer.core.tasks import Step, sub
+from visualizer.core.training.cluster import connect, lth_run, seeded_runs, sweep_on_cluster
+from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
+from visualizer.core.training.evaluate import evaluate_job as evaluate
+from visualizer.core.training.experiments import sweep
+from visualizer.core.training.loop import TrainConfig, train_with_distillation
+from visualizer.core.training.lottery import initial_state, retrain_job
+from visualizer.core.training.prox import ProxConfig, proximal_training, prune_channels_by_norm
+from visualizer.core.workspace import (
+    EVAL_BATCH_SIZE,
+    device_name,
+    evaluation_batches,
+    evaluation_sample_size,
+    model_on,
+    resolve_device,
+    streamed,
+    window_evaluation,
+)
 
 
 def train_config(settings: dict, device: str | None = None, data=None):
@@ -20,9 +39,6 @@ def train_config(settings: dict, device: str | None = None, data=None):
     chooser, ui.device_ui; ``settings["device"]`` or auto where none is given). Its evaluations
     read the window's sample of ``data`` (core.workspace.window_evaluation: a preview sample of a
     streamed source, the whole split of an in-memory one)."""
-    from visualizer.core.training.loop import TrainConfig
-    from visualizer.core.workspace import EVAL_BATCH_SIZE, window_evaluation
-
     eval_batches, eval_batch_size = window_evaluation(data) if data is not None else (None, EVAL_BATCH_SIZE)
     return TrainConfig(
         eval_batches=eval_batches,
@@ -40,8 +56,6 @@ def train_config(settings: dict, device: str | None = None, data=None):
 def sample_note(data) -> dict:
     """``{"eval_samples": n}`` when the window evaluates a sample of ``data`` rather than its whole
     test split (a streamed source), else ``{}``: the rows then say what their accuracy was read on."""
-    from visualizer.core.workspace import evaluation_sample_size, streamed, window_evaluation
-
     if data is None or not streamed(data):
         return {}
     n, batch_size = window_evaluation(data)
@@ -57,24 +71,12 @@ def weights_of(model) -> dict:
     """``{"weights": identity}`` of the weights a row started from (core.provenance.weights_id):
     after "keep the trained weights" the same model name holds other weights, and its rows are
     another curve."""
-    from visualizer.core.provenance import weights_id
-
     return {"weights": weights_id(model)}
 
 
 def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generator[Step, None, dict]:
     """The masked model's accuracy: the evaluation ``pruneviz prune --eval`` and the sweep run,
     on ``device`` (a copy of the model there)."""
-    from visualizer.core.training.evaluate import evaluate_job as evaluate
-    from visualizer.core.workspace import (
-        device_name,
-        evaluation_batches,
-        model_on,
-        resolve_device,
-        streamed,
-        window_evaluation,
-    )
-
     dev = resolve_device(device)
     yield Step("evaluating the masked model", 0.1)
     # an image folder: a preview sample (the CLI reads the whole split)
@@ -87,9 +89,6 @@ def evaluate_job(model, data, masks, row: dict, device: str = "cpu") -> Generato
 
 
 def finetune_job(model, data, masks, config, distill: bool, row: dict) -> Generator[Step, None, tuple[dict, Any]]:
-    from visualizer.core.training.loop import train_with_distillation
-    from visualizer.core.training.lottery import retrain_job
-
     job = train_with_distillation(model, data, masks, config) if distill else retrain_job(model, data, masks, "finetune", config)
     res = yield from job
     out = {**row, **weights_of(model), "density": masks.density(), "kept": masks.kept(), "total": masks.total(),
@@ -102,11 +101,6 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
     run per seed of ``settings["seeds"]`` (core.training.cluster.seeded_runs) -- in parallel as Ray
     tasks when ``settings["cluster"]`` names a cluster, else one after another. Partial results
     are lists of rows."""
-    from functools import partial
-
-    from visualizer.core.training.cluster import connect, lth_run, seeded_runs
-    from visualizer.core.training.lottery import initial_state
-
     yield Step("initial weights", 0.0)
     seeds = seed_list(settings)
     inits = {s: initial_state(ref, model, s)[0] for s in seeds}
@@ -143,9 +137,6 @@ def seed_list(settings: dict) -> tuple[int, ...]:
 
 
 def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
-    from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
-    from visualizer.core.training.lottery import initial_state
-
     init, _ = initial_state(ref, model, int(settings.get("seed", 0)))
     dst = DSTConfig(settings["retrain"], density, train=config, distribution=settings.get("distribution", "erk"))
     res = yield from dynamic_sparse_training(model, data, dst, start_state=init)
@@ -157,12 +148,6 @@ def dst_job(model, ref: str, data, density: float, settings: dict, config, row: 
 
 def lasso_job(model, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:
     """Group lasso training, then the channel cut to the slider's density (the two steps of structured sparsity learning; Wen et al. 2016)."""
-    from visualizer.core.training.prox import (
-        ProxConfig,
-        proximal_training,
-        prune_channels_by_norm,
-    )
-
     res = yield from sub(proximal_training(model, data, ProxConfig("group-lasso", float(settings.get("lam", 1e-3)),
                                                                    density, train=config)), 0.0, 0.9)
     cut = yield from sub(prune_channels_by_norm(res.model, data, density, row.get("scope", "global"), config),
@@ -177,12 +162,8 @@ def lasso_job(model, data, density: float, settings: dict, config, row: dict) ->
 def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = ""):
     """The sweep here, or with one Ray task per cell on ``cluster`` (local[:N], ray://HOST:PORT,
     auto); the progress then reads "cells: d done, r running, q queued"."""
-    from visualizer.core.training.experiments import sweep
-
     if not cluster:
         return (yield from sub(sweep(model, data, sweep_config, previous=previous), 0.0, 1.0))
-    from visualizer.core.training.cluster import connect, sweep_on_cluster
-
     yield Step(f"connecting to {cluster}", 0.0)
     with connect(cluster, keep=True):  # the next job reuses the workers
         return (yield from sweep_on_cluster(model, data, sweep_config, previous=previous))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+from visualizer.core.analysis import rank_job  # noqa: F401 (the window's ranking job)
 from visualizer.core.tasks import Step
-from visualizer.core.workspace import rank_job  # noqa: F401 (the window's ranking job)
 from visualizer.ui.shell.state import LayerRow
 
 

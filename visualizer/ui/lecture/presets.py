@@ -205,7 +205,7 @@ def show_density_law(view: FigureView, r: dict) -> None:
 
 
 def show_sensitivity(view: FigureView, r) -> None:
-    from visualizer.core.structure.sensitivity import heat_table
+    from visualizer.core.training.sensitivity import heat_table
 
     units, levels, values = heat_table(r.rows, "accuracy")
     lines = [Line(levels, row, name) for name, row in zip(units, values)]

@@ -7,7 +7,7 @@ FLOPs per layer (one forward pass) and finds the coupled channel groups (for the
 removed channel takes with it, and for the per-group rows); the comparisons (another criterion or
 scope, or an allocation rule, at the current density) are ranked in a job, reusing the window's
 cached rankings; ``owl`` and ``sensitivity`` gather their calibration inputs there
-(:func:`visualizer.core.structure.sensitivity.allocation_inputs_job`). "λ_max per layer" runs
+(:func:`visualizer.core.training.sensitivity.allocation_inputs_job`). "λ_max per layer" runs
 :func:`visualizer.core.curvature.layerwise.unit_curvature` in a job and paints the result on the
 dependency graph too. Export: PNG/SVG of the charts (File > Export or the buttons) and CSV of the
 table.
@@ -409,12 +409,11 @@ class ProfileView(QWidget):
 
         def job():
             from visualizer.core.curvature.layerwise import unit_curvature
-            from visualizer.core.curvature.operator import eval_batches
             from visualizer.core.tasks import Step
-            from visualizer.core.workspace import model_on
+            from visualizer.core.workspace import curvature_batches, model_on
 
             yield Step("evaluation batches", 0.0)
-            evalset = eval_batches(data, n_batches=n, batch_size=size).to(device)
+            evalset = curvature_batches(data, n_batches=n, batch_size=size).to(device)
             work = model_on(model, device)
             return (yield from unit_curvature(work, evalset, masks, unit=mode, groups=groups,
                                               max_steps=LANCZOS_STEPS))

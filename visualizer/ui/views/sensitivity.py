@@ -3,7 +3,7 @@
 Left, Distiller-style curves: accuracy (or loss) against the density the unit keeps, one curve per
 unit, on the curves view's log density axis; the list beside them selects which units are drawn.
 Right, a unit x level heat table of the same numbers. The analysis is
-:func:`visualizer.core.structure.sensitivity.sensitivity_job`, run as a job (progress in the
+:func:`visualizer.core.training.sensitivity.sensitivity_job`, run as a job (progress in the
 status bar, Cancel keeps the rows that arrived, Run again computes only the missing cells);
 rows stream in as each unit finishes. :func:`graph_values` gives the per-layer numbers the
 dependency graph paints.
@@ -36,7 +36,7 @@ from visualizer.ui.views import ViewSpec
 from visualizer.ui.views.curves import PALETTE, density_ticks
 
 JOB_KIND = "sensitivity"
-UNITS = ("layer", "group")  # core.structure.sensitivity.UNITS (its module loads networkx: not at start-up)
+UNITS = ("layer", "group")  # core.training.sensitivity.UNITS (its module loads networkx: not at start-up)
 METRICS = {"accuracy": "test accuracy", "loss": "test loss"}
 # the window's evaluation sample of an in-memory dataset is its whole test split; the view reads
 # at most this many batches of 512 so a run on the bundled models takes seconds
@@ -44,9 +44,9 @@ VIEW_EVAL_BATCHES = 2
 
 
 def _core():
-    """core.structure.sensitivity, imported when the view first needs it: it brings the graph
+    """core.training.sensitivity, imported when the view first needs it: it brings the graph
     tracer and networkx, which the window's start-up leaves to the first job that needs them."""
-    from visualizer.core.structure import sensitivity
+    from visualizer.core.training import sensitivity
 
     return sensitivity
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from visualizer.core.layers import input_dim, is_conv1d, is_linear, output_dim
+from visualizer.core.models.outputs import main_logits
 from visualizer.core.structure.graph import example_input, model_device
 from visualizer.core.structure.groups.attention import (
     MIX,
@@ -317,8 +318,6 @@ def _module_members(name: str, mod: nn.Module, is_out: bool, idxs: list[int], un
 def _logits(out):
     """What the dependency trace follows back from: the logits of a model output (a tensor, a
     transformers ModelOutput, a tuple whose first entry is the logits)."""
-    from visualizer.core.models.outputs import main_logits
-
     try:
         return main_logits(out)
     except TypeError:

@@ -12,6 +12,7 @@ from torch import nn
 
 from visualizer.core.layers import fix_linear_attributes, is_linear
 from visualizer.core.pruning.masks import MaskSet
+from visualizer.core.structure.graph import fx_trace
 from visualizer.core.structure.groups import ChannelGroup
 from visualizer.core.structure.groups.attention import find_attention, set_heads
 from visualizer.core.structure.shrink.attention import PrunedMultiheadAttention
@@ -203,8 +204,6 @@ def shrink(model: nn.Module, groups: Iterable[ChannelGroup], plan: PrunePlan) ->
 def drop_branches(model: nn.Module, branches: list) -> nn.Module:
     """The model as an fx GraphModule whose concatenations no longer take the given inputs;
     the layers only those inputs used are deleted."""
-    from visualizer.core.structure.graph import fx_trace
-
     gm = fx_trace(model)
     nodes = {n.name: n for n in gm.graph.nodes}
     drop: dict[str, set[int]] = defaultdict(set)

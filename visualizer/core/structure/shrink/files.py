@@ -12,6 +12,12 @@ import torch
 from torch import nn
 
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.io.checks import FileFormatError
+from visualizer.core.io.session import TrustRequired
+from visualizer.core.io.torchfile import safe_load
+from visualizer.core.models.hf import is_hf_model
+from visualizer.core.models.loaders import load_model
+from visualizer.core.models.trust import model_trust_reason
 from visualizer.core.structure.groups.attention import find_attention, set_heads
 from visualizer.core.structure.shrink.attention import PrunedMultiheadAttention
 from visualizer.core.structure.shrink.channels import (
@@ -44,9 +50,6 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
     The saved reference is data from the file: when building it could run code (a
     ``file.py:factory``, a pickled model) it is refused with
     :class:`~visualizer.core.io.session.TrustRequired` unless ``trust`` (the person said yes)."""
-    from visualizer.core.io.checks import FileFormatError
-    from visualizer.core.io.torchfile import safe_load
-
     name = Path(path).name
     try:
         payload = safe_load(path)
@@ -63,10 +66,6 @@ def load_shrunk(path: str | Path, factory: Callable[[], nn.Module] | None = None
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise FileFormatError(f"{name}: damaged shrunk model (spec or state of the wrong type)")
     if factory is None:
-        from visualizer.core.io.session import TrustRequired
-        from visualizer.core.models.loaders import load_model
-        from visualizer.core.models.trust import model_trust_reason
-
         ref = spec.get("ref")
         if not isinstance(ref, str) or not ref:
             raise FileFormatError(f"{name}: names no model to rebuild")
@@ -133,8 +132,6 @@ class LogitsOnly(nn.Module):
 
 
 def _archivable(model: nn.Module) -> nn.Module:
-    from visualizer.core.models.hf import is_hf_model
-
     return LogitsOnly(model).eval() if is_hf_model(model) else model
 
 

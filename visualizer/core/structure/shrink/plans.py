@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from visualizer.core.pruning.ranking import check_density, kept_count
-from visualizer.core.structure.groups import ChannelGroup
+from visualizer.core.structure.groups import ChannelGroup, branches, connectivity, group_scores
 
 
 @dataclass
@@ -136,8 +136,6 @@ def zero_plan(model: nn.Module, groups: list[ChannelGroup], example: torch.Tenso
     """Everything group lasso drove to zero (norm <= tol): units of channel groups, DenseNet
     connections (:func:`select_zero_connections`) and whole Inception branches (every weight of
     the branch zero, :func:`remove_branches`). Removing them leaves the output unchanged."""
-    from visualizer.core.structure.groups import branches, connectivity, group_scores
-
     plan = select_zero_units(groups, group_scores(model, groups, "group-l2"), tol)
     select_zero_connections(connectivity(model, groups), tol, plan)
     whole = []

@@ -38,26 +38,44 @@ are computed, so a cancelled analysis resumes.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visualizer.core.pruning.allocation import OWL_M, check_allocation, outlier_ratios_job
+from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import first_k, kept_count
+from visualizer.core.structure.graph import fx_trace
 from visualizer.core.structure.group_criteria import group_criterion
-from visualizer.core.structure.groups import ChannelGroup, find_groups, group_scores
+from visualizer.core.structure.groups import (
+    ChannelGroup,
+    find_groups,
+    find_groups_job,
+    group_scores,
+)
 from visualizer.core.structure.shrink import plan_masks, select_units
-from visualizer.core.tasks import Step, sub
+from visualizer.core.tasks import Step, run, sub
+from visualizer.core.training.cluster import import_ray, map_tasks, placement
 from visualizer.core.training.evaluate import evaluate_job, masked_parameters
-from visualizer.core.training.experiments import read_rows, write_rows
-from visualizer.core.workspace import EVAL_BATCH_SIZE, Workspace, device_key, evaluation_sample_size
+from visualizer.core.training.experiments import _key_value, read_rows, write_rows
+from visualizer.core.workspace import (
+    EVAL_BATCH_SIZE,
+    Workspace,
+    criterion_batches,
+    device_key,
+    evaluation_sample_size,
+    model_on,
+    resolve_device,
+)
 
 UNITS = ("layer", "group")
 DEFAULT_LEVELS = (0.9, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
@@ -108,8 +126,6 @@ class SensitivityConfig:
     split: str = "test"  # the allocation measures on a training-split sample (no test-set selection)
 
     def validate(self) -> None:
-        from visualizer.core.pruning.criteria import CRITERIA
-
         if self.unit not in UNITS:
             raise ValueError(f"unknown unit {self.unit!r}; choose one of: {', '.join(UNITS)}")
         if self.criterion not in CRITERIA and group_criterion(self.criterion) is None:
@@ -245,8 +261,6 @@ def _writes_in_place(gm: torch.fx.GraphModule) -> bool:
 
 def trace(model: nn.Module) -> torch.fx.GraphModule | None:
     """The model traced by torch.fx (the graph's tracer), or None when it cannot be traced."""
-    from visualizer.core.structure.graph import fx_trace
-
     try:
         return fx_trace(model)
     except Exception:  # noqa: BLE001 - any tracing failure means: evaluate the whole model
@@ -376,8 +390,6 @@ def _split_reproduces(model: nn.Module, split: SplitModel, batches: Sequence, fu
 
 def row_key(row: Mapping) -> tuple:
     """The settings that identify a row (numbers to 6 significant digits, as sweep rows)."""
-    from visualizer.core.training.experiments import _key_value
-
     return tuple(_key_value(f, row.get(f)) for f in KEY_FIELDS)
 
 
@@ -489,27 +501,17 @@ def sensitivity_job(workspace: Workspace, config: SensitivityConfig,
 
 
 def _score_batches(workspace: Workspace, criterion: str) -> int:
-    from visualizer.core.pruning.criteria import CRITERIA
-
     info = CRITERIA.get(criterion)
     return workspace.score_batches if info is not None and info.needs_data else 0
 
 
 def _scores_job(workspace: Workspace, criterion: str):
-    if group_criterion(criterion) is not None and criterion not in _mask_criteria():
+    if group_criterion(criterion) is not None and criterion not in CRITERIA:
         return {}
     return (yield from workspace.scores(criterion))
 
 
-def _mask_criteria():
-    from visualizer.core.pruning.criteria import CRITERIA
-
-    return CRITERIA
-
-
 def _groups_job(model: nn.Module, batches: Sequence):
-    from visualizer.core.structure.groups import find_groups_job
-
     example = batches[0][0][:2].to(next(model.parameters()).device)
     result = yield from find_groups_job(model, example)
     return result.groups
@@ -541,11 +543,6 @@ class _RowWriter:
 def _unit_task(unit: str, model: nn.Module, data, config: SensitivityConfig, settings: dict,
                groups: Sequence[ChannelGroup] | None) -> list[dict]:
     """One Ray task: the rows of one unit (the serial job's code, on the task's device)."""
-    from dataclasses import replace
-
-    from visualizer.core.tasks import run
-    from visualizer.core.workspace import model_on, resolve_device
-
     device = resolve_device(settings["device"])
     ws = Workspace(model_on(model, device), data, device=device, seed=settings["seed"],
                    model_ref=settings["model_ref"], score_batches=settings["score_batches"],
@@ -562,11 +559,6 @@ def sensitivity_on_cluster(workspace: Workspace, config: SensitivityConfig,
     (:func:`visualizer.core.training.cluster.map_tasks`). Units whose rows are all in
     ``previous`` are not sent; each unit's rows stream as its task finishes and go to ``out``
     at once; the result's rows are in unit order, equal to the serial job's."""
-    import copy
-    from dataclasses import replace
-
-    from visualizer.core.training.cluster import import_ray, map_tasks, placement
-
     config.validate()
     levels = check_levels(config.levels)
     ray = import_ray()
@@ -636,9 +628,6 @@ def allocation_inputs_job(workspace: Workspace, criterion: str, allocation: str,
     curves (``curves`` given, or measured here per layer at ``levels`` on the first ``batches``
     batches of the TRAINING split: choosing densities on the test split would select on the
     numbers then reported). The other rules need nothing."""
-    from visualizer.core.pruning.allocation import OWL_M, check_allocation, outlier_ratios_job
-    from visualizer.core.workspace import criterion_batches
-
     check_allocation(allocation)
     model = workspace.model if model is None else model
     if allocation == "owl":

@@ -7,7 +7,10 @@ import torch
 from visualizer.core.models.loaders import load_model
 from visualizer.core.pruning.allocation import layer_budgets
 from visualizer.core.structure.groups import find_groups, group_scores
-from visualizer.core.structure.sensitivity import (
+from visualizer.core.structure.shrink import select_units, structured_prune
+from visualizer.core.tasks import run
+from visualizer.core.training.evaluate import evaluate
+from visualizer.core.training.sensitivity import (
     SensitivityConfig,
     check_levels,
     heat_table,
@@ -19,9 +22,6 @@ from visualizer.core.structure.sensitivity import (
     split_model,
     trace,
 )
-from visualizer.core.structure.shrink import select_units, structured_prune
-from visualizer.core.tasks import run
-from visualizer.core.training.evaluate import evaluate
 from visualizer.core.workspace import Workspace
 
 
@@ -136,8 +136,8 @@ def test_read_outs_feed_the_allocation_and_the_graph(lenet, digits):
 
 @pytest.mark.slow
 def test_cluster_rows_equal_serial_rows_and_resume_by_key(lenet, digits, tmp_path):
-    from visualizer.core.structure.sensitivity import sensitivity_on_cluster
     from visualizer.core.training.cluster import connect
+    from visualizer.core.training.sensitivity import sensitivity_on_cluster
 
     ws = Workspace(lenet, digits, model_ref="lenet")
     config = _config(units=("conv1", "conv2", "fc3"))
