@@ -248,13 +248,14 @@ def test_the_layer_checker_sees_function_level_and_skips_type_checking_imports(t
 
 
 def test_every_import_of_a_visualizer_name_resolves():
-    """Every ``from visualizer.X import name`` anywhere in the package (function-level ones too,
-    which only fail when that code path runs) names a module or an attribute that exists: a
-    function moved to its proper home leaves no caller importing it from the old one."""
+    """Every ``from visualizer.X import name`` anywhere in the package and its tests and
+    benchmarks (function-level ones too, which only fail when that code path runs) names a module
+    or an attribute that exists: a function moved to its proper home leaves no caller importing it
+    from the old one."""
     import importlib
 
     missing = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py")]):
         rel = str(path.relative_to(ROOT))
         for node in ast.walk(ast.parse(path.read_text(), rel)):
             if not (isinstance(node, ast.ImportFrom) and not node.level and node.module

@@ -66,11 +66,13 @@ def test_magnitude_masks_identical(model, capsys, tmp_path):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_accuracy_within_1e3(model):
-    from visualizer.core.training.loop import evaluate
+    from visualizer.core.training.evaluate import evaluate
+    from visualizer.core.workspace import evaluation_batches
 
     net, data = _loaded(model)
-    on_cpu = evaluate(net, data)
-    on_gpu = evaluate(copy.deepcopy(net).cuda(), data)
+    test = evaluation_batches(data)  # the whole test split, as the CLI's evaluation reads it
+    on_cpu = evaluate(net, test)
+    on_gpu = evaluate(copy.deepcopy(net).cuda(), test)
     assert abs(on_cpu.accuracy - on_gpu.accuracy) <= 1e-3
     assert on_gpu.loss == pytest.approx(on_cpu.loss, rel=1e-3)
 
