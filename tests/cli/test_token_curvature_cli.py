@@ -13,9 +13,9 @@ pytest.importorskip("transformers")
 
 from tests.llm import PROSE, llama_folder  # noqa: E402
 from visualizer.cli import main  # noqa: E402
-from visualizer.core.workspace import curvature_batches as eval_batches  # noqa: E402
 from visualizer.core.data.text import load_text, model_block  # noqa: E402
 from visualizer.core.training.evaluate import evaluate  # noqa: E402
+from visualizer.core.workspace import curvature_batches as eval_batches  # noqa: E402
 
 
 @pytest.fixture(scope="module")
