@@ -15,7 +15,7 @@ from tests.llm import PROSE, llama_folder  # noqa: E402
 from visualizer.cli import main  # noqa: E402
 from visualizer.core.data.text import load_text, model_block  # noqa: E402
 from visualizer.core.training.evaluate import evaluate  # noqa: E402
-from visualizer.core.workspace import curvature_batches  # noqa: E402
+from visualizer.core.workspace import curvature_batches as eval_batches  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_hessian_and_landscape_on_text_data(capsys, folder, tmp_path):
     assert code == 0, err
     dense = json.loads(out)["dense"]
     # the same first test batch, evaluated as `prune --eval` does: mean next-token cross-entropy
-    ev = curvature_batches(load_text(PROSE, path, block=model_block(model)), 1, 2)
+    ev = eval_batches(load_text(PROSE, path, block=model_block(model)), 1, 2)
     assert dense["loss"] == pytest.approx(evaluate(model, ev.batches).loss, rel=1e-5)
     assert np.isfinite(dense["lambda_max"])
     npz = tmp_path / "slice.npz"

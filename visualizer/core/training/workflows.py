@@ -19,47 +19,18 @@ from visualizer.core.training.cluster import connect, lth_run, seeded_runs, swee
 from visualizer.core.training.dst import DSTConfig, dynamic_sparse_training
 from visualizer.core.training.evaluate import evaluate_job as evaluate
 from visualizer.core.training.experiments import sweep
-from visualizer.core.training.loop import TrainConfig, train_with_distillation
+from visualizer.core.training.loop import train_with_distillation
 from visualizer.core.training.lottery import initial_state, retrain_job
+from visualizer.core.training.panel import seed_list
 from visualizer.core.training.prox import ProxConfig, proximal_training, prune_channels_by_norm
 from visualizer.core.workspace import (
-    EVAL_BATCH_SIZE,
     device_name,
     evaluation_batches,
-    evaluation_sample_size,
     model_on,
     resolve_device,
     streamed,
     window_evaluation,
 )
-
-
-def train_config(settings: dict, device: str | None = None, data=None):
-    """The Training panel's settings as a TrainConfig, on ``device`` (the window's one device
-    chooser, ui.device_ui; ``settings["device"]`` or auto where none is given). Its evaluations
-    read the window's sample of ``data`` (core.workspace.window_evaluation: a preview sample of a
-    streamed source, the whole split of an in-memory one)."""
-    eval_batches, eval_batch_size = window_evaluation(data) if data is not None else (None, EVAL_BATCH_SIZE)
-    return TrainConfig(
-        eval_batches=eval_batches,
-        eval_batch_size=eval_batch_size,
-        epochs=int(settings.get("epochs", 1)),
-        lr=float(settings.get("lr", 1e-3)),
-        label_smoothing=float(settings.get("label_smoothing", 0.0)),
-        distill_weight=0.5 if settings.get("distill") else 0.0,
-        device=str(device if device is not None else settings.get("device", "auto")),
-        seed=int(settings.get("seed", 0)),
-        max_steps=settings.get("max_steps"),
-    )
-
-
-def sample_note(data) -> dict:
-    """``{"eval_samples": n}`` when the window evaluates a sample of ``data`` rather than its whole
-    test split (a streamed source), else ``{}``: the rows then say what their accuracy was read on."""
-    if data is None or not streamed(data):
-        return {}
-    n, batch_size = window_evaluation(data)
-    return {"eval_samples": evaluation_sample_size(data, n, batch_size)}
 
 
 def _read_on(row: dict, test) -> dict:
@@ -124,16 +95,6 @@ def imp_job(model, ref: str, data, settings: dict, config) -> Generator[Step, No
     yield Step(f"connecting to {cluster}", 0.0)
     with connect(cluster, keep=True):  # the next job reuses the workers
         return (yield from rows_of(seeded_runs(model, data, inits, make, device=config.device, on_cluster=True)))
-
-
-def seed_list(settings: dict) -> tuple[int, ...]:
-    """The panel's seeds ("0, 1, 2"); the single ``seed`` when none are given."""
-    text = str(settings.get("seeds") or "").replace(" ", "")
-    try:
-        seeds = tuple(dict.fromkeys(int(t) for t in text.split(",") if t))
-    except ValueError as exc:
-        raise ValueError(f"seeds are comma-separated integers, got {settings.get('seeds')!r}") from exc
-    return seeds or (int(settings.get("seed", 0)),)
 
 
 def dst_job(model, ref: str, data, density: float, settings: dict, config, row: dict) -> Generator[Step, None, dict]:

@@ -10,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from visualizer.core.analysis import rank_job  # noqa: F401 (the window's ranking job)
 from visualizer.core.tasks import Step
 from visualizer.ui.shell.state import LayerRow
+
+
+def rank_job(*args, **kwargs):
+    """The window's ranking job, :func:`visualizer.core.analysis.rank_job`, imported when it first
+    runs (in the worker): core.analysis brings networkx and scipy, which start-up need not load."""
+    from visualizer.core.analysis import rank_job as job
+
+    return job(*args, **kwargs)
 
 
 def load_job(

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from visualizer.core.training.workflows import (
-    dst_job,
-    evaluate_job,
-    finetune_job,
-    imp_job,
-    lasso_job,
-    sample_note,
-    seed_list,
-    sweep_job,
-    train_config,
-)
+from visualizer.core.training.panel import sample_note, seed_list, train_config
 from visualizer.ui.shell.device_ui import job_device
+
+
+def _workflows():
+    """core.training.workflows, imported in the worker when a job first runs: it brings the
+    structure code (networkx, scipy) that the window's start-up need not load."""
+    from visualizer.core.training import workflows
+
+    return workflows
+
 
 SWEEP_DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 
@@ -80,7 +79,7 @@ def evaluate_mask(window: TrainingHost) -> None:
     snap = window.state.capture(mask=True)
     row = _base_row(window, {"retrain": "none"}, device)
     window.jobs.submit("eval", "evaluating the mask",
-                       lambda: evaluate_job(snap.model, snap.data, snap.masks, row, device),
+                       lambda: _workflows().evaluate_job(snap.model, snap.data, snap.masks, row, device),
                        on_result=lambda r: add_row(window, r, snap.provenance), origin=snap.provenance)
 
 
@@ -109,7 +108,7 @@ def run_training(window: TrainingHost, settings: dict) -> None:
                 window.install_trained_model(trained)
 
         window.jobs.submit("train", f"fine-tuning {ref} at {masks.density():.2%}",
-                           lambda: finetune_job(model, data, masks, config, bool(settings.get("distill")), row),
+                           lambda: _workflows().finetune_job(model, data, masks, config, bool(settings.get("distill")), row),
                            on_result=done, origin=origin)
     elif mode == "imp":
         settings = {**settings, "scope": s.scope}
@@ -139,16 +138,16 @@ def run_training(window: TrainingHost, settings: dict) -> None:
         where = f" on {settings['cluster']}" if settings.get("cluster") else ""
         runs = f", {len(seeds)} seeds" if len(seeds) > 1 else ""
         window.jobs.submit("train", f"IMP ({settings.get('rounds', 3)} rounds, rewind {settings.get('rewind', 0)}{runs}){where}",
-                           lambda: imp_job(model, ref, data, settings, config),
+                           lambda: _workflows().imp_job(model, ref, data, settings, config),
                            on_partial=add_rows, on_result=lambda _rows: None,
                            on_cancel=roll_back, on_error=roll_back, origin=origin)
     elif mode in ("set", "rigl"):
         window.jobs.submit("train", f"{mode.upper()} at {density:.2%}",
-                           lambda: dst_job(model, ref, data, density, settings, config, row),
+                           lambda: _workflows().dst_job(model, ref, data, density, settings, config, row),
                            on_result=lambda r: add_row(window, r, origin), origin=origin)
     elif mode == "group-lasso":
         window.jobs.submit("train", f"group lasso to {density:.2%}",
-                           lambda: lasso_job(model, data, density, settings, config, row),
+                           lambda: _workflows().lasso_job(model, data, density, settings, config, row),
                            on_result=lambda r: add_row(window, r, origin), origin=origin)
     else:
         window.show_error(f"unknown retrain mode {mode!r}")
@@ -191,7 +190,7 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
 
     where = f" on {cluster}" if cluster else ""
     window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain}){where}",
-                       lambda: sweep_job(model, data, config, previous, cluster), on_partial=add,
+                       lambda: _workflows().sweep_job(model, data, config, previous, cluster), on_partial=add,
                        on_result=lambda _r: None, origin=snap.provenance)
 
 

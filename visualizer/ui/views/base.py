@@ -85,6 +85,14 @@ class AnalysisView(QWidget):
         return pg.mkPen(self.theme.color(i), width=self.theme.line_width * width_scale, **kw)
 
 
+def shrinkable(*boxes, chars: int = 8) -> None:
+    """Combo boxes that narrow with their dock down to ``chars`` characters (their full names in
+    the drop-down): a view's tool bar must not widen the window past a 1280x720 screen."""
+    for box in boxes:
+        box.setSizeAdjustPolicy(box.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        box.setMinimumContentsLength(chars)
+
+
 def plain_numbers(axis: pg.AxisItem) -> None:
     """The axis prints its values as they are: "test accuracy (x0.001)" with ticks 500-950
     misreads as 950 for 0.95. (Switching auto-SI off alone keeps the scale of the moment: pyqtgraph

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.ui.views import ViewSpec, render
+from visualizer.ui.views.base import shrinkable
 from visualizer.ui.views.nm_blocks import BlockLines, block_size, inputs_along_rows
 
 # No process-wide pg.setConfigOptions here: a global imageAxisOrder set on import silently
@@ -91,9 +92,7 @@ class HeatmapView(QWidget):
         self.clear_button = QPushButton("Clear A")
         self.clear_button.clicked.connect(lambda: self.state.set_snapshot(None))
 
-        for box in (self.layout_box,):  # shrinks with a narrow dock (the mode names stay whole)
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            box.setMinimumContentsLength(8)
+        shrinkable(self.layout_box)  # the mode names stay whole (the presentation's live slide)
         top = QHBoxLayout()
         top.addWidget(QLabel("Show"))
         top.addWidget(self.mode_box)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from visualizer.core.structure.overlays import Overlay
 from visualizer.ui.views import ViewSpec, diffs
+from visualizer.ui.views.base import shrinkable
 
 COLOUR_MODES = {
     "value": "|weight|, pruned share grey",
@@ -108,9 +109,7 @@ class OverviewView(QWidget):
         self.diff_box = diffs.diff_box()
         self.diff_box.activated.connect(lambda _i: self.request_diff(self.diff_box.currentData()))
 
-        for box in (self.mode_box, self.area_box, self.diff_box):  # shrink with a narrow dock (1280x720)
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            box.setMinimumContentsLength(8)
+        shrinkable(self.mode_box, self.area_box, self.diff_box)
         top = QHBoxLayout()
         top.addWidget(QLabel("Colour"))
         top.addWidget(self.mode_box)

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.ui.views import ViewSpec
+from visualizer.ui.views.base import shrinkable
 
 COLUMNS = ("#", "layer", "shape", "weights", "FLOPs", "kept", "channel\nsparsity",
            "parameter\nsparsity", "FLOP\nsparsity", "λ_max")
@@ -72,8 +73,7 @@ class ProfileView(QWidget):
         self.compare_box.setToolTip("Add another criterion or scope at the same global density")
         # as wide as a short entry: "allocation: sensitivity (magnitude)" must not widen the view
         # (its minimum width is the whole right dock area's, beside the panels at 1280x720)
-        self.compare_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.compare_box.setMinimumContentsLength(16)
+        shrinkable(self.compare_box, chars=16)
         self.add_button = QPushButton("Compare")
         self.add_button.clicked.connect(lambda: self.add_comparison(self.compare_box.currentData()))
         self.clear_button = QPushButton("Clear comparisons")

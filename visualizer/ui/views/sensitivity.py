@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualizer.ui.views import ViewSpec
+from visualizer.ui.views.base import shrinkable
 from visualizer.ui.views.curves import PALETTE, density_ticks
 
 JOB_KIND = "sensitivity"
@@ -68,8 +69,7 @@ class SensitivityView(QWidget):
         for u in UNITS:
             self.unit_box.addItem({"layer": "layer (one weight tensor)",
                                    "group": "group (coupled channels, as shrink removes them)"}[u], u)
-        self.unit_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.unit_box.setMinimumContentsLength(12)
+        shrinkable(self.unit_box, chars=12)
         self.levels_edit = QLineEdit(",".join(f"{x:g}" for x in _core().DEFAULT_LEVELS))
         self.levels_edit.setToolTip("densities the unit keeps, comma-separated, each in (0, 1]")
         self.metric_box = QComboBox()
