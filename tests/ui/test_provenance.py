@@ -26,9 +26,9 @@ def _choose(box, data) -> None:
 def gated_spectrum(monkeypatch):
     """Core's dense-vs-masked spectrum held at its start until ``gate`` is set (yielding, so other
     jobs keep stepping); ``seen`` records the density of the mask it was handed, before and after."""
-    import visualizer.core.curvature.spectrum as spectrum
+    import visualizer.core.analysis as analysis  # the spectrum job reads it from here
 
-    original = spectrum.dense_vs_masked
+    original = analysis.dense_vs_masked
     gate, started, seen = threading.Event(), threading.Event(), []
 
     def gated(model, evalset, masks, *args, **kwargs):
@@ -40,7 +40,7 @@ def gated_spectrum(monkeypatch):
         seen.append(masks.density())
         return (yield from original(model, evalset, masks, *args, **kwargs))
 
-    monkeypatch.setattr(spectrum, "dense_vs_masked", gated)
+    monkeypatch.setattr(analysis, "dense_vs_masked", gated)
     yield gate, started, seen
     gate.set()
 
