@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from visualizer.core.errors import first_line
+from visualizer.core.io.atomic import atomic_write
 from visualizer.core.structure.graph import parse_example_input
 from visualizer.core.tasks import TerminalProgress, run
 
@@ -61,6 +62,18 @@ def to_jsonable(obj: Any) -> Any:
 def print_json(obj: Any) -> None:
     json.dump(to_jsonable(obj), sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def write_result(args: argparse.Namespace, result: dict) -> bool:
+    """``result`` as JSON to ``--out`` (atomically), and on stdout with ``--json``; True when it
+    was printed (the caller then prints no table)."""
+    if getattr(args, "out", None):
+        text = json.dumps(to_jsonable(result), indent=2)
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+    if args.json:
+        print_json(result)
+        return True
+    return False
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from visualizer.cli.common import (
     print_json,
     resolve_mask,
     table,
-    to_jsonable,
+    write_result,
 )
 from visualizer.core.tasks import TerminalProgress, run
 
@@ -186,14 +185,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         result["masked"] = masked.to_json()
     if rewinds is not None:
         result["rewinds"] = [{"tau": t, **s.to_json()} for t, s in rewinds]
-    if args.out:
-        from visualizer.core.io.atomic import atomic_write
-
-        text = json.dumps(to_jsonable(result), indent=2)
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    if args.json:
-        print_json(result)
-    else:
+    if not write_result(args, result):
         rows = []
         for label, s in (("dense", dense), ("masked", masked)):
             if s is None:
@@ -246,14 +238,7 @@ def _per_layer(args: argparse.Namespace) -> int:
         "device": device_label(args.device),
         "units": [u.to_json() for u in units.values()],
     }
-    if args.out:
-        from visualizer.core.io.atomic import atomic_write
-
-        text = json.dumps(to_jsonable(result), indent=2)
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    if args.json:
-        print_json(result)
-    else:
+    if not write_result(args, result):
         rows = [[u.unit, u.dim, u.lambda_max, "exact" if u.exact else ("yes" if u.converged else "no"), u.hvps]
                 for u in units.values()]
         print(table(rows, [args.per_layer, "dim", "lambda_max", "converged", "HVPs"]))

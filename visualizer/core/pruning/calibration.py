@@ -9,7 +9,7 @@ read the norms from here, so the same calibration sample gives the same numbers 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -40,42 +40,56 @@ def _shaped(norms: torch.Tensor, module: nn.Module, weight: torch.Tensor) -> tor
     return norms.reshape(1, *weight.shape[1:])
 
 
-def input_norms(model: nn.Module, batches: Iterable, weights: dict[str, str] | None = None,
-                forward: Callable[[nn.Module, object], object] | None = None
-                ) -> Generator[Step, None, dict[str, torch.Tensor]]:
-    """``‖X_j‖₂`` for every linear/conv weight (name -> tensor broadcastable to the weight).
-
-    ``weights`` maps parameter names to their module names (default: every Linear, Conv2d and
-    Conv1D ``<module>.weight``). ``forward(model, batch)`` runs one batch (default: ``model(x)``
-    on the first element of a (x, y) batch). Squares are summed in float32 on the model's device.
-    """
+def input_statistics(model: nn.Module, batches: Iterable, weights: Mapping[str, str],
+                     statistic: Callable[[torch.Tensor], torch.Tensor],
+                     forward: Callable[[nn.Module, object], object] | None = None
+                     ) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """``Σ statistic(X)`` over the batches for each weight of ``weights`` (param -> module name),
+    X its layer's input as (tokens, features) rows in float32: the one calibration pass that input
+    norms (Wanda, OWL) and Gram matrices (SparseGPT) share. Evaluation mode, no gradients; the
+    model's own mode and hooks are restored. ``forward(model, batch)`` runs one batch (default:
+    ``model(x)`` on the first element of a (x, y) batch)."""
     modules = dict(model.named_modules())
-    if weights is None:
-        weights = {f"{n}.weight" if n else "weight": n for n, m in modules.items()
-                   if isinstance(m, nn.Linear | nn.Conv2d) or is_conv1d(m)}
     sums: dict[str, torch.Tensor] = {}
-    hooks = []
 
     def hook_for(param_name: str, module: nn.Module):
         def hook(_m, args):
             cols = _columns(module, args[0].detach())
-            if cols is None:
-                return
-            sq = cols.float().pow(2).sum(0)
-            sums[param_name] = sums[param_name] + sq if param_name in sums else sq
+            if cols is not None:
+                value = statistic(cols.float())
+                sums[param_name] = sums[param_name] + value if param_name in sums else value
         return hook
 
-    for pname, mname in weights.items():
-        hooks.append(modules[mname].register_forward_pre_hook(hook_for(pname, modules[mname])))
+    hooks = [modules[m].register_forward_pre_hook(hook_for(p, modules[m])) for p, m in weights.items()]
     batches = list(batches)
     run = forward or (lambda m, b: m(b[0] if isinstance(b, tuple | list) else b))
+    was = model.training
+    model.eval()
     try:
         with torch.no_grad():
             for i, batch in enumerate(batches):
                 run(model, batch)
                 yield Step("calibration", (i + 1) / max(len(batches), 1))
     finally:
+        model.train(was)
         for h in hooks:
             h.remove()
+    return sums
+
+
+def input_norms(model: nn.Module, batches: Iterable, weights: Mapping[str, str] | None = None,
+                forward: Callable[[nn.Module, object], object] | None = None
+                ) -> Generator[Step, None, dict[str, torch.Tensor]]:
+    """``‖X_j‖₂`` for every linear/conv weight (name -> tensor broadcastable to the weight).
+
+    ``weights`` maps parameter names to their module names (default: every Linear, Conv2d and
+    Conv1D ``<module>.weight``); ``forward`` as for :func:`input_statistics`. Squares are summed
+    in float32 on the model's device.
+    """
+    modules = dict(model.named_modules())
+    if weights is None:
+        weights = {f"{n}.weight" if n else "weight": n for n, m in modules.items()
+                   if isinstance(m, nn.Linear | nn.Conv2d) or is_conv1d(m)}
+    sums = yield from input_statistics(model, batches, weights, lambda x: x.pow(2).sum(0), forward)
     params = dict(model.named_parameters())
     return {p: _shaped(s.sqrt(), modules[weights[p]], params[p]) for p, s in sums.items()}

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from visualizer.core.layers import is_conv1d
-from visualizer.core.pruning.calibration import _columns, input_norms
+from visualizer.core.pruning.calibration import input_norms, input_statistics
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.nm import as_rows, from_rows, nm_rows, transposed_weights
 from visualizer.core.pruning.prunable import prunable_parameters
@@ -129,13 +129,7 @@ def wanda_job(model: nn.Module, batches: Iterable, params: Mapping[str, torch.Te
               ) -> Generator[Step, None, WandaResult]:
     """Wanda on every prunable weight of ``model`` over the calibration ``batches``."""
     params = _prunable(model, params)
-    layers = calibrated_layers(model, params)
-    was = model.training
-    model.eval()
-    try:
-        norms = yield from input_norms(model, batches, layers, forward or model_forward)
-    finally:
-        model.train(was)
+    norms = yield from input_norms(model, batches, calibrated_layers(model, params), forward or model_forward)
     transposed = transposed_weights(model)
     products = wanda_products(params, norms)
     scores, notes = {}, []
@@ -181,13 +175,7 @@ def calibration_profile(model: nn.Module, batches: Iterable, params: Mapping[str
     ``‖X_j‖ > ratio · mean_j ‖X_j‖`` (what the calibration inspector draws: the reason Wanda
     beats magnitude, docs/theory.md §20). A conv kernel's inputs are its (in, kh, kw) taps."""
     params = _prunable(model, params)
-    layers = calibrated_layers(model, params)
-    was = model.training
-    model.eval()
-    try:
-        norms = yield from input_norms(model, batches, layers, forward or model_forward)
-    finally:
-        model.train(was)
+    norms = yield from input_norms(model, batches, calibrated_layers(model, params), forward or model_forward)
     out = []
     for name in params:
         if name not in norms:
@@ -206,36 +194,7 @@ def input_grams(model: nn.Module, batches: Iterable, layers: Mapping[str, str],
                 ) -> Generator[Step, None, dict[str, torch.Tensor]]:
     """``X Xᵀ`` (in x in, float32, summed over every token or conv patch) for each weight in
     ``layers`` (param -> module name), from one pass over the batches."""
-    modules = dict(model.named_modules())
-    grams: dict[str, torch.Tensor] = {}
-    hooks = []
-
-    def hook_for(pname: str, module: nn.Module):
-        def hook(_m, args):
-            cols = _columns(module, args[0].detach())
-            if cols is None:
-                return
-            cols = cols.float()
-            g = cols.t() @ cols
-            grams[pname] = grams[pname] + g if pname in grams else g
-        return hook
-
-    for pname, mname in layers.items():
-        hooks.append(modules[mname].register_forward_pre_hook(hook_for(pname, modules[mname])))
-    batches = list(batches)
-    run = forward or model_forward
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for i, batch in enumerate(batches):
-                run(model, batch)
-                yield Step("calibration", (i + 1) / max(len(batches), 1))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
-    return grams
+    return (yield from input_statistics(model, batches, layers, lambda x: x.t() @ x, forward or model_forward))
 
 
 # --- SparseGPT -----------------------------------------------------------------------------------
