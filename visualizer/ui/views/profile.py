@@ -626,8 +626,15 @@ class ProfileView(QWidget):
         if self.profile is None:
             raise ValueError("no profile: load a model first")
         lam = self.curvature.get("layer")
+        groups = {}
+        if self.mode == "group":  # what is shown: the group rows (then the layer rows, by unit_kind)
+            if self.group_rows is None:
+                raise ValueError("no coupled channel groups yet: export again once they are found")
+            glam = self.curvature.get("group")
+            groups = {"group_rows": self.group_rows, "group_series": self.group_series,
+                      "group_extra": {"lambda_max": glam} if glam else None}
         return write_profile_csv(self.profile, path, list(self.series.values()),
-                                 {"lambda_max": lam} if lam else None)
+                                 {"lambda_max": lam} if lam else None, **groups)
 
     def export_image(self, path: str):
         from visualizer.ui.files.export import export_view
