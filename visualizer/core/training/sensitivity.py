@@ -630,18 +630,19 @@ class AllocationCurves:
     reused: int = 0  # cells taken from the previous rows
 
 
-def allocation_config(workspace: Workspace, criterion: str, levels: Sequence[float] = ALLOCATION_LEVELS,
+def allocation_config(workspace: Workspace, criterion: str, levels: Sequence[float] | None = None,
                       batches: int | None = ALLOCATION_BATCHES) -> SensitivityConfig:
-    """The analysis whose curves the ``sensitivity`` allocation reads: per layer, at ``levels``,
-    on the first ``batches`` batches of the TRAINING split (choosing densities on the test split
-    would select on the numbers then reported)."""
+    """The analysis whose curves the ``sensitivity`` allocation reads: per layer, at ``levels``
+    (default :data:`ALLOCATION_LEVELS`), on the first ``batches`` batches of the TRAINING split
+    (choosing densities on the test split would select on the numbers then reported)."""
+    levels = ALLOCATION_LEVELS if levels is None else levels
     return SensitivityConfig(workspace.model_ref, criterion, "layer", tuple(levels), eval_batches=batches,
                              split="train")
 
 
 def allocation_curves_job(workspace: Workspace, criteria: Sequence[str],
                           known: Mapping[str, Mapping[str, Mapping[float, float]]] | None = None,
-                          previous: Iterable[dict] = (), *, levels: Sequence[float] = ALLOCATION_LEVELS,
+                          previous: Iterable[dict] = (), *, levels: Sequence[float] | None = None,
                           batches: int | None = ALLOCATION_BATCHES,
                           model: nn.Module | None = None) -> Generator[Step, None, AllocationCurves]:
     """The loss curves of the ``sensitivity`` allocation for each of ``criteria``: those in
@@ -668,7 +669,7 @@ def allocation_curves_job(workspace: Workspace, criteria: Sequence[str],
 
 def allocation_inputs_job(workspace: Workspace, criterion: str, allocation: str, *,
                           curves: Mapping[str, Mapping[float, float]] | None = None,
-                          levels: Sequence[float] = ALLOCATION_LEVELS, batches: int | None = ALLOCATION_BATCHES,
+                          levels: Sequence[float] | None = None, batches: int | None = ALLOCATION_BATCHES,
                           model: nn.Module | None = None, owl_m: float | None = None,
                           previous: Iterable[dict] = ()) -> Generator[Step, None, dict]:
     """What :func:`visualizer.core.pruning.allocation.layer_budgets` reads for ``allocation``
