@@ -1,5 +1,5 @@
-"""The Scope box's sensitivity allocation in the window, driven as a user would: the ranking (and
-the sweep) measure the loss curves they lack in the job, as the CLI does (one core function), the
+"""The sensitivity allocation in the window, driven as a user would: the profile's comparison, the
+Scope box's ranking and the sweep measure the loss curves they lack in the job, as the CLI does (one core function), the
 sensitivity view shows them, and later jobs of the same model version, data and criterion reuse
 them; new weights measure again."""
 
@@ -44,12 +44,21 @@ def _train_rows(view, criterion: str) -> list[dict]:
 def test_sensitivity_scope_and_sweep_measure_the_curves_once(qtbot, window, measured):
     s, panel = window.state, window.pruning_panel
     layers = len(s.prunable)  # lenet: 5
+    # the profile's comparison "allocation: sensitivity (magnitude)" ranks in a job: curves measured
+    window.docks["profile"].raise_()
+    profile = window.views["profile"]
+    box = profile.compare_box
+    box.setCurrentIndex(next(i for i in range(box.count()) if box.itemData(i) == ("magnitude", "sensitivity")))
+    qtbot.mouseClick(profile.add_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window, timeout=60000)
+    view = window.views["sensitivity"]
+    rows = _train_rows(view, "magnitude")
+    assert len(measured) == layers and len(rows) == layers * len(LEVELS)
     panel.scope_box.setCurrentIndex(panel.scope_box.findData("sensitivity"))  # the user's choice
     wait_idle(qtbot, window, timeout=60000)
     assert window.message() == ""
-    view = window.views["sensitivity"]
-    rows = _train_rows(view, "magnitude")
-    assert len(measured) == layers and len(rows) == layers * len(LEVELS)  # measured in the ranking job
+    assert len(measured) == layers  # the Scope box's ranking reused them
+    assert _train_rows(view, "magnitude") == rows
     assert view.rows_box.currentData() == ["magnitude", "train"]  # the view shows them
     assert view.table.rowCount() == layers and view.table.columnCount() == len(LEVELS)
     assert "sensitivity allocation" in view.status.text()

@@ -293,6 +293,12 @@ class ProfileView(QWidget):
             self.refresh()
             return
         model, data, device, loaded = s.loaded.model, s.dataset, s.device, s.loaded
+        # the sensitivity allocation's curves: those the sensitivity view holds for this model
+        # version are reused, measured ones go there (as for the Scope box's ranking)
+        from visualizer.ui.views import sensitivity
+
+        previous = sensitivity.allocation_rows(self.window) if any(k[1] == "sensitivity" for k in missing) else []
+        origin, ref = s.provenance(), str(loaded.ref)
 
         def rank_all():
             from visualizer.core.tasks import sub
@@ -300,7 +306,8 @@ class ProfileView(QWidget):
 
             out = {}
             for i, (crit, scope, struct) in enumerate(missing):
-                rk, _scores = yield from sub(rank_job(model, data, crit, scope, struct, device=device),
+                rk, _scores = yield from sub(rank_job(model, data, crit, scope, struct, device=device, model_ref=ref,
+                                                      previous=previous),
                                              i / len(missing), (i + 1) / len(missing), f"{_label(crit, scope)}: ")
                 out[(crit, scope, struct)] = rk
             return out
@@ -310,7 +317,8 @@ class ProfileView(QWidget):
                 self._rankings.update(rankings)
                 self.refresh()
 
-        self.window.jobs.submit("profile-compare", "profile: ranking the comparisons", rank_all, on_result=done)
+        self.window.jobs.submit("profile-compare", "profile: ranking the comparisons", rank_all, on_result=done,
+                                on_partial=lambda rows: sensitivity.take_allocation_rows(self.window, rows, origin))
 
     def _update_series(self) -> None:
         """Each compared series at the current density: a ranking's per-layer kept counts after
