@@ -15,6 +15,7 @@ from visualizer.core.pruning.allocation import layer_budgets
 from visualizer.core.pruning.ranking import kept_count
 from visualizer.core.training.experiments import SweepConfig
 from visualizer.core.training.sensitivity import loss_curves
+from visualizer.ui.files import sessions
 from visualizer.ui.jobs import training as training_ui
 
 LEVELS = (0.5, 0.1, 0.01)  # small: the test stays quick; 1% so the sweep's lowest density fits
@@ -41,7 +42,7 @@ def _train_rows(view, criterion: str) -> list[dict]:
     return [r for r in view.rows if r["criterion"] == criterion and r["split"] == "train"]
 
 
-def test_sensitivity_scope_and_sweep_measure_the_curves_once(qtbot, window, measured):
+def test_sensitivity_scope_and_sweep_measure_the_curves_once(qtbot, window, measured, tmp_path):
     s, panel = window.state, window.pruning_panel
     layers = len(s.prunable)  # lenet: 5
     # the profile's comparison "allocation: sensitivity (magnitude)" ranks in a job: curves measured
@@ -90,6 +91,17 @@ def test_sensitivity_scope_and_sweep_measure_the_curves_once(qtbot, window, meas
     wait_idle(qtbot, window, timeout=120000)
     assert len(measured) == 2 * layers  # nothing measured: curves and rows reused
     assert len([r for r in s.results if r.get("allocation") == "sensitivity"]) == len(results)
+
+    # a session keeps the curves (and which analysis the view shows): reopened, the Scope box's
+    # ranking of the same model reuses them
+    path = tmp_path / "curves.pviz"
+    assert sessions.save_session(window, path, synchronous=True)
+    view.rows_box.setCurrentIndex(0)
+    window.open_session(str(path))
+    wait_idle(qtbot, window, timeout=60000)
+    assert window.message() == "" and s.scope == "sensitivity" and s.current_ranking() is not None
+    assert len(measured) == 2 * layers and len(view.rows) == 2 * layers * len(LEVELS)
+    assert view.rows_box.currentData() == ["random", "train"]
 
     # trained weights are a new model version: its curves are measured again, not reused
     window.install_trained_model(copy.deepcopy(s.loaded.model))

@@ -9,8 +9,10 @@ scope, or an allocation rule, at the current density) are ranked in a job, reusi
 cached rankings; ``owl`` and ``sensitivity`` gather their calibration inputs there
 (:func:`visualizer.core.training.sensitivity.allocation_inputs_job`). "λ_max per layer" runs
 :func:`visualizer.core.curvature.layerwise.unit_curvature` in a job and paints the result on the
-dependency graph too. Export: PNG/SVG of the charts (File > Export or the buttons) and CSV of the
-table.
+dependency graph too. Export: PNG/SVG of the charts (File > Export or the buttons) and CSV of what
+the table shows (in group mode the group rows, then the layer rows; a ``unit_kind`` column tells
+them apart). A session keeps the unit mode, the comparisons and the λ_max columns that describe
+its model and mask (:func:`session_state`).
 """
 
 from __future__ import annotations

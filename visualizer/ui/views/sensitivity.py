@@ -355,16 +355,17 @@ def _set_of(row: dict) -> tuple[str, str]:
     return str(row.get("criterion", "")), str(row.get("split") or "test")
 
 
-def _merge(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with ``new`` rows added or replacing the same (unit kind, unit, level, criterion,
-    split: the allocation's training-split rows never replace the view's test-split ones)."""
-    def key(r):
-        return (r.get("unit_kind"), r.get("unit"), float(r.get("level", 0)), r.get("criterion"),
-                r.get("split") or "test")
+def _cell(r: dict) -> tuple:
+    """A row's cell in the view: unit kind, unit, level, criterion, split (the allocation's
+    training-split rows never replace the view's test-split ones)."""
+    return (r.get("unit_kind"), r.get("unit"), float(r.get("level", 0)), r.get("criterion"), r.get("split") or "test")
 
-    out = {key(r): r for r in old}
+
+def _merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` with ``new`` rows added or replacing those of the same cell (:func:`_cell`)."""
+    out = {_cell(r): r for r in old}
     for r in new:
-        out[key(r)] = r
+        out[_cell(r)] = r
     return list(out.values())
 
 
@@ -378,7 +379,7 @@ def session_state(window) -> dict | None:
     if not view.rows:
         return None
     return {"rows": [dict(r) for r in view.rows], "unit": view.unit_box.currentData(),
-            "levels": view.levels_edit.text(), "metric": view.shown_metric()}
+            "levels": view.levels_edit.text(), "metric": view.shown_metric(), "shown": view.rows_box.currentData()}
 
 
 def restore_session_state(window, saved) -> None:
@@ -393,7 +394,8 @@ def restore_session_state(window, saved) -> None:
     if isinstance(saved.get("levels"), str):
         view.levels_edit.setText(saved["levels"])
     view.rows = [dict(r) for r in saved["rows"] if isinstance(r, dict) and "unit" in r and "level" in r]
-    view._fill_sets()
+    shown = saved.get("shown")
+    view._fill_sets(tuple(shown) if isinstance(shown, list) and len(shown) == 2 else None)
     view.redraw()
 
 
@@ -415,6 +417,10 @@ def take_allocation_rows(window, partial, origin) -> bool:
         return False
     if window.state.is_current(origin):
         view = window.views["sensitivity"]
+        shown = {_cell(r) for r in view.rows}
+        if all(_cell(r) in shown for r in partial):  # reused: the view has them, its choice stays
+            view.add_rows(partial, show=False)
+            return True
         view.add_rows(partial)
         crit = partial[0].get("criterion")
         view.status.setText(f"loss curves of the sensitivity allocation ({crit}, training split): "
