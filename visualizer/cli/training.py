@@ -470,18 +470,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _sensitivity_curves(args: argparse.Namespace, loaded, data, criteria, model=None) -> dict:
     """{criterion: loss curves} for the sensitivity allocation: from --sensitivity-rows, else
-    measured per layer on a training-split sample (one analysis per criterion)."""
-    from visualizer.core.training.sensitivity import allocation_inputs_job
+    measured per layer on a training-split sample (core's allocation_curves_job, as the window)."""
+    from visualizer.core.training.sensitivity import allocation_curves_job
     from visualizer.core.workspace import Workspace
 
-    out = {}
-    for c in criteria:
-        curves = allocation_curves(args, c)
-        if curves is None:
-            ws = Workspace(model or loaded.model, data, device=args.device, seed=args.seed, model_ref=args.model)
-            curves = _run(allocation_inputs_job(ws, c, "sensitivity"))["curves"]
-        out[c] = curves
-    return out
+    known = {c: allocation_curves(args, c) for c in criteria}
+    ws = Workspace(model or loaded.model, data, device=args.device, seed=args.seed, model_ref=args.model)
+    return _run(allocation_curves_job(ws, criteria, known)).curves
 
 
 def cmd_lth_report(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ functions work on copies or functional calls).
 from __future__ import annotations
 
 import copy
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,12 +46,16 @@ from visualizer.core.workspace import (
 
 
 def rank_job(
-    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu"
+    model, dataset, criterion: str, scope: str, structure: str, seed: int = 0, device: str = "cpu",
+    model_ref: str = "", previous: Iterable[dict] = (),
 ) -> Generator[Step, None, tuple[object, dict]]:
     """Scores of ``criterion`` on a copy of the model (the workspace's criterion batches and
     ``seed``, as ``pruneviz prune`` and the sweep; on ``device`` for the data criteria, whose
     forward and backward passes are the work), then the ranking for (scope, structure) on the
-    host (the scores come back once). A streamed source is read as a preview sample."""
+    host (the scores come back once). A streamed source is read as a preview sample. An
+    allocation ``scope`` gathers its inputs first: the ``sensitivity`` curves are measured
+    unless ``previous`` sensitivity rows of the same key (``model_ref``, the data, the
+    criterion, ...) hold them; the measured rows stream as ``Step.partial`` lists."""
     info = CRITERIA[criterion]
     if info.structured and parse_nm(structure) is not None:
         raise ValueError(f"{info.title} scores whole channels: an N:M pattern ({structure}) needs a "
@@ -61,7 +65,7 @@ def rank_job(
     # GUI thread on every load (it was there in a 130 ms event-loop gap).
     dev = resolve_device(device)
     work = copy.deepcopy(model).to(dev) if info.needs_data else model
-    workspace = Workspace(model, dataset, device=dev, seed=seed)
+    workspace = Workspace(model, dataset, device=dev, seed=seed, model_ref=model_ref)
     if dataset is not None and streamed(dataset):  # a preview sample, not 4 x 128 decoded images
         workspace = replace(workspace, score_batches=PREVIEW_BATCHES, score_batch_size=PREVIEW_BATCH_SIZE)
     with torch.enable_grad():
@@ -70,8 +74,8 @@ def rank_job(
         rk = yield from sub(build_ranking(scores, scope=scope, structure=structure,
                                           channel_dims=output_dims(model)), 0.7, 0.97, "ranking: ")
     else:  # an allocation (core.pruning.allocation): gather its inputs, then rank layer by layer
-        inputs = yield from sub(allocation_inputs_job(workspace, criterion, scope, model=work), 0.7, 0.9,
-                                "allocation: ")
+        inputs = yield from sub(allocation_inputs_job(workspace, criterion, scope, model=work, previous=previous),
+                                0.7, 0.9, "allocation: ")
         rk = yield from sub(build_allocated_ranking(scores, scope, structure, channel_dims=output_dims(model),
                                                     **inputs), 0.9, 0.97, "ranking: ")
     scores_np = {n: s.detach().cpu().float().numpy() for n, s in scores.items()}

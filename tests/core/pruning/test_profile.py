@@ -8,6 +8,7 @@ from visualizer.core.pruning.profile import (
     Series,
     density_profile,
     flops_by_parameter,
+    group_profile,
     read_profile_csv,
     write_profile_csv,
 )
@@ -87,6 +88,42 @@ def test_csv_round_trip(tmp_path):
         assert row["channel_sparsity"] == r.channel_sparsity
     assert rows[0]["flops"] == 400 and rows[1]["flops"] is None
     assert rows[0]["density[random · global]"] == 0.25
+
+
+def test_csv_names_the_unit_kind_and_the_three_sparsities_apart(tmp_path):
+    prof = density_profile(tiny_masks(), flops={"a.weight": 400}, groups=[chain_group()])
+    rows = read_profile_csv(write_profile_csv(prof, tmp_path / "layers.csv"))
+    assert {r["unit_kind"] for r in rows} == {"layer"}
+    assert {"channel_sparsity", "parameter_sparsity", "flop_sparsity"} <= set(rows[0])
+    a = rows[0]
+    assert (a["channel_sparsity"], a["parameter_sparsity"], a["flop_sparsity"]) == (0.5, 0.5, 0.5)
+
+
+def test_csv_with_group_rows_writes_them_first_then_the_layer_rows(tmp_path):
+    """Group mode's export: one row per coupled group (its unit sparsity, kept fraction, the
+    comparisons of the group mode and the per-group λ_max), then the tensors, told apart by
+    ``unit_kind``; a comparison known per layer only is empty in the group rows."""
+    masks = tiny_masks()
+    prof = density_profile(masks, groups=[chain_group()])
+    groups = group_profile([chain_group()], masks)
+    name = groups[0].name  # the group's label, "a (channels: 4)"
+    series = [Series("random · global", {"a.weight": 0.25, "b.weight": 0.5}),
+              Series("allocation: erk", {"a.weight": 0.75, "b.weight": 0.5})]
+    path = write_profile_csv(prof, tmp_path / "groups.csv", series, {"lambda_max": {"a.weight": 2.0}},
+                             group_rows=groups, group_series={"random · global": {name: 0.4}},
+                             group_extra={"lambda_max": {name: 3.5}})
+    rows = read_profile_csv(path)
+    assert [(r["unit_kind"], r["name"]) for r in rows] == [("group", name), ("layer", "a.weight"),
+                                                           ("layer", "b.weight")]
+    g = rows[0]
+    # a's rows 0, 1 pruned: 2 of 4 units removed; slices: a's 8 weights (4 kept) + b's 12 (11 kept)
+    assert (g["units"], g["removed_units"], g["unit_sparsity"]) == (4, 2, 0.5)
+    assert (g["params"], g["kept"], g["density"]) == (20, 15, 0.75)
+    assert g["layers"] == "a.weight;b.weight" and g["group_kind"] == "channel"
+    assert g["density[random · global]"] == 0.4 and g["density[allocation: erk]"] is None
+    assert g["lambda_max"] == 3.5 and g["channel_sparsity"] is None and g["flop_sparsity"] is None
+    assert rows[1]["density[allocation: erk]"] == 0.75 and rows[1]["lambda_max"] == 2.0
+    assert rows[1]["units"] is None and rows[2]["lambda_max"] is None
 
 
 def test_numpy_masks_work_too():

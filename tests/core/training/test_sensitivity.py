@@ -134,6 +134,30 @@ def test_read_outs_feed_the_allocation_and_the_graph(lenet, digits):
     assert levels == [0.5, 0.05] and len(table) == len(units) == 5
 
 
+def test_allocation_curves_are_measured_when_missing_and_reused_by_key(lenet, digits):
+    """The one "measure the curves if missing" rule (CLI and window): given curves are used as
+    they are, missing ones are measured on the training split, and rows of the same key (model,
+    dataset, criterion, split, sample, seed, device) are reused, not measured again; another
+    criterion is another key."""
+    from visualizer.core.training.sensitivity import allocation_curves_job
+
+    ws = Workspace(lenet, digits, model_ref="lenet")
+    given = {"conv1.weight": {0.5: 0.25}}
+    first = run(allocation_curves_job(ws, ("magnitude", "random"), {"random": given}, levels=(0.5, 0.1)))
+    assert first.curves["random"] == given  # given: nothing measured for it
+    assert {r["criterion"] for r in first.rows} == {"magnitude"} and {r["split"] for r in first.rows} == {"train"}
+    assert first.curves["magnitude"] == loss_curves(first.rows, "magnitude")
+    assert set(first.curves["magnitude"]) == {u.name for u in list_units(lenet, "layer")}
+    assert first.computed == len(first.rows) and first.reused == 0
+    streamed = []
+    again = allocation_curves_job(ws, ("magnitude", "random"), previous=first.rows, levels=(0.5, 0.1))
+    result = run(again, lambda step: streamed.extend(step.partial) if isinstance(step.partial, list) else None)
+    assert result.curves["magnitude"] == first.curves["magnitude"]
+    assert result.reused == len(first.rows)  # magnitude: every cell reused
+    assert result.computed == len(result.rows) - len(first.rows) > 0  # random: measured now
+    assert streamed == result.rows  # each unit's rows stream as it finishes
+
+
 @pytest.mark.slow
 def test_cluster_rows_equal_serial_rows_and_resume_by_key(lenet, digits, tmp_path):
     from visualizer.core.training.cluster import connect

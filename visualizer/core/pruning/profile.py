@@ -327,24 +327,55 @@ def series_from_masks(label: str, masks: Mapping[str, object]) -> Series:
 
 # --- CSV ----------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("name", "shape", "params", "kept", "live", "channels", "removed_channels", "flops",
+CSV_COLUMNS = ("name", "unit_kind", "shape", "params", "kept", "live", "channels", "removed_channels", "flops",
                "density", "channel_sparsity", "parameter_sparsity", "flop_sparsity", "kept_flops")
+# a group row's own columns (in the same file as the layer rows, told apart by ``unit_kind``)
+GROUP_CSV_COLUMNS = ("units", "removed_units", "unit_sparsity", "group_kind", "layers")
+TEXT_COLUMNS = ("name", "unit_kind", "group_kind", "layers")  # read back as text, never as numbers
+
+
+def group_row_dict(row: GroupRow) -> dict:
+    """A :class:`GroupRow` as the CSV's cells: kept fraction and unit sparsity, its tensors
+    joined by ``;``."""
+    return {"name": row.name, "unit_kind": "group", "params": row.params, "kept": row.kept,
+            "density": row.density, "units": row.units, "removed_units": row.removed,
+            "unit_sparsity": row.unit_sparsity, "group_kind": row.kind, "layers": ";".join(row.layers)}
 
 
 def profile_csv(profile: Profile, series: Sequence[Series] = (),
-                extra: Mapping[str, Mapping[str, float]] | None = None) -> str:
-    """The profile as CSV text: one row per tensor, the columns of :data:`CSV_COLUMNS`, then one
-    ``density[<label>]`` column per comparison series, then one column per ``extra`` entry
-    ({column: {tensor: value}}, e.g. ``lambda_max``; empty where a tensor has none)."""
+                extra: Mapping[str, Mapping[str, float]] | None = None, *,
+                group_rows: Sequence[GroupRow] | None = None,
+                group_series: Mapping[str, Mapping[str, float]] | None = None,
+                group_extra: Mapping[str, Mapping[str, float]] | None = None) -> str:
+    """The profile as CSV text, one row per unit with a ``unit_kind`` column (``layer`` or
+    ``group``): the group rows first when ``group_rows`` are given (what the group mode shows),
+    then one row per tensor. Columns: :data:`CSV_COLUMNS` (the three sparsities named apart:
+    ``channel_sparsity``, ``parameter_sparsity``, ``flop_sparsity``), the group columns
+    :data:`GROUP_CSV_COLUMNS` when there are group rows, one ``density[<label>]`` column per
+    comparison (``series`` per tensor, ``group_series`` {label: {group: kept fraction}} per
+    group; empty where a comparison has no value for a unit), then one column per ``extra``
+    (per tensor) or ``group_extra`` (per group) entry, e.g. ``lambda_max``."""
     buf = io.StringIO()
-    extra = dict(extra or {})
-    cols = list(CSV_COLUMNS) + [f"density[{s.label}]" for s in series] + list(extra)
+    extra, group_extra = dict(extra or {}), dict(group_extra or {})
+    group_series = dict(group_series or {})
+    labels = list(dict.fromkeys([s.label for s in series] + list(group_series)))
+    extras = list(dict.fromkeys(list(extra) + list(group_extra)))
+    cols = list(CSV_COLUMNS) + (list(GROUP_CSV_COLUMNS) if group_rows is not None else []) \
+        + [f"density[{label}]" for label in labels] + extras
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
+    for g in group_rows or ():
+        d = group_row_dict(g)
+        d.update({f"density[{label}]": group_series.get(label, {}).get(g.name) for label in labels})
+        d.update({k: group_extra.get(k, {}).get(g.name) for k in extras})
+        w.writerow([_cell(d.get(c)) for c in cols])
+    by_label = {s.label: s for s in series}
     for r in profile.rows:
-        d = r.to_dict()
-        w.writerow([_cell(d[c]) for c in CSV_COLUMNS] + [_cell(s.densities.get(r.name)) for s in series]
-                   + [_cell(v.get(r.name)) for v in extra.values()])
+        d = {**r.to_dict(), "unit_kind": "layer"}
+        d.update({f"density[{label}]": by_label[label].densities.get(r.name) if label in by_label else None
+                  for label in labels})
+        d.update({k: extra.get(k, {}).get(r.name) for k in extras})
+        w.writerow([_cell(d.get(c)) for c in cols])
     return buf.getvalue()
 
 
@@ -357,14 +388,15 @@ def _cell(v) -> str:
 
 
 def write_profile_csv(profile: Profile, path: str | Path, series: Sequence[Series] = (),
-                      extra: Mapping[str, Mapping[str, float]] | None = None) -> Path:
-    """Write :func:`profile_csv` to ``path`` (a temporary file renamed: never half written)."""
+                      extra: Mapping[str, Mapping[str, float]] | None = None, **groups) -> Path:
+    """Write :func:`profile_csv` to ``path`` (a temporary file renamed: never half written);
+    ``groups``: its keyword arguments ``group_rows``, ``group_series``, ``group_extra``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            f.write(profile_csv(profile, series, extra))
+            f.write(profile_csv(profile, series, extra, **groups))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -373,14 +405,15 @@ def write_profile_csv(profile: Profile, path: str | Path, series: Sequence[Serie
 
 
 def read_profile_csv(path: str | Path) -> list[dict]:
-    """The rows of a profile CSV as dicts of numbers (shape as a tuple, empty cells as None)."""
+    """The rows of a profile CSV as dicts of numbers (shape as a tuple, the text columns of
+    :data:`TEXT_COLUMNS` as text, empty cells as None)."""
     rows = []
     with open(path, newline="") as f:
         for rec in csv.DictReader(f):
             row: dict = {}
             for k, v in rec.items():
-                if k == "name":
-                    row[k] = v
+                if k in TEXT_COLUMNS:
+                    row[k] = v if v or k == "name" else None
                 elif k == "shape":
                     row[k] = tuple(int(x) for x in v.split("x")) if v else ()
                 elif v == "":

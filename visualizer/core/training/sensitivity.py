@@ -618,16 +618,65 @@ ALLOCATION_LEVELS = (0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 ALLOCATION_BATCHES = 1  # training-split batches (of EVAL_BATCH_SIZE) the sensitivity allocation measures on
 
 
+@dataclass
+class AllocationCurves:
+    """The ``sensitivity`` allocation's loss curves per criterion ({criterion: {layer: {level:
+    increase}}}) and the analysis rows they were read from (measured or reused; none for the
+    curves that were given)."""
+
+    curves: dict[str, dict[str, dict[float, float]]]
+    rows: list[dict]
+    computed: int = 0  # cells measured by this job
+    reused: int = 0  # cells taken from the previous rows
+
+
+def allocation_config(workspace: Workspace, criterion: str, levels: Sequence[float] | None = None,
+                      batches: int | None = ALLOCATION_BATCHES) -> SensitivityConfig:
+    """The analysis whose curves the ``sensitivity`` allocation reads: per layer, at ``levels``
+    (default :data:`ALLOCATION_LEVELS`), on the first ``batches`` batches of the TRAINING split
+    (choosing densities on the test split would select on the numbers then reported)."""
+    levels = ALLOCATION_LEVELS if levels is None else levels
+    return SensitivityConfig(workspace.model_ref, criterion, "layer", tuple(levels), eval_batches=batches,
+                             split="train")
+
+
+def allocation_curves_job(workspace: Workspace, criteria: Sequence[str],
+                          known: Mapping[str, Mapping[str, Mapping[float, float]]] | None = None,
+                          previous: Iterable[dict] = (), *, levels: Sequence[float] | None = None,
+                          batches: int | None = ALLOCATION_BATCHES,
+                          model: nn.Module | None = None) -> Generator[Step, None, AllocationCurves]:
+    """The loss curves of the ``sensitivity`` allocation for each of ``criteria``: those in
+    ``known`` as given (e.g. read from an earlier analysis' file), the others measured here
+    (:func:`allocation_config`, one analysis per criterion; its rows stream as
+    ``Step.partial``). Rows of ``previous`` with the same key (model, dataset, criterion, split,
+    sample, seed, device: :func:`row_key`) are reused, so a second sweep measures nothing. The
+    one rule "measure the curves when missing" of the CLI and the window."""
+    ws = workspace if model is None else workspace.with_model(model)
+    known = {c: v for c, v in (known or {}).items() if v}
+    missing = [c for c in dict.fromkeys(criteria) if c not in known]
+    previous = list(previous)
+    curves = {c: {n: dict(v) for n, v in known[c].items()} for c in criteria if c in known}
+    found = AllocationCurves(curves, [])
+    for i, c in enumerate(missing):
+        res = yield from sub(sensitivity_job(ws, allocation_config(ws, c, levels, batches), previous),
+                             i / len(missing), (i + 1) / len(missing), f"{c} loss curves: ")
+        curves[c] = loss_curves(res.rows, c)
+        found.rows += res.rows
+        found.computed += res.computed
+        found.reused += res.reused
+    return found
+
+
 def allocation_inputs_job(workspace: Workspace, criterion: str, allocation: str, *,
                           curves: Mapping[str, Mapping[float, float]] | None = None,
-                          levels: Sequence[float] = ALLOCATION_LEVELS, batches: int | None = ALLOCATION_BATCHES,
-                          model: nn.Module | None = None, owl_m: float | None = None) -> Generator[Step, None, dict]:
+                          levels: Sequence[float] | None = None, batches: int | None = ALLOCATION_BATCHES,
+                          model: nn.Module | None = None, owl_m: float | None = None,
+                          previous: Iterable[dict] = ()) -> Generator[Step, None, dict]:
     """What :func:`visualizer.core.pruning.allocation.layer_budgets` reads for ``allocation``
     on this workspace, as keyword arguments: ``owl`` the outlier ratios on the criterion batches
     (:func:`~visualizer.core.pruning.allocation.outlier_ratios_job`); ``sensitivity`` the loss
-    curves (``curves`` given, or measured here per layer at ``levels`` on the first ``batches``
-    batches of the TRAINING split: choosing densities on the test split would select on the
-    numbers then reported). The other rules need nothing."""
+    curves (``curves`` given, or :func:`allocation_curves_job`, reusing the rows of
+    ``previous``). The other rules need nothing."""
     check_allocation(allocation)
     model = workspace.model if model is None else model
     if allocation == "owl":
@@ -636,12 +685,9 @@ def allocation_inputs_job(workspace: Workspace, criterion: str, allocation: str,
         return {"outlier_ratios": (yield from outlier_ratios_job(model, calib, OWL_M if owl_m is None else owl_m))}
     if allocation != "sensitivity":
         return {}
-    if curves is None:
-        config = SensitivityConfig(workspace.model_ref, criterion, "layer", tuple(levels), eval_batches=batches,
-                                   split="train")
-        res = yield from sensitivity_job(workspace.with_model(model), config)
-        curves = loss_curves(res.rows, criterion)
-    return {"curves": {n: dict(c) for n, c in curves.items()}}
+    found = yield from allocation_curves_job(workspace, (criterion,), {criterion: curves} if curves else None,
+                                             previous, levels=levels, batches=batches, model=model)
+    return {"curves": found.curves[criterion]}
 
 
 # --- read-outs ---------------------------------------------------------------------------------------
@@ -708,5 +754,6 @@ def heat_table(rows: Iterable[Mapping], metric: str = "accuracy") -> tuple[list[
 __all__ = [
     "UNITS", "DEFAULT_LEVELS", "ROW_FIELDS", "KEY_FIELDS", "SensitivityConfig", "SensitivityResult", "Unit",
     "check_levels", "list_units", "select", "unit_masks", "split_model", "SplitModel", "unit_levels_job",
-    "sensitivity_job", "sensitivity_on_cluster", "loss_curves", "layer_values", "heat_table", "read_rows", "write_rows", "row_key",
+    "sensitivity_job", "sensitivity_on_cluster", "AllocationCurves", "allocation_config", "allocation_curves_job",
+    "allocation_inputs_job", "loss_curves", "layer_values", "heat_table", "read_rows", "write_rows", "row_key",
 ]

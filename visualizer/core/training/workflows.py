@@ -9,7 +9,9 @@ never changed.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import copy
+from collections.abc import Generator, Iterable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -23,7 +25,9 @@ from visualizer.core.training.loop import train_with_distillation
 from visualizer.core.training.lottery import initial_state, retrain_job
 from visualizer.core.training.panel import seed_list
 from visualizer.core.training.prox import ProxConfig, proximal_training, prune_channels_by_norm
+from visualizer.core.training.sensitivity import allocation_curves_job
 from visualizer.core.workspace import (
+    Workspace,
     device_name,
     evaluation_batches,
     model_on,
@@ -120,11 +124,24 @@ def lasso_job(model, data, density: float, settings: dict, config, row: dict) ->
             "groups": res.groups, **_read_on(row, cut.test)}
 
 
-def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = ""):
+def sweep_job(model, data, sweep_config, previous: list[dict], cluster: str = "",
+              sensitivity_rows: Iterable[dict] = ()):
     """The sweep here, or with one Ray task per cell on ``cluster`` (local[:N], ray://HOST:PORT,
-    auto); the progress then reads "cells: d done, r running, q queued"."""
+    auto); the progress then reads "cells: d done, r running, q queued". A grid with the
+    ``sensitivity`` allocation and no loss curves for a criterion measures them first, as the
+    CLI does (:func:`~visualizer.core.training.sensitivity.allocation_curves_job` on a copy of
+    the model, reusing the rows of ``sensitivity_rows`` with the same key; the rows stream as
+    ``Step.partial`` lists, the sweep's own rows as dicts)."""
+    start = 0.0
+    if "sensitivity" in sweep_config.allocation_list() and \
+            any(not (sweep_config.curves or {}).get(c) for c in sweep_config.criteria):
+        ws = Workspace(copy.deepcopy(model), data, device=resolve_device(sweep_config.train.device),
+                       model_ref=sweep_config.model)
+        found = yield from sub(allocation_curves_job(ws, sweep_config.criteria, sweep_config.curves,
+                                                     sensitivity_rows), 0.0, 0.5, "sensitivity allocation: ")
+        sweep_config, start = replace(sweep_config, curves=found.curves), 0.5
     if not cluster:
-        return (yield from sub(sweep(model, data, sweep_config, previous=previous), 0.0, 1.0))
-    yield Step(f"connecting to {cluster}", 0.0)
+        return (yield from sub(sweep(model, data, sweep_config, previous=previous), start, 1.0))
+    yield Step(f"connecting to {cluster}", start)
     with connect(cluster, keep=True):  # the next job reuses the workers
-        return (yield from sweep_on_cluster(model, data, sweep_config, previous=previous))
+        return (yield from sub(sweep_on_cluster(model, data, sweep_config, previous=previous), start, 1.0))

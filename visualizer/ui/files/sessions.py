@@ -19,7 +19,7 @@ from visualizer.core.models.trust import model_trust_reason, trust_reason
 from visualizer.core.tasks import Step, sub
 from visualizer.ui.jobs import actions
 from visualizer.ui.shell.settings import recovery_path
-from visualizer.ui.views import sensitivity
+from visualizer.ui.views import profile, sensitivity
 
 
 class SessionHost(Protocol):
@@ -57,6 +57,8 @@ def capture(window: SessionHost) -> Session:
         view.update(overview_mode=over.mode, overview_area=over.area)
     if (rows := sensitivity.session_state(window)) is not None:
         view["sensitivity"] = rows
+    if (shown := profile.session_state(window)) is not None:
+        view["profile"] = shown
     state = None
     if s.weights_modified and loaded is not None:
         state = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
@@ -306,6 +308,8 @@ def apply_session(window: SessionHost, session: Session, loaded, data, info) -> 
     if "sensitivity" in view:
         sensitivity.restore_session_state(window, view["sensitivity"])
     s.masks_changed.emit()
+    if "profile" in view:  # after the mask: its λ_max columns belong to this one
+        profile.restore_session_state(window, view["profile"])
     s.set_dirty(False)
     # scores for the heatmap and the slider: ranked in the background, keeping the saved mask
     window.request_ranking(apply_mask=False)

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from visualizer.core.training.panel import sample_note, seed_list, train_config
 from visualizer.ui.shell.device_ui import job_device
+from visualizer.ui.views import sensitivity
 
 
 def _workflows():
@@ -182,7 +183,13 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
     model, data = snap.model, snap.data
     note = sample_note(data)
 
+    # the sensitivity allocation's loss curves: measured first unless the sensitivity view holds
+    # them for this model version, data and criterion; the measured rows go to that view
+    rows = sensitivity.allocation_rows(window) if "sensitivity" in config.allocation_list() else []
+
     def add(row) -> None:
+        if sensitivity.take_allocation_rows(window, row, snap.provenance):
+            return
         if isinstance(row, dict) and "accuracy" in row:
             key = row_key(row)
             if key not in known and s.add_result({**row, **note}, snap.provenance):
@@ -190,7 +197,7 @@ def run_sweep(window: TrainingHost, settings: dict, densities=SWEEP_DENSITIES) -
 
     where = f" on {cluster}" if cluster else ""
     window.jobs.submit("sweep", f"sweep {', '.join(criteria)} × {len(densities)} densities ({retrain}){where}",
-                       lambda: _workflows().sweep_job(model, data, config, previous, cluster), on_partial=add,
+                       lambda: _workflows().sweep_job(model, data, config, previous, cluster, rows), on_partial=add,
                        on_result=lambda _r: None, origin=snap.provenance)
 
 

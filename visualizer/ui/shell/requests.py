@@ -12,6 +12,7 @@ from pathlib import Path
 
 from visualizer.ui.jobs import actions
 from visualizer.ui.shell.status import TRAINING_KINDS
+from visualizer.ui.views import sensitivity
 
 COPY_MASK_LIMIT = 2_000_000  # above this many prunable weights the slider shows live mask views
 MODEL_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".py"}
@@ -99,7 +100,8 @@ class ModelRequests:
         from visualizer.core.pruning.criteria import CRITERIA
 
         info = CRITERIA.get(key[0])
-        snap = s.capture(reads_data=info is None or bool(info.needs_data),
+        # the owl and sensitivity allocations read calibration data whatever the criterion
+        snap = s.capture(reads_data=info is None or bool(info.needs_data) or key[1] in self.pruning_panel.DATA_ALLOCATIONS,
                          settings={"criterion": key[0], "scope": key[1], "structure": key[2]})
 
         def done(result) -> None:
@@ -116,9 +118,16 @@ class ModelRequests:
 
         crit, scope, structure = key
         device = s.device
+        # the sensitivity allocation's loss curves: measured in the job unless the sensitivity
+        # view holds them for this model version, data and criterion; the measured rows go there
+        previous = sensitivity.allocation_rows(self) if scope == "sensitivity" else []
+        ref = str(s.loaded.ref)
         self.jobs.submit("rank", f"ranking by {crit} ({scope}, {structure})",
-                         lambda: actions.rank_job(snap.model, snap.data, crit, scope, structure, device=device),
-                         on_result=done, origin=snap.provenance)
+                         lambda: actions.rank_job(snap.model, snap.data, crit, scope, structure, device=device,
+                                                  model_ref=ref, previous=previous),
+                         on_result=done, on_partial=lambda rows: sensitivity.take_allocation_rows(
+                             self, rows, snap.provenance),
+                         origin=snap.provenance)
         self.pruning_panel.update_label()
 
     def set_density(self, density: float, dirty: bool = True) -> None:

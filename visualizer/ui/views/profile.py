@@ -9,8 +9,10 @@ scope, or an allocation rule, at the current density) are ranked in a job, reusi
 cached rankings; ``owl`` and ``sensitivity`` gather their calibration inputs there
 (:func:`visualizer.core.training.sensitivity.allocation_inputs_job`). "λ_max per layer" runs
 :func:`visualizer.core.curvature.layerwise.unit_curvature` in a job and paints the result on the
-dependency graph too. Export: PNG/SVG of the charts (File > Export or the buttons) and CSV of the
-table.
+dependency graph too. Export: PNG/SVG of the charts (File > Export or the buttons) and CSV of what
+the table shows (in group mode the group rows, then the layer rows; a ``unit_kind`` column tells
+them apart). A session keeps the unit mode, the comparisons and the λ_max columns that describe
+its model and mask (:func:`session_state`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class ProfileView(QWidget):
         self.group_rows: list | None = None  # core GroupRow per prunable group (group mode)
         self.curvature: dict[str, dict[str, float]] = {}  # unit kind -> {unit: λ_max}
         self._curvature_density: dict[str, float] = {}  # the density each was computed at
+        # what each λ_max column was computed for: (model version, mask generation); the mask
+        # generation counts masks_changed, so a column is current while neither has moved since
+        self._curvature_origin: dict[str, tuple[int, int]] = {}
+        self._mask_generation = 0
 
         self.compare_box = QComboBox()
         self.compare_box.setToolTip("Add another criterion or scope at the same global density")
@@ -200,6 +206,7 @@ class ProfileView(QWidget):
         self._built_for = key
         self.flops, self.groups, self.series, self._rankings = None, None, {}, {}
         self.group_rows, self.curvature, self._curvature_density = None, {}, {}
+        self._curvature_origin = {}
         self._say("")
         self.window.jobs.cancel("profile-curvature")
         self.order = list(s.prunable)
@@ -232,12 +239,15 @@ class ProfileView(QWidget):
             if self._built_for != key:
                 return
             self.flops, self.groups, self.order = result
+            if "group" in self.curvature:  # restored from a session before the groups were known
+                self._publish_curvature("group")
             self.refresh()
 
         self.window.jobs.submit("profile", "profile: FLOPs and channel groups", structure, on_result=done)
         self.refresh()
 
     def _masks_changed(self) -> None:
+        self._mask_generation += 1
         if self.isVisible():
             self._timer.start()
         else:  # behind another tab: counted again when it comes to the front
@@ -285,6 +295,12 @@ class ProfileView(QWidget):
             self.refresh()
             return
         model, data, device, loaded = s.loaded.model, s.dataset, s.device, s.loaded
+        # the sensitivity allocation's curves: those the sensitivity view holds for this model
+        # version are reused, measured ones go there (as for the Scope box's ranking)
+        from visualizer.ui.views import sensitivity
+
+        previous = sensitivity.allocation_rows(self.window) if any(k[1] == "sensitivity" for k in missing) else []
+        origin, ref = s.provenance(), str(loaded.ref)
 
         def rank_all():
             from visualizer.core.tasks import sub
@@ -292,7 +308,8 @@ class ProfileView(QWidget):
 
             out = {}
             for i, (crit, scope, struct) in enumerate(missing):
-                rk, _scores = yield from sub(rank_job(model, data, crit, scope, struct, device=device),
+                rk, _scores = yield from sub(rank_job(model, data, crit, scope, struct, device=device, model_ref=ref,
+                                                      previous=previous),
                                              i / len(missing), (i + 1) / len(missing), f"{_label(crit, scope)}: ")
                 out[(crit, scope, struct)] = rk
             return out
@@ -302,7 +319,8 @@ class ProfileView(QWidget):
                 self._rankings.update(rankings)
                 self.refresh()
 
-        self.window.jobs.submit("profile-compare", "profile: ranking the comparisons", rank_all, on_result=done)
+        self.window.jobs.submit("profile-compare", "profile: ranking the comparisons", rank_all, on_result=done,
+                                on_partial=lambda rows: sensitivity.take_allocation_rows(self.window, rows, origin))
 
     def _update_series(self) -> None:
         """Each compared series at the current density: a ranking's per-layer kept counts after
@@ -405,6 +423,7 @@ class ProfileView(QWidget):
             return
         model, data, masks, groups = s.loaded.model, s.dataset, s.masks.copy(), self.groups
         density, key = s.kept() / max(s.total(), 1), self._built_for
+        origin = (s.model_version, self._mask_generation)
         n, size = sample_batches(IN_MEMORY_SAMPLES, data)
 
         def job():
@@ -423,6 +442,7 @@ class ProfileView(QWidget):
                 return  # another model arrived meanwhile
             self.curvature[mode] = {name: u.lambda_max for name, u in result.items()}
             self._curvature_density[mode] = density
+            self._curvature_origin[mode] = origin
             self._say(f"λ_max {UNIT_MODES[mode]} at density {density:.1%} ({len(result)} units, "
                               f"{n * size} test samples); on the Graph view as the overlay "
                               f"“{LAMBDA_OVERLAYS[mode]}”")
@@ -626,8 +646,15 @@ class ProfileView(QWidget):
         if self.profile is None:
             raise ValueError("no profile: load a model first")
         lam = self.curvature.get("layer")
+        groups = {}
+        if self.mode == "group":  # what is shown: the group rows (then the layer rows, by unit_kind)
+            if self.group_rows is None:
+                raise ValueError("no coupled channel groups yet: export again once they are found")
+            glam = self.curvature.get("group")
+            groups = {"group_rows": self.group_rows, "group_series": self.group_series,
+                      "group_extra": {"lambda_max": glam} if glam else None}
         return write_profile_csv(self.profile, path, list(self.series.values()),
-                                 {"lambda_max": lam} if lam else None)
+                                 {"lambda_max": lam} if lam else None, **groups)
 
     def export_image(self, path: str):
         from visualizer.ui.files.export import export_view
@@ -677,6 +704,63 @@ def _label(crit: str, scope: str) -> str:
 def _structure(scope: str, structure: str) -> str:
     """An allocation rule other than the plain scopes spreads single weights (unstructured)."""
     return structure if scope in ("global", "layer") else "unstructured"
+
+
+def curvature_is_current(view: ProfileView, mode: str) -> bool:
+    """Whether the λ_max column of ``mode`` was computed for the shown model version and mask
+    (no mask change since its job started)."""
+    origin = view._curvature_origin.get(mode)
+    return origin is not None and origin == (view.state.model_version, view._mask_generation)
+
+
+def session_state(window) -> dict | None:
+    """What a session keeps of the view (None when the view was never built): the unit mode, the
+    comparisons, and each λ_max column with its density and whether it describes the saved
+    model and mask (``current``; a session restores only those)."""
+    views = window.views
+    if "profile" not in views or "profile" in getattr(views, "pending", ()):
+        return None
+    view = views["profile"]
+    lam = {mode: {"values": dict(values), "density": view._curvature_density.get(mode),
+                  "current": curvature_is_current(view, mode)}
+           for mode, values in view.curvature.items()}
+    return {"mode": view.mode, "comparisons": [list(e) for e in view._wanted], "lambda_max": lam}
+
+
+def restore_session_state(window, saved) -> None:
+    """Show a session's profile again: its unit mode, its comparisons (ranked again in a job)
+    and the λ_max columns that were current when it was saved (the session restores that model
+    and mask); one that was not is left out, and the view's note says so. Call it after the
+    session's mask is installed: the columns count as current for that mask. A damaged entry is
+    ignored."""
+    if not isinstance(saved, dict):
+        return
+    view = window.views["profile"]
+    if saved.get("mode") in UNIT_MODES:
+        view.set_mode(saved["mode"])
+    entries = [tuple(e) for e in saved.get("comparisons") or () if isinstance(e, list) and len(e) == 2
+               and all(isinstance(x, str) for x in e)]
+    stale = []
+    view.curvature, view._curvature_density, view._curvature_origin = {}, {}, {}
+    for mode, entry in (saved.get("lambda_max") or {}).items():
+        if mode not in UNIT_MODES or not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
+            continue
+        if entry.get("current") is not True:
+            stale.append(UNIT_MODES[mode])
+            continue
+        view.curvature[mode] = {str(k): float(v) for k, v in entry["values"].items() if isinstance(v, (int, float))}
+        if isinstance(entry.get("density"), (int, float)):
+            view._curvature_density[mode] = float(entry["density"])
+        view._curvature_origin[mode] = (view.state.model_version, view._mask_generation)
+        if mode == "layer" or view.groups is not None:  # group mode: published when the groups arrive
+            view._publish_curvature(mode)
+    view._wanted = []
+    for entry in entries:
+        view.add_comparison(entry)
+    if stale:
+        view._say(f"λ_max {' and '.join(stale)} in the session was computed for another mask or weights: "
+                  "not restored (press λ_max to compute it for this one)")
+    view.refresh()
 
 
 def _prepare(window, options) -> None:

@@ -2,7 +2,12 @@
 
 Left, Distiller-style curves: accuracy (or loss) against the density the unit keeps, one curve per
 unit, on the curves view's log density axis; the list beside them selects which units are drawn.
-Right, a unit x level heat table of the same numbers. The analysis is
+Right, a unit x level heat table of the same numbers. The Rows box picks which analysis is drawn
+(criterion and split): the view's own runs measure on the test split; the loss curves the
+``sensitivity`` allocation measured for a ranking or a sweep of the window (on the training split,
+:func:`visualizer.core.training.sensitivity.allocation_curves_job`) arrive here too, and are what
+those jobs reuse while the model version is the same (a new model or trained weights clear the
+view). The analysis is
 :func:`visualizer.core.training.sensitivity.sensitivity_job`, run as a job (progress in the
 status bar, Cancel keeps the rows that arrived, Run again computes only the missing cells);
 rows stream in as each unit finishes. :func:`graph_values` gives the per-layer numbers the
@@ -75,13 +80,18 @@ class SensitivityView(QWidget):
         self.metric_box = QComboBox()
         for key, label in METRICS.items():
             self.metric_box.addItem(label, key)
+        self.rows_box = QComboBox()  # which analysis is drawn: (criterion, split)
+        self.rows_box.setToolTip("the analysis drawn: the view's own runs (test split) or the loss curves "
+                                 "the sensitivity allocation measured (training split)")
+        shrinkable(self.rows_box, chars=14)
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.status = QLabel("prune each unit alone at each density: Run")
         self.status.setWordWrap(True)
         controls = QHBoxLayout()
-        for label, widget in (("Unit", self.unit_box), ("Densities", self.levels_edit), ("Show", self.metric_box)):
+        for label, widget in (("Unit", self.unit_box), ("Densities", self.levels_edit), ("Show", self.metric_box),
+                              ("Rows", self.rows_box)):
             controls.addWidget(QLabel(label))
             controls.addWidget(widget, 1 if widget is self.levels_edit else 0)
         self.levels_edit.setMinimumWidth(self.levels_edit.fontMetrics().horizontalAdvance(self.levels_edit.text()) + 16)
@@ -131,6 +141,7 @@ class SensitivityView(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.metric_box.currentIndexChanged.connect(self.redraw)
+        self.rows_box.currentIndexChanged.connect(self.redraw)
         self.units_list.itemChanged.connect(self._toggled)
         self.state.model_changed.connect(self.clear)
         self.window.jobs.finished.connect(self._job_finished)
@@ -188,6 +199,7 @@ class SensitivityView(QWidget):
 
     def _done(self, result) -> None:
         self.rows = _merge(self.rows, result.rows)
+        self._fill_sets()
         self.redraw()
         self._paint_graph()
         note = "; ".join(result.notices)
@@ -198,25 +210,46 @@ class SensitivityView(QWidget):
         self.status.setText(message)
         self.window.show_error(message)
 
-    def add_rows(self, partial) -> None:
-        """Rows of a finished unit, as the job streams them."""
-        if isinstance(partial, list) and partial and isinstance(partial[0], dict) and "unit" in partial[0]:
+    def add_rows(self, partial, show: bool = True) -> None:
+        """Rows of a finished unit, as the job streams them; ``show``: draw their analysis (the
+        Rows box turns to it)."""
+        if is_rows(partial):
             self.rows = _merge(self.rows, partial)
+            self._fill_sets(_set_of(partial[0]) if show else None)
             self.redraw()
             self._paint_graph()
+
+    def shown_rows(self) -> list[dict]:
+        """The rows of the analysis the Rows box picks (all rows when it is empty)."""
+        chosen = self.rows_box.currentData()
+        return [r for r in self.rows if chosen is None or _set_of(r) == tuple(chosen)]
+
+    def _fill_sets(self, choose: tuple[str, str] | None = None) -> None:
+        """One Rows entry per (criterion, split) among the rows; keep the choice unless
+        ``choose`` names one."""
+        keep = tuple(choose or self.rows_box.currentData() or ())
+        sets = list(dict.fromkeys(_set_of(r) for r in self.rows))
+        self.rows_box.blockSignals(True)
+        self.rows_box.clear()
+        for crit, split in sets:
+            self.rows_box.addItem(f"{crit} · {'train (allocation)' if split == 'train' else split}", [crit, split])
+        index = sets.index(keep) if keep in sets else len(sets) - 1
+        self.rows_box.setCurrentIndex(index)
+        self.rows_box.blockSignals(False)
 
     def _paint_graph(self) -> None:
         """The accuracy drop at each unit's lowest density, as an overlay of the dependency graph."""
         from visualizer.ui.views.docks import publish_overlay
 
         if self.rows:
-            publish_overlay(self.window, "sensitivity (accuracy drop)", graph_values(self.rows),
+            publish_overlay(self.window, "sensitivity (accuracy drop)", graph_values(self.shown_rows()),
                             label="accuracy drop, the unit pruned alone to its lowest density",
                             source="sensitivity")
 
     def clear(self) -> None:
         self.rows = []
         self._hidden = set()
+        self._fill_sets()
         self.redraw()
 
     # --- drawing ---------------------------------------------------------------------------------
@@ -239,7 +272,8 @@ class SensitivityView(QWidget):
     def _fill_units(self) -> None:
         self.units_list.blockSignals(True)
         self.units_list.clear()
-        units, _levels, _ = _core().heat_table(self.rows, self.shown_metric()) if self.rows else ([], [], [])
+        rows = self.shown_rows()
+        units, _levels, _ = _core().heat_table(rows, self.shown_metric()) if rows else ([], [], [])
         for i, name in enumerate(units):
             item = QListWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, name)
@@ -255,10 +289,11 @@ class SensitivityView(QWidget):
         for item in self._items.values():
             self.plot.removeItem(item)
         self._items = {}
-        if not self.rows:
+        rows = self.shown_rows()
+        if not rows:
             self.baseline.setVisible(False)
             return
-        units, levels, values = _core().heat_table(self.rows, metric)
+        units, levels, values = _core().heat_table(rows, metric)
         for i, (name, row) in enumerate(zip(units, values)):
             if name in self._hidden:
                 continue
@@ -270,7 +305,7 @@ class SensitivityView(QWidget):
             item.sigClicked.connect(lambda _item, n=name: self.status.setText(f"unit {n}"))
             self.plot.addItem(item)
             self._items[name] = item
-        base = self.rows[0].get(f"base_{metric}")
+        base = rows[0].get(f"base_{metric}")
         self.baseline.setVisible(base is not None)
         if base is not None:
             self.baseline.setValue(float(base))
@@ -279,7 +314,8 @@ class SensitivityView(QWidget):
 
     def _fill_table(self) -> None:
         metric = self.shown_metric()
-        units, levels, values = _core().heat_table(self.rows, metric) if self.rows else ([], [], [])
+        rows = self.shown_rows()
+        units, levels, values = _core().heat_table(rows, metric) if rows else ([], [], [])
         self.table.clear()
         self.table.setRowCount(len(units))
         self.table.setColumnCount(len(levels))
@@ -309,14 +345,27 @@ class SensitivityView(QWidget):
         return self
 
 
-def _merge(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with ``new`` rows added or replacing the same (unit kind, unit, level, criterion)."""
-    def key(r):
-        return (r.get("unit_kind"), r.get("unit"), float(r.get("level", 0)), r.get("criterion"))
+def is_rows(partial) -> bool:
+    """Whether a job's partial result is a list of sensitivity rows (one unit's)."""
+    return isinstance(partial, list) and bool(partial) and isinstance(partial[0], dict) and "unit" in partial[0]
 
-    out = {key(r): r for r in old}
+
+def _set_of(row: dict) -> tuple[str, str]:
+    """The analysis a row belongs to in the Rows box: (criterion, split)."""
+    return str(row.get("criterion", "")), str(row.get("split") or "test")
+
+
+def _cell(r: dict) -> tuple:
+    """A row's cell in the view: unit kind, unit, level, criterion, split (the allocation's
+    training-split rows never replace the view's test-split ones)."""
+    return (r.get("unit_kind"), r.get("unit"), float(r.get("level", 0)), r.get("criterion"), r.get("split") or "test")
+
+
+def _merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` with ``new`` rows added or replacing those of the same cell (:func:`_cell`)."""
+    out = {_cell(r): r for r in old}
     for r in new:
-        out[key(r)] = r
+        out[_cell(r)] = r
     return list(out.values())
 
 
@@ -330,7 +379,7 @@ def session_state(window) -> dict | None:
     if not view.rows:
         return None
     return {"rows": [dict(r) for r in view.rows], "unit": view.unit_box.currentData(),
-            "levels": view.levels_edit.text(), "metric": view.shown_metric()}
+            "levels": view.levels_edit.text(), "metric": view.shown_metric(), "shown": view.rows_box.currentData()}
 
 
 def restore_session_state(window, saved) -> None:
@@ -345,7 +394,38 @@ def restore_session_state(window, saved) -> None:
     if isinstance(saved.get("levels"), str):
         view.levels_edit.setText(saved["levels"])
     view.rows = [dict(r) for r in saved["rows"] if isinstance(r, dict) and "unit" in r and "level" in r]
+    shown = saved.get("shown")
+    view._fill_sets(tuple(shown) if isinstance(shown, list) and len(shown) == 2 else None)
     view.redraw()
+
+
+def allocation_rows(window) -> list[dict]:
+    """The rows a sensitivity-allocation job may reuse: the view's, all of the shown model
+    version (a new model or trained weights clear the view); the job keeps those of its own key
+    (model, dataset, criterion, training split, sample, seed, device). None before the view is built."""
+    views = window.views
+    if "sensitivity" not in views or "sensitivity" in getattr(views, "pending", ()):
+        return []
+    return [dict(r) for r in views["sensitivity"].rows]
+
+
+def take_allocation_rows(window, partial, origin) -> bool:
+    """Show the loss-curve rows a ranking or sweep job measured for the ``sensitivity``
+    allocation (a job's partial result), if the state they were measured on (``origin``) is still
+    the one shown. Returns whether ``partial`` was such rows."""
+    if not is_rows(partial):
+        return False
+    if window.state.is_current(origin):
+        view = window.views["sensitivity"]
+        shown = {_cell(r) for r in view.rows}
+        if all(_cell(r) in shown for r in partial):  # reused: the view has them, its choice stays
+            view.add_rows(partial, show=False)
+            return True
+        view.add_rows(partial)
+        crit = partial[0].get("criterion")
+        view.status.setText(f"loss curves of the sensitivity allocation ({crit}, training split): "
+                            f"{len(view.shown_rows())} cells; the allocation reuses them for this model")
+    return True
 
 
 def _prepare(window, options) -> None:
