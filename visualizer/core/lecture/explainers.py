@@ -21,7 +21,8 @@ from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import kept_count
 from visualizer.core.structure.graph import build_graph, example_input
 from visualizer.core.structure.groups import ChannelGroup, find_groups_job
-from visualizer.core.structure.overlays import coupling_reasons
+from visualizer.core.structure.hierarchy import Hierarchy, focused_hierarchy
+from visualizer.core.structure.overlays import coupling_reasons, coupling_tags, layer_of
 from visualizer.core.structure.shrink import PrunePlan, shrink
 from visualizer.core.structure.speed import SpeedReport, measure_speed
 from visualizer.core.tasks import Step, sub
@@ -203,6 +204,12 @@ class CouplingExplainer:
     shapes: list[dict] = field(default_factory=list)  # param, before, after (the changed ones)
     same_output: bool = True  # the shrunk model's output equals the masked one's
     pictures: list[dict] = field(default_factory=list)  # the heatmaps: param, image, span (see slice_pictures)
+    # the group on the dependency graph: the traced graph cut down to the group's layers and the
+    # merges joining them (core.structure.hierarchy.focused_hierarchy), the layers to highlight
+    # and a few words per node saying why it is coupled (core.structure.overlays.coupling_tags)
+    hierarchy: Hierarchy | None = None
+    layers: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         tensors = len({m["param"] for m in self.members})
@@ -259,6 +266,7 @@ def coupling_explainer_job(model: str = "resnet-mini", group: int | None = None,
     members = [{"param": m.param, "dim": m.dim, "index": m.indices[m.units.index(unit)], "role": m.role,
                 "reason": why}
                for m, (_, _, why) in zip(chosen.members, reasons) if unit in m.units]
+    layers, tags, focus = coupling_on_graph(chosen, members, traced, net)
     yield Step("removing the unit", 0.7)
     small = shrink(net, structure.groups, PrunePlan(removed={chosen.id: [unit]}))
     before = dict(net.state_dict())
@@ -275,4 +283,17 @@ def coupling_explainer_job(model: str = "resnet-mini", group: int | None = None,
         del buffers
         same = bool(torch.allclose(masked(example), small.model(example), atol=1e-4))
     yield Step("coupling explained", 1.0)
-    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same, slice_pictures(net, members))
+    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same, slice_pictures(net, members),
+                             focus, layers, tags)
+
+
+def coupling_on_graph(group: ChannelGroup, members: list[dict], traced, model) -> tuple[list[str], dict, Hierarchy]:
+    """The coupled slices on the dependency graph: the traced layers holding ``members`` (what
+    the slide highlights), each node's few words of reason, and the hierarchy of only those
+    layers and the merges that join them (the whole graph of a small ResNet is 60 nodes wide:
+    unreadable on a slide)."""
+    graph = traced.graph
+    layers = list(dict.fromkeys(layer_of(m["param"]) for m in members if layer_of(m["param"]) in graph))
+    tags = coupling_tags(group, graph, model)
+    keep = [*layers, *(n for n in tags if n in graph and n not in layers)]
+    return layers, {k: v for k, v in tags.items() if k in keep}, focused_hierarchy(model, traced, keep)

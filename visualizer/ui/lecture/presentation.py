@@ -55,6 +55,8 @@ def enlarge_text(widget: QWidget, point_size: float) -> None:
                 item.label.setFont(font)
             elif isinstance(item, pg.TextItem):
                 item.setFont(font)
+            elif hasattr(item, "set_text_pt"):  # a graph's node titles and notes
+                item.set_text_pt(point_size)
 
 
 @dataclass

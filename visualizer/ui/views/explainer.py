@@ -137,14 +137,24 @@ class CriterionExplainerView(SteppedView):
 
 
 class CouplingView(SteppedView):
-    """The slices one channel takes with it, with the reason for each; then the shapes before and
-    after the structured pruner removes it, and the layers' heatmaps with the slice marked."""
+    """The slices one channel takes with it, with the reason for each: on the dependency graph
+    from the first step (the group's layers highlighted, each node labelled with why it is
+    coupled), then in words; last the shapes before and after the structured pruner removes it,
+    and the layers' heatmaps with the slice marked."""
 
     title = "Coupling explainer"
 
     def __init__(self, parent: QWidget | None = None) -> None:
+        from visualizer.ui.views.graph import GraphView
+
         super().__init__(parent)
         self.result = None
+        # the app's graph view, bare: the whole width above the steps (a layered graph is wide)
+        self.graph = GraphView(self)
+        self.graph.bare()
+        self.graph.canvas.setToolTip("")
+        self.body.insertWidget(self.body.count() - 1, self.graph, 1)
+        self.body.setStretch(self.body.count() - 1, 1)
         self.ready()
 
     def set_result(self, r) -> None:
@@ -165,8 +175,23 @@ class CouplingView(SteppedView):
                           + (f"; and {len(vectors)} per-channel vectors of {len(owners)} norm layers lose one "
                              "entry" if vectors else "")
                           + f". The smaller model's output {same} the masked model's.")
+        self.show_graph(r)
         self.shown = 1
         self.redraw()
+
+    def show_graph(self, r) -> None:
+        """The group on core's cut-down graph: every container open, the group's layers
+        highlighted, each node's reason under it, zoomed to them."""
+        from visualizer.ui.views.graph import CoupledGroup
+
+        self.graph.setVisible(r.hierarchy is not None)
+        if r.hierarchy is None:
+            return
+        self.graph.set_hierarchy(r.hierarchy, opened=r.hierarchy.containers())
+        self.graph.show_group(CoupledGroup(r.group.id, f"channel {r.unit} of {r.group.root}", list(r.layers),
+                                           [(m["param"], m["reason"]) for m in r.members], r.group.size))
+        self.graph.set_notes(r.tags)
+        self.graph.fit_to([*r.layers, *r.tags])
 
     def draw_figure(self) -> None:
         """Each layer's |W| (out x in·k·k) with the removed row or columns outlined."""
