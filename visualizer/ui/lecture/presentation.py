@@ -304,12 +304,9 @@ class Presentation(QWidget):
             return
         self.progress.setValue(0)
 
-        def partial(result, slide=slide, preset=preset) -> None:
-            # a figure's state so far (a lab's result, the circuit before the lasso, the rounds done);
-            # the training loop's progress dicts are not one
-            if streams and slide.widget is not None and result is not None and not isinstance(result, dict | list):
-                preset.show(slide.widget, result)
-                enlarge_text(slide.widget, self._text_pt)
+        def partial(result, slide=slide) -> None:
+            if streams and slide.widget is not None:
+                self.install_partial(slide, result)
 
         def done(result, slide=slide) -> None:
             self.install_result(slide, result)
@@ -328,6 +325,26 @@ class Presentation(QWidget):
         options = job_options(slide.id, settings) if settings is not None else {}  # a lab's settings
         self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device, **options),
                               on_result=done, on_partial=partial, on_error=failed)
+
+    @staticmethod
+    def is_figure(partial) -> bool:
+        """A partial result that is a figure's state so far (a lab's result, the circuit before
+        the lasso, the rounds done, the spectrum's probes so far); the training loop's progress
+        dicts and a sweep's rows are not one."""
+        return partial is not None and not isinstance(partial, dict | list)
+
+    def install_partial(self, slide: Slide, result) -> None:
+        """A streaming slide's figure so far drawn into its view (made here if needed)."""
+        from visualizer.ui.lecture.presets import PRESETS
+
+        if not self.is_figure(result):
+            return
+        if slide.widget is None:
+            slide.widget = PRESETS[slide.id].view()
+            slide.widget.set_caption("")
+            self.stack.addWidget(slide.widget)
+        PRESETS[slide.id].show(slide.widget, result)
+        enlarge_text(slide.widget, self._text_pt)
 
     def install_result(self, slide: Slide, result) -> None:
         """A slide's job result drawn into its view (made here unless the slide streams into one)."""
