@@ -192,8 +192,8 @@ def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int 
 
 @dataclass
 class DensityLaw:
-    """The measured mask density of each IMP round against (1 - alpha)^S (the rounds so far
-    while it runs)."""
+    """The measured mask density of each IMP round against (1 - alpha)^S (while it runs: the
+    rounds so far against the law over all of them)."""
 
     rate: float
     measured: list[float]
@@ -214,7 +214,8 @@ def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, step
     def law_so_far(step: Step) -> Step:
         if isinstance(step.partial, RoundsSoFar):
             measured = [r["density"] for r in step.partial.rows]  # the round's MaskSet.density()
-            return Step(step.stage, step.fraction, _law(rate, measured))
+            # the law over every round from the start: the points fill in along it
+            return Step(step.stage, step.fraction, DensityLaw(rate, measured, _law(rate, [1.0] * (rounds + 1)).law))
         return Step(step.stage, step.fraction)
 
     result = yield from sub(mapped(_rounds_so_far(iterative_magnitude_pruning(loaded.model, data, init, config)),

@@ -203,11 +203,10 @@ def show_lth(view: FigureView, result) -> None:
 
 
 def show_density_law(view: FigureView, r) -> None:
-    s = list(range(len(r.measured)))
     view.set_figure(Figure(
         f"IMP density per round, alpha = {r.rate:g}",
-        [Line(s, r.law, "(1 - alpha)^S", markers=False, width=3.0),
-         Line(s, r.measured, "measured density of the mask", line=False)],
+        [Line(list(range(len(r.law))), r.law, "(1 - alpha)^S", markers=False, width=3.0),
+         Line(list(range(len(r.measured))), r.measured, "measured density of the mask", line=False)],
         x_label="IMP round S", y_label="density", legend="top-right",
     ))
 
