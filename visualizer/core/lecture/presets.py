@@ -8,6 +8,10 @@ on the same layer; masked vs dense Hessian spectrum; DenseNet connections after 
 Inception branches removed; the density law (1-alpha)^S over IMP rounds; time-to-train of dense,
 unstructured and structured models; the four theory labs of visualizer.core.labs; and the
 explainers (visualizer.core.lecture.explainers).
+
+A job whose spec ``streams`` yields its figure so far as ``Step.partial``, of the same type as
+its result (the rounds done, the spectrum's probes so far, the bars after a timing round): the
+slide draws it as it fills, and the CLI, which draws only the result, draws the same figure.
 """
 
 from __future__ import annotations

@@ -447,7 +447,8 @@ def contracted(graph, keep: Iterable[Hashable]):
     The kept nodes keep their attributes."""
     import networkx as nx
 
-    kept = [n for n in graph.nodes if n in set(keep)]
+    wanted = set(keep)
+    kept = [n for n in graph.nodes if n in wanted]  # in trace order
     out = nx.DiGraph()
     out.add_nodes_from((n, graph.nodes[n]) for n in kept)
     inside = set(kept)

@@ -279,8 +279,9 @@ class Presentation(QWidget):
         self.progress.setVisible(self.main.jobs.is_running(self._kind(slide)))
 
     def _start(self, slide: Slide, settings: dict | None = None) -> None:
-        """Run the preset's job in the background. A lab's slide shows its figure at once and
-        fills it as the points arrive; other slides show their progress until done."""
+        """Run the preset's job in the background. A streaming slide (every preset's now) shows
+        its figure at once and fills it as the job yields its figure so far; a slide that does
+        not stream shows its progress until done."""
         from visualizer.core.labs.params import job_options
         from visualizer.core.lecture.presets import PRESETS as SPECS
         from visualizer.ui.lecture.presets import PRESETS

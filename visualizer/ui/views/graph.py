@@ -124,6 +124,7 @@ class GraphItem(pg.GraphicsObject):
         self._bounds = QRectF()
         self.edge_path = QPainterPath()
         self.highlight_path = QPainterPath()
+        self.drawn: list[tuple[str, QRectF]] = []  # texts of the last paint on screen, in viewport pixels
 
     def boundingRect(self) -> QRectF:  # noqa: N802 (Qt API)
         return self._bounds
@@ -220,7 +221,6 @@ class GraphItem(pg.GraphicsObject):
         self._paint_text(p, pl)
 
     text_pt: float | None = None  # the titles' point size; None: the theme's (a slide sets its own)
-    drawn: list[tuple[str, QRectF]] = []  # texts of the last paint on screen, in viewport pixels
 
     def set_text_pt(self, point_size: float) -> None:
         """Titles and notes in ``point_size`` type (a slide sizes every text to its screen)."""
