@@ -13,7 +13,7 @@ def test_space_steps_through_a_criterion_explainer_then_turns_the_slide(qtbot, w
     show.show()
     qtbot.waitExposed(show)
     show.show_slide(1)
-    qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
+    qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=60000)  # done (it streams: up at once)
     view = show.slides[1].widget
     e = view.result.explanation
     assert view.shown == 1 and not view.canvas.isVisible()
@@ -87,8 +87,9 @@ def test_the_coupling_slide_takes_a_channel_from_the_strip(qtbot, window):
     show.resize(1280, 720)
     show.show()
     show.show_slide(1)
-    qtbot.waitUntil(lambda: show.slides[1].widget is not None, timeout=60000)
+    qtbot.waitUntil(lambda: show.slides[1].caption != "", timeout=60000)
     controls = show.lab_controls["explain-coupling"]
     controls.boxes["unit"].setValue(5)
-    qtbot.waitUntil(lambda: show.slides[1].widget.result.unit == 5, timeout=60000)
+    qtbot.waitUntil(lambda: show.slides[1].widget.result.unit == 5 and show.slides[1].widget.result.complete,
+                    timeout=60000)
     show.close()

@@ -22,13 +22,22 @@ FAST = {"lth": dict(rounds=2, epochs=1), "spectrum": dict(top_k=2, probes=2, tau
 
 
 @pytest.fixture(scope="module")
-def results():
+def runs():
+    """Each preset's final result, and the first and last figure it streamed while it ran."""
     QApplication.instance() or QApplication([])
-    out = {}
+    out, partials = {}, {}
     for pid in PRESETS:
-        view, out[pid] = run_preset(pid, **FAST.get(pid, {}))
+        figures = []
+        view, out[pid] = run_preset(pid, on_step=lambda step, figures=figures: Presentation.is_figure(
+            step.partial) and figures.append(step.partial), **FAST.get(pid, {}))
+        partials[pid] = figures[:1] + figures[1:][-1:]
         view.deleteLater()
-    return out
+    return out, partials
+
+
+@pytest.fixture(scope="module")
+def results(runs):
+    return runs[0]
 
 
 @pytest.mark.slow
@@ -78,3 +87,30 @@ def test_the_checker_finds_small_overlapping_and_scaled_text(qtbot):
     assert any("'tiny' is" in p for p in found)
     assert any("overlaps" in p and "'tiny'" in p and "'tiny too'" in p for p in found)
     assert any("left axis 'accuracy' scaled by" in p for p in found)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_every_slide_is_legible_while_it_fills(qtbot, window, runs, size):
+    """A computing slide shows its figure so far: that one is read from the back row too."""
+    partials = runs[1]
+    streaming = [pid for pid in PRESETS if partials[pid]]  # (random-labels draws only at its end)
+    assert {"spectrum", "density-law", "time-to-train", "snip-vs-magnitude", "explain-coupling",
+            "explain-masked-speed", *(f"explain-{c}" for c in ("magnitude", "snip", "grasp", "taylor", "obd",
+                                                               "wanda"))} <= set(streaming)
+    found = {}
+    for n in (0, -1):  # the first figure streamed and the last before the result
+        show = Presentation(window, deck=streaming)
+        qtbot.addWidget(show)
+        show.resize(*size)
+        show.show()
+        qtbot.waitExposed(show)
+        for i, pid in enumerate(streaming, start=1):
+            show.install_partial(show.slides[i], partials[pid][n])
+            show.index = i
+            show.stack.setCurrentWidget(show.slides[i].widget)
+            for _ in range(5):
+                QApplication.processEvents()
+            found[(pid, n)] = problems(show.stack.currentWidget(), show.caption)
+        show.close()
+    assert {key: p for key, p in found.items() if p} == {}

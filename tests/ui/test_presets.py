@@ -81,11 +81,11 @@ def test_snip_vs_magnitude_preset_runs_and_shows_its_result(qtbot):
     assert isinstance(view, FigureView)
     assert view.caption.text() == PRESETS["snip-vs-magnitude"].caption
     # real masks: both keep 10% of all prunable weights globally, the layer is compared exactly
-    assert result["magnitude"].density() == pytest.approx(0.1, abs=1e-3)
-    assert result["snip"].density() == pytest.approx(0.1, abs=1e-3)
-    row = result["row"]
-    a = result["magnitude"].masks["fc1.weight"]
-    b = result["snip"].masks["fc1.weight"]
+    assert result.magnitude.density() == pytest.approx(0.1, abs=1e-3)
+    assert result.snip.density() == pytest.approx(0.1, abs=1e-3)
+    row = result.row
+    a = result.magnitude.masks["fc1.weight"]
+    b = result.snip.masks["fc1.weight"]
     assert row["overlap"] == int((a & b).sum())
     assert len(view._plots) == 3 and steps[-1].fraction == 1.0
     assert f"Jaccard {row['jaccard']:.2f}" in list(view.figure.images)[2]
@@ -95,7 +95,7 @@ def test_spectrum_preset_masked_lambda_max_is_below_the_dense_one(qtbot):
     """Cauchy interlacing: P_m H P_m's largest eigenvalue is at most H's (docs/theory.md)."""
     view, result = run_preset("spectrum", top_k=2, probes=2, taus=(0, 10))
     _show(qtbot, view)
-    dense, masked = result["pair"].dense, result["pair"].masked
+    dense, masked = result.dense, result.masked
     assert masked.lambda_max <= dense.lambda_max * (1 + 1e-3) + 1e-6
     assert [s.label for s in view.spectra] == ["dense", "masked (20%)"]
     assert max(view.spectra[0].top) == pytest.approx(dense.lambda_max, rel=1e-6)
@@ -130,10 +130,10 @@ def test_inception_preset_removes_branches_and_keeps_accuracy(qtbot):
 def test_density_law_preset_measured_masks_follow_the_geometric_law(qtbot):
     view, r = run_preset("density-law", rounds=3, rate=0.3, steps=2)
     _show(qtbot, view)
-    assert r["law"] == pytest.approx([1.0, 0.7, 0.49, 0.343])
-    np.testing.assert_allclose(r["measured"], r["law"], atol=1e-3)
+    assert r.law == pytest.approx([1.0, 0.7, 0.49, 0.343])
+    np.testing.assert_allclose(r.measured, r.law, atol=1e-3)
     law, measured = view.figure.lines
-    assert list(measured.y) == r["measured"] and list(law.x) == [0, 1, 2, 3]
+    assert list(measured.y) == r.measured and list(law.x) == [0, 1, 2, 3]
 
 
 def test_time_to_train_preset_shows_dense_masked_and_shrunk(qtbot):
@@ -143,7 +143,7 @@ def test_time_to_train_preset_shows_dense_masked_and_shrunk(qtbot):
     by = {e.label: e for e in view.entries}
     assert by["shrunk"].flops < by["masked"].flops < by["dense"].flops
     for e in view.entries:  # steps x 3 forward passes (forward + backward)
-        assert e.train_time_s == pytest.approx(r["steps_sparse"] * 3 * e.latency_ms / 1e3)
+        assert e.train_time_s == pytest.approx(r.steps_sparse * 3 * e.latency_ms / 1e3)
 
 
 def test_random_labels_preset_stays_in_the_chance_band(qtbot):

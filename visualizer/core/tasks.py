@@ -130,6 +130,34 @@ def sub(job: Generator[Step, None, T], start: float, end: float, prefix: str = "
         yield Step(stage, start + span * min(max(step.fraction, 0.0), 1.0), step.partial)
 
 
+def mapped(job: Generator[Step, None, T], change: Callable[[Step], Step]):
+    """``job``'s steps passed through ``change`` (a step -> a step: e.g. a partial result turned
+    into what a view draws), its result returned; ``yield from`` it. Closing it closes ``job``
+    (a cancelled view stops the work inside too)."""
+    try:
+        while True:
+            try:
+                step = next(job)
+            except StopIteration as stop:
+                return stop.value
+            yield change(step)
+    finally:
+        job.close()
+
+
+def progress_only(job: Generator[Step, None, T]):
+    """``job`` with its partial results dropped: its progress passes on, its result is returned.
+    A sweep's ``Step.partial`` is its rows and nothing else (a fine-tune's epoch records were
+    taken for rows: the serial sweep wrote a 25th row with empty settings); a figure's is the
+    figure so far (a training run's metrics inside it are not)."""
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Step(step.stage, step.fraction) if step.partial is not None else step
+
+
 class TerminalProgress:
     """A one-line progress bar on stderr for the CLI (silent when stderr is not a terminal)."""
 

@@ -73,3 +73,20 @@ def test_wanda_explainer_is_the_criterions_numbers():
     row = scores[e.layer][e.index[0]]
     assert e.rank == int((row > scores[e.layer][e.index]).sum()) + 1  # its place among its row's scores
     assert e.kept and r.contrast == "magnitude"
+
+
+def test_coupling_explainer_puts_the_group_on_a_cut_down_graph():
+    """The graph part of the slide is core's: the traced layers of the group's members (a
+    residual-coupled group of resnet-mini), a reason for each, and the residual adds joining the
+    producers; the cut-down hierarchy holds exactly those nodes."""
+    from visualizer.core.structure.overlays import layer_of
+
+    r = run(coupling_explainer_job("resnet-mini"))
+    assert set(r.layers) == {layer_of(m["param"]) for m in r.members}
+    assert {"stem.0", "layer1.conv2", "layer2.conv2"} <= set(r.layers)  # the producers the adds join
+    assert r.tags["stem.1"] == "batch norm" and r.tags["layer1.conv1"] == "reads it"
+    adds = [n for n, why in r.tags.items() if why == "residual add"]
+    assert len(adds) == 2 and not set(adds) & set(r.layers)
+    leaves = {k for k, n in r.hierarchy.nodes.items() if not n.is_container}
+    assert leaves == set(r.layers) | set(adds)
+    assert ("layer1.bn2", adds[0]) in r.hierarchy.edges  # the add reads the block's norm output

@@ -384,10 +384,13 @@ def slq(
     *,
     seed: int = 0,
     probe_vectors: torch.Tensor | None = None,
+    partials: bool = False,
 ) -> Job[SLQResult]:
     """Stochastic Lanczos quadrature: ``probes`` Rademacher probes, ``steps`` Lanczos steps each.
     ``probe_vectors`` (P, n) replaces the random probes (e.g. the identity's columns, for which
-    the estimate of μ is exact once steps ≥ n)."""
+    the estimate of μ is exact once steps ≥ n). With ``partials`` each probe's step carries the
+    estimate over the probes so far (an :class:`SLQResult` of p probes; the same numbers as a
+    run stopped there)."""
     n = op.dim
     if probe_vectors is not None:
         probes = probe_vectors.shape[0]
@@ -411,7 +414,11 @@ def slq(
         k = theta.size
         nodes[p, :k] = theta
         weights[p, :k] = S[0, :] ** 2
-        yield Step(f"slq probe {p + 1}/{probes} ({where})", (p + 1) / probes)
+        so_far = None
+        if partials:
+            so_far = SLQResult(torch.from_numpy(nodes[: p + 1].copy()), torch.from_numpy(weights[: p + 1].copy()), n,
+                               op.hvps - hvps0, m_max * n * torch.empty(0, dtype=dt).element_size())
+        yield Step(f"slq probe {p + 1}/{probes} ({where})", (p + 1) / probes, so_far)
     basis_bytes = m_max * n * torch.empty(0, dtype=dt).element_size()
     return SLQResult(torch.from_numpy(nodes), torch.from_numpy(weights), n, op.hvps - hvps0, basis_bytes)
 

@@ -29,7 +29,7 @@ from visualizer.core.curvature.lanczos import (
 )
 from visualizer.core.curvature.operator import EvalSet, HessianOperator, Operator, hessian_operator
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.tasks import Job, Step, sub
+from visualizer.core.tasks import Job, Step, mapped, sub
 
 # --- summaries ---------------------------------------------------------------------------------------
 
@@ -170,6 +170,7 @@ class SpectrumOptions:
     density_points: int = 500
     trace_probes: int = 0
     seed: int = 0
+    partials: bool = False  # yield the spectrum so far after each SLQ probe (a slide draws it filling)
 
 
 def operator_spectrum(op: HessianOperator | Operator, options: SpectrumOptions | None = None) -> Job[Spectrum]:
@@ -185,7 +186,19 @@ def operator_spectrum(op: HessianOperator | Operator, options: SpectrumOptions |
     at = span
     slq_res = dens = tr = None
     if o.density_probes > 0:
-        slq_res = yield from sub(slq(op, o.density_probes, o.density_steps, seed=o.seed + 1), at, at + span, "density: ")
+        params = op.coords.names if isinstance(op, HessianOperator) else []
+        done = op.hvps
+
+        def so_far(step: Step) -> Step:  # the eigenvalues found and the density of the probes so far
+            if step.partial is None:
+                return step
+            part = summarize(lz, dim=op.dim, hvps=done - hv0 + step.partial.hvps, loss=float("nan"),
+                             slq_result=step.partial, parameters=params,
+                             density=spectral_density(step.partial, sigma=o.sigma, points=o.density_points))
+            return Step(step.stage, step.fraction, part)
+
+        slq_res = yield from sub(mapped(slq(op, o.density_probes, o.density_steps, seed=o.seed + 1,
+                                           partials=o.partials), so_far), at, at + span, "density: ")
         dens = spectral_density(slq_res, sigma=o.sigma, points=o.density_points)
         at += span
     if o.trace_probes > 0:
@@ -224,7 +237,7 @@ class DenseVsMasked:
     """Both spectra at the same point θ = m ⊙ w; interlacing: masked.λ_max ≤ dense.λ_max."""
 
     dense: Spectrum
-    masked: Spectrum
+    masked: Spectrum | None  # None only in a partial result: the masked one not started yet
 
 
 def dense_vs_masked(
@@ -234,10 +247,22 @@ def dense_vs_masked(
     options: SpectrumOptions | None = None,
     **kw: Any,
 ) -> Job[DenseVsMasked]:
-    """The dense Hessian and its masked principal submatrix, both at θ = m ⊙ w."""
-    dense = yield from sub(hessian_spectrum(model, evalset, mask, options, masked=False, **kw), 0.0, 0.5, "dense ")
-    masked = yield from sub(hessian_spectrum(model, evalset, mask, options, masked=True, **kw), 0.5, 1.0, "masked ")
+    """The dense Hessian and its masked principal submatrix, both at θ = m ⊙ w. With
+    ``options.partials`` the pair so far as the density probes run (masked None until it starts)."""
+    dense = yield from sub(mapped(hessian_spectrum(model, evalset, mask, options, masked=False, **kw),
+                                  lambda s: _pair(s, None)), 0.0, 0.5, "dense ")
+    yield Step("dense done", 0.5, DenseVsMasked(dense, None) if options is not None and options.partials else None)
+    masked = yield from sub(mapped(hessian_spectrum(model, evalset, mask, options, masked=True, **kw),
+                                   lambda s: _pair(s, dense)), 0.5, 1.0, "masked ")
     return DenseVsMasked(dense, masked)
+
+
+def _pair(step: Step, dense: Spectrum | None) -> Step:
+    """A partial spectrum as the pair so far: the dense one filling, or the masked one with the dense done."""
+    if not isinstance(step.partial, Spectrum):
+        return step
+    pair = DenseVsMasked(step.partial, None) if dense is None else DenseVsMasked(dense, step.partial)
+    return Step(step.stage, step.fraction, pair)
 
 
 @dataclass

@@ -21,10 +21,11 @@ from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import kept_count
 from visualizer.core.structure.graph import build_graph, example_input
 from visualizer.core.structure.groups import ChannelGroup, find_groups_job
-from visualizer.core.structure.overlays import coupling_reasons
+from visualizer.core.structure.hierarchy import Hierarchy, focused_hierarchy
+from visualizer.core.structure.overlays import coupling_reasons, coupling_tags, layer_of
 from visualizer.core.structure.shrink import PrunePlan, shrink
 from visualizer.core.structure.speed import SpeedReport, measure_speed
-from visualizer.core.tasks import Step, sub
+from visualizer.core.tasks import Step, mapped, sub
 from visualizer.core.workspace import Workspace, calibration_batches, model_on
 
 HISTOGRAM_BINS = 60
@@ -36,11 +37,18 @@ class CriterionExplainer:
     cut, and the criterion it was picked against (kept by one, removed by the other)."""
 
     model: str
-    explanation: Explanation
+    explanation: Explanation | None  # None while the weight's numbers are still computed
     edges: np.ndarray  # histogram of the layer's scores: bin edges ...
     counts: np.ndarray  # ... and counts
     contrast: str  # the other criterion of the pick ("" when the weight was given)
     note: str = ""  # said on the slide: e.g. a criterion that needed data fell back to magnitude
+    layer: str = ""  # the layer of the histogram
+    index: tuple[int, ...] = ()  # the weight explained
+    criterion: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.explanation is not None
 
     def summary(self) -> str:
         e = self.explanation
@@ -88,10 +96,12 @@ def criterion_explainer_job(criterion: str = "snip", model: str = "lenet", layer
                                                             tuple(scores[layer].shape)))
         else:
             layer, index = pick
+    edges, counts = score_histogram(scores[layer])
+    so_far = CriterionExplainer(loaded.ref, None, edges, counts, contrast, note, layer, tuple(index), criterion)
+    yield Step("the layer's scores", 0.7, so_far)  # the histogram while the weight's numbers come
     explanation = yield from sub(explain_weight(criterion, net, layer, index, batches, density=density,
                                                 scores=scores), 0.7, 1.0, "this weight: ")
-    edges, counts = score_histogram(scores[layer])
-    return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast, note)
+    return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast, note, layer, tuple(index), criterion)
 
 
 def live_explainer_job(criterion: str, model, ref: str, data, layer: str, index: tuple[int, ...],
@@ -157,12 +167,14 @@ def wanda_explainer_job(model: str = "lenet", layer: str | None = None, index: t
         pick = instructive_weight(result.scores, magnitude, density)
         layer, index = pick if pick is not None else (next(iter(result.scores)), (0,) * result.scores[
             next(iter(result.scores))].dim())
-    explanation = wanda_explanation(result, net, layer, tuple(index), density, result.scores)
     edges, counts = score_histogram(result.products[layer])
+    note = ("Wanda cuts every output row at its own threshold: the histogram shows the layer's "
+            "S = |W|·‖X‖, this weight and its row's cut.")
+    yield Step("the layer's scores", 0.9, CriterionExplainer(loaded.ref, None, edges, counts, contrast, note,
+                                                             layer, tuple(index), "wanda"))
+    explanation = wanda_explanation(result, net, layer, tuple(index), density, result.scores)
     yield Step("explained", 1.0)
-    return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast,
-                              "Wanda cuts every output row at its own threshold: the histogram shows "
-                              "the layer's S = |W|·‖X‖, this weight and its row's cut.")
+    return CriterionExplainer(loaded.ref, explanation, edges, counts, contrast, note, layer, tuple(index), "wanda")
 
 
 @dataclass
@@ -186,8 +198,12 @@ def masked_speed_job(model: str = "resnet-mini", density: float = 0.5, repeats: 
     """Dense, masked and shrunk ``model`` measured in one run on this machine (core.structure.speed)."""
     yield Step("loading", 0.0)
     loaded, _ = _load(model, device)
-    report = yield from sub(measure_speed(loaded.model, density=density, repeats=repeats,
-                                          device=_device_of(loaded.model)), 0.02, 1.0)
+    def so_far(step: Step) -> Step:  # the bars after each timing round
+        return Step(step.stage, step.fraction,
+                    None if step.partial is None else MaskedSpeed(loaded.ref, density, step.partial))
+
+    report = yield from sub(mapped(measure_speed(loaded.model, density=density, repeats=repeats,
+                                                 device=_device_of(loaded.model), partials=True), so_far), 0.02, 1.0)
     return MaskedSpeed(loaded.ref, density, report)
 
 
@@ -203,6 +219,13 @@ class CouplingExplainer:
     shapes: list[dict] = field(default_factory=list)  # param, before, after (the changed ones)
     same_output: bool = True  # the shrunk model's output equals the masked one's
     pictures: list[dict] = field(default_factory=list)  # the heatmaps: param, image, span (see slice_pictures)
+    # the group on the dependency graph: the traced graph cut down to the group's layers and the
+    # merges joining them (core.structure.hierarchy.focused_hierarchy), the layers to highlight
+    # and a few words per node saying why it is coupled (core.structure.overlays.coupling_tags)
+    hierarchy: Hierarchy | None = None
+    layers: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    complete: bool = True  # False while the unit is still being removed (no shapes, no pictures yet)
 
     def summary(self) -> str:
         tensors = len({m["param"] for m in self.members})
@@ -259,7 +282,9 @@ def coupling_explainer_job(model: str = "resnet-mini", group: int | None = None,
     members = [{"param": m.param, "dim": m.dim, "index": m.indices[m.units.index(unit)], "role": m.role,
                 "reason": why}
                for m, (_, _, why) in zip(chosen.members, reasons) if unit in m.units]
-    yield Step("removing the unit", 0.7)
+    layers, tags, focus = coupling_on_graph(chosen, members, traced, net)
+    yield Step("removing the unit", 0.7, CouplingExplainer(loaded.ref, chosen, unit, members, hierarchy=focus,
+                                                           layers=layers, tags=tags, complete=False))
     small = shrink(net, structure.groups, PrunePlan(removed={chosen.id: [unit]}))
     before = dict(net.state_dict())
     after = dict(small.model.state_dict())
@@ -275,4 +300,17 @@ def coupling_explainer_job(model: str = "resnet-mini", group: int | None = None,
         del buffers
         same = bool(torch.allclose(masked(example), small.model(example), atol=1e-4))
     yield Step("coupling explained", 1.0)
-    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same, slice_pictures(net, members))
+    return CouplingExplainer(loaded.ref, chosen, unit, members, shapes, same, slice_pictures(net, members),
+                             focus, layers, tags)
+
+
+def coupling_on_graph(group: ChannelGroup, members: list[dict], traced, model) -> tuple[list[str], dict, Hierarchy]:
+    """The coupled slices on the dependency graph: the traced layers holding ``members`` (what
+    the slide highlights), each node's few words of reason, and the hierarchy of only those
+    layers and the merges that join them (the whole graph of a small ResNet is 60 nodes wide:
+    unreadable on a slide)."""
+    graph = traced.graph
+    layers = list(dict.fromkeys(layer_of(m["param"]) for m in members if layer_of(m["param"]) in graph))
+    tags = coupling_tags(group, graph, model)
+    keep = [*layers, *(n for n in tags if n in graph and n not in layers)]
+    return layers, {k: v for k, v in tags.items() if k in keep}, focused_hierarchy(model, traced, keep)

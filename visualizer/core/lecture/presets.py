@@ -8,18 +8,23 @@ on the same layer; masked vs dense Hessian spectrum; DenseNet connections after 
 Inception branches removed; the density law (1-alpha)^S over IMP rounds; time-to-train of dense,
 unstructured and structured models; the four theory labs of visualizer.core.labs; and the
 explainers (visualizer.core.lecture.explainers).
+
+A job whose spec ``streams`` yields its figure so far as ``Step.partial``, of the same type as
+its result (the rounds done, the spectrum's probes so far, the bars after a timing round): the
+slide draws it as it fills, and the CLI, which draws only the result, draws the same figure.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from visualizer.core.analysis import LASSO_DEFAULTS, group_lasso_job
 from visualizer.core.curvature.spectrum import (
+    DenseVsMasked,
     SpectrumOptions,
     dense_vs_masked,
     spectrum_over_rewinds,
@@ -35,7 +40,7 @@ from visualizer.core.lecture.loading import _device_of, _load
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.ranking import mask_from_scores
 from visualizer.core.structure.speed import measure_speed
-from visualizer.core.tasks import Step, run, sub
+from visualizer.core.tasks import Step, mapped, progress_only, run, sub
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import (
     IMPConfig,
@@ -62,6 +67,20 @@ class PresetSpec:
 # --- SNIP vs magnitude ------------------------------------------------------------------------
 
 
+@dataclass
+class MaskComparison:
+    """Magnitude and SNIP masks at one density, one layer compared (``row``: overlap, Jaccard;
+    ``all``: every layer's). While SNIP still scores, ``snip`` is None: the slide shows the
+    magnitude mask alone."""
+
+    layer: str
+    density: float
+    magnitude: Any
+    snip: Any = None
+    row: dict | None = None
+    all: list = field(default_factory=list)
+
+
 def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", density: float = 0.1,
                           device: str = "auto"):
     """Magnitude |w| and SNIP |g * w| masks at the same global density; one layer compared.
@@ -71,25 +90,38 @@ def snip_vs_magnitude_job(model: str = "lenet", layer: str = "fc1.weight", densi
     net = loaded.model
     workspace = Workspace(net, data, model_ref=model)
     mag = yield from sub(workspace.scores("magnitude"), 0.05, 0.2, "magnitude: ")
-    snip = yield from sub(workspace.scores("snip"), 0.2, 0.9, "snip: ")
     a = mask_from_scores(mag, density, criterion="magnitude")
-    b = mask_from_scores(snip, density, criterion="snip")
     if layer not in a.masks:
         raise ValueError(f"no prunable layer {layer!r} in {model}")
-    row = next(r for r in a.compare(b) if r["name"] == layer)
+    yield Step("magnitude mask", 0.2, MaskComparison(layer, density, a))
+    snip = yield from sub(workspace.scores("snip"), 0.2, 0.9, "snip: ")
+    b = mask_from_scores(snip, density, criterion="snip")
+    rows = a.compare(b)
     yield Step("done", 1.0)
-    return {"layer": layer, "density": density, "magnitude": a, "snip": b, "row": row,
-            "all": a.compare(b)}
+    return MaskComparison(layer, density, a, b, next(r for r in rows if r["name"] == layer), rows)
 
 
 # --- masked vs dense spectrum -----------------------------------------------------------------
+
+
+@dataclass
+class SpectrumFigure:
+    """Dense and masked spectra at theta = m * w and the masked one at the rewind points. While it
+    computes: ``masked`` None (the dense density filling probe by probe), then the rewinds so far."""
+
+    dense: Any
+    masked: Any
+    taus: list
+    rewinds: list
+    density: float
 
 
 def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, probes: int = 4,
                  taus: tuple[int, ...] = (0, 25, 50, 100, 200), device: str = "auto"):
     """Dense and masked Hessian spectra at the same point theta = m * w (magnitude mask of the
     pretrained model), then the masked spectrum H_tau^m at rewind points tau of a fresh training
-    run from the shipped initialisation (the mask taken from the end of that run, as IMP does)."""
+    run from the shipped initialisation (the mask taken from the end of that run, as IMP does).
+    Yields the figure so far: each SLQ probe's density, then each rewind point."""
     yield Step("loading", 0.0)
     loaded, data = _load(model, device)
     net = loaded.model
@@ -97,17 +129,33 @@ def spectrum_job(model: str = "lenet", density: float = 0.2, top_k: int = 5, pro
     mags = yield from sub(workspace.scores("magnitude"), 0.01, 0.02)
     mask = mask_from_scores(mags, density, criterion="magnitude")
     evalset = curvature_batches(data)
-    options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20)
-    pair = yield from sub(dense_vs_masked(net, evalset, mask, options), 0.02, 0.5, "spectra: ")
-    run_ = yield from sub(rewind_points(net, model, data, taus, TrainConfig(device=device)), 0.5, 0.6, "training: ")
+    options = SpectrumOptions(top_k=top_k, density_probes=probes, trace_probes=20, partials=True)
+
+    def pair_so_far(step: Step) -> Step:
+        if isinstance(step.partial, DenseVsMasked):
+            return Step(step.stage, step.fraction,
+                        SpectrumFigure(step.partial.dense, step.partial.masked, list(taus), [], density))
+        return Step(step.stage, step.fraction)
+
+    pair = yield from sub(mapped(dense_vs_masked(net, evalset, mask, options), pair_so_far), 0.02, 0.5, "spectra: ")
+    run_ = yield from sub(progress_only(rewind_points(net, model, data, taus, TrainConfig(device=device))), 0.5, 0.6,
+                          "training: ")
     final = yield from sub(workspace.scores("magnitude", run_.model), 0.6, 0.61)
     rewind_mask = mask_from_scores(final, density, criterion="magnitude")
     snapshots = [(f"tau={t}", run_.snapshots[t]) for t in taus]
-    rewinds = yield from sub(
-        spectrum_over_rewinds(net, snapshots, rewind_mask, evalset,
-                              SpectrumOptions(top_k=2, bottom_k=2)), 0.61, 1.0, "rewinds: ")
-    return {"pair": pair, "taus": list(taus), "rewinds": [r.spectrum for r in rewinds],
-            "density": density}
+    done: list = []
+
+    def rewinds_so_far(step: Step) -> Step:
+        if step.partial is not None and hasattr(step.partial, "spectrum"):
+            done.append(step.partial.spectrum)
+            return Step(step.stage, step.fraction, SpectrumFigure(pair.dense, pair.masked, list(taus),
+                                                                  list(done), density))
+        return Step(step.stage, step.fraction)
+
+    rewinds = yield from sub(mapped(
+        spectrum_over_rewinds(net, snapshots, rewind_mask, evalset, SpectrumOptions(top_k=2, bottom_k=2)),
+        rewinds_so_far), 0.61, 1.0, "rewinds: ")
+    return SpectrumFigure(pair.dense, pair.masked, list(taus), [r.spectrum for r in rewinds], density)
 
 
 # --- LTH curve and the density law -----------------------------------------------------------
@@ -120,19 +168,6 @@ class RoundsSoFar:
     rows: list[dict]
 
 
-def _mapped(job, change):
-    """``job``'s steps passed through ``change`` (a step -> a step), its result returned."""
-    try:
-        while True:
-            try:
-                step = next(job)
-            except StopIteration as stop:
-                return stop.value
-            yield change(step)
-    finally:
-        job.close()  # a cancelled slide stops the work inside too
-
-
 def _rounds_so_far(job):
     """``job``'s steps, each finished round's row gathered into a :class:`RoundsSoFar` partial."""
     rows: list[dict] = []
@@ -143,7 +178,7 @@ def _rounds_so_far(job):
             return Step(step.stage, step.fraction, RoundsSoFar(list(rows)))
         return step
 
-    return (yield from _mapped(job, gather))
+    return (yield from mapped(job, gather))
 
 
 def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3,
@@ -159,19 +194,41 @@ def lth_job(model: str = "mlp", rounds: int = 5, rate: float = 0.5, epochs: int 
     return result
 
 
+@dataclass
+class DensityLaw:
+    """The measured mask density of each IMP round against (1 - alpha)^S (while it runs: the
+    rounds so far against the law over all of them)."""
+
+    rate: float
+    measured: list[float]
+    law: list[float]
+
+
 def density_law_job(model: str = "mlp", rounds: int = 8, rate: float = 0.3, steps: int = 10,
                     device: str = "auto"):
-    """IMP rounds: the measured density of each round's mask against (1 - alpha)^S."""
+    """IMP rounds: the measured density of each round's mask against (1 - alpha)^S, a point
+    per round as it finishes."""
     yield Step("loading", 0.0)
     loaded, data = _load(model)
     init, _ = initial_state(model, loaded.model)
     # the law is about the masks: a few training steps per round are enough to show it
     config = IMPConfig(rounds=rounds, rate=rate,
                        train=TrainConfig(epochs=1, max_steps=steps, evaluate_each_epoch=False, device=device))
-    result = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 1.0)
-    measured = [m.density() for m in result.masks]
-    law = [imp_density(rate, s) for s in range(len(measured))]
-    return {"rate": rate, "measured": measured, "law": law}
+
+    def law_so_far(step: Step) -> Step:
+        if isinstance(step.partial, RoundsSoFar):
+            measured = [r["density"] for r in step.partial.rows]  # the round's MaskSet.density()
+            # the law over every round from the start: the points fill in along it
+            return Step(step.stage, step.fraction, DensityLaw(rate, measured, _law(rate, [1.0] * (rounds + 1)).law))
+        return Step(step.stage, step.fraction)
+
+    result = yield from sub(mapped(_rounds_so_far(iterative_magnitude_pruning(loaded.model, data, init, config)),
+                                   law_so_far), 0.02, 1.0)
+    return _law(rate, [m.density() for m in result.masks])
+
+
+def _law(rate: float, measured: list[float]) -> DensityLaw:
+    return DensityLaw(rate, measured, [imp_density(rate, s) for s in range(len(measured))])
 
 
 # --- DenseNet and Inception after group lasso --------------------------------------------------
@@ -199,16 +256,32 @@ def inception_job(**options):
 # --- time to train ----------------------------------------------------------------------------
 
 
+@dataclass
+class TrainTime:
+    """Measured dense, unstructured and structured models and the steps each trains for (the
+    report over the timing rounds so far while it runs)."""
+
+    report: Any
+    steps: dict
+    steps_sparse: int
+
+
 def time_to_train_job(model: str = "lenet", density: float = 0.25, steps_dense: int = 1000,
                       steps_sparse: int | None = None, device: str = "auto"):
     """Measured latency, FLOPs and eta of dense, unstructured and structured (shrunk) models,
-    and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021)."""
+    and time to train = steps x time per step (the time-to-train paradox; Hoefler et al. 2021).
+    The bars appear after the first timing round and settle as the rounds add up."""
     yield Step("loading", 0.0)
     loaded, _ = _load(model, device)
-    report = yield from sub(measure_speed(loaded.model, density=density, device=_device_of(loaded.model)),
-                            0.02, 1.0)
-    return {"report": report, "steps": {"dense": steps_dense},
-            "steps_sparse": steps_sparse or steps_dense}
+    sparse = steps_sparse or steps_dense
+
+    def so_far(step: Step) -> Step:
+        return Step(step.stage, step.fraction,
+                    None if step.partial is None else TrainTime(step.partial, {"dense": steps_dense}, sparse))
+
+    report = yield from sub(mapped(measure_speed(loaded.model, density=density, device=_device_of(loaded.model),
+                                                 partials=True), so_far), 0.02, 1.0)
+    return TrainTime(report, {"dense": steps_dense}, sparse)
 
 
 
@@ -230,7 +303,7 @@ def sensitivity_job(model: str = "resnet-mini", levels: tuple[float, ...] = (0.5
             return Step(step.stage, step.fraction, SimpleNamespace(rows=list(so_far), unit=unit))
         return step
 
-    res = yield from sub(_mapped(analysis(ws, SensitivityConfig(model, criterion, unit, tuple(levels),
+    res = yield from sub(mapped(analysis(ws, SensitivityConfig(model, criterion, unit, tuple(levels),
                                                                 eval_batches=1)), gather), 0.02, 1.0)
     low = min(levels)
     at_low = {r["unit"]: r["accuracy"] for r in res.rows if r["level"] == low}
@@ -263,7 +336,7 @@ def _explainer_preset(criterion: str) -> PresetSpec:
         f"explain-{criterion}", f"How {CRITERIA[criterion].title} scores one weight",
         f"{_CRITERION_EXPLAINED[criterion]} Space steps through the numbers of one weight of the "
         "trained model, its rank and the cut; then the whole layer's scores with the cut.",
-        job, f"docs/theory.md, Criteria ({criterion})")
+        job, f"docs/theory.md, Criteria ({criterion})", streams=True)
 
 
 EXPLAINER_PRESETS = [
@@ -273,19 +346,19 @@ EXPLAINER_PRESETS = [
                "|W_ij| · ‖X_j‖₂, and keeps the same share of every output row (Sun et al. 2024). A "
                "small weight on an outlier input can outrank a large one. Space steps through one "
                "weight's numbers; then the layer's scores with its row's cut.",
-               wanda_explainer_job, "docs/theory.md, Language models (Wanda)"),
+               wanda_explainer_job, "docs/theory.md, Language models (Wanda)", streams=True),
     PresetSpec("explain-coupling", "Why channels go together",
                "One channel of a residual network: every slice of every tensor that has to go with it, "
                "and why (it produces the channel, reads it, normalises it, or is added to it by a "
                "residual connection). Space steps through them; then the structured pruner removes the "
                "channel and the shapes change.",
                coupling_explainer_job, "Li et al. 2017; Fang et al. 2023 (dependency graphs); docs/theory.md, "
-               "Structured criteria: per output channel and per coupled group"),
+               "Structured criteria: per output channel and per coupled group", streams=True),
     PresetSpec("explain-masked-speed", "Masked is not faster",
                "The same model dense, masked to 50% (zeros in dense kernels) and shrunk (channels "
                "removed), measured on this machine: the masked model runs as many multiply-adds as the "
                "dense one, only the shrunk one saves time.",
-               masked_speed_job, "Hoefler et al. 2021; docs/theory.md, The speed model"),
+               masked_speed_job, "Hoefler et al. 2021; docs/theory.md, The speed model", streams=True),
 ]
 
 
@@ -344,13 +417,14 @@ PRESETS: dict[str, PresetSpec] = {p.id: p for p in [
                "by both, blue ones only by |w|, orange ones only by SNIP: where a data-driven criterion "
                "disagrees with plain magnitude.",
                snip_vs_magnitude_job,
-               "Lee, Ajanthan & Torr 2019; docs/theory.md, Criteria"),
+               "Lee, Ajanthan & Torr 2019; docs/theory.md, Criteria", streams=True),
     PresetSpec("spectrum", "Masked vs dense Hessian spectrum",
                "Hessian of the loss at theta = m * w: dense vs restricted to the kept weights (P_m H P_m). "
                "By interlacing, the masked lambda_max is never above the dense one; a smaller "
                "lambda_max allows a larger stable learning rate.",
                spectrum_job,
-               "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md, The masked Hessian"),
+               "Cauchy interlacing; Lanczos 1950; Frankle et al. 2020; docs/theory.md, The masked Hessian",
+               streams=True),
     PresetSpec("densenet", "DenseNet connections after group lasso",
                "Each cell: how strongly a layer reads an earlier layer's features. Group lasso drives "
                "all outgoing connections of a layer to zero together (an empty column); a short masked "
@@ -367,12 +441,12 @@ PRESETS: dict[str, PresetSpec] = {p.id: p for p in [
                "Pruning a fraction alpha of the remaining weights each round leaves (1 - alpha)^S after "
                "S rounds: the measured mask density sits on the geometric law.",
                density_law_job,
-               "Frankle & Carbin 2019; docs/theory.md, Iterative magnitude pruning"),
+               "Frankle & Carbin 2019; docs/theory.md, Iterative magnitude pruning", streams=True),
     PresetSpec("time-to-train", "Time to train: dense vs unstructured vs structured",
                "Fewer FLOPs are not less time: unstructured sparsity runs at a low hardware "
                "efficiency eta, while a structurally shrunk model stays dense and fast.",
                time_to_train_job,
-               "docs/theory.md, The speed model"),
+               "docs/theory.md, The speed model", streams=True),
     PresetSpec("sensitivity", "Sensitivity: which layers can lose how much",
                "Each layer of the residual network pruned alone by magnitude, everything else dense. "
                "The stem and the first blocks break first; the last layers barely notice: a uniform cut "

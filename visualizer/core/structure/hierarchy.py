@@ -441,6 +441,41 @@ def _module_graph(model):
     return g, owners
 
 
+def contracted(graph, keep: Iterable[Hashable]):
+    """``graph`` on the nodes of ``keep`` only: an edge u -> v wherever v is reached from u
+    through nodes outside ``keep`` (a path through a ReLU or an untouched layer becomes one edge).
+    The kept nodes keep their attributes."""
+    import networkx as nx
+
+    wanted = set(keep)
+    kept = [n for n in graph.nodes if n in wanted]  # in trace order
+    out = nx.DiGraph()
+    out.add_nodes_from((n, graph.nodes[n]) for n in kept)
+    inside = set(kept)
+    for source in kept:
+        seen, stack = {source}, list(graph.successors(source))
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in inside:
+                out.add_edge(source, n)
+            else:
+                stack.extend(graph.successors(n))
+    return out
+
+
+def focused_hierarchy(model, traced, keep: Iterable[Hashable]) -> Hierarchy:
+    """The hierarchy of only the traced nodes ``keep`` (see :func:`contracted`), nested by
+    ``model``'s modules and not folded: a picture of one part of the graph (a coupled channel
+    group and the merges joining it) that fits a slide, laid out like the whole graph."""
+    types = {name: type(m).__name__ for name, m in model.named_modules()}
+    owners = _owners_for(model, traced)
+    sub = contracted(traced.graph, keep)
+    return build_hierarchy(sub, {n: owners.get(n, "") for n in sub.nodes}, types, traced.method, fold=False)
+
+
 def untraced_notice(traced) -> str:
     """One line for a model drawn without its data flow: why, and what would help."""
     fails = [n for n in traced.notices if "failed" in n or "could not" in n or "cannot" in n]
@@ -502,17 +537,22 @@ class Placement:
     boxes: list[str]
     edges: list[tuple[str, str, int]]
 
-    def bounds(self) -> tuple[float, float, float, float]:
-        if not self.rects:
+    def bounds(self, keys: Iterable[str] | None = None) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) around every box, or around ``keys`` only (those on screen): what a
+        view zooms to when it shows one part of the graph."""
+        rects = self.rects if keys is None else {k: self.rects[k] for k in keys if k in self.rects}
+        if not rects:
             return (0.0, 0.0, NODE_W, NODE_H)
-        a = np.array(list(self.rects.values()))
+        a = np.array(list(rects.values()))
         return (float(a[:, 0].min()), float(a[:, 1].min()),
                 float((a[:, 0] + a[:, 2]).max()), float((a[:, 1] + a[:, 3]).max()))
 
 
-def place(h: Hierarchy, opened: set[str], orders: Mapping[str, list[list[str]]]) -> Placement:
+def place(h: Hierarchy, opened: set[str], orders: Mapping[str, list[list[str]]],
+          note_room: float = 0.0) -> Placement:
     """Nested box layout: an open container's children sit in the columns of its order (a
-    container without an order yet is drawn closed); sizes bottom-up, positions top-down."""
+    container without an order yet is drawn closed); sizes bottom-up, positions top-down.
+    ``note_room`` is kept free under every closed node (a slide writes a few words there)."""
     opened = {k for k in opened if k in h.nodes and h.nodes[k].is_container and (k in orders)} | {ROOT}
     if ROOT not in orders:
         opened.discard(ROOT)
@@ -537,13 +577,17 @@ def place(h: Hierarchy, opened: set[str], orders: Mapping[str, list[list[str]]])
             cols = orders[key]
             widths, heights = [], []
             for col in cols:
-                ss = [size(c) for c in col]
+                ss = [slot(c) for c in col]
                 widths.append(max(w for w, _ in ss))
                 heights.append(sum(hh for _, hh in ss) + VGAP * (len(ss) - 1))
             w = sum(widths) + HGAP * (len(cols) - 1) + 2 * PAD
             s = (max(w, NODE_W + 2 * PAD), (max(heights) if heights else NODE_H) + 2 * PAD + HEADER)
         sizes[key] = s
         return s
+
+    def slot(key: str) -> tuple[float, float]:  # what a child takes of its column
+        w, hh = size(key)
+        return (w, hh if key in opened else hh + note_room)
 
     rects: dict[str, tuple[float, float, float, float]] = {}
     boxes: list[str] = []
@@ -562,7 +606,7 @@ def place(h: Hierarchy, opened: set[str], orders: Mapping[str, list[list[str]]])
         inner_h = hh - 2 * PAD - HEADER
         cx = x + PAD
         for col in orders[key]:
-            ss = [size(c) for c in col]
+            ss = [slot(c) for c in col]
             cw = max(s[0] for s in ss)
             ch = sum(s[1] for s in ss) + VGAP * (len(ss) - 1)
             cy = y + HEADER + PAD + (inner_h - ch) / 2

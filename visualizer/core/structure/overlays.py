@@ -210,8 +210,13 @@ MERGE_OPS = {"add": "residual add", "iadd": "residual add", "add_": "residual ad
 def _merge_after(graph, layer: str, depth: int = 6) -> str:
     """The first merging operation downstream of ``layer`` in the traced graph (through
     per-channel layers and activations), as a reason; '' when none within ``depth`` steps."""
+    return _merge_node_after(graph, layer, depth)[1]
+
+
+def _merge_node_after(graph, layer: str, depth: int = 6) -> tuple[object, str]:
+    """(traced node, reason) of the first merge downstream of ``layer``; (None, '') when none."""
     if graph is None or layer not in graph:
-        return ""
+        return None, ""
     frontier = [layer]
     seen = {layer}
     for _ in range(depth):
@@ -223,10 +228,10 @@ def _merge_after(graph, layer: str, depth: int = 6) -> str:
                 seen.add(s)
                 label = str(graph.nodes[s].get("label", "")).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
                 if label in MERGE_OPS:
-                    return MERGE_OPS[label]
+                    return s, MERGE_OPS[label]
                 nxt.append(s)
         frontier = nxt
-    return ""
+    return None, ""
 
 
 def coupling_reasons(group, graph=None, model=None) -> list[tuple[str, str, str]]:
@@ -274,6 +279,35 @@ def coupling_reasons(group, graph=None, model=None) -> list[tuple[str, str, str]
             why = m.role
         out.append((m.param, m.role, why))
     return out
+
+
+SHORT_REASONS = {"head": "attention head", "lstm-unit": "LSTM unit", "norm": "batch norm", "gate": "SE gate",
+                 "out": "produces it", "in": "reads it"}
+
+
+def coupling_tags(group, graph=None, model=None) -> dict[str, str]:
+    """A few words per traced node of a coupled group, to label the graph with: each member
+    layer's role (produces it, reads it, batch norm, attention head, ...; "reads it via concat"
+    for a slice of a concatenation) and each merge joining the group's producers ("residual
+    add", "concatenation"). The full sentences are :func:`coupling_reasons`'."""
+    modules = dict(model.named_modules()) if model is not None else {}
+    tags: dict[str, str] = {}
+    for param, role, why in coupling_reasons(group, graph, model):
+        layer = layer_of(param)
+        if layer in tags:
+            continue  # a layer's weight speaks for its bias and running statistics
+        tag = SHORT_REASONS.get(group.kind if group.kind in ("head", "lstm-unit") else role, role)
+        if role == "norm" and layer in modules and "BatchNorm" not in type(modules[layer]).__name__:
+            tag = "norm"
+        if role == "in" and "concatenation" in why:
+            tag = "reads via concat"
+        tags[layer] = tag
+    if len({layer_of(m.param) for m in group.producers()}) > 1:
+        for m in group.producers():
+            node, why = _merge_node_after(graph, layer_of(m.param))
+            if node is not None:
+                tags.setdefault(str(node), why)
+    return tags
 
 
 def units_kept(group, masks) -> np.ndarray:

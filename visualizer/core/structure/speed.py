@@ -219,9 +219,12 @@ def speed_job(
     warmup: int = 3,
     device: str | torch.device = "cpu",
     peak_flops: float | None = None,
+    partials: bool = False,
 ) -> Generator[Step, None, SpeedReport]:
     """Measure dense, unstructured-masked (``masks``, by default a global magnitude mask with the
-    shrunk model's number of prunable weights) and shrunk models in one interleaved run."""
+    shrunk model's number of prunable weights) and shrunk models in one interleaved run. With
+    ``partials`` each timing round carries the report over the rounds so far (medians of fewer
+    repeats: a figure that settles as it fills)."""
     device = torch.device(device)
     if masks is None:
         kept = sum(p.numel() for p in prunable_parameters(shrunk).values())
@@ -245,17 +248,28 @@ def speed_job(
         for _ in range(warmup):
             for m in models.values():
                 _time_once(m, x, device)
-        for i in range(repeats):
-            for name, m in models.items():  # interleaved: noise hits all three alike
-                times[name].append(_time_once(m, x, device))
-            yield Step(f"timing {i + 1}/{repeats}", 0.05 + 0.95 * (i + 1) / repeats)
     nonzero = sum(int(m.sum()) for m in masks.masks.values())
     masked_total = sum(p.numel() for p in dense.parameters()) - masks.total() + nonzero
     params = {"dense": sum(p.numel() for p in dense.parameters()), "masked": masked_total,
               "shrunk": sum(p.numel() for p in shrunk.parameters())}
+    with torch.no_grad():
+        for i in range(repeats):
+            for name, m in models.items():  # interleaved: noise hits all three alike
+                times[name].append(_time_once(m, x, device))
+            so_far = (SpeedReport(_entries(times, useful, flops, params, peak_flops), device_name(device),
+                                  int(example.shape[0]), i + 1, torch.get_num_threads()) if partials else None)
+            yield Step(f"timing {i + 1}/{repeats}", 0.05 + 0.95 * (i + 1) / repeats, so_far)
+    return SpeedReport(_entries(times, useful, flops, params, peak_flops), device_name(device),
+                       int(example.shape[0]), repeats, torch.get_num_threads())
+
+
+def _entries(times: dict[str, list[float]], useful: dict, flops: dict, params: dict,
+             peak_flops: float | None) -> list[SpeedEntry]:
+    """One entry per model from its timings: the median latency, its spread (interquartile range
+    / median), useful FLOPs per second and that rate relative to the dense model's."""
     entries = []
     rate_dense = None
-    for name in models:
+    for name in times:
         ts = sorted(times[name])
         med = statistics.median(ts)
         q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [med, med, med]
@@ -266,7 +280,7 @@ def speed_job(
             name, params[name], useful[name], flops[name][0], med, (q[2] - q[0]) / med if med else 0.0,
             rate, rate / rate_dense if rate_dense else float("nan"),
             rate / peak_flops if peak_flops else None, flops[name][1]))
-    return SpeedReport(entries, device_name(device), int(example.shape[0]), repeats, torch.get_num_threads())
+    return entries
 
 
 def shrink_job(
@@ -305,15 +319,18 @@ def measure_speed(
     warmup: int = 3,
     device: str | torch.device = "cpu",
     peak_flops: float | None = None,
+    partials: bool = False,
 ) -> Generator[Step, None, SpeedReport]:
     """Job: shrink ``model`` to ``density`` (group ``criterion``, unless ``shrunk`` is given) and
-    measure dense vs unstructured-masked vs shrunk in one run (see :func:`speed_job`)."""
+    measure dense vs unstructured-masked vs shrunk in one run (see :func:`speed_job`; with
+    ``partials`` the report so far after each timing round)."""
     if example is None:
         example = example_input(model, dataset, batch=batch)
     if shrunk is None:
         res = yield from sub(shrink_job(model, density, example[:2], criterion, scope), 0.0, 0.1)
         shrunk = res.shrunk.model
-    report = yield from sub(speed_job(model, shrunk, example, masks, repeats, warmup, device, peak_flops), 0.1, 1.0)
+    report = yield from sub(speed_job(model, shrunk, example, masks, repeats, warmup, device, peak_flops, partials),
+                            0.1, 1.0)
     return report
 
 

@@ -43,7 +43,7 @@ from visualizer.core.pruning.allocation import (
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.ranking import SCOPES
-from visualizer.core.tasks import Step, run, sub
+from visualizer.core.tasks import Step, progress_only, run, sub
 from visualizer.core.training.evaluate import evaluate_job
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import (
@@ -395,18 +395,6 @@ def cell_job(
     # the training loop's progress records are not rows: only the cell's own row is a result
     result = yield from progress_only(_evaluate_cell(model, data, s["retrain"], cell.train, masks, init_state))
     return {**s, **result, "seconds": time.perf_counter() - start}
-
-
-def progress_only(job: Generator[Step, None, object]) -> Generator[Step, None, object]:
-    """``job`` with its partial results dropped: its progress passes on, its result is returned.
-    A sweep's ``Step.partial`` is its rows and nothing else (a fine-tune's epoch records were
-    taken for rows: the serial sweep wrote a 25th row with empty settings)."""
-    while True:
-        try:
-            step = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Step(step.stage, step.fraction) if step.partial is not None else step
 
 
 def run_cell(

@@ -81,7 +81,15 @@ def texts(root: QWidget) -> list[Text]:
                 out.append(_text_item(item, view, root, _owner(item)))
             elif isinstance(item, pg.AxisItem) and item.style.get("showValues", True):
                 out.extend(_ticks(item, view, root))
+            elif hasattr(item, "drawn"):  # a graph paints its titles and notes in pixels
+                out.extend(_painted(item.drawn, view, root))
     return out
+
+
+def _painted(drawn, view: pg.GraphicsView, root: QWidget) -> list[Text]:
+    """Texts a graph painted on its viewport, one line each, in the root's pixels."""
+    offset = view.viewport().mapTo(root, QPoint(0, 0)).toPointF()
+    return [Text(text, QRectF(rect).translated(offset), rect.height(), "graph") for text, rect in drawn]
 
 
 def si_multipliers(root: QWidget) -> list[str]:

@@ -55,6 +55,8 @@ def enlarge_text(widget: QWidget, point_size: float) -> None:
                 item.label.setFont(font)
             elif isinstance(item, pg.TextItem):
                 item.setFont(font)
+            elif hasattr(item, "set_text_pt"):  # a graph's node titles and notes
+                item.set_text_pt(point_size)
 
 
 @dataclass
@@ -277,8 +279,9 @@ class Presentation(QWidget):
         self.progress.setVisible(self.main.jobs.is_running(self._kind(slide)))
 
     def _start(self, slide: Slide, settings: dict | None = None) -> None:
-        """Run the preset's job in the background. A lab's slide shows its figure at once and
-        fills it as the points arrive; other slides show their progress until done."""
+        """Run the preset's job in the background. A streaming slide (every preset's now) shows
+        its figure at once and fills it as the job yields its figure so far; a slide that does
+        not stream shows its progress until done."""
         from visualizer.core.labs.params import job_options
         from visualizer.core.lecture.presets import PRESETS as SPECS
         from visualizer.ui.lecture.presets import PRESETS
@@ -302,12 +305,9 @@ class Presentation(QWidget):
             return
         self.progress.setValue(0)
 
-        def partial(result, slide=slide, preset=preset) -> None:
-            # a figure's state so far (a lab's result, the circuit before the lasso, the rounds done);
-            # the training loop's progress dicts are not one
-            if streams and slide.widget is not None and result is not None and not isinstance(result, dict | list):
-                preset.show(slide.widget, result)
-                enlarge_text(slide.widget, self._text_pt)
+        def partial(result, slide=slide) -> None:
+            if streams and slide.widget is not None:
+                self.install_partial(slide, result)
 
         def done(result, slide=slide) -> None:
             self.install_result(slide, result)
@@ -326,6 +326,26 @@ class Presentation(QWidget):
         options = job_options(slide.id, settings) if settings is not None else {}  # a lab's settings
         self.main.jobs.submit(self._kind(slide), preset.title, lambda: preset.job(device=device, **options),
                               on_result=done, on_partial=partial, on_error=failed)
+
+    @staticmethod
+    def is_figure(partial) -> bool:
+        """A partial result that is a figure's state so far (a lab's result, the circuit before
+        the lasso, the rounds done, the spectrum's probes so far); the training loop's progress
+        dicts and a sweep's rows are not one."""
+        return partial is not None and not isinstance(partial, dict | list)
+
+    def install_partial(self, slide: Slide, result) -> None:
+        """A streaming slide's figure so far drawn into its view (made here if needed)."""
+        from visualizer.ui.lecture.presets import PRESETS
+
+        if not self.is_figure(result):
+            return
+        if slide.widget is None:
+            slide.widget = PRESETS[slide.id].view()
+            slide.widget.set_caption("")
+            self.stack.addWidget(slide.widget)
+        PRESETS[slide.id].show(slide.widget, result)
+        enlarge_text(slide.widget, self._text_pt)
 
     def install_result(self, slide: Slide, result) -> None:
         """A slide's job result drawn into its view (made here unless the slide streams into one)."""

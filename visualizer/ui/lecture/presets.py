@@ -152,16 +152,20 @@ def _mask_image(mask) -> np.ndarray:
     return m.reshape(m.shape[0], -1)
 
 
-def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
-    a = _mask_image(r["magnitude"].masks[r["layer"]])
-    b = _mask_image(r["snip"].masks[r["layer"]])
+def show_snip_vs_magnitude(view: FigureView, r) -> None:
+    """The two masks and where they agree; while SNIP still scores, the magnitude mask alone."""
+    a = _mask_image(r.magnitude.masks[r.layer])
+    if r.snip is None:
+        view.set_figure(Figure(images={"magnitude |w|": a}, x_label="input (fan-in)", y_label="output unit"))
+        return
+    b = _mask_image(r.snip.masks[r.layer])
     # agreement picture: both kept (dark), only magnitude (blue), only SNIP (orange), neither
     # (white); the key is in the caption: in the title it overran the neighbouring titles
     rgb = np.full(a.shape + (3,), 255, dtype=np.uint8)
     rgb[a & b] = (40, 40, 40)
     rgb[a & ~b] = (0, 114, 178)
     rgb[~a & b] = (213, 94, 0)
-    row = r["row"]
+    row = r.row
     view.set_figure(Figure(
         images={"magnitude |w|": a, "SNIP |g * w|": b,
                 f"agreement, Jaccard {row['jaccard']:.2f}": rgb},
@@ -170,11 +174,15 @@ def show_snip_vs_magnitude(view: FigureView, r: dict) -> None:
 
 
 def show_spectrum(view, r) -> None:
+    """Dense and masked spectra (the dense density filling probe by probe while it computes),
+    then lambda_max and kappa over the rewind points done so far."""
     from visualizer.ui.views.adapters import rewind_series, spectrum_data
 
-    view.set_spectra([spectrum_data(r["pair"].dense, "dense"),
-                      spectrum_data(r["pair"].masked, f"masked ({r['density']:.0%})")])
-    view.set_rewind(rewind_series(r["taus"], r["rewinds"]))
+    spectra = [spectrum_data(r.dense, "dense")]
+    if r.masked is not None:
+        spectra.append(spectrum_data(r.masked, f"masked ({r.density:.0%})"))
+    view.set_spectra(spectra)
+    view.set_rewind(rewind_series(r.taus[:len(r.rewinds)], r.rewinds) if r.rewinds else None)
 
 
 def show_lth(view: FigureView, result) -> None:
@@ -194,12 +202,11 @@ def show_lth(view: FigureView, result) -> None:
                            x_label="density (log scale)", y_label="test accuracy", log_x=True))
 
 
-def show_density_law(view: FigureView, r: dict) -> None:
-    s = list(range(len(r["measured"])))
+def show_density_law(view: FigureView, r) -> None:
     view.set_figure(Figure(
-        f"IMP density per round, alpha = {r['rate']:g}",
-        [Line(s, r["law"], "(1 - alpha)^S", markers=False, width=3.0),
-         Line(s, r["measured"], "measured density of the mask", line=False)],
+        f"IMP density per round, alpha = {r.rate:g}",
+        [Line(list(range(len(r.law))), r.law, "(1 - alpha)^S", markers=False, width=3.0),
+         Line(list(range(len(r.measured))), r.measured, "measured density of the mask", line=False)],
         x_label="IMP round S", y_label="density", legend="top-right",
     ))
 
@@ -231,9 +238,9 @@ def show_inception(view, r) -> None:
 def show_time_to_train(view, r) -> None:
     from visualizer.ui.views.adapters import speed_entries
 
-    entries = speed_entries(r["report"])
+    entries = speed_entries(r.report)
     for e in entries:
-        steps = r["steps"].get(e.label, r["steps_sparse"])
+        steps = r.steps.get(e.label, r.steps_sparse)
         # time per training step ~ 3x a forward pass (forward + backward); shown as bars only
         e.train_time_s = steps * 3 * e.latency_ms / 1e3
     view.set_entries(entries)

@@ -94,15 +94,21 @@ class CriterionExplainerView(SteppedView):
         self.ready()
 
     def set_result(self, r) -> None:
+        """The explanation's steps from the first; a partial one (the weight's numbers still
+        computed) shows its pick and the layer's histogram at once."""
         self.result = r
         e = r.explanation
-        where = f"{html.escape(e.layer)}[{', '.join(map(str, e.index))}]"
+        where = f"{html.escape(r.layer)}[{', '.join(map(str, r.index))}]"
         self.lines = []
         if r.note:
             self.lines.append(f"<i>{html.escape(r.note)}</i>")
-        pick = (f" (kept by {e.criterion}, removed by {r.contrast}: where the two disagree)"
+        pick = (f" (kept by {r.criterion}, removed by {r.contrast}: where the two disagree)"
                 if r.contrast else "")
         self.lines.append(f"<b>{html.escape(r.model)}</b>, weight <b>{where}</b>{html.escape(pick)}")
+        if e is None:
+            self.lines.append(f"<i>scoring this weight by {html.escape(r.criterion)}…</i>")
+            self.show_all()
+            return
         for title, text in e.steps:
             self.lines.append(f"<b>{html.escape(title)}</b>: {html.escape(text)}")
         self.shown = 1
@@ -117,6 +123,12 @@ class CriterionExplainerView(SteppedView):
         widths = np.diff(r.edges)
         plot.addItem(pg.BarGraphItem(x0=r.edges[:-1], width=widths, height=r.counts,
                                      brush=pg.mkBrush(self.theme.color(0)), pen=pg.mkPen(None)))
+        wanda = r.criterion == "wanda"
+        plot.setLabel("bottom", f"{'|W|·‖X‖' if wanda else r.criterion + ' score'} of {r.layer}")
+        plot.setLabel("left", "weights")
+        if e is None:
+            set_title(plot, "every score of the layer", self.theme)
+            return
         font = QFont()
         font.setPointSize(self.theme.font_pt)
         # Wanda's histogram is of S = |W|·‖X‖ (its score is the place in the row) and its cut the row's
@@ -131,20 +143,28 @@ class CriterionExplainerView(SteppedView):
                                    labelOpts={"position": where, "color": self.theme.foreground})
             line.label.setFont(font)  # the theme's size: in a lecture, the back row reads it
             plot.addItem(line)
-        plot.setLabel("bottom", f"{'|W|·‖X‖' if e.scope == 'row' else e.criterion + ' score'} of {e.layer}")
-        plot.setLabel("left", "weights")
         set_title(plot, f"every score of the layer, cut at {e.density:.0%}", self.theme)
 
 
 class CouplingView(SteppedView):
-    """The slices one channel takes with it, with the reason for each; then the shapes before and
-    after the structured pruner removes it, and the layers' heatmaps with the slice marked."""
+    """The slices one channel takes with it, with the reason for each: on the dependency graph
+    from the first step (the group's layers highlighted, each node labelled with why it is
+    coupled), then in words; last the shapes before and after the structured pruner removes it,
+    and the layers' heatmaps with the slice marked."""
 
     title = "Coupling explainer"
 
     def __init__(self, parent: QWidget | None = None) -> None:
+        from visualizer.ui.views.graph import GraphView
+
         super().__init__(parent)
         self.result = None
+        # the app's graph view, bare: the whole width above the steps (a layered graph is wide)
+        self.graph = GraphView(self)
+        self.graph.bare()
+        self.graph.canvas.setToolTip("")
+        self.body.insertWidget(self.body.count() - 1, self.graph, 1)
+        self.body.setStretch(self.body.count() - 1, 1)
         self.ready()
 
     def set_result(self, r) -> None:
@@ -156,6 +176,12 @@ class CouplingView(SteppedView):
             by_reason.setdefault(m["reason"], []).append(f"{m['param']}[{m['index']}] (dim {m['dim']})")
         for reason, where in by_reason.items():
             self.lines.append(f"<b>{html.escape(reason)}</b>: {html.escape(', '.join(where))}")
+        self.has_figure = r.complete
+        if not r.complete:  # the group is known, the unit still being removed
+            self.lines.append("<i>removing the channel: the shapes come next…</i>")
+            self.show_graph(r)
+            self.show_all()
+            return
         same = "equals" if r.same_output else "does NOT equal"
         layers = [f"{html.escape(x['param'])} {x['before']} → {x['after']}" for x in r.shapes
                   if len(x["before"]) >= 2]
@@ -165,8 +191,23 @@ class CouplingView(SteppedView):
                           + (f"; and {len(vectors)} per-channel vectors of {len(owners)} norm layers lose one "
                              "entry" if vectors else "")
                           + f". The smaller model's output {same} the masked model's.")
+        self.show_graph(r)
         self.shown = 1
         self.redraw()
+
+    def show_graph(self, r) -> None:
+        """The group on core's cut-down graph: every container open, the group's layers
+        highlighted, each node's reason under it, zoomed to them."""
+        from visualizer.ui.views.graph import CoupledGroup
+
+        self.graph.setVisible(r.hierarchy is not None)
+        if r.hierarchy is None:
+            return
+        self.graph.set_hierarchy(r.hierarchy, opened=r.hierarchy.containers())
+        self.graph.show_group(CoupledGroup(r.group.id, f"channel {r.unit} of {r.group.root}", list(r.layers),
+                                           [(m["param"], m["reason"]) for m in r.members], r.group.size))
+        self.graph.set_notes(r.tags)
+        self.graph.fit_to([*r.layers, *r.tags])
 
     def draw_figure(self) -> None:
         """Each layer's |W| (out x in·k·k) with the removed row or columns outlined."""

@@ -52,6 +52,8 @@ from visualizer.ui.views.base import AnalysisView, density_colormap
 
 LEVELS = 64  # overlay colours are quantised: one brush per level, made once per colormap
 MIN_LABEL_PX = 26  # nodes narrower than this on screen are drawn without text
+NOTE_ROOM = 0.7 * hier.NODE_H  # free under each node when notes are drawn: one line of them
+NODE_TITLE_W = 1.0  # a box's title is drawn while this much of its strip is in view
 
 
 @dataclass
@@ -122,6 +124,7 @@ class GraphItem(pg.GraphicsObject):
         self._bounds = QRectF()
         self.edge_path = QPainterPath()
         self.highlight_path = QPainterPath()
+        self.drawn: list[tuple[str, QRectF]] = []  # texts of the last paint on screen, in viewport pixels
 
     def boundingRect(self) -> QRectF:  # noqa: N802 (Qt API)
         return self._bounds
@@ -217,20 +220,34 @@ class GraphItem(pg.GraphicsObject):
                 p.drawRect(rects[i].adjusted(-0.04, -0.04, 0.04, 0.04))
         self._paint_text(p, pl)
 
+    text_pt: float | None = None  # the titles' point size; None: the theme's (a slide sets its own)
+
+    def set_text_pt(self, point_size: float) -> None:
+        """Titles and notes in ``point_size`` type (a slide sizes every text to its screen)."""
+        self.text_pt = point_size
+        self.update()
+
     def _paint_text(self, p: QPainter, pl: Placement) -> None:
-        """Titles in device pixels: node names where a node is wide enough, box titles."""
+        """Titles in device pixels: node names where a node is wide enough, box titles, and the
+        view's notes (a few words under a node) in the highlight colour. What was drawn on screen
+        is kept in ``drawn`` (the legibility check reads it)."""
         v = self.view
         tr = p.transform()
         p.save()
         p.resetTransform()
         font = QFont(p.font())
-        font.setPointSizeF(max(7.0, v.theme.font_pt - 1.5))
+        font.setPointSizeF(self.text_pt if self.text_pt else max(7.0, v.theme.font_pt - 1.5))
         p.setFont(font)
         metrics = QFontMetricsF(font)
         p.setPen(QColor(v.theme.foreground))
         lh = metrics.height()
+        drawn: list[tuple[str, QRectF]] = []
+        flags = int(Qt.AlignmentFlag.AlignCenter)
+        shown = self.cull
         for key in pl.boxes:
             x, y, w, h = pl.rects[key]
+            if shown is not None and not shown.contains(QRectF(x, y, min(w, NODE_TITLE_W), hier.HEADER)):
+                continue  # a title cut off at the edge of the view is noise
             a = tr.map(QPointF(x, y))
             b = tr.map(QPointF(x + w, y + hier.HEADER))
             if b.x() - a.x() < MIN_LABEL_PX or b.y() - a.y() < lh * 0.8:
@@ -238,9 +255,10 @@ class GraphItem(pg.GraphicsObject):
             node = v.hierarchy.nodes[key]
             text = f"▾ {node.label if key else 'model'}" + (f"  {node.module_type}" if node.module_type else "")
             text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, b.x() - a.x() - 6)
-            p.drawText(QRectF(a.x() + 4, a.y(), b.x() - a.x() - 6, b.y() - a.y()),
-                       int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
-        shown = self.cull
+            box = QRectF(a.x() + 4, a.y(), b.x() - a.x() - 6, b.y() - a.y())
+            align = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            p.drawText(box, align, text)
+            drawn.append((text, metrics.boundingRect(box, align, text)))
         for i in range(len(pl.visible)):
             r = v.node_rects[i]
             if shown is not None and not shown.intersects(r):
@@ -254,8 +272,23 @@ class GraphItem(pg.GraphicsObject):
             text = metrics.elidedText(v.titles[i], mode, wpx - 4)
             box = QRectF(a.x() + 2, a.y(), wpx - 4, hpx * (0.72 if i in v.bars else 1.0))
             p.setPen(QColor(v.text_colours[i]))
-            p.drawText(box, int(Qt.AlignmentFlag.AlignCenter), text)
+            p.drawText(box, flags, text)
+            drawn.append((text, metrics.boundingRect(box, flags, text)))
+        # notes: centred under their node, as wide as they need
+        p.setPen(QColor(v.theme.highlight))
+        for key, note in v.notes.items():
+            i = v.row_of.get(key)
+            if i is None:
+                continue
+            r = v.node_rects[i]
+            a, b = tr.map(r.bottomLeft()), tr.map(r.bottomRight())
+            width = metrics.horizontalAdvance(note) + 4
+            box = QRectF((a.x() + b.x() - width) / 2, a.y() + 1, width, lh)
+            p.drawText(box, flags, note)
+            drawn.append((note, metrics.boundingRect(box, flags, note)))
         p.restore()
+        if self.cull is not None:  # painted on screen (an export paints elsewhere)
+            self.drawn = drawn
 
 
 class GraphView(AnalysisView):
@@ -362,6 +395,7 @@ class GraphView(AnalysisView):
         self.groups: list[CoupledGroup] = []
         self.group_rows: list[int] = []
         self.active_group: CoupledGroup | None = None
+        self.notes: dict[str, str] = {}  # node key -> a few words drawn under it (a slide's reasons)
         self._brushes: dict = {}
         self._worker = _Worker()
         self._worker.done.connect(lambda cb, res: cb(res))
@@ -389,6 +423,7 @@ class GraphView(AnalysisView):
         self.opened = set()
         self.selected = self.hovered = None
         self.groups, self.active_group = [], None
+        self.notes, self.focus_keys = {}, None
         self.groups_tree.clear()
         self.groups_tree.hide()
         self.search.setCompleter(QCompleter(sorted(k for k in h.nodes if k), self.search))
@@ -493,7 +528,7 @@ class GraphView(AnalysisView):
         h = self.hierarchy
         if h is None:
             return
-        self.placement = hier.place(h, self.opened, self.orders)
+        self.placement = hier.place(h, self.opened, self.orders, note_room=NOTE_ROOM if self.notes else 0.0)
         pl = self.placement
         self.row_of = {k: i for i, k in enumerate(pl.visible)}
         self.node_rects = [QRectF(*pl.rects[k]) for k in pl.visible]
@@ -753,12 +788,52 @@ class GraphView(AnalysisView):
         self.item.highlight_path = path
         self.item.update()
 
+    # --- a slide's graph -------------------------------------------------------------------------
+    def bare(self) -> None:
+        """The graph alone: no breadcrumbs, search, overlay choice, group list or info line (a
+        slide shows a graph, the lecturer does not browse it)."""
+        self.chrome = False
+        for w in (self.search, self.overlay_box, self.fit_button, self.groups_tree, self.info):
+            w.hide()
+        self._update_crumbs()
+
+    def set_notes(self, notes: Mapping[str, str]) -> None:
+        """A few words drawn under nodes (layer or node names): why each one is highlighted."""
+        h = self.hierarchy
+        self.notes = {(h.resolve(k) if h is not None else None) or k: v for k, v in notes.items()}
+        self._relayout()  # room under the nodes for them
+
+    def fit_to(self, keys: Iterable[str]) -> None:
+        """Zoom to the boxes standing for ``keys`` (the highlighted part), and keep it there as
+        the widget resizes."""
+        self.focus_keys = list(keys)
+        self.auto_fit = True
+        self.reset_range()
+
+    def highlighted_layers(self) -> set[str]:
+        """The visible nodes drawn highlighted as the active group's members."""
+        pl = self.placement
+        return {pl.visible[i] for i in self.group_rows} if pl is not None else set()
+
+    def drawn_texts(self) -> list[tuple[str, QRectF]]:
+        """Texts of the last paint, in the canvas viewport's pixels."""
+        return list(self.item.drawn)
+
     # --- navigation ----------------------------------------------------------------------------
+    chrome = True  # the browsing controls are shown (bare() hides them)
+    focus_keys: list[str] | None = None  # the part fitting keeps on screen (None: everything)
+
     def reset_range(self) -> None:
-        """Fit everything on screen."""
+        """Fit everything on screen (or the part :meth:`fit_to` chose)."""
         if self.placement is None:
             return
-        x0, y0, x1, y1 = self.placement.bounds()
+        keys = None
+        h = self.hierarchy
+        if self.focus_keys is not None and h is not None:
+            keys = {h.representative(k, self.opened) for k in (h.resolve(k) for k in self.focus_keys)
+                    if k is not None}
+            keys |= {a for k in keys for a in h.ancestors(k) if a in self.opened and a != ROOT}  # box titles
+        x0, y0, x1, y1 = self.placement.bounds(keys)
         x0, y0, x1, y1 = x0 - 0.3, y0 - 0.3, x1 + 0.3, y1 + 0.3
         vb = self.plot.getViewBox()
         w_px, h_px = max(vb.width(), 1.0), max(vb.height(), 1.0)
@@ -858,7 +933,7 @@ class GraphView(AnalysisView):
                 w.hide()
                 w.deleteLater()
         h = self.hierarchy
-        if h is None:
+        if h is None or not self.chrome:
             return
         key = self.selected if self.selected in (h.nodes if h else {}) else ROOT
         path = [*h.ancestors(key), key] if key != ROOT else [ROOT]
