@@ -59,7 +59,8 @@ def test_layer_row_is_the_masked_model_evaluated(lenet, digits):
     masks = MaskSet.for_model(lenet)
     masks.masks["conv2.weight"] = mask.reshape(lenet.conv2.weight.shape)
     ev = evaluate(lenet, ws.evaluation_batches(1, 128), masks)
-    assert row["kept"] == k and row["accuracy"] == ev.accuracy and row["loss"] == ev.loss
+    # the analysis runs conv nets channels-last on the CPU: the loss differs by float rounding only
+    assert row["kept"] == k and row["accuracy"] == ev.accuracy and row["loss"] == pytest.approx(ev.loss, rel=1e-6)
     assert row["accuracy_drop"] == row["base_accuracy"] - ev.accuracy
 
 
