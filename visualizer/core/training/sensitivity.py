@@ -28,7 +28,10 @@ unit's weights by ``torch.func.functional_call``. The numbers are those of evalu
 masked model (same operations in the same order); each unit's split is checked against the
 whole model on two samples first, and a model fx cannot trace (or a split that does not reproduce it)
 falls back to whole-model evaluation, which the rows say (``method``). A level that keeps every
-weight of the unit is the dense model: its row is the baseline's.
+weight of the unit is the dense model: its row is the baseline's. Each level's sums are
+:class:`~visualizer.core.training.evaluate.MetricSums` (evaluate_job's rule; token blocks per
+predicted token). A conv net on the CPU runs channels-last (:func:`~visualizer.core.device.conv_layout`),
+in both paths: the cells then differ from :func:`evaluate_job`'s by float rounding only.
 
 Rows stream as each unit finishes (``Step.partial`` = the unit's rows) and are keyed by
 :data:`KEY_FIELDS` (model, dataset, criterion, unit kind, unit, level, seed, sample, device):
