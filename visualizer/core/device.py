@@ -120,3 +120,23 @@ def model_device(model: nn.Module) -> torch.device:
     for b in model.buffers():
         return b.device
     return torch.device("cpu")
+
+
+def conv_layout(model: nn.Module, device: str | torch.device) -> torch.memory_format | None:
+    """``torch.channels_last`` for a model with 4-d (2-d convolution) weights on the CPU, None
+    otherwise. oneDNN runs NHWC convolutions without reordering every input to its blocked
+    layout and back; on the bundled conv nets with 8x8 digits a forward pass takes about half the
+    time (docs/performance.md, "Sensitivity analysis"). The numbers differ from the default
+    layout's by float rounding only (another summation order). Not measured on CUDA or MPS, so
+    not used there."""
+    if torch.device(device).type != "cpu":
+        return None
+    return torch.channels_last if any(p.dim() == 4 for p in model.parameters()) else None
+
+
+def in_layout(t: torch.Tensor, layout: torch.memory_format | None) -> torch.Tensor:
+    """``t`` in ``layout`` when it is a 4-d tensor and a layout is given; else ``t`` itself.
+    ``to`` sets the layout's strides even where a size-1 dimension makes the tensor count as
+    contiguous in both (one input channel, 1x1 kernels), which ``contiguous`` leaves alone: the
+    convolution reads the layout from those strides."""
+    return t.to(memory_format=layout) if layout is not None and t.dim() == 4 else t

@@ -43,6 +43,35 @@ class EvalResult:
         return perplexity(self.loss) if self.tokens else None
 
 
+class MetricSums:
+    """The running sums of the evaluation rule, one batch at a time: the summed cross-entropy
+    (float32 per batch into a float64 total where the device has float64; MPS has not) and the
+    correct count, kept on the device and read once by :meth:`result`. Token blocks (labels
+    (B, L)) count next-token predictions (:func:`prediction_pairs`): the loss and accuracy are
+    per predicted token. :func:`evaluate_job` and the sensitivity analysis's levels
+    (:func:`visualizer.core.training.sensitivity.unit_levels_job`) both add into it, so a cell of
+    the analysis is scored by the same rule as any evaluation."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.loss = torch.zeros((), dtype=wide_float(device), device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.tokens = 0
+
+    def add(self, output: object, y: torch.Tensor) -> None:
+        """Add one batch: ``output`` is the model's (logits, or an output holding them)."""
+        out = logits_of(output).float()
+        out, target = prediction_pairs(out, y)  # token blocks: predict t+1 from <= t
+        if y.dim() == 2:
+            self.tokens += int(target.numel())
+        self.loss += nn.functional.cross_entropy(out, target, reduction="sum")
+        self.correct += (out.argmax(1) == target).sum()
+
+    def result(self, n: int) -> EvalResult:
+        """The means over ``n`` samples (per predicted token for token blocks)."""
+        per = self.tokens or n
+        return EvalResult(float(self.loss) / per, int(self.correct) / per, n, self.tokens)
+
+
 def masked_parameters(model: nn.Module, masks: MaskSet | None) -> dict[str, torch.Tensor]:
     """{name: m ⊙ w} for the masked parameters (for torch.func.functional_call)."""
     if masks is None:
@@ -118,23 +147,15 @@ def evaluate_job(
         model = _MaskedView(model, masked_parameters(model, masks))
     was_training = model.training
     model.eval()
-    # float64 sums where the device has them (MPS has no float64)
-    total_loss = torch.zeros((), dtype=wide_float(device), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    done = tokens = 0
+    sums = MetricSums(device)
+    done = 0
     try:
         for xb, yb in batches:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.no_grad(), autocast(amp, device):
-                out = logits_of(model(xb)).float()
-                out, yb_next = prediction_pairs(out, yb)  # token blocks: predict t+1 from <= t
-                if yb.dim() == 2:
-                    tokens += int(yb_next.numel())
-                total_loss += nn.functional.cross_entropy(out, yb_next, reduction="sum")
-                correct += (out.argmax(1) == yb_next).sum()
+                sums.add(model(xb), yb)
             done += int(yb.shape[0])
             yield Step(f"evaluating {done}/{n}", done / n)
     finally:
         model.train(was_training)
-    per = tokens or n
-    return EvalResult(float(total_loss) / per, int(correct) / per, n, tokens)
+    return sums.result(n)

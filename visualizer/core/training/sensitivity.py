@@ -28,7 +28,10 @@ unit's weights by ``torch.func.functional_call``. The numbers are those of evalu
 masked model (same operations in the same order); each unit's split is checked against the
 whole model on two samples first, and a model fx cannot trace (or a split that does not reproduce it)
 falls back to whole-model evaluation, which the rows say (``method``). A level that keeps every
-weight of the unit is the dense model: its row is the baseline's.
+weight of the unit is the dense model: its row is the baseline's. Each level's sums are
+:class:`~visualizer.core.training.evaluate.MetricSums` (evaluate_job's rule; token blocks per
+predicted token). A conv net on the CPU runs channels-last (:func:`~visualizer.core.device.conv_layout`),
+in both paths: the cells then differ from :func:`evaluate_job`'s by float rounding only.
 
 Rows stream as each unit finishes (``Step.partial`` = the unit's rows) and are keyed by
 :data:`KEY_FIELDS` (model, dataset, criterion, unit kind, unit, level, seed, sample, device):
@@ -46,12 +49,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from visualizer.core.data.text import logits_of
+from visualizer.core.device import conv_layout, in_layout, model_device
 from visualizer.core.pruning.allocation import OWL_M, check_allocation, outlier_ratios_job
 from visualizer.core.pruning.criteria import CRITERIA
-from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.pruning.ranking import first_k, kept_count
 from visualizer.core.structure.graph import fx_trace
@@ -65,7 +68,7 @@ from visualizer.core.structure.groups import (
 from visualizer.core.structure.shrink import plan_masks, select_units
 from visualizer.core.tasks import Step, run, sub
 from visualizer.core.training.cluster import import_ray, map_tasks, placement
-from visualizer.core.training.evaluate import evaluate_job, masked_parameters
+from visualizer.core.training.evaluate import MetricSums, evaluate_job
 from visualizer.core.training.experiments import _key_value, read_rows, write_rows
 from visualizer.core.workspace import (
     EVAL_BATCH_SIZE,
@@ -228,16 +231,24 @@ class SplitModel:
         self._rest = rest
         self.ratio = ratio  # share of the graph's call nodes in the rest (what one level runs)
         self._copy = _writes_in_place(rest)
+        # each part holds only the modules its nodes call: overrides are cut to its own names
+        self._names = {id(gm): {n for n, _ in gm.named_parameters()} for gm in (prefix, rest)}
 
-    def prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self._prefix(x)
+    def prefix(self, x: torch.Tensor, overrides: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+        out = self._call(self._prefix, overrides, (x,))
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def rest(self, cached: Sequence[torch.Tensor], overrides: Mapping[str, torch.Tensor]) -> torch.Tensor:
         # fresh copies when the rest writes in place: it may add into a cached tensor
         # (torchvision's out += identity) that the next level reads again
         args = tuple(t.clone() if self._copy and isinstance(t, torch.Tensor) else t for t in cached)
-        return torch.func.functional_call(self._rest, dict(overrides), args, strict=False)
+        return self._call(self._rest, overrides, args)
+
+    def _call(self, gm: torch.fx.GraphModule, overrides: Mapping[str, torch.Tensor] | None, args: tuple):
+        if not overrides:
+            return gm(*args)
+        names = self._names[id(gm)]
+        return torch.func.functional_call(gm, {k: v for k, v in overrides.items() if k in names}, args, strict=False)
 
 
 def _writes_in_place(gm: torch.fx.GraphModule) -> bool:
@@ -316,17 +327,12 @@ def split_model(gm: torch.fx.GraphModule, params: Iterable[str]) -> SplitModel |
 # --- evaluation of one unit at all its levels -------------------------------------------------------
 
 
-def _sums(out: torch.Tensor, y: torch.Tensor, acc: list) -> None:
-    """Add a batch's summed cross-entropy and correct count into ``acc`` = [loss, correct] (the
-    sums of :func:`evaluate_job`: float32 loss per batch into a float64 total)."""
-    out = out.float()
-    acc[0] += F.cross_entropy(out, y, reduction="sum")
-    acc[1] += (out.argmax(1) == y).sum()
-
-
-def _overrides(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _overrides(model: nn.Module, masks: Mapping[str, torch.Tensor],
+               layout: torch.memory_format | None = None) -> dict[str, torch.Tensor]:
+    """{name: m ⊙ w} of the unit's weights (as :func:`masked_parameters`), 4-d ones in ``layout``."""
     params = dict(model.named_parameters())
-    return {n: params[n].detach() * m.to(params[n].device, params[n].dtype) for n, m in masks.items()}
+    return {n: in_layout(params[n].detach() * m.to(params[n].device, params[n].dtype), layout)
+            for n, m in masks.items()}
 
 
 def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[Mapping[str, torch.Tensor]],
@@ -334,51 +340,52 @@ def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[M
     """(loss, accuracy) of the model with each entry of ``level_masks`` in place of the unit's
     weights, over ``batches``, and the method used. With ``split`` the prefix runs once per batch
     and each level runs the rest; the split is first checked against the whole masked model on
-    two samples (:func:`_split_reproduces`; a mismatch: whole-model evaluation for this unit)."""
-    device = next(model.parameters()).device
-    dtype = torch.float32 if device.type == "mps" else torch.float64
+    two samples (:func:`_split_reproduces`; a mismatch: whole-model evaluation for this unit).
+
+    Each level's sums are :class:`MetricSums` (the rule of :func:`evaluate_job`; token blocks
+    per predicted token). A conv net on the CPU runs in channels-last layout (:func:`conv_layout`:
+    inputs and 4-d weights), which changes the numbers from evaluate_job's by float rounding
+    only; the other weights are the model's own (m ⊙ w with m = 1 is w, bit for bit)."""
+    device = model_device(model)
     n = sum(int(y.shape[0]) for _, y in batches)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    full_masks = MaskSet.for_model(model)
-    mine = [_overrides(model, masks) for masks in level_masks]  # the rest reads only the unit's
-    overrides = []
-    for over_unit in mine:
-        over = masked_parameters(model, full_masks)  # every prunable weight, as evaluate_job reads them
-        over.update(over_unit)
-        overrides.append(over)
-    acc = [[torch.zeros((), dtype=dtype, device=device), torch.zeros((), dtype=torch.int64, device=device)]
-           for _ in level_masks]
-    method = FAST if split is not None and _split_reproduces(model, split, batches, overrides[0], mine[0]) else WHOLE
+    layout = conv_layout(model, device)
+    dense = {name: in_layout(p.detach(), layout) for name, p in model.named_parameters()
+             if layout is not None and p.dim() == 4}
+    mine = [{**dense, **_overrides(model, masks, layout)} for masks in level_masks]
+    sums = [MetricSums(device) for _ in level_masks]
+    method = FAST if split is not None and _split_reproduces(model, split, batches, dense, mine[0], layout) else WHOLE
     was_training = model.training
     model.eval()
     try:
         for bi, (xb, yb) in enumerate(batches):
-            xb, yb = xb.to(device), yb.to(device)
-            with torch.no_grad():
+            xb, yb = in_layout(xb.to(device), layout), yb.to(device)
+            with torch.inference_mode():
                 if method == FAST:
-                    cached = split.prefix(xb)
-                    outs = [split.rest(cached, over) for over in mine]
+                    cached = split.prefix(xb, dense)
+                    for s, over in zip(sums, mine):
+                        s.add(split.rest(cached, over), yb)
                 else:
-                    outs = [torch.func.functional_call(model, over, (xb,), strict=False) for over in overrides]
-                for a, out in zip(acc, outs):
-                    _sums(out, yb, a)
+                    for s, over in zip(sums, mine):
+                        s.add(torch.func.functional_call(model, over, (xb,), strict=False), yb)
             yield Step(f"batch {bi + 1}/{len(batches)}", (bi + 1) / len(batches))
     finally:
         model.train(was_training)
-    return [(float(a[0]) / n, int(a[1]) / n) for a in acc], method
+    return [(r.loss, r.accuracy) for r in (s.result(n) for s in sums)], method
 
 
-def _split_reproduces(model: nn.Module, split: SplitModel, batches: Sequence, full: Mapping, mine: Mapping) -> bool:
+def _split_reproduces(model: nn.Module, split: SplitModel, batches: Sequence, dense: Mapping, mine: Mapping,
+                      layout: torch.memory_format | None) -> bool:
     """Whether prefix + rest gives the whole masked model's output, bit for bit, on the first
     two samples (a cheap guard against a graph the split misreads, e.g. an in-place op)."""
-    x = batches[0][0][:2].to(next(model.parameters()).device)
+    x = in_layout(batches[0][0][:2].to(model_device(model)), layout)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            return torch.equal(split.rest(split.prefix(x), mine),
-                               torch.func.functional_call(model, dict(full), (x,), strict=False))
+        with torch.inference_mode():
+            return torch.equal(logits_of(split.rest(split.prefix(x, dense), mine)),
+                               logits_of(torch.func.functional_call(model, dict(mine), (x,), strict=False)))
     except Exception:  # noqa: BLE001 - a split that cannot run: evaluate the whole model
         return False
     finally:
