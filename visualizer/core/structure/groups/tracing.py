@@ -43,8 +43,8 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
     a model Torch-Pruning cannot trace gets no groups and a notice.
 
     Yields a :class:`Step` before the dependency trace (one Torch-Pruning call, not interruptible),
-    after it, and while its groups are converted; closing the job at any yield restores the
-    model's train/eval flag (the only state it touches: weights are only read)."""
+    after it, and while its groups are converted. ``model`` itself is never changed: the trace
+    runs on a private view (core.layers.private_view) in eval mode; weights are only read."""
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
         yield Step("structure: TorchScript module", 1.0)
