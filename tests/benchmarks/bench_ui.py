@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
 from tests.ui.probe import StallProbe  # noqa: E402
-from visualizer.ui.app import make_app  # noqa: E402
+from visualizer.ui.app import configure_threads, make_app  # noqa: E402
 
 
 def pump(ms: int = 10) -> None:
@@ -175,6 +175,10 @@ def bench_graph_and_finetune(window) -> None:
     pump(300)
     wait_jobs(window)
     records = {name: getattr(window.jobs, name, None) for name in ("long_holds", "shared_holds", "lock_waits")}
+    step_lock = getattr(sys.modules.get("visualizer.core.tasks"), "STEP_LOCK", None)
+    records["long_waits"] = getattr(step_lock, "long_waits", None)
+    kinds: list[str] = []
+    window.jobs.started.connect(lambda _id, kind, _title: kinds.append(kind))
     for rec in records.values():
         if rec is not None:
             rec.clear()
@@ -197,7 +201,8 @@ def bench_graph_and_finetune(window) -> None:
     print(f"event loop during a graph build + 2-epoch fine-tune (resnet-mini, slider moving) "
           f"({time.perf_counter() - t:.1f} s): {probe.report()} | slider step worst {max(slider) * 1000:.1f} ms")
     print(f"  step lock: exclusive holds {_holds(records['long_holds'])} | shared steps "
-          f"{_holds(records['shared_holds'])} | waits for the lock {_waits(records['lock_waits'])}")
+          f"{_holds(records['shared_holds'])} | exclusive side's waits {_holds(records['long_waits'])} | "
+          f"steps' waits for the lock {_waits(records['lock_waits'])} | jobs run: {', '.join(sorted(set(kinds)))}")
     window.docks["heatmap"].raise_()
     pump(300)
 
@@ -247,6 +252,10 @@ def bench_startup(runs: int = 3) -> None:
 
 def main() -> None:
     app = make_app()
+    # as the app's main() does: torch's pool leaves a core to the GUI thread. Without it (the
+    # bench used to run so) a fine-tune step took 1-3 s instead of about 0.1 s on the busy
+    # 2-core machine and held the step lock that long
+    configure_threads()
     if "--jobs" in sys.argv:  # only the event loop while jobs run (bench_stalls)
         bench_stalls()
         return

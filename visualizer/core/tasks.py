@@ -124,6 +124,8 @@ class StepLock:
       of one thread are one hold.
     - :attr:`long_holds`: ``(thread name, label, seconds)`` of exclusive holds longer than
       :data:`LONG_EXCLUSIVE_S`, the latest :data:`LONG_HOLDS_KEPT`: those make every job wait.
+      :attr:`long_waits`: the same for an exclusive side's wait for the steps under way (a long
+      step delays the tracer, and the steps that queue behind it).
     """
 
     def __init__(self) -> None:
@@ -133,6 +135,7 @@ class StepLock:
         self._writer_depth = 0
         self._writers_waiting = 0
         self.long_holds: collections.deque[tuple[str, str, float]] = collections.deque(maxlen=LONG_HOLDS_KEPT)
+        self.long_waits: collections.deque[tuple[str, str, float]] = collections.deque(maxlen=LONG_HOLDS_KEPT)
 
     @contextmanager
     def shared(self) -> Iterator[None]:
@@ -167,12 +170,16 @@ class StepLock:
                 if dropped:
                     self._cond.notify_all()
                 self._writers_waiting += 1
+                asked = time.perf_counter()
                 try:
                     while self._writer is not None or self._readers:
                         self._cond.wait()
                 finally:
                     self._writers_waiting -= 1
                 self._writer, self._writer_depth = me, 1
+                waited = time.perf_counter() - asked
+                if waited > LONG_EXCLUSIVE_S:
+                    self.long_waits.append((threading.current_thread().name, label, waited))
         start = time.perf_counter()
         try:
             yield

@@ -20,22 +20,27 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
   after which the process may exit even if a job is inside a long computation between yields;
 - jobs run side by side, each step (each ``next``/``close`` of its generator) holding the
   *shared* side of :data:`visualizer.core.tasks.STEP_LOCK`, a readers/writer lock whose home is
-  core. Only a call that patches process-wide state (torch.fx tracing and ``torch.export`` replace
-  ``nn.Module.__call__`` for every module while they run; a forward pass in another thread was
-  traced into the wrong graph or failed, reproduced with a ranking beside a graph trace) takes the
-  *exclusive* side, inside core (:func:`visualizer.core.tasks.exclusive`), for just that call;
-  the runner does not know which jobs trace. The rule that makes shared enough: the model a job
-  is handed (the window's current version; a model is replaced, never changed) is only read.
-  Whatever changes a module for one call -- ``torch.func.functional_call`` swapping parameters
-  (masked evaluation, curvature, landscape, sensitivity), forward hooks (calibration statistics,
-  shapes, FLOPs, Torch-Pruning's dependency trace), the train/eval flag -- does it on a private
-  view that shares the tensors (:func:`visualizer.core.layers.private_view`); training, data
-  criteria (they write ``.grad``) and shrinking work on deep copies, and trained weights come back
-  as a new model version. Lazy imports a traced call needs (torch._dynamo for torch.export) are
-  made before the exclusive side is taken. :attr:`JobRunner.long_holds` records exclusive holds
-  over 50 ms (they stop every job), :attr:`JobRunner.shared_holds` long steps (they stop only a
-  tracer waiting for its turn) and :attr:`JobRunner.lock_waits` how long a step waited for the
-  lock. The GUI thread never takes the lock (except a synchronous runner, which runs jobs there);
+  core. Only a call that patches process-wide state takes the *exclusive* side, inside core
+  (:func:`visualizer.core.tasks.exclusive`), for just that call, so the runner does not know
+  which jobs trace: torch.fx tracing (graph, module owners, batch-norm pairing, sensitivity's
+  split, shrinking's branch removal) and ``torch.export`` (graph fallback, .pt2 files) replace
+  ``nn.Module.__call__`` for every module while they run -- a forward pass in another thread was
+  traced into the wrong graph or failed (reproduced: a ranking beside a graph trace;
+  tests/core/test_step_lock.py) -- and the FLOP counter's module tracker registers global module
+  hooks. The rule that makes the shared side enough: the model a job is handed (the window's
+  current version; a model is replaced, never changed) is only read. Whatever changes a module
+  for one call -- ``torch.func.functional_call`` swapping parameters (masked evaluation,
+  curvature, landscape, sensitivity), forward hooks (calibration statistics, execution order,
+  shapes, Torch-Pruning's dependency trace), the train/eval flag -- does it on a private view
+  that shares the tensors (:func:`visualizer.core.layers.private_view`); training, data criteria
+  (they write ``.grad``) and shrinking work on deep copies, and trained weights come back as a
+  new model version. Lazy imports a traced call needs (torch._dynamo for torch.export) are made
+  before the exclusive side is taken. A tracer waits for the steps under way, and steps asked for
+  meanwhile wait behind it (no tracer starves): a long step (a training step on a busy CPU) still
+  delays a tracer and those steps. :attr:`JobRunner.long_holds` records exclusive holds over
+  50 ms (every job waits meanwhile), :attr:`JobRunner.shared_holds` long steps and
+  :attr:`JobRunner.lock_waits` how long a step waited for the lock. The GUI thread never takes
+  the lock (a synchronous runner, which runs jobs on it, excepted);
 - the GUI thread can hold every job at its next step for a few tens of milliseconds
   (:meth:`JobRunner.hold`): a model change rebuilds and repaints most of the window (tens of
   milliseconds of GUI-thread Python and Qt calls; docs/performance.md), and the jobs it starts
