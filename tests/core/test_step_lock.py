@@ -324,3 +324,35 @@ def test_exclusive_is_the_process_lock():
     with exclusive("test"):
         assert STEP_LOCK.held_exclusive()
     assert not STEP_LOCK.held_exclusive()
+
+
+def test_a_step_can_let_go_of_the_lock_for_an_import():
+    """released(): a step waiting inside it (a long first import) does not keep a tracer out,
+    and holds its shared side again afterwards."""
+    lock = StepLock()
+    let_go, traced = threading.Event(), threading.Event()
+    after = []
+
+    def step():
+        with lock.shared():
+            with lock.released():
+                let_go.set()
+                after.append(traced.wait(WAIT_S))
+            after.append(threading.get_ident() in lock._readers)
+
+    def tracer():
+        let_go.wait(WAIT_S)
+        with lock.exclusive():
+            traced.set()
+
+    assert _joined(_threads(step, tracer))
+    assert after == [True, True]
+
+
+def test_import_unlocked_imports_what_is_missing():
+    from visualizer.core.tasks import import_unlocked
+
+    sys.modules.pop("colorsys", None)
+    with STEP_LOCK.shared():
+        import_unlocked("colorsys", "json")
+    assert "colorsys" in sys.modules

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import importlib
 import sys
 import threading
 import time
@@ -195,6 +196,25 @@ class StepLock:
                     if dropped:  # the step goes on: its shared side back (no writer is in now)
                         self._readers[me] = dropped
 
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let go of this thread's shared side for the block, then take it back (waiting behind
+        a tracer like any step): for work inside a step that touches no model, such as a long
+        first import. An exclusive holder keeps its side."""
+        me = threading.get_ident()
+        with self._cond:
+            dropped = 0 if self._writer == me else self._readers.pop(me, 0)
+            if dropped:
+                self._cond.notify_all()
+        try:
+            yield
+        finally:
+            if dropped:
+                with self._cond:
+                    while self._writer is not None or self._writers_waiting:
+                        self._cond.wait()
+                    self._readers[me] = dropped
+
     def held_exclusive(self) -> bool:
         """Whether the calling thread holds the exclusive side (tests, assertions)."""
         return self._writer == threading.get_ident()
@@ -208,6 +228,18 @@ def exclusive(label: str = ""):
     tracing, ``torch.export``). Import what the call imports lazily *before* entering (an import of
     torch._dynamo took seconds): an exclusive hold stops every job."""
     return STEP_LOCK.exclusive(label)
+
+
+def import_unlocked(*names: str) -> None:
+    """Import ``names`` (those not imported yet) outside :data:`STEP_LOCK`: a step's first
+    optimiser or ``torch.export`` imports torch._dynamo (seconds, once), and a step holding the
+    lock that long would keep a tracer, and every step queued behind it, waiting."""
+    missing = [n for n in names if n not in sys.modules]
+    if not missing:
+        return
+    with STEP_LOCK.released():
+        for name in missing:
+            importlib.import_module(name)
 
 
 def run(

@@ -28,7 +28,7 @@ from visualizer.core.io.atomic import atomic_write
 from visualizer.core.layers import private_view
 from visualizer.core.models.hf import hf_example_input
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.tasks import Step, exclusive, first_line, run
+from visualizer.core.tasks import Step, exclusive, first_line, import_unlocked, run
 
 # --- example inputs ---------------------------------------------------------------------------
 
@@ -338,9 +338,7 @@ def attribute_at(root: nn.Module, path: str):
 def _export_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
     """ATen-level graph from torch.export (non-strict); parameters become attributes of the ops
     that read them, and each op is labelled with the module it runs in."""
-    import torch._dynamo  # noqa: F401 - torch.export imports it on first use: seconds, not under the lock
-    import torch.export
-
+    import_unlocked("torch._dynamo", "torch.export")  # seconds on first use: never under the lock
     with exclusive("torch.export (graph)"):
         ep = torch.export.export(model, (example,), strict=False)
     sig = ep.graph_signature

@@ -29,7 +29,7 @@ from visualizer.core.structure.shrink.channels import (
     drop_branches,
     fix_module_attributes,
 )
-from visualizer.core.tasks import exclusive
+from visualizer.core.tasks import exclusive, import_unlocked
 
 FORMAT = "pruneviz-shrunk"
 
@@ -140,8 +140,7 @@ def save_exported(model: nn.Module, path: str | Path, example: torch.Tensor) -> 
     """``torch.export`` archive (.pt2) of ``model`` on inputs shaped like ``example``: torch's
     successor to TorchScript (``torch.jit`` is deprecated as of torch 2.13); load it with
     ``torch.export.load(path).module()``. A transformers model is saved returning its logits."""
-    import torch._dynamo  # noqa: F401 - imported by torch.export on first use: seconds, not under the lock
-
+    import_unlocked("torch._dynamo", "torch.export")  # seconds on first use: never under the lock
     model = _archivable(model.eval())
     try:
         with exclusive("torch.export (shrunk model)"):  # export patches every module while it traces
