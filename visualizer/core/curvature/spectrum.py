@@ -224,7 +224,7 @@ class DenseVsMasked:
     """Both spectra at the same point θ = m ⊙ w; interlacing: masked.λ_max ≤ dense.λ_max."""
 
     dense: Spectrum
-    masked: Spectrum | None  # None: no mask (pruneviz hessian without --mask: the dense spectrum alone)
+    masked: Spectrum
 
 
 def dense_vs_masked(
