@@ -356,3 +356,37 @@ def test_import_unlocked_imports_what_is_missing():
     with STEP_LOCK.shared():
         import_unlocked("colorsys", "json")
     assert "colorsys" in sys.modules
+
+
+def test_an_interrupted_wait_for_the_exclusive_side_leaves_the_lock_usable():
+    """A step asking for the exclusive side behind another step, stopped while it waits (a
+    cancel's exception, Ctrl-C): the lock stays consistent and a later step gets in."""
+    lock = StepLock()
+    other_in, release_other = threading.Event(), threading.Event()
+
+    def other():
+        with lock.shared():
+            other_in.set()
+            release_other.wait(WAIT_S)
+
+    class Stop(Exception):
+        pass
+
+    t = _threads(other)[0]
+    other_in.wait(WAIT_S)
+    original_wait = lock._cond.wait
+
+    def interrupted_wait(timeout=None):
+        raise Stop
+
+    lock._cond.wait = interrupted_wait
+    with pytest.raises(Stop):
+        with lock.shared():
+            with lock.exclusive():
+                pass
+    lock._cond.wait = original_wait
+    release_other.set()
+    assert _joined([t])
+    assert not lock._readers and lock._writer is None and not lock._writers_waiting
+    with lock.exclusive():
+        pass

@@ -151,11 +151,12 @@ class StepLock:
             yield
         finally:
             with self._cond:
-                depth = self._readers[me] - 1
-                if depth:
+                # absent when an upgrade inside the block was interrupted while it waited
+                depth = self._readers.get(me, 0) - 1
+                if depth > 0:
                     self._readers[me] = depth
                 else:
-                    del self._readers[me]
+                    self._readers.pop(me, None)
                     self._cond.notify_all()
 
     @contextmanager
@@ -177,6 +178,7 @@ class StepLock:
                         self._cond.wait()
                 finally:
                     self._writers_waiting -= 1
+                    self._cond.notify_all()  # steps queued behind this wait (if it was interrupted)
                 self._writer, self._writer_depth = me, 1
                 waited = time.perf_counter() - asked
                 if waited > LONG_EXCLUSIVE_S:
