@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
 from tests.ui.probe import StallProbe  # noqa: E402
-from visualizer.ui.app import make_app  # noqa: E402
+from visualizer.ui.app import configure_threads, make_app  # noqa: E402
 
 
 def pump(ms: int = 10) -> None:
@@ -165,17 +165,23 @@ def bench_stalls() -> None:
 
 def bench_graph_and_finetune(window) -> None:
     """A graph build (tracing, coupled groups, connectivity, layout) and a fine-tune running
-    together, the slider moved meanwhile: the worst event-loop gap, the longest hold of the jobs'
-    step lock (a long step makes every other job, a ranking after a slider change included,
-    wait), and the slider's own time."""
+    together, the slider moved meanwhile: the worst event-loop gap, the exclusive holds of the
+    jobs' step lock over 50 ms (a tracer's: every job waits meanwhile), the longest shared step,
+    how long any step (the ranking a slider change starts included) waited for the lock, and the
+    slider's own time."""
     from visualizer.ui.jobs import training as training_ui
 
     window.docks["graph"].raise_()
     pump(300)
     wait_jobs(window)
-    holds = getattr(window.jobs, "long_holds", None)
-    if holds is not None:
-        holds.clear()
+    records = {name: getattr(window.jobs, name, None) for name in ("long_holds", "shared_holds", "lock_waits")}
+    step_lock = getattr(sys.modules.get("visualizer.core.tasks"), "STEP_LOCK", None)
+    records["long_waits"] = getattr(step_lock, "long_waits", None)
+    kinds: list[str] = []
+    window.jobs.started.connect(lambda _id, kind, _title: kinds.append(kind))
+    for rec in records.values():
+        if rec is not None:
+            rec.clear()
     probe = StallProbe(interval_ms=5)
     probe.start()
     t = time.perf_counter()
@@ -187,18 +193,42 @@ def bench_graph_and_finetune(window) -> None:
         t0 = time.perf_counter()
         window.pruning_panel.set_density(0.5 if i % 2 else 0.3)
         slider.append(time.perf_counter() - t0)
+        if i == 5:  # a new ranking (another criterion) while the fine-tune runs: how long it waits
+            window.pruning_panel.set_settings(criterion="random")
     wait_jobs(window)
     pump(30)
     probe.stop()
-    worst = max(holds, key=lambda h: h[2]) if holds else None
-    hold = "not recorded" if holds is None else \
-        ("none over 50 ms" if worst is None else f"{len(holds)} over 50 ms, longest {worst[2] * 1000:.0f} ms "
-                                                 f"({worst[0]}: {worst[1]})")
     print(f"event loop during a graph build + 2-epoch fine-tune (resnet-mini, slider moving) "
-          f"({time.perf_counter() - t:.1f} s): {probe.report()} | step-lock holds: {hold} | "
-          f"slider step worst {max(slider) * 1000:.1f} ms")
+          f"({time.perf_counter() - t:.1f} s): {probe.report()} | slider step worst {max(slider) * 1000:.1f} ms")
+    print(f"  step lock: exclusive holds {_holds(records['long_holds'])} | shared steps "
+          f"{_holds(records['shared_holds'])} | exclusive side's waits {_holds(records['long_waits'])} | "
+          f"steps' waits for the lock {_waits(records['lock_waits'])} | jobs run: {', '.join(sorted(set(kinds)))}")
     window.docks["heatmap"].raise_()
     pump(300)
+
+
+def _holds(holds) -> str:
+    """'N over 50 ms, longest X ms (who: what)' of (who, what, seconds) records."""
+    if holds is None:
+        return "not recorded"
+    if not holds:
+        return "none over 50 ms"
+    worst = max(holds, key=lambda h: h[2])
+    return f"{len(holds)} over 50 ms, longest {worst[2] * 1000:.0f} ms ({worst[0]}: {worst[1]})"
+
+
+def _waits(waits) -> str:
+    """The longest wait per job kind (the ranking's is what a slider change feels)."""
+    if waits is None:
+        return "not recorded"
+    longest: dict[str, float] = {}
+    for kind, _stage, s in waits:
+        longest[kind] = max(longest.get(kind, 0.0), s)
+    if not longest:
+        return "none over 1 ms"
+    rank = f"rank {longest['rank'] * 1000:.0f} ms" if "rank" in longest else "rank none over 1 ms"
+    others = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(longest.items()) if k != "rank")
+    return f"longest: {rank}" + (f"; {others}" if others else "")
 
 
 def bench_startup(runs: int = 3) -> None:
@@ -222,6 +252,10 @@ def bench_startup(runs: int = 3) -> None:
 
 def main() -> None:
     app = make_app()
+    # as the app's main() does: torch's pool leaves a core to the GUI thread. Without it (the
+    # bench used to run so) a fine-tune step took 1-3 s instead of about 0.1 s on the busy
+    # 2-core machine and held the step lock that long
+    configure_threads()
     if "--jobs" in sys.argv:  # only the event loop while jobs run (bench_stalls)
         bench_stalls()
         return

@@ -236,3 +236,69 @@ def test_retire_cancels_the_jobs_of_an_old_state_whatever_their_kind(qtbot):
     qtbot.waitUntil(lambda: not runner.is_running(), timeout=10000)
     assert results == ["done"]
     runner.shutdown(1.0)
+
+
+def test_two_jobs_step_at_the_same_time(qtbot):
+    """Job steps share the step lock: one job's step waits inside the step for an event that only
+    the other job's step sets. With one job stepping at a time (the old global lock) the first
+    step never ends (its wait runs out and the job reports False)."""
+    from visualizer.ui.jobs.runner import JobRunner
+
+    runner = JobRunner()
+    in_step, set_by_other = threading.Event(), threading.Event()
+    results = []
+
+    def waiter():
+        yield Step("start", 0.0)
+        in_step.set()
+        return set_by_other.wait(10.0)  # inside one step: between two yields
+
+    def setter():
+        yield Step("start", 0.0)
+        in_step.wait(10.0)
+        set_by_other.set()
+        return True
+
+    runner.submit("first", "waits", waiter, on_result=results.append)
+    runner.submit("second", "sets", setter, on_result=results.append)
+    qtbot.waitUntil(lambda: not runner.is_running(), timeout=30000)
+    assert results == [True, True]
+    runner.shutdown(1.0)
+
+
+def test_a_tracing_step_excludes_other_jobs_and_its_long_hold_is_recorded(qtbot):
+    """A step that enters core.tasks.exclusive (what fx tracing does) runs alone: another job's
+    steps do not run meanwhile; the runner's long_holds lists that exclusive hold by its label."""
+    from visualizer.core.tasks import exclusive
+    from visualizer.ui.jobs.runner import JobRunner
+
+    runner = JobRunner()
+    runner.long_holds.clear()
+    stop = threading.Event()
+    overlapped = []
+    tracing = threading.Event()
+
+    def tracer():
+        yield Step("start", 0.0)
+        with exclusive("test trace"):
+            tracing.set()
+            time.sleep(0.1)  # the other job would step many times meanwhile (no time is asserted)
+            tracing.clear()
+        stop.set()
+        return "traced"
+
+    def stepper():
+        while not stop.is_set():
+            overlapped.append(tracing.is_set())
+            yield Step("stepping", 0.5)
+            time.sleep(0.001)
+        return "stepped"
+
+    results = []
+    runner.submit("stepper", "steps", stepper, on_result=results.append)
+    runner.submit("tracer", "traces", tracer, on_result=results.append)
+    qtbot.waitUntil(lambda: not runner.is_running(), timeout=30000)
+    assert sorted(results) == ["stepped", "traced"]
+    assert overlapped and not any(overlapped)
+    assert "test trace" in [label for _who, label, _s in runner.long_holds]
+    runner.shutdown(1.0)

@@ -125,6 +125,7 @@ def _check_positive(**values: int) -> None:
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
+    from visualizer.core.analysis import spectrum_job
     from visualizer.core.curvature import spectrum
 
     _check_positive(top_k=args.top_k, bottom_k=args.bottom_k, density_probes=args.density_probes,
@@ -152,12 +153,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     progress = TerminalProgress()
     t0 = time.perf_counter()
     try:
-        if mask is None:
-            dense = run(spectrum.hessian_spectrum(model, ev, None, opts, masked=False, **kw), progress)
-            masked = None
-        else:
-            both = run(spectrum.dense_vs_masked(model, ev, mask, opts, **kw), progress)
-            dense, masked = both.dense, both.masked
+        # the window's spectrum job (core.analysis), with every option; no mask: the dense spectrum alone
+        both = run(spectrum_job(model, data, mask, device=str(args.device), options=opts, evalset=ev,
+                                need_mask=False, **kw), progress)
+        dense, masked = both.dense, both.masked
         rewinds = None
         if taus is not None:
             from visualizer.core.training.loop import TrainConfig

@@ -18,7 +18,12 @@ from typing import Any
 import torch
 
 from visualizer.core.curvature.landscape import interpolate, random_directions, slice_2d
-from visualizer.core.curvature.spectrum import SpectrumOptions, dense_vs_masked
+from visualizer.core.curvature.spectrum import (
+    DenseVsMasked,
+    SpectrumOptions,
+    dense_vs_masked,
+    hessian_spectrum,
+)
 from visualizer.core.layers import output_dims
 from visualizer.core.pruning.allocation import build_allocated_ranking
 from visualizer.core.pruning.criteria import CRITERIA
@@ -174,20 +179,36 @@ def group_lasso_job(model, dataset, lam: float = 0.3, epochs: int = 10, finetune
 
 
 def spectrum_job(model, dataset, masks, top_k: int = 5, density_probes: int = 4,
-                 trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu"):
+                 trace_probes: int = 20, n_batches: int = 1, batch_size: int = 128, device: str = "cpu",
+                 *, options: SpectrumOptions | None = None, evalset=None, need_mask: bool = True,
+                 **operator: Any) -> Generator[Step, None, DenseVsMasked]:
     """Dense and masked Hessian spectra at the same point theta = m * w (core.curvature), on
-    ``device`` (a copy of the model there; eigenvectors come back to the host)."""
-    if dataset is None:
+    ``device`` (a copy of the model there; eigenvectors come back to the host): the window's
+    spectrum tab and ``pruneviz hessian``.
+
+    The CLI's finer settings: ``options`` (every SpectrumOptions field; default: ``top_k``,
+    ``density_probes`` and ``trace_probes``), ``operator`` (``layer``, ``include_other``,
+    ``method``, ``dtype`` of core.curvature.spectrum.hessian_operator), ``evalset`` (batches
+    already read by core.workspace.curvature_batches, whose size the CLI reports) and
+    ``need_mask=False``: without a mask, the dense spectrum at the trained weights alone
+    (``masked`` is None)."""
+    if dataset is None and evalset is None:
         raise ValueError("the Hessian spectrum needs a dataset: choose one under Data")
-    if masks is None:
+    if masks is None and need_mask:
         raise ValueError("a masked spectrum needs a mask: prune first")
     yield Step("evaluation batches", 0.0)
     work = model_on(model, device)
-    evalset = curvature_batches(dataset, n_batches=n_batches, batch_size=batch_size)
-    options = SpectrumOptions(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
-    both = yield from sub(dense_vs_masked(work, evalset, masks, options), 0.02, 1.0)
+    if evalset is None:
+        evalset = curvature_batches(dataset, n_batches=n_batches, batch_size=batch_size)
+    if options is None:
+        options = SpectrumOptions(top_k=top_k, density_probes=density_probes, trace_probes=trace_probes)
+    if masks is None:
+        dense = yield from sub(hessian_spectrum(work, evalset, None, options, masked=False, **operator), 0.02, 1.0)
+        both = DenseVsMasked(dense, None)
+    else:
+        both = yield from sub(dense_vs_masked(work, evalset, masks, options, **operator), 0.02, 1.0)
     for spec in (both.dense, both.masked):
-        if spec.top_vectors is not None:
+        if spec is not None and spec.top_vectors is not None:
             spec.top_vectors = spec.top_vectors.cpu()
     return both
 

@@ -114,3 +114,20 @@ def owner_module(model: nn.Module, param_name: str) -> nn.Module:
     top-level one."""
     owner = param_name.rpartition(".")[0]
     return model.get_submodule(owner) if owner else model
+
+
+def private_view(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s module tree that shares its parameters and buffers: only the module
+    objects are new. What a job changes on a module for the length of a call -- parameters swapped
+    by ``torch.func.functional_call``, forward hooks, the train/eval flag, proxies swapped in --
+    it changes here, so another job's forward pass through ``model`` (the window's shown version,
+    which every job only reads) never sees it. Writes *into* the tensors (training, ``.grad``)
+    still need a deep copy. A TorchScript module is returned as it is (it cannot be copied so,
+    and neither hooks nor functional_call apply to it)."""
+    import copy
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo)

@@ -40,6 +40,7 @@ from visualizer.core.curvature.operator import EvalSet, eval_mode, masked_point
 from visualizer.core.data.text import logits_of, prediction_pairs
 from visualizer.core.device import wide_float
 from visualizer.core.errors import first_line
+from visualizer.core.layers import private_view
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Job, Step
 
@@ -142,7 +143,7 @@ class _Evaluator:
         chunk: int | None = None,
         batched: bool | None = None,
     ) -> None:
-        self.model = model
+        self.model = private_view(model)  # parameters swapped per call: on a private view (core.layers.private_view), never the shown model
         self.base = dict(base)
         self.dev = next(iter(base.values())).device
         self.wide = wide_float(self.dev)  # the sums' precision: float64 unless the device lacks it

@@ -47,6 +47,7 @@ from torch.func import functional_call, grad, jvp
 from visualizer.core.data.text import logits_of, prediction_count, prediction_pairs
 from visualizer.core.device import wide_float
 from visualizer.core.errors import first_line
+from visualizer.core.layers import private_view
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.tasks import Job, Step
@@ -368,7 +369,7 @@ class HessianOperator:
             raise ValueError(f"unknown average {average!r}; choose one of {', '.join(AVERAGES)}")
         if not evalset.batches:
             raise ValueError("the evaluation set has no batches")
-        self.model = model
+        self.model = private_view(model)  # parameters swapped per call: on a private view (core.layers.private_view), never the shown model
         ref = point[coords.names[0]]
         self.dtype = work_dtype(dtype or ref.dtype, ref.device)
         self.device = ref.device

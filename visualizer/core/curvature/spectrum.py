@@ -237,7 +237,7 @@ class DenseVsMasked:
     """Both spectra at the same point θ = m ⊙ w; interlacing: masked.λ_max ≤ dense.λ_max."""
 
     dense: Spectrum
-    masked: Spectrum | None  # None only in a partial result: the masked one not started yet
+    masked: Spectrum | None  # None in a partial result (the masked one not started yet) and in a dense-only run (no mask)
 
 
 def dense_vs_masked(

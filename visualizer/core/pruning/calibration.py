@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visualizer.core.layers import is_conv1d
+from visualizer.core.layers import is_conv1d, private_view
 from visualizer.core.tasks import Step
 
 
@@ -48,7 +48,9 @@ def input_statistics(model: nn.Module, batches: Iterable, weights: Mapping[str, 
     X its layer's input as (tokens, features) rows in float32: the one calibration pass that input
     norms (Wanda, OWL) and Gram matrices (SparseGPT) share. Evaluation mode, no gradients; the
     model's own mode and hooks are restored. ``forward(model, batch)`` runs one batch (default:
-    ``model(x)`` on the first element of a (x, y) batch)."""
+    ``model(x)`` on the first element of a (x, y) batch). The hooks and the flag are set on a
+    private view of ``model`` (core.layers.private_view): other jobs run the model meanwhile."""
+    model = private_view(model)
     modules = dict(model.named_modules())
     sums: dict[str, torch.Tensor] = {}
 

@@ -72,7 +72,7 @@ from visualizer.core.curvature.operator import (
 from visualizer.core.layers import output_dims
 from visualizer.core.pruning.llm_criteria import wanda_scores
 from visualizer.core.pruning.prunable import prunable_parameters
-from visualizer.core.tasks import Step, sub
+from visualizer.core.tasks import Step, exclusive, sub
 
 Scores = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -214,7 +214,8 @@ def following_batchnorms(model: nn.Module) -> dict[str, str]:
     try:
         from torch import fx
 
-        graph = fx.symbolic_trace(model).graph
+        with exclusive("torch.fx trace (batch norms)"):  # fx patches every module while it traces
+            graph = fx.symbolic_trace(model).graph
         for node in graph.nodes:
             if node.op != "call_module" or node.target not in layer_of:
                 continue

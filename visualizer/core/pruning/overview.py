@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from visualizer.core.layers import private_view
 from visualizer.core.tasks import Step
 
 MODES = ("kept", "value", "score", "diff")
@@ -62,6 +63,7 @@ def execution_order(model: nn.Module, names: Sequence[str], example: torch.Tenso
     for n in names:
         owners.setdefault(n.rpartition(".")[0], []).append(n)
     seen: list[str] = []
+    model = private_view(model)  # hooks and the eval flag on a view: other jobs run the model meanwhile
     modules = dict(model.named_modules())
     handles = []
 

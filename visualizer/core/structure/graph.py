@@ -25,9 +25,10 @@ from visualizer.core.data.external import DataOptions, options_for_model
 from visualizer.core.data.sources import load_dataset
 from visualizer.core.device import model_device  # noqa: F401 - groups and shrink import it from here
 from visualizer.core.io.atomic import atomic_write
+from visualizer.core.layers import private_view
 from visualizer.core.models.hf import hf_example_input
 from visualizer.core.models.zoo import ZOO
-from visualizer.core.tasks import Step, first_line, run
+from visualizer.core.tasks import Step, exclusive, first_line, import_unlocked, run
 
 # --- example inputs ---------------------------------------------------------------------------
 
@@ -237,7 +238,10 @@ def build_graph(model: nn.Module, example: torch.Tensor | None = None) -> ModelG
 def build_graph_job(model: nn.Module, example: torch.Tensor | None = None) -> Generator[Step, None, ModelGraph]:
     """Job: trace ``model`` into a :class:`ModelGraph`: fx first, then torch.export, then forward
     hooks on leaf modules, then the bare module hierarchy. Never raises for a model object.
-    Yields before each attempt; closing it at a yield restores the model's train/eval flag."""
+    Yields before each attempt. The tracers run on a private view of ``model`` in eval mode
+    (core.layers.private_view: hooks and the flag never touch the model other jobs read), and
+    each tracing call holds the exclusive side of core.tasks.STEP_LOCK (fx and export patch every
+    module in the process while they trace)."""
     t0 = time.perf_counter()
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
@@ -253,38 +257,34 @@ def build_graph_job(model: nn.Module, example: torch.Tensor | None = None) -> Ge
             example = example_input(model)
         except ValueError as exc:
             notices.append(str(exc))
-    was_training = model.training
-    model.eval()
+    model = private_view(model).eval()
     if example is not None:
         example = example.to(model_device(model))
-    try:
-        if example is not None:
-            yield Step("tracing with torch.fx", 0.0)
-            try:
-                return ModelGraph(_fx_graph(model, example), "fx", notices, time.perf_counter() - t0)
-            except Exception as exc:  # untraceable by fx: data-dependent control flow, ...
-                notices.append(f"torch.fx could not trace the model ({_first_line(exc)})")
-            yield Step("tracing with torch.export", 0.3)
-            try:
-                g = _export_graph(model, example)
-                notices.append("traced with torch.export: nodes are ATen operations grouped by module")
-                return ModelGraph(g, "export", notices, time.perf_counter() - t0)
-            except Exception as exc:
-                notices.append(f"torch.export failed too ({_first_line(exc)})")
-            yield Step("recording leaf modules with forward hooks", 0.7)
-            try:
-                g = _hook_graph(model, example)
-                notices.append(
-                    "fallback: leaf modules recorded with forward hooks; edges follow execution "
-                    "order, not data flow, so residual/concat connections and functional ops are missing"
-                )
-                return ModelGraph(g, "hooks", notices, time.perf_counter() - t0)
-            except Exception as exc:
-                notices.append(f"running the model on the example input failed ({_first_line(exc)})")
-        notices.append("showing the module hierarchy only (no data flow, no shapes)")
-        return ModelGraph(_hierarchy_graph(model), "hierarchy", notices, time.perf_counter() - t0)
-    finally:
-        model.train(was_training)
+    if example is not None:
+        yield Step("tracing with torch.fx", 0.0)
+        try:
+            return ModelGraph(_fx_graph(model, example), "fx", notices, time.perf_counter() - t0)
+        except Exception as exc:  # untraceable by fx: data-dependent control flow, ...
+            notices.append(f"torch.fx could not trace the model ({_first_line(exc)})")
+        yield Step("tracing with torch.export", 0.3)
+        try:
+            g = _export_graph(model, example)
+            notices.append("traced with torch.export: nodes are ATen operations grouped by module")
+            return ModelGraph(g, "export", notices, time.perf_counter() - t0)
+        except Exception as exc:
+            notices.append(f"torch.export failed too ({_first_line(exc)})")
+        yield Step("recording leaf modules with forward hooks", 0.7)
+        try:
+            g = _hook_graph(model, example)
+            notices.append(
+                "fallback: leaf modules recorded with forward hooks; edges follow execution "
+                "order, not data flow, so residual/concat connections and functional ops are missing"
+            )
+            return ModelGraph(g, "hooks", notices, time.perf_counter() - t0)
+        except Exception as exc:
+            notices.append(f"running the model on the example input failed ({_first_line(exc)})")
+    notices.append("showing the module hierarchy only (no data flow, no shapes)")
+    return ModelGraph(_hierarchy_graph(model), "hierarchy", notices, time.perf_counter() - t0)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -294,7 +294,8 @@ def _first_line(exc: BaseException) -> str:
 def _fx_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
     from torch.fx import symbolic_trace
 
-    gm = symbolic_trace(model)
+    with exclusive("torch.fx trace (graph)"):
+        gm = symbolic_trace(model)
     ShapeRecorder(gm).propagate(example)
     modules = dict(gm.named_modules())
     g = nx.DiGraph()
@@ -337,7 +338,9 @@ def attribute_at(root: nn.Module, path: str):
 def _export_graph(model: nn.Module, example: torch.Tensor) -> nx.DiGraph:
     """ATen-level graph from torch.export (non-strict); parameters become attributes of the ops
     that read them, and each op is labelled with the module it runs in."""
-    ep = torch.export.export(model, (example,), strict=False)
+    import_unlocked("torch._dynamo", "torch.export")  # seconds on first use: never under the lock
+    with exclusive("torch.export (graph)"):
+        ep = torch.export.export(model, (example,), strict=False)
     sig = ep.graph_signature
     param_of_input = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
     state = ep.state_dict
@@ -427,5 +430,6 @@ def fx_trace(model: nn.Module):
             return super().is_leaf_module(m, qualname)
 
     root = model
-    graph = _Tracer().trace(root)
+    with exclusive("torch.fx trace"):
+        graph = _Tracer().trace(root)
     return torch.fx.GraphModule(root, graph, type(root).__name__)

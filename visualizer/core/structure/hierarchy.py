@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from visualizer.core.structure.layout import layout_job
-from visualizer.core.tasks import Step, run
+from visualizer.core.tasks import Step, exclusive, run
 
 ROOT = ""  # key of the whole model
 MIN_RUN = 2  # this many identical consecutive siblings fold
@@ -378,7 +378,8 @@ def fx_owners(model) -> dict[str, str]:
     bare graph is enough: no GraphModule is built (its code generation cost a third of it)."""
     import torch.fx
 
-    graph = torch.fx.Tracer().trace(model)
+    with exclusive("torch.fx trace (module owners)"):  # fx patches every module while it traces
+        graph = torch.fx.Tracer().trace(model)
     out: dict[str, str] = {}
     for node in graph.nodes:
         stack = node.meta.get("nn_module_stack") or {}

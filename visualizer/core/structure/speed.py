@@ -33,12 +33,13 @@ import torch
 from torch import nn
 
 from visualizer.core.device import device_name
+from visualizer.core.layers import private_view
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.prunable import prunable_parameters
 from visualizer.core.structure.graph import example_input
 from visualizer.core.structure.groups import find_groups_job, group_scores
 from visualizer.core.structure.shrink import StructuredResult, structured_prune_job
-from visualizer.core.tasks import Step, run, sub
+from visualizer.core.tasks import Step, exclusive, run, sub
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase, nn.MultiheadAttention)
 
@@ -59,16 +60,20 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str,
     """Total forward FLOPs and FLOPs per leaf layer (module path -> FLOPs) on ``example``.
 
     Runs with grad enabled on purpose: without grad, ``nn.MultiheadAttention`` takes a fused fast
-    path (``_native_multi_head_attention``) that FlopCounterMode has no formula for (counts 0)."""
+    path (``_native_multi_head_attention``) that FlopCounterMode has no formula for (counts 0).
+
+    The forward pass holds the exclusive side of core.tasks.STEP_LOCK: FlopCounterMode tracks
+    modules through process-wide module hooks (torch.utils.module_tracker), which another job's
+    forward pass would run into. The RNN hooks and the eval flag are set on a private view."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model.eval()
+    model = private_view(model).eval()
     counter = FlopCounterMode(display=False)
     rnn_flops: dict[str, int] = {}
     handles = [mod.register_forward_hook(_rnn_hook(name, rnn_flops))
                for name, mod in model.named_modules() if isinstance(mod, nn.LSTM | nn.GRU | nn.RNN)]
     try:
-        with counter, torch.enable_grad():
+        with exclusive("FLOP count"), counter, torch.enable_grad():
             model(example)
     finally:
         for h in handles:

@@ -20,6 +20,7 @@ from torch import nn
 
 from visualizer.core.data.text import logits_of, perplexity, prediction_pairs
 from visualizer.core.device import model_device, wide_float
+from visualizer.core.layers import private_view
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
 
@@ -144,7 +145,10 @@ def evaluate_job(
     device = model_device(model)
     if masks is not None:
         masks.check(model)
-        model = _MaskedView(model, masked_parameters(model, masks))
+        # functional_call swaps the parameters of the modules it runs: a private view's
+        model = _MaskedView(private_view(model), masked_parameters(model, masks))
+    elif model.training:  # the eval flag is switched on a private view, not on a model others read
+        model = private_view(model)
     was_training = model.training
     model.eval()
     sums = MetricSums(device)

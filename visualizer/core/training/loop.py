@@ -39,7 +39,7 @@ from visualizer.core.data.sources import Dataset
 from visualizer.core.device import model_device
 from visualizer.core.models.outputs import main_logits
 from visualizer.core.pruning.masks import MaskSet
-from visualizer.core.tasks import Step
+from visualizer.core.tasks import Step, import_unlocked
 from visualizer.core.training.evaluate import EvalResult, autocast, evaluate_job
 from visualizer.core.workspace import (
     EVAL_BATCH_SIZE,
@@ -227,6 +227,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     exp_avg_sq holds at every pruned coordinate (so foreach Adam slowed down as the mask got
     sparser; the numbers are in docs/performance.md). Updates of zero coordinates (zero
     gradient, state and weight) stay exactly 0 either way."""
+    import_unlocked("torch._dynamo")  # the first optimiser imports it (seconds, once): not under the step lock
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True} if _fused_ok(params) else {}
     if config.optimizer == "sgd":

@@ -53,6 +53,7 @@ from torch import nn
 
 from visualizer.core.data.text import logits_of
 from visualizer.core.device import conv_layout, in_layout, model_device
+from visualizer.core.layers import private_view
 from visualizer.core.pruning.allocation import OWL_M, check_allocation, outlier_ratios_job
 from visualizer.core.pruning.criteria import CRITERIA
 from visualizer.core.pruning.prunable import prunable_parameters
@@ -428,7 +429,9 @@ def sensitivity_job(workspace: Workspace, config: SensitivityConfig,
     loses at most the unit in progress. ``previous`` rows with the same key are reused."""
     config.validate()
     levels = check_levels(config.levels)
-    model = workspace.model
+    # every level swaps the unit's weights (functional_call, also inside the fx split): on a
+    # private view of the model, which other jobs read meanwhile
+    model = private_view(workspace.model)
     workspace.needs_data("sensitivity analysis")
     batches = list(workspace.evaluation_batches(config.eval_batches, config.eval_batch_size, config.split))
     notices: list[str] = []

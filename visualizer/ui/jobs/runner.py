@@ -18,13 +18,29 @@ non-Qt thread crashed PySide6 6.12 with a refcount error). Rules the window reli
   job yielding thousands of steps cannot flood the event loop;
 - the threads are daemons: closing the window cancels jobs and waits at most ``wait`` seconds,
   after which the process may exit even if a job is inside a long computation between yields;
-- jobs take turns step by step: each advance of a generator (``next``/``close``) holds
-  :data:`STEP_LOCK`. Jobs share the loaded model, and several core steps change it for the
-  duration of one call: torch.fx symbolic tracing and torch.export patch ``nn.Module.__call__``
-  process-wide, Torch-Pruning hooks the model's modules, ``torch.func.functional_call`` swaps its
-  parameters. A forward pass in another thread during such a call was traced into the wrong graph
-  or failed (reproduced: ranking beside a graph trace). Steps are short (a batch), so concurrent
-  jobs still interleave and the GUI thread, which never takes the lock, stays responsive;
+- jobs run side by side, each step (each ``next``/``close`` of its generator) holding the
+  *shared* side of :data:`visualizer.core.tasks.STEP_LOCK`, a readers/writer lock whose home is
+  core. Only a call that patches process-wide state takes the *exclusive* side, inside core
+  (:func:`visualizer.core.tasks.exclusive`), for just that call, so the runner does not know
+  which jobs trace: torch.fx tracing (graph, module owners, batch-norm pairing, sensitivity's
+  split, shrinking's branch removal) and ``torch.export`` (graph fallback, .pt2 files) replace
+  ``nn.Module.__call__`` for every module while they run -- a forward pass in another thread was
+  traced into the wrong graph or failed (reproduced: a ranking beside a graph trace;
+  tests/core/test_step_lock.py) -- and the FLOP counter's module tracker registers global module
+  hooks. The rule that makes the shared side enough: the model a job is handed (the window's
+  current version; a model is replaced, never changed) is only read. Whatever changes a module
+  for one call -- ``torch.func.functional_call`` swapping parameters (masked evaluation,
+  curvature, landscape, sensitivity), forward hooks (calibration statistics, execution order,
+  shapes, Torch-Pruning's dependency trace), the train/eval flag -- does it on a private view
+  that shares the tensors (:func:`visualizer.core.layers.private_view`); training, data criteria
+  (they write ``.grad``) and shrinking work on deep copies, and trained weights come back as a
+  new model version. Lazy imports a traced call needs (torch._dynamo for torch.export) are made
+  before the exclusive side is taken. A tracer waits for the steps under way, and steps asked for
+  meanwhile wait behind it (no tracer starves): a long step (a training step on a busy CPU) still
+  delays a tracer and those steps. :attr:`JobRunner.long_holds` records exclusive holds over
+  50 ms (every job waits meanwhile), :attr:`JobRunner.shared_holds` long steps and
+  :attr:`JobRunner.lock_waits` how long a step waited for the lock. The GUI thread never takes
+  the lock (a synchronous runner, which runs jobs on it, excepted);
 - the GUI thread can hold every job at its next step for a few tens of milliseconds
   (:meth:`JobRunner.hold`): a model change rebuilds and repaints most of the window (tens of
   milliseconds of GUI-thread Python and Qt calls; docs/performance.md), and the jobs it starts
@@ -53,7 +69,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from visualizer.core.errors import first_line
-from visualizer.core.tasks import Step
+from visualizer.core.tasks import STEP_LOCK, Step
 from visualizer.ui.jobs.gui_gc import collect_on_gui_thread
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress records of one job
@@ -65,9 +81,9 @@ GIL_SWITCH_S = 0.001
 HOLD_MAX_MS = 300  # the longest JobRunner.hold keeps jobs waiting
 HOLD_POLL_MS = 2  # the hold's idle test: a pass of the event loop this quick means no repaint left
 HOLD_IDLE_PASSES = 3
-LONG_HOLD_S = 0.05  # a step holding STEP_LOCK longer than this is recorded (JobRunner.long_holds)
+LONG_HOLD_S = 0.05  # a step holding STEP_LOCK's shared side longer than this is recorded (shared_holds)
+LOCK_WAIT_S = 0.001  # a step waiting longer than this for STEP_LOCK is recorded (lock_waits)
 MAX_HOLDS_KEPT = 200
-STEP_LOCK = threading.RLock()  # re-entrant: a synchronous job may start another from a callback
 
 
 @dataclass
@@ -156,9 +172,11 @@ class JobRunner(QObject):
         self._jobs: dict[int, Job] = {}  # id -> job, until its end reached the GUI thread
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.apply_times: list[tuple[str, float]] = []  # (kind, seconds) installing results: GUI-thread cost
-        # (kind, stage, seconds) of steps that held STEP_LOCK over LONG_HOLD_S, the latest
-        # MAX_HOLDS_KEPT (bench_ui prints the worst): a long step makes every other job wait
-        self.long_holds: collections.deque[tuple[str, str, float]] = collections.deque(maxlen=MAX_HOLDS_KEPT)
+        # (kind, stage, seconds) of steps that held STEP_LOCK's shared side over LONG_HOLD_S, the
+        # latest MAX_HOLDS_KEPT: a long step delays only a tracer waiting for the exclusive side
+        self.shared_holds: collections.deque[tuple[str, str, float]] = collections.deque(maxlen=MAX_HOLDS_KEPT)
+        # (kind, stage, seconds) a step waited for STEP_LOCK (behind an exclusive section) over LOCK_WAIT_S
+        self.lock_waits: collections.deque[tuple[str, str, float]] = collections.deque(maxlen=MAX_HOLDS_KEPT)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.drain)
@@ -170,6 +188,12 @@ class JobRunner(QObject):
         self._hold_until = 0.0
         self._idle_passes = 0
         self._last_pass = 0.0
+
+    @property
+    def long_holds(self) -> collections.deque[tuple[str, str, float]]:
+        """(thread, label, seconds) of exclusive holds of STEP_LOCK over 50 ms (the process's, kept
+        by the lock; bench_ui prints the worst): while one lasts, every job waits."""
+        return STEP_LOCK.long_holds
 
     def hold(self) -> None:
         """Keep every job (running or submitted meanwhile) at its next step until the GUI thread
@@ -277,28 +301,31 @@ class JobRunner(QObject):
             if job.cancelled:
                 self._emit_done(job, "cancelled", None, synchronous)
                 return
-            with STEP_LOCK:
+            with STEP_LOCK.shared():
                 gen = factory()
             stage, held = "(start)", 0.0
             while True:
                 self._wait_gate(synchronous)
                 if job.cancelled:
-                    with STEP_LOCK:
+                    with STEP_LOCK.shared():
                         gen.close()  # GeneratorExit at the paused yield: finally blocks run here
                     self._emit_done(job, "cancelled", None, synchronous)
                     return
                 try:
-                    with STEP_LOCK:
+                    asked = time.perf_counter()
+                    with STEP_LOCK.shared():
                         t0 = time.perf_counter()
+                        if t0 - asked > LOCK_WAIT_S:
+                            self.lock_waits.append((job.kind, stage, t0 - asked))
                         try:
                             step = next(gen)
                         finally:
                             held = time.perf_counter() - t0
                     if held > LONG_HOLD_S:
-                        self.long_holds.append((job.kind, f"{stage} -> {step.stage}", held))
+                        self.shared_holds.append((job.kind, f"{stage} -> {step.stage}", held))
                 except StopIteration as stop:
                     if held > LONG_HOLD_S:
-                        self.long_holds.append((job.kind, f"{stage} -> (end)", held))
+                        self.shared_holds.append((job.kind, f"{stage} -> (end)", held))
                     result = stop.value
                     break
                 stage = step.stage
@@ -311,7 +338,7 @@ class JobRunner(QObject):
             self._emit_done(job, "ok", result, synchronous)
         except BaseException as exc:  # any failure of user code or data becomes a message
             if gen is not None:
-                with STEP_LOCK:
+                with STEP_LOCK.shared():
                     gen.close()
             detail = traceback.format_exc(limit=-3)
             if is_out_of_memory(exc):

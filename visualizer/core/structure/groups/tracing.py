@@ -10,7 +10,7 @@ from collections.abc import Generator
 import torch
 from torch import nn
 
-from visualizer.core.layers import input_dim, is_conv1d, is_linear, output_dim
+from visualizer.core.layers import input_dim, is_conv1d, is_linear, output_dim, private_view
 from visualizer.core.models.outputs import main_logits
 from visualizer.core.structure.graph import example_input, model_device
 from visualizer.core.structure.groups.attention import (
@@ -43,8 +43,8 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
     a model Torch-Pruning cannot trace gets no groups and a notice.
 
     Yields a :class:`Step` before the dependency trace (one Torch-Pruning call, not interruptible),
-    after it, and while its groups are converted; closing the job at any yield restores the
-    model's train/eval flag (the only state it touches: weights are only read)."""
+    after it, and while its groups are converted. ``model`` itself is never changed: the trace
+    runs on a private view (core.layers.private_view) in eval mode; weights are only read."""
     notices: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
         yield Step("structure: TorchScript module", 1.0)
@@ -53,15 +53,14 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
     if example is None:
         example = example_input(model)
     example = example.to(model_device(model))
-    was_training = model.training
-    model.eval()
     layouts = find_attention(model)
     swapped = []
+    # Torch-Pruning hooks every module and runs a forward pass, attention layers are traced
+    # through proxies: all of it on a copy of the module tree that shares every tensor, so the
+    # model itself, which other jobs run meanwhile (core.tasks.STEP_LOCK's shared side), never changes
+    traced = private_view(model).eval()
     try:
         yield Step("tracing channel dependencies", 0.0)
-        # attention layers are traced through proxies in a copy of the module tree that shares
-        # every tensor: the model itself, which other jobs may be running, is never changed
-        traced = shared_tensor_copy(model) if layouts else model
         swapped = install_proxies(traced, layouts)
         try:
             groups, outputs = yield from sub(_tp_groups(traced, example, notices, budget_s), 0.0, 0.95)
@@ -74,7 +73,6 @@ def find_groups_job(model: nn.Module, example: torch.Tensor | None = None,
             groups, outputs = [], []
     finally:
         remove_proxies(swapped)
-        model.train(was_training)
     groups += _head_groups(model, len(groups))
     groups += attention_groups(model, layouts, len(groups))
     for i, g in enumerate(groups):
@@ -349,12 +347,3 @@ def _conv1d_pruner():
             return layer.weight.shape[0]
 
     return Conv1DPruner()
-
-
-def shared_tensor_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model``'s modules that shares its parameters and buffers (nothing is
-    duplicated but the module objects), for tracing with some modules swapped out."""
-    import copy
-
-    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    return copy.deepcopy(model, memo)

@@ -29,6 +29,7 @@ from visualizer.core.structure.shrink.channels import (
     drop_branches,
     fix_module_attributes,
 )
+from visualizer.core.tasks import exclusive, import_unlocked
 
 FORMAT = "pruneviz-shrunk"
 
@@ -139,9 +140,11 @@ def save_exported(model: nn.Module, path: str | Path, example: torch.Tensor) -> 
     """``torch.export`` archive (.pt2) of ``model`` on inputs shaped like ``example``: torch's
     successor to TorchScript (``torch.jit`` is deprecated as of torch 2.13); load it with
     ``torch.export.load(path).module()``. A transformers model is saved returning its logits."""
+    import_unlocked("torch._dynamo", "torch.export")  # seconds on first use: never under the lock
     model = _archivable(model.eval())
     try:
-        program = torch.export.export(model, (example,))
+        with exclusive("torch.export (shrunk model)"):  # export patches every module while it traces
+            program = torch.export.export(model, (example,))
     except Exception as exc:  # noqa: BLE001 - whatever torch.export cannot capture is one line
         raise ValueError(f"torch.export cannot capture the shrunk model ({_first_line(exc)})") from exc
     atomic_write(path, lambda p: torch.export.save(program, str(p)))
