@@ -4,48 +4,52 @@ The peer is what a sensitivity tool without the split does: for every unit and e
 evaluate the whole masked model (:func:`visualizer.core.training.evaluate.evaluate_job`, the
 app's one evaluation). The analysis (:func:`visualizer.core.training.sensitivity.sensitivity_job`)
 computes the activations before the unit once per batch and runs only the rest of the network
-per level, channels-last on the CPU for conv nets (visualizer.core.device.conv_layout). Printed
-per model: both wall and CPU times (best of ``--repeats`` interleaved runs), the ratio plain /
-cached, and whether every row agrees with the plain loop: accuracy exactly equal, loss within
-``LOSS_RTOL`` relative (the layout changes the summation order, so float rounding only). Target:
->= 2x.
+per level. Both run in evaluation's layout (``inference_layout``: channels-last for a conv net on
+the CPU), so the ratio is the split's alone. Printed per model: both wall and CPU times (best of
+``--repeats`` interleaved runs), the ratio plain / cached, and whether every row agrees with the
+plain loop: accuracy exactly equal, loss within ``LOSS_RTOL`` relative (the split sums in another
+order, so float rounding only). Target: >= 2x.
 
-``--layout-peer`` also times the plain loop run channels-last itself (a copy of the model and
-the inputs in that layout): the ratio cached / that peer is what the cached prefix alone gives
-(the split), the rest of the first ratio is the layout.
+``--nchw-peer`` also times the plain loop in the default NCHW layout (the layout rule switched
+off, as evaluation ran before it): what a tool without either gives.
 
 Models: the bundled resnet-mini (and densenet-mini, inception-mini) on the digits test split;
 torchvision's ResNet-18 (random weights, 64 synthetic 3x64x64 images, 10 classes) when
 torchvision is installed. One torch thread (the machine is shared).
 
-Run: .venv/bin/python tests/benchmarks/bench_sensitivity.py [--repeats 3] [--layout-peer]
+Run: .venv/bin/python tests/benchmarks/bench_sensitivity.py [--repeats 3] [--nchw-peer]
 [--levels 0.9,0.7,0.5,0.3,0.2,0.1,0.05]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
+
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
 from visualizer.core.data.sources import Dataset, load_dataset  # noqa: E402
-from visualizer.core.device import conv_layout, in_layout  # noqa: E402
 from visualizer.core.models.loaders import load_model  # noqa: E402
 from visualizer.core.pruning.masks import MaskSet  # noqa: E402
 from visualizer.core.tasks import run  # noqa: E402
+from visualizer.core.training import evaluate as evaluate_module  # noqa: E402
 from visualizer.core.training.evaluate import evaluate_job  # noqa: E402
 from visualizer.core.training.sensitivity import (  # noqa: E402
     DEFAULT_LEVELS,
     SensitivityConfig,
     list_units,
     sensitivity_job,
+    split_model,
+    trace,
     unit_masks,
 )
 from visualizer.core.workspace import Workspace  # noqa: E402
@@ -53,27 +57,50 @@ from visualizer.core.workspace import Workspace  # noqa: E402
 LOSS_RTOL = 1e-6  # the largest relative loss difference allowed against the plain loop (accuracy: equal)
 
 
-def plain_loop(ws: Workspace, levels, criterion: str = "magnitude", layout: bool = False) -> list[tuple]:
+def plain_loop(ws: Workspace, levels, criterion: str = "magnitude", nchw: bool = False) -> list[tuple]:
     """(unit, level, loss, accuracy) by evaluating the whole masked model for every cell
-    (``layout``: a channels-last copy of the model on channels-last inputs, where conv_layout
-    says so)."""
+    (``nchw``: with evaluation's layout rule switched off)."""
     model = ws.model
     batches = ws.evaluation_batches()
     scores = run(ws.scores(criterion))
-    fmt = conv_layout(model, "cpu") if layout else None
-    if fmt is not None:
-        model = copy.deepcopy(model).to(memory_format=fmt)
-        batches = [(in_layout(x, fmt), y) for x, y in batches]
     out = []
-    for unit in list_units(model, "layer"):
-        for level in levels:
-            masks = MaskSet.for_model(model)
-            masks.masks.update(unit_masks(unit, level, scores))
-            if fmt is not None:  # m in the layout's strides keeps m * w in it where a dimension is 1
-                masks.masks.update({k: in_layout(m, fmt) for k, m in masks.masks.items()})
-            ev = run(evaluate_job(model, batches, masks))
-            out.append((unit.name, level, ev.loss, ev.accuracy))
+    with contextlib.ExitStack() as stack:
+        if nchw:  # the layout rule off: evaluation as it ran before channels-last
+            stack.enter_context(mock.patch.object(evaluate_module, "conv_layout", lambda *a: None))
+        for unit in list_units(model, "layer"):
+            for level in levels:
+                masks = MaskSet.for_model(model)
+                masks.masks.update(unit_masks(unit, level, scores))
+                ev = run(evaluate_job(model, batches, masks))
+                out.append((unit.name, level, ev.loss, ev.accuracy))
     return out
+
+
+def flops(fn, *args) -> int:
+    """FLOPs of one call (torch.utils.flop_counter: matrix products and convolutions)."""
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops()
+
+
+def flop_bound(ws: Workspace, k: int) -> float:
+    """The best ratio plain / split any exact per-cell evaluation can reach with ``k`` levels:
+    sum over units of k * F (the whole model per level) over P_u + k * R_u (the prefix once, the
+    rest per level), counted on two samples through the analysis's own split."""
+    model = ws.model.eval()
+    x = ws.evaluation_batches()[0][0][:2]
+    gm = trace(model)
+    whole = flops(model, x)
+    plain = split = 0
+    with torch.no_grad():
+        for unit in list_units(model, "layer"):
+            cut = split_model(gm, unit.params)
+            if cut is None:
+                continue
+            prefix = flops(cut.prefix, x)
+            rest = flops(cut.rest, cut.prefix(x), {})
+            plain, split = plain + k * whole, split + prefix + k * rest
+    return plain / split
 
 
 def cached(ws: Workspace, levels, criterion: str = "magnitude") -> list[tuple]:
@@ -101,11 +128,11 @@ def agreement(a: list[tuple], b: list[tuple]) -> tuple[bool, float, tuple | None
     return bad is None, worst, bad
 
 
-def compare(name: str, ws: Workspace, levels, repeats: int, layout_peer: bool = False) -> None:
+def compare(name: str, ws: Workspace, levels, repeats: int, nchw_peer: bool = False) -> None:
     cached(ws, levels[:1])  # warm both paths (tracing code, allocator)
     peers = {"plain": lambda: plain_loop(ws, levels), "cached prefix": lambda: cached(ws, levels)}
-    if layout_peer:
-        peers["plain, channels-last"] = lambda: plain_loop(ws, levels, layout=True)
+    if nchw_peer:
+        peers["plain, NCHW"] = lambda: plain_loop(ws, levels, nchw=True)
     wall = dict.fromkeys(peers, float("inf"))
     cpu = dict.fromkeys(peers, float("inf"))
     out = {}
@@ -120,11 +147,12 @@ def compare(name: str, ws: Workspace, levels, repeats: int, layout_peer: bool = 
           f"agree (acc equal, loss rel <= {LOSS_RTOL:g}): {same}, max rel loss diff {worst:.1e}")
     if bad is not None:
         print(f"  first difference: {bad}")
-    if layout_peer:
-        key = "plain, channels-last"
-        print(f"{'':<22} plain loop channels-last: wall {wall[key]:6.2f} s (ratio to cached "
+    print(f"{'':<22} FLOP bound of the split with {len(levels)} levels: {flop_bound(ws, len(levels)):4.2f}x")
+    if nchw_peer:
+        key = "plain, NCHW"
+        print(f"{'':<22} plain loop in NCHW: wall {wall[key]:6.2f} s (ratio to cached "
               f"{wall[key] / wall['cached prefix']:4.2f}x), CPU {cpu[key]:6.2f} s (ratio "
-              f"{cpu[key] / cpu['cached prefix']:4.2f}x): the split alone")
+              f"{cpu[key] / cpu['cached prefix']:4.2f}x): split and layout together")
 
 
 def torchvision_resnet18():
@@ -146,8 +174,8 @@ def main() -> None:
     p.add_argument("--levels", default=",".join(str(x) for x in DEFAULT_LEVELS))
     p.add_argument("--models", default="resnet-mini,densenet-mini,inception-mini")
     p.add_argument("--repeats", type=int, default=3, help="runs of each path; the best time counts")
-    p.add_argument("--layout-peer", action="store_true",
-                   help="also time the plain loop run channels-last (what the split alone gives)")
+    p.add_argument("--nchw-peer", action="store_true",
+                   help="also time the plain loop in the default NCHW layout (evaluation before channels-last)")
     args = p.parse_args()
     torch.set_num_threads(1)
     levels = tuple(float(x) for x in args.levels.split(","))
@@ -156,14 +184,14 @@ def main() -> None:
     digits = load_dataset("digits")
     for name in args.models.split(","):
         model = load_model(name).model
-        compare(name, Workspace(model, digits, model_ref=name), levels, args.repeats, args.layout_peer)
+        compare(name, Workspace(model, digits, model_ref=name), levels, args.repeats, args.nchw_peer)
     tv, note = torchvision_resnet18()
     if tv is None:
         print(note)
     else:
         model, data = tv
         compare("torchvision:resnet18", Workspace(model, data, model_ref="torchvision:resnet18"), levels,
-                args.repeats, args.layout_peer)
+                args.repeats, args.nchw_peer)
 
 
 if __name__ == "__main__":

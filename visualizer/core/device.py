@@ -125,8 +125,8 @@ def model_device(model: nn.Module) -> torch.device:
 def conv_layout(model: nn.Module, device: str | torch.device) -> torch.memory_format | None:
     """``torch.channels_last`` for a model with 4-d (2-d convolution) weights on the CPU, None
     otherwise. oneDNN runs NHWC convolutions without reordering every input to its blocked
-    layout and back; on the bundled conv nets with 8x8 digits a forward pass takes about half the
-    time (docs/performance.md, "Sensitivity analysis"). The numbers differ from the default
+    layout and back (docs/performance.md, "Sensitivity analysis", has the times). Whether a given
+    model may run so is :func:`visualizer.core.training.evaluate.inference_layout`'s probe. The numbers differ from the default
     layout's by float rounding only (another summation order). Not measured on CUDA or MPS, so
     not used there."""
     if torch.device(device).type != "cpu":

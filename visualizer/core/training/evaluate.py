@@ -6,12 +6,14 @@ job run to the end) on batches from :func:`visualizer.core.workspace.evaluation_
 criterion at a density reports the same accuracy wherever it is asked for.
 
 With ``masks`` the model is read as m ⊙ w through ``torch.func.functional_call``: the weights
-themselves are never changed.
+themselves are never changed. A conv net on the CPU is evaluated channels-last
+(:func:`inference_layout`), which changes the numbers by float rounding only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from visualizer.core.data.text import logits_of, perplexity, prediction_pairs
-from visualizer.core.device import model_device, wide_float
+from visualizer.core.device import conv_layout, in_layout, model_device, wide_float
 from visualizer.core.layers import private_view
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.tasks import Step, run
@@ -121,14 +123,56 @@ def evaluate(model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None =
     return run(evaluate_job(model, batches, masks, amp))
 
 
+def laid_out(model: nn.Module, overrides: dict[str, torch.Tensor],
+             layout: torch.memory_format | None) -> dict[str, torch.Tensor]:
+    """``overrides`` (m ⊙ w of the masked weights) with every 4-d weight of ``model`` in
+    ``layout``, masked or not; ``overrides`` itself when there is no layout."""
+    if layout is None:
+        return overrides
+    out = {n: in_layout(p.detach(), layout) for n, p in model.named_parameters() if p.dim() == 4}
+    out.update({n: in_layout(t, layout) for n, t in overrides.items()})
+    return out
+
+
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its probed layout
+
+
+def inference_layout(model: nn.Module, x: torch.Tensor,
+                     overrides: dict[str, torch.Tensor]) -> torch.memory_format | None:
+    """The memory layout every evaluation of ``model`` runs in: :func:`conv_layout`'s
+    (channels-last for a conv net on the CPU, where oneDNN skips reordering each input; see
+    docs/performance.md) when a forward pass of the sample ``x`` in it runs and agrees with the
+    default layout to float rounding, else None (the default). The probe catches models whose code
+    assumes contiguous NCHW tensors, e.g. ``x.view(n, -1)`` after a convolution, which raises on a
+    channels-last tensor. It runs once per model object (the answer depends on the model's code,
+    not on its weights). One rule: evaluation and the sensitivity analysis both call it."""
+    layout = conv_layout(model, x.device)
+    if layout is None:
+        return None
+    if model in _LAYOUTS:
+        return _LAYOUTS[model]
+    view = private_view(model).eval()  # the flag and the swapped weights stay on this copy
+    try:
+        with torch.inference_mode():
+            ref = logits_of(torch.func.functional_call(view, overrides, (x,), strict=False)).float()
+            got = logits_of(torch.func.functional_call(view, laid_out(model, overrides, layout),
+                                                       (in_layout(x, layout),), strict=False)).float()
+        found = layout if torch.allclose(got, ref, rtol=1e-4, atol=1e-5) else None
+    except Exception:  # noqa: BLE001 - a model that cannot run channels-last runs as it is
+        found = None
+    _LAYOUTS[model] = found
+    return found
+
+
 def evaluate_job(
     model: nn.Module, batches: Sequence[Batch], masks: MaskSet | None = None, amp: bool = False
 ) -> Generator[Step, None, EvalResult]:
     """(mean cross-entropy, accuracy) of ``model`` (m ⊙ w with ``masks``) over ``batches``, in
     eval mode and without grad, on the model's device.
 
-    Yields after every batch, so a large split (CIFAR-10 on a big model) can be cancelled;
-    closing it restores the model's train/eval flag. Grad mode is switched off around each
+    Yields after every batch, so a large split (CIFAR-10 on a big model) can be cancelled. The
+    model itself is only read: the eval flag, the masked weights and the layout of
+    :func:`inference_layout` go on a private view (:func:`private_view`). Grad mode is switched off around each
     forward pass only (it is per thread, never held across a yield). Raises ValueError when the
     batches hold no sample. Loss and correct counts are summed on the device and read once at the
     end (no host round trip per batch); ``amp`` runs the forward passes under bf16 autocast on
@@ -145,21 +189,22 @@ def evaluate_job(
     device = model_device(model)
     if masks is not None:
         masks.check(model)
-        # functional_call swaps the parameters of the modules it runs: a private view's
-        model = _MaskedView(private_view(model), masked_parameters(model, masks))
-    elif model.training:  # the eval flag is switched on a private view, not on a model others read
-        model = private_view(model)
-    was_training = model.training
-    model.eval()
+    masked = masked_parameters(model, masks)
     sums = MetricSums(device)
-    done = 0
-    try:
-        for xb, yb in batches:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            with torch.no_grad(), autocast(amp, device):
-                sums.add(model(xb), yb)
-            done += int(yb.shape[0])
-            yield Step(f"evaluating {done}/{n}", done / n)
-    finally:
-        model.train(was_training)
+    done, view, layout = 0, None, None
+    for xb, yb in batches:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        if view is None:  # decided on the first batch: a streamed split is read only once
+            layout = inference_layout(model, xb[:2], masked)
+            # functional_call swaps the parameters of the modules it runs, and eval() flips a
+            # flag: both on a private view, never on the model other jobs read
+            over = laid_out(model, masked, layout)
+            view = (_MaskedView(private_view(model), over) if over
+                    else private_view(model) if model.training else model)
+            if view.training:
+                view.eval()
+        with torch.no_grad(), autocast(amp, device):
+            sums.add(view(in_layout(xb, layout)), yb)
+        done += int(yb.shape[0])
+        yield Step(f"evaluating {done}/{n}", done / n)
     return sums.result(n)

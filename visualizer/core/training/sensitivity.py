@@ -30,8 +30,9 @@ whole model on two samples first, and a model fx cannot trace (or a split that d
 falls back to whole-model evaluation, which the rows say (``method``). A level that keeps every
 weight of the unit is the dense model: its row is the baseline's. Each level's sums are
 :class:`~visualizer.core.training.evaluate.MetricSums` (evaluate_job's rule; token blocks per
-predicted token). A conv net on the CPU runs channels-last (:func:`~visualizer.core.device.conv_layout`),
-in both paths: the cells then differ from :func:`evaluate_job`'s by float rounding only.
+predicted token), and the levels run in evaluation's layout
+(:func:`~visualizer.core.training.evaluate.inference_layout`: channels-last for a conv net on the
+CPU), so a cell is the masked model evaluated, up to the order of float sums.
 
 Rows stream as each unit finishes (``Step.partial`` = the unit's rows) and are keyed by
 :data:`KEY_FIELDS` (model, dataset, criterion, unit kind, unit, level, seed, sample, device):
@@ -52,7 +53,7 @@ import torch
 from torch import nn
 
 from visualizer.core.data.text import logits_of
-from visualizer.core.device import conv_layout, in_layout, model_device
+from visualizer.core.device import in_layout, model_device
 from visualizer.core.layers import private_view
 from visualizer.core.pruning.allocation import OWL_M, check_allocation, outlier_ratios_job
 from visualizer.core.pruning.criteria import CRITERIA
@@ -69,7 +70,7 @@ from visualizer.core.structure.groups import (
 from visualizer.core.structure.shrink import plan_masks, select_units
 from visualizer.core.tasks import Step, run, sub
 from visualizer.core.training.cluster import import_ray, map_tasks, placement
-from visualizer.core.training.evaluate import MetricSums, evaluate_job
+from visualizer.core.training.evaluate import MetricSums, evaluate_job, inference_layout, laid_out
 from visualizer.core.training.experiments import _key_value, read_rows, write_rows
 from visualizer.core.workspace import (
     EVAL_BATCH_SIZE,
@@ -344,16 +345,13 @@ def unit_levels_job(model: nn.Module, batches: Sequence, level_masks: Sequence[M
     two samples (:func:`_split_reproduces`; a mismatch: whole-model evaluation for this unit).
 
     Each level's sums are :class:`MetricSums` (the rule of :func:`evaluate_job`; token blocks
-    per predicted token). A conv net on the CPU runs in channels-last layout (:func:`conv_layout`:
-    inputs and 4-d weights), which changes the numbers from evaluate_job's by float rounding
-    only; the other weights are the model's own (m ⊙ w with m = 1 is w, bit for bit)."""
+    per predicted token), in evaluation's layout (:func:`inference_layout`); the other weights are the model's own (m ⊙ w with m = 1 is w, bit for bit)."""
     device = model_device(model)
     n = sum(int(y.shape[0]) for _, y in batches)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    layout = conv_layout(model, device)
-    dense = {name: in_layout(p.detach(), layout) for name, p in model.named_parameters()
-             if layout is not None and p.dim() == 4}
+    layout = inference_layout(model, batches[0][0][:2].to(device), _overrides(model, level_masks[0]))
+    dense = laid_out(model, {}, layout)
     mine = [{**dense, **_overrides(model, masks, layout)} for masks in level_masks]
     sums = [MetricSums(device) for _ in level_masks]
     method = FAST if split is not None and _split_reproduces(model, split, batches, dense, mine[0], layout) else WHOLE
