@@ -179,7 +179,7 @@ def test_the_snip_preset_scores_like_the_window_and_the_cli(digits, capsys, tmp_
     preset = run(snip_vs_magnitude_job("mlp", "fc1.weight", DENSITY))
     window_mask, _ = _window(load_model("mlp").model, digits, "snip")
     cli_mask, _ = _cli(capsys, tmp_path, "snip")
-    assert _same(preset["snip"], window_mask) and _same(preset["snip"], cli_mask)
+    assert _same(preset.snip, window_mask) and _same(preset.snip, cli_mask)
 
 
 def test_the_batches_decide_the_mask(digits):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pyqtgraph as pg
 import pytest
 
@@ -78,6 +81,10 @@ def test_random_labels_view_draws_bars_and_chance_band(qtbot):
     band = items(view.plot, pg.LinearRegionItem)
     assert band[0].getRegion() == pytest.approx((0.05, 0.15))
     assert not_blank(view)
+    # while the random-label runs train (a partial figure) their bars are empty, marked "..."
+    show_random_labels(view, dataclasses.replace(r, dense_random=math.nan, ticket_random=math.nan))
+    assert list(items(view.plot, pg.BarGraphItem)[0].opts["height"]) == [0.95, 0.0, 0.96, 0.0]
+    assert [t.toPlainText() for t in items(view.plot, pg.TextItem)] == ["0.950", "...", "0.960", "..."]
 
 
 def test_labs_dock_runs_the_chosen_lab(qtbot, window):

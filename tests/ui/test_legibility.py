@@ -94,8 +94,8 @@ def test_the_checker_finds_small_overlapping_and_scaled_text(qtbot):
 def test_every_slide_is_legible_while_it_fills(qtbot, window, runs, size):
     """A computing slide shows its figure so far: that one is read from the back row too."""
     partials = runs[1]
-    streaming = [pid for pid in PRESETS if partials[pid]]  # (random-labels draws only at its end)
-    assert {"spectrum", "density-law", "time-to-train", "snip-vs-magnitude", "explain-coupling",
+    streaming = [pid for pid in PRESETS if partials[pid]]
+    assert {"spectrum", "density-law", "time-to-train", "snip-vs-magnitude", "explain-coupling", "random-labels",
             "explain-masked-speed", *(f"explain-{c}" for c in ("magnitude", "snip", "grasp", "taylor", "obd",
                                                                "wanda"))} <= set(streaming)
     found = {}

@@ -40,3 +40,13 @@ def test_time_to_train_draws_the_bars_after_each_timing_round():
     assert [p.report.repeats for p in seen] == list(range(1, final.report.repeats + 1))
     assert [e.name for e in seen[0].report.entries] == ["dense", "masked", "shrunk"]
     assert [e.flops for e in seen[0].report.entries] == [e.flops for e in final.report.entries]
+
+
+def test_random_labels_fills_a_bar_per_finished_imp_round():
+    """Round 0 of each IMP run is its dense bar, the last round its ticket; bars not measured yet
+    are NaN (the slide leaves them empty), and the last figure is the result."""
+    seen, final = _partials("random-labels", rounds=1, epochs=1)
+    keys = ("dense_true", "ticket_true", "dense_random", "ticket_random")
+    measured = [tuple(k for k in keys if np.isfinite(getattr(p, k))) for p in seen]
+    assert measured == [keys[:1], keys[:2], keys[:3], keys]
+    assert all(getattr(seen[-1], k) == getattr(final, k) for k in (*keys, "ticket_density"))

@@ -22,7 +22,7 @@ import torch
 
 from visualizer.core.data.sources import Dataset, load_dataset
 from visualizer.core.models.loaders import load_model
-from visualizer.core.tasks import Step, sub
+from visualizer.core.tasks import Step, mapped, sub
 from visualizer.core.training.loop import TrainConfig
 from visualizer.core.training.lottery import (
     IMPConfig,
@@ -89,7 +89,8 @@ class RandomLabelsResult:
 def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float = 3e-3, seed: int = 0,
                   z: float = 3.0, device: str = "auto") -> Generator[Step, None, RandomLabelsResult]:
     """Dense and IMP-ticket test accuracy of the bundled MLP on true and on shuffled digits labels,
-    trained on ``device`` (core.workspace.resolve_device)."""
+    trained on ``device`` (core.workspace.resolve_device). Each finished IMP round yields the
+    result so far as ``Step.partial`` (accuracies not measured yet are NaN)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1 (a ticket needs one pruning round), got {rounds}")
     if epochs < 1:
@@ -101,15 +102,39 @@ def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float
     config = IMPConfig(rounds=rounds, rate=rate,
                        train=TrainConfig(epochs=epochs, lr=lr, seed=seed, evaluate_each_epoch=False,
                                          device=str(device)))
-    true_run = yield from sub(iterative_magnitude_pruning(loaded.model, data, init, config), 0.02, 0.51,
-                              "true labels: ")
-    random_run = yield from sub(iterative_magnitude_pruning(loaded.model, shuffled_labels(data, seed), init, config),
-                                0.51, 1.0, "random labels: ")
     n = len(data.y_test)
     chance, low, high = chance_band(data.num_classes, n, z)
-    return RandomLabelsResult(
-        dense_true=true_run.rows[0]["accuracy"], dense_random=random_run.rows[0]["accuracy"],
-        ticket_true=true_run.rows[-1]["accuracy"], ticket_random=random_run.rows[-1]["accuracy"],
-        ticket_density=true_run.rows[-1]["density"], classes=data.num_classes, test_size=n,
-        chance=chance, band_z=z, band_low=low, band_high=high, rounds=rounds, rate=rate, epochs=epochs,
-        seed=seed, device=device_name(resolve_device(device)))
+    acc = {"dense_true": math.nan, "ticket_true": math.nan, "dense_random": math.nan,
+           "ticket_random": math.nan, "ticket_density": math.nan}
+
+    def so_far() -> RandomLabelsResult:  # NaN: not measured yet (the slide leaves that bar empty)
+        return RandomLabelsResult(
+            **acc, classes=data.num_classes, test_size=n, chance=chance, band_z=z, band_low=low,
+            band_high=high, rounds=rounds, rate=rate, epochs=epochs, seed=seed,
+            device=device_name(resolve_device(device)))
+
+    def rounds_to_bars(which: str):
+        """Each finished IMP round as the figure so far: round 0 is the dense bar, the last round
+        the ticket's."""
+        def change(step: Step) -> Step:
+            row = step.partial
+            if not isinstance(row, dict) or "accuracy" not in row:
+                return Step(step.stage, step.fraction)
+            if row.get("round", 0) == 0:
+                acc[f"dense_{which}"] = row["accuracy"]
+            if row.get("round", 0) == rounds:
+                acc[f"ticket_{which}"] = row["accuracy"]
+                if which == "true":
+                    acc["ticket_density"] = row["density"]
+            return Step(step.stage, step.fraction, so_far())
+        return change
+
+    true_run = yield from sub(mapped(iterative_magnitude_pruning(loaded.model, data, init, config),
+                                     rounds_to_bars("true")), 0.02, 0.51, "true labels: ")
+    random_run = yield from sub(mapped(iterative_magnitude_pruning(loaded.model, shuffled_labels(data, seed),
+                                                                   init, config),
+                                       rounds_to_bars("random")), 0.51, 1.0, "random labels: ")
+    acc.update(dense_true=true_run.rows[0]["accuracy"], dense_random=random_run.rows[0]["accuracy"],
+               ticket_true=true_run.rows[-1]["accuracy"], ticket_random=random_run.rows[-1]["accuracy"],
+               ticket_density=true_run.rows[-1]["density"])
+    return so_far()

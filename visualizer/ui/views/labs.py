@@ -226,7 +226,9 @@ class RandomLabelsView(_OnePlotView):
         if d is None:
             return
         labels = list(d["acc"])
-        heights = [d["acc"][k] for k in labels]
+        # NaN: still training (a partial figure): no bar yet, "..." above its place
+        measured = [d["acc"][k] for k in labels]
+        heights = [h if np.isfinite(h) else 0.0 for h in measured]
         # true-label bars in the first colour, random-label bars in the second
         brushes = [theme.color(1 if "random" in k else 0) for k in labels]
         x = np.arange(len(labels))
@@ -239,8 +241,9 @@ class RandomLabelsView(_OnePlotView):
         plot.addItem(pg.InfiniteLine(pos=d["chance"], angle=0,
                                      pen=pg.mkPen(theme.foreground, width=theme.line_width,
                                                   style=Qt.PenStyle.DashLine)))
-        for i, h in enumerate(heights):
-            text = pg.TextItem(f"{h:.3f}", color=theme.foreground, anchor=(0.5, 1.0))
+        for i, (h, m) in enumerate(zip(heights, measured, strict=True)):
+            text = pg.TextItem(f"{m:.3f}" if np.isfinite(m) else "...", color=theme.foreground,
+                               anchor=(0.5, 1.0))
             text.setPos(i, h)
             plot.addItem(text)
         plot.getAxis("bottom").setTicks([[(i, k) for i, k in enumerate(labels)]])
