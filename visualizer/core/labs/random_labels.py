@@ -118,11 +118,11 @@ def random_labels(rounds: int = 2, rate: float = 0.5, epochs: int = 5, lr: float
         the ticket's."""
         def change(step: Step) -> Step:
             row = step.partial
-            if not isinstance(row, dict) or "accuracy" not in row:
+            if not isinstance(row, dict) or "round" not in row:  # a training run's own records
                 return Step(step.stage, step.fraction)
-            if row.get("round", 0) == 0:
+            if row["round"] == 0:
                 acc[f"dense_{which}"] = row["accuracy"]
-            if row.get("round", 0) == rounds:
+            if row["round"] == rounds:
                 acc[f"ticket_{which}"] = row["accuracy"]
                 if which == "true":
                     acc["ticket_density"] = row["density"]
