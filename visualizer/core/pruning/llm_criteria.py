@@ -102,19 +102,24 @@ def row_ranks(values: torch.Tensor, transposed: bool = False) -> torch.Tensor:
 
     Each row is sorted as unique uint64 keys (the ranking's order-preserving float bits above the
     position, :func:`visualizer.core.pruning.ranking._descending_keys`): numpy's SIMD sort of
-    those is ~10x faster here than a stable ``torch.argsort`` of the floats, with the same order."""
+    those is ~10x faster here than a stable ``torch.argsort`` of the floats, with the same order.
+    The n values ``1 − r/n`` are then written through the sorted positions with ``np.put``
+    (which repeats them for every row), and a (in, out) weight is transposed back by numpy."""
     rows = np.ascontiguousarray(as_rows(values.detach(), transposed).float().cpu().numpy())
     r, n = rows.shape
     if rows.size >= 2**32:
         raise ValueError(f"too many entries to rank in one layer ({rows.size})")
     keys = _descending_keys(rows).reshape(r, n)
+    del rows
     keys.sort(axis=1)
     flat = keys.view(np.uint32).reshape(-1, 2)[:, 0 if sys.byteorder == "little" else 1]
-    ranks = np.empty(r * n, dtype=np.float32)
-    ranks[flat] = np.tile(np.arange(n, dtype=np.float32), r)  # the k-th key of row i: rank k
-    ranks = ranks.reshape(r, n)
-    out = torch.from_numpy(1.0 - ranks / np.float32(n))
-    return from_rows(out, values.shape, transposed)
+    out = np.empty(r * n, dtype=np.float32)
+    place = np.arange(n, dtype=np.float32)  # the k-th key of a row has rank k
+    np.put(out, flat, np.float32(1.0) - place / np.float32(n))
+    out = out.reshape(r, n)
+    if transposed and values.dim() == 2:
+        return torch.from_numpy(np.ascontiguousarray(out.T))
+    return from_rows(torch.from_numpy(out), values.shape, transposed)
 
 
 @dataclass
