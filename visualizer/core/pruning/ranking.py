@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from types import MappingProxyType
@@ -248,6 +248,14 @@ class Ranking:
             n: torch.from_numpy(self._keep[self.offsets[i] : self.offsets[i + 1]]).view(self.shapes[i])
             for i, n in enumerate(self.names)
         }
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._group_of = np.zeros(n_layers, dtype=np.int64)
+        for gi, g in enumerate(self._groups):
+            self._group_of[g.layers] = gi
+        # the cut (kept count of its group) that each layer's mask bytes show now: a move only
+        # changes the counts, a layer's bytes are rewritten when it is read (_sync)
+        self._synced = np.zeros(n_layers, dtype=np.int64)
+        self._live = _LiveMasks(self)
         self._density: float | None = 0.0
         yield Step("ranking: done", 1.0)
         return self
@@ -352,7 +360,8 @@ class Ranking:
         self.set_density(density)
         meta = dict(self.metadata, density=repr(self._density), scope=self.scope, structure=self.structure)
         if not copy:
-            return MaskSet(dict(self._views), meta)
+            return MaskSet(self._live, meta)  # type: ignore[arg-type]  # a Mapping, synced per layer on access
+        self._sync_all()
         # one numpy copy of the flat mask, then per-layer views of it: torch's clone of 54 tensors
         # was 100x slower on the loaded 2-core machine (intra-op threads oversubscribed)
         flat = self._keep.copy()
@@ -363,25 +372,43 @@ class Ranking:
         return MaskSet(masks, meta)
 
     def _move(self, g: _Group, k_new: int) -> None:
+        """Move a scope's cut to k_new. The kept counts follow at once (a checkpoint row plus
+        fewer than ``step`` positions); the mask bytes only when every layer of the scope shows
+        the old cut and few entries change (then flipping exactly those is cheapest), otherwise
+        each layer is rewritten when it is next read (:meth:`_sync`): a move costs what changes
+        for the counts and what is looked at for the masks, not a pass over every weight."""
         k_old = g.k
         if k_new == k_old:
             return
         lo, hi = sorted((k_old, k_new))
-        growing = k_new > k_old
-        if (hi - lo) * FULL_PASS_RATIO > g.size:
-            # keep = (position < k): whole buckets below k in one pass, then the < 2^shift
-            # positions of k's own bucket through the order
-            kb = k_new >> self._shift
-            np.less(self._bucket[g.start : g.stop], kb, out=self._keep[g.start : g.stop])
-            self._keep[self._order[g.start + (kb << self._shift) : g.start + k_new]] = True
-        else:
-            self._keep[self._order[g.start + lo : g.start + hi]] = growing
+        layers = np.asarray(g.layers, dtype=np.int64)
+        if (hi - lo) * FULL_PASS_RATIO <= g.size and bool((self._synced[layers] == k_old).all()):
+            self._keep[self._order[g.start + lo : g.start + hi]] = k_new > k_old
+            self._synced[layers] = k_new
         if g.checkpoints is not None:
             self._layer_kept[:] = self._counts_at(g, k_new)
         else:  # one layer (or none) in the group: its count is the cut itself
             for i in g.layers:
                 self._layer_kept[i] = k_new
         g.k = k_new
+
+    def _sync(self, i: int) -> None:
+        """Make layer i's mask bytes show its scope's current cut: ``keep = position < k`` in one
+        pass over the layer's uint16 position buckets, then the < 2^shift positions of k's own
+        bucket that lie in the layer."""
+        g = self._groups[self._group_of[i]]
+        if self._synced[i] == g.k:
+            return
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        kb = g.k >> self._shift
+        np.less(self._bucket[a:b], kb, out=self._keep[a:b])
+        tail = self._order[g.start + (kb << self._shift) : g.start + g.k]
+        self._keep[tail[(tail >= a) & (tail < b)]] = True
+        self._synced[i] = g.k
+
+    def _sync_all(self) -> None:
+        for i in range(len(self.names)):
+            self._sync(i)
 
     # --- cheap read-outs for views -------------------------------------------------------------
     def kept(self) -> int:
@@ -405,6 +432,7 @@ class Ranking:
 
     def live_mask(self, name: str) -> torch.Tensor:
         """The current mask of one layer as a view (changes with the next density change)."""
+        self._sync(self._index[name])
         return self._views[name]
 
     def scores_view(self, name: str) -> np.ndarray:
@@ -418,6 +446,27 @@ class Ranking:
         if self.scope != "global" or not self._groups or self._groups[0].k == 0:
             return None
         return float(self._flat_scores[self._order[self._groups[0].k - 1]])
+
+
+class _LiveMasks(Mapping[str, torch.Tensor]):
+    """The masks of a :class:`Ranking` at its current cut, as a read-only mapping whose layers are
+    brought up to date when looked up (what ``mask_at(copy=False)`` hands out: a view that draws
+    one layer reads one layer)."""
+
+    def __init__(self, ranking: Ranking) -> None:
+        self._ranking = ranking
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._ranking.live_mask(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ranking._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ranking.names)
+
+    def __len__(self) -> int:
+        return len(self._ranking.names)
 
 
 def build_ranking(
