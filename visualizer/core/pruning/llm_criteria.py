@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from visualizer.core.layers import is_conv1d
-from visualizer.core.pruning.calibration import input_norms, input_statistics
+from visualizer.core.pruning.calibration import input_norms, input_statistics, stop_after
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.nm import as_rows, from_rows, nm_rows, transposed_weights
 from visualizer.core.pruning.prunable import prunable_parameters
@@ -358,10 +358,6 @@ class SparseGPTResult:
         self.masks.apply(model)
 
 
-class _StopForward(Exception):
-    """Raised by a forward hook to end a calibration pass after the module being calibrated."""
-
-
 def repeated_blocks(model: nn.Module, layers: Mapping[str, str]) -> list[str]:
     """Module names of the model's repeated blocks (a transformer's ``h``/``layers`` list): the
     children of the ``ModuleList``/``Sequential`` of at least two children of one class that
@@ -411,24 +407,6 @@ def _stages(model: nn.Module, batch, layers: Mapping[str, str], blocks: list[str
             h.remove()
     order += [m for m in by_stage if m not in order]  # never reached: last (their inputs are unknown)
     return [(m, by_stage[m]) for m in order]
-
-
-def _until(module: nn.Module, forward: Callable[[nn.Module, object], object]
-           ) -> tuple[Callable[[nn.Module, object], object], Callable[[], None]]:
-    """A forward that stops once ``module`` has run (the rest of the model cannot change its
-    inputs), and the function that removes the stop."""
-    def stop(_m, _args, _out):
-        raise _StopForward
-
-    handle = module.register_forward_hook(stop)
-
-    def run_until(model: nn.Module, batch) -> None:
-        try:
-            forward(model, batch)
-        except _StopForward:
-            pass
-
-    return run_until, handle.remove
 
 
 def _magnitude_or_dense(p: torch.Tensor, density: float, nm: tuple[int, int] | None) -> torch.Tensor:
@@ -517,7 +495,7 @@ def _sequential(model, batches, density, nm, params, solvable, blocks, forward, 
     stages = _stages(work, batches[0], solvable, blocks, forward)
     for si, (end, names) in enumerate(stages):
         lo, hi = si / len(stages), (si + 1) / len(stages)
-        run_until, release = _until(modules[end], forward)
+        run_until, release = stop_after(modules[end], 1, forward)
         try:
             grams = yield from sub(input_grams(work, batches, {n: solvable[n] for n in names}, run_until),
                                    lo, lo + 0.3 * (hi - lo))
