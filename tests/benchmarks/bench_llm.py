@@ -5,7 +5,8 @@
    hooks, products, row ranks) against the same forward passes without hooks, ``--rounds``
    interleaved pairs, the ratio of the bests. Target: Wanda within 1.5x of the forward passes.
    Scored weights: the 48 attention and MLP ``Conv1D`` matrices (85M weights); ``lm_head`` is
-   the tied token embedding and is left out.
+   the tied token embedding and is left out (so the calibration pass stops after the last block
+   from the second batch on: core.pruning.calibration.input_statistics).
 2. The density slider on those scores: the first ranking (``Ranking.from_scores``), the overview
    and its pixel-count table (``cut_counts_job``), then median and worst time of 120 moves
    (drags of 0.5 % and seeded jumps): ``mask_at(rho, copy=False)``, the per-layer kept counts,
