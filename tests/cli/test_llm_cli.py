@@ -68,6 +68,7 @@ def test_sparsegpt_updates_weights_and_reports_perplexity(capsys, model_ref):
     assert code == 0, err
     assert "test perplexity of the pruned model" in out
     assert "sparsegpt updated the kept weights" in out
+    assert "sequential over" in out  # a GPT-2's blocks are pruned one after another
 
 
 def test_calibrated_criterion_without_data_is_one_line(capsys, model_ref):

@@ -85,6 +85,33 @@ def test_slider_moves_update_the_tiles(qtbot, window):
     assert "kept" in view.describe(name)
 
 
+def test_a_large_rankings_slider_counts_the_tiles_without_reading_the_masks(qtbot, window, monkeypatch):
+    """Above COUNTER_MIN_WEIGHTS the overview builds the ranking's pixel counts once (a job) and
+    then follows the slider from them: the same numbers as counting the live masks."""
+    import visualizer.ui.shell.requests as window_module
+    import visualizer.ui.views.overview as overview_module
+    from visualizer.core.pruning.overview import Overview
+
+    monkeypatch.setattr(window_module, "COPY_MASK_LIMIT", 0)  # live masks, as for a large model
+    monkeypatch.setattr(overview_module, "COUNTER_MIN_WEIGHTS", 0)
+    view = overview(qtbot, window)
+    window.pruning_panel.set_density(0.5)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: view._counter is not None, timeout=20000)
+    calls = []
+    monkeypatch.setattr(view.overview, "set_mask", lambda *a, **k: calls.append(a))
+    for rho in (0.3, 0.07, 0.8):
+        window.pruning_panel.set_density(rho)
+        wait_idle(qtbot, window)
+        by_counter = view.overview.kept.copy()
+        rk = window.state.current_ranking()
+        read = int((rk._synced == rk._groups[0].k).sum())
+        Overview.set_mask(view.overview, window.state.masks.masks)
+        assert np.array_equal(view.overview.kept, by_counter)
+    assert calls == []  # no move counted the masks
+    assert read < len(rk.names)  # nor did the window read every layer's mask (at most the shown ones)
+
+
 def test_diff_mode_shows_snapshot_a_against_the_current_mask(qtbot, window):
     view = overview(qtbot, window)
     window.pruning_panel.set_density(0.5)

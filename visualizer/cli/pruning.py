@@ -270,6 +270,7 @@ def cmd_prune_llm(args: argparse.Namespace, density: float, nm) -> int:
     out["skipped"] = result.skipped
     if result.weights:
         out["weight_change"] = result.relative_change(model)
+        out["calibration"] = result.mode
     if args.out:
         from visualizer.core.io.mask_formats import write_mask
 
@@ -292,7 +293,7 @@ def cmd_prune_llm(args: argparse.Namespace, density: float, nm) -> int:
     print(f"\n{loaded.ref} pruned by {args.criterion} ({what}): kept {out['kept']:,} of {out['total']:,} "
           f"= {pct(out['density'])}")
     if result.weights:
-        print(f"sparsegpt updated the kept weights of {len(result.weights)} layers: "
+        print(f"sparsegpt updated the kept weights of {len(result.weights)} layers ({result.mode}): "
               f"‖Ŵ − W‖/‖W‖ = {out['weight_change']:.4g} over them")
     if args.eval:
         if "perplexity" in out:

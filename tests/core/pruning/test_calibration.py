@@ -26,3 +26,32 @@ def test_hooks_are_removed():
     layer = nn.Linear(2, 2)
     run(input_norms(layer, [(torch.ones(1, 2),)]))
     assert not layer._forward_pre_hooks
+
+
+class _Shared(nn.Module):
+    """A layer run twice per forward (shared weights), then a head no statistic reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.head = nn.Linear(3, 2)
+        self.head_calls = 0
+
+    def forward(self, x):
+        y = self.lin(torch.relu(self.lin(x)))
+        self.head_calls += 1
+        return self.head(y)
+
+
+def test_later_batches_stop_after_the_last_hooked_layer_with_the_same_sums():
+    torch.manual_seed(0)
+    model = _Shared()
+    batches = [(torch.randn(5, 3), None) for _ in range(4)]
+    norms = run(input_norms(model, batches, {"lin.weight": "lin"}))
+    with torch.no_grad():  # by hand: both calls' inputs of every batch
+        seen = torch.cat([torch.cat([x, torch.relu(model.lin(x))]) for x, _ in batches])
+    assert torch.allclose(norms["lin.weight"].reshape(-1), seen.pow(2).sum(0).sqrt(), rtol=1e-6)
+    assert model.head_calls == 1  # the head ran for the first batch only
+    model.head_calls = 0
+    model(batches[0][0])  # no stop left behind
+    assert model.head_calls == 1 and not model.lin._forward_hooks and not model.lin._forward_pre_hooks

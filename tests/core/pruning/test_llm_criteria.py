@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -5,16 +6,19 @@ import torch
 from torch import nn
 
 from visualizer.core.pruning.llm_criteria import (
+    calibrated_layers,
     compare_layers,
     input_grams,
     reconstruction_error,
+    repeated_blocks,
     row_ranks,
     sparsegpt_job,
     sparsegpt_layer,
     sparsegpt_reference,
     wanda_job,
 )
-from visualizer.core.pruning.nm import is_nm, nm_masks, nm_rows, parse_nm
+from visualizer.core.pruning.nm import as_rows, is_nm, nm_masks, nm_rows, parse_nm
+from visualizer.core.pruning.ranking import first_k, kept_count
 from visualizer.core.tasks import run
 
 
@@ -163,6 +167,82 @@ def test_sparsegpt_job_on_a_model_masks_and_updates():
     result.apply(model)
     assert torch.equal(model[2].weight.detach(), result.weights["2.weight"])
     assert torch.equal(model[2].weight.detach() == 0, ~kept)
+
+
+def _tiny_gpt2():
+    """The tests' 2-block GPT-2 (hidden 32), 16 calibration sequences of 16 tokens, and its block
+    weights (the tied embedding left out: its magnitude mask would change block 0's inputs)."""
+    from tests.hfmodels import build_hf_model
+
+    model = build_hf_model("gpt2")
+    ids = torch.randint(0, 96, (16, 16), generator=torch.Generator().manual_seed(0))
+    params = {n: p for n, p in model.named_parameters() if ".h." in n and n.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight"))}
+    return model, [(ids[i:i + 4], None) for i in range(0, 16, 4)], params
+
+
+def test_sparsegpt_is_sequential_over_a_transformers_blocks():
+    model, batches, params = _tiny_gpt2()
+    assert repeated_blocks(model, calibrated_layers(model, params)) == ["transformer.h.0", "transformer.h.1"]
+    seq = run(sparsegpt_job(model, batches, 0.5, params=params))
+    one = run(sparsegpt_job(model, batches, 0.5, params=params, sequential=False))
+    assert seq.mode == "sequential over 2 blocks" and one.mode == "one-shot"
+    assert seq.masks.metadata["mode"] == seq.mode
+    for name in params:  # block 0 reads the dense embeddings either way; block 1 reads pruned block 0
+        same = torch.equal(seq.masks[name], one.masks[name]) and torch.equal(seq.weights[name], one.weights[name])
+        assert same == (".h.0." in name), name
+    assert torch.equal(model.transformer.h[0].mlp.c_fc.weight, params["transformer.h.0.mlp.c_fc.weight"])  # model untouched
+
+
+def test_sequential_equals_one_shot_when_the_first_block_stays_dense():
+    model, batches, params = _tiny_gpt2()
+    later = {n: p for n, p in params.items() if ".h.1." in n}
+    seq = run(sparsegpt_job(model, batches, 0.5, params=later, sequential=True))
+    one = run(sparsegpt_job(model, batches, 0.5, params=later, sequential=False))
+    assert seq.mode == "sequential over 2 blocks"
+    for name in later:
+        assert torch.equal(seq.masks[name], one.masks[name]) and torch.equal(seq.weights[name], one.weights[name])
+
+
+def test_sequential_later_layers_are_solved_and_measured_on_pruned_inputs():
+    # block 1's problems are SparseGPT's on the inputs of the model whose block 0 is already
+    # pruned and updated: read those Gram matrices from such a model by hand and solve again
+    model, batches, params = _tiny_gpt2()
+    seq = run(sparsegpt_job(model, batches, 0.5, params=params))
+    twin = copy.deepcopy(model)
+    twin_params = dict(twin.named_parameters())
+    with torch.no_grad():
+        for name in params:
+            if ".h.0." in name:
+                twin_params[name].copy_(seq.weights[name])
+    later = {n: twin_params[n] for n in params if ".h.1." in n}
+    grams = run(input_grams(twin, batches, calibrated_layers(twin, later)))
+    dense_grams = run(input_grams(model, batches, calibrated_layers(model, later)))
+    for name in later:
+        w = as_rows(params[name].detach(), True).float()
+        keep, new = sparsegpt_layer(w, grams[name], 0.5)
+        assert torch.equal(new.t(), seq.weights[name]) and torch.equal(keep.t(), seq.masks[name])
+        assert not torch.allclose(grams[name], dense_grams[name])  # the inputs did change
+        # measured on the pruned inputs, the reconstruction beats both masks without updates
+        g = grams[name]
+        prod = w.abs() * torch.diag(g).sqrt()[None, :]
+        wanda_keep = torch.stack([first_k(r, kept_count(0.5, w.shape[1])) for r in prod])
+        mag_keep = first_k(w.abs().reshape(-1), kept_count(0.5, w.numel())).reshape(w.shape)
+        errors = [reconstruction_error(w, m, g) for m in (new, w * wanda_keep, w * mag_keep)]
+        assert 0 < errors[0] < min(errors[1:]), (name, errors)
+
+
+def test_sparsegpt_without_blocks_stays_one_shot():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 6))
+    batches = [(torch.randn(32, 8), None)]
+    auto = run(sparsegpt_job(model, batches, 0.5, block=8))
+    one = run(sparsegpt_job(model, batches, 0.5, block=8, sequential=False))
+    assert auto.mode == "one-shot"
+    assert all(torch.equal(auto.weights[n], one.weights[n]) for n in one.weights)
+    layered = run(sparsegpt_job(model, batches, 0.5, block=8, sequential=True))
+    assert layered.mode == "sequential over layers"
+    assert torch.equal(layered.weights["0.weight"], one.weights["0.weight"])  # the first layer reads x itself
+    assert not torch.equal(layered.weights["2.weight"], one.weights["2.weight"])
 
 
 def test_input_grams_by_hand():

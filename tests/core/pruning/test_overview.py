@@ -190,3 +190,31 @@ def test_value_colours_paint_each_tile_by_its_layers_number():
     assert (rgba[tb.offset: tb.offset + tb.size, 0] == round(0.75 * 255)).all()  # t = (0.5 + 1) / 2
     grey = o.value_colours({"a": float("nan")}, 0.0, 1.0, lut)
     assert tuple(grey[ta.offset]) == ov.PRUNED_RGBA and tuple(grey[tb.offset]) == ov.PRUNED_RGBA
+
+
+@pytest.mark.parametrize("structure", ["unstructured", "channel"])
+def test_pixel_counts_from_the_ranking_equal_the_masks_block_sums(structure, monkeypatch):
+    """The slider's pixel counts without reading a mask: a ranking's CutCounts over the
+    overview's pixel ids equals set_mask on the masks, at cuts on and between checkpoints; a
+    tensor without a tile counts nowhere; a layer-scope ranking gets none (counts per layer)."""
+    from visualizer.core.pruning.ranking import Ranking, cut_counts_job
+    from visualizer.core.tasks import run
+
+    monkeypatch.setattr(ov, "SMALL", 1000)  # (40, 30, 3, 3) takes the whole-kernel path
+    rng = np.random.default_rng(3)
+    params = {"a.weight": rng.normal(size=(6, 1, 5, 5)), "b.weight": rng.normal(size=(40, 30, 3, 3)),
+              "c.weight": rng.normal(size=(300, 10)), "d.bias": rng.normal(size=11),
+              "e.weight": rng.normal(size=(50, 33, 1, 1))}
+    o = ov.Overview({n: p for n, p in params.items() if n != "d.bias"}, resolution=8)
+    scores = {n: torch.from_numpy(np.abs(p)) for n, p in params.items()}
+    rk = Ranking.from_scores(scores, "global", structure)
+    bins = o.pixel_ids(rk.names, rk.shapes)
+    assert (bins[rk.offsets[3]:rk.offsets[4]] == o.n_pixels).all()  # d.bias has no tile
+    counter = run(cut_counts_job(rk, bins, o.n_pixels, checkpoints=16))
+    for rho in [0.5, 0.0, 1.0, 0.123, 0.9, 0.3, 0.31]:
+        live = rk.mask_at(rho, copy=False)
+        o.set_mask(live.masks)
+        by_masks = o.kept.copy()
+        o.set_kept(counter.counts())
+        np.testing.assert_array_equal(o.kept, by_masks)
+    assert run(cut_counts_job(Ranking.from_scores(scores, "layer"), bins, o.n_pixels)) is None

@@ -19,9 +19,12 @@ Both read a calibration sample: the inputs X (features x tokens) that reach each
   :func:`sparsegpt_reference` is the plain algorithm: every column's error goes to every later
   column at once, no blocks of updates; both give the same mask and weights.
 
-Every model-level job reads the calibration batches once (forward pre-hooks) and treats each
-layer on its own with the dense model's inputs (one-shot, not the papers' block-by-block
-propagation of already-pruned inputs; docs/theory.md says why the difference is small).
+Wanda and :func:`compare_layers` read the calibration batches once (forward pre-hooks) and
+treat each layer on its own with the dense model's inputs. :func:`sparsegpt_job` follows the
+SparseGPT paper on a model with a repeated block structure (a transformer's list of blocks):
+the blocks are pruned one after another and each block is calibrated on the outputs of the
+blocks already pruned (sequential); on other models, or with ``sequential=False``, every layer
+reads the dense model's inputs (one-shot).
 A layer whose inputs a hook cannot read (an RNN, a fused attention projection, Conv1d/3d) has no
 activation statistics: Wanda scores it by ``|W|`` (every norm equal) and lists it in
 ``WandaResult.notes``; SparseGPT leaves it to magnitude and lists it in ``SparseGPTResult.skipped``.
@@ -38,7 +41,7 @@ import torch
 from torch import nn
 
 from visualizer.core.layers import is_conv1d
-from visualizer.core.pruning.calibration import input_norms, input_statistics
+from visualizer.core.pruning.calibration import input_norms, input_statistics, stop_after
 from visualizer.core.pruning.masks import MaskSet
 from visualizer.core.pruning.nm import as_rows, from_rows, nm_rows, transposed_weights
 from visualizer.core.pruning.prunable import prunable_parameters
@@ -99,19 +102,24 @@ def row_ranks(values: torch.Tensor, transposed: bool = False) -> torch.Tensor:
 
     Each row is sorted as unique uint64 keys (the ranking's order-preserving float bits above the
     position, :func:`visualizer.core.pruning.ranking._descending_keys`): numpy's SIMD sort of
-    those is ~10x faster here than a stable ``torch.argsort`` of the floats, with the same order."""
+    those is ~10x faster here than a stable ``torch.argsort`` of the floats, with the same order.
+    The n values ``1 − r/n`` are then written through the sorted positions with ``np.put``
+    (which repeats them for every row), and a (in, out) weight is transposed back by numpy."""
     rows = np.ascontiguousarray(as_rows(values.detach(), transposed).float().cpu().numpy())
     r, n = rows.shape
     if rows.size >= 2**32:
         raise ValueError(f"too many entries to rank in one layer ({rows.size})")
     keys = _descending_keys(rows).reshape(r, n)
+    del rows
     keys.sort(axis=1)
     flat = keys.view(np.uint32).reshape(-1, 2)[:, 0 if sys.byteorder == "little" else 1]
-    ranks = np.empty(r * n, dtype=np.float32)
-    ranks[flat] = np.tile(np.arange(n, dtype=np.float32), r)  # the k-th key of row i: rank k
-    ranks = ranks.reshape(r, n)
-    out = torch.from_numpy(1.0 - ranks / np.float32(n))
-    return from_rows(out, values.shape, transposed)
+    out = np.empty(r * n, dtype=np.float32)
+    place = np.arange(n, dtype=np.float32)  # the k-th key of a row has rank k
+    np.put(out, flat, np.float32(1.0) - place / np.float32(n))
+    out = out.reshape(r, n)
+    if transposed and values.dim() == 2:
+        return torch.from_numpy(np.ascontiguousarray(out.T))
+    return from_rows(torch.from_numpy(out), values.shape, transposed)
 
 
 @dataclass
@@ -305,6 +313,7 @@ class SparseGPTResult:
     masks: MaskSet
     weights: dict[str, torch.Tensor]
     skipped: dict[str, str] = field(default_factory=dict)
+    mode: str = "one-shot"  # or "sequential over N blocks": how the layers were calibrated
 
     def deltas(self, model: nn.Module) -> dict[str, torch.Tensor]:
         params = dict(model.named_parameters())
@@ -349,41 +358,159 @@ class SparseGPTResult:
         self.masks.apply(model)
 
 
+def repeated_blocks(model: nn.Module, layers: Mapping[str, str]) -> list[str]:
+    """Module names of the model's repeated blocks (a transformer's ``h``/``layers`` list): the
+    children of the ``ModuleList``/``Sequential`` of at least two children of one class that
+    holds the most calibrated layers (``layers``: param -> module name; ties: the outermost).
+    Empty when there is none. Blocks without a calibrated layer (left dense) stay in the list."""
+    best: list[str] = []
+    best_count = 0
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.ModuleList | nn.Sequential) or len(mod) < 2:
+            continue
+        children = [(f"{name}.{c}" if name else c) for c, _ in mod.named_children()]
+        if len({type(m) for m in mod.children()}) != 1:
+            continue
+        inside = [sum(1 for m in layers.values() if m == c or m.startswith(c + ".")) for c in children]
+        if sum(inside) > best_count:
+            best, best_count = children, sum(inside)
+    return best
+
+
+def _stages(model: nn.Module, batch, layers: Mapping[str, str], blocks: list[str],
+            forward: Callable[[nn.Module, object], object]) -> list[tuple[str, list[str]]]:
+    """The calibrated layers grouped into stages in the order the model runs them: one stage per
+    block (its layers), one per layer outside the blocks; each as (module that ends the stage,
+    param names). The order is read from one forward pass on ``batch``."""
+    modules = dict(model.named_modules())
+
+    def stage_of(module_name: str) -> str:
+        for b in blocks:
+            if module_name == b or module_name.startswith(b + "."):
+                return b
+        return module_name
+
+    by_stage: dict[str, list[str]] = {}
+    for p, m in layers.items():
+        by_stage.setdefault(stage_of(m), []).append(p)
+    order: list[str] = []
+    hooks = [modules[m].register_forward_pre_hook(lambda _m, _a, m=m: order.append(m) if m not in order else None)
+             for m in by_stage]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            forward(model, batch)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    order += [m for m in by_stage if m not in order]  # never reached: last (their inputs are unknown)
+    return [(m, by_stage[m]) for m in order]
+
+
+def _magnitude_or_dense(p: torch.Tensor, density: float, nm: tuple[int, int] | None) -> torch.Tensor:
+    """The mask of a layer SparseGPT cannot reconstruct: magnitude within the layer (N:M: dense)."""
+    if nm is not None:
+        return torch.ones(p.shape, dtype=torch.bool)
+    return first_k(p.detach().abs().reshape(-1).float().cpu(), kept_count(density, p.numel())).reshape(p.shape)
+
+
 def sparsegpt_job(model: nn.Module, batches: Iterable, density: float, *,
                   nm: tuple[int, int] | None = None, params: Mapping[str, torch.Tensor] | None = None,
                   block: int = BLOCK, damping: float = DAMPING,
-                  forward: Callable[[nn.Module, object], object] | None = None
+                  forward: Callable[[nn.Module, object], object] | None = None,
+                  sequential: bool | None = None
                   ) -> Generator[Step, None, SparseGPTResult]:
     """SparseGPT on every calibrated prunable weight of ``model`` at ``density`` (or N:M). The
     model is not changed: :meth:`SparseGPTResult.apply` installs the result. Layers without
     observable inputs, or whose input dimension is not a multiple of M, keep magnitude masks
-    (N:M: dense) and are listed in ``skipped``."""
+    (N:M: dense) and are listed in ``skipped``.
+
+    ``sequential`` (default: when the model has repeated blocks, :func:`repeated_blocks`): prune
+    stage by stage (a block, or a layer outside the blocks, in the order the model runs them) on
+    a working copy, each stage calibrated on the inputs the already pruned stages produce (the
+    paper's procedure); ``False``: every layer on the dense model's inputs, one pass (one-shot)."""
 
     params = _prunable(model, params)
+    forward = forward or model_forward
+    batches = list(batches)
     layers = calibrated_layers(model, params)
-    grams = yield from sub(input_grams(model, batches, layers, forward), 0.0, 0.3)
     transposed = transposed_weights(model)
+    blocks = repeated_blocks(model, layers) if sequential is not False else []
+    solvable = {n: m for n, m in layers.items()
+                if nm is None or as_rows(params[n].detach(), n in transposed).shape[1] % nm[1] == 0}
     masks, weights, skipped = {}, {}, {}
-    for i, (name, p) in enumerate(params.items()):
+    for name, p in params.items():
+        if name not in solvable:
+            rows_in = as_rows(p.detach(), name in transposed).shape[1]
+            skipped[name] = ("inputs not observable: magnitude mask" if name not in layers else
+                             f"input dimension {rows_in} is not a multiple of {nm[1]}: dense")
+            masks[name] = _magnitude_or_dense(p, density, nm)
+
+    def solve(name: str, gram: torch.Tensor) -> torch.Tensor:
+        """SparseGPT on one layer: its mask and new weight (stored layout) into the result."""
+        p = params[name]
         t = name in transposed
-        rows = as_rows(p.detach(), t)
-        if name not in grams or (nm is not None and rows.shape[1] % nm[1]):
-            skipped[name] = ("inputs not observable: magnitude mask" if name not in grams else
-                             f"input dimension {rows.shape[1]} is not a multiple of {nm[1]}: dense")
-            if nm is not None:
-                masks[name] = torch.ones(p.shape, dtype=torch.bool)
-            else:
-                keep = first_k(p.detach().abs().reshape(-1).float().cpu(), kept_count(density, p.numel()))
-                masks[name] = keep.reshape(p.shape)
-        else:
-            blk = block - block % nm[1] if nm is not None else block
-            keep, w = sparsegpt_layer(rows.float(), grams[name].to(p.device), density, nm=nm,
-                                      block=max(blk, nm[1] if nm else 1), damping=damping)
-            masks[name] = from_rows(keep, p.shape, t).cpu()
-            weights[name] = from_rows(w, p.shape, t).to(p.dtype).cpu()
-        yield Step(f"sparsegpt {name}", 0.3 + 0.7 * (i + 1) / len(params))
-    meta = {"criterion": "sparsegpt", "structure": f"{nm[0]}:{nm[1]}" if nm else "unstructured"}
-    return SparseGPTResult(MaskSet(masks, meta), weights, skipped)
+        blk = block - block % nm[1] if nm is not None else block
+        keep, w = sparsegpt_layer(as_rows(p.detach(), t).float(), gram.to(p.device), density, nm=nm,
+                                  block=max(blk, nm[1] if nm else 1), damping=damping)
+        masks[name] = from_rows(keep, p.shape, t).cpu()
+        weights[name] = from_rows(w, p.shape, t).to(p.dtype).cpu()
+        return weights[name]
+
+    run_sequential = bool(solvable and batches) and (sequential or (sequential is None and bool(blocks)))
+    if not run_sequential:
+        grams = yield from sub(input_grams(model, batches, solvable, forward), 0.0, 0.3)
+        for i, name in enumerate(solvable):
+            if name in grams:
+                solve(name, grams[name])
+            else:  # the pass never reached it
+                skipped[name] = "inputs not observable: magnitude mask"
+                masks[name] = _magnitude_or_dense(params[name], density, nm)
+            yield Step(f"sparsegpt {name}", 0.3 + 0.7 * (i + 1) / len(solvable))
+        mode = "one-shot"
+    else:
+        yield from _sequential(model, batches, density, nm, params, solvable, blocks, forward,
+                               masks, skipped, solve)
+        mode = f"sequential over {len(blocks)} blocks" if blocks else "sequential over layers"
+    meta = {"criterion": "sparsegpt", "structure": f"{nm[0]}:{nm[1]}" if nm else "unstructured", "mode": mode}
+    return SparseGPTResult(MaskSet({n: masks[n] for n in params}, meta), weights, skipped, mode)
+
+
+def _sequential(model, batches, density, nm, params, solvable, blocks, forward, masks, skipped, solve
+                ) -> Generator[Step, None, None]:
+    """The stages of :func:`sparsegpt_job` one after another on a working copy of ``model``:
+    each stage's Gram matrices come from a pass (stopped after the stage) through the copy with
+    every earlier stage already pruned and updated, as in Frantar & Alistarh (2023)."""
+    import copy
+
+    work = copy.deepcopy(model)
+    work_params = dict(work.named_parameters())
+    with torch.no_grad():  # layers left to magnitude are pruned for every stage (feed-forward: exact)
+        for name in skipped:
+            if name in work_params:
+                work_params[name].mul_(masks[name].to(work_params[name].device, work_params[name].dtype))
+    modules = dict(work.named_modules())
+    stages = _stages(work, batches[0], solvable, blocks, forward)
+    for si, (end, names) in enumerate(stages):
+        lo, hi = si / len(stages), (si + 1) / len(stages)
+        run_until, release = stop_after(modules[end], 1, forward)
+        try:
+            grams = yield from sub(input_grams(work, batches, {n: solvable[n] for n in names}, run_until),
+                                   lo, lo + 0.3 * (hi - lo))
+        finally:
+            release()
+        for name in names:
+            wp = work_params[name]
+            with torch.no_grad():  # the next stages read this stage's pruned, updated outputs
+                if name in grams:
+                    wp.copy_(solve(name, grams[name]).to(wp.device, wp.dtype))
+                else:
+                    skipped[name] = "inputs not observable: magnitude mask"
+                    masks[name] = _magnitude_or_dense(params[name], density, nm)
+                    wp.mul_(masks[name].to(wp.device, wp.dtype))
+        yield Step(f"sparsegpt {end}", hi)
 
 
 # --- reconstruction error ------------------------------------------------------------------------

@@ -278,6 +278,32 @@ class Overview:
         if self.reference is not None:
             self._update_both(masks)
 
+    def set_kept(self, kept: np.ndarray) -> None:
+        """Kept weights per pixel as counted elsewhere (a ranking's
+        :class:`~visualizer.core.pruning.ranking.CutCounts` over :meth:`pixel_ids`): the slider
+        path that reads no mask. Without a reference mask (the diff mode reads the masks)."""
+        self.kept = np.asarray(kept, dtype=np.float64)
+
+    def pixel_ids(self, names: Sequence[str], shapes: Sequence[Sequence[int]]) -> np.ndarray:
+        """uint32 pixel of every weight of ``names`` (stored shapes ``shapes``), concatenated in
+        that order: the pixel whose block sum (:meth:`Tile.block_sums`) counts it. A tensor
+        without a tile, or of another shape, goes to a pixel past the last (``n_pixels``)."""
+        sizes = [math.prod(int(v) for v in sh) for sh in shapes]
+        out = np.full(sum(sizes), self.n_pixels, dtype=np.uint32)
+        start = 0
+        for name, shape, size in zip(names, shapes, sizes):
+            i = self.index.get(name)
+            t = None if i is None else self.tiles[i]
+            if t is not None and tuple(t.shape) == tuple(int(v) for v in shape) and size:
+                local = t.matrix(np.arange(size, dtype=np.int64).reshape(t.shape))  # flat index per cell
+                n, c = local.shape
+                cols = np.searchsorted(t.col_edges, np.arange(c), side="right") - 1
+                pix = (np.arange(n) // t.row_f)[:, None] * t.pixels[1] + cols[None, :] + t.offset
+                part = out[start : start + size]
+                part[local.reshape(-1)] = pix.reshape(-1)
+            start += size
+        return out
+
     def set_reference(self, reference: Mapping[str, object] | None, masks: Mapping[str, object] | None = None) -> None:
         """Mask A for the diff mode (``masks``: the current mask B); None clears it."""
         if reference is None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from types import MappingProxyType
@@ -57,6 +57,11 @@ FULL_PASS_RATIO = 128
 # costs ~100 ns per position here: 25.5M weights -> 2048 positions, 0.1-0.2 ms; table 5 MB).
 CHECKPOINTS = 16384
 
+
+# A CutCounts table holds the counts per bin at ~BIN_CHECKPOINTS cuts: the counts at any cut are a
+# table row plus a bincount of fewer than d / BIN_CHECKPOINTS bins (GPT-2 124M, 442k overview
+# pixels: a 57 MB uint16 table, <= 1.3M bins per move, a few ms).
+BIN_CHECKPOINTS = 64
 
 # the absolute part of kept_count's tolerance (the relative part covers large d)
 _ABS_TOLERANCE = Fraction(1, 10**9)
@@ -248,6 +253,14 @@ class Ranking:
             n: torch.from_numpy(self._keep[self.offsets[i] : self.offsets[i + 1]]).view(self.shapes[i])
             for i, n in enumerate(self.names)
         }
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._group_of = np.zeros(n_layers, dtype=np.int64)
+        for gi, g in enumerate(self._groups):
+            self._group_of[g.layers] = gi
+        # the cut (kept count of its group) that each layer's mask bytes show now: a move only
+        # changes the counts, a layer's bytes are rewritten when it is read (_sync)
+        self._synced = np.zeros(n_layers, dtype=np.int64)
+        self._live = _LiveMasks(self)
         self._density: float | None = 0.0
         yield Step("ranking: done", 1.0)
         return self
@@ -352,7 +365,8 @@ class Ranking:
         self.set_density(density)
         meta = dict(self.metadata, density=repr(self._density), scope=self.scope, structure=self.structure)
         if not copy:
-            return MaskSet(dict(self._views), meta)
+            return MaskSet(self._live, meta)  # type: ignore[arg-type]  # a Mapping, synced per layer on access
+        self._sync_all()
         # one numpy copy of the flat mask, then per-layer views of it: torch's clone of 54 tensors
         # was 100x slower on the loaded 2-core machine (intra-op threads oversubscribed)
         flat = self._keep.copy()
@@ -363,25 +377,44 @@ class Ranking:
         return MaskSet(masks, meta)
 
     def _move(self, g: _Group, k_new: int) -> None:
+        """Move a scope's cut to k_new. The kept counts follow at once (a checkpoint row plus
+        fewer than ``step`` positions); the mask bytes only when every layer of the scope shows
+        the old cut and few entries change (then flipping exactly those is cheapest), otherwise
+        each layer is rewritten when it is next read (:meth:`_sync`): a move costs what changes
+        for the counts and what is looked at for the masks, not a pass over every weight."""
         k_old = g.k
         if k_new == k_old:
             return
         lo, hi = sorted((k_old, k_new))
-        growing = k_new > k_old
-        if (hi - lo) * FULL_PASS_RATIO > g.size:
-            # keep = (position < k): whole buckets below k in one pass, then the < 2^shift
-            # positions of k's own bucket through the order
-            kb = k_new >> self._shift
-            np.less(self._bucket[g.start : g.stop], kb, out=self._keep[g.start : g.stop])
-            self._keep[self._order[g.start + (kb << self._shift) : g.start + k_new]] = True
-        else:
-            self._keep[self._order[g.start + lo : g.start + hi]] = growing
+        layers = np.asarray(g.layers, dtype=np.int64)
+        if (hi - lo) * FULL_PASS_RATIO <= g.size and bool((self._synced[layers] == k_old).all()):
+            self._keep[self._order[g.start + lo : g.start + hi]] = k_new > k_old
+            self._synced[layers] = k_new
         if g.checkpoints is not None:
             self._layer_kept[:] = self._counts_at(g, k_new)
         else:  # one layer (or none) in the group: its count is the cut itself
             for i in g.layers:
                 self._layer_kept[i] = k_new
         g.k = k_new
+
+    def _sync(self, i: int) -> None:
+        """Make layer i's mask bytes show its scope's current cut: ``keep = position < k`` in one
+        pass over the layer's uint16 position buckets, then the < 2^shift positions of k's own
+        bucket that lie in the layer."""
+        g = self._groups[self._group_of[i]]
+        k = g.k  # the cut these bytes will show (recorded as such, even if the cut moves meanwhile)
+        if self._synced[i] == k:
+            return
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        kb = k >> self._shift
+        np.less(self._bucket[a:b], kb, out=self._keep[a:b])
+        tail = self._order[g.start + (kb << self._shift) : g.start + k]
+        self._keep[tail[(tail >= a) & (tail < b)]] = True
+        self._synced[i] = k
+
+    def _sync_all(self) -> None:
+        for i in range(len(self.names)):
+            self._sync(i)
 
     # --- cheap read-outs for views -------------------------------------------------------------
     def kept(self) -> int:
@@ -405,6 +438,7 @@ class Ranking:
 
     def live_mask(self, name: str) -> torch.Tensor:
         """The current mask of one layer as a view (changes with the next density change)."""
+        self._sync(self._index[name])
         return self._views[name]
 
     def scores_view(self, name: str) -> np.ndarray:
@@ -418,6 +452,80 @@ class Ranking:
         if self.scope != "global" or not self._groups or self._groups[0].k == 0:
             return None
         return float(self._flat_scores[self._order[self._groups[0].k - 1]])
+
+
+class _LiveMasks(Mapping[str, torch.Tensor]):
+    """The masks of a :class:`Ranking` at its current cut, as a read-only mapping whose layers are
+    brought up to date when looked up (what ``mask_at(copy=False)`` hands out: a view that draws
+    one layer reads one layer)."""
+
+    def __init__(self, ranking: Ranking) -> None:
+        self._ranking = ranking
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._ranking.live_mask(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ranking._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ranking.names)
+
+    def __len__(self) -> int:
+        return len(self._ranking.names)
+
+
+class CutCounts:
+    """Kept weights per bin at a global ranking's current cut, for any partition of its weights
+    into bins (the overview's pixels): ``counts()`` is a table row (the counts at every
+    ``step``-th position of the order) plus a bincount of the fewer than ``step`` positions after
+    it, so a slider move costs O(bins + d / BIN_CHECKPOINTS), not a pass over the d weights.
+    Build with :func:`cut_counts_job` (one gather through the order, in a job)."""
+
+    def __init__(self, ranking: Ranking, bins_in_order: np.ndarray, table: np.ndarray, step_log: int) -> None:
+        self.ranking = ranking
+        self.n_bins = table.shape[1]
+        self._bins = bins_in_order  # bin of the weight at each sorted position
+        self._table = table
+        self._step_log = step_log
+
+    def follows(self, masks: object) -> bool:
+        """Whether ``masks`` (a MaskSet's mapping) are this ranking's live masks, so that
+        :meth:`counts` counts them."""
+        return masks is self.ranking._live
+
+    def counts(self) -> np.ndarray:
+        """int64 kept weights per bin at the ranking's current cut."""
+        k = self.ranking._groups[0].k if self.ranking._groups else 0
+        c = k >> self._step_log
+        out = self._table[c].astype(np.int64)
+        out += np.bincount(self._bins[c << self._step_log : k], minlength=self.n_bins)[: self.n_bins]
+        return out
+
+
+def cut_counts_job(ranking: Ranking, bins: np.ndarray, n_bins: int, checkpoints: int = BIN_CHECKPOINTS
+                   ) -> Generator[Step, None, CutCounts | None]:
+    """A :class:`CutCounts` for ``bins`` (the bin of every weight, in the ranking's flat order:
+    its layers concatenated). None where the counts are not one cut of one order (a ``layer``
+    scope, a ``channel`` structure's ranking works too; an N:M ranking does not move)."""
+    if not isinstance(ranking, Ranking) or ranking.scope != "global" or len(ranking._groups) != 1:
+        return None
+    d = ranking.total_count
+    bins = np.asarray(bins).reshape(-1)
+    if bins.size != d:
+        raise ValueError(f"{bins.size} bins for {d} weights")
+    step_log = max(0, (max(1, -(-d // checkpoints)) - 1).bit_length())
+    step = 1 << step_log
+    n = -(-d // step) if d else 0
+    yield Step("counting per pixel: order", 0.0)
+    in_order = bins.astype(np.uint32, copy=False)[ranking._order]
+    big = int(np.bincount(bins, minlength=n_bins).max()) if d else 0
+    table = np.zeros((n + 1, n_bins), dtype=np.uint16 if big < 2**16 else np.uint32)
+    for c in range(n):
+        table[c + 1] = table[c] + np.bincount(in_order[c * step : (c + 1) * step], minlength=n_bins)[:n_bins]
+        if c % 8 == 7:
+            yield Step("counting per pixel", (c + 1) / n)
+    return CutCounts(ranking, in_order, table, step_log)
 
 
 def build_ranking(

@@ -7,6 +7,7 @@ one (JobRunner.retire, through AppState.origin_changed). A mixin of
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -142,7 +143,8 @@ class ModelRequests:
         # the old and new cut. Large models get live views (no copy); consumers that keep a mask
         # (snapshot, sessions, training jobs) copy it.
         masks = rk.mask_at(density, copy=rk.total() <= COPY_MASK_LIMIT)
-        s.set_masks(masks, dirty=dirty, counts=rk.layer_kept())
+        totals = {n: math.prod(shape) for n, shape in zip(rk.names, rk.shapes)}
+        s.set_masks(masks, dirty=dirty, counts=rk.layer_kept(), totals=totals)
 
     def _cancel_training(self) -> None:
         for kind in TRAINING_KINDS:

@@ -191,16 +191,17 @@ class AppState(QObject):
 
     # --- pruning --------------------------------------------------------------------------
     def set_masks(self, masks, dirty: bool = True, counts: dict[str, int] | None = None,
-                  source: str | None = None) -> None:
-        """Install a mask. ``counts`` (kept per layer) comes from the ranking, which maintains it
-        incrementally; otherwise it is counted once here (core MaskSet.layers). ``source``: the
-        file it was read from (None: the slider's ranking)."""
+                  source: str | None = None, totals: dict[str, int] | None = None) -> None:
+        """Install a mask. ``counts`` (kept per layer) and ``totals`` (weights per layer) come
+        from the ranking, which maintains them without reading its masks (a large ranking's live
+        masks are written per layer when read); otherwise they are counted here (core
+        MaskSet.layers). ``source``: the file it was read from (None: the slider's ranking)."""
         self.masks = masks
         self.mask_source = source
         if masks is None:
             self.layer_kept, self.layer_total = {}, {}
         else:
-            self.layer_total = {n: m.numel() for n, m in masks.masks.items()}
+            self.layer_total = dict(totals) if totals is not None else {n: m.numel() for n, m in masks.masks.items()}
             self.layer_kept = dict(counts) if counts is not None else {ld.name: ld.kept for ld in masks.layers()}
         self.masks_changed.emit()
         if dirty:

@@ -36,6 +36,8 @@ COLOUR_MODES = {
     "models": "diff of two models: B vs A",
 }
 AREA_MODES = {"params": "area ∝ parameters", "equal": "equal areas"}
+# rankings of at least this many weights get pixel counts (below, counting the masks takes a few ms)
+COUNTER_MIN_WEIGHTS = 2_000_000
 
 
 def _swatch(rgba) -> str:
@@ -88,6 +90,10 @@ class OverviewView(QWidget):
         self._labels: list = []
         self._image: np.ndarray | None = None
         self._built_for = None  # (loaded, params) the overview was built from
+        # core.pruning.ranking.CutCounts of the current ranking over the tiles' pixels: a slider
+        # move then counts the kept weights per pixel without reading a mask (large models)
+        self._counter = None
+        self._counter_for = None  # (overview, ranking) the counter was asked for
         self._loaded = None
 
         self.mode_box = QComboBox()
@@ -194,6 +200,7 @@ class OverviewView(QWidget):
         if key == self._built_for:
             return
         self._built_for = key
+        self._counter = self._counter_for = None  # they hold the old model's ranking
         model, params, names, dataset = s.loaded.model, s.params, list(s.prunable), s.dataset_name
         self.title.setText("<i>laying out the tiles…</i>")
 
@@ -246,8 +253,38 @@ class OverviewView(QWidget):
     def _masks_changed(self) -> None:
         if self.overview is None or self.state.masks is None:
             return
-        self.overview.set_mask(self.state.masks.masks, self.state.layer_kept)
+        ov, masks, counter = self.overview, self.state.masks.masks, self._counter
+        if counter is not None and ov.reference is None and self._counter_for[0] is ov and counter.follows(masks):
+            ov.set_kept(counter.counts())
+        else:
+            ov.set_mask(masks, self.state.layer_kept)
+            self._request_counter()
         self.redraw()
+
+    def _request_counter(self) -> None:
+        """Build the pixel counts of the current ranking (one pass through its order, in a job)
+        when the slider shows a large model's ranking."""
+        ov, rk = self.overview, self.state.current_ranking()
+        if ov is None or rk is None or rk.total() < COUNTER_MIN_WEIGHTS or self._counter_for == (ov, rk):
+            return
+        self._counter_for = (ov, rk)
+        self._counter = None
+
+        def build():
+            from visualizer.core.pruning.ranking import cut_counts_job
+
+            return (yield from cut_counts_job(rk, ov.pixel_ids(rk.names, rk.shapes), ov.n_pixels))
+
+        def done(counter) -> None:
+            if self._counter_for == (ov, rk):
+                self._counter = counter
+
+        def dropped(*_args) -> None:  # cancelled or failed: the next move asks again
+            if self._counter_for == (ov, rk):
+                self._counter_for = None
+
+        self.window.jobs.submit("overview-counts", "overview: pixel counts of the ranking", build,
+                                on_result=done, on_error=dropped, on_cancel=dropped)
 
     def _scores_changed(self) -> None:
         if self.overview is None:
