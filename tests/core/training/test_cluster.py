@@ -114,7 +114,7 @@ def test_a_worker_that_dies_mid_cell_is_retried_without_duplicate_or_hole(local_
 def test_cancel_cancels_the_tasks_and_keeps_finished_rows(local_cluster, mlp, digits, serial_rows, tmp_path):
     def slow_after_first(cell, model, data, init_state, cache):
         if cell.index > 0:
-            time.sleep(120)
+            time.sleep(600)  # far beyond the wait below: only a real cancel frees the workers in time
         return run_cell(cell, model, data, init_state, cache)
 
     path = tmp_path / "rows.csv"
@@ -127,7 +127,9 @@ def test_cancel_cancels_the_tasks_and_keeps_finished_rows(local_cluster, mlp, di
     start = time.monotonic()
     job.close()  # the window's cancel; Ctrl+C in the CLI closes the job the same way
     while ray.available_resources().get("CPU", 0) < 2:  # the sleeping tasks are gone, not finishing
-        assert time.monotonic() - start < 30, "cancelled tasks still hold the workers"
+        # a liveness bound, not a speed claim: 120 s is far above a cancel on a loaded machine
+        # (about 20 s seen in a full suite run on 2 cores) and far below the tasks' 600 s sleep
+        assert time.monotonic() - start < 120, "cancelled tasks still hold the workers"
         time.sleep(0.2)
     kept = read_rows(path)
     same_rows(kept, serial_rows[:1])
