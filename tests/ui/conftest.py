@@ -34,6 +34,15 @@ def wait_idle(qtbot, window, timeout=20000):
     qtbot.waitUntil(lambda: not window.jobs.is_running(), timeout=timeout)
 
 
+def open_profile(qtbot, window):
+    """Bring the density profile to the front and wait until its FLOPs and groups are in."""
+    window.docks["profile"].raise_()
+    view = window.views["profile"]
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: view.flops is not None and view.groups is not None, timeout=20000)
+    return view
+
+
 def drop_file(window, path) -> None:
     """Drop ``path`` on the window as a file manager does (a copy action with the file's URL)."""
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl

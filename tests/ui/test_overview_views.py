@@ -3,7 +3,7 @@
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
 
-from tests.ui.conftest import wait_idle
+from tests.ui.conftest import open_profile, wait_idle
 
 
 def overview(qtbot, window):
@@ -197,14 +197,6 @@ def test_a_session_keeps_the_overview_modes(qtbot, window, tmp_path):
     assert (view.mode, view.area) == ("kept", "equal")
 
 
-def _profile(qtbot, window):
-    window.docks["profile"].raise_()
-    view = window.views["profile"]
-    wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: view.flops is not None and view.groups is not None, timeout=10000)
-    return view
-
-
 def test_the_profile_toggles_to_one_row_per_coupled_group(qtbot, window):
     from visualizer.core.pruning.profile import group_profile
 
@@ -212,7 +204,7 @@ def test_the_profile_toggles_to_one_row_per_coupled_group(qtbot, window):
     wait_idle(qtbot, window)
     window.pruning_panel.set_density(0.2)
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     assert view.table.rowCount() == len(window.state.prunable)
     view.unit_box.setCurrentIndex(view.unit_box.findData("group"))  # the user's toggle
     assert view.mode == "group" and view.lambda_button.text() == "λ_max per coupled group"
@@ -249,7 +241,7 @@ def test_every_allocation_rule_compares_at_the_exact_global_count(qtbot, window)
 
     window.pruning_panel.set_density(0.1)
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     box = view.compare_box
     offered = [i for i in range(box.count()) if box.itemText(i).startswith("allocation:")]
     assert [box.itemData(i)[1] for i in offered] == list(ALLOCATIONS)  # every rule, once
@@ -268,7 +260,7 @@ def test_every_allocation_rule_compares_at_the_exact_global_count(qtbot, window)
 
 
 def test_owl_without_data_says_so_in_one_line(qtbot, window):
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     window.state.dataset = None  # a model loaded without a dataset
     view.add_comparison(("magnitude", "owl"))
     assert "needs calibration data" in view.note.text() and "\n" not in view.note.text()
@@ -283,7 +275,7 @@ def test_lambda_max_per_layer_fills_the_column_and_paints_the_graph(qtbot, windo
     monkeypatch.setattr(profile_mod, "LANCZOS_STEPS", 8)
     window.pruning_panel.set_density(0.5)
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     qtbot.mouseClick(view.lambda_button, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, window, timeout=60000)
     qtbot.waitUntil(lambda: "layer" in view.curvature, timeout=60000)
@@ -318,7 +310,7 @@ def test_lambda_max_per_group_paints_every_layer_of_the_group(qtbot, window, mon
     monkeypatch.setattr(profile_mod, "LANCZOS_STEPS", 4)
     window.request_load("resnet-mini")
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     view.set_mode("group")
     qtbot.mouseClick(view.lambda_button, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, window, timeout=120000)
@@ -356,6 +348,6 @@ def test_sensitivity_rows_paint_the_graph(qtbot, window):
 def test_the_profile_leaves_the_panels_their_width_at_1280(qtbot, window):
     """Its controls in one row made the right dock area 1,039 px wide at least: at 1280x720 the
     model and pruning panels were cut. Two rows, a short comparison box and a cut note."""
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     view._say("λ_max per coupled group at density 20.0% (5 units, 128 test samples); on the Graph view " * 3)
     assert view.minimumSizeHint().width() <= 600

@@ -7,16 +7,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.ui.conftest import wait_idle
+from tests.ui.conftest import open_profile, wait_idle
 from visualizer.core.pruning.profile import read_profile_csv
-
-
-def _profile(qtbot, window):
-    window.docks["profile"].raise_()
-    view = window.views["profile"]
-    wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: view.flops is not None and view.groups is not None, timeout=20000)
-    return view
 
 
 def _compare(qtbot, window, view, entry) -> None:
@@ -30,7 +22,7 @@ def _compare(qtbot, window, view, entry) -> None:
 def test_csv_exports_the_rows_of_either_mode(qtbot, window, tmp_path):
     window.pruning_panel.set_density(0.3)
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     _compare(qtbot, window, view, ("random", "global"))
     _compare(qtbot, window, view, ("allocation", "erk"))
     qtbot.waitUntil(lambda: "random · global" in view.series, timeout=20000)

@@ -6,16 +6,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from tests.ui.conftest import wait_idle
+from tests.ui.conftest import open_profile, wait_idle
 from visualizer.ui.files import sessions
-
-
-def _profile(qtbot, window):
-    window.docks["profile"].raise_()
-    view = window.views["profile"]
-    wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: view.flops is not None and view.groups is not None, timeout=20000)
-    return view
 
 
 def _choose(box, data) -> None:
@@ -32,7 +24,7 @@ def _lambda_max(qtbot, window, view) -> dict:
 def _reopen(qtbot, window, path):
     window.open_session(str(path))
     wait_idle(qtbot, window, timeout=60000)
-    return _profile(qtbot, window)
+    return open_profile(qtbot, window)
 
 
 def test_a_session_restores_mode_comparisons_and_a_current_lambda_max(qtbot, window, tmp_path, monkeypatch):
@@ -41,7 +33,7 @@ def test_a_session_restores_mode_comparisons_and_a_current_lambda_max(qtbot, win
     monkeypatch.setattr(profile_mod, "LANCZOS_STEPS", 6)
     window.pruning_panel.set_density(0.4)
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     lam = _lambda_max(qtbot, window, view)  # per layer, at this mask
     _choose(view.compare_box, ("random", "global"))
     qtbot.mouseClick(view.add_button, Qt.MouseButton.LeftButton)
@@ -72,7 +64,7 @@ def test_a_lambda_max_of_another_mask_is_not_restored_as_current(qtbot, window, 
     monkeypatch.setattr(profile_mod, "LANCZOS_STEPS", 6)
     window.pruning_panel.set_density(0.4)
     wait_idle(qtbot, window)
-    view = _profile(qtbot, window)
+    view = open_profile(qtbot, window)
     _lambda_max(qtbot, window, view)
     assert profile_mod.curvature_is_current(view, "layer")
     window.pruning_panel.set_density(0.2)  # the mask moves on: the column is of the old one
