@@ -123,11 +123,19 @@ def private_view(model: nn.Module) -> nn.Module:
     it changes here, so another job's forward pass through ``model`` (the window's shown version,
     which every job only reads) never sees it. Writes *into* the tensors (training, ``.grad``)
     still need a deep copy. A TorchScript module is returned as it is (it cannot be copied so,
-    and neither hooks nor functional_call apply to it)."""
+    and neither hooks nor functional_call apply to it), and so is a model whose module tree deepcopy
+    cannot copy (its callers then work on the model itself, as before private views)."""
     import copy
 
     if isinstance(model, torch.jit.ScriptModule):
         return model
 
+    # every tensor is shared: parameters, buffers, and tensors kept as plain attributes (the
+    # computed weight of torch.nn.utils.prune or weight_norm, which deepcopy refuses to copy)
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    return copy.deepcopy(model, memo)
+    for module in model.modules():
+        memo.update((id(v), v) for v in vars(module).values() if isinstance(v, torch.Tensor))
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # noqa: BLE001 - a module deepcopy cannot copy: read the model itself
+        return model

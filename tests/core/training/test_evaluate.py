@@ -101,3 +101,17 @@ def test_a_model_that_cannot_run_channels_last_is_evaluated_as_it_is(digits):
     ws = Workspace(m, digits, model_ref="viewnet")
     rows = run(sensitivity_job(ws, SensitivityConfig(criterion="magnitude", levels=(0.5,)))).rows
     assert {r["unit"] for r in rows} == {"conv.weight", "fc.weight"}
+
+
+def test_a_model_pruned_with_torch_prune_evaluates(digits):
+    """torch.nn.utils.prune keeps the computed weight as a plain non-leaf tensor attribute, which
+    deepcopy refuses: the private view shares it (evaluation crashed on such a model)."""
+    m = load_model("lenet").model.eval()
+    from torch.nn.utils import prune
+
+    prune.l1_unstructured(m.conv1, "weight", amount=0.5)
+    batches = evaluation_batches(digits)
+    out = torch.cat([m(x) for x, _ in batches]).detach()  # with grad: conv1.weight is now a non-leaf
+    y = torch.cat([y for _, y in batches])
+    plain = float((out.argmax(1) == y).float().mean())
+    assert evaluate(m, batches).accuracy == pytest.approx(plain)
