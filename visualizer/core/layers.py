@@ -123,19 +123,29 @@ def private_view(model: nn.Module) -> nn.Module:
     it changes here, so another job's forward pass through ``model`` (the window's shown version,
     which every job only reads) never sees it. Writes *into* the tensors (training, ``.grad``)
     still need a deep copy. A TorchScript module is returned as it is (it cannot be copied so,
-    and neither hooks nor functional_call apply to it), and so is a model whose module tree deepcopy
-    cannot copy (its callers then work on the model itself, as before private views)."""
-    import copy
+    and neither hooks nor functional_call apply to it).
+
+    Each module is copied shallowly (every attribute shared) and gets its own dicts --
+    ``_parameters``, ``_buffers``, ``_modules`` and the hook dicts -- so a swap or a hook lands in
+    the view's dict, never in the model's. A module reached twice stays one module. This is about
+    three times cheaper than ``copy.deepcopy`` with a memo of the tensors (which took 3 ms of a
+    7 ms masked evaluation of lenet) and never copies a tensor, including the non-leaf weight that
+    torch.nn.utils.prune or weight_norm keep as a plain attribute, which deepcopy refuses."""
 
     if isinstance(model, torch.jit.ScriptModule):
         return model
+    seen: dict[int, nn.Module] = {}
 
-    # every tensor is shared: parameters, buffers, and tensors kept as plain attributes (the
-    # computed weight of torch.nn.utils.prune or weight_norm, which deepcopy refuses to copy)
-    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    for module in model.modules():
-        memo.update((id(v), v) for v in vars(module).values() if isinstance(v, torch.Tensor))
-    try:
-        return copy.deepcopy(model, memo)
-    except Exception:  # noqa: BLE001 - a module deepcopy cannot copy: read the model itself
-        return model
+    def view_of(module: nn.Module) -> nn.Module:
+        if id(module) in seen:
+            return seen[id(module)]
+        new = object.__new__(type(module))  # what copy.copy does, without the pickle protocol
+        # _parameters, _buffers, _modules and every hook dict: the view's own
+        new.__dict__ = {k: v.copy() if isinstance(v, dict) else v for k, v in vars(module).items()}
+        seen[id(module)] = new
+        for name, child in module._modules.items():
+            if child is not None:
+                new._modules[name] = view_of(child)
+        return new
+
+    return view_of(model)
