@@ -18,7 +18,7 @@ FAST = {"spectrum": dict(top_k=2, probes=3, taus=(0, 10)), "density-law": dict(r
 def _drawn(pid: str, view):
     """What a slide shows now, in the terms a viewer would count."""
     if pid == "spectrum":
-        return (len(view.spectra), 0 if view.rewind is None else len(view.rewind.tau))
+        return (len(view.spectra), 0 if view.rewind is None else len(view.rewind.tau), view.rewind_pending is not None)
     if pid == "density-law":
         return len(view.figure.lines[1].x)
     if pid == "snip-vs-magnitude":
@@ -63,8 +63,9 @@ def test_a_computing_slide_shows_its_partial_figure_as_it_fills(qtbot, window, m
     partial, final = seen[:-1], seen[-1]
     assert partial, "nothing drawn before the job ended"
     if pid == "spectrum":
-        assert partial[0] == (1, 0)  # the dense spectrum while its density probes run
-        assert (2, 1) in partial and final == (2, 2)  # both, then the rewind points one by one
+        assert partial[0] == (1, 0, True)  # the dense spectrum while its density probes run
+        # both, then the rewind points one by one, said to be computing (not "missing") until done
+        assert (2, 1, True) in partial and final == (2, 2, False)
     elif pid == "density-law":
         assert partial[0] < final and partial == sorted(partial) and final == 4  # a point per round
     elif pid == "snip-vs-magnitude":

@@ -182,7 +182,9 @@ def show_spectrum(view, r) -> None:
     if r.masked is not None:
         spectra.append(spectrum_data(r.masked, f"masked ({r.density:.0%})"))
     view.set_spectra(spectra)
-    view.set_rewind(rewind_series(r.taus[:len(r.rewinds)], r.rewinds) if r.rewinds else None)
+    left = len(r.taus) - len(r.rewinds)
+    view.set_rewind(rewind_series(r.taus[:len(r.rewinds)], r.rewinds) if r.rewinds else None,
+                    pending=f"computing the rewind series:\n{len(r.rewinds)} of {len(r.taus)} points" if left else None)
 
 
 def show_lth(view: FigureView, result) -> None:

@@ -85,6 +85,7 @@ class SpectrumView(AnalysisView):
             plot.getAxis("left").enableAutoSIPrefix(False)
         self.spectra: list[SpectrumData] = []
         self.rewind: RewindSeries | None = None
+        self.rewind_pending: str | None = None  # a partial figure: the series being computed
         self.ready()
 
     def _sync_kappa_box(self) -> None:
@@ -95,13 +96,16 @@ class SpectrumView(AnalysisView):
         self.spectra = list(spectra)
         self.redraw()
 
-    def set_rewind(self, series: RewindSeries | None) -> None:
-        """lambda_max and kappa of H_tau^m against tau (the rewinding argument of Frankle et al. 2020)."""
+    def set_rewind(self, series: RewindSeries | None, pending: str | None = None) -> None:
+        """lambda_max and kappa of H_tau^m against tau (the rewinding argument of Frankle et al. 2020).
+        ``pending``: the series is being computed (a partial figure): said instead of the hint
+        that one is missing."""
         if series is not None and not (
             len(series.tau) == len(series.lambda_max) == len(series.condition)
         ):
             raise ValueError("tau, lambda_max and condition must have the same length")
         self.rewind = series
+        self.rewind_pending = pending
         self.redraw()
 
     # drawing ------------------------------------------------------------------------------------
@@ -168,9 +172,10 @@ class SpectrumView(AnalysisView):
         theme = self.theme
         if self.rewind is None or len(self.rewind.tau) == 0:
             # short lines: at 1280x720 this plot is a quarter of the view, ~300 px wide
-            hint = pg.TextItem("no rewind series yet:\nit needs snapshots of an IMP run\n"
-                               "(the preset 'Masked vs dense\nHessian spectrum' computes one)",
-                               color=theme.muted, anchor=(0.5, 0.5))
+            text = self.rewind_pending or (
+                "no rewind series yet:\nit needs snapshots of an IMP run\n"
+                "(the preset 'Masked vs dense\nHessian spectrum' computes one)")
+            hint = pg.TextItem(text, color=theme.muted, anchor=(0.5, 0.5))
             hint.setPos(0.5, 0.5)
             self.tau_plot.addItem(hint)
             self.tau_plot.setRange(xRange=(0, 1), yRange=(0, 1))
