@@ -46,6 +46,20 @@ def test_spectrum_view_draws_dense_and_masked(qtbot):
         view.set_rewind(RewindSeries([0, 1], [1.0], [1.0, 2.0]))
 
 
+def test_a_trace_without_a_standard_error_gets_no_error_bar(qtbot):
+    """While the masked density fills, its trace is the SLQ estimate, which has no standard error:
+    it was labelled "+- 0", as if exact. Now the bar says where the number comes from."""
+    import pyqtgraph as pg
+
+    view = SpectrumView()
+    qtbot.addWidget(view)
+    view.set_spectra([SpectrumData("dense", [4.0], [-0.5], trace=12.0, trace_err=0.5, trace_source="hutchinson"),
+                      SpectrumData("masked", [2.0], [0.1], trace=5.0, trace_source="slq")])
+    labels = [i.toPlainText() for i in view.trace_plot.items if isinstance(i, pg.TextItem)]
+    assert labels == ["12 +- 0.5", "5 (slq, no error bar)"]
+    assert len([i for i in view.trace_plot.items if isinstance(i, pg.ErrorBarItem)]) == 1
+
+
 def test_landscape_view_marks_barrier_and_points(qtbot):
     view = LandscapeView()
     qtbot.addWidget(view)

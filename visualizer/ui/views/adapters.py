@@ -71,6 +71,7 @@ def spectrum_data(spectrum: Any, label: str) -> SpectrumData:
         trace=spectrum.trace,
         trace_err=spectrum.trace_stderr,
         hvps=spectrum.hvps,
+        trace_source=getattr(spectrum, "trace_source", None),
     )
 
 

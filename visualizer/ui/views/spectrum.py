@@ -31,7 +31,9 @@ class SpectrumData:
     label: 'dense' or 'masked' (legend text).
     top: the top-k eigenvalues (any order); bottom: the bottom-k eigenvalues.
     grid, density: the SLQ spectral density sampled on ``grid`` (same length), or None.
-    trace, trace_err: Hutchinson trace estimate and its standard error, or None.
+    trace, trace_err: the trace estimate and its standard error, or None (no error bar: the SLQ
+        estimate while the density is computed, or one Hutchinson probe).
+    trace_source: where the trace comes from ('hutchinson', 'eigenvalues' (exact), 'slq'), or None.
     hvps: number of Hessian-vector products used (shown in the legend), or None.
     """
 
@@ -43,6 +45,7 @@ class SpectrumData:
     trace: float | None = None
     trace_err: float | None = None
     hvps: int | None = None
+    trace_source: str | None = None
 
 
 @dataclass
@@ -140,23 +143,28 @@ class SpectrumView(AnalysisView):
                 dens = np.maximum(np.nan_to_num(np.asarray(sp.density, dtype=float)), DENSITY_FLOOR)
                 self.density_plot.plot(grid, dens, pen=self.pen(i), name=name)
             if sp.trace is not None:
-                err = float(sp.trace_err or 0.0)
+                # an error bar only where there is a standard error: "+- 0" would claim an exact
+                # trace where the estimate (SLQ while it fills, one probe) has none
+                known = sp.trace_err is not None and np.isfinite(sp.trace_err)
+                err = float(sp.trace_err) if known else 0.0
                 bar = pg.BarGraphItem(
                     x=[i], height=[sp.trace], width=0.6, brush=pg.mkBrush(color),
                     pen=pg.mkPen(theme.foreground),
                 )
                 self.trace_plot.addItem(bar)
-                self.trace_plot.addItem(pg.ErrorBarItem(
-                    x=np.array([i]), y=np.array([sp.trace]), height=np.array([2 * err]),
-                    beam=0.25, pen=pg.mkPen(theme.foreground, width=theme.line_width),
-                ))
-                label = pg.TextItem(
-                    f"{sp.trace:.4g} +- {err:.2g}", color=theme.foreground, anchor=(0.5, 1.2)
-                )
+                if known:
+                    self.trace_plot.addItem(pg.ErrorBarItem(
+                        x=np.array([i]), y=np.array([sp.trace]), height=np.array([2 * err]),
+                        beam=0.25, pen=pg.mkPen(theme.foreground, width=theme.line_width),
+                    ))
+                text = (f"{sp.trace:.4g} +- {err:.2g}" if known
+                        else f"{sp.trace:.4g} ({sp.trace_source or 'estimate'}, no error bar)")
+                label = pg.TextItem(text, color=theme.foreground, anchor=(0.5, 1.2))
                 label.setPos(i, max(sp.trace + err, 0.0))
                 self.trace_plot.addItem(label)
         traces = [
-            sp.trace + float(sp.trace_err or 0.0) for sp in self.spectra if sp.trace is not None
+            sp.trace + (float(sp.trace_err) if sp.trace_err is not None and np.isfinite(sp.trace_err) else 0.0)
+            for sp in self.spectra if sp.trace is not None
         ]
         if traces:
             lows = [min(sp.trace, 0.0) for sp in self.spectra if sp.trace is not None]
