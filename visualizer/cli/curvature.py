@@ -170,16 +170,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
                        zip(taus, run(spectrum.spectrum_over_rewinds(model, snaps, mask, ev, opts, **kw), progress))]
     finally:
         progress.close()
-    result = {
-        "model": loaded.ref,
-        "eval_samples": ev.n_samples,
-        "eval_batches": len(ev.batches),
-        "mask": args.mask,
-        "density": None if mask is None else mask.density(),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "device": device_label(args.device),
-        "dense": dense.to_json(),
-    }
+    result = {**_run_fields(args, loaded, ev, mask, t0), "dense": dense.to_json()}
     if masked is not None:
         result["masked"] = masked.to_json()
     if rewinds is not None:
@@ -226,17 +217,8 @@ def _per_layer(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     finally:
         progress.close()
-    result = {
-        "model": loaded.ref,
-        "unit": args.per_layer,
-        "eval_samples": ev.n_samples,
-        "eval_batches": len(ev.batches),
-        "mask": args.mask,
-        "density": None if mask is None else mask.density(),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "device": device_label(args.device),
-        "units": [u.to_json() for u in units.values()],
-    }
+    result = {**_run_fields(args, loaded, ev, mask, t0), "unit": args.per_layer,
+              "units": [u.to_json() for u in units.values()]}
     if not write_result(args, result):
         rows = [[u.unit, u.dim, u.lambda_max, "exact" if u.exact else ("yes" if u.converged else "no"), u.hvps]
                 for u in units.values()]
@@ -353,3 +335,16 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     else:
         print(table([[k, v] for k, v in summary.items()], ["field", "value"]))
     return 0
+
+
+def _run_fields(args, loaded, ev, mask, t0: float) -> dict:
+    """The fields every Hessian result file starts with: what was measured, on what, how long."""
+    return {
+        "model": loaded.ref,
+        "eval_samples": ev.n_samples,
+        "eval_batches": len(ev.batches),
+        "mask": args.mask,
+        "density": None if mask is None else mask.density(),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "device": device_label(args.device),
+    }
