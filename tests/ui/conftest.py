@@ -34,6 +34,16 @@ def wait_idle(qtbot, window, timeout=20000):
     qtbot.waitUntil(lambda: not window.jobs.is_running(), timeout=timeout)
 
 
+def open_graph(qtbot, window):
+    """Bring the graph panel to the front and wait until its hierarchy is drawn and jobs are done."""
+    window.docks["graph"].raise_()
+    panel = window.views["graph"]
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: panel.view.hierarchy is not None, timeout=5000)
+    wait_idle(qtbot, window)
+    return panel
+
+
 def open_profile(qtbot, window):
     """Bring the density profile to the front and wait until its FLOPs and groups are in."""
     window.docks["profile"].raise_()

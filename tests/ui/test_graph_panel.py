@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.conftest import wait_idle
-
-
-def shown_panel(qtbot, window):
-    window.docks["graph"].raise_()
-    panel = window.views["graph"]
-    wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: panel.view.hierarchy is not None, timeout=5000)
-    wait_idle(qtbot, window)
-    return panel
+from tests.ui.conftest import open_graph, wait_idle
 
 
 def test_overlays_follow_the_masks_and_an_ab_compare(qtbot, window):
-    panel = shown_panel(qtbot, window)
+    panel = open_graph(qtbot, window)
     names = panel.overlays.names()
     assert "kept fraction" in names and "FLOPs" in names
     assert panel.view.overlay_name == "kept fraction"
@@ -43,7 +34,7 @@ def test_overlays_follow_the_masks_and_an_ab_compare(qtbot, window):
 
 
 def test_groups_carry_reasons_and_the_units_the_mask_keeps(qtbot, window):
-    panel = shown_panel(qtbot, window)
+    panel = open_graph(qtbot, window)
     groups = panel.view.groups
     assert groups and all(g.reasons and g.kept is not None for g in groups)
     conv1 = next(g for g in groups if "conv1" in g.label)
@@ -54,7 +45,7 @@ def test_groups_carry_reasons_and_the_units_the_mask_keeps(qtbot, window):
 def test_the_overlay_choice_is_saved_in_the_session(qtbot, window, tmp_path):
     from visualizer.ui.shell.window import MainWindow
 
-    panel = shown_panel(qtbot, window)
+    panel = open_graph(qtbot, window)
     panel.view.overlay_box.setCurrentText("FLOPs")
     path = tmp_path / "s.pviz"
     window.session_path = path
@@ -73,7 +64,7 @@ def test_the_overlay_choice_is_saved_in_the_session(qtbot, window, tmp_path):
 
 
 def test_masked_vs_shrunk_table(qtbot, window):
-    panel = shown_panel(qtbot, window)
+    panel = open_graph(qtbot, window)
     window.pruning_panel.set_density(0.5)
     wait_idle(qtbot, window)
     panel.compare_shrunk()
@@ -86,7 +77,7 @@ def test_masked_vs_shrunk_table(qtbot, window):
 
 
 def test_the_kept_units_of_a_shown_group_follow_the_slider(qtbot, window):
-    panel = shown_panel(qtbot, window)
+    panel = open_graph(qtbot, window)
     view = panel.view
     view.select("conv1", emit=True)  # as a click on conv1 does
     assert view.groups_tree.isVisible()
@@ -103,7 +94,7 @@ def test_the_kept_units_of_a_shown_group_follow_the_slider(qtbot, window):
 def test_a_double_click_on_a_layer_opens_its_heatmap(qtbot, window):
     from PySide6.QtCore import Qt
 
-    panel = shown_panel(qtbot, window)
+    panel = open_graph(qtbot, window)
     view = panel.view
     pos = view.canvas.mapFromScene(view.scene_pos_of("fc2"))
     vp = view.canvas.viewport()

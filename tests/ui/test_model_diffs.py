@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.ui.conftest import wait_idle
+from tests.ui.conftest import open_graph, wait_idle
 from visualizer.ui.views.diffs import NO_EARLIER_VERSION
-
-
-def shown_graph(qtbot, window):
-    window.docks["graph"].raise_()
-    panel = window.views["graph"]
-    wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: panel.view.hierarchy is not None, timeout=5000)
-    wait_idle(qtbot, window)
-    return panel
 
 
 def choose(box, key: str) -> None:
@@ -41,7 +32,7 @@ def fine_tuned(window) -> torch.nn.Module:
 
 
 def test_the_shrunk_model_on_the_graph(qtbot, window):
-    panel = shown_graph(qtbot, window)
+    panel = open_graph(qtbot, window)
     window.pruning_panel.set_density(0.5)
     wait_idle(qtbot, window)
     choose(panel.diff_box, "shrunk")
@@ -68,7 +59,7 @@ def test_the_shrunk_model_on_the_graph(qtbot, window):
 
 
 def test_before_and_after_training_on_the_graph(qtbot, window):
-    panel = shown_graph(qtbot, window)
+    panel = open_graph(qtbot, window)
     choose(panel.diff_box, "training")
     assert panel.status.text() == NO_EARLIER_VERSION  # one line, no job
     before = window.state.loaded.model
@@ -130,7 +121,7 @@ def test_the_overview_shows_weight_change_after_training(qtbot, window):
 
 
 def test_the_table_measures_the_diffs_shrunk_model(qtbot, window):
-    panel = shown_graph(qtbot, window)
+    panel = open_graph(qtbot, window)
     window.pruning_panel.set_density(0.5)
     choose(panel.diff_box, "shrunk")
     wait_idle(qtbot, window, timeout=60000)

@@ -135,22 +135,8 @@ class OverviewView(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setAutoDownsample(False)
         self.box.addItem(self.image)
-        self.frame = QGraphicsRectItem()
-        pen = QPen(QColor(230, 60, 20))
-        pen.setWidthF(2.0)
-        pen.setCosmetic(True)
-        self.frame.setPen(pen)
-        self.frame.setZValue(10)
-        self.frame.hide()
-        self.box.addItem(self.frame)
-        self.hover_frame = QGraphicsRectItem()
-        hpen = QPen(QColor(40, 40, 40))
-        hpen.setWidthF(1.0)
-        hpen.setCosmetic(True)
-        self.hover_frame.setPen(hpen)
-        self.hover_frame.setZValue(9)
-        self.hover_frame.hide()
-        self.box.addItem(self.hover_frame)
+        self.frame = self._outline(QColor(230, 60, 20), 2.0, 10)  # the selected tile
+        self.hover_frame = self._outline(QColor(40, 40, 40), 1.0, 9)  # the tile under the mouse
         self.canvas.scene().sigMouseMoved.connect(self._mouse_moved)
         self.canvas.scene().sigMouseClicked.connect(self._mouse_clicked)
 
@@ -188,6 +174,18 @@ class OverviewView(QWidget):
             self._model_changed()
 
     # --- state -> view ---------------------------------------------------------------------
+
+    def _outline(self, color: QColor, width: float, z: float) -> QGraphicsRectItem:
+        """A hidden rectangle outline on the tiles, its pen the same width at any zoom."""
+        item = QGraphicsRectItem()
+        pen = QPen(color)
+        pen.setWidthF(width)
+        pen.setCosmetic(True)
+        item.setPen(pen)
+        item.setZValue(z)
+        item.hide()
+        self.box.addItem(item)
+        return item
     def _model_changed(self) -> None:
         s = self.state
         if s.loaded is not self._loaded:  # a new load (not retrained weights): come to the front
